@@ -1,0 +1,36 @@
+/*
+ * ngx_zmq core: error lists.
+ *
+ * Every core call that can fail fills a zgw_errors_t with messages a person
+ * can act on; validation keeps going after the first error so that an
+ * operator sees every problem of a document at once.
+ */
+
+#ifndef ZGW_ERR_H
+#define ZGW_ERR_H
+
+#include <stddef.h>
+
+
+#define ZGW_OK      0
+#define ZGW_ERROR  -1
+
+
+typedef struct {
+    size_t   n;
+    size_t   cap;
+    char   **msgs;
+} zgw_errors_t;
+
+
+void zgw_errors_init(zgw_errors_t *errs);
+void zgw_errors_free(zgw_errors_t *errs);
+void zgw_errors_clear(zgw_errors_t *errs);
+void zgw_errors_add(zgw_errors_t *errs, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* moves every message of src to the end of dst; src is left empty */
+void zgw_errors_move(zgw_errors_t *dst, zgw_errors_t *src);
+/* the first message, or "" */
+const char *zgw_errors_first(const zgw_errors_t *errs);
+
+#endif /* ZGW_ERR_H */

@@ -1,0 +1,376 @@
+/*
+ * ngx_zmq core: the configuration store in Redis (blocking client).
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "zgw_store.h"
+
+
+struct zgw_store_s {
+    redisContext  *ctx;
+    char           url[512];
+};
+
+
+static int
+zgw_store_reply_error(zgw_store_t *st, redisReply *r, const char *what,
+    zgw_errors_t *errs)
+{
+    if (r == NULL) {
+        zgw_errors_add(errs, "redis %s: %s: %s", st->url, what,
+                       st->ctx->errstr[0] ? st->ctx->errstr
+                                          : "connection lost");
+        return ZGW_ERROR;
+    }
+
+    if (r->type == REDIS_REPLY_ERROR) {
+        zgw_errors_add(errs, "redis %s: %s: %s", st->url, what, r->str);
+        freeReplyObject(r);
+        return ZGW_ERROR;
+    }
+
+    return ZGW_OK;
+}
+
+
+zgw_store_t *
+zgw_store_connect(const char *url, int timeout_ms, zgw_errors_t *errs)
+{
+    redisReply        *r;
+    zgw_store_t       *st;
+    struct timeval     tv;
+    zgw_redis_addr_t   addr;
+
+    if (zgw_redis_addr_parse(&addr, url, errs) != ZGW_OK) {
+        return NULL;
+    }
+
+    st = calloc(1, sizeof(zgw_store_t));
+    if (st == NULL) {
+        zgw_errors_add(errs, "redis %s: out of memory", url);
+        return NULL;
+    }
+
+    snprintf(st->url, sizeof(st->url), "%s", url);
+
+    tv.tv_sec = timeout_ms / 1000;
+    tv.tv_usec = (timeout_ms % 1000) * 1000;
+
+    st->ctx = redisConnectWithTimeout(addr.host, addr.port, tv);
+    if (st->ctx == NULL || st->ctx->err) {
+        zgw_errors_add(errs, "redis %s: cannot connect: %s", url,
+                       st->ctx ? st->ctx->errstr : "out of memory");
+        zgw_store_close(st);
+        return NULL;
+    }
+
+    if (redisSetTimeout(st->ctx, tv) != REDIS_OK) {
+        zgw_errors_add(errs, "redis %s: cannot set a timeout", url);
+        zgw_store_close(st);
+        return NULL;
+    }
+
+    if (addr.password[0]) {
+        r = redisCommand(st->ctx, "AUTH %s", addr.password);
+        if (zgw_store_reply_error(st, r, "AUTH", errs) != ZGW_OK) {
+            zgw_store_close(st);
+            return NULL;
+        }
+        freeReplyObject(r);
+    }
+
+    if (addr.db) {
+        r = redisCommand(st->ctx, "SELECT %d", addr.db);
+        if (zgw_store_reply_error(st, r, "SELECT", errs) != ZGW_OK) {
+            zgw_store_close(st);
+            return NULL;
+        }
+        freeReplyObject(r);
+    }
+
+    return st;
+}
+
+
+void
+zgw_store_close(zgw_store_t *st)
+{
+    if (st == NULL) {
+        return;
+    }
+
+    if (st->ctx != NULL) {
+        redisFree(st->ctx);
+    }
+
+    free(st);
+}
+
+
+int
+zgw_store_version(zgw_store_t *st, long long *version, zgw_errors_t *errs)
+{
+    redisReply  *r;
+
+    r = redisCommand(st->ctx, "GET %s", ZGW_KEY_VERSION);
+    if (zgw_store_reply_error(st, r, "GET " ZGW_KEY_VERSION, errs) != ZGW_OK)
+    {
+        return ZGW_ERROR;
+    }
+
+    *version = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+    freeReplyObject(r);
+    return ZGW_OK;
+}
+
+
+int
+zgw_store_load(zgw_store_t *st, zgw_config_t *cfg, zgw_errors_t *errs)
+{
+    int            k, rc;
+    char           where[ZGW_NAME_MAX + 64];
+    size_t         i, argc;
+    json_t        *obj;
+    redisReply    *r, *list, *name, *text;
+    const char    *argv[2 + ZGW_KIND_MAX];
+    json_error_t   jerr;
+
+    argc = 0;
+    argv[argc++] = "EVAL";
+    argv[argc++] = zgw_store_snapshot_lua;
+    argv[argc++] = "0";
+    for (k = 0; k < ZGW_KIND_MAX; k++) {
+        argv[argc++] = zgw_kind_name(k);
+    }
+
+    r = redisCommandArgv(st->ctx, (int) argc, argv, NULL);
+    if (zgw_store_reply_error(st, r, "snapshot", errs) != ZGW_OK) {
+        return ZGW_ERROR;
+    }
+
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 1 + ZGW_KIND_MAX) {
+        zgw_errors_add(errs, "redis %s: snapshot: unexpected reply", st->url);
+        freeReplyObject(r);
+        return ZGW_ERROR;
+    }
+
+    rc = ZGW_OK;
+    cfg->version = strtoll(r->element[0]->str ? r->element[0]->str : "0",
+                           NULL, 10);
+
+    for (k = 0; k < ZGW_KIND_MAX; k++) {
+        list = r->element[1 + k];
+
+        for (i = 0; i + 1 < list->elements; i += 2) {
+            name = list->element[i];
+            text = list->element[i + 1];
+
+            snprintf(where, sizeof(where), "%s%s:%s", ZGW_KEY_OBJ,
+                     zgw_kind_name(k), name->str);
+
+            if (text->len == 0) {
+                zgw_errors_add(errs, "%s: listed in %s%s but missing", where,
+                               ZGW_KEY_INDEX, zgw_kind_name(k));
+                rc = ZGW_ERROR;
+                continue;
+            }
+
+            obj = json_loadb(text->str, text->len, 0, &jerr);
+            if (obj == NULL) {
+                zgw_errors_add(errs, "%s: invalid JSON at %d:%d: %s", where,
+                               jerr.line, jerr.column, jerr.text);
+                rc = ZGW_ERROR;
+                continue;
+            }
+
+            if (!json_is_object(obj)
+                || !json_is_string(json_object_get(obj, "name"))
+                || strcmp(json_string_value(json_object_get(obj, "name")),
+                          name->str) != 0)
+            {
+                zgw_errors_add(errs, "%s: the object's name does not match "
+                               "its key", where);
+                json_decref(obj);
+                rc = ZGW_ERROR;
+                continue;
+            }
+
+            if (zgw_config_put(cfg, k, obj, where, errs) != ZGW_OK) {
+                rc = ZGW_ERROR;
+            }
+
+            json_decref(obj);
+        }
+    }
+
+    freeReplyObject(r);
+    return rc;
+}
+
+
+typedef struct {
+    size_t        n;
+    size_t        cap;
+    const char  **argv;
+    char        **owned;
+    size_t        nowned;
+} zgw_argv_t;
+
+
+static int
+zgw_argv_push(zgw_argv_t *a, const char *s, int owned)
+{
+    size_t        cap;
+    const char  **argv;
+    char        **own;
+
+    if (a->n == a->cap) {
+        cap = a->cap ? a->cap * 2 : 64;
+        argv = realloc(a->argv, cap * sizeof(char *));
+        if (argv == NULL) {
+            return ZGW_ERROR;
+        }
+        a->argv = argv;
+        own = realloc(a->owned, cap * sizeof(char *));
+        if (own == NULL) {
+            return ZGW_ERROR;
+        }
+        a->owned = own;
+        a->cap = cap;
+    }
+
+    a->argv[a->n++] = s;
+    if (owned) {
+        a->owned[a->nowned++] = (char *) s;
+    }
+
+    return ZGW_OK;
+}
+
+
+static void
+zgw_argv_free(zgw_argv_t *a)
+{
+    size_t  i;
+
+    for (i = 0; i < a->nowned; i++) {
+        free(a->owned[i]);
+    }
+
+    free(a->owned);
+    free(a->argv);
+}
+
+
+int
+zgw_store_apply(zgw_store_t *st, const zgw_config_t *prev,
+    const zgw_config_t *next, int dry_run, long long *version,
+    size_t *changes, zgw_errors_t *errs)
+{
+    int          k, rc;
+    char        *text, *old, expected[32];
+    size_t       n;
+    json_t      *obj, *pobj;
+    zgw_argv_t   a;
+    redisReply  *r;
+    const char  *name;
+
+    memset(&a, 0, sizeof(a));
+    rc = ZGW_ERROR;
+    n = 0;
+
+    snprintf(expected, sizeof(expected), "%lld", prev->version);
+
+    if (zgw_argv_push(&a, "EVAL", 0) != ZGW_OK
+        || zgw_argv_push(&a, zgw_store_apply_lua, 0) != ZGW_OK
+        || zgw_argv_push(&a, "0", 0) != ZGW_OK
+        || zgw_argv_push(&a, expected, 0) != ZGW_OK)
+    {
+        goto nomem;
+    }
+
+    for (k = 0; k < ZGW_KIND_MAX; k++) {
+        json_object_foreach(next->objs[k], name, obj) {
+            text = zgw_object_dump(k, obj);
+            if (text == NULL) {
+                goto nomem;
+            }
+
+            pobj = zgw_config_get(prev, k, name);
+            if (pobj != NULL) {
+                old = zgw_object_dump(k, pobj);
+                if (old != NULL && strcmp(old, text) == 0) {
+                    free(old);
+                    free(text);
+                    continue;
+                }
+                free(old);
+            }
+
+            if (zgw_argv_push(&a, "put", 0) != ZGW_OK
+                || zgw_argv_push(&a, zgw_kind_name(k), 0) != ZGW_OK
+                || zgw_argv_push(&a, name, 0) != ZGW_OK
+                || zgw_argv_push(&a, text, 1) != ZGW_OK)
+            {
+                free(text);
+                goto nomem;
+            }
+            n++;
+        }
+
+        json_object_foreach(prev->objs[k], name, obj) {
+            if (zgw_config_get(next, k, name) != NULL) {
+                continue;
+            }
+
+            if (zgw_argv_push(&a, "delete", 0) != ZGW_OK
+                || zgw_argv_push(&a, zgw_kind_name(k), 0) != ZGW_OK
+                || zgw_argv_push(&a, name, 0) != ZGW_OK
+                || zgw_argv_push(&a, "", 0) != ZGW_OK)
+            {
+                goto nomem;
+            }
+            n++;
+        }
+    }
+
+    if (changes != NULL) {
+        *changes = n;
+    }
+
+    if (n == 0 || dry_run) {
+        if (version != NULL) {
+            *version = prev->version;
+        }
+        rc = ZGW_OK;
+        goto done;
+    }
+
+    r = redisCommandArgv(st->ctx, (int) a.n, a.argv, NULL);
+    if (zgw_store_reply_error(st, r, "write", errs) != ZGW_OK) {
+        goto done;
+    }
+
+    if (version != NULL) {
+        *version = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+    }
+
+    freeReplyObject(r);
+    rc = ZGW_OK;
+    goto done;
+
+nomem:
+
+    zgw_errors_add(errs, "redis %s: out of memory", st->url);
+
+done:
+
+    zgw_argv_free(&a);
+    return rc;
+}

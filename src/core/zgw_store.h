@@ -1,0 +1,59 @@
+/*
+ * ngx_zmq core: the configuration store in Redis (blocking client).
+ *
+ * Layout: zmq:obj:<kind>:<name> holds one object (JSON, secrets sealed),
+ * zmq:index:<kind> the set of names, zmq:version a counter. Writes go
+ * through one Lua script, so objects, indexes and the version change
+ * atomically; every change is PUBLISHed on zmq:events as
+ * {"version":N,"kind":"..","name":"..","op":"put|delete"}.
+ *
+ * This client blocks (with timeouts): it is for zmqctl, zmqd and tests,
+ * never for an NGINX worker.
+ */
+
+#ifndef ZGW_STORE_H
+#define ZGW_STORE_H
+
+#include "zgw_err.h"
+#include "zgw_model.h"
+#include "zgw_redis_url.h"
+
+
+#define ZGW_KEY_VERSION   "zmq:version"
+#define ZGW_KEY_EVENTS    "zmq:events"
+#define ZGW_KEY_OBJ       "zmq:obj:"
+#define ZGW_KEY_INDEX     "zmq:index:"
+
+
+typedef struct zgw_store_s  zgw_store_t;
+
+
+/* the Lua scripts, shared with the asynchronous followers */
+extern const char  zgw_store_snapshot_lua[];
+extern const char  zgw_store_apply_lua[];
+
+
+zgw_store_t *zgw_store_connect(const char *url, int timeout_ms,
+    zgw_errors_t *errs);
+void zgw_store_close(zgw_store_t *st);
+
+/*
+ * Loads a consistent snapshot into an empty cfg and sets cfg->version.
+ * Objects that do not validate are left out and reported (naming their
+ * key); the return value is then ZGW_ERROR but cfg holds every good object.
+ */
+int zgw_store_load(zgw_store_t *st, zgw_config_t *cfg, zgw_errors_t *errs);
+int zgw_store_version(zgw_store_t *st, long long *version,
+    zgw_errors_t *errs);
+
+/*
+ * Writes the difference between prev (as loaded, prev->version is the
+ * expected version) and next in one atomic step. Fails without writing
+ * anything if the stored version moved since prev was loaded. With dry_run
+ * it only counts the changes.
+ */
+int zgw_store_apply(zgw_store_t *st, const zgw_config_t *prev,
+    const zgw_config_t *next, int dry_run, long long *version,
+    size_t *changes, zgw_errors_t *errs);
+
+#endif /* ZGW_STORE_H */

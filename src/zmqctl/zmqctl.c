@@ -1,0 +1,707 @@
+/*
+ * zmqctl: the operator's command line for ngx_zmq.
+ *
+ * Imports and exports the whole configuration (one JSON document, all or
+ * nothing), reads, lists and deletes objects, and makes the key file that
+ * seals secrets. Talks to Redis with the blocking store client.
+ */
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "zgw_crypto.h"
+#include "zgw_err.h"
+#include "zgw_model.h"
+#include "zgw_store.h"
+
+
+#define ZMQCTL_EXIT_OK      0
+#define ZMQCTL_EXIT_FAIL    1
+#define ZMQCTL_EXIT_USAGE   2
+
+#define ZMQCTL_KEY_DEFAULT  "/etc/ngx_zmq/secret.key"
+#define ZMQCTL_TIMEOUT_MS   5000
+
+
+typedef struct {
+    const char   *redis;
+    const char   *key_file;
+    const char   *output;
+    int           check;
+    int           replace;
+    int           force;
+    int           argc;
+    char        **argv;
+} zmqctl_opts_t;
+
+
+typedef struct {
+    const char   *name;
+    int         (*run)(zmqctl_opts_t *o);
+    const char   *usage;
+    const char   *help;
+} zmqctl_cmd_t;
+
+
+static int zmqctl_import(zmqctl_opts_t *o);
+static int zmqctl_export(zmqctl_opts_t *o);
+static int zmqctl_get(zmqctl_opts_t *o);
+static int zmqctl_list(zmqctl_opts_t *o);
+static int zmqctl_delete(zmqctl_opts_t *o);
+static int zmqctl_keygen(zmqctl_opts_t *o);
+static int zmqctl_version(zmqctl_opts_t *o);
+
+
+static const zmqctl_cmd_t  zmqctl_cmds[] = {
+
+    { "import", zmqctl_import, "import [--check] [--replace] FILE",
+      "Imports a whole configuration from one JSON file (the format that\n"
+      "'export' writes). All or nothing: every object is validated, every\n"
+      "reference is checked against the file plus what Redis holds, and on\n"
+      "any error nothing is written and every error is listed.\n"
+      "Secrets in the file are sealed with the key file before they are\n"
+      "stored; a secret the file leaves out keeps its stored value.\n"
+      "\n"
+      "  --check     validate only; write nothing\n"
+      "  --replace   also delete the objects that the file does not have\n" },
+
+    { "export", zmqctl_export, "export [-o FILE]",
+      "Writes the whole configuration as JSON that 'import' accepts.\n"
+      "Secrets are left out.\n"
+      "\n"
+      "  -o, --output FILE   write to FILE instead of standard output\n" },
+
+    { "get", zmqctl_get, "get KIND NAME",
+      "Prints one object as JSON (secrets left out).\n" },
+
+    { "list", zmqctl_list, "list [KIND]",
+      "Lists objects, one per line: kind, name, active or inactive.\n" },
+
+    { "delete", zmqctl_delete, "delete KIND NAME",
+      "Deletes one object. Refuses while other objects refer to it, and\n"
+      "names them.\n" },
+
+    { "keygen", zmqctl_keygen, "keygen [--force]",
+      "Writes a new random 256-bit key to the key file (mode 0600).\n"
+      "Refuses to replace an existing key file unless --force is given:\n"
+      "secrets sealed with the old key no longer open with a new one.\n" },
+
+    { "version", zmqctl_version, "version",
+      "Prints zmqctl's version and the configuration version in Redis.\n" },
+
+    { NULL, NULL, NULL, NULL }
+};
+
+
+static void
+zmqctl_usage(FILE *out)
+{
+    const zmqctl_cmd_t  *c;
+
+    fprintf(out,
+            "usage: zmqctl [--redis URL] [--key-file PATH] COMMAND [ARGS]\n"
+            "\n"
+            "commands:\n");
+
+    for (c = zmqctl_cmds; c->name; c++) {
+        fprintf(out, "  %s\n", c->usage);
+    }
+
+    fprintf(out,
+            "\n"
+            "options:\n"
+            "  --redis URL        redis://[:password@]host[:port][/db];\n"
+            "                     default $ZMQ_REDIS, else %s\n"
+            "  --key-file PATH    key that seals secrets; default\n"
+            "                     $ZMQ_KEY_FILE, else %s\n"
+            "  -h, --help         help; 'zmqctl COMMAND --help' for one "
+            "command\n"
+            "\n"
+            "exit status: 0 success, 1 failure, 2 usage error\n",
+            ZGW_REDIS_DEFAULT, ZMQCTL_KEY_DEFAULT);
+}
+
+
+static void
+zmqctl_print_errors(const char *what, zgw_errors_t *errs)
+{
+    size_t  i;
+
+    if (errs->n == 1) {
+        fprintf(stderr, "zmqctl: %s: %s\n", what, errs->msgs[0]);
+        return;
+    }
+
+    fprintf(stderr, "zmqctl: %s: %zu errors:\n", what, errs->n);
+    for (i = 0; i < errs->n; i++) {
+        fprintf(stderr, "  - %s\n", errs->msgs[i]);
+    }
+}
+
+
+static zgw_store_t *
+zmqctl_connect(zmqctl_opts_t *o)
+{
+    zgw_store_t   *st;
+    zgw_errors_t   errs;
+
+    zgw_errors_init(&errs);
+    st = zgw_store_connect(o->redis, ZMQCTL_TIMEOUT_MS, &errs);
+    if (st == NULL) {
+        zmqctl_print_errors("store", &errs);
+    }
+    zgw_errors_free(&errs);
+    return st;
+}
+
+
+/* loads the stored configuration; objects that do not validate are warned */
+static zgw_config_t *
+zmqctl_load(zgw_store_t *st)
+{
+    size_t         i;
+    zgw_config_t  *cfg;
+    zgw_errors_t   errs;
+
+    cfg = zgw_config_new();
+    if (cfg == NULL) {
+        fprintf(stderr, "zmqctl: out of memory\n");
+        return NULL;
+    }
+
+    zgw_errors_init(&errs);
+
+    if (zgw_store_load(st, cfg, &errs) != ZGW_OK) {
+        if (errs.n == 0 || strncmp(errs.msgs[0], "redis ", 6) == 0) {
+            zmqctl_print_errors("store", &errs);
+            zgw_errors_free(&errs);
+            zgw_config_free(cfg);
+            return NULL;
+        }
+
+        for (i = 0; i < errs.n; i++) {
+            fprintf(stderr, "zmqctl: warning: ignoring a stored object: "
+                    "%s\n", errs.msgs[i]);
+        }
+    }
+
+    zgw_errors_free(&errs);
+    return cfg;
+}
+
+
+static int
+zmqctl_need_args(zmqctl_opts_t *o, const zmqctl_cmd_t *cmd, int min, int max)
+{
+    if (o->argc < min || o->argc > max) {
+        fprintf(stderr, "usage: zmqctl %s\n", cmd->usage);
+        return 0;
+    }
+
+    return 1;
+}
+
+
+static int
+zmqctl_kind_arg(const char *s)
+{
+    int  k;
+
+    k = zgw_kind_from_name(s);
+    if (k < 0) {
+        fprintf(stderr, "zmqctl: unknown kind '%s' (expected one of: "
+                "amqp_def, amqp_outconn, amqp_channel, http_outconn, "
+                "service, rest_channel, security, startup)\n", s);
+    }
+
+    return k;
+}
+
+
+static int
+zmqctl_import(zmqctl_opts_t *o)
+{
+    int            rc, k;
+    size_t         changes;
+    json_t        *obj;
+    zgw_key_t      key, *keyp;
+    long long      version;
+    const char    *file, *name;
+    zgw_store_t   *st;
+    zgw_errors_t   errs;
+    zgw_config_t  *file_cfg, *prev, *next;
+
+    file = o->argv[0];
+    rc = ZMQCTL_EXIT_FAIL;
+    st = NULL;
+    prev = NULL;
+    next = NULL;
+    keyp = NULL;
+    changes = 0;
+    version = 0;
+    zgw_errors_init(&errs);
+
+    file_cfg = zgw_config_new();
+    if (file_cfg == NULL) {
+        fprintf(stderr, "zmqctl: out of memory\n");
+        return ZMQCTL_EXIT_FAIL;
+    }
+
+    /*
+     * Every object of the file is validated on its own first; references
+     * are checked once the file is merged with what the store holds.
+     */
+    zgw_config_load_file(file_cfg, file, ZGW_LOAD_NO_REFS, &errs);
+
+    st = zmqctl_connect(o);
+    if (st == NULL) {
+        goto done;
+    }
+
+    prev = zmqctl_load(st);
+    if (prev == NULL) {
+        goto done;
+    }
+
+    next = o->replace ? zgw_config_new() : zgw_config_copy(prev);
+    if (next == NULL) {
+        fprintf(stderr, "zmqctl: out of memory\n");
+        goto done;
+    }
+
+    next->version = prev->version;
+
+    for (k = 0; k < ZGW_KIND_MAX; k++) {
+        json_object_foreach(file_cfg->objs[k], name, obj) {
+            json_object_set(next->objs[k], name, obj);
+        }
+    }
+
+    zgw_config_check_refs(next, &errs);
+
+    if (errs.n == 0 && zgw_config_needs_key(next, prev)) {
+        if (zgw_key_load(&key, o->key_file, &errs) == ZGW_OK) {
+            keyp = &key;
+        }
+    }
+
+    if (errs.n == 0) {
+        zgw_config_seal(next, prev, keyp, &errs);
+    }
+
+    if (errs.n == 0) {
+        zgw_store_apply(st, prev, next, o->check, &version, &changes, &errs);
+    }
+
+    if (errs.n) {
+        zmqctl_print_errors(file, &errs);
+        fprintf(stderr, "zmqctl: nothing was written\n");
+        goto done;
+    }
+
+    if (o->check) {
+        printf("%s: valid (%zu objects); an import would change %zu\n",
+               file, zgw_config_total(file_cfg), changes);
+        rc = ZMQCTL_EXIT_OK;
+        goto done;
+    }
+
+    printf("imported %s: %zu objects, %zu changed, version %lld\n", file,
+           zgw_config_total(file_cfg), changes, version);
+    rc = ZMQCTL_EXIT_OK;
+
+done:
+
+    zgw_errors_free(&errs);
+    zgw_config_free(file_cfg);
+    zgw_config_free(prev);
+    zgw_config_free(next);
+    zgw_store_close(st);
+    return rc;
+}
+
+
+static int
+zmqctl_export(zmqctl_opts_t *o)
+{
+    int            rc;
+    FILE          *out;
+    json_t        *doc;
+    zgw_store_t   *st;
+    zgw_config_t  *cfg;
+
+    st = zmqctl_connect(o);
+    if (st == NULL) {
+        return ZMQCTL_EXIT_FAIL;
+    }
+
+    cfg = zmqctl_load(st);
+    zgw_store_close(st);
+    if (cfg == NULL) {
+        return ZMQCTL_EXIT_FAIL;
+    }
+
+    doc = zgw_config_export(cfg, 0);
+    zgw_config_free(cfg);
+    if (doc == NULL) {
+        fprintf(stderr, "zmqctl: out of memory\n");
+        return ZMQCTL_EXIT_FAIL;
+    }
+
+    out = stdout;
+    if (o->output != NULL) {
+        out = fopen(o->output, "w");
+        if (out == NULL) {
+            perror(o->output);
+            json_decref(doc);
+            return ZMQCTL_EXIT_FAIL;
+        }
+    }
+
+    rc = json_dumpf(doc, out, JSON_INDENT(2) | JSON_SORT_KEYS) == 0
+         && fputc('\n', out) != EOF;
+
+    if (out != stdout) {
+        rc = (fclose(out) == 0) && rc;
+    } else {
+        rc = (fflush(out) == 0) && rc;
+    }
+
+    json_decref(doc);
+
+    if (!rc) {
+        fprintf(stderr, "zmqctl: export: write failed\n");
+        return ZMQCTL_EXIT_FAIL;
+    }
+
+    return ZMQCTL_EXIT_OK;
+}
+
+
+static int
+zmqctl_get(zmqctl_opts_t *o)
+{
+    int            k;
+    json_t        *obj, *shown;
+    zgw_store_t   *st;
+    zgw_config_t  *cfg;
+
+    k = zmqctl_kind_arg(o->argv[0]);
+    if (k < 0) {
+        return ZMQCTL_EXIT_USAGE;
+    }
+
+    st = zmqctl_connect(o);
+    if (st == NULL) {
+        return ZMQCTL_EXIT_FAIL;
+    }
+
+    cfg = zmqctl_load(st);
+    zgw_store_close(st);
+    if (cfg == NULL) {
+        return ZMQCTL_EXIT_FAIL;
+    }
+
+    obj = zgw_config_get(cfg, k, o->argv[1]);
+    if (obj == NULL) {
+        fprintf(stderr, "zmqctl: %s '%s' does not exist\n", o->argv[0],
+                o->argv[1]);
+        zgw_config_free(cfg);
+        return ZMQCTL_EXIT_FAIL;
+    }
+
+    shown = zgw_object_export(k, obj, 0);
+    json_dumpf(shown, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+    putchar('\n');
+    json_decref(shown);
+    zgw_config_free(cfg);
+    return ZMQCTL_EXIT_OK;
+}
+
+
+static int
+zmqctl_list(zmqctl_opts_t *o)
+{
+    int            k, only;
+    json_t        *doc, *list, *obj;
+    size_t         i;
+    zgw_store_t   *st;
+    zgw_config_t  *cfg;
+
+    only = -1;
+    if (o->argc == 1) {
+        only = zmqctl_kind_arg(o->argv[0]);
+        if (only < 0) {
+            return ZMQCTL_EXIT_USAGE;
+        }
+    }
+
+    st = zmqctl_connect(o);
+    if (st == NULL) {
+        return ZMQCTL_EXIT_FAIL;
+    }
+
+    cfg = zmqctl_load(st);
+    zgw_store_close(st);
+    if (cfg == NULL) {
+        return ZMQCTL_EXIT_FAIL;
+    }
+
+    doc = zgw_config_export(cfg, 0);
+
+    for (k = 0; k < ZGW_KIND_MAX; k++) {
+        if (only >= 0 && k != only) {
+            continue;
+        }
+
+        list = json_object_get(doc, zgw_kind_name(k));
+        json_array_foreach(list, i, obj) {
+            printf("%s\t%s\t%s\n", zgw_kind_name(k),
+                   json_string_value(json_object_get(obj, "name")),
+                   json_is_true(json_object_get(obj, "is_active"))
+                   ? "active" : "inactive");
+        }
+    }
+
+    json_decref(doc);
+    zgw_config_free(cfg);
+    return ZMQCTL_EXIT_OK;
+}
+
+
+static int
+zmqctl_delete(zmqctl_opts_t *o)
+{
+    int            k, rc;
+    size_t         i;
+    long long      version;
+    zgw_store_t   *st;
+    zgw_errors_t   errs, refs;
+    zgw_config_t  *prev, *next;
+
+    k = zmqctl_kind_arg(o->argv[0]);
+    if (k < 0) {
+        return ZMQCTL_EXIT_USAGE;
+    }
+
+    st = zmqctl_connect(o);
+    if (st == NULL) {
+        return ZMQCTL_EXIT_FAIL;
+    }
+
+    rc = ZMQCTL_EXIT_FAIL;
+    next = NULL;
+    zgw_errors_init(&errs);
+    zgw_errors_init(&refs);
+
+    prev = zmqctl_load(st);
+    if (prev == NULL) {
+        goto done;
+    }
+
+    if (zgw_config_get(prev, k, o->argv[1]) == NULL) {
+        fprintf(stderr, "zmqctl: %s '%s' does not exist\n", o->argv[0],
+                o->argv[1]);
+        goto done;
+    }
+
+    if (zgw_config_referrers(prev, k, o->argv[1], &refs) > 0) {
+        fprintf(stderr, "zmqctl: %s '%s' is still used by:\n", o->argv[0],
+                o->argv[1]);
+        for (i = 0; i < refs.n; i++) {
+            fprintf(stderr, "  - %s\n", refs.msgs[i]);
+        }
+        fprintf(stderr, "zmqctl: nothing was deleted\n");
+        goto done;
+    }
+
+    next = zgw_config_copy(prev);
+    if (next == NULL) {
+        goto done;
+    }
+
+    zgw_config_delete(next, k, o->argv[1]);
+
+    if (zgw_store_apply(st, prev, next, 0, &version, NULL, &errs) != ZGW_OK) {
+        zmqctl_print_errors("delete", &errs);
+        goto done;
+    }
+
+    printf("deleted %s '%s', version %lld\n", o->argv[0], o->argv[1],
+           version);
+    rc = ZMQCTL_EXIT_OK;
+
+done:
+
+    zgw_errors_free(&errs);
+    zgw_errors_free(&refs);
+    zgw_config_free(prev);
+    zgw_config_free(next);
+    zgw_store_close(st);
+    return rc;
+}
+
+
+static int
+zmqctl_keygen(zmqctl_opts_t *o)
+{
+    zgw_errors_t  errs;
+
+    zgw_errors_init(&errs);
+
+    if (zgw_key_generate(o->key_file, o->force, &errs) != ZGW_OK) {
+        zmqctl_print_errors("keygen", &errs);
+        zgw_errors_free(&errs);
+        return ZMQCTL_EXIT_FAIL;
+    }
+
+    printf("wrote a new key to %s\n", o->key_file);
+    return ZMQCTL_EXIT_OK;
+}
+
+
+static int
+zmqctl_version(zmqctl_opts_t *o)
+{
+    long long      version;
+    zgw_store_t   *st;
+    zgw_errors_t   errs;
+
+    printf("zmqctl %s\n", ZGW_VERSION);
+
+    st = zmqctl_connect(o);
+    if (st == NULL) {
+        return ZMQCTL_EXIT_FAIL;
+    }
+
+    zgw_errors_init(&errs);
+
+    if (zgw_store_version(st, &version, &errs) != ZGW_OK) {
+        zmqctl_print_errors("version", &errs);
+        zgw_errors_free(&errs);
+        zgw_store_close(st);
+        return ZMQCTL_EXIT_FAIL;
+    }
+
+    printf("configuration version %lld at %s\n", version, o->redis);
+    zgw_store_close(st);
+    return ZMQCTL_EXIT_OK;
+}
+
+
+int
+main(int argc, char **argv)
+{
+    int                  c, help;
+    const char          *env;
+    zmqctl_opts_t        o;
+    const zmqctl_cmd_t  *cmd;
+
+    static const struct option  longopts[] = {
+        { "redis", required_argument, NULL, 'r' },
+        { "key-file", required_argument, NULL, 'k' },
+        { "output", required_argument, NULL, 'o' },
+        { "check", no_argument, NULL, 'c' },
+        { "replace", no_argument, NULL, 'R' },
+        { "force", no_argument, NULL, 'f' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+
+    memset(&o, 0, sizeof(o));
+    help = 0;
+
+    env = getenv("ZMQ_REDIS");
+    o.redis = env && *env ? env : ZGW_REDIS_DEFAULT;
+    env = getenv("ZMQ_KEY_FILE");
+    o.key_file = env && *env ? env : ZMQCTL_KEY_DEFAULT;
+
+    while ((c = getopt_long(argc, argv, "ho:", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'r':
+            o.redis = optarg;
+            break;
+        case 'k':
+            o.key_file = optarg;
+            break;
+        case 'o':
+            o.output = optarg;
+            break;
+        case 'c':
+            o.check = 1;
+            break;
+        case 'R':
+            o.replace = 1;
+            break;
+        case 'f':
+            o.force = 1;
+            break;
+        case 'h':
+            help = 1;
+            break;
+        default:
+            zmqctl_usage(stderr);
+            return ZMQCTL_EXIT_USAGE;
+        }
+    }
+
+    if (optind >= argc) {
+        zmqctl_usage(help ? stdout : stderr);
+        return help ? ZMQCTL_EXIT_OK : ZMQCTL_EXIT_USAGE;
+    }
+
+    for (cmd = zmqctl_cmds; cmd->name; cmd++) {
+        if (strcmp(cmd->name, argv[optind]) == 0) {
+            break;
+        }
+    }
+
+    if (cmd->name == NULL) {
+        if (strcmp(argv[optind], "help") == 0) {
+            zmqctl_usage(stdout);
+            return ZMQCTL_EXIT_OK;
+        }
+        fprintf(stderr, "zmqctl: unknown command '%s'\n\n", argv[optind]);
+        zmqctl_usage(stderr);
+        return ZMQCTL_EXIT_USAGE;
+    }
+
+    if (help) {
+        printf("usage: zmqctl [--redis URL] [--key-file PATH] %s\n\n%s",
+               cmd->usage, cmd->help);
+        return ZMQCTL_EXIT_OK;
+    }
+
+    o.argc = argc - optind - 1;
+    o.argv = argv + optind + 1;
+
+    if ((o.check || o.replace) && cmd->run != zmqctl_import) {
+        fprintf(stderr, "zmqctl: --check and --replace apply to import\n");
+        return ZMQCTL_EXIT_USAGE;
+    }
+
+    if (o.force && cmd->run != zmqctl_keygen) {
+        fprintf(stderr, "zmqctl: --force applies to keygen\n");
+        return ZMQCTL_EXIT_USAGE;
+    }
+
+    if (o.output && cmd->run != zmqctl_export) {
+        fprintf(stderr, "zmqctl: --output applies to export\n");
+        return ZMQCTL_EXIT_USAGE;
+    }
+
+    if ((cmd->run == zmqctl_import && !zmqctl_need_args(&o, cmd, 1, 1))
+        || ((cmd->run == zmqctl_get || cmd->run == zmqctl_delete)
+            && !zmqctl_need_args(&o, cmd, 2, 2))
+        || (cmd->run == zmqctl_list && !zmqctl_need_args(&o, cmd, 0, 1))
+        || ((cmd->run == zmqctl_export || cmd->run == zmqctl_keygen
+             || cmd->run == zmqctl_version)
+            && !zmqctl_need_args(&o, cmd, 0, 0)))
+    {
+        return ZMQCTL_EXIT_USAGE;
+    }
+
+    return cmd->run(&o);
+}
