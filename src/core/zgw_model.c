@@ -418,7 +418,8 @@ zgw_config_new(void)
 
     for (k = 0; k < ZGW_KIND_MAX; k++) {
         cfg->objs[k] = json_object();
-        if (cfg->objs[k] == NULL) {
+        cfg->invalid[k] = json_object();
+        if (cfg->objs[k] == NULL || cfg->invalid[k] == NULL) {
             zgw_config_free(cfg);
             return NULL;
         }
@@ -441,7 +442,8 @@ zgw_config_copy(const zgw_config_t *cfg)
 
     for (k = 0; k < ZGW_KIND_MAX; k++) {
         copy->objs[k] = json_deep_copy(cfg->objs[k]);
-        if (copy->objs[k] == NULL) {
+        copy->invalid[k] = json_deep_copy(cfg->invalid[k]);
+        if (copy->objs[k] == NULL || copy->invalid[k] == NULL) {
             zgw_config_free(copy);
             return NULL;
         }
@@ -463,6 +465,7 @@ zgw_config_free(zgw_config_t *cfg)
 
     for (k = 0; k < ZGW_KIND_MAX; k++) {
         json_decref(cfg->objs[k]);
+        json_decref(cfg->invalid[k]);
     }
 
     free(cfg);
@@ -1162,9 +1165,14 @@ zgw_config_put(zgw_config_t *cfg, int kind, json_t *obj, const char *where,
 
     if (rc != ZGW_OK) {
         json_decref(out);
+        if (name != NULL) {
+            /* its referrers are not told again that it does not exist */
+            json_object_set_new(cfg->invalid[kind], name, json_true());
+        }
         return ZGW_ERROR;
     }
 
+    json_object_del(cfg->invalid[kind], name);
     json_object_set_new(cfg->objs[kind], name, out);
     return ZGW_OK;
 }
@@ -1300,6 +1308,10 @@ zgw_ref_exists(const zgw_config_t *cfg, int kind, const char *name,
     const char    *dir, *want;
 
     target = zgw_config_get(cfg, ref_kind, ref);
+
+    if (target == NULL && json_object_get(cfg->invalid[ref_kind], ref)) {
+        return ZGW_ERROR;               /* its own errors are reported */
+    }
 
     if (target == NULL) {
         if (strcmp(path, zgw_schemas[ref_kind].name) == 0

@@ -36,6 +36,7 @@ typedef enum {
 
 typedef struct {
     json_t     *objs[ZGW_KIND_MAX];   /* per kind: name -> object */
+    json_t     *invalid[ZGW_KIND_MAX];/* names that failed validation */
     long long   version;
 } zgw_config_t;
 

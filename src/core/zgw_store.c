@@ -138,7 +138,7 @@ zgw_store_load(zgw_store_t *st, zgw_config_t *cfg, zgw_errors_t *errs)
     size_t         i, argc;
     json_t        *obj;
     redisReply    *r, *list, *name, *text;
-    const char    *argv[2 + ZGW_KIND_MAX];
+    const char    *argv[3 + ZGW_KIND_MAX];
     json_error_t   jerr;
 
     argc = 0;

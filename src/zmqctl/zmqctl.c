@@ -277,6 +277,7 @@ zmqctl_import(zmqctl_opts_t *o)
         json_object_foreach(file_cfg->objs[k], name, obj) {
             json_object_set(next->objs[k], name, obj);
         }
+        json_object_update(next->invalid[k], file_cfg->invalid[k]);
     }
 
     zgw_config_check_refs(next, &errs);

@@ -1,0 +1,102 @@
+# ngx_zmq: build, run, test.
+#
+#   make deps    install the Debian packages the project needs (if missing)
+#   make         build build/ngx_http_zmq_module.so and build/zmqctl
+#   make run     deps + build, start Redis, RabbitMQ and NGINX with the demo
+#   make stop    stop what 'make run' started
+#   make test    unit tests (cmocka) and integration tests (pytest)
+#   make asan    the unit tests and zmqctl tests under AddressSanitizer
+#   make clean
+
+SHELL       := /bin/bash
+PROJECT     := $(abspath .)
+BUILD       := $(PROJECT)/build
+NGX_SRC     ?= /usr/share/nginx/src
+PYTHON      ?= /usr/bin/python3
+PYTEST_ARGS ?=
+
+CC          ?= cc
+OPT         ?= -O2 -g
+WARN        := -Wall -Wextra -Werror -Wpointer-arith
+CFLAGS_ALL  := $(OPT) $(WARN) -std=gnu11 -Isrc/core $(EXTRA_CFLAGS)
+LIBS        := -ljansson -lhiredis -lcrypto
+
+CORE_SRCS   := $(wildcard src/core/*.c)
+CORE_HDRS   := $(wildcard src/core/*.h)
+CORE_OBJS   := $(patsubst src/core/%.c,$(BUILD)/core/%.o,$(CORE_SRCS))
+MODULE_SRCS := config $(wildcard ngx_zmq_module/*.c ngx_zmq_module/*.h)
+
+UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/t/%,$(wildcard t/unit/test_*.c))
+
+.PHONY: all module tools deps run stop test unit integration asan clean \
+        format
+
+all: module tools
+
+tools: $(BUILD)/zmqctl
+
+module: $(BUILD)/ngx_http_zmq_module.so
+
+deps:
+	@scripts/deps.sh
+
+# NGINX's configure writes into its source tree, so configure a private
+# copy of Debian's nginx-dev tree, with Debian's exact flags (--with-compat
+# makes the module loadable into /usr/sbin/nginx).
+$(BUILD)/nginx/Makefile: config
+	@test -f $(NGX_SRC)/conf_flags || { echo "$(NGX_SRC)/conf_flags is \
+	missing: install nginx-dev (make deps)"; exit 1; }
+	rm -rf $(BUILD)/nginx-src $(BUILD)/nginx
+	mkdir -p $(BUILD)
+	cp -r $(NGX_SRC) $(BUILD)/nginx-src
+	cd $(BUILD)/nginx-src && . ./conf_flags && ./configure \
+	    "$${NGX_CONF_FLAGS[@]}" \
+	    --with-cc-opt="-fPIC $(OPT) -Wextra -Wno-unused-parameter \
+	        -Wno-missing-field-initializers $(EXTRA_CFLAGS)" \
+	    --with-ld-opt="-fPIC" \
+	    --add-dynamic-module=$(PROJECT) --builddir=$(BUILD)/nginx \
+	    > $(BUILD)/nginx-configure.log || { \
+	    cat $(BUILD)/nginx-configure.log; exit 1; }
+
+$(BUILD)/ngx_http_zmq_module.so: $(BUILD)/nginx/Makefile $(MODULE_SRCS) \
+                                 $(CORE_SRCS) $(CORE_HDRS)
+	$(MAKE) -f $(BUILD)/nginx/Makefile -C $(BUILD)/nginx-src modules
+	cp $(BUILD)/nginx/ngx_http_zmq_module.so $@
+
+$(BUILD)/core/%.o: src/core/%.c $(CORE_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/zmqctl: src/zmqctl/zmqctl.c $(CORE_OBJS) $(CORE_HDRS)
+	$(CC) $(CFLAGS_ALL) src/zmqctl/zmqctl.c $(CORE_OBJS) -o $@ $(LIBS)
+
+$(BUILD)/t/%: t/unit/%.c t/unit/zgw_test_util.h $(CORE_OBJS) $(CORE_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -It/unit $< $(CORE_OBJS) -o $@ $(LIBS) -lcmocka
+
+unit: $(UNIT_TESTS)
+	@for t in $(UNIT_TESTS); do echo "== $$t"; $$t || exit 1; done
+
+integration: all
+	ZMQ_BUILD=$(BUILD) $(PYTHON) -m pytest -q -p no:cacheprovider \
+	    $(PYTEST_ARGS) t/
+
+test: all unit integration
+
+asan:
+	$(MAKE) BUILD=$(BUILD)/asan OPT="-O1 -g -fsanitize=address,undefined \
+	    -fno-omit-frame-pointer" tools unit
+	ZMQ_BUILD=$(BUILD)/asan ZMQ_SKIP_NGINX=1 $(PYTHON) -m pytest -q \
+	    -p no:cacheprovider t/test_zmqctl.py
+
+run: deps all
+	@scripts/run.sh
+
+stop:
+	@scripts/stop.sh
+
+format:
+	clang-format -i src/core/*.c src/core/*.h src/zmqctl/*.c t/unit/*.c
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,41 @@
+#!/bin/bash
+# Installs the Debian packages ngx_zmq needs, when any is missing.
+set -euo pipefail
+
+PACKAGES=(
+    build-essential nginx nginx-dev
+    librabbitmq-dev libhiredis-dev libjansson-dev libssl-dev libcmocka-dev
+    redis-server rabbitmq-server
+    python3 python3-pytest python3-pika python3-redis python3-requests
+    curl
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null \
+            | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "deps: all ${#PACKAGES[@]} packages are installed"
+    exit 0
+fi
+
+echo "deps: installing ${missing[*]}"
+
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null; then
+        SUDO=sudo
+    else
+        echo "deps: not root and no sudo; install as root:" \
+             "apt-get install ${missing[*]}" >&2
+        exit 1
+    fi
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
