@@ -1,0 +1,552 @@
+/*
+ * Unit tests: the configuration model. Each case is one document and the
+ * error it must produce (or none).
+ */
+
+#include "zgw_test_util.h"
+
+#include "zgw_model.h"
+
+
+typedef struct {
+    const char  *title;
+    const char  *doc;
+    const char  *error;     /* a substring of some error, or NULL: valid */
+} model_case_t;
+
+
+#define DEF  "\"amqp_def\":[{\"name\":\"crm\",\"password\":\"p\"}]"
+#define OUT  "\"amqp_outconn\":[{\"name\":\"crm.out\",\"def\":\"crm\"}]"
+#define PUB  "\"service\":[{\"name\":\"pub\",\"kind\":\"publish\"," \
+             "\"outconn\":\"crm.out\",\"routing_key\":\"q\"}]"
+#define SEC  "\"security\":[{\"name\":\"in\",\"type\":\"basic_auth\"," \
+             "\"username\":\"u\",\"password\":\"p\"}," \
+             "{\"name\":\"out\",\"type\":\"basic_auth\",\"direction\":\"out\"," \
+             "\"username\":\"u\",\"password\":\"p\"}]"
+
+
+static const model_case_t  model_cases[] = {
+
+    /* documents */
+    { "an empty document is valid", "{}", NULL },
+    { "a document must be an object", "[]", "must be a JSON object" },
+    { "an unknown kind is rejected", "{\"amqp_defs\":[]}",
+      "unknown kind 'amqp_defs'" },
+    { "a kind holds an array", "{\"amqp_def\":{}}",
+      "amqp_def: must be an array" },
+    { "a name may be defined once",
+      "{\"amqp_def\":[{\"name\":\"a\"},{\"name\":\"a\"}]}",
+      "amqp_def 'a': defined more than once" },
+
+    /* amqp_def */
+    { "amqp_def: defaults make a minimal definition valid",
+      "{\"amqp_def\":[{\"name\":\"crm\"}]}", NULL },
+    { "amqp_def: a full definition is valid",
+      "{\"amqp_def\":[{\"name\":\"crm\",\"host\":\"rabbit.example.com\","
+      "\"port\":5671,\"vhost\":\"/crm\",\"username\":\"u\",\"password\":"
+      "\"p\",\"heartbeat\":10,\"frame_max\":131072,\"tls\":true,"
+      "\"use_jms\":true,\"hosts\":[\"r1:5672\",\"r2\",\"[::1]:5673\"]}]}",
+      NULL },
+    { "amqp_def: port out of range",
+      "{\"amqp_def\":[{\"name\":\"crm\",\"port\":70000}]}",
+      "amqp_def 'crm': port 70000 is out of range 1-65535" },
+    { "amqp_def: port must be an integer",
+      "{\"amqp_def\":[{\"name\":\"crm\",\"port\":\"5672\"}]}",
+      "amqp_def 'crm': field 'port' must be an integer" },
+    { "amqp_def: unknown fields are rejected",
+      "{\"amqp_def\":[{\"name\":\"crm\",\"portt\":5672}]}",
+      "amqp_def 'crm': unknown field 'portt'" },
+    { "amqp_def: name is required",
+      "{\"amqp_def\":[{\"host\":\"h\"}]}",
+      "amqp_def #1: missing required field 'name'" },
+    { "amqp_def: names are restricted",
+      "{\"amqp_def\":[{\"name\":\"a b\"}]}", "name 'a b' must be" },
+    { "amqp_def: hosts entries are host[:port]",
+      "{\"amqp_def\":[{\"name\":\"crm\",\"hosts\":[\"r1:99999\"]}]}",
+      "hosts[0] 'r1:99999': port is out of range" },
+    { "amqp_def: frame_max has a floor",
+      "{\"amqp_def\":[{\"name\":\"crm\",\"frame_max\":100}]}",
+      "frame_max 100 is out of range 4096-2097152" },
+    { "amqp_def: is_active is a boolean",
+      "{\"amqp_def\":[{\"name\":\"crm\",\"is_active\":1}]}",
+      "field 'is_active' must be true or false" },
+    { "amqp_def: a password is a non-empty string",
+      "{\"amqp_def\":[{\"name\":\"crm\",\"password\":\"\"}]}",
+      "secret 'password' must be a non-empty string" },
+
+    /* amqp_outconn */
+    { "amqp_outconn: valid", "{" DEF "," OUT "}", NULL },
+    { "amqp_outconn: def must exist",
+      "{\"amqp_outconn\":[{\"name\":\"crm.out\",\"def\":\"crm\"}]}",
+      "amqp_outconn 'crm.out': def 'crm' does not exist" },
+    { "amqp_outconn: def is required",
+      "{\"amqp_outconn\":[{\"name\":\"crm.out\"}]}",
+      "amqp_outconn 'crm.out': missing required field 'def'" },
+    { "amqp_outconn: delivery_mode is 1 or 2",
+      "{" DEF ",\"amqp_outconn\":[{\"name\":\"o\",\"def\":\"crm\","
+      "\"delivery_mode\":3}]}", "delivery_mode 3 is out of range 1-2" },
+    { "amqp_outconn: priority is 0-9",
+      "{" DEF ",\"amqp_outconn\":[{\"name\":\"o\",\"def\":\"crm\","
+      "\"priority\":10}]}", "priority 10 is out of range 0-9" },
+    { "amqp_outconn: max_inflight is at least 1",
+      "{" DEF ",\"amqp_outconn\":[{\"name\":\"o\",\"def\":\"crm\","
+      "\"max_inflight\":0}]}", "max_inflight 0 is out of range" },
+
+    /* amqp_channel */
+    { "amqp_channel: valid",
+      "{" DEF "," OUT "," PUB ",\"amqp_channel\":[{\"name\":\"c\",\"def\":"
+      "\"crm\",\"queue\":\"q\",\"service\":\"pub\",\"data_format\":\"json\","
+      "\"retry\":{\"attempts\":2},\"dead_letter\":{\"routing_key\":\"dl\"}}]}",
+      NULL },
+    { "amqp_channel: service must exist",
+      "{" DEF ",\"amqp_channel\":[{\"name\":\"c\",\"def\":\"crm\",\"queue\":"
+      "\"q\",\"service\":\"nope\"}]}",
+      "amqp_channel 'c': service 'nope' does not exist" },
+    { "amqp_channel: data_format is an enumeration",
+      "{" DEF "," OUT "," PUB ",\"amqp_channel\":[{\"name\":\"c\",\"def\":"
+      "\"crm\",\"queue\":\"q\",\"service\":\"pub\",\"data_format\":"
+      "\"yaml\"}]}", "data_format 'yaml' is not one of: none, json, xml" },
+    { "amqp_channel: nested unknown fields are named",
+      "{" DEF "," OUT "," PUB ",\"amqp_channel\":[{\"name\":\"c\",\"def\":"
+      "\"crm\",\"queue\":\"q\",\"service\":\"pub\",\"retry\":{\"tries\":1}}]}",
+      "unknown field 'retry.tries'" },
+    { "amqp_channel: retry delays are ordered",
+      "{" DEF "," OUT "," PUB ",\"amqp_channel\":[{\"name\":\"c\",\"def\":"
+      "\"crm\",\"queue\":\"q\",\"service\":\"pub\",\"retry\":"
+      "{\"initial_delay\":5000,\"max_delay\":10}}]}",
+      "retry.max_delay 10 is less than retry.initial_delay 5000" },
+    { "amqp_channel: queue is required",
+      "{" DEF "," OUT "," PUB ",\"amqp_channel\":[{\"name\":\"c\",\"def\":"
+      "\"crm\",\"service\":\"pub\"}]}", "missing required field 'queue'" },
+    { "amqp_channel: dead_letter outconn must exist",
+      "{" DEF "," OUT "," PUB ",\"amqp_channel\":[{\"name\":\"c\",\"def\":"
+      "\"crm\",\"queue\":\"q\",\"service\":\"pub\",\"dead_letter\":"
+      "{\"outconn\":\"x\",\"routing_key\":\"dl\"}}]}",
+      "dead_letter.outconn 'x' does not exist" },
+
+    /* http_outconn */
+    { "http_outconn: valid",
+      "{" SEC ",\"http_outconn\":[{\"name\":\"h\",\"url\":"
+      "\"https://api.example.com/hook\",\"security\":\"out\"}]}", NULL },
+    { "http_outconn: url scheme",
+      "{\"http_outconn\":[{\"name\":\"h\",\"url\":\"ftp://x/y\"}]}",
+      "url 'ftp://x/y' must start with http:// or https://" },
+    { "http_outconn: security must be outgoing",
+      "{" SEC ",\"http_outconn\":[{\"name\":\"h\",\"url\":\"http://x/\","
+      "\"security\":\"in\"}]}",
+      "security 'in' has direction 'in'; http_outconn needs direction 'out'"
+    },
+    { "http_outconn: timeout is positive",
+      "{\"http_outconn\":[{\"name\":\"h\",\"url\":\"http://x/\","
+      "\"timeout\":0}]}", "timeout 0 is out of range" },
+
+    /* service */
+    { "service: publish is valid", "{" DEF "," OUT "," PUB "}", NULL },
+    { "service: kind is required",
+      "{\"service\":[{\"name\":\"s\"}]}", "missing required field 'kind'" },
+    { "service: unknown kind",
+      "{\"service\":[{\"name\":\"s\",\"kind\":\"smtp\"}]}",
+      "kind 'smtp' is not one of: publish, rpc, http, redis, fanout" },
+    { "service: fields of another kind are unknown",
+      "{\"service\":[{\"name\":\"s\",\"kind\":\"redis\",\"key\":\"k\","
+      "\"outconn\":\"o\"}]}", "service 's': unknown field 'outconn'" },
+    { "service: publish outconn must be an amqp_outconn",
+      "{\"http_outconn\":[{\"name\":\"h\",\"url\":\"http://x/\"}],"
+      "\"service\":[{\"name\":\"s\",\"kind\":\"publish\",\"outconn\":\"h\"}]}",
+      "outconn 'h' does not exist (amqp_outconn expected)" },
+    { "service: http is valid",
+      "{\"http_outconn\":[{\"name\":\"h\",\"url\":\"http://x/\"}],"
+      "\"service\":[{\"name\":\"s\",\"kind\":\"http\",\"outconn\":\"h\"}]}",
+      NULL },
+    { "service: redis is valid",
+      "{\"service\":[{\"name\":\"s\",\"kind\":\"redis\",\"op\":\"zadd\","
+      "\"key\":\"k\",\"score_field\":\"ts\"}]}", NULL },
+    { "service: score_field only with zadd",
+      "{\"service\":[{\"name\":\"s\",\"kind\":\"redis\",\"key\":\"k\","
+      "\"score_field\":\"ts\"}]}", "score_field applies only to op 'zadd'" },
+    { "service: rpc needs a routing key",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"rpc\","
+      "\"outconn\":\"crm.out\"}]}", "missing required field 'routing_key'" },
+    { "service: fanout is valid",
+      "{\"service\":[{\"name\":\"a\",\"kind\":\"redis\",\"key\":\"k\"},"
+      "{\"name\":\"f\",\"kind\":\"fanout\",\"services\":[\"a\"]}]}", NULL },
+    { "service: fanout needs services",
+      "{\"service\":[{\"name\":\"f\",\"kind\":\"fanout\",\"services\":[]}]}",
+      "field 'services' must name at least one object" },
+    { "service: fanout cycles are found",
+      "{\"service\":[{\"name\":\"a\",\"kind\":\"fanout\",\"services\":"
+      "[\"b\"]},{\"name\":\"b\",\"kind\":\"fanout\",\"services\":[\"a\"]}]}",
+      "fanout cycle a -> b -> a" },
+    { "service: a fanout may not name itself",
+      "{\"service\":[{\"name\":\"a\",\"kind\":\"fanout\",\"services\":"
+      "[\"a\"]}]}", "refers to the service itself" },
+
+    /* rest_channel */
+    { "rest_channel: valid",
+      "{" DEF "," OUT "," PUB "," SEC ",\"rest_channel\":[{\"name\":\"r\","
+      "\"url_path\":\"/api/{id}/x\",\"service\":\"pub\",\"security\":"
+      "\"in\",\"data_format\":\"json\"}]}", NULL },
+    { "rest_channel: url_path starts with a slash",
+      "{" DEF "," OUT "," PUB ",\"rest_channel\":[{\"name\":\"r\","
+      "\"url_path\":\"api\",\"service\":\"pub\"}]}",
+      "url_path 'api' must start with '/'" },
+    { "rest_channel: params are whole segments",
+      "{" DEF "," OUT "," PUB ",\"rest_channel\":[{\"name\":\"r\","
+      "\"url_path\":\"/a{id}\",\"service\":\"pub\"}]}",
+      "a {param} must be a whole path segment" },
+    { "rest_channel: method is an enumeration",
+      "{" DEF "," OUT "," PUB ",\"rest_channel\":[{\"name\":\"r\","
+      "\"url_path\":\"/a\",\"method\":\"post\",\"service\":\"pub\"}]}",
+      "method 'post' is not one of" },
+    { "rest_channel: security must be incoming",
+      "{" DEF "," OUT "," PUB "," SEC ",\"rest_channel\":[{\"name\":\"r\","
+      "\"url_path\":\"/a\",\"service\":\"pub\",\"security\":\"out\"}]}",
+      "rest_channel needs direction 'in'" },
+    { "rest_channel: max_body has a ceiling",
+      "{" DEF "," OUT "," PUB ",\"rest_channel\":[{\"name\":\"r\","
+      "\"url_path\":\"/a\",\"service\":\"pub\",\"max_body\":"
+      "2000000000}]}", "max_body 2000000000 is out of range" },
+
+    /* security */
+    { "security: basic_auth is valid", "{" SEC "}", NULL },
+    { "security: apikey is valid",
+      "{\"security\":[{\"name\":\"k\",\"type\":\"apikey\",\"key\":\"s\"}]}",
+      NULL },
+    { "security: jwt is valid",
+      "{\"security\":[{\"name\":\"j\",\"type\":\"jwt\",\"secret\":\"s\","
+      "\"algorithm\":\"HS512\",\"issuer\":\"me\"}]}", NULL },
+    { "security: type is required",
+      "{\"security\":[{\"name\":\"s\"}]}", "missing required field 'type'" },
+    { "security: basic_auth needs a username",
+      "{\"security\":[{\"name\":\"s\",\"type\":\"basic_auth\"}]}",
+      "missing required field 'username'" },
+    { "security: jwt algorithms are HMAC",
+      "{\"security\":[{\"name\":\"j\",\"type\":\"jwt\",\"algorithm\":"
+      "\"none\"}]}", "algorithm 'none' is not one of: HS256, HS384, HS512" },
+    { "security: direction is in or out",
+      "{\"security\":[{\"name\":\"s\",\"type\":\"apikey\",\"direction\":"
+      "\"both\"}]}", "direction 'both' is not one of: in, out" },
+
+    /* startup */
+    { "startup: valid",
+      "{\"service\":[{\"name\":\"a\",\"kind\":\"redis\",\"key\":\"k\"}],"
+      "\"startup\":[{\"name\":\"s\",\"service\":\"a\",\"payload\":\"{}\"}]}",
+      NULL },
+    { "startup: payload or payload_file, not both",
+      "{\"service\":[{\"name\":\"a\",\"kind\":\"redis\",\"key\":\"k\"}],"
+      "\"startup\":[{\"name\":\"s\",\"service\":\"a\",\"payload\":\"{}\","
+      "\"payload_file\":\"/x\"}]}", "set payload or payload_file, not both" },
+    { "startup: service must exist",
+      "{\"startup\":[{\"name\":\"s\",\"service\":\"a\"}]}",
+      "startup 's': service 'a' does not exist" },
+
+    /* syntax */
+    { "syntax errors carry line and column",
+      "{\n  \"amqp_def\": [\n    {\"name\": \"a\",}\n  ]\n}",
+      "test.json:3:" },
+};
+
+
+static void
+test_model_cases(void **state)
+{
+    int            rc, failed;
+    size_t         i;
+    zgw_errors_t   errs;
+    zgw_config_t  *cfg;
+    const char    *doc;
+
+    (void) state;
+    failed = 0;
+
+    for (i = 0; i < sizeof(model_cases) / sizeof(model_cases[0]); i++) {
+        cfg = zgw_config_new();
+        assert_non_null(cfg);
+        zgw_errors_init(&errs);
+
+        doc = model_cases[i].doc;
+        rc = zgw_config_load_text(cfg, doc, strlen(doc), "test.json", 0,
+                                  &errs);
+
+        if (model_cases[i].error == NULL) {
+            if (rc != ZGW_OK || errs.n) {
+                print_message("FAIL: %s: expected valid\n",
+                              model_cases[i].title);
+                zgw_test_print_errors(&errs);
+                failed++;
+            }
+
+        } else if (rc == ZGW_OK
+                   || !zgw_test_errors_have(&errs, model_cases[i].error))
+        {
+            print_message("FAIL: %s: expected an error with \"%s\"\n",
+                          model_cases[i].title, model_cases[i].error);
+            zgw_test_print_errors(&errs);
+            failed++;
+        }
+
+        zgw_errors_free(&errs);
+        zgw_config_free(cfg);
+    }
+
+    assert_int_equal(failed, 0);
+}
+
+
+static void
+test_defaults_are_filled(void **state)
+{
+    json_t        *def;
+    zgw_errors_t   errs;
+    zgw_config_t  *cfg;
+    const char    *doc = "{\"amqp_def\":[{\"name\":\"crm\"}]}";
+
+    (void) state;
+    cfg = zgw_config_new();
+    zgw_errors_init(&errs);
+
+    assert_int_equal(zgw_config_load_text(cfg, doc, strlen(doc), NULL, 0,
+                                          &errs), ZGW_OK);
+
+    def = zgw_config_get(cfg, ZGW_KIND_AMQP_DEF, "crm");
+    assert_non_null(def);
+    assert_int_equal(json_integer_value(json_object_get(def, "port")), 5672);
+    assert_string_equal(json_string_value(json_object_get(def, "vhost")),
+                        "/");
+    assert_true(json_is_true(json_object_get(def, "is_active")));
+    assert_int_equal(json_integer_value(json_object_get(def, "frame_max")),
+                     131072);
+
+    zgw_errors_free(&errs);
+    zgw_config_free(cfg);
+}
+
+
+static void
+test_every_error_is_reported(void **state)
+{
+    zgw_errors_t   errs;
+    zgw_config_t  *cfg;
+    const char    *doc =
+        "{\"amqp_def\":[{\"name\":\"a\",\"port\":0},"
+        "{\"name\":\"b\",\"colour\":\"red\"}],"
+        "\"amqp_outconn\":[{\"name\":\"o\",\"def\":\"zzz\"}]}";
+
+    (void) state;
+    cfg = zgw_config_new();
+    zgw_errors_init(&errs);
+
+    assert_int_equal(zgw_config_load_text(cfg, doc, strlen(doc), NULL, 0,
+                                          &errs), ZGW_ERROR);
+    assert_int_equal(errs.n, 3);
+    assert_true(zgw_test_errors_have(&errs, "amqp_def 'a': port 0"));
+    assert_true(zgw_test_errors_have(&errs, "amqp_def 'b': unknown field "
+                                            "'colour'"));
+    assert_true(zgw_test_errors_have(&errs, "def 'zzz' does not exist"));
+
+    zgw_errors_free(&errs);
+    zgw_config_free(cfg);
+}
+
+
+static void
+test_invalid_referent_does_not_cascade(void **state)
+{
+    zgw_errors_t   errs;
+    zgw_config_t  *cfg;
+    const char    *doc =
+        "{\"amqp_def\":[{\"name\":\"a\",\"port\":0}],"
+        "\"amqp_outconn\":[{\"name\":\"o\",\"def\":\"a\"}]}";
+
+    (void) state;
+    cfg = zgw_config_new();
+    zgw_errors_init(&errs);
+
+    assert_int_equal(zgw_config_load_text(cfg, doc, strlen(doc), NULL, 0,
+                                          &errs), ZGW_ERROR);
+    assert_int_equal(errs.n, 1);
+
+    zgw_errors_free(&errs);
+    zgw_config_free(cfg);
+}
+
+
+static void
+test_export_round_trips(void **state)
+{
+    char          *a, *b;
+    json_t        *doc;
+    zgw_errors_t   errs;
+    zgw_config_t  *cfg, *again;
+    const char    *text = "{" DEF "," OUT "," PUB "," SEC "}";
+
+    (void) state;
+    cfg = zgw_config_new();
+    again = zgw_config_new();
+    zgw_errors_init(&errs);
+
+    assert_int_equal(zgw_config_load_text(cfg, text, strlen(text), NULL, 0,
+                                          &errs), ZGW_OK);
+
+    doc = zgw_config_export(cfg, 0);
+    assert_non_null(doc);
+
+    /* secrets are left out of an export */
+    assert_null(json_object_get(json_array_get(json_object_get(doc,
+                "amqp_def"), 0), "password"));
+    assert_null(json_object_get(json_array_get(json_object_get(doc,
+                "security"), 0), "password"));
+
+    assert_int_equal(zgw_config_load_doc(again, doc, 0, &errs), ZGW_OK);
+
+    json_decref(doc);
+    doc = zgw_config_export(again, 0);
+    a = json_dumps(doc, JSON_SORT_KEYS);
+    json_decref(doc);
+    doc = zgw_config_export(cfg, 0);
+    b = json_dumps(doc, JSON_SORT_KEYS);
+    json_decref(doc);
+
+    assert_string_equal(a, b);
+
+    free(a);
+    free(b);
+    zgw_errors_free(&errs);
+    zgw_config_free(cfg);
+    zgw_config_free(again);
+}
+
+
+static void
+test_referrers_are_listed(void **state)
+{
+    zgw_errors_t   errs, refs;
+    zgw_config_t  *cfg;
+    const char    *text = "{" DEF "," OUT "," PUB "}";
+
+    (void) state;
+    cfg = zgw_config_new();
+    zgw_errors_init(&errs);
+    zgw_errors_init(&refs);
+
+    assert_int_equal(zgw_config_load_text(cfg, text, strlen(text), NULL, 0,
+                                          &errs), ZGW_OK);
+    assert_int_equal(zgw_config_referrers(cfg, ZGW_KIND_AMQP_OUTCONN,
+                                          "crm.out", &refs), 1);
+    assert_true(zgw_test_errors_have(&refs, "service 'pub' (field outconn)"));
+    assert_int_equal(zgw_config_referrers(cfg, ZGW_KIND_SERVICE, "pub",
+                                          &refs), 0);
+
+    zgw_errors_free(&errs);
+    zgw_errors_free(&refs);
+    zgw_config_free(cfg);
+}
+
+
+static void
+test_seal_secrets(void **state)
+{
+    json_t        *def, *sec, *pw;
+    char          *clear;
+    zgw_key_t      key;
+    zgw_errors_t   errs;
+    zgw_config_t  *cfg, *next;
+    const char    *text = "{" DEF "," SEC "}";
+    const char    *text2 = "{\"amqp_def\":[{\"name\":\"crm\"}],"
+                           "\"security\":[{\"name\":\"in\",\"type\":"
+                           "\"basic_auth\",\"username\":\"u\"}]}";
+
+    (void) state;
+    memset(key.bytes, 7, sizeof(key.bytes));
+    cfg = zgw_config_new();
+    next = zgw_config_new();
+    zgw_errors_init(&errs);
+
+    assert_int_equal(zgw_config_load_text(cfg, text, strlen(text), NULL, 0,
+                                          &errs), ZGW_OK);
+    assert_true(zgw_config_needs_key(cfg, NULL));
+    assert_int_equal(zgw_config_seal(cfg, NULL, &key, &errs), ZGW_OK);
+
+    def = zgw_config_get(cfg, ZGW_KIND_AMQP_DEF, "crm");
+    pw = json_object_get(def, "password");
+    assert_true(json_is_string(json_object_get(pw, "$sealed")));
+
+    clear = zgw_object_secret(ZGW_KIND_AMQP_DEF, def, "password", &key,
+                              &errs);
+    assert_non_null(clear);
+    assert_string_equal(clear, "p");
+    free(clear);
+
+    sec = zgw_config_get(cfg, ZGW_KIND_SECURITY, "in");
+    pw = json_object_get(sec, "password");
+    assert_int_equal(zgw_password_verify(json_string_value(
+                     json_object_get(pw, "$hash")), "p"), 1);
+
+    sec = zgw_config_get(cfg, ZGW_KIND_SECURITY, "out");
+    assert_non_null(json_object_get(json_object_get(sec, "password"),
+                                    "$sealed"));
+
+    /* a file without secrets keeps the stored ones */
+    assert_int_equal(zgw_config_load_text(next, text2, strlen(text2), NULL,
+                                          0, &errs), ZGW_OK);
+    assert_false(zgw_config_needs_key(next, cfg));
+    assert_int_equal(zgw_config_seal(next, cfg, NULL, &errs), ZGW_OK);
+    assert_true(json_equal(json_object_get(zgw_config_get(next,
+                               ZGW_KIND_AMQP_DEF, "crm"), "password"),
+                           json_object_get(zgw_config_get(cfg,
+                               ZGW_KIND_AMQP_DEF, "crm"), "password")));
+
+    zgw_errors_free(&errs);
+    zgw_config_free(cfg);
+    zgw_config_free(next);
+}
+
+
+static void
+test_new_secret_is_random(void **state)
+{
+    json_t        *def;
+    char          *clear;
+    zgw_key_t      key;
+    zgw_errors_t   errs;
+    zgw_config_t  *cfg;
+    const char    *text = "{\"amqp_def\":[{\"name\":\"crm\"}]}";
+
+    (void) state;
+    memset(key.bytes, 9, sizeof(key.bytes));
+    cfg = zgw_config_new();
+    zgw_errors_init(&errs);
+
+    assert_int_equal(zgw_config_load_text(cfg, text, strlen(text), NULL, 0,
+                                          &errs), ZGW_OK);
+    assert_int_equal(zgw_config_seal(cfg, NULL, &key, &errs), ZGW_OK);
+
+    def = zgw_config_get(cfg, ZGW_KIND_AMQP_DEF, "crm");
+    clear = zgw_object_secret(ZGW_KIND_AMQP_DEF, def, "password", &key,
+                              &errs);
+    assert_non_null(clear);
+    assert_int_equal(strlen(clear), ZGW_UUID_LEN);
+    assert_int_equal(clear[14], '4');
+    free(clear);
+
+    zgw_errors_free(&errs);
+    zgw_config_free(cfg);
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest  tests[] = {
+        cmocka_unit_test(test_model_cases),
+        cmocka_unit_test(test_defaults_are_filled),
+        cmocka_unit_test(test_every_error_is_reported),
+        cmocka_unit_test(test_invalid_referent_does_not_cascade),
+        cmocka_unit_test(test_export_round_trips),
+        cmocka_unit_test(test_referrers_are_listed),
+        cmocka_unit_test(test_seal_secrets),
+        cmocka_unit_test(test_new_secret_is_random),
+    };
+
+    return cmocka_run_group_tests_name("model", tests, NULL, NULL);
+}
