@@ -192,6 +192,24 @@ zmqctl_load(zgw_store_t *st)
 }
 
 
+/* the stored configuration, read over a connection of its own */
+static zgw_config_t *
+zmqctl_snapshot(zmqctl_opts_t *o)
+{
+    zgw_store_t   *st;
+    zgw_config_t  *cfg;
+
+    st = zmqctl_connect(o);
+    if (st == NULL) {
+        return NULL;
+    }
+
+    cfg = zmqctl_load(st);
+    zgw_store_close(st);
+    return cfg;
+}
+
+
 static int
 zmqctl_need_args(zmqctl_opts_t *o, const zmqctl_cmd_t *cmd, int min, int max)
 {
@@ -330,16 +348,9 @@ zmqctl_export(zmqctl_opts_t *o)
     int            rc;
     FILE          *out;
     json_t        *doc;
-    zgw_store_t   *st;
     zgw_config_t  *cfg;
 
-    st = zmqctl_connect(o);
-    if (st == NULL) {
-        return ZMQCTL_EXIT_FAIL;
-    }
-
-    cfg = zmqctl_load(st);
-    zgw_store_close(st);
+    cfg = zmqctl_snapshot(o);
     if (cfg == NULL) {
         return ZMQCTL_EXIT_FAIL;
     }
@@ -386,7 +397,6 @@ zmqctl_get(zmqctl_opts_t *o)
 {
     int            k;
     json_t        *obj, *shown;
-    zgw_store_t   *st;
     zgw_config_t  *cfg;
 
     k = zmqctl_kind_arg(o->argv[0]);
@@ -394,13 +404,7 @@ zmqctl_get(zmqctl_opts_t *o)
         return ZMQCTL_EXIT_USAGE;
     }
 
-    st = zmqctl_connect(o);
-    if (st == NULL) {
-        return ZMQCTL_EXIT_FAIL;
-    }
-
-    cfg = zmqctl_load(st);
-    zgw_store_close(st);
+    cfg = zmqctl_snapshot(o);
     if (cfg == NULL) {
         return ZMQCTL_EXIT_FAIL;
     }
@@ -428,7 +432,6 @@ zmqctl_list(zmqctl_opts_t *o)
     int            k, only;
     json_t        *doc, *list, *obj;
     size_t         i;
-    zgw_store_t   *st;
     zgw_config_t  *cfg;
 
     only = -1;
@@ -439,13 +442,7 @@ zmqctl_list(zmqctl_opts_t *o)
         }
     }
 
-    st = zmqctl_connect(o);
-    if (st == NULL) {
-        return ZMQCTL_EXIT_FAIL;
-    }
-
-    cfg = zmqctl_load(st);
-    zgw_store_close(st);
+    cfg = zmqctl_snapshot(o);
     if (cfg == NULL) {
         return ZMQCTL_EXIT_FAIL;
     }
