@@ -1,0 +1,154 @@
+
+/*
+ * ngx_zmq: an AMQP 0-9-1 publisher driven by the NGINX event loop.
+ *
+ * NGINX owns the socket; rabbitmq-c is only the codec. One connection per
+ * worker and outgoing connection, with publisher confirms on channel 1.
+ */
+
+
+#ifndef _NGX_HTTP_ZMQ_AMQP_H_INCLUDED_
+#define _NGX_HTTP_ZMQ_AMQP_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <amqp.h>
+#include <amqp_framing.h>
+
+
+typedef enum {
+    NGX_HTTP_ZMQ_AMQP_IDLE = 0,          /* not started (inactive) */
+    NGX_HTTP_ZMQ_AMQP_CONNECTING,        /* TCP connect and handshake */
+    NGX_HTTP_ZMQ_AMQP_READY,
+    NGX_HTTP_ZMQ_AMQP_BLOCKED,           /* connection.blocked */
+    NGX_HTTP_ZMQ_AMQP_BACKOFF            /* waiting to reconnect */
+} ngx_http_zmq_amqp_state_e;
+
+
+typedef enum {
+    NGX_HTTP_ZMQ_PUB_ACKED = 0,          /* the broker has the message */
+    NGX_HTTP_ZMQ_PUB_WRITTEN,            /* written; no confirm awaited */
+    NGX_HTTP_ZMQ_PUB_NACKED,
+    NGX_HTTP_ZMQ_PUB_RETURNED,           /* unroutable, mandatory */
+    NGX_HTTP_ZMQ_PUB_LOST,               /* connection or channel lost */
+    NGX_HTTP_ZMQ_PUB_TIMEDOUT
+} ngx_http_zmq_pub_result_e;
+
+
+/* per worker and outgoing connection; kept in shared memory for status */
+typedef struct {
+    ngx_atomic_t                 pid;
+    ngx_atomic_t                 state;
+    ngx_atomic_t                 inflight;
+    ngx_atomic_t                 published;
+    ngx_atomic_t                 confirmed;
+    ngx_atomic_t                 nacked;
+    ngx_atomic_t                 returned;
+    ngx_atomic_t                 timed_out;
+    ngx_atomic_t                 lost;
+    ngx_atomic_t                 rejected;     /* 503 without publishing */
+    ngx_atomic_t                 reconnects;
+} ngx_http_zmq_amqp_stats_t;
+
+
+/* an outgoing connection as configured (from amqp_outconn + amqp_def) */
+typedef struct {
+    ngx_str_t                    name;
+    ngx_str_t                    def_name;
+    ngx_uint_t                   index;
+    ngx_flag_t                   active;
+
+    ngx_addr_t                  *addrs;
+    ngx_uint_t                   naddrs;
+
+    ngx_str_t                    vhost;
+    ngx_str_t                    username;
+    ngx_str_t                    password;
+    ngx_uint_t                   heartbeat;     /* seconds */
+    ngx_uint_t                   frame_max;
+
+    /* message defaults */
+    ngx_int_t                    delivery_mode;
+    ngx_int_t                    priority;      /* -1: not set */
+    ngx_int_t                    expiration;    /* -1: not set */
+    ngx_str_t                    content_type;
+    ngx_str_t                    content_encoding;
+    ngx_str_t                    user_id;
+    ngx_str_t                    app_id;
+    ngx_uint_t                   max_inflight;
+} ngx_http_zmq_outconn_conf_t;
+
+
+typedef struct ngx_http_zmq_amqp_conn_s  ngx_http_zmq_amqp_conn_t;
+typedef struct ngx_http_zmq_pub_s        ngx_http_zmq_pub_t;
+
+typedef void (*ngx_http_zmq_pub_done_pt)(ngx_http_zmq_pub_t *pub,
+    ngx_http_zmq_pub_result_e result);
+
+
+/* one message between publish and the broker's answer */
+struct ngx_http_zmq_pub_s {
+    uint64_t                     tag;
+    ngx_http_zmq_amqp_conn_t    *conn;
+    void                        *data;          /* the request's handle */
+    ngx_http_zmq_pub_done_pt     done;
+    ngx_event_t                  timer;
+    uint64_t                     end;           /* stream offset after it */
+    u_char                      *message_id;    /* ngx_alloc()ed */
+    size_t                       message_id_len;
+    unsigned                     in_use:1;
+    unsigned                     wait_confirm:1;
+    unsigned                     answered:1;
+    unsigned                     returned:1;
+};
+
+
+/* what a request asks to publish */
+typedef struct {
+    ngx_str_t                    exchange;
+    ngx_str_t                    routing_key;
+    ngx_flag_t                   mandatory;
+    ngx_flag_t                   confirm;
+    amqp_basic_properties_t     *props;
+    ngx_chain_t                 *body;          /* memory or file buffers */
+    off_t                        body_len;
+    ngx_msec_t                   timeout;
+    void                        *data;
+    ngx_http_zmq_pub_done_pt     done;
+} ngx_http_zmq_publish_t;
+
+
+/* publish() failures, before anything was written */
+#define NGX_HTTP_ZMQ_UNAVAILABLE     -100   /* not connected, backoff */
+#define NGX_HTTP_ZMQ_BLOCKED         -101   /* connection.blocked */
+#define NGX_HTTP_ZMQ_OVERLOADED      -102   /* max_inflight or buffer */
+#define NGX_HTTP_ZMQ_TOO_LARGE       -103   /* properties do not fit */
+
+
+ngx_int_t ngx_http_zmq_amqp_init_process(ngx_cycle_t *cycle,
+    ngx_array_t *outconns, ngx_http_zmq_amqp_stats_t *stats,
+    ngx_msec_t connect_timeout, size_t buffer_limit);
+void ngx_http_zmq_amqp_exit_process(ngx_cycle_t *cycle);
+
+ngx_http_zmq_amqp_conn_t *ngx_http_zmq_amqp_get(ngx_uint_t index);
+
+/*
+ * Queues one message. On NGX_OK *pub is the pending message whose done()
+ * will be called exactly once (unless ngx_http_zmq_amqp_detach() is
+ * called first). Otherwise an NGX_HTTP_ZMQ_* code says why nothing was
+ * sent; *retry_after is then a suggested delay in seconds.
+ */
+ngx_int_t ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
+    ngx_http_zmq_publish_t *msg, ngx_http_zmq_pub_t **pub,
+    time_t *retry_after, ngx_log_t *log);
+
+/* the request went away: keep accounting, call nothing back */
+void ngx_http_zmq_amqp_detach(ngx_http_zmq_pub_t *pub);
+
+const char *ngx_http_zmq_amqp_state_name(ngx_uint_t state);
+
+
+#endif /* _NGX_HTTP_ZMQ_AMQP_H_INCLUDED_ */
