@@ -83,6 +83,9 @@ typedef struct {
     ngx_http_request_t            *request;
     ngx_http_zmq_pub_t            *pub;        /* NULL once answered */
     ngx_str_t                      message_id;
+    ngx_chain_t                   *json;       /* replaces an nginx page */
+    unsigned                       own:1;      /* a response of ours */
+    unsigned                       replaced:1;
 } ngx_http_zmq_ctx_t;
 
 
@@ -116,6 +119,10 @@ static char *ngx_http_zmq_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_zmq_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_zmq_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static ngx_int_t ngx_http_zmq_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_zmq_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_zmq_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
 static ngx_int_t ngx_http_zmq_init_process(ngx_cycle_t *cycle);
 static void ngx_http_zmq_exit_process(ngx_cycle_t *cycle);
 
@@ -205,7 +212,7 @@ static ngx_command_t  ngx_http_zmq_commands[] = {
 
 static ngx_http_module_t  ngx_http_zmq_module_ctx = {
     NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_zmq_postconfiguration,        /* postconfiguration */
 
     ngx_http_zmq_create_main_conf,         /* create main configuration */
     ngx_http_zmq_init_main_conf,           /* init main configuration */
@@ -234,16 +241,50 @@ ngx_module_t  ngx_http_zmq_module = {
 };
 
 
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+
+
 /* ------------------------------------------------------------ responses */
+
+
+static ngx_http_zmq_ctx_t *
+ngx_http_zmq_get_ctx(ngx_http_request_t *r)
+{
+    ngx_http_zmq_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_zmq_module);
+    if (ctx != NULL) {
+        return ctx;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_zmq_ctx_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    ctx->request = r;
+    ngx_http_set_ctx(r, ctx, ngx_http_zmq_module);
+
+    return ctx;
+}
 
 
 static ngx_int_t
 ngx_http_zmq_send_json(ngx_http_request_t *r, ngx_uint_t status, u_char *body,
     size_t len)
 {
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
+    ngx_int_t            rc;
+    ngx_buf_t           *b;
+    ngx_chain_t          out;
+    ngx_http_zmq_ctx_t  *ctx;
+
+    ctx = ngx_http_zmq_get_ctx(r);
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->own = 1;
 
     b = ngx_calloc_buf(r->pool);
     if (b == NULL) {
@@ -645,15 +686,12 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
         return;
     }
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_zmq_ctx_t));
+    ctx = ngx_http_zmq_get_ctx(r);
     props = ngx_pcalloc(r->pool, sizeof(amqp_basic_properties_t));
     if (ctx == NULL || props == NULL) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
-
-    ctx->request = r;
-    ngx_http_set_ctx(r, ctx, ngx_http_zmq_module);
 
     bad = NULL;
     rc = ngx_http_zmq_properties(r, zlcf, props, &ctx->message_id, &bad);
@@ -1133,6 +1171,144 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_loc_conf_t *zlcf,
 }
 
 
+/* ------------------------------------------------------ error responses */
+
+
+/*
+ * Errors that NGINX itself answers in a zmq_service location (a body over
+ * zmq_max_body, a malformed chunked body, a body timeout, an internal
+ * error) get the same JSON error body as the module's own answers.
+ */
+static ngx_int_t
+ngx_http_zmq_header_filter(ngx_http_request_t *r)
+{
+    u_char                   *body, *p;
+    ngx_buf_t                *b;
+    ngx_uint_t                status;
+    const char               *code, *message;
+    ngx_http_zmq_ctx_t       *ctx;
+    ngx_http_zmq_loc_conf_t  *zlcf;
+
+    zlcf = ngx_http_get_module_loc_conf(r, ngx_http_zmq_module);
+    status = r->headers_out.status;
+
+    if (zlcf == NULL || zlcf->service == NULL || status < 400
+        || r != r->main)
+    {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_zmq_module);
+    if (ctx != NULL && ctx->own) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    switch (status) {
+    case NGX_HTTP_BAD_REQUEST:
+        code = "bad_request";
+        message = "the request is malformed";
+        break;
+    case NGX_HTTP_REQUEST_TIME_OUT:
+        code = "body_timeout";
+        message = "the body did not arrive in time";
+        break;
+    case NGX_HTTP_LENGTH_REQUIRED:
+        code = "length_required";
+        message = "the request needs a Content-Length";
+        break;
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+        code = "body_too_large";
+        message = "the body is larger than the service accepts";
+        break;
+    default:
+        code = "internal_error";
+        message = "the gateway failed to handle the request";
+        break;
+    }
+
+    ctx = ngx_http_zmq_get_ctx(r);
+    body = ngx_pnalloc(r->pool, 256);
+    b = ngx_calloc_buf(r->pool);
+    if (ctx == NULL || body == NULL || b == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->json = ngx_alloc_chain_link(r->pool);
+    if (ctx->json == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_snprintf(body, 256, "{\"error\":\"%s\",\"message\":\"%s\"}\n",
+                     code, message);
+
+    b->pos = body;
+    b->last = p;
+    b->memory = 1;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+    ctx->json->buf = b;
+    ctx->json->next = NULL;
+
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.content_length_n = p - body;
+
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
+
+    ngx_http_clear_accept_ranges(r);
+    ngx_http_clear_last_modified(r);
+    ngx_http_clear_etag(r);
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+static ngx_int_t
+ngx_http_zmq_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_chain_t         *cl;
+    ngx_http_zmq_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_zmq_module);
+
+    if (ctx == NULL || ctx->json == NULL) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    /* swallow NGINX's page, send the JSON once */
+
+    for (cl = in; cl; cl = cl->next) {
+        cl->buf->pos = cl->buf->last;
+        cl->buf->file_pos = cl->buf->file_last;
+    }
+
+    if (ctx->replaced) {
+        return ngx_http_next_body_filter(r, NULL);
+    }
+
+    ctx->replaced = 1;
+
+    return ngx_http_next_body_filter(r, ctx->json);
+}
+
+
+static ngx_int_t
+ngx_http_zmq_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_zmq_header_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_zmq_body_filter;
+
+    return NGX_OK;
+}
+
+
 /* -------------------------------------------------------- configuration */
 
 
@@ -1555,8 +1731,10 @@ ngx_http_zmq_compile(ngx_conf_t *cf, ngx_http_zmq_main_conf_t *zmcf)
             if (kv == NULL) {
                 return NGX_CONF_ERROR;
             }
-            kv->key.len = ngx_strlen(hk);
-            kv->key.data = ngx_pstrdup(cf->pool, &kv->key);
+            name.data = (u_char *) hk;
+            name.len = ngx_strlen(hk);
+            kv->key.len = name.len;
+            kv->key.data = ngx_pstrdup(cf->pool, &name);
             if (kv->key.data == NULL
                 || ngx_http_zmq_str(cf, hdrs, hk, &kv->value) != NGX_OK)
             {
@@ -1693,9 +1871,6 @@ ngx_http_zmq_service(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_zmq_service_handler;
 
-    /* zmq_max_body answers oversized bodies with JSON instead */
-    clcf->client_max_body_size = 0;
-
     return NGX_CONF_OK;
 }
 
@@ -1770,12 +1945,25 @@ ngx_http_zmq_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_zmq_loc_conf_t *prev = parent;
     ngx_http_zmq_loc_conf_t *conf = child;
 
+    ngx_http_core_loc_conf_t  *clcf;
+
     ngx_conf_merge_ptr_value(conf->routing_key, prev->routing_key, NULL);
     ngx_conf_merge_msec_value(conf->confirm_timeout, prev->confirm_timeout,
                               10000);
     ngx_conf_merge_size_value(conf->max_body, prev->max_body, 1024 * 1024);
     ngx_conf_merge_uint_value(conf->data_format, prev->data_format,
                               NGX_HTTP_ZMQ_FORMAT_NONE);
+
+    if (conf->service != NULL) {
+        /*
+         * zmq_max_body is the location's client_max_body_size, and bodies
+         * up to it are read into memory: the message is copied into the
+         * AMQP output buffer anyway, so no temporary file is written.
+         */
+        clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+        clcf->client_max_body_size = conf->max_body;
+        clcf->client_body_buffer_size = ngx_max(conf->max_body, 1);
+    }
 
     return NGX_CONF_OK;
 }

@@ -356,3 +356,118 @@ def write_json(tmp_path):
                      else doc)
         return str(p)
     return write
+
+
+# ------------------------------------------------------------------ gateway
+
+STATUS_LOCATION = "location = /zmq/status { zmq_status; }\n"
+
+
+def amqp_config(port, services, outconn=None, amqp_def=None, extra=None):
+    """A configuration with one definition on 127.0.0.1:port, one outgoing
+    connection "out" and the given services (kind publish by default)."""
+    d = {"name": "rabbit", "host": "127.0.0.1", "port": port,
+         "username": "guest", "password": "guest", "heartbeat": 10}
+    d.update(amqp_def or {})
+    o = {"name": "out", "def": "rabbit"}
+    o.update(outconn or {})
+    svcs = []
+    for name, fields in services.items():
+        s = {"name": name, "kind": "publish", "outconn": "out"}
+        s.update(fields)
+        svcs.append(s)
+    doc = {"amqp_def": [d], "amqp_outconn": [o], "service": svcs}
+    doc.update(extra or {})
+    return doc
+
+
+class Gateway:
+    def __init__(self, ngx):
+        self.ngx = ngx
+        self.url = ngx.url
+
+    def status(self):
+        import requests
+        return requests.get(self.url + "/zmq/status", timeout=5).json()
+
+    def outconn(self, name="out"):
+        """Each worker's entry for one outgoing connection."""
+        return [w["outconns"][name] for w in self.status()["workers"]]
+
+    def wait_state(self, state, name="out", timeout=30.0):
+        deadline = time.monotonic() + timeout
+        seen = None
+        while time.monotonic() < deadline:
+            seen = [o["state"] for o in self.outconn(name)]
+            if seen and all(s == state for s in seen):
+                return
+            time.sleep(0.05)
+        raise AssertionError("outconn %s is %s, not %s" % (name, seen, state))
+
+    def totals(self, name="out"):
+        out = {}
+        for o in self.outconn(name):
+            for k, v in o.items():
+                if isinstance(v, int):
+                    out[k] = out.get(k, 0) + v
+        return out
+
+
+@pytest.fixture
+def gateway(nginx_factory, tmp_path):
+    def start(config, locations, workers=1, http="", wait="ready",
+              log_level="info"):
+        path = tmp_path / ("zmq%d.json" % len(list(tmp_path.glob("zmq*"))))
+        path.write_text(json.dumps(config))
+        ngx = nginx_factory(http="%s\nzmq_config file:%s;" % (http, path),
+                            server=STATUS_LOCATION + locations,
+                            workers=workers, log_level=log_level)
+        ngx.start()
+        gw = Gateway(ngx)
+        if wait:
+            gw.wait_state(wait)
+        return gw
+    return start
+
+
+@pytest.fixture
+def queue(rabbitmq):
+    """A fresh durable queue on the session broker; yields its name and a
+    pika channel to inspect it, and deletes it afterwards."""
+    import uuid
+    name = "t." + uuid.uuid4().hex[:12]
+    conn = rabbitmq.connection()
+    ch = conn.channel()
+    ch.queue_declare(name, durable=True)
+
+    class Q:
+        pass
+    q = Q()
+    q.name = name
+    q.channel = ch
+
+    def drain(expect=None, timeout=10.0):
+        msgs = []
+        deadline = time.monotonic() + timeout
+        while True:
+            m, props, body = ch.basic_get(name, auto_ack=True)
+            if m is None:
+                if expect is None or len(msgs) >= expect \
+                        or time.monotonic() > deadline:
+                    return msgs
+                time.sleep(0.05)
+                continue
+            msgs.append((m, props, body))
+    q.drain = drain
+
+    def count():
+        return ch.queue_declare(name, durable=True,
+                                passive=True).method.message_count
+    q.count = count
+
+    yield q
+    try:
+        ch.queue_delete(name)
+        conn.close()
+    except Exception:
+        pass

@@ -1,0 +1,145 @@
+"""A small fake AMQP 0-9-1 broker for the cases a real RabbitMQ will not
+produce on demand: frames sent one byte at a time, a peer that never
+answers, confirms that come late or never. It speaks just enough of the
+protocol for a publisher with confirms, using pika's own codec."""
+
+import socket
+import threading
+import time
+
+import pika.frame
+import pika.spec
+
+
+class FakeAmqp:
+    def __init__(self, trickle=False, silent=False, ack_delay=0.0,
+                 never_ack=False, nack=False):
+        self.trickle = trickle          # every frame one byte at a time
+        self.silent = silent            # accept and read, never answer
+        self.ack_delay = ack_delay
+        self.never_ack = never_ack
+        self.nack = nack
+        self.published = []             # (method, properties, body)
+        self.connections = 0
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = False
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self.accept_loop, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.stopping = True
+        self.sock.close()
+        self.thread.join(5)
+
+    def accept_loop(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self.serve, args=(conn,),
+                             daemon=True).start()
+
+    def send(self, conn, frame):
+        data = frame.marshal()
+        if self.trickle:
+            for i in range(len(data)):
+                conn.sendall(data[i:i + 1])
+                time.sleep(0.002)
+        else:
+            conn.sendall(data)
+
+    def serve(self, conn):
+        buf = b""
+        try:
+            header = b""
+            while len(header) < 8:
+                chunk = conn.recv(8 - len(header))
+                if not chunk:
+                    return
+                header += chunk
+            assert header == b"AMQP\x00\x00\x09\x01", header
+            if self.silent:
+                while conn.recv(65536):
+                    pass
+                return
+            self.send(conn, pika.frame.Method(0, pika.spec.Connection.Start(
+                server_properties={"product": "fake"}, mechanisms="PLAIN",
+                locales="en_US")))
+            pending = None
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buf += data
+                while True:
+                    consumed, frame = pika.frame.decode_frame(buf)
+                    if frame is None:
+                        break
+                    buf = buf[consumed:]
+                    pending = self.on_frame(conn, frame, pending)
+        except (OSError, AssertionError):
+            return
+        finally:
+            conn.close()
+
+    def on_frame(self, conn, frame, pending):
+        if isinstance(frame, pika.frame.Method):
+            m = frame.method
+            if isinstance(m, pika.spec.Connection.StartOk):
+                self.send(conn, pika.frame.Method(0, pika.spec.Connection.Tune(
+                    channel_max=0, frame_max=4096, heartbeat=0)))
+            elif isinstance(m, pika.spec.Connection.Open):
+                self.send(conn, pika.frame.Method(
+                    0, pika.spec.Connection.OpenOk()))
+            elif isinstance(m, pika.spec.Channel.Open):
+                self.send(conn, pika.frame.Method(
+                    frame.channel_number, pika.spec.Channel.OpenOk()))
+            elif isinstance(m, pika.spec.Confirm.Select):
+                self.tag = 0
+                self.send(conn, pika.frame.Method(
+                    frame.channel_number, pika.spec.Confirm.SelectOk()))
+            elif isinstance(m, pika.spec.Basic.Publish):
+                return [m, None, b"", 0]
+            return pending
+        if isinstance(frame, pika.frame.Header):
+            pending[1] = frame.properties
+            pending[3] = frame.body_size
+            if frame.body_size == 0:
+                self.published_one(conn, pending)
+                return None
+            return pending
+        if isinstance(frame, pika.frame.Body):
+            pending[2] += frame.fragment
+            if len(pending[2]) >= pending[3]:
+                self.published_one(conn, pending)
+                return None
+        return pending
+
+    def published_one(self, conn, pending):
+        with self.lock:
+            self.published.append(tuple(pending[:3]))
+        self.tag += 1
+        if self.never_ack:
+            return
+        tag = self.tag
+        reply = (pika.spec.Basic.Nack(delivery_tag=tag) if self.nack
+                 else pika.spec.Basic.Ack(delivery_tag=tag))
+
+        def later():
+            time.sleep(self.ack_delay)
+            try:
+                self.send(conn, pika.frame.Method(1, reply))
+            except OSError:
+                pass
+
+        if self.ack_delay:
+            threading.Thread(target=later, daemon=True).start()
+        else:
+            self.send(conn, pika.frame.Method(1, reply))
