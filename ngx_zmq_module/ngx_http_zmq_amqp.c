@@ -554,9 +554,8 @@ ngx_http_zmq_amqp_timer_handler(ngx_event_t *ev)
 
     if (conn->state == NGX_HTTP_ZMQ_AMQP_CONNECTING) {
         ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR,
-                                conn->c && conn->got_bytes
-                                ? "handshake timed out"
-                                : "connect timed out");
+                                conn->sent > 0 ? "handshake timed out"
+                                               : "connect timed out");
     }
 }
 
@@ -614,8 +613,8 @@ ngx_http_zmq_amqp_write_handler(ngx_event_t *wev)
 
     if (ngx_http_zmq_amqp_flush(conn) != NGX_OK) {
         ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR,
-                                conn->got_bytes ? "write failed"
-                                                : "connection refused");
+                                conn->sent > 0 ? "write failed"
+                                               : "connection refused");
     }
 }
 

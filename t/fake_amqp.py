@@ -26,23 +26,36 @@ class FakeAmqp:
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
+        self.sock.settimeout(0.05)
         self.stopping = False
+        self.clients = []
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self.accept_loop, daemon=True)
         self.thread.start()
 
     def close(self):
+        """Stop listening and drop every connection, as a dying broker
+        would."""
         self.stopping = True
-        self.sock.close()
         self.thread.join(5)
+        self.sock.close()
+        for c in self.clients:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def accept_loop(self):
         while not self.stopping:
             try:
                 conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
             except OSError:
                 return
+            conn.settimeout(None)
             self.connections += 1
+            self.clients.append(conn)
             threading.Thread(target=self.serve, args=(conn,),
                              daemon=True).start()
 
