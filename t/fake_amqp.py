@@ -13,12 +13,14 @@ import pika.spec
 
 class FakeAmqp:
     def __init__(self, trickle=False, silent=False, ack_delay=0.0,
-                 never_ack=False, nack=False):
+                 never_ack=False, nack=False, heartbeat=0):
         self.trickle = trickle          # every frame one byte at a time
         self.silent = silent            # accept and read, never answer
         self.ack_delay = ack_delay
         self.never_ack = never_ack
         self.nack = nack
+        self.heartbeat = heartbeat      # offered in tune; never sent
+        self.heartbeats = 0             # heartbeat frames received
         self.published = []             # (method, properties, body)
         self.connections = 0
         self.sock = socket.socket()
@@ -103,11 +105,15 @@ class FakeAmqp:
             conn.close()
 
     def on_frame(self, conn, frame, pending):
+        if isinstance(frame, pika.frame.Heartbeat):
+            self.heartbeats += 1
+            return pending
         if isinstance(frame, pika.frame.Method):
             m = frame.method
             if isinstance(m, pika.spec.Connection.StartOk):
                 self.send(conn, pika.frame.Method(0, pika.spec.Connection.Tune(
-                    channel_max=0, frame_max=4096, heartbeat=0)))
+                    channel_max=0, frame_max=4096,
+                    heartbeat=self.heartbeat)))
             elif isinstance(m, pika.spec.Connection.Open):
                 self.send(conn, pika.frame.Method(
                     0, pika.spec.Connection.OpenOk()))

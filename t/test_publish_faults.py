@@ -182,3 +182,31 @@ def test_the_connection_lost_with_messages_in_flight_is_503(gateway):
         assert gw.totals()["lost"] == 1
     finally:
         fake.close()
+
+
+def test_heartbeats_are_sent_and_a_silent_broker_is_dropped(gateway):
+    fake = FakeAmqp(heartbeat=1)          # the gateway agrees to 1 s
+    try:
+        gw = gateway(config(fake.port), PUB)
+        deadline = time.monotonic() + 10
+        while gw.totals()["reconnects"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # it sent heartbeats, heard none back, and gave up on the link
+        assert fake.heartbeats >= 1
+        assert gw.totals()["reconnects"] >= 1
+        assert "no heartbeat from the broker" in gw.ngx.error_log()
+    finally:
+        fake.close()
+
+
+def test_the_next_host_of_the_definition_is_tried(gateway):
+    fake = FakeAmqp()
+    try:
+        cfg = amqp_config(free_port(), {"svc": {"routing_key": "q"}},
+                          amqp_def={"hosts": ["127.0.0.1:%d" % fake.port]})
+        gw = gateway(cfg, PUB, wait=None)
+        gw.wait_state("ready", timeout=15)
+        assert post(gw).status_code == 202
+        assert len(fake.published) == 1
+    finally:
+        fake.close()
