@@ -29,7 +29,7 @@ MODULE_SRCS := config $(wildcard ngx_zmq_module/*.c ngx_zmq_module/*.h)
 UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/t/%,$(wildcard t/unit/test_*.c))
 
 .PHONY: all module tools deps run stop test unit integration asan clean \
-        format
+        format bench
 
 all: module tools
 
@@ -88,6 +88,14 @@ asan:
 	    -fno-omit-frame-pointer" tools unit
 	ZMQ_BUILD=$(BUILD)/asan ZMQ_SKIP_NGINX=1 $(PYTHON) -m pytest -q \
 	    -p no:cacheprovider t/test_zmqctl.py
+
+$(BUILD)/bench/publish_raw: bench/publish_raw.c
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) $(WARN) $< -o $@ -lrabbitmq
+
+# speed goals: each prints ratios against baselines measured in the same run
+bench: all $(BUILD)/bench/publish_raw
+	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/publish.py
 
 run: deps all
 	@scripts/run.sh

@@ -405,6 +405,7 @@ ngx_http_zmq_amqp_backoff(ngx_http_zmq_amqp_conn_t *conn)
 static void
 ngx_http_zmq_amqp_connect(ngx_http_zmq_amqp_conn_t *conn)
 {
+    int                           tcp_nodelay;
     ngx_int_t                     rc;
     ngx_addr_t                   *addr;
     amqp_frame_t                  frame;
@@ -444,6 +445,17 @@ ngx_http_zmq_amqp_connect(ngx_http_zmq_amqp_conn_t *conn)
     }
 
     c = pc.connection;
+
+    /* frames are small and confirms are awaited: no Nagle delays */
+    tcp_nodelay = 1;
+    if (setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY,
+                   (const void *) &tcp_nodelay, sizeof(int)) == -1)
+    {
+        ngx_log_error(NGX_LOG_WARN, conn->log, ngx_socket_errno,
+                      "zmq amqp \"%V\": setsockopt(TCP_NODELAY) failed",
+                      &oc->name);
+    }
+
     c->data = conn;
     c->read->handler = ngx_http_zmq_amqp_read_handler;
     c->write->handler = ngx_http_zmq_amqp_write_handler;

@@ -19,7 +19,8 @@ import time
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUILD = os.environ.get("ZMQ_BUILD", os.path.join(ROOT, "build"))
+BUILD = os.path.abspath(os.environ.get("ZMQ_BUILD",
+                                      os.path.join(ROOT, "build")))
 MODULE = os.path.join(BUILD, "ngx_http_zmq_module.so")
 ZMQCTL = os.path.join(BUILD, "zmqctl")
 NGINX = shutil.which("nginx", path="/usr/sbin:/usr/bin") or "/usr/sbin/nginx"
@@ -233,7 +234,7 @@ master_process on;
 worker_processes {workers};
 pid {dir}/nginx.pid;
 error_log {dir}/error.log {log_level};
-events {{ worker_connections 1024; }}
+events {{ worker_connections 4096; }}
 http {{
     access_log off;
     client_body_temp_path {dir}/body;
