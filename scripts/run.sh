@@ -83,6 +83,15 @@ else
     echo "run: rabbitmq on 127.0.0.1:$AMQP_PORT (guest/guest)"
 fi
 
+# the queue the demo's service publishes to (mandatory: it must exist)
+/usr/bin/python3 - "$AMQP_PORT" <<'PY'
+import sys, pika
+c = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1",
+                                                      int(sys.argv[1])))
+c.channel().queue_declare("customer.updates", durable=True)
+c.close()
+PY
+
 # --- the configuration: key file, then the demo into Redis
 export ZMQ_REDIS=redis://127.0.0.1:$REDIS_PORT/0
 export ZMQ_KEY_FILE=$RUN/secret.key
@@ -107,6 +116,9 @@ cat <<MSG
 ngx_zmq is up. Try:
 
     curl -s http://127.0.0.1:$HTTP_PORT/zmq/status
+    curl -si -H 'Content-Type: application/json' -H 'X-Message-Id: demo-1' \\
+         -d '{"customer": 42, "email": "new@example.com"}' \\
+         http://127.0.0.1:$HTTP_PORT/api/customers/updates
     ZMQ_REDIS=$ZMQ_REDIS ZMQ_KEY_FILE=$ZMQ_KEY_FILE build/zmqctl list
     ZMQ_REDIS=$ZMQ_REDIS build/zmqctl export
     ZMQ_REDIS=$ZMQ_REDIS build/zmqctl get rest_channel customer.updates.rest
