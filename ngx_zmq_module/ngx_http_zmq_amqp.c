@@ -671,6 +671,9 @@ ngx_http_zmq_amqp_flush(ngx_http_zmq_amqp_conn_t *conn)
             }
 
             if (!pub->wait_confirm && !pub->answered) {
+                if (pub->timer.timer_set) {
+                    ngx_del_timer(&pub->timer);
+                }
                 pub->answered = 1;
                 if (pub->data != NULL && pub->done != NULL) {
                     pub->done(pub, NGX_HTTP_ZMQ_PUB_WRITTEN);
@@ -1417,8 +1420,11 @@ ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
     pub->timer.data = pub;
     pub->timer.log = conn->log;
 
-    if (msg->confirm && msg->timeout) {
-        /* not cancelable: a graceful shutdown waits for the confirm */
+    if (msg->timeout) {
+        /*
+         * Not cancelable: a graceful shutdown waits for the confirm. Without
+         * confirms it bounds the wait for the frames to be written.
+         */
         ngx_add_timer(&pub->timer, msg->timeout);
     }
 
