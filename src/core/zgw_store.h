@@ -33,6 +33,16 @@ extern const char  zgw_store_snapshot_lua[];
 extern const char  zgw_store_apply_lua[];
 
 
+struct redisReply;
+
+/*
+ * Fills an empty cfg from the reply to zgw_store_snapshot_lua (as any
+ * client, blocking or not, receives it). Objects that do not validate are
+ * left out and reported by key; the return value is then ZGW_ERROR.
+ */
+int zgw_store_snapshot_parse(const struct redisReply *r, zgw_config_t *cfg,
+    zgw_errors_t *errs);
+
 zgw_store_t *zgw_store_connect(const char *url, int timeout_ms,
     zgw_errors_t *errs);
 void zgw_store_close(zgw_store_t *st);

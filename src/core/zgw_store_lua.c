@@ -6,6 +6,11 @@
  * they can be put into the event text without escaping.
  */
 
+#include <stdio.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
 #include "zgw_store.h"
 
 
@@ -53,3 +58,83 @@ const char  zgw_store_apply_lua[] =
     "'\",\"op\":\"' .. op .. '\"}')\n"
     "end\n"
     "return cur\n";
+
+
+int
+zgw_store_snapshot_parse(const redisReply *r, zgw_config_t *cfg,
+    zgw_errors_t *errs)
+{
+    int            k, rc;
+    char           where[ZGW_NAME_MAX + 64];
+    size_t         i;
+    json_t        *obj;
+    redisReply    *list, *name, *text;
+    json_error_t   jerr;
+
+    if (r->type == REDIS_REPLY_ERROR) {
+        zgw_errors_add(errs, "redis: snapshot: %s", r->str);
+        return ZGW_ERROR;
+    }
+
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 1 + ZGW_KIND_MAX
+        || r->element[0]->type != REDIS_REPLY_STRING)
+    {
+        zgw_errors_add(errs, "redis: snapshot: unexpected reply");
+        return ZGW_ERROR;
+    }
+
+    rc = ZGW_OK;
+    cfg->version = strtoll(r->element[0]->str, NULL, 10);
+
+    for (k = 0; k < ZGW_KIND_MAX; k++) {
+        list = r->element[1 + k];
+
+        if (list->type != REDIS_REPLY_ARRAY) {
+            zgw_errors_add(errs, "redis: snapshot: unexpected reply");
+            return ZGW_ERROR;
+        }
+
+        for (i = 0; i + 1 < list->elements; i += 2) {
+            name = list->element[i];
+            text = list->element[i + 1];
+
+            snprintf(where, sizeof(where), "%s%s:%s", ZGW_KEY_OBJ,
+                     zgw_kind_name(k), name->str);
+
+            if (text->len == 0) {
+                zgw_errors_add(errs, "%s: listed in %s%s but missing", where,
+                               ZGW_KEY_INDEX, zgw_kind_name(k));
+                rc = ZGW_ERROR;
+                continue;
+            }
+
+            obj = json_loadb(text->str, text->len, 0, &jerr);
+            if (obj == NULL) {
+                zgw_errors_add(errs, "%s: invalid JSON at %d:%d: %s", where,
+                               jerr.line, jerr.column, jerr.text);
+                rc = ZGW_ERROR;
+                continue;
+            }
+
+            if (!json_is_object(obj)
+                || !json_is_string(json_object_get(obj, "name"))
+                || strcmp(json_string_value(json_object_get(obj, "name")),
+                          name->str) != 0)
+            {
+                zgw_errors_add(errs, "%s: the object's name does not match "
+                               "its key", where);
+                json_decref(obj);
+                rc = ZGW_ERROR;
+                continue;
+            }
+
+            if (zgw_config_put(cfg, k, obj, where, errs) != ZGW_OK) {
+                rc = ZGW_ERROR;
+            }
+
+            json_decref(obj);
+        }
+    }
+
+    return rc;
+}
