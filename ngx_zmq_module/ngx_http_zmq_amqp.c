@@ -43,6 +43,10 @@ typedef enum {
 
 
 struct ngx_http_zmq_amqp_conn_s {
+    ngx_pool_t                   *pool;
+    ngx_queue_t                   queue;       /* all connections */
+    ngx_event_t                   free_ev;
+    unsigned                      retired:1;
     ngx_http_zmq_outconn_conf_t  *conf;
     ngx_http_zmq_amqp_stats_t    *stats;
     ngx_http_zmq_amqp_stats_t     local_stats;
@@ -103,9 +107,14 @@ static void ngx_http_zmq_amqp_resolve(ngx_http_zmq_pub_t *pub,
 static void ngx_http_zmq_amqp_pub_timeout(ngx_event_t *ev);
 
 
-static ngx_array_t   ngx_http_zmq_amqp_conns;    /* of conn pointers */
-static ngx_msec_t    ngx_http_zmq_amqp_connect_timeout;
-static size_t        ngx_http_zmq_amqp_buffer_limit;
+static void ngx_http_zmq_amqp_free_handler(ngx_event_t *ev);
+static void ngx_http_zmq_amqp_check_retired(ngx_http_zmq_amqp_conn_t *conn);
+
+
+static ngx_queue_t   ngx_http_zmq_amqp_all;
+static ngx_uint_t    ngx_http_zmq_amqp_inited;
+static ngx_msec_t    ngx_http_zmq_amqp_connect_timeout = 5000;
+static size_t        ngx_http_zmq_amqp_buffer_limit = 16 * 1024 * 1024;
 
 static const char  *ngx_http_zmq_amqp_states[] = {
     "idle", "connecting", "ready", "blocked", "backoff"
@@ -131,114 +140,250 @@ ngx_http_zmq_amqp_set_state(ngx_http_zmq_amqp_conn_t *conn, ngx_uint_t state)
 }
 
 
-ngx_int_t
-ngx_http_zmq_amqp_init_process(ngx_cycle_t *cycle, ngx_array_t *outconns,
-    ngx_http_zmq_amqp_stats_t *stats, ngx_msec_t connect_timeout,
-    size_t buffer_limit)
+void
+ngx_http_zmq_amqp_configure(ngx_msec_t connect_timeout, size_t buffer_limit)
 {
-    ngx_uint_t                     i;
-    ngx_http_zmq_amqp_conn_t     *conn, **slot;
-    ngx_http_zmq_outconn_conf_t  *oc;
-
     ngx_http_zmq_amqp_connect_timeout = connect_timeout;
     ngx_http_zmq_amqp_buffer_limit = buffer_limit;
+}
 
-    if (ngx_array_init(&ngx_http_zmq_amqp_conns, cycle->pool,
-                       outconns->nelts ? outconns->nelts : 1,
-                       sizeof(ngx_http_zmq_amqp_conn_t *))
-        != NGX_OK)
-    {
+
+static ngx_int_t
+ngx_http_zmq_amqp_copy_str(ngx_pool_t *pool, ngx_str_t *dst, ngx_str_t *src)
+{
+    dst->len = src->len;
+    dst->data = NULL;
+
+    if (src->len == 0) {
+        return NGX_OK;
+    }
+
+    dst->data = ngx_pnalloc(pool, src->len);
+    if (dst->data == NULL) {
         return NGX_ERROR;
     }
 
-    oc = outconns->elts;
+    ngx_memcpy(dst->data, src->data, src->len);
+    return NGX_OK;
+}
 
-    for (i = 0; i < outconns->nelts; i++) {
-        conn = ngx_pcalloc(cycle->pool, sizeof(ngx_http_zmq_amqp_conn_t));
-        if (conn == NULL) {
-            return NGX_ERROR;
-        }
 
-        slot = ngx_array_push(&ngx_http_zmq_amqp_conns);
-        if (slot == NULL) {
-            return NGX_ERROR;
-        }
-        *slot = conn;
+ngx_http_zmq_amqp_conn_t *
+ngx_http_zmq_amqp_open(ngx_http_zmq_outconn_conf_t *src,
+    ngx_http_zmq_amqp_stats_t *stats, ngx_log_t *log)
+{
+    ngx_uint_t                    i;
+    ngx_pool_t                   *pool;
+    ngx_http_zmq_amqp_conn_t     *conn;
+    ngx_http_zmq_outconn_conf_t  *oc;
 
-        conn->conf = &oc[i];
-        conn->log = cycle->log;
-        conn->stats = stats ? &stats[i] : &conn->local_stats;
-        ngx_memzero(conn->stats, sizeof(ngx_http_zmq_amqp_stats_t));
-        conn->stats->pid = ngx_pid;
-
-        conn->pubs = ngx_pcalloc(cycle->pool, oc[i].max_inflight
-                                              * sizeof(ngx_http_zmq_pub_t));
-        conn->in = ngx_palloc(cycle->pool, NGX_HTTP_ZMQ_IN_SIZE);
-        if (conn->pubs == NULL || conn->in == NULL) {
-            return NGX_ERROR;
-        }
-
-        conn->timer.handler = ngx_http_zmq_amqp_timer_handler;
-        conn->timer.data = conn;
-        conn->timer.log = cycle->log;
-        conn->timer.cancelable = 1;
-
-        conn->hb.handler = ngx_http_zmq_amqp_hb_handler;
-        conn->hb.data = conn;
-        conn->hb.log = cycle->log;
-        conn->hb.cancelable = 1;
-
-        conn->backoff = NGX_HTTP_ZMQ_BACKOFF_MIN;
-        conn->addr = ngx_random() % oc[i].naddrs;
-
-        if (!oc[i].active) {
-            ngx_http_zmq_amqp_set_state(conn, NGX_HTTP_ZMQ_AMQP_IDLE);
-            continue;
-        }
-
-        ngx_http_zmq_amqp_connect(conn);
+    if (!ngx_http_zmq_amqp_inited) {
+        ngx_queue_init(&ngx_http_zmq_amqp_all);
+        ngx_http_zmq_amqp_inited = 1;
     }
 
-    return NGX_OK;
+    pool = ngx_create_pool(4096, log);
+    if (pool == NULL) {
+        return NULL;
+    }
+
+    conn = ngx_pcalloc(pool, sizeof(ngx_http_zmq_amqp_conn_t));
+    oc = ngx_pcalloc(pool, sizeof(ngx_http_zmq_outconn_conf_t));
+    if (conn == NULL || oc == NULL) {
+        goto failed;
+    }
+
+    /* a copy that lives as long as the connection */
+
+    *oc = *src;
+
+    if (ngx_http_zmq_amqp_copy_str(pool, &oc->name, &src->name) != NGX_OK
+        || ngx_http_zmq_amqp_copy_str(pool, &oc->def_name, &src->def_name)
+           != NGX_OK
+        || ngx_http_zmq_amqp_copy_str(pool, &oc->vhost, &src->vhost)
+           != NGX_OK
+        || ngx_http_zmq_amqp_copy_str(pool, &oc->username, &src->username)
+           != NGX_OK
+        || ngx_http_zmq_amqp_copy_str(pool, &oc->password, &src->password)
+           != NGX_OK)
+    {
+        goto failed;
+    }
+
+    oc->addrs = ngx_palloc(pool, src->naddrs * sizeof(ngx_addr_t));
+    if (oc->addrs == NULL) {
+        goto failed;
+    }
+
+    for (i = 0; i < src->naddrs; i++) {
+        oc->addrs[i].socklen = src->addrs[i].socklen;
+        oc->addrs[i].sockaddr = ngx_palloc(pool, src->addrs[i].socklen);
+        if (oc->addrs[i].sockaddr == NULL
+            || ngx_http_zmq_amqp_copy_str(pool, &oc->addrs[i].name,
+                                          &src->addrs[i].name)
+               != NGX_OK)
+        {
+            goto failed;
+        }
+        ngx_memcpy(oc->addrs[i].sockaddr, src->addrs[i].sockaddr,
+                   src->addrs[i].socklen);
+    }
+
+    conn->pool = pool;
+    conn->conf = oc;
+    conn->log = log;
+    conn->stats = stats ? stats : &conn->local_stats;
+    conn->stats->pid = ngx_pid;
+    conn->stats->used = 1;
+    ngx_cpystrn(conn->stats->name, oc->name.data,
+                ngx_min(oc->name.len + 1, NGX_HTTP_ZMQ_NAME_LEN));
+
+    conn->pubs = ngx_pcalloc(pool, oc->max_inflight
+                                   * sizeof(ngx_http_zmq_pub_t));
+    conn->in = ngx_palloc(pool, NGX_HTTP_ZMQ_IN_SIZE);
+    if (conn->pubs == NULL || conn->in == NULL) {
+        goto failed;
+    }
+
+    conn->timer.handler = ngx_http_zmq_amqp_timer_handler;
+    conn->timer.data = conn;
+    conn->timer.log = log;
+    conn->timer.cancelable = 1;
+
+    conn->hb.handler = ngx_http_zmq_amqp_hb_handler;
+    conn->hb.data = conn;
+    conn->hb.log = log;
+    conn->hb.cancelable = 1;
+
+    conn->free_ev.handler = ngx_http_zmq_amqp_free_handler;
+    conn->free_ev.data = conn;
+    conn->free_ev.log = log;
+
+    conn->backoff = NGX_HTTP_ZMQ_BACKOFF_MIN;
+    conn->addr = oc->naddrs ? ngx_random() % oc->naddrs : 0;
+
+    ngx_queue_insert_tail(&ngx_http_zmq_amqp_all, &conn->queue);
+
+    if (!oc->active || oc->naddrs == 0) {
+        ngx_http_zmq_amqp_set_state(conn, NGX_HTTP_ZMQ_AMQP_IDLE);
+        return conn;
+    }
+
+    ngx_http_zmq_amqp_connect(conn);
+    return conn;
+
+failed:
+
+    ngx_destroy_pool(pool);
+    return NULL;
+}
+
+
+void
+ngx_http_zmq_amqp_retire(ngx_http_zmq_amqp_conn_t *conn)
+{
+    conn->retired = 1;
+    conn->stats->draining = 1;
+
+    ngx_log_error(NGX_LOG_INFO, conn->log, 0,
+                  "zmq amqp \"%V\": retired by a configuration change; "
+                  "%uL message(s) to drain", &conn->conf->name,
+                  conn->next_tag - conn->head_tag);
+
+    ngx_http_zmq_amqp_check_retired(conn);
+}
+
+
+static void
+ngx_http_zmq_amqp_check_retired(ngx_http_zmq_amqp_conn_t *conn)
+{
+    if (!conn->retired || conn->head_tag < conn->next_tag
+        || conn->free_ev.posted)
+    {
+        return;
+    }
+
+    /* freed from the event loop, never under a caller's feet */
+    ngx_post_event(&conn->free_ev, &ngx_posted_events);
+}
+
+
+static void
+ngx_http_zmq_amqp_destroy(ngx_http_zmq_amqp_conn_t *conn)
+{
+    if (conn->c != NULL) {
+        ngx_close_connection(conn->c);
+        conn->c = NULL;
+    }
+
+    if (conn->codec != NULL) {
+        amqp_destroy_connection(conn->codec);
+        conn->codec = NULL;
+    }
+
+    if (conn->timer.timer_set) {
+        ngx_del_timer(&conn->timer);
+    }
+
+    if (conn->hb.timer_set) {
+        ngx_del_timer(&conn->hb);
+    }
+
+    if (conn->free_ev.posted) {
+        ngx_delete_posted_event(&conn->free_ev);
+    }
+
+    ngx_free(conn->out_start);
+    conn->out_start = NULL;
+
+    ngx_memzero(conn->stats, sizeof(ngx_http_zmq_amqp_stats_t));
+    ngx_queue_remove(&conn->queue);
+    ngx_destroy_pool(conn->pool);
+}
+
+
+static void
+ngx_http_zmq_amqp_free_handler(ngx_event_t *ev)
+{
+    ngx_http_zmq_amqp_conn_t  *conn = ev->data;
+
+    if (conn->head_tag < conn->next_tag) {
+        return;                 /* a message came in after all */
+    }
+
+    ngx_log_error(NGX_LOG_INFO, conn->log, 0,
+                  "zmq amqp \"%V\": drained and closed", &conn->conf->name);
+
+    ngx_http_zmq_amqp_destroy(conn);
 }
 
 
 void
 ngx_http_zmq_amqp_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                  i;
-    ngx_http_zmq_amqp_conn_t  **conns;
+    ngx_queue_t               *q;
+    ngx_http_zmq_amqp_conn_t  *conn;
 
-    conns = ngx_http_zmq_amqp_conns.elts;
-
-    for (i = 0; i < ngx_http_zmq_amqp_conns.nelts; i++) {
-        if (conns[i]->c != NULL) {
-            ngx_close_connection(conns[i]->c);
-            conns[i]->c = NULL;
-        }
-
-        if (conns[i]->codec != NULL) {
-            amqp_destroy_connection(conns[i]->codec);
-            conns[i]->codec = NULL;
-        }
-
-        ngx_free(conns[i]->out_start);
-        conns[i]->out_start = NULL;
-    }
-}
-
-
-ngx_http_zmq_amqp_conn_t *
-ngx_http_zmq_amqp_get(ngx_uint_t index)
-{
-    ngx_http_zmq_amqp_conn_t  **conns;
-
-    if (index >= ngx_http_zmq_amqp_conns.nelts) {
-        return NULL;
+    if (!ngx_http_zmq_amqp_inited) {
+        return;
     }
 
-    conns = ngx_http_zmq_amqp_conns.elts;
-    return conns[index];
+    for (q = ngx_queue_head(&ngx_http_zmq_amqp_all);
+         q != ngx_queue_sentinel(&ngx_http_zmq_amqp_all);
+         q = ngx_queue_next(q))
+    {
+        conn = ngx_queue_data(q, ngx_http_zmq_amqp_conn_t, queue);
+
+        if (conn->c != NULL) {
+            ngx_close_connection(conn->c);
+            conn->c = NULL;
+        }
+
+        if (conn->codec != NULL) {
+            amqp_destroy_connection(conn->codec);
+            conn->codec = NULL;
+        }
+    }
 }
 
 
@@ -383,8 +528,9 @@ ngx_http_zmq_amqp_backoff(ngx_http_zmq_amqp_conn_t *conn)
 {
     ngx_msec_t  delay;
 
-    if (ngx_exiting || ngx_terminate || ngx_quit) {
+    if (ngx_exiting || ngx_terminate || ngx_quit || conn->retired) {
         ngx_http_zmq_amqp_set_state(conn, NGX_HTTP_ZMQ_AMQP_IDLE);
+        ngx_http_zmq_amqp_check_retired(conn);
         return;
     }
 
@@ -1206,6 +1352,13 @@ ngx_http_zmq_amqp_resolve(ngx_http_zmq_pub_t *pub,
         ngx_free(pub->message_id);
         pub->message_id = NULL;
     }
+
+    if (conn->retired) {
+        /* head_tag moves after the caller's loop; look from the event loop */
+        if (!conn->free_ev.posted) {
+            ngx_post_event(&conn->free_ev, &ngx_posted_events);
+        }
+    }
 }
 
 
@@ -1251,7 +1404,7 @@ ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
     ngx_http_zmq_pub_t     *pub;
     amqp_basic_publish_t    m;
 
-    if (conn->state != NGX_HTTP_ZMQ_AMQP_READY) {
+    if (conn->state != NGX_HTTP_ZMQ_AMQP_READY || conn->retired) {
         conn->stats->rejected++;
 
         if (conn->state == NGX_HTTP_ZMQ_AMQP_BLOCKED) {

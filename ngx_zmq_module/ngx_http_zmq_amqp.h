@@ -38,8 +38,14 @@ typedef enum {
 } ngx_http_zmq_pub_result_e;
 
 
+#define NGX_HTTP_ZMQ_NAME_LEN        64
+
+
 /* per worker and outgoing connection; kept in shared memory for status */
 typedef struct {
+    u_char                       name[NGX_HTTP_ZMQ_NAME_LEN];
+    ngx_atomic_t                 used;
+    ngx_atomic_t                 draining;
     ngx_atomic_t                 pid;
     ngx_atomic_t                 state;
     ngx_atomic_t                 inflight;
@@ -128,12 +134,26 @@ typedef struct {
 #define NGX_HTTP_ZMQ_TOO_LARGE       -103   /* properties do not fit */
 
 
-ngx_int_t ngx_http_zmq_amqp_init_process(ngx_cycle_t *cycle,
-    ngx_array_t *outconns, ngx_http_zmq_amqp_stats_t *stats,
-    ngx_msec_t connect_timeout, size_t buffer_limit);
-void ngx_http_zmq_amqp_exit_process(ngx_cycle_t *cycle);
+void ngx_http_zmq_amqp_configure(ngx_msec_t connect_timeout,
+    size_t buffer_limit);
 
-ngx_http_zmq_amqp_conn_t *ngx_http_zmq_amqp_get(ngx_uint_t index);
+/*
+ * Opens (and keeps reconnecting) one connection for an outgoing connection;
+ * the configuration is copied. stats is this worker's slot for it.
+ */
+ngx_http_zmq_amqp_conn_t *ngx_http_zmq_amqp_open(
+    ngx_http_zmq_outconn_conf_t *oc, ngx_http_zmq_amqp_stats_t *stats,
+    ngx_log_t *log);
+
+/*
+ * Takes no new messages; closes and frees itself once every message it
+ * holds is confirmed (or the link is lost). Used when a configuration
+ * change replaces or removes its outgoing connection.
+ */
+void ngx_http_zmq_amqp_retire(ngx_http_zmq_amqp_conn_t *conn);
+
+/* at worker exit: close every connection */
+void ngx_http_zmq_amqp_exit_process(ngx_cycle_t *cycle);
 
 /*
  * Queues one message. On NGX_OK *pub is the pending message whose done()

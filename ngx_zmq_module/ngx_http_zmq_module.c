@@ -4,7 +4,11 @@
  *
  * Directives:
  *     zmq_key_file PATH;          key that opens sealed secrets
- *     zmq_config file:PATH;       where the configuration comes from
+ *     zmq_config file:PATH | redis://host:port/db;
+ *                                 where the configuration comes from
+ *     zmq_config_cache DIR;       last good Redis snapshot, for a start
+ *                                 while Redis is down
+ *     zmq_router;                 routes to rest_channel objects
  *     zmq_amqp_connect_timeout;   TCP connect plus AMQP handshake
  *     zmq_amqp_buffer_limit;      unsent bytes per connection before 503
  *     zmq_status;                 the module's state as JSON
@@ -25,7 +29,10 @@
 
 #include "zgw_crypto.h"
 #include "zgw_model.h"
+#include "zgw_redis_url.h"
 #include "ngx_http_zmq_amqp.h"
+#include "ngx_http_zmq_follow.h"
+#include "ngx_http_zmq_runtime.h"
 
 
 #define NGX_HTTP_ZMQ_FORMAT_NONE  0
@@ -33,45 +40,41 @@
 
 #define NGX_HTTP_ZMQ_SLOTS_MAX    64
 
-
-typedef struct {
-    ngx_str_t                      name;
-    ngx_flag_t                     active;
-    ngx_http_zmq_outconn_conf_t   *outconn;
-    ngx_str_t                      exchange;
-    ngx_http_complex_value_t      *routing_key;
-    ngx_flag_t                     mandatory;
-    ngx_flag_t                     confirm;
-    ngx_int_t                      delivery_mode;   /* -1: not set */
-    ngx_int_t                      priority;
-    ngx_int_t                      expiration;
-    ngx_str_t                      content_type;
-    ngx_array_t                    headers;         /* ngx_keyval_t */
-} ngx_http_zmq_service_conf_t;
+#define NGX_HTTP_ZMQ_SOURCE_FILE  1
+#define NGX_HTTP_ZMQ_SOURCE_REDIS 2
 
 
 typedef struct {
-    ngx_str_t                      source;     /* as written: "file:..." */
+    ngx_uint_t                     type;       /* file or redis */
+    ngx_str_t                      source;     /* as written */
     ngx_str_t                      path;       /* the file, resolved */
     ngx_str_t                      key_file;
-    zgw_config_t                  *cfg;
+    zgw_key_t                      key;
+    ngx_flag_t                     has_key;
+    zgw_config_t                  *cfg;        /* read at start */
     time_t                         mtime;
     time_t                         loaded;
 
-    ngx_array_t                    outconns;   /* outconn_conf_t */
-    ngx_array_t                    services;   /* service_conf_t */
+    ngx_addr_t                    *redis_addr;
+    zgw_redis_addr_t               redis;
+    ngx_path_t                    *cache_dir;
+    ngx_str_t                      cache_file;
+    ngx_msec_t                     poll;
+
+    ngx_array_t                    resolved;   /* ngx_http_zmq_resolved_t */
 
     ngx_msec_t                     connect_timeout;
     size_t                         buffer_limit;
 
     ngx_shm_zone_t                *shm;
-    ngx_http_zmq_amqp_stats_t     *stats;      /* in the zone */
+    ngx_http_zmq_worker_stats_t   *stats;      /* in the zone */
     ngx_uint_t                     slots;      /* workers in the zone */
 } ngx_http_zmq_main_conf_t;
 
 
 typedef struct {
-    ngx_http_zmq_service_conf_t   *service;
+    ngx_str_t                      service;    /* zmq_service NAME */
+    ngx_flag_t                     router;
     ngx_http_complex_value_t      *routing_key;
     ngx_msec_t                     confirm_timeout;
     size_t                         max_body;
@@ -83,6 +86,11 @@ typedef struct {
     ngx_http_request_t            *request;
     ngx_http_zmq_pub_t            *pub;        /* NULL once answered */
     ngx_str_t                      message_id;
+    ngx_str_t                      service;
+    size_t                         max_body;
+    ngx_uint_t                     data_format;
+    ngx_http_zmq_param_t           params[NGX_HTTP_ZMQ_PARAMS_MAX];
+    ngx_uint_t                     nparams;
     ngx_chain_t                   *json;       /* replaces an nginx page */
     unsigned                       own:1;      /* a response of ours */
     unsigned                       replaced:1;
@@ -100,13 +108,19 @@ static ngx_int_t ngx_http_zmq_send_json(ngx_http_request_t *r,
 static ngx_int_t ngx_http_zmq_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message, time_t retry_after);
 static ngx_int_t ngx_http_zmq_properties(ngx_http_request_t *r,
-    ngx_http_zmq_loc_conf_t *zlcf, amqp_basic_properties_t *props,
-    ngx_str_t *message_id, const char **bad);
+    ngx_http_zmq_service_t *svc, ngx_http_zmq_outconn_conf_t *oc,
+    amqp_basic_properties_t *props, ngx_str_t *message_id,
+    const char **bad);
+static ngx_int_t ngx_http_zmq_router_handler(ngx_http_request_t *r);
+static char *ngx_http_zmq_router(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 static char *ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_zmq_compile(ngx_conf_t *cf,
+static char *ngx_http_zmq_prepare(ngx_conf_t *cf,
     ngx_http_zmq_main_conf_t *zmcf);
+static char *ngx_http_zmq_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_zmq_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_zmq_service(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -138,9 +152,30 @@ static ngx_command_t  ngx_http_zmq_commands[] = {
 
     { ngx_string("zmq_key_file"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      ngx_http_zmq_key_file,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_zmq_main_conf_t, key_file),
+      0,
+      NULL },
+
+    { ngx_string("zmq_config_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_path_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_zmq_main_conf_t, cache_dir),
+      NULL },
+
+    { ngx_string("zmq_config_poll"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_zmq_main_conf_t, poll),
+      NULL },
+
+    { ngx_string("zmq_router"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_zmq_router,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("zmq_config"),
@@ -385,19 +420,54 @@ ngx_http_zmq_error(ngx_http_request_t *r, ngx_uint_t status, const char *code,
 /* --------------------------------------------------------------- status */
 
 
+static char *
+ngx_http_zmq_draining_name(ngx_http_request_t *r,
+    ngx_http_zmq_amqp_stats_t *st)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(r->pool, NGX_HTTP_ZMQ_NAME_LEN + 32);
+    if (p == NULL) {
+        return (char *) st->name;
+    }
+
+    ngx_snprintf(p, NGX_HTTP_ZMQ_NAME_LEN + 32, "%s (draining %p)%Z",
+                 st->name, st);
+    return (char *) p;
+}
+
+
+
+static const char *
+ngx_http_zmq_source_state(ngx_uint_t state)
+{
+    switch (state) {
+    case NGX_HTTP_ZMQ_SRC_LOADED:
+        return "connected";
+    case NGX_HTTP_ZMQ_SRC_STALE:
+        return "stale";
+    case NGX_HTTP_ZMQ_SRC_WAITING:
+        return "waiting";
+    default:
+        return "none";
+    }
+}
+
+
 static ngx_int_t
 ngx_http_zmq_status_handler(ngx_http_request_t *r)
 {
     int                            k;
     char                          *text;
+    u_char                        *body;
     size_t                         len;
     json_t                        *doc, *cfg, *objs, *workers, *w, *ocs,
                                   *o;
     ngx_int_t                      rc;
-    ngx_uint_t                     i, s, n;
+    ngx_uint_t                     i, s;
     ngx_http_zmq_main_conf_t      *zmcf;
     ngx_http_zmq_amqp_stats_t     *st;
-    ngx_http_zmq_outconn_conf_t   *oc;
+    ngx_http_zmq_worker_stats_t   *ws;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
@@ -419,7 +489,7 @@ ngx_http_zmq_status_handler(ngx_http_request_t *r)
     json_object_set_new(doc, "version", json_string(ZGW_VERSION));
     json_object_set_new(doc, "pid", json_integer(ngx_pid));
 
-    if (zmcf->cfg == NULL) {
+    if (zmcf->type == 0) {
         json_object_set_new(doc, "config", json_null());
         goto send;
     }
@@ -429,52 +499,84 @@ ngx_http_zmq_status_handler(ngx_http_request_t *r)
 
     json_object_set_new(cfg, "source", json_stringn((char *) zmcf->source.data,
                                                     zmcf->source.len));
-    json_object_set_new(cfg, "path", json_stringn((char *) zmcf->path.data,
-                                                  zmcf->path.len));
-    json_object_set_new(cfg, "state", json_string("loaded"));
-    json_object_set_new(cfg, "version", json_integer(zmcf->mtime));
-    json_object_set_new(cfg, "loaded_at", json_integer(zmcf->loaded));
 
-    for (k = 0; k < ZGW_KIND_MAX; k++) {
-        json_object_set_new(objs, zgw_kind_name(k),
-                            json_integer(zgw_config_count(zmcf->cfg, k)));
+    if (zmcf->type == NGX_HTTP_ZMQ_SOURCE_FILE) {
+        json_object_set_new(cfg, "path", json_stringn((char *) zmcf->path.data,
+                                                      zmcf->path.len));
+        json_object_set_new(cfg, "state", json_string("loaded"));
+        json_object_set_new(cfg, "version", json_integer(zmcf->mtime));
+        json_object_set_new(cfg, "loaded_at", json_integer(zmcf->loaded));
+
+        for (k = 0; k < ZGW_KIND_MAX; k++) {
+            json_object_set_new(objs, zgw_kind_name(k),
+                                json_integer(zgw_config_count(zmcf->cfg, k)));
+        }
+
+        json_object_set_new(cfg, "objects", objs);
+
+    } else {
+        json_decref(objs);
     }
 
-    json_object_set_new(cfg, "objects", objs);
     json_object_set_new(doc, "config", cfg);
 
-    /* per worker and outgoing connection, from shared memory */
+    /* per worker: its configuration and its outgoing connections */
 
     workers = json_array();
-    n = zmcf->outconns.nelts;
-    oc = zmcf->outconns.elts;
 
     for (s = 0; zmcf->stats != NULL && s < zmcf->slots; s++) {
-        st = zmcf->stats + s * n;
+        ws = &zmcf->stats[s];
 
-        if (n == 0 || st[0].pid == 0) {
+        if (ws->pid == 0) {
             continue;
         }
 
         w = json_object();
         ocs = json_object();
         json_object_set_new(w, "worker", json_integer(s));
-        json_object_set_new(w, "pid", json_integer(st[0].pid));
+        json_object_set_new(w, "pid", json_integer(ws->pid));
+        json_object_set_new(w, "config_version",
+                            json_integer((json_int_t) ws->version));
 
-        for (i = 0; i < n; i++) {
+        if (zmcf->type == NGX_HTTP_ZMQ_SOURCE_REDIS) {
+            json_object_set_new(w, "source_state",
+                                json_string(ngx_http_zmq_source_state(
+                                                ws->state)));
+            json_object_set_new(w, "since",
+                                json_integer((json_int_t) ws->since));
+            if (ws->error[0]) {
+                json_object_set_new(w, "error",
+                                    json_string((char *) ws->error));
+            }
+        }
+
+        for (i = 0; i < NGX_HTTP_ZMQ_OUTCONNS_MAX; i++) {
+            st = &ws->outconns[i];
+            if (!st->used) {
+                continue;
+            }
+
             o = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
                           "state",
-                          ngx_http_zmq_amqp_state_name(st[i].state),
-                          "inflight", (json_int_t) st[i].inflight,
-                          "published", (json_int_t) st[i].published,
-                          "confirmed", (json_int_t) st[i].confirmed,
-                          "nacked", (json_int_t) st[i].nacked,
-                          "returned", (json_int_t) st[i].returned,
-                          "timed_out", (json_int_t) st[i].timed_out,
-                          "lost", (json_int_t) st[i].lost,
-                          "rejected", (json_int_t) st[i].rejected,
-                          "reconnects", (json_int_t) st[i].reconnects);
-            json_object_set_new(ocs, (char *) oc[i].name.data, o);
+                          st->draining ? "draining"
+                          : ngx_http_zmq_amqp_state_name(st->state),
+                          "inflight", (json_int_t) st->inflight,
+                          "published", (json_int_t) st->published,
+                          "confirmed", (json_int_t) st->confirmed,
+                          "nacked", (json_int_t) st->nacked,
+                          "returned", (json_int_t) st->returned,
+                          "timed_out", (json_int_t) st->timed_out,
+                          "lost", (json_int_t) st->lost,
+                          "rejected", (json_int_t) st->rejected,
+                          "reconnects", (json_int_t) st->reconnects);
+
+            if (st->draining) {
+                /* a replaced connection finishing its confirms */
+                json_object_set_new(ocs, ngx_http_zmq_draining_name(r, st),
+                                    o);
+            } else {
+                json_object_set_new(ocs, (char *) st->name, o);
+            }
         }
 
         json_object_set_new(w, "outconns", ocs);
@@ -493,23 +595,18 @@ send:
     }
 
     len = ngx_strlen(text);
-    r->headers_out.content_length_n = len + 1;
 
-    {
-        u_char  *body;
-
-        body = ngx_pnalloc(r->pool, len + 1);
-        if (body == NULL) {
-            free(text);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ngx_memcpy(body, text, len);
-        body[len] = '\n';
+    body = ngx_pnalloc(r->pool, len + 1);
+    if (body == NULL) {
         free(text);
-
-        return ngx_http_zmq_send_json(r, NGX_HTTP_OK, body, len + 1);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    ngx_memcpy(body, text, len);
+    body[len] = '\n';
+    free(text);
+
+    return ngx_http_zmq_send_json(r, NGX_HTTP_OK, body, len + 1);
 }
 
 
@@ -517,29 +614,14 @@ send:
 
 
 static ngx_int_t
-ngx_http_zmq_service_handler(ngx_http_request_t *r)
+ngx_http_zmq_start(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx)
 {
-    ngx_int_t                 rc;
-    ngx_http_zmq_loc_conf_t  *zlcf;
+    ngx_int_t  rc;
 
-    zlcf = ngx_http_get_module_loc_conf(r, ngx_http_zmq_module);
-
-    if (!(r->method & (NGX_HTTP_POST|NGX_HTTP_PUT))) {
-        rc = ngx_http_discard_request_body(r);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        return ngx_http_zmq_error(r, NGX_HTTP_NOT_ALLOWED,
-                                  "method_not_allowed",
-                                  "use POST or PUT", 0);
-    }
-
-    if (r->headers_in.content_length_n > (off_t) zlcf->max_body) {
+    if (r->headers_in.content_length_n > (off_t) ctx->max_body) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "zmq: body of %O bytes is larger than zmq_max_body "
-                      "%uz", r->headers_in.content_length_n,
-                      zlcf->max_body);
+                      "zmq: body of %O bytes is larger than %uz",
+                      r->headers_in.content_length_n, ctx->max_body);
 
         r->keepalive = 0;
         rc = ngx_http_discard_request_body(r);
@@ -565,6 +647,107 @@ ngx_http_zmq_service_handler(ngx_http_request_t *r)
      * for a publish is when the broker confirms.
      */
     return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_zmq_service_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                 rc;
+    ngx_http_zmq_ctx_t       *ctx;
+    ngx_http_zmq_loc_conf_t  *zlcf;
+
+    zlcf = ngx_http_get_module_loc_conf(r, ngx_http_zmq_module);
+
+    if (!(r->method & (NGX_HTTP_POST|NGX_HTTP_PUT))) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_zmq_error(r, NGX_HTTP_NOT_ALLOWED,
+                                  "method_not_allowed",
+                                  "use POST or PUT", 0);
+    }
+
+    ctx = ngx_http_zmq_get_ctx(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->service = zlcf->service;
+    ctx->max_body = zlcf->max_body;
+    ctx->data_format = zlcf->data_format;
+
+    return ngx_http_zmq_start(r, ctx);
+}
+
+
+static ngx_int_t
+ngx_http_zmq_router_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                 rc;
+    ngx_str_t                 allow;
+    ngx_http_zmq_ctx_t       *ctx;
+    ngx_http_zmq_route_t     *route;
+    ngx_http_zmq_loc_conf_t  *zlcf;
+
+    zlcf = ngx_http_get_module_loc_conf(r, ngx_http_zmq_module);
+
+    ctx = ngx_http_zmq_get_ctx(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    route = NULL;
+    rc = ngx_http_zmq_runtime_route(r, &route, ctx->params, &ctx->nparams,
+                                    &allow);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc != NGX_OK) {
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            r->keepalive = 0;
+        }
+
+        if (rc == NGX_DECLINED) {
+            return ngx_http_zmq_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                      "no REST channel serves this path", 0);
+        }
+
+        if (ngx_http_zmq_add_header(r, "Allow", &allow) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_zmq_error(r, NGX_HTTP_NOT_ALLOWED,
+                                  "method_not_allowed",
+                                  "the REST channel does not accept this "
+                                  "method", 0);
+    }
+
+    if (route->secured) {
+        /* deny rather than serve a channel whose security is not checked */
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            r->keepalive = 0;
+        }
+
+        return ngx_http_zmq_error(r, NGX_HTTP_NOT_IMPLEMENTED,
+                                  "security_unsupported",
+                                  "this REST channel has a security "
+                                  "definition, which the gateway does not "
+                                  "check yet", 0);
+    }
+
+    ctx->service.len = route->service.len;
+    ctx->service.data = ngx_pstrdup(r->pool, &route->service);
+    ctx->max_body = ngx_min(route->max_body, zlcf->max_body);
+    ctx->data_format = route->data_format;
+
+    /* the params point into the URI, which lives as long as the request */
+
+    return ngx_http_zmq_start(r, ctx);
 }
 
 
@@ -634,12 +817,13 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
     ngx_http_zmq_pub_t            *pub;
     ngx_http_zmq_publish_t         msg;
     amqp_basic_properties_t       *props;
+    ngx_http_zmq_service_t        *svc;
     ngx_http_zmq_loc_conf_t       *zlcf;
     ngx_http_zmq_amqp_conn_t      *conn;
-    ngx_http_zmq_service_conf_t   *svc;
+    ngx_http_zmq_outconn_conf_t   *oc;
 
     zlcf = ngx_http_get_module_loc_conf(r, ngx_http_zmq_module);
-    svc = zlcf->service;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_zmq_module);
 
     if (r->connection->error) {
         ngx_http_finalize_request(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
@@ -653,7 +837,7 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
         }
     }
 
-    if (len > (off_t) zlcf->max_body) {
+    if (len > (off_t) ctx->max_body) {
         r->keepalive = 0;
         rc = ngx_http_zmq_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                 "body_too_large", "the body is larger than "
@@ -662,7 +846,7 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
         return;
     }
 
-    if (zlcf->data_format == NGX_HTTP_ZMQ_FORMAT_JSON) {
+    if (ctx->data_format == NGX_HTTP_ZMQ_FORMAT_JSON) {
         rc = ngx_http_zmq_body_json_ok(r, len);
 
         if (rc == NGX_ERROR) {
@@ -678,7 +862,31 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
         }
     }
 
-    if (!svc->active || !svc->outconn->active) {
+    /* the service as the configuration running now has it */
+
+    svc = ngx_http_zmq_runtime_service(&ctx->service);
+
+    if (svc == NULL) {
+        rc = ngx_http_zmq_error(r, NGX_HTTP_NOT_FOUND, "unknown_service",
+                                "the service does not exist", 0);
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    if (svc->kind.len != 7 || ngx_strncmp(svc->kind.data, "publish", 7) != 0)
+    {
+        rc = ngx_http_zmq_error(r, NGX_HTTP_NOT_IMPLEMENTED,
+                                "service_kind_unsupported",
+                                "only services of kind 'publish' can be "
+                                "invoked from NGINX yet", 0);
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    oc = ngx_http_zmq_runtime_outconn(&svc->outconn);
+    conn = ngx_http_zmq_runtime_conn(&svc->outconn);
+
+    if (!svc->active || oc == NULL || !oc->active || conn == NULL) {
         rc = ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                 "service_inactive", "the service or its "
                                 "outgoing connection is not active", 0);
@@ -686,15 +894,14 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
         return;
     }
 
-    ctx = ngx_http_zmq_get_ctx(r);
     props = ngx_pcalloc(r->pool, sizeof(amqp_basic_properties_t));
-    if (ctx == NULL || props == NULL) {
+    if (props == NULL) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
     bad = NULL;
-    rc = ngx_http_zmq_properties(r, zlcf, props, &ctx->message_id, &bad);
+    rc = ngx_http_zmq_properties(r, svc, oc, props, &ctx->message_id, &bad);
     if (rc == NGX_ERROR) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
@@ -708,19 +915,16 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
     }
 
     if (zlcf->routing_key != NULL) {
-        if (ngx_http_complex_value(r, zlcf->routing_key, &rk) != NGX_OK) {
-            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-            return;
-        }
-
-    } else if (svc->routing_key != NULL) {
-        if (ngx_http_complex_value(r, svc->routing_key, &rk) != NGX_OK) {
-            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-            return;
-        }
+        rc = ngx_http_complex_value(r, zlcf->routing_key, &rk);
 
     } else {
-        ngx_str_null(&rk);
+        rc = ngx_http_zmq_tmpl_eval(r, &svc->routing_key, ctx->params,
+                                    ctx->nparams, &rk);
+    }
+
+    if (rc != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
     }
 
     if (rk.len > 255) {
@@ -739,12 +943,6 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
 
     cln->handler = ngx_http_zmq_request_cleanup;
     cln->data = ctx;
-
-    conn = ngx_http_zmq_amqp_get(svc->outconn->index);
-    if (conn == NULL) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
 
     ngx_memzero(&msg, sizeof(ngx_http_zmq_publish_t));
     msg.exchange = svc->exchange;
@@ -904,8 +1102,9 @@ ngx_http_zmq_short(ngx_str_t *v, amqp_bytes_t *out, const char **bad,
 
 
 static ngx_int_t
-ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_loc_conf_t *zlcf,
-    amqp_basic_properties_t *props, ngx_str_t *message_id, const char **bad)
+ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
+    ngx_http_zmq_outconn_conf_t *oc, amqp_basic_properties_t *props,
+    ngx_str_t *message_id, const char **bad)
 {
     u_char                        *id;
     ngx_int_t                      n;
@@ -914,11 +1113,6 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_loc_conf_t *zlcf,
     ngx_keyval_t                  *kv;
     ngx_table_elt_t               *h;
     amqp_table_entry_t            *entries;
-    ngx_http_zmq_service_conf_t   *svc;
-    ngx_http_zmq_outconn_conf_t   *oc;
-
-    svc = zlcf->service;
-    oc = svc->outconn;
 
     /* the outgoing connection's defaults, then the service's */
 
@@ -1192,8 +1386,8 @@ ngx_http_zmq_header_filter(ngx_http_request_t *r)
     zlcf = ngx_http_get_module_loc_conf(r, ngx_http_zmq_module);
     status = r->headers_out.status;
 
-    if (zlcf == NULL || zlcf->service == NULL || status < 400
-        || r != r->main)
+    if (zlcf == NULL || (zlcf->service.len == 0 && !zlcf->router)
+        || status < 400 || r != r->main)
     {
         return ngx_http_next_header_filter(r);
     }
@@ -1312,6 +1506,58 @@ ngx_http_zmq_postconfiguration(ngx_conf_t *cf)
 /* -------------------------------------------------------- configuration */
 
 
+static ngx_int_t
+ngx_http_zmq_load_cache(ngx_conf_t *cf, ngx_http_zmq_main_conf_t *zmcf)
+{
+    size_t        i;
+    json_t       *doc;
+    json_error_t  jerr;
+    zgw_errors_t  errs;
+
+    doc = json_load_file((char *) zmcf->cache_file.data, 0, &jerr);
+    if (doc == NULL) {
+        if (ngx_file_info(zmcf->cache_file.data, &(ngx_file_info_t) { 0 })
+            != NGX_FILE_ERROR)
+        {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                               "zmq_config: the cache \"%V\" is unreadable "
+                               "(%s); starting without it",
+                               &zmcf->cache_file, jerr.text);
+        }
+        return NGX_DECLINED;
+    }
+
+    zgw_errors_init(&errs);
+
+    if (zgw_config_load_doc(zmcf->cfg, json_object_get(doc, "config"), 0,
+                            &errs)
+        != ZGW_OK)
+    {
+        for (i = 0; i < errs.n; i++) {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                               "zmq_config: the cache \"%V\" is not a valid "
+                               "configuration: %s", &zmcf->cache_file,
+                               errs.msgs[i]);
+        }
+
+        zgw_errors_free(&errs);
+        json_decref(doc);
+        zgw_config_free(zmcf->cfg);
+        zmcf->cfg = zgw_config_new();
+        return NGX_DECLINED;
+    }
+
+    zmcf->cfg->version = json_integer_value(json_object_get(doc, "version"));
+    zgw_errors_free(&errs);
+    json_decref(doc);
+
+    ngx_conf_log_error(NGX_LOG_INFO, cf, 0,
+                       "zmq_config: starting from the cached configuration "
+                       "version %L", zmcf->cfg->version);
+    return NGX_OK;
+}
+
+
 static char *
 ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -1319,7 +1565,8 @@ ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     char                *path;
     size_t               i;
-    ngx_str_t           *value;
+    ngx_url_t            u;
+    ngx_str_t           *value, url;
     zgw_errors_t         errs;
     ngx_file_info_t      fi;
     ngx_pool_cleanup_t  *cln;
@@ -1330,38 +1577,6 @@ ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
     zmcf->source = value[1];
-
-    if (value[1].len > 8
-        && ngx_strncmp(value[1].data, "redis://", 8) == 0)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "zmq_config \"%V\": redis:// sources are not "
-                           "supported by this version; use file:PATH",
-                           &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    if (value[1].len <= 5 || ngx_strncmp(value[1].data, "file:", 5) != 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "zmq_config \"%V\": expected file:PATH",
-                           &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    zmcf->path.data = value[1].data + 5;
-    zmcf->path.len = value[1].len - 5;
-
-    if (ngx_conf_full_name(cf->cycle, &zmcf->path, 1) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    path = ngx_pnalloc(cf->pool, zmcf->path.len + 1);
-    if (path == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memcpy(path, zmcf->path.data, zmcf->path.len);
-    path[zmcf->path.len] = '\0';
 
     zmcf->cfg = zgw_config_new();
     if (zmcf->cfg == NULL) {
@@ -1376,9 +1591,70 @@ ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     cln->handler = ngx_http_zmq_config_cleanup;
-    cln->data = zmcf->cfg;
+    cln->data = zmcf;
 
     zgw_errors_init(&errs);
+
+    if (value[1].len > 8
+        && ngx_strncmp(value[1].data, "redis://", 8) == 0)
+    {
+        zmcf->type = NGX_HTTP_ZMQ_SOURCE_REDIS;
+
+        path = ngx_pnalloc(cf->pool, value[1].len + 1);
+        if (path == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        ngx_memcpy(path, value[1].data, value[1].len);
+        path[value[1].len] = '\0';
+
+        if (zgw_redis_addr_parse(&zmcf->redis, path, &errs) != ZGW_OK) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zmq_config: %s",
+                               zgw_errors_first(&errs));
+            zgw_errors_free(&errs);
+            return NGX_CONF_ERROR;
+        }
+
+        /* the Redis host is resolved now, never in a worker */
+
+        ngx_memzero(&u, sizeof(ngx_url_t));
+        url.data = (u_char *) zmcf->redis.host;
+        url.len = ngx_strlen(zmcf->redis.host);
+        u.url = url;
+        u.default_port = (in_port_t) zmcf->redis.port;
+
+        if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "zmq_config \"%V\": %s", &value[1],
+                               u.err ? u.err : "cannot resolve the host");
+            return NGX_CONF_ERROR;
+        }
+
+        zmcf->redis_addr = &u.addrs[0];
+        return NGX_CONF_OK;
+    }
+
+    if (value[1].len <= 5 || ngx_strncmp(value[1].data, "file:", 5) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zmq_config \"%V\": expected file:PATH or "
+                           "redis://host:port/db", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    zmcf->type = NGX_HTTP_ZMQ_SOURCE_FILE;
+    zmcf->path.data = value[1].data + 5;
+    zmcf->path.len = value[1].len - 5;
+
+    if (ngx_conf_full_name(cf->cycle, &zmcf->path, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    path = ngx_pnalloc(cf->pool, zmcf->path.len + 1);
+    if (path == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(path, zmcf->path.data, zmcf->path.len);
+    path[zmcf->path.len] = '\0';
 
     if (zgw_config_load_file(zmcf->cfg, path, 0, &errs) != ZGW_OK) {
         for (i = 0; i < errs.n; i++) {
@@ -1398,183 +1674,131 @@ ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     zmcf->loaded = ngx_time();
 
-    return ngx_http_zmq_compile(cf, zmcf);
+    return ngx_http_zmq_prepare(cf, zmcf);
 }
 
 
 static ngx_int_t
-ngx_http_zmq_str(ngx_conf_t *cf, json_t *obj, const char *field,
-    ngx_str_t *out)
+ngx_http_zmq_resolve(ngx_conf_t *cf, ngx_http_zmq_main_conf_t *zmcf,
+    const char *host, in_port_t port)
 {
-    const char  *s;
+    ngx_url_t                 u;
+    ngx_uint_t                i;
+    ngx_addr_t                addr;
+    ngx_http_zmq_resolved_t  *res;
 
-    s = json_string_value(json_object_get(obj, field));
-    if (s == NULL) {
-        ngx_str_null(out);
-        return NGX_OK;
+    if (ngx_parse_addr(cf->pool, &addr, (u_char *) host, ngx_strlen(host))
+        == NGX_OK || ngx_strcmp(host, "localhost") == 0)
+    {
+        return NGX_OK;                  /* needs no resolving */
     }
 
-    out->len = ngx_strlen(s);
-    out->data = ngx_pnalloc(cf->pool, out->len + 1);
-    if (out->data == NULL) {
-        return NGX_ERROR;
+    res = zmcf->resolved.elts;
+    for (i = 0; i < zmcf->resolved.nelts; i++) {
+        if (res[i].port == port && res[i].host.len == ngx_strlen(host)
+            && ngx_strncmp(res[i].host.data, host, res[i].host.len) == 0)
+        {
+            return NGX_OK;
+        }
     }
-
-    ngx_memcpy(out->data, s, out->len + 1);
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_zmq_int(json_t *obj, const char *field, ngx_int_t def)
-{
-    json_t  *v;
-
-    v = json_object_get(obj, field);
-    return json_is_integer(v) ? (ngx_int_t) json_integer_value(v) : def;
-}
-
-
-static ngx_int_t
-ngx_http_zmq_add_addr(ngx_conf_t *cf, ngx_array_t *addrs, const char *host,
-    in_port_t port, ngx_str_t *outconn)
-{
-    ngx_url_t    u;
-    ngx_uint_t   i;
-    ngx_addr_t  *a;
 
     ngx_memzero(&u, sizeof(ngx_url_t));
     u.url.data = (u_char *) host;
     u.url.len = ngx_strlen(host);
     u.default_port = port;
 
-    /* names are resolved here, at configuration time, never in a worker */
-    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "zmq_config: amqp_outconn '%V': host \"%s\": %s",
-                           outconn, host, u.err ? u.err : "invalid");
+                           "zmq_config: host \"%s\": %s", host,
+                           u.err ? u.err : "cannot resolve");
         return NGX_ERROR;
     }
 
-    for (i = 0; i < u.naddrs; i++) {
-        a = ngx_array_push(addrs);
-        if (a == NULL) {
-            return NGX_ERROR;
-        }
-        *a = u.addrs[i];
+    res = ngx_array_push(&zmcf->resolved);
+    if (res == NULL) {
+        return NGX_ERROR;
     }
+
+    res->host.len = ngx_strlen(host);
+    res->host.data = ngx_pnalloc(cf->pool, res->host.len);
+    if (res->host.data == NULL) {
+        return NGX_ERROR;
+    }
+    ngx_memcpy(res->host.data, host, res->host.len);
+    res->port = port;
+    res->addrs = u.addrs;
+    res->naddrs = u.naddrs;
 
     return NGX_OK;
 }
 
 
+/*
+ * What the workers need from the configuration read at start: names
+ * resolved (never in a worker), secrets that open with the key, and the
+ * shared memory for the status counters.
+ */
 static char *
-ngx_http_zmq_compile(ngx_conf_t *cf, ngx_http_zmq_main_conf_t *zmcf)
+ngx_http_zmq_prepare(ngx_conf_t *cf, ngx_http_zmq_main_conf_t *zmcf)
 {
-    char                              *secret, keypath[NGX_MAX_PATH];
-    size_t                             i;
-    json_t                            *obj, *def, *hosts, *h, *hdrs;
-    zgw_key_t                          key;
-    ngx_str_t                          name;
-    ngx_uint_t                         n, slots;
-    ngx_array_t                        addrs;
-    const char                        *oname, *kind, *hk;
-    zgw_errors_t                       errs;
-    ngx_keyval_t                      *kv;
-    ngx_core_conf_t                   *ccf;
-    ngx_http_zmq_service_conf_t       *svc;
-    ngx_http_zmq_outconn_conf_t       *oc, *ocs;
-    ngx_http_compile_complex_value_t   ccv;
+    char                     *secret, *copy, *colon;
+    size_t                    i;
+    json_t                   *def, *h;
+    in_port_t                 port, hport;
+    const char               *name;
+    zgw_errors_t              errs;
+    ngx_http_zmq_runtime_t   *rt;
 
     zgw_errors_init(&errs);
 
-    if (zmcf->key_file.len) {
-        if (ngx_conf_full_name(cf->cycle, &zmcf->key_file, 1) != NGX_OK
-            || zmcf->key_file.len >= sizeof(keypath))
+    json_object_foreach(zmcf->cfg->objs[ZGW_KIND_AMQP_DEF], name, def) {
+        port = (in_port_t) json_integer_value(json_object_get(def, "port"));
+
+        if (ngx_http_zmq_resolve(cf, zmcf,
+                                 json_string_value(json_object_get(def,
+                                                                   "host")),
+                                 port)
+            != NGX_OK)
         {
             return NGX_CONF_ERROR;
         }
 
-        ngx_memcpy(keypath, zmcf->key_file.data, zmcf->key_file.len);
-        keypath[zmcf->key_file.len] = '\0';
+        json_array_foreach(json_object_get(def, "hosts"), i, h) {
+            copy = strdup(json_string_value(h));
+            if (copy == NULL) {
+                return NGX_CONF_ERROR;
+            }
 
-        if (zgw_key_load(&key, keypath, &errs) != ZGW_OK) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zmq_key_file: %s",
-                               zgw_errors_first(&errs));
-            zgw_errors_free(&errs);
-            return NGX_CONF_ERROR;
-        }
-    }
+            hport = port;
+            colon = strrchr(copy, ':');
+            if (colon != NULL && strchr(copy, ']') < colon) {
+                *colon = '\0';
+                hport = (in_port_t) atoi(colon + 1);
+            }
 
-    n = zgw_config_count(zmcf->cfg, ZGW_KIND_AMQP_OUTCONN);
+            if (copy[0] != '['
+                && ngx_http_zmq_resolve(cf, zmcf, copy, hport) != NGX_OK)
+            {
+                free(copy);
+                return NGX_CONF_ERROR;
+            }
 
-    if (ngx_array_init(&zmcf->outconns, cf->pool, n ? n : 1,
-                       sizeof(ngx_http_zmq_outconn_conf_t))
-        != NGX_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
-
-    json_object_foreach(zmcf->cfg->objs[ZGW_KIND_AMQP_OUTCONN], oname, obj) {
-        oc = ngx_array_push(&zmcf->outconns);
-        if (oc == NULL) {
-            return NGX_CONF_ERROR;
+            free(copy);
         }
 
-        ngx_memzero(oc, sizeof(ngx_http_zmq_outconn_conf_t));
-        oc->index = zmcf->outconns.nelts - 1;
+        /* a sealed password must open with the key, now */
 
-        def = zgw_config_get(zmcf->cfg, ZGW_KIND_AMQP_DEF,
-                             json_string_value(json_object_get(obj, "def")));
+        if (json_is_object(json_object_get(def, "password"))) {
+            if (!zmcf->has_key) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "zmq_config: amqp_def '%s': the password "
+                                   "is sealed; set zmq_key_file before "
+                                   "zmq_config", name);
+                return NGX_CONF_ERROR;
+            }
 
-        if (ngx_http_zmq_str(cf, obj, "name", &oc->name) != NGX_OK
-            || ngx_http_zmq_str(cf, obj, "def", &oc->def_name) != NGX_OK
-            || ngx_http_zmq_str(cf, def, "vhost", &oc->vhost) != NGX_OK
-            || ngx_http_zmq_str(cf, def, "username", &oc->username) != NGX_OK
-            || ngx_http_zmq_str(cf, obj, "content_type", &oc->content_type)
-               != NGX_OK
-            || ngx_http_zmq_str(cf, obj, "content_encoding",
-                                &oc->content_encoding) != NGX_OK
-            || ngx_http_zmq_str(cf, obj, "user_id", &oc->user_id) != NGX_OK
-            || ngx_http_zmq_str(cf, obj, "app_id", &oc->app_id) != NGX_OK)
-        {
-            return NGX_CONF_ERROR;
-        }
-
-        oc->active = json_is_true(json_object_get(obj, "is_active"))
-                     && json_is_true(json_object_get(def, "is_active"));
-        oc->heartbeat = ngx_http_zmq_int(def, "heartbeat", 30);
-        oc->frame_max = ngx_http_zmq_int(def, "frame_max", 131072);
-        oc->delivery_mode = ngx_http_zmq_int(obj, "delivery_mode", 2);
-        oc->priority = ngx_http_zmq_int(obj, "priority", -1);
-        oc->expiration = ngx_http_zmq_int(obj, "expiration", -1);
-        oc->max_inflight = ngx_http_zmq_int(obj, "max_inflight", 1024);
-
-        if (json_is_true(json_object_get(def, "tls")) && oc->active) {
-            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                               "zmq_config: amqp_def '%V' asks for TLS, which "
-                               "the gateway does not support yet; outgoing "
-                               "connection '%V' stays inactive",
-                               &oc->def_name, &oc->name);
-            oc->active = 0;
-        }
-
-        /* the password: clear in a file, or sealed with the key file */
-
-        if (json_is_object(json_object_get(def, "password"))
-            && !zmcf->key_file.len)
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "zmq_config: amqp_def '%V': the password is "
-                               "sealed; set zmq_key_file before zmq_config",
-                               &oc->def_name);
-            return NGX_CONF_ERROR;
-        }
-
-        if (json_object_get(def, "password") != NULL) {
             secret = zgw_object_secret(ZGW_KIND_AMQP_DEF, def, "password",
-                                       zmcf->key_file.len ? &key : NULL,
-                                       &errs);
+                                       &zmcf->key, &errs);
             if (secret == NULL) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zmq_config: %s",
                                    zgw_errors_first(&errs));
@@ -1582,191 +1806,28 @@ ngx_http_zmq_compile(ngx_conf_t *cf, ngx_http_zmq_main_conf_t *zmcf)
                 return NGX_CONF_ERROR;
             }
 
-            oc->password.len = ngx_strlen(secret);
-            oc->password.data = ngx_pnalloc(cf->pool, oc->password.len);
-            if (oc->password.data == NULL) {
-                free(secret);
-                return NGX_CONF_ERROR;
-            }
-            ngx_memcpy(oc->password.data, secret, oc->password.len);
-            ngx_explicit_memzero(secret, oc->password.len);
+            ngx_explicit_memzero(secret, ngx_strlen(secret));
             free(secret);
-
-        } else {
-            /* a definition without a password cannot log in */
-            ngx_str_set(&oc->password, "");
         }
-
-        /* addresses: host, then the failover list */
-
-        if (ngx_array_init(&addrs, cf->pool, 2, sizeof(ngx_addr_t))
-            != NGX_OK)
-        {
-            return NGX_CONF_ERROR;
-        }
-
-        if (ngx_http_zmq_add_addr(cf, &addrs,
-                                  json_string_value(json_object_get(def,
-                                                                    "host")),
-                                  (in_port_t) ngx_http_zmq_int(def, "port",
-                                                               5672),
-                                  &oc->name)
-            != NGX_OK)
-        {
-            return NGX_CONF_ERROR;
-        }
-
-        hosts = json_object_get(def, "hosts");
-        json_array_foreach(hosts, i, h) {
-            if (ngx_http_zmq_add_addr(cf, &addrs, json_string_value(h),
-                                      (in_port_t) ngx_http_zmq_int(def,
-                                                                   "port",
-                                                                   5672),
-                                      &oc->name)
-                != NGX_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-        }
-
-        oc->addrs = addrs.elts;
-        oc->naddrs = addrs.nelts;
     }
 
-    if (zmcf->key_file.len) {
-        ngx_explicit_memzero(&key, sizeof(key));
-    }
+    /* a trial build reports what a worker would refuse, at nginx -t */
 
-    /* services of kind "publish" */
-
-    n = zgw_config_count(zmcf->cfg, ZGW_KIND_SERVICE);
-
-    if (ngx_array_init(&zmcf->services, cf->pool, n ? n : 1,
-                       sizeof(ngx_http_zmq_service_conf_t))
-        != NGX_OK)
-    {
+    rt = ngx_http_zmq_runtime_build(zmcf->cfg,
+                                    zmcf->has_key ? &zmcf->key : NULL,
+                                    &zmcf->resolved, cf->log, &errs);
+    if (rt == NULL || errs.n) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zmq_config: %s",
+                           zgw_errors_first(&errs));
+        zgw_errors_free(&errs);
+        if (rt != NULL) {
+            ngx_destroy_pool(rt->pool);
+        }
         return NGX_CONF_ERROR;
     }
 
-    ocs = zmcf->outconns.elts;
-
-    json_object_foreach(zmcf->cfg->objs[ZGW_KIND_SERVICE], oname, obj) {
-        kind = json_string_value(json_object_get(obj, "kind"));
-        if (kind == NULL || ngx_strcmp(kind, "publish") != 0) {
-            continue;
-        }
-
-        svc = ngx_array_push(&zmcf->services);
-        if (svc == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        ngx_memzero(svc, sizeof(ngx_http_zmq_service_conf_t));
-
-        if (ngx_http_zmq_str(cf, obj, "name", &svc->name) != NGX_OK
-            || ngx_http_zmq_str(cf, obj, "exchange", &svc->exchange) != NGX_OK
-            || ngx_http_zmq_str(cf, obj, "content_type", &svc->content_type)
-               != NGX_OK
-            || ngx_http_zmq_str(cf, obj, "outconn", &name) != NGX_OK)
-        {
-            return NGX_CONF_ERROR;
-        }
-
-        for (i = 0; i < zmcf->outconns.nelts; i++) {
-            if (ocs[i].name.len == name.len
-                && ngx_strncmp(ocs[i].name.data, name.data, name.len) == 0)
-            {
-                svc->outconn = &ocs[i];
-                break;
-            }
-        }
-
-        if (svc->outconn == NULL) {
-            return NGX_CONF_ERROR;      /* checked by the model already */
-        }
-
-        svc->active = json_is_true(json_object_get(obj, "is_active"));
-        svc->mandatory = json_is_true(json_object_get(obj, "mandatory"));
-        svc->confirm = !json_is_false(json_object_get(obj, "confirm"));
-        svc->delivery_mode = ngx_http_zmq_int(obj, "delivery_mode", -1);
-        svc->priority = ngx_http_zmq_int(obj, "priority", -1);
-        svc->expiration = ngx_http_zmq_int(obj, "expiration", -1);
-
-        /* a routing key with $variables is an NGINX complex value */
-        if (ngx_http_zmq_str(cf, obj, "routing_key", &name) != NGX_OK) {
-            return NGX_CONF_ERROR;
-        }
-
-        svc->routing_key = ngx_pcalloc(cf->pool,
-                                       sizeof(ngx_http_complex_value_t));
-        if (svc->routing_key == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-        ccv.cf = cf;
-        ccv.value = &name;
-        ccv.complex_value = svc->routing_key;
-
-        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "zmq_config: service '%V': routing_key "
-                               "\"%V\" is not a valid NGINX value",
-                               &svc->name, &name);
-            return NGX_CONF_ERROR;
-        }
-
-        hdrs = json_object_get(obj, "headers");
-        if (ngx_array_init(&svc->headers, cf->pool,
-                           json_object_size(hdrs) ? json_object_size(hdrs)
-                                                  : 1,
-                           sizeof(ngx_keyval_t))
-            != NGX_OK)
-        {
-            return NGX_CONF_ERROR;
-        }
-
-        json_object_foreach(hdrs, hk, h) {
-            kv = ngx_array_push(&svc->headers);
-            if (kv == NULL) {
-                return NGX_CONF_ERROR;
-            }
-            name.data = (u_char *) hk;
-            name.len = ngx_strlen(hk);
-            kv->key.len = name.len;
-            kv->key.data = ngx_pstrdup(cf->pool, &name);
-            if (kv->key.data == NULL
-                || ngx_http_zmq_str(cf, hdrs, hk, &kv->value) != NGX_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-        }
-    }
-
-    /* counters per worker and outgoing connection, for zmq_status */
-
-    if (zmcf->outconns.nelts) {
-        ccf = (ngx_core_conf_t *) ngx_get_conf(cf->cycle->conf_ctx,
-                                               ngx_core_module);
-        slots = (ccf->worker_processes != NGX_CONF_UNSET
-                 && ccf->worker_processes > 0)
-                ? (ngx_uint_t) ccf->worker_processes : NGX_HTTP_ZMQ_SLOTS_MAX;
-        zmcf->slots = slots;
-
-        ngx_str_set(&name, "ngx_zmq_status");
-        zmcf->shm = ngx_shared_memory_add(cf, &name,
-                                          8 * ngx_pagesize + slots
-                                          * zmcf->outconns.nelts
-                                          * sizeof(ngx_http_zmq_amqp_stats_t),
-                                          &ngx_http_zmq_module);
-        if (zmcf->shm == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        zmcf->shm->init = ngx_http_zmq_init_shm;
-        zmcf->shm->data = zmcf;
-        zmcf->shm->noreuse = 1;
-    }
+    ngx_destroy_pool(rt->pool);
+    zgw_errors_free(&errs);
 
     return NGX_CONF_OK;
 }
@@ -1781,8 +1842,8 @@ ngx_http_zmq_init_shm(ngx_shm_zone_t *shm_zone, void *data)
     zmcf = shm_zone->data;
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
-    zmcf->stats = ngx_slab_calloc(shpool, zmcf->slots * zmcf->outconns.nelts
-                                          * sizeof(ngx_http_zmq_amqp_stats_t));
+    zmcf->stats = ngx_slab_calloc(shpool, zmcf->slots
+                                  * sizeof(ngx_http_zmq_worker_stats_t));
     if (zmcf->stats == NULL) {
         return NGX_ERROR;
     }
@@ -1794,7 +1855,50 @@ ngx_http_zmq_init_shm(ngx_shm_zone_t *shm_zone, void *data)
 static void
 ngx_http_zmq_config_cleanup(void *data)
 {
-    zgw_config_free(data);
+    ngx_http_zmq_main_conf_t  *zmcf = data;
+
+    zgw_config_free(zmcf->cfg);
+    zmcf->cfg = NULL;
+    ngx_explicit_memzero(&zmcf->key, sizeof(zgw_key_t));
+}
+
+
+static char *
+ngx_http_zmq_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_zmq_main_conf_t *zmcf = conf;
+
+    char          path[NGX_MAX_PATH];
+    ngx_str_t    *value;
+    zgw_errors_t  errs;
+
+    if (zmcf->key_file.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    zmcf->key_file = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &zmcf->key_file, 1) != NGX_OK
+        || zmcf->key_file.len >= sizeof(path))
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(path, zmcf->key_file.data, zmcf->key_file.len);
+    path[zmcf->key_file.len] = '\0';
+
+    zgw_errors_init(&errs);
+
+    if (zgw_key_load(&zmcf->key, path, &errs) != ZGW_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zmq_key_file: %s",
+                           zgw_errors_first(&errs));
+        zgw_errors_free(&errs);
+        return NGX_CONF_ERROR;
+    }
+
+    zmcf->has_key = 1;
+    return NGX_CONF_OK;
 }
 
 
@@ -1811,62 +1915,82 @@ ngx_http_zmq_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 static char *
+ngx_http_zmq_router(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_zmq_loc_conf_t *zlcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+    ngx_http_zmq_main_conf_t  *zmcf;
+
+    if (zlcf->router || zlcf->service.len) {
+        return "is duplicate";
+    }
+
+    zmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_zmq_module);
+
+    if (zmcf->type == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zmq_router: no zmq_config before this directive");
+        return NGX_CONF_ERROR;
+    }
+
+    zlcf->router = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_zmq_router_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
 ngx_http_zmq_service(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_zmq_loc_conf_t *zlcf = conf;
 
-    json_t                       *obj;
-    ngx_str_t                    *value;
-    ngx_uint_t                    i;
-    const char                   *kind;
-    ngx_http_core_loc_conf_t     *clcf;
-    ngx_http_zmq_main_conf_t     *zmcf;
-    ngx_http_zmq_service_conf_t  *svc;
+    json_t                    *obj;
+    ngx_str_t                 *value;
+    const char                *kind;
+    ngx_http_core_loc_conf_t  *clcf;
+    ngx_http_zmq_main_conf_t  *zmcf;
 
-    if (zlcf->service != NULL) {
+    if (zlcf->service.len || zlcf->router) {
         return "is duplicate";
     }
 
     value = cf->args->elts;
     zmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_zmq_module);
 
-    if (zmcf->cfg == NULL) {
+    if (zmcf->type == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "zmq_service \"%V\": no zmq_config before this "
                            "directive", &value[1]);
         return NGX_CONF_ERROR;
     }
 
-    svc = zmcf->services.elts;
-
-    for (i = 0; i < zmcf->services.nelts; i++) {
-        if (svc[i].name.len == value[1].len
-            && ngx_strncmp(svc[i].name.data, value[1].data, value[1].len)
-               == 0)
-        {
-            zlcf->service = &svc[i];
-            break;
-        }
-    }
-
-    if (zlcf->service == NULL) {
+    if (zmcf->type == NGX_HTTP_ZMQ_SOURCE_FILE) {
+        /* a file is known now: check the name at nginx -t */
         obj = zgw_config_get(zmcf->cfg, ZGW_KIND_SERVICE,
                              (char *) value[1].data);
         kind = json_string_value(json_object_get(obj, "kind"));
 
-        if (kind != NULL) {
+        if (kind == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "zmq_service \"%V\": no such service in %V",
+                               &value[1], &zmcf->source);
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_strcmp(kind, "publish") != 0) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "zmq_service \"%V\": service of kind '%s' "
                                "cannot be invoked from a location yet; "
                                "only 'publish'", &value[1], kind);
-        } else {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "zmq_service \"%V\": no such service in %V",
-                               &value[1], &zmcf->source);
+            return NGX_CONF_ERROR;
         }
-
-        return NGX_CONF_ERROR;
     }
+
+    zlcf->service = value[1];
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_zmq_service_handler;
@@ -1888,15 +2012,23 @@ ngx_http_zmq_create_main_conf(ngx_conf_t *cf)
     /*
      * set by ngx_pcalloc():
      *
+     *     zmcf->type = 0;
      *     zmcf->source = { 0, NULL };
-     *     zmcf->path = { 0, NULL };
-     *     zmcf->key_file = { 0, NULL };
      *     zmcf->cfg = NULL;
+     *     zmcf->cache_dir = NULL;
      *     zmcf->shm = NULL;
      */
 
+    if (ngx_array_init(&zmcf->resolved, cf->pool, 4,
+                       sizeof(ngx_http_zmq_resolved_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
     zmcf->connect_timeout = NGX_CONF_UNSET_MSEC;
     zmcf->buffer_limit = NGX_CONF_UNSET_SIZE;
+    zmcf->poll = NGX_CONF_UNSET_MSEC;
 
     return zmcf;
 }
@@ -1907,8 +2039,78 @@ ngx_http_zmq_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_http_zmq_main_conf_t *zmcf = conf;
 
+    u_char            *p;
+    ngx_str_t          name;
+    ngx_core_conf_t   *ccf;
+
     ngx_conf_init_msec_value(zmcf->connect_timeout, 5000);
     ngx_conf_init_size_value(zmcf->buffer_limit, 16 * 1024 * 1024);
+    ngx_conf_init_msec_value(zmcf->poll, 1000);
+
+    if (zmcf->type == 0) {
+        return NGX_CONF_OK;
+    }
+
+    if (zmcf->type == NGX_HTTP_ZMQ_SOURCE_REDIS) {
+        /*
+         * The directory of the snapshot cache is made (and given to the
+         * worker user) by NGINX, like its temporary paths.
+         */
+        if (zmcf->cache_dir == NULL) {
+            zmcf->cache_dir = ngx_pcalloc(cf->pool, sizeof(ngx_path_t));
+            if (zmcf->cache_dir == NULL) {
+                return NGX_CONF_ERROR;
+            }
+            ngx_str_set(&zmcf->cache_dir->name, "zmq_cache");
+            if (ngx_conf_full_name(cf->cycle, &zmcf->cache_dir->name, 0)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+            if (ngx_add_path(cf, &zmcf->cache_dir) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        zmcf->cache_file.len = zmcf->cache_dir->name.len
+                               + sizeof("/config.json") - 1;
+        zmcf->cache_file.data = ngx_pnalloc(cf->pool,
+                                            zmcf->cache_file.len + 1);
+        if (zmcf->cache_file.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        p = ngx_cpymem(zmcf->cache_file.data, zmcf->cache_dir->name.data,
+                       zmcf->cache_dir->name.len);
+        ngx_memcpy(p, "/config.json", sizeof("/config.json"));
+
+        if (ngx_http_zmq_load_cache(cf, zmcf) == NGX_OK
+            && ngx_http_zmq_prepare(cf, zmcf) != NGX_CONF_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    /* counters per worker, for zmq_status */
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cf->cycle->conf_ctx,
+                                           ngx_core_module);
+    zmcf->slots = (ccf->worker_processes != NGX_CONF_UNSET
+                   && ccf->worker_processes > 0)
+                  ? (ngx_uint_t) ccf->worker_processes
+                  : NGX_HTTP_ZMQ_SLOTS_MAX;
+
+    ngx_str_set(&name, "ngx_zmq_status");
+    zmcf->shm = ngx_shared_memory_add(cf, &name,
+                                      8 * ngx_pagesize + zmcf->slots
+                                      * sizeof(ngx_http_zmq_worker_stats_t),
+                                      &ngx_http_zmq_module);
+    if (zmcf->shm == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    zmcf->shm->init = ngx_http_zmq_init_shm;
+    zmcf->shm->data = zmcf;
+    zmcf->shm->noreuse = 1;
 
     return NGX_CONF_OK;
 }
@@ -1927,7 +2129,8 @@ ngx_http_zmq_create_loc_conf(ngx_conf_t *cf)
     /*
      * set by ngx_pcalloc():
      *
-     *     zlcf->service = NULL;
+     *     zlcf->service = { 0, NULL };
+     *     zlcf->router = 0;
      */
 
     zlcf->routing_key = NGX_CONF_UNSET_PTR;
@@ -1954,7 +2157,7 @@ ngx_http_zmq_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->data_format, prev->data_format,
                               NGX_HTTP_ZMQ_FORMAT_NONE);
 
-    if (conf->service != NULL) {
+    if (conf->service.len || conf->router) {
         /*
          * zmq_max_body is the location's client_max_body_size, and bodies
          * up to it are read into memory: the message is copied into the
@@ -1972,8 +2175,11 @@ ngx_http_zmq_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 static ngx_int_t
 ngx_http_zmq_init_process(ngx_cycle_t *cycle)
 {
-    ngx_http_zmq_main_conf_t   *zmcf;
-    ngx_http_zmq_amqp_stats_t  *stats;
+    zgw_errors_t                  errs;
+    ngx_http_zmq_runtime_t       *rt;
+    ngx_http_zmq_main_conf_t     *zmcf;
+    ngx_http_zmq_follow_conf_t    fc;
+    ngx_http_zmq_worker_stats_t  *ws;
 
     if (ngx_process != NGX_PROCESS_WORKER
         && ngx_process != NGX_PROCESS_SINGLE)
@@ -1982,23 +2188,64 @@ ngx_http_zmq_init_process(ngx_cycle_t *cycle)
     }
 
     zmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_zmq_module);
-    if (zmcf == NULL || zmcf->cfg == NULL) {
+    if (zmcf == NULL || zmcf->type == 0) {
         return NGX_OK;
     }
 
-    stats = NULL;
+    ngx_http_zmq_amqp_configure(zmcf->connect_timeout, zmcf->buffer_limit);
+
+    ws = NULL;
     if (zmcf->stats != NULL && ngx_worker < zmcf->slots) {
-        stats = zmcf->stats + ngx_worker * zmcf->outconns.nelts;
+        ws = &zmcf->stats[ngx_worker];
+        ngx_memzero(ws, sizeof(ngx_http_zmq_worker_stats_t));
+        ws->pid = ngx_pid;
+        ws->since = ngx_time();
+        ws->state = zmcf->type == NGX_HTTP_ZMQ_SOURCE_FILE
+                    ? NGX_HTTP_ZMQ_SRC_LOADED : NGX_HTTP_ZMQ_SRC_WAITING;
     }
 
-    return ngx_http_zmq_amqp_init_process(cycle, &zmcf->outconns, stats,
-                                          zmcf->connect_timeout,
-                                          zmcf->buffer_limit);
+    /* the configuration read at start: the file, or the Redis cache */
+
+    zgw_errors_init(&errs);
+
+    rt = ngx_http_zmq_runtime_build(zmcf->cfg,
+                                    zmcf->has_key ? &zmcf->key : NULL,
+                                    &zmcf->resolved, cycle->log, &errs);
+    if (rt == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "zmq: %s",
+                      zgw_errors_first(&errs));
+        zgw_errors_free(&errs);
+        return NGX_ERROR;
+    }
+
+    zgw_errors_free(&errs);
+    ngx_http_zmq_runtime_apply(rt, ws, cycle->log);
+
+    if (zmcf->type != NGX_HTTP_ZMQ_SOURCE_REDIS) {
+        return NGX_OK;
+    }
+
+    ngx_memzero(&fc, sizeof(ngx_http_zmq_follow_conf_t));
+    fc.addr = zmcf->redis_addr;
+    fc.password.data = (u_char *) zmcf->redis.password;
+    fc.password.len = ngx_strlen(zmcf->redis.password);
+    fc.db = zmcf->redis.db;
+    fc.timeout = 5000;
+    fc.poll = zmcf->poll;
+    fc.key = zmcf->has_key ? &zmcf->key : NULL;
+    fc.resolved = &zmcf->resolved;
+    fc.stats = ws;
+    fc.cache = zmcf->cache_file;
+    fc.log = cycle->log;
+
+    return ngx_http_zmq_follow_start(&fc);
 }
 
 
 static void
 ngx_http_zmq_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_http_zmq_follow_stop();
     ngx_http_zmq_amqp_exit_process(cycle);
+    ngx_http_zmq_runtime_exit();
 }

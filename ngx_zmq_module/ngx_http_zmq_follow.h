@@ -1,0 +1,39 @@
+
+/*
+ * ngx_zmq: each worker follows the configuration in Redis.
+ */
+
+
+#ifndef _NGX_HTTP_ZMQ_FOLLOW_H_INCLUDED_
+#define _NGX_HTTP_ZMQ_FOLLOW_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_http_zmq_runtime.h"
+
+
+typedef struct {
+    ngx_addr_t                    *addr;
+    ngx_str_t                      password;
+    ngx_int_t                      db;
+    ngx_msec_t                     timeout;       /* per Redis command */
+    ngx_msec_t                     poll;          /* GET zmq:version */
+    const zgw_key_t               *key;
+    ngx_array_t                   *resolved;
+    ngx_http_zmq_worker_stats_t   *stats;
+    ngx_str_t                      cache;         /* file, or empty */
+    ngx_log_t                     *log;
+} ngx_http_zmq_follow_conf_t;
+
+
+ngx_int_t ngx_http_zmq_follow_start(ngx_http_zmq_follow_conf_t *conf);
+void ngx_http_zmq_follow_stop(void);
+
+/* the snapshot cache: {"version": N, "config": {...}} */
+ngx_int_t ngx_http_zmq_cache_write(ngx_str_t *path, zgw_config_t *cfg,
+    ngx_log_t *log);
+
+
+#endif /* _NGX_HTTP_ZMQ_FOLLOW_H_INCLUDED_ */

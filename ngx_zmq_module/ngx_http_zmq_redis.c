@@ -1,0 +1,561 @@
+
+/*
+ * ngx_zmq: a Redis client driven by the NGINX event loop.
+ *
+ * Commands are pipelined and answered in order; every command has a
+ * deadline, and a connection whose oldest command is overdue is closed, so
+ * every pending handler is called (with NULL) and the connection is
+ * retried with backoff. Reads are drained until EAGAIN on every event.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+#include <ngx_event_connect.h>
+
+#include "ngx_http_zmq_redis.h"
+
+
+#define NGX_HTTP_ZMQ_REDIS_PENDING_MAX   1024
+#define NGX_HTTP_ZMQ_REDIS_BACKOFF_MIN   100
+#define NGX_HTTP_ZMQ_REDIS_BACKOFF_MAX   5000
+
+
+typedef struct {
+    ngx_http_zmq_redis_reply_pt   handler;
+    void                         *data;
+    ngx_msec_t                    deadline;
+} ngx_http_zmq_redis_pending_t;
+
+
+struct ngx_http_zmq_redis_s {
+    ngx_http_zmq_redis_conf_t     conf;
+    ngx_connection_t             *c;
+    redisReader                  *reader;
+    ngx_flag_t                    ready;          /* TCP established */
+    ngx_flag_t                    destroyed;
+
+    u_char                       *out_start;
+    u_char                       *out_pos;
+    u_char                       *out_last;
+    u_char                       *out_end;
+
+    ngx_http_zmq_redis_pending_t  pending[NGX_HTTP_ZMQ_REDIS_PENDING_MAX];
+    ngx_uint_t                    head;
+    ngx_uint_t                    npending;
+
+    ngx_event_t                   timer;
+    ngx_msec_t                    backoff;
+    char                          error[128];
+};
+
+
+static void ngx_http_zmq_redis_connect(ngx_http_zmq_redis_t *rd);
+static void ngx_http_zmq_redis_close(ngx_http_zmq_redis_t *rd,
+    const char *reason);
+static void ngx_http_zmq_redis_timer_handler(ngx_event_t *ev);
+static void ngx_http_zmq_redis_read_handler(ngx_event_t *rev);
+static void ngx_http_zmq_redis_write_handler(ngx_event_t *wev);
+static ngx_int_t ngx_http_zmq_redis_flush(ngx_http_zmq_redis_t *rd);
+static void ngx_http_zmq_redis_arm(ngx_http_zmq_redis_t *rd);
+
+
+ngx_http_zmq_redis_t *
+ngx_http_zmq_redis_create(ngx_http_zmq_redis_conf_t *conf)
+{
+    ngx_http_zmq_redis_t  *rd;
+
+    rd = ngx_calloc(sizeof(ngx_http_zmq_redis_t), conf->log);
+    if (rd == NULL) {
+        return NULL;
+    }
+
+    rd->conf = *conf;
+    rd->timer.handler = ngx_http_zmq_redis_timer_handler;
+    rd->timer.data = rd;
+    rd->timer.log = conf->log;
+    rd->timer.cancelable = 1;
+    rd->backoff = NGX_HTTP_ZMQ_REDIS_BACKOFF_MIN;
+    ngx_cpystrn((u_char *) rd->error, (u_char *) "not connected yet",
+                sizeof(rd->error));
+
+    return rd;
+}
+
+
+void
+ngx_http_zmq_redis_start(ngx_http_zmq_redis_t *rd)
+{
+    ngx_http_zmq_redis_connect(rd);
+}
+
+
+ngx_flag_t
+ngx_http_zmq_redis_connected(ngx_http_zmq_redis_t *rd)
+{
+    return rd->c != NULL && rd->ready;
+}
+
+
+const char *
+ngx_http_zmq_redis_error(ngx_http_zmq_redis_t *rd)
+{
+    return rd->error;
+}
+
+
+void
+ngx_http_zmq_redis_destroy(ngx_http_zmq_redis_t *rd)
+{
+    rd->destroyed = 1;
+    rd->conf.disconnected = NULL;
+
+    if (rd->timer.timer_set) {
+        ngx_del_timer(&rd->timer);
+    }
+
+    if (rd->c != NULL) {
+        ngx_http_zmq_redis_close(rd, "shutting down");
+    }
+
+    if (rd->timer.timer_set) {
+        ngx_del_timer(&rd->timer);
+    }
+
+    ngx_free(rd->out_start);
+    ngx_free(rd);
+}
+
+
+static void
+ngx_http_zmq_redis_connect(ngx_http_zmq_redis_t *rd)
+{
+    ngx_int_t               rc;
+    ngx_connection_t       *c;
+    ngx_peer_connection_t   pc;
+
+    ngx_memzero(&pc, sizeof(ngx_peer_connection_t));
+    pc.sockaddr = rd->conf.addr->sockaddr;
+    pc.socklen = rd->conf.addr->socklen;
+    pc.name = &rd->conf.addr->name;
+    pc.get = ngx_event_get_peer;
+    pc.log = rd->conf.log;
+    pc.log_error = NGX_ERROR_ERR;
+
+    rc = ngx_event_connect_peer(&pc);
+
+    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+        if (pc.connection != NULL) {
+            ngx_close_connection(pc.connection);
+        }
+
+        ngx_snprintf((u_char *) rd->error, sizeof(rd->error) - 1,
+                     "cannot connect to %V%Z", pc.name);
+        ngx_add_timer(&rd->timer, rd->backoff);
+        rd->backoff = ngx_min(rd->backoff * 2, NGX_HTTP_ZMQ_REDIS_BACKOFF_MAX);
+        return;
+    }
+
+    c = pc.connection;
+    c->data = rd;
+    c->read->handler = ngx_http_zmq_redis_read_handler;
+    c->write->handler = ngx_http_zmq_redis_write_handler;
+    c->log = rd->conf.log;
+    c->read->log = rd->conf.log;
+    c->write->log = rd->conf.log;
+
+    rd->c = c;
+    rd->ready = 0;
+    rd->out_pos = rd->out_start;
+    rd->out_last = rd->out_start;
+
+    rd->reader = redisReaderCreate();
+    if (rd->reader == NULL) {
+        ngx_http_zmq_redis_close(rd, "out of memory");
+        return;
+    }
+
+    /* the connect itself has the command timeout */
+    ngx_add_timer(&rd->timer, rd->conf.timeout);
+
+    if (rc == NGX_OK) {
+        ngx_post_event(c->write, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_http_zmq_redis_close(ngx_http_zmq_redis_t *rd, const char *reason)
+{
+    ngx_uint_t                     n;
+    ngx_http_zmq_redis_pending_t   p;
+
+    if (!rd->destroyed) {
+        ngx_log_error(NGX_LOG_WARN, rd->conf.log, 0,
+                      "zmq redis %V: connection closed: %s",
+                      &rd->conf.addr->name, reason);
+    }
+
+    ngx_cpystrn((u_char *) rd->error, (u_char *) reason, sizeof(rd->error));
+
+    if (rd->c != NULL) {
+        ngx_close_connection(rd->c);
+        rd->c = NULL;
+    }
+
+    if (rd->reader != NULL) {
+        redisReaderFree(rd->reader);
+        rd->reader = NULL;
+    }
+
+    rd->ready = 0;
+
+    if (rd->timer.timer_set) {
+        ngx_del_timer(&rd->timer);
+    }
+
+    /* every pending command fails */
+    for (n = rd->npending; n > 0; n--) {
+        p = rd->pending[rd->head];
+        rd->head = (rd->head + 1) % NGX_HTTP_ZMQ_REDIS_PENDING_MAX;
+        rd->npending--;
+        p.handler(rd, NULL, p.data);
+    }
+
+    if (!rd->destroyed) {
+        ngx_add_timer(&rd->timer, rd->backoff);
+        rd->backoff = ngx_min(rd->backoff * 2, NGX_HTTP_ZMQ_REDIS_BACKOFF_MAX);
+
+        if (rd->conf.disconnected) {
+            rd->conf.disconnected(rd, rd->conf.data);
+        }
+    }
+}
+
+
+static void
+ngx_http_zmq_redis_timer_handler(ngx_event_t *ev)
+{
+    ngx_http_zmq_redis_t  *rd = ev->data;
+
+    if (rd->c == NULL) {
+        ngx_http_zmq_redis_connect(rd);
+        return;
+    }
+
+    if (!rd->ready) {
+        ngx_http_zmq_redis_close(rd, "connect timed out");
+        return;
+    }
+
+    if (rd->npending
+        && (ngx_msec_int_t) (rd->pending[rd->head].deadline
+                             - ngx_current_msec) <= 0)
+    {
+        ngx_http_zmq_redis_close(rd, "command timed out");
+        return;
+    }
+
+    ngx_http_zmq_redis_arm(rd);
+}
+
+
+/* the timer follows the oldest pending command's deadline */
+static void
+ngx_http_zmq_redis_arm(ngx_http_zmq_redis_t *rd)
+{
+    ngx_msec_int_t  left;
+
+    if (rd->timer.timer_set) {
+        ngx_del_timer(&rd->timer);
+    }
+
+    if (rd->npending == 0) {
+        return;
+    }
+
+    left = rd->pending[rd->head].deadline - ngx_current_msec;
+    ngx_add_timer(&rd->timer, left > 0 ? (ngx_msec_t) left : 1);
+}
+
+
+static ngx_int_t
+ngx_http_zmq_redis_reserve(ngx_http_zmq_redis_t *rd, size_t size)
+{
+    size_t   used, cap;
+    u_char  *p;
+
+    if ((size_t) (rd->out_end - rd->out_last) >= size) {
+        return NGX_OK;
+    }
+
+    used = rd->out_last - rd->out_pos;
+    cap = ngx_max((size_t) (rd->out_end - rd->out_start) * 2, used + size);
+    cap = ngx_max(cap, 4096);
+
+    p = ngx_alloc(cap, rd->conf.log);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (used) {
+        ngx_memcpy(p, rd->out_pos, used);
+    }
+
+    ngx_free(rd->out_start);
+    rd->out_start = p;
+    rd->out_pos = p;
+    rd->out_last = p + used;
+    rd->out_end = p + cap;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_zmq_redis_command(ngx_http_zmq_redis_t *rd, int argc,
+    const char **argv, const size_t *argvlen,
+    ngx_http_zmq_redis_reply_pt handler, void *data)
+{
+    int                            len;
+    char                          *cmd;
+    ngx_http_zmq_redis_pending_t  *p;
+
+    if (rd->c == NULL || rd->npending == NGX_HTTP_ZMQ_REDIS_PENDING_MAX) {
+        return NGX_DECLINED;
+    }
+
+    len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
+    if (len < 0) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_zmq_redis_reserve(rd, len) != NGX_OK) {
+        free(cmd);
+        return NGX_ERROR;
+    }
+
+    rd->out_last = ngx_cpymem(rd->out_last, cmd, len);
+    free(cmd);
+
+    if (handler != NULL) {
+        p = &rd->pending[(rd->head + rd->npending)
+                         % NGX_HTTP_ZMQ_REDIS_PENDING_MAX];
+        p->handler = handler;
+        p->data = data;
+        p->deadline = ngx_current_msec + rd->conf.timeout;
+        rd->npending++;
+
+        if (rd->npending == 1 && rd->ready) {
+            ngx_http_zmq_redis_arm(rd);
+        }
+    }
+
+    if (rd->ready) {
+        ngx_post_event(rd->c->write, &ngx_posted_events);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_zmq_redis_ignore(ngx_http_zmq_redis_t *rd, redisReply *reply,
+    void *data)
+{
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, rd->conf.log, 0,
+                      "zmq redis %V: %s: %s", &rd->conf.addr->name,
+                      (char *) data, reply->str);
+    }
+}
+
+
+static void
+ngx_http_zmq_redis_established(ngx_http_zmq_redis_t *rd)
+{
+    u_char       db[NGX_INT_T_LEN];
+    size_t       len[2];
+    const char  *argv[2];
+
+    rd->ready = 1;
+    rd->backoff = NGX_HTTP_ZMQ_REDIS_BACKOFF_MIN;
+    rd->error[0] = '\0';
+
+    if (rd->timer.timer_set) {
+        ngx_del_timer(&rd->timer);
+    }
+
+    ngx_log_error(NGX_LOG_INFO, rd->conf.log, 0, "zmq redis %V: connected",
+                  &rd->conf.addr->name);
+
+    if (rd->conf.password.len) {
+        argv[0] = "AUTH";
+        len[0] = 4;
+        argv[1] = (char *) rd->conf.password.data;
+        len[1] = rd->conf.password.len;
+        (void) ngx_http_zmq_redis_command(rd, 2, argv, len,
+                                          ngx_http_zmq_redis_ignore, "AUTH");
+    }
+
+    if (rd->conf.db) {
+        argv[0] = "SELECT";
+        len[0] = 6;
+        argv[1] = (char *) db;
+        len[1] = ngx_sprintf(db, "%i", rd->conf.db) - db;
+        (void) ngx_http_zmq_redis_command(rd, 2, argv, len,
+                                          ngx_http_zmq_redis_ignore,
+                                          "SELECT");
+    }
+
+    if (rd->conf.connected) {
+        rd->conf.connected(rd, rd->conf.data);
+    }
+
+    ngx_http_zmq_redis_arm(rd);
+}
+
+
+static void
+ngx_http_zmq_redis_write_handler(ngx_event_t *wev)
+{
+    int                    err;
+    socklen_t              len;
+    ngx_connection_t      *c = wev->data;
+    ngx_http_zmq_redis_t  *rd = c->data;
+
+    if (!rd->ready) {
+        err = 0;
+        len = sizeof(int);
+
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len)
+            == -1)
+        {
+            err = ngx_socket_errno;
+        }
+
+        if (err) {
+            ngx_snprintf((u_char *) rd->error, sizeof(rd->error) - 1,
+                         "cannot connect: %s%Z", strerror(err));
+            ngx_http_zmq_redis_close(rd, rd->error);
+            return;
+        }
+
+        ngx_http_zmq_redis_established(rd);
+
+        if (rd->c == NULL) {
+            return;
+        }
+    }
+
+    if (ngx_http_zmq_redis_flush(rd) != NGX_OK) {
+        ngx_http_zmq_redis_close(rd, "write failed");
+    }
+}
+
+
+static ngx_int_t
+ngx_http_zmq_redis_flush(ngx_http_zmq_redis_t *rd)
+{
+    ssize_t            n;
+    ngx_connection_t  *c;
+
+    c = rd->c;
+
+    while (rd->out_pos < rd->out_last) {
+        n = c->send(c, rd->out_pos, rd->out_last - rd->out_pos);
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == NGX_ERROR || n == 0) {
+            return NGX_ERROR;
+        }
+
+        rd->out_pos += n;
+    }
+
+    if (rd->out_pos == rd->out_last) {
+        rd->out_pos = rd->out_start;
+        rd->out_last = rd->out_start;
+    }
+
+    if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_zmq_redis_read_handler(ngx_event_t *rev)
+{
+    void                          *reply;
+    ssize_t                        n;
+    u_char                         buf[16384];
+    ngx_connection_t              *c = rev->data;
+    ngx_http_zmq_redis_t          *rd = c->data;
+    ngx_http_zmq_redis_pending_t   p;
+
+    for ( ;; ) {
+        n = c->recv(c, buf, sizeof(buf));
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == 0 || n == NGX_ERROR) {
+            ngx_http_zmq_redis_close(rd, n == 0 ? "closed by redis"
+                                                : "read failed");
+            return;
+        }
+
+        if (redisReaderFeed(rd->reader, (char *) buf, n) != REDIS_OK) {
+            ngx_http_zmq_redis_close(rd, "out of memory");
+            return;
+        }
+    }
+
+    for ( ;; ) {
+        reply = NULL;
+
+        if (redisReaderGetReply(rd->reader, &reply) != REDIS_OK) {
+            ngx_http_zmq_redis_close(rd, "protocol error");
+            return;
+        }
+
+        if (reply == NULL) {
+            break;
+        }
+
+        if (rd->conf.subscriber && rd->npending == 0) {
+            rd->conf.push(rd, reply, rd->conf.data);
+
+        } else if (rd->npending) {
+            p = rd->pending[rd->head];
+            rd->head = (rd->head + 1) % NGX_HTTP_ZMQ_REDIS_PENDING_MAX;
+            rd->npending--;
+            p.handler(rd, reply, p.data);
+
+        } else {
+            ngx_log_error(NGX_LOG_WARN, rd->conf.log, 0,
+                          "zmq redis %V: a reply nobody asked for",
+                          &rd->conf.addr->name);
+        }
+
+        freeReplyObject(reply);
+
+        if (rd->c == NULL) {
+            return;                 /* a handler closed it */
+        }
+    }
+
+    ngx_http_zmq_redis_arm(rd);
+
+    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+        ngx_http_zmq_redis_close(rd, "event error");
+    }
+}

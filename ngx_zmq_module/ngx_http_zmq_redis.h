@@ -1,0 +1,57 @@
+
+/*
+ * ngx_zmq: a Redis client driven by the NGINX event loop.
+ *
+ * NGINX owns the socket; hiredis is only the codec (redisFormatCommandArgv
+ * to encode, redisReader to decode). hiredis 0.14's own async API resolves
+ * the host with getaddrinfo() when it connects, which a worker must not do:
+ * here the address is resolved when the configuration is read.
+ */
+
+
+#ifndef _NGX_HTTP_ZMQ_REDIS_H_INCLUDED_
+#define _NGX_HTTP_ZMQ_REDIS_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include <hiredis/hiredis.h>
+
+
+typedef struct ngx_http_zmq_redis_s  ngx_http_zmq_redis_t;
+
+/* reply is NULL when the command failed (connection lost, timed out) */
+typedef void (*ngx_http_zmq_redis_reply_pt)(ngx_http_zmq_redis_t *rd,
+    redisReply *reply, void *data);
+typedef void (*ngx_http_zmq_redis_event_pt)(ngx_http_zmq_redis_t *rd,
+    void *data);
+
+
+typedef struct {
+    ngx_addr_t                    *addr;
+    ngx_str_t                      password;
+    ngx_int_t                      db;
+    ngx_msec_t                     timeout;       /* per command */
+    ngx_flag_t                     subscriber;    /* replies are pushes */
+    ngx_http_zmq_redis_event_pt    connected;
+    ngx_http_zmq_redis_event_pt    disconnected;
+    ngx_http_zmq_redis_reply_pt    push;
+    void                          *data;
+    ngx_log_t                     *log;
+} ngx_http_zmq_redis_conf_t;
+
+
+ngx_http_zmq_redis_t *ngx_http_zmq_redis_create(
+    ngx_http_zmq_redis_conf_t *conf);
+/* connects now, and after any loss with backoff (100 ms doubling to 5 s) */
+void ngx_http_zmq_redis_start(ngx_http_zmq_redis_t *rd);
+ngx_int_t ngx_http_zmq_redis_command(ngx_http_zmq_redis_t *rd, int argc,
+    const char **argv, const size_t *argvlen,
+    ngx_http_zmq_redis_reply_pt handler, void *data);
+ngx_flag_t ngx_http_zmq_redis_connected(ngx_http_zmq_redis_t *rd);
+const char *ngx_http_zmq_redis_error(ngx_http_zmq_redis_t *rd);
+void ngx_http_zmq_redis_destroy(ngx_http_zmq_redis_t *rd);
+
+
+#endif /* _NGX_HTTP_ZMQ_REDIS_H_INCLUDED_ */

@@ -1,0 +1,1029 @@
+
+/*
+ * ngx_zmq: the configuration a worker runs, and its live replacement.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <jansson.h>
+
+#include "ngx_http_zmq_runtime.h"
+
+
+#define NGX_HTTP_ZMQ_TMPL_LITERAL     0
+#define NGX_HTTP_ZMQ_TMPL_VARIABLE    1
+#define NGX_HTTP_ZMQ_TMPL_PARAM       2
+
+#define ngx_http_zmq_isword(c)                                               \
+    (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z')               \
+     || ((c) >= '0' && (c) <= '9') || (c) == '_')
+
+
+/* this worker's broker connections, by outgoing connection */
+typedef struct {
+    u_char                      *name;       /* ngx_alloc()ed, NUL-ended */
+    ngx_str_t                    fingerprint;
+    ngx_http_zmq_amqp_conn_t    *conn;
+} ngx_http_zmq_conn_slot_t;
+
+
+static ngx_http_zmq_runtime_t    *ngx_http_zmq_rt;
+static ngx_http_zmq_conn_slot_t   ngx_http_zmq_slots[NGX_HTTP_ZMQ_OUTCONNS_MAX];
+
+
+ngx_http_zmq_runtime_t *
+ngx_http_zmq_runtime_current(void)
+{
+    return ngx_http_zmq_rt;
+}
+
+
+static ngx_int_t
+ngx_http_zmq_rt_str(ngx_pool_t *pool, json_t *obj, const char *field,
+    ngx_str_t *out)
+{
+    const char  *s;
+
+    s = json_string_value(json_object_get(obj, field));
+    if (s == NULL) {
+        ngx_str_null(out);
+        return NGX_OK;
+    }
+
+    out->len = ngx_strlen(s);
+    out->data = ngx_pnalloc(pool, out->len + 1);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(out->data, s, out->len + 1);
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_zmq_rt_int(json_t *obj, const char *field, ngx_int_t def)
+{
+    json_t  *v;
+
+    v = json_object_get(obj, field);
+    return json_is_integer(v) ? (ngx_int_t) json_integer_value(v) : def;
+}
+
+
+ngx_int_t
+ngx_http_zmq_tmpl_compile(ngx_pool_t *pool, ngx_str_t *text,
+    ngx_array_t *parts)
+{
+    u_char                    *p, *end, *start;
+    ngx_http_zmq_tmpl_part_t  *part;
+
+    if (ngx_array_init(parts, pool, 4, sizeof(ngx_http_zmq_tmpl_part_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    p = text->data;
+    end = p + text->len;
+
+    while (p < end) {
+        part = ngx_array_push(parts);
+        if (part == NULL) {
+            return NGX_ERROR;
+        }
+
+        start = p;
+
+        if (*p == '$' && p + 1 < end
+            && ngx_http_zmq_isword(p[1]))
+        {
+            p++;
+            start = p;
+            while (p < end && ngx_http_zmq_isword(*p)) {
+                p++;
+            }
+            part->kind = NGX_HTTP_ZMQ_TMPL_VARIABLE;
+            part->value.len = p - start;
+            part->value.data = ngx_pnalloc(pool, part->value.len);
+            if (part->value.data == NULL) {
+                return NGX_ERROR;
+            }
+            part->key = ngx_hash_strlow(part->value.data, start,
+                                        part->value.len);
+            continue;
+        }
+
+        if (*p == '{') {
+            while (p < end && *p != '}') {
+                p++;
+            }
+            if (p < end) {
+                part->kind = NGX_HTTP_ZMQ_TMPL_PARAM;
+                part->value.data = start + 1;
+                part->value.len = p - start - 1;
+                p++;
+                continue;
+            }
+            p = start;
+        }
+
+        /* a literal up to the next '$' or '{' */
+        p++;
+        while (p < end && *p != '$' && *p != '{') {
+            p++;
+        }
+        part->kind = NGX_HTTP_ZMQ_TMPL_LITERAL;
+        part->value.data = start;
+        part->value.len = p - start;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_zmq_tmpl_eval(ngx_http_request_t *r, ngx_array_t *parts,
+    ngx_http_zmq_param_t *params, ngx_uint_t nparams, ngx_str_t *out)
+{
+    u_char                     *p;
+    size_t                      len;
+    ngx_str_t                  *vals;
+    ngx_uint_t                  i, j;
+    ngx_http_variable_value_t  *vv;
+    ngx_http_zmq_tmpl_part_t   *part;
+
+    part = parts->elts;
+
+    vals = ngx_palloc(r->pool, (parts->nelts + 1) * sizeof(ngx_str_t));
+    if (vals == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = 0;
+
+    for (i = 0; i < parts->nelts; i++) {
+        ngx_str_null(&vals[i]);
+
+        switch (part[i].kind) {
+
+        case NGX_HTTP_ZMQ_TMPL_VARIABLE:
+            vv = ngx_http_get_variable(r, &part[i].value, part[i].key);
+            if (vv != NULL && !vv->not_found) {
+                vals[i].data = vv->data;
+                vals[i].len = vv->len;
+            }
+            break;
+
+        case NGX_HTTP_ZMQ_TMPL_PARAM:
+            for (j = 0; j < nparams; j++) {
+                if (params[j].name.len == part[i].value.len
+                    && ngx_strncmp(params[j].name.data, part[i].value.data,
+                                   part[i].value.len) == 0)
+                {
+                    vals[i] = params[j].value;
+                    break;
+                }
+            }
+            break;
+
+        default:
+            vals[i] = part[i].value;
+            break;
+        }
+
+        len += vals[i].len;
+    }
+
+    out->data = ngx_pnalloc(r->pool, len ? len : 1);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = out->data;
+    for (i = 0; i < parts->nelts; i++) {
+        p = ngx_cpymem(p, vals[i].data, vals[i].len);
+    }
+    out->len = len;
+
+    return NGX_OK;
+}
+
+
+/*
+ * An address for host:port without resolving names in a worker: an IP
+ * literal, "localhost", or a name resolved when the configuration was read.
+ */
+static ngx_int_t
+ngx_http_zmq_rt_addrs(ngx_pool_t *pool, ngx_array_t *addrs, const char *host,
+    in_port_t port, ngx_array_t *resolved, zgw_errors_t *errs,
+    ngx_str_t *oc)
+{
+    u_char                   *p, text[NGX_SOCKADDR_STRLEN + 8];
+    size_t                    len;
+    ngx_int_t                 rc;
+    ngx_uint_t                i, j;
+    ngx_addr_t               *a, addr;
+    ngx_http_zmq_resolved_t  *res;
+
+    len = ngx_strlen(host);
+
+    if (len == 9 && ngx_strcmp(host, "localhost") == 0) {
+        host = "127.0.0.1";
+        len = 9;
+    }
+
+    rc = ngx_parse_addr(pool, &addr, (u_char *) host, len);
+
+    if (rc == NGX_OK) {
+        ngx_inet_set_port(addr.sockaddr, port);
+        p = ngx_pnalloc(pool, NGX_SOCKADDR_STRLEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+        addr.name.data = p;
+        addr.name.len = ngx_sock_ntop(addr.sockaddr, addr.socklen, p,
+                                      NGX_SOCKADDR_STRLEN, 1);
+        a = ngx_array_push(addrs);
+        if (a == NULL) {
+            return NGX_ERROR;
+        }
+        *a = addr;
+        return NGX_OK;
+    }
+
+    res = resolved ? resolved->elts : NULL;
+
+    for (i = 0; resolved && i < resolved->nelts; i++) {
+        if (res[i].host.len == len && res[i].port == port
+            && ngx_strncmp(res[i].host.data, host, len) == 0)
+        {
+            for (j = 0; j < res[i].naddrs; j++) {
+                a = ngx_array_push(addrs);
+                if (a == NULL) {
+                    return NGX_ERROR;
+                }
+                *a = res[i].addrs[j];
+            }
+            return NGX_OK;
+        }
+    }
+
+    (void) text;
+    zgw_errors_add(errs, "amqp_outconn '%.*s': host '%s' was not known when "
+                   "NGINX read its configuration, and names are never "
+                   "resolved in a worker: use an IP address, or reload",
+                   (int) oc->len, oc->data, host);
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_zmq_rt_outconn(ngx_http_zmq_runtime_t *rt, zgw_config_t *cfg,
+    json_t *obj, const zgw_key_t *key, ngx_array_t *resolved,
+    ngx_log_t *log, zgw_errors_t *errs)
+{
+    char                         *secret, *a, *b;
+    size_t                        i;
+    json_t                       *def, *h;
+    in_port_t                     port;
+    ngx_str_t                    *fp;
+    ngx_pool_t                   *pool;
+    ngx_array_t                   addrs;
+    ngx_http_zmq_outconn_conf_t  *oc;
+
+    pool = rt->pool;
+
+    oc = ngx_array_push(&rt->outconns);
+    fp = ngx_array_push(&rt->fingerprints);
+    if (oc == NULL || fp == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(oc, sizeof(ngx_http_zmq_outconn_conf_t));
+    ngx_str_null(fp);
+
+    def = zgw_config_get(cfg, ZGW_KIND_AMQP_DEF,
+                         json_string_value(json_object_get(obj, "def")));
+
+    if (ngx_http_zmq_rt_str(pool, obj, "name", &oc->name) != NGX_OK
+        || ngx_http_zmq_rt_str(pool, obj, "def", &oc->def_name) != NGX_OK
+        || ngx_http_zmq_rt_str(pool, def, "vhost", &oc->vhost) != NGX_OK
+        || ngx_http_zmq_rt_str(pool, def, "username", &oc->username)
+           != NGX_OK
+        || ngx_http_zmq_rt_str(pool, obj, "content_type", &oc->content_type)
+           != NGX_OK
+        || ngx_http_zmq_rt_str(pool, obj, "content_encoding",
+                               &oc->content_encoding) != NGX_OK
+        || ngx_http_zmq_rt_str(pool, obj, "user_id", &oc->user_id) != NGX_OK
+        || ngx_http_zmq_rt_str(pool, obj, "app_id", &oc->app_id) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    oc->index = rt->outconns.nelts - 1;
+    oc->active = json_is_true(json_object_get(obj, "is_active"))
+                 && json_is_true(json_object_get(def, "is_active"));
+    oc->heartbeat = ngx_http_zmq_rt_int(def, "heartbeat", 30);
+    oc->frame_max = ngx_http_zmq_rt_int(def, "frame_max", 131072);
+    oc->delivery_mode = ngx_http_zmq_rt_int(obj, "delivery_mode", 2);
+    oc->priority = ngx_http_zmq_rt_int(obj, "priority", -1);
+    oc->expiration = ngx_http_zmq_rt_int(obj, "expiration", -1);
+    oc->max_inflight = ngx_http_zmq_rt_int(obj, "max_inflight", 1024);
+
+    /* any change to the outgoing connection or its definition reconnects */
+    a = zgw_object_dump(ZGW_KIND_AMQP_OUTCONN, obj);
+    b = zgw_object_dump(ZGW_KIND_AMQP_DEF, def);
+    if (a == NULL || b == NULL) {
+        free(a);
+        free(b);
+        return NGX_ERROR;
+    }
+    fp->len = ngx_strlen(a) + 1 + ngx_strlen(b);
+    fp->data = ngx_pnalloc(pool, fp->len);
+    if (fp->data == NULL) {
+        free(a);
+        free(b);
+        return NGX_ERROR;
+    }
+    ngx_sprintf(fp->data, "%s|%s", a, b);
+    free(a);
+    free(b);
+
+    if (json_is_true(json_object_get(def, "tls")) && oc->active) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "zmq: amqp_def '%V' asks for TLS, which the gateway "
+                      "does not support yet; outgoing connection '%V' stays "
+                      "inactive", &oc->def_name, &oc->name);
+        oc->active = 0;
+    }
+
+    if (json_object_get(def, "password") != NULL) {
+        if (json_is_object(json_object_get(def, "password")) && key == NULL) {
+            zgw_errors_add(errs, "amqp_def '%s': the password is sealed and "
+                           "no zmq_key_file is set",
+                           json_string_value(json_object_get(def, "name")));
+            return NGX_DECLINED;
+        }
+
+        secret = zgw_object_secret(ZGW_KIND_AMQP_DEF, def, "password", key,
+                                   errs);
+        if (secret == NULL) {
+            return NGX_DECLINED;
+        }
+
+        oc->password.len = ngx_strlen(secret);
+        oc->password.data = ngx_pnalloc(pool, oc->password.len + 1);
+        if (oc->password.data == NULL) {
+            free(secret);
+            return NGX_ERROR;
+        }
+        ngx_memcpy(oc->password.data, secret, oc->password.len);
+        ngx_explicit_memzero(secret, oc->password.len);
+        free(secret);
+    }
+
+    if (ngx_array_init(&addrs, pool, 2, sizeof(ngx_addr_t)) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    port = (in_port_t) ngx_http_zmq_rt_int(def, "port", 5672);
+
+    if (ngx_http_zmq_rt_addrs(pool, &addrs,
+                              json_string_value(json_object_get(def, "host")),
+                              port, resolved, errs, &oc->name)
+        == NGX_ERROR)
+    {
+        return NGX_ERROR;
+    }
+
+    json_array_foreach(json_object_get(def, "hosts"), i, h) {
+        char         *copy, *colon;
+        in_port_t     hport;
+
+        copy = strdup(json_string_value(h));
+        if (copy == NULL) {
+            return NGX_ERROR;
+        }
+
+        hport = port;
+        colon = strrchr(copy, ':');
+        if (colon != NULL && strchr(copy, ']') < colon) {
+            *colon = '\0';
+            hport = (in_port_t) atoi(colon + 1);
+        }
+
+        if (copy[0] == '[') {
+            memmove(copy, copy + 1, strlen(copy));
+            copy[strlen(copy) - 1] = '\0';
+        }
+
+        if (ngx_http_zmq_rt_addrs(pool, &addrs, copy, hport, resolved, errs,
+                                  &oc->name)
+            == NGX_ERROR)
+        {
+            free(copy);
+            return NGX_ERROR;
+        }
+
+        free(copy);
+    }
+
+    oc->addrs = addrs.elts;
+    oc->naddrs = addrs.nelts;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_zmq_rt_service(ngx_http_zmq_runtime_t *rt, json_t *obj)
+{
+    json_t                  *hdrs, *v;
+    ngx_str_t                rk;
+    const char              *hk;
+    ngx_keyval_t            *kv;
+    ngx_pool_t              *pool;
+    ngx_http_zmq_service_t  *svc;
+
+    pool = rt->pool;
+
+    svc = ngx_array_push(&rt->services);
+    if (svc == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(svc, sizeof(ngx_http_zmq_service_t));
+
+    if (ngx_http_zmq_rt_str(pool, obj, "name", &svc->name) != NGX_OK
+        || ngx_http_zmq_rt_str(pool, obj, "kind", &svc->kind) != NGX_OK
+        || ngx_http_zmq_rt_str(pool, obj, "outconn", &svc->outconn) != NGX_OK
+        || ngx_http_zmq_rt_str(pool, obj, "exchange", &svc->exchange)
+           != NGX_OK
+        || ngx_http_zmq_rt_str(pool, obj, "content_type", &svc->content_type)
+           != NGX_OK
+        || ngx_http_zmq_rt_str(pool, obj, "routing_key", &rk) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    svc->active = json_is_true(json_object_get(obj, "is_active"));
+    svc->mandatory = json_is_true(json_object_get(obj, "mandatory"));
+    svc->confirm = !json_is_false(json_object_get(obj, "confirm"));
+    svc->delivery_mode = ngx_http_zmq_rt_int(obj, "delivery_mode", -1);
+    svc->priority = ngx_http_zmq_rt_int(obj, "priority", -1);
+    svc->expiration = ngx_http_zmq_rt_int(obj, "expiration", -1);
+
+    if (ngx_http_zmq_tmpl_compile(pool, &rk, &svc->routing_key) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    hdrs = json_object_get(obj, "headers");
+    if (ngx_array_init(&svc->headers, pool, 2, sizeof(ngx_keyval_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    json_object_foreach(hdrs, hk, v) {
+        kv = ngx_array_push(&svc->headers);
+        if (kv == NULL) {
+            return NGX_ERROR;
+        }
+        kv->key.len = ngx_strlen(hk);
+        kv->key.data = ngx_pnalloc(pool, kv->key.len);
+        if (kv->key.data == NULL
+            || ngx_http_zmq_rt_str(pool, hdrs, hk, &kv->value) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+        ngx_memcpy(kv->key.data, hk, kv->key.len);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_zmq_rt_method(const char *m)
+{
+    static struct {
+        const char  *name;
+        ngx_uint_t   method;
+    } methods[] = {
+        { "GET", NGX_HTTP_GET }, { "POST", NGX_HTTP_POST },
+        { "PUT", NGX_HTTP_PUT }, { "PATCH", NGX_HTTP_PATCH },
+        { "DELETE", NGX_HTTP_DELETE }, { NULL, 0 }
+    };
+    ngx_uint_t  i;
+
+    for (i = 0; m != NULL && methods[i].name; i++) {
+        if (ngx_strcmp(m, methods[i].name) == 0) {
+            return methods[i].method;
+        }
+    }
+
+    return 0;                                   /* ANY */
+}
+
+
+static ngx_int_t
+ngx_http_zmq_rt_route(ngx_http_zmq_runtime_t *rt, json_t *obj)
+{
+    u_char                *p, *end, *start;
+    ngx_str_t             *seg;
+    ngx_pool_t            *pool;
+    const char            *fmt;
+    ngx_http_zmq_route_t  *route;
+
+    pool = rt->pool;
+
+    route = ngx_array_push(&rt->routes);
+    if (route == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(route, sizeof(ngx_http_zmq_route_t));
+
+    if (ngx_http_zmq_rt_str(pool, obj, "name", &route->name) != NGX_OK
+        || ngx_http_zmq_rt_str(pool, obj, "url_path", &route->url_path)
+           != NGX_OK
+        || ngx_http_zmq_rt_str(pool, obj, "service", &route->service)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    route->active = json_is_true(json_object_get(obj, "is_active"));
+    route->secured = json_object_get(obj, "security") != NULL;
+    route->method = ngx_http_zmq_rt_method(
+                        json_string_value(json_object_get(obj, "method")));
+    route->max_body = ngx_http_zmq_rt_int(obj, "max_body", 1048576);
+
+    fmt = json_string_value(json_object_get(obj, "data_format"));
+    route->data_format = (fmt != NULL && ngx_strcmp(fmt, "json") == 0);
+
+    if (ngx_array_init(&route->segments, pool, 4, sizeof(ngx_str_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    p = route->url_path.data;
+    end = p + route->url_path.len;
+
+    if (route->url_path.len >= 2 && end[-1] == '*' && end[-2] == '/') {
+        route->prefix = 1;
+        end -= 2;
+    }
+
+    while (p < end) {
+        while (p < end && *p == '/') {
+            p++;
+        }
+        start = p;
+        while (p < end && *p != '/') {
+            p++;
+        }
+        if (p > start) {
+            seg = ngx_array_push(&route->segments);
+            if (seg == NULL) {
+                return NGX_ERROR;
+            }
+            seg->data = start;
+            seg->len = p - start;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_http_zmq_runtime_t *
+ngx_http_zmq_runtime_build(zgw_config_t *cfg, const zgw_key_t *key,
+    ngx_array_t *resolved, ngx_log_t *log, zgw_errors_t *errs)
+{
+    json_t                  *obj;
+    ngx_int_t                rc;
+    ngx_pool_t              *pool;
+    const char              *name;
+    ngx_http_zmq_runtime_t  *rt;
+
+    pool = ngx_create_pool(16384, log);
+    if (pool == NULL) {
+        return NULL;
+    }
+
+    rt = ngx_pcalloc(pool, sizeof(ngx_http_zmq_runtime_t));
+    if (rt == NULL) {
+        goto failed;
+    }
+
+    rt->pool = pool;
+    rt->version = cfg->version;
+
+    if (ngx_array_init(&rt->services, pool, 8,
+                       sizeof(ngx_http_zmq_service_t)) != NGX_OK
+        || ngx_array_init(&rt->routes, pool, 8,
+                          sizeof(ngx_http_zmq_route_t)) != NGX_OK
+        || ngx_array_init(&rt->outconns, pool, 4,
+                          sizeof(ngx_http_zmq_outconn_conf_t)) != NGX_OK
+        || ngx_array_init(&rt->fingerprints, pool, 4, sizeof(ngx_str_t))
+           != NGX_OK)
+    {
+        goto failed;
+    }
+
+    json_object_foreach(cfg->objs[ZGW_KIND_AMQP_OUTCONN], name, obj) {
+        rc = ngx_http_zmq_rt_outconn(rt, cfg, obj, key, resolved, log, errs);
+        if (rc == NGX_ERROR) {
+            goto failed;
+        }
+        if (rc == NGX_DECLINED) {
+            /* logged by the caller; the connection stays inactive */
+            ((ngx_http_zmq_outconn_conf_t *) rt->outconns.elts)
+                [rt->outconns.nelts - 1].active = 0;
+        }
+    }
+
+    json_object_foreach(cfg->objs[ZGW_KIND_SERVICE], name, obj) {
+        if (ngx_http_zmq_rt_service(rt, obj) != NGX_OK) {
+            goto failed;
+        }
+    }
+
+    json_object_foreach(cfg->objs[ZGW_KIND_REST_CHANNEL], name, obj) {
+        if (ngx_http_zmq_rt_route(rt, obj) != NGX_OK) {
+            goto failed;
+        }
+    }
+
+    return rt;
+
+failed:
+
+    zgw_errors_add(errs, "out of memory");
+    ngx_destroy_pool(pool);
+    return NULL;
+}
+
+
+void
+ngx_http_zmq_runtime_apply(ngx_http_zmq_runtime_t *rt,
+    ngx_http_zmq_worker_stats_t *stats, ngx_log_t *log)
+{
+    ngx_str_t                    *fps;
+    ngx_uint_t                    i, j, s, kept, opened, retired;
+    ngx_http_zmq_conn_slot_t     *slot;
+    ngx_http_zmq_amqp_stats_t    *st;
+    ngx_http_zmq_outconn_conf_t  *oc;
+
+    oc = rt->outconns.elts;
+    fps = rt->fingerprints.elts;
+    kept = 0;
+    opened = 0;
+    retired = 0;
+
+    /* retire what changed or went away */
+
+    for (s = 0; s < NGX_HTTP_ZMQ_OUTCONNS_MAX; s++) {
+        slot = &ngx_http_zmq_slots[s];
+        if (slot->conn == NULL) {
+            continue;
+        }
+
+        for (i = 0; i < rt->outconns.nelts; i++) {
+            if (ngx_strcmp(slot->name, oc[i].name.data) == 0
+                && fps[i].len == slot->fingerprint.len
+                && ngx_memcmp(fps[i].data, slot->fingerprint.data,
+                              fps[i].len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (i < rt->outconns.nelts) {
+            kept++;
+            continue;
+        }
+
+        ngx_http_zmq_amqp_retire(slot->conn);
+        ngx_free(slot->name);
+        ngx_free(slot->fingerprint.data);
+        ngx_memzero(slot, sizeof(ngx_http_zmq_conn_slot_t));
+        retired++;
+    }
+
+    /* open what is new */
+
+    for (i = 0; i < rt->outconns.nelts; i++) {
+        for (s = 0; s < NGX_HTTP_ZMQ_OUTCONNS_MAX; s++) {
+            slot = &ngx_http_zmq_slots[s];
+            if (slot->conn != NULL
+                && ngx_strcmp(slot->name, oc[i].name.data) == 0)
+            {
+                break;
+            }
+        }
+
+        if (s < NGX_HTTP_ZMQ_OUTCONNS_MAX) {
+            continue;
+        }
+
+        for (s = 0; s < NGX_HTTP_ZMQ_OUTCONNS_MAX; s++) {
+            if (ngx_http_zmq_slots[s].conn == NULL) {
+                break;
+            }
+        }
+
+        st = NULL;
+        for (j = 0; stats != NULL && j < NGX_HTTP_ZMQ_OUTCONNS_MAX; j++) {
+            if (!stats->outconns[j].used) {
+                st = &stats->outconns[j];
+                break;
+            }
+        }
+
+        if (s == NGX_HTTP_ZMQ_OUTCONNS_MAX) {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "zmq: more than %d outgoing connections; \"%V\" "
+                          "is not opened", NGX_HTTP_ZMQ_OUTCONNS_MAX,
+                          &oc[i].name);
+            continue;
+        }
+
+        slot = &ngx_http_zmq_slots[s];
+        slot->name = ngx_alloc(oc[i].name.len + 1, log);
+        slot->fingerprint.data = ngx_alloc(fps[i].len, log);
+        if (slot->name == NULL || slot->fingerprint.data == NULL) {
+            ngx_free(slot->name);
+            ngx_free(slot->fingerprint.data);
+            ngx_memzero(slot, sizeof(ngx_http_zmq_conn_slot_t));
+            continue;
+        }
+
+        ngx_memcpy(slot->name, oc[i].name.data, oc[i].name.len + 1);
+        ngx_memcpy(slot->fingerprint.data, fps[i].data, fps[i].len);
+        slot->fingerprint.len = fps[i].len;
+
+        slot->conn = ngx_http_zmq_amqp_open(&oc[i], st, log);
+        if (slot->conn == NULL) {
+            ngx_free(slot->name);
+            ngx_free(slot->fingerprint.data);
+            ngx_memzero(slot, sizeof(ngx_http_zmq_conn_slot_t));
+            continue;
+        }
+
+        opened++;
+    }
+
+    if (ngx_http_zmq_rt != NULL) {
+        ngx_log_error(NGX_LOG_INFO, log, 0,
+                      "zmq: configuration version %L applied (was %L): "
+                      "%ui connection(s) kept, %ui opened, %ui retired",
+                      rt->version, ngx_http_zmq_rt->version, kept, opened,
+                      retired);
+        ngx_destroy_pool(ngx_http_zmq_rt->pool);
+    }
+
+    ngx_http_zmq_rt = rt;
+
+    if (stats != NULL) {
+        stats->version = (ngx_atomic_uint_t) rt->version;
+    }
+}
+
+
+void
+ngx_http_zmq_runtime_exit(void)
+{
+    ngx_uint_t  s;
+
+    for (s = 0; s < NGX_HTTP_ZMQ_OUTCONNS_MAX; s++) {
+        ngx_free(ngx_http_zmq_slots[s].name);
+        ngx_free(ngx_http_zmq_slots[s].fingerprint.data);
+        ngx_memzero(&ngx_http_zmq_slots[s], sizeof(ngx_http_zmq_conn_slot_t));
+    }
+}
+
+
+ngx_http_zmq_service_t *
+ngx_http_zmq_runtime_service(ngx_str_t *name)
+{
+    ngx_uint_t               i;
+    ngx_http_zmq_service_t  *svc;
+
+    if (ngx_http_zmq_rt == NULL) {
+        return NULL;
+    }
+
+    svc = ngx_http_zmq_rt->services.elts;
+
+    for (i = 0; i < ngx_http_zmq_rt->services.nelts; i++) {
+        if (svc[i].name.len == name->len
+            && ngx_strncmp(svc[i].name.data, name->data, name->len) == 0)
+        {
+            return &svc[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+ngx_http_zmq_outconn_conf_t *
+ngx_http_zmq_runtime_outconn(ngx_str_t *name)
+{
+    ngx_uint_t                    i;
+    ngx_http_zmq_outconn_conf_t  *oc;
+
+    if (ngx_http_zmq_rt == NULL) {
+        return NULL;
+    }
+
+    oc = ngx_http_zmq_rt->outconns.elts;
+
+    for (i = 0; i < ngx_http_zmq_rt->outconns.nelts; i++) {
+        if (oc[i].name.len == name->len
+            && ngx_strncmp(oc[i].name.data, name->data, name->len) == 0)
+        {
+            return &oc[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+ngx_http_zmq_amqp_conn_t *
+ngx_http_zmq_runtime_conn(ngx_str_t *outconn)
+{
+    ngx_uint_t                 s;
+    ngx_http_zmq_conn_slot_t  *slot;
+
+    for (s = 0; s < NGX_HTTP_ZMQ_OUTCONNS_MAX; s++) {
+        slot = &ngx_http_zmq_slots[s];
+        if (slot->conn != NULL
+            && ngx_strlen(slot->name) == outconn->len
+            && ngx_strncmp(slot->name, outconn->data, outconn->len) == 0)
+        {
+            return slot->conn;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* one route against the path's segments; fills params */
+static ngx_int_t
+ngx_http_zmq_route_match(ngx_http_zmq_route_t *route, ngx_str_t *segs,
+    ngx_uint_t nsegs, ngx_http_zmq_param_t *params, ngx_uint_t *nparams)
+{
+    ngx_str_t   *rs;
+    ngx_uint_t   i, n;
+
+    rs = route->segments.elts;
+
+    if (route->prefix ? nsegs < route->segments.nelts
+                      : nsegs != route->segments.nelts)
+    {
+        return 0;
+    }
+
+    n = 0;
+
+    for (i = 0; i < route->segments.nelts; i++) {
+        if (rs[i].len >= 2 && rs[i].data[0] == '{'
+            && rs[i].data[rs[i].len - 1] == '}')
+        {
+            if (n < NGX_HTTP_ZMQ_PARAMS_MAX) {
+                params[n].name.data = rs[i].data + 1;
+                params[n].name.len = rs[i].len - 2;
+                params[n].value = segs[i];
+                n++;
+            }
+            continue;
+        }
+
+        if (rs[i].len != segs[i].len
+            || ngx_strncmp(rs[i].data, segs[i].data, rs[i].len) != 0)
+        {
+            return 0;
+        }
+    }
+
+    *nparams = n;
+    return 1;
+}
+
+
+ngx_int_t
+ngx_http_zmq_runtime_route(ngx_http_request_t *r,
+    ngx_http_zmq_route_t **found, ngx_http_zmq_param_t *params,
+    ngx_uint_t *nparams, ngx_str_t *allow)
+{
+    u_char                *p, *end, *start;
+    ngx_str_t              segs[64];
+    ngx_uint_t             i, nsegs, pass, methods, n;
+    ngx_http_zmq_route_t  *route;
+
+    if (ngx_http_zmq_rt == NULL) {
+        return NGX_DECLINED;
+    }
+
+    nsegs = 0;
+    p = r->uri.data;
+    end = p + r->uri.len;
+
+    while (p < end && nsegs < 64) {
+        while (p < end && *p == '/') {
+            p++;
+        }
+        start = p;
+        while (p < end && *p != '/') {
+            p++;
+        }
+        if (p > start) {
+            segs[nsegs].data = start;
+            segs[nsegs].len = p - start;
+            nsegs++;
+        }
+    }
+
+    route = ngx_http_zmq_rt->routes.elts;
+    methods = 0;
+
+    /* exact paths first, then {param} paths, then prefixes */
+
+    for (pass = 0; pass < 3; pass++) {
+        for (i = 0; i < ngx_http_zmq_rt->routes.nelts; i++) {
+            if (!route[i].active
+                || (pass == 0
+                    && (route[i].prefix
+                        || ngx_strlchr(route[i].url_path.data,
+                                       route[i].url_path.data
+                                       + route[i].url_path.len, '{')))
+                || (pass == 1
+                    && (route[i].prefix
+                        || !ngx_strlchr(route[i].url_path.data,
+                                        route[i].url_path.data
+                                        + route[i].url_path.len, '{')))
+                || (pass == 2 && !route[i].prefix))
+            {
+                continue;
+            }
+
+            if (!ngx_http_zmq_route_match(&route[i], segs, nsegs, params,
+                                          &n))
+            {
+                continue;
+            }
+
+            if (route[i].method == 0 || route[i].method == r->method) {
+                *found = &route[i];
+                *nparams = n;
+                return NGX_OK;
+            }
+
+            methods |= route[i].method;
+        }
+
+        if (methods) {
+            break;
+        }
+    }
+
+    if (methods == 0) {
+        return NGX_DECLINED;
+    }
+
+    allow->data = ngx_pnalloc(r->pool, sizeof("GET, POST, PUT, PATCH, "
+                                              "DELETE") - 1);
+    if (allow->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = allow->data;
+    if (methods & NGX_HTTP_GET) {
+        p = ngx_cpymem(p, "GET, ", 5);
+    }
+    if (methods & NGX_HTTP_POST) {
+        p = ngx_cpymem(p, "POST, ", 6);
+    }
+    if (methods & NGX_HTTP_PUT) {
+        p = ngx_cpymem(p, "PUT, ", 5);
+    }
+    if (methods & NGX_HTTP_PATCH) {
+        p = ngx_cpymem(p, "PATCH, ", 7);
+    }
+    if (methods & NGX_HTTP_DELETE) {
+        p = ngx_cpymem(p, "DELETE, ", 8);
+    }
+    allow->len = p - allow->data - 2;
+
+    return NGX_HTTP_NOT_ALLOWED;
+}

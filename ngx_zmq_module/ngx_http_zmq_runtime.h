@@ -1,0 +1,136 @@
+
+/*
+ * ngx_zmq: the configuration a worker runs, and its live replacement.
+ *
+ * A runtime is built from a validated zgw_config_t (a file read at start,
+ * or a Redis snapshot) into its own pool. Applying a new runtime keeps the
+ * broker connections whose outgoing connection and definition did not
+ * change, opens the new ones, and retires the changed or removed ones
+ * (they drain their confirms, then close). Requests never hold a runtime
+ * across an event: they look services up by name when they need them.
+ */
+
+
+#ifndef _NGX_HTTP_ZMQ_RUNTIME_H_INCLUDED_
+#define _NGX_HTTP_ZMQ_RUNTIME_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "zgw_crypto.h"
+#include "zgw_model.h"
+#include "ngx_http_zmq_amqp.h"
+
+
+#define NGX_HTTP_ZMQ_OUTCONNS_MAX     64
+#define NGX_HTTP_ZMQ_PARAMS_MAX       16
+
+#define NGX_HTTP_ZMQ_SRC_NONE         0
+#define NGX_HTTP_ZMQ_SRC_LOADED       1     /* file, or Redis connected */
+#define NGX_HTTP_ZMQ_SRC_STALE        2     /* Redis unreachable */
+#define NGX_HTTP_ZMQ_SRC_WAITING      3     /* Redis, no snapshot yet */
+
+
+/* a name resolved when the configuration was read */
+typedef struct {
+    ngx_str_t                    host;
+    in_port_t                    port;
+    ngx_addr_t                  *addrs;
+    ngx_uint_t                   naddrs;
+} ngx_http_zmq_resolved_t;
+
+
+typedef struct {
+    ngx_uint_t                   kind;      /* literal, variable, param */
+    ngx_str_t                    value;
+    ngx_uint_t                   key;
+} ngx_http_zmq_tmpl_part_t;
+
+
+typedef struct {
+    ngx_str_t                    name;
+    ngx_str_t                    kind;
+    ngx_flag_t                   active;
+    ngx_str_t                    outconn;
+    ngx_str_t                    exchange;
+    ngx_array_t                  routing_key;    /* tmpl parts */
+    ngx_flag_t                   mandatory;
+    ngx_flag_t                   confirm;
+    ngx_int_t                    delivery_mode;
+    ngx_int_t                    priority;
+    ngx_int_t                    expiration;
+    ngx_str_t                    content_type;
+    ngx_array_t                  headers;        /* ngx_keyval_t */
+} ngx_http_zmq_service_t;
+
+
+typedef struct {
+    ngx_str_t                    name;
+    ngx_str_t                    url_path;
+    ngx_array_t                  segments;       /* ngx_str_t; "{x}" */
+    ngx_flag_t                   prefix;         /* ends with slash-star */
+    ngx_uint_t                   method;         /* NGX_HTTP_*, 0: any */
+    ngx_str_t                    service;
+    ngx_flag_t                   active;
+    ngx_flag_t                   secured;
+    ngx_uint_t                   data_format;
+    size_t                       max_body;
+} ngx_http_zmq_route_t;
+
+
+typedef struct {
+    ngx_pool_t                  *pool;
+    long long                    version;
+    ngx_array_t                  services;       /* ngx_http_zmq_service_t */
+    ngx_array_t                  routes;         /* ngx_http_zmq_route_t */
+    ngx_array_t                  outconns;       /* outconn_conf_t */
+    ngx_array_t                  fingerprints;   /* ngx_str_t per outconn */
+} ngx_http_zmq_runtime_t;
+
+
+typedef struct {
+    ngx_atomic_t                 pid;
+    ngx_atomic_t                 version;
+    ngx_atomic_t                 state;
+    ngx_atomic_t                 since;
+    u_char                       error[192];
+    ngx_http_zmq_amqp_stats_t    outconns[NGX_HTTP_ZMQ_OUTCONNS_MAX];
+} ngx_http_zmq_worker_stats_t;
+
+
+typedef struct {
+    ngx_str_t                    name;
+    ngx_str_t                    value;
+} ngx_http_zmq_param_t;
+
+
+ngx_http_zmq_runtime_t *ngx_http_zmq_runtime_build(zgw_config_t *cfg,
+    const zgw_key_t *key, ngx_array_t *resolved, ngx_log_t *log,
+    zgw_errors_t *errs);
+void ngx_http_zmq_runtime_apply(ngx_http_zmq_runtime_t *rt,
+    ngx_http_zmq_worker_stats_t *stats, ngx_log_t *log);
+ngx_http_zmq_runtime_t *ngx_http_zmq_runtime_current(void);
+void ngx_http_zmq_runtime_exit(void);
+
+ngx_http_zmq_service_t *ngx_http_zmq_runtime_service(ngx_str_t *name);
+ngx_http_zmq_amqp_conn_t *ngx_http_zmq_runtime_conn(ngx_str_t *outconn);
+ngx_http_zmq_outconn_conf_t *ngx_http_zmq_runtime_outconn(ngx_str_t *name);
+
+/*
+ * The route for uri and method: NGX_OK (route and params set),
+ * NGX_DECLINED (no path matches), NGX_HTTP_NOT_ALLOWED (the path matches
+ * but not the method; allow lists the methods that would).
+ */
+ngx_int_t ngx_http_zmq_runtime_route(ngx_http_request_t *r,
+    ngx_http_zmq_route_t **route, ngx_http_zmq_param_t *params,
+    ngx_uint_t *nparams, ngx_str_t *allow);
+
+ngx_int_t ngx_http_zmq_tmpl_compile(ngx_pool_t *pool, ngx_str_t *text,
+    ngx_array_t *parts);
+ngx_int_t ngx_http_zmq_tmpl_eval(ngx_http_request_t *r, ngx_array_t *parts,
+    ngx_http_zmq_param_t *params, ngx_uint_t nparams, ngx_str_t *out);
+
+
+#endif /* _NGX_HTTP_ZMQ_RUNTIME_H_INCLUDED_ */
