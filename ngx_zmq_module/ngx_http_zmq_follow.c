@@ -148,12 +148,10 @@ ngx_http_zmq_follow_snapshot(ngx_http_zmq_redis_t *rd, redisReply *reply,
         goto done;
     }
 
-    if (f->conf.stats && f->conf.stats->state == NGX_HTTP_ZMQ_SRC_LOADED
-        && cfg->version == f->version
-        && ngx_http_zmq_runtime_current() != NULL)
-    {
-        goto done;                      /* nothing new */
-    }
+    /*
+     * Applied even at the same version: Redis may have been emptied and
+     * refilled since. Connections whose objects did not change are kept.
+     */
 
     rt = ngx_http_zmq_runtime_build(cfg, f->conf.key, f->conf.resolved,
                                     f->conf.log, &errs);
@@ -305,7 +303,7 @@ ngx_http_zmq_follow_event(ngx_http_zmq_redis_t *rd, redisReply *reply,
     v = json_integer_value(json_object_get(ev, "version"));
     json_decref(ev);
 
-    if (v > f->version) {
+    if (v != f->version) {
         ngx_http_zmq_follow_load(f);
     }
 }

@@ -406,13 +406,6 @@ ngx_http_zmq_error(ngx_http_request_t *r, ngx_uint_t status, const char *code,
         }
     }
 
-    if (status == NGX_HTTP_NOT_ALLOWED) {
-        ngx_str_set(&value, "POST, PUT");
-        if (ngx_http_zmq_add_header(r, "Allow", &value) != NGX_OK) {
-            return NGX_ERROR;
-        }
-    }
-
     return ngx_http_zmq_send_json(r, status, body, p - body);
 }
 
@@ -654,6 +647,7 @@ static ngx_int_t
 ngx_http_zmq_service_handler(ngx_http_request_t *r)
 {
     ngx_int_t                 rc;
+    ngx_str_t                 allow;
     ngx_http_zmq_ctx_t       *ctx;
     ngx_http_zmq_loc_conf_t  *zlcf;
 
@@ -663,6 +657,11 @@ ngx_http_zmq_service_handler(ngx_http_request_t *r)
         rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) {
             return rc;
+        }
+
+        ngx_str_set(&allow, "POST, PUT");
+        if (ngx_http_zmq_add_header(r, "Allow", &allow) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         return ngx_http_zmq_error(r, NGX_HTTP_NOT_ALLOWED,

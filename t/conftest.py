@@ -260,6 +260,12 @@ class Nginx:
         if not os.path.exists(MODULE):
             pytest.fail("%s is not built: run make" % MODULE)
         self.dir = tmp
+        # workers run as an unprivileged user when the master is root: let
+        # them reach their directory (e.g. for zmq_cache)
+        p = os.path.abspath(tmp)
+        while p not in ("/", "/tmp"):
+            os.chmod(p, os.stat(p).st_mode | 0o011)
+            p = os.path.dirname(p)
         self.port = free_port()
         self.conf = os.path.join(tmp, "nginx.conf")
         with open(self.conf, "w") as f:
@@ -284,9 +290,13 @@ class Nginx:
 
     def start(self):
         self.proc = subprocess.Popen(self.args(), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+                                     stderr=subprocess.DEVNULL)
         wait_port(self.port, 10, self.proc)
         return self
+
+    def restart(self):
+        self.stop()
+        return self.start()
 
     def stop(self):
         stop_pid(self.proc, signal.SIGQUIT)
