@@ -344,3 +344,56 @@ def test_redis_outages_do_not_stop_publishing(rabbitmq, nginx_factory,
         queue.channel.queue_delete(other)
     finally:
         redis.stop()
+
+
+def test_a_replaced_connection_drains_its_confirms(live, queue):
+    from fake_amqp import FakeAmqp
+    slow = FakeAmqp(ack_delay=1.5)
+    try:
+        gw = live(PUB, workers=1)
+        doc = amqp_config(slow.port, {"svc": {"routing_key": "q"}})
+        v = gw.write(doc)
+        gw.start()
+        gw.wait_version(v)
+        gw.wait_ready()
+        with concurrent.futures.ThreadPoolExecutor(1) as ex:
+            waiting = ex.submit(post, gw.url + "/pub", b"in flight")
+            deadline = time.monotonic() + 5
+            while not slow.published and time.monotonic() < deadline:
+                time.sleep(0.02)
+            # the definition changes while the message waits for its ack
+            doc["amqp_def"][0]["heartbeat"] = 20
+            v2 = gw.write(doc)
+            gw.wait_version(v2)
+            names = set(gw.status()["workers"][0]["outconns"])
+            assert "out" in names and any("draining" in n for n in names)
+            assert waiting.result().status_code == 202
+        # drained and closed; the new connection serves
+        deadline = time.monotonic() + 5
+        while len(gw.status()["workers"][0]["outconns"]) != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert slow.connections == 2
+        assert "drained and closed" in gw.ngx.error_log()
+    finally:
+        slow.close()
+
+
+def test_the_version_poll_catches_a_missed_event(rabbitmq, live, queue,
+                                                 redis_store):
+    gw = live(PUB, workers=1)
+    doc = amqp_config(rabbitmq.port, {"svc": {"routing_key": "nowhere"}})
+    v = gw.write(doc)
+    gw.start()
+    gw.wait_version(v)
+    gw.wait_ready()
+
+    # a write whose event is lost: object and version, no PUBLISH
+    c = redis_store.client()
+    svc = json.loads(c.get("zmq:obj:service:svc"))
+    svc["routing_key"] = queue.name
+    c.set("zmq:obj:service:svc", json.dumps(svc))
+    c.incr("zmq:version")
+    gw.wait_version(v + 1, timeout=5)
+    assert post(gw.url + "/pub").status_code == 202
+    assert queue.count() == 1
