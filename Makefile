@@ -96,6 +96,7 @@ $(BUILD)/bench/publish_raw: bench/publish_raw.c
 # speed goals: each prints ratios against baselines measured in the same run
 bench: all $(BUILD)/bench/publish_raw
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/publish.py
+	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/reconfig.py
 
 run: deps all
 	@scripts/run.sh

@@ -1,0 +1,205 @@
+#!/usr/bin/python3
+"""bench/reconfig: how fast a configuration change reaches every worker, and
+what changing one service's definition costs another service's traffic.
+
+1. 100 changes with zmqctl; for each, the time from starting zmqctl to every
+   worker reporting the new version in zmq_status (p50, p99; goal: p99 under
+   1 s).
+2. wrk publishing through service A (broker connection "out-a") for the
+   same time twice: once undisturbed, once while service B's definition
+   (connection "out-b") changes every 100 ms. Errors on A (goal: none) and
+   A's throughput loss against the undisturbed run (goal: under 5 %).
+
+The last line is machine-readable:
+
+  reconfig: p50_ms=<x> p99_ms=<y> errors_a=<n> loss_pct=<z>
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "t"))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+from conftest import (ZMQCTL, Nginx, RabbitServer, RedisServer,  # noqa
+                      amqp_config)
+from publish import wrk  # noqa: E402
+
+
+def config(port, heartbeat_b):
+    doc = amqp_config(port, {"a": {"routing_key": "bench.a"}},
+                      outconn={"name": "out-a", "max_inflight": 4096},
+                      amqp_def={"name": "rabbit-a"})
+    doc["amqp_outconn"][0]["def"] = "rabbit-a"
+    doc["amqp_def"].append({"name": "rabbit-b", "host": "127.0.0.1",
+                            "port": port, "username": "guest",
+                            "password": "guest", "heartbeat": heartbeat_b})
+    doc["amqp_outconn"].append({"name": "out-b", "def": "rabbit-b"})
+    doc["service"][0]["outconn"] = "out-a"
+    doc["service"].append({"name": "b", "kind": "publish",
+                           "outconn": "out-b", "routing_key": "bench.b"})
+    return doc
+
+
+def lua_script(source, name):
+    """The Lua text of one script constant of zgw_store_lua.c."""
+    import ast
+    start = source.index("const char  %s[] =" % name)
+    end = source.index(";\n", start)
+    parts = []
+    for line in source[start:end].splitlines()[1:]:
+        line = line.strip()
+        if line.startswith('"'):
+            parts.append(ast.literal_eval(line))
+    return "".join(parts)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--changes", type=int, default=100)
+    ap.add_argument("--seconds", type=int, default=8)
+    ap.add_argument("--connections", type=int, default=64)
+    args = ap.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="zmq-reconfig-")
+    rabbit = redis = ngx = None
+    try:
+        for d in ("rabbit", "redis", "nginx"):
+            os.makedirs(os.path.join(tmp, d))
+        rabbit = RabbitServer(os.path.join(tmp, "rabbit"))
+        redis = RedisServer(os.path.join(tmp, "redis"))
+        conn = rabbit.connection()
+        ch = conn.channel()
+        ch.queue_declare("bench.a", durable=True)
+
+        key = os.path.join(tmp, "secret.key")
+        env = dict(os.environ, ZMQ_REDIS=redis.url, ZMQ_KEY_FILE=key)
+        subprocess.run([ZMQCTL, "keygen"], env=env, check=True,
+                       capture_output=True)
+        doc_path = os.path.join(tmp, "c.json")
+
+        def write(heartbeat_b):
+            with open(doc_path, "w") as f:
+                json.dump(config(rabbit.port, heartbeat_b), f)
+            r = subprocess.run([ZMQCTL, "import", doc_path], env=env,
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                raise RuntimeError(r.stderr)
+            return int(r.stdout.rsplit("version", 1)[1])
+
+        write(10)
+        ngx = Nginx(os.path.join(tmp, "nginx"),
+                    http="zmq_key_file %s;\nzmq_config redis://127.0.0.1:%d/0;"
+                         % (key, redis.port),
+                    server="location = /zmq/status { zmq_status; }\n"
+                           "location = /a { zmq_service a; }\n",
+                    workers=2, log_level="warn")
+        ngx.start()
+        status = requests.Session()
+
+        def versions():
+            ws = status.get(ngx.url + "/zmq/status", timeout=5).json()
+            return [w["config_version"] for w in ws["workers"]], [
+                o["state"] for w in ws["workers"]
+                for n, o in w["outconns"].items() if n == "out-a"]
+
+        deadline = time.monotonic() + 30
+        while True:
+            vs, states = versions()
+            if len(vs) == 2 and states == ["ready", "ready"]:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the gateway is not ready: %s %s"
+                                   % (vs, states))
+            time.sleep(0.1)
+
+        # 1. propagation
+        lat = []
+        for i in range(args.changes):
+            t0 = time.monotonic()
+            v = write(11 + i % 2)
+            while True:
+                vs, _ = versions()
+                if vs and all(x >= v for x in vs):
+                    break
+                if time.monotonic() - t0 > 10:
+                    raise RuntimeError("change %d not applied" % i)
+            lat.append((time.monotonic() - t0) * 1000)
+        lat.sort()
+        p50 = lat[len(lat) // 2]
+        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+        print("propagation of %d changes to 2 workers: p50 %.1f ms, "
+              "p99 %.1f ms (goal: p99 < 1000 ms)" % (len(lat), p50, p99),
+              flush=True)
+
+        # 2. A's throughput, undisturbed and while B changes every 100 ms
+        env_w = {"BODY_SIZE": "256"}
+        base = wrk(ngx.url + "/a", args.seconds, args.connections, env_w)
+        print("A undisturbed:          %8.0f msg/s, %d errors"
+              % (base["rate"], base["bad"]), flush=True)
+
+        stop = threading.Event()
+        changes = [0]
+
+        # the store's own write script, straight from here: a zmqctl
+        # process every 100 ms would take CPU from the broker under test
+        lua = open(os.path.join(ROOT, "src", "core",
+                                "zgw_store_lua.c")).read()
+        apply_lua = lua_script(lua, "zgw_store_apply_lua")
+        rc = redis.client()
+
+        def churn():
+            hb = 20
+            while not stop.is_set():
+                t0 = time.monotonic()
+                d = json.loads(rc.get("zmq:obj:amqp_def:rabbit-b"))
+                d["heartbeat"] = hb
+                rc.eval(apply_lua, 0, rc.get("zmq:version"), "put",
+                        "amqp_def", "rabbit-b",
+                        json.dumps(d, sort_keys=True, separators=(",", ":")))
+                hb = 41 - hb
+                changes[0] += 1
+                stop.wait(max(0, 0.1 - (time.monotonic() - t0)))
+
+        v_before = int(rc.get("zmq:version"))
+        t = threading.Thread(target=churn)
+        t.start()
+        busy = wrk(ngx.url + "/a", args.seconds, args.connections, env_w)
+        stop.set()
+        t.join()
+        v_after = int(rc.get("zmq:version"))
+        deadline = time.monotonic() + 5
+        while min(versions()[0]) != v_after:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the workers did not follow B's changes")
+            time.sleep(0.05)
+        assert v_after - v_before == changes[0]
+        print("A while B changes:      %8.0f msg/s, %d errors (%d changes)"
+              % (busy["rate"], busy["bad"], changes[0]), flush=True)
+
+        loss = max(0.0, (base["rate"] - busy["rate"]) / base["rate"] * 100)
+        errors = base["bad"] + busy["bad"]
+        print("reconfig: p50_ms=%.1f p99_ms=%.1f errors_a=%d loss_pct=%.1f"
+              % (p50, p99, errors, loss))
+        conn.close()
+    finally:
+        if ngx is not None:
+            ngx.stop()
+        if redis is not None:
+            redis.stop()
+        if rabbit is not None:
+            rabbit.close()
+        subprocess.run(["rm", "-rf", tmp])
+
+
+if __name__ == "__main__":
+    main()
