@@ -61,7 +61,7 @@ $(BUILD)/nginx/Makefile: config
 $(BUILD)/ngx_http_zmq_module.so: $(BUILD)/nginx/Makefile $(MODULE_SRCS) \
                                  $(CORE_SRCS) $(CORE_HDRS)
 	$(MAKE) -f $(BUILD)/nginx/Makefile -C $(BUILD)/nginx-src modules
-	cp $(BUILD)/nginx/ngx_http_zmq_module.so $@
+	cp $(BUILD)/nginx/ngx_http_zmq_module.so $@.tmp && mv -f $@.tmp $@
 
 $(BUILD)/core/%.o: src/core/%.c $(CORE_HDRS)
 	@mkdir -p $(dir $@)

@@ -98,15 +98,18 @@ export ZMQ_KEY_FILE=$RUN/secret.key
 [ -f "$ZMQ_KEY_FILE" ] || "$BUILD/zmqctl" keygen
 "$BUILD/zmqctl" import "$PROJECT/conf/demo.json"
 
-# --- NGINX with the module
+# --- NGINX with the module (conf/nginx.conf with this run's Redis port)
+sed "s|redis://127.0.0.1:6379/0|redis://127.0.0.1:$REDIS_PORT/0|" \
+    "$PROJECT/conf/nginx.conf" > "$RUN/nginx.conf"
+NGINX=(nginx -p "$PROJECT" -c "$RUN/nginx.conf" -e "$RUN/nginx/error.log")
+
 if alive "$RUN/nginx/nginx.pid"; then
     echo "run: nginx is already running; reloading"
-    nginx -p "$PROJECT" -c conf/nginx.conf -e "$RUN/nginx/error.log" \
-        -s reload
+    "${NGINX[@]}" -s reload
 else
     need_free "$HTTP_PORT" nginx "the listen port in conf/nginx.conf"
-    nginx -p "$PROJECT" -c conf/nginx.conf -e "$RUN/nginx/error.log" -t -q
-    nginx -p "$PROJECT" -c conf/nginx.conf -e "$RUN/nginx/error.log"
+    "${NGINX[@]}" -t -q
+    "${NGINX[@]}"
     wait_port "$HTTP_PORT" nginx 10
     echo "run: nginx on 127.0.0.1:$HTTP_PORT"
 fi
@@ -119,6 +122,8 @@ ngx_zmq is up. Try:
     curl -si -H 'Content-Type: application/json' -H 'X-Message-Id: demo-1' \\
          -d '{"customer": 42, "email": "new@example.com"}' \\
          http://127.0.0.1:$HTTP_PORT/api/customers/updates
+    curl -si -d '{"email": "x@example.com"}' \\
+         http://127.0.0.1:$HTTP_PORT/api/customers/42/updates
     ZMQ_REDIS=$ZMQ_REDIS ZMQ_KEY_FILE=$ZMQ_KEY_FILE build/zmqctl list
     ZMQ_REDIS=$ZMQ_REDIS build/zmqctl export
     ZMQ_REDIS=$ZMQ_REDIS build/zmqctl get rest_channel customer.updates.rest
