@@ -62,7 +62,7 @@ def line(name, r):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=10)
-    ap.add_argument("--connections", type=int, default=256)
+    ap.add_argument("--connections", type=int, default=1000)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
