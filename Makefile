@@ -33,7 +33,7 @@ UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/t/%,$(wildcard t/unit/test_*.c))
 
 all: module tools
 
-tools: $(BUILD)/zmqctl
+tools: $(BUILD)/zmqctl $(BUILD)/zmqd
 
 module: $(BUILD)/ngx_http_zmq_module.so
 
@@ -69,6 +69,12 @@ $(BUILD)/core/%.o: src/core/%.c $(CORE_HDRS)
 
 $(BUILD)/zmqctl: src/zmqctl/zmqctl.c $(CORE_OBJS) $(CORE_HDRS)
 	$(CC) $(CFLAGS_ALL) src/zmqctl/zmqctl.c $(CORE_OBJS) -o $@ $(LIBS)
+
+ZMQD_SRCS   := $(wildcard src/zmqd/*.c)
+
+$(BUILD)/zmqd: $(ZMQD_SRCS) src/zmqd/zmqd.h $(CORE_OBJS) $(CORE_HDRS)
+	$(CC) $(CFLAGS_ALL) -I/usr/include/libxml2 $(ZMQD_SRCS) $(CORE_OBJS) \
+	    -o $@ $(LIBS) -lrabbitmq -lcurl -lxml2 -lm
 
 $(BUILD)/t/%: t/unit/%.c t/unit/zgw_test_util.h $(CORE_OBJS) $(CORE_HDRS)
 	@mkdir -p $(dir $@)

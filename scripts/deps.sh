@@ -5,6 +5,7 @@ set -euo pipefail
 PACKAGES=(
     build-essential nginx nginx-dev
     librabbitmq-dev libhiredis-dev libjansson-dev libssl-dev libcmocka-dev
+    libcurl4-openssl-dev libxml2-dev
     redis-server rabbitmq-server
     python3 python3-pytest python3-pika python3-redis python3-requests
     curl

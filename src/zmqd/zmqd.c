@@ -1,0 +1,1249 @@
+/*
+ * zmqd: the channel sidecar of ngx_zmq.
+ *
+ *   zmqd [--config redis://host:port/db | file:PATH] [--key-file PATH]
+ *        [--check] [--verbose]
+ *
+ * One consuming connection per amqp_def in use (and one for publishing,
+ * opened when a service or a dead letter needs it), `consumers` AMQP
+ * channels per amqp_channel with basic.qos(prefetch). A message is acked
+ * only after its service succeeded; a failure is retried later (the
+ * message stays unacked, other messages go on), then dead-lettered with
+ * x-zmq-error, x-zmq-attempts and x-zmq-channel headers, then acked.
+ */
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "zgw_redis_url.h"
+#include "zgw_store.h"
+#include "zmqd.h"
+
+
+#define ZMQD_CHANNELS_MAX   64
+#define ZMQD_DEFS_MAX       32
+#define ZMQD_POLL_MS        500
+
+
+typedef struct zmqd_def_s       zmqd_def_t;
+typedef struct zmqd_consumer_s  zmqd_consumer_t;
+typedef struct zmqd_retry_s     zmqd_retry_t;
+
+
+struct zmqd_def_s {
+    char              *name;
+    char              *fingerprint;
+    zmqd_amqp_t       *consume;       /* NULL while down */
+    zmqd_amqp_t       *publish;
+    double             next_attempt;
+    double             backoff;
+    int                next_channel;
+    int                used;          /* by a consumer of this config */
+};
+
+
+struct zmqd_consumer_s {
+    char              *name;
+    char              *fingerprint;
+    zmqd_def_t        *def;
+    int                channels[ZMQD_CHANNELS_MAX];
+    int                nchannels;
+    int                running;
+    double             next_attempt;
+    int                seen;
+};
+
+
+struct zmqd_retry_s {
+    zmqd_retry_t      *next;
+    char              *consumer;
+    zmqd_def_t        *def;
+    amqp_envelope_t    env;
+    int                attempts;
+    double             due;
+    char               error[512];
+};
+
+
+struct zmqd_ctx_s {
+    const char        *source;
+    char               redis_url[512];
+    zgw_key_t          key;
+    int                has_key;
+    zgw_config_t      *cfg;
+    zgw_store_t       *store;
+    double             next_poll;
+    time_t             file_mtime;
+    zmqd_def_t         defs[ZMQD_DEFS_MAX];
+    zmqd_consumer_t   *consumers[256];
+    int                nconsumers;
+    zmqd_retry_t      *retries;
+    int                verbose;
+    unsigned long      done;
+};
+
+
+static volatile sig_atomic_t  zmqd_stop;
+static volatile sig_atomic_t  zmqd_reload;
+
+
+void
+zmqd_log(const char *level, const char *fmt, ...)
+{
+    char        ts[32];
+    time_t      now;
+    va_list     ap;
+    struct tm   tm;
+
+    now = time(NULL);
+    gmtime_r(&now, &tm);
+    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+
+    fprintf(stderr, "%s zmqd[%d] %s: ", ts, (int) getpid(), level);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+
+static double
+zmqd_now(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+
+const zgw_config_t *
+zmqd_config(zmqd_ctx_t *ctx)
+{
+    return ctx->cfg;
+}
+
+
+const zgw_key_t *
+zmqd_key(zmqd_ctx_t *ctx)
+{
+    return ctx->has_key ? &ctx->key : NULL;
+}
+
+
+const char *
+zmqd_redis_url(zmqd_ctx_t *ctx)
+{
+    return ctx->redis_url[0] ? ctx->redis_url : ZGW_REDIS_DEFAULT;
+}
+
+
+static zmqd_def_t *
+zmqd_def(zmqd_ctx_t *ctx, const char *name, int create)
+{
+    int  i, free_slot;
+
+    free_slot = -1;
+
+    for (i = 0; i < ZMQD_DEFS_MAX; i++) {
+        if (ctx->defs[i].name && strcmp(ctx->defs[i].name, name) == 0) {
+            return &ctx->defs[i];
+        }
+        if (ctx->defs[i].name == NULL && free_slot < 0) {
+            free_slot = i;
+        }
+    }
+
+    if (!create || free_slot < 0) {
+        return NULL;
+    }
+
+    memset(&ctx->defs[free_slot], 0, sizeof(zmqd_def_t));
+    ctx->defs[free_slot].name = strdup(name);
+    ctx->defs[free_slot].backoff = 0.1;
+    ctx->defs[free_slot].next_channel = 2;
+    return &ctx->defs[free_slot];
+}
+
+
+zmqd_amqp_t *
+zmqd_publisher(zmqd_ctx_t *ctx, const char *name, char *err, size_t errlen)
+{
+    json_t      *def;
+    zmqd_def_t  *d;
+
+    d = zmqd_def(ctx, name, 1);
+    if (d == NULL) {
+        snprintf(err, errlen, "too many definitions");
+        return NULL;
+    }
+
+    if (d->publish != NULL) {
+        return d->publish;
+    }
+
+    def = zgw_config_get(ctx->cfg, ZGW_KIND_AMQP_DEF, name);
+    if (def == NULL) {
+        snprintf(err, errlen, "amqp_def '%s' does not exist", name);
+        return NULL;
+    }
+
+    d->publish = zmqd_amqp_open(def, zmqd_key(ctx), 1, err, errlen);
+    return d->publish;
+}
+
+
+void
+zmqd_publisher_failed(zmqd_ctx_t *ctx, const char *name)
+{
+    zmqd_def_t  *d;
+
+    d = zmqd_def(ctx, name, 0);
+    if (d != NULL && d->publish != NULL) {
+        zmqd_amqp_close(d->publish);
+        d->publish = NULL;
+    }
+}
+
+
+/* ------------------------------------------------------- configuration */
+
+
+static zgw_config_t *
+zmqd_load(zmqd_ctx_t *ctx, int quiet)
+{
+    size_t         i;
+    struct stat    st;
+    zgw_errors_t   errs;
+    zgw_config_t  *cfg;
+
+    cfg = zgw_config_new();
+    if (cfg == NULL) {
+        return NULL;
+    }
+
+    zgw_errors_init(&errs);
+
+    if (strncmp(ctx->source, "file:", 5) == 0) {
+        if (stat(ctx->source + 5, &st) == 0) {
+            ctx->file_mtime = st.st_mtime;
+        }
+        if (zgw_config_load_file(cfg, ctx->source + 5, 0, &errs) != ZGW_OK)
+        {
+            goto failed;
+        }
+
+    } else {
+        if (ctx->store == NULL) {
+            ctx->store = zgw_store_connect(ctx->redis_url, ZMQD_TIMEOUT_MS,
+                                           &errs);
+            if (ctx->store == NULL) {
+                goto failed;
+            }
+        }
+
+        if (zgw_store_load(ctx->store, cfg, &errs) != ZGW_OK
+            || zgw_config_check_refs(cfg, &errs) != ZGW_OK)
+        {
+            if (errs.n && strncmp(errs.msgs[0], "redis ", 6) == 0) {
+                zgw_store_close(ctx->store);
+                ctx->store = NULL;
+            }
+            goto failed;
+        }
+    }
+
+    zgw_errors_free(&errs);
+    return cfg;
+
+failed:
+
+    for (i = 0; i < errs.n && !quiet; i++) {
+        zmqd_log("error", "configuration from %s refused: %s", ctx->source,
+                 errs.msgs[i]);
+    }
+
+    zgw_errors_free(&errs);
+    zgw_config_free(cfg);
+    return NULL;
+}
+
+
+static char *
+zmqd_fingerprint(int kind, const json_t *obj, int kind2, const json_t *obj2)
+{
+    char    *a, *b, *out;
+    size_t   len;
+
+    a = zgw_object_dump(kind, obj);
+    b = obj2 ? zgw_object_dump(kind2, obj2) : strdup("");
+    if (a == NULL || b == NULL) {
+        free(a);
+        free(b);
+        return NULL;
+    }
+
+    len = strlen(a) + strlen(b) + 2;
+    out = malloc(len);
+    if (out != NULL) {
+        snprintf(out, len, "%s|%s", a, b);
+    }
+
+    free(a);
+    free(b);
+    return out;
+}
+
+
+static void
+zmqd_drop_retries(zmqd_ctx_t *ctx, const char *consumer, zmqd_def_t *def)
+{
+    zmqd_retry_t  **pp, *r;
+
+    pp = &ctx->retries;
+
+    while (*pp != NULL) {
+        r = *pp;
+        if ((consumer && strcmp(r->consumer, consumer) == 0)
+            || (def && r->def == def))
+        {
+            /* still unacked: the broker delivers it again */
+            *pp = r->next;
+            amqp_destroy_envelope(&r->env);
+            free(r->consumer);
+            free(r);
+            continue;
+        }
+        pp = &r->next;
+    }
+}
+
+
+static void
+zmqd_consumer_stop(zmqd_ctx_t *ctx, zmqd_consumer_t *c)
+{
+    int  i;
+
+    if (c->running && c->def->consume != NULL) {
+        for (i = 0; i < c->nchannels; i++) {
+            (void) amqp_channel_close(c->def->consume->conn, c->channels[i],
+                                      AMQP_REPLY_SUCCESS);
+        }
+    }
+
+    zmqd_drop_retries(ctx, c->name, NULL);
+    c->running = 0;
+    c->nchannels = 0;
+}
+
+
+static void
+zmqd_def_down(zmqd_ctx_t *ctx, zmqd_def_t *d, const char *why)
+{
+    int  i;
+
+    if (d->consume != NULL) {
+        zmqd_log("warn", "amqp_def '%s': connection lost: %s; reconnecting "
+                 "in %.1f s", d->name, why, d->backoff);
+        zmqd_amqp_close(d->consume);
+        d->consume = NULL;
+    }
+
+    for (i = 0; i < ctx->nconsumers; i++) {
+        if (ctx->consumers[i]->def == d) {
+            ctx->consumers[i]->running = 0;
+            ctx->consumers[i]->nchannels = 0;
+        }
+    }
+
+    zmqd_drop_retries(ctx, NULL, d);
+    d->next_attempt = zmqd_now() + d->backoff;
+    d->backoff = fmin(d->backoff * 2, 10.0);
+    d->next_channel = 2;
+}
+
+
+static void
+zmqd_consumer_free(zmqd_consumer_t *c)
+{
+    free(c->name);
+    free(c->fingerprint);
+    free(c);
+}
+
+
+/* applies cfg: only consumers and connections whose objects changed */
+static void
+zmqd_apply(zmqd_ctx_t *ctx, zgw_config_t *cfg)
+{
+    int               i, j, restarted, started, stopped;
+    char             *fp;
+    json_t           *ch, *def;
+    zmqd_def_t       *d;
+    const char       *name, *defname;
+    zmqd_consumer_t  *c;
+
+    restarted = started = stopped = 0;
+
+    /* definitions whose object changed: their connections start over */
+    for (i = 0; i < ZMQD_DEFS_MAX; i++) {
+        d = &ctx->defs[i];
+        if (d->name == NULL) {
+            continue;
+        }
+
+        def = zgw_config_get(cfg, ZGW_KIND_AMQP_DEF, d->name);
+        fp = def ? zmqd_fingerprint(ZGW_KIND_AMQP_DEF, def, 0, NULL) : NULL;
+
+        if (fp == NULL || d->fingerprint == NULL
+            || strcmp(fp, d->fingerprint) != 0)
+        {
+            if (d->consume != NULL) {
+                zmqd_def_down(ctx, d, "its definition changed");
+                d->next_attempt = 0;
+                d->backoff = 0.1;
+            }
+            if (d->publish != NULL) {
+                zmqd_amqp_close(d->publish);
+                d->publish = NULL;
+            }
+        }
+
+        free(d->fingerprint);
+        d->fingerprint = fp;
+        d->used = 0;
+    }
+
+    for (i = 0; i < ctx->nconsumers; i++) {
+        ctx->consumers[i]->seen = 0;
+    }
+
+    json_object_foreach(cfg->objs[ZGW_KIND_AMQP_CHANNEL], name, ch) {
+        defname = json_string_value(json_object_get(ch, "def"));
+        def = zgw_config_get(cfg, ZGW_KIND_AMQP_DEF, defname);
+
+        if (!json_is_true(json_object_get(ch, "is_active"))
+            || !json_is_true(json_object_get(def, "is_active")))
+        {
+            continue;
+        }
+
+        fp = zmqd_fingerprint(ZGW_KIND_AMQP_CHANNEL, ch, 0, NULL);
+        d = zmqd_def(ctx, defname, 1);
+        if (fp == NULL || d == NULL) {
+            free(fp);
+            continue;
+        }
+
+        if (d->fingerprint == NULL) {
+            d->fingerprint = zmqd_fingerprint(ZGW_KIND_AMQP_DEF, def, 0,
+                                              NULL);
+        }
+
+        d->used = 1;
+
+        for (j = 0; j < ctx->nconsumers; j++) {
+            if (strcmp(ctx->consumers[j]->name, name) == 0) {
+                break;
+            }
+        }
+
+        if (j < ctx->nconsumers) {
+            c = ctx->consumers[j];
+            c->seen = 1;
+
+            if (strcmp(c->fingerprint, fp) == 0 && c->def == d) {
+                free(fp);
+                continue;
+            }
+
+            zmqd_consumer_stop(ctx, c);
+            free(c->fingerprint);
+            c->fingerprint = fp;
+            c->def = d;
+            c->next_attempt = 0;
+            restarted++;
+            continue;
+        }
+
+        if (ctx->nconsumers == 256) {
+            free(fp);
+            continue;
+        }
+
+        c = calloc(1, sizeof(zmqd_consumer_t));
+        if (c == NULL) {
+            free(fp);
+            continue;
+        }
+
+        c->name = strdup(name);
+        c->fingerprint = fp;
+        c->def = d;
+        c->seen = 1;
+        ctx->consumers[ctx->nconsumers++] = c;
+        started++;
+    }
+
+    /* channels that went away */
+    for (i = 0; i < ctx->nconsumers; i++) {
+        c = ctx->consumers[i];
+        if (c->seen) {
+            continue;
+        }
+
+        zmqd_consumer_stop(ctx, c);
+        zmqd_consumer_free(c);
+        ctx->consumers[i] = ctx->consumers[--ctx->nconsumers];
+        i--;
+        stopped++;
+    }
+
+    /* connections nobody consumes on any more */
+    for (i = 0; i < ZMQD_DEFS_MAX; i++) {
+        d = &ctx->defs[i];
+        if (d->name != NULL && !d->used && d->consume != NULL) {
+            zmqd_amqp_close(d->consume);
+            d->consume = NULL;
+        }
+    }
+
+    zgw_config_free(ctx->cfg);
+    ctx->cfg = cfg;
+
+    zmqd_log("info", "configuration version %lld applied: %d channel(s) "
+             "started, %d restarted, %d stopped", cfg->version, started,
+             restarted, stopped);
+}
+
+
+static void
+zmqd_follow(zmqd_ctx_t *ctx)
+{
+    long long      version;
+    struct stat    st;
+    zgw_errors_t   errs;
+    zgw_config_t  *cfg;
+
+    if (strncmp(ctx->source, "file:", 5) == 0) {
+        if (!zmqd_reload
+            && (stat(ctx->source + 5, &st) != 0
+                || st.st_mtime == ctx->file_mtime))
+        {
+            return;
+        }
+
+    } else if (!zmqd_reload) {
+        zgw_errors_init(&errs);
+
+        if (ctx->store == NULL
+            || zgw_store_version(ctx->store, &version, &errs) != ZGW_OK)
+        {
+            if (ctx->store != NULL) {
+                zmqd_log("warn", "redis: %s; running on configuration "
+                         "version %lld", zgw_errors_first(&errs),
+                         ctx->cfg->version);
+                zgw_store_close(ctx->store);
+                ctx->store = NULL;
+            }
+            zgw_errors_free(&errs);
+            version = -1;           /* reconnect and reload */
+
+        } else {
+            zgw_errors_free(&errs);
+            if (version == ctx->cfg->version) {
+                return;
+            }
+        }
+    }
+
+    zmqd_reload = 0;
+
+    cfg = zmqd_load(ctx, ctx->store == NULL);
+    if (cfg != NULL) {
+        zmqd_apply(ctx, cfg);
+    }
+}
+
+
+/* ------------------------------------------------------------ messages */
+
+
+static void
+zmqd_ack(zmqd_def_t *d, amqp_envelope_t *env)
+{
+    if (d->consume != NULL) {
+        (void) amqp_basic_ack(d->consume->conn, env->channel,
+                              env->delivery_tag, 0);
+    }
+}
+
+
+static zmqd_consumer_t *
+zmqd_consumer_by_channel(zmqd_ctx_t *ctx, zmqd_def_t *d, int channel)
+{
+    int  i, j;
+
+    for (i = 0; i < ctx->nconsumers; i++) {
+        if (ctx->consumers[i]->def != d || !ctx->consumers[i]->running) {
+            continue;
+        }
+        for (j = 0; j < ctx->consumers[i]->nchannels; j++) {
+            if (ctx->consumers[i]->channels[j] == channel) {
+                return ctx->consumers[i];
+            }
+        }
+    }
+
+    return NULL;
+}
+
+
+static void
+zmqd_message_id(amqp_envelope_t *env, char *out, size_t len)
+{
+    if (env->message.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG) {
+        snprintf(out, len, "%.*s",
+                 (int) env->message.properties.message_id.len,
+                 (char *) env->message.properties.message_id.bytes);
+    } else {
+        snprintf(out, len, "tag %llu",
+                 (unsigned long long) env->delivery_tag);
+    }
+}
+
+
+/* publishes to the dead-letter target; 0 when the broker confirmed it */
+static int
+zmqd_dead_letter(zmqd_ctx_t *ctx, zmqd_def_t *d, const json_t *ch,
+    const char *chname, amqp_envelope_t *env, int attempts,
+    const char *error, char *err, size_t errlen)
+{
+    int                       n, i, rc;
+    char                      attempts_s[16], rk[300];
+    json_t                   *dl, *oc;
+    zmqd_amqp_t              *a;
+    const char               *defname, *exchange;
+    amqp_table_t             *src;
+    amqp_table_entry_t       *entries;
+    amqp_basic_properties_t   props;
+
+    dl = json_object_get(ch, "dead_letter");
+    defname = d->name;
+
+    if (dl != NULL && json_object_get(dl, "outconn") != NULL) {
+        oc = zgw_config_get(ctx->cfg, ZGW_KIND_AMQP_OUTCONN,
+                            json_string_value(json_object_get(dl,
+                                                              "outconn")));
+        defname = json_string_value(json_object_get(oc, "def"));
+    }
+
+    a = zmqd_publisher(ctx, defname, err, errlen);
+    if (a == NULL) {
+        return -1;
+    }
+
+    if (dl != NULL) {
+        exchange = json_string_value(json_object_get(dl, "exchange"));
+        snprintf(rk, sizeof(rk), "%s",
+                 json_string_value(json_object_get(dl, "routing_key")));
+
+    } else {
+        /* no target configured: "<queue>.dead", declared durable */
+        exchange = "";
+        snprintf(rk, sizeof(rk), "%s.dead",
+                 json_string_value(json_object_get(ch, "queue")));
+        (void) amqp_queue_declare(a->conn, 1, amqp_cstring_bytes(rk), 0, 1,
+                                  0, 0, amqp_empty_table);
+        if (amqp_get_rpc_reply(a->conn).reply_type != AMQP_RESPONSE_NORMAL)
+        {
+            snprintf(err, errlen, "cannot declare dead-letter queue '%s'",
+                     rk);
+            zmqd_publisher_failed(ctx, defname);
+            return -1;
+        }
+    }
+
+    props = env->message.properties;
+    src = (props._flags & AMQP_BASIC_HEADERS_FLAG) ? &props.headers : NULL;
+    n = src ? src->num_entries : 0;
+
+    entries = calloc((size_t) n + 3, sizeof(amqp_table_entry_t));
+    if (entries == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+
+    for (i = 0; i < n; i++) {
+        entries[i] = src->entries[i];
+    }
+
+    snprintf(attempts_s, sizeof(attempts_s), "%d", attempts);
+    entries[n].key = amqp_cstring_bytes("x-zmq-error");
+    entries[n].value.kind = AMQP_FIELD_KIND_UTF8;
+    entries[n].value.value.bytes = amqp_cstring_bytes(error);
+    entries[n + 1].key = amqp_cstring_bytes("x-zmq-attempts");
+    entries[n + 1].value.kind = AMQP_FIELD_KIND_I32;
+    entries[n + 1].value.value.i32 = attempts;
+    entries[n + 2].key = amqp_cstring_bytes("x-zmq-channel");
+    entries[n + 2].value.kind = AMQP_FIELD_KIND_UTF8;
+    entries[n + 2].value.value.bytes = amqp_cstring_bytes(chname);
+
+    props._flags |= AMQP_BASIC_HEADERS_FLAG;
+    props.headers.num_entries = n + 3;
+    props.headers.entries = entries;
+
+    rc = zmqd_amqp_publish(a, exchange, rk, 1, &props, env->message.body,
+                           err, errlen);
+    free(entries);
+
+    if (rc != 0 && strstr(err, "unroutable") == NULL) {
+        zmqd_publisher_failed(ctx, defname);
+    }
+
+    return rc;
+}
+
+
+static double
+zmqd_delay(const json_t *retry, int attempts)
+{
+    double  initial, mult, max, d;
+
+    initial = (double) json_integer_value(json_object_get(retry,
+                                                          "initial_delay"));
+    mult = json_number_value(json_object_get(retry, "multiplier"));
+    max = (double) json_integer_value(json_object_get(retry, "max_delay"));
+
+    d = initial * pow(mult, attempts - 1);
+    return fmin(d, max) / 1000.0;
+}
+
+
+/*
+ * After a failed attempt: retry later, or give up (dead-letter and ack,
+ * or reject to the queue's own dead-letter exchange). Returns 1 when env
+ * was kept for a retry (the caller must not free it).
+ */
+static int
+zmqd_failed(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
+    amqp_envelope_t *env, int attempts, const char *error, int final)
+{
+    int            max;
+    char           id[300], err[512];
+    json_t        *ch, *retry;
+    zmqd_retry_t  *r;
+
+    ch = zgw_config_get(ctx->cfg, ZGW_KIND_AMQP_CHANNEL, c->name);
+    retry = json_object_get(ch, "retry");
+    max = retry ? (int) json_integer_value(json_object_get(retry,
+                                                           "attempts"))
+                : 3;
+    zmqd_message_id(env, id, sizeof(id));
+
+    if (!final && attempts <= max) {
+        r = calloc(1, sizeof(zmqd_retry_t));
+        if (r != NULL) {
+            r->consumer = strdup(c->name);
+            r->def = d;
+            r->env = *env;
+            r->attempts = attempts;
+            r->due = zmqd_now() + (retry ? zmqd_delay(retry, attempts)
+                                         : 1.0 * attempts);
+            snprintf(r->error, sizeof(r->error), "%s", error);
+            r->next = ctx->retries;
+            ctx->retries = r;
+
+            zmqd_log("warn", "channel '%s': message '%s' failed (attempt "
+                     "%d): %s; retrying in %.2f s", c->name, id, attempts,
+                     error, r->due - zmqd_now());
+            return 1;
+        }
+    }
+
+    if (strcmp(json_string_value(json_object_get(ch, "ack_mode")), "reject")
+        == 0)
+    {
+        (void) amqp_basic_reject(d->consume->conn, env->channel,
+                                 env->delivery_tag, 0);
+        zmqd_log("error", "channel '%s': message '%s' rejected to the "
+                 "queue's dead-letter exchange after %d attempt(s): %s",
+                 c->name, id, attempts, error);
+        return 0;
+    }
+
+    if (zmqd_dead_letter(ctx, d, ch, c->name, env, attempts, error, err,
+                         sizeof(err)) != 0)
+    {
+        /* never dropped: back to the queue, to be tried again */
+        (void) amqp_basic_nack(d->consume->conn, env->channel,
+                               env->delivery_tag, 0, 1);
+        zmqd_log("error", "channel '%s': message '%s' could not be "
+                 "dead-lettered (%s); requeued", c->name, id, err);
+        return 0;
+    }
+
+    zmqd_ack(d, env);
+    zmqd_log("error", "channel '%s': message '%s' dead-lettered after %d "
+             "attempt(s): %s", c->name, id, attempts, error);
+    return 0;
+}
+
+
+/* one attempt; returns 1 when env was kept for a retry */
+static int
+zmqd_attempt(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
+    amqp_envelope_t *env, int attempts)
+{
+    char         err[1024];
+    json_t      *ch;
+    const char  *service;
+    zmqd_msg_t   msg;
+
+    ch = zgw_config_get(ctx->cfg, ZGW_KIND_AMQP_CHANNEL, c->name);
+
+    if (zmqd_format_check(json_string_value(json_object_get(ch,
+                                                            "data_format")),
+                          &env->message.body, err, sizeof(err))
+        != 0)
+    {
+        /* a bad document stays bad: no retries */
+        return zmqd_failed(ctx, d, c, env, attempts, err, 1);
+    }
+
+    memset(&msg, 0, sizeof(msg));
+    msg.channel = c->name;
+    msg.body = &env->message.body;
+    msg.props = &env->message.properties;
+    zmqd_message_id(env, msg.message_id, sizeof(msg.message_id));
+
+    service = json_string_value(json_object_get(ch, "service"));
+
+    if (zmqd_service_invoke(ctx, service, &msg, err, sizeof(err)) != 0) {
+        return zmqd_failed(ctx, d, c, env, attempts, err, 0);
+    }
+
+    zmqd_ack(d, env);
+    ctx->done++;
+
+    if (ctx->verbose) {
+        zmqd_log("info", "channel '%s': message '%s' done by service "
+                 "'%s'%s", c->name, msg.message_id, service,
+                 attempts > 1 ? " after a retry" : "");
+    }
+
+    return 0;
+}
+
+
+static void
+zmqd_run_retries(zmqd_ctx_t *ctx)
+{
+    double            now;
+    zmqd_retry_t    **pp, *r;
+    zmqd_consumer_t  *c;
+    int               i;
+
+    now = zmqd_now();
+    pp = &ctx->retries;
+
+    while (*pp != NULL) {
+        r = *pp;
+
+        if (r->due > now) {
+            pp = &r->next;
+            continue;
+        }
+
+        *pp = r->next;
+
+        c = NULL;
+        for (i = 0; i < ctx->nconsumers; i++) {
+            if (strcmp(ctx->consumers[i]->name, r->consumer) == 0) {
+                c = ctx->consumers[i];
+            }
+        }
+
+        if (c == NULL || !c->running || r->def->consume == NULL
+            || zmqd_attempt(ctx, r->def, c, &r->env, r->attempts + 1) == 0)
+        {
+            amqp_destroy_envelope(&r->env);
+        }
+
+        free(r->consumer);
+        free(r);
+        pp = &ctx->retries;         /* the list may have changed */
+    }
+}
+
+
+/* ----------------------------------------------------------- the loop */
+
+
+static void
+zmqd_connect(zmqd_ctx_t *ctx, zmqd_def_t *d)
+{
+    int               i, j, n, prefetch, ok;
+    char              err[512], rbuf[256];
+    json_t           *def, *ch;
+    zmqd_consumer_t  *c;
+    amqp_rpc_reply_t  r;
+
+    if (d->consume == NULL) {
+        if (zmqd_now() < d->next_attempt) {
+            return;
+        }
+
+        def = zgw_config_get(ctx->cfg, ZGW_KIND_AMQP_DEF, d->name);
+        d->consume = def ? zmqd_amqp_open(def, zmqd_key(ctx), 0, err,
+                                          sizeof(err))
+                         : NULL;
+        if (d->consume == NULL) {
+            zmqd_log("warn", "amqp_def '%s': %s; retrying in %.1f s",
+                     d->name, def ? err : "no such definition", d->backoff);
+            d->next_attempt = zmqd_now() + d->backoff;
+            d->backoff = fmin(d->backoff * 2, 10.0);
+            return;
+        }
+
+        zmqd_log("info", "amqp_def '%s': connected to %s", d->name,
+                 d->consume->peer);
+        d->backoff = 0.1;
+        d->next_channel = 2;
+    }
+
+    for (i = 0; i < ctx->nconsumers; i++) {
+        c = ctx->consumers[i];
+        if (c->def != d || c->running || zmqd_now() < c->next_attempt) {
+            continue;
+        }
+
+        ch = zgw_config_get(ctx->cfg, ZGW_KIND_AMQP_CHANNEL, c->name);
+        n = (int) json_integer_value(json_object_get(ch, "consumers"));
+        prefetch = (int) json_integer_value(json_object_get(ch,
+                                                            "prefetch"));
+        ok = 1;
+        c->nchannels = 0;
+
+        for (j = 0; j < n && ok; j++) {
+            int  cn = d->next_channel++;
+
+            if (amqp_channel_open(d->consume->conn, cn) == NULL
+                || amqp_basic_qos(d->consume->conn, cn, 0,
+                                  (uint16_t) prefetch, 0) == NULL)
+            {
+                ok = 0;
+                break;
+            }
+
+            c->channels[c->nchannels++] = cn;
+
+            if (amqp_basic_consume(d->consume->conn, cn,
+                                   amqp_cstring_bytes(json_string_value(
+                                       json_object_get(ch, "queue"))),
+                                   amqp_empty_bytes, 0, 0, 0,
+                                   amqp_empty_table)
+                == NULL)
+            {
+                ok = 0;
+            }
+        }
+
+        if (ok) {
+            c->running = 1;
+            zmqd_log("info", "channel '%s': consuming queue '%s' (%d "
+                     "consumer(s), prefetch %d)", c->name,
+                     json_string_value(json_object_get(ch, "queue")), n,
+                     prefetch);
+            continue;
+        }
+
+        r = amqp_get_rpc_reply(d->consume->conn);
+        zmqd_log("error", "channel '%s': cannot consume queue '%s': %s; "
+                 "retrying in 5 s", c->name,
+                 json_string_value(json_object_get(ch, "queue")),
+                 zmqd_amqp_reply_error(r, rbuf, sizeof(rbuf)));
+
+        if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION
+            && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD)
+        {
+            amqp_channel_close_ok_t  ok_m = { 0 };
+
+            (void) amqp_send_method(d->consume->conn,
+                                    (amqp_channel_t) (d->next_channel - 1),
+                                    AMQP_CHANNEL_CLOSE_OK_METHOD, &ok_m);
+            for (j = 0; j < c->nchannels - 1; j++) {
+                (void) amqp_channel_close(d->consume->conn, c->channels[j],
+                                          AMQP_REPLY_SUCCESS);
+            }
+            c->nchannels = 0;
+            c->next_attempt = zmqd_now() + 5;
+
+        } else {
+            zmqd_def_down(ctx, d, rbuf);
+            return;
+        }
+    }
+}
+
+
+static void
+zmqd_consume(zmqd_ctx_t *ctx, zmqd_def_t *d, int wait_ms)
+{
+    char              rbuf[256];
+    amqp_frame_t      frame;
+    struct timeval    tv;
+    amqp_envelope_t   env;
+    amqp_rpc_reply_t  r;
+    zmqd_consumer_t  *c;
+
+    tv.tv_sec = 0;
+    tv.tv_usec = wait_ms * 1000;
+
+    amqp_maybe_release_buffers(d->consume->conn);
+    r = amqp_consume_message(d->consume->conn, &env, &tv, 0);
+
+    if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+        c = zmqd_consumer_by_channel(ctx, d, env.channel);
+        if (c == NULL) {
+            /* its consumer was stopped: the broker requeues it */
+            amqp_destroy_envelope(&env);
+            return;
+        }
+
+        if (zmqd_attempt(ctx, d, c, &env, 1) == 0) {
+            amqp_destroy_envelope(&env);
+        }
+        return;
+    }
+
+    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
+        && r.library_error == AMQP_STATUS_TIMEOUT)
+    {
+        return;
+    }
+
+    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
+        && r.library_error == AMQP_STATUS_UNEXPECTED_STATE)
+    {
+        /* a frame that is not a delivery: read it */
+        if (amqp_simple_wait_frame_noblock(d->consume->conn, &frame, &tv)
+            == AMQP_STATUS_OK
+            && frame.frame_type == AMQP_FRAME_METHOD)
+        {
+            if (frame.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD
+                || frame.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD
+                || frame.payload.method.id == AMQP_BASIC_CANCEL_METHOD)
+            {
+                zmqd_def_down(ctx, d, "the broker closed a channel or "
+                              "cancelled a consumer");
+            }
+        }
+        return;
+    }
+
+    zmqd_def_down(ctx, d, zmqd_amqp_reply_error(r, rbuf, sizeof(rbuf)));
+}
+
+
+static void
+zmqd_signal(int signo)
+{
+    if (signo == SIGHUP) {
+        zmqd_reload = 1;
+    } else {
+        zmqd_stop = 1;
+    }
+}
+
+
+static void
+zmqd_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: zmqd [--config redis://host:port/db | file:PATH] "
+            "[--key-file PATH]\n"
+            "            [--check] [--verbose]\n"
+            "\n"
+            "Consumes the queues of the amqp_channel objects of the "
+            "configuration\nand invokes each message's service.\n"
+            "\n"
+            "  --config SOURCE   default $ZMQ_REDIS, else %s\n"
+            "  --key-file PATH   opens sealed secrets; default "
+            "$ZMQ_KEY_FILE\n"
+            "  --check           validate the configuration and exit "
+            "(0 valid)\n"
+            "  --verbose         a log line for every message done\n"
+            "\n"
+            "Signals: SIGTERM/SIGINT stop consuming and exit 0 (messages "
+            "not yet\ndone go back to their queues); SIGHUP reloads the "
+            "configuration.\n", ZGW_REDIS_DEFAULT);
+}
+
+
+int
+main(int argc, char **argv)
+{
+    int                 c, i, check, busy;
+    const char         *env, *key_file;
+    zmqd_ctx_t          ctx;
+    zgw_errors_t        errs;
+    zgw_config_t       *cfg;
+    struct sigaction    sa;
+
+    static const struct option  longopts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "key-file", required_argument, NULL, 'k' },
+        { "check", no_argument, NULL, 'C' },
+        { "verbose", no_argument, NULL, 'v' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+
+    memset(&ctx, 0, sizeof(ctx));
+    check = 0;
+
+    env = getenv("ZMQ_REDIS");
+    ctx.source = env && *env ? env : ZGW_REDIS_DEFAULT;
+    env = getenv("ZMQ_KEY_FILE");
+    key_file = env && *env ? env : NULL;
+
+    while ((c = getopt_long(argc, argv, "hv", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            ctx.source = optarg;
+            break;
+        case 'k':
+            key_file = optarg;
+            break;
+        case 'C':
+            check = 1;
+            break;
+        case 'v':
+            ctx.verbose = 1;
+            break;
+        case 'h':
+            zmqd_usage(stdout);
+            return 0;
+        default:
+            zmqd_usage(stderr);
+            return 2;
+        }
+    }
+
+    if (optind != argc) {
+        zmqd_usage(stderr);
+        return 2;
+    }
+
+    if (strncmp(ctx.source, "file:", 5) != 0) {
+        snprintf(ctx.redis_url, sizeof(ctx.redis_url), "%s", ctx.source);
+    }
+
+    zgw_errors_init(&errs);
+
+    if (key_file != NULL) {
+        if (zgw_key_load(&ctx.key, key_file, &errs) != ZGW_OK) {
+            zmqd_log("error", "%s", zgw_errors_first(&errs));
+            return 1;
+        }
+        ctx.has_key = 1;
+    }
+
+    cfg = zmqd_load(&ctx, 0);
+    if (cfg == NULL) {
+        return 1;
+    }
+
+    if (check) {
+        printf("%s: valid (%zu objects, %zu channel(s))\n", ctx.source,
+               zgw_config_total(cfg),
+               zgw_config_count(cfg, ZGW_KIND_AMQP_CHANNEL));
+        zgw_config_free(cfg);
+        return 0;
+    }
+
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = zmqd_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    ctx.cfg = zgw_config_new();
+    zmqd_apply(&ctx, cfg);
+    ctx.next_poll = zmqd_now() + ZMQD_POLL_MS / 1000.0;
+
+    zmqd_log("info", "started with configuration version %lld from %s",
+             ctx.cfg->version, ctx.source);
+
+    while (!zmqd_stop) {
+        if (zmqd_reload || zmqd_now() >= ctx.next_poll) {
+            zmqd_follow(&ctx);
+            ctx.next_poll = zmqd_now() + ZMQD_POLL_MS / 1000.0;
+        }
+
+        zmqd_run_retries(&ctx);
+
+        busy = 0;
+        for (i = 0; i < ZMQD_DEFS_MAX && !zmqd_stop; i++) {
+            if (ctx.defs[i].name == NULL || !ctx.defs[i].used) {
+                continue;
+            }
+
+            zmqd_connect(&ctx, &ctx.defs[i]);
+
+            if (ctx.defs[i].consume != NULL) {
+                zmqd_consume(&ctx, &ctx.defs[i], 20);
+                busy = 1;
+            }
+        }
+
+        if (!busy) {
+            usleep(20000);
+        }
+    }
+
+    zmqd_log("info", "stopping: %lu message(s) done; messages not done go "
+             "back to their queues", ctx.done);
+
+    /* unacked messages (pending retries too) are requeued on close */
+    zmqd_drop_retries(&ctx, NULL, NULL);
+    while (ctx.retries) {
+        zmqd_drop_retries(&ctx, ctx.retries->consumer, NULL);
+    }
+
+    for (i = 0; i < ZMQD_DEFS_MAX; i++) {
+        if (ctx.defs[i].consume) {
+            zmqd_amqp_close(ctx.defs[i].consume);
+        }
+        if (ctx.defs[i].publish) {
+            zmqd_amqp_close(ctx.defs[i].publish);
+        }
+        free(ctx.defs[i].name);
+        free(ctx.defs[i].fingerprint);
+    }
+
+    for (i = 0; i < ctx.nconsumers; i++) {
+        zmqd_consumer_free(ctx.consumers[i]);
+    }
+
+    zmqd_services_reset();
+    zgw_store_close(ctx.store);
+    zgw_config_free(ctx.cfg);
+    curl_global_cleanup();
+    return 0;
+}

@@ -1,0 +1,587 @@
+/*
+ * zmqd: the services a channel invokes, and the data formats.
+ *
+ *   http     POST (or the service's method) to an http_outconn with libcurl
+ *   publish  to another outgoing connection, with publisher confirms
+ *   redis    RPUSH/LPUSH with an optional length cap, or ZADD
+ *   fanout   several services; success when all succeed
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <hiredis/hiredis.h>
+#include <libxml/parser.h>
+
+#include "zgw_redis_url.h"
+#include "zmqd.h"
+
+
+#define ZMQD_CACHE_MAX  32
+
+
+typedef struct {
+    char           *key;
+    CURL           *curl;
+    redisContext   *redis;
+} zmqd_cached_t;
+
+
+static zmqd_cached_t  zmqd_cache[ZMQD_CACHE_MAX];
+
+
+void
+zmqd_services_reset(void)
+{
+    int  i;
+
+    for (i = 0; i < ZMQD_CACHE_MAX; i++) {
+        if (zmqd_cache[i].curl) {
+            curl_easy_cleanup(zmqd_cache[i].curl);
+        }
+        if (zmqd_cache[i].redis) {
+            redisFree(zmqd_cache[i].redis);
+        }
+        free(zmqd_cache[i].key);
+    }
+
+    memset(zmqd_cache, 0, sizeof(zmqd_cache));
+}
+
+
+static zmqd_cached_t *
+zmqd_cached(const char *key)
+{
+    int  i, free_slot;
+
+    free_slot = -1;
+
+    for (i = 0; i < ZMQD_CACHE_MAX; i++) {
+        if (zmqd_cache[i].key && strcmp(zmqd_cache[i].key, key) == 0) {
+            return &zmqd_cache[i];
+        }
+        if (zmqd_cache[i].key == NULL && free_slot < 0) {
+            free_slot = i;
+        }
+    }
+
+    if (free_slot < 0) {
+        return NULL;
+    }
+
+    zmqd_cache[free_slot].key = strdup(key);
+    return &zmqd_cache[free_slot];
+}
+
+
+int
+zmqd_format_check(const char *format, const amqp_bytes_t *body, char *err,
+    size_t errlen)
+{
+    json_t        *doc;
+    xmlDocPtr      xml;
+    json_error_t   jerr;
+
+    if (format == NULL || strcmp(format, "none") == 0) {
+        return 0;
+    }
+
+    if (strcmp(format, "json") == 0) {
+        doc = json_loadb(body->bytes, body->len, JSON_DECODE_ANY, &jerr);
+        if (doc == NULL) {
+            snprintf(err, errlen, "invalid JSON at %d:%d: %s", jerr.line,
+                     jerr.column, jerr.text);
+            return -1;
+        }
+        json_decref(doc);
+        return 0;
+    }
+
+    xml = xmlReadMemory(body->bytes, (int) body->len, "message.xml", NULL,
+                        XML_PARSE_NONET | XML_PARSE_NOERROR
+                        | XML_PARSE_NOWARNING);
+    if (xml == NULL) {
+        snprintf(err, errlen, "invalid XML: not well-formed");
+        return -1;
+    }
+
+    xmlFreeDoc(xml);
+    return 0;
+}
+
+
+/* ----------------------------------------------------------------- http */
+
+
+static size_t
+zmqd_curl_discard(char *ptr, size_t size, size_t n, void *data)
+{
+    (void) ptr;
+    (void) data;
+    return size * n;
+}
+
+
+static struct curl_slist *
+zmqd_header(struct curl_slist *list, const char *name, const void *value,
+    size_t len)
+{
+    char  line[1024];
+
+    snprintf(line, sizeof(line), "%s: %.*s", name, (int) len,
+             (const char *) value);
+    return curl_slist_append(list, line);
+}
+
+
+static int
+zmqd_service_http(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
+    char *err, size_t errlen)
+{
+    int                       i, rc;
+    char                      url[4096], name[300], *secret;
+    long                      status;
+    json_t                   *oc, *sec;
+    CURLcode                  cc;
+    zgw_errors_t              errs;
+    zmqd_cached_t            *cached;
+    const char               *ocname, *type, *method;
+    struct curl_slist        *hdrs;
+    const amqp_table_t       *t;
+    const amqp_field_value_t *v;
+
+    ocname = json_string_value(json_object_get(svc, "outconn"));
+    oc = zgw_config_get(zmqd_config(ctx), ZGW_KIND_HTTP_OUTCONN, ocname);
+    if (oc == NULL) {
+        snprintf(err, errlen, "http_outconn '%s' does not exist", ocname);
+        return -1;
+    }
+
+    snprintf(url, sizeof(url), "%s%s",
+             json_string_value(json_object_get(oc, "url")),
+             json_string_value(json_object_get(svc, "path")));
+
+    cached = zmqd_cached(ocname);
+    if (cached == NULL) {
+        snprintf(err, errlen, "too many http_outconns");
+        return -1;
+    }
+
+    if (cached->curl == NULL) {
+        cached->curl = curl_easy_init();
+        if (cached->curl == NULL) {
+            snprintf(err, errlen, "curl_easy_init failed");
+            return -1;
+        }
+    }
+
+    curl_easy_reset(cached->curl);
+    curl_easy_setopt(cached->curl, CURLOPT_URL, url);
+    curl_easy_setopt(cached->curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(cached->curl, CURLOPT_TIMEOUT_MS,
+                     (long) json_integer_value(json_object_get(oc,
+                                                               "timeout")));
+    curl_easy_setopt(cached->curl, CURLOPT_WRITEFUNCTION, zmqd_curl_discard);
+    curl_easy_setopt(cached->curl, CURLOPT_SSL_VERIFYPEER,
+                     json_is_true(json_object_get(oc, "tls")) ? 1L : 0L);
+    curl_easy_setopt(cached->curl, CURLOPT_SSL_VERIFYHOST,
+                     json_is_true(json_object_get(oc, "tls")) ? 2L : 0L);
+
+    method = json_string_value(json_object_get(svc, "method"));
+    curl_easy_setopt(cached->curl, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(cached->curl, CURLOPT_POSTFIELDS, msg->body->bytes);
+    curl_easy_setopt(cached->curl, CURLOPT_POSTFIELDSIZE,
+                     (long) msg->body->len);
+
+    /* message properties as headers */
+
+    hdrs = NULL;
+    hdrs = curl_slist_append(hdrs, "Expect:");
+
+    if (msg->props->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG) {
+        hdrs = zmqd_header(hdrs, "Content-Type",
+                           msg->props->content_type.bytes,
+                           msg->props->content_type.len);
+    } else {
+        hdrs = curl_slist_append(hdrs, "Content-Type:");
+    }
+
+    if (msg->props->_flags & AMQP_BASIC_CONTENT_ENCODING_FLAG) {
+        hdrs = zmqd_header(hdrs, "Content-Encoding",
+                           msg->props->content_encoding.bytes,
+                           msg->props->content_encoding.len);
+    }
+
+    hdrs = zmqd_header(hdrs, "X-Message-Id", msg->message_id,
+                       strlen(msg->message_id));
+    hdrs = zmqd_header(hdrs, "X-Zmq-Channel", msg->channel,
+                       strlen(msg->channel));
+
+    if (msg->props->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) {
+        hdrs = zmqd_header(hdrs, "X-Correlation-Id",
+                           msg->props->correlation_id.bytes,
+                           msg->props->correlation_id.len);
+    }
+
+    if (msg->props->_flags & AMQP_BASIC_REPLY_TO_FLAG) {
+        hdrs = zmqd_header(hdrs, "X-Reply-To", msg->props->reply_to.bytes,
+                           msg->props->reply_to.len);
+    }
+
+    if (msg->props->_flags & AMQP_BASIC_HEADERS_FLAG) {
+        t = &msg->props->headers;
+        for (i = 0; i < t->num_entries; i++) {
+            v = &t->entries[i].value;
+            if (v->kind != AMQP_FIELD_KIND_UTF8
+                && v->kind != AMQP_FIELD_KIND_BYTES)
+            {
+                continue;
+            }
+            snprintf(name, sizeof(name), "X-Zmq-Header-%.*s",
+                     (int) t->entries[i].key.len,
+                     (char *) t->entries[i].key.bytes);
+            hdrs = zmqd_header(hdrs, name, v->value.bytes.bytes,
+                               v->value.bytes.len);
+        }
+    }
+
+    /* credentials of the outgoing security definition */
+
+    secret = NULL;
+    sec = zgw_config_get(zmqd_config(ctx), ZGW_KIND_SECURITY,
+                         json_string_value(json_object_get(oc, "security")));
+    if (sec != NULL) {
+        zgw_errors_init(&errs);
+        type = json_string_value(json_object_get(sec, "type"));
+
+        if (strcmp(type, "jwt") == 0) {
+            snprintf(err, errlen, "http_outconn '%s': jwt credentials are "
+                     "not supported yet", ocname);
+            curl_slist_free_all(hdrs);
+            return -1;
+        }
+
+        secret = zgw_object_secret(ZGW_KIND_SECURITY, sec,
+                                   strcmp(type, "basic_auth") == 0
+                                   ? "password" : "key",
+                                   zmqd_key(ctx), &errs);
+        if (secret == NULL) {
+            snprintf(err, errlen, "%s", zgw_errors_first(&errs));
+            zgw_errors_free(&errs);
+            curl_slist_free_all(hdrs);
+            return -1;
+        }
+
+        if (strcmp(type, "basic_auth") == 0) {
+            curl_easy_setopt(cached->curl, CURLOPT_HTTPAUTH,
+                             (long) CURLAUTH_BASIC);
+            curl_easy_setopt(cached->curl, CURLOPT_USERNAME,
+                             json_string_value(json_object_get(sec,
+                                                               "username")));
+            curl_easy_setopt(cached->curl, CURLOPT_PASSWORD, secret);
+        } else {
+            hdrs = zmqd_header(hdrs,
+                               json_string_value(json_object_get(sec,
+                                                                 "header")),
+                               secret, strlen(secret));
+        }
+    }
+
+    curl_easy_setopt(cached->curl, CURLOPT_HTTPHEADER, hdrs);
+
+    cc = curl_easy_perform(cached->curl);
+    status = 0;
+    curl_easy_getinfo(cached->curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_setopt(cached->curl, CURLOPT_HTTPHEADER, NULL);
+    curl_slist_free_all(hdrs);
+
+    if (secret != NULL) {
+        memset(secret, 0, strlen(secret));
+        free(secret);
+    }
+
+    if (cc != CURLE_OK) {
+        snprintf(err, errlen, "http %s: %s", url, curl_easy_strerror(cc));
+        return -1;
+    }
+
+    rc = status >= 200 && status < 300 ? 0 : -1;
+    if (rc != 0) {
+        snprintf(err, errlen, "http %s: status %ld", url, status);
+    }
+
+    return rc;
+}
+
+
+/* -------------------------------------------------------------- publish */
+
+
+static int
+zmqd_service_publish(zmqd_ctx_t *ctx, const json_t *svc,
+    const zmqd_msg_t *msg, char *err, size_t errlen)
+{
+    int                      rc;
+    json_t                  *oc, *v;
+    zmqd_amqp_t             *a;
+    const char              *def;
+    amqp_basic_properties_t  props;
+
+    oc = zgw_config_get(zmqd_config(ctx), ZGW_KIND_AMQP_OUTCONN,
+                        json_string_value(json_object_get(svc, "outconn")));
+    if (oc == NULL) {
+        snprintf(err, errlen, "the outgoing connection does not exist");
+        return -1;
+    }
+
+    def = json_string_value(json_object_get(oc, "def"));
+    a = zmqd_publisher(ctx, def, err, errlen);
+    if (a == NULL) {
+        return -1;
+    }
+
+    /* the message's own properties, with the service's defaults */
+    props = *msg->props;
+
+    v = json_object_get(svc, "delivery_mode");
+    if (v == NULL) {
+        v = json_object_get(oc, "delivery_mode");
+    }
+    if (!(props._flags & AMQP_BASIC_DELIVERY_MODE_FLAG) && v != NULL) {
+        props._flags |= AMQP_BASIC_DELIVERY_MODE_FLAG;
+        props.delivery_mode = (uint8_t) json_integer_value(v);
+    }
+
+    rc = zmqd_amqp_publish(a,
+                           json_string_value(json_object_get(svc,
+                                                             "exchange")),
+                           json_string_value(json_object_get(svc,
+                                                             "routing_key")),
+                           json_is_true(json_object_get(svc, "mandatory")),
+                           &props, *msg->body, err, errlen);
+    if (rc != 0 && strstr(err, "unroutable") == NULL
+        && strstr(err, "refused") == NULL)
+    {
+        zmqd_publisher_failed(ctx, def);
+    }
+
+    return rc;
+}
+
+
+/* ---------------------------------------------------------------- redis */
+
+
+static redisContext *
+zmqd_redis(const char *url, char *err, size_t errlen)
+{
+    zgw_errors_t       errs;
+    redisReply        *r;
+    zmqd_cached_t     *cached;
+    struct timeval     tv = { ZMQD_TIMEOUT_MS / 1000, 0 };
+    zgw_redis_addr_t   addr;
+
+    cached = zmqd_cached(url);
+    if (cached == NULL) {
+        snprintf(err, errlen, "too many redis connections");
+        return NULL;
+    }
+
+    if (cached->redis != NULL && !cached->redis->err) {
+        return cached->redis;
+    }
+
+    if (cached->redis != NULL) {
+        redisFree(cached->redis);
+        cached->redis = NULL;
+    }
+
+    zgw_errors_init(&errs);
+    if (zgw_redis_addr_parse(&addr, url, &errs) != ZGW_OK) {
+        snprintf(err, errlen, "%s", zgw_errors_first(&errs));
+        zgw_errors_free(&errs);
+        return NULL;
+    }
+
+    cached->redis = redisConnectWithTimeout(addr.host, addr.port, tv);
+    if (cached->redis == NULL || cached->redis->err) {
+        snprintf(err, errlen, "redis %s: cannot connect", url);
+        if (cached->redis) {
+            redisFree(cached->redis);
+            cached->redis = NULL;
+        }
+        return NULL;
+    }
+
+    redisSetTimeout(cached->redis, tv);
+
+    if (addr.password[0]) {
+        r = redisCommand(cached->redis, "AUTH %s", addr.password);
+        freeReplyObject(r);
+    }
+
+    if (addr.db) {
+        r = redisCommand(cached->redis, "SELECT %d", addr.db);
+        freeReplyObject(r);
+    }
+
+    return cached->redis;
+}
+
+
+static int
+zmqd_service_redis(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
+    char *err, size_t errlen)
+{
+    int            n;
+    double         score;
+    json_t        *doc, *f;
+    json_int_t     max_len;
+    redisReply    *r;
+    const char    *url, *op, *key, *field;
+    redisContext  *rc;
+
+    url = json_string_value(json_object_get(svc, "url"));
+    if (url == NULL) {
+        url = zmqd_redis_url(ctx);
+    }
+
+    rc = zmqd_redis(url, err, errlen);
+    if (rc == NULL) {
+        return -1;
+    }
+
+    op = json_string_value(json_object_get(svc, "op"));
+    key = json_string_value(json_object_get(svc, "key"));
+    max_len = json_integer_value(json_object_get(svc, "max_len"));
+
+    if (strcmp(op, "zadd") == 0) {
+        field = json_string_value(json_object_get(svc, "score_field"));
+
+        if (field != NULL) {
+            doc = json_loadb(msg->body->bytes, msg->body->len, 0, NULL);
+            f = json_object_get(doc, field);
+            if (!json_is_number(f)) {
+                json_decref(doc);
+                snprintf(err, errlen, "score field '%s' is not a number in "
+                         "the message", field);
+                return -1;
+            }
+            score = json_number_value(f);
+            json_decref(doc);
+
+        } else if (msg->props->_flags & AMQP_BASIC_TIMESTAMP_FLAG) {
+            score = (double) msg->props->timestamp;
+
+        } else {
+            score = (double) time(NULL);
+        }
+
+        r = redisCommand(rc, "ZADD %s %f %b", key, score, msg->body->bytes,
+                         msg->body->len);
+
+    } else {
+        redisAppendCommand(rc, "%s %s %b",
+                           strcmp(op, "lpush") == 0 ? "LPUSH" : "RPUSH", key,
+                           msg->body->bytes, msg->body->len);
+        n = 1;
+
+        if (max_len > 0) {
+            if (strcmp(op, "lpush") == 0) {
+                redisAppendCommand(rc, "LTRIM %s 0 %lld", key,
+                                   (long long) max_len - 1);
+            } else {
+                redisAppendCommand(rc, "LTRIM %s %lld -1", key,
+                                   -(long long) max_len);
+            }
+            n = 2;
+        }
+
+        r = NULL;
+        while (n-- > 0) {
+            if (r != NULL) {
+                freeReplyObject(r);
+            }
+            if (redisGetReply(rc, (void **) &r) != REDIS_OK) {
+                r = NULL;
+                break;
+            }
+            if (r->type == REDIS_REPLY_ERROR) {
+                break;
+            }
+        }
+    }
+
+    if (r == NULL) {
+        snprintf(err, errlen, "redis %s: %s", url,
+                 rc->errstr[0] ? rc->errstr : "no reply");
+        return -1;
+    }
+
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(err, errlen, "redis %s: %s", url, r->str);
+        freeReplyObject(r);
+        return -1;
+    }
+
+    freeReplyObject(r);
+    return 0;
+}
+
+
+/* ------------------------------------------------------------- dispatch */
+
+
+int
+zmqd_service_invoke(zmqd_ctx_t *ctx, const char *name, const zmqd_msg_t *msg,
+    char *err, size_t errlen)
+{
+    size_t       i;
+    json_t      *svc, *item;
+    const char  *kind;
+    char         sub[512];
+
+    svc = zgw_config_get(zmqd_config(ctx), ZGW_KIND_SERVICE, name);
+    if (svc == NULL) {
+        snprintf(err, errlen, "service '%s' does not exist", name);
+        return -1;
+    }
+
+    if (!json_is_true(json_object_get(svc, "is_active"))) {
+        snprintf(err, errlen, "service '%s' is not active", name);
+        return -1;
+    }
+
+    kind = json_string_value(json_object_get(svc, "kind"));
+
+    if (strcmp(kind, "http") == 0) {
+        return zmqd_service_http(ctx, svc, msg, err, errlen);
+    }
+
+    if (strcmp(kind, "publish") == 0) {
+        return zmqd_service_publish(ctx, svc, msg, err, errlen);
+    }
+
+    if (strcmp(kind, "redis") == 0) {
+        return zmqd_service_redis(ctx, svc, msg, err, errlen);
+    }
+
+    if (strcmp(kind, "fanout") == 0) {
+        json_array_foreach(json_object_get(svc, "services"), i, item) {
+            if (zmqd_service_invoke(ctx, json_string_value(item), msg, sub,
+                                    sizeof(sub)) != 0)
+            {
+                snprintf(err, errlen, "fanout '%s': %s", name, sub);
+                return -1;
+            }
+        }
+        return 0;
+    }
+
+    snprintf(err, errlen, "service '%s': kind '%s' cannot be invoked by "
+             "zmqd", name, kind);
+    return -1;
+}
