@@ -99,10 +99,15 @@ $(BUILD)/bench/publish_raw: bench/publish_raw.c
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) $(WARN) $< -o $@ -lrabbitmq
 
+$(BUILD)/bench/consume_raw: bench/consume_raw.c
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) $(WARN) $< -o $@ -lrabbitmq
+
 # speed goals: each prints ratios against baselines measured in the same run
-bench: all $(BUILD)/bench/publish_raw
+bench: all $(BUILD)/bench/publish_raw $(BUILD)/bench/consume_raw
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/publish.py
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/reconfig.py
+	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/consume.py
 
 run: deps all
 	@scripts/run.sh

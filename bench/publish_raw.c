@@ -3,7 +3,9 @@
  * publisher (blocking API, as a batch tool may use it) with publisher
  * confirms and a window of up to WINDOW unconfirmed messages in flight.
  *
- *     publish_raw HOST PORT QUEUE SECONDS SIZE WINDOW
+ *     publish_raw HOST PORT QUEUE SECONDS SIZE WINDOW [COUNT]
+ *
+ * With COUNT it stops after COUNT messages (used to preload a queue).
  *
  * Prints "rate=<msg/s> p50_ms=<x> p99_ms=<y> confirmed=<n>" where the
  * latencies are from basic.publish to its basic.ack.
@@ -60,7 +62,7 @@ main(int argc, char **argv)
     char                    *body, message_id[37];
     double                  *sent_at, *lat, start, deadline, t;
     size_t                   size, window, nlat, cap;
-    uint64_t                 next, acked_upto, tag, i;
+    uint64_t                 next, acked_upto, tag, i, limit;
     amqp_frame_t             frame;
     amqp_socket_t           *sock;
     amqp_bytes_t             payload;
@@ -70,11 +72,13 @@ main(int argc, char **argv)
     amqp_connection_state_t  conn;
     amqp_basic_properties_t  props;
 
-    if (argc != 7) {
+    if (argc != 7 && argc != 8) {
         fprintf(stderr, "usage: publish_raw HOST PORT QUEUE SECONDS SIZE "
-                "WINDOW\n");
+                "WINDOW [COUNT]\n");
         return 2;
     }
+
+    limit = argc == 8 ? (uint64_t) atoll(argv[7]) : UINT64_MAX;
 
     port = atoi(argv[2]);
     size = (size_t) atol(argv[5]);
@@ -133,7 +137,9 @@ main(int argc, char **argv)
     for ( ;; ) {
         t = now_ms();
 
-        if (t < deadline && next - 1 - acked_upto < window && next < cap) {
+        if (t < deadline && next - 1 - acked_upto < window && next < cap
+            && next <= limit)
+        {
             sent_at[next] = t;
             snprintf(message_id, sizeof(message_id),
                      "00000000-0000-4000-8000-%012llx",
@@ -150,15 +156,15 @@ main(int argc, char **argv)
             next++;
         }
 
-        if (acked_upto == next - 1 && t >= deadline) {
+        if (acked_upto == next - 1 && (t >= deadline || next > limit)) {
             break;
         }
 
         /* read confirms: block only when the window is full or at the end */
         status = amqp_simple_wait_frame_noblock(
             conn, &frame,
-            (next - 1 - acked_upto >= window || t >= deadline) ? NULL
-                                                                : &zero);
+            (next - 1 - acked_upto >= window || t >= deadline
+             || next > limit) ? NULL : &zero);
         if (status == AMQP_STATUS_TIMEOUT) {
             continue;
         }

@@ -34,6 +34,7 @@
 #define ZMQD_CHANNELS_MAX   64
 #define ZMQD_DEFS_MAX       32
 #define ZMQD_POLL_MS        500
+#define ZMQD_ACK_BATCH      64
 
 
 typedef struct zmqd_def_s       zmqd_def_t;
@@ -58,6 +59,8 @@ struct zmqd_consumer_s {
     char              *fingerprint;
     zmqd_def_t        *def;
     int                channels[ZMQD_CHANNELS_MAX];
+    uint64_t           deferred[ZMQD_CHANNELS_MAX];  /* done, not acked */
+    int                ndeferred[ZMQD_CHANNELS_MAX];
     int                nchannels;
     int                running;
     double             next_attempt;
@@ -92,6 +95,10 @@ struct zmqd_ctx_s {
     int                verbose;
     unsigned long      done;
 };
+
+
+static void zmqd_flush_acks(zmqd_def_t *d, zmqd_consumer_t *c, int i);
+static void zmqd_flush_all_acks(zmqd_ctx_t *ctx, zmqd_def_t *d);
 
 
 static volatile sig_atomic_t  zmqd_stop;
@@ -337,6 +344,7 @@ zmqd_consumer_stop(zmqd_ctx_t *ctx, zmqd_consumer_t *c)
 
     if (c->running && c->def->consume != NULL) {
         for (i = 0; i < c->nchannels; i++) {
+            zmqd_flush_acks(c->def, c, i);
             (void) amqp_channel_close(c->def->consume->conn, c->channels[i],
                                       AMQP_REPLY_SUCCESS);
         }
@@ -364,6 +372,8 @@ zmqd_def_down(zmqd_ctx_t *ctx, zmqd_def_t *d, const char *why)
         if (ctx->consumers[i]->def == d) {
             ctx->consumers[i]->running = 0;
             ctx->consumers[i]->nchannels = 0;
+            memset(ctx->consumers[i]->ndeferred, 0,
+                   sizeof(ctx->consumers[i]->ndeferred));
         }
     }
 
@@ -580,6 +590,114 @@ zmqd_follow(zmqd_ctx_t *ctx)
 /* ------------------------------------------------------------ messages */
 
 
+static int
+zmqd_channel_index(zmqd_consumer_t *c, int channel)
+{
+    int  i;
+
+    for (i = 0; i < c->nchannels; i++) {
+        if (c->channels[i] == channel) {
+            return i;
+        }
+    }
+
+    return -1;
+}
+
+
+/* acks, with one basic.ack (multiple), what succeeded on one channel */
+static void
+zmqd_flush_acks(zmqd_def_t *d, zmqd_consumer_t *c, int i)
+{
+    if (c->ndeferred[i] == 0) {
+        return;
+    }
+
+    if (d->consume != NULL) {
+        (void) amqp_basic_ack(d->consume->conn, c->channels[i],
+                              c->deferred[i], 1);
+    }
+
+    c->ndeferred[i] = 0;
+}
+
+
+static void
+zmqd_flush_all_acks(zmqd_ctx_t *ctx, zmqd_def_t *d)
+{
+    int  i, j;
+
+    for (i = 0; i < ctx->nconsumers; i++) {
+        if (ctx->consumers[i]->def != d) {
+            continue;
+        }
+        for (j = 0; j < ctx->consumers[i]->nchannels; j++) {
+            zmqd_flush_acks(d, ctx->consumers[i], j);
+        }
+    }
+}
+
+
+static int
+zmqd_has_retries(zmqd_ctx_t *ctx, zmqd_def_t *d, int channel)
+{
+    zmqd_retry_t  *r;
+
+    for (r = ctx->retries; r != NULL; r = r->next) {
+        if (r->def == d && r->env.channel == channel) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * A message succeeded. Its ack may wait to be sent together with the
+ * next ones (basic.ack with multiple), unless an earlier message of the
+ * channel is still unacked for a retry: "multiple" would ack that too.
+ */
+static void
+zmqd_ack_done(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
+    amqp_envelope_t *env)
+{
+    int  i;
+
+    i = zmqd_channel_index(c, env->channel);
+
+    if (i < 0 || d->consume == NULL) {
+        return;
+    }
+
+    if (zmqd_has_retries(ctx, d, env->channel)) {
+        zmqd_flush_acks(d, c, i);
+        (void) amqp_basic_ack(d->consume->conn, env->channel,
+                              env->delivery_tag, 0);
+        return;
+    }
+
+    c->deferred[i] = env->delivery_tag;
+
+    if (++c->ndeferred[i] >= ZMQD_ACK_BATCH) {
+        zmqd_flush_acks(d, c, i);
+    }
+}
+
+
+/* before any other answer for a message: send the acks that wait */
+static void
+zmqd_ack_before(zmqd_def_t *d, zmqd_consumer_t *c, int channel)
+{
+    int  i;
+
+    i = zmqd_channel_index(c, channel);
+    if (i >= 0) {
+        zmqd_flush_acks(d, c, i);
+    }
+}
+
+
 static void
 zmqd_ack(zmqd_def_t *d, amqp_envelope_t *env)
 {
@@ -752,6 +870,9 @@ zmqd_failed(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
                 : 3;
     zmqd_message_id(env, id, sizeof(id));
 
+    /* earlier successes are acked before this message is kept or settled */
+    zmqd_ack_before(d, c, env->channel);
+
     if (!final && attempts <= max) {
         r = calloc(1, sizeof(zmqd_retry_t));
         if (r != NULL) {
@@ -834,7 +955,7 @@ zmqd_attempt(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
         return zmqd_failed(ctx, d, c, env, attempts, err, 0);
     }
 
-    zmqd_ack(d, env);
+    zmqd_ack_done(ctx, d, c, env);
     ctx->done++;
 
     if (ctx->verbose) {
@@ -935,6 +1056,7 @@ zmqd_connect(zmqd_ctx_t *ctx, zmqd_def_t *d)
                                                             "prefetch"));
         ok = 1;
         c->nchannels = 0;
+        memset(c->ndeferred, 0, sizeof(c->ndeferred));
 
         for (j = 0; j < n && ok; j++) {
             int  cn = d->next_channel++;
@@ -1031,6 +1153,7 @@ zmqd_consume(zmqd_ctx_t *ctx, zmqd_def_t *d, int wait_ms)
     if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
         && r.library_error == AMQP_STATUS_TIMEOUT)
     {
+        zmqd_flush_all_acks(ctx, d);        /* idle: nothing waits */
         return;
     }
 
@@ -1228,6 +1351,7 @@ main(int argc, char **argv)
 
     for (i = 0; i < ZMQD_DEFS_MAX; i++) {
         if (ctx.defs[i].consume) {
+            zmqd_flush_all_acks(&ctx, &ctx.defs[i]);
             zmqd_amqp_close(ctx.defs[i].consume);
         }
         if (ctx.defs[i].publish) {
