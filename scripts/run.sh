@@ -114,6 +114,18 @@ else
     echo "run: nginx on 127.0.0.1:$HTTP_PORT"
 fi
 
+# --- zmqd: the demo's channel consumes customer.updates into Redis
+if alive "$RUN/zmqd.pid"; then
+    echo "run: zmqd is already running; it follows the configuration"
+else
+    "$BUILD/zmqd" --config "$ZMQ_REDIS" --key-file "$ZMQ_KEY_FILE" \
+        > "$RUN/zmqd.log" 2>&1 < /dev/null &
+    echo $! > "$RUN/zmqd.pid"
+    sleep 0.5
+    alive "$RUN/zmqd.pid" || { cat "$RUN/zmqd.log" >&2; exit 1; }
+    echo "run: zmqd consuming (log: run/zmqd.log)"
+fi
+
 cat <<MSG
 
 ngx_zmq is up. Try:
@@ -127,6 +139,7 @@ ngx_zmq is up. Try:
     ZMQ_REDIS=$ZMQ_REDIS ZMQ_KEY_FILE=$ZMQ_KEY_FILE build/zmqctl list
     ZMQ_REDIS=$ZMQ_REDIS build/zmqctl export
     ZMQ_REDIS=$ZMQ_REDIS build/zmqctl get rest_channel customer.updates.rest
+    redis-cli -p $REDIS_PORT lrange customer:updates 0 -1   # what zmqd stored
 
 Logs are in run/. Stop everything with: make stop
 MSG

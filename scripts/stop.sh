@@ -24,6 +24,7 @@ stop() {
     rm -f "$pidfile"
 }
 
+stop zmqd "$RUN/zmqd.pid" TERM
 stop nginx "$RUN/nginx/nginx.pid" QUIT
 stop rabbitmq "$RUN/rabbitmq/server.pid" TERM
 stop "rabbitmq node" "$RUN/rabbitmq/beam.pid" TERM

@@ -425,3 +425,20 @@ def test_competing_consumers_share_a_queue(rabbitmq, queue, zmqd,
     assert a.text().count(" done by ") > 0
     assert b.text().count(" done by ") > 0
     assert a.text().count(" done by ") + b.text().count(" done by ") == 300
+
+
+def test_a_file_configuration_reloads_on_sighup(rabbitmq, queue, zmqd,
+                                                redis_store, tmp_path):
+    path = tmp_path / "static.json"
+    svcs = [{"name": "st", "kind": "redis", "key": "static"}]
+    path.write_text(json.dumps(config(rabbitmq.port, [], svcs)))
+    z = zmqd(source="file:%s" % path)
+    z.wait_log("started with configuration")
+    path.write_text(json.dumps(config(
+        rabbitmq.port,
+        [{"name": "in", "queue": queue.name, "service": "st"}], svcs)))
+    z.proc.send_signal(signal.SIGHUP)
+    z.wait_log("1 channel(s) started")
+    publish(rabbitmq, queue.name, [b"from a file"])
+    r = redis_store.client()
+    wait_for(lambda: r.llen("static") == 1)

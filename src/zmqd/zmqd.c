@@ -1270,8 +1270,14 @@ main(int argc, char **argv)
         return 2;
     }
 
+    /* redis services without a url use the configuration's Redis */
     if (strncmp(ctx.source, "file:", 5) != 0) {
         snprintf(ctx.redis_url, sizeof(ctx.redis_url), "%s", ctx.source);
+
+    } else {
+        env = getenv("ZMQ_REDIS");
+        snprintf(ctx.redis_url, sizeof(ctx.redis_url), "%s",
+                 env && *env ? env : ZGW_REDIS_DEFAULT);
     }
 
     zgw_errors_init(&errs);
