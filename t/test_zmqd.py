@@ -24,12 +24,12 @@ FAST_RETRY = {"attempts": 2, "initial_delay": 50, "multiplier": 2,
 
 
 class Zmqd:
-    def __init__(self, zmqctl, source, tmp):
+    def __init__(self, zmqctl, source, tmp, args=()):
         self.log_path = os.path.join(tmp, "zmqd-%s.log" % uuid.uuid4().hex[:6])
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [ZMQD, "--config", source, "--verbose"], env=zmqctl.env,
-            stdout=self.log, stderr=self.log)
+            [ZMQD, "--config", source, "--verbose"] + list(args),
+            env=zmqctl.env, stdout=self.log, stderr=self.log)
 
     def text(self):
         with open(self.log_path) as f:
@@ -82,12 +82,12 @@ def http_endpoint():
 def zmqd(zmqctl, redis_store, tmp_path):
     started = []
 
-    def start(doc=None, source=None):
+    def start(doc=None, source=None, args=()):
         if doc is not None:
             p = tmp_path / ("z%d.json" % len(started))
             p.write_text(json.dumps(doc))
             zmqctl("import", "--replace", p, check=0)
-        z = Zmqd(zmqctl, source or redis_store.url, str(tmp_path))
+        z = Zmqd(zmqctl, source or redis_store.url, str(tmp_path), args)
         started.append(z)
         return z
 
@@ -442,3 +442,20 @@ def test_a_file_configuration_reloads_on_sighup(rabbitmq, queue, zmqd,
     publish(rabbitmq, queue.name, [b"from a file"])
     r = redis_store.client()
     wait_for(lambda: r.llen("static") == 1)
+
+
+def test_worker_processes_share_the_channels(rabbitmq, queue, zmqd,
+                                             redis_store):
+    z = zmqd(config(rabbitmq.port,
+                    [{"name": "in", "queue": queue.name, "service": "st"}],
+                    [{"name": "st", "kind": "redis", "key": "workers"}]),
+             args=["--workers", "2"])
+    z.wait_log("consuming queue", count=2)
+    publish(rabbitmq, queue.name, [b"%d" % i for i in range(200)])
+    r = redis_store.client()
+    wait_for(lambda: r.llen("workers") == 200)
+    pids = {line.split("zmqd[")[1].split("]")[0]
+            for line in z.text().splitlines() if " done by " in line}
+    assert len(pids) == 2
+    assert z.stop() == 0
+    assert "master: every worker has exited" in z.text()

@@ -2,7 +2,7 @@
  * zmqd: the channel sidecar of ngx_zmq.
  *
  *   zmqd [--config redis://host:port/db | file:PATH] [--key-file PATH]
- *        [--check] [--verbose]
+ *        [--workers N] [--check] [--verbose]
  *
  * One consuming connection per amqp_def in use (and one for publishing,
  * opened when a service or a dead letter needs it), `consumers` AMQP
@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1191,13 +1192,83 @@ zmqd_signal(int signo)
 }
 
 
+/*
+ * With --workers N: this process becomes the master, forks N workers that
+ * each run the whole loop (competing consumers), forwards SIGTERM, SIGINT
+ * and SIGHUP to them, starts a new one if one dies, and returns 1 when all
+ * have exited after a stop. Returns 0 in a worker.
+ */
+static int
+zmqd_master(int n)
+{
+    int     i, status, alive;
+    pid_t   pids[64], pid;
+
+    for (i = 0; i < n; i++) {
+        pids[i] = fork();
+        if (pids[i] == 0) {
+            return 0;
+        }
+        if (pids[i] < 0) {
+            zmqd_log("error", "fork: %s", strerror(errno));
+            pids[i] = 0;
+        }
+    }
+
+    zmqd_log("info", "master: %d worker(s) started", n);
+
+    for ( ;; ) {
+        pid = waitpid(-1, &status, 0);
+
+        if (pid < 0 && errno == EINTR) {
+            for (i = 0; i < n; i++) {
+                if (pids[i] > 0) {
+                    kill(pids[i], zmqd_stop ? SIGTERM : SIGHUP);
+                }
+            }
+            zmqd_reload = 0;
+            continue;
+        }
+
+        if (pid < 0) {
+            break;                      /* no children left */
+        }
+
+        alive = 0;
+        for (i = 0; i < n; i++) {
+            if (pids[i] == pid) {
+                pids[i] = 0;
+
+                if (!zmqd_stop) {
+                    zmqd_log("error", "worker %d exited (status %d); "
+                             "starting another", (int) pid, status);
+                    sleep(1);
+                    pids[i] = fork();
+                    if (pids[i] == 0) {
+                        return 0;
+                    }
+                }
+            }
+            alive += pids[i] > 0;
+        }
+
+        if (alive == 0 && zmqd_stop) {
+            break;
+        }
+    }
+
+    zmqd_log("info", "master: every worker has exited");
+    return 1;
+}
+
+
 static void
 zmqd_usage(FILE *out)
 {
     fprintf(out,
             "usage: zmqd [--config redis://host:port/db | file:PATH] "
             "[--key-file PATH]\n"
-            "            [--check] [--verbose]\n"
+            "            [--workers N] [--check] [--verbose]\n"
             "\n"
             "Consumes the queues of the amqp_channel objects of the "
             "configuration\nand invokes each message's service.\n"
@@ -1205,6 +1276,9 @@ zmqd_usage(FILE *out)
             "  --config SOURCE   default $ZMQ_REDIS, else %s\n"
             "  --key-file PATH   opens sealed secrets; default "
             "$ZMQ_KEY_FILE\n"
+            "  --workers N       N processes sharing the channels as "
+            "competing\n"
+            "                    consumers (default 1)\n"
             "  --check           validate the configuration and exit "
             "(0 valid)\n"
             "  --verbose         a log line for every message done\n"
@@ -1218,7 +1292,7 @@ zmqd_usage(FILE *out)
 int
 main(int argc, char **argv)
 {
-    int                 c, i, check, busy;
+    int                 c, i, check, busy, workers;
     const char         *env, *key_file;
     zmqd_ctx_t          ctx;
     zgw_errors_t        errs;
@@ -1230,12 +1304,14 @@ main(int argc, char **argv)
         { "key-file", required_argument, NULL, 'k' },
         { "check", no_argument, NULL, 'C' },
         { "verbose", no_argument, NULL, 'v' },
+        { "workers", required_argument, NULL, 'w' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
 
     memset(&ctx, 0, sizeof(ctx));
     check = 0;
+    workers = 1;
 
     env = getenv("ZMQ_REDIS");
     ctx.source = env && *env ? env : ZGW_REDIS_DEFAULT;
@@ -1255,6 +1331,13 @@ main(int argc, char **argv)
             break;
         case 'v':
             ctx.verbose = 1;
+            break;
+        case 'w':
+            workers = atoi(optarg);
+            if (workers < 1 || workers > 64) {
+                fprintf(stderr, "zmqd: --workers must be 1-64\n");
+                return 2;
+            }
             break;
         case 'h':
             zmqd_usage(stdout);
@@ -1311,6 +1394,17 @@ main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+
+    if (workers > 1) {
+        /* each worker makes its own connections, Redis's included */
+        zgw_store_close(ctx.store);
+        ctx.store = NULL;
+
+        if (zmqd_master(workers) != 0) {
+            zgw_config_free(cfg);
+            return zmqd_stop ? 0 : 1;       /* the master's own exit */
+        }
+    }
 
     ctx.cfg = zgw_config_new();
     zmqd_apply(&ctx, cfg);
