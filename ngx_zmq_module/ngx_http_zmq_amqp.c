@@ -108,6 +108,7 @@ static void ngx_http_zmq_amqp_pub_timeout(ngx_event_t *ev);
 
 
 static void ngx_http_zmq_amqp_free_handler(ngx_event_t *ev);
+static void ngx_http_zmq_amqp_release(ngx_http_zmq_amqp_conn_t *conn);
 static void ngx_http_zmq_amqp_check_retired(ngx_http_zmq_amqp_conn_t *conn);
 
 
@@ -308,8 +309,9 @@ ngx_http_zmq_amqp_check_retired(ngx_http_zmq_amqp_conn_t *conn)
 }
 
 
+/* the socket and the codec of one connection attempt */
 static void
-ngx_http_zmq_amqp_destroy(ngx_http_zmq_amqp_conn_t *conn)
+ngx_http_zmq_amqp_release(ngx_http_zmq_amqp_conn_t *conn)
 {
     if (conn->c != NULL) {
         ngx_close_connection(conn->c);
@@ -320,6 +322,13 @@ ngx_http_zmq_amqp_destroy(ngx_http_zmq_amqp_conn_t *conn)
         amqp_destroy_connection(conn->codec);
         conn->codec = NULL;
     }
+}
+
+
+static void
+ngx_http_zmq_amqp_destroy(ngx_http_zmq_amqp_conn_t *conn)
+{
+    ngx_http_zmq_amqp_release(conn);
 
     if (conn->timer.timer_set) {
         ngx_del_timer(&conn->timer);
@@ -667,15 +676,7 @@ ngx_http_zmq_amqp_close(ngx_http_zmq_amqp_conn_t *conn, ngx_uint_t level,
                   "zmq amqp \"%V\": connection to %V closed: %s",
                   &conn->conf->name, &conn->peer, reason);
 
-    if (conn->c != NULL) {
-        ngx_close_connection(conn->c);
-        conn->c = NULL;
-    }
-
-    if (conn->codec != NULL) {
-        amqp_destroy_connection(conn->codec);
-        conn->codec = NULL;
-    }
+    ngx_http_zmq_amqp_release(conn);
 
     if (conn->hb.timer_set) {
         ngx_del_timer(&conn->hb);

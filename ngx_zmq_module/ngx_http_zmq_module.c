@@ -1671,6 +1671,9 @@ ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         zmcf->mtime = ngx_file_mtime(&fi);
     }
 
+    /* a file's version is its modification time */
+    zmcf->cfg->version = zmcf->mtime;
+
     zmcf->loaded = ngx_time();
 
     return ngx_http_zmq_prepare(cf, zmcf);
