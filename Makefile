@@ -5,7 +5,7 @@
 #   make run     deps + build, start Redis, RabbitMQ and NGINX with the demo
 #   make stop    stop what 'make run' started
 #   make test    unit tests (cmocka) and integration tests (pytest)
-#   make asan    the unit tests and zmqctl tests under AddressSanitizer
+#   make asan    unit, zmqctl and zmqd tests under AddressSanitizer
 #   make clean
 
 SHELL       := /bin/bash
@@ -87,13 +87,13 @@ integration: all
 	ZMQ_BUILD=$(BUILD) $(PYTHON) -m pytest -q -p no:cacheprovider \
 	    $(PYTEST_ARGS) t/
 
-test: all unit integration
+test: all unit integration asan
 
 asan:
 	$(MAKE) BUILD=$(BUILD)/asan OPT="-O1 -g -fsanitize=address,undefined \
 	    -fno-omit-frame-pointer" tools unit
 	ZMQ_BUILD=$(BUILD)/asan ZMQ_SKIP_NGINX=1 $(PYTHON) -m pytest -q \
-	    -p no:cacheprovider t/test_zmqctl.py
+	    -p no:cacheprovider t/test_zmqctl.py t/test_zmqd.py
 
 $(BUILD)/bench/publish_raw: bench/publish_raw.c
 	@mkdir -p $(dir $@)

@@ -1444,9 +1444,13 @@ main(int argc, char **argv)
              "back to their queues", ctx.done);
 
     /* unacked messages (pending retries too) are requeued on close */
-    zmqd_drop_retries(&ctx, NULL, NULL);
-    while (ctx.retries) {
-        zmqd_drop_retries(&ctx, ctx.retries->consumer, NULL);
+    while (ctx.retries != NULL) {
+        zmqd_retry_t  *r = ctx.retries;
+
+        ctx.retries = r->next;
+        amqp_destroy_envelope(&r->env);
+        free(r->consumer);
+        free(r);
     }
 
     for (i = 0; i < ZMQD_DEFS_MAX; i++) {
