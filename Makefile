@@ -29,6 +29,7 @@ MODULE_SRCS := config $(wildcard ngx_zmq_module/*.c ngx_zmq_module/*.h)
 UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/t/%,$(wildcard t/unit/test_*.c))
 
 .PHONY: all module tools deps run stop test unit integration asan clean \
+        asan-nginx \
         format bench
 
 all: module tools
@@ -87,7 +88,7 @@ integration: all
 	ZMQ_BUILD=$(BUILD) $(PYTHON) -m pytest -q -p no:cacheprovider \
 	    $(PYTEST_ARGS) t/
 
-test: all unit integration asan
+test: all unit integration asan asan-nginx
 
 asan:
 	$(MAKE) BUILD=$(BUILD)/asan OPT="-O1 -g -fsanitize=address,undefined \
@@ -108,6 +109,17 @@ bench: all $(BUILD)/bench/publish_raw $(BUILD)/bench/consume_raw
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/publish.py
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/reconfig.py
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/consume.py
+
+# the module built with AddressSanitizer, loaded into Debian's nginx with
+# the ASan runtime preloaded, under the NGINX integration tests
+ASAN_MODULE := $(BUILD)/asan-module/ngx_http_zmq_module.so
+asan-nginx: all
+	$(MAKE) BUILD=$(BUILD)/asan-module OPT="-O1 -g -fsanitize=address \
+	    -fno-omit-frame-pointer" module
+	ZMQ_BUILD=$(BUILD) ZMQ_MODULE=$(ASAN_MODULE) \
+	ZMQ_ASAN_PRELOAD=$$(gcc -print-file-name=libasan.so) \
+	    $(PYTHON) -m pytest -q -p no:cacheprovider t/test_module.py \
+	    t/test_publish.py t/test_publish_faults.py t/test_live_config.py
 
 run: deps all
 	@scripts/run.sh

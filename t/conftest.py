@@ -21,7 +21,11 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.abspath(os.environ.get("ZMQ_BUILD",
                                       os.path.join(ROOT, "build")))
-MODULE = os.path.join(BUILD, "ngx_http_zmq_module.so")
+MODULE = os.environ.get("ZMQ_MODULE",
+                        os.path.join(BUILD, "ngx_http_zmq_module.so"))
+# a module built with -fsanitize=address loads into Debian's nginx with the
+# ASan runtime preloaded (make asan-nginx); reports go to files, see below
+ASAN_PRELOAD = os.environ.get("ZMQ_ASAN_PRELOAD")
 ZMQCTL = os.path.join(BUILD, "zmqctl")
 NGINX = shutil.which("nginx", path="/usr/sbin:/usr/bin") or "/usr/sbin/nginx"
 REDIS_SERVER = "/usr/bin/redis-server"
@@ -282,15 +286,23 @@ class Nginx:
         return [NGINX, "-p", self.dir, "-c", self.conf, "-e",
                 os.path.join(self.dir, "error.log")]
 
+    def env(self):
+        env = dict(os.environ)
+        if ASAN_PRELOAD:
+            env["LD_PRELOAD"] = ASAN_PRELOAD
+            env["ASAN_OPTIONS"] = "detect_leaks=0:log_path=%s/asan" % self.dir
+        return env
+
     def test_config(self):
         """nginx -t: returns (exit code, output)."""
         r = subprocess.run(self.args() + ["-t"], capture_output=True,
-                           text=True, timeout=30)
+                           text=True, timeout=30, env=self.env())
         return r.returncode, r.stdout + r.stderr
 
     def start(self):
         self.proc = subprocess.Popen(self.args(), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+                                     stderr=subprocess.DEVNULL,
+                                     env=self.env())
         wait_port(self.port, 10, self.proc)
         return self
 
@@ -330,6 +342,10 @@ def nginx_factory(tmp_path):
         for line in ngx.error_log().splitlines():
             if "[alert]" in line or "Sanitizer" in line:
                 bad.append(line)
+        for name in os.listdir(ngx.dir):
+            if name.startswith("asan."):
+                with open(os.path.join(ngx.dir, name)) as f:
+                    bad.append(f.read())
     assert not bad, "nginx error log:\n" + "\n".join(bad)
 
 
