@@ -109,7 +109,8 @@ static volatile sig_atomic_t  zmqd_reload;
 void
 zmqd_log(const char *level, const char *fmt, ...)
 {
-    char        ts[32];
+    int         n, m;
+    char        line[2048], ts[32];
     time_t      now;
     va_list     ap;
     struct tm   tm;
@@ -118,11 +119,21 @@ zmqd_log(const char *level, const char *fmt, ...)
     gmtime_r(&now, &tm);
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
 
-    fprintf(stderr, "%s zmqd[%d] %s: ", ts, (int) getpid(), level);
+    n = snprintf(line, sizeof(line), "%s zmqd[%d] %s: ", ts, (int) getpid(),
+                 level);
+
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+
+    n += m < 0 ? 0 : (m < (int) (sizeof(line) - n - 1)
+                      ? m : (int) (sizeof(line) - n - 2));
+    line[n++] = '\n';
+
+    /* one write per line: the workers of one master share the log */
+    if (write(STDERR_FILENO, line, (size_t) n) < 0) {
+        /* nowhere to report it */
+    }
 }
 
 
