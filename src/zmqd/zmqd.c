@@ -62,6 +62,7 @@ struct zmqd_consumer_s {
     int                channels[ZMQD_CHANNELS_MAX];
     uint64_t           deferred[ZMQD_CHANNELS_MAX];  /* done, not acked */
     int                ndeferred[ZMQD_CHANNELS_MAX];
+    int                ack_batch;     /* well under prefetch */
     int                nchannels;
     int                running;
     double             next_attempt;
@@ -691,7 +692,7 @@ zmqd_ack_done(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
 
     c->deferred[i] = env->delivery_tag;
 
-    if (++c->ndeferred[i] >= ZMQD_ACK_BATCH) {
+    if (++c->ndeferred[i] >= c->ack_batch) {
         zmqd_flush_acks(d, c, i);
     }
 }
@@ -1069,6 +1070,12 @@ zmqd_connect(zmqd_ctx_t *ctx, zmqd_def_t *d)
         ok = 1;
         c->nchannels = 0;
         memset(c->ndeferred, 0, sizeof(c->ndeferred));
+
+        /* acks must go out long before the broker stops at prefetch */
+        c->ack_batch = prefetch == 0 ? ZMQD_ACK_BATCH
+                       : prefetch / 2 < 1 ? 1
+                       : prefetch / 2 > ZMQD_ACK_BATCH ? ZMQD_ACK_BATCH
+                       : prefetch / 2;
 
         for (j = 0; j < n && ok; j++) {
             int  cn = d->next_channel++;

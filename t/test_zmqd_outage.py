@@ -1,0 +1,83 @@
+"""zmqd when its broker restarts and when its configuration Redis goes
+away: it reconnects and finishes, or keeps going on what it knows."""
+
+import json
+import os
+import subprocess
+import time
+
+import pika
+import pytest
+
+from conftest import RabbitServer, RedisServer
+from test_zmqd import Zmqd, config, http_endpoint, publish, wait_for  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    server = RabbitServer(str(tmp_path_factory.mktemp("zmqd-outage")))
+    yield server
+    server.close()
+
+
+def test_broker_restart_during_consumption(broker, zmqctl, redis_store,
+                                           tmp_path):
+    conn = broker.connection()
+    conn.channel().queue_declare("work", durable=True)
+    conn.close()
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps(config(
+        broker.port, [{"name": "in", "queue": "work", "service": "st",
+                       "prefetch": 20}],
+        [{"name": "st", "kind": "redis", "key": "work"}])))
+    zmqctl("import", p, check=0)
+    z = Zmqd(zmqctl, redis_store.url, str(tmp_path))
+    try:
+        z.wait_log("consuming queue")
+        publish(broker, "work", [b"%d" % i for i in range(3000)])
+        r = redis_store.client()
+        wait_for(lambda: r.llen("work") > 300, timeout=30)
+
+        broker.stop()
+        broker.start()
+        z.wait_log("connected to", count=2, timeout=60)
+        wait_for(lambda: len(set(r.lrange("work", 0, -1))) == 3000,
+                 timeout=60)
+        assert set(r.lrange("work", 0, -1)) == {b"%d" % i
+                                                for i in range(3000)}
+    finally:
+        assert z.stop() == 0, z.text()
+        z.log.close()
+
+
+def test_redis_outage_keeps_zmqd_on_its_last_configuration(
+        broker, zmqctl, tmp_path, http_endpoint):
+    redis = RedisServer(str(tmp_path))
+    z = None
+    try:
+        zmqctl.env["ZMQ_REDIS"] = redis.url
+        zmqctl("keygen", "--force", check=0)
+        conn = broker.connection()
+        conn.channel().queue_declare("hooked", durable=True)
+        conn.close()
+        url = "http://127.0.0.1:%d" % http_endpoint.server_address[1]
+        p = tmp_path / "c.json"
+        p.write_text(json.dumps(config(
+            broker.port, [{"name": "in", "queue": "hooked",
+                           "service": "hook"}],
+            [{"name": "hook", "kind": "http", "outconn": "web"}],
+            {"http_outconn": [{"name": "web", "url": url}]})))
+        zmqctl("import", p, check=0)
+        z = Zmqd(zmqctl, redis.url, str(tmp_path))
+        z.wait_log("consuming queue")
+
+        redis.stop()
+        z.wait_log("running on configuration version")
+        publish(broker, "hooked", [b"while redis is down"])
+        wait_for(lambda: http_endpoint.requests)
+        assert http_endpoint.requests[0][1] == b"while redis is down"
+    finally:
+        if z is not None:
+            assert z.stop() == 0, z.text()
+            z.log.close()
+        redis.stop()
