@@ -8,7 +8,7 @@ PACKAGES=(
     libcurl4-openssl-dev libxml2-dev
     redis-server rabbitmq-server
     python3 python3-pytest python3-pika python3-redis python3-requests
-    curl
+    curl wrk
 )
 
 missing=()
