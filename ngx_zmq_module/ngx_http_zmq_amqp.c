@@ -1389,6 +1389,15 @@ ngx_http_zmq_amqp_detach(ngx_http_zmq_pub_t *pub)
 }
 
 
+/* forgets what a publish that failed half way had queued */
+static void
+ngx_http_zmq_amqp_rollback(ngx_http_zmq_amqp_conn_t *conn, u_char *start)
+{
+    conn->queued -= conn->out_last - start;
+    conn->out_last = start;
+}
+
+
 ngx_int_t
 ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
     ngx_http_zmq_publish_t *msg, ngx_http_zmq_pub_t **pubp,
@@ -1464,8 +1473,7 @@ ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
                                      NGX_HTTP_ZMQ_METHOD_MAX)
         != NGX_OK)
     {
-        conn->queued -= conn->out_last - start;
-        conn->out_last = start;
+        ngx_http_zmq_amqp_rollback(conn, start);
         return NGX_HTTP_ZMQ_TOO_LARGE;
     }
 
@@ -1485,8 +1493,7 @@ ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
 
     n = amqp_encode_properties(AMQP_BASIC_CLASS, msg->props, enc);
     if (n < 0) {
-        conn->queued -= conn->out_last - start;
-        conn->out_last = start;
+        ngx_http_zmq_amqp_rollback(conn, start);
         return NGX_HTTP_ZMQ_TOO_LARGE;
     }
 
@@ -1517,8 +1524,7 @@ ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
             if (b == NULL) {
                 ngx_log_error(NGX_LOG_ALERT, log, 0,
                               "zmq: request body shorter than its length");
-                conn->queued -= conn->out_last - start;
-                conn->out_last = start;
+                ngx_http_zmq_amqp_rollback(conn, start);
                 return NGX_ERROR;
             }
 

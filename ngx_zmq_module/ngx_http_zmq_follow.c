@@ -188,8 +188,8 @@ done:
 static void
 ngx_http_zmq_follow_load(ngx_http_zmq_follow_t *f)
 {
-    int          k, argc;
-    const char  *argv[3 + ZGW_KIND_MAX];
+    int          argc;
+    const char  *argv[ZGW_SNAPSHOT_ARGC];
 
     if (f->loading) {
         f->again = 1;
@@ -200,13 +200,7 @@ ngx_http_zmq_follow_load(ngx_http_zmq_follow_t *f)
         return;                 /* loaded when it connects */
     }
 
-    argc = 0;
-    argv[argc++] = "EVAL";
-    argv[argc++] = zgw_store_snapshot_lua;
-    argv[argc++] = "0";
-    for (k = 0; k < ZGW_KIND_MAX; k++) {
-        argv[argc++] = zgw_kind_name(k);
-    }
+    argc = zgw_store_snapshot_argv(argv);
 
     if (ngx_http_zmq_redis_command(f->cmd, argc, argv, NULL,
                                    ngx_http_zmq_follow_snapshot, f)

@@ -810,23 +810,22 @@ ngx_http_zmq_runtime_exit(void)
 }
 
 
-ngx_http_zmq_service_t *
-ngx_http_zmq_runtime_service(ngx_str_t *name)
+/* the element of a runtime array whose ngx_str_t at name_off is name */
+static void *
+ngx_http_zmq_rt_find(ngx_array_t *a, size_t name_off, ngx_str_t *name)
 {
-    ngx_uint_t               i;
-    ngx_http_zmq_service_t  *svc;
+    u_char      *elt;
+    ngx_str_t   *n;
+    ngx_uint_t   i;
 
-    if (ngx_http_zmq_rt == NULL) {
-        return NULL;
-    }
+    elt = a->elts;
 
-    svc = ngx_http_zmq_rt->services.elts;
-
-    for (i = 0; i < ngx_http_zmq_rt->services.nelts; i++) {
-        if (svc[i].name.len == name->len
-            && ngx_strncmp(svc[i].name.data, name->data, name->len) == 0)
+    for (i = 0; i < a->nelts; i++, elt += a->size) {
+        n = (ngx_str_t *) (elt + name_off);
+        if (n->len == name->len
+            && ngx_strncmp(n->data, name->data, name->len) == 0)
         {
-            return &svc[i];
+            return elt;
         }
     }
 
@@ -834,27 +833,28 @@ ngx_http_zmq_runtime_service(ngx_str_t *name)
 }
 
 
-ngx_http_zmq_outconn_conf_t *
-ngx_http_zmq_runtime_outconn(ngx_str_t *name)
+ngx_http_zmq_service_t *
+ngx_http_zmq_runtime_service(ngx_str_t *name)
 {
-    ngx_uint_t                    i;
-    ngx_http_zmq_outconn_conf_t  *oc;
-
     if (ngx_http_zmq_rt == NULL) {
         return NULL;
     }
 
-    oc = ngx_http_zmq_rt->outconns.elts;
+    return ngx_http_zmq_rt_find(&ngx_http_zmq_rt->services,
+                                offsetof(ngx_http_zmq_service_t, name), name);
+}
 
-    for (i = 0; i < ngx_http_zmq_rt->outconns.nelts; i++) {
-        if (oc[i].name.len == name->len
-            && ngx_strncmp(oc[i].name.data, name->data, name->len) == 0)
-        {
-            return &oc[i];
-        }
+
+ngx_http_zmq_outconn_conf_t *
+ngx_http_zmq_runtime_outconn(ngx_str_t *name)
+{
+    if (ngx_http_zmq_rt == NULL) {
+        return NULL;
     }
 
-    return NULL;
+    return ngx_http_zmq_rt_find(&ngx_http_zmq_rt->outconns,
+                                offsetof(ngx_http_zmq_outconn_conf_t, name),
+                                name);
 }
 
 

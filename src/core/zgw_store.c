@@ -133,20 +133,13 @@ zgw_store_version(zgw_store_t *st, long long *version, zgw_errors_t *errs)
 int
 zgw_store_load(zgw_store_t *st, zgw_config_t *cfg, zgw_errors_t *errs)
 {
-    int            k, rc;
-    size_t         argc;
+    int            rc, argc;
     redisReply    *r;
-    const char    *argv[3 + ZGW_KIND_MAX];
+    const char    *argv[ZGW_SNAPSHOT_ARGC];
 
-    argc = 0;
-    argv[argc++] = "EVAL";
-    argv[argc++] = zgw_store_snapshot_lua;
-    argv[argc++] = "0";
-    for (k = 0; k < ZGW_KIND_MAX; k++) {
-        argv[argc++] = zgw_kind_name(k);
-    }
+    argc = zgw_store_snapshot_argv(argv);
 
-    r = redisCommandArgv(st->ctx, (int) argc, argv, NULL);
+    r = redisCommandArgv(st->ctx, argc, argv, NULL);
     if (zgw_store_reply_error(st, r, "snapshot", errs) != ZGW_OK) {
         return ZGW_ERROR;
     }

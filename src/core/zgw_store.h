@@ -35,6 +35,10 @@ extern const char  zgw_store_apply_lua[];
 
 struct redisReply;
 
+/* the command that reads a snapshot: argv needs ZGW_SNAPSHOT_ARGC slots */
+#define ZGW_SNAPSHOT_ARGC  (3 + ZGW_KIND_MAX)
+int zgw_store_snapshot_argv(const char **argv);
+
 /*
  * Fills an empty cfg from the reply to zgw_store_snapshot_lua (as any
  * client, blocking or not, receives it). Objects that do not validate are

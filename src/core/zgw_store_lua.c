@@ -61,6 +61,24 @@ const char  zgw_store_apply_lua[] =
 
 
 int
+zgw_store_snapshot_argv(const char **argv)
+{
+    int  k, argc;
+
+    argc = 0;
+    argv[argc++] = "EVAL";
+    argv[argc++] = zgw_store_snapshot_lua;
+    argv[argc++] = "0";
+
+    for (k = 0; k < ZGW_KIND_MAX; k++) {
+        argv[argc++] = zgw_kind_name(k);
+    }
+
+    return argc;
+}
+
+
+int
 zgw_store_snapshot_parse(const redisReply *r, zgw_config_t *cfg,
     zgw_errors_t *errs)
 {
