@@ -1537,8 +1537,7 @@ ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
                 n = ngx_min((size_t) (b->file_last - b->file_pos), len);
                 rd = ngx_read_file(b->file, p, n, b->file_pos);
                 if (rd != n) {
-                    conn->queued -= conn->out_last - start;
-                    conn->out_last = start;
+                    ngx_http_zmq_amqp_rollback(conn, start);
                     return NGX_ERROR;
                 }
                 p += n;
