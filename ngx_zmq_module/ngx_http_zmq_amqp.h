@@ -64,7 +64,6 @@ typedef struct {
 typedef struct {
     ngx_str_t                    name;
     ngx_str_t                    def_name;
-    ngx_uint_t                   index;
     ngx_flag_t                   active;
 
     ngx_addr_t                  *addrs;

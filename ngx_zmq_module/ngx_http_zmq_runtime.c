@@ -222,7 +222,7 @@ ngx_http_zmq_rt_addrs(ngx_pool_t *pool, ngx_array_t *addrs, const char *host,
     in_port_t port, ngx_array_t *resolved, zgw_errors_t *errs,
     ngx_str_t *oc)
 {
-    u_char                   *p, text[NGX_SOCKADDR_STRLEN + 8];
+    u_char                   *p;
     size_t                    len;
     ngx_int_t                 rc;
     ngx_uint_t                i, j;
@@ -272,7 +272,6 @@ ngx_http_zmq_rt_addrs(ngx_pool_t *pool, ngx_array_t *addrs, const char *host,
         }
     }
 
-    (void) text;
     zgw_errors_add(errs, "amqp_outconn '%.*s': host '%s' was not known when "
                    "NGINX read its configuration, and names are never "
                    "resolved in a worker: use an IP address, or reload",
@@ -324,7 +323,6 @@ ngx_http_zmq_rt_outconn(ngx_http_zmq_runtime_t *rt, zgw_config_t *cfg,
         return NGX_ERROR;
     }
 
-    oc->index = rt->outconns.nelts - 1;
     oc->active = json_is_true(json_object_get(obj, "is_active"))
                  && json_is_true(json_object_get(def, "is_active"));
     oc->heartbeat = ngx_http_zmq_rt_int(def, "heartbeat", 30);
