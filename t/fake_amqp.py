@@ -13,13 +13,14 @@ import pika.spec
 
 class FakeAmqp:
     def __init__(self, trickle=False, silent=False, ack_delay=0.0,
-                 never_ack=False, nack=False, heartbeat=0):
+                 never_ack=False, nack=False, heartbeat=0, stall=False):
         self.trickle = trickle          # every frame one byte at a time
         self.silent = silent            # accept and read, never answer
         self.ack_delay = ack_delay
         self.never_ack = never_ack
         self.nack = nack
         self.heartbeat = heartbeat      # offered in tune; never sent
+        self.stall = stall              # stop reading once confirms are on
         self.heartbeats = 0             # heartbeat frames received
         self.published = []             # (method, properties, body)
         self.connections = 0
@@ -124,6 +125,9 @@ class FakeAmqp:
                 self.tag = 0
                 self.send(conn, pika.frame.Method(
                     frame.channel_number, pika.spec.Confirm.SelectOk()))
+                if self.stall:
+                    while not self.stopping:    # TCP backpressure
+                        time.sleep(0.05)
             elif isinstance(m, pika.spec.Basic.Publish):
                 return [m, None, b"", 0]
             return pending

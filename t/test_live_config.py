@@ -397,3 +397,24 @@ def test_the_version_poll_catches_a_missed_event(rabbitmq, live, queue,
     gw.wait_version(v + 1, timeout=5)
     assert post(gw.url + "/pub").status_code == 202
     assert queue.count() == 1
+
+
+def test_unknown_and_inactive_services_are_answered_clearly(rabbitmq, live,
+                                                            queue):
+    gw = live(PUB + "location = /other { zmq_service nope; }\n", workers=1)
+    doc = amqp_config(rabbitmq.port, {"svc": {"routing_key": queue.name,
+                                              "is_active": False}})
+    v = gw.write(doc)
+    gw.start()
+    gw.wait_version(v)
+    r = post(gw.url + "/other")
+    assert r.status_code == 404 and r.json()["error"] == "unknown_service"
+    r = post(gw.url + "/pub")
+    assert r.status_code == 503 and r.json()["error"] == "service_inactive"
+
+    doc["service"][0]["is_active"] = True
+    v = gw.write(doc)
+    gw.wait_version(v)
+    gw.wait_ready()
+    assert post(gw.url + "/pub").status_code == 202
+    assert queue.count() == 1

@@ -210,3 +210,23 @@ def test_the_next_host_of_the_definition_is_tried(gateway):
         assert len(fake.published) == 1
     finally:
         fake.close()
+
+
+def test_a_broker_that_stops_reading_fills_a_bounded_buffer(gateway):
+    fake = FakeAmqp(stall=True)
+    try:
+        gw = gateway(config(fake.port), PUB + "zmq_confirm_timeout 2s;"
+                     "zmq_max_body 2m;",
+                     http="zmq_amqp_buffer_limit 256k;")
+        body = b"x" * (1024 * 1024)
+        with concurrent.futures.ThreadPoolExecutor(24) as ex:
+            rs = list(ex.map(lambda i: post(gw, body), range(24)))
+        codes = [r.status_code for r in rs]
+        # what the socket took waits for a confirm (504); past the bound
+        # the gateway answers at once instead of buffering without limit
+        assert set(codes) <= {503, 504}, codes
+        assert any(r.status_code == 503 and r.json()["error"] == "overloaded"
+                   for r in rs), codes
+        assert gw.status()["pid"] > 0
+    finally:
+        fake.close()
