@@ -26,6 +26,7 @@
 #include <ngx_http.h>
 
 #include <jansson.h>
+#include <openssl/rand.h>
 
 #include "zgw_crypto.h"
 #include "zgw_model.h"
@@ -1085,6 +1086,35 @@ ngx_http_zmq_request_cleanup(void *data)
 }
 
 
+/*
+ * Message ids: random bytes drawn from OpenSSL in bulk. RAND_bytes checks
+ * for a fork with getpid() and looks its parameters up on every call; once
+ * per 256 ids is cheap. The pool belongs to the process that filled it, so
+ * a worker never reuses bytes the master drew before fork().
+ */
+
+static ngx_int_t
+ngx_http_zmq_uuid4(u_char *out)
+{
+    static u_char     pool[4096];
+    static size_t     used = sizeof(pool);
+    static ngx_pid_t  owner;
+
+    if (used == sizeof(pool) || owner != ngx_pid) {
+        if (RAND_bytes(pool, sizeof(pool)) != 1) {
+            return NGX_ERROR;
+        }
+        used = 0;
+        owner = ngx_pid;
+    }
+
+    zgw_uuid4_format(&pool[used], (char *) out);
+    used += 16;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_zmq_short(ngx_str_t *v, amqp_bytes_t *out, const char **bad,
     const char *msg)
@@ -1349,7 +1379,7 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
 
     if (message_id->len == 0) {
         id = ngx_pnalloc(r->pool, ZGW_UUID_LEN + 1);
-        if (id == NULL || zgw_uuid4((char *) id) != ZGW_OK) {
+        if (id == NULL || ngx_http_zmq_uuid4(id) != NGX_OK) {
             return NGX_ERROR;
         }
         message_id->data = id;

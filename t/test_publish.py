@@ -266,6 +266,33 @@ def test_2000_concurrent_requests_each_202_is_in_the_queue_exactly_once(
     assert t["inflight"] == 0
 
 
+def test_generated_message_ids_are_unique_across_workers(rabbitmq, gateway,
+                                                        queue):
+    """Ids come from a per-worker pool of random bytes refilled every 256
+    ids: no two workers, and no two refills, may hand out the same one."""
+    gw = gateway(amqp_config(rabbitmq.port, {"svc": {
+        "routing_key": queue.name}}), PUB, workers=2)
+
+    def one(i):
+        # a connection per request, so that both workers accept some
+        r = requests.post(gw.url + "/pub", data=b"x", timeout=60)
+        assert r.status_code == 202, r.text
+        return r.json()["message_id"]
+
+    with concurrent.futures.ThreadPoolExecutor(32) as ex:
+        answered = list(ex.map(one, range(1200)))
+
+    ids = [p.message_id for _, p, _ in queue.drain(expect=1200, timeout=30)]
+    assert len(set(ids)) == 1200
+    assert set(ids) == set(answered)
+    for mid in ids:
+        assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-"
+                            r"[89ab][0-9a-f]{3}-[0-9a-f]{12}", mid)
+    pids = {w["pid"] for w in gw.status()["workers"]
+            if w["outconns"]["out"]["published"] > 0}
+    assert len(pids) == 2, "both workers must have published"
+
+
 def test_status_reports_each_worker_and_outconn(rabbitmq, gateway, queue):
     gw = gateway(amqp_config(rabbitmq.port, {"svc": {
         "routing_key": queue.name}}), PUB, workers=2)

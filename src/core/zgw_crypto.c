@@ -431,14 +431,36 @@ zgw_uuid4(char *out)
         return ZGW_ERROR;
     }
 
-    b[6] = (unsigned char) ((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char) ((b[8] & 0x3f) | 0x80);
-
-    snprintf(out, ZGW_UUID_LEN + 1,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
-             "%02x%02x%02x%02x%02x%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9],
-             b[10], b[11], b[12], b[13], b[14], b[15]);
+    zgw_uuid4_format(b, out);
 
     return ZGW_OK;
+}
+
+
+void
+zgw_uuid4_format(const unsigned char raw[16], char *out)
+{
+    static const char  hex[] = "0123456789abcdef";
+    unsigned char      b;
+    size_t             i;
+
+    for (i = 0; i < 16; i++) {
+        b = raw[i];
+
+        if (i == 6) {
+            b = (unsigned char) ((b & 0x0f) | 0x40);      /* version 4 */
+
+        } else if (i == 8) {
+            b = (unsigned char) ((b & 0x3f) | 0x80);      /* RFC 4122 */
+        }
+
+        if (i == 4 || i == 6 || i == 8 || i == 10) {
+            *out++ = '-';
+        }
+
+        *out++ = hex[b >> 4];
+        *out++ = hex[b & 0x0f];
+    }
+
+    *out = '\0';
 }

@@ -46,6 +46,9 @@ int zgw_password_verify(const char *stored, const char *password);
 
 /* a random (version 4) UUID, NUL-terminated, into out[ZGW_UUID_LEN + 1] */
 int zgw_uuid4(char *out);
+/* the same from 16 random bytes the caller drew (a hot path draws them in
+ * bulk: OpenSSL's RAND_bytes costs a getpid() and parameter lookups a call) */
+void zgw_uuid4_format(const unsigned char raw[16], char *out);
 
 /* base64 helpers; results are malloc'd and NUL-terminated */
 char *zgw_base64_encode(const unsigned char *data, size_t len);

@@ -251,6 +251,27 @@ test_uuid4(void **state)
 }
 
 
+static void
+test_uuid4_format(void **state)
+{
+    char                 out[ZGW_UUID_LEN + 1];
+    unsigned char        raw[16];
+    size_t               i;
+
+    (void) state;
+
+    for (i = 0; i < 16; i++) {
+        raw[i] = (unsigned char) i;
+    }
+    zgw_uuid4_format(raw, out);
+    assert_string_equal(out, "00010203-0405-4607-8809-0a0b0c0d0e0f");
+
+    memset(raw, 0xff, sizeof(raw));
+    zgw_uuid4_format(raw, out);
+    assert_string_equal(out, "ffffffff-ffff-4fff-bfff-ffffffffffff");
+}
+
+
 static int
 setup(void **state)
 {
@@ -279,6 +300,7 @@ main(void)
         cmocka_unit_test(test_password_hash),
         cmocka_unit_test(test_keygen_and_load),
         cmocka_unit_test(test_uuid4),
+        cmocka_unit_test(test_uuid4_format),
     };
 
     return cmocka_run_group_tests_name("crypto", tests, setup, teardown);
