@@ -30,6 +30,9 @@
 #define NGX_HTTP_ZMQ_BACKOFF_MIN      100
 #define NGX_HTTP_ZMQ_BACKOFF_MAX      10000
 #define NGX_HTTP_ZMQ_METHOD_MAX       1024   /* a publish method frame */
+#ifndef NGX_HTTP_ZMQ_AMQP_EARLY_SEND
+#define NGX_HTTP_ZMQ_AMQP_EARLY_SEND  4096
+#endif
 
 
 typedef enum {
@@ -95,6 +98,7 @@ static void ngx_http_zmq_amqp_timer_handler(ngx_event_t *ev);
 static void ngx_http_zmq_amqp_hb_handler(ngx_event_t *ev);
 static void ngx_http_zmq_amqp_read_handler(ngx_event_t *ev);
 static void ngx_http_zmq_amqp_write_handler(ngx_event_t *ev);
+static ngx_int_t ngx_http_zmq_amqp_send(ngx_http_zmq_amqp_conn_t *conn);
 static ngx_int_t ngx_http_zmq_amqp_flush(ngx_http_zmq_amqp_conn_t *conn);
 static ngx_int_t ngx_http_zmq_amqp_frame(ngx_http_zmq_amqp_conn_t *conn,
     amqp_frame_t *frame);
@@ -778,12 +782,16 @@ ngx_http_zmq_amqp_write_handler(ngx_event_t *wev)
 }
 
 
+/*
+ * Writes what the socket takes, and nothing else: no callbacks run, so a
+ * publish may call it before it returns.
+ */
+
 static ngx_int_t
-ngx_http_zmq_amqp_flush(ngx_http_zmq_amqp_conn_t *conn)
+ngx_http_zmq_amqp_send(ngx_http_zmq_amqp_conn_t *conn)
 {
-    ssize_t              n;
-    ngx_connection_t    *c;
-    ngx_http_zmq_pub_t  *pub;
+    ssize_t            n;
+    ngx_connection_t  *c;
 
     c = conn->c;
 
@@ -806,6 +814,22 @@ ngx_http_zmq_amqp_flush(ngx_http_zmq_amqp_conn_t *conn)
     if (conn->out_pos == conn->out_last) {
         conn->out_pos = conn->out_start;
         conn->out_last = conn->out_start;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_zmq_amqp_flush(ngx_http_zmq_amqp_conn_t *conn)
+{
+    ngx_connection_t    *c;
+    ngx_http_zmq_pub_t  *pub;
+
+    c = conn->c;
+
+    if (ngx_http_zmq_amqp_send(conn) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     /* messages that wait for nothing but their frames being written */
@@ -1116,6 +1140,7 @@ ngx_http_zmq_amqp_returned(ngx_http_zmq_amqp_conn_t *conn,
         pub = &conn->pubs[t % conn->conf->max_inflight];
 
         if (pub->in_use && pub->tag == t && !pub->returned
+            && pub->message_id != NULL
             && pub->message_id_len == props->message_id.len
             && ngx_memcmp(pub->message_id, props->message_id.bytes,
                           pub->message_id_len) == 0)
@@ -1566,7 +1591,8 @@ ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
     pub->in_use = 1;
     pub->wait_confirm = msg->confirm ? 1 : 0;
 
-    if (msg->props->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) {
+    /* only a mandatory message can come back in a basic.return */
+    if (msg->mandatory && (msg->props->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)) {
         pub->message_id = ngx_alloc(msg->props->message_id.len + 1, log);
         if (pub->message_id != NULL) {
             ngx_memcpy(pub->message_id, msg->props->message_id.bytes,
@@ -1592,8 +1618,19 @@ ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
 
     *pubp = pub;
 
-    /* write from the event loop, so that publishes of one cycle batch */
+    /*
+     * Write from the event loop, so that the publishes of one cycle go out
+     * in few writes. A long cycle (hundreds of requests read in one go)
+     * sends every NGX_HTTP_ZMQ_AMQP_EARLY_SEND bytes as well, so that the
+     * broker starts on them while the worker reads the rest: the broker
+     * otherwise idles for the length of the cycle. Errors and callbacks
+     * are left to the posted write event.
+     */
     ngx_post_event(conn->c->write, &ngx_posted_events);
+
+    if (conn->out_last - conn->out_pos >= NGX_HTTP_ZMQ_AMQP_EARLY_SEND) {
+        (void) ngx_http_zmq_amqp_send(conn);
+    }
 
     return NGX_OK;
 }
