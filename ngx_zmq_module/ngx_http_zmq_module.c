@@ -41,6 +41,11 @@
 
 #define NGX_HTTP_ZMQ_SLOTS_MAX    64
 
+/* requests answered per pass of the event loop, see ngx_http_zmq_answers */
+#ifndef NGX_HTTP_ZMQ_ANSWERS_PER_PASS
+#define NGX_HTTP_ZMQ_ANSWERS_PER_PASS  64
+#endif
+
 #define NGX_HTTP_ZMQ_SOURCE_FILE  1
 #define NGX_HTTP_ZMQ_SOURCE_REDIS 2
 
@@ -93,8 +98,11 @@ typedef struct {
     ngx_http_zmq_param_t           params[NGX_HTTP_ZMQ_PARAMS_MAX];
     ngx_uint_t                     nparams;
     ngx_chain_t                   *json;       /* replaces an nginx page */
+    ngx_queue_t                    answer;     /* in ngx_http_zmq_answers */
+    ngx_http_zmq_pub_result_e      result;
     unsigned                       own:1;      /* a response of ours */
     unsigned                       replaced:1;
+    unsigned                       queued:1;   /* waits in the answers */
 } ngx_http_zmq_ctx_t;
 
 
@@ -103,6 +111,8 @@ static ngx_int_t ngx_http_zmq_service_handler(ngx_http_request_t *r);
 static void ngx_http_zmq_body_handler(ngx_http_request_t *r);
 static void ngx_http_zmq_publish_done(ngx_http_zmq_pub_t *pub,
     ngx_http_zmq_pub_result_e result);
+static void ngx_http_zmq_answer_handler(ngx_event_t *ev);
+static void ngx_http_zmq_answer(ngx_http_zmq_ctx_t *ctx);
 static void ngx_http_zmq_request_cleanup(void *data);
 static ngx_int_t ngx_http_zmq_send_json(ngx_http_request_t *r,
     ngx_uint_t status, u_char *body, size_t len);
@@ -1002,22 +1012,76 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
 }
 
 
+/*
+ * The broker confirms in batches: one basic.ack with "multiple" may settle
+ * every message in flight, hundreds of requests. Answering them all in one
+ * go keeps the worker from reading the requests those clients send next,
+ * and the broker idles until the worker is done. So answers queue here and
+ * go out NGX_HTTP_ZMQ_ANSWERS_PER_PASS at a time, each pass followed by a
+ * turn of the event loop that reads (and publishes) whatever arrived.
+ */
+
+static ngx_queue_t  ngx_http_zmq_answers;
+static ngx_event_t  ngx_http_zmq_answer_ev;
+
+
 static void
 ngx_http_zmq_publish_done(ngx_http_zmq_pub_t *pub,
     ngx_http_zmq_pub_result_e result)
+{
+    ngx_http_zmq_ctx_t  *ctx = pub->data;
+
+    ctx->pub = NULL;
+    ctx->result = result;
+    ctx->queued = 1;
+    ngx_queue_insert_tail(&ngx_http_zmq_answers, &ctx->answer);
+
+    if (!ngx_http_zmq_answer_ev.posted) {
+        ngx_post_event(&ngx_http_zmq_answer_ev, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_http_zmq_answer_handler(ngx_event_t *ev)
+{
+    ngx_uint_t           n;
+    ngx_queue_t         *q;
+    ngx_http_zmq_ctx_t  *ctx;
+
+    for (n = 0; n < NGX_HTTP_ZMQ_ANSWERS_PER_PASS; n++) {
+        if (ngx_queue_empty(&ngx_http_zmq_answers)) {
+            return;
+        }
+
+        q = ngx_queue_head(&ngx_http_zmq_answers);
+        ngx_queue_remove(q);
+        ctx = ngx_queue_data(q, ngx_http_zmq_ctx_t, answer);
+        ctx->queued = 0;
+
+        ngx_http_zmq_answer(ctx);
+    }
+
+    if (!ngx_queue_empty(&ngx_http_zmq_answers)) {
+        /* after the next epoll_wait(), which does not wait */
+        ngx_post_event(ev, &ngx_posted_next_events);
+    }
+}
+
+
+static void
+ngx_http_zmq_answer(ngx_http_zmq_ctx_t *ctx)
 {
     u_char               *body, *p;
     size_t                len;
     ngx_int_t             rc;
     ngx_connection_t     *c;
     ngx_http_request_t   *r;
-    ngx_http_zmq_ctx_t   *ctx = pub->data;
 
     r = ctx->request;
     c = r->connection;
-    ctx->pub = NULL;
 
-    switch (result) {
+    switch (ctx->result) {
 
     case NGX_HTTP_ZMQ_PUB_ACKED:
     case NGX_HTTP_ZMQ_PUB_WRITTEN:
@@ -1034,7 +1098,8 @@ ngx_http_zmq_publish_done(ngx_http_zmq_pub_t *pub,
         p = (u_char *) ngx_escape_json(p, ctx->message_id.data,
                                        ctx->message_id.len);
         p = ngx_sprintf(p, "\",\"confirmed\":%s}\n",
-                        result == NGX_HTTP_ZMQ_PUB_ACKED ? "true" : "false");
+                        ctx->result == NGX_HTTP_ZMQ_PUB_ACKED ? "true"
+                                                              : "false");
         rc = ngx_http_zmq_send_json(r, NGX_HTTP_ACCEPTED, body, p - body);
         break;
 
@@ -1082,6 +1147,11 @@ ngx_http_zmq_request_cleanup(void *data)
     if (ctx->pub != NULL) {
         ngx_http_zmq_amqp_detach(ctx->pub);
         ctx->pub = NULL;
+    }
+
+    if (ctx->queued) {
+        ngx_queue_remove(&ctx->answer);
+        ctx->queued = 0;
     }
 }
 
@@ -2225,6 +2295,10 @@ ngx_http_zmq_init_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_zmq_amqp_configure(zmcf->connect_timeout, zmcf->buffer_limit);
+
+    ngx_queue_init(&ngx_http_zmq_answers);
+    ngx_http_zmq_answer_ev.handler = ngx_http_zmq_answer_handler;
+    ngx_http_zmq_answer_ev.log = cycle->log;
 
     ws = NULL;
     if (zmcf->stats != NULL && ngx_worker < zmcf->slots) {

@@ -13,7 +13,8 @@ import pika.spec
 
 class FakeAmqp:
     def __init__(self, trickle=False, silent=False, ack_delay=0.0,
-                 never_ack=False, nack=False, heartbeat=0, stall=False):
+                 never_ack=False, nack=False, heartbeat=0, stall=False,
+                 batch_ack=0):
         self.trickle = trickle          # every frame one byte at a time
         self.silent = silent            # accept and read, never answer
         self.ack_delay = ack_delay
@@ -21,6 +22,7 @@ class FakeAmqp:
         self.nack = nack
         self.heartbeat = heartbeat      # offered in tune; never sent
         self.stall = stall              # stop reading once confirms are on
+        self.batch_ack = batch_ack      # one ack "multiple" per N messages
         self.heartbeats = 0             # heartbeat frames received
         self.published = []             # (method, properties, body)
         self.connections = 0
@@ -152,6 +154,12 @@ class FakeAmqp:
         if self.never_ack:
             return
         tag = self.tag
+        if self.batch_ack:
+            if tag % self.batch_ack:
+                return
+            self.send(conn, pika.frame.Method(1, pika.spec.Basic.Ack(
+                delivery_tag=tag, multiple=True)))
+            return
         reply = (pika.spec.Basic.Nack(delivery_tag=tag) if self.nack
                  else pika.spec.Basic.Ack(delivery_tag=tag))
 

@@ -4,6 +4,8 @@ at all, confirms that come late, never, or negative; and clients that go
 away while their message is in flight."""
 
 import concurrent.futures
+import json
+import re
 import socket
 import time
 
@@ -161,6 +163,67 @@ def test_clients_that_abort_mid_flight_leave_nothing_behind(gateway):
         # and the worker is as good as new
         assert post(gw, b"after").status_code == 202
         assert len(fake.published) == 21
+    finally:
+        fake.close()
+
+
+def read_response(s):
+    """Status and body of one HTTP/1.1 response with a Content-Length."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        assert chunk, "connection closed before the response"
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    while len(body) < length:
+        chunk = s.recv(4096)
+        assert chunk
+        body += chunk
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_one_confirm_for_hundreds_of_requests_answers_them_all(gateway):
+    """One basic.ack "multiple" settles 300 requests; the worker answers
+    them a batch per turn of its event loop, each its own message id, and
+    the clients that left meanwhile are skipped without harm."""
+    fake = FakeAmqp(batch_ack=300)
+    try:
+        gw = gateway(config(fake.port), PUB)
+        socks = []
+
+        def send(i):
+            s = socket.create_connection(("127.0.0.1", gw.ngx.port))
+            s.sendall(b"POST /pub HTTP/1.1\r\nHost: t\r\nX-Message-Id: "
+                      b"m-%d\r\nContent-Length: 1\r\n\r\nx" % i)
+            socks.append(s)
+
+        def published(n):
+            deadline = time.monotonic() + 10
+            while len(fake.published) < n and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(fake.published) == n
+
+        for i in range(299):
+            send(i)
+        published(299)
+        # some clients leave while their messages wait for the broker
+        gone = set(range(0, 299, 7))
+        for i in gone:
+            socks[i].close()
+        send(299)           # the broker acks all 300 with this one
+        published(300)
+        for i, s in enumerate(socks):
+            if i in gone:
+                continue
+            s.settimeout(10)
+            status, doc = read_response(s)
+            assert (status, doc) == (202, {"message_id": "m-%d" % i,
+                                           "confirmed": True})
+            s.close()
+        t = gw.totals()
+        assert (t["published"], t["confirmed"], t["inflight"]) == (
+            300, 300, 0)
     finally:
         fake.close()
 
