@@ -73,7 +73,7 @@ def settle(ch):
     """Empty the queue, and give the broker a moment to drop what the purge
     left to its message store before the next case starts."""
     ch.queue_purge(QUEUE)
-    time.sleep(2)
+    time.sleep(3)
 
 
 def median(runs):
@@ -90,8 +90,8 @@ def line(name, r):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=int, default=8)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=6)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--connections", type=int, default=1000)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--workers", type=int, default=2)
