@@ -69,10 +69,10 @@ def raw_publish(raw, port, seconds, size):
             "p99": float(m.group(3)), "ok": int(m.group(4))}
 
 
-def settle(ch):
+def settle(ch, queue=QUEUE):
     """Empty the queue, and give the broker a moment to drop what the purge
     left to its message store before the next case starts."""
-    ch.queue_purge(QUEUE)
+    ch.queue_purge(queue)
     time.sleep(3)
 
 
