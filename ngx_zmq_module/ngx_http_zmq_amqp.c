@@ -945,7 +945,7 @@ ngx_http_zmq_amqp_read_handler(ngx_event_t *rev)
 
 
 static ngx_int_t
-ngx_http_zmq_amqp_start_ok(ngx_http_zmq_amqp_conn_t *conn)
+ngx_http_zmq_amqp_start_ok(ngx_http_zmq_amqp_conn_t *conn, void *start)
 {
     u_char                       *resp, *p;
     ngx_uint_t                    i;
@@ -1016,9 +1016,10 @@ ngx_http_zmq_amqp_start_ok(ngx_http_zmq_amqp_conn_t *conn)
 
 
 static ngx_int_t
-ngx_http_zmq_amqp_tune(ngx_http_zmq_amqp_conn_t *conn,
-    amqp_connection_tune_t *t)
+ngx_http_zmq_amqp_tune(ngx_http_zmq_amqp_conn_t *conn, void *tune)
 {
+    amqp_connection_tune_t  *t = tune;
+
     ngx_uint_t                    frame_max, heartbeat;
     amqp_connection_open_t        open;
     amqp_connection_tune_ok_t     ok;
@@ -1066,8 +1067,33 @@ ngx_http_zmq_amqp_tune(ngx_http_zmq_amqp_conn_t *conn,
 }
 
 
-static void
-ngx_http_zmq_amqp_ready(ngx_http_zmq_amqp_conn_t *conn)
+static ngx_int_t
+ngx_http_zmq_amqp_channel_open(ngx_http_zmq_amqp_conn_t *conn, void *open_ok)
+{
+    amqp_channel_open_t  chopen;
+
+    chopen.out_of_band = amqp_empty_bytes;
+
+    return ngx_http_zmq_amqp_method(conn, NGX_HTTP_ZMQ_CHANNEL,
+                                    AMQP_CHANNEL_OPEN_METHOD, &chopen);
+}
+
+
+static ngx_int_t
+ngx_http_zmq_amqp_confirm_select(ngx_http_zmq_amqp_conn_t *conn,
+    void *channel_open_ok)
+{
+    amqp_confirm_select_t  confirm;
+
+    confirm.nowait = 0;
+
+    return ngx_http_zmq_amqp_method(conn, NGX_HTTP_ZMQ_CHANNEL,
+                                    AMQP_CONFIRM_SELECT_METHOD, &confirm);
+}
+
+
+static ngx_int_t
+ngx_http_zmq_amqp_ready(ngx_http_zmq_amqp_conn_t *conn, void *select_ok)
 {
     if (conn->timer.timer_set) {
         ngx_del_timer(&conn->timer);
@@ -1089,6 +1115,8 @@ ngx_http_zmq_amqp_ready(ngx_http_zmq_amqp_conn_t *conn)
                   "zmq amqp \"%V\": ready on %V (frame_max %ui, "
                   "heartbeat %uis)", &conn->conf->name, &conn->peer,
                   conn->frame_max, conn->heartbeat);
+
+    return NGX_OK;
 }
 
 
@@ -1152,15 +1180,37 @@ ngx_http_zmq_amqp_returned(ngx_http_zmq_amqp_conn_t *conn,
 }
 
 
+typedef struct {
+    amqp_method_number_t   method;
+    ngx_int_t            (*handler)(ngx_http_zmq_amqp_conn_t *conn,
+                                    void *decoded);
+    const char            *failed;
+} ngx_http_zmq_amqp_step_t;
+
+
+/* indexed by the handshake state that expects the method */
+static ngx_http_zmq_amqp_step_t  ngx_http_zmq_amqp_steps[] = {
+    { AMQP_CONNECTION_START_METHOD, ngx_http_zmq_amqp_start_ok,
+      "start-ok failed" },
+    { AMQP_CONNECTION_TUNE_METHOD, ngx_http_zmq_amqp_tune,
+      "tune failed" },
+    { AMQP_CONNECTION_OPEN_OK_METHOD, ngx_http_zmq_amqp_channel_open,
+      "channel.open failed" },
+    { AMQP_CHANNEL_OPEN_OK_METHOD, ngx_http_zmq_amqp_confirm_select,
+      "confirm.select failed" },
+    { AMQP_CONFIRM_SELECT_OK_METHOD, ngx_http_zmq_amqp_ready,
+      "ready failed" },
+};
+
+
 static ngx_int_t
 ngx_http_zmq_amqp_frame(ngx_http_zmq_amqp_conn_t *conn, amqp_frame_t *frame)
 {
     u_char                     text[256];
+    ngx_uint_t                 i;
     amqp_method_t             *m;
     amqp_basic_ack_t          *ack;
     amqp_basic_nack_t         *nack;
-    amqp_channel_open_t        chopen;
-    amqp_confirm_select_t      confirm;
     amqp_channel_close_t      *chclose;
     amqp_connection_close_t   *close;
     amqp_connection_blocked_t *blocked;
@@ -1197,6 +1247,29 @@ ngx_http_zmq_amqp_frame(ngx_http_zmq_amqp_conn_t *conn, amqp_frame_t *frame)
 
     m = &frame->payload.method;
 
+    /* the handshake: the method each step expects, answered by its handler */
+
+    for (i = 0; i < NGX_HTTP_ZMQ_HS_DONE; i++) {
+        if (ngx_http_zmq_amqp_steps[i].method != m->id) {
+            continue;
+        }
+
+        if (conn->hs != i) {
+            ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR, "unexpected method");
+            return NGX_ERROR;
+        }
+
+        conn->hs = i + 1;
+
+        if (ngx_http_zmq_amqp_steps[i].handler(conn, m->decoded) != NGX_OK) {
+            ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR,
+                                    ngx_http_zmq_amqp_steps[i].failed);
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
     switch (m->id) {
 
     case AMQP_BASIC_ACK_METHOD:
@@ -1215,66 +1288,6 @@ ngx_http_zmq_amqp_frame(ngx_http_zmq_amqp_conn_t *conn, amqp_frame_t *frame)
         /* the header frame that follows carries the message_id */
         conn->returning = 1;
         conn->return_left = 0;
-        return NGX_OK;
-
-    case AMQP_CONNECTION_START_METHOD:
-        if (conn->hs != NGX_HTTP_ZMQ_HS_START) {
-            break;
-        }
-        conn->hs = NGX_HTTP_ZMQ_HS_TUNE;
-        if (ngx_http_zmq_amqp_start_ok(conn) != NGX_OK) {
-            ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR, "start-ok failed");
-            return NGX_ERROR;
-        }
-        return NGX_OK;
-
-    case AMQP_CONNECTION_TUNE_METHOD:
-        if (conn->hs != NGX_HTTP_ZMQ_HS_TUNE) {
-            break;
-        }
-        conn->hs = NGX_HTTP_ZMQ_HS_OPEN;
-        if (ngx_http_zmq_amqp_tune(conn, m->decoded) != NGX_OK) {
-            ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR, "tune failed");
-            return NGX_ERROR;
-        }
-        return NGX_OK;
-
-    case AMQP_CONNECTION_OPEN_OK_METHOD:
-        if (conn->hs != NGX_HTTP_ZMQ_HS_OPEN) {
-            break;
-        }
-        conn->hs = NGX_HTTP_ZMQ_HS_CHANNEL;
-        chopen.out_of_band = amqp_empty_bytes;
-        if (ngx_http_zmq_amqp_method(conn, NGX_HTTP_ZMQ_CHANNEL,
-                                     AMQP_CHANNEL_OPEN_METHOD, &chopen)
-            != NGX_OK)
-        {
-            ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR, "channel.open failed");
-            return NGX_ERROR;
-        }
-        return NGX_OK;
-
-    case AMQP_CHANNEL_OPEN_OK_METHOD:
-        if (conn->hs != NGX_HTTP_ZMQ_HS_CHANNEL) {
-            break;
-        }
-        conn->hs = NGX_HTTP_ZMQ_HS_CONFIRM;
-        confirm.nowait = 0;
-        if (ngx_http_zmq_amqp_method(conn, NGX_HTTP_ZMQ_CHANNEL,
-                                     AMQP_CONFIRM_SELECT_METHOD, &confirm)
-            != NGX_OK)
-        {
-            ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR,
-                                    "confirm.select failed");
-            return NGX_ERROR;
-        }
-        return NGX_OK;
-
-    case AMQP_CONFIRM_SELECT_OK_METHOD:
-        if (conn->hs != NGX_HTTP_ZMQ_HS_CONFIRM) {
-            break;
-        }
-        ngx_http_zmq_amqp_ready(conn);
         return NGX_OK;
 
     case AMQP_CONNECTION_BLOCKED_METHOD:
@@ -1321,13 +1334,9 @@ ngx_http_zmq_amqp_frame(ngx_http_zmq_amqp_conn_t *conn, amqp_frame_t *frame)
         text[sizeof(text) - 1] = '\0';
         ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR, (char *) text);
         return NGX_ERROR;
-
-    default:
-        return NGX_OK;
     }
 
-    ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR, "unexpected method");
-    return NGX_ERROR;
+    return NGX_OK;
 }
 
 

@@ -14,7 +14,7 @@ import pika.spec
 class FakeAmqp:
     def __init__(self, trickle=False, silent=False, ack_delay=0.0,
                  never_ack=False, nack=False, heartbeat=0, stall=False,
-                 batch_ack=0):
+                 batch_ack=0, tune_first=False):
         self.trickle = trickle          # every frame one byte at a time
         self.silent = silent            # accept and read, never answer
         self.ack_delay = ack_delay
@@ -23,6 +23,7 @@ class FakeAmqp:
         self.heartbeat = heartbeat      # offered in tune; never sent
         self.stall = stall              # stop reading once confirms are on
         self.batch_ack = batch_ack      # one ack "multiple" per N messages
+        self.tune_first = tune_first    # connection.tune before start
         self.heartbeats = 0             # heartbeat frames received
         self.published = []             # (method, properties, body)
         self.connections = 0
@@ -87,6 +88,9 @@ class FakeAmqp:
                 while conn.recv(65536):
                     pass
                 return
+            if self.tune_first:
+                self.send(conn, pika.frame.Method(0, pika.spec.Connection.Tune(
+                    channel_max=0, frame_max=4096, heartbeat=0)))
             self.send(conn, pika.frame.Method(0, pika.spec.Connection.Start(
                 server_properties={"product": "fake"}, mechanisms="PLAIN",
                 locales="en_US")))

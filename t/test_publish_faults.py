@@ -40,6 +40,23 @@ def test_handshake_frames_sent_one_byte_at_a_time(gateway):
         fake.close()
 
 
+def test_a_handshake_out_of_order_is_dropped_and_retried(gateway):
+    fake = FakeAmqp(tune_first=True)
+    try:
+        gw = gateway(config(fake.port), PUB, wait="backoff")
+        deadline = time.monotonic() + 10
+        while fake.connections < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert fake.connections >= 2, "no retry after the bad handshake"
+        r = post(gw, timeout=5)
+        assert r.status_code == 503
+        assert r.json()["error"] == "broker_unavailable"
+        assert "unexpected method" in gw.ngx.error_log()
+        assert fake.published == []
+    finally:
+        fake.close()
+
+
 def test_a_broker_that_never_answers_times_out_without_a_hang(gateway):
     fake = FakeAmqp(silent=True)
     try:
