@@ -379,13 +379,14 @@ ngx_http_zmq_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->service.len || conf->router) {
         /*
-         * zmq_max_body is the location's client_max_body_size, and bodies
-         * up to it are read into memory: the message is copied into the
-         * AMQP output buffer anyway, so no temporary file is written.
+         * zmq_max_body is the location's client_max_body_size. The body
+         * buffer stays client_body_buffer_size (NGINX's default unless the
+         * operator sets it): a request reserves no more than that while
+         * its body arrives, and a larger body goes to a temporary file,
+         * which the publish reads back.
          */
         clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
         clcf->client_max_body_size = conf->max_body;
-        clcf->client_body_buffer_size = ngx_max(conf->max_body, 1);
     }
 
     return NGX_CONF_OK;

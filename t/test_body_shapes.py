@@ -319,3 +319,43 @@ def test_json_with_trailing_garbage_in_chunks(gw, q, path, is_json,
                                               in_file):
     check(gw, q, path, is_json, None, valid=False,
           chunks=[b'{"a": 1}', b" ", b"x"])
+
+
+# --------------------------------------------- bodies larger than the buffer
+
+# client_body_buffer_size is NGINX's default (8 KiB here): a larger body is
+# written to a temporary file while it arrives, and published from there.
+
+@pytest.mark.parametrize("path,is_json,in_file", KINDS,
+                         ids=[k[0] for k in KINDS])
+@pytest.mark.parametrize("chunk", [None, 1000, 65536])
+def test_a_body_larger_than_the_buffer_goes_to_a_file_and_is_published(
+        gw, q, path, is_json, in_file, chunk):
+    body = body_for(is_json, 100 * 1024)
+    if chunk is None:
+        check(gw, q, path, is_json, body)
+    else:
+        check(gw, q, path, is_json, None, chunks=split(body, chunk))
+    assert SPILLED in q.log()
+
+
+@pytest.mark.parametrize("path,is_json,in_file", KINDS,
+                         ids=[k[0] for k in KINDS])
+def test_invalid_json_larger_than_the_buffer_is_400(gw, q, path, is_json,
+                                                    in_file):
+    body = b'[' + b'"abc", ' * 20000 + b'"end",]'
+    check(gw, q, path, is_json, None, valid=False, chunks=split(body, 4096))
+    assert SPILLED in q.log()
+
+
+@pytest.mark.parametrize("path", ["/none", "/json", "/api/json"])
+@pytest.mark.parametrize("chunked", [False, True], ids=["length", "chunked"])
+def test_a_1mib_body_bigger_than_the_buffer_is_published_byte_exact(
+        gw, q, path, chunked):
+    is_json = path.endswith("json")
+    body = json_body(1024 * 1024) if is_json else os.urandom(1024 * 1024)
+    if chunked:
+        check(gw, q, path, is_json, None, chunks=split(body, 16384))
+    else:
+        check(gw, q, path, is_json, body)
+    assert SPILLED in q.log()
