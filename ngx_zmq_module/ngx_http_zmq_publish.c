@@ -39,6 +39,7 @@ typedef struct {
 
 static ngx_int_t ngx_http_zmq_start(ngx_http_request_t *r,
     ngx_http_zmq_ctx_t *ctx);
+static void ngx_http_zmq_body_timeout_handler(ngx_http_request_t *r);
 static off_t ngx_http_zmq_body_length(ngx_http_request_t *r);
 static size_t ngx_http_zmq_body_read(void *buffer, size_t size, void *data);
 static ngx_int_t ngx_http_zmq_body_json_ok(ngx_http_request_t *r, off_t len);
@@ -76,6 +77,17 @@ ngx_http_zmq_start(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx)
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
         return rc;
+    }
+
+    if (rc == NGX_AGAIN
+#if (NGX_HTTP_V2)
+        && r->stream == NULL
+#endif
+       )
+    {
+        /* the rest of the body arrives later: watch for its timeout */
+        ctx->read_body = r->read_event_handler;
+        r->read_event_handler = ngx_http_zmq_body_timeout_handler;
     }
 
     /*
@@ -191,6 +203,46 @@ ngx_http_zmq_router_handler(ngx_http_request_t *r)
     /* the params point into the URI, which lives as long as the request */
 
     return ngx_http_zmq_start(r, ctx);
+}
+
+
+/*
+ * NGINX's own body reader closes the connection without an answer when
+ * client_body_timeout expires; the client gets a JSON 408 instead. Until
+ * the body is read, this handler stands in front of NGINX's; once it is,
+ * NGINX replaces it.
+ */
+
+static void
+ngx_http_zmq_body_timeout_handler(ngx_http_request_t *r)
+{
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    ngx_http_zmq_ctx_t  *ctx;
+
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_zmq_module);
+
+    if (!c->read->timedout) {
+        ctx->read_body(r);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
+                  "zmq: client timed out while sending the body");
+
+    /*
+     * The rest of the body may still come: answer, then close after a
+     * lingering read so that the answer is not lost to a reset.
+     */
+    c->read->timedout = 0;
+    r->read_event_handler = ngx_http_block_reading;
+    r->keepalive = 0;
+    r->lingering_close = 1;
+
+    rc = ngx_http_zmq_error(r, NGX_HTTP_REQUEST_TIME_OUT, "body_timeout",
+                            "the body did not arrive in time", 0);
+    ngx_http_finalize_request(r, rc);
 }
 
 
