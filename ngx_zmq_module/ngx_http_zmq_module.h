@@ -63,6 +63,7 @@ typedef struct {
     ngx_msec_t                     confirm_timeout;
     size_t                         max_body;
     ngx_uint_t                     data_format;
+    ngx_flag_t                     json_errors;
 } ngx_http_zmq_loc_conf_t;
 
 
