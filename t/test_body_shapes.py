@@ -150,6 +150,9 @@ class ShapesGateway:
 
         d = os.path.join(tmp, "nginx")
         os.mkdir(d)
+        # workers (unprivileged when the master is root) may write a
+        # sanitizer report here
+        os.chmod(d, 0o777)
         self.ngx = Nginx(d, http="zmq_key_file %s;\n"
                                  "zmq_config redis://127.0.0.1:%d/0;\n"
                          % (key, redis.port),
@@ -196,6 +199,10 @@ def gw(redis_server, rabbitmq, tmp_path_factory):
     bad = [line for line in g.ngx.error_log().splitlines()
            if "[alert]" in line or "Sanitizer" in line
            or "exited on signal" in line]
+    for name in os.listdir(g.ngx.dir):
+        if name.startswith("asan."):
+            with open(os.path.join(g.ngx.dir, name)) as f:
+                bad.append(f.read())
     assert not bad, "nginx error log:\n" + "\n".join(bad)
 
 
@@ -240,7 +247,8 @@ def q(shapes_queue, gw):
     yield take
     new = gw.log_since(offset)
     dead = [line for line in new.splitlines()
-            if "exited on signal" in line or "[alert]" in line]
+            if "exited on signal" in line or "exited with code" in line
+            or "[alert]" in line or "Sanitizer" in line]
     assert not dead, "\n".join(dead)
 
 
