@@ -28,6 +28,15 @@
 #define NGX_HTTP_ZMQ_SOURCE_REDIS 2
 
 
+/*
+ * zmq_status names each outgoing connection by its whole name, from the
+ * fixed-size field in shared memory: a name cut short could collide.
+ */
+#if (NGX_HTTP_ZMQ_NAME_LEN <= ZGW_NAME_MAX)
+#error "NGX_HTTP_ZMQ_NAME_LEN must hold a name of ZGW_NAME_MAX bytes"
+#endif
+
+
 typedef struct {
     ngx_uint_t                     type;       /* file or redis */
     ngx_str_t                      source;     /* as written */
