@@ -178,7 +178,7 @@ ngx_http_zmq_status_handler(ngx_http_request_t *r)
                 continue;
             }
 
-            o = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+            o = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
                           "state",
                           st->draining ? "draining"
                           : ngx_http_zmq_amqp_state_name(st->state),
@@ -190,8 +190,7 @@ ngx_http_zmq_status_handler(ngx_http_request_t *r)
                           "timed_out", (json_int_t) st->timed_out,
                           "lost", (json_int_t) st->lost,
                           "rejected", (json_int_t) st->rejected,
-                          "reconnects", (json_int_t) st->reconnects,
-                          "generation", (json_int_t) st->generation);
+                          "reconnects", (json_int_t) st->reconnects);
 
             name = ngx_http_zmq_outconn_name(r, st);
             if (name == NULL) {
