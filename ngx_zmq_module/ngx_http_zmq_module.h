@@ -89,6 +89,8 @@ typedef struct {
     ngx_chain_t                   *json;       /* replaces an nginx page */
     ngx_queue_t                    answer;     /* in ngx_http_zmq_answers */
     ngx_http_zmq_pub_result_e      result;
+    off_t                          received;   /* body bytes so far */
+    unsigned                       limit_body:1;  /* count them */
     unsigned                       own:1;      /* a response of ours */
     unsigned                       replaced:1;
     unsigned                       queued:1;   /* waits in the answers */
@@ -107,6 +109,7 @@ char *ngx_http_zmq_conf_init(ngx_conf_t *cf, ngx_http_zmq_main_conf_t *zmcf);
 ngx_int_t ngx_http_zmq_service_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_zmq_router_handler(ngx_http_request_t *r);
 void ngx_http_zmq_publish_init_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_zmq_publish_init(ngx_conf_t *cf);
 
 /* ngx_http_zmq_props.c: request headers to AMQP properties */
 ngx_int_t ngx_http_zmq_properties(ngx_http_request_t *r,
