@@ -940,6 +940,7 @@ static int
 zmqd_attempt(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
     amqp_envelope_t *env, int attempts)
 {
+    int          rc;
     char         err[1024];
     json_t      *ch;
     const char  *service;
@@ -964,8 +965,11 @@ zmqd_attempt(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
 
     service = json_string_value(json_object_get(ch, "service"));
 
-    if (zmqd_service_invoke(ctx, service, &msg, err, sizeof(err)) != 0) {
-        return zmqd_failed(ctx, d, c, env, attempts, err, 0);
+    rc = zmqd_service_invoke(ctx, service, &msg, err, sizeof(err));
+    if (rc != 0) {
+        /* a message a retry cannot fix is dead-lettered at once */
+        return zmqd_failed(ctx, d, c, env, attempts, err,
+                           rc == ZMQD_PERMANENT);
     }
 
     zmqd_ack_done(ctx, d, c, env);

@@ -5,8 +5,12 @@
  *   publish  to another outgoing connection, with publisher confirms
  *   redis    RPUSH/LPUSH with an optional length cap, or ZADD
  *   fanout   several services; success when all succeed
+ *
+ * Message properties become HTTP headers only when they cannot end the
+ * header line; otherwise the message is refused as ZMQD_PERMANENT.
  */
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +28,8 @@
 
 
 typedef struct {
-    char           *key;
+    const char     *kind;          /* "http" or "redis" */
+    char           *key;           /* http_outconn name or redis url */
     CURL           *curl;
     redisContext   *redis;
 } zmqd_cached_t;
@@ -53,14 +58,16 @@ zmqd_services_reset(void)
 
 
 static zmqd_cached_t *
-zmqd_cached(const char *key)
+zmqd_cached(const char *kind, const char *key)
 {
     int  i, free_slot;
 
     free_slot = -1;
 
     for (i = 0; i < ZMQD_CACHE_MAX; i++) {
-        if (zmqd_cache[i].key && strcmp(zmqd_cache[i].key, key) == 0) {
+        if (zmqd_cache[i].key != NULL && zmqd_cache[i].kind == kind
+            && strcmp(zmqd_cache[i].key, key) == 0)
+        {
             return &zmqd_cache[i];
         }
         if (zmqd_cache[i].key == NULL && free_slot < 0) {
@@ -73,6 +80,11 @@ zmqd_cached(const char *key)
     }
 
     zmqd_cache[free_slot].key = strdup(key);
+    if (zmqd_cache[free_slot].key == NULL) {
+        return NULL;
+    }
+
+    zmqd_cache[free_slot].kind = kind;
     return &zmqd_cache[free_slot];
 }
 
@@ -125,15 +137,222 @@ zmqd_curl_discard(char *ptr, size_t size, size_t n, void *data)
 }
 
 
-static struct curl_slist *
-zmqd_header(struct curl_slist *list, const char *name, const void *value,
-    size_t len)
+/* RFC 7230 tchar: what a header name is made of */
+static int
+zmqd_tchar(unsigned char c)
 {
-    char  line[1024];
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z')
+           || (c >= 'A' && c <= 'Z')
+           || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
 
-    snprintf(line, sizeof(line), "%s: %.*s", name, (int) len,
-             (const char *) value);
-    return curl_slist_append(list, line);
+
+/* a header name for an error message: printable ASCII, the rest escaped */
+static void
+zmqd_shown(char *out, size_t size, const char *prefix, const u_char *name,
+    size_t nlen)
+{
+    size_t  i, o;
+
+    o = (size_t) snprintf(out, size, "%s", prefix);
+
+    for (i = 0; i < nlen && o + 8 < size; i++) {
+        if (name[i] > 0x20 && name[i] < 0x7f && name[i] != '\'') {
+            out[o++] = (char) name[i];
+        } else {
+            o += (size_t) snprintf(out + o, size - o, "\\x%02x", name[i]);
+        }
+    }
+
+    if (i < nlen) {
+        snprintf(out + o, size - o, "...");
+    } else {
+        out[o] = '\0';
+    }
+}
+
+
+/*
+ * Appends "<prefix><name>: <value>" to the list. The name must be an RFC
+ * 7230 token; the value may hold any byte but the controls other than HTAB
+ * (a CR or LF would end the header line and start another, a NUL would cut
+ * it). Returns 0; ZMQD_PERMANENT with err saying which header and which
+ * byte (never the value, which may be a secret); -1 when out of memory.
+ */
+static int
+zmqd_header(struct curl_slist **list, const char *prefix, const void *name,
+    size_t nlen, const void *value, size_t vlen, char *err, size_t errlen)
+{
+    char               *line, shown[100];
+    size_t              plen, i;
+    const u_char       *n, *v;
+    struct curl_slist  *l;
+
+    n = name;
+    v = value;
+    plen = strlen(prefix);
+
+    for (i = 0; i < plen + nlen; i++) {
+        if (!zmqd_tchar(i < plen ? (u_char) prefix[i] : n[i - plen])) {
+            break;
+        }
+    }
+
+    if (i < plen + nlen || plen + nlen == 0) {
+        zmqd_shown(shown, sizeof(shown), prefix, n, nlen);
+        if (plen + nlen == 0) {
+            snprintf(err, errlen, "an empty name is not allowed in an HTTP "
+                     "header");
+        } else {
+            snprintf(err, errlen, "header name '%s': byte 0x%02x is not "
+                     "allowed in an HTTP header name", shown,
+                     i < plen ? (u_char) prefix[i] : n[i - plen]);
+        }
+        return ZMQD_PERMANENT;
+    }
+
+    for (i = 0; i < vlen; i++) {
+        if ((v[i] < 0x20 && v[i] != '\t') || v[i] == 0x7f) {
+            zmqd_shown(shown, sizeof(shown), prefix, n, nlen);
+            snprintf(err, errlen, "header '%s': byte 0x%02x at offset %zu "
+                     "of the value is not allowed in an HTTP header", shown,
+                     v[i], i);
+            return ZMQD_PERMANENT;
+        }
+    }
+
+    /* "name;" is how libcurl sends a header with an empty value */
+    for (i = 0; i < vlen && (v[i] == ' ' || v[i] == '\t'); i++) {
+        /* void */
+    }
+
+    line = malloc(plen + nlen + vlen + 3);
+    if (line == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+
+    memcpy(line, prefix, plen);
+    memcpy(line + plen, n, nlen);
+
+    if (i == vlen) {
+        memcpy(line + plen + nlen, ";", 2);
+    } else {
+        memcpy(line + plen + nlen, ": ", 2);
+        memcpy(line + plen + nlen + 2, v, vlen);
+        line[plen + nlen + 2 + vlen] = '\0';
+    }
+
+    l = curl_slist_append(*list, line);
+    free(line);
+
+    if (l == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+
+    *list = l;
+    return 0;
+}
+
+
+/* the message's properties and headers as HTTP headers */
+static int
+zmqd_http_headers(const zmqd_msg_t *msg, struct curl_slist **hdrs, char *err,
+    size_t errlen)
+{
+    int                             i, rc;
+    struct curl_slist              *l;
+    const amqp_table_t             *t;
+    const amqp_field_value_t       *v;
+    const amqp_basic_properties_t  *p;
+
+    p = msg->props;
+
+    l = curl_slist_append(*hdrs, "Expect:");
+    if (l == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    *hdrs = l;
+
+    if (p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG) {
+        rc = zmqd_header(hdrs, "", "Content-Type", 12, p->content_type.bytes,
+                         p->content_type.len, err, errlen);
+    } else {
+        l = curl_slist_append(*hdrs, "Content-Type:");
+        rc = l == NULL ? -1 : 0;
+        if (l == NULL) {
+            snprintf(err, errlen, "out of memory");
+        } else {
+            *hdrs = l;
+        }
+    }
+    if (rc != 0) {
+        return rc;
+    }
+
+    if (p->_flags & AMQP_BASIC_CONTENT_ENCODING_FLAG) {
+        rc = zmqd_header(hdrs, "", "Content-Encoding", 16,
+                         p->content_encoding.bytes, p->content_encoding.len,
+                         err, errlen);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+
+    rc = zmqd_header(hdrs, "", "X-Message-Id", 12, msg->message_id,
+                     strlen(msg->message_id), err, errlen);
+    if (rc != 0) {
+        return rc;
+    }
+
+    rc = zmqd_header(hdrs, "", "X-Zmq-Channel", 13, msg->channel,
+                     strlen(msg->channel), err, errlen);
+    if (rc != 0) {
+        return rc;
+    }
+
+    if (p->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) {
+        rc = zmqd_header(hdrs, "", "X-Correlation-Id", 16,
+                         p->correlation_id.bytes, p->correlation_id.len,
+                         err, errlen);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+
+    if (p->_flags & AMQP_BASIC_REPLY_TO_FLAG) {
+        rc = zmqd_header(hdrs, "", "X-Reply-To", 10, p->reply_to.bytes,
+                         p->reply_to.len, err, errlen);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+
+    if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG)) {
+        return 0;
+    }
+
+    t = &p->headers;
+
+    for (i = 0; i < t->num_entries; i++) {
+        v = &t->entries[i].value;
+        if (v->kind != AMQP_FIELD_KIND_UTF8
+            && v->kind != AMQP_FIELD_KIND_BYTES)
+        {
+            continue;
+        }
+
+        rc = zmqd_header(hdrs, "X-Zmq-Header-", t->entries[i].key.bytes,
+                         t->entries[i].key.len, v->value.bytes.bytes,
+                         v->value.bytes.len, err, errlen);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -141,17 +360,15 @@ static int
 zmqd_service_http(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
     char *err, size_t errlen)
 {
-    int                       i, rc;
-    char                      url[4096], name[300], *secret;
-    long                      status;
-    json_t                   *oc, *sec;
-    CURLcode                  cc;
-    zgw_errors_t              errs;
-    zmqd_cached_t            *cached;
-    const char               *ocname, *type, *method;
-    struct curl_slist        *hdrs;
-    const amqp_table_t       *t;
-    const amqp_field_value_t *v;
+    int                 rc;
+    char                url[4096], *secret;
+    long                status;
+    json_t             *oc, *sec;
+    CURLcode            cc;
+    zgw_errors_t        errs;
+    zmqd_cached_t      *cached;
+    const char         *ocname, *type, *method, *hname;
+    struct curl_slist  *hdrs;
 
     ocname = json_string_value(json_object_get(svc, "outconn"));
     oc = zgw_config_get(zmqd_config(ctx), ZGW_KIND_HTTP_OUTCONN, ocname);
@@ -164,9 +381,18 @@ zmqd_service_http(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
              json_string_value(json_object_get(oc, "url")),
              json_string_value(json_object_get(svc, "path")));
 
-    cached = zmqd_cached(ocname);
+    /* refused before anything is sent: retrying cannot fix a message */
+    hdrs = NULL;
+    rc = zmqd_http_headers(msg, &hdrs, err, errlen);
+    if (rc != 0) {
+        curl_slist_free_all(hdrs);
+        return rc;
+    }
+
+    cached = zmqd_cached("http", ocname);
     if (cached == NULL) {
         snprintf(err, errlen, "too many http_outconns");
+        curl_slist_free_all(hdrs);
         return -1;
     }
 
@@ -174,6 +400,7 @@ zmqd_service_http(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
         cached->curl = curl_easy_init();
         if (cached->curl == NULL) {
             snprintf(err, errlen, "curl_easy_init failed");
+            curl_slist_free_all(hdrs);
             return -1;
         }
     }
@@ -195,58 +422,6 @@ zmqd_service_http(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
     curl_easy_setopt(cached->curl, CURLOPT_POSTFIELDS, msg->body->bytes);
     curl_easy_setopt(cached->curl, CURLOPT_POSTFIELDSIZE,
                      (long) msg->body->len);
-
-    /* message properties as headers */
-
-    hdrs = NULL;
-    hdrs = curl_slist_append(hdrs, "Expect:");
-
-    if (msg->props->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG) {
-        hdrs = zmqd_header(hdrs, "Content-Type",
-                           msg->props->content_type.bytes,
-                           msg->props->content_type.len);
-    } else {
-        hdrs = curl_slist_append(hdrs, "Content-Type:");
-    }
-
-    if (msg->props->_flags & AMQP_BASIC_CONTENT_ENCODING_FLAG) {
-        hdrs = zmqd_header(hdrs, "Content-Encoding",
-                           msg->props->content_encoding.bytes,
-                           msg->props->content_encoding.len);
-    }
-
-    hdrs = zmqd_header(hdrs, "X-Message-Id", msg->message_id,
-                       strlen(msg->message_id));
-    hdrs = zmqd_header(hdrs, "X-Zmq-Channel", msg->channel,
-                       strlen(msg->channel));
-
-    if (msg->props->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) {
-        hdrs = zmqd_header(hdrs, "X-Correlation-Id",
-                           msg->props->correlation_id.bytes,
-                           msg->props->correlation_id.len);
-    }
-
-    if (msg->props->_flags & AMQP_BASIC_REPLY_TO_FLAG) {
-        hdrs = zmqd_header(hdrs, "X-Reply-To", msg->props->reply_to.bytes,
-                           msg->props->reply_to.len);
-    }
-
-    if (msg->props->_flags & AMQP_BASIC_HEADERS_FLAG) {
-        t = &msg->props->headers;
-        for (i = 0; i < t->num_entries; i++) {
-            v = &t->entries[i].value;
-            if (v->kind != AMQP_FIELD_KIND_UTF8
-                && v->kind != AMQP_FIELD_KIND_BYTES)
-            {
-                continue;
-            }
-            snprintf(name, sizeof(name), "X-Zmq-Header-%.*s",
-                     (int) t->entries[i].key.len,
-                     (char *) t->entries[i].key.bytes);
-            hdrs = zmqd_header(hdrs, name, v->value.bytes.bytes,
-                               v->value.bytes.len);
-        }
-    }
 
     /* credentials of the outgoing security definition */
 
@@ -283,10 +458,16 @@ zmqd_service_http(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
                                                                "username")));
             curl_easy_setopt(cached->curl, CURLOPT_PASSWORD, secret);
         } else {
-            hdrs = zmqd_header(hdrs,
-                               json_string_value(json_object_get(sec,
-                                                                 "header")),
-                               secret, strlen(secret));
+            hname = json_string_value(json_object_get(sec, "header"));
+            rc = zmqd_header(&hdrs, "", hname, strlen(hname), secret,
+                             strlen(secret), err, errlen);
+            if (rc != 0) {
+                /* the configuration's fault, not the message's */
+                memset(secret, 0, strlen(secret));
+                free(secret);
+                curl_slist_free_all(hdrs);
+                return -1;
+            }
         }
     }
 
@@ -384,7 +565,7 @@ zmqd_redis(const char *url, char *err, size_t errlen)
     struct timeval     tv = { ZMQD_TIMEOUT_MS / 1000, 0 };
     zgw_redis_addr_t   addr;
 
-    cached = zmqd_cached(url);
+    cached = zmqd_cached("redis", url);
     if (cached == NULL) {
         snprintf(err, errlen, "too many redis connections");
         return NULL;
@@ -539,6 +720,7 @@ int
 zmqd_service_invoke(zmqd_ctx_t *ctx, const char *name, const zmqd_msg_t *msg,
     char *err, size_t errlen)
 {
+    int          rc;
     size_t       i;
     json_t      *svc, *item;
     const char  *kind;
@@ -571,11 +753,11 @@ zmqd_service_invoke(zmqd_ctx_t *ctx, const char *name, const zmqd_msg_t *msg,
 
     if (strcmp(kind, "fanout") == 0) {
         json_array_foreach(json_object_get(svc, "services"), i, item) {
-            if (zmqd_service_invoke(ctx, json_string_value(item), msg, sub,
-                                    sizeof(sub)) != 0)
-            {
+            rc = zmqd_service_invoke(ctx, json_string_value(item), msg, sub,
+                                     sizeof(sub));
+            if (rc != 0) {
                 snprintf(err, errlen, "fanout '%s': %s", name, sub);
-                return -1;
+                return rc;
             }
         }
         return 0;
