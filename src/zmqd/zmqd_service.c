@@ -6,6 +6,9 @@
  *   redis    RPUSH/LPUSH with an optional length cap, or ZADD
  *   fanout   several services; success when all succeed
  *
+ * A redis connection that saw any error (an error reply, an I/O error or
+ * timeout, a reply of an unexpected type, a failed AUTH or SELECT) is
+ * closed: a reply left unread would be read by the next message's command.
  * Message properties become HTTP headers only when they cannot end the
  * header line; otherwise the message is refused as ZMQD_PERMANENT.
  */
@@ -33,6 +36,13 @@ typedef struct {
     CURL           *curl;
     redisContext   *redis;
 } zmqd_cached_t;
+
+
+/* a pipelined redis command, and the reply that means success */
+typedef struct {
+    const char     *what;          /* for errors: "RPUSH", "SELECT 99" */
+    int             type;          /* REDIS_REPLY_INTEGER, or _STATUS "OK" */
+} zmqd_redis_cmd_t;
 
 
 static zmqd_cached_t  zmqd_cache[ZMQD_CACHE_MAX];
@@ -556,29 +566,91 @@ zmqd_service_publish(zmqd_ctx_t *ctx, const json_t *svc,
 /* ---------------------------------------------------------------- redis */
 
 
-static redisContext *
-zmqd_redis(const char *url, char *err, size_t errlen)
+static void
+zmqd_redis_drop(zmqd_cached_t *cached)
 {
-    zgw_errors_t       errs;
-    redisReply        *r;
-    zmqd_cached_t     *cached;
-    struct timeval     tv = { ZMQD_TIMEOUT_MS / 1000, 0 };
-    zgw_redis_addr_t   addr;
-
-    cached = zmqd_cached("redis", url);
-    if (cached == NULL) {
-        snprintf(err, errlen, "too many redis connections");
-        return NULL;
-    }
-
-    if (cached->redis != NULL && !cached->redis->err) {
-        return cached->redis;
-    }
-
     if (cached->redis != NULL) {
         redisFree(cached->redis);
         cached->redis = NULL;
     }
+}
+
+
+/*
+ * Reads the replies of n pipelined commands, each one even after an error
+ * reply, and checks each against the reply that means success. 0, or -1
+ * with err filled from the first failure; after an I/O error or a timeout
+ * nothing more can be read: the caller drops the connection on any -1.
+ */
+static int
+zmqd_redis_replies(redisContext *c, const char *where,
+    const zmqd_redis_cmd_t *cmds, int n, char *err, size_t errlen)
+{
+    int          i, rc;
+    redisReply  *r;
+
+    rc = 0;
+
+    for (i = 0; i < n; i++) {
+        r = NULL;
+        errno = 0;
+
+        if (redisGetReply(c, (void **) &r) != REDIS_OK || r == NULL) {
+            if (rc != 0) {
+                return -1;
+            }
+            if (c->err == REDIS_ERR_IO
+                && (errno == EAGAIN || errno == EWOULDBLOCK))
+            {
+                snprintf(err, errlen, "%s: %s: no reply within %d ms",
+                         where, cmds[i].what, ZMQD_TIMEOUT_MS);
+            } else {
+                snprintf(err, errlen, "%s: %s: %s", where, cmds[i].what,
+                         c->errstr[0] ? c->errstr : "no reply");
+            }
+            return -1;
+        }
+
+        if (rc == 0) {
+            if (r->type == REDIS_REPLY_ERROR) {
+                snprintf(err, errlen, "%s: %s failed: %s", where,
+                         cmds[i].what, r->str);
+                rc = -1;
+
+            } else if (r->type != cmds[i].type
+                       || (r->type == REDIS_REPLY_STATUS
+                           && strcmp(r->str, "OK") != 0))
+            {
+                snprintf(err, errlen, "%s: %s: unexpected reply (type %d)",
+                         where, cmds[i].what, r->type);
+                rc = -1;
+            }
+        }
+
+        freeReplyObject(r);
+    }
+
+    return rc;
+}
+
+
+/*
+ * The cached connection of a redis url: connected, authenticated and on
+ * its database, or NULL with err filled. where gets the address as errors
+ * print it: never with credentials.
+ */
+static zmqd_cached_t *
+zmqd_redis(const char *url, char *where, size_t wlen, char *err,
+    size_t errlen)
+{
+    int                n;
+    char               select[32];
+    zgw_errors_t       errs;
+    zmqd_cached_t     *cached;
+    struct timeval     tv = { ZMQD_TIMEOUT_MS / 1000,
+                              (ZMQD_TIMEOUT_MS % 1000) * 1000 };
+    zgw_redis_addr_t   addr;
+    zmqd_redis_cmd_t   cmds[2];
 
     zgw_errors_init(&errs);
     if (zgw_redis_addr_parse(&addr, url, &errs) != ZGW_OK) {
@@ -587,29 +659,62 @@ zmqd_redis(const char *url, char *err, size_t errlen)
         return NULL;
     }
 
+    snprintf(where, wlen, "redis %s:%d/%d", addr.host, addr.port, addr.db);
+
+    cached = zmqd_cached("redis", url);
+    if (cached == NULL) {
+        snprintf(err, errlen, "too many redis connections");
+        goto failed;
+    }
+
+    if (cached->redis != NULL && !cached->redis->err) {
+        goto done;
+    }
+
+    zmqd_redis_drop(cached);
+
     cached->redis = redisConnectWithTimeout(addr.host, addr.port, tv);
     if (cached->redis == NULL || cached->redis->err) {
-        snprintf(err, errlen, "redis %s: cannot connect", url);
-        if (cached->redis) {
-            redisFree(cached->redis);
-            cached->redis = NULL;
-        }
-        return NULL;
+        snprintf(err, errlen, "%s: cannot connect: %s", where,
+                 cached->redis ? cached->redis->errstr : "out of memory");
+        zmqd_redis_drop(cached);
+        goto failed;
     }
 
     redisSetTimeout(cached->redis, tv);
 
+    /* a failed AUTH or SELECT fails the connection, never ignored */
+    n = 0;
+
     if (addr.password[0]) {
-        r = redisCommand(cached->redis, "AUTH %s", addr.password);
-        freeReplyObject(r);
+        redisAppendCommand(cached->redis, "AUTH %b", addr.password,
+                           strlen(addr.password));
+        cmds[n].what = "AUTH";
+        cmds[n++].type = REDIS_REPLY_STATUS;
     }
 
     if (addr.db) {
-        r = redisCommand(cached->redis, "SELECT %d", addr.db);
-        freeReplyObject(r);
+        redisAppendCommand(cached->redis, "SELECT %d", addr.db);
+        snprintf(select, sizeof(select), "SELECT %d", addr.db);
+        cmds[n].what = select;
+        cmds[n++].type = REDIS_REPLY_STATUS;
     }
 
-    return cached->redis;
+    if (zmqd_redis_replies(cached->redis, where, cmds, n, err, errlen) != 0)
+    {
+        zmqd_redis_drop(cached);
+        goto failed;
+    }
+
+done:
+
+    memset(addr.password, 0, sizeof(addr.password));
+    return cached;
+
+failed:
+
+    memset(addr.password, 0, sizeof(addr.password));
+    return NULL;
 }
 
 
@@ -617,30 +722,28 @@ static int
 zmqd_service_redis(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
     char *err, size_t errlen)
 {
-    int            n;
-    double         score;
-    json_t        *doc, *f;
-    json_int_t     max_len;
-    redisReply    *r;
-    const char    *url, *op, *key, *field;
-    redisContext  *rc;
+    int                n;
+    char               where[300];
+    double             score;
+    json_t            *doc, *f;
+    json_int_t         max_len;
+    const char        *url, *op, *key, *field;
+    redisContext      *rc;
+    zmqd_cached_t     *cached;
+    zmqd_redis_cmd_t   cmds[2];
 
     url = json_string_value(json_object_get(svc, "url"));
     if (url == NULL) {
         url = zmqd_redis_url(ctx);
     }
 
-    rc = zmqd_redis(url, err, errlen);
-    if (rc == NULL) {
-        return -1;
-    }
-
     op = json_string_value(json_object_get(svc, "op"));
     key = json_string_value(json_object_get(svc, "key"));
     max_len = json_integer_value(json_object_get(svc, "max_len"));
+    field = json_string_value(json_object_get(svc, "score_field"));
+    score = 0;
 
     if (strcmp(op, "zadd") == 0) {
-        field = json_string_value(json_object_get(svc, "score_field"));
 
         if (field != NULL) {
             doc = json_loadb(msg->body->bytes, msg->body->len, 0, NULL);
@@ -649,7 +752,7 @@ zmqd_service_redis(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
                 json_decref(doc);
                 snprintf(err, errlen, "score field '%s' is not a number in "
                          "the message", field);
-                return -1;
+                return ZMQD_PERMANENT;
             }
             score = json_number_value(f);
             json_decref(doc);
@@ -660,55 +763,55 @@ zmqd_service_redis(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
         } else {
             score = (double) time(NULL);
         }
+    }
 
-        r = redisCommand(rc, "ZADD %s %f %b", key, score, msg->body->bytes,
-                         msg->body->len);
+    cached = zmqd_redis(url, where, sizeof(where), err, errlen);
+    if (cached == NULL) {
+        return -1;
+    }
+
+    rc = cached->redis;
+
+    if (strcmp(op, "zadd") == 0) {
+        n = redisAppendCommand(rc, "ZADD %s %f %b", key, score,
+                               msg->body->bytes, msg->body->len) == REDIS_OK;
+        cmds[0].what = "ZADD";
+        cmds[0].type = REDIS_REPLY_INTEGER;
 
     } else {
-        redisAppendCommand(rc, "%s %s %b",
-                           strcmp(op, "lpush") == 0 ? "LPUSH" : "RPUSH", key,
-                           msg->body->bytes, msg->body->len);
-        n = 1;
+        n = redisAppendCommand(rc, "%s %s %b",
+                               strcmp(op, "lpush") == 0 ? "LPUSH" : "RPUSH",
+                               key, msg->body->bytes, msg->body->len)
+            == REDIS_OK;
+        cmds[0].what = strcmp(op, "lpush") == 0 ? "LPUSH" : "RPUSH";
+        cmds[0].type = REDIS_REPLY_INTEGER;
 
-        if (max_len > 0) {
+        if (n && max_len > 0) {
             if (strcmp(op, "lpush") == 0) {
-                redisAppendCommand(rc, "LTRIM %s 0 %lld", key,
-                                   (long long) max_len - 1);
+                n = redisAppendCommand(rc, "LTRIM %s 0 %lld", key,
+                                       (long long) max_len - 1) == REDIS_OK;
             } else {
-                redisAppendCommand(rc, "LTRIM %s %lld -1", key,
-                                   -(long long) max_len);
+                n = redisAppendCommand(rc, "LTRIM %s %lld -1", key,
+                                       -(long long) max_len) == REDIS_OK;
             }
-            n = 2;
-        }
-
-        r = NULL;
-        while (n-- > 0) {
-            if (r != NULL) {
-                freeReplyObject(r);
-            }
-            if (redisGetReply(rc, (void **) &r) != REDIS_OK) {
-                r = NULL;
-                break;
-            }
-            if (r->type == REDIS_REPLY_ERROR) {
-                break;
-            }
+            n = n ? 2 : 0;
+            cmds[1].what = "LTRIM";
+            cmds[1].type = REDIS_REPLY_STATUS;
         }
     }
 
-    if (r == NULL) {
-        snprintf(err, errlen, "redis %s: %s", url,
-                 rc->errstr[0] ? rc->errstr : "no reply");
+    if (n == 0) {
+        snprintf(err, errlen, "%s: out of memory", where);
+        zmqd_redis_drop(cached);
         return -1;
     }
 
-    if (r->type == REDIS_REPLY_ERROR) {
-        snprintf(err, errlen, "redis %s: %s", url, r->str);
-        freeReplyObject(r);
+    /* every reply is read; any failure closes the connection */
+    if (zmqd_redis_replies(rc, where, cmds, n, err, errlen) != 0) {
+        zmqd_redis_drop(cached);
         return -1;
     }
 
-    freeReplyObject(r);
     return 0;
 }
 
