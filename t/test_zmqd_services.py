@@ -216,7 +216,7 @@ def test_headers_that_would_inject_are_refused_and_dead_lettered(
     for mid, props in bad.items():
         publish(rabbitmq, queue.name, [b"bad"], message_id=mid, **props)
     publish(rabbitmq, queue.name, [b"good"], message_id="good",
-            headers={"note": "caf\u00e9\tok", "n": 5})
+            headers={"note": "caf\u00e9\tok", "n": 5, "empty": ""})
     z.wait_log("message 'good' done by")
     z.wait_log("dead-lettered after 1 attempt(s)", count=len(bad))
 
@@ -226,6 +226,7 @@ def test_headers_that_would_inject_are_refused_and_dead_lettered(
     assert "X-Injected" not in headers
     assert headers["X-Zmq-Header-note"].encode("latin-1") == \
         "caf\u00e9\tok".encode()
+    assert headers["X-Zmq-Header-empty"] == ""
 
     dl = dead_letters(rabbitmq, queue.name, len(bad))
     assert sorted(dl) == sorted(bad)

@@ -159,12 +159,15 @@ zmqd_tchar(unsigned char c)
 
 /* a header name for an error message: printable ASCII, the rest escaped */
 static void
-zmqd_shown(char *out, size_t size, const char *prefix, const u_char *name,
-    size_t nlen)
+zmqd_shown(char *out, size_t size, const char *prefix,
+    const unsigned char *name, size_t nlen)
 {
     size_t  i, o;
 
     o = (size_t) snprintf(out, size, "%s", prefix);
+    if (o >= size) {
+        return;
+    }
 
     for (i = 0; i < nlen && o + 8 < size; i++) {
         if (name[i] > 0x20 && name[i] < 0x7f && name[i] != '\'') {
@@ -193,17 +196,21 @@ static int
 zmqd_header(struct curl_slist **list, const char *prefix, const void *name,
     size_t nlen, const void *value, size_t vlen, char *err, size_t errlen)
 {
-    char               *line, shown[100];
-    size_t              plen, i;
-    const u_char       *n, *v;
-    struct curl_slist  *l;
+    char                 *line, shown[100];
+    size_t                plen, i;
+    unsigned char         c;
+    struct curl_slist    *l;
+    const unsigned char  *n, *v;
 
     n = name;
     v = value;
     plen = strlen(prefix);
 
+    c = '\0';
+
     for (i = 0; i < plen + nlen; i++) {
-        if (!zmqd_tchar(i < plen ? (u_char) prefix[i] : n[i - plen])) {
+        c = i < plen ? (unsigned char) prefix[i] : n[i - plen];
+        if (!zmqd_tchar(c)) {
             break;
         }
     }
@@ -215,8 +222,7 @@ zmqd_header(struct curl_slist **list, const char *prefix, const void *name,
                      "header");
         } else {
             snprintf(err, errlen, "header name '%s': byte 0x%02x is not "
-                     "allowed in an HTTP header name", shown,
-                     i < plen ? (u_char) prefix[i] : n[i - plen]);
+                     "allowed in an HTTP header name", shown, c);
         }
         return ZMQD_PERMANENT;
     }
@@ -469,6 +475,9 @@ zmqd_service_http(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
             curl_easy_setopt(cached->curl, CURLOPT_PASSWORD, secret);
         } else {
             hname = json_string_value(json_object_get(sec, "header"));
+            if (hname == NULL) {
+                hname = "X-API-Key";
+            }
             rc = zmqd_header(&hdrs, "", hname, strlen(hname), secret,
                              strlen(secret), err, errlen);
             if (rc != 0) {
