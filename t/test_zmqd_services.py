@@ -240,3 +240,22 @@ def test_headers_that_would_inject_are_refused_and_dead_lettered(
     assert "name" in dl["space-name"][0].headers["x-zmq-error"]
     assert "value" in dl["crlf-value"][0].headers["x-zmq-error"]
     assert_acked(rabbitmq, queue.name)
+
+
+def test_a_zadd_message_without_its_score_is_dead_lettered_at_once(
+        rabbitmq, queue, redis_store, zmqd):
+    z = zmqd(config(rabbitmq.port,
+                    [{"name": "in", "queue": queue.name, "service": "sc",
+                      "retry": FAST_RETRY}],
+                    [{"name": "sc", "kind": "redis", "op": "zadd",
+                      "key": "z", "score_field": "ts"}]))
+    publish(rabbitmq, queue.name, [b'{"x": 1}'], message_id="no-ts")
+    publish(rabbitmq, queue.name, [b"not json"], message_id="no-json")
+    publish(rabbitmq, queue.name, [b'{"ts": 3}'], message_id="fine")
+    z.wait_log("dead-lettered after 1 attempt(s)", count=2)
+    dl = dead_letters(rabbitmq, queue.name, 2)
+    assert sorted(dl) == ["no-json", "no-ts"]
+    for p, _ in dl.values():
+        assert "score field 'ts' is not a number" in p.headers["x-zmq-error"]
+    wait_for(lambda: redis_store.client().zcard("z") == 1)
+    assert_acked(rabbitmq, queue.name)
