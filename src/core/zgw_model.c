@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "zgw_hostport.h"
 #include "zgw_model.h"
 
 
@@ -856,71 +857,35 @@ zgw_validate_fields(const char *who, const char *prefix,
 
 
 static int
-zgw_check_host(const char *host)
-{
-    size_t  n;
-
-    n = strlen(host);
-    if (n == 0 || n > 253) {
-        return 0;
-    }
-
-    for ( /* void */ ; *host; host++) {
-        if (!isalnum((unsigned char) *host) && strchr(".-_:[]", *host) == NULL)
-        {
-            return 0;
-        }
-    }
-
-    return 1;
-}
-
-
-static int
 zgw_check_amqp_def(const char *who, json_t *obj, zgw_errors_t *errs)
 {
-    int          rc;
-    char        *copy, *colon, *end;
-    long         port;
-    size_t       i;
-    json_t      *item;
-    const char  *host;
+    int              rc;
+    char             where[ZGW_NAME_MAX + 128];
+    size_t           i;
+    json_t          *item, *host;
+    zgw_hostport_t   hp;
 
     rc = ZGW_OK;
-    host = json_string_value(json_object_get(obj, "host"));
+    host = json_object_get(obj, "host");
 
-    if (host != NULL && !zgw_check_host(host)) {
-        zgw_errors_add(errs, "%s: host '%s' is not a host name or address",
-                       who, host);
-        rc = ZGW_ERROR;
+    if (json_is_string(host)) {
+        snprintf(where, sizeof(where), "%s: host", who);
+        if (zgw_host_parse(&hp, json_string_value(host),
+                           json_string_length(host), where, errs)
+            != ZGW_OK)
+        {
+            rc = ZGW_ERROR;
+        }
     }
 
     json_array_foreach(json_object_get(obj, "hosts"), i, item) {
-        copy = strdup(json_string_value(item));
-        if (copy == NULL) {
-            return ZGW_ERROR;
-        }
-
-        colon = strrchr(copy, ':');
-        if (colon != NULL && strchr(copy, ']') < colon) {
-            *colon = '\0';
-            errno = 0;
-            port = strtol(colon + 1, &end, 10);
-            if (errno || *end != '\0' || port < 1 || port > 65535) {
-                zgw_errors_add(errs, "%s: hosts[%zu] '%s': port is out of "
-                               "range 1-65535", who, i,
-                               json_string_value(item));
-                rc = ZGW_ERROR;
-            }
-        }
-
-        if (!zgw_check_host(copy)) {
-            zgw_errors_add(errs, "%s: hosts[%zu] '%s' is not host[:port]",
-                           who, i, json_string_value(item));
+        snprintf(where, sizeof(where), "%s: hosts[%zu]", who, i);
+        if (zgw_hostport_parse(&hp, json_string_value(item),
+                               json_string_length(item), 5672, where, errs)
+            != ZGW_OK)
+        {
             rc = ZGW_ERROR;
         }
-
-        free(copy);
     }
 
     return rc;
@@ -960,7 +925,9 @@ zgw_check_amqp_channel(const char *who, json_t *obj, zgw_errors_t *errs)
 static int
 zgw_check_http_outconn(const char *who, json_t *obj, zgw_errors_t *errs)
 {
-    const char  *url, *rest;
+    char             where[ZGW_NAME_MAX + 128];
+    const char      *url, *rest, *p, *end;
+    zgw_hostport_t   hp;
 
     url = json_string_value(json_object_get(obj, "url"));
     if (url == NULL) {
@@ -982,12 +949,30 @@ zgw_check_http_outconn(const char *who, json_t *obj, zgw_errors_t *errs)
         return ZGW_ERROR;
     }
 
-    for ( /* void */ ; *rest; rest++) {
-        if ((unsigned char) *rest <= ' ') {
+    for (p = rest; *p; p++) {
+        if ((unsigned char) *p <= ' ' || *p == 0x7f) {
             zgw_errors_add(errs, "%s: url '%s' contains white space or "
                            "control characters", who, url);
             return ZGW_ERROR;
         }
+    }
+
+    /* the authority: [user[:password]@]host[:port] */
+
+    end = rest + strcspn(rest, "/?#");
+    for (p = rest; p < end; p++) {
+        if (*p == '@') {
+            rest = p + 1;
+        }
+    }
+
+    snprintf(where, sizeof(where), "%s: url host", who);
+
+    if (zgw_hostport_parse(&hp, rest, (size_t) (end - rest),
+                           url[4] == 's' ? 443 : 80, where, errs)
+        != ZGW_OK)
+    {
+        return ZGW_ERROR;
     }
 
     return ZGW_OK;
