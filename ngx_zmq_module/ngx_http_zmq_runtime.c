@@ -941,6 +941,54 @@ ngx_http_zmq_route_match(ngx_http_zmq_route_t *route, ngx_str_t *segs,
 }
 
 
+/*
+ * The route and its params as the request keeps them: in r->pool, so that
+ * they outlive the runtime they came from (a configuration applied while
+ * the body is read destroys the runtime's pool).
+ */
+static ngx_http_zmq_route_t *
+ngx_http_zmq_route_copy(ngx_http_request_t *r, ngx_http_zmq_route_t *route,
+    ngx_http_zmq_param_t *params, ngx_uint_t nparams)
+{
+    u_char                *p;
+    ngx_uint_t             i;
+    ngx_http_zmq_route_t  *copy;
+
+    copy = ngx_palloc(r->pool, sizeof(ngx_http_zmq_route_t));
+    if (copy == NULL) {
+        return NULL;
+    }
+
+    *copy = *route;
+    ngx_memzero(&copy->segments, sizeof(ngx_array_t));   /* not kept */
+
+    copy->name.data = ngx_pstrdup(r->pool, &route->name);
+    copy->url_path.data = ngx_pstrdup(r->pool, &route->url_path);
+    copy->service.data = ngx_pstrdup(r->pool, &route->service);
+
+    if ((route->name.len && copy->name.data == NULL)
+        || (route->url_path.len && copy->url_path.data == NULL)
+        || (route->service.len && copy->service.data == NULL))
+    {
+        return NULL;
+    }
+
+    /* the values point into r->uri already; the names into the runtime */
+
+    for (i = 0; i < nparams; i++) {
+        p = ngx_pnalloc(r->pool, params[i].name.len + 1);
+        if (p == NULL) {
+            return NULL;
+        }
+        ngx_memcpy(p, params[i].name.data, params[i].name.len);
+        p[params[i].name.len] = '\0';
+        params[i].name.data = p;
+    }
+
+    return copy;
+}
+
+
 ngx_int_t
 ngx_http_zmq_runtime_route(ngx_http_request_t *r,
     ngx_http_zmq_route_t **found, ngx_http_zmq_param_t *params,
@@ -1004,7 +1052,10 @@ ngx_http_zmq_runtime_route(ngx_http_request_t *r,
             }
 
             if (route[i].method == 0 || route[i].method == r->method) {
-                *found = &route[i];
+                *found = ngx_http_zmq_route_copy(r, &route[i], params, n);
+                if (*found == NULL) {
+                    return NGX_ERROR;
+                }
                 *nparams = n;
                 return NGX_OK;
             }
