@@ -18,6 +18,8 @@
 #define NGX_HTTP_ZMQ_TMPL_VARIABLE    1
 #define NGX_HTTP_ZMQ_TMPL_PARAM       2
 
+#define NGX_HTTP_ZMQ_SEGS_STACK       64
+
 #define ngx_http_zmq_isword(c)                                               \
     (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z')               \
      || ((c) >= '0' && (c) <= '9') || (c) == '_')
@@ -995,7 +997,7 @@ ngx_http_zmq_runtime_route(ngx_http_request_t *r,
     ngx_uint_t *nparams, ngx_str_t *allow)
 {
     u_char                *p, *end, *start;
-    ngx_str_t              segs[64];
+    ngx_str_t              stack[NGX_HTTP_ZMQ_SEGS_STACK], *segs;
     ngx_uint_t             i, nsegs, pass, methods, n;
     ngx_http_zmq_route_t  *route;
 
@@ -1003,11 +1005,34 @@ ngx_http_zmq_runtime_route(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
+    /*
+     * Every segment of the path, however many: a path is never cut short,
+     * so an exact route matches only a path of exactly its segments.
+     */
+
     nsegs = 0;
     p = r->uri.data;
     end = p + r->uri.len;
 
-    while (p < end && nsegs < 64) {
+    for ( /* void */ ; p < end; p++) {
+        if (*p != '/' && (p == r->uri.data || p[-1] == '/')) {
+            nsegs++;
+        }
+    }
+
+    segs = stack;
+
+    if (nsegs > NGX_HTTP_ZMQ_SEGS_STACK) {
+        segs = ngx_palloc(r->pool, nsegs * sizeof(ngx_str_t));
+        if (segs == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    nsegs = 0;
+    p = r->uri.data;
+
+    while (p < end) {
         while (p < end && *p == '/') {
             p++;
         }
