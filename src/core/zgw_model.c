@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "zgw_amqp_check.h"
 #include "zgw_hostport.h"
 #include "zgw_model.h"
 
@@ -341,6 +342,8 @@ static int zgw_check_rest_channel(const char *who, json_t *obj,
     zgw_errors_t *errs);
 static int zgw_check_startup(const char *who, json_t *obj,
     zgw_errors_t *errs);
+static int zgw_check_routing_key(const char *who, const char *field,
+    json_t *rk, json_t *ex, zgw_errors_t *errs);
 
 
 static const zgw_schema_t  zgw_schemas[ZGW_KIND_MAX] = {
@@ -918,7 +921,22 @@ zgw_check_retry(const char *who, json_t *retry, zgw_errors_t *errs)
 static int
 zgw_check_amqp_channel(const char *who, json_t *obj, zgw_errors_t *errs)
 {
-    return zgw_check_retry(who, json_object_get(obj, "retry"), errs);
+    int      rc;
+    json_t  *dl;
+
+    rc = zgw_check_retry(who, json_object_get(obj, "retry"), errs);
+
+    dl = json_object_get(obj, "dead_letter");
+    if (dl != NULL
+        && zgw_check_routing_key(who, "dead_letter.routing_key",
+                                 json_object_get(dl, "routing_key"),
+                                 json_object_get(dl, "exchange"), errs)
+           != ZGW_OK)
+    {
+        rc = ZGW_ERROR;
+    }
+
+    return rc;
 }
 
 
@@ -979,6 +997,67 @@ zgw_check_http_outconn(const char *who, json_t *obj, zgw_errors_t *errs)
 }
 
 
+/* a routing key (or a template of one) that RabbitMQ accepts */
+static int
+zgw_check_routing_key(const char *who, const char *field, json_t *rk,
+    json_t *ex, zgw_errors_t *errs)
+{
+    char         echo[80];
+    const char  *why;
+
+    if (!json_is_string(rk)) {
+        return ZGW_OK;
+    }
+
+    why = zgw_amqp_routing_key_check(json_string_value(ex),
+                                     json_string_length(ex),
+                                     json_string_value(rk),
+                                     json_string_length(rk));
+    if (why != NULL) {
+        zgw_amqp_echo(echo, sizeof(echo), json_string_value(rk),
+                      json_string_length(rk), 64);
+        zgw_errors_add(errs, "%s: %s '%s': %s", who, field, echo, why);
+        return ZGW_ERROR;
+    }
+
+    return ZGW_OK;
+}
+
+
+/* each name and value of an AMQP headers table */
+static int
+zgw_check_amqp_headers(const char *who, const char *field, json_t *obj,
+    zgw_errors_t *errs)
+{
+    int          rc;
+    char         echo[80];
+    json_t      *v;
+    const char  *key, *why;
+
+    rc = ZGW_OK;
+
+    json_object_foreach(json_object_get(obj, field), key, v) {
+        zgw_amqp_echo(echo, sizeof(echo), key, strlen(key), 64);
+
+        why = zgw_amqp_header_name_check(key, strlen(key));
+        if (why != NULL) {
+            zgw_errors_add(errs, "%s: %s '%s': %s", who, field, echo, why);
+            rc = ZGW_ERROR;
+            continue;
+        }
+
+        why = zgw_amqp_header_value_check(json_string_value(v),
+                                          json_string_length(v));
+        if (why != NULL) {
+            zgw_errors_add(errs, "%s: %s '%s': %s", who, field, echo, why);
+            rc = ZGW_ERROR;
+        }
+    }
+
+    return rc;
+}
+
+
 static int
 zgw_check_service(const char *who, json_t *obj, zgw_errors_t *errs)
 {
@@ -987,6 +1066,19 @@ zgw_check_service(const char *who, json_t *obj, zgw_errors_t *errs)
 
     rc = zgw_check_retry(who, json_object_get(obj, "retry"), errs);
     kind = json_string_value(json_object_get(obj, "kind"));
+
+    if (kind != NULL
+        && (strcmp(kind, "publish") == 0 || strcmp(kind, "rpc") == 0))
+    {
+        if (zgw_check_routing_key(who, "routing_key",
+                                  json_object_get(obj, "routing_key"),
+                                  json_object_get(obj, "exchange"), errs)
+            != ZGW_OK
+            || zgw_check_amqp_headers(who, "headers", obj, errs) != ZGW_OK)
+        {
+            rc = ZGW_ERROR;
+        }
+    }
 
     if (kind != NULL && strcmp(kind, "redis") == 0) {
         url = json_string_value(json_object_get(obj, "url"));

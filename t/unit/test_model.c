@@ -224,6 +224,70 @@ static const model_case_t  model_cases[] = {
       "{\"service\":[{\"name\":\"a\",\"kind\":\"fanout\",\"services\":"
       "[\"a\"]}]}", "refers to the service itself" },
 
+    /* service: what RabbitMQ would close the channel or connection for */
+    { "service: headers with ordinary names and values are valid",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"publish\","
+      "\"outconn\":\"crm.out\",\"headers\":{\"tenant-id\":\"Z\\u00fcrich\","
+      "\"Source\":\"gw\",\"empty\":\"\"}}]}", NULL },
+    { "service: a CC header is RabbitMQ's",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"publish\","
+      "\"outconn\":\"crm.out\",\"headers\":{\"CC\":\"q2\"}}]}",
+      "service 's': headers 'CC': CC and BCC are RabbitMQ's sender-selected "
+      "distribution headers" },
+    { "service: a bcc header, in any case",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"publish\","
+      "\"outconn\":\"crm.out\",\"headers\":{\"bcc\":\"q2\"}}]}",
+      "service 's': headers 'bcc': CC and BCC" },
+    { "service: x- header names are RabbitMQ's",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"publish\","
+      "\"outconn\":\"crm.out\",\"headers\":{\"x-death\":\"1\"}}]}",
+      "service 's': headers 'x-death': header names beginning with x- are "
+      "RabbitMQ's" },
+    { "service: a header name over 128 bytes",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"publish\","
+      "\"outconn\":\"crm.out\",\"headers\":{\""
+      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+      "\":\"1\"}}]}",
+      "...': a header name is at most 128 bytes" },
+    { "service: a header name is an HTTP token",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"publish\","
+      "\"outconn\":\"crm.out\",\"headers\":{\"a b\":\"1\"}}]}",
+      "service 's': headers 'a b': a header name has letters, digits" },
+    { "service: an empty header name",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"publish\","
+      "\"outconn\":\"crm.out\",\"headers\":{\"\":\"1\"}}]}",
+      "service 's': headers '': a header name must not be empty" },
+    { "service: a header value without line breaks",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"publish\","
+      "\"outconn\":\"crm.out\",\"headers\":{\"h\":\"a\\r\\nX-B: c\"}}]}",
+      "service 's': headers 'h': a header value has no control characters" },
+    { "service: every bad header is named",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"publish\","
+      "\"outconn\":\"crm.out\",\"headers\":{\"ok\":\"1\",\"X-Delay\":\"5\","
+      "\"Cc\":\"q\"}}]}",
+      "service 's': headers 'X-Delay': header names beginning with x-" },
+    { "service: a routing key that is a forged direct reply-to address",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"publish\","
+      "\"outconn\":\"crm.out\",\"routing_key\":"
+      "\"amq.rabbitmq.reply-to.{id}\"}]}",
+      "service 's': routing_key 'amq.rabbitmq.reply-to.{id}': a routing key "
+      "beginning with amq.rabbitmq.reply-to. is a direct reply-to address" },
+    { "service: the same routing key through another exchange is fine",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"publish\","
+      "\"outconn\":\"crm.out\",\"exchange\":\"amq.topic\",\"routing_key\":"
+      "\"amq.rabbitmq.reply-to.x\"}]}", NULL },
+    { "service: rpc routing keys are checked too",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"rpc\","
+      "\"outconn\":\"crm.out\",\"routing_key\":"
+      "\"AMQ.RABBITMQ.REPLY-TO.x\"}]}", "direct reply-to address" },
+    { "amqp_channel: dead_letter routing key",
+      "{" DEF "," OUT "," PUB ",\"amqp_channel\":[{\"name\":\"c\",\"def\":"
+      "\"crm\",\"queue\":\"q\",\"service\":\"pub\",\"dead_letter\":"
+      "{\"routing_key\":\"amq.rabbitmq.reply-to.a.b\"}}]}",
+      "amqp_channel 'c': dead_letter.routing_key "
+      "'amq.rabbitmq.reply-to.a.b': a routing key beginning with" },
+
     /* rest_channel */
     { "rest_channel: valid",
       "{" DEF "," OUT "," PUB "," SEC ",\"rest_channel\":[{\"name\":\"r\","
