@@ -25,7 +25,7 @@
 
 
 #define NGX_HTTP_ZMQ_OUTCONNS_MAX     64
-#define NGX_HTTP_ZMQ_PARAMS_MAX       16
+#define NGX_HTTP_ZMQ_PARAMS_MAX       ZGW_ROUTE_PARAMS_MAX
 
 #define NGX_HTTP_ZMQ_SRC_NONE         0
 #define NGX_HTTP_ZMQ_SRC_LOADED       1     /* file, or Redis connected */

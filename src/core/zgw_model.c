@@ -1105,7 +1105,7 @@ zgw_check_service(const char *who, json_t *obj, zgw_errors_t *errs)
 static int
 zgw_check_rest_channel(const char *who, json_t *obj, zgw_errors_t *errs)
 {
-    int          depth;
+    int          depth, params;
     const char  *path, *p;
 
     path = json_string_value(json_object_get(obj, "url_path"));
@@ -1120,6 +1120,8 @@ zgw_check_rest_channel(const char *who, json_t *obj, zgw_errors_t *errs)
     }
 
     depth = 0;
+    params = 0;
+
     for (p = path; *p; p++) {
         if ((unsigned char) *p <= ' ' || *p == '?' || *p == '#') {
             zgw_errors_add(errs, "%s: url_path '%s' contains a character "
@@ -1135,6 +1137,13 @@ zgw_check_rest_channel(const char *who, json_t *obj, zgw_errors_t *errs)
                 return ZGW_ERROR;
             }
             depth = 1;
+
+            if (++params > ZGW_ROUTE_PARAMS_MAX) {
+                zgw_errors_add(errs, "%s: url_path '%s' has more than %d "
+                               "{param} segments", who, path,
+                               ZGW_ROUTE_PARAMS_MAX);
+                return ZGW_ERROR;
+            }
 
         } else if (*p == '}') {
             if (!depth || p[-1] == '{' || (p[1] != '/' && p[1] != '\0')) {

@@ -301,6 +301,15 @@ static const model_case_t  model_cases[] = {
       "{" DEF "," OUT "," PUB ",\"rest_channel\":[{\"name\":\"r\","
       "\"url_path\":\"/a{id}\",\"service\":\"pub\"}]}",
       "a {param} must be a whole path segment" },
+    { "rest_channel: at most 16 params",
+      "{" DEF "," OUT "," PUB ",\"rest_channel\":[{\"name\":\"r\","
+      "\"url_path\":\"/{a}/{b}/{c}/{d}/{e}/{f}/{g}/{h}/{i}/{j}/{k}/{l}/{m}/"
+      "{n}/{o}/{p}\",\"service\":\"pub\"}]}", NULL },
+    { "rest_channel: not 17 params (the 17th would be left empty)",
+      "{" DEF "," OUT "," PUB ",\"rest_channel\":[{\"name\":\"r\","
+      "\"url_path\":\"/{a}/{b}/{c}/{d}/{e}/{f}/{g}/{h}/{i}/{j}/{k}/{l}/{m}/"
+      "{n}/{o}/{p}/{q}\",\"service\":\"pub\"}]}",
+      "has more than 16 {param} segments" },
     { "rest_channel: method is an enumeration",
       "{" DEF "," OUT "," PUB ",\"rest_channel\":[{\"name\":\"r\","
       "\"url_path\":\"/a\",\"method\":\"post\",\"service\":\"pub\"}]}",
