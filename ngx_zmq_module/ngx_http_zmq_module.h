@@ -63,6 +63,7 @@ typedef struct {
     ngx_msec_t                     confirm_timeout;
     size_t                         max_body;
     ngx_uint_t                     data_format;
+    ngx_flag_t                     json_errors;
 } ngx_http_zmq_loc_conf_t;
 
 
@@ -75,6 +76,7 @@ typedef struct {
     ngx_uint_t                     data_format;
     ngx_http_zmq_param_t           params[NGX_HTTP_ZMQ_PARAMS_MAX];
     ngx_uint_t                     nparams;
+    ngx_http_event_handler_pt      read_body;  /* NGINX's body reader */
     ngx_chain_t                   *json;       /* replaces an nginx page */
     ngx_queue_t                    answer;     /* in ngx_http_zmq_answers */
     ngx_http_zmq_pub_result_e      result;
