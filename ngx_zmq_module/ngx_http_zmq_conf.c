@@ -15,6 +15,7 @@
 
 #include "zgw_hostport.h"
 #include "ngx_http_zmq_module.h"
+#include "ngx_http_zmq_follow.h"
 
 
 #define NGX_HTTP_ZMQ_SLOTS_MAX    64
@@ -501,6 +502,11 @@ ngx_http_zmq_conf_init(ngx_conf_t *cf, ngx_http_zmq_main_conf_t *zmcf)
         p = ngx_cpymem(zmcf->cache_file.data, zmcf->cache_dir->name.data,
                        zmcf->cache_dir->name.len);
         ngx_memcpy(p, "/config.json", sizeof("/config.json"));
+
+        /* the cache is written by a thread */
+        if (ngx_http_zmq_follow_init_conf(cf) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
 
         if (ngx_http_zmq_load_cache(cf, zmcf) == NGX_OK
             && ngx_http_zmq_prepare(cf, zmcf) != NGX_CONF_OK)

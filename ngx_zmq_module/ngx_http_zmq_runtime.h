@@ -31,6 +31,7 @@
 #define NGX_HTTP_ZMQ_SRC_LOADED       1     /* file, or Redis connected */
 #define NGX_HTTP_ZMQ_SRC_STALE        2     /* Redis unreachable */
 #define NGX_HTTP_ZMQ_SRC_WAITING      3     /* Redis, no snapshot yet */
+#define NGX_HTTP_ZMQ_SRC_REGRESSED    4     /* Redis below what runs */
 
 
 /* a name resolved when the configuration was read */
@@ -93,6 +94,7 @@ typedef struct {
 typedef struct {
     ngx_atomic_t                 pid;
     ngx_atomic_t                 version;
+    ngx_atomic_t                 store_version;  /* Redis's, last seen */
     ngx_atomic_t                 state;
     ngx_atomic_t                 since;
     u_char                       error[192];

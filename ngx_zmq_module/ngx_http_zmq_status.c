@@ -47,6 +47,8 @@ ngx_http_zmq_source_state(ngx_uint_t state)
         return "stale";
     case NGX_HTTP_ZMQ_SRC_WAITING:
         return "waiting";
+    case NGX_HTTP_ZMQ_SRC_REGRESSED:
+        return "regressed";
     default:
         return "none";
     }
@@ -143,6 +145,13 @@ ngx_http_zmq_status_handler(ngx_http_request_t *r)
                                                 ws->state)));
             json_object_set_new(w, "since",
                                 json_integer((json_int_t) ws->since));
+            if (ws->state == NGX_HTTP_ZMQ_SRC_LOADED
+                || ws->state == NGX_HTTP_ZMQ_SRC_REGRESSED)
+            {
+                json_object_set_new(w, "store_version",
+                                    json_integer((json_int_t)
+                                                 ws->store_version));
+            }
             if (ws->error[0]) {
                 json_object_set_new(w, "error",
                                     json_string((char *) ws->error));
