@@ -141,13 +141,15 @@ zgw_host_name(zgw_hostport_t *hp, const char *s, size_t n, char *reason,
             continue;
         }
 
-        if (!zgw_is_alnum(s[i]) && s[i] != '-') {
+        /* '_' is not RFC 1123, but resolvers take it and container
+         * platforms name hosts with it (my_rabbit) */
+        if (!zgw_is_alnum(s[i]) && s[i] != '-' && s[i] != '_') {
             if ((unsigned char) s[i] > 0x20 && (unsigned char) s[i] < 0x7f) {
                 snprintf(reason, rsize, "'%c' is not allowed in a host name "
-                         "(letters, digits, '-' and '.')", s[i]);
+                         "(letters, digits, '-', '_' and '.')", s[i]);
             } else {
                 snprintf(reason, rsize, "a host name has letters, digits, "
-                         "'-' and '.' only");
+                         "'-', '_' and '.' only");
             }
             return ZGW_ERROR;
         }
