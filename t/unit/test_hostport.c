@@ -133,7 +133,7 @@ static const hostport_case_t  cases[] = {
     { HOST, "1::2::3", 0, 0, NULL, 0, 0, "is not an IPv6 address" },
     { HOST, "", 0, 0, NULL, 0, 0, "is empty" },
     { HOST, "a_b", 0, 0, "a_b", 0, NAME, NULL },
-    { HOST, "a b", 0, 0, NULL, 0, 0, "a host name has letters" },
+    { HOST, "a b", 0, 0, NULL, 0, 0, "contains white space" },
 };
 
 
