@@ -18,11 +18,34 @@ import pika.spec
 import pytest
 import requests
 
+import conftest
 from conftest import amqp_config, ASAN_PRELOAD
 from fake_amqp import FakeAmqp, frame, method_frame
 
-PUB = "location = /pub { zmq_service svc; zmq_max_body 4m; }\n"
+PUB = ("location = /pub { zmq_service svc; zmq_max_body 4m;"
+       " client_max_body_size 4m; }\n")
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture(autouse=True)
+def workers_die_loudly(monkeypatch):
+    """Under a root master the workers run as nobody and cannot write their
+    sanitizer report (asan.<pid>) into the test's directory, and NGINX logs
+    a worker's exit with a non-zero code only as a notice: let them write
+    it, and fail on any such exit (a signal is an [alert] already)."""
+    started = []
+    start = conftest.Nginx.start
+
+    def writable_start(self):
+        os.chmod(self.dir, 0o1777)
+        started.append(self)
+        return start(self)
+
+    monkeypatch.setattr(conftest.Nginx, "start", writable_start)
+    yield
+    bad = [line for ngx in started for line in ngx.error_log().splitlines()
+           if re.search(r"exited with (fatal )?code [1-9]", line)]
+    assert not bad, "\n".join(bad)
 
 
 def post(gw, data=b"x", headers=None, path="/pub", timeout=30):
