@@ -38,6 +38,7 @@
 
 #define NGX_HTTP_ZMQ_CHANNEL          1
 #define NGX_HTTP_ZMQ_IN_SIZE          65536
+#define NGX_HTTP_ZMQ_IN_PER_EVENT     (16 * NGX_HTTP_ZMQ_IN_SIZE)
 #define NGX_HTTP_ZMQ_BACKOFF_MIN      100
 #define NGX_HTTP_ZMQ_BACKOFF_MAX      10000
 #define NGX_HTTP_ZMQ_METHOD_MAX       1024   /* a publish method frame */
@@ -965,11 +966,24 @@ static void
 ngx_http_zmq_amqp_read_handler(ngx_event_t *rev)
 {
     u_char                    *p, *last;
+    size_t                     total;
     ssize_t                    n;
     ngx_connection_t          *c = rev->data;
     ngx_http_zmq_amqp_conn_t  *conn = c->data;
 
-    for ( ;; ) {
+    for (total = 0; /* void */; total += n) {
+
+        /*
+         * A broker that sends without pause (heartbeats, say) must not
+         * keep the worker from its other connections: after so much, go
+         * on in the next turn of the event loop, after what else is ready.
+         */
+
+        if (total >= NGX_HTTP_ZMQ_IN_PER_EVENT) {
+            ngx_post_event(rev, &ngx_posted_next_events);
+            return;
+        }
+
         n = c->recv(c, conn->in, NGX_HTTP_ZMQ_IN_SIZE);
 
         if (n == NGX_AGAIN) {

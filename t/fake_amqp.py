@@ -11,6 +11,7 @@ RabbitMQ does, then the ack, in RabbitMQ's order)."""
 
 import socket
 import struct
+import tempfile
 import threading
 import time
 
@@ -23,7 +24,7 @@ class FakeAmqp:
                  never_ack=False, nack=False, heartbeat=0, stall=False,
                  batch_ack=0, tune_first=False, frame_max=4096,
                  channel_max=0, unroutable=(), after_ready=None,
-                 on_publish=None, start=None):
+                 on_publish=None, start=None, flood=0.0):
         self.trickle = trickle          # every frame one byte at a time
         self.silent = silent            # accept and read, never answer
         self.ack_delay = ack_delay
@@ -42,6 +43,8 @@ class FakeAmqp:
         # bytes sent instead of the usual answer (None: the usual answer)
         self.on_publish = on_publish
         self.start = start              # raw bytes instead of start
+        self.flood = flood              # seconds of heartbeats after ready
+        self.flooded = 0                # bytes of them sent
         self.max_frame = 0              # largest frame received, in bytes
         self.returned = []              # delivery tags returned
         self.heartbeats = 0             # heartbeat frames received
@@ -167,6 +170,8 @@ class FakeAmqp:
                     frame.channel_number, pika.spec.Confirm.SelectOk()))
                 if self.after_ready:
                     self.send_raw(conn, self.after_ready)
+                if self.flood:
+                    self.flood_heartbeats(conn)
                 if self.stall:
                     while not self.stopping:    # TCP backpressure
                         time.sleep(0.05)
@@ -226,6 +231,17 @@ class FakeAmqp:
             threading.Thread(target=later, daemon=True).start()
         else:
             self.send(conn, pika.frame.Method(1, reply))
+
+    def flood_heartbeats(self, conn):
+        """Heartbeat frames as fast as the kernel takes them (sendfile from
+        a file of them: a Python loop is slower than the reader)."""
+        with tempfile.TemporaryFile() as f:
+            f.write((struct.pack(">BHL", 8, 0, 0) + b"\xce") * (1 << 21))
+            f.flush()
+            size = f.tell()
+            end = time.monotonic() + self.flood
+            while time.monotonic() < end and not self.stopping:
+                self.flooded += conn.sendfile(f, 0, size)
 
     def basic_return(self, method, raw_header, body, reply_code=312,
                      reply_text="NO_ROUTE"):

@@ -234,6 +234,27 @@ def test_a_start_with_server_properties_nested_too_deep(gateway):
         fake.close()
 
 
+def test_a_broker_that_never_stops_sending_does_not_starve_the_worker(
+        gateway):
+    """Heartbeats as fast as the broker can send them, for 4 s: the worker
+    reads a bounded amount per turn of its event loop and keeps answering
+    its clients meanwhile."""
+    fake = FakeAmqp(flood=4.0)
+    try:
+        gw = gateway(config(fake.port), PUB, wait=None)
+        wait_for(lambda: fake.flooded > 0, what="the flood")
+        worst = 0.0
+        t_end = time.monotonic() + 3
+        while time.monotonic() < t_end:
+            t0 = time.monotonic()
+            requests.get(gw.url + "/zmq/status", timeout=10)
+            worst = max(worst, time.monotonic() - t0)
+        assert worst < 1.0, "a request waited %.1f s" % worst
+        assert fake.flooded > 50 * 1024 * 1024     # it was a flood
+    finally:
+        fake.close()
+
+
 def test_confirms_for_tags_never_published_are_ignored(gateway):
     data = (method_frame(1, pika.spec.Basic.Ack(delivery_tag=2 ** 64 - 1,
                                                 multiple=True))
