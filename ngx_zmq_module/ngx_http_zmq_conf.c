@@ -132,24 +132,48 @@ ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         ngx_memcpy(path, value[1].data, value[1].len);
         path[value[1].len] = '\0';
 
+        /* status and every log line show the source without a password */
+        zmcf->source.data = ngx_pnalloc(cf->pool, ZGW_URL_SHOW_MAX);
+        if (zmcf->source.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        zgw_url_redact(path, (char *) zmcf->source.data, ZGW_URL_SHOW_MAX);
+        zmcf->source.len = ngx_strlen(zmcf->source.data);
+
         if (zgw_redis_addr_parse(&zmcf->redis, path, &errs) != ZGW_OK) {
+            ngx_explicit_memzero(path, value[1].len);
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zmq_config: %s",
                                zgw_errors_first(&errs));
             zgw_errors_free(&errs);
             return NGX_CONF_ERROR;
         }
 
+        ngx_explicit_memzero(path, value[1].len);
+
         /* the Redis host is resolved now, never in a worker */
 
         ngx_memzero(&u, sizeof(ngx_url_t));
-        url.data = (u_char *) zmcf->redis.host;
-        url.len = ngx_strlen(zmcf->redis.host);
+
+        if (zmcf->redis.ipv6) {
+            /* ngx_parse_url() reads an IPv6 address in brackets */
+            url.data = ngx_pnalloc(cf->pool, sizeof(zmcf->redis.host) + 2);
+            if (url.data == NULL) {
+                return NGX_CONF_ERROR;
+            }
+            url.len = ngx_sprintf(url.data, "[%s]", zmcf->redis.host)
+                      - url.data;
+
+        } else {
+            url.data = (u_char *) zmcf->redis.host;
+            url.len = ngx_strlen(zmcf->redis.host);
+        }
+
         u.url = url;
         u.default_port = (in_port_t) zmcf->redis.port;
 
         if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "zmq_config \"%V\": %s", &value[1],
+                               "zmq_config \"%V\": %s", &zmcf->source,
                                u.err ? u.err : "cannot resolve the host");
             return NGX_CONF_ERROR;
         }
