@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 
+#include "zgw_amqp_check.h"
 #include "ngx_http_zmq_module.h"
 
 
@@ -521,10 +522,12 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
         return;
     }
 
-    if (rk.len > 255) {
+    bad = zgw_amqp_routing_key_check((char *) svc->exchange.data,
+                                     svc->exchange.len, (char *) rk.data,
+                                     rk.len);
+    if (bad != NULL) {
         rc = ngx_http_zmq_error(r, NGX_HTTP_BAD_REQUEST, "bad_routing_key",
-                                "the routing key is longer than 255 bytes",
-                                0);
+                                bad, 0);
         ngx_http_finalize_request(r, rc);
         return;
     }

@@ -2,15 +2,12 @@
  * ngx_zmq core: Redis addresses, and URLs as they may be shown.
  */
 
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
+#include "zgw_hostport.h"
 #include "zgw_redis_url.h"
-
-
-#define ZGW_HOST_MAX  253
 
 
 static int
@@ -185,126 +182,16 @@ zgw_url_decode(const char *s, size_t n, char *out, size_t size)
 }
 
 
-/* host[:port] in s[0..n); NULL, or why not */
-static const char *
-zgw_redis_hostport(zgw_redis_addr_t *addr, const char *s, size_t n,
-    char *why, size_t wsize)
-{
-    long           port;
-    size_t         i, hlen;
-    const char    *close, *colon;
-    unsigned char  a6[16];
-
-    colon = NULL;
-
-    if (n > 0 && s[0] == '[') {
-        close = memchr(s, ']', n);
-        if (close == NULL) {
-            return "'[' without a closing ']'";
-        }
-
-        hlen = (size_t) (close - s - 1);
-        if (hlen == 0 || hlen >= sizeof(addr->host)) {
-            return "no IPv6 address between '[' and ']'";
-        }
-
-        memcpy(addr->host, s + 1, hlen);
-        addr->host[hlen] = '\0';
-
-        if (inet_pton(AF_INET6, addr->host, a6) != 1) {
-            snprintf(why, wsize, "'%.64s' is not an IPv6 address",
-                     addr->host);
-            return why;
-        }
-
-        addr->ipv6 = 1;
-
-        if (close + 1 < s + n) {
-            if (close[1] != ':') {
-                return "after ']' only ':port' may follow";
-            }
-            colon = close + 1;
-        }
-
-    } else {
-        colon = memchr(s, ':', n);
-        if (colon != NULL && memchr(colon + 1, ':', s + n - colon - 1)) {
-            return "an IPv6 address must be written in brackets, as in "
-                   "redis://[::1]:6379";
-        }
-
-        hlen = colon ? (size_t) (colon - s) : n;
-        if (hlen == 0) {
-            return "no host";
-        }
-
-        if (hlen > ZGW_HOST_MAX) {
-            return "the host name is longer than 253 characters";
-        }
-
-        for (i = 0; i < hlen; i++) {
-            if (!zgw_url_is_alpha((unsigned char) s[i])
-                && !zgw_url_is_digit((unsigned char) s[i])
-                && s[i] != '-' && s[i] != '.' && s[i] != '_')
-            {
-                if ((unsigned char) s[i] > 0x20
-                    && (unsigned char) s[i] < 0x7f)
-                {
-                    snprintf(why, wsize, "'%c' is not allowed in a host "
-                             "name (letters, digits, '-', '.' and '_')",
-                             s[i]);
-                } else {
-                    snprintf(why, wsize, "a host name has letters, digits, "
-                             "'-', '.' and '_' only");
-                }
-                return why;
-            }
-        }
-
-        memcpy(addr->host, s, hlen);
-        addr->host[hlen] = '\0';
-    }
-
-    if (colon == NULL) {
-        return NULL;
-    }
-
-    n = (size_t) (s + n - colon - 1);
-    colon++;
-
-    if (n == 0) {
-        return "no port after ':'";
-    }
-
-    port = 0;
-    for (i = 0; i < n; i++) {
-        if (!zgw_url_is_digit((unsigned char) colon[i])) {
-            return "the port must be a number 1-65535";
-        }
-        if (port <= 65535) {
-            port = port * 10 + (colon[i] - '0');
-        }
-    }
-
-    if (port < 1 || port > 65535) {
-        snprintf(why, wsize, "port %.*s%s is out of range 1-65535",
-                 (int) (n > 10 ? 10 : n), colon, n > 10 ? "..." : "");
-        return why;
-    }
-
-    addr->port = (int) port;
-    return NULL;
-}
-
-
 int
 zgw_redis_addr_parse(zgw_redis_addr_t *addr, const char *url,
     zgw_errors_t *errs)
 {
-    long         db;
-    char         why[160], shown[ZGW_URL_SHOW_MAX];
-    size_t       len, start, scheme, i;
-    const char  *p, *end, *at, *colon, *reason;
+    long             db;
+    char             why[400], shown[ZGW_URL_SHOW_MAX];
+    size_t           len, start, scheme, i;
+    const char      *p, *end, *at, *colon, *reason;
+    zgw_errors_t     hperrs;
+    zgw_hostport_t   hp;
 
     memset(addr, 0, sizeof(*addr));
     addr->port = 6379;
@@ -377,11 +264,27 @@ zgw_redis_addr_parse(zgw_redis_addr_t *addr, const char *url,
 
     end = p + strcspn(p, "/?#");
 
-    reason = zgw_redis_hostport(addr, p, (size_t) (end - p), why,
-                                sizeof(why));
-    if (reason != NULL) {
+    if (end == p) {
+        reason = "no host";
         goto failed;
     }
+
+    zgw_errors_init(&hperrs);
+
+    if (zgw_hostport_parse(&hp, p, (size_t) (end - p), 6379, "host", &hperrs)
+        != ZGW_OK)
+    {
+        snprintf(why, sizeof(why), "%s", zgw_errors_first(&hperrs));
+        zgw_errors_free(&hperrs);
+        reason = why;
+        goto failed;
+    }
+
+    zgw_errors_free(&hperrs);
+
+    memcpy(addr->host, hp.host, strlen(hp.host) + 1);
+    addr->port = hp.port;
+    addr->ipv6 = hp.kind == ZGW_HOST_IS_IPV6;
 
     if (strpbrk(end, "?#") != NULL) {
         reason = "a query or a fragment ('?', '#') is not supported";

@@ -17,7 +17,8 @@
  *                   (Redis 6 ACL users); with a password only, AUTH
  *                   password; with neither, no AUTH.
  *   host            a name, an IPv4 address, or an IPv6 address in
- *                   brackets ([::1]); stored without the brackets
+ *                   brackets ([::1]), as zgw_hostport.h reads them; stored
+ *                   without the brackets
  *   port            1-65535, 6379 when missing
  *   db              a decimal number 0-65535 after '/', 0 when missing
  *
