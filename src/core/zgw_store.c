@@ -274,6 +274,29 @@ zgw_store_diff(zgw_argv_t *a, const zgw_config_t *prev,
             }
             (*n)++;
         }
+
+        /*
+         * A stored object that did not load (prev->invalid) is deleted
+         * when next has it neither as an object nor as invalid: zmqctl
+         * delete, import --replace, restore and wipe can remove it.
+         */
+        json_object_foreach(prev->invalid[k], name, obj) {
+            if (zgw_config_get(next, k, name) != NULL
+                || zgw_config_get(prev, k, name) != NULL
+                || json_object_get(next->invalid[k], name) != NULL)
+            {
+                continue;
+            }
+
+            if (zgw_argv_push(a, "delete", 0) != ZGW_OK
+                || zgw_argv_push(a, zgw_kind_name(k), 0) != ZGW_OK
+                || zgw_argv_push(a, name, 0) != ZGW_OK
+                || zgw_argv_push(a, "", 0) != ZGW_OK)
+            {
+                return ZGW_ERROR;
+            }
+            (*n)++;
+        }
     }
 
     return ZGW_OK;
