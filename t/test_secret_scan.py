@@ -47,7 +47,8 @@ WRONG_PW = MARK + "-wrong"
 AMQP_USER = "zmqscan"
 AMQP_PW = MARK + "-amqp"
 HTTP_PW = MARK + "-http"
-SECRETS = [ACL_PW, DEFAULT_PW, WRONG_PW, AMQP_PW, HTTP_PW]
+SIMPLE_PW = MARK + "simple"                   # any parser reads this one
+SECRETS = [ACL_PW, DEFAULT_PW, WRONG_PW, AMQP_PW, HTTP_PW, SIMPLE_PW]
 
 
 # ------------------------------------------------------------ the scan
@@ -243,6 +244,52 @@ def test_nginx_t_does_not_show_the_password_of_a_bad_url(tmp_path):
         in out["port"]
     assert "the database must be a number" in out["db"]
     assert "rediss://u:***@h" in out["scheme"]
+    assert_no_secrets(out)
+
+
+def test_status_version_and_start_up_lines_hide_the_password(acl_redis,
+                                                              tmp_path,
+                                                              write_json):
+    """The leaks the issue lists, with a password every parser reads:
+    zmq_status 'source', zmqd's start-up line, 'zmqctl version', errors."""
+    acl_redis.client().execute_command("CONFIG", "SET", "requirepass",
+                                       SIMPLE_PW)
+    url = "redis://:%s@127.0.0.1:%d/0" % (SIMPLE_PW, acl_redis.port)
+    shown = "redis://:***@127.0.0.1:%d/0" % acl_redis.port
+    out = {}
+    ctl = ctl_for(url, str(tmp_path / "k.key"))
+    ctl("keygen", check=0)
+    r = ctl("import", write_json("a.json", {"amqp_def": [
+        {"name": "rabbit", "password": "guest"}]}), check=0)
+    out["zmqctl import"] = [r.stdout, r.stderr]
+    r = ctl("version", check=0)
+    out["zmqctl version"] = [r.stdout, r.stderr]
+    assert "at %s" % shown in r.stdout
+
+    log = tmp_path / "zmqd.log"
+    with open(log, "w") as f:
+        z = subprocess.Popen([ZMQD, "--config", url], env=ctl.env,
+                             stdout=f, stderr=f)
+    wait_for(lambda: "started" in log.read_text() or z.poll() is not None)
+    z.send_signal(signal.SIGTERM)
+    assert z.wait(30) == 0, log.read_text()
+    out["zmqd log"] = log
+    assert "from %s" % shown in log.read_text()
+
+    if not os.environ.get("ZMQ_SKIP_NGINX"):
+        d = tmp_path / "ngx"
+        d.mkdir()
+        ngx = Nginx(str(d), http="zmq_config %s;" % url,
+                    server="location = /zmq/status { zmq_status; }\n")
+        ngx.start()
+        try:
+            status = requests.get(ngx.url + "/zmq/status", timeout=5).json()
+        finally:
+            ngx.stop()
+        out["zmq_status"] = status
+        out["nginx error.log"] = ngx.error_log()
+        assert status["config"]["source"] == shown
+
     assert_no_secrets(out)
 
 
