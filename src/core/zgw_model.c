@@ -2129,6 +2129,12 @@ zgw_object_secret(int kind, const json_t *obj, const char *field,
         return NULL;
     }
 
+    if (key == NULL) {
+        zgw_errors_add(errs, "%s '%s': '%s' is sealed and no key file was "
+                       "given to open it", zgw_kind_name(kind), name, field);
+        return NULL;
+    }
+
     snprintf(aad, sizeof(aad), "%s/%s/%s", zgw_kind_name(kind), name, field);
 
     if (zgw_secret_open(key, aad, sealed, &plain, NULL, errs) != ZGW_OK) {

@@ -187,6 +187,12 @@ test_redis_password_is_sealed(void **state)
     assert_null(zgw_object_secret(ZGW_KIND_SERVICE, obj, "password", &other,
                                   &errs));
 
+    /* without a key: an error, not a crash */
+    zgw_errors_clear(&errs);
+    assert_null(zgw_object_secret(ZGW_KIND_SERVICE, obj, "password", NULL,
+                                  &errs));
+    assert_true(zgw_test_errors_have(&errs, "no key file"));
+
     /* get and export leave it out */
     shown = zgw_object_export(ZGW_KIND_SERVICE, obj, 0);
     assert_null(json_object_get(shown, "password"));
