@@ -1,0 +1,120 @@
+
+/*
+ * ngx_http_zmq_module: the types the module's files share (main and
+ * location configuration, request context) and the functions one file
+ * offers another.
+ */
+
+
+#ifndef _NGX_HTTP_ZMQ_MODULE_H_INCLUDED_
+#define _NGX_HTTP_ZMQ_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "zgw_crypto.h"
+#include "zgw_model.h"
+#include "zgw_redis_url.h"
+#include "ngx_http_zmq_amqp.h"
+#include "ngx_http_zmq_runtime.h"
+
+
+#define NGX_HTTP_ZMQ_FORMAT_NONE  0
+#define NGX_HTTP_ZMQ_FORMAT_JSON  1
+
+#define NGX_HTTP_ZMQ_SOURCE_FILE  1
+#define NGX_HTTP_ZMQ_SOURCE_REDIS 2
+
+
+typedef struct {
+    ngx_uint_t                     type;       /* file or redis */
+    ngx_str_t                      source;     /* as written */
+    ngx_str_t                      path;       /* the file, resolved */
+    ngx_str_t                      key_file;
+    zgw_key_t                      key;
+    ngx_flag_t                     has_key;
+    zgw_config_t                  *cfg;        /* read at start */
+    time_t                         mtime;
+    time_t                         loaded;
+
+    ngx_addr_t                    *redis_addr;
+    zgw_redis_addr_t               redis;
+    ngx_path_t                    *cache_dir;
+    ngx_str_t                      cache_file;
+    ngx_msec_t                     poll;
+
+    ngx_array_t                    resolved;   /* ngx_http_zmq_resolved_t */
+
+    ngx_msec_t                     connect_timeout;
+    size_t                         buffer_limit;
+
+    ngx_shm_zone_t                *shm;
+    ngx_http_zmq_worker_stats_t   *stats;      /* in the zone */
+    ngx_uint_t                     slots;      /* workers in the zone */
+} ngx_http_zmq_main_conf_t;
+
+
+typedef struct {
+    ngx_str_t                      service;    /* zmq_service NAME */
+    ngx_flag_t                     router;
+    ngx_http_complex_value_t      *routing_key;
+    ngx_msec_t                     confirm_timeout;
+    size_t                         max_body;
+    ngx_uint_t                     data_format;
+} ngx_http_zmq_loc_conf_t;
+
+
+typedef struct {
+    ngx_http_request_t            *request;
+    ngx_http_zmq_pub_t            *pub;        /* NULL once answered */
+    ngx_str_t                      message_id;
+    ngx_str_t                      service;
+    size_t                         max_body;
+    ngx_uint_t                     data_format;
+    ngx_http_zmq_param_t           params[NGX_HTTP_ZMQ_PARAMS_MAX];
+    ngx_uint_t                     nparams;
+    ngx_chain_t                   *json;       /* replaces an nginx page */
+    ngx_queue_t                    answer;     /* in ngx_http_zmq_answers */
+    ngx_http_zmq_pub_result_e      result;
+    unsigned                       own:1;      /* a response of ours */
+    unsigned                       replaced:1;
+    unsigned                       queued:1;   /* waits in the answers */
+} ngx_http_zmq_ctx_t;
+
+
+extern ngx_module_t  ngx_http_zmq_module;
+
+
+/* ngx_http_zmq_conf.c: where the configuration comes from */
+char *ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_zmq_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_zmq_conf_init(ngx_conf_t *cf, ngx_http_zmq_main_conf_t *zmcf);
+
+/* ngx_http_zmq_publish.c: publishing a request's body */
+ngx_int_t ngx_http_zmq_service_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_zmq_router_handler(ngx_http_request_t *r);
+void ngx_http_zmq_publish_init_process(ngx_cycle_t *cycle);
+
+/* ngx_http_zmq_props.c: request headers to AMQP properties */
+ngx_int_t ngx_http_zmq_properties(ngx_http_request_t *r,
+    ngx_http_zmq_service_t *svc, ngx_http_zmq_outconn_conf_t *oc,
+    amqp_basic_properties_t *props, ngx_str_t *message_id,
+    const char **bad);
+
+/* ngx_http_zmq_status.c: zmq_status */
+ngx_int_t ngx_http_zmq_status_handler(ngx_http_request_t *r);
+
+/* ngx_http_zmq_filter.c: JSON answers and JSON error pages */
+ngx_http_zmq_ctx_t *ngx_http_zmq_get_ctx(ngx_http_request_t *r);
+ngx_int_t ngx_http_zmq_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *body, size_t len);
+ngx_int_t ngx_http_zmq_add_header(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value);
+ngx_int_t ngx_http_zmq_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message, time_t retry_after);
+ngx_int_t ngx_http_zmq_filter_init(ngx_conf_t *cf);
+
+
+#endif /* _NGX_HTTP_ZMQ_MODULE_H_INCLUDED_ */

@@ -1,0 +1,328 @@
+
+/*
+ * ngx_http_zmq_module: the AMQP properties of a message, from the outgoing
+ * connection's and the service's defaults and the request's headers; and
+ * message ids.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <openssl/rand.h>
+
+#include "ngx_http_zmq_module.h"
+
+
+static ngx_int_t ngx_http_zmq_uuid4(u_char *out);
+static ngx_int_t ngx_http_zmq_short(ngx_str_t *v, amqp_bytes_t *out,
+    const char **bad, const char *msg);
+
+
+/*
+ * Message ids: random bytes drawn from OpenSSL in bulk. RAND_bytes checks
+ * for a fork with getpid() and looks its parameters up on every call; once
+ * per 256 ids is cheap. The pool belongs to the process that filled it, so
+ * a worker never reuses bytes the master drew before fork().
+ */
+
+static ngx_int_t
+ngx_http_zmq_uuid4(u_char *out)
+{
+    static u_char     pool[4096];
+    static size_t     used = sizeof(pool);
+    static ngx_pid_t  owner;
+
+    if (used == sizeof(pool) || owner != ngx_pid) {
+        if (RAND_bytes(pool, sizeof(pool)) != 1) {
+            return NGX_ERROR;
+        }
+        used = 0;
+        owner = ngx_pid;
+    }
+
+    zgw_uuid4_format(&pool[used], (char *) out);
+    used += 16;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_zmq_short(ngx_str_t *v, amqp_bytes_t *out, const char **bad,
+    const char *msg)
+{
+    if (v->len > 255) {
+        *bad = msg;
+        return NGX_DECLINED;
+    }
+
+    out->bytes = v->data;
+    out->len = v->len;
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
+    ngx_http_zmq_outconn_conf_t *oc, amqp_basic_properties_t *props,
+    ngx_str_t *message_id, const char **bad)
+{
+    u_char                        *id;
+    ngx_int_t                      n;
+    ngx_uint_t                     i, j, nh;
+    ngx_list_part_t               *part;
+    ngx_keyval_t                  *kv;
+    ngx_table_elt_t               *h;
+    amqp_table_entry_t            *entries;
+
+    /* the outgoing connection's defaults, then the service's */
+
+    props->_flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_TIMESTAMP_FLAG;
+    props->delivery_mode = (uint8_t) (svc->delivery_mode >= 0
+                                      ? svc->delivery_mode
+                                      : oc->delivery_mode);
+    props->timestamp = (uint64_t) ngx_time();
+
+    n = svc->priority >= 0 ? svc->priority : oc->priority;
+    if (n >= 0) {
+        props->_flags |= AMQP_BASIC_PRIORITY_FLAG;
+        props->priority = (uint8_t) n;
+    }
+
+    n = svc->expiration >= 0 ? svc->expiration : oc->expiration;
+    if (n >= 0) {
+        props->_flags |= AMQP_BASIC_EXPIRATION_FLAG;
+        props->expiration.bytes = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+        if (props->expiration.bytes == NULL) {
+            return NGX_ERROR;
+        }
+        props->expiration.len = ngx_sprintf(props->expiration.bytes, "%i", n)
+                                - (u_char *) props->expiration.bytes;
+    }
+
+    if (svc->content_type.len || oc->content_type.len) {
+        props->_flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
+        props->content_type.bytes = svc->content_type.len
+                                    ? svc->content_type.data
+                                    : oc->content_type.data;
+        props->content_type.len = svc->content_type.len
+                                  ? svc->content_type.len
+                                  : oc->content_type.len;
+    }
+
+    if (oc->content_encoding.len) {
+        props->_flags |= AMQP_BASIC_CONTENT_ENCODING_FLAG;
+        props->content_encoding.bytes = oc->content_encoding.data;
+        props->content_encoding.len = oc->content_encoding.len;
+    }
+
+    if (oc->user_id.len) {
+        props->_flags |= AMQP_BASIC_USER_ID_FLAG;
+        props->user_id.bytes = oc->user_id.data;
+        props->user_id.len = oc->user_id.len;
+    }
+
+    if (oc->app_id.len) {
+        props->_flags |= AMQP_BASIC_APP_ID_FLAG;
+        props->app_id.bytes = oc->app_id.data;
+        props->app_id.len = oc->app_id.len;
+    }
+
+    /* the request's headers */
+
+    nh = svc->headers.nelts;
+    part = &r->headers_in.headers.part;
+
+    for ( ;; ) {
+        nh += part->nelts;
+        if (part->next == NULL) {
+            break;
+        }
+        part = part->next;
+    }
+
+    entries = ngx_palloc(r->pool, (nh + 1) * sizeof(amqp_table_entry_t));
+    if (entries == NULL) {
+        return NGX_ERROR;
+    }
+
+    j = 0;
+    kv = svc->headers.elts;
+
+    for (i = 0; i < svc->headers.nelts; i++) {
+        entries[j].key.bytes = kv[i].key.data;
+        entries[j].key.len = kv[i].key.len;
+        entries[j].value.kind = AMQP_FIELD_KIND_UTF8;
+        entries[j].value.value.bytes.bytes = kv[i].value.data;
+        entries[j].value.value.bytes.len = kv[i].value.len;
+        j++;
+    }
+
+    ngx_str_null(message_id);
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("Content-Type") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Content-Type",
+                               h[i].key.len) == 0)
+        {
+            if (ngx_http_zmq_short(&h[i].value, &props->content_type, bad,
+                                   "Content-Type is longer than 255 bytes")
+                != NGX_OK)
+            {
+                return NGX_DECLINED;
+            }
+            props->_flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
+
+        } else if (h[i].key.len == sizeof("Content-Encoding") - 1
+                   && ngx_strncasecmp(h[i].key.data,
+                                      (u_char *) "Content-Encoding",
+                                      h[i].key.len) == 0)
+        {
+            if (ngx_http_zmq_short(&h[i].value, &props->content_encoding,
+                                   bad, "Content-Encoding is longer than "
+                                   "255 bytes")
+                != NGX_OK)
+            {
+                return NGX_DECLINED;
+            }
+            props->_flags |= AMQP_BASIC_CONTENT_ENCODING_FLAG;
+
+        } else if (h[i].key.len == sizeof("X-Message-Id") - 1
+                   && ngx_strncasecmp(h[i].key.data,
+                                      (u_char *) "X-Message-Id",
+                                      h[i].key.len) == 0)
+        {
+            if (h[i].value.len == 0 || h[i].value.len > 255) {
+                *bad = "X-Message-Id must be 1-255 bytes";
+                return NGX_DECLINED;
+            }
+            *message_id = h[i].value;
+
+        } else if (h[i].key.len == sizeof("X-Correlation-Id") - 1
+                   && ngx_strncasecmp(h[i].key.data,
+                                      (u_char *) "X-Correlation-Id",
+                                      h[i].key.len) == 0)
+        {
+            if (ngx_http_zmq_short(&h[i].value, &props->correlation_id, bad,
+                                   "X-Correlation-Id is longer than 255 "
+                                   "bytes")
+                != NGX_OK)
+            {
+                return NGX_DECLINED;
+            }
+            props->_flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
+
+        } else if (h[i].key.len == sizeof("X-Reply-To") - 1
+                   && ngx_strncasecmp(h[i].key.data, (u_char *) "X-Reply-To",
+                                      h[i].key.len) == 0)
+        {
+            if (ngx_http_zmq_short(&h[i].value, &props->reply_to, bad,
+                                   "X-Reply-To is longer than 255 bytes")
+                != NGX_OK)
+            {
+                return NGX_DECLINED;
+            }
+            props->_flags |= AMQP_BASIC_REPLY_TO_FLAG;
+
+        } else if (h[i].key.len == sizeof("X-Priority") - 1
+                   && ngx_strncasecmp(h[i].key.data, (u_char *) "X-Priority",
+                                      h[i].key.len) == 0)
+        {
+            n = ngx_atoi(h[i].value.data, h[i].value.len);
+            if (n == NGX_ERROR || n > 9) {
+                *bad = "X-Priority must be an integer 0-9";
+                return NGX_DECLINED;
+            }
+            props->_flags |= AMQP_BASIC_PRIORITY_FLAG;
+            props->priority = (uint8_t) n;
+
+        } else if (h[i].key.len == sizeof("X-Expiration") - 1
+                   && ngx_strncasecmp(h[i].key.data,
+                                      (u_char *) "X-Expiration",
+                                      h[i].key.len) == 0)
+        {
+            n = ngx_atoi(h[i].value.data, h[i].value.len);
+            if (n == NGX_ERROR || n > 2147483647) {
+                *bad = "X-Expiration must be a number of milliseconds";
+                return NGX_DECLINED;
+            }
+            props->_flags |= AMQP_BASIC_EXPIRATION_FLAG;
+            props->expiration.bytes = h[i].value.data;
+            props->expiration.len = h[i].value.len;
+
+        } else if (h[i].key.len == sizeof("X-Delivery-Mode") - 1
+                   && ngx_strncasecmp(h[i].key.data,
+                                      (u_char *) "X-Delivery-Mode",
+                                      h[i].key.len) == 0)
+        {
+            if ((h[i].value.len == 1 && h[i].value.data[0] == '1')
+                || (h[i].value.len == 9
+                    && ngx_strncasecmp(h[i].value.data,
+                                       (u_char *) "transient", 9) == 0))
+            {
+                props->delivery_mode = 1;
+
+            } else if ((h[i].value.len == 1 && h[i].value.data[0] == '2')
+                       || (h[i].value.len == 10
+                           && ngx_strncasecmp(h[i].value.data,
+                                              (u_char *) "persistent", 10)
+                              == 0))
+            {
+                props->delivery_mode = 2;
+
+            } else {
+                *bad = "X-Delivery-Mode must be 1, 2, transient or "
+                       "persistent";
+                return NGX_DECLINED;
+            }
+
+        } else if (h[i].key.len > sizeof("X-Zmq-Header-") - 1
+                   && ngx_strncasecmp(h[i].key.data,
+                                      (u_char *) "X-Zmq-Header-",
+                                      sizeof("X-Zmq-Header-") - 1) == 0)
+        {
+            entries[j].key.bytes = h[i].key.data
+                                   + sizeof("X-Zmq-Header-") - 1;
+            entries[j].key.len = h[i].key.len - (sizeof("X-Zmq-Header-") - 1);
+            entries[j].value.kind = AMQP_FIELD_KIND_UTF8;
+            entries[j].value.value.bytes.bytes = h[i].value.data;
+            entries[j].value.value.bytes.len = h[i].value.len;
+            j++;
+        }
+    }
+
+    if (j > 0) {
+        props->_flags |= AMQP_BASIC_HEADERS_FLAG;
+        props->headers.num_entries = (int) j;
+        props->headers.entries = entries;
+    }
+
+    if (message_id->len == 0) {
+        id = ngx_pnalloc(r->pool, ZGW_UUID_LEN + 1);
+        if (id == NULL || ngx_http_zmq_uuid4(id) != NGX_OK) {
+            return NGX_ERROR;
+        }
+        message_id->data = id;
+        message_id->len = ZGW_UUID_LEN;
+    }
+
+    props->_flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
+    props->message_id.bytes = message_id->data;
+    props->message_id.len = message_id->len;
+
+    return NGX_OK;
+}

@@ -1,0 +1,581 @@
+
+/*
+ * ngx_http_zmq_module: publishing a request's body. The zmq_service and
+ * zmq_router handlers read the body, check it (size, JSON), publish it
+ * on the service's broker connection and answer once the broker has
+ * confirmed; answers are paced, a pass of the event loop at a time.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <jansson.h>
+
+#include "ngx_http_zmq_module.h"
+
+
+/* requests answered per pass of the event loop, see ngx_http_zmq_answers */
+#ifndef NGX_HTTP_ZMQ_ANSWERS_PER_PASS
+#define NGX_HTTP_ZMQ_ANSWERS_PER_PASS  64
+#endif
+
+
+static ngx_int_t ngx_http_zmq_start(ngx_http_request_t *r,
+    ngx_http_zmq_ctx_t *ctx);
+static ngx_int_t ngx_http_zmq_body_json_ok(ngx_http_request_t *r, off_t len);
+static void ngx_http_zmq_body_handler(ngx_http_request_t *r);
+static void ngx_http_zmq_publish_done(ngx_http_zmq_pub_t *pub,
+    ngx_http_zmq_pub_result_e result);
+static void ngx_http_zmq_answer_handler(ngx_event_t *ev);
+static void ngx_http_zmq_answer(ngx_http_zmq_ctx_t *ctx);
+static void ngx_http_zmq_request_cleanup(void *data);
+
+
+static ngx_int_t
+ngx_http_zmq_start(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    if (r->headers_in.content_length_n > (off_t) ctx->max_body) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "zmq: body of %O bytes is larger than %uz",
+                      r->headers_in.content_length_n, ctx->max_body);
+
+        r->keepalive = 0;
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_zmq_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                  "body_too_large",
+                                  "the body is larger than the service "
+                                  "accepts", 0);
+    }
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_zmq_body_handler);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    /*
+     * The reference ngx_http_read_client_request_body() took keeps the
+     * request alive until the body handler's answer finalizes it, which
+     * for a publish is when the broker confirms.
+     */
+    return NGX_DONE;
+}
+
+
+ngx_int_t
+ngx_http_zmq_service_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                 rc;
+    ngx_str_t                 allow;
+    ngx_http_zmq_ctx_t       *ctx;
+    ngx_http_zmq_loc_conf_t  *zlcf;
+
+    zlcf = ngx_http_get_module_loc_conf(r, ngx_http_zmq_module);
+
+    if (!(r->method & (NGX_HTTP_POST|NGX_HTTP_PUT))) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        ngx_str_set(&allow, "POST, PUT");
+        if (ngx_http_zmq_add_header(r, "Allow", &allow) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_zmq_error(r, NGX_HTTP_NOT_ALLOWED,
+                                  "method_not_allowed",
+                                  "use POST or PUT", 0);
+    }
+
+    ctx = ngx_http_zmq_get_ctx(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->service = zlcf->service;
+    ctx->max_body = zlcf->max_body;
+    ctx->data_format = zlcf->data_format;
+
+    return ngx_http_zmq_start(r, ctx);
+}
+
+
+ngx_int_t
+ngx_http_zmq_router_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                 rc;
+    ngx_str_t                 allow;
+    ngx_http_zmq_ctx_t       *ctx;
+    ngx_http_zmq_route_t     *route;
+    ngx_http_zmq_loc_conf_t  *zlcf;
+
+    zlcf = ngx_http_get_module_loc_conf(r, ngx_http_zmq_module);
+
+    ctx = ngx_http_zmq_get_ctx(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    route = NULL;
+    rc = ngx_http_zmq_runtime_route(r, &route, ctx->params, &ctx->nparams,
+                                    &allow);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc != NGX_OK) {
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            r->keepalive = 0;
+        }
+
+        if (rc == NGX_DECLINED) {
+            return ngx_http_zmq_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                      "no REST channel serves this path", 0);
+        }
+
+        if (ngx_http_zmq_add_header(r, "Allow", &allow) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_zmq_error(r, NGX_HTTP_NOT_ALLOWED,
+                                  "method_not_allowed",
+                                  "the REST channel does not accept this "
+                                  "method", 0);
+    }
+
+    if (route->secured) {
+        /* deny rather than serve a channel whose security is not checked */
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            r->keepalive = 0;
+        }
+
+        return ngx_http_zmq_error(r, NGX_HTTP_NOT_IMPLEMENTED,
+                                  "security_unsupported",
+                                  "this REST channel has a security "
+                                  "definition, which the gateway does not "
+                                  "check yet", 0);
+    }
+
+    ctx->service.len = route->service.len;
+    ctx->service.data = ngx_pstrdup(r->pool, &route->service);
+    ctx->max_body = ngx_min(route->max_body, zlcf->max_body);
+    ctx->data_format = route->data_format;
+
+    /* the params point into the URI, which lives as long as the request */
+
+    return ngx_http_zmq_start(r, ctx);
+}
+
+
+static ngx_int_t
+ngx_http_zmq_body_json_ok(ngx_http_request_t *r, off_t len)
+{
+    u_char        *buf, *p;
+    ssize_t        n;
+    json_t        *doc;
+    ngx_buf_t     *b;
+    ngx_chain_t   *cl;
+    json_error_t   jerr;
+
+    if (len == 0) {
+        return 0;
+    }
+
+    buf = ngx_pnalloc(r->pool, (size_t) len);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = buf;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (ngx_buf_in_memory(b)) {
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+
+        } else {
+            n = ngx_read_file(b->file, p, (size_t) (b->file_last
+                                                    - b->file_pos),
+                              b->file_pos);
+            if (n != b->file_last - b->file_pos) {
+                return NGX_ERROR;
+            }
+            p += n;
+        }
+    }
+
+    doc = json_loadb((char *) buf, (size_t) len,
+                     JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK * 0, &jerr);
+    if (doc == NULL) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "zmq: invalid JSON body at %d:%d: %s", jerr.line,
+                      jerr.column, jerr.text);
+        return 0;
+    }
+
+    json_decref(doc);
+    return 1;
+}
+
+
+static void
+ngx_http_zmq_body_handler(ngx_http_request_t *r)
+{
+    off_t                          len;
+    time_t                         retry;
+    ngx_int_t                      rc;
+    ngx_str_t                      rk;
+    ngx_chain_t                   *cl;
+    const char                    *bad;
+    ngx_pool_cleanup_t            *cln;
+    ngx_http_zmq_ctx_t            *ctx;
+    ngx_http_zmq_pub_t            *pub;
+    ngx_http_zmq_publish_t         msg;
+    amqp_basic_properties_t       *props;
+    ngx_http_zmq_service_t        *svc;
+    ngx_http_zmq_loc_conf_t       *zlcf;
+    ngx_http_zmq_amqp_conn_t      *conn;
+    ngx_http_zmq_outconn_conf_t   *oc;
+
+    zlcf = ngx_http_get_module_loc_conf(r, ngx_http_zmq_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_zmq_module);
+
+    if (r->connection->error) {
+        ngx_http_finalize_request(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
+        return;
+    }
+
+    len = 0;
+    if (r->request_body != NULL) {
+        for (cl = r->request_body->bufs; cl; cl = cl->next) {
+            len += ngx_buf_size(cl->buf);
+        }
+    }
+
+    if (len > (off_t) ctx->max_body) {
+        r->keepalive = 0;
+        rc = ngx_http_zmq_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                "body_too_large", "the body is larger than "
+                                "the service accepts", 0);
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    if (ctx->data_format == NGX_HTTP_ZMQ_FORMAT_JSON) {
+        rc = ngx_http_zmq_body_json_ok(r, len);
+
+        if (rc == NGX_ERROR) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        if (rc == 0) {
+            rc = ngx_http_zmq_error(r, NGX_HTTP_BAD_REQUEST, "invalid_json",
+                                    "the body is not valid JSON", 0);
+            ngx_http_finalize_request(r, rc);
+            return;
+        }
+    }
+
+    /* the service as the configuration running now has it */
+
+    svc = ngx_http_zmq_runtime_service(&ctx->service);
+
+    if (svc == NULL) {
+        rc = ngx_http_zmq_error(r, NGX_HTTP_NOT_FOUND, "unknown_service",
+                                "the service does not exist", 0);
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    if (svc->kind.len != 7 || ngx_strncmp(svc->kind.data, "publish", 7) != 0)
+    {
+        rc = ngx_http_zmq_error(r, NGX_HTTP_NOT_IMPLEMENTED,
+                                "service_kind_unsupported",
+                                "only services of kind 'publish' can be "
+                                "invoked from NGINX yet", 0);
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    oc = ngx_http_zmq_runtime_outconn(&svc->outconn);
+    conn = ngx_http_zmq_runtime_conn(&svc->outconn);
+
+    if (!svc->active || oc == NULL || !oc->active || conn == NULL) {
+        rc = ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                "service_inactive", "the service or its "
+                                "outgoing connection is not active", 0);
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    props = ngx_pcalloc(r->pool, sizeof(amqp_basic_properties_t));
+    if (props == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    bad = NULL;
+    rc = ngx_http_zmq_properties(r, svc, oc, props, &ctx->message_id, &bad);
+    if (rc == NGX_ERROR) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (rc == NGX_DECLINED) {
+        rc = ngx_http_zmq_error(r, NGX_HTTP_BAD_REQUEST, "bad_header", bad,
+                                0);
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    if (zlcf->routing_key != NULL) {
+        rc = ngx_http_complex_value(r, zlcf->routing_key, &rk);
+
+    } else {
+        rc = ngx_http_zmq_tmpl_eval(r, &svc->routing_key, ctx->params,
+                                    ctx->nparams, &rk);
+    }
+
+    if (rc != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (rk.len > 255) {
+        rc = ngx_http_zmq_error(r, NGX_HTTP_BAD_REQUEST, "bad_routing_key",
+                                "the routing key is longer than 255 bytes",
+                                0);
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    cln->handler = ngx_http_zmq_request_cleanup;
+    cln->data = ctx;
+
+    ngx_memzero(&msg, sizeof(ngx_http_zmq_publish_t));
+    msg.exchange = svc->exchange;
+    msg.routing_key = rk;
+    msg.mandatory = svc->mandatory;
+    msg.confirm = svc->confirm;
+    msg.props = props;
+    msg.body = r->request_body ? r->request_body->bufs : NULL;
+    msg.body_len = len;
+    msg.timeout = zlcf->confirm_timeout;
+    msg.data = ctx;
+    msg.done = ngx_http_zmq_publish_done;
+
+    retry = 1;
+    pub = NULL;
+
+    rc = ngx_http_zmq_amqp_publish(conn, &msg, &pub, &retry,
+                                   r->connection->log);
+
+    switch (rc) {
+
+    case NGX_OK:
+        ctx->pub = pub;
+        return;
+
+    case NGX_HTTP_ZMQ_UNAVAILABLE:
+        rc = ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                "broker_unavailable", "the broker is not "
+                                "reachable; try again later", retry);
+        break;
+
+    case NGX_HTTP_ZMQ_BLOCKED:
+        rc = ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                "broker_blocked", "the broker is not "
+                                "accepting messages (resource alarm); try "
+                                "again later", retry);
+        break;
+
+    case NGX_HTTP_ZMQ_OVERLOADED:
+        rc = ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                "overloaded", "too many messages are waiting "
+                                "for the broker; try again later", retry);
+        break;
+
+    case NGX_HTTP_ZMQ_TOO_LARGE:
+        rc = ngx_http_zmq_error(r, NGX_HTTP_BAD_REQUEST, "bad_header",
+                                "the message properties do not fit in one "
+                                "AMQP frame", 0);
+        break;
+
+    default:
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        break;
+    }
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/*
+ * The broker confirms in batches: one basic.ack with "multiple" may settle
+ * every message in flight, hundreds of requests. Answering them all in one
+ * go keeps the worker from reading the requests those clients send next,
+ * and the broker idles until the worker is done. So answers queue here and
+ * go out NGX_HTTP_ZMQ_ANSWERS_PER_PASS at a time, each pass followed by a
+ * turn of the event loop that reads (and publishes) whatever arrived.
+ */
+
+static ngx_queue_t  ngx_http_zmq_answers;
+static ngx_event_t  ngx_http_zmq_answer_ev;
+
+
+void
+ngx_http_zmq_publish_init_process(ngx_cycle_t *cycle)
+{
+    ngx_queue_init(&ngx_http_zmq_answers);
+    ngx_http_zmq_answer_ev.handler = ngx_http_zmq_answer_handler;
+    ngx_http_zmq_answer_ev.log = cycle->log;
+}
+
+
+static void
+ngx_http_zmq_publish_done(ngx_http_zmq_pub_t *pub,
+    ngx_http_zmq_pub_result_e result)
+{
+    ngx_http_zmq_ctx_t  *ctx = pub->data;
+
+    ctx->pub = NULL;
+    ctx->result = result;
+    ctx->queued = 1;
+    ngx_queue_insert_tail(&ngx_http_zmq_answers, &ctx->answer);
+
+    if (!ngx_http_zmq_answer_ev.posted) {
+        ngx_post_event(&ngx_http_zmq_answer_ev, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_http_zmq_answer_handler(ngx_event_t *ev)
+{
+    ngx_uint_t           n;
+    ngx_queue_t         *q;
+    ngx_http_zmq_ctx_t  *ctx;
+
+    for (n = 0; n < NGX_HTTP_ZMQ_ANSWERS_PER_PASS; n++) {
+        if (ngx_queue_empty(&ngx_http_zmq_answers)) {
+            return;
+        }
+
+        q = ngx_queue_head(&ngx_http_zmq_answers);
+        ngx_queue_remove(q);
+        ctx = ngx_queue_data(q, ngx_http_zmq_ctx_t, answer);
+        ctx->queued = 0;
+
+        ngx_http_zmq_answer(ctx);
+    }
+
+    if (!ngx_queue_empty(&ngx_http_zmq_answers)) {
+        /* after the next epoll_wait(), which does not wait */
+        ngx_post_event(ev, &ngx_posted_next_events);
+    }
+}
+
+
+static void
+ngx_http_zmq_answer(ngx_http_zmq_ctx_t *ctx)
+{
+    u_char               *body, *p;
+    size_t                len;
+    ngx_int_t             rc;
+    ngx_connection_t     *c;
+    ngx_http_request_t   *r;
+
+    r = ctx->request;
+    c = r->connection;
+
+    switch (ctx->result) {
+
+    case NGX_HTTP_ZMQ_PUB_ACKED:
+    case NGX_HTTP_ZMQ_PUB_WRITTEN:
+        len = sizeof("{\"message_id\":\"\",\"confirmed\":false}\n") - 1
+              + ctx->message_id.len
+              + ngx_escape_json(NULL, ctx->message_id.data,
+                                ctx->message_id.len);
+        body = ngx_pnalloc(r->pool, len);
+        if (body == NULL) {
+            rc = NGX_ERROR;
+            break;
+        }
+        p = ngx_cpymem(body, "{\"message_id\":\"", 15);
+        p = (u_char *) ngx_escape_json(p, ctx->message_id.data,
+                                       ctx->message_id.len);
+        p = ngx_sprintf(p, "\",\"confirmed\":%s}\n",
+                        ctx->result == NGX_HTTP_ZMQ_PUB_ACKED ? "true"
+                                                              : "false");
+        rc = ngx_http_zmq_send_json(r, NGX_HTTP_ACCEPTED, body, p - body);
+        break;
+
+    case NGX_HTTP_ZMQ_PUB_NACKED:
+        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                      "zmq: the broker refused message \"%V\"",
+                      &ctx->message_id);
+        rc = ngx_http_zmq_error(r, NGX_HTTP_BAD_GATEWAY, "nacked",
+                                "the broker refused the message", 0);
+        break;
+
+    case NGX_HTTP_ZMQ_PUB_RETURNED:
+        rc = ngx_http_zmq_error(r, 422, "unroutable",
+                                "no queue is bound for this message", 0);
+        break;
+
+    case NGX_HTTP_ZMQ_PUB_LOST:
+        rc = ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                "broker_unavailable", "the connection to the "
+                                "broker was lost before it confirmed the "
+                                "message; it may or may not have been "
+                                "delivered", 1);
+        break;
+
+    default: /* NGX_HTTP_ZMQ_PUB_TIMEDOUT */
+        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                      "zmq: no confirm for message \"%V\" in time",
+                      &ctx->message_id);
+        rc = ngx_http_zmq_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
+                                "confirm_timeout", "the broker did not "
+                                "confirm the message in time", 0);
+        break;
+    }
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_zmq_request_cleanup(void *data)
+{
+    ngx_http_zmq_ctx_t  *ctx = data;
+
+    if (ctx->pub != NULL) {
+        ngx_http_zmq_amqp_detach(ctx->pub);
+        ctx->pub = NULL;
+    }
+
+    if (ctx->queued) {
+        ngx_queue_remove(&ctx->answer);
+        ctx->queued = 0;
+    }
+}

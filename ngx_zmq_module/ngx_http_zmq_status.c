@@ -1,0 +1,209 @@
+
+/*
+ * ngx_http_zmq_module: zmq_status, the module's state as JSON (the
+ * configuration read at start, and per worker its configuration version
+ * and its broker connections' counters from shared memory).
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <jansson.h>
+
+#include "ngx_http_zmq_module.h"
+
+
+static char *ngx_http_zmq_draining_name(ngx_http_request_t *r,
+    ngx_http_zmq_amqp_stats_t *st);
+static const char *ngx_http_zmq_source_state(ngx_uint_t state);
+
+
+static char *
+ngx_http_zmq_draining_name(ngx_http_request_t *r,
+    ngx_http_zmq_amqp_stats_t *st)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(r->pool, NGX_HTTP_ZMQ_NAME_LEN + 32);
+    if (p == NULL) {
+        return (char *) st->name;
+    }
+
+    ngx_snprintf(p, NGX_HTTP_ZMQ_NAME_LEN + 32, "%s (draining %p)%Z",
+                 st->name, st);
+    return (char *) p;
+}
+
+
+static const char *
+ngx_http_zmq_source_state(ngx_uint_t state)
+{
+    switch (state) {
+    case NGX_HTTP_ZMQ_SRC_LOADED:
+        return "connected";
+    case NGX_HTTP_ZMQ_SRC_STALE:
+        return "stale";
+    case NGX_HTTP_ZMQ_SRC_WAITING:
+        return "waiting";
+    default:
+        return "none";
+    }
+}
+
+
+ngx_int_t
+ngx_http_zmq_status_handler(ngx_http_request_t *r)
+{
+    int                            k;
+    char                          *text;
+    u_char                        *body;
+    size_t                         len;
+    json_t                        *doc, *cfg, *objs, *workers, *w, *ocs,
+                                  *o;
+    ngx_int_t                      rc;
+    ngx_uint_t                     i, s;
+    ngx_http_zmq_main_conf_t      *zmcf;
+    ngx_http_zmq_amqp_stats_t     *st;
+    ngx_http_zmq_worker_stats_t   *ws;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    zmcf = ngx_http_get_module_main_conf(r, ngx_http_zmq_module);
+
+    doc = json_object();
+    if (doc == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    json_object_set_new(doc, "module", json_string("ngx_zmq"));
+    json_object_set_new(doc, "version", json_string(ZGW_VERSION));
+    json_object_set_new(doc, "pid", json_integer(ngx_pid));
+
+    if (zmcf->type == 0) {
+        json_object_set_new(doc, "config", json_null());
+        goto send;
+    }
+
+    cfg = json_object();
+    objs = json_object();
+
+    json_object_set_new(cfg, "source", json_stringn((char *) zmcf->source.data,
+                                                    zmcf->source.len));
+
+    if (zmcf->type == NGX_HTTP_ZMQ_SOURCE_FILE) {
+        json_object_set_new(cfg, "path", json_stringn((char *) zmcf->path.data,
+                                                      zmcf->path.len));
+        json_object_set_new(cfg, "state", json_string("loaded"));
+        json_object_set_new(cfg, "version", json_integer(zmcf->mtime));
+        json_object_set_new(cfg, "loaded_at", json_integer(zmcf->loaded));
+
+        for (k = 0; k < ZGW_KIND_MAX; k++) {
+            json_object_set_new(objs, zgw_kind_name(k),
+                                json_integer(zgw_config_count(zmcf->cfg, k)));
+        }
+
+        json_object_set_new(cfg, "objects", objs);
+
+    } else {
+        json_decref(objs);
+    }
+
+    json_object_set_new(doc, "config", cfg);
+
+    /* per worker: its configuration and its outgoing connections */
+
+    workers = json_array();
+
+    for (s = 0; zmcf->stats != NULL && s < zmcf->slots; s++) {
+        ws = &zmcf->stats[s];
+
+        if (ws->pid == 0) {
+            continue;
+        }
+
+        w = json_object();
+        ocs = json_object();
+        json_object_set_new(w, "worker", json_integer(s));
+        json_object_set_new(w, "pid", json_integer(ws->pid));
+        json_object_set_new(w, "config_version",
+                            json_integer((json_int_t) ws->version));
+
+        if (zmcf->type == NGX_HTTP_ZMQ_SOURCE_REDIS) {
+            json_object_set_new(w, "source_state",
+                                json_string(ngx_http_zmq_source_state(
+                                                ws->state)));
+            json_object_set_new(w, "since",
+                                json_integer((json_int_t) ws->since));
+            if (ws->error[0]) {
+                json_object_set_new(w, "error",
+                                    json_string((char *) ws->error));
+            }
+        }
+
+        for (i = 0; i < NGX_HTTP_ZMQ_OUTCONNS_MAX; i++) {
+            st = &ws->outconns[i];
+            if (!st->used) {
+                continue;
+            }
+
+            o = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+                          "state",
+                          st->draining ? "draining"
+                          : ngx_http_zmq_amqp_state_name(st->state),
+                          "inflight", (json_int_t) st->inflight,
+                          "published", (json_int_t) st->published,
+                          "confirmed", (json_int_t) st->confirmed,
+                          "nacked", (json_int_t) st->nacked,
+                          "returned", (json_int_t) st->returned,
+                          "timed_out", (json_int_t) st->timed_out,
+                          "lost", (json_int_t) st->lost,
+                          "rejected", (json_int_t) st->rejected,
+                          "reconnects", (json_int_t) st->reconnects);
+
+            if (st->draining) {
+                /* a replaced connection finishing its confirms */
+                json_object_set_new(ocs, ngx_http_zmq_draining_name(r, st),
+                                    o);
+            } else {
+                json_object_set_new(ocs, (char *) st->name, o);
+            }
+        }
+
+        json_object_set_new(w, "outconns", ocs);
+        json_array_append_new(workers, w);
+    }
+
+    json_object_set_new(doc, "workers", workers);
+
+send:
+
+    text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(doc);
+
+    if (text == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    len = ngx_strlen(text);
+
+    body = ngx_pnalloc(r->pool, len + 1);
+    if (body == NULL) {
+        free(text);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(body, text, len);
+    body[len] = '\n';
+    free(text);
+
+    return ngx_http_zmq_send_json(r, NGX_HTTP_OK, body, len + 1);
+}
