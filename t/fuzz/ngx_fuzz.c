@@ -146,21 +146,24 @@ ngx_fuzz_log_writer(ngx_log_t *log, ngx_uint_t level, u_char *buf,
     }
 
     if (level <= NGX_LOG_ALERT) {
-        ngx_fuzz_fail("logged at [alert] or above: %.*s", (int) len, buf);
+        ngx_fuzz_fail("logged at [alert] or above: %*s", len, buf);
     }
 }
 
 
+/* NGINX's formats (%V, %ui, %*s with a size_t length) */
 void
 ngx_fuzz_fail(const char *fmt, ...)
 {
-    va_list  args;
+    u_char   *p;
+    va_list   args;
+    u_char    text[2048];
 
-    fprintf(stderr, "ngx_zmq_fuzz: ");
     va_start(args, fmt);
-    vfprintf(stderr, fmt, args);
+    p = ngx_vslprintf(text, text + sizeof(text), fmt, args);
     va_end(args);
-    fprintf(stderr, "\n");
+
+    fprintf(stderr, "ngx_zmq_fuzz: %.*s\n", (int) (p - text), text);
     abort();
 }
 

@@ -68,6 +68,7 @@ void ngx_fuzz_advance(ngx_msec_t ms);
 void ngx_fuzz_check_quiet(const char *when);
 
 void ngx_fuzz_start_input(void);
+/* NGINX formats: %V, %ui, %*s (size_t length) */
 void ngx_fuzz_fail(const char *fmt, ...);
 
 

@@ -17,12 +17,14 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 CORPUS = os.path.join(HERE, "corpus")
 
 
-def write(target, name, data):
+def write(target, name, data, prefix="seed-"):
+    """prefix "crash-": an input that fails today, kept as a regression
+    (the defects of issue 9 the fuzzer is to catch)."""
     d = os.path.join(CORPUS, target)
     os.makedirs(d, exist_ok=True)
     if isinstance(data, str):
         data = data.encode()
-    with open(os.path.join(d, "seed-" + name), "wb") as f:
+    with open(os.path.join(d, prefix + name), "wb") as f:
         f.write(data)
 
 
@@ -265,11 +267,117 @@ def amqp_seeds():
          publish(0, 3000))
 
 
+
+
+# ------------------------------------------------------------------ redis
+# t/fuzz/fuzz_redis.c: 2 bytes of settings, then (op, arg) pairs; op & 15:
+# 5 writable, 6 command, 7 time, 8 connect/hangup, else feed.
+
+def redis_seeds():
+    def feed(data):
+        out = b""
+        while data:
+            chunk, data = data[:256], data[256:]
+            out += bytes([0x00, len(chunk) - 1]) + chunk
+        return out
+
+    writable = bytes([0x85, 0])
+    get, evalsha, sub, ping = (bytes([0x06, i]) for i in range(4))
+
+    def seed(name, settings, *parts):
+        write("redis", name, bytes(settings) + writable + b"".join(parts))
+
+    seed("get", [0, 1], get, feed(b"$2\r\n42\r\n"))
+    seed("auth-select", [3, 1], get, feed(b"+OK\r\n+OK\r\n:7\r\n"))
+    seed("error", [0, 1], get, feed(b"-ERR wrong type\r\n"))
+    seed("nil", [0, 1], get, feed(b"$-1\r\n"))
+    seed("snapshot", [0, 1], evalsha, feed(snapshot_reply(FULL)))
+    seed("pipelined", [0, 1], get, get, ping,
+         feed(b":1\r\n$1\r\nx\r\n+PONG\r\n"))
+    seed("subscriber", [8, 1], sub, feed(
+        resp(["subscribe", "zmq:events", 1]) +
+        resp(["message", "zmq:events",
+              '{"version":3,"kind":"service","name":"a","op":"put"}'])))
+    seed("unasked", [0, 1], feed(b"+OK\r\n"))
+    seed("split", [0, 1], get, b"".join(
+        bytes([0x00, 0]) + bytes([c]) for c in b"$5\r\nhello\r\n"))
+    seed("protocol-error", [0, 1], get, feed(b"?what\r\n"))
+    seed("timeout", [0, 1], get, bytes([0x07, 30]), get)
+    seed("hangup", [0, 1], get, get, bytes([0x08, 0]), bytes([0x07, 10]),
+         writable, get, feed(b":1\r\n"))
+    seed("refused", [0, 0], bytes([0x88, 0]), bytes([0x08, 0]),
+         bytes([0x07, 10]), bytes([0x48, 1]), bytes([0x07, 100]), writable)
+    seed("stall", [0, 1], bytes([0x05, 0]), get, get, bytes([0x05, 1]),
+         writable)
+
+
+
+
+# ------------------------------------------------------------------ props
+# t/fuzz/fuzz_props.c: 2 bytes picking defaults, then header lines
+
+def props_seeds():
+    def seed(name, flags, *lines, prefix="seed-"):
+        write("props", name, bytes(flags) + "\n".join(lines).encode(),
+              prefix)
+
+    seed("none", [0, 0])
+    seed("all", [31, 31], "Content-Type: application/x-thing",
+         "Content-Encoding: gzip", "X-Message-Id: m-1",
+         "X-Correlation-Id: c-1", "X-Reply-To: replies", "X-Priority: 7",
+         "X-Expiration: 60000", "X-Delivery-Mode: transient",
+         "X-Zmq-Header-Customer: ACME",
+         "X-Zmq-Header-City: Z\u00fcrich \u6771\u4eac")
+    seed("lowercase", [0, 0], "x-message-id: m", "x-delivery-mode: 2",
+         "x-zmq-header-a: 1", "x-zmq-header-a: 2")
+    seed("bad-priority", [0, 0], "X-Priority: 12")
+    seed("bad-expiration", [0, 0], "X-Expiration: -5")
+    seed("long-id", [0, 0], "X-Message-Id: " + "m" * 300)
+    # issue 9, defect 3: each drops the broker channel or connection
+    seed("header-key-over-255-bytes", [0, 0],
+         "X-Zmq-Header-" + "k" * 300 + ": v", prefix="crash-")
+    seed("reply-to-direct-reply", [0, 0],
+         "X-Reply-To: amq.rabbitmq.reply-to", prefix="crash-")
+    seed("cc-not-an-array", [0, 0], "X-Zmq-Header-CC: q", prefix="crash-")
+    seed("many", [0, 16], *["X-Zmq-Header-h%d: %d" % (i, i)
+                            for i in range(40)])
+
+
+
+
+# ----------------------------------------------------------------- router
+# t/fuzz/fuzz_router.c: "R METHOD URL_PATH" channels, "Q METHOD URI" asks
+
+def router_seeds():
+    def seed(name, *lines, prefix="seed-"):
+        write("router", name, "\n".join(lines), prefix)
+
+    seed("demo", "R POST /api/customers/{id}/updates",
+         "Q POST /api/customers/42/updates", "Q GET /api/customers/42/updates",
+         "Q POST /api/customers/42", "Q POST //api//customers/7/updates/")
+    seed("classes", "R POST /a/b", "R POST /a/{x}", "R ANY /a/*",
+         "R GET /a/{x}/c", "Q POST /a/b", "Q POST /a/z", "Q PUT /a/z",
+         "Q DELETE /a/b/c/d", "Q GET /a/q/c", "Q GET /")
+    seed("inactive", "!R POST /x", "R PUT /x", "Q POST /x", "Q PUT /x")
+    seed("params", "R ANY /{a}/{b}/{c}/{d}/{e}/{f}/{g}/{h}/{i}/{j}/{k}/{l}"
+         "/{m}/{n}/{o}/{p}/{q}/{r}",
+         "Q GET /1/2/3/4/5/6/7/8/9/10/11/12/13/14/15/16/17/18")
+    seed("root-prefix", "R ANY /*", "Q PATCH /anything/at/all")
+    # issue 9, defect 8: a path of more than 64 segments is cut, and an
+    # exact route matches a longer path
+    seed("exact-route-matches-a-longer-path", "R POST /" + "/".join(
+        "s" for _ in range(64)), "Q POST /" + "/".join(
+        "s" for _ in range(65)), prefix="crash-")
+
+
 def main():
     model_seeds()
     snapshot_seeds()
     redis_url_seeds()
     amqp_seeds()
+    redis_seeds()
+    props_seeds()
+    router_seeds()
 
 
 if __name__ == "__main__":
