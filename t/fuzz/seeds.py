@@ -370,6 +370,32 @@ def router_seeds():
         "s" for _ in range(65)), prefix="crash-")
 
 
+
+
+# ------------------------------------------------------------------- body
+# t/fuzz/fuzz_body.c: a shape byte, its cut points, then the body
+
+def body_seeds():
+    def seed(name, shape, cuts, body, prefix="seed-"):
+        if isinstance(body, str):
+            body = body.encode()
+        write("body", name, bytes([shape | len(cuts)]) + bytes(cuts) + body,
+              prefix)
+
+    doc = json.dumps(FULL).encode()
+    seed("memory", 0, [], b'{"a": 1}')
+    seed("memory-invalid", 0, [], b'{"a": 1,}')
+    seed("chunks", 0x40, [30, 90, 150, 200], doc)
+    seed("in-file-only", 0x20, [], doc)
+    seed("file-then-memory", 0x10, [128], doc)
+    seed("empty", 0, [], b"")
+    seed("binary-4096", 0x80, [1, 2, 250], bytes(range(256)) * 20)
+    seed("utf8", 0, [], '["Z\u00fcrich", "\u6771\u4eac"]')
+    # issue 9, defect 1: a chunked body to a JSON location ends with an
+    # empty last_buf that the JSON check read as a file (SIGSEGV)
+    seed("chunked-json-empty-last-buf", 0x48, [64], doc, prefix="crash-")
+
+
 def main():
     model_seeds()
     snapshot_seeds()
@@ -378,6 +404,7 @@ def main():
     redis_seeds()
     props_seeds()
     router_seeds()
+    body_seeds()
 
 
 if __name__ == "__main__":
