@@ -13,7 +13,9 @@
 
 #include <jansson.h>
 
+#include "zgw_hostport.h"
 #include "ngx_http_zmq_module.h"
+#include "ngx_http_zmq_follow.h"
 
 
 #define NGX_HTTP_ZMQ_SLOTS_MAX    64
@@ -141,8 +143,20 @@ ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         /* the Redis host is resolved now, never in a worker */
 
         ngx_memzero(&u, sizeof(ngx_url_t));
-        url.data = (u_char *) zmcf->redis.host;
         url.len = ngx_strlen(zmcf->redis.host);
+        url.data = ngx_pnalloc(cf->pool, url.len + 2);
+        if (url.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_strchr(zmcf->redis.host, ':') != NULL) {
+            /* an IPv6 address, as ngx_parse_url() wants it */
+            url.len = ngx_sprintf(url.data, "[%s]", zmcf->redis.host)
+                      - url.data;
+        } else {
+            ngx_memcpy(url.data, zmcf->redis.host, url.len);
+        }
+
         u.url = url;
         u.default_port = (in_port_t) zmcf->redis.port;
 
@@ -268,10 +282,12 @@ ngx_http_zmq_resolve(ngx_conf_t *cf, ngx_http_zmq_main_conf_t *zmcf,
 static char *
 ngx_http_zmq_prepare(ngx_conf_t *cf, ngx_http_zmq_main_conf_t *zmcf)
 {
-    char                     *secret, *copy, *colon;
+    char                     *secret;
+    u_char                    who[ZGW_NAME_MAX + 64];
     size_t                    i;
-    json_t                   *def, *h;
-    in_port_t                 port, hport;
+    json_t                   *def, *h, *host;
+    in_port_t                 port;
+    zgw_hostport_t            hp;
     const char               *name;
     zgw_errors_t              errs;
     ngx_http_zmq_runtime_t   *rt;
@@ -280,37 +296,51 @@ ngx_http_zmq_prepare(ngx_conf_t *cf, ngx_http_zmq_main_conf_t *zmcf)
 
     json_object_foreach(zmcf->cfg->objs[ZGW_KIND_AMQP_DEF], name, def) {
         port = (in_port_t) json_integer_value(json_object_get(def, "port"));
+        host = json_object_get(def, "host");
 
-        if (ngx_http_zmq_resolve(cf, zmcf,
-                                 json_string_value(json_object_get(def,
-                                                                   "host")),
-                                 port)
-            != NGX_OK)
+        /* the one host:port parser (validated by the model already) */
+
+        *ngx_snprintf(who, sizeof(who) - 1, "amqp_def '%s': host",
+                      name) = '\0';
+
+        if (zgw_host_parse(&hp, json_string_value(host),
+                           json_string_length(host), (char *) who, &errs)
+            != ZGW_OK)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zmq_config: %s",
+                               zgw_errors_first(&errs));
+            zgw_errors_free(&errs);
+            return NGX_CONF_ERROR;
+        }
+
+        if (hp.kind == ZGW_HOST_IS_NAME
+            && ngx_http_zmq_resolve(cf, zmcf, hp.host, port) != NGX_OK)
         {
             return NGX_CONF_ERROR;
         }
 
         json_array_foreach(json_object_get(def, "hosts"), i, h) {
-            copy = strdup(json_string_value(h));
-            if (copy == NULL) {
-                return NGX_CONF_ERROR;
-            }
+            *ngx_snprintf(who, sizeof(who) - 1, "amqp_def '%s': hosts[%uz]",
+                          name, i) = '\0';
 
-            hport = port;
-            colon = strrchr(copy, ':');
-            if (colon != NULL && strchr(copy, ']') < colon) {
-                *colon = '\0';
-                hport = (in_port_t) atoi(colon + 1);
-            }
-
-            if (copy[0] != '['
-                && ngx_http_zmq_resolve(cf, zmcf, copy, hport) != NGX_OK)
+            if (zgw_hostport_parse(&hp, json_string_value(h),
+                                   json_string_length(h), port, (char *) who,
+                                   &errs)
+                != ZGW_OK)
             {
-                free(copy);
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zmq_config: %s",
+                                   zgw_errors_first(&errs));
+                zgw_errors_free(&errs);
                 return NGX_CONF_ERROR;
             }
 
-            free(copy);
+            if (hp.kind == ZGW_HOST_IS_NAME
+                && ngx_http_zmq_resolve(cf, zmcf, hp.host,
+                                        (in_port_t) hp.port)
+                   != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
         }
 
         /* a sealed password must open with the key, now */
@@ -472,6 +502,11 @@ ngx_http_zmq_conf_init(ngx_conf_t *cf, ngx_http_zmq_main_conf_t *zmcf)
         p = ngx_cpymem(zmcf->cache_file.data, zmcf->cache_dir->name.data,
                        zmcf->cache_dir->name.len);
         ngx_memcpy(p, "/config.json", sizeof("/config.json"));
+
+        /* the cache is written by a thread */
+        if (ngx_http_zmq_follow_init_conf(cf) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
 
         if (ngx_http_zmq_load_cache(cf, zmcf) == NGX_OK
             && ngx_http_zmq_prepare(cf, zmcf) != NGX_CONF_OK)

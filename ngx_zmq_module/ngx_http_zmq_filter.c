@@ -17,6 +17,49 @@ static ngx_int_t ngx_http_zmq_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 
 
+typedef struct {
+    ngx_uint_t                     status;
+    const char                    *code;
+    const char                    *message;
+} ngx_http_zmq_error_page_t;
+
+
+/* NGINX's error pages as JSON; unlisted: client_error or internal_error */
+static ngx_http_zmq_error_page_t  ngx_http_zmq_error_pages[] = {
+    { NGX_HTTP_BAD_REQUEST, "bad_request", "the request is malformed" },
+    { NGX_HTTP_UNAUTHORIZED, "unauthorized",
+      "the request needs authentication" },
+    { NGX_HTTP_FORBIDDEN, "forbidden", "the request is not allowed" },
+    { NGX_HTTP_NOT_FOUND, "not_found", "nothing is served at this path" },
+    { NGX_HTTP_NOT_ALLOWED, "method_not_allowed",
+      "the method is not allowed here" },
+    { NGX_HTTP_REQUEST_TIME_OUT, "body_timeout",
+      "the body did not arrive in time" },
+    { NGX_HTTP_LENGTH_REQUIRED, "length_required",
+      "the request needs a Content-Length" },
+    { NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "body_too_large",
+      "the body is larger than the service accepts" },
+    { NGX_HTTP_REQUEST_URI_TOO_LARGE, "uri_too_long",
+      "the request line is too long" },
+    { NGX_HTTP_TOO_MANY_REQUESTS, "too_many_requests",
+      "too many requests; try again later" },
+    { NGX_HTTP_INTERNAL_SERVER_ERROR, "internal_error",
+      "the gateway failed to handle the request" },
+    { NGX_HTTP_NOT_IMPLEMENTED, "not_implemented",
+      "the request needs what the gateway does not implement (such as a "
+      "Transfer-Encoding other than chunked)" },
+    { NGX_HTTP_BAD_GATEWAY, "bad_gateway",
+      "the gateway got an invalid answer upstream" },
+    { NGX_HTTP_SERVICE_UNAVAILABLE, "service_unavailable",
+      "the service is unavailable; try again later" },
+    { NGX_HTTP_GATEWAY_TIME_OUT, "gateway_timeout",
+      "the gateway timed out upstream" },
+    { NGX_HTTP_VERSION_NOT_SUPPORTED, "http_version_not_supported",
+      "the HTTP version is not supported" },
+    { 0, NULL, NULL }
+};
+
+
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
@@ -149,16 +192,19 @@ ngx_http_zmq_error(ngx_http_request_t *r, ngx_uint_t status, const char *code,
 
 
 /*
- * Errors that NGINX itself answers in a zmq_service location (a body over
- * zmq_max_body, a malformed chunked body, a body timeout, an internal
- * error) get the same JSON error body as the module's own answers.
+ * Errors that NGINX itself answers get the same JSON error body as the
+ * module's own answers: always in a zmq_service or zmq_router location (a
+ * body over zmq_max_body, a malformed chunked body, an internal error),
+ * and wherever zmq_json_errors is on, which includes the errors NGINX
+ * raises before it has chosen a location (a bad request line or header, an
+ * unsupported Transfer-Encoding) when it is on in the server.
  */
 static ngx_int_t
 ngx_http_zmq_header_filter(ngx_http_request_t *r)
 {
     u_char                   *body, *p;
     ngx_buf_t                *b;
-    ngx_uint_t                status;
+    ngx_uint_t                status, i;
     const char               *code, *message;
     ngx_http_zmq_ctx_t       *ctx;
     ngx_http_zmq_loc_conf_t  *zlcf;
@@ -166,7 +212,8 @@ ngx_http_zmq_header_filter(ngx_http_request_t *r)
     zlcf = ngx_http_get_module_loc_conf(r, ngx_http_zmq_module);
     status = r->headers_out.status;
 
-    if (zlcf == NULL || (zlcf->service.len == 0 && !zlcf->router)
+    if (zlcf == NULL
+        || (zlcf->service.len == 0 && !zlcf->router && zlcf->json_errors != 1)
         || status < 400 || r != r->main)
     {
         return ngx_http_next_header_filter(r);
@@ -177,31 +224,25 @@ ngx_http_zmq_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
-    switch (status) {
-    case NGX_HTTP_BAD_REQUEST:
-        code = "bad_request";
-        message = "the request is malformed";
-        break;
-    case NGX_HTTP_REQUEST_TIME_OUT:
-        code = "body_timeout";
-        message = "the body did not arrive in time";
-        break;
-    case NGX_HTTP_LENGTH_REQUIRED:
-        code = "length_required";
-        message = "the request needs a Content-Length";
-        break;
-    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
-        code = "body_too_large";
-        message = "the body is larger than the service accepts";
-        break;
-    default:
+    if (status < 500) {
+        code = "client_error";
+        message = "the request was refused";
+
+    } else {
         code = "internal_error";
         message = "the gateway failed to handle the request";
-        break;
+    }
+
+    for (i = 0; ngx_http_zmq_error_pages[i].status; i++) {
+        if (ngx_http_zmq_error_pages[i].status == status) {
+            code = ngx_http_zmq_error_pages[i].code;
+            message = ngx_http_zmq_error_pages[i].message;
+            break;
+        }
     }
 
     ctx = ngx_http_zmq_get_ctx(r);
-    body = ngx_pnalloc(r->pool, 256);
+    body = ngx_pnalloc(r->pool, 512);
     b = ngx_calloc_buf(r->pool);
     if (ctx == NULL || body == NULL || b == NULL) {
         return NGX_ERROR;
@@ -212,7 +253,7 @@ ngx_http_zmq_header_filter(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
-    p = ngx_snprintf(body, 256, "{\"error\":\"%s\",\"message\":\"%s\"}\n",
+    p = ngx_snprintf(body, 512, "{\"error\":\"%s\",\"message\":\"%s\"}\n",
                      code, message);
 
     b->pos = body;

@@ -2,25 +2,61 @@
 /*
  * ngx_zmq: each worker follows the configuration in Redis.
  *
- * Two connections: one SUBSCRIBEs to zmq:events, the other loads
- * snapshots (one EVAL, so a snapshot is consistent) and polls
- * GET zmq:version. A snapshot is loaded at start, after every reconnect of
- * either connection (pub/sub is lossy), on an event newer than what runs,
- * and when the poll sees another version. Loads never overlap; an event
- * during a load asks for one more. A snapshot that does not validate is
+ * Two connections: one SUBSCRIBEs to zmq:events (and PINGs, so that a
+ * silent peer is noticed), the other loads snapshots (one EVAL, so a
+ * snapshot is consistent) and polls GET zmq:version. A snapshot is loaded
+ * at start, after every reconnect of either connection (pub/sub is lossy),
+ * on an event for a version not seen yet, and when the poll sees one.
+ * Loads never overlap; an event during a load asks for one more.
+ *
+ * A snapshot is applied when its version is at least the running one. A
+ * lower version means the store lost its data (a restart without
+ * persistence, FLUSHALL, a failover to an empty replica, an old backup):
+ * the worker keeps running what it has, says "regressed" in zmq_status and
+ * the log, and goes on following until the store is at its version again
+ * ("zmqctl restore" from a cache or an export; "zmqctl wipe" empties it on
+ * purpose at a higher version). A snapshot that does not validate is
  * refused whole: the worker keeps running the last good one.
+ *
+ * Worker 0 alone writes the snapshot cache, on NGINX's thread pool
+ * "default", once per version.
  */
 
 
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#if (NGX_THREADS)
+#include <ngx_thread_pool.h>
+#endif
 
 #include <jansson.h>
 
 #include "zgw_store.h"
 #include "ngx_http_zmq_follow.h"
 #include "ngx_http_zmq_redis.h"
+
+
+#define NGX_HTTP_ZMQ_PING_MIN  1000
+
+
+typedef struct ngx_http_zmq_cache_job_s  ngx_http_zmq_cache_job_t;
+
+
+/* one write of the cache: everything the writing thread touches */
+struct ngx_http_zmq_cache_job_s {
+#if (NGX_THREADS)
+    ngx_thread_task_t             task;
+#endif
+    long long                     version;
+    char                         *text;          /* json_dumps() */
+    size_t                        len;
+    u_char                        path[NGX_MAX_PATH];
+    u_char                        tmp[NGX_MAX_PATH];
+    const char                   *failed;        /* NULL: written */
+    ngx_err_t                     err;
+    ngx_log_t                    *log;
+};
 
 
 typedef struct {
@@ -30,14 +66,69 @@ typedef struct {
     ngx_event_t                   poll;
     ngx_flag_t                    loading;
     ngx_flag_t                    again;
-    long long                     version;    /* running */
+    ngx_uint_t                    state;
+    long long                     version;       /* running */
+    long long                     seen;          /* store, last loaded */
+    long long                     warned;        /* regressed, logged */
+
+    long long                     cache_version; /* written or queued */
+    ngx_flag_t                    cache_busy;    /* a write in a thread */
+    ngx_http_zmq_cache_job_t     *cache_next;    /* waits for it */
+#if (NGX_THREADS)
+    ngx_thread_pool_t            *pool;
+#endif
 } ngx_http_zmq_follow_t;
 
 
+static void ngx_http_zmq_follow_state(ngx_http_zmq_follow_t *f,
+    ngx_uint_t state, const char *error);
+static void ngx_http_zmq_follow_regressed(ngx_http_zmq_follow_t *f,
+    long long store);
 static void ngx_http_zmq_follow_load(ngx_http_zmq_follow_t *f);
+static void ngx_http_zmq_follow_snapshot(ngx_http_zmq_redis_t *rd,
+    redisReply *reply, void *data);
+static void ngx_http_zmq_follow_version(ngx_http_zmq_redis_t *rd,
+    redisReply *reply, void *data);
+static void ngx_http_zmq_follow_poll(ngx_event_t *ev);
+static void ngx_http_zmq_follow_connected(ngx_http_zmq_redis_t *rd,
+    void *data);
+static void ngx_http_zmq_follow_subscribed(ngx_http_zmq_redis_t *rd,
+    redisReply *reply, void *data);
+static void ngx_http_zmq_follow_disconnected(ngx_http_zmq_redis_t *rd,
+    void *data);
+static void ngx_http_zmq_follow_event(ngx_http_zmq_redis_t *rd,
+    redisReply *reply, void *data);
+
+static void ngx_http_zmq_cache_save(ngx_http_zmq_follow_t *f,
+    zgw_config_t *cfg);
+static void ngx_http_zmq_cache_post(ngx_http_zmq_follow_t *f,
+    ngx_http_zmq_cache_job_t *job);
+static void ngx_http_zmq_cache_write(void *data, ngx_log_t *log);
+static void ngx_http_zmq_cache_report(ngx_http_zmq_cache_job_t *job);
+static void ngx_http_zmq_cache_free(ngx_http_zmq_cache_job_t *job);
+#if (NGX_THREADS)
+static void ngx_http_zmq_cache_done(ngx_event_t *ev);
+#endif
 
 
 static ngx_http_zmq_follow_t  *ngx_http_zmq_follower;
+
+#if (NGX_THREADS)
+static ngx_str_t  ngx_http_zmq_cache_pool = ngx_string("default");
+#endif
+
+
+ngx_int_t
+ngx_http_zmq_follow_init_conf(ngx_conf_t *cf)
+{
+#if (NGX_THREADS)
+    if (ngx_thread_pool_add(cf, &ngx_http_zmq_cache_pool) == NULL) {
+        return NGX_ERROR;
+    }
+#endif
+
+    return NGX_OK;
+}
 
 
 static void
@@ -45,6 +136,8 @@ ngx_http_zmq_follow_state(ngx_http_zmq_follow_t *f, ngx_uint_t state,
     const char *error)
 {
     ngx_http_zmq_worker_stats_t  *st;
+
+    f->state = state;
 
     st = f->conf.stats;
     if (st == NULL) {
@@ -65,45 +158,29 @@ ngx_http_zmq_follow_state(ngx_http_zmq_follow_t *f, ngx_uint_t state,
 }
 
 
-ngx_int_t
-ngx_http_zmq_cache_write(ngx_str_t *path, zgw_config_t *cfg, ngx_log_t *log)
+static void
+ngx_http_zmq_follow_regressed(ngx_http_zmq_follow_t *f, long long store)
 {
-    u_char     tmp[NGX_MAX_PATH], dst[NGX_MAX_PATH];
-    json_t    *doc;
-    ngx_int_t  rc;
+    u_char  error[192];
 
-    if (path->len == 0 || path->len + 32 >= NGX_MAX_PATH) {
-        return NGX_DECLINED;
+    if (f->state != NGX_HTTP_ZMQ_SRC_REGRESSED || f->warned != store) {
+        ngx_log_error(NGX_LOG_WARN, f->conf.log, 0,
+                      "zmq: the configuration store is at version %L, "
+                      "lower than version %L that this worker runs: "
+                      "keeping version %L and following on. Redis lost "
+                      "its data? Bring it back with \"zmqctl restore\" "
+                      "(from a gateway's cache or an export); "
+                      "\"zmqctl wipe\" empties it on purpose", store,
+                      f->version, f->version);
+        f->warned = store;
     }
 
-    ngx_snprintf(dst, sizeof(dst), "%V%Z", path);
-    ngx_snprintf(tmp, sizeof(tmp), "%V.%P.tmp%Z", path, ngx_pid);
+    ngx_snprintf(error, sizeof(error) - 1,
+                 "the store is at version %L, lower than the running "
+                 "version %L: kept (zmqctl restore)%Z", store, f->version);
 
-    doc = json_pack("{s:I,s:o}", "version", (json_int_t) cfg->version,
-                    "config", zgw_config_export(cfg, ZGW_EXPORT_SEALED));
-    if (doc == NULL) {
-        return NGX_ERROR;
-    }
-
-    rc = NGX_OK;
-
-    if (json_dump_file(doc, (char *) tmp, JSON_COMPACT | JSON_SORT_KEYS)
-        != 0)
-    {
-        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
-                      "zmq: cannot write the configuration cache \"%s\"",
-                      tmp);
-        rc = NGX_ERROR;
-
-    } else if (ngx_rename_file(tmp, dst) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
-                      "zmq: cannot rename \"%s\" to \"%s\"", tmp, dst);
-        (void) ngx_delete_file(tmp);
-        rc = NGX_ERROR;
-    }
-
-    json_decref(doc);
-    return rc;
+    ngx_http_zmq_follow_state(f, NGX_HTTP_ZMQ_SRC_REGRESSED,
+                              (char *) error);
 }
 
 
@@ -112,6 +189,7 @@ ngx_http_zmq_follow_snapshot(ngx_http_zmq_redis_t *rd, redisReply *reply,
     void *data)
 {
     size_t                   i;
+    ngx_flag_t               valid;
     zgw_errors_t             errs;
     zgw_config_t            *cfg;
     ngx_http_zmq_follow_t   *f = data;
@@ -132,9 +210,25 @@ ngx_http_zmq_follow_snapshot(ngx_http_zmq_redis_t *rd, redisReply *reply,
         return;
     }
 
-    if (zgw_store_snapshot_parse(reply, cfg, &errs) != ZGW_OK
-        || zgw_config_check_refs(cfg, &errs) != ZGW_OK)
-    {
+    cfg->version = -1;              /* set if the reply has one */
+
+    valid = zgw_store_snapshot_parse(reply, cfg, &errs) == ZGW_OK
+            && zgw_config_check_refs(cfg, &errs) == ZGW_OK;
+
+    if (cfg->version >= 0) {
+        f->seen = cfg->version;         /* not loaded again for it */
+
+        if (f->conf.stats != NULL) {
+            f->conf.stats->store_version = (ngx_atomic_uint_t) cfg->version;
+        }
+
+        if (cfg->version < f->version) {
+            ngx_http_zmq_follow_regressed(f, cfg->version);
+            goto done;
+        }
+    }
+
+    if (!valid) {
         for (i = 0; i < errs.n; i++) {
             ngx_log_error(NGX_LOG_ERR, f->conf.log, 0,
                           "zmq: configuration version %L refused, keeping "
@@ -144,8 +238,14 @@ ngx_http_zmq_follow_snapshot(ngx_http_zmq_redis_t *rd, redisReply *reply,
 
         ngx_http_zmq_follow_state(f, NGX_HTTP_ZMQ_SRC_LOADED,
                                   zgw_errors_first(&errs));
-        f->version = cfg->version;      /* do not retry the same version */
         goto done;
+    }
+
+    if (f->state == NGX_HTTP_ZMQ_SRC_REGRESSED) {
+        ngx_log_error(NGX_LOG_WARN, f->conf.log, 0,
+                      "zmq: the configuration store is at version %L again "
+                      "(running %L): following it", cfg->version,
+                      f->version);
     }
 
     /*
@@ -171,7 +271,7 @@ ngx_http_zmq_follow_snapshot(ngx_http_zmq_redis_t *rd, redisReply *reply,
     ngx_http_zmq_follow_state(f, NGX_HTTP_ZMQ_SRC_LOADED,
                               errs.n ? errs.msgs[0] : NULL);
 
-    (void) ngx_http_zmq_cache_write(&f->conf.cache, cfg, f->conf.log);
+    ngx_http_zmq_cache_save(f, cfg);
 
 done:
 
@@ -225,7 +325,7 @@ ngx_http_zmq_follow_version(ngx_http_zmq_redis_t *rd, redisReply *reply,
     v = reply->type == REDIS_REPLY_STRING ? strtoll(reply->str, NULL, 10)
                                           : 0;
 
-    if (v != f->version) {
+    if (v != f->seen) {
         ngx_http_zmq_follow_load(f);
     }
 }
@@ -253,14 +353,32 @@ ngx_http_zmq_follow_connected(ngx_http_zmq_redis_t *rd, void *data)
     const char             *argv[2] = { "SUBSCRIBE", ZGW_KEY_EVENTS };
 
     if (rd == f->sub) {
-        (void) ngx_http_zmq_redis_command(rd, 2, argv, NULL, NULL, NULL);
-        if (f->conf.stats && f->conf.stats->state == NGX_HTTP_ZMQ_SRC_LOADED) {
+        (void) ngx_http_zmq_redis_command(rd, 2, argv, NULL,
+                                          ngx_http_zmq_follow_subscribed, f);
+
+        if (f->state == NGX_HTTP_ZMQ_SRC_LOADED
+            || f->state == NGX_HTTP_ZMQ_SRC_REGRESSED)
+        {
             ngx_http_zmq_follow_load(f);   /* events may have been missed */
         }
+
         return;
     }
 
     ngx_http_zmq_follow_load(f);
+}
+
+
+static void
+ngx_http_zmq_follow_subscribed(ngx_http_zmq_redis_t *rd, redisReply *reply,
+    void *data)
+{
+    ngx_http_zmq_follow_t  *f = data;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, f->conf.log, 0,
+                      "zmq: SUBSCRIBE " ZGW_KEY_EVENTS ": %s", reply->str);
+    }
 }
 
 
@@ -288,7 +406,8 @@ ngx_http_zmq_follow_event(ngx_http_zmq_redis_t *rd, redisReply *reply,
     /* ["message", "zmq:events", "{\"version\":N,...}"] */
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
         || reply->element[0]->type != REDIS_REPLY_STRING
-        || ngx_strcmp(reply->element[0]->str, "message") != 0)
+        || ngx_strcmp(reply->element[0]->str, "message") != 0
+        || reply->element[2]->type != REDIS_REPLY_STRING)
     {
         return;
     }
@@ -297,16 +416,225 @@ ngx_http_zmq_follow_event(ngx_http_zmq_redis_t *rd, redisReply *reply,
     v = json_integer_value(json_object_get(ev, "version"));
     json_decref(ev);
 
-    if (v != f->version) {
+    if (v != f->seen) {
         ngx_http_zmq_follow_load(f);
     }
 }
+
+
+/* ---------------------------------------------------- the snapshot cache */
+
+
+/*
+ * {"version": N, "config": {...}} with sealed secrets, serialized here and
+ * written by a thread: the worker only pays for the serialization.
+ */
+static void
+ngx_http_zmq_cache_save(ngx_http_zmq_follow_t *f, zgw_config_t *cfg)
+{
+    json_t                    *doc;
+    ngx_str_t                 *path;
+    ngx_http_zmq_cache_job_t  *job;
+
+    path = &f->conf.cache;
+
+    if (path->len == 0 || ngx_worker != 0
+        || cfg->version == f->cache_version)
+    {
+        return;
+    }
+
+    if (path->len + 32 >= NGX_MAX_PATH) {
+        ngx_log_error(NGX_LOG_ERR, f->conf.log, 0,
+                      "zmq: the cache path \"%V\" is too long", path);
+        return;
+    }
+
+    job = ngx_calloc(sizeof(ngx_http_zmq_cache_job_t), f->conf.log);
+    if (job == NULL) {
+        return;
+    }
+
+    doc = json_pack("{s:I,s:o}", "version", (json_int_t) cfg->version,
+                    "config", zgw_config_export(cfg, ZGW_EXPORT_SEALED));
+    if (doc != NULL) {
+        job->text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(doc);
+    }
+
+    if (job->text == NULL) {
+        ngx_log_error(NGX_LOG_ERR, f->conf.log, 0,
+                      "zmq: cannot serialize configuration version %L for "
+                      "the cache", cfg->version);
+        ngx_free(job);
+        return;
+    }
+
+    job->len = ngx_strlen(job->text);
+    job->version = cfg->version;
+    job->log = f->conf.log;
+    ngx_snprintf(job->path, sizeof(job->path), "%V%Z", path);
+    ngx_snprintf(job->tmp, sizeof(job->tmp), "%V.%P.tmp%Z", path, ngx_pid);
+
+    f->cache_version = cfg->version;
+
+    ngx_http_zmq_cache_post(f, job);
+}
+
+
+static void
+ngx_http_zmq_cache_post(ngx_http_zmq_follow_t *f,
+    ngx_http_zmq_cache_job_t *job)
+{
+#if (NGX_THREADS)
+
+    if (f->pool != NULL) {
+        if (f->cache_busy) {
+            /* only the newest waiting version is worth writing */
+            if (f->cache_next != NULL) {
+                ngx_http_zmq_cache_free(f->cache_next);
+            }
+            f->cache_next = job;
+            return;
+        }
+
+        job->task.ctx = job;
+        job->task.handler = ngx_http_zmq_cache_write;
+        job->task.event.handler = ngx_http_zmq_cache_done;
+        job->task.event.data = job;
+        job->task.event.log = f->conf.log;
+
+        if (ngx_thread_task_post(f->pool, &job->task) == NGX_OK) {
+            f->cache_busy = 1;
+            return;
+        }
+
+        /* the pool's queue is full: write it here, once */
+    }
+
+#endif
+
+    ngx_http_zmq_cache_write(job, f->conf.log);
+    ngx_http_zmq_cache_report(job);
+    ngx_http_zmq_cache_free(job);
+}
+
+
+/* in a thread of the pool: plain system calls, no NGINX state */
+static void
+ngx_http_zmq_cache_write(void *data, ngx_log_t *log)
+{
+    ngx_http_zmq_cache_job_t *job = data;
+
+    size_t    off;
+    ssize_t   n;
+    ngx_fd_t  fd;
+
+    fd = ngx_open_file(job->tmp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
+                       NGX_FILE_DEFAULT_ACCESS);
+    if (fd == NGX_INVALID_FILE) {
+        job->err = ngx_errno;
+        job->failed = "open";
+        return;
+    }
+
+    for (off = 0; off < job->len; off += n) {
+        n = ngx_write_fd(fd, job->text + off, job->len - off);
+        if (n == -1) {
+            if (ngx_errno == NGX_EINTR) {
+                n = 0;
+                continue;
+            }
+            job->err = ngx_errno;
+            job->failed = "write";
+            break;
+        }
+    }
+
+    /* what the rename makes visible must be on the disk */
+    if (job->failed == NULL && fsync(fd) == -1) {
+        job->err = ngx_errno;
+        job->failed = "fsync";
+    }
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR && job->failed == NULL) {
+        job->err = ngx_errno;
+        job->failed = "close";
+    }
+
+    if (job->failed == NULL
+        && ngx_rename_file(job->tmp, job->path) == NGX_FILE_ERROR)
+    {
+        job->err = ngx_errno;
+        job->failed = "rename";
+    }
+
+    if (job->failed != NULL) {
+        (void) ngx_delete_file(job->tmp);
+    }
+}
+
+
+static void
+ngx_http_zmq_cache_report(ngx_http_zmq_cache_job_t *job)
+{
+    if (job->failed != NULL) {
+        ngx_log_error(NGX_LOG_ERR, job->log, job->err,
+                      "zmq: configuration version %L not cached: %s \"%s\" "
+                      "failed", job->version, job->failed, job->tmp);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, job->log, 0,
+                  "zmq: configuration version %L cached in \"%s\" "
+                  "(%uz bytes)", job->version, job->path, job->len);
+}
+
+
+static void
+ngx_http_zmq_cache_free(ngx_http_zmq_cache_job_t *job)
+{
+    free(job->text);                /* jansson's allocator is malloc */
+    ngx_free(job);
+}
+
+
+#if (NGX_THREADS)
+
+/* back on the event loop */
+static void
+ngx_http_zmq_cache_done(ngx_event_t *ev)
+{
+    ngx_http_zmq_follow_t     *f;
+    ngx_http_zmq_cache_job_t  *job, *next;
+
+    job = ev->data;
+
+    ngx_http_zmq_cache_report(job);
+    ngx_http_zmq_cache_free(job);
+
+    f = ngx_http_zmq_follower;
+    if (f == NULL) {
+        return;
+    }
+
+    f->cache_busy = 0;
+
+    next = f->cache_next;
+    if (next != NULL) {
+        f->cache_next = NULL;
+        ngx_http_zmq_cache_post(f, next);
+    }
+}
+
+#endif
 
 
 ngx_int_t
 ngx_http_zmq_follow_start(ngx_http_zmq_follow_conf_t *conf)
 {
     ngx_http_zmq_follow_t      *f;
+    ngx_http_zmq_runtime_t     *rt;
     ngx_http_zmq_redis_conf_t   rc;
 
     f = ngx_calloc(sizeof(ngx_http_zmq_follow_t), conf->log);
@@ -315,8 +643,19 @@ ngx_http_zmq_follow_start(ngx_http_zmq_follow_conf_t *conf)
     }
 
     f->conf = *conf;
-    f->version = ngx_http_zmq_runtime_current()
-                 ? ngx_http_zmq_runtime_current()->version : -1;
+    f->state = NGX_HTTP_ZMQ_SRC_WAITING;
+    f->seen = -1;
+    f->warned = -1;
+
+    /* what runs now: the disk cache (also what the cache holds), or none */
+    rt = ngx_http_zmq_runtime_current();
+    f->version = rt ? rt->version : -1;
+    f->cache_version = f->version > 0 ? f->version : -1;
+
+#if (NGX_THREADS)
+    f->pool = ngx_thread_pool_get((ngx_cycle_t *) ngx_cycle,
+                                  &ngx_http_zmq_cache_pool);
+#endif
 
     ngx_memzero(&rc, sizeof(ngx_http_zmq_redis_conf_t));
     rc.addr = conf->addr;
@@ -327,11 +666,15 @@ ngx_http_zmq_follow_start(ngx_http_zmq_follow_conf_t *conf)
     rc.disconnected = ngx_http_zmq_follow_disconnected;
     rc.data = f;
     rc.log = conf->log;
+    rc.name = "config";
 
     f->cmd = ngx_http_zmq_redis_create(&rc);
 
+    /* the subscriber only listens: its PINGs notice a silent peer */
     rc.subscriber = 1;
     rc.push = ngx_http_zmq_follow_event;
+    rc.ping = ngx_max(conf->poll, NGX_HTTP_ZMQ_PING_MIN);
+    rc.name = "events";
     f->sub = ngx_http_zmq_redis_create(&rc);
 
     if (f->cmd == NULL || f->sub == NULL) {
@@ -364,6 +707,11 @@ ngx_http_zmq_follow_stop(void)
 
     if (f->poll.timer_set) {
         ngx_del_timer(&f->poll);
+    }
+
+    /* a write in a thread finishes on its own; its job is not freed */
+    if (f->cache_next != NULL) {
+        ngx_http_zmq_cache_free(f->cache_next);
     }
 
     ngx_http_zmq_redis_destroy(f->cmd);

@@ -28,12 +28,14 @@ typedef struct {
 } ngx_http_zmq_follow_conf_t;
 
 
+/*
+ * At configuration time, when the source is Redis: the thread pool that
+ * writes the snapshot cache (NGINX's "default" pool) must be declared then.
+ */
+ngx_int_t ngx_http_zmq_follow_init_conf(ngx_conf_t *cf);
+
 ngx_int_t ngx_http_zmq_follow_start(ngx_http_zmq_follow_conf_t *conf);
 void ngx_http_zmq_follow_stop(void);
-
-/* the snapshot cache: {"version": N, "config": {...}} */
-ngx_int_t ngx_http_zmq_cache_write(ngx_str_t *path, zgw_config_t *cfg,
-    ngx_log_t *log);
 
 
 #endif /* _NGX_HTTP_ZMQ_FOLLOW_H_INCLUDED_ */

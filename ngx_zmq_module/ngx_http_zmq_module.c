@@ -18,6 +18,8 @@
  *     zmq_confirm_timeout TIME;   how long to wait for the confirm
  *     zmq_max_body SIZE;          larger bodies get 413
  *     zmq_data_format none|json;  json: an invalid body gets 400
+ *     zmq_json_errors on|off;     NGINX's error pages as JSON here too
+ *                                 (always on in zmq_service/zmq_router)
  */
 
 
@@ -145,6 +147,13 @@ static ngx_command_t  ngx_http_zmq_commands[] = {
       offsetof(ngx_http_zmq_loc_conf_t, data_format),
       &ngx_http_zmq_data_formats },
 
+    { ngx_string("zmq_json_errors"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_zmq_loc_conf_t, json_errors),
+      NULL },
+
       ngx_null_command
 };
 
@@ -183,6 +192,10 @@ ngx_module_t  ngx_http_zmq_module = {
 static ngx_int_t
 ngx_http_zmq_postconfiguration(ngx_conf_t *cf)
 {
+    if (ngx_http_zmq_publish_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_zmq_filter_init(cf);
 }
 
@@ -357,6 +370,7 @@ ngx_http_zmq_create_loc_conf(ngx_conf_t *cf)
     zlcf->confirm_timeout = NGX_CONF_UNSET_MSEC;
     zlcf->max_body = NGX_CONF_UNSET_SIZE;
     zlcf->data_format = NGX_CONF_UNSET_UINT;
+    zlcf->json_errors = NGX_CONF_UNSET;
 
     return zlcf;
 }
@@ -376,16 +390,31 @@ ngx_http_zmq_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->max_body, prev->max_body, 1024 * 1024);
     ngx_conf_merge_uint_value(conf->data_format, prev->data_format,
                               NGX_HTTP_ZMQ_FORMAT_NONE);
+    ngx_conf_merge_value(conf->json_errors, prev->json_errors, 0);
 
-    if (conf->service.len || conf->router) {
-        /*
-         * zmq_max_body is the location's client_max_body_size, and bodies
-         * up to it are read into memory: the message is copied into the
-         * AMQP output buffer anyway, so no temporary file is written.
-         */
-        clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-        clcf->client_max_body_size = conf->max_body;
-        clcf->client_body_buffer_size = ngx_max(conf->max_body, 1);
+    if (!conf->service.len && !conf->router) {
+        return NGX_CONF_OK;
+    }
+
+    /*
+     * The module enforces zmq_max_body itself (Content-Length before the
+     * body is read, the running total while it arrives) and leaves NGINX's
+     * configuration alone: client_max_body_size (NGINX's default 1m unless
+     * the operator sets it) applies too, and may be the smaller limit.
+     */
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->client_max_body_size != 0
+        && clcf->client_max_body_size < (off_t) conf->max_body)
+    {
+        ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                      "location \"%V\": zmq_max_body %uz is larger than "
+                      "client_max_body_size %O, which NGINX applies first: "
+                      "bodies over %O bytes get 413; set "
+                      "client_max_body_size to %uz or 0 there",
+                      &clcf->name, conf->max_body,
+                      clcf->client_max_body_size,
+                      clcf->client_max_body_size, conf->max_body);
     }
 
     return NGX_CONF_OK;

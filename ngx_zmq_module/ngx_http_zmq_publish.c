@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 
+#include "zgw_amqp_check.h"
 #include "ngx_http_zmq_module.h"
 
 
@@ -21,9 +22,27 @@
 #define NGX_HTTP_ZMQ_ANSWERS_PER_PASS  64
 #endif
 
+/* file parts of a body are read back this much at a time */
+#define NGX_HTTP_ZMQ_BODY_READ  16384
+
+
+typedef struct {
+    ngx_chain_t                   *cl;         /* the buffer being read */
+    off_t                          offset;     /* read of it so far */
+    u_char                        *pos;        /* unread bytes */
+    u_char                        *last;
+    u_char                        *buf;        /* for file parts */
+    ngx_pool_t                    *pool;
+    ngx_log_t                     *log;
+    unsigned                       failed:1;
+} ngx_http_zmq_body_reader_t;
+
 
 static ngx_int_t ngx_http_zmq_start(ngx_http_request_t *r,
     ngx_http_zmq_ctx_t *ctx);
+static void ngx_http_zmq_body_timeout_handler(ngx_http_request_t *r);
+static off_t ngx_http_zmq_body_length(ngx_http_request_t *r);
+static size_t ngx_http_zmq_body_read(void *buffer, size_t size, void *data);
 static ngx_int_t ngx_http_zmq_body_json_ok(ngx_http_request_t *r, off_t len);
 static void ngx_http_zmq_body_handler(ngx_http_request_t *r);
 static void ngx_http_zmq_publish_done(ngx_http_zmq_pub_t *pub,
@@ -31,6 +50,11 @@ static void ngx_http_zmq_publish_done(ngx_http_zmq_pub_t *pub,
 static void ngx_http_zmq_answer_handler(ngx_event_t *ev);
 static void ngx_http_zmq_answer(ngx_http_zmq_ctx_t *ctx);
 static void ngx_http_zmq_request_cleanup(void *data);
+static ngx_int_t ngx_http_zmq_request_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+
+
+static ngx_http_request_body_filter_pt  ngx_http_zmq_next_request_body_filter;
 
 
 static ngx_int_t
@@ -55,10 +79,25 @@ ngx_http_zmq_start(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx)
                                   "accepts", 0);
     }
 
+    /* the body filter counts what arrives against ctx->max_body */
+    ctx->received = 0;
+    ctx->limit_body = 1;
+
     rc = ngx_http_read_client_request_body(r, ngx_http_zmq_body_handler);
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
         return rc;
+    }
+
+    if (rc == NGX_AGAIN
+#if (NGX_HTTP_V2)
+        && r->stream == NULL
+#endif
+       )
+    {
+        /* the rest of the body arrives later: watch for its timeout */
+        ctx->read_body = r->read_event_handler;
+        r->read_event_handler = ngx_http_zmq_body_timeout_handler;
     }
 
     /*
@@ -177,46 +216,182 @@ ngx_http_zmq_router_handler(ngx_http_request_t *r)
 }
 
 
+/*
+ * NGINX's own body reader closes the connection without an answer when
+ * client_body_timeout expires; the client gets a JSON 408 instead. Until
+ * the body is read, this handler stands in front of NGINX's; once it is,
+ * NGINX replaces it.
+ */
+
+static void
+ngx_http_zmq_body_timeout_handler(ngx_http_request_t *r)
+{
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    ngx_http_zmq_ctx_t  *ctx;
+
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_zmq_module);
+
+    if (!c->read->timedout) {
+        ctx->read_body(r);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
+                  "zmq: client timed out while sending the body");
+
+    /*
+     * The rest of the body may still come: answer, then close after a
+     * lingering read so that the answer is not lost to a reset.
+     */
+    c->read->timedout = 0;
+    r->read_event_handler = ngx_http_block_reading;
+    r->keepalive = 0;
+    r->lingering_close = 1;
+
+    rc = ngx_http_zmq_error(r, NGX_HTTP_REQUEST_TIME_OUT, "body_timeout",
+                            "the body did not arrive in time", 0);
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/*
+ * A request body, as NGINX hands it over, is a chain of buffers of any
+ * shape: memory (read with the headers or after them), a temporary file
+ * (a body larger than client_body_buffer_size, client_body_in_file_only),
+ * and empty buffers (the end-of-body marker a chunked body ends with).
+ * A buffer counts by what ngx_buf_size() counts, as the publish takes it:
+ * its memory if it has any, else its file part. The reader walks the chain
+ * without changing it, and reads file parts through a small buffer.
+ */
+
+static off_t
+ngx_http_zmq_body_length(ngx_http_request_t *r)
+{
+    off_t         len;
+    ngx_chain_t  *cl;
+
+    len = 0;
+
+    if (r->request_body == NULL) {
+        return 0;
+    }
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        len += ngx_buf_size(cl->buf);
+    }
+
+    return len;
+}
+
+
+/* jansson's json_load_callback_t: the next bytes of the body, 0 at its end */
+
+static size_t
+ngx_http_zmq_body_read(void *buffer, size_t size, void *data)
+{
+    ngx_http_zmq_body_reader_t *rd = data;
+
+    off_t       left;
+    size_t      n;
+    ssize_t     got;
+    ngx_buf_t  *b;
+
+    for ( ;; ) {
+
+        if (rd->pos < rd->last) {
+            n = ngx_min(size, (size_t) (rd->last - rd->pos));
+            ngx_memcpy(buffer, rd->pos, n);
+            rd->pos += n;
+            return n;
+        }
+
+        if (rd->cl == NULL) {
+            return 0;
+        }
+
+        b = rd->cl->buf;
+
+        if (ngx_buf_in_memory(b)) {
+            left = (b->last - b->pos) - rd->offset;
+
+            if (left > 0) {
+                rd->pos = b->pos + rd->offset;
+                rd->last = b->last;
+                rd->offset += left;
+                continue;
+            }
+
+        } else if (b->file_last - b->file_pos - rd->offset > 0) {
+            if (b->file == NULL) {
+                ngx_log_error(NGX_LOG_ALERT, rd->log, 0,
+                              "zmq: a body buffer with a size but no file");
+                rd->failed = 1;
+                return (size_t) -1;
+            }
+
+            if (rd->buf == NULL) {
+                rd->buf = ngx_pnalloc(rd->pool, NGX_HTTP_ZMQ_BODY_READ);
+                if (rd->buf == NULL) {
+                    rd->failed = 1;
+                    return (size_t) -1;
+                }
+            }
+
+            n = (size_t) ngx_min((off_t) NGX_HTTP_ZMQ_BODY_READ,
+                                 b->file_last - b->file_pos - rd->offset);
+
+            got = ngx_read_file(b->file, rd->buf, n,
+                                b->file_pos + rd->offset);
+            if (got != (ssize_t) n) {
+                ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                              "zmq: could not read the body back from "
+                              "\"%V\"", &b->file->name);
+                rd->failed = 1;
+                return (size_t) -1;
+            }
+
+            rd->pos = rd->buf;
+            rd->last = rd->buf + n;
+            rd->offset += n;
+            continue;
+        }
+
+        /* empty, or read: the next buffer */
+
+        rd->cl = rd->cl->next;
+        rd->offset = 0;
+    }
+}
+
+
+/* 1: the body is one JSON value, 0: it is not, NGX_ERROR: unreadable */
+
 static ngx_int_t
 ngx_http_zmq_body_json_ok(ngx_http_request_t *r, off_t len)
 {
-    u_char        *buf, *p;
-    ssize_t        n;
-    json_t        *doc;
-    ngx_buf_t     *b;
-    ngx_chain_t   *cl;
-    json_error_t   jerr;
+    json_t                      *doc;
+    json_error_t                 jerr;
+    ngx_http_zmq_body_reader_t   rd;
 
     if (len == 0) {
         return 0;
     }
 
-    buf = ngx_pnalloc(r->pool, (size_t) len);
-    if (buf == NULL) {
+    ngx_memzero(&rd, sizeof(ngx_http_zmq_body_reader_t));
+    rd.cl = r->request_body->bufs;
+    rd.pool = r->pool;
+    rd.log = r->connection->log;
+
+    doc = json_load_callback(ngx_http_zmq_body_read, &rd, JSON_DECODE_ANY,
+                             &jerr);
+
+    if (rd.failed) {
+        json_decref(doc);
         return NGX_ERROR;
     }
 
-    p = buf;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
-
-        if (ngx_buf_in_memory(b)) {
-            p = ngx_cpymem(p, b->pos, b->last - b->pos);
-
-        } else {
-            n = ngx_read_file(b->file, p, (size_t) (b->file_last
-                                                    - b->file_pos),
-                              b->file_pos);
-            if (n != b->file_last - b->file_pos) {
-                return NGX_ERROR;
-            }
-            p += n;
-        }
-    }
-
-    doc = json_loadb((char *) buf, (size_t) len,
-                     JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK * 0, &jerr);
     if (doc == NULL) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "zmq: invalid JSON body at %d:%d: %s", jerr.line,
@@ -236,7 +411,6 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
     time_t                         retry;
     ngx_int_t                      rc;
     ngx_str_t                      rk;
-    ngx_chain_t                   *cl;
     const char                    *bad;
     ngx_pool_cleanup_t            *cln;
     ngx_http_zmq_ctx_t            *ctx;
@@ -256,12 +430,7 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
         return;
     }
 
-    len = 0;
-    if (r->request_body != NULL) {
-        for (cl = r->request_body->bufs; cl; cl = cl->next) {
-            len += ngx_buf_size(cl->buf);
-        }
-    }
+    len = ngx_http_zmq_body_length(r);
 
     if (len > (off_t) ctx->max_body) {
         r->keepalive = 0;
@@ -353,10 +522,12 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
         return;
     }
 
-    if (rk.len > 255) {
+    bad = zgw_amqp_routing_key_check((char *) svc->exchange.data,
+                                     svc->exchange.len, (char *) rk.data,
+                                     rk.len);
+    if (bad != NULL) {
         rc = ngx_http_zmq_error(r, NGX_HTTP_BAD_REQUEST, "bad_routing_key",
-                                "the routing key is longer than 255 bytes",
-                                0);
+                                bad, 0);
         ngx_http_finalize_request(r, rc);
         return;
     }
@@ -439,6 +610,47 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
 
 static ngx_queue_t  ngx_http_zmq_answers;
 static ngx_event_t  ngx_http_zmq_answer_ev;
+
+
+/*
+ * zmq_max_body while the body arrives: a body without Content-Length
+ * (chunked) is refused as soon as it passes the limit, not once it is
+ * read whole. The handler checks Content-Length before reading. NGINX's
+ * own client_max_body_size, whatever the operator made it, applies too.
+ */
+
+static ngx_int_t
+ngx_http_zmq_request_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_chain_t         *cl;
+    ngx_http_zmq_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_zmq_module);
+
+    if (ctx != NULL && ctx->limit_body) {
+        for (cl = in; cl; cl = cl->next) {
+            ctx->received += ngx_buf_size(cl->buf);
+        }
+
+        if (ctx->received > (off_t) ctx->max_body) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "zmq: body larger than %uz bytes", ctx->max_body);
+            return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+        }
+    }
+
+    return ngx_http_zmq_next_request_body_filter(r, in);
+}
+
+
+ngx_int_t
+ngx_http_zmq_publish_init(ngx_conf_t *cf)
+{
+    ngx_http_zmq_next_request_body_filter = ngx_http_top_request_body_filter;
+    ngx_http_top_request_body_filter = ngx_http_zmq_request_body_filter;
+
+    return NGX_OK;
+}
 
 
 void

@@ -6,6 +6,9 @@
  * deadline, and a connection whose oldest command is overdue is closed, so
  * every pending handler is called (with NULL) and the connection is
  * retried with backoff. Reads are drained until EAGAIN on every event.
+ * A connection with a PING period sends PING on a timer of its own; the
+ * PING has the same deadline, which is what notices a peer that went
+ * silent on a connection that would otherwise only wait (a subscriber).
  */
 
 
@@ -26,6 +29,7 @@ typedef struct {
     ngx_http_zmq_redis_reply_pt   handler;
     void                         *data;
     ngx_msec_t                    deadline;
+    char                          cmd[16];        /* for the log */
 } ngx_http_zmq_redis_pending_t;
 
 
@@ -47,6 +51,8 @@ struct ngx_http_zmq_redis_s {
 
     ngx_event_t                   timer;
     ngx_msec_t                    backoff;
+    ngx_event_t                   ping;
+    ngx_flag_t                    ping_pending;
     char                          error[128];
 };
 
@@ -59,6 +65,10 @@ static void ngx_http_zmq_redis_read_handler(ngx_event_t *rev);
 static void ngx_http_zmq_redis_write_handler(ngx_event_t *wev);
 static ngx_int_t ngx_http_zmq_redis_flush(ngx_http_zmq_redis_t *rd);
 static void ngx_http_zmq_redis_arm(ngx_http_zmq_redis_t *rd);
+static void ngx_http_zmq_redis_ping_handler(ngx_event_t *ev);
+static void ngx_http_zmq_redis_pong(ngx_http_zmq_redis_t *rd,
+    redisReply *reply, void *data);
+static ngx_flag_t ngx_http_zmq_redis_is_push(redisReply *reply);
 
 
 ngx_http_zmq_redis_t *
@@ -76,7 +86,16 @@ ngx_http_zmq_redis_create(ngx_http_zmq_redis_conf_t *conf)
     rd->timer.data = rd;
     rd->timer.log = conf->log;
     rd->timer.cancelable = 1;
+    rd->ping.handler = ngx_http_zmq_redis_ping_handler;
+    rd->ping.data = rd;
+    rd->ping.log = conf->log;
+    rd->ping.cancelable = 1;
     rd->backoff = NGX_HTTP_ZMQ_REDIS_BACKOFF_MIN;
+
+    if (rd->conf.name == NULL) {
+        rd->conf.name = "redis";
+    }
+
     ngx_cpystrn((u_char *) rd->error, (u_char *) "not connected yet",
                 sizeof(rd->error));
 
@@ -121,6 +140,10 @@ ngx_http_zmq_redis_destroy(ngx_http_zmq_redis_t *rd)
 
     if (rd->timer.timer_set) {
         ngx_del_timer(&rd->timer);
+    }
+
+    if (rd->ping.timer_set) {
+        ngx_del_timer(&rd->ping);
     }
 
     ngx_free(rd->out_start);
@@ -193,8 +216,8 @@ ngx_http_zmq_redis_close(ngx_http_zmq_redis_t *rd, const char *reason)
 
     if (!rd->destroyed) {
         ngx_log_error(NGX_LOG_WARN, rd->conf.log, 0,
-                      "zmq redis %V: connection closed: %s",
-                      &rd->conf.addr->name, reason);
+                      "zmq redis %V (%s): connection closed: %s",
+                      &rd->conf.addr->name, rd->conf.name, reason);
     }
 
     ngx_cpystrn((u_char *) rd->error, (u_char *) reason, sizeof(rd->error));
@@ -213,6 +236,10 @@ ngx_http_zmq_redis_close(ngx_http_zmq_redis_t *rd, const char *reason)
 
     if (rd->timer.timer_set) {
         ngx_del_timer(&rd->timer);
+    }
+
+    if (rd->ping.timer_set) {
+        ngx_del_timer(&rd->ping);
     }
 
     /* every pending command fails */
@@ -237,7 +264,9 @@ ngx_http_zmq_redis_close(ngx_http_zmq_redis_t *rd, const char *reason)
 static void
 ngx_http_zmq_redis_timer_handler(ngx_event_t *ev)
 {
-    ngx_http_zmq_redis_t  *rd = ev->data;
+    char                          reason[64];
+    ngx_http_zmq_redis_t          *rd = ev->data;
+    ngx_http_zmq_redis_pending_t  *p;
 
     if (rd->c == NULL) {
         ngx_http_zmq_redis_connect(rd);
@@ -249,11 +278,15 @@ ngx_http_zmq_redis_timer_handler(ngx_event_t *ev)
         return;
     }
 
+    p = &rd->pending[rd->head];
+
     if (rd->npending
-        && (ngx_msec_int_t) (rd->pending[rd->head].deadline
-                             - ngx_current_msec) <= 0)
+        && (ngx_msec_int_t) (p->deadline - ngx_current_msec) <= 0)
     {
-        ngx_http_zmq_redis_close(rd, "command timed out");
+        ngx_snprintf((u_char *) reason, sizeof(reason) - 1,
+                     "%s timed out (no answer in %M ms)%Z", p->cmd,
+                     rd->conf.timeout);
+        ngx_http_zmq_redis_close(rd, reason);
         return;
     }
 
@@ -345,6 +378,7 @@ ngx_http_zmq_redis_command(ngx_http_zmq_redis_t *rd, int argc,
         p->handler = handler;
         p->data = data;
         p->deadline = ngx_current_msec + rd->conf.timeout;
+        ngx_cpystrn((u_char *) p->cmd, (u_char *) argv[0], sizeof(p->cmd));
         rd->npending++;
 
         if (rd->npending == 1 && rd->ready) {
@@ -366,8 +400,8 @@ ngx_http_zmq_redis_ignore(ngx_http_zmq_redis_t *rd, redisReply *reply,
 {
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, rd->conf.log, 0,
-                      "zmq redis %V: %s: %s", &rd->conf.addr->name,
-                      (char *) data, reply->str);
+                      "zmq redis %V (%s): %s: %s", &rd->conf.addr->name,
+                      rd->conf.name, (char *) data, reply->str);
     }
 }
 
@@ -387,8 +421,9 @@ ngx_http_zmq_redis_established(ngx_http_zmq_redis_t *rd)
         ngx_del_timer(&rd->timer);
     }
 
-    ngx_log_error(NGX_LOG_INFO, rd->conf.log, 0, "zmq redis %V: connected",
-                  &rd->conf.addr->name);
+    ngx_log_error(NGX_LOG_INFO, rd->conf.log, 0,
+                  "zmq redis %V (%s): connected", &rd->conf.addr->name,
+                  rd->conf.name);
 
     if (rd->conf.password.len) {
         argv[0] = "AUTH";
@@ -413,7 +448,73 @@ ngx_http_zmq_redis_established(ngx_http_zmq_redis_t *rd)
         rd->conf.connected(rd, rd->conf.data);
     }
 
+    if (rd->c == NULL) {
+        return;                 /* the callback closed it */
+    }
+
+    rd->ping_pending = 0;
+
+    if (rd->conf.ping) {
+        ngx_add_timer(&rd->ping, rd->conf.ping);
+    }
+
     ngx_http_zmq_redis_arm(rd);
+}
+
+
+static void
+ngx_http_zmq_redis_ping_handler(ngx_event_t *ev)
+{
+    ngx_http_zmq_redis_t  *rd = ev->data;
+    const char            *argv[1] = { "PING" };
+
+    if (!ngx_http_zmq_redis_connected(rd)) {
+        return;                 /* armed again when connected */
+    }
+
+    /* one PING at a time: an unanswered one times out and closes */
+    if (!rd->ping_pending
+        && ngx_http_zmq_redis_command(rd, 1, argv, NULL,
+                                      ngx_http_zmq_redis_pong, NULL)
+           == NGX_OK)
+    {
+        rd->ping_pending = 1;
+    }
+
+    ngx_add_timer(&rd->ping, rd->conf.ping);
+}
+
+
+static void
+ngx_http_zmq_redis_pong(ngx_http_zmq_redis_t *rd, redisReply *reply,
+    void *data)
+{
+    rd->ping_pending = 0;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, rd->conf.log, 0,
+                      "zmq redis %V (%s): PING: %s", &rd->conf.addr->name,
+                      rd->conf.name, reply->str);
+    }
+}
+
+
+/* a subscriber's message: ["message", channel, text] or "pmessage" */
+static ngx_flag_t
+ngx_http_zmq_redis_is_push(redisReply *reply)
+{
+    redisReply  *kind;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3) {
+        return 0;
+    }
+
+    kind = reply->element[0];
+
+    return kind->type == REDIS_REPLY_STRING
+           && ((kind->len == 7 && ngx_strncmp(kind->str, "message", 7) == 0)
+               || (kind->len == 8
+                   && ngx_strncmp(kind->str, "pmessage", 8) == 0));
 }
 
 
@@ -531,7 +632,9 @@ ngx_http_zmq_redis_read_handler(ngx_event_t *rev)
             break;
         }
 
-        if (rd->conf.subscriber && rd->npending == 0) {
+        if (rd->conf.subscriber
+            && (rd->npending == 0 || ngx_http_zmq_redis_is_push(reply)))
+        {
             rd->conf.push(rd, reply, rd->conf.data);
 
         } else if (rd->npending) {
@@ -542,8 +645,8 @@ ngx_http_zmq_redis_read_handler(ngx_event_t *rev)
 
         } else {
             ngx_log_error(NGX_LOG_WARN, rd->conf.log, 0,
-                          "zmq redis %V: a reply nobody asked for",
-                          &rd->conf.addr->name);
+                          "zmq redis %V (%s): a reply nobody asked for",
+                          &rd->conf.addr->name, rd->conf.name);
         }
 
         freeReplyObject(reply);

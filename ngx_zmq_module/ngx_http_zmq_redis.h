@@ -33,7 +33,9 @@ typedef struct {
     ngx_str_t                      password;
     ngx_int_t                      db;
     ngx_msec_t                     timeout;       /* per command */
-    ngx_flag_t                     subscriber;    /* replies are pushes */
+    ngx_msec_t                     ping;          /* PING period, 0: none */
+    ngx_flag_t                     subscriber;    /* messages are pushes */
+    const char                    *name;          /* in log lines */
     ngx_http_zmq_redis_event_pt    connected;
     ngx_http_zmq_redis_event_pt    disconnected;
     ngx_http_zmq_redis_reply_pt    push;
@@ -44,7 +46,15 @@ typedef struct {
 
 ngx_http_zmq_redis_t *ngx_http_zmq_redis_create(
     ngx_http_zmq_redis_conf_t *conf);
-/* connects now, and after any loss with backoff (100 ms doubling to 5 s) */
+/*
+ * Connects now, and after any loss with backoff (100 ms doubling to 5 s).
+ * With conf.ping, a PING is sent every conf.ping ms and has the command
+ * deadline like any command, so a peer that stops answering (host gone,
+ * process stopped, a network that drops packets silently) is noticed even
+ * on a connection that otherwise only listens. A subscriber's "message"
+ * and "pmessage" replies go to conf.push; its other replies (to SUBSCRIBE
+ * and PING) answer the commands in order, like any connection's.
+ */
 void ngx_http_zmq_redis_start(ngx_http_zmq_redis_t *rd);
 ngx_int_t ngx_http_zmq_redis_command(ngx_http_zmq_redis_t *rd, int argc,
     const char **argv, const size_t *argvlen,

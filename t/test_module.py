@@ -102,7 +102,7 @@ def test_configuration_errors_fail_nginx_t(nginx_factory, title, doc,
 
 
 @pytest.mark.parametrize("directive,message", [
-    ("zmq_config redis://127.0.0.1:0/0;", "port is out of range 1-65535"),
+    ("zmq_config redis://127.0.0.1:0/0;", "port 0 is out of range 1-65535"),
     ("zmq_config /etc/zmq.json;", "expected file:PATH"),
     ("zmq_config file:/nonexistent/zmq.json;", "No such file"),
     ("zmq_config file:%s; zmq_config file:%s;" % (DEMO, DEMO),

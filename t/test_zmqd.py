@@ -124,10 +124,53 @@ def publish(rabbitmq, queue, bodies, **props):
 
 
 def count(rabbitmq, queue):
+    """Messages ready in a queue. Not a proof of acks: a passive declare's
+    message_count leaves out messages delivered and not yet acked."""
     conn = rabbitmq.connection()
     n = conn.channel().queue_declare(queue, passive=True).method.message_count
     conn.close()
     return n
+
+
+def broker_counts(rabbitmq, queue):
+    """The broker's own counts for a queue: (ready, unacked, consumers)."""
+    r = rabbitmq.ctl("list_queues", "-q", "--no-table-headers", "name",
+                     "messages_ready", "messages_unacknowledged",
+                     "consumers")
+    assert r.returncode == 0, r.stdout + r.stderr
+    for line in r.stdout.splitlines():
+        f = line.split("\t")
+        if len(f) == 4 and f[0] == queue:
+            return int(f[1]), int(f[2]), int(f[3])
+    raise AssertionError("queue %s not listed:\n%s" % (queue, r.stdout))
+
+
+def assert_acked(rabbitmq, queue, timeout=15):
+    """Every message of the queue was acked: none is ready and none is
+    delivered but unacked, as the broker counts them. Waits for the acks
+    zmqd batches until it is idle."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ready, unacked, _ = broker_counts(rabbitmq, queue)
+        if ready == 0 and unacked == 0:
+            return
+        assert time.monotonic() < deadline, \
+            "%s: %d ready, %d unacked" % (queue, ready, unacked)
+        time.sleep(0.2)
+
+
+def assert_acked_after_stop(rabbitmq, queue, timeout=15):
+    """With zmqd stopped: its consumers are gone, so whatever it did not
+    ack is back in the queue; the queue must be empty."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ready, unacked, consumers = broker_counts(rabbitmq, queue)
+        if consumers == 0 and unacked == 0:
+            assert ready == 0, "%s: %d not acked" % (queue, ready)
+            return
+        assert time.monotonic() < deadline, \
+            "%s: %d unacked, %d consumers" % (queue, unacked, consumers)
+        time.sleep(0.2)
 
 
 def wait_for(fn, timeout=15):
@@ -150,8 +193,10 @@ def test_redis_service_gets_every_message_and_each_is_acked(
     r = redis_store.client()
     wait_for(lambda: r.llen("got") == 3)
     assert r.lrange("got", 0, -1) == bodies
-    z.stop()
-    assert count(rabbitmq, queue.name) == 0
+    assert_acked(rabbitmq, queue.name)
+    assert z.stop() == 0
+    assert_acked_after_stop(rabbitmq, queue.name)
+    assert r.lrange("got", 0, -1) == bodies
 
 
 def test_redis_lpush_cap_and_zadd(rabbitmq, queue, redis_store, zmqd):
@@ -168,8 +213,9 @@ def test_redis_lpush_cap_and_zadd(rabbitmq, queue, redis_store, zmqd):
         publish(rabbitmq, queue.name, [b"a", b"b", b"c"])
         publish(rabbitmq, q2, [b'{"ts": 5}', b'{"ts": 1}'])
         r = redis_store.client()
-        wait_for(lambda: r.zcard("z") == 2 and count(rabbitmq, queue.name)
-                 == 0)
+        wait_for(lambda: r.zcard("z") == 2 and r.llen("l") == 2)
+        assert_acked(rabbitmq, queue.name)
+        assert_acked(rabbitmq, q2)
         assert r.lrange("l", 0, -1) == [b"c", b"b"]
         assert r.zrange("z", 0, -1, withscores=True) == [
             (b'{"ts": 1}', 1.0), (b'{"ts": 5}', 5.0)]
@@ -196,7 +242,7 @@ def test_http_service_gets_body_and_properties_as_headers(
     assert headers["X-Correlation-Id"] == "c-9"
     assert headers["X-Zmq-Channel"] == "in"
     assert headers["X-Zmq-Header-customer"] == "ACME"
-    wait_for(lambda: count(rabbitmq, queue.name) == 0)
+    assert_acked(rabbitmq, queue.name)
 
 
 def test_failures_are_retried_then_dead_lettered_with_headers(
@@ -224,7 +270,7 @@ def test_failures_are_retried_then_dead_lettered_with_headers(
     assert p.headers["keep"] == "me"
     ch.queue_delete(dead)
     conn.close()
-    assert count(rabbitmq, queue.name) == 0
+    assert_acked(rabbitmq, queue.name)
 
 
 def test_a_retry_does_not_hold_up_other_messages(rabbitmq, queue, zmqd,
@@ -248,7 +294,7 @@ def test_a_retry_does_not_hold_up_other_messages(rabbitmq, queue, zmqd,
     wait_for(lambda: len(http_endpoint.requests) == 4)
     order = [b for _, b in http_endpoint.requests]
     assert order == [b"slow", b"fast1", b"fast2", b"slow"]
-    wait_for(lambda: count(rabbitmq, queue.name) == 0)
+    assert_acked(rabbitmq, queue.name)
 
 
 def test_invalid_json_is_dead_lettered_at_once(rabbitmq, queue, zmqd,
@@ -268,6 +314,7 @@ def test_invalid_json_is_dead_lettered_at_once(rabbitmq, queue, zmqd,
         assert "invalid JSON" in p.headers["x-zmq-error"]
         assert redis_store.client().lrange("ok", 0, -1) == [
             b'{"fine": true}']
+        assert_acked(rabbitmq, queue.name)
     finally:
         queue.channel.queue_delete(dead)
 
@@ -281,6 +328,8 @@ def test_xml_is_checked_for_well_formedness(rabbitmq, queue, zmqd,
     publish(rabbitmq, queue.name, [b"<a><b/></a>", b"<a><b></a>"])
     z.wait_log("invalid XML")
     assert redis_store.client().lrange("xml", 0, -1) == [b"<a><b/></a>"]
+    z.wait_log("dead-lettered after 1 attempt(s)")
+    assert_acked(rabbitmq, queue.name)
     conn = rabbitmq.connection()
     conn.channel().queue_delete(queue.name + ".dead")
     conn.close()
@@ -302,6 +351,7 @@ def test_publish_and_fanout_services(rabbitmq, queue, zmqd, redis_store):
         m, p, body = queue.channel.basic_get(target, auto_ack=True)
         assert body == b"m1" and p.message_id == "same"
         assert redis_store.client().lrange("copy", 0, -1) == [b"m1", b"m2"]
+        assert_acked(rabbitmq, queue.name)
     finally:
         queue.channel.queue_delete(target)
 
@@ -327,6 +377,7 @@ def test_ack_mode_reject_hands_over_to_the_queues_dead_letter_exchange(
         z.wait_log("rejected to the queue's dead-letter exchange")
         wait_for(lambda: ch.queue_declare(name + ".dlx", passive=True)
                  .method.message_count == 1)
+        assert_acked(rabbitmq, name)
     finally:
         ch.queue_delete(name)
         ch.queue_delete(name + ".dlx")
@@ -404,6 +455,7 @@ def test_channels_follow_the_configuration_live(rabbitmq, queue, zmqd,
         time.sleep(0.3)
         assert count(rabbitmq, q2) == 1
         assert z.text().count("amqp_def 'rabbit': connected") == 1
+        assert_acked(rabbitmq, queue.name)
     finally:
         queue.channel.queue_delete(q2)
 
@@ -426,6 +478,7 @@ def test_competing_consumers_share_a_queue(rabbitmq, queue, zmqd,
     assert a.text().count(" done by ") > 0
     assert b.text().count(" done by ") > 0
     assert a.text().count(" done by ") + b.text().count(" done by ") == 300
+    assert_acked(rabbitmq, queue.name)
 
 
 def test_a_file_configuration_reloads_on_sighup(rabbitmq, queue, zmqd,
@@ -443,6 +496,7 @@ def test_a_file_configuration_reloads_on_sighup(rabbitmq, queue, zmqd,
     publish(rabbitmq, queue.name, [b"from a file"])
     r = redis_store.client()
     wait_for(lambda: r.llen("static") == 1)
+    assert_acked(rabbitmq, queue.name)
 
 
 def test_worker_processes_share_the_channels(rabbitmq, queue, zmqd,
@@ -458,6 +512,7 @@ def test_worker_processes_share_the_channels(rabbitmq, queue, zmqd,
     pids = {line.split("zmqd[")[1].split("]")[0]
             for line in z.text().splitlines() if " done by " in line}
     assert len(pids) == 2
+    assert_acked(rabbitmq, queue.name)
     assert z.stop() == 0
     assert "master: every worker has exited" in z.text()
 
@@ -475,8 +530,7 @@ def test_two_failures_then_success_is_delivered_once_and_acked(
     publish(rabbitmq, queue.name, [b"third time lucky"], message_id="t-1")
     z.wait_log("message 't-1' done by service 'hook' after a retry")
     assert [b for _, b in http_endpoint.requests] == [b"third time lucky"] * 3
-    time.sleep(0.3)
-    assert count(rabbitmq, queue.name) == 0          # acked
+    assert_acked(rabbitmq, queue.name)
     conn = rabbitmq.connection()
     ch = conn.channel()
     with pytest.raises(pika.exceptions.ChannelClosedByBroker):
@@ -504,12 +558,13 @@ def test_kill_9_mid_stream_then_restart_loses_nothing(rabbitmq, queue, zmqd,
     z.proc.wait(10)
     z.killed = True
     z2 = zmqd()
-    wait_for(lambda: count(rabbitmq, queue.name) == 0
-             and len(set(r.lrange("ids", 0, -1))) == 10000, timeout=60)
+    wait_for(lambda: len(set(r.lrange("ids", 0, -1))) == 10000, timeout=60)
+    assert_acked(rabbitmq, queue.name)
     got = r.lrange("ids", 0, -1)
     assert set(got) == {b"%d" % i for i in range(10000)}
     assert len(got) >= 10000                         # at least once
     assert z2.stop() == 0
+    assert_acked_after_stop(rabbitmq, queue.name)
 
 
 def test_a_channel_changed_under_load_leaves_the_other_alone(
@@ -563,6 +618,8 @@ def test_a_channel_changed_under_load_leaves_the_other_alone(
         assert z.text().count("consuming queue '%s'" % queue.name) == 1
         assert "connection lost" not in z.text()
         assert r.lrange("a", 0, -1) == [b"%d" % i for i in range(sent[0])]
+        assert_acked(rabbitmq, queue.name)
+        assert_acked(rabbitmq, qc)
     finally:
         for q in (qb, qc):
             queue.channel.queue_delete(q)

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "zgw_amqp_check.h"
+#include "zgw_hostport.h"
 #include "zgw_model.h"
 
 
@@ -340,6 +342,8 @@ static int zgw_check_rest_channel(const char *who, json_t *obj,
     zgw_errors_t *errs);
 static int zgw_check_startup(const char *who, json_t *obj,
     zgw_errors_t *errs);
+static int zgw_check_routing_key(const char *who, const char *field,
+    json_t *rk, json_t *ex, zgw_errors_t *errs);
 
 
 static const zgw_schema_t  zgw_schemas[ZGW_KIND_MAX] = {
@@ -856,71 +860,35 @@ zgw_validate_fields(const char *who, const char *prefix,
 
 
 static int
-zgw_check_host(const char *host)
-{
-    size_t  n;
-
-    n = strlen(host);
-    if (n == 0 || n > 253) {
-        return 0;
-    }
-
-    for ( /* void */ ; *host; host++) {
-        if (!isalnum((unsigned char) *host) && strchr(".-_:[]", *host) == NULL)
-        {
-            return 0;
-        }
-    }
-
-    return 1;
-}
-
-
-static int
 zgw_check_amqp_def(const char *who, json_t *obj, zgw_errors_t *errs)
 {
-    int          rc;
-    char        *copy, *colon, *end;
-    long         port;
-    size_t       i;
-    json_t      *item;
-    const char  *host;
+    int              rc;
+    char             where[ZGW_NAME_MAX + 128];
+    size_t           i;
+    json_t          *item, *host;
+    zgw_hostport_t   hp;
 
     rc = ZGW_OK;
-    host = json_string_value(json_object_get(obj, "host"));
+    host = json_object_get(obj, "host");
 
-    if (host != NULL && !zgw_check_host(host)) {
-        zgw_errors_add(errs, "%s: host '%s' is not a host name or address",
-                       who, host);
-        rc = ZGW_ERROR;
+    if (json_is_string(host)) {
+        snprintf(where, sizeof(where), "%s: host", who);
+        if (zgw_host_parse(&hp, json_string_value(host),
+                           json_string_length(host), where, errs)
+            != ZGW_OK)
+        {
+            rc = ZGW_ERROR;
+        }
     }
 
     json_array_foreach(json_object_get(obj, "hosts"), i, item) {
-        copy = strdup(json_string_value(item));
-        if (copy == NULL) {
-            return ZGW_ERROR;
-        }
-
-        colon = strrchr(copy, ':');
-        if (colon != NULL && strchr(copy, ']') < colon) {
-            *colon = '\0';
-            errno = 0;
-            port = strtol(colon + 1, &end, 10);
-            if (errno || *end != '\0' || port < 1 || port > 65535) {
-                zgw_errors_add(errs, "%s: hosts[%zu] '%s': port is out of "
-                               "range 1-65535", who, i,
-                               json_string_value(item));
-                rc = ZGW_ERROR;
-            }
-        }
-
-        if (!zgw_check_host(copy)) {
-            zgw_errors_add(errs, "%s: hosts[%zu] '%s' is not host[:port]",
-                           who, i, json_string_value(item));
+        snprintf(where, sizeof(where), "%s: hosts[%zu]", who, i);
+        if (zgw_hostport_parse(&hp, json_string_value(item),
+                               json_string_length(item), 5672, where, errs)
+            != ZGW_OK)
+        {
             rc = ZGW_ERROR;
         }
-
-        free(copy);
     }
 
     return rc;
@@ -953,14 +921,31 @@ zgw_check_retry(const char *who, json_t *retry, zgw_errors_t *errs)
 static int
 zgw_check_amqp_channel(const char *who, json_t *obj, zgw_errors_t *errs)
 {
-    return zgw_check_retry(who, json_object_get(obj, "retry"), errs);
+    int      rc;
+    json_t  *dl;
+
+    rc = zgw_check_retry(who, json_object_get(obj, "retry"), errs);
+
+    dl = json_object_get(obj, "dead_letter");
+    if (dl != NULL
+        && zgw_check_routing_key(who, "dead_letter.routing_key",
+                                 json_object_get(dl, "routing_key"),
+                                 json_object_get(dl, "exchange"), errs)
+           != ZGW_OK)
+    {
+        rc = ZGW_ERROR;
+    }
+
+    return rc;
 }
 
 
 static int
 zgw_check_http_outconn(const char *who, json_t *obj, zgw_errors_t *errs)
 {
-    const char  *url, *rest;
+    char             where[ZGW_NAME_MAX + 128];
+    const char      *url, *rest, *p, *end;
+    zgw_hostport_t   hp;
 
     url = json_string_value(json_object_get(obj, "url"));
     if (url == NULL) {
@@ -982,15 +967,94 @@ zgw_check_http_outconn(const char *who, json_t *obj, zgw_errors_t *errs)
         return ZGW_ERROR;
     }
 
-    for ( /* void */ ; *rest; rest++) {
-        if ((unsigned char) *rest <= ' ') {
+    for (p = rest; *p; p++) {
+        if ((unsigned char) *p <= ' ' || *p == 0x7f) {
             zgw_errors_add(errs, "%s: url '%s' contains white space or "
                            "control characters", who, url);
             return ZGW_ERROR;
         }
     }
 
+    /* the authority: [user[:password]@]host[:port] */
+
+    end = rest + strcspn(rest, "/?#");
+    for (p = rest; p < end; p++) {
+        if (*p == '@') {
+            rest = p + 1;
+        }
+    }
+
+    snprintf(where, sizeof(where), "%s: url host", who);
+
+    if (zgw_hostport_parse(&hp, rest, (size_t) (end - rest),
+                           url[4] == 's' ? 443 : 80, where, errs)
+        != ZGW_OK)
+    {
+        return ZGW_ERROR;
+    }
+
     return ZGW_OK;
+}
+
+
+/* a routing key (or a template of one) that RabbitMQ accepts */
+static int
+zgw_check_routing_key(const char *who, const char *field, json_t *rk,
+    json_t *ex, zgw_errors_t *errs)
+{
+    char         echo[80];
+    const char  *why;
+
+    if (!json_is_string(rk)) {
+        return ZGW_OK;
+    }
+
+    why = zgw_amqp_routing_key_check(json_string_value(ex),
+                                     json_string_length(ex),
+                                     json_string_value(rk),
+                                     json_string_length(rk));
+    if (why != NULL) {
+        zgw_amqp_echo(echo, sizeof(echo), json_string_value(rk),
+                      json_string_length(rk), 64);
+        zgw_errors_add(errs, "%s: %s '%s': %s", who, field, echo, why);
+        return ZGW_ERROR;
+    }
+
+    return ZGW_OK;
+}
+
+
+/* each name and value of an AMQP headers table */
+static int
+zgw_check_amqp_headers(const char *who, const char *field, json_t *obj,
+    zgw_errors_t *errs)
+{
+    int          rc;
+    char         echo[80];
+    json_t      *v;
+    const char  *key, *why;
+
+    rc = ZGW_OK;
+
+    json_object_foreach(json_object_get(obj, field), key, v) {
+        zgw_amqp_echo(echo, sizeof(echo), key, strlen(key), 64);
+
+        why = zgw_amqp_header_name_check(key, strlen(key));
+        if (why != NULL) {
+            zgw_errors_add(errs, "%s: %s '%s': %s", who, field, echo, why);
+            rc = ZGW_ERROR;
+            continue;
+        }
+
+        why = zgw_amqp_header_value_check(json_string_value(v),
+                                          json_string_length(v));
+        if (why != NULL) {
+            zgw_errors_add(errs, "%s: %s '%s': %s", who, field, echo, why);
+            rc = ZGW_ERROR;
+        }
+    }
+
+    return rc;
 }
 
 
@@ -1002,6 +1066,19 @@ zgw_check_service(const char *who, json_t *obj, zgw_errors_t *errs)
 
     rc = zgw_check_retry(who, json_object_get(obj, "retry"), errs);
     kind = json_string_value(json_object_get(obj, "kind"));
+
+    if (kind != NULL
+        && (strcmp(kind, "publish") == 0 || strcmp(kind, "rpc") == 0))
+    {
+        if (zgw_check_routing_key(who, "routing_key",
+                                  json_object_get(obj, "routing_key"),
+                                  json_object_get(obj, "exchange"), errs)
+            != ZGW_OK
+            || zgw_check_amqp_headers(who, "headers", obj, errs) != ZGW_OK)
+        {
+            rc = ZGW_ERROR;
+        }
+    }
 
     if (kind != NULL && strcmp(kind, "redis") == 0) {
         url = json_string_value(json_object_get(obj, "url"));
@@ -1028,7 +1105,7 @@ zgw_check_service(const char *who, json_t *obj, zgw_errors_t *errs)
 static int
 zgw_check_rest_channel(const char *who, json_t *obj, zgw_errors_t *errs)
 {
-    int          depth;
+    int          depth, params;
     const char  *path, *p;
 
     path = json_string_value(json_object_get(obj, "url_path"));
@@ -1043,6 +1120,8 @@ zgw_check_rest_channel(const char *who, json_t *obj, zgw_errors_t *errs)
     }
 
     depth = 0;
+    params = 0;
+
     for (p = path; *p; p++) {
         if ((unsigned char) *p <= ' ' || *p == '?' || *p == '#') {
             zgw_errors_add(errs, "%s: url_path '%s' contains a character "
@@ -1058,6 +1137,13 @@ zgw_check_rest_channel(const char *who, json_t *obj, zgw_errors_t *errs)
                 return ZGW_ERROR;
             }
             depth = 1;
+
+            if (++params > ZGW_ROUTE_PARAMS_MAX) {
+                zgw_errors_add(errs, "%s: url_path '%s' has more than %d "
+                               "{param} segments", who, path,
+                               ZGW_ROUTE_PARAMS_MAX);
+                return ZGW_ERROR;
+            }
 
         } else if (*p == '}') {
             if (!depth || p[-1] == '{' || (p[1] != '/' && p[1] != '\0')) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "zgw_hostport.h"
 #include "zgw_redis_url.h"
 
 
@@ -13,10 +14,11 @@ int
 zgw_redis_addr_parse(zgw_redis_addr_t *addr, const char *url,
     zgw_errors_t *errs)
 {
-    long         n;
-    char        *end;
-    size_t       len;
-    const char  *p, *at, *slash, *colon, *host_end;
+    long             n;
+    char            *end;
+    const char      *p, *at, *slash, *host_end;
+    zgw_errors_t     why;
+    zgw_hostport_t   hp;
 
     memset(addr, 0, sizeof(*addr));
     addr->port = 6379;
@@ -43,26 +45,22 @@ zgw_redis_addr_parse(zgw_redis_addr_t *addr, const char *url,
     }
 
     host_end = slash ? slash : p + strlen(p);
-    colon = memchr(p, ':', (size_t) (host_end - p));
-    len = (size_t) ((colon ? colon : host_end) - p);
 
-    if (len == 0 || len >= sizeof(addr->host)) {
-        zgw_errors_add(errs, "redis address '%s': no host", url);
+    zgw_errors_init(&why);
+
+    if (zgw_hostport_parse(&hp, p, (size_t) (host_end - p), 6379, NULL, &why)
+        != ZGW_OK)
+    {
+        zgw_errors_add(errs, "redis address '%s': %s", url,
+                       zgw_errors_first(&why));
+        zgw_errors_free(&why);
         return ZGW_ERROR;
     }
 
-    memcpy(addr->host, p, len);
+    zgw_errors_free(&why);
 
-    if (colon != NULL) {
-        errno = 0;
-        n = strtol(colon + 1, &end, 10);
-        if (errno || end != host_end || n < 1 || n > 65535) {
-            zgw_errors_add(errs, "redis address '%s': port is out of range "
-                           "1-65535", url);
-            return ZGW_ERROR;
-        }
-        addr->port = (int) n;
-    }
+    memcpy(addr->host, hp.host, strlen(hp.host) + 1);
+    addr->port = hp.port;
 
     if (slash != NULL && slash[1] != '\0') {
         errno = 0;

@@ -19,7 +19,10 @@ typedef struct {
 } zgw_redis_addr_t;
 
 
-/* "redis://[:password@]host[:port][/db]" or "host[:port]" */
+/*
+ * "redis://[:password@]host[:port][/db]" or "host[:port]"; host[:port] as
+ * zgw_hostport.h describes (an IPv6 address in brackets).
+ */
 int zgw_redis_addr_parse(zgw_redis_addr_t *addr, const char *url,
     zgw_errors_t *errs);
 

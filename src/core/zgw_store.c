@@ -204,38 +204,21 @@ zgw_argv_free(zgw_argv_t *a)
 }
 
 
-int
-zgw_store_apply(zgw_store_t *st, const zgw_config_t *prev,
-    const zgw_config_t *next, int dry_run, long long *version,
-    size_t *changes, zgw_errors_t *errs)
+/* (op, kind, name, value) for every object that differs; n counts them */
+static int
+zgw_store_diff(zgw_argv_t *a, const zgw_config_t *prev,
+    const zgw_config_t *next, size_t *n)
 {
-    int          k, rc;
-    char        *text, *old, expected[32];
-    size_t       n;
+    int          k;
+    char        *text, *old;
     json_t      *obj, *pobj;
-    zgw_argv_t   a;
-    redisReply  *r;
     const char  *name;
-
-    memset(&a, 0, sizeof(a));
-    rc = ZGW_ERROR;
-    n = 0;
-
-    snprintf(expected, sizeof(expected), "%lld", prev->version);
-
-    if (zgw_argv_push(&a, "EVAL", 0) != ZGW_OK
-        || zgw_argv_push(&a, zgw_store_apply_lua, 0) != ZGW_OK
-        || zgw_argv_push(&a, "0", 0) != ZGW_OK
-        || zgw_argv_push(&a, expected, 0) != ZGW_OK)
-    {
-        goto nomem;
-    }
 
     for (k = 0; k < ZGW_KIND_MAX; k++) {
         json_object_foreach(next->objs[k], name, obj) {
             text = zgw_object_dump(k, obj);
             if (text == NULL) {
-                goto nomem;
+                return ZGW_ERROR;
             }
 
             pobj = zgw_config_get(prev, k, name);
@@ -249,15 +232,15 @@ zgw_store_apply(zgw_store_t *st, const zgw_config_t *prev,
                 free(old);
             }
 
-            if (zgw_argv_push(&a, "put", 0) != ZGW_OK
-                || zgw_argv_push(&a, zgw_kind_name(k), 0) != ZGW_OK
-                || zgw_argv_push(&a, name, 0) != ZGW_OK
-                || zgw_argv_push(&a, text, 1) != ZGW_OK)
+            if (zgw_argv_push(a, "put", 0) != ZGW_OK
+                || zgw_argv_push(a, zgw_kind_name(k), 0) != ZGW_OK
+                || zgw_argv_push(a, name, 0) != ZGW_OK
+                || zgw_argv_push(a, text, 1) != ZGW_OK)
             {
                 free(text);
-                goto nomem;
+                return ZGW_ERROR;
             }
-            n++;
+            (*n)++;
         }
 
         json_object_foreach(prev->objs[k], name, obj) {
@@ -265,15 +248,45 @@ zgw_store_apply(zgw_store_t *st, const zgw_config_t *prev,
                 continue;
             }
 
-            if (zgw_argv_push(&a, "delete", 0) != ZGW_OK
-                || zgw_argv_push(&a, zgw_kind_name(k), 0) != ZGW_OK
-                || zgw_argv_push(&a, name, 0) != ZGW_OK
-                || zgw_argv_push(&a, "", 0) != ZGW_OK)
+            if (zgw_argv_push(a, "delete", 0) != ZGW_OK
+                || zgw_argv_push(a, zgw_kind_name(k), 0) != ZGW_OK
+                || zgw_argv_push(a, name, 0) != ZGW_OK
+                || zgw_argv_push(a, "", 0) != ZGW_OK)
             {
-                goto nomem;
+                return ZGW_ERROR;
             }
-            n++;
+            (*n)++;
         }
+    }
+
+    return ZGW_OK;
+}
+
+
+int
+zgw_store_apply(zgw_store_t *st, const zgw_config_t *prev,
+    const zgw_config_t *next, int dry_run, long long *version,
+    size_t *changes, zgw_errors_t *errs)
+{
+    int          rc;
+    char         expected[32];
+    size_t       n;
+    zgw_argv_t   a;
+    redisReply  *r;
+
+    memset(&a, 0, sizeof(a));
+    rc = ZGW_ERROR;
+    n = 0;
+
+    snprintf(expected, sizeof(expected), "%lld", prev->version);
+
+    if (zgw_argv_push(&a, "EVAL", 0) != ZGW_OK
+        || zgw_argv_push(&a, zgw_store_apply_lua, 0) != ZGW_OK
+        || zgw_argv_push(&a, "0", 0) != ZGW_OK
+        || zgw_argv_push(&a, expected, 0) != ZGW_OK
+        || zgw_store_diff(&a, prev, next, &n) != ZGW_OK)
+    {
+        goto nomem;
     }
 
     if (changes != NULL) {
@@ -304,6 +317,59 @@ zgw_store_apply(zgw_store_t *st, const zgw_config_t *prev,
 nomem:
 
     zgw_errors_add(errs, "redis %s: out of memory", st->url);
+
+done:
+
+    zgw_argv_free(&a);
+    return rc;
+}
+
+
+int
+zgw_store_replace(zgw_store_t *st, const zgw_config_t *prev,
+    const zgw_config_t *next, long long floor, const char *op,
+    long long *version, size_t *changes, zgw_errors_t *errs)
+{
+    int          rc;
+    char         expected[32], least[32];
+    size_t       n;
+    zgw_argv_t   a;
+    redisReply  *r;
+
+    memset(&a, 0, sizeof(a));
+    rc = ZGW_ERROR;
+    n = 0;
+
+    snprintf(expected, sizeof(expected), "%lld", prev->version);
+    snprintf(least, sizeof(least), "%lld", floor);
+
+    if (zgw_argv_push(&a, "EVAL", 0) != ZGW_OK
+        || zgw_argv_push(&a, zgw_store_replace_lua, 0) != ZGW_OK
+        || zgw_argv_push(&a, "0", 0) != ZGW_OK
+        || zgw_argv_push(&a, expected, 0) != ZGW_OK
+        || zgw_argv_push(&a, least, 0) != ZGW_OK
+        || zgw_argv_push(&a, op, 0) != ZGW_OK
+        || zgw_store_diff(&a, prev, next, &n) != ZGW_OK)
+    {
+        zgw_errors_add(errs, "redis %s: out of memory", st->url);
+        goto done;
+    }
+
+    if (changes != NULL) {
+        *changes = n;
+    }
+
+    r = redisCommandArgv(st->ctx, (int) a.n, a.argv, NULL);
+    if (zgw_store_reply_error(st, r, op, errs) != ZGW_OK) {
+        goto done;
+    }
+
+    if (version != NULL) {
+        *version = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+    }
+
+    freeReplyObject(r);
+    rc = ZGW_OK;
 
 done:
 

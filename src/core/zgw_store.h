@@ -31,6 +31,7 @@ typedef struct zgw_store_s  zgw_store_t;
 /* the Lua scripts, shared with the asynchronous followers */
 extern const char  zgw_store_snapshot_lua[];
 extern const char  zgw_store_apply_lua[];
+extern const char  zgw_store_replace_lua[];
 
 
 struct redisReply;
@@ -69,5 +70,18 @@ int zgw_store_version(zgw_store_t *st, long long *version,
 int zgw_store_apply(zgw_store_t *st, const zgw_config_t *prev,
     const zgw_config_t *next, int dry_run, long long *version,
     size_t *changes, zgw_errors_t *errs);
+
+/*
+ * Makes the store hold next exactly (the objects as they are: sealed
+ * secrets stay sealed) in one atomic step that also sets the version to
+ * the larger of the current version + 1 and floor, whatever changed, and
+ * PUBLISHes one event {"version":N,"op":op}. Followers apply a snapshot
+ * only at a version at least theirs: restoring a lost store needs a
+ * version above what they run. Fails without writing anything if the
+ * stored version moved since prev was loaded.
+ */
+int zgw_store_replace(zgw_store_t *st, const zgw_config_t *prev,
+    const zgw_config_t *next, long long floor, const char *op,
+    long long *version, size_t *changes, zgw_errors_t *errs);
 
 #endif /* ZGW_STORE_H */

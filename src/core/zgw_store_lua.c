@@ -60,6 +60,36 @@ const char  zgw_store_apply_lua[] =
     "return cur\n";
 
 
+/*
+ * ARGV: expected version, the least new version, the event's op (a word),
+ * then (op, kind, name, value) per change. The version moves once, to
+ * max(current + 1, least). Returns it, or an error when the version moved.
+ */
+const char  zgw_store_replace_lua[] =
+    "local cur = tonumber(redis.call('GET', 'zmq:version') or '0')\n"
+    "if cur ~= tonumber(ARGV[1]) then\n"
+    "  return redis.error_reply('CONFLICT the configuration changed "
+    "(version ' .. cur .. ', expected ' .. ARGV[1] .. '); run the command "
+    "again')\n"
+    "end\n"
+    "for i = 4, #ARGV, 4 do\n"
+    "  local op, kind, name = ARGV[i], ARGV[i + 1], ARGV[i + 2]\n"
+    "  local key = 'zmq:obj:' .. kind .. ':' .. name\n"
+    "  if op == 'put' then\n"
+    "    redis.call('SET', key, ARGV[i + 3])\n"
+    "    redis.call('SADD', 'zmq:index:' .. kind, name)\n"
+    "  else\n"
+    "    redis.call('DEL', key)\n"
+    "    redis.call('SREM', 'zmq:index:' .. kind, name)\n"
+    "  end\n"
+    "end\n"
+    "local v = math.max(cur + 1, tonumber(ARGV[2]))\n"
+    "redis.call('SET', 'zmq:version', string.format('%d', v))\n"
+    "redis.call('PUBLISH', 'zmq:events', '{\"version\":' .. "
+    "string.format('%d', v) .. ',\"op\":\"' .. ARGV[3] .. '\"}')\n"
+    "return v\n";
+
+
 int
 zgw_store_snapshot_argv(const char **argv)
 {

@@ -2,10 +2,17 @@
  * zmqctl: the operator's command line for ngx_zmq.
  *
  * Imports and exports the whole configuration (one JSON document, all or
- * nothing), reads, lists and deletes objects, and makes the key file that
- * seals secrets. Talks to Redis with the blocking store client.
+ * nothing), reads, lists and deletes objects, restores a lost store from a
+ * gateway's cache or an export, empties it on purpose, and makes the key
+ * file that seals secrets. Talks to Redis with the blocking store client.
+ *
+ * Followers (NGINX workers, zmqd) apply a snapshot only at a version at
+ * least the one they run: a store found at a lower version was lost, not
+ * emptied. So restore and wipe always move the version above what
+ * followers run, and import says so when it writes into an empty store.
  */
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +39,8 @@ typedef struct {
     int           check;
     int           replace;
     int           force;
+    int           yes;
+    long long     floor;          /* --version-floor, -1: none */
     int           argc;
     char        **argv;
 } zmqctl_opts_t;
@@ -46,6 +55,8 @@ typedef struct {
 
 
 static int zmqctl_import(zmqctl_opts_t *o);
+static int zmqctl_restore(zmqctl_opts_t *o);
+static int zmqctl_wipe(zmqctl_opts_t *o);
 static int zmqctl_export(zmqctl_opts_t *o);
 static int zmqctl_get(zmqctl_opts_t *o);
 static int zmqctl_list(zmqctl_opts_t *o);
@@ -56,16 +67,50 @@ static int zmqctl_version(zmqctl_opts_t *o);
 
 static const zmqctl_cmd_t  zmqctl_cmds[] = {
 
-    { "import", zmqctl_import, "import [--check] [--replace] FILE",
+    { "import", zmqctl_import,
+      "import [--check] [--replace] [--version-floor N] FILE",
       "Imports a whole configuration from one JSON file (the format that\n"
       "'export' writes). All or nothing: every object is validated, every\n"
       "reference is checked against the file plus what Redis holds, and on\n"
       "any error nothing is written and every error is listed.\n"
       "Secrets in the file are sealed with the key file before they are\n"
       "stored; a secret the file leaves out keeps its stored value.\n"
+      "Into a store without a version (a new Redis, or one that lost its\n"
+      "data) it warns: gateways and zmqd that ran a configuration keep it\n"
+      "(\"regressed\") until the store's version reaches theirs.\n"
       "\n"
-      "  --check     validate only; write nothing\n"
-      "  --replace   also delete the objects that the file does not have\n" },
+      "  --check            validate only; write nothing\n"
+      "  --replace          also delete the objects that the file does not\n"
+      "                     have\n"
+      "  --version-floor N  the store's version afterwards is at least N\n"
+      "                     (and the change is one version step)\n" },
+
+    { "restore", zmqctl_restore,
+      "restore [--check] [--version-floor N] FILE",
+      "Brings a lost store back: makes Redis hold exactly the configuration\n"
+      "of FILE, either a gateway's snapshot cache (zmq_config_cache DIR,\n"
+      "file config.json: sealed secrets included, no key file needed) or\n"
+      "an export (which leaves secrets out: write them into the file in\n"
+      "clear and they are sealed with the key file, as import does; a\n"
+      "secret still left out keeps the store's value, else becomes a\n"
+      "random one that nobody knows).\n"
+      "The store's version becomes the largest of its version + 1, the\n"
+      "cache's version + 1 and N: followers apply a configuration only at\n"
+      "a version at least theirs, so give N above every config_version\n"
+      "that zmq_status shows when the file is an export or an older cache.\n"
+      "\n"
+      "  --check            validate only; write nothing\n"
+      "  --version-floor N  the store's version afterwards is at least N\n" },
+
+    { "wipe", zmqctl_wipe, "wipe --yes [--version-floor N]",
+      "Deletes every object, on purpose, at a new version: every gateway\n"
+      "and zmqd then runs an empty configuration (REST channels answer\n"
+      "404, channels stop). The version becomes the larger of the store's\n"
+      "version + 1 and N. A store that has no version (already emptied by\n"
+      "accident) needs N above the config_version that zmq_status shows.\n"
+      "\n"
+      "  --yes              required: there is no undo but 'restore'\n"
+      "  --version-floor N  the store's version afterwards is at least N\n" },
 
     { "export", zmqctl_export, "export [-o FILE]",
       "Writes the whole configuration as JSON that 'import' accepts.\n"
@@ -116,6 +161,9 @@ zmqctl_usage(FILE *out)
             "                     default $ZMQ_REDIS, else %s\n"
             "  --key-file PATH    key that seals secrets; default\n"
             "                     $ZMQ_KEY_FILE, else %s\n"
+            "  --version-floor N  import, restore, wipe: the store's version "
+            "afterwards\n"
+            "                     is at least N\n"
             "  -h, --help         help; 'zmqctl COMMAND --help' for one "
             "command\n"
             "\n"
@@ -238,6 +286,24 @@ zmqctl_kind_arg(const char *s)
 }
 
 
+/* a write into a store that had no version: followers may not take it */
+static void
+zmqctl_warn_unversioned(long long version)
+{
+    fprintf(stderr,
+            "zmqctl: warning: the store had no version (a new Redis, or one "
+            "that lost its data).\n"
+            "zmqctl: gateways and zmqd that ran a configuration before keep "
+            "it (\"regressed\" in\n"
+            "zmqctl: zmq_status) until the store's version, now %lld, "
+            "reaches theirs. If Redis\n"
+            "zmqctl: lost its data, bring it back with 'zmqctl restore' "
+            "from a gateway's cache\n"
+            "zmqctl: (DIR/config.json), or give --version-floor N above "
+            "their config_version.\n", version);
+}
+
+
 static int
 zmqctl_import(zmqctl_opts_t *o)
 {
@@ -310,7 +376,11 @@ zmqctl_import(zmqctl_opts_t *o)
         zgw_config_seal(next, prev, keyp, &errs);
     }
 
-    if (errs.n == 0) {
+    if (errs.n == 0 && o->floor >= 0 && !o->check) {
+        zgw_store_replace(st, prev, next, o->floor, "import", &version,
+                          &changes, &errs);
+
+    } else if (errs.n == 0) {
         zgw_store_apply(st, prev, next, o->check, &version, &changes, &errs);
     }
 
@@ -329,12 +399,231 @@ zmqctl_import(zmqctl_opts_t *o)
 
     printf("imported %s: %zu objects, %zu changed, version %lld\n", file,
            zgw_config_total(file_cfg), changes, version);
+
+    if (prev->version == 0 && o->floor < 0 && changes > 0) {
+        zmqctl_warn_unversioned(version);
+    }
+
     rc = ZMQCTL_EXIT_OK;
 
 done:
 
     zgw_errors_free(&errs);
     zgw_config_free(file_cfg);
+    zgw_config_free(prev);
+    zgw_config_free(next);
+    zgw_store_close(st);
+    return rc;
+}
+
+
+static int
+zmqctl_restore(zmqctl_opts_t *o)
+{
+    int            rc;
+    size_t         changes;
+    json_t        *doc, *conf;
+    zgw_key_t      key, *keyp;
+    long long      snap, floor, version;
+    const char    *file;
+    zgw_store_t   *st;
+    json_error_t   jerr;
+    zgw_errors_t   errs;
+    zgw_config_t  *file_cfg, *prev;
+
+    file = o->argv[0];
+    rc = ZMQCTL_EXIT_FAIL;
+    st = NULL;
+    prev = NULL;
+    keyp = NULL;
+    changes = 0;
+    version = 0;
+    zgw_errors_init(&errs);
+
+    doc = json_load_file(file, 0, &jerr);
+    if (doc == NULL) {
+        fprintf(stderr, "zmqctl: %s: line %d, column %d: %s\n", file,
+                jerr.line, jerr.column, jerr.text);
+        return ZMQCTL_EXIT_FAIL;
+    }
+
+    /* a gateway's cache is {"version": N, "config": {...}}; else an export */
+    snap = -1;
+    conf = doc;
+
+    if (json_is_object(json_object_get(doc, "config"))
+        && json_is_integer(json_object_get(doc, "version")))
+    {
+        conf = json_object_get(doc, "config");
+        snap = json_integer_value(json_object_get(doc, "version"));
+    }
+
+    file_cfg = zgw_config_new();
+    if (file_cfg == NULL) {
+        fprintf(stderr, "zmqctl: out of memory\n");
+        json_decref(doc);
+        return ZMQCTL_EXIT_FAIL;
+    }
+
+    zgw_config_load_doc(file_cfg, conf, 0, &errs);
+    json_decref(doc);
+
+    if (errs.n) {
+        zmqctl_print_errors(file, &errs);
+        fprintf(stderr, "zmqctl: nothing was written\n");
+        goto done;
+    }
+
+    st = zmqctl_connect(o);
+    if (st == NULL) {
+        goto done;
+    }
+
+    prev = zmqctl_load(st);
+    if (prev == NULL) {
+        goto done;
+    }
+
+    if (zgw_config_needs_key(file_cfg, prev)) {
+        if (zgw_key_load(&key, o->key_file, &errs) == ZGW_OK) {
+            keyp = &key;
+        }
+    }
+
+    if (errs.n == 0) {
+        zgw_config_seal(file_cfg, prev, keyp, &errs);
+    }
+
+    if (errs.n) {
+        zmqctl_print_errors(file, &errs);
+        fprintf(stderr, "zmqctl: nothing was written\n");
+        goto done;
+    }
+
+    floor = snap >= 0 ? snap + 1 : 0;
+    if (o->floor > floor) {
+        floor = o->floor;
+    }
+
+    if (floor < prev->version + 1) {
+        floor = prev->version + 1;
+    }
+
+    if (o->check) {
+        printf("%s: valid (%zu objects%s); a restore would make the store "
+               "version %lld\n", file, zgw_config_total(file_cfg),
+               snap >= 0 ? ", a gateway's cache" : ", an export", floor);
+        rc = ZMQCTL_EXIT_OK;
+        goto done;
+    }
+
+    if (zgw_store_replace(st, prev, file_cfg, floor, "restore", &version,
+                          &changes, &errs)
+        != ZGW_OK)
+    {
+        zmqctl_print_errors("restore", &errs);
+        fprintf(stderr, "zmqctl: nothing was written\n");
+        goto done;
+    }
+
+    if (snap >= 0) {
+        printf("restored %s: %zu objects (cached version %lld), %zu "
+               "changed, version %lld\n", file, zgw_config_total(file_cfg),
+               snap, changes, version);
+
+    } else {
+        printf("restored %s: %zu objects, %zu changed, version %lld\n",
+               file, zgw_config_total(file_cfg), changes, version);
+
+        if (o->floor < 0) {
+            fprintf(stderr,
+                    "zmqctl: warning: %s holds no version (an export): "
+                    "followers that ran a\n"
+                    "zmqctl: version above %lld keep it (\"regressed\" in "
+                    "zmq_status); run again with\n"
+                    "zmqctl: --version-floor N, N above their "
+                    "config_version.\n", file, version);
+        }
+    }
+
+    rc = ZMQCTL_EXIT_OK;
+
+done:
+
+    zgw_errors_free(&errs);
+    zgw_config_free(file_cfg);
+    zgw_config_free(prev);
+    zgw_store_close(st);
+    return rc;
+}
+
+
+static int
+zmqctl_wipe(zmqctl_opts_t *o)
+{
+    int            rc;
+    size_t         changes;
+    long long      version;
+    zgw_store_t   *st;
+    zgw_errors_t   errs;
+    zgw_config_t  *prev, *next;
+
+    if (!o->yes) {
+        fprintf(stderr, "zmqctl: wipe deletes every object of the "
+                "configuration: give --yes\n");
+        return ZMQCTL_EXIT_USAGE;
+    }
+
+    st = zmqctl_connect(o);
+    if (st == NULL) {
+        return ZMQCTL_EXIT_FAIL;
+    }
+
+    rc = ZMQCTL_EXIT_FAIL;
+    next = NULL;
+    changes = 0;
+    version = 0;
+    zgw_errors_init(&errs);
+
+    prev = zmqctl_load(st);
+    if (prev == NULL) {
+        goto done;
+    }
+
+    if (prev->version == 0 && o->floor < 0) {
+        fprintf(stderr,
+                "zmqctl: the store has no version: it is empty already, "
+                "maybe by accident.\n"
+                "zmqctl: Followers keep their configuration until the "
+                "store's version reaches\n"
+                "zmqctl: theirs: give --version-floor N above the "
+                "config_version that zmq_status\n"
+                "zmqctl: shows to make them run an empty one. Nothing was "
+                "written.\n");
+        goto done;
+    }
+
+    next = zgw_config_new();
+    if (next == NULL) {
+        fprintf(stderr, "zmqctl: out of memory\n");
+        goto done;
+    }
+
+    if (zgw_store_replace(st, prev, next, o->floor, "wipe", &version,
+                          &changes, &errs)
+        != ZGW_OK)
+    {
+        zmqctl_print_errors("wipe", &errs);
+        fprintf(stderr, "zmqctl: nothing was written\n");
+        goto done;
+    }
+
+    printf("wiped: %zu objects deleted, version %lld\n", changes, version);
+    rc = ZMQCTL_EXIT_OK;
+
+done:
+
+    zgw_errors_free(&errs);
     zgw_config_free(prev);
     zgw_config_free(next);
     zgw_store_close(st);
@@ -593,6 +882,7 @@ int
 main(int argc, char **argv)
 {
     int                  c, help;
+    char                *end;
     const char          *env;
     zmqctl_opts_t        o;
     const zmqctl_cmd_t  *cmd;
@@ -604,11 +894,14 @@ main(int argc, char **argv)
         { "check", no_argument, NULL, 'c' },
         { "replace", no_argument, NULL, 'R' },
         { "force", no_argument, NULL, 'f' },
+        { "yes", no_argument, NULL, 'y' },
+        { "version-floor", required_argument, NULL, 'V' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
 
     memset(&o, 0, sizeof(o));
+    o.floor = -1;
     help = 0;
 
     env = getenv("ZMQ_REDIS");
@@ -635,6 +928,18 @@ main(int argc, char **argv)
             break;
         case 'f':
             o.force = 1;
+            break;
+        case 'y':
+            o.yes = 1;
+            break;
+        case 'V':
+            errno = 0;
+            o.floor = strtoll(optarg, &end, 10);
+            if (errno || *optarg == '\0' || *end != '\0' || o.floor < 0) {
+                fprintf(stderr, "zmqctl: --version-floor needs a number "
+                        "0 or more, not '%s'\n", optarg);
+                return ZMQCTL_EXIT_USAGE;
+            }
             break;
         case 'h':
             help = 1;
@@ -675,8 +980,26 @@ main(int argc, char **argv)
     o.argc = argc - optind - 1;
     o.argv = argv + optind + 1;
 
-    if ((o.check || o.replace) && cmd->run != zmqctl_import) {
-        fprintf(stderr, "zmqctl: --check and --replace apply to import\n");
+    if (o.replace && cmd->run != zmqctl_import) {
+        fprintf(stderr, "zmqctl: --replace applies to import\n");
+        return ZMQCTL_EXIT_USAGE;
+    }
+
+    if (o.check && cmd->run != zmqctl_import && cmd->run != zmqctl_restore) {
+        fprintf(stderr, "zmqctl: --check applies to import and restore\n");
+        return ZMQCTL_EXIT_USAGE;
+    }
+
+    if (o.floor >= 0 && cmd->run != zmqctl_import
+        && cmd->run != zmqctl_restore && cmd->run != zmqctl_wipe)
+    {
+        fprintf(stderr, "zmqctl: --version-floor applies to import, restore "
+                "and wipe\n");
+        return ZMQCTL_EXIT_USAGE;
+    }
+
+    if (o.yes && cmd->run != zmqctl_wipe) {
+        fprintf(stderr, "zmqctl: --yes applies to wipe\n");
         return ZMQCTL_EXIT_USAGE;
     }
 
@@ -690,7 +1013,9 @@ main(int argc, char **argv)
         return ZMQCTL_EXIT_USAGE;
     }
 
-    if ((cmd->run == zmqctl_import && !zmqctl_need_args(&o, cmd, 1, 1))
+    if (((cmd->run == zmqctl_import || cmd->run == zmqctl_restore)
+         && !zmqctl_need_args(&o, cmd, 1, 1))
+        || (cmd->run == zmqctl_wipe && !zmqctl_need_args(&o, cmd, 0, 0))
         || ((cmd->run == zmqctl_get || cmd->run == zmqctl_delete)
             && !zmqctl_need_args(&o, cmd, 2, 2))
         || (cmd->run == zmqctl_list && !zmqctl_need_args(&o, cmd, 0, 1))

@@ -90,6 +90,8 @@ struct zmqd_ctx_s {
     zgw_store_t       *store;
     double             next_poll;
     time_t             file_mtime;
+    int                regressed;     /* the store is below what runs */
+    long long          store_version; /* then: its version */
     zmqd_def_t         defs[ZMQD_DEFS_MAX];
     zmqd_consumer_t   *consumers[256];
     int                nconsumers;
@@ -551,15 +553,41 @@ zmqd_apply(zmqd_ctx_t *ctx, zgw_config_t *cfg)
 }
 
 
+/*
+ * The store is at a version lower than the one running: it lost its data
+ * (a restart without persistence, FLUSHALL, an empty replica, an old
+ * backup) far more likely than someone emptied it, which 'zmqctl wipe'
+ * does at a higher version. Keep running; say it once per store version.
+ */
+static void
+zmqd_regressed(zmqd_ctx_t *ctx, long long store)
+{
+    if (!ctx->regressed || ctx->store_version != store) {
+        zmqd_log("warn", "configuration store %s is regressed: at version "
+                 "%lld, lower than version %lld that zmqd runs; keeping "
+                 "version %lld and following on. Redis lost its data? "
+                 "Bring it back with 'zmqctl restore' (from a gateway's "
+                 "cache or an export); 'zmqctl wipe' empties it on purpose",
+                 ctx->source, store, ctx->cfg->version, ctx->cfg->version);
+    }
+
+    ctx->regressed = 1;
+    ctx->store_version = store;
+}
+
+
 static void
 zmqd_follow(zmqd_ctx_t *ctx)
 {
+    int            redis;
     long long      version;
     struct stat    st;
     zgw_errors_t   errs;
     zgw_config_t  *cfg;
 
-    if (strncmp(ctx->source, "file:", 5) == 0) {
+    redis = strncmp(ctx->source, "file:", 5) != 0;
+
+    if (!redis) {
         if (!zmqd_reload
             && (stat(ctx->source + 5, &st) != 0
                 || st.st_mtime == ctx->file_mtime))
@@ -588,15 +616,35 @@ zmqd_follow(zmqd_ctx_t *ctx)
             if (version == ctx->cfg->version) {
                 return;
             }
+
+            if (version < ctx->cfg->version) {
+                zmqd_regressed(ctx, version);
+                return;
+            }
         }
     }
 
     zmqd_reload = 0;
 
     cfg = zmqd_load(ctx, ctx->store == NULL);
-    if (cfg != NULL) {
-        zmqd_apply(ctx, cfg);
+    if (cfg == NULL) {
+        return;
     }
+
+    if (redis && cfg->version < ctx->cfg->version) {
+        zmqd_regressed(ctx, cfg->version);
+        zgw_config_free(cfg);
+        return;
+    }
+
+    if (ctx->regressed) {
+        zmqd_log("warn", "configuration store %s is at version %lld again "
+                 "(running %lld): following it", ctx->source, cfg->version,
+                 ctx->cfg->version);
+        ctx->regressed = 0;
+    }
+
+    zmqd_apply(ctx, cfg);
 }
 
 
@@ -940,6 +988,7 @@ static int
 zmqd_attempt(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
     amqp_envelope_t *env, int attempts)
 {
+    int          rc;
     char         err[1024];
     json_t      *ch;
     const char  *service;
@@ -964,8 +1013,11 @@ zmqd_attempt(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
 
     service = json_string_value(json_object_get(ch, "service"));
 
-    if (zmqd_service_invoke(ctx, service, &msg, err, sizeof(err)) != 0) {
-        return zmqd_failed(ctx, d, c, env, attempts, err, 0);
+    rc = zmqd_service_invoke(ctx, service, &msg, err, sizeof(err));
+    if (rc != 0) {
+        /* a message a retry cannot fix is dead-lettered at once */
+        return zmqd_failed(ctx, d, c, env, attempts, err,
+                           rc == ZMQD_PERMANENT);
     }
 
     zmqd_ack_done(ctx, d, c, env);

@@ -59,7 +59,13 @@ int zmqd_amqp_publish(zmqd_amqp_t *a, const char *exchange,
 const char *zmqd_amqp_reply_error(amqp_rpc_reply_t r, char *buf,
     size_t len);
 
-/* services: 0 on success, -1 with err filled */
+/*
+ * services: 0 on success, -1 with err filled (retried per the channel's
+ * policy), ZMQD_PERMANENT with err filled when the message itself is at
+ * fault and a retry cannot help (dead-lettered at once)
+ */
+#define ZMQD_PERMANENT  -2
+
 int zmqd_service_invoke(zmqd_ctx_t *ctx, const char *name,
     const zmqd_msg_t *msg, char *err, size_t errlen);
 /* a body in a data format: 0 valid, -1 with err filled */

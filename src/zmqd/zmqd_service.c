@@ -5,8 +5,15 @@
  *   publish  to another outgoing connection, with publisher confirms
  *   redis    RPUSH/LPUSH with an optional length cap, or ZADD
  *   fanout   several services; success when all succeed
+ *
+ * A redis connection that saw any error (an error reply, an I/O error or
+ * timeout, a reply of an unexpected type, a failed AUTH or SELECT) is
+ * closed: a reply left unread would be read by the next message's command.
+ * Message properties become HTTP headers only when they cannot end the
+ * header line; otherwise the message is refused as ZMQD_PERMANENT.
  */
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,10 +31,18 @@
 
 
 typedef struct {
-    char           *key;
+    const char     *kind;          /* "http" or "redis" */
+    char           *key;           /* http_outconn name or redis url */
     CURL           *curl;
     redisContext   *redis;
 } zmqd_cached_t;
+
+
+/* a pipelined redis command, and the reply that means success */
+typedef struct {
+    const char     *what;          /* for errors: "RPUSH", "SELECT 99" */
+    int             type;          /* REDIS_REPLY_INTEGER, or _STATUS "OK" */
+} zmqd_redis_cmd_t;
 
 
 static zmqd_cached_t  zmqd_cache[ZMQD_CACHE_MAX];
@@ -53,14 +68,16 @@ zmqd_services_reset(void)
 
 
 static zmqd_cached_t *
-zmqd_cached(const char *key)
+zmqd_cached(const char *kind, const char *key)
 {
     int  i, free_slot;
 
     free_slot = -1;
 
     for (i = 0; i < ZMQD_CACHE_MAX; i++) {
-        if (zmqd_cache[i].key && strcmp(zmqd_cache[i].key, key) == 0) {
+        if (zmqd_cache[i].key != NULL && zmqd_cache[i].kind == kind
+            && strcmp(zmqd_cache[i].key, key) == 0)
+        {
             return &zmqd_cache[i];
         }
         if (zmqd_cache[i].key == NULL && free_slot < 0) {
@@ -73,6 +90,11 @@ zmqd_cached(const char *key)
     }
 
     zmqd_cache[free_slot].key = strdup(key);
+    if (zmqd_cache[free_slot].key == NULL) {
+        return NULL;
+    }
+
+    zmqd_cache[free_slot].kind = kind;
     return &zmqd_cache[free_slot];
 }
 
@@ -125,15 +147,228 @@ zmqd_curl_discard(char *ptr, size_t size, size_t n, void *data)
 }
 
 
-static struct curl_slist *
-zmqd_header(struct curl_slist *list, const char *name, const void *value,
-    size_t len)
+/* RFC 7230 tchar: what a header name is made of */
+static int
+zmqd_tchar(unsigned char c)
 {
-    char  line[1024];
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z')
+           || (c >= 'A' && c <= 'Z')
+           || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
 
-    snprintf(line, sizeof(line), "%s: %.*s", name, (int) len,
-             (const char *) value);
-    return curl_slist_append(list, line);
+
+/* a header name for an error message: printable ASCII, the rest escaped */
+static void
+zmqd_shown(char *out, size_t size, const char *prefix,
+    const unsigned char *name, size_t nlen)
+{
+    size_t  i, o;
+
+    o = (size_t) snprintf(out, size, "%s", prefix);
+    if (o >= size) {
+        return;
+    }
+
+    for (i = 0; i < nlen && o + 8 < size; i++) {
+        if (name[i] > 0x20 && name[i] < 0x7f && name[i] != '\'') {
+            out[o++] = (char) name[i];
+        } else {
+            o += (size_t) snprintf(out + o, size - o, "\\x%02x", name[i]);
+        }
+    }
+
+    if (i < nlen) {
+        snprintf(out + o, size - o, "...");
+    } else {
+        out[o] = '\0';
+    }
+}
+
+
+/*
+ * Appends "<prefix><name>: <value>" to the list. The name must be an RFC
+ * 7230 token; the value may hold any byte but the controls other than HTAB
+ * (a CR or LF would end the header line and start another, a NUL would cut
+ * it). Returns 0; ZMQD_PERMANENT with err saying which header and which
+ * byte (never the value, which may be a secret); -1 when out of memory.
+ */
+static int
+zmqd_header(struct curl_slist **list, const char *prefix, const void *name,
+    size_t nlen, const void *value, size_t vlen, char *err, size_t errlen)
+{
+    char                 *line, shown[100];
+    size_t                plen, i;
+    unsigned char         c;
+    struct curl_slist    *l;
+    const unsigned char  *n, *v;
+
+    n = name;
+    v = value;
+    plen = strlen(prefix);
+
+    c = '\0';
+
+    for (i = 0; i < plen + nlen; i++) {
+        c = i < plen ? (unsigned char) prefix[i] : n[i - plen];
+        if (!zmqd_tchar(c)) {
+            break;
+        }
+    }
+
+    if (i < plen + nlen || plen + nlen == 0) {
+        zmqd_shown(shown, sizeof(shown), prefix, n, nlen);
+        if (plen + nlen == 0) {
+            snprintf(err, errlen, "an empty name is not allowed in an HTTP "
+                     "header");
+        } else {
+            snprintf(err, errlen, "header name '%s': byte 0x%02x is not "
+                     "allowed in an HTTP header name", shown, c);
+        }
+        return ZMQD_PERMANENT;
+    }
+
+    for (i = 0; i < vlen; i++) {
+        if ((v[i] < 0x20 && v[i] != '\t') || v[i] == 0x7f) {
+            zmqd_shown(shown, sizeof(shown), prefix, n, nlen);
+            snprintf(err, errlen, "header '%s': byte 0x%02x at offset %zu "
+                     "of the value is not allowed in an HTTP header", shown,
+                     v[i], i);
+            return ZMQD_PERMANENT;
+        }
+    }
+
+    /* "name;" is how libcurl sends a header with an empty value */
+    for (i = 0; i < vlen && (v[i] == ' ' || v[i] == '\t'); i++) {
+        /* void */
+    }
+
+    line = malloc(plen + nlen + vlen + 3);
+    if (line == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+
+    memcpy(line, prefix, plen);
+    memcpy(line + plen, n, nlen);
+
+    if (i == vlen) {
+        memcpy(line + plen + nlen, ";", 2);
+    } else {
+        memcpy(line + plen + nlen, ": ", 2);
+        memcpy(line + plen + nlen + 2, v, vlen);
+        line[plen + nlen + 2 + vlen] = '\0';
+    }
+
+    l = curl_slist_append(*list, line);
+    free(line);
+
+    if (l == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+
+    *list = l;
+    return 0;
+}
+
+
+/* the message's properties and headers as HTTP headers */
+static int
+zmqd_http_headers(const zmqd_msg_t *msg, struct curl_slist **hdrs, char *err,
+    size_t errlen)
+{
+    int                             i, rc;
+    struct curl_slist              *l;
+    const amqp_table_t             *t;
+    const amqp_field_value_t       *v;
+    const amqp_basic_properties_t  *p;
+
+    p = msg->props;
+
+    l = curl_slist_append(*hdrs, "Expect:");
+    if (l == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    *hdrs = l;
+
+    if (p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG) {
+        rc = zmqd_header(hdrs, "", "Content-Type", 12, p->content_type.bytes,
+                         p->content_type.len, err, errlen);
+    } else {
+        l = curl_slist_append(*hdrs, "Content-Type:");
+        rc = l == NULL ? -1 : 0;
+        if (l == NULL) {
+            snprintf(err, errlen, "out of memory");
+        } else {
+            *hdrs = l;
+        }
+    }
+    if (rc != 0) {
+        return rc;
+    }
+
+    if (p->_flags & AMQP_BASIC_CONTENT_ENCODING_FLAG) {
+        rc = zmqd_header(hdrs, "", "Content-Encoding", 16,
+                         p->content_encoding.bytes, p->content_encoding.len,
+                         err, errlen);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+
+    rc = zmqd_header(hdrs, "", "X-Message-Id", 12, msg->message_id,
+                     strlen(msg->message_id), err, errlen);
+    if (rc != 0) {
+        return rc;
+    }
+
+    rc = zmqd_header(hdrs, "", "X-Zmq-Channel", 13, msg->channel,
+                     strlen(msg->channel), err, errlen);
+    if (rc != 0) {
+        return rc;
+    }
+
+    if (p->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) {
+        rc = zmqd_header(hdrs, "", "X-Correlation-Id", 16,
+                         p->correlation_id.bytes, p->correlation_id.len,
+                         err, errlen);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+
+    if (p->_flags & AMQP_BASIC_REPLY_TO_FLAG) {
+        rc = zmqd_header(hdrs, "", "X-Reply-To", 10, p->reply_to.bytes,
+                         p->reply_to.len, err, errlen);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+
+    if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG)) {
+        return 0;
+    }
+
+    t = &p->headers;
+
+    for (i = 0; i < t->num_entries; i++) {
+        v = &t->entries[i].value;
+        if (v->kind != AMQP_FIELD_KIND_UTF8
+            && v->kind != AMQP_FIELD_KIND_BYTES)
+        {
+            continue;
+        }
+
+        rc = zmqd_header(hdrs, "X-Zmq-Header-", t->entries[i].key.bytes,
+                         t->entries[i].key.len, v->value.bytes.bytes,
+                         v->value.bytes.len, err, errlen);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -141,17 +376,15 @@ static int
 zmqd_service_http(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
     char *err, size_t errlen)
 {
-    int                       i, rc;
-    char                      url[4096], name[300], *secret;
-    long                      status;
-    json_t                   *oc, *sec;
-    CURLcode                  cc;
-    zgw_errors_t              errs;
-    zmqd_cached_t            *cached;
-    const char               *ocname, *type, *method;
-    struct curl_slist        *hdrs;
-    const amqp_table_t       *t;
-    const amqp_field_value_t *v;
+    int                 rc;
+    char                url[4096], *secret;
+    long                status;
+    json_t             *oc, *sec;
+    CURLcode            cc;
+    zgw_errors_t        errs;
+    zmqd_cached_t      *cached;
+    const char         *ocname, *type, *method, *hname;
+    struct curl_slist  *hdrs;
 
     ocname = json_string_value(json_object_get(svc, "outconn"));
     oc = zgw_config_get(zmqd_config(ctx), ZGW_KIND_HTTP_OUTCONN, ocname);
@@ -164,9 +397,18 @@ zmqd_service_http(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
              json_string_value(json_object_get(oc, "url")),
              json_string_value(json_object_get(svc, "path")));
 
-    cached = zmqd_cached(ocname);
+    /* refused before anything is sent: retrying cannot fix a message */
+    hdrs = NULL;
+    rc = zmqd_http_headers(msg, &hdrs, err, errlen);
+    if (rc != 0) {
+        curl_slist_free_all(hdrs);
+        return rc;
+    }
+
+    cached = zmqd_cached("http", ocname);
     if (cached == NULL) {
         snprintf(err, errlen, "too many http_outconns");
+        curl_slist_free_all(hdrs);
         return -1;
     }
 
@@ -174,6 +416,7 @@ zmqd_service_http(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
         cached->curl = curl_easy_init();
         if (cached->curl == NULL) {
             snprintf(err, errlen, "curl_easy_init failed");
+            curl_slist_free_all(hdrs);
             return -1;
         }
     }
@@ -195,58 +438,6 @@ zmqd_service_http(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
     curl_easy_setopt(cached->curl, CURLOPT_POSTFIELDS, msg->body->bytes);
     curl_easy_setopt(cached->curl, CURLOPT_POSTFIELDSIZE,
                      (long) msg->body->len);
-
-    /* message properties as headers */
-
-    hdrs = NULL;
-    hdrs = curl_slist_append(hdrs, "Expect:");
-
-    if (msg->props->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG) {
-        hdrs = zmqd_header(hdrs, "Content-Type",
-                           msg->props->content_type.bytes,
-                           msg->props->content_type.len);
-    } else {
-        hdrs = curl_slist_append(hdrs, "Content-Type:");
-    }
-
-    if (msg->props->_flags & AMQP_BASIC_CONTENT_ENCODING_FLAG) {
-        hdrs = zmqd_header(hdrs, "Content-Encoding",
-                           msg->props->content_encoding.bytes,
-                           msg->props->content_encoding.len);
-    }
-
-    hdrs = zmqd_header(hdrs, "X-Message-Id", msg->message_id,
-                       strlen(msg->message_id));
-    hdrs = zmqd_header(hdrs, "X-Zmq-Channel", msg->channel,
-                       strlen(msg->channel));
-
-    if (msg->props->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) {
-        hdrs = zmqd_header(hdrs, "X-Correlation-Id",
-                           msg->props->correlation_id.bytes,
-                           msg->props->correlation_id.len);
-    }
-
-    if (msg->props->_flags & AMQP_BASIC_REPLY_TO_FLAG) {
-        hdrs = zmqd_header(hdrs, "X-Reply-To", msg->props->reply_to.bytes,
-                           msg->props->reply_to.len);
-    }
-
-    if (msg->props->_flags & AMQP_BASIC_HEADERS_FLAG) {
-        t = &msg->props->headers;
-        for (i = 0; i < t->num_entries; i++) {
-            v = &t->entries[i].value;
-            if (v->kind != AMQP_FIELD_KIND_UTF8
-                && v->kind != AMQP_FIELD_KIND_BYTES)
-            {
-                continue;
-            }
-            snprintf(name, sizeof(name), "X-Zmq-Header-%.*s",
-                     (int) t->entries[i].key.len,
-                     (char *) t->entries[i].key.bytes);
-            hdrs = zmqd_header(hdrs, name, v->value.bytes.bytes,
-                               v->value.bytes.len);
-        }
-    }
 
     /* credentials of the outgoing security definition */
 
@@ -283,10 +474,19 @@ zmqd_service_http(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
                                                                "username")));
             curl_easy_setopt(cached->curl, CURLOPT_PASSWORD, secret);
         } else {
-            hdrs = zmqd_header(hdrs,
-                               json_string_value(json_object_get(sec,
-                                                                 "header")),
-                               secret, strlen(secret));
+            hname = json_string_value(json_object_get(sec, "header"));
+            if (hname == NULL) {
+                hname = "X-API-Key";
+            }
+            rc = zmqd_header(&hdrs, "", hname, strlen(hname), secret,
+                             strlen(secret), err, errlen);
+            if (rc != 0) {
+                /* the configuration's fault, not the message's */
+                memset(secret, 0, strlen(secret));
+                free(secret);
+                curl_slist_free_all(hdrs);
+                return -1;
+            }
         }
     }
 
@@ -375,29 +575,91 @@ zmqd_service_publish(zmqd_ctx_t *ctx, const json_t *svc,
 /* ---------------------------------------------------------------- redis */
 
 
-static redisContext *
-zmqd_redis(const char *url, char *err, size_t errlen)
+static void
+zmqd_redis_drop(zmqd_cached_t *cached)
 {
-    zgw_errors_t       errs;
-    redisReply        *r;
-    zmqd_cached_t     *cached;
-    struct timeval     tv = { ZMQD_TIMEOUT_MS / 1000, 0 };
-    zgw_redis_addr_t   addr;
-
-    cached = zmqd_cached(url);
-    if (cached == NULL) {
-        snprintf(err, errlen, "too many redis connections");
-        return NULL;
-    }
-
-    if (cached->redis != NULL && !cached->redis->err) {
-        return cached->redis;
-    }
-
     if (cached->redis != NULL) {
         redisFree(cached->redis);
         cached->redis = NULL;
     }
+}
+
+
+/*
+ * Reads the replies of n pipelined commands, each one even after an error
+ * reply, and checks each against the reply that means success. 0, or -1
+ * with err filled from the first failure; after an I/O error or a timeout
+ * nothing more can be read: the caller drops the connection on any -1.
+ */
+static int
+zmqd_redis_replies(redisContext *c, const char *where,
+    const zmqd_redis_cmd_t *cmds, int n, char *err, size_t errlen)
+{
+    int          i, rc;
+    redisReply  *r;
+
+    rc = 0;
+
+    for (i = 0; i < n; i++) {
+        r = NULL;
+        errno = 0;
+
+        if (redisGetReply(c, (void **) &r) != REDIS_OK || r == NULL) {
+            if (rc != 0) {
+                return -1;
+            }
+            if (c->err == REDIS_ERR_IO
+                && (errno == EAGAIN || errno == EWOULDBLOCK))
+            {
+                snprintf(err, errlen, "%s: %s: no reply within %d ms",
+                         where, cmds[i].what, ZMQD_TIMEOUT_MS);
+            } else {
+                snprintf(err, errlen, "%s: %s: %s", where, cmds[i].what,
+                         c->errstr[0] ? c->errstr : "no reply");
+            }
+            return -1;
+        }
+
+        if (rc == 0) {
+            if (r->type == REDIS_REPLY_ERROR) {
+                snprintf(err, errlen, "%s: %s failed: %s", where,
+                         cmds[i].what, r->str);
+                rc = -1;
+
+            } else if (r->type != cmds[i].type
+                       || (r->type == REDIS_REPLY_STATUS
+                           && strcmp(r->str, "OK") != 0))
+            {
+                snprintf(err, errlen, "%s: %s: unexpected reply (type %d)",
+                         where, cmds[i].what, r->type);
+                rc = -1;
+            }
+        }
+
+        freeReplyObject(r);
+    }
+
+    return rc;
+}
+
+
+/*
+ * The cached connection of a redis url: connected, authenticated and on
+ * its database, or NULL with err filled. where gets the address as errors
+ * print it: never with credentials.
+ */
+static zmqd_cached_t *
+zmqd_redis(const char *url, char *where, size_t wlen, char *err,
+    size_t errlen)
+{
+    int                n;
+    char               select[32];
+    zgw_errors_t       errs;
+    zmqd_cached_t     *cached;
+    struct timeval     tv = { ZMQD_TIMEOUT_MS / 1000,
+                              (ZMQD_TIMEOUT_MS % 1000) * 1000 };
+    zgw_redis_addr_t   addr;
+    zmqd_redis_cmd_t   cmds[2];
 
     zgw_errors_init(&errs);
     if (zgw_redis_addr_parse(&addr, url, &errs) != ZGW_OK) {
@@ -406,29 +668,62 @@ zmqd_redis(const char *url, char *err, size_t errlen)
         return NULL;
     }
 
+    snprintf(where, wlen, "redis %s:%d/%d", addr.host, addr.port, addr.db);
+
+    cached = zmqd_cached("redis", url);
+    if (cached == NULL) {
+        snprintf(err, errlen, "too many redis connections");
+        goto failed;
+    }
+
+    if (cached->redis != NULL && !cached->redis->err) {
+        goto done;
+    }
+
+    zmqd_redis_drop(cached);
+
     cached->redis = redisConnectWithTimeout(addr.host, addr.port, tv);
     if (cached->redis == NULL || cached->redis->err) {
-        snprintf(err, errlen, "redis %s: cannot connect", url);
-        if (cached->redis) {
-            redisFree(cached->redis);
-            cached->redis = NULL;
-        }
-        return NULL;
+        snprintf(err, errlen, "%s: cannot connect: %s", where,
+                 cached->redis ? cached->redis->errstr : "out of memory");
+        zmqd_redis_drop(cached);
+        goto failed;
     }
 
     redisSetTimeout(cached->redis, tv);
 
+    /* a failed AUTH or SELECT fails the connection, never ignored */
+    n = 0;
+
     if (addr.password[0]) {
-        r = redisCommand(cached->redis, "AUTH %s", addr.password);
-        freeReplyObject(r);
+        redisAppendCommand(cached->redis, "AUTH %b", addr.password,
+                           strlen(addr.password));
+        cmds[n].what = "AUTH";
+        cmds[n++].type = REDIS_REPLY_STATUS;
     }
 
     if (addr.db) {
-        r = redisCommand(cached->redis, "SELECT %d", addr.db);
-        freeReplyObject(r);
+        redisAppendCommand(cached->redis, "SELECT %d", addr.db);
+        snprintf(select, sizeof(select), "SELECT %d", addr.db);
+        cmds[n].what = select;
+        cmds[n++].type = REDIS_REPLY_STATUS;
     }
 
-    return cached->redis;
+    if (zmqd_redis_replies(cached->redis, where, cmds, n, err, errlen) != 0)
+    {
+        zmqd_redis_drop(cached);
+        goto failed;
+    }
+
+done:
+
+    memset(addr.password, 0, sizeof(addr.password));
+    return cached;
+
+failed:
+
+    memset(addr.password, 0, sizeof(addr.password));
+    return NULL;
 }
 
 
@@ -436,30 +731,28 @@ static int
 zmqd_service_redis(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
     char *err, size_t errlen)
 {
-    int            n;
-    double         score;
-    json_t        *doc, *f;
-    json_int_t     max_len;
-    redisReply    *r;
-    const char    *url, *op, *key, *field;
-    redisContext  *rc;
+    int                n;
+    char               where[300];
+    double             score;
+    json_t            *doc, *f;
+    json_int_t         max_len;
+    const char        *url, *op, *key, *field;
+    redisContext      *rc;
+    zmqd_cached_t     *cached;
+    zmqd_redis_cmd_t   cmds[2];
 
     url = json_string_value(json_object_get(svc, "url"));
     if (url == NULL) {
         url = zmqd_redis_url(ctx);
     }
 
-    rc = zmqd_redis(url, err, errlen);
-    if (rc == NULL) {
-        return -1;
-    }
-
     op = json_string_value(json_object_get(svc, "op"));
     key = json_string_value(json_object_get(svc, "key"));
     max_len = json_integer_value(json_object_get(svc, "max_len"));
+    field = json_string_value(json_object_get(svc, "score_field"));
+    score = 0;
 
     if (strcmp(op, "zadd") == 0) {
-        field = json_string_value(json_object_get(svc, "score_field"));
 
         if (field != NULL) {
             doc = json_loadb(msg->body->bytes, msg->body->len, 0, NULL);
@@ -468,7 +761,7 @@ zmqd_service_redis(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
                 json_decref(doc);
                 snprintf(err, errlen, "score field '%s' is not a number in "
                          "the message", field);
-                return -1;
+                return ZMQD_PERMANENT;
             }
             score = json_number_value(f);
             json_decref(doc);
@@ -479,55 +772,55 @@ zmqd_service_redis(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
         } else {
             score = (double) time(NULL);
         }
+    }
 
-        r = redisCommand(rc, "ZADD %s %f %b", key, score, msg->body->bytes,
-                         msg->body->len);
+    cached = zmqd_redis(url, where, sizeof(where), err, errlen);
+    if (cached == NULL) {
+        return -1;
+    }
+
+    rc = cached->redis;
+
+    if (strcmp(op, "zadd") == 0) {
+        n = redisAppendCommand(rc, "ZADD %s %f %b", key, score,
+                               msg->body->bytes, msg->body->len) == REDIS_OK;
+        cmds[0].what = "ZADD";
+        cmds[0].type = REDIS_REPLY_INTEGER;
 
     } else {
-        redisAppendCommand(rc, "%s %s %b",
-                           strcmp(op, "lpush") == 0 ? "LPUSH" : "RPUSH", key,
-                           msg->body->bytes, msg->body->len);
-        n = 1;
+        n = redisAppendCommand(rc, "%s %s %b",
+                               strcmp(op, "lpush") == 0 ? "LPUSH" : "RPUSH",
+                               key, msg->body->bytes, msg->body->len)
+            == REDIS_OK;
+        cmds[0].what = strcmp(op, "lpush") == 0 ? "LPUSH" : "RPUSH";
+        cmds[0].type = REDIS_REPLY_INTEGER;
 
-        if (max_len > 0) {
+        if (n && max_len > 0) {
             if (strcmp(op, "lpush") == 0) {
-                redisAppendCommand(rc, "LTRIM %s 0 %lld", key,
-                                   (long long) max_len - 1);
+                n = redisAppendCommand(rc, "LTRIM %s 0 %lld", key,
+                                       (long long) max_len - 1) == REDIS_OK;
             } else {
-                redisAppendCommand(rc, "LTRIM %s %lld -1", key,
-                                   -(long long) max_len);
+                n = redisAppendCommand(rc, "LTRIM %s %lld -1", key,
+                                       -(long long) max_len) == REDIS_OK;
             }
-            n = 2;
-        }
-
-        r = NULL;
-        while (n-- > 0) {
-            if (r != NULL) {
-                freeReplyObject(r);
-            }
-            if (redisGetReply(rc, (void **) &r) != REDIS_OK) {
-                r = NULL;
-                break;
-            }
-            if (r->type == REDIS_REPLY_ERROR) {
-                break;
-            }
+            n = n ? 2 : 0;
+            cmds[1].what = "LTRIM";
+            cmds[1].type = REDIS_REPLY_STATUS;
         }
     }
 
-    if (r == NULL) {
-        snprintf(err, errlen, "redis %s: %s", url,
-                 rc->errstr[0] ? rc->errstr : "no reply");
+    if (n == 0) {
+        snprintf(err, errlen, "%s: out of memory", where);
+        zmqd_redis_drop(cached);
         return -1;
     }
 
-    if (r->type == REDIS_REPLY_ERROR) {
-        snprintf(err, errlen, "redis %s: %s", url, r->str);
-        freeReplyObject(r);
+    /* every reply is read; any failure closes the connection */
+    if (zmqd_redis_replies(rc, where, cmds, n, err, errlen) != 0) {
+        zmqd_redis_drop(cached);
         return -1;
     }
 
-    freeReplyObject(r);
     return 0;
 }
 
@@ -539,6 +832,7 @@ int
 zmqd_service_invoke(zmqd_ctx_t *ctx, const char *name, const zmqd_msg_t *msg,
     char *err, size_t errlen)
 {
+    int          rc;
     size_t       i;
     json_t      *svc, *item;
     const char  *kind;
@@ -571,11 +865,11 @@ zmqd_service_invoke(zmqd_ctx_t *ctx, const char *name, const zmqd_msg_t *msg,
 
     if (strcmp(kind, "fanout") == 0) {
         json_array_foreach(json_object_get(svc, "services"), i, item) {
-            if (zmqd_service_invoke(ctx, json_string_value(item), msg, sub,
-                                    sizeof(sub)) != 0)
-            {
+            rc = zmqd_service_invoke(ctx, json_string_value(item), msg, sub,
+                                     sizeof(sub));
+            if (rc != 0) {
                 snprintf(err, errlen, "fanout '%s': %s", name, sub);
-                return -1;
+                return rc;
             }
         }
         return 0;
