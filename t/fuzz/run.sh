@@ -60,7 +60,7 @@ run() {
     } > "$dir/nginx.conf"
     ZMQ_FUZZ_ARGS="${args[*]} ${inputs[*]}" LD_PRELOAD="$rt" \
     ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=1" \
-        nginx -p "$dir" -c "$dir/nginx.conf" -e stderr
+        /usr/sbin/nginx -p "$dir" -c "$dir/nginx.conf" -e stderr
 }
 
 if [ $# -gt 0 ]; then

@@ -396,10 +396,24 @@ def body_seeds():
     seed("chunked-json-empty-last-buf", 0x48, [64], doc, prefix="crash-")
 
 
+
+
+# --------------------------------------------------------------- hostport
+
+def hostport_seeds():
+    for i, (port, text) in enumerate([
+            (0, "127.0.0.1:5672"), (21, "rabbit"), (0, "[::1]:5673"),
+            (0, "broker.example.com:1"), (0, "my_rabbit:65535"),
+            (21, "[fe80::1%eth0]"), (0, "["), (0, "[:5672"), (0, "h:0"),
+            (0, "10.0.0.256:5672"), (0, "::1:5672")]):
+        write("hostport", "%02d" % i, bytes([port]) + text.encode())
+
+
 def main():
     model_seeds()
     snapshot_seeds()
     redis_url_seeds()
+    hostport_seeds()
     amqp_seeds()
     redis_seeds()
     props_seeds()
