@@ -89,7 +89,7 @@ ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_zmq_main_conf_t *zmcf = conf;
 
-    char                *path;
+    char                *path, shown[ZGW_URL_SHOW_MAX];
     size_t               i;
     ngx_url_t            u;
     ngx_str_t           *value, url;
@@ -133,12 +133,23 @@ ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         ngx_memcpy(path, value[1].data, value[1].len);
         path[value[1].len] = '\0';
 
+        /* status and every log line show the source without a password */
+        zmcf->source.data = ngx_pnalloc(cf->pool, ZGW_URL_SHOW_MAX);
+        if (zmcf->source.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        zgw_url_redact(path, (char *) zmcf->source.data, ZGW_URL_SHOW_MAX);
+        zmcf->source.len = ngx_strlen(zmcf->source.data);
+
         if (zgw_redis_addr_parse(&zmcf->redis, path, &errs) != ZGW_OK) {
+            ngx_explicit_memzero(path, value[1].len);
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zmq_config: %s",
                                zgw_errors_first(&errs));
             zgw_errors_free(&errs);
             return NGX_CONF_ERROR;
         }
+
+        ngx_explicit_memzero(path, value[1].len);
 
         /* the Redis host is resolved now, never in a worker */
 
@@ -162,7 +173,7 @@ ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "zmq_config \"%V\": %s", &value[1],
+                               "zmq_config \"%V\": %s", &zmcf->source,
                                u.err ? u.err : "cannot resolve the host");
             return NGX_CONF_ERROR;
         }
@@ -173,8 +184,11 @@ ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (value[1].len <= 5 || ngx_strncmp(value[1].data, "file:", 5) != 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "zmq_config \"%V\": expected file:PATH or "
-                           "redis://host:port/db", &value[1]);
+                           "zmq_config \"%s\": expected file:PATH or "
+                           "redis://host:port/db",
+                           zgw_url_redact_len((char *) value[1].data,
+                                              value[1].len, shown,
+                                              sizeof(shown)));
         return NGX_CONF_ERROR;
     }
 

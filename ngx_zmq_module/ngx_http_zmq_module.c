@@ -478,6 +478,8 @@ ngx_http_zmq_init_process(ngx_cycle_t *cycle)
 
     ngx_memzero(&fc, sizeof(ngx_http_zmq_follow_conf_t));
     fc.addr = zmcf->redis_addr;
+    fc.username.data = (u_char *) zmcf->redis.username;
+    fc.username.len = ngx_strlen(zmcf->redis.username);
     fc.password.data = (u_char *) zmcf->redis.password;
     fc.password.len = ngx_strlen(zmcf->redis.password);
     fc.db = zmcf->redis.db;

@@ -39,7 +39,8 @@
 
 typedef struct {
     ngx_uint_t                     type;       /* file or redis */
-    ngx_str_t                      source;     /* as written */
+    ngx_str_t                      source;     /* as written, without
+                                                  a password */
     ngx_str_t                      path;       /* the file, resolved */
     ngx_str_t                      key_file;
     zgw_key_t                      key;

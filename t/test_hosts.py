@@ -22,7 +22,7 @@ BAD = [
     ("rabbit:0", "port 0 is out of range 1-65535"),
     ("rabbit:99999", "port 99999 is out of range 1-65535"),
     ("-rabbit", "begins or ends with '-'"),
-    ("rab_bit", "'_' is not allowed in a host name"),
+    ("rab*bit", "'*' is not allowed in a host name"),
     ("", "is empty"),
 ]
 

@@ -83,7 +83,7 @@ struct zmqd_retry_s {
 
 struct zmqd_ctx_s {
     const char        *source;
-    char               redis_url[512];
+    char               redis_url[2048];
     zgw_key_t          key;
     int                has_key;
     zgw_config_t      *cfg;
@@ -1363,6 +1363,7 @@ int
 main(int argc, char **argv)
 {
     int                 c, i, check, busy, workers;
+    char                shown[ZGW_URL_SHOW_MAX];
     const char         *env, *key_file;
     zmqd_ctx_t          ctx;
     zgw_errors_t        errs;
@@ -1426,6 +1427,8 @@ main(int argc, char **argv)
     /* redis services without a url use the configuration's Redis */
     if (strncmp(ctx.source, "file:", 5) != 0) {
         snprintf(ctx.redis_url, sizeof(ctx.redis_url), "%s", ctx.source);
+        /* logged from here on: the source without its password */
+        ctx.source = zgw_url_redact(ctx.source, shown, sizeof(shown));
 
     } else {
         env = getenv("ZMQ_REDIS");

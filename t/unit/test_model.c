@@ -174,11 +174,11 @@ static const model_case_t  model_cases[] = {
       "http_outconn 'h': url host '[': '[' without a closing ']'" },
     { "http_outconn: url port is in range",
       "{\"http_outconn\":[{\"name\":\"h\",\"url\":"
-      "\"https://u:p@api.example.com:0/x\"}]}",
+      "\"https://api.example.com:0/x\"}]}",
       "url host 'api.example.com:0': port 0 is out of range" },
-    { "http_outconn: url with IPv6, port, user, query",
+    { "http_outconn: url with IPv6, port, query",
       "{\"http_outconn\":[{\"name\":\"h\",\"url\":"
-      "\"http://u:p@[::1]:8080?a=b\"}]}", NULL },
+      "\"http://[::1]:8080?a=b\"}]}", NULL },
     { "http_outconn: timeout is positive",
       "{\"http_outconn\":[{\"name\":\"h\",\"url\":\"http://x/\","
       "\"timeout\":0}]}", "timeout 0 is out of range" },
