@@ -47,6 +47,8 @@
 #define NGX_HTTP_ZMQ_TABLE_DEPTH      16     /* nested tables and arrays */
 #define NGX_HTTP_ZMQ_OUT_KEEP         (1024 * 1024)
 #define NGX_HTTP_ZMQ_SEQ_HEADER       "x-zmq-seq"
+#define NGX_HTTP_ZMQ_DRAIN_GRACE      5000
+#define NGX_HTTP_ZMQ_DRAIN_DEFAULT    60000  /* no publish had a timeout */
 #ifndef NGX_HTTP_ZMQ_AMQP_EARLY_SEND
 #define NGX_HTTP_ZMQ_AMQP_EARLY_SEND  4096
 #endif
@@ -74,6 +76,8 @@ struct ngx_http_zmq_amqp_conn_s {
     ngx_pool_t                   *pool;
     ngx_queue_t                   queue;       /* all connections */
     ngx_event_t                   free_ev;
+    ngx_event_t                   drain;       /* bounds a retired drain */
+    ngx_msec_t                    longest;     /* longest publish timeout */
     unsigned                      retired:1;
     ngx_http_zmq_outconn_conf_t  *conf;
     ngx_http_zmq_amqp_stats_t    *stats;
@@ -176,6 +180,7 @@ static void ngx_http_zmq_amqp_pub_timeout(ngx_event_t *ev);
 
 
 static void ngx_http_zmq_amqp_free_handler(ngx_event_t *ev);
+static void ngx_http_zmq_amqp_drain_handler(ngx_event_t *ev);
 static void ngx_http_zmq_amqp_release(ngx_http_zmq_amqp_conn_t *conn);
 static void ngx_http_zmq_amqp_check_retired(ngx_http_zmq_amqp_conn_t *conn);
 
@@ -363,6 +368,11 @@ ngx_http_zmq_amqp_open(ngx_http_zmq_outconn_conf_t *src,
     conn->free_ev.data = conn;
     conn->free_ev.log = log;
 
+    conn->drain.handler = ngx_http_zmq_amqp_drain_handler;
+    conn->drain.data = conn;
+    conn->drain.log = log;
+    conn->drain.cancelable = 1;
+
     conn->backoff = NGX_HTTP_ZMQ_BACKOFF_MIN;
     conn->addr = oc->naddrs ? ngx_random() % oc->naddrs : 0;
 
@@ -395,7 +405,42 @@ ngx_http_zmq_amqp_retire(ngx_http_zmq_amqp_conn_t *conn)
                   "%uL message(s) to drain", &conn->conf->name,
                   conn->next_tag - conn->head_tag);
 
+    /*
+     * A broker that never confirms (and sends heartbeats, or has none
+     * agreed) would keep it forever: once every request waiting on it has
+     * had its answer (its confirm timeout), and a grace period, what is
+     * still in flight is given up as lost.
+     */
+
+    if (conn->head_tag < conn->next_tag && !conn->drain.timer_set) {
+        ngx_add_timer(&conn->drain,
+                      (conn->longest ? conn->longest
+                                     : NGX_HTTP_ZMQ_DRAIN_DEFAULT)
+                      + NGX_HTTP_ZMQ_DRAIN_GRACE);
+    }
+
     ngx_http_zmq_amqp_check_retired(conn);
+}
+
+
+static void
+ngx_http_zmq_amqp_drain_handler(ngx_event_t *ev)
+{
+    u_char                     text[128];
+    ngx_http_zmq_amqp_conn_t  *conn = ev->data;
+
+    if (conn->head_tag >= conn->next_tag || conn->c == NULL) {
+        return;
+    }
+
+    ngx_snprintf(text, sizeof(text) - 1, "retired, and %uL message(s) "
+                 "still unconfirmed after %M ms: given up as lost%Z",
+                 conn->next_tag - conn->head_tag,
+                 (conn->longest ? conn->longest : NGX_HTTP_ZMQ_DRAIN_DEFAULT)
+                 + NGX_HTTP_ZMQ_DRAIN_GRACE);
+    text[sizeof(text) - 1] = '\0';
+
+    ngx_http_zmq_amqp_close(conn, NGX_LOG_WARN, (char *) text);
 }
 
 
@@ -439,6 +484,10 @@ ngx_http_zmq_amqp_destroy(ngx_http_zmq_amqp_conn_t *conn)
 
     if (conn->free_ev.posted) {
         ngx_delete_posted_event(&conn->free_ev);
+    }
+
+    if (conn->drain.timer_set) {
+        ngx_del_timer(&conn->drain);
     }
 
     ngx_free(conn->out_start);
@@ -2508,6 +2557,7 @@ ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
          * confirms it bounds the wait for the frames to be written.
          */
         ngx_add_timer(&pub->timer, msg->timeout);
+        conn->longest = ngx_max(conn->longest, msg->timeout);
     }
 
     conn->stats->published++;

@@ -48,6 +48,7 @@ class FakeAmqp:
         self.max_frame = 0              # largest frame received, in bytes
         self.returned = []              # delivery tags returned
         self.heartbeats = 0             # heartbeat frames received
+        self.answer_heartbeats = False  # send one back for each
         self.published = []             # (method, properties, body)
         self.connections = 0
         self.sock = socket.socket()
@@ -151,6 +152,8 @@ class FakeAmqp:
     def on_frame(self, conn, frame, pending, raw=b""):
         if isinstance(frame, pika.frame.Heartbeat):
             self.heartbeats += 1
+            if self.answer_heartbeats:
+                self.send(conn, pika.frame.Heartbeat())
             return pending
         if isinstance(frame, pika.frame.Method):
             m = frame.method

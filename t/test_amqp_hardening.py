@@ -21,6 +21,7 @@ import requests
 import conftest
 from conftest import amqp_config, ASAN_PRELOAD
 from fake_amqp import FakeAmqp, frame, method_frame
+from test_live_config import live  # noqa: F401 (a fixture)
 
 PUB = ("location = /pub { zmq_service svc; zmq_max_body 4m;"
        " client_max_body_size 4m; }\n")
@@ -539,5 +540,42 @@ def test_the_inflight_bound_holds_past_the_first_ring(gateway):
             assert r.status_code == 503
             assert r.json()["error"] == "overloaded"
             assert {w.result().status_code for w in waiting} == {504}
+    finally:
+        fake.close()
+
+
+# ------------------------------------------------ a retired connection
+
+@pytest.mark.parametrize("heartbeat", [0, 1])
+def test_a_retired_connection_that_is_never_confirmed_gives_up(live,
+                                                               heartbeat):
+    """A configuration change retires a connection whose broker never
+    confirms (with heartbeats, or none agreed: either way the link looks
+    alive): once every waiting request has had its answer, it gives the
+    rest up instead of draining forever."""
+    fake = FakeAmqp(never_ack=True, heartbeat=heartbeat)
+    if heartbeat:
+        fake.answer_heartbeats = True
+    try:
+        gw = live(PUB + "zmq_confirm_timeout 300ms;", workers=1)
+        doc = config(fake.port, amqp_def={"heartbeat": heartbeat})
+        v = gw.write(doc)
+        gw.start()
+        gw.wait_version(v)
+        gw.wait_ready()
+        r = post(gw, b"never confirmed")
+        assert r.status_code == 504
+        doc["amqp_def"][0]["vhost"] = "/other"
+        v2 = gw.write(doc)
+        gw.wait_version(v2)
+        assert any("draining" in n
+                   for n in gw.status()["workers"][0]["outconns"])
+        # 300 ms of confirm timeout and 5 s of grace
+        wait_for(lambda: len(gw.status()["workers"][0]["outconns"]) == 1,
+                 timeout=15, what="the drain to end")
+        log = gw.ngx.error_log()
+        assert "retired, and 1 message(s) still unconfirmed after 5300 ms" \
+            in log
+        assert "drained and closed" in log
     finally:
         fake.close()
