@@ -193,6 +193,9 @@ zmqd_def(zmqd_ctx_t *ctx, const char *name, int create)
 
     memset(&ctx->defs[free_slot], 0, sizeof(zmqd_def_t));
     ctx->defs[free_slot].name = strdup(name);
+    if (ctx->defs[free_slot].name == NULL) {
+        return NULL;
+    }
     ctx->defs[free_slot].backoff = 0.1;
     ctx->defs[free_slot].next_channel = 2;
     return &ctx->defs[free_slot];
@@ -514,6 +517,11 @@ zmqd_apply(zmqd_ctx_t *ctx, zgw_config_t *cfg)
         }
 
         c->name = strdup(name);
+        if (c->name == NULL) {
+            free(fp);
+            free(c);
+            continue;
+        }
         c->fingerprint = fp;
         c->def = d;
         c->seen = 1;
@@ -938,6 +946,12 @@ zmqd_failed(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
         r = calloc(1, sizeof(zmqd_retry_t));
         if (r != NULL) {
             r->consumer = strdup(c->name);
+        }
+        if (r != NULL && r->consumer == NULL) {
+            free(r);
+            r = NULL;
+        }
+        if (r != NULL) {
             r->def = d;
             r->env = *env;
             r->attempts = attempts;
