@@ -140,7 +140,7 @@ zmqd_log(const char *level, const char *fmt, ...)
 }
 
 
-static double
+double
 zmqd_now(void)
 {
     struct timespec  ts;

@@ -47,6 +47,8 @@ typedef struct {
 
 void zmqd_log(const char *level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* seconds on the monotonic clock */
+double zmqd_now(void);
 
 /* connect, log in, open channel 1; NULL with err filled on failure */
 zmqd_amqp_t *zmqd_amqp_open(const json_t *def, const zgw_key_t *key,

@@ -170,6 +170,7 @@ zmqd_amqp_publish(zmqd_amqp_t *a, const char *exchange,
     amqp_bytes_t body, char *err, size_t errlen)
 {
     int                status, returned;
+    double             deadline, left;
     uint64_t           tag;
     amqp_frame_t       frame;
     struct timeval     tv;
@@ -187,9 +188,19 @@ zmqd_amqp_publish(zmqd_amqp_t *a, const char *exchange,
     tag = a->next_tag++;
     returned = 0;
 
+    /* one bound for the whole wait, however many frames come first */
+    deadline = zmqd_now() + ZMQD_TIMEOUT_MS / 1000.0;
+
     for ( ;; ) {
-        tv.tv_sec = ZMQD_TIMEOUT_MS / 1000;
-        tv.tv_usec = 0;
+        left = deadline - zmqd_now();
+        if (left <= 0) {
+            snprintf(err, errlen, "no confirm from %s within %d ms",
+                     a->peer, ZMQD_TIMEOUT_MS);
+            return -1;
+        }
+
+        tv.tv_sec = (time_t) left;
+        tv.tv_usec = (suseconds_t) ((left - (double) tv.tv_sec) * 1e6);
 
         status = amqp_simple_wait_frame_noblock(a->conn, &frame, &tv);
         if (status != AMQP_STATUS_OK) {
