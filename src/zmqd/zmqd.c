@@ -361,11 +361,13 @@ zmqd_consumer_stop(zmqd_ctx_t *ctx, zmqd_consumer_t *c)
     int  i;
 
     if (c->running && c->def->consume != NULL) {
+        zmqd_amqp_lock(c->def->consume);
         for (i = 0; i < c->nchannels; i++) {
             zmqd_flush_acks(c->def, c, i);
             (void) amqp_channel_close(c->def->consume->conn, c->channels[i],
                                       AMQP_REPLY_SUCCESS);
         }
+        zmqd_amqp_unlock(c->def->consume);
     }
 
     zmqd_drop_retries(ctx, c->name, NULL);
@@ -552,6 +554,19 @@ zmqd_apply(zmqd_ctx_t *ctx, zgw_config_t *cfg)
         }
     }
 
+    /* what zmqd will not wait for, said once per configuration */
+    json_object_foreach(cfg->objs[ZGW_KIND_HTTP_OUTCONN], name, ch) {
+        if (json_integer_value(json_object_get(ch, "timeout"))
+            > ZMQD_SERVICE_MAX_MS)
+        {
+            zmqd_log("warn", "http_outconn '%s': timeout %lld ms is more "
+                     "than zmqd waits for a service: zmqd uses %d ms",
+                     name, (long long) json_integer_value(
+                         json_object_get(ch, "timeout")),
+                     ZMQD_SERVICE_MAX_MS);
+        }
+    }
+
     zgw_config_free(ctx->cfg);
     ctx->cfg = cfg;
 
@@ -683,8 +698,10 @@ zmqd_flush_acks(zmqd_def_t *d, zmqd_consumer_t *c, int i)
     }
 
     if (d->consume != NULL) {
+        zmqd_amqp_lock(d->consume);
         (void) amqp_basic_ack(d->consume->conn, c->channels[i],
                               c->deferred[i], 1);
+        zmqd_amqp_unlock(d->consume);
     }
 
     c->ndeferred[i] = 0;
@@ -741,8 +758,10 @@ zmqd_ack_done(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
 
     if (zmqd_has_retries(ctx, d, env->channel)) {
         zmqd_flush_acks(d, c, i);
+        zmqd_amqp_lock(d->consume);
         (void) amqp_basic_ack(d->consume->conn, env->channel,
                               env->delivery_tag, 0);
+        zmqd_amqp_unlock(d->consume);
         return;
     }
 
@@ -771,8 +790,10 @@ static void
 zmqd_ack(zmqd_def_t *d, amqp_envelope_t *env)
 {
     if (d->consume != NULL) {
+        zmqd_amqp_lock(d->consume);
         (void) amqp_basic_ack(d->consume->conn, env->channel,
                               env->delivery_tag, 0);
+        zmqd_amqp_unlock(d->consume);
     }
 }
 
@@ -851,10 +872,13 @@ zmqd_dead_letter(zmqd_ctx_t *ctx, zmqd_def_t *d, const json_t *ch,
         exchange = "";
         snprintf(rk, sizeof(rk), "%s.dead",
                  json_string_value(json_object_get(ch, "queue")));
+        zmqd_amqp_lock(a);
         (void) amqp_queue_declare(a->conn, 1, amqp_cstring_bytes(rk), 0, 1,
                                   0, 0, amqp_empty_table);
-        if (amqp_get_rpc_reply(a->conn).reply_type != AMQP_RESPONSE_NORMAL)
-        {
+        rc = amqp_get_rpc_reply(a->conn).reply_type == AMQP_RESPONSE_NORMAL;
+        zmqd_amqp_unlock(a);
+
+        if (!rc) {
             snprintf(err, errlen, "cannot declare dead-letter queue '%s'",
                      rk);
             zmqd_publisher_failed(ctx, defname);
@@ -971,8 +995,10 @@ zmqd_failed(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
     if (strcmp(json_string_value(json_object_get(ch, "ack_mode")), "reject")
         == 0)
     {
+        zmqd_amqp_lock(d->consume);
         (void) amqp_basic_reject(d->consume->conn, env->channel,
                                  env->delivery_tag, 0);
+        zmqd_amqp_unlock(d->consume);
         zmqd_log("error", "channel '%s': message '%s' rejected to the "
                  "queue's dead-letter exchange after %d attempt(s): %s",
                  c->name, id, attempts, error);
@@ -983,8 +1009,10 @@ zmqd_failed(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
                          sizeof(err)) != 0)
     {
         /* never dropped: back to the queue, to be tried again */
+        zmqd_amqp_lock(d->consume);
         (void) amqp_basic_nack(d->consume->conn, env->channel,
                                env->delivery_tag, 0, 1);
+        zmqd_amqp_unlock(d->consume);
         zmqd_log("error", "channel '%s': message '%s' could not be "
                  "dead-lettered (%s); requeued", c->name, id, err);
         return 0;
@@ -1143,6 +1171,8 @@ zmqd_connect(zmqd_ctx_t *ctx, zmqd_def_t *d)
                        : prefetch / 2 > ZMQD_ACK_BATCH ? ZMQD_ACK_BATCH
                        : prefetch / 2;
 
+        zmqd_amqp_lock(d->consume);
+
         for (j = 0; j < n && ok; j++) {
             int  cn = d->next_channel++;
 
@@ -1168,6 +1198,7 @@ zmqd_connect(zmqd_ctx_t *ctx, zmqd_def_t *d)
         }
 
         if (ok) {
+            zmqd_amqp_unlock(d->consume);
             c->running = 1;
             zmqd_log("info", "channel '%s': consuming queue '%s' (%d "
                      "consumer(s), prefetch %d)", c->name,
@@ -1196,8 +1227,10 @@ zmqd_connect(zmqd_ctx_t *ctx, zmqd_def_t *d)
             }
             c->nchannels = 0;
             c->next_attempt = zmqd_now() + 5;
+            zmqd_amqp_unlock(d->consume);
 
         } else {
+            zmqd_amqp_unlock(d->consume);
             zmqd_def_down(ctx, d, rbuf);
             return;
         }
@@ -1208,7 +1241,9 @@ zmqd_connect(zmqd_ctx_t *ctx, zmqd_def_t *d)
 static void
 zmqd_consume(zmqd_ctx_t *ctx, zmqd_def_t *d, int wait_ms)
 {
+    int               rc;
     char              rbuf[256];
+    amqp_method_number_t  method;
     amqp_frame_t      frame;
     struct timeval    tv;
     amqp_envelope_t   env;
@@ -1218,8 +1253,10 @@ zmqd_consume(zmqd_ctx_t *ctx, zmqd_def_t *d, int wait_ms)
     tv.tv_sec = 0;
     tv.tv_usec = wait_ms * 1000;
 
+    zmqd_amqp_lock(d->consume);
     amqp_maybe_release_buffers(d->consume->conn);
     r = amqp_consume_message(d->consume->conn, &env, &tv, 0);
+    zmqd_amqp_unlock(d->consume);
 
     if (r.reply_type == AMQP_RESPONSE_NORMAL) {
         c = zmqd_consumer_by_channel(ctx, d, env.channel);
@@ -1246,13 +1283,16 @@ zmqd_consume(zmqd_ctx_t *ctx, zmqd_def_t *d, int wait_ms)
         && r.library_error == AMQP_STATUS_UNEXPECTED_STATE)
     {
         /* a frame that is not a delivery: read it */
-        if (amqp_simple_wait_frame_noblock(d->consume->conn, &frame, &tv)
-            == AMQP_STATUS_OK
-            && frame.frame_type == AMQP_FRAME_METHOD)
-        {
-            if (frame.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD
-                || frame.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD
-                || frame.payload.method.id == AMQP_BASIC_CANCEL_METHOD)
+        zmqd_amqp_lock(d->consume);
+        rc = amqp_simple_wait_frame_noblock(d->consume->conn, &frame, &tv);
+        method = rc == AMQP_STATUS_OK && frame.frame_type == AMQP_FRAME_METHOD
+                 ? frame.payload.method.id : 0;
+        zmqd_amqp_unlock(d->consume);
+
+        if (method != 0) {
+            if (method == AMQP_CHANNEL_CLOSE_METHOD
+                || method == AMQP_CONNECTION_CLOSE_METHOD
+                || method == AMQP_BASIC_CANCEL_METHOD)
             {
                 zmqd_def_down(ctx, d, "the broker closed a channel or "
                               "cancelled a consumer");
@@ -1377,6 +1417,7 @@ int
 main(int argc, char **argv)
 {
     int                 c, i, check, busy, workers;
+    char                err[256];
     const char         *env, *key_file;
     zmqd_ctx_t          ctx;
     zgw_errors_t        errs;
@@ -1490,6 +1531,12 @@ main(int argc, char **argv)
         }
     }
 
+    if (zmqd_heartbeat_start(err, sizeof(err)) != 0) {
+        zmqd_log("error", "%s", err);
+        zgw_config_free(cfg);
+        return 1;
+    }
+
     ctx.cfg = zgw_config_new();
     zmqd_apply(&ctx, cfg);
     ctx.next_poll = zmqd_now() + ZMQD_POLL_MS / 1000.0;
@@ -1553,6 +1600,7 @@ main(int argc, char **argv)
         zmqd_consumer_free(ctx.consumers[i]);
     }
 
+    zmqd_heartbeat_stop();
     zmqd_services_reset();
     zgw_store_close(ctx.store);
     zgw_config_free(ctx.cfg);

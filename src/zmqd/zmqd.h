@@ -10,6 +10,7 @@
 #ifndef ZMQD_H
 #define ZMQD_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -23,17 +24,40 @@
 
 #define ZMQD_TIMEOUT_MS     5000
 
+/*
+ * The longest a service call may take: an http_outconn's timeout is
+ * capped to it. RabbitMQ closes a channel whose delivery stays unacked
+ * past its consumer_timeout (30 min by default in 3.10), and the message
+ * then comes back; 10 min leaves room for retries and for the messages
+ * prefetched behind it.
+ */
+#define ZMQD_SERVICE_MAX_MS 600000
+
 
 typedef struct zmqd_ctx_s  zmqd_ctx_t;
 
 
-/* one AMQP connection (blocking rabbitmq-c) */
-typedef struct {
+/*
+ * One AMQP connection (blocking rabbitmq-c). rabbitmq-c is not thread-safe
+ * and heartbeats only inside its own calls: the main thread holds lock
+ * around every call, and the heartbeat thread, which sends a heartbeat
+ * frame every heartbeat/2 seconds on each connection whose lock it can
+ * take, keeps the broker from dropping a connection while a service runs
+ * or a publishing connection idles.
+ */
+typedef struct zmqd_amqp_s  zmqd_amqp_t;
+
+struct zmqd_amqp_s {
     amqp_connection_state_t  conn;
+    pthread_mutex_t          lock;           /* recursive */
+    zmqd_amqp_t             *next;           /* in the heartbeat list */
+    double                   heartbeat;      /* negotiated, s; 0 none */
+    double                   next_beat;
     char                     peer[300];
+    char                     user[256];      /* the login */
     int                      confirm;        /* channel 1 in confirm mode */
     uint64_t                 next_tag;
-} zmqd_amqp_t;
+};
 
 
 /* a message as a service sees it */
@@ -54,6 +78,12 @@ double zmqd_now(void);
 zmqd_amqp_t *zmqd_amqp_open(const json_t *def, const zgw_key_t *key,
     int confirm, char *err, size_t errlen);
 void zmqd_amqp_close(zmqd_amqp_t *a);
+/* around every rabbitmq-c call on a->conn (recursive) */
+void zmqd_amqp_lock(zmqd_amqp_t *a);
+void zmqd_amqp_unlock(zmqd_amqp_t *a);
+/* the thread that heartbeats every open connection */
+int zmqd_heartbeat_start(char *err, size_t errlen);
+void zmqd_heartbeat_stop(void);
 /* publish on channel 1 and wait for the confirm; 0 ok, -1 err filled */
 int zmqd_amqp_publish(zmqd_amqp_t *a, const char *exchange,
     const char *routing_key, int mandatory, amqp_basic_properties_t *props,

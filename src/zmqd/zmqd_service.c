@@ -380,6 +380,7 @@ zmqd_service_http(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
     char                url[4096], *secret;
     long                status;
     json_t             *oc, *sec;
+    json_int_t          timeout;
     CURLcode            cc;
     zgw_errors_t        errs;
     zmqd_cached_t      *cached;
@@ -424,9 +425,11 @@ zmqd_service_http(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
     curl_easy_reset(cached->curl);
     curl_easy_setopt(cached->curl, CURLOPT_URL, url);
     curl_easy_setopt(cached->curl, CURLOPT_NOSIGNAL, 1L);
+    /* never longer than the broker lets a delivery wait for its ack */
+    timeout = json_integer_value(json_object_get(oc, "timeout"));
     curl_easy_setopt(cached->curl, CURLOPT_TIMEOUT_MS,
-                     (long) json_integer_value(json_object_get(oc,
-                                                               "timeout")));
+                     (long) (timeout > 0 && timeout < ZMQD_SERVICE_MAX_MS
+                             ? timeout : ZMQD_SERVICE_MAX_MS));
     curl_easy_setopt(cached->curl, CURLOPT_WRITEFUNCTION, zmqd_curl_discard);
     curl_easy_setopt(cached->curl, CURLOPT_SSL_VERIFYPEER,
                      json_is_true(json_object_get(oc, "tls")) ? 1L : 0L);
