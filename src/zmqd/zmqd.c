@@ -838,14 +838,12 @@ zmqd_dead_letter(zmqd_ctx_t *ctx, zmqd_def_t *d, const json_t *ch,
     const char *chname, amqp_envelope_t *env, int attempts,
     const char *error, char *err, size_t errlen)
 {
-    int                       n, i, rc;
-    char                      attempts_s[16], rk[300];
-    json_t                   *dl, *oc;
-    zmqd_amqp_t              *a;
-    const char               *defname, *exchange;
-    amqp_table_t             *src;
-    amqp_table_entry_t       *entries;
-    amqp_basic_properties_t   props;
+    int            rc;
+    char           rk[300];
+    json_t        *dl, *oc;
+    zmqd_amqp_t   *a;
+    const char    *defname, *exchange;
+    zmqd_props_t   props;
 
     dl = json_object_get(ch, "dead_letter");
     defname = d->name;
@@ -886,38 +884,19 @@ zmqd_dead_letter(zmqd_ctx_t *ctx, zmqd_def_t *d, const json_t *ch,
         }
     }
 
-    props = env->message.properties;
-    src = (props._flags & AMQP_BASIC_HEADERS_FLAG) ? &props.headers : NULL;
-    n = src ? src->num_entries : 0;
-
-    entries = calloc((size_t) n + 3, sizeof(amqp_table_entry_t));
-    if (entries == NULL) {
+    if (zmqd_props_init(&props, &env->message.properties, 5) != 0) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
 
-    for (i = 0; i < n; i++) {
-        entries[i] = src->entries[i];
-    }
+    zmqd_props_string(&props, "x-zmq-error", amqp_cstring_bytes(error));
+    zmqd_props_int(&props, "x-zmq-attempts", attempts);
+    zmqd_props_string(&props, "x-zmq-channel", amqp_cstring_bytes(chname));
+    zmqd_props_dead_letter(&props, a->user);
 
-    snprintf(attempts_s, sizeof(attempts_s), "%d", attempts);
-    entries[n].key = amqp_cstring_bytes("x-zmq-error");
-    entries[n].value.kind = AMQP_FIELD_KIND_UTF8;
-    entries[n].value.value.bytes = amqp_cstring_bytes(error);
-    entries[n + 1].key = amqp_cstring_bytes("x-zmq-attempts");
-    entries[n + 1].value.kind = AMQP_FIELD_KIND_I32;
-    entries[n + 1].value.value.i32 = attempts;
-    entries[n + 2].key = amqp_cstring_bytes("x-zmq-channel");
-    entries[n + 2].value.kind = AMQP_FIELD_KIND_UTF8;
-    entries[n + 2].value.value.bytes = amqp_cstring_bytes(chname);
-
-    props._flags |= AMQP_BASIC_HEADERS_FLAG;
-    props.headers.num_entries = n + 3;
-    props.headers.entries = entries;
-
-    rc = zmqd_amqp_publish(a, exchange, rk, 1, &props, env->message.body,
-                           err, errlen);
-    free(entries);
+    rc = zmqd_amqp_publish(a, exchange, rk, 1, &props.props,
+                           env->message.body, err, errlen);
+    zmqd_props_free(&props);
 
     if (rc != 0 && strstr(err, "unroutable") == NULL) {
         zmqd_publisher_failed(ctx, defname);

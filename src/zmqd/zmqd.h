@@ -92,6 +92,33 @@ const char *zmqd_amqp_reply_error(amqp_rpc_reply_t r, char *buf,
     size_t len);
 
 /*
+ * The properties of a message published again (zmqd_publisher.c): its
+ * own, with headers added or replaced; free with zmqd_props_free.
+ */
+typedef struct {
+    amqp_basic_properties_t  props;
+    amqp_table_entry_t      *entries;
+    int                      n;
+    int                      cap;
+} zmqd_props_t;
+
+/* a copy of src with room for extra more headers; 0, or -1 (memory) */
+int zmqd_props_init(zmqd_props_t *p, const amqp_basic_properties_t *src,
+    int extra);
+void zmqd_props_free(zmqd_props_t *p);
+/* a header, replaced if present; the value must outlive the publish */
+void zmqd_props_string(zmqd_props_t *p, const char *key,
+    amqp_bytes_t value);
+void zmqd_props_int(zmqd_props_t *p, const char *key, int32_t value);
+/* a user_id other than login moves to x-zmq-original-user-id (1 header) */
+void zmqd_props_user_id(zmqd_props_t *p, const char *login);
+/*
+ * a dead letter: persistent, no expiration (moved to x-zmq-original-
+ * expiration), the user_id rule (2 headers)
+ */
+void zmqd_props_dead_letter(zmqd_props_t *p, const char *login);
+
+/*
  * services: 0 on success, -1 with err filled (retried per the channel's
  * policy), ZMQD_PERMANENT with err filled when the message itself is at
  * fault and a retry cannot help (dead-lettered at once)

@@ -527,11 +527,12 @@ static int
 zmqd_service_publish(zmqd_ctx_t *ctx, const json_t *svc,
     const zmqd_msg_t *msg, char *err, size_t errlen)
 {
-    int                      rc;
-    json_t                  *oc, *v;
-    zmqd_amqp_t             *a;
-    const char              *def;
-    amqp_basic_properties_t  props;
+    int            rc;
+    char           expiration[32];
+    json_t        *oc, *v;
+    zmqd_amqp_t   *a;
+    const char    *def;
+    zmqd_props_t   props;
 
     oc = zgw_config_get(zmqd_config(ctx), ZGW_KIND_AMQP_OUTCONN,
                         json_string_value(json_object_get(svc, "outconn")));
@@ -546,17 +547,37 @@ zmqd_service_publish(zmqd_ctx_t *ctx, const json_t *svc,
         return -1;
     }
 
-    /* the message's own properties, with the service's defaults */
-    props = *msg->props;
+    /*
+     * the message's own properties, with the service's (or else the
+     * outconn's) delivery_mode and expiration where it has none; a
+     * user_id the broker would refuse moves to a header
+     */
+    if (zmqd_props_init(&props, msg->props, 1) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
 
     v = json_object_get(svc, "delivery_mode");
     if (v == NULL) {
         v = json_object_get(oc, "delivery_mode");
     }
-    if (!(props._flags & AMQP_BASIC_DELIVERY_MODE_FLAG) && v != NULL) {
-        props._flags |= AMQP_BASIC_DELIVERY_MODE_FLAG;
-        props.delivery_mode = (uint8_t) json_integer_value(v);
+    if (!(props.props._flags & AMQP_BASIC_DELIVERY_MODE_FLAG) && v != NULL) {
+        props.props._flags |= AMQP_BASIC_DELIVERY_MODE_FLAG;
+        props.props.delivery_mode = (uint8_t) json_integer_value(v);
     }
+
+    v = json_object_get(svc, "expiration");
+    if (v == NULL) {
+        v = json_object_get(oc, "expiration");
+    }
+    if (!(props.props._flags & AMQP_BASIC_EXPIRATION_FLAG) && v != NULL) {
+        snprintf(expiration, sizeof(expiration), "%lld",
+                 (long long) json_integer_value(v));
+        props.props._flags |= AMQP_BASIC_EXPIRATION_FLAG;
+        props.props.expiration = amqp_cstring_bytes(expiration);
+    }
+
+    zmqd_props_user_id(&props, a->user);
 
     rc = zmqd_amqp_publish(a,
                            json_string_value(json_object_get(svc,
@@ -564,7 +585,9 @@ zmqd_service_publish(zmqd_ctx_t *ctx, const json_t *svc,
                            json_string_value(json_object_get(svc,
                                                              "routing_key")),
                            json_is_true(json_object_get(svc, "mandatory")),
-                           &props, *msg->body, err, errlen);
+                           &props.props, *msg->body, err, errlen);
+    zmqd_props_free(&props);
+
     if (rc != 0 && strstr(err, "unroutable") == NULL
         && strstr(err, "refused") == NULL)
     {
