@@ -1295,73 +1295,22 @@ zmqd_signal(int signo)
 }
 
 
-/*
- * With --workers N: this process becomes the master, forks N workers that
- * each run the whole loop (competing consumers), forwards SIGTERM, SIGINT
- * and SIGHUP to them, starts a new one if one dies, and returns 1 when all
- * have exited after a stop. Returns 0 in a worker.
- */
-static int
-zmqd_master(int n)
+/* a worker's signals: set before any can reach it, flags clean */
+static void
+zmqd_signals(void)
 {
-    int     i, status, alive;
-    pid_t   pids[64], pid;
+    struct sigaction  sa;
 
-    for (i = 0; i < n; i++) {
-        pids[i] = fork();
-        if (pids[i] == 0) {
-            return 0;
-        }
-        if (pids[i] < 0) {
-            zmqd_log("error", "fork: %s", strerror(errno));
-            pids[i] = 0;
-        }
-    }
+    zmqd_stop = 0;
+    zmqd_reload = 0;
 
-    zmqd_log("info", "master: %d worker(s) started", n);
-
-    for ( ;; ) {
-        pid = waitpid(-1, &status, 0);
-
-        if (pid < 0 && errno == EINTR) {
-            for (i = 0; i < n; i++) {
-                if (pids[i] > 0) {
-                    kill(pids[i], zmqd_stop ? SIGTERM : SIGHUP);
-                }
-            }
-            zmqd_reload = 0;
-            continue;
-        }
-
-        if (pid < 0) {
-            break;                      /* no children left */
-        }
-
-        alive = 0;
-        for (i = 0; i < n; i++) {
-            if (pids[i] == pid) {
-                pids[i] = 0;
-
-                if (!zmqd_stop) {
-                    zmqd_log("error", "worker %d exited (status %d); "
-                             "starting another", (int) pid, status);
-                    sleep(1);
-                    pids[i] = fork();
-                    if (pids[i] == 0) {
-                        return 0;
-                    }
-                }
-            }
-            alive += pids[i] > 0;
-        }
-
-        if (alive == 0 && zmqd_stop) {
-            break;
-        }
-    }
-
-    zmqd_log("info", "master: every worker has exited");
-    return 1;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = zmqd_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
 }
 
 
@@ -1395,13 +1344,12 @@ zmqd_usage(FILE *out)
 int
 main(int argc, char **argv)
 {
-    int                 c, i, check, busy, workers;
+    int                 c, i, check, busy, workers, rc, in_worker;
     char                err[256];
     const char         *env, *key_file;
     zmqd_ctx_t          ctx;
     zgw_errors_t        errs;
     zgw_config_t       *cfg;
-    struct sigaction    sa;
 
     static const struct option  longopts[] = {
         { "config", required_argument, NULL, 'c' },
@@ -1491,12 +1439,6 @@ main(int argc, char **argv)
     }
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = zmqd_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     if (workers > 1) {
@@ -1504,10 +1446,15 @@ main(int argc, char **argv)
         zgw_store_close(ctx.store);
         ctx.store = NULL;
 
-        if (zmqd_master(workers) != 0) {
+        rc = zmqd_master(workers, zmqd_signals, &in_worker);
+        if (!in_worker) {
             zgw_config_free(cfg);
-            return zmqd_stop ? 0 : 1;       /* the master's own exit */
+            curl_global_cleanup();
+            return rc;                      /* the master's own exit */
         }
+
+    } else {
+        zmqd_signals();
     }
 
     if (zmqd_heartbeat_start(err, sizeof(err)) != 0) {

@@ -74,6 +74,14 @@ void zmqd_log(const char *level, const char *fmt, ...)
 /* seconds on the monotonic clock */
 double zmqd_now(void);
 
+/*
+ * --workers N (zmqd_master.c): forks N workers and supervises them. In a
+ * worker it returns 0 with *in_worker set, after worker_init set up the
+ * worker's signals; in the master it returns its exit code once every
+ * worker has exited after a stop.
+ */
+int zmqd_master(int n, void (*worker_init)(void), int *in_worker);
+
 /* connect, log in, open channel 1; NULL with err filled on failure */
 zmqd_amqp_t *zmqd_amqp_open(const json_t *def, const zgw_key_t *key,
     int confirm, char *err, size_t errlen);
