@@ -1,11 +1,13 @@
-"""zmqd --workers N: the master never loses a signal."""
+"""zmqd --workers N: the master never loses a signal, and a worker that
+replaces a dead one starts on the configuration that is current, not on
+the one the master loaded at start-up."""
 
 import os
 import re
 import signal
 import time
 
-from test_zmqd import config
+from test_zmqd import assert_acked, config, publish, wait_for
 from zmqd_helpers import zmqd  # noqa: F401
 
 
@@ -98,3 +100,42 @@ def test_sighup_and_sigterm_together_during_a_respawn(
             z.proc.kill()
             z.proc.wait(5)
             z.killed = True
+
+
+def test_a_replacement_worker_starts_on_the_current_configuration(
+        rabbitmq, queue, zmqd, zmqctl, redis_store, tmp_path):
+    import json
+    svcs = [{"name": "old", "kind": "redis", "key": "old"},
+            {"name": "new", "kind": "redis", "key": "new"}]
+    z = zmqd(config(rabbitmq.port,
+                    [{"name": "in", "queue": queue.name, "service": "old"}],
+                    svcs),
+             args=["--workers", "2"])
+    z.wait_log("consuming queue", count=2)
+    start = int(re.search(r"started with configuration version (\d+)",
+                          z.text()).group(1))
+
+    p = tmp_path / "new.json"
+    p.write_text(json.dumps(config(
+        rabbitmq.port,
+        [{"name": "in", "queue": queue.name, "service": "new"}], svcs)))
+    zmqctl("import", "--replace", p, check=0)
+    z.wait_log("0 channel(s) started, 1 restarted", count=2)
+    current = int(re.findall(r"configuration version (\d+) applied: 0 ",
+                             z.text())[-1])
+    assert current > start
+
+    first = worker_pids(z)
+    os.kill(first[0], signal.SIGKILL)
+    wait_for(lambda: len(worker_pids(z)) == 3, timeout=15)
+    new = worker_pids(z)[2]
+    applied = [int(v) for v in re.findall(
+        r"zmqd\[%d\] info: configuration version (\d+) applied" % new,
+        z.text())]
+    assert applied[0] == current, z.text()
+
+    publish(rabbitmq, queue.name, [b"%d" % i for i in range(100)])
+    r = redis_store.client()
+    wait_for(lambda: r.llen("new") == 100, timeout=20)
+    assert r.llen("old") == 0
+    assert_acked(rabbitmq, queue.name)

@@ -671,6 +671,40 @@ zmqd_follow(zmqd_ctx_t *ctx)
 }
 
 
+/*
+ * A new worker of --workers: the configuration as it is now. The one the
+ * master loaded (cfg) is only the fallback while the store cannot be read,
+ * and it wins over a store below it (regressed).
+ */
+static zgw_config_t *
+zmqd_fresh(zmqd_ctx_t *ctx, zgw_config_t *cfg)
+{
+    int            redis;
+    zgw_config_t  *now;
+
+    redis = strncmp(ctx->source, "file:", 5) != 0;
+
+    now = zmqd_load(ctx, 0);
+    if (now == NULL) {
+        zmqd_log("warn", "starting on configuration version %lld, loaded "
+                 "by the master; following %s", cfg->version, ctx->source);
+        return cfg;
+    }
+
+    if (redis && now->version < cfg->version) {
+        zmqd_log("warn", "configuration store %s is regressed: at version "
+                 "%lld, lower than version %lld that the master loaded; "
+                 "starting on version %lld", ctx->source, now->version,
+                 cfg->version, cfg->version);
+        zgw_config_free(now);
+        return cfg;
+    }
+
+    zgw_config_free(cfg);
+    return now;
+}
+
+
 /* ------------------------------------------------------------ messages */
 
 
@@ -1452,6 +1486,13 @@ main(int argc, char **argv)
             curl_global_cleanup();
             return rc;                      /* the master's own exit */
         }
+
+        /*
+         * A worker starts on the configuration that is current now, not
+         * on the one the master loaded at start-up: a replacement for a
+         * worker that died may come long after.
+         */
+        cfg = zmqd_fresh(&ctx, cfg);
 
     } else {
         zmqd_signals();
