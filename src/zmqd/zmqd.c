@@ -36,6 +36,8 @@
 #define ZMQD_DEFS_MAX       32
 #define ZMQD_POLL_MS        500
 #define ZMQD_ACK_BATCH      64
+/* the most messages one AMQP channel of a consumer holds (prefetch) */
+#define ZMQD_PREFETCH_MAX   1000
 
 
 typedef struct zmqd_def_s       zmqd_def_t;
@@ -62,6 +64,7 @@ struct zmqd_consumer_s {
     int                channels[ZMQD_CHANNELS_MAX];
     uint64_t           deferred[ZMQD_CHANNELS_MAX];  /* done, not acked */
     int                ndeferred[ZMQD_CHANNELS_MAX];
+    int                nretries[ZMQD_CHANNELS_MAX];  /* held for a retry */
     int                ack_batch;     /* well under prefetch */
     int                nchannels;
     int                running;
@@ -70,14 +73,17 @@ struct zmqd_consumer_s {
 };
 
 
+/*
+ * A message that waits for a retry, unacked, in ctx->retries. Every retry
+ * of a consumer is dropped when it stops (zmqd_consumer_stop, zmqd_def_
+ * down), so the pointer to it stays good while the retry is held.
+ */
 struct zmqd_retry_s {
-    zmqd_retry_t      *next;
-    char              *consumer;
+    zmqd_consumer_t   *consumer;
+    int                index;         /* of its AMQP channel */
     zmqd_def_t        *def;
     amqp_envelope_t    env;
     int                attempts;
-    double             due;
-    char               error[512];
 };
 
 
@@ -95,7 +101,7 @@ struct zmqd_ctx_s {
     zmqd_def_t         defs[ZMQD_DEFS_MAX];
     zmqd_consumer_t   *consumers[256];
     int                nconsumers;
-    zmqd_retry_t      *retries;
+    zmqd_heap_t        retries;       /* zmqd_retry_t by due time */
     int                verbose;
     unsigned long      done;
 };
@@ -332,26 +338,45 @@ zmqd_fingerprint(int kind, const json_t *obj, int kind2, const json_t *obj2)
 
 
 static void
-zmqd_drop_retries(zmqd_ctx_t *ctx, const char *consumer, zmqd_def_t *def)
+zmqd_retry_free(zmqd_retry_t *r)
 {
-    zmqd_retry_t  **pp, *r;
+    amqp_destroy_envelope(&r->env);
+    free(r);
+}
 
-    pp = &ctx->retries;
 
-    while (*pp != NULL) {
-        r = *pp;
-        if ((consumer && strcmp(r->consumer, consumer) == 0)
-            || (def && r->def == def))
-        {
-            /* still unacked: the broker delivers it again */
-            *pp = r->next;
-            amqp_destroy_envelope(&r->env);
-            free(r->consumer);
-            free(r);
-            continue;
-        }
-        pp = &r->next;
+typedef struct {
+    zmqd_consumer_t  *consumer;
+    zmqd_def_t       *def;
+} zmqd_drop_t;
+
+
+static int
+zmqd_retry_keep(void *item, void *arg)
+{
+    zmqd_retry_t  *r = item;
+    zmqd_drop_t   *drop = arg;
+
+    if (r->consumer == drop->consumer || r->def == drop->def) {
+        /* still unacked: the broker delivers it again */
+        r->consumer->nretries[r->index]--;
+        zmqd_retry_free(r);
+        return 0;
     }
+
+    return 1;
+}
+
+
+/* the retries of a consumer, or of every consumer of a definition */
+static void
+zmqd_drop_retries(zmqd_ctx_t *ctx, zmqd_consumer_t *c, zmqd_def_t *def)
+{
+    zmqd_drop_t  drop;
+
+    drop.consumer = c;
+    drop.def = def;
+    zmqd_heap_filter(&ctx->retries, zmqd_retry_keep, &drop);
 }
 
 
@@ -370,7 +395,7 @@ zmqd_consumer_stop(zmqd_ctx_t *ctx, zmqd_consumer_t *c)
         zmqd_amqp_unlock(c->def->consume);
     }
 
-    zmqd_drop_retries(ctx, c->name, NULL);
+    zmqd_drop_retries(ctx, c, NULL);
     c->running = 0;
     c->nchannels = 0;
 }
@@ -758,29 +783,13 @@ zmqd_flush_all_acks(zmqd_ctx_t *ctx, zmqd_def_t *d)
 }
 
 
-static int
-zmqd_has_retries(zmqd_ctx_t *ctx, zmqd_def_t *d, int channel)
-{
-    zmqd_retry_t  *r;
-
-    for (r = ctx->retries; r != NULL; r = r->next) {
-        if (r->def == d && r->env.channel == channel) {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
 /*
  * A message succeeded. Its ack may wait to be sent together with the
  * next ones (basic.ack with multiple), unless an earlier message of the
  * channel is still unacked for a retry: "multiple" would ack that too.
  */
 static void
-zmqd_ack_done(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
-    amqp_envelope_t *env)
+zmqd_ack_done(zmqd_def_t *d, zmqd_consumer_t *c, amqp_envelope_t *env)
 {
     int  i;
 
@@ -790,7 +799,7 @@ zmqd_ack_done(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
         return;
     }
 
-    if (zmqd_has_retries(ctx, d, env->channel)) {
+    if (c->nretries[i] > 0) {
         zmqd_flush_acks(d, c, i);
         zmqd_amqp_lock(d->consume);
         (void) amqp_basic_ack(d->consume->conn, env->channel,
@@ -964,8 +973,9 @@ static int
 zmqd_failed(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
     amqp_envelope_t *env, int attempts, const char *error, int final)
 {
-    int            max;
+    int            max, i;
     char           id[300], err[512];
+    double         delay;
     json_t        *ch, *retry;
     zmqd_retry_t  *r;
 
@@ -980,29 +990,37 @@ zmqd_failed(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
     zmqd_ack_before(d, c, env->channel);
 
     if (!final && attempts <= max) {
-        r = calloc(1, sizeof(zmqd_retry_t));
+        delay = retry ? zmqd_delay(retry, attempts) : 1.0 * attempts;
+        i = zmqd_channel_index(c, env->channel);
+
+        r = i < 0 ? NULL : calloc(1, sizeof(zmqd_retry_t));
         if (r != NULL) {
-            r->consumer = strdup(c->name);
-        }
-        if (r != NULL && r->consumer == NULL) {
-            free(r);
-            r = NULL;
-        }
-        if (r != NULL) {
+            r->consumer = c;
+            r->index = i;
             r->def = d;
             r->env = *env;
             r->attempts = attempts;
-            r->due = zmqd_now() + (retry ? zmqd_delay(retry, attempts)
-                                         : 1.0 * attempts);
-            snprintf(r->error, sizeof(r->error), "%s", error);
-            r->next = ctx->retries;
-            ctx->retries = r;
 
-            zmqd_log("warn", "channel '%s': message '%s' failed (attempt "
-                     "%d): %s; retrying in %.2f s", c->name, id, attempts,
-                     error, r->due - zmqd_now());
-            return 1;
+            if (zmqd_heap_push(&ctx->retries, zmqd_now() + delay, r) == 0) {
+                c->nretries[i]++;
+                zmqd_log("warn", "channel '%s': message '%s' failed "
+                         "(attempt %d): %s; retrying in %.2f s", c->name,
+                         id, attempts, error, delay);
+                return 1;
+            }
+
+            free(r);
         }
+
+        /* cannot hold it: back to the queue, never dropped */
+        zmqd_amqp_lock(d->consume);
+        (void) amqp_basic_nack(d->consume->conn, env->channel,
+                               env->delivery_tag, 0, 1);
+        zmqd_amqp_unlock(d->consume);
+        zmqd_log("error", "channel '%s': message '%s' failed (attempt %d): "
+                 "%s; out of memory for a retry: requeued", c->name, id,
+                 attempts, error);
+        return 0;
     }
 
     if (strcmp(json_string_value(json_object_get(ch, "ack_mode")), "reject")
@@ -1075,7 +1093,7 @@ zmqd_attempt(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
                            rc == ZMQD_PERMANENT);
     }
 
-    zmqd_ack_done(ctx, d, c, env);
+    zmqd_ack_done(d, c, env);
     ctx->done++;
 
     if (ctx->verbose) {
@@ -1092,39 +1110,23 @@ static void
 zmqd_run_retries(zmqd_ctx_t *ctx)
 {
     double            now;
-    zmqd_retry_t    **pp, *r;
+    zmqd_retry_t     *r;
     zmqd_consumer_t  *c;
-    int               i;
 
     now = zmqd_now();
-    pp = &ctx->retries;
 
-    while (*pp != NULL) {
-        r = *pp;
+    /* only what is due: O(log n) each, however many are held */
+    while ((r = zmqd_heap_pop_due(&ctx->retries, now)) != NULL) {
+        c = r->consumer;
+        c->nretries[r->index]--;
 
-        if (r->due > now) {
-            pp = &r->next;
-            continue;
-        }
-
-        *pp = r->next;
-
-        c = NULL;
-        for (i = 0; i < ctx->nconsumers; i++) {
-            if (strcmp(ctx->consumers[i]->name, r->consumer) == 0) {
-                c = ctx->consumers[i];
-            }
-        }
-
-        if (c == NULL || !c->running || r->def->consume == NULL
+        if (!c->running || r->def->consume == NULL
             || zmqd_attempt(ctx, r->def, c, &r->env, r->attempts + 1) == 0)
         {
             amqp_destroy_envelope(&r->env);
         }
 
-        free(r->consumer);
         free(r);
-        pp = &ctx->retries;         /* the list may have changed */
     }
 }
 
@@ -1174,13 +1176,27 @@ zmqd_connect(zmqd_ctx_t *ctx, zmqd_def_t *d)
         n = (int) json_integer_value(json_object_get(ch, "consumers"));
         prefetch = (int) json_integer_value(json_object_get(ch,
                                                             "prefetch"));
+
+        /*
+         * What zmqd holds is bounded: prefetch 0 (no limit) would let the
+         * broker push the whole queue into memory while a service fails.
+         */
+        if (prefetch == 0 || prefetch > ZMQD_PREFETCH_MAX) {
+            zmqd_log("warn", "channel '%s': prefetch %d %s; zmqd uses %d",
+                     c->name, prefetch,
+                     prefetch == 0 ? "(no limit) would hold a whole queue in "
+                                     "memory"
+                                   : "is more than zmqd holds",
+                     ZMQD_PREFETCH_MAX);
+            prefetch = ZMQD_PREFETCH_MAX;
+        }
+
         ok = 1;
         c->nchannels = 0;
         memset(c->ndeferred, 0, sizeof(c->ndeferred));
 
         /* acks must go out long before the broker stops at prefetch */
-        c->ack_batch = prefetch == 0 ? ZMQD_ACK_BATCH
-                       : prefetch / 2 < 1 ? 1
+        c->ack_batch = prefetch / 2 < 1 ? 1
                        : prefetch / 2 > ZMQD_ACK_BATCH ? ZMQD_ACK_BATCH
                        : prefetch / 2;
 
@@ -1542,14 +1558,10 @@ main(int argc, char **argv)
              "back to their queues", ctx.done);
 
     /* unacked messages (pending retries too) are requeued on close */
-    while (ctx.retries != NULL) {
-        zmqd_retry_t  *r = ctx.retries;
-
-        ctx.retries = r->next;
-        amqp_destroy_envelope(&r->env);
-        free(r->consumer);
-        free(r);
+    while (ctx.retries.n > 0) {
+        zmqd_retry_free(ctx.retries.a[--ctx.retries.n].item);
     }
+    zmqd_heap_free(&ctx.retries);
 
     for (i = 0; i < ZMQD_DEFS_MAX; i++) {
         if (ctx.defs[i].consume) {

@@ -126,6 +126,27 @@ void zmqd_props_user_id(zmqd_props_t *p, const char *login);
  */
 void zmqd_props_dead_letter(zmqd_props_t *p, const char *login);
 
+/* a min-heap by due time (zmqd_heap.c) */
+typedef struct {
+    double  due;
+    void   *item;
+} zmqd_heap_entry_t;
+
+typedef struct {
+    zmqd_heap_entry_t  *a;
+    size_t              n;
+    size_t              cap;
+} zmqd_heap_t;
+
+/* 0, or -1 when out of memory */
+int zmqd_heap_push(zmqd_heap_t *h, double due, void *item);
+/* the item due first if it is due by now, taken out; else NULL */
+void *zmqd_heap_pop_due(zmqd_heap_t *h, double now);
+/* keeps only the items keep() says yes to (O(n)) */
+void zmqd_heap_filter(zmqd_heap_t *h, int (*keep)(void *item, void *arg),
+    void *arg);
+void zmqd_heap_free(zmqd_heap_t *h);
+
 /*
  * services: 0 on success, -1 with err filled (retried per the channel's
  * policy), ZMQD_PERMANENT with err filled when the message itself is at

@@ -1,0 +1,82 @@
+"""What zmqd holds is bounded: prefetch 0 does not pull a whole queue into
+memory while a service fails, and many held retries still come back in
+due order."""
+
+import threading
+import time
+
+import pika
+
+from test_zmqd import (assert_acked, broker_counts, config, http_endpoint,  # noqa: F401,E501
+                       publish, wait_for)
+from zmqd_helpers import zmqd  # noqa: F401
+
+
+def publish_many(rabbitmq, queue, n, size=100):
+    conn = rabbitmq.connection()
+    ch = conn.channel()
+    ch.confirm_delivery()
+    pad = b"x" * size
+    for i in range(n):
+        ch.basic_publish("", queue, b"%d " % i + pad,
+                         pika.BasicProperties(delivery_mode=1,
+                                              message_id="m%d" % i))
+    conn.close()
+
+
+def test_prefetch_0_with_a_failing_service_holds_a_bounded_number(
+        rabbitmq, queue, zmqd, http_endpoint):
+    url = "http://127.0.0.1:%d" % http_endpoint.server_address[1]
+    http_endpoint.status = lambda body: 503
+    publish_many(rabbitmq, queue.name, 3000)
+    z = zmqd(config(rabbitmq.port,
+                    [{"name": "in", "queue": queue.name, "service": "hook",
+                      "prefetch": 0,
+                      "retry": {"attempts": 3, "initial_delay": 60000,
+                                "multiplier": 1, "max_delay": 60000}}],
+                    [{"name": "hook", "kind": "http", "outconn": "web"}],
+                    {"http_outconn": [{"name": "web", "url": url}]}))
+    z.wait_log("consuming queue")
+    time.sleep(3)
+    ready, unacked, _ = broker_counts(rabbitmq, queue.name)
+    assert unacked <= 1000, (ready, unacked)
+    assert "prefetch 0 (no limit) would hold a whole queue" in z.text()
+    assert ready + unacked == 3000
+    wait_for(lambda: z.text().count("retrying in") >= 1000, timeout=60)
+    time.sleep(1)
+    ready, unacked, _ = broker_counts(rabbitmq, queue.name)
+    assert unacked == 1000 and ready == 2000, (ready, unacked)
+    assert z.text().count("retrying in") == 1000
+
+
+def test_many_held_retries_come_back_in_due_order(rabbitmq, queue, zmqd,
+                                                  http_endpoint):
+    """500 messages fail once, each with a later retry than the one
+    before: every retry comes back, in the order it was due, and every
+    message is acked."""
+    url = "http://127.0.0.1:%d" % http_endpoint.server_address[1]
+    seen = set()
+    lock = threading.Lock()
+
+    def status(body):
+        with lock:
+            if body in seen:
+                return 200
+            seen.add(body)
+            return 500
+    http_endpoint.status = status
+    n = 500
+    publish_many(rabbitmq, queue.name, n, size=10)
+    z = zmqd(config(rabbitmq.port,
+                    [{"name": "in", "queue": queue.name, "service": "hook",
+                      "prefetch": 1000,
+                      "retry": {"attempts": 1, "initial_delay": 5000,
+                                "multiplier": 1, "max_delay": 5000}}],
+                    [{"name": "hook", "kind": "http", "outconn": "web"}],
+                    {"http_outconn": [{"name": "web", "url": url}]}))
+    wait_for(lambda: len(http_endpoint.requests) == 2 * n, timeout=60)
+    first = [b for _, b in http_endpoint.requests[:n]]
+    again = [b for _, b in http_endpoint.requests[n:]]
+    assert again == first
+    assert z.text().count("after a retry") == n
+    assert_acked(rabbitmq, queue.name)
