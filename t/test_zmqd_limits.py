@@ -1,7 +1,9 @@
-"""What zmqd holds is bounded: prefetch 0 does not pull a whole queue into
-memory while a service fails, and many held retries still come back in
-due order."""
+"""What zmqd holds is bounded, and what it has done is never lost to a
+change: prefetch 0 does not pull a whole queue into memory while a service
+fails, many held retries still come back in due order, and a change to a
+definition sends the acks that wait before the connection is closed."""
 
+import json
 import threading
 import time
 
@@ -80,3 +82,50 @@ def test_many_held_retries_come_back_in_due_order(rabbitmq, queue, zmqd,
     assert again == first
     assert z.text().count("after a retry") == n
     assert_acked(rabbitmq, queue.name)
+
+
+def test_a_definition_change_sends_the_acks_that_wait(
+        rabbitmq, queue, zmqd, zmqctl, redis_store, tmp_path):
+    """Messages done but not yet acked (acks go out in batches) are acked
+    before a changed definition closes the connection: none is delivered
+    twice."""
+    doc = config(rabbitmq.port,
+                 [{"name": "in", "queue": queue.name, "service": "st",
+                   "prefetch": 100}],
+                 [{"name": "st", "kind": "redis", "key": "ids"}])
+    z = zmqd(doc)
+    z.wait_log("consuming queue")
+    stop = threading.Event()
+    sent = [0]
+
+    def load():
+        conn = rabbitmq.connection()
+        ch = conn.channel()
+        while not stop.is_set():
+            ch.basic_publish("", queue.name, b"%d" % sent[0],
+                             pika.BasicProperties(delivery_mode=1))
+            sent[0] += 1
+        conn.close()
+
+    t = threading.Thread(target=load)
+    t.start()
+    try:
+        for hb in (11, 12, 13, 14):
+            time.sleep(0.7)
+            doc["amqp_def"][0]["heartbeat"] = hb
+            p = tmp_path / ("def%d.json" % hb)
+            p.write_text(json.dumps(doc))
+            zmqctl("import", "--replace", p, check=0)
+            z.wait_log("its definition changed", count=hb - 10)
+            z.wait_log("connected to", count=hb - 9)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        t.join()
+    r = redis_store.client()
+    wait_for(lambda: r.llen("ids") >= sent[0], timeout=60)
+    assert_acked(rabbitmq, queue.name)
+    got = r.lrange("ids", 0, -1)
+    assert len(set(got)) == sent[0]
+    dups = len(got) - len(set(got))
+    assert dups == 0, "%d of %d delivered twice" % (dups, sent[0])

@@ -465,6 +465,8 @@ zmqd_apply(zmqd_ctx_t *ctx, zgw_config_t *cfg)
             || strcmp(fp, d->fingerprint) != 0)
         {
             if (d->consume != NULL) {
+                /* a healthy connection: what is done is acked first */
+                zmqd_flush_all_acks(ctx, d);
                 zmqd_def_down(ctx, d, "its definition changed");
                 d->next_attempt = 0;
                 d->backoff = 0.1;
