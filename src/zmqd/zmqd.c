@@ -20,8 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,7 +32,6 @@
 
 #define ZMQD_CHANNELS_MAX   64
 #define ZMQD_DEFS_MAX       32
-#define ZMQD_POLL_MS        500
 #define ZMQD_ACK_BATCH      64
 /* the most messages one AMQP channel of a consumer holds (prefetch) */
 #define ZMQD_PREFETCH_MAX   1000
@@ -93,11 +90,7 @@ struct zmqd_ctx_s {
     zgw_key_t          key;
     int                has_key;
     zgw_config_t      *cfg;
-    zgw_store_t       *store;
-    double             next_poll;
-    time_t             file_mtime;
-    int                regressed;     /* the store is below what runs */
-    long long          store_version; /* then: its version */
+    zmqd_follower_t    follow;
     zmqd_def_t         defs[ZMQD_DEFS_MAX];
     zmqd_consumer_t   *consumers[256];
     int                nconsumers;
@@ -249,66 +242,6 @@ zmqd_publisher_failed(zmqd_ctx_t *ctx, const char *name)
 
 
 /* ------------------------------------------------------- configuration */
-
-
-static zgw_config_t *
-zmqd_load(zmqd_ctx_t *ctx, int quiet)
-{
-    size_t         i;
-    struct stat    st;
-    zgw_errors_t   errs;
-    zgw_config_t  *cfg;
-
-    cfg = zgw_config_new();
-    if (cfg == NULL) {
-        return NULL;
-    }
-
-    zgw_errors_init(&errs);
-
-    if (strncmp(ctx->source, "file:", 5) == 0) {
-        if (stat(ctx->source + 5, &st) == 0) {
-            ctx->file_mtime = st.st_mtime;
-        }
-        if (zgw_config_load_file(cfg, ctx->source + 5, 0, &errs) != ZGW_OK)
-        {
-            goto failed;
-        }
-
-    } else {
-        if (ctx->store == NULL) {
-            ctx->store = zgw_store_connect(ctx->redis_url, ZMQD_TIMEOUT_MS,
-                                           &errs);
-            if (ctx->store == NULL) {
-                goto failed;
-            }
-        }
-
-        if (zgw_store_load(ctx->store, cfg, &errs) != ZGW_OK
-            || zgw_config_check_refs(cfg, &errs) != ZGW_OK)
-        {
-            if (errs.n && strncmp(errs.msgs[0], "redis ", 6) == 0) {
-                zgw_store_close(ctx->store);
-                ctx->store = NULL;
-            }
-            goto failed;
-        }
-    }
-
-    zgw_errors_free(&errs);
-    return cfg;
-
-failed:
-
-    for (i = 0; i < errs.n && !quiet; i++) {
-        zmqd_log("error", "configuration from %s refused: %s", ctx->source,
-                 errs.msgs[i]);
-    }
-
-    zgw_errors_free(&errs);
-    zgw_config_free(cfg);
-    return NULL;
-}
 
 
 static char *
@@ -604,101 +537,6 @@ zmqd_apply(zmqd_ctx_t *ctx, zgw_config_t *cfg)
 
 
 /*
- * The store is at a version lower than the one running: it lost its data
- * (a restart without persistence, FLUSHALL, an empty replica, an old
- * backup) far more likely than someone emptied it, which 'zmqctl wipe'
- * does at a higher version. Keep running; say it once per store version.
- */
-static void
-zmqd_regressed(zmqd_ctx_t *ctx, long long store)
-{
-    if (!ctx->regressed || ctx->store_version != store) {
-        zmqd_log("warn", "configuration store %s is regressed: at version "
-                 "%lld, lower than version %lld that zmqd runs; keeping "
-                 "version %lld and following on. Redis lost its data? "
-                 "Bring it back with 'zmqctl restore' (from a gateway's "
-                 "cache or an export); 'zmqctl wipe' empties it on purpose",
-                 ctx->source, store, ctx->cfg->version, ctx->cfg->version);
-    }
-
-    ctx->regressed = 1;
-    ctx->store_version = store;
-}
-
-
-static void
-zmqd_follow(zmqd_ctx_t *ctx)
-{
-    int            redis;
-    long long      version;
-    struct stat    st;
-    zgw_errors_t   errs;
-    zgw_config_t  *cfg;
-
-    redis = strncmp(ctx->source, "file:", 5) != 0;
-
-    if (!redis) {
-        if (!zmqd_reload
-            && (stat(ctx->source + 5, &st) != 0
-                || st.st_mtime == ctx->file_mtime))
-        {
-            return;
-        }
-
-    } else if (!zmqd_reload) {
-        zgw_errors_init(&errs);
-
-        if (ctx->store == NULL
-            || zgw_store_version(ctx->store, &version, &errs) != ZGW_OK)
-        {
-            if (ctx->store != NULL) {
-                zmqd_log("warn", "redis: %s; running on configuration "
-                         "version %lld", zgw_errors_first(&errs),
-                         ctx->cfg->version);
-                zgw_store_close(ctx->store);
-                ctx->store = NULL;
-            }
-            zgw_errors_free(&errs);
-            version = -1;           /* reconnect and reload */
-
-        } else {
-            zgw_errors_free(&errs);
-            if (version == ctx->cfg->version) {
-                return;
-            }
-
-            if (version < ctx->cfg->version) {
-                zmqd_regressed(ctx, version);
-                return;
-            }
-        }
-    }
-
-    zmqd_reload = 0;
-
-    cfg = zmqd_load(ctx, ctx->store == NULL);
-    if (cfg == NULL) {
-        return;
-    }
-
-    if (redis && cfg->version < ctx->cfg->version) {
-        zmqd_regressed(ctx, cfg->version);
-        zgw_config_free(cfg);
-        return;
-    }
-
-    if (ctx->regressed) {
-        zmqd_log("warn", "configuration store %s is at version %lld again "
-                 "(running %lld): following it", ctx->source, cfg->version,
-                 ctx->cfg->version);
-        ctx->regressed = 0;
-    }
-
-    zmqd_apply(ctx, cfg);
-}
-
-
-/*
  * A new worker of --workers: the configuration as it is now. The one the
  * master loaded (cfg) is only the fallback while the store cannot be read,
  * and it wins over a store below it (regressed).
@@ -711,7 +549,7 @@ zmqd_fresh(zmqd_ctx_t *ctx, zgw_config_t *cfg)
 
     redis = strncmp(ctx->source, "file:", 5) != 0;
 
-    now = zmqd_load(ctx, 0);
+    now = zmqd_follow_load(&ctx->follow, 0);
     if (now == NULL) {
         zmqd_log("warn", "starting on configuration version %lld, loaded "
                  "by the master; following %s", cfg->version, ctx->source);
@@ -1477,7 +1315,9 @@ main(int argc, char **argv)
         ctx.has_key = 1;
     }
 
-    cfg = zmqd_load(&ctx, 0);
+    ctx.follow.source = ctx.source;
+
+    cfg = zmqd_follow_load(&ctx.follow, 0);
     if (cfg == NULL) {
         return 1;
     }
@@ -1487,6 +1327,7 @@ main(int argc, char **argv)
                zgw_config_total(cfg),
                zgw_config_count(cfg, ZGW_KIND_AMQP_CHANNEL));
         zgw_config_free(cfg);
+        zgw_store_close(ctx.follow.store);
         return 0;
     }
 
@@ -1495,8 +1336,8 @@ main(int argc, char **argv)
 
     if (workers > 1) {
         /* each worker makes its own connections, Redis's included */
-        zgw_store_close(ctx.store);
-        ctx.store = NULL;
+        zgw_store_close(ctx.follow.store);
+        ctx.follow.store = NULL;
 
         rc = zmqd_master(workers, zmqd_signals, &in_worker);
         if (!in_worker) {
@@ -1524,15 +1365,28 @@ main(int argc, char **argv)
 
     ctx.cfg = zgw_config_new();
     zmqd_apply(&ctx, cfg);
-    ctx.next_poll = zmqd_now() + ZMQD_POLL_MS / 1000.0;
+
+    if (zmqd_follow_start(&ctx.follow, ctx.cfg->version, err, sizeof(err))
+        != 0)
+    {
+        zmqd_log("error", "%s", err);
+        zmqd_heartbeat_stop();
+        return 1;
+    }
 
     zmqd_log("info", "started with configuration version %lld from %s",
              ctx.cfg->version, ctx.source);
 
     while (!zmqd_stop) {
-        if (zmqd_reload || zmqd_now() >= ctx.next_poll) {
-            zmqd_follow(&ctx);
-            ctx.next_poll = zmqd_now() + ZMQD_POLL_MS / 1000.0;
+        if (zmqd_reload) {
+            zmqd_reload = 0;
+            zmqd_follow_reload(&ctx.follow);
+        }
+
+        /* followed on its own thread: a hanging Redis never stalls this */
+        cfg = zmqd_follow_take(&ctx.follow);
+        if (cfg != NULL) {
+            zmqd_apply(&ctx, cfg);
         }
 
         zmqd_run_retries(&ctx);
@@ -1581,9 +1435,12 @@ main(int argc, char **argv)
         zmqd_consumer_free(ctx.consumers[i]);
     }
 
+    if (zmqd_follow_stop(&ctx.follow) != 0) {
+        zmqd_log("warn", "the configuration thread is still waiting for %s; "
+                 "exiting without it", ctx.source);
+    }
     zmqd_heartbeat_stop();
     zmqd_services_reset();
-    zgw_store_close(ctx.store);
     zgw_config_free(ctx.cfg);
     curl_global_cleanup();
     return 0;

@@ -20,6 +20,7 @@
 
 #include "zgw_crypto.h"
 #include "zgw_model.h"
+#include "zgw_store.h"
 
 
 #define ZMQD_TIMEOUT_MS     5000
@@ -125,6 +126,37 @@ void zmqd_props_user_id(zmqd_props_t *p, const char *login);
  * expiration), the user_id rule (2 headers)
  */
 void zmqd_props_dead_letter(zmqd_props_t *p, const char *login);
+
+/* the configuration's source, followed on a thread (zmqd_follow.c) */
+typedef struct {
+    const char        *source;       /* redis://... or file:PATH */
+    zgw_store_t       *store;
+    time_t             file_mtime;
+    long long          version;      /* what runs (handed to the loop) */
+    int                regressed;    /* the store is below what runs */
+    long long          store_version; /* then: its version */
+
+    pthread_t          thread;
+    pthread_mutex_t    lock;
+    pthread_cond_t     cond;
+    zgw_config_t      *slot;         /* for the loop to take */
+    int                reload;
+    int                stop;
+    int                done;
+    int                running;
+} zmqd_follower_t;
+
+/* the whole configuration now (before the thread runs); NULL logged */
+zgw_config_t *zmqd_follow_load(zmqd_follower_t *f, int quiet);
+/* follows from version on, every 0.5 s or when asked */
+int zmqd_follow_start(zmqd_follower_t *f, long long version, char *err,
+    size_t errlen);
+/* SIGHUP: read the source now */
+void zmqd_follow_reload(zmqd_follower_t *f);
+/* a new configuration to apply, or NULL; the caller owns it */
+zgw_config_t *zmqd_follow_take(zmqd_follower_t *f);
+/* 0 when stopped, -1 when still inside a call after 1 s */
+int zmqd_follow_stop(zmqd_follower_t *f);
 
 /* a min-heap by due time (zmqd_heap.c) */
 typedef struct {
