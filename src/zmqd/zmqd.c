@@ -108,14 +108,21 @@ static volatile sig_atomic_t  zmqd_stop;
 static volatile sig_atomic_t  zmqd_reload;
 
 
+/*
+ * One line on stderr. Values in a line come from messages and the
+ * configuration (a message_id, a queue name, an error text): a control
+ * byte in them is written as \xNN, so that no value can end the line and
+ * forge the next one.
+ */
 void
 zmqd_log(const char *level, const char *fmt, ...)
 {
-    int         n, m;
-    char        line[2048], ts[32];
-    time_t      now;
-    va_list     ap;
-    struct tm   tm;
+    int            n, m, i;
+    char           line[2048], msg[1536], ts[32];
+    time_t         now;
+    va_list        ap;
+    struct tm      tm;
+    unsigned char  c;
 
     now = time(NULL);
     gmtime_r(&now, &tm);
@@ -125,11 +132,24 @@ zmqd_log(const char *level, const char *fmt, ...)
                  level);
 
     va_start(ap, fmt);
-    m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+    m = vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
 
-    n += m < 0 ? 0 : (m < (int) (sizeof(line) - n - 1)
-                      ? m : (int) (sizeof(line) - n - 2));
+    if (m < 0) {
+        m = 0;
+    } else if (m >= (int) sizeof(msg)) {
+        m = (int) sizeof(msg) - 1;
+    }
+
+    for (i = 0; i < m && n < (int) sizeof(line) - 5; i++) {
+        c = (unsigned char) msg[i];
+        if (c < 0x20 || c == 0x7f) {
+            n += snprintf(line + n, sizeof(line) - n, "\\x%02x", c);
+        } else {
+            line[n++] = (char) c;
+        }
+    }
+
     line[n++] = '\n';
 
     /* one write per line: the workers of one master share the log */
