@@ -4,8 +4,10 @@
 #   make         build build/ngx_http_zmq_module.so and build/zmqctl
 #   make run     deps + build, start Redis, RabbitMQ and NGINX with the demo
 #   make stop    stop what 'make run' started
-#   make test    unit tests (cmocka) and integration tests (pytest)
+#   make test    test packages (deps-test), unit tests (cmocka), integration
+#                tests (pytest), the same under ASan, each fuzz target 20 s
 #   make asan    unit, zmqctl and zmqd tests under AddressSanitizer
+#   make fuzz    every libFuzzer target (t/fuzz) for FUZZ_SECONDS (300)
 #   make clean
 
 SHELL       := /bin/bash
@@ -28,9 +30,8 @@ MODULE_SRCS := config $(wildcard ngx_zmq_module/*.c ngx_zmq_module/*.h)
 
 UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/t/%,$(wildcard t/unit/test_*.c))
 
-.PHONY: all module tools deps run stop test unit integration asan clean \
-        asan-nginx \
-        format bench
+.PHONY: all module tools deps deps-test run stop test unit integration \
+        asan clean asan-nginx fuzz fuzz-build fuzz-test format bench
 
 all: module tools
 
@@ -40,6 +41,10 @@ module: $(BUILD)/ngx_http_zmq_module.so
 
 deps:
 	@scripts/deps.sh
+
+# what only the tests need (clang and its libFuzzer/sanitizer runtimes)
+deps-test:
+	@scripts/deps.sh test
 
 # NGINX's configure writes into its source tree, so configure a private
 # copy of Debian's nginx-dev tree, with Debian's exact flags (--with-compat
@@ -88,7 +93,7 @@ integration: all
 	ZMQ_BUILD=$(BUILD) $(PYTHON) -m pytest -q -p no:cacheprovider \
 	    $(PYTEST_ARGS) t/
 
-test: all unit integration asan asan-nginx
+test: deps-test all unit integration asan asan-nginx fuzz-test
 
 asan:
 	$(MAKE) BUILD=$(BUILD)/asan OPT="-O1 -g -fsanitize=address,undefined \
@@ -120,6 +125,64 @@ asan-nginx: all
 	ZMQ_ASAN_PRELOAD=$$(gcc -print-file-name=libasan.so) \
 	    $(PYTHON) -m pytest -q -p no:cacheprovider t/test_module.py \
 	    t/test_publish.py t/test_publish_faults.py t/test_live_config.py
+
+# ------------------------------------------------------------------ fuzzing
+# libFuzzer targets (t/fuzz/fuzz_*.c) with ASan and UBSan. Those on
+# src/core alone are programs; those that need NGINX are dynamic modules
+# of Debian's nginx in which libFuzzer runs (t/fuzz/ngx_fuzz.h says why
+# and how). t/fuzz/run.sh runs one; seeds in t/fuzz/corpus/<target>.
+FUZZ_CC      := clang
+FUZZ_SECONDS ?= 300
+FUZZ         := $(BUILD)/fuzz
+FUZZ_CORE    := model snapshot redis_url hostport
+FUZZ_NGX     := amqp redis props router body
+FUZZ_TARGETS := $(FUZZ_CORE) $(FUZZ_NGX)
+FUZZ_BINS    := $(FUZZ_CORE:%=$(FUZZ)/fuzz_%) $(FUZZ_NGX:%=$(FUZZ)/ngx_fuzz_%.so)
+FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer -std=gnu11 -Isrc/core \
+                -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+                -Wall -Wextra -Wno-unused-parameter \
+                -Wno-missing-field-initializers
+FUZZ_NGX_INC := $(addprefix -I$(BUILD)/nginx-src/src/,core event \
+                event/modules os/unix http http/modules http/v2) \
+                -I$(BUILD)/nginx -Ingx_zmq_module -It/fuzz
+FUZZ_OBJS    := $(patsubst %.c,$(FUZZ)/obj/%.o,$(CORE_SRCS) \
+                $(wildcard ngx_zmq_module/*.c))
+MODULE_HDRS  := $(wildcard ngx_zmq_module/*.h)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	@rc=0; for t in $(FUZZ_TARGETS); do \
+	    t/fuzz/run.sh $(BUILD) $$t $(FUZZ_SECONDS) || rc=1; \
+	done; exit $$rc
+
+fuzz-test:
+	$(MAKE) fuzz FUZZ_SECONDS=20
+
+$(FUZZ)/fuzz_%: t/fuzz/fuzz_%.c $(CORE_SRCS) $(CORE_HDRS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(CORE_SRCS) -o $@ \
+	    $(LIBS)
+
+# the module and src/core, instrumented, for the NGINX-hosted targets; a
+# target includes the file it tests, so the archive's copy is not linked
+$(FUZZ)/obj/%.o: %.c $(CORE_HDRS) $(MODULE_HDRS) $(BUILD)/nginx/Makefile
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fPIC -fsanitize=fuzzer-no-link \
+	    $(FUZZ_NGX_INC) -c $< -o $@
+
+$(FUZZ)/libzmq.a: $(FUZZ_OBJS)
+	rm -f $@ && ar rcs $@ $^
+
+# -Bsymbolic: coverage and comparison hooks bind to this module's
+# libFuzzer, not to the no-op defaults of the preloaded ASan runtime
+$(FUZZ)/ngx_fuzz_%.so: t/fuzz/fuzz_%.c t/fuzz/ngx_fuzz.c t/fuzz/ngx_fuzz.h \
+                       $(FUZZ)/libzmq.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fPIC -fsanitize=fuzzer-no-link \
+	    -shared-libsan $(FUZZ_NGX_INC) -shared -Wl,-Bsymbolic \
+	    $< t/fuzz/ngx_fuzz.c $(FUZZ)/libzmq.a -Wl,--whole-archive \
+	    $$($(FUZZ_CC) -print-runtime-dir)/libclang_rt.fuzzer_no_main-x86_64.a \
+	    -Wl,--no-whole-archive -lstdc++ $(LIBS) -lrabbitmq -o $@
 
 run: deps all
 	@scripts/run.sh

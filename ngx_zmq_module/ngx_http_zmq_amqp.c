@@ -118,6 +118,7 @@ static void ngx_http_zmq_amqp_check_retired(ngx_http_zmq_amqp_conn_t *conn);
 
 static ngx_queue_t   ngx_http_zmq_amqp_all;
 static ngx_uint_t    ngx_http_zmq_amqp_inited;
+static ngx_uint_t    ngx_http_zmq_amqp_generation;  /* connections opened */
 static ngx_msec_t    ngx_http_zmq_amqp_connect_timeout = 5000;
 static size_t        ngx_http_zmq_amqp_buffer_limit = 16 * 1024 * 1024;
 
@@ -240,6 +241,7 @@ ngx_http_zmq_amqp_open(ngx_http_zmq_outconn_conf_t *src,
     conn->stats = stats ? stats : &conn->local_stats;
     conn->stats->pid = ngx_pid;
     conn->stats->used = 1;
+    conn->stats->generation = ++ngx_http_zmq_amqp_generation;
     ngx_cpystrn(conn->stats->name, oc->name.data,
                 ngx_min(oc->name.len + 1, NGX_HTTP_ZMQ_NAME_LEN));
 

@@ -38,7 +38,8 @@ typedef enum {
 } ngx_http_zmq_pub_result_e;
 
 
-#define NGX_HTTP_ZMQ_NAME_LEN        64
+/* holds any name the model accepts (ZGW_NAME_MAX) and its NUL, whole */
+#define NGX_HTTP_ZMQ_NAME_LEN        256
 
 
 /* per worker and outgoing connection; kept in shared memory for status */
@@ -46,6 +47,7 @@ typedef struct {
     u_char                       name[NGX_HTTP_ZMQ_NAME_LEN];
     ngx_atomic_t                 used;
     ngx_atomic_t                 draining;
+    ngx_atomic_t                 generation;   /* the worker's n-th open */
     ngx_atomic_t                 pid;
     ngx_atomic_t                 state;
     ngx_atomic_t                 inflight;

@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 
+#include "zgw_hostport.h"
 #include "ngx_http_zmq_module.h"
 #include "ngx_http_zmq_follow.h"
 
@@ -88,7 +89,7 @@ ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_zmq_main_conf_t *zmcf = conf;
 
-    char                *path;
+    char                *path, shown[ZGW_URL_SHOW_MAX];
     size_t               i;
     ngx_url_t            u;
     ngx_str_t           *value, url;
@@ -132,24 +133,47 @@ ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         ngx_memcpy(path, value[1].data, value[1].len);
         path[value[1].len] = '\0';
 
+        /* status and every log line show the source without a password */
+        zmcf->source.data = ngx_pnalloc(cf->pool, ZGW_URL_SHOW_MAX);
+        if (zmcf->source.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        zgw_url_redact(path, (char *) zmcf->source.data, ZGW_URL_SHOW_MAX);
+        zmcf->source.len = ngx_strlen(zmcf->source.data);
+
         if (zgw_redis_addr_parse(&zmcf->redis, path, &errs) != ZGW_OK) {
+            ngx_explicit_memzero(path, value[1].len);
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zmq_config: %s",
                                zgw_errors_first(&errs));
             zgw_errors_free(&errs);
             return NGX_CONF_ERROR;
         }
 
+        ngx_explicit_memzero(path, value[1].len);
+
         /* the Redis host is resolved now, never in a worker */
 
         ngx_memzero(&u, sizeof(ngx_url_t));
-        url.data = (u_char *) zmcf->redis.host;
         url.len = ngx_strlen(zmcf->redis.host);
+        url.data = ngx_pnalloc(cf->pool, url.len + 2);
+        if (url.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_strchr(zmcf->redis.host, ':') != NULL) {
+            /* an IPv6 address, as ngx_parse_url() wants it */
+            url.len = ngx_sprintf(url.data, "[%s]", zmcf->redis.host)
+                      - url.data;
+        } else {
+            ngx_memcpy(url.data, zmcf->redis.host, url.len);
+        }
+
         u.url = url;
         u.default_port = (in_port_t) zmcf->redis.port;
 
         if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "zmq_config \"%V\": %s", &value[1],
+                               "zmq_config \"%V\": %s", &zmcf->source,
                                u.err ? u.err : "cannot resolve the host");
             return NGX_CONF_ERROR;
         }
@@ -160,8 +184,11 @@ ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (value[1].len <= 5 || ngx_strncmp(value[1].data, "file:", 5) != 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "zmq_config \"%V\": expected file:PATH or "
-                           "redis://host:port/db", &value[1]);
+                           "zmq_config \"%s\": expected file:PATH or "
+                           "redis://host:port/db",
+                           zgw_url_redact_len((char *) value[1].data,
+                                              value[1].len, shown,
+                                              sizeof(shown)));
         return NGX_CONF_ERROR;
     }
 
@@ -269,10 +296,12 @@ ngx_http_zmq_resolve(ngx_conf_t *cf, ngx_http_zmq_main_conf_t *zmcf,
 static char *
 ngx_http_zmq_prepare(ngx_conf_t *cf, ngx_http_zmq_main_conf_t *zmcf)
 {
-    char                     *secret, *copy, *colon;
+    char                     *secret;
+    u_char                    who[ZGW_NAME_MAX + 64];
     size_t                    i;
-    json_t                   *def, *h;
-    in_port_t                 port, hport;
+    json_t                   *def, *h, *host;
+    in_port_t                 port;
+    zgw_hostport_t            hp;
     const char               *name;
     zgw_errors_t              errs;
     ngx_http_zmq_runtime_t   *rt;
@@ -281,37 +310,51 @@ ngx_http_zmq_prepare(ngx_conf_t *cf, ngx_http_zmq_main_conf_t *zmcf)
 
     json_object_foreach(zmcf->cfg->objs[ZGW_KIND_AMQP_DEF], name, def) {
         port = (in_port_t) json_integer_value(json_object_get(def, "port"));
+        host = json_object_get(def, "host");
 
-        if (ngx_http_zmq_resolve(cf, zmcf,
-                                 json_string_value(json_object_get(def,
-                                                                   "host")),
-                                 port)
-            != NGX_OK)
+        /* the one host:port parser (validated by the model already) */
+
+        *ngx_snprintf(who, sizeof(who) - 1, "amqp_def '%s': host",
+                      name) = '\0';
+
+        if (zgw_host_parse(&hp, json_string_value(host),
+                           json_string_length(host), (char *) who, &errs)
+            != ZGW_OK)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zmq_config: %s",
+                               zgw_errors_first(&errs));
+            zgw_errors_free(&errs);
+            return NGX_CONF_ERROR;
+        }
+
+        if (hp.kind == ZGW_HOST_IS_NAME
+            && ngx_http_zmq_resolve(cf, zmcf, hp.host, port) != NGX_OK)
         {
             return NGX_CONF_ERROR;
         }
 
         json_array_foreach(json_object_get(def, "hosts"), i, h) {
-            copy = strdup(json_string_value(h));
-            if (copy == NULL) {
-                return NGX_CONF_ERROR;
-            }
+            *ngx_snprintf(who, sizeof(who) - 1, "amqp_def '%s': hosts[%uz]",
+                          name, i) = '\0';
 
-            hport = port;
-            colon = strrchr(copy, ':');
-            if (colon != NULL && strchr(copy, ']') < colon) {
-                *colon = '\0';
-                hport = (in_port_t) atoi(colon + 1);
-            }
-
-            if (copy[0] != '['
-                && ngx_http_zmq_resolve(cf, zmcf, copy, hport) != NGX_OK)
+            if (zgw_hostport_parse(&hp, json_string_value(h),
+                                   json_string_length(h), port, (char *) who,
+                                   &errs)
+                != ZGW_OK)
             {
-                free(copy);
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zmq_config: %s",
+                                   zgw_errors_first(&errs));
+                zgw_errors_free(&errs);
                 return NGX_CONF_ERROR;
             }
 
-            free(copy);
+            if (hp.kind == ZGW_HOST_IS_NAME
+                && ngx_http_zmq_resolve(cf, zmcf, hp.host,
+                                        (in_port_t) hp.port)
+                   != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
         }
 
         /* a sealed password must open with the key, now */

@@ -659,6 +659,7 @@ ngx_http_zmq_follow_start(ngx_http_zmq_follow_conf_t *conf)
 
     ngx_memzero(&rc, sizeof(ngx_http_zmq_redis_conf_t));
     rc.addr = conf->addr;
+    rc.username = conf->username;
     rc.password = conf->password;
     rc.db = conf->db;
     rc.timeout = conf->timeout;

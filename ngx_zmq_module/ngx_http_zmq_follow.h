@@ -16,6 +16,7 @@
 
 typedef struct {
     ngx_addr_t                    *addr;
+    ngx_str_t                      username;      /* ACL user, or empty */
     ngx_str_t                      password;
     ngx_int_t                      db;
     ngx_msec_t                     timeout;       /* per Redis command */

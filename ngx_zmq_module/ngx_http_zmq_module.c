@@ -192,6 +192,10 @@ ngx_module_t  ngx_http_zmq_module = {
 static ngx_int_t
 ngx_http_zmq_postconfiguration(ngx_conf_t *cf)
 {
+    if (ngx_http_zmq_publish_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_zmq_filter_init(cf);
 }
 
@@ -388,16 +392,29 @@ ngx_http_zmq_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               NGX_HTTP_ZMQ_FORMAT_NONE);
     ngx_conf_merge_value(conf->json_errors, prev->json_errors, 0);
 
-    if (conf->service.len || conf->router) {
-        /*
-         * zmq_max_body is the location's client_max_body_size. The body
-         * buffer stays client_body_buffer_size (NGINX's default unless the
-         * operator sets it): a request reserves no more than that while
-         * its body arrives, and a larger body goes to a temporary file,
-         * which the publish reads back.
-         */
-        clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-        clcf->client_max_body_size = conf->max_body;
+    if (!conf->service.len && !conf->router) {
+        return NGX_CONF_OK;
+    }
+
+    /*
+     * The module enforces zmq_max_body itself (Content-Length before the
+     * body is read, the running total while it arrives) and leaves NGINX's
+     * configuration alone: client_max_body_size (NGINX's default 1m unless
+     * the operator sets it) applies too, and may be the smaller limit.
+     */
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->client_max_body_size != 0
+        && clcf->client_max_body_size < (off_t) conf->max_body)
+    {
+        ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                      "location \"%V\": zmq_max_body %uz is larger than "
+                      "client_max_body_size %O, which NGINX applies first: "
+                      "bodies over %O bytes get 413; set "
+                      "client_max_body_size to %uz or 0 there",
+                      &clcf->name, conf->max_body,
+                      clcf->client_max_body_size,
+                      clcf->client_max_body_size, conf->max_body);
     }
 
     return NGX_CONF_OK;
@@ -461,6 +478,8 @@ ngx_http_zmq_init_process(ngx_cycle_t *cycle)
 
     ngx_memzero(&fc, sizeof(ngx_http_zmq_follow_conf_t));
     fc.addr = zmcf->redis_addr;
+    fc.username.data = (u_char *) zmcf->redis.username;
+    fc.username.len = ngx_strlen(zmcf->redis.username);
     fc.password.data = (u_char *) zmcf->redis.password;
     fc.password.len = ngx_strlen(zmcf->redis.password);
     fc.db = zmcf->redis.db;

@@ -28,9 +28,19 @@
 #define NGX_HTTP_ZMQ_SOURCE_REDIS 2
 
 
+/*
+ * zmq_status names each outgoing connection by its whole name, from the
+ * fixed-size field in shared memory: a name cut short could collide.
+ */
+#if (NGX_HTTP_ZMQ_NAME_LEN <= ZGW_NAME_MAX)
+#error "NGX_HTTP_ZMQ_NAME_LEN must hold a name of ZGW_NAME_MAX bytes"
+#endif
+
+
 typedef struct {
     ngx_uint_t                     type;       /* file or redis */
-    ngx_str_t                      source;     /* as written */
+    ngx_str_t                      source;     /* as written, without
+                                                  a password */
     ngx_str_t                      path;       /* the file, resolved */
     ngx_str_t                      key_file;
     zgw_key_t                      key;
@@ -80,6 +90,8 @@ typedef struct {
     ngx_chain_t                   *json;       /* replaces an nginx page */
     ngx_queue_t                    answer;     /* in ngx_http_zmq_answers */
     ngx_http_zmq_pub_result_e      result;
+    off_t                          received;   /* body bytes so far */
+    unsigned                       limit_body:1;  /* count them */
     unsigned                       own:1;      /* a response of ours */
     unsigned                       replaced:1;
     unsigned                       queued:1;   /* waits in the answers */
@@ -98,6 +110,7 @@ char *ngx_http_zmq_conf_init(ngx_conf_t *cf, ngx_http_zmq_main_conf_t *zmcf);
 ngx_int_t ngx_http_zmq_service_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_zmq_router_handler(ngx_http_request_t *r);
 void ngx_http_zmq_publish_init_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_zmq_publish_init(ngx_conf_t *cf);
 
 /* ngx_http_zmq_props.c: request headers to AMQP properties */
 ngx_int_t ngx_http_zmq_properties(ngx_http_request_t *r,

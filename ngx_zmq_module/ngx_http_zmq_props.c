@@ -12,12 +12,18 @@
 
 #include <openssl/rand.h>
 
+#include "zgw_amqp_check.h"
 #include "ngx_http_zmq_module.h"
+
+
+#define NGX_HTTP_ZMQ_HEADER_PREFIX  "X-Zmq-Header-"
 
 
 static ngx_int_t ngx_http_zmq_uuid4(u_char *out);
 static ngx_int_t ngx_http_zmq_short(ngx_str_t *v, amqp_bytes_t *out,
     const char **bad, const char *msg);
+static const char *ngx_http_zmq_bad_header(ngx_http_request_t *r,
+    ngx_str_t *name, const char *why);
 
 
 /*
@@ -64,6 +70,30 @@ ngx_http_zmq_short(ngx_str_t *v, amqp_bytes_t *out, const char **bad,
 }
 
 
+/* "header <name>: <why>" for the answer, the name made printable */
+static const char *
+ngx_http_zmq_bad_header(ngx_http_request_t *r, ngx_str_t *name,
+    const char *why)
+{
+    char     echo[80];
+    u_char  *msg;
+    size_t   len;
+
+    zgw_amqp_echo(echo, sizeof(echo), (char *) name->data, name->len, 64);
+
+    len = sizeof("header : ") + ngx_strlen(echo) + ngx_strlen(why);
+
+    msg = ngx_pnalloc(r->pool, len);
+    if (msg == NULL) {
+        return why;
+    }
+
+    ngx_sprintf(msg, "header %s: %s%Z", echo, why);
+
+    return (const char *) msg;
+}
+
+
 ngx_int_t
 ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
     ngx_http_zmq_outconn_conf_t *oc, amqp_basic_properties_t *props,
@@ -71,7 +101,9 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
 {
     u_char                        *id;
     ngx_int_t                      n;
+    ngx_str_t                      name;
     ngx_uint_t                     i, j, nh;
+    const char                    *why;
     ngx_list_part_t               *part;
     ngx_keyval_t                  *kv;
     ngx_table_elt_t               *h;
@@ -230,13 +262,15 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
                    && ngx_strncasecmp(h[i].key.data, (u_char *) "X-Reply-To",
                                       h[i].key.len) == 0)
         {
-            if (ngx_http_zmq_short(&h[i].value, &props->reply_to, bad,
-                                   "X-Reply-To is longer than 255 bytes")
-                != NGX_OK)
-            {
+            why = zgw_amqp_reply_to_check((char *) h[i].value.data,
+                                          h[i].value.len);
+            if (why != NULL) {
+                *bad = ngx_http_zmq_bad_header(r, &h[i].key, why);
                 return NGX_DECLINED;
             }
             props->_flags |= AMQP_BASIC_REPLY_TO_FLAG;
+            props->reply_to.bytes = h[i].value.data;
+            props->reply_to.len = h[i].value.len;
 
         } else if (h[i].key.len == sizeof("X-Priority") - 1
                    && ngx_strncasecmp(h[i].key.data, (u_char *) "X-Priority",
@@ -255,9 +289,10 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
                                       (u_char *) "X-Expiration",
                                       h[i].key.len) == 0)
         {
-            n = ngx_atoi(h[i].value.data, h[i].value.len);
-            if (n == NGX_ERROR || n > 2147483647) {
-                *bad = "X-Expiration must be a number of milliseconds";
+            why = zgw_amqp_expiration_check((char *) h[i].value.data,
+                                            h[i].value.len, NULL);
+            if (why != NULL) {
+                *bad = ngx_http_zmq_bad_header(r, &h[i].key, why);
                 return NGX_DECLINED;
             }
             props->_flags |= AMQP_BASIC_EXPIRATION_FLAG;
@@ -290,14 +325,31 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
                 return NGX_DECLINED;
             }
 
-        } else if (h[i].key.len > sizeof("X-Zmq-Header-") - 1
+        } else if (h[i].key.len >= sizeof(NGX_HTTP_ZMQ_HEADER_PREFIX) - 1
                    && ngx_strncasecmp(h[i].key.data,
-                                      (u_char *) "X-Zmq-Header-",
-                                      sizeof("X-Zmq-Header-") - 1) == 0)
+                                      (u_char *) NGX_HTTP_ZMQ_HEADER_PREFIX,
+                                      sizeof(NGX_HTTP_ZMQ_HEADER_PREFIX) - 1)
+                      == 0)
         {
-            entries[j].key.bytes = h[i].key.data
-                                   + sizeof("X-Zmq-Header-") - 1;
-            entries[j].key.len = h[i].key.len - (sizeof("X-Zmq-Header-") - 1);
+            /* nothing the broker would close the connection for */
+
+            name.data = h[i].key.data
+                        + sizeof(NGX_HTTP_ZMQ_HEADER_PREFIX) - 1;
+            name.len = h[i].key.len - (sizeof(NGX_HTTP_ZMQ_HEADER_PREFIX) - 1);
+
+            why = zgw_amqp_header_name_check((char *) name.data, name.len);
+            if (why == NULL) {
+                why = zgw_amqp_header_value_check((char *) h[i].value.data,
+                                                  h[i].value.len);
+            }
+
+            if (why != NULL) {
+                *bad = ngx_http_zmq_bad_header(r, &h[i].key, why);
+                return NGX_DECLINED;
+            }
+
+            entries[j].key.bytes = name.data;
+            entries[j].key.len = name.len;
             entries[j].value.kind = AMQP_FIELD_KIND_UTF8;
             entries[j].value.value.bytes.bytes = h[i].value.data;
             entries[j].value.value.bytes.len = h[i].value.len;

@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 
+#include "zgw_amqp_check.h"
 #include "ngx_http_zmq_module.h"
 
 
@@ -49,6 +50,11 @@ static void ngx_http_zmq_publish_done(ngx_http_zmq_pub_t *pub,
 static void ngx_http_zmq_answer_handler(ngx_event_t *ev);
 static void ngx_http_zmq_answer(ngx_http_zmq_ctx_t *ctx);
 static void ngx_http_zmq_request_cleanup(void *data);
+static ngx_int_t ngx_http_zmq_request_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+
+
+static ngx_http_request_body_filter_pt  ngx_http_zmq_next_request_body_filter;
 
 
 static ngx_int_t
@@ -72,6 +78,10 @@ ngx_http_zmq_start(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx)
                                   "the body is larger than the service "
                                   "accepts", 0);
     }
+
+    /* the body filter counts what arrives against ctx->max_body */
+    ctx->received = 0;
+    ctx->limit_body = 1;
 
     rc = ngx_http_read_client_request_body(r, ngx_http_zmq_body_handler);
 
@@ -512,10 +522,12 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
         return;
     }
 
-    if (rk.len > 255) {
+    bad = zgw_amqp_routing_key_check((char *) svc->exchange.data,
+                                     svc->exchange.len, (char *) rk.data,
+                                     rk.len);
+    if (bad != NULL) {
         rc = ngx_http_zmq_error(r, NGX_HTTP_BAD_REQUEST, "bad_routing_key",
-                                "the routing key is longer than 255 bytes",
-                                0);
+                                bad, 0);
         ngx_http_finalize_request(r, rc);
         return;
     }
@@ -598,6 +610,47 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
 
 static ngx_queue_t  ngx_http_zmq_answers;
 static ngx_event_t  ngx_http_zmq_answer_ev;
+
+
+/*
+ * zmq_max_body while the body arrives: a body without Content-Length
+ * (chunked) is refused as soon as it passes the limit, not once it is
+ * read whole. The handler checks Content-Length before reading. NGINX's
+ * own client_max_body_size, whatever the operator made it, applies too.
+ */
+
+static ngx_int_t
+ngx_http_zmq_request_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_chain_t         *cl;
+    ngx_http_zmq_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_zmq_module);
+
+    if (ctx != NULL && ctx->limit_body) {
+        for (cl = in; cl; cl = cl->next) {
+            ctx->received += ngx_buf_size(cl->buf);
+        }
+
+        if (ctx->received > (off_t) ctx->max_body) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "zmq: body larger than %uz bytes", ctx->max_body);
+            return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+        }
+    }
+
+    return ngx_http_zmq_next_request_body_filter(r, in);
+}
+
+
+ngx_int_t
+ngx_http_zmq_publish_init(ngx_conf_t *cf)
+{
+    ngx_http_zmq_next_request_body_filter = ngx_http_top_request_body_filter;
+    ngx_http_top_request_body_filter = ngx_http_zmq_request_body_filter;
+
+    return NGX_OK;
+}
 
 
 void

@@ -410,8 +410,8 @@ static void
 ngx_http_zmq_redis_established(ngx_http_zmq_redis_t *rd)
 {
     u_char       db[NGX_INT_T_LEN];
-    size_t       len[2];
-    const char  *argv[2];
+    size_t       len[3];
+    const char  *argv[3];
 
     rd->ready = 1;
     rd->backoff = NGX_HTTP_ZMQ_REDIS_BACKOFF_MIN;
@@ -425,7 +425,18 @@ ngx_http_zmq_redis_established(ngx_http_zmq_redis_t *rd)
                   "zmq redis %V (%s): connected", &rd->conf.addr->name,
                   rd->conf.name);
 
-    if (rd->conf.password.len) {
+    if (rd->conf.username.len) {
+        /* a Redis 6 ACL user: AUTH user password */
+        argv[0] = "AUTH";
+        len[0] = 4;
+        argv[1] = (char *) rd->conf.username.data;
+        len[1] = rd->conf.username.len;
+        argv[2] = (char *) rd->conf.password.data;
+        len[2] = rd->conf.password.len;
+        (void) ngx_http_zmq_redis_command(rd, 3, argv, len,
+                                          ngx_http_zmq_redis_ignore, "AUTH");
+
+    } else if (rd->conf.password.len) {
         argv[0] = "AUTH";
         len[0] = 4;
         argv[1] = (char *) rd->conf.password.data;

@@ -30,6 +30,7 @@ typedef void (*ngx_http_zmq_redis_event_pt)(ngx_http_zmq_redis_t *rd,
 
 typedef struct {
     ngx_addr_t                    *addr;
+    ngx_str_t                      username;      /* ACL user, or empty */
     ngx_str_t                      password;
     ngx_int_t                      db;
     ngx_msec_t                     timeout;       /* per command */

@@ -10,12 +10,15 @@
 
 #include <jansson.h>
 
+#include "zgw_hostport.h"
 #include "ngx_http_zmq_runtime.h"
 
 
 #define NGX_HTTP_ZMQ_TMPL_LITERAL     0
 #define NGX_HTTP_ZMQ_TMPL_VARIABLE    1
 #define NGX_HTTP_ZMQ_TMPL_PARAM       2
+
+#define NGX_HTTP_ZMQ_SEGS_STACK       64
 
 #define ngx_http_zmq_isword(c)                                               \
     (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z')               \
@@ -218,27 +221,36 @@ ngx_http_zmq_tmpl_eval(ngx_http_request_t *r, ngx_array_t *parts,
  * literal, "localhost", or a name resolved when the configuration was read.
  */
 static ngx_int_t
-ngx_http_zmq_rt_addrs(ngx_pool_t *pool, ngx_array_t *addrs, const char *host,
-    in_port_t port, ngx_array_t *resolved, zgw_errors_t *errs,
+ngx_http_zmq_rt_addrs(ngx_pool_t *pool, ngx_array_t *addrs,
+    zgw_hostport_t *hp, ngx_array_t *resolved, zgw_errors_t *errs,
     ngx_str_t *oc)
 {
     u_char                   *p;
     size_t                    len;
-    ngx_int_t                 rc;
+    in_port_t                 port;
     ngx_uint_t                i, j;
     ngx_addr_t               *a, addr;
+    const char               *host;
     ngx_http_zmq_resolved_t  *res;
 
+    host = hp->host;
     len = ngx_strlen(host);
+    port = (in_port_t) hp->port;
 
-    if (len == 9 && ngx_strcmp(host, "localhost") == 0) {
+    if (hp->kind == ZGW_HOST_IS_NAME && len == 9
+        && ngx_strcmp(host, "localhost") == 0)
+    {
         host = "127.0.0.1";
         len = 9;
     }
 
-    rc = ngx_parse_addr(pool, &addr, (u_char *) host, len);
+    if (hp->kind != ZGW_HOST_IS_NAME || len == 9) {
+        if (ngx_parse_addr(pool, &addr, (u_char *) host, len) != NGX_OK) {
+            zgw_errors_add(errs, "amqp_outconn '%.*s': host '%s' is not an "
+                           "address", (int) oc->len, oc->data, host);
+            return NGX_DECLINED;
+        }
 
-    if (rc == NGX_OK) {
         ngx_inet_set_port(addr.sockaddr, port);
         p = ngx_pnalloc(pool, NGX_SOCKADDR_STRLEN);
         if (p == NULL) {
@@ -286,9 +298,11 @@ ngx_http_zmq_rt_outconn(ngx_http_zmq_runtime_t *rt, zgw_config_t *cfg,
     ngx_log_t *log, zgw_errors_t *errs)
 {
     char                         *secret, *a, *b;
+    char                          where[ZGW_NAME_MAX + 64];
     size_t                        i;
     json_t                       *def, *h;
     in_port_t                     port;
+    zgw_hostport_t                hp;
     ngx_str_t                    *fp;
     ngx_pool_t                   *pool;
     ngx_array_t                   addrs;
@@ -390,44 +404,54 @@ ngx_http_zmq_rt_outconn(ngx_http_zmq_runtime_t *rt, zgw_config_t *cfg,
 
     port = (in_port_t) ngx_http_zmq_rt_int(def, "port", 5672);
 
-    if (ngx_http_zmq_rt_addrs(pool, &addrs,
-                              json_string_value(json_object_get(def, "host")),
-                              port, resolved, errs, &oc->name)
+    /*
+     * The model has validated these; a snapshot written to Redis by other
+     * means may not have been: a bad entry leaves the connection inactive.
+     */
+
+    h = json_object_get(def, "host");
+    *ngx_snprintf((u_char *) where, sizeof(where) - 1, "amqp_def '%V': host",
+                  &oc->def_name) = '\0';
+
+    if (zgw_host_parse(&hp, json_is_string(h) ? json_string_value(h)
+                                              : "127.0.0.1",
+                       json_is_string(h) ? json_string_length(h) : 9,
+                       where, errs)
+        != ZGW_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    hp.port = port;
+
+    if (ngx_http_zmq_rt_addrs(pool, &addrs, &hp, resolved, errs, &oc->name)
         == NGX_ERROR)
     {
         return NGX_ERROR;
     }
 
     json_array_foreach(json_object_get(def, "hosts"), i, h) {
-        char         *copy, *colon;
-        in_port_t     hport;
+        *ngx_snprintf((u_char *) where, sizeof(where) - 1,
+                      "amqp_def '%V': hosts[%uz]", &oc->def_name, i) = '\0';
 
-        copy = strdup(json_string_value(h));
-        if (copy == NULL) {
-            return NGX_ERROR;
+        if (!json_is_string(h)) {
+            zgw_errors_add(errs, "%s is not a string", where);
+            return NGX_DECLINED;
         }
 
-        hport = port;
-        colon = strrchr(copy, ':');
-        if (colon != NULL && strchr(copy, ']') < colon) {
-            *colon = '\0';
-            hport = (in_port_t) atoi(colon + 1);
+        if (zgw_hostport_parse(&hp, json_string_value(h),
+                               json_string_length(h), port, where, errs)
+            != ZGW_OK)
+        {
+            return NGX_DECLINED;
         }
 
-        if (copy[0] == '[') {
-            memmove(copy, copy + 1, strlen(copy));
-            copy[strlen(copy) - 1] = '\0';
-        }
-
-        if (ngx_http_zmq_rt_addrs(pool, &addrs, copy, hport, resolved, errs,
+        if (ngx_http_zmq_rt_addrs(pool, &addrs, &hp, resolved, errs,
                                   &oc->name)
             == NGX_ERROR)
         {
-            free(copy);
             return NGX_ERROR;
         }
-
-        free(copy);
     }
 
     oc->addrs = addrs.elts;
@@ -919,13 +943,61 @@ ngx_http_zmq_route_match(ngx_http_zmq_route_t *route, ngx_str_t *segs,
 }
 
 
+/*
+ * The route and its params as the request keeps them: in r->pool, so that
+ * they outlive the runtime they came from (a configuration applied while
+ * the body is read destroys the runtime's pool).
+ */
+static ngx_http_zmq_route_t *
+ngx_http_zmq_route_copy(ngx_http_request_t *r, ngx_http_zmq_route_t *route,
+    ngx_http_zmq_param_t *params, ngx_uint_t nparams)
+{
+    u_char                *p;
+    ngx_uint_t             i;
+    ngx_http_zmq_route_t  *copy;
+
+    copy = ngx_palloc(r->pool, sizeof(ngx_http_zmq_route_t));
+    if (copy == NULL) {
+        return NULL;
+    }
+
+    *copy = *route;
+    ngx_memzero(&copy->segments, sizeof(ngx_array_t));   /* not kept */
+
+    copy->name.data = ngx_pstrdup(r->pool, &route->name);
+    copy->url_path.data = ngx_pstrdup(r->pool, &route->url_path);
+    copy->service.data = ngx_pstrdup(r->pool, &route->service);
+
+    if ((route->name.len && copy->name.data == NULL)
+        || (route->url_path.len && copy->url_path.data == NULL)
+        || (route->service.len && copy->service.data == NULL))
+    {
+        return NULL;
+    }
+
+    /* the values point into r->uri already; the names into the runtime */
+
+    for (i = 0; i < nparams; i++) {
+        p = ngx_pnalloc(r->pool, params[i].name.len + 1);
+        if (p == NULL) {
+            return NULL;
+        }
+        ngx_memcpy(p, params[i].name.data, params[i].name.len);
+        p[params[i].name.len] = '\0';
+        params[i].name.data = p;
+    }
+
+    return copy;
+}
+
+
 ngx_int_t
 ngx_http_zmq_runtime_route(ngx_http_request_t *r,
     ngx_http_zmq_route_t **found, ngx_http_zmq_param_t *params,
     ngx_uint_t *nparams, ngx_str_t *allow)
 {
     u_char                *p, *end, *start;
-    ngx_str_t              segs[64];
+    ngx_str_t              stack[NGX_HTTP_ZMQ_SEGS_STACK], *segs;
     ngx_uint_t             i, nsegs, pass, methods, n;
     ngx_http_zmq_route_t  *route;
 
@@ -933,11 +1005,34 @@ ngx_http_zmq_runtime_route(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
+    /*
+     * Every segment of the path, however many: a path is never cut short,
+     * so an exact route matches only a path of exactly its segments.
+     */
+
     nsegs = 0;
     p = r->uri.data;
     end = p + r->uri.len;
 
-    while (p < end && nsegs < 64) {
+    for ( /* void */ ; p < end; p++) {
+        if (*p != '/' && (p == r->uri.data || p[-1] == '/')) {
+            nsegs++;
+        }
+    }
+
+    segs = stack;
+
+    if (nsegs > NGX_HTTP_ZMQ_SEGS_STACK) {
+        segs = ngx_palloc(r->pool, nsegs * sizeof(ngx_str_t));
+        if (segs == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    nsegs = 0;
+    p = r->uri.data;
+
+    while (p < end) {
         while (p < end && *p == '/') {
             p++;
         }
@@ -982,7 +1077,10 @@ ngx_http_zmq_runtime_route(ngx_http_request_t *r,
             }
 
             if (route[i].method == 0 || route[i].method == r->method) {
-                *found = &route[i];
+                *found = ngx_http_zmq_route_copy(r, &route[i], params, n);
+                if (*found == NULL) {
+                    return NGX_ERROR;
+                }
                 *nparams = n;
                 return NGX_OK;
             }

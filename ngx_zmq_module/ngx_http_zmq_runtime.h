@@ -25,7 +25,7 @@
 
 
 #define NGX_HTTP_ZMQ_OUTCONNS_MAX     64
-#define NGX_HTTP_ZMQ_PARAMS_MAX       16
+#define NGX_HTTP_ZMQ_PARAMS_MAX       ZGW_ROUTE_PARAMS_MAX
 
 #define NGX_HTTP_ZMQ_SRC_NONE         0
 #define NGX_HTTP_ZMQ_SRC_LOADED       1     /* file, or Redis connected */
@@ -123,7 +123,10 @@ ngx_http_zmq_outconn_conf_t *ngx_http_zmq_runtime_outconn(ngx_str_t *name);
 /*
  * The route for uri and method: NGX_OK (route and params set),
  * NGX_DECLINED (no path matches), NGX_HTTP_NOT_ALLOWED (the path matches
- * but not the method; allow lists the methods that would).
+ * but not the method; allow lists the methods that would), NGX_ERROR.
+ * The route (without its segments) and the params' names are copies in
+ * r->pool and the params' values point into r->uri: all stay valid for the
+ * request's life, across any configuration applied meanwhile.
  */
 ngx_int_t ngx_http_zmq_runtime_route(ngx_http_request_t *r,
     ngx_http_zmq_route_t **route, ngx_http_zmq_param_t *params,

@@ -15,24 +15,47 @@
 #include "ngx_http_zmq_module.h"
 
 
-static char *ngx_http_zmq_draining_name(ngx_http_request_t *r,
+static char *ngx_http_zmq_outconn_name(ngx_http_request_t *r,
     ngx_http_zmq_amqp_stats_t *st);
 static const char *ngx_http_zmq_source_state(ngx_uint_t state);
 
 
+/*
+ * The key of an outgoing connection in status: its whole name (the field
+ * in shared memory holds any name the model accepts), copied, bounded by
+ * the field, since another worker may rewrite the slot meanwhile. A
+ * replaced connection that still drains its confirms shares its name with
+ * the connection that replaced it: "<name> (draining, generation N)", N
+ * the worker's count of connections opened when this one was. Stable
+ * while it drains, never reused in the worker, and no address.
+ */
+
 static char *
-ngx_http_zmq_draining_name(ngx_http_request_t *r,
+ngx_http_zmq_outconn_name(ngx_http_request_t *r,
     ngx_http_zmq_amqp_stats_t *st)
 {
     u_char  *p;
+    size_t   len;
 
-    p = ngx_pnalloc(r->pool, NGX_HTTP_ZMQ_NAME_LEN + 32);
+    len = NGX_HTTP_ZMQ_NAME_LEN + sizeof(" (draining, generation )") - 1
+          + NGX_ATOMIC_T_LEN + 1;
+
+    p = ngx_pnalloc(r->pool, len);
     if (p == NULL) {
-        return (char *) st->name;
+        return NULL;
     }
 
-    ngx_snprintf(p, NGX_HTTP_ZMQ_NAME_LEN + 32, "%s (draining %p)%Z",
-                 st->name, st);
+    if (st->draining) {
+        ngx_snprintf(p, len, "%*s (draining, generation %uA)%Z",
+                     ngx_strnlen(st->name, NGX_HTTP_ZMQ_NAME_LEN - 1),
+                     st->name, st->generation);
+
+    } else {
+        ngx_snprintf(p, len, "%*s%Z",
+                     ngx_strnlen(st->name, NGX_HTTP_ZMQ_NAME_LEN - 1),
+                     st->name);
+    }
+
     return (char *) p;
 }
 
@@ -59,7 +82,7 @@ ngx_int_t
 ngx_http_zmq_status_handler(ngx_http_request_t *r)
 {
     int                            k;
-    char                          *text;
+    char                          *text, *name;
     u_char                        *body;
     size_t                         len;
     json_t                        *doc, *cfg, *objs, *workers, *w, *ocs,
@@ -178,12 +201,15 @@ ngx_http_zmq_status_handler(ngx_http_request_t *r)
                           "rejected", (json_int_t) st->rejected,
                           "reconnects", (json_int_t) st->reconnects);
 
-            if (st->draining) {
-                /* a replaced connection finishing its confirms */
-                json_object_set_new(ocs, ngx_http_zmq_draining_name(r, st),
-                                    o);
-            } else {
-                json_object_set_new(ocs, (char *) st->name, o);
+            name = ngx_http_zmq_outconn_name(r, st);
+            if (name == NULL) {
+                json_decref(o);
+                goto failed;
+            }
+
+            /* steals o, also when it fails; fails when o is NULL */
+            if (json_object_set_new(ocs, name, o) != 0) {
+                goto failed;
             }
         }
 
@@ -215,4 +241,13 @@ send:
     free(text);
 
     return ngx_http_zmq_send_json(r, NGX_HTTP_OK, body, len + 1);
+
+failed:
+
+    json_decref(ocs);
+    json_decref(w);
+    json_decref(workers);
+    json_decref(doc);
+
+    return NGX_HTTP_INTERNAL_SERVER_ERROR;
 }

@@ -1,5 +1,10 @@
 #!/bin/bash
 # Installs the Debian packages ngx_zmq needs, when any is missing.
+#   scripts/deps.sh        what building and running need (make deps)
+#   scripts/deps.sh test   what only the tests need (make deps-test, run by
+#                          make test): clang with libFuzzer and the
+#                          sanitizer runtimes, for the fuzz targets, and
+#                          llvm-symbolizer, for readable sanitizer stacks
 set -euo pipefail
 
 PACKAGES=(
@@ -10,6 +15,10 @@ PACKAGES=(
     python3 python3-pytest python3-pika python3-redis python3-requests
     curl wrk
 )
+
+if [ "${1:-}" = "test" ]; then
+    PACKAGES=(clang libclang-rt-14-dev llvm)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

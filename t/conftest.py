@@ -3,12 +3,22 @@
 Every server is real (Debian's redis-server, rabbitmq-server, nginx), bound to
 127.0.0.1 on a free port, with its files in a temporary directory, and is
 stopped by its PID when the test (or the session) is over. A test is skipped,
-not failed, when a daemon is not installed. Any nginx error log line with
-[alert] or a sanitizer report fails the test that produced it.
+not failed, when a daemon is not installed.
+
+A test fails when a process it started misbehaved, even if every assertion
+of the test held: an nginx error log line at [alert] or worse, an nginx
+worker (or cache process) that exited on a signal or with a code other than
+0, an nginx master that did not exit cleanly, and any sanitizer report
+(ASan, UBSan, LSan) from any process the test started (nginx, zmqd,
+zmqctl). Sanitizer reports go to files in a directory every user can write:
+under "make test" as root, NGINX workers run as "nobody" and could not
+write into the test's own 0700 directory, so their reports would be lost.
 """
 
 import json
 import os
+import re
+import resource
 import shutil
 import signal
 import socket
@@ -24,7 +34,8 @@ BUILD = os.path.abspath(os.environ.get("ZMQ_BUILD",
 MODULE = os.environ.get("ZMQ_MODULE",
                         os.path.join(BUILD, "ngx_http_zmq_module.so"))
 # a module built with -fsanitize=address loads into Debian's nginx with the
-# ASan runtime preloaded (make asan-nginx); reports go to files, see below
+# ASan runtime preloaded (make asan-nginx); reports go to files, see
+# "Sanitizers" below
 ASAN_PRELOAD = os.environ.get("ZMQ_ASAN_PRELOAD")
 ZMQCTL = os.path.join(BUILD, "zmqctl")
 NGINX = shutil.which("nginx", path="/usr/sbin:/usr/bin") or "/usr/sbin/nginx"
@@ -62,6 +73,75 @@ def stop_pid(proc, sig=signal.SIGTERM, timeout=20.0):
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(5)
+
+
+# ---------------------------------------------------------------- Sanitizers
+
+SANITIZER_VARS = ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")
+
+
+def open_to_workers(path):
+    """NGINX workers run unprivileged when the master is root: let them
+    through every directory from path up to /tmp."""
+    p = os.path.abspath(path)
+    while p not in ("/", "/tmp"):
+        os.chmod(p, os.stat(p).st_mode | 0o011)
+        p = os.path.dirname(p)
+
+
+def sanitizer_dir(parent):
+    """A directory for sanitizer reports that any process of the test can
+    write, whatever its user: parent/sanitizer, mode 1777."""
+    d = os.path.join(parent, "sanitizer")
+    os.makedirs(d, exist_ok=True)
+    os.chmod(d, 0o1777)
+    open_to_workers(parent)
+    return d
+
+
+def sanitizer_options(directory, extra="", base=None):
+    """Environment values that send every sanitizer's reports to files
+    directory/report.<pid> (ASan, UBSan and LSan share the log_path) and
+    make UBSan print a stack. base: the environment whose options come first
+    (later options win)."""
+    base = os.environ if base is None else base
+    log = "log_path=%s/report" % directory
+    ours = {
+        "ASAN_OPTIONS": log + ":" + extra if extra else log,
+        "UBSAN_OPTIONS": log + ":print_stacktrace=1",
+        "LSAN_OPTIONS": log,
+    }
+    out = {}
+    for var in SANITIZER_VARS:
+        prev = base.get(var, "")
+        out[var] = prev + ":" + ours[var] if prev else ours[var]
+    return out
+
+
+def sanitizer_reports(directory):
+    """The text of every report in directory."""
+    out = []
+    if not os.path.isdir(directory):
+        return out
+    for name in sorted(os.listdir(directory)):
+        with open(os.path.join(directory, name), errors="replace") as f:
+            text = f.read()
+        if text.strip():
+            out.append("%s:\n%s" % (name, text))
+    return out
+
+
+@pytest.fixture(autouse=True)
+def sanitizer_check(tmp_path, monkeypatch):
+    """Every process a test starts writes its sanitizer reports into this
+    test's report directory; any report fails the test (at teardown, after
+    the other fixtures have stopped their processes)."""
+    d = sanitizer_dir(str(tmp_path))
+    for var, value in sanitizer_options(d).items():
+        monkeypatch.setenv(var, value)
+    yield d
+    reports = sanitizer_reports(d)
+    assert not reports, "sanitizer report(s):\n" + "\n".join(reports)
 
 
 # --------------------------------------------------------------------- Redis
@@ -238,6 +318,7 @@ master_process on;
 worker_processes {workers};
 pid {dir}/nginx.pid;
 error_log {dir}/error.log {log_level};
+{notice_log}
 events {{ worker_connections 4096; }}
 http {{
     access_log off;
@@ -254,6 +335,42 @@ http {{
 }}
 """
 
+# NGINX's own words for a child process that ended (src/os/unix/
+# ngx_process.c): "%s %P exited on signal %d%s" at [alert], "%s %P exited
+# with code %d" at [notice] (an ASan report ends a worker with code 1), and
+# "exited with fatal code %d and cannot be respawned" at [alert]
+NGINX_CHILD_EXIT = re.compile(
+    r"(?P<process>[a-z ]+ process) (?P<pid>\d+) exited "
+    r"(?:on signal (?P<signal>\d+)|with (?:fatal )?code (?P<code>\d+))")
+
+# the level at which NGINX and the module log what cannot happen ([emerg] is
+# a configuration error, which tests of nginx -t cause on purpose)
+NGINX_BAD_LEVELS = ("[alert]",)
+NGINX_LEVELS = ("debug", "info", "notice", "warn", "error", "crit", "alert",
+                "emerg")
+
+
+def nginx_log_problems(text):
+    """The lines of an NGINX error log that fail a test: [alert], a child process that exited on a signal or with a code other
+    than 0, and sanitizer output (when stderr went to the log)."""
+    bad = []
+    for line in text.splitlines():
+        m = NGINX_CHILD_EXIT.search(line)
+        if m and (m.group("signal") is not None or m.group("code") != "0"):
+            bad.append(line)
+        elif any(level in line for level in NGINX_BAD_LEVELS):
+            bad.append(line)
+        elif "Sanitizer" in line or "runtime error:" in line:
+            bad.append(line)
+    return bad
+
+
+def no_core_files():
+    """A worker that crashes on purpose (or not) leaves no core file in the
+    working directory: the error log and the sanitizer report say what
+    happened."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
 
 class Nginx:
     def __init__(self, tmp, http="", server="", workers=1, log_level="info"):
@@ -265,18 +382,27 @@ class Nginx:
             pytest.fail("%s is not built: run make" % MODULE)
         self.dir = tmp
         # workers run as an unprivileged user when the master is root: let
-        # them reach their directory (e.g. for zmq_cache)
-        p = os.path.abspath(tmp)
-        while p not in ("/", "/tmp"):
-            os.chmod(p, os.stat(p).st_mode | 0o011)
-            p = os.path.dirname(p)
+        # them reach their directory (e.g. for zmq_cache), and write their
+        # sanitizer reports
+        open_to_workers(tmp)
+        self.sanitizer = sanitizer_dir(tmp)
         self.port = free_port()
         self.conf = os.path.join(tmp, "nginx.conf")
+        # a worker's exit is logged at [notice]: keep a log at that level
+        # whatever the test asked for
+        self.logs = [os.path.join(tmp, "error.log")]
+        notice_log = ""
+        if NGINX_LEVELS.index(log_level) > NGINX_LEVELS.index("notice"):
+            self.logs.append(os.path.join(tmp, "notice.log"))
+            notice_log = "error_log %s notice;" % self.logs[1]
+        self.checked = {path: 0 for path in self.logs}
         with open(self.conf, "w") as f:
             f.write(NGINX_CONF.format(module=MODULE, workers=workers,
                                       dir=tmp, port=self.port, http=http,
-                                      server=server, log_level=log_level))
+                                      server=server, log_level=log_level,
+                                      notice_log=notice_log))
         self.proc = None
+        self.master_exits = []
 
     @property
     def url(self):
@@ -288,21 +414,24 @@ class Nginx:
 
     def env(self):
         env = dict(os.environ)
+        env.update(sanitizer_options(self.sanitizer, extra="detect_leaks=0",
+                                     base={}))
         if ASAN_PRELOAD:
             env["LD_PRELOAD"] = ASAN_PRELOAD
-            env["ASAN_OPTIONS"] = "detect_leaks=0:log_path=%s/asan" % self.dir
         return env
 
     def test_config(self):
         """nginx -t: returns (exit code, output)."""
         r = subprocess.run(self.args() + ["-t"], capture_output=True,
-                           text=True, timeout=30, env=self.env())
+                           text=True, timeout=30, env=self.env(),
+                           preexec_fn=no_core_files)
         return r.returncode, r.stdout + r.stderr
 
     def start(self):
         self.proc = subprocess.Popen(self.args(), stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL,
-                                     env=self.env())
+                                     env=self.env(), preexec_fn=no_core_files)
+        self.reaped = False
         wait_port(self.port, 10, self.proc)
         return self
 
@@ -311,7 +440,11 @@ class Nginx:
         return self.start()
 
     def stop(self):
+        if self.proc is None or self.reaped:
+            return
         stop_pid(self.proc, signal.SIGQUIT)
+        self.reaped = True
+        self.master_exits.append(self.proc.returncode)
 
     def error_log(self):
         path = os.path.join(self.dir, "error.log")
@@ -319,6 +452,55 @@ class Nginx:
             return ""
         with open(path, errors="replace") as f:
             return f.read()
+
+    def worker_pids(self):
+        """The master's children, by /proc."""
+        pids = []
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % name) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == self.proc.pid:
+                pids.append(int(name))
+        return sorted(pids)
+
+    def _new_log_text(self, path):
+        if not os.path.exists(path):
+            return ""
+        with open(path, errors="replace") as f:
+            f.seek(self.checked[path])
+            return f.read()
+
+    def problems(self):
+        """What fails a test in what this NGINX did since it was made (or
+        since forget_problems()): bad error log lines, sanitizer reports,
+        and a master that did not exit with 0."""
+        bad = []
+        seen = set()
+        for path in self.logs:
+            for line in nginx_log_problems(self._new_log_text(path)):
+                if line not in seen:        # notice.log repeats error.log
+                    seen.add(line)
+                    bad.append(line)
+        bad.extend(sanitizer_reports(self.sanitizer))
+        for code in self.master_exits:
+            if code != 0:
+                bad.append("the nginx master exited with %s" % code)
+        return bad
+
+    def forget_problems(self):
+        """For a test that causes problems on purpose, once it has checked
+        them: what happened so far no longer fails the test."""
+        for path in self.logs:
+            if os.path.exists(path):
+                self.checked[path] = os.path.getsize(path)
+        for name in os.listdir(self.sanitizer):
+            os.unlink(os.path.join(self.sanitizer, name))
+        self.master_exits = []
 
 
 @pytest.fixture
@@ -339,14 +521,8 @@ def nginx_factory(tmp_path):
     bad = []
     for ngx in started:
         ngx.stop()
-        for line in ngx.error_log().splitlines():
-            if "[alert]" in line or "Sanitizer" in line:
-                bad.append(line)
-        for name in os.listdir(ngx.dir):
-            if name.startswith("asan."):
-                with open(os.path.join(ngx.dir, name)) as f:
-                    bad.append(f.read())
-    assert not bad, "nginx error log:\n" + "\n".join(bad)
+        bad.extend(ngx.problems())
+    assert not bad, "nginx:\n" + "\n".join(bad)
 
 
 # -------------------------------------------------------------------- zmqctl

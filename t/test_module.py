@@ -4,9 +4,15 @@ zmq_status."""
 
 import json
 import os
+import pwd
+import signal
+import subprocess
+import time
 
 import pytest
 import requests
+
+from conftest import ASAN_PRELOAD, nginx_log_problems, sanitizer_reports
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "conf", "demo.json")
@@ -96,7 +102,7 @@ def test_configuration_errors_fail_nginx_t(nginx_factory, title, doc,
 
 
 @pytest.mark.parametrize("directive,message", [
-    ("zmq_config redis://127.0.0.1:0/0;", "port is out of range 1-65535"),
+    ("zmq_config redis://127.0.0.1:0/0;", "port 0 is out of range 1-65535"),
     ("zmq_config /etc/zmq.json;", "expected file:PATH"),
     ("zmq_config file:/nonexistent/zmq.json;", "No such file"),
     ("zmq_config file:%s; zmq_config file:%s;" % (DEMO, DEMO),
@@ -136,3 +142,93 @@ def test_status_is_answered_by_worker_processes(nginx_factory):
     for pid in pids:
         assert pid != ngx.proc.pid
         assert parent_pid(pid) == ngx.proc.pid
+
+
+# ------------------------------------------------ what fails a test at teardown
+
+@pytest.mark.parametrize("log_level", ["info", "error"])
+def test_a_worker_killed_by_a_signal_is_caught_by_the_teardown_check(
+        nginx_factory, log_level):
+    """A worker that dies (here SIGSEGV from outside) is what the teardown
+    check exists for: it sees the exit in the error log at any log level
+    and, under ASan, the worker's report, which an unprivileged worker can
+    write. The test then forgets them, so that the suite passes."""
+    ngx = nginx_factory(server=STATUS, log_level=log_level).start()
+    assert ngx.problems() == []
+    [pid] = ngx.worker_pids()
+    os.kill(pid, signal.SIGSEGV)
+
+    exited = "worker process %d exited" % pid
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        problems = ngx.problems()
+        if any(exited in p for p in problems) and (
+                not ASAN_PRELOAD or any("AddressSanitizer" in p
+                                        for p in problems)):
+            break
+        time.sleep(0.05)
+    assert any(exited in p for p in problems), problems
+    if ASAN_PRELOAD:
+        assert any("ERROR: AddressSanitizer: SEGV" in p
+                   for p in problems), problems
+
+    # the master started another worker, which answers
+    deadline = time.monotonic() + 10
+    while ngx.worker_pids() in ([], [pid]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert requests.get(ngx.url + "/zmq/status", timeout=5).json()["pid"] \
+        not in (pid, ngx.proc.pid)
+    ngx.forget_problems()
+    assert ngx.problems() == []
+
+
+@pytest.mark.parametrize("line,bad", [
+    ("2024/05/01 10:00:00 [alert] 10#10: worker process 11 exited on "
+     "signal 11 (core dumped)", True),
+    ("2024/05/01 10:00:00 [notice] 10#10: worker process 11 exited with "
+     "code 1", True),
+    ("2024/05/01 10:00:00 [alert] 10#10: worker process 11 exited with "
+     "fatal code 2 and cannot be respawned", True),
+    ("2024/05/01 10:00:00 [notice] 10#10: cache manager process 12 exited "
+     "with code 0", False),
+    ("2024/05/01 10:00:00 [notice] 10#10: worker process 11 exited with "
+     "code 0", False),
+    ("2024/05/01 10:00:00 [notice] 10#10: signal 17 (SIGCHLD) received "
+     "from 11", False),
+    ("==11==ERROR: AddressSanitizer: heap-use-after-free on address", True),
+    ("ngx_http_zmq_amqp.c:1030:9: runtime error: unsigned integer "
+     "overflow", True),
+    ("2024/05/01 10:00:00 [alert] 11#11: zmq: cannot happen", True),
+    ("2024/05/01 10:00:00 [emerg] 10#10: unknown directive", False),
+    ("2024/05/01 10:00:00 [error] 11#11: *1 zmq: broker unavailable", False),
+])
+def test_the_error_log_lines_that_fail_a_test(line, bad):
+    assert bool(nginx_log_problems(line)) == bad
+
+
+def test_sanitizer_reports_of_any_process_reach_the_check(sanitizer_check):
+    """Every process a test starts gets sanitizer options that write into
+    the test's report directory, which an unprivileged process can write
+    too (NGINX workers run as nobody under root)."""
+    opts = os.environ["ASAN_OPTIONS"]
+    assert "log_path=%s/report" % sanitizer_check in opts
+    assert "log_path=%s/report" % sanitizer_check in os.environ[
+        "UBSAN_OPTIONS"]
+    # what a sanitizer does on a report: open log_path.<pid> and write
+    script = ('import os; p = os.environ["UBSAN_OPTIONS"].split('
+              '"log_path=")[1].split(":")[0]; '
+              'open("%s.%d" % (p, os.getpid()), "w").write('
+              '"x.c:1:1: runtime error: something\\n")')
+
+    def as_nobody():
+        if os.getuid() == 0:
+            nobody = pwd.getpwnam("nobody")
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+
+    subprocess.run(["/usr/bin/python3", "-c", script], check=True,
+                   preexec_fn=as_nobody, timeout=30)
+    [report] = sanitizer_reports(sanitizer_check)
+    assert "runtime error: something" in report
+    for name in os.listdir(sanitizer_check):      # the suite must pass
+        os.unlink(os.path.join(sanitizer_check, name))

@@ -298,6 +298,7 @@ def test_a_broker_that_stops_reading_fills_a_bounded_buffer(gateway):
         gw = gateway(config(fake.port), PUB + "zmq_confirm_timeout 2s;"
                      "zmq_max_body 2m;",
                      http="zmq_amqp_buffer_limit 256k;")
+        [worker] = gw.ngx.worker_pids()
         body = b"x" * (1024 * 1024)
         with concurrent.futures.ThreadPoolExecutor(24) as ex:
             rs = list(ex.map(lambda i: post(gw, body), range(24)))
@@ -305,8 +306,23 @@ def test_a_broker_that_stops_reading_fills_a_bounded_buffer(gateway):
         # what the socket took waits for a confirm (504); past the bound
         # the gateway answers at once instead of buffering without limit
         assert set(codes) <= {503, 504}, codes
-        assert any(r.status_code == 503 and r.json()["error"] == "overloaded"
-                   for r in rs), codes
-        assert gw.status()["pid"] > 0
+        overloaded = [r for r in rs if r.status_code == 503]
+        assert overloaded, codes
+        assert {r.json()["error"] for r in overloaded} == {"overloaded"}
+        timed_out = codes.count(504)
+        # the same worker (it neither died nor blocked) answers at once,
+        # and its counters add up: each 504 was published and still waits
+        # for its confirm, each 503 was refused without publishing
+        t0 = time.monotonic()
+        doc = gw.status()
+        assert time.monotonic() - t0 < 1
+        assert doc["pid"] == worker
+        assert gw.ngx.worker_pids() == [worker]
+        [w] = doc["workers"]
+        assert w["outconns"]["out"] == {
+            "state": "ready", "inflight": timed_out, "published": timed_out,
+            "confirmed": 0, "nacked": 0, "returned": 0,
+            "timed_out": timed_out, "lost": 0, "rejected": len(overloaded),
+            "reconnects": 0}
     finally:
         fake.close()

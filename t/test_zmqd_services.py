@@ -169,9 +169,11 @@ def test_a_failed_auth_is_a_failure_with_a_clear_error(
          "retry": FAST_RETRY},
         {"name": "in2", "queue": q2, "service": "right"}], [
         {"name": "wrong", "kind": "redis", "key": "k",
-         "url": "redis://:wrong-pw-0815@127.0.0.1:%d/0" % port},
+         "url": "redis://127.0.0.1:%d/0" % port,
+         "password": "wrong-pw-0815"},
         {"name": "right", "kind": "redis", "key": "k",
-         "url": "redis://:right-pw-4711@127.0.0.1:%d/0" % port}]))
+         "url": "redis://127.0.0.1:%d/0" % port,
+         "password": "right-pw-4711"}]))
     publish(rabbitmq, queue.name, [b"refused"], message_id="a1")
     z.wait_log("message 'a1' dead-lettered after 3 attempt(s)")
     dl = dead_letters(rabbitmq, queue.name, 1)

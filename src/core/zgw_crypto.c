@@ -43,20 +43,63 @@ zgw_hexval(int c)
 int
 zgw_key_load(zgw_key_t *key, const char *path, zgw_errors_t *errs)
 {
-    int     hi, lo;
-    char    buf[130];
-    FILE   *f;
-    size_t  n, i;
+    int          fd, hi, lo;
+    char         buf[130];
+    size_t       n, i;
+    ssize_t      r;
+    struct stat  st;
 
-    f = fopen(path, "r");
-    if (f == NULL) {
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd == -1) {
         zgw_errors_add(errs, "key file '%s': %s (create one with "
                        "'zmqctl keygen')", path, strerror(errno));
         return ZGW_ERROR;
     }
 
-    n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
+    /*
+     * The key opens every secret: as ssh does with a private key, refuse
+     * it when anyone but its owner may read or change it. The mode is
+     * checked on the file opened, not on the path.
+     */
+    if (fstat(fd, &st) != 0) {
+        zgw_errors_add(errs, "key file '%s': %s", path, strerror(errno));
+        close(fd);
+        return ZGW_ERROR;
+    }
+
+    if (!S_ISREG(st.st_mode)) {
+        zgw_errors_add(errs, "key file '%s': not a regular file", path);
+        close(fd);
+        return ZGW_ERROR;
+    }
+
+    if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+        zgw_errors_add(errs, "key file '%s': permissions %04o are too open: "
+                       "the key opens every sealed secret, so group and "
+                       "others must have no access to it; run 'chmod 600 "
+                       "%s' (and give each user that needs it a copy of "
+                       "its own)", path, (unsigned) (st.st_mode & 07777),
+                       path);
+        close(fd);
+        return ZGW_ERROR;
+    }
+
+    n = 0;
+    do {
+        r = read(fd, buf + n, sizeof(buf) - 1 - n);
+        if (r > 0) {
+            n += (size_t) r;
+        }
+    } while ((r > 0 && n < sizeof(buf) - 1) || (r < 0 && errno == EINTR));
+
+    if (r < 0) {
+        zgw_errors_add(errs, "key file '%s': %s", path, strerror(errno));
+        OPENSSL_cleanse(buf, sizeof(buf));
+        close(fd);
+        return ZGW_ERROR;
+    }
+
+    close(fd);
     buf[n] = '\0';
 
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'
@@ -68,6 +111,7 @@ zgw_key_load(zgw_key_t *key, const char *path, zgw_errors_t *errs)
     if (n != ZGW_KEY_LEN * 2) {
         zgw_errors_add(errs, "key file '%s': expected %d hex digits, found "
                        "%zu characters", path, ZGW_KEY_LEN * 2, n);
+        OPENSSL_cleanse(buf, sizeof(buf));
         return ZGW_ERROR;
     }
 

@@ -26,7 +26,11 @@ typedef struct {
 } zgw_key_t;
 
 
-/* a key file holds 64 hex digits (and optional trailing white space) */
+/*
+ * A key file holds 64 hex digits (and optional trailing white space). It
+ * is refused unless it is a regular file that only its owner may access
+ * (no group or other permission bits, as ssh wants of a private key).
+ */
 int zgw_key_load(zgw_key_t *key, const char *path, zgw_errors_t *errs);
 /* writes a new random key with mode 0600; refuses to overwrite unless force */
 int zgw_key_generate(const char *path, int force, zgw_errors_t *errs);

@@ -8,7 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "zgw_amqp_check.h"
+#include "zgw_hostport.h"
 #include "zgw_model.h"
+#include "zgw_redis_url.h"
 
 
 typedef enum {
@@ -98,6 +101,9 @@ typedef struct {
     { n, ZGW_T_REFLIST, 1, 0, 0, 0, NULL, 0, 0, NULL, k, NULL }
 #define F_SECRET(n) \
     { n, ZGW_T_SECRET, 0, 0, 0, 0, NULL, 0, 0, NULL, 0, NULL }
+/* a secret that may be absent: absent means none, not a random one */
+#define F_SECRET_OPT(n) \
+    { n, ZGW_T_SECRET, 0, 0, 0, 0, NULL, 1, 0, NULL, 0, NULL }
 #define F_CRED(n) \
     { n, ZGW_T_CRED, 0, 0, 0, 0, NULL, 0, 0, NULL, 0, NULL }
 
@@ -241,6 +247,7 @@ static const zgw_field_t  zgw_service_http_fields[] = {
 
 static const zgw_field_t  zgw_service_redis_fields[] = {
     F_STR_OPT("url", 8, 1024),
+    F_SECRET_OPT("password"),           /* of url, which holds none */
     F_ENUM_DEF("op", zgw_enum_redis_op, "rpush"),
     F_STR_REQ("key", 1, 1024),
     F_INT_DEF("max_len", 0, 0, 2147483647),
@@ -340,6 +347,8 @@ static int zgw_check_rest_channel(const char *who, json_t *obj,
     zgw_errors_t *errs);
 static int zgw_check_startup(const char *who, json_t *obj,
     zgw_errors_t *errs);
+static int zgw_check_routing_key(const char *who, const char *field,
+    json_t *rk, json_t *ex, zgw_errors_t *errs);
 
 
 static const zgw_schema_t  zgw_schemas[ZGW_KIND_MAX] = {
@@ -856,71 +865,35 @@ zgw_validate_fields(const char *who, const char *prefix,
 
 
 static int
-zgw_check_host(const char *host)
-{
-    size_t  n;
-
-    n = strlen(host);
-    if (n == 0 || n > 253) {
-        return 0;
-    }
-
-    for ( /* void */ ; *host; host++) {
-        if (!isalnum((unsigned char) *host) && strchr(".-_:[]", *host) == NULL)
-        {
-            return 0;
-        }
-    }
-
-    return 1;
-}
-
-
-static int
 zgw_check_amqp_def(const char *who, json_t *obj, zgw_errors_t *errs)
 {
-    int          rc;
-    char        *copy, *colon, *end;
-    long         port;
-    size_t       i;
-    json_t      *item;
-    const char  *host;
+    int              rc;
+    char             where[ZGW_NAME_MAX + 128];
+    size_t           i;
+    json_t          *item, *host;
+    zgw_hostport_t   hp;
 
     rc = ZGW_OK;
-    host = json_string_value(json_object_get(obj, "host"));
+    host = json_object_get(obj, "host");
 
-    if (host != NULL && !zgw_check_host(host)) {
-        zgw_errors_add(errs, "%s: host '%s' is not a host name or address",
-                       who, host);
-        rc = ZGW_ERROR;
+    if (json_is_string(host)) {
+        snprintf(where, sizeof(where), "%s: host", who);
+        if (zgw_host_parse(&hp, json_string_value(host),
+                           json_string_length(host), where, errs)
+            != ZGW_OK)
+        {
+            rc = ZGW_ERROR;
+        }
     }
 
     json_array_foreach(json_object_get(obj, "hosts"), i, item) {
-        copy = strdup(json_string_value(item));
-        if (copy == NULL) {
-            return ZGW_ERROR;
-        }
-
-        colon = strrchr(copy, ':');
-        if (colon != NULL && strchr(copy, ']') < colon) {
-            *colon = '\0';
-            errno = 0;
-            port = strtol(colon + 1, &end, 10);
-            if (errno || *end != '\0' || port < 1 || port > 65535) {
-                zgw_errors_add(errs, "%s: hosts[%zu] '%s': port is out of "
-                               "range 1-65535", who, i,
-                               json_string_value(item));
-                rc = ZGW_ERROR;
-            }
-        }
-
-        if (!zgw_check_host(copy)) {
-            zgw_errors_add(errs, "%s: hosts[%zu] '%s' is not host[:port]",
-                           who, i, json_string_value(item));
+        snprintf(where, sizeof(where), "%s: hosts[%zu]", who, i);
+        if (zgw_hostport_parse(&hp, json_string_value(item),
+                               json_string_length(item), 5672, where, errs)
+            != ZGW_OK)
+        {
             rc = ZGW_ERROR;
         }
-
-        free(copy);
     }
 
     return rc;
@@ -953,19 +926,40 @@ zgw_check_retry(const char *who, json_t *retry, zgw_errors_t *errs)
 static int
 zgw_check_amqp_channel(const char *who, json_t *obj, zgw_errors_t *errs)
 {
-    return zgw_check_retry(who, json_object_get(obj, "retry"), errs);
+    int      rc;
+    json_t  *dl;
+
+    rc = zgw_check_retry(who, json_object_get(obj, "retry"), errs);
+
+    dl = json_object_get(obj, "dead_letter");
+    if (dl != NULL
+        && zgw_check_routing_key(who, "dead_letter.routing_key",
+                                 json_object_get(dl, "routing_key"),
+                                 json_object_get(dl, "exchange"), errs)
+           != ZGW_OK)
+    {
+        rc = ZGW_ERROR;
+    }
+
+    return rc;
 }
 
 
 static int
 zgw_check_http_outconn(const char *who, json_t *obj, zgw_errors_t *errs)
 {
-    const char  *url, *rest;
+    char             where[ZGW_NAME_MAX + 128], shown[ZGW_URL_SHOW_MAX];
+    const char      *url, *rest, *p, *end;
+    zgw_errors_t     hperrs;
+    zgw_hostport_t   hp;
 
     url = json_string_value(json_object_get(obj, "url"));
     if (url == NULL) {
         return ZGW_OK;
     }
+
+    /* messages show the url without a password */
+    zgw_url_redact(url, shown, sizeof(shown));
 
     if (strncmp(url, "http://", 7) == 0) {
         rest = url + 7;
@@ -973,24 +967,176 @@ zgw_check_http_outconn(const char *who, json_t *obj, zgw_errors_t *errs)
         rest = url + 8;
     } else {
         zgw_errors_add(errs, "%s: url '%s' must start with http:// or "
-                       "https://", who, url);
+                       "https://", who, shown);
         return ZGW_ERROR;
     }
 
     if (*rest == '\0' || *rest == '/') {
-        zgw_errors_add(errs, "%s: url '%s' has no host", who, url);
+        zgw_errors_add(errs, "%s: url '%s' has no host", who, shown);
         return ZGW_ERROR;
     }
 
-    for ( /* void */ ; *rest; rest++) {
-        if ((unsigned char) *rest <= ' ') {
+    for (p = rest; *p; p++) {
+        if ((unsigned char) *p <= ' ' || *p == 0x7f) {
             zgw_errors_add(errs, "%s: url '%s' contains white space or "
-                           "control characters", who, url);
+                           "control characters", who, shown);
             return ZGW_ERROR;
         }
     }
 
+    /*
+     * The authority: host[:port]. Credentials in a url would be stored in
+     * Redis and shown by get and export in clear: they belong in a
+     * security definition, whose secrets are sealed.
+     */
+
+    end = rest + strcspn(rest, "/?#");
+
+    if (memchr(rest, '@', (size_t) (end - rest)) != NULL) {
+        zgw_errors_add(errs, "%s: url '%s' holds credentials ('user@' or "
+                       "'user:password@'), which would be stored and shown "
+                       "in clear: give them in a security definition "
+                       "(direction \"out\") named by 'security'", who, shown);
+        return ZGW_ERROR;
+    }
+
+    snprintf(where, sizeof(where), "%s: url host", who);
+    zgw_errors_init(&hperrs);
+
+    if (zgw_hostport_parse(&hp, rest, (size_t) (end - rest),
+                           url[4] == 's' ? 443 : 80, where, &hperrs)
+        != ZGW_OK)
+    {
+        /* "http://user:pass/word@host": the host error would echo it */
+        if (strchr(end, '@') != NULL) {
+            zgw_errors_add(errs, "%s: url '%s' has no valid host (a '/' "
+                           "in a password ends the host; credentials are "
+                           "not allowed in a url anyway: use 'security')",
+                           who, shown);
+        } else {
+            zgw_errors_move(errs, &hperrs);
+        }
+
+        zgw_errors_free(&hperrs);
+        return ZGW_ERROR;
+    }
+
+    zgw_errors_free(&hperrs);
     return ZGW_OK;
+}
+
+
+/* a routing key (or a template of one) that RabbitMQ accepts */
+static int
+zgw_check_routing_key(const char *who, const char *field, json_t *rk,
+    json_t *ex, zgw_errors_t *errs)
+{
+    char         echo[80];
+    const char  *why;
+
+    if (!json_is_string(rk)) {
+        return ZGW_OK;
+    }
+
+    why = zgw_amqp_routing_key_check(json_string_value(ex),
+                                     json_string_length(ex),
+                                     json_string_value(rk),
+                                     json_string_length(rk));
+    if (why != NULL) {
+        zgw_amqp_echo(echo, sizeof(echo), json_string_value(rk),
+                      json_string_length(rk), 64);
+        zgw_errors_add(errs, "%s: %s '%s': %s", who, field, echo, why);
+        return ZGW_ERROR;
+    }
+
+    return ZGW_OK;
+}
+
+
+/* each name and value of an AMQP headers table */
+static int
+zgw_check_amqp_headers(const char *who, const char *field, json_t *obj,
+    zgw_errors_t *errs)
+{
+    int          rc;
+    char         echo[80];
+    json_t      *v;
+    const char  *key, *why;
+
+    rc = ZGW_OK;
+
+    json_object_foreach(json_object_get(obj, field), key, v) {
+        zgw_amqp_echo(echo, sizeof(echo), key, strlen(key), 64);
+
+        why = zgw_amqp_header_name_check(key, strlen(key));
+        if (why != NULL) {
+            zgw_errors_add(errs, "%s: %s '%s': %s", who, field, echo, why);
+            rc = ZGW_ERROR;
+            continue;
+        }
+
+        why = zgw_amqp_header_value_check(json_string_value(v),
+                                          json_string_length(v));
+        if (why != NULL) {
+            zgw_errors_add(errs, "%s: %s '%s': %s", who, field, echo, why);
+            rc = ZGW_ERROR;
+        }
+    }
+
+    return rc;
+}
+
+
+/*
+ * A redis service's url: a Redis address whose password, if any, is in the
+ * sealed field "password", never in the url (stored and shown in clear).
+ */
+static int
+zgw_check_redis_url(const char *who, json_t *obj, zgw_errors_t *errs)
+{
+    int                rc;
+    char               shown[ZGW_URL_SHOW_MAX];
+    const char        *url;
+    zgw_errors_t       why;
+    zgw_redis_addr_t   addr;
+
+    url = json_string_value(json_object_get(obj, "url"));
+
+    if (url == NULL) {
+        if (json_object_get(obj, "password") != NULL) {
+            zgw_errors_add(errs, "%s: password is the password of url; "
+                           "without a url the service uses zmqd's "
+                           "configuration Redis, with its credentials", who);
+            return ZGW_ERROR;
+        }
+        return ZGW_OK;
+    }
+
+    if (strncmp(url, "redis://", 8) != 0) {
+        zgw_errors_add(errs, "%s: url '%s' must start with redis://", who,
+                       zgw_url_redact(url, shown, sizeof(shown)));
+        return ZGW_ERROR;
+    }
+
+    rc = ZGW_OK;
+    zgw_errors_init(&why);
+
+    if (zgw_redis_addr_parse(&addr, url, &why) != ZGW_OK) {
+        zgw_errors_add(errs, "%s: url: %s", who, zgw_errors_first(&why));
+        rc = ZGW_ERROR;
+
+    } else if (addr.has_password) {
+        zgw_errors_add(errs, "%s: url '%s' holds a password, which would be "
+                       "stored and shown in clear: give it in the field "
+                       "'password' (sealed with the key file), and the url "
+                       "as redis://[user@]host[:port][/db]", who,
+                       zgw_url_redact(url, shown, sizeof(shown)));
+        rc = ZGW_ERROR;
+    }
+
+    memset(addr.password, 0, sizeof(addr.password));
+    zgw_errors_free(&why);
+    return rc;
 }
 
 
@@ -998,18 +1144,31 @@ static int
 zgw_check_service(const char *who, json_t *obj, zgw_errors_t *errs)
 {
     int          rc;
-    const char  *kind, *url;
+    const char  *kind;
 
     rc = zgw_check_retry(who, json_object_get(obj, "retry"), errs);
     kind = json_string_value(json_object_get(obj, "kind"));
 
-    if (kind != NULL && strcmp(kind, "redis") == 0) {
-        url = json_string_value(json_object_get(obj, "url"));
-        if (url != NULL && strncmp(url, "redis://", 8) != 0) {
-            zgw_errors_add(errs, "%s: url '%s' must start with redis://",
-                           who, url);
+    if (kind != NULL
+        && (strcmp(kind, "publish") == 0 || strcmp(kind, "rpc") == 0))
+    {
+        if (zgw_check_routing_key(who, "routing_key",
+                                  json_object_get(obj, "routing_key"),
+                                  json_object_get(obj, "exchange"), errs)
+            != ZGW_OK
+            || zgw_check_amqp_headers(who, "headers", obj, errs) != ZGW_OK)
+        {
             rc = ZGW_ERROR;
         }
+    }
+
+    if (kind != NULL && strcmp(kind, "redis") == 0
+        && zgw_check_redis_url(who, obj, errs) != ZGW_OK)
+    {
+        rc = ZGW_ERROR;
+    }
+
+    if (kind != NULL && strcmp(kind, "redis") == 0) {
 
         if (json_object_get(obj, "score_field") != NULL
             && strcmp(json_string_value(json_object_get(obj, "op")), "zadd")
@@ -1028,7 +1187,7 @@ zgw_check_service(const char *who, json_t *obj, zgw_errors_t *errs)
 static int
 zgw_check_rest_channel(const char *who, json_t *obj, zgw_errors_t *errs)
 {
-    int          depth;
+    int          depth, params;
     const char  *path, *p;
 
     path = json_string_value(json_object_get(obj, "url_path"));
@@ -1043,6 +1202,8 @@ zgw_check_rest_channel(const char *who, json_t *obj, zgw_errors_t *errs)
     }
 
     depth = 0;
+    params = 0;
+
     for (p = path; *p; p++) {
         if ((unsigned char) *p <= ' ' || *p == '?' || *p == '#') {
             zgw_errors_add(errs, "%s: url_path '%s' contains a character "
@@ -1058,6 +1219,13 @@ zgw_check_rest_channel(const char *who, json_t *obj, zgw_errors_t *errs)
                 return ZGW_ERROR;
             }
             depth = 1;
+
+            if (++params > ZGW_ROUTE_PARAMS_MAX) {
+                zgw_errors_add(errs, "%s: url_path '%s' has more than %d "
+                               "{param} segments", who, path,
+                               ZGW_ROUTE_PARAMS_MAX);
+                return ZGW_ERROR;
+            }
 
         } else if (*p == '}') {
             if (!depth || p[-1] == '{' || (p[1] != '/' && p[1] != '\0')) {
@@ -1634,6 +1802,14 @@ zgw_field_is_secret(const zgw_field_t *f)
 }
 
 
+/* F_SECRET_OPT: an absent secret means none */
+static int
+zgw_secret_optional(const zgw_field_t *f)
+{
+    return f->type == ZGW_T_SECRET && f->min == 1;
+}
+
+
 json_t *
 zgw_object_export(int kind, const json_t *obj, int flags)
 {
@@ -1801,6 +1977,10 @@ zgw_seal_field(int kind, const char *name, const zgw_field_t *f, json_t *obj,
             return ZGW_OK;
         }
 
+        if (zgw_secret_optional(f)) {
+            return ZGW_OK;                      /* none, and none it stays */
+        }
+
         if (zgw_uuid4(uuid) != ZGW_OK) {
             zgw_errors_add(errs, "%s '%s': the random generator failed",
                            zgw_schemas[kind].name, name);
@@ -1867,7 +2047,7 @@ zgw_config_needs_key(const zgw_config_t *cfg, const zgw_config_t *prev)
 
                     v = json_object_get(obj, f->name);
                     if (json_is_string(v)
-                        || (v == NULL
+                        || (v == NULL && !zgw_secret_optional(f)
                             && json_object_get(pobj, f->name) == NULL))
                     {
                         return 1;
@@ -1946,6 +2126,12 @@ zgw_object_secret(int kind, const json_t *obj, const char *field,
     if (sealed == NULL) {
         zgw_errors_add(errs, "%s '%s': '%s' is stored as a hash and cannot "
                        "be read back", zgw_kind_name(kind), name, field);
+        return NULL;
+    }
+
+    if (key == NULL) {
+        zgw_errors_add(errs, "%s '%s': '%s' is sealed and no key file was "
+                       "given to open it", zgw_kind_name(kind), name, field);
         return NULL;
     }
 

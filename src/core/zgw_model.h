@@ -19,6 +19,7 @@
 
 #define ZGW_VERSION            "0.1.0"
 #define ZGW_NAME_MAX           200
+#define ZGW_ROUTE_PARAMS_MAX   16     /* {param} segments of a url_path */
 
 
 typedef enum {

@@ -1,79 +1,323 @@
 /*
- * ngx_zmq core: Redis addresses.
+ * ngx_zmq core: Redis addresses, and URLs as they may be shown.
  */
 
-#include <errno.h>
-#include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
+#include "zgw_hostport.h"
 #include "zgw_redis_url.h"
+
+
+static int
+zgw_url_is_alpha(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+
+static int
+zgw_url_is_digit(int c)
+{
+    return c >= '0' && c <= '9';
+}
+
+
+static int
+zgw_url_hex(int c)
+{
+    if (zgw_url_is_digit(c)) {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+
+/*
+ * The length of "scheme://" at the start of url (RFC 3986: a letter, then
+ * letters, digits, '+', '-', '.'), or 0 when url does not begin with one.
+ */
+static size_t
+zgw_url_scheme(const char *url, size_t len, size_t *scheme_len)
+{
+    size_t  i;
+
+    if (len == 0 || !zgw_url_is_alpha((unsigned char) url[0])) {
+        return 0;
+    }
+
+    for (i = 1; i < len; i++) {
+        if (!zgw_url_is_alpha((unsigned char) url[i])
+            && !zgw_url_is_digit((unsigned char) url[i])
+            && url[i] != '+' && url[i] != '-' && url[i] != '.')
+        {
+            break;
+        }
+    }
+
+    if (len - i < 3 || memcmp(url + i, "://", 3) != 0) {
+        return 0;
+    }
+
+    if (scheme_len != NULL) {
+        *scheme_len = i;
+    }
+
+    return i + 3;
+}
+
+
+char *
+zgw_url_redact_len(const char *url, size_t len, char *out, size_t size)
+{
+    size_t       start, i, n, at, colon;
+    const char  *mask;
+
+    if (size == 0) {
+        return out;
+    }
+
+    start = zgw_url_scheme(url, len, NULL);
+
+    /* the user information ends at the last '@'; a password at its ':' */
+    at = len;
+    for (i = len; i > start; i--) {
+        if (url[i - 1] == '@') {
+            at = i - 1;
+            break;
+        }
+    }
+
+    colon = len;
+    if (at < len) {
+        for (i = start; i < at; i++) {
+            if (url[i] == ':') {
+                colon = i;
+                break;
+            }
+        }
+    }
+
+    n = 0;
+    mask = NULL;
+
+    for (i = 0; i < len && n + 1 < size; i++) {
+        if (i == colon + 1 && mask == NULL) {
+            mask = "***";
+            while (*mask && n + 1 < size) {
+                out[n++] = *mask++;
+            }
+            i = at;             /* the '@' comes next */
+            if (n + 1 >= size) {
+                break;
+            }
+        }
+
+        /* no control characters into a log line */
+        out[n++] = ((unsigned char) url[i] < 0x20 || url[i] == 0x7f)
+                   ? '?' : url[i];
+    }
+
+    out[n] = '\0';
+    return out;
+}
+
+
+char *
+zgw_url_redact(const char *url, char *out, size_t size)
+{
+    return zgw_url_redact_len(url, url ? strlen(url) : 0, out, size);
+}
+
+
+/* percent-decodes s[0..n) into out[size]; NULL, or why it cannot */
+static const char *
+zgw_url_decode(const char *s, size_t n, char *out, size_t size)
+{
+    int     hi, lo;
+    size_t  i, o;
+
+    o = 0;
+
+    for (i = 0; i < n; i++) {
+        if (o + 1 >= size) {
+            return "is longer than 255 bytes";
+        }
+
+        if (s[i] != '%') {
+            out[o++] = s[i];
+            continue;
+        }
+
+        hi = -1;
+        lo = -1;
+
+        if (i + 2 < n) {
+            hi = zgw_url_hex((unsigned char) s[i + 1]);
+            lo = zgw_url_hex((unsigned char) s[i + 2]);
+        }
+
+        if (hi < 0 || lo < 0) {
+            return "has a '%' that is not followed by two hex digits "
+                   "(write a '%' itself as %25)";
+        }
+
+        if (hi == 0 && lo == 0) {
+            return "contains %00 (NUL)";
+        }
+
+        out[o++] = (char) (hi << 4 | lo);
+        i += 2;
+    }
+
+    out[o] = '\0';
+    return NULL;
+}
 
 
 int
 zgw_redis_addr_parse(zgw_redis_addr_t *addr, const char *url,
     zgw_errors_t *errs)
 {
-    long         n;
-    char        *end;
-    size_t       len;
-    const char  *p, *at, *slash, *colon, *host_end;
+    long             db;
+    char             why[400], shown[ZGW_URL_SHOW_MAX];
+    size_t           len, start, scheme, i;
+    const char      *p, *end, *at, *colon, *reason;
+    zgw_errors_t     hperrs;
+    zgw_hostport_t   hp;
 
     memset(addr, 0, sizeof(*addr));
     addr->port = 6379;
 
-    p = url;
-    if (strncmp(p, "redis://", 8) == 0) {
-        p += 8;
-    } else if (strstr(p, "://") != NULL) {
-        zgw_errors_add(errs, "redis address '%s': only redis:// is "
-                       "supported", url);
-        return ZGW_ERROR;
+    len = strlen(url);
+    start = zgw_url_scheme(url, len, &scheme);
+    reason = NULL;
+
+    if (start != 0) {
+        if (scheme == 6 && strncasecmp(url, "rediss", 6) == 0) {
+            reason = "rediss:// (TLS) is not supported; use redis://";
+            goto failed;
+        }
+
+        if (scheme != 5 || strncasecmp(url, "redis", 5) != 0) {
+            reason = "only redis:// is supported";
+            goto failed;
+        }
     }
 
-    slash = strchr(p, '/');
-    at = strchr(p, '@');
-    if (at != NULL && (slash == NULL || at < slash)) {
-        if (*p != ':' || (size_t) (at - p - 1) >= sizeof(addr->password)) {
-            zgw_errors_add(errs, "redis address '%s': credentials must be "
-                           "':password@'", url);
-            return ZGW_ERROR;
+    for (i = 0; i < len; i++) {
+        if ((unsigned char) url[i] <= 0x20 || url[i] == 0x7f) {
+            reason = "contains white space or a control character (write "
+                     "them in a password as %20, ...)";
+            goto failed;
         }
-        memcpy(addr->password, p + 1, (size_t) (at - p - 1));
+    }
+
+    p = url + start;
+
+    /* [user][:password]@ : up to the last '@' */
+
+    at = strrchr(p, '@');
+    if (at != NULL) {
+        colon = memchr(p, ':', (size_t) (at - p));
+
+        for (i = 0; i < (size_t) ((colon ? colon : at) - p); i++) {
+            if (strchr("/?#[]", p[i]) != NULL) {
+                snprintf(why, sizeof(why), "the user name contains '%c' "
+                         "(write it percent-encoded, as %%%02X)", p[i],
+                         (unsigned char) p[i]);
+                reason = why;
+                goto failed;
+            }
+        }
+
+        reason = zgw_url_decode(p, (size_t) ((colon ? colon : at) - p),
+                                addr->username, sizeof(addr->username));
+        if (reason != NULL) {
+            snprintf(why, sizeof(why), "the user name %s", reason);
+            reason = why;
+            goto failed;
+        }
+
+        if (colon != NULL) {
+            reason = zgw_url_decode(colon + 1, (size_t) (at - colon - 1),
+                                    addr->password, sizeof(addr->password));
+            if (reason != NULL) {
+                snprintf(why, sizeof(why), "the password %s", reason);
+                reason = why;
+                goto failed;
+            }
+            addr->has_password = 1;
+        }
+
         p = at + 1;
     }
 
-    host_end = slash ? slash : p + strlen(p);
-    colon = memchr(p, ':', (size_t) (host_end - p));
-    len = (size_t) ((colon ? colon : host_end) - p);
+    /* host[:port], up to the path */
 
-    if (len == 0 || len >= sizeof(addr->host)) {
-        zgw_errors_add(errs, "redis address '%s': no host", url);
-        return ZGW_ERROR;
+    end = p + strcspn(p, "/?#");
+
+    if (end == p) {
+        reason = "no host";
+        goto failed;
     }
 
-    memcpy(addr->host, p, len);
+    zgw_errors_init(&hperrs);
 
-    if (colon != NULL) {
-        errno = 0;
-        n = strtol(colon + 1, &end, 10);
-        if (errno || end != host_end || n < 1 || n > 65535) {
-            zgw_errors_add(errs, "redis address '%s': port is out of range "
-                           "1-65535", url);
-            return ZGW_ERROR;
-        }
-        addr->port = (int) n;
+    if (zgw_hostport_parse(&hp, p, (size_t) (end - p), 6379, "host", &hperrs)
+        != ZGW_OK)
+    {
+        snprintf(why, sizeof(why), "%s", zgw_errors_first(&hperrs));
+        zgw_errors_free(&hperrs);
+        reason = why;
+        goto failed;
     }
 
-    if (slash != NULL && slash[1] != '\0') {
-        errno = 0;
-        n = strtol(slash + 1, &end, 10);
-        if (errno || *end != '\0' || n < 0 || n > 65535) {
-            zgw_errors_add(errs, "redis address '%s': database must be a "
-                           "number", url);
-            return ZGW_ERROR;
+    zgw_errors_free(&hperrs);
+
+    memcpy(addr->host, hp.host, strlen(hp.host) + 1);
+    addr->port = hp.port;
+    addr->ipv6 = hp.kind == ZGW_HOST_IS_IPV6;
+
+    if (strpbrk(end, "?#") != NULL) {
+        reason = "a query or a fragment ('?', '#') is not supported";
+        goto failed;
+    }
+
+    /* [/db] */
+
+    if (*end == '/' && end[1] != '\0') {
+        db = 0;
+        for (p = end + 1; *p; p++) {
+            if (!zgw_url_is_digit((unsigned char) *p) || db > 65535) {
+                break;
+            }
+            db = db * 10 + (*p - '0');
         }
-        addr->db = (int) n;
+
+        if (*p != '\0' || db > 65535) {
+            reason = "the database must be a number 0-65535 after '/', "
+                     "and nothing may follow it";
+            goto failed;
+        }
+
+        addr->db = (int) db;
     }
 
     return ZGW_OK;
+
+failed:
+
+    zgw_errors_add(errs, "redis address '%s': %s",
+                   zgw_url_redact(url, shown, sizeof(shown)), reason);
+    memset(addr->password, 0, sizeof(addr->password));
+    memset(addr, 0, sizeof(*addr));
+    return ZGW_ERROR;
 }

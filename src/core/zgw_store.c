@@ -42,6 +42,7 @@ zgw_store_reply_error(zgw_store_t *st, redisReply *r, const char *what,
 zgw_store_t *
 zgw_store_connect(const char *url, int timeout_ms, zgw_errors_t *errs)
 {
+    int                auth;
     redisReply        *r;
     zgw_store_t       *st;
     struct timeval     tv;
@@ -53,34 +54,45 @@ zgw_store_connect(const char *url, int timeout_ms, zgw_errors_t *errs)
 
     st = calloc(1, sizeof(zgw_store_t));
     if (st == NULL) {
-        zgw_errors_add(errs, "redis %s: out of memory", url);
+        memset(addr.password, 0, sizeof(addr.password));
+        zgw_errors_add(errs, "redis: out of memory");
         return NULL;
     }
 
-    snprintf(st->url, sizeof(st->url), "%s", url);
+    /* every message names the store without its password */
+    zgw_url_redact(url, st->url, sizeof(st->url));
 
     tv.tv_sec = timeout_ms / 1000;
     tv.tv_usec = (timeout_ms % 1000) * 1000;
 
     st->ctx = redisConnectWithTimeout(addr.host, addr.port, tv);
     if (st->ctx == NULL || st->ctx->err) {
-        zgw_errors_add(errs, "redis %s: cannot connect: %s", url,
+        zgw_errors_add(errs, "redis %s: cannot connect: %s", st->url,
                        st->ctx ? st->ctx->errstr : "out of memory");
-        zgw_store_close(st);
-        return NULL;
+        goto failed;
     }
 
     if (redisSetTimeout(st->ctx, tv) != REDIS_OK) {
-        zgw_errors_add(errs, "redis %s: cannot set a timeout", url);
-        zgw_store_close(st);
-        return NULL;
+        zgw_errors_add(errs, "redis %s: cannot set a timeout", st->url);
+        goto failed;
     }
 
-    if (addr.password[0]) {
+    /* AUTH user password (a Redis 6 ACL user), or AUTH password */
+    r = NULL;
+    auth = addr.username[0] || addr.password[0];
+
+    if (addr.username[0]) {
+        r = redisCommand(st->ctx, "AUTH %s %s", addr.username,
+                         addr.password);
+    } else if (addr.password[0]) {
         r = redisCommand(st->ctx, "AUTH %s", addr.password);
+    }
+
+    memset(addr.password, 0, sizeof(addr.password));
+
+    if (auth) {
         if (zgw_store_reply_error(st, r, "AUTH", errs) != ZGW_OK) {
-            zgw_store_close(st);
-            return NULL;
+            goto failed;
         }
         freeReplyObject(r);
     }
@@ -88,13 +100,18 @@ zgw_store_connect(const char *url, int timeout_ms, zgw_errors_t *errs)
     if (addr.db) {
         r = redisCommand(st->ctx, "SELECT %d", addr.db);
         if (zgw_store_reply_error(st, r, "SELECT", errs) != ZGW_OK) {
-            zgw_store_close(st);
-            return NULL;
+            goto failed;
         }
         freeReplyObject(r);
     }
 
     return st;
+
+failed:
+
+    memset(addr.password, 0, sizeof(addr.password));
+    zgw_store_close(st);
+    return NULL;
 }
 
 
@@ -245,6 +262,29 @@ zgw_store_diff(zgw_argv_t *a, const zgw_config_t *prev,
 
         json_object_foreach(prev->objs[k], name, obj) {
             if (zgw_config_get(next, k, name) != NULL) {
+                continue;
+            }
+
+            if (zgw_argv_push(a, "delete", 0) != ZGW_OK
+                || zgw_argv_push(a, zgw_kind_name(k), 0) != ZGW_OK
+                || zgw_argv_push(a, name, 0) != ZGW_OK
+                || zgw_argv_push(a, "", 0) != ZGW_OK)
+            {
+                return ZGW_ERROR;
+            }
+            (*n)++;
+        }
+
+        /*
+         * A stored object that did not load (prev->invalid) is deleted
+         * when next has it neither as an object nor as invalid: zmqctl
+         * delete, import --replace, restore and wipe can remove it.
+         */
+        json_object_foreach(prev->invalid[k], name, obj) {
+            if (zgw_config_get(next, k, name) != NULL
+                || zgw_config_get(prev, k, name) != NULL
+                || json_object_get(next->invalid[k], name) != NULL)
+            {
                 continue;
             }
 

@@ -7,6 +7,7 @@
  */
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <hiredis/hiredis.h>
@@ -108,16 +109,95 @@ zgw_store_snapshot_argv(const char **argv)
 }
 
 
+/*
+ * A stored object that does not load is remembered in cfg->invalid[kind]
+ * under its key's name, with the reasons (errs from index first on), so
+ * that zmqctl can show it and delete or replace it.
+ */
+static void
+zgw_store_invalid(zgw_config_t *cfg, int kind, const char *name,
+    const zgw_errors_t *errs, size_t first)
+{
+    char    *reason, *p;
+    size_t   i, len;
+
+    if (errs == NULL) {
+        json_object_set_new(cfg->invalid[kind], name, json_true());
+        return;
+    }
+
+    len = 1;
+    for (i = first; i < errs->n; i++) {
+        len += strlen(errs->msgs[i]) + 2;
+    }
+
+    reason = malloc(len);
+    if (reason == NULL) {
+        json_object_set_new(cfg->invalid[kind], name, json_true());
+        return;
+    }
+
+    p = reason;
+    *p = '\0';
+
+    for (i = first; i < errs->n; i++) {
+        p += sprintf(p, "%s%s", i > first ? "; " : "", errs->msgs[i]);
+    }
+
+    json_object_set_new(cfg->invalid[kind], name, json_string(reason));
+    free(reason);
+}
+
+
+static int
+zgw_store_snapshot_object(zgw_config_t *cfg, int k, const redisReply *name,
+    const redisReply *text, zgw_errors_t *errs)
+{
+    int            rc;
+    char           where[ZGW_NAME_MAX + 64];
+    json_t        *obj;
+    json_error_t   jerr;
+
+    snprintf(where, sizeof(where), "%s%s:%s", ZGW_KEY_OBJ, zgw_kind_name(k),
+             name->str);
+
+    if (text->type != REDIS_REPLY_STRING || text->len == 0) {
+        zgw_errors_add(errs, "%s: listed in %s%s but missing", where,
+                       ZGW_KEY_INDEX, zgw_kind_name(k));
+        return ZGW_ERROR;
+    }
+
+    obj = json_loadb(text->str, text->len, 0, &jerr);
+    if (obj == NULL) {
+        zgw_errors_add(errs, "%s: invalid JSON at %d:%d: %s", where,
+                       jerr.line, jerr.column, jerr.text);
+        return ZGW_ERROR;
+    }
+
+    if (!json_is_object(obj)
+        || !json_is_string(json_object_get(obj, "name"))
+        || strcmp(json_string_value(json_object_get(obj, "name")),
+                  name->str) != 0)
+    {
+        zgw_errors_add(errs, "%s: the object's name does not match its key",
+                       where);
+        json_decref(obj);
+        return ZGW_ERROR;
+    }
+
+    rc = zgw_config_put(cfg, k, obj, where, errs);
+    json_decref(obj);
+    return rc;
+}
+
+
 int
 zgw_store_snapshot_parse(const redisReply *r, zgw_config_t *cfg,
     zgw_errors_t *errs)
 {
-    int            k, rc;
-    char           where[ZGW_NAME_MAX + 64];
-    size_t         i;
-    json_t        *obj;
-    redisReply    *list, *name, *text;
-    json_error_t   jerr;
+    int           k, rc;
+    size_t        i, first;
+    redisReply   *list, *name;
 
     if (r->type == REDIS_REPLY_ERROR) {
         zgw_errors_add(errs, "redis: snapshot: %s", r->str);
@@ -144,43 +224,20 @@ zgw_store_snapshot_parse(const redisReply *r, zgw_config_t *cfg,
 
         for (i = 0; i + 1 < list->elements; i += 2) {
             name = list->element[i];
-            text = list->element[i + 1];
-
-            snprintf(where, sizeof(where), "%s%s:%s", ZGW_KEY_OBJ,
-                     zgw_kind_name(k), name->str);
-
-            if (text->len == 0) {
-                zgw_errors_add(errs, "%s: listed in %s%s but missing", where,
-                               ZGW_KEY_INDEX, zgw_kind_name(k));
-                rc = ZGW_ERROR;
-                continue;
+            if (name->type != REDIS_REPLY_STRING) {
+                zgw_errors_add(errs, "redis: snapshot: unexpected reply");
+                return ZGW_ERROR;
             }
 
-            obj = json_loadb(text->str, text->len, 0, &jerr);
-            if (obj == NULL) {
-                zgw_errors_add(errs, "%s: invalid JSON at %d:%d: %s", where,
-                               jerr.line, jerr.column, jerr.text);
-                rc = ZGW_ERROR;
-                continue;
-            }
+            first = errs != NULL ? errs->n : 0;
 
-            if (!json_is_object(obj)
-                || !json_is_string(json_object_get(obj, "name"))
-                || strcmp(json_string_value(json_object_get(obj, "name")),
-                          name->str) != 0)
+            if (zgw_store_snapshot_object(cfg, k, name, list->element[i + 1],
+                                          errs)
+                != ZGW_OK)
             {
-                zgw_errors_add(errs, "%s: the object's name does not match "
-                               "its key", where);
-                json_decref(obj);
-                rc = ZGW_ERROR;
-                continue;
-            }
-
-            if (zgw_config_put(cfg, k, obj, where, errs) != ZGW_OK) {
+                zgw_store_invalid(cfg, k, name->str, errs, first);
                 rc = ZGW_ERROR;
             }
-
-            json_decref(obj);
         }
     }
 

@@ -157,7 +157,8 @@ zmqctl_usage(FILE *out)
     fprintf(out,
             "\n"
             "options:\n"
-            "  --redis URL        redis://[:password@]host[:port][/db];\n"
+            "  --redis URL        redis://[[user]:password@]host[:port][/db]"
+            ";\n"
             "                     default $ZMQ_REDIS, else %s\n"
             "  --key-file PATH    key that seals secrets; default\n"
             "                     $ZMQ_KEY_FILE, else %s\n"
@@ -189,6 +190,15 @@ zmqctl_print_errors(const char *what, zgw_errors_t *errs)
 }
 
 
+/* why a stored object is corrupt, as zgw_store_load() noted it */
+static const char *
+zmqctl_reason(const json_t *why)
+{
+    return json_is_string(why) ? json_string_value(why)
+                               : "it does not validate";
+}
+
+
 static zgw_store_t *
 zmqctl_connect(zmqctl_opts_t *o)
 {
@@ -205,11 +215,20 @@ zmqctl_connect(zmqctl_opts_t *o)
 }
 
 
-/* loads the stored configuration; objects that do not validate are warned */
+/*
+ * Loads the stored configuration. Objects that do not load (corrupt JSON,
+ * a name that does not match the key, a field the model refuses) are in
+ * cfg->invalid with their reasons: every follower refuses the whole
+ * configuration while one is stored, so zmqctl shows them (warn) and can
+ * delete or replace them.
+ */
 static zgw_config_t *
-zmqctl_load(zgw_store_t *st)
+zmqctl_load(zgw_store_t *st, int warn)
 {
-    size_t         i;
+    int            k;
+    size_t         n;
+    json_t        *why;
+    const char    *name;
     zgw_config_t  *cfg;
     zgw_errors_t   errs;
 
@@ -222,16 +241,31 @@ zmqctl_load(zgw_store_t *st)
     zgw_errors_init(&errs);
 
     if (zgw_store_load(st, cfg, &errs) != ZGW_OK) {
-        if (errs.n == 0 || strncmp(errs.msgs[0], "redis ", 6) == 0) {
+        n = 0;
+        for (k = 0; k < ZGW_KIND_MAX; k++) {
+            n += json_object_size(cfg->invalid[k]);
+        }
+
+        /* not one object's fault: the store's */
+        if (n == 0 || strncmp(errs.msgs[0], "redis ", 6) == 0) {
             zmqctl_print_errors("store", &errs);
             zgw_errors_free(&errs);
             zgw_config_free(cfg);
             return NULL;
         }
 
-        for (i = 0; i < errs.n; i++) {
-            fprintf(stderr, "zmqctl: warning: ignoring a stored object: "
-                    "%s\n", errs.msgs[i]);
+        for (k = 0; k < ZGW_KIND_MAX && warn; k++) {
+            json_object_foreach(cfg->invalid[k], name, why) {
+                fprintf(stderr, "zmqctl: warning: %s '%s' is corrupt: %s\n",
+                        zgw_kind_name(k), name, zmqctl_reason(why));
+            }
+        }
+
+        if (warn) {
+            fprintf(stderr, "zmqctl: warning: gateways and zmqd refuse the "
+                    "whole configuration while a corrupt object is stored: "
+                    "'zmqctl delete KIND NAME' removes one, 'zmqctl import' "
+                    "of a valid object of that name replaces it\n");
         }
     }
 
@@ -242,7 +276,7 @@ zmqctl_load(zgw_store_t *st)
 
 /* the stored configuration, read over a connection of its own */
 static zgw_config_t *
-zmqctl_snapshot(zmqctl_opts_t *o)
+zmqctl_snapshot(zmqctl_opts_t *o, int warn)
 {
     zgw_store_t   *st;
     zgw_config_t  *cfg;
@@ -252,7 +286,7 @@ zmqctl_snapshot(zmqctl_opts_t *o)
         return NULL;
     }
 
-    cfg = zmqctl_load(st);
+    cfg = zmqctl_load(st, warn);
     zgw_store_close(st);
     return cfg;
 }
@@ -344,7 +378,7 @@ zmqctl_import(zmqctl_opts_t *o)
         goto done;
     }
 
-    prev = zmqctl_load(st);
+    prev = zmqctl_load(st, 1);
     if (prev == NULL) {
         goto done;
     }
@@ -479,7 +513,7 @@ zmqctl_restore(zmqctl_opts_t *o)
         goto done;
     }
 
-    prev = zmqctl_load(st);
+    prev = zmqctl_load(st, 1);
     if (prev == NULL) {
         goto done;
     }
@@ -585,7 +619,7 @@ zmqctl_wipe(zmqctl_opts_t *o)
     version = 0;
     zgw_errors_init(&errs);
 
-    prev = zmqctl_load(st);
+    prev = zmqctl_load(st, 1);
     if (prev == NULL) {
         goto done;
     }
@@ -639,7 +673,7 @@ zmqctl_export(zmqctl_opts_t *o)
     json_t        *doc;
     zgw_config_t  *cfg;
 
-    cfg = zmqctl_snapshot(o);
+    cfg = zmqctl_snapshot(o, 1);
     if (cfg == NULL) {
         return ZMQCTL_EXIT_FAIL;
     }
@@ -685,7 +719,7 @@ static int
 zmqctl_get(zmqctl_opts_t *o)
 {
     int            k;
-    json_t        *obj, *shown;
+    json_t        *obj, *shown, *why;
     zgw_config_t  *cfg;
 
     k = zmqctl_kind_arg(o->argv[0]);
@@ -693,12 +727,25 @@ zmqctl_get(zmqctl_opts_t *o)
         return ZMQCTL_EXIT_USAGE;
     }
 
-    cfg = zmqctl_snapshot(o);
+    cfg = zmqctl_snapshot(o, 0);
     if (cfg == NULL) {
         return ZMQCTL_EXIT_FAIL;
     }
 
     obj = zgw_config_get(cfg, k, o->argv[1]);
+
+    why = json_object_get(cfg->invalid[k], o->argv[1]);
+    if (obj == NULL && why != NULL) {
+        fprintf(stderr, "zmqctl: %s '%s' is corrupt: %s\n"
+                "zmqctl: gateways and zmqd refuse the whole configuration "
+                "while it is stored: 'zmqctl delete %s %s' removes it, "
+                "'zmqctl import' of a valid %s '%s' replaces it\n",
+                o->argv[0], o->argv[1], zmqctl_reason(why), o->argv[0],
+                o->argv[1], o->argv[0], o->argv[1]);
+        zgw_config_free(cfg);
+        return ZMQCTL_EXIT_FAIL;
+    }
+
     if (obj == NULL) {
         fprintf(stderr, "zmqctl: %s '%s' does not exist\n", o->argv[0],
                 o->argv[1]);
@@ -718,9 +765,10 @@ zmqctl_get(zmqctl_opts_t *o)
 static int
 zmqctl_list(zmqctl_opts_t *o)
 {
-    int            k, only;
-    json_t        *doc, *list, *obj;
+    int            k, only, corrupt;
+    json_t        *doc, *list, *obj, *why;
     size_t         i;
+    const char    *name;
     zgw_config_t  *cfg;
 
     only = -1;
@@ -731,12 +779,13 @@ zmqctl_list(zmqctl_opts_t *o)
         }
     }
 
-    cfg = zmqctl_snapshot(o);
+    cfg = zmqctl_snapshot(o, 0);
     if (cfg == NULL) {
         return ZMQCTL_EXIT_FAIL;
     }
 
     doc = zgw_config_export(cfg, 0);
+    corrupt = 0;
 
     for (k = 0; k < ZGW_KIND_MAX; k++) {
         if (only >= 0 && k != only) {
@@ -750,6 +799,21 @@ zmqctl_list(zmqctl_opts_t *o)
                    json_is_true(json_object_get(obj, "is_active"))
                    ? "active" : "inactive");
         }
+
+        /* what followers refuse: "corrupt" and why */
+        json_object_foreach(cfg->invalid[k], name, why) {
+            printf("%s\t%s\tcorrupt\t%s\n", zgw_kind_name(k), name,
+                   zmqctl_reason(why));
+            corrupt++;
+        }
+    }
+
+    if (corrupt) {
+        fprintf(stderr, "zmqctl: warning: %d corrupt object%s: gateways and "
+                "zmqd refuse the whole configuration while one is stored; "
+                "'zmqctl delete KIND NAME' removes one, 'zmqctl import' of a "
+                "valid object of that name replaces it\n", corrupt,
+                corrupt == 1 ? "" : "s");
     }
 
     json_decref(doc);
@@ -783,12 +847,14 @@ zmqctl_delete(zmqctl_opts_t *o)
     zgw_errors_init(&errs);
     zgw_errors_init(&refs);
 
-    prev = zmqctl_load(st);
+    prev = zmqctl_load(st, 1);
     if (prev == NULL) {
         goto done;
     }
 
-    if (zgw_config_get(prev, k, o->argv[1]) == NULL) {
+    if (zgw_config_get(prev, k, o->argv[1]) == NULL
+        && json_object_get(prev->invalid[k], o->argv[1]) == NULL)
+    {
         fprintf(stderr, "zmqctl: %s '%s' does not exist\n", o->argv[0],
                 o->argv[1]);
         goto done;
@@ -810,6 +876,7 @@ zmqctl_delete(zmqctl_opts_t *o)
     }
 
     zgw_config_delete(next, k, o->argv[1]);
+    json_object_del(next->invalid[k], o->argv[1]);      /* a corrupt one */
 
     if (zgw_store_apply(st, prev, next, 0, &version, NULL, &errs) != ZGW_OK) {
         zmqctl_print_errors("delete", &errs);
@@ -852,6 +919,7 @@ zmqctl_keygen(zmqctl_opts_t *o)
 static int
 zmqctl_version(zmqctl_opts_t *o)
 {
+    char           shown[ZGW_URL_SHOW_MAX];
     long long      version;
     zgw_store_t   *st;
     zgw_errors_t   errs;
@@ -872,7 +940,8 @@ zmqctl_version(zmqctl_opts_t *o)
         return ZMQCTL_EXIT_FAIL;
     }
 
-    printf("configuration version %lld at %s\n", version, o->redis);
+    printf("configuration version %lld at %s\n", version,
+           zgw_url_redact(o->redis, shown, sizeof(shown)));
     zgw_store_close(st);
     return ZMQCTL_EXIT_OK;
 }

@@ -86,7 +86,7 @@ struct zmqd_retry_s {
 
 struct zmqd_ctx_s {
     const char        *source;
-    char               redis_url[512];
+    char               redis_url[2048];
     zgw_key_t          key;
     int                has_key;
     zgw_config_t      *cfg;
@@ -1255,7 +1255,7 @@ int
 main(int argc, char **argv)
 {
     int                 c, i, check, busy, workers, rc, in_worker;
-    char                err[256];
+    char                err[256], shown[ZGW_URL_SHOW_MAX];
     const char         *env, *key_file;
     zmqd_ctx_t          ctx;
     zgw_errors_t        errs;
@@ -1318,6 +1318,8 @@ main(int argc, char **argv)
     /* redis services without a url use the configuration's Redis */
     if (strncmp(ctx.source, "file:", 5) != 0) {
         snprintf(ctx.redis_url, sizeof(ctx.redis_url), "%s", ctx.source);
+        /* logged from here on: the source without its password */
+        ctx.source = zgw_url_redact(ctx.source, shown, sizeof(shown));
 
     } else {
         env = getenv("ZMQ_REDIS");
@@ -1336,6 +1338,8 @@ main(int argc, char **argv)
     }
 
     ctx.follow.source = ctx.source;
+    ctx.follow.url = strncmp(ctx.source, "file:", 5) == 0 ? ctx.source
+                                                         : ctx.redis_url;
 
     cfg = zmqd_follow_load(&ctx.follow, 0);
     if (cfg == NULL) {

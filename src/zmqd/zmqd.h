@@ -129,7 +129,8 @@ void zmqd_props_dead_letter(zmqd_props_t *p, const char *login);
 
 /* the configuration's source, followed on a thread (zmqd_follow.c) */
 typedef struct {
-    const char        *source;       /* redis://... or file:PATH */
+    const char        *source;       /* as logged: no password */
+    const char        *url;          /* redis://... or file:PATH */
     zgw_store_t       *store;
     time_t             file_mtime;
     long long          version;      /* what runs (handed to the loop) */

@@ -40,16 +40,16 @@ zmqd_follow_load(zmqd_follower_t *f, int quiet)
     zgw_errors_init(&errs);
 
     if (strncmp(f->source, "file:", 5) == 0) {
-        if (stat(f->source + 5, &st) == 0) {
+        if (stat(f->url + 5, &st) == 0) {
             f->file_mtime = st.st_mtime;
         }
-        if (zgw_config_load_file(cfg, f->source + 5, 0, &errs) != ZGW_OK) {
+        if (zgw_config_load_file(cfg, f->url + 5, 0, &errs) != ZGW_OK) {
             goto failed;
         }
 
     } else {
         if (f->store == NULL) {
-            f->store = zgw_store_connect(f->source, ZMQD_TIMEOUT_MS, &errs);
+            f->store = zgw_store_connect(f->url, ZMQD_TIMEOUT_MS, &errs);
             if (f->store == NULL) {
                 goto failed;
             }
@@ -119,7 +119,7 @@ zmqd_follow_once(zmqd_follower_t *f, int reload)
 
     if (!redis) {
         if (!reload
-            && (stat(f->source + 5, &st) != 0
+            && (stat(f->url + 5, &st) != 0
                 || st.st_mtime == f->file_mtime))
         {
             return NULL;

@@ -377,7 +377,7 @@ zmqd_service_http(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
     char *err, size_t errlen)
 {
     int                 rc;
-    char                url[4096], *secret;
+    char                url[4096], *secret, shown[ZGW_URL_SHOW_MAX];
     long                status;
     json_t             *oc, *sec;
     json_int_t          timeout;
@@ -506,14 +506,18 @@ zmqd_service_http(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
         free(secret);
     }
 
+    /* errors go into logs and dead letters: no credentials of the url */
     if (cc != CURLE_OK) {
-        snprintf(err, errlen, "http %s: %s", url, curl_easy_strerror(cc));
+        snprintf(err, errlen, "http %s: %s",
+                 zgw_url_redact(url, shown, sizeof(shown)),
+                 curl_easy_strerror(cc));
         return -1;
     }
 
     rc = status >= 200 && status < 300 ? 0 : -1;
     if (rc != 0) {
-        snprintf(err, errlen, "http %s: status %ld", url, status);
+        snprintf(err, errlen, "http %s: status %ld",
+                 zgw_url_redact(url, shown, sizeof(shown)), status);
     }
 
     return rc;
@@ -671,15 +675,19 @@ zmqd_redis_replies(redisContext *c, const char *where,
 
 /*
  * The cached connection of a redis url: connected, authenticated and on
- * its database, or NULL with err filled. where gets the address as errors
- * print it: never with credentials.
+ * its database, or NULL with err filled. The password is the service's
+ * sealed "password" field (a url in an object holds none) or, for the
+ * configuration's Redis, the one in its url. where gets the address as
+ * errors print it: never with credentials.
  */
 static zmqd_cached_t *
-zmqd_redis(const char *url, char *where, size_t wlen, char *err,
-    size_t errlen)
+zmqd_redis(zmqd_ctx_t *ctx, const json_t *svc, const char *url, char *where,
+    size_t wlen, char *err, size_t errlen)
 {
     int                n;
-    char               select[32];
+    char               select[32], ckey[2048], *secret;
+    json_t            *sealed;
+    const char        *stext;
     zgw_errors_t       errs;
     zmqd_cached_t     *cached;
     struct timeval     tv = { ZMQD_TIMEOUT_MS / 1000,
@@ -694,9 +702,21 @@ zmqd_redis(const char *url, char *where, size_t wlen, char *err,
         return NULL;
     }
 
-    snprintf(where, wlen, "redis %s:%d/%d", addr.host, addr.port, addr.db);
+    snprintf(where, wlen, "redis %s%s%s:%d/%d", addr.ipv6 ? "[" : "",
+             addr.host, addr.ipv6 ? "]" : "", addr.port, addr.db);
 
-    cached = zmqd_cached("redis", url);
+    /*
+     * One connection per url and password: the sealed text (or, from a
+     * configuration file, the clear one) tells passwords apart; the key
+     * stays in memory and is never printed.
+     */
+    sealed = json_object_get(svc, "password");
+    stext = json_is_string(sealed)
+            ? json_string_value(sealed)
+            : json_string_value(json_object_get(sealed, "$sealed"));
+    snprintf(ckey, sizeof(ckey), "%s\n%s", url, stext ? stext : "");
+
+    cached = zmqd_cached("redis", ckey);
     if (cached == NULL) {
         snprintf(err, errlen, "too many redis connections");
         goto failed;
@@ -707,6 +727,26 @@ zmqd_redis(const char *url, char *where, size_t wlen, char *err,
     }
 
     zmqd_redis_drop(cached);
+
+    if (sealed != NULL) {
+        secret = zgw_object_secret(ZGW_KIND_SERVICE, svc, "password",
+                                   zmqd_key(ctx), &errs);
+        if (secret == NULL) {
+            snprintf(err, errlen, "%s", zgw_errors_first(&errs));
+            zgw_errors_free(&errs);
+            goto failed;
+        }
+
+        n = snprintf(addr.password, sizeof(addr.password), "%s", secret);
+        memset(secret, 0, strlen(secret));
+        free(secret);
+
+        if (n < 0 || (size_t) n >= sizeof(addr.password)) {
+            snprintf(err, errlen, "%s: the password is longer than %zu "
+                     "bytes", where, sizeof(addr.password) - 1);
+            goto failed;
+        }
+    }
 
     cached->redis = redisConnectWithTimeout(addr.host, addr.port, tv);
     if (cached->redis == NULL || cached->redis->err) {
@@ -721,7 +761,14 @@ zmqd_redis(const char *url, char *where, size_t wlen, char *err,
     /* a failed AUTH or SELECT fails the connection, never ignored */
     n = 0;
 
-    if (addr.password[0]) {
+    if (addr.username[0]) {
+        /* a Redis 6 ACL user */
+        redisAppendCommand(cached->redis, "AUTH %s %b", addr.username,
+                           addr.password, strlen(addr.password));
+        cmds[n].what = "AUTH";
+        cmds[n++].type = REDIS_REPLY_STATUS;
+
+    } else if (addr.password[0]) {
         redisAppendCommand(cached->redis, "AUTH %b", addr.password,
                            strlen(addr.password));
         cmds[n].what = "AUTH";
@@ -800,7 +847,9 @@ zmqd_service_redis(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
         }
     }
 
-    cached = zmqd_redis(url, where, sizeof(where), err, errlen);
+    /* a service's own password goes with its own url only */
+    cached = zmqd_redis(ctx, json_object_get(svc, "url") ? svc : NULL, url,
+                        where, sizeof(where), err, errlen);
     if (cached == NULL) {
         return -1;
     }

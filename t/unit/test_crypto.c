@@ -236,6 +236,67 @@ test_keygen_and_load(void **state)
 }
 
 
+/* the key opens every secret: only its owner may access the file */
+static void
+test_key_file_mode(void **state)
+{
+    char           path[256], dir[256];
+    size_t         i;
+    zgw_key_t      key;
+    zgw_errors_t   errs;
+
+    static const struct {
+        mode_t       mode;
+        const char  *shown;
+    } open_modes[] = {
+        { 0644, "permissions 0644 are too open" },
+        { 0640, "permissions 0640 are too open" },
+        { 0604, "permissions 0604 are too open" },
+        { 0620, "permissions 0620 are too open" },
+        { 0602, "permissions 0602 are too open" },
+        { 0610, "permissions 0610 are too open" },
+        { 0666, "permissions 0666 are too open" },
+    };
+
+    (void) state;
+    zgw_errors_init(&errs);
+    snprintf(path, sizeof(path), "%s/mode.key", tmpdir);
+
+    assert_int_equal(zgw_key_generate(path, 1, &errs), ZGW_OK);
+    assert_int_equal(zgw_key_load(&key, path, &errs), ZGW_OK);
+
+    for (i = 0; i < sizeof(open_modes) / sizeof(open_modes[0]); i++) {
+        zgw_errors_clear(&errs);
+        assert_int_equal(chmod(path, open_modes[i].mode), 0);
+        assert_int_equal(zgw_key_load(&key, path, &errs), ZGW_ERROR);
+        assert_true(zgw_test_errors_have(&errs, open_modes[i].shown));
+        assert_true(zgw_test_errors_have(&errs, "chmod 600"));
+    }
+
+    /* owner-only modes are fine */
+    assert_int_equal(chmod(path, 0400), 0);
+    assert_int_equal(zgw_key_load(&key, path, &errs), ZGW_OK);
+    assert_int_equal(chmod(path, 0600), 0);
+    assert_int_equal(zgw_key_load(&key, path, &errs), ZGW_OK);
+
+    /* keygen --force over a too open file makes it 0600 again */
+    assert_int_equal(chmod(path, 0644), 0);
+    assert_int_equal(zgw_key_generate(path, 1, &errs), ZGW_OK);
+    assert_int_equal(zgw_key_load(&key, path, &errs), ZGW_OK);
+
+    /* not a regular file */
+    snprintf(dir, sizeof(dir), "%s/key.d", tmpdir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    zgw_errors_clear(&errs);
+    assert_int_equal(zgw_key_load(&key, dir, &errs), ZGW_ERROR);
+    assert_true(zgw_test_errors_have(&errs, "not a regular file"));
+    rmdir(dir);
+
+    unlink(path);
+    zgw_errors_free(&errs);
+}
+
+
 static void
 test_uuid4(void **state)
 {
@@ -299,6 +360,7 @@ main(void)
         cmocka_unit_test(test_tampered_ciphertext_does_not_open),
         cmocka_unit_test(test_password_hash),
         cmocka_unit_test(test_keygen_and_load),
+        cmocka_unit_test(test_key_file_mode),
         cmocka_unit_test(test_uuid4),
         cmocka_unit_test(test_uuid4_format),
     };

@@ -63,7 +63,40 @@ static const model_case_t  model_cases[] = {
       "{\"amqp_def\":[{\"name\":\"a b\"}]}", "name 'a b' must be" },
     { "amqp_def: hosts entries are host[:port]",
       "{\"amqp_def\":[{\"name\":\"crm\",\"hosts\":[\"r1:99999\"]}]}",
-      "hosts[0] 'r1:99999': port is out of range" },
+      "amqp_def 'crm': hosts[0] 'r1:99999': port 99999 is out of range "
+      "1-65535" },
+    { "amqp_def: a lone '[' is not a host",
+      "{\"amqp_def\":[{\"name\":\"crm\",\"hosts\":[\"r1\",\"[\"]}]}",
+      "amqp_def 'crm': hosts[1] '[': '[' without a closing ']'" },
+    { "amqp_def: '[' and a port are not a host",
+      "{\"amqp_def\":[{\"name\":\"crm\",\"hosts\":[\"[:5672\"]}]}",
+      "hosts[0] '[:5672': '[' without a closing ']'" },
+    { "amqp_def: empty brackets are not a host",
+      "{\"amqp_def\":[{\"name\":\"crm\",\"hosts\":[\"[]:5672\"]}]}",
+      "no IPv6 address between '[' and ']'" },
+    { "amqp_def: IPv6 in hosts needs brackets",
+      "{\"amqp_def\":[{\"name\":\"crm\",\"hosts\":[\"::1\"]}]}",
+      "hosts[0] '::1': an IPv6 address must be written in brackets" },
+    { "amqp_def: an empty hosts entry",
+      "{\"amqp_def\":[{\"name\":\"crm\",\"hosts\":[\"\"]}]}",
+      "hosts[0] '': is empty" },
+    { "amqp_def: hosts entries are names by RFC 1123",
+      "{\"amqp_def\":[{\"name\":\"crm\",\"hosts\":[\"-r1:5672\"]}]}",
+      "a label of the host name begins or ends with '-'" },
+    { "amqp_def: hosts entries hold no control characters",
+      "{\"amqp_def\":[{\"name\":\"crm\",\"hosts\":[\"r1\\t:1\"]}]}",
+      "contains white space, a control character or NUL" },
+    { "amqp_def: host is a host without a port",
+      "{\"amqp_def\":[{\"name\":\"crm\",\"host\":\"r1:5672\"}]}",
+      "amqp_def 'crm': host 'r1:5672': a host without a port" },
+    { "amqp_def: host may be a bare IPv6 address",
+      "{\"amqp_def\":[{\"name\":\"crm\",\"host\":\"::1\"}]}", NULL },
+    { "amqp_def: host is not a lone '['",
+      "{\"amqp_def\":[{\"name\":\"crm\",\"host\":\"[\"}]}",
+      "host '[': a host in brackets is an IPv6 address" },
+    { "amqp_def: host of digits must be an IPv4 address",
+      "{\"amqp_def\":[{\"name\":\"crm\",\"host\":\"10.0.0.256\"}]}",
+      "'10.0.0.256' is not an IPv4 address" },
     { "amqp_def: frame_max has a floor",
       "{\"amqp_def\":[{\"name\":\"crm\",\"frame_max\":100}]}",
       "frame_max 100 is out of range 4096-2097152" },
@@ -136,6 +169,16 @@ static const model_case_t  model_cases[] = {
       "\"security\":\"in\"}]}",
       "security 'in' has direction 'in'; http_outconn needs direction 'out'"
     },
+    { "http_outconn: url host is a host",
+      "{\"http_outconn\":[{\"name\":\"h\",\"url\":\"http://[/x\"}]}",
+      "http_outconn 'h': url host '[': '[' without a closing ']'" },
+    { "http_outconn: url port is in range",
+      "{\"http_outconn\":[{\"name\":\"h\",\"url\":"
+      "\"https://api.example.com:0/x\"}]}",
+      "url host 'api.example.com:0': port 0 is out of range" },
+    { "http_outconn: url with IPv6, port, query",
+      "{\"http_outconn\":[{\"name\":\"h\",\"url\":"
+      "\"http://[::1]:8080?a=b\"}]}", NULL },
     { "http_outconn: timeout is positive",
       "{\"http_outconn\":[{\"name\":\"h\",\"url\":\"http://x/\","
       "\"timeout\":0}]}", "timeout 0 is out of range" },
@@ -181,6 +224,70 @@ static const model_case_t  model_cases[] = {
       "{\"service\":[{\"name\":\"a\",\"kind\":\"fanout\",\"services\":"
       "[\"a\"]}]}", "refers to the service itself" },
 
+    /* service: what RabbitMQ would close the channel or connection for */
+    { "service: headers with ordinary names and values are valid",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"publish\","
+      "\"outconn\":\"crm.out\",\"headers\":{\"tenant-id\":\"Z\\u00fcrich\","
+      "\"Source\":\"gw\",\"empty\":\"\"}}]}", NULL },
+    { "service: a CC header is RabbitMQ's",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"publish\","
+      "\"outconn\":\"crm.out\",\"headers\":{\"CC\":\"q2\"}}]}",
+      "service 's': headers 'CC': CC and BCC are RabbitMQ's sender-selected "
+      "distribution headers" },
+    { "service: a bcc header, in any case",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"publish\","
+      "\"outconn\":\"crm.out\",\"headers\":{\"bcc\":\"q2\"}}]}",
+      "service 's': headers 'bcc': CC and BCC" },
+    { "service: x- header names are RabbitMQ's",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"publish\","
+      "\"outconn\":\"crm.out\",\"headers\":{\"x-death\":\"1\"}}]}",
+      "service 's': headers 'x-death': header names beginning with x- are "
+      "RabbitMQ's" },
+    { "service: a header name over 128 bytes",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"publish\","
+      "\"outconn\":\"crm.out\",\"headers\":{\""
+      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+      "\":\"1\"}}]}",
+      "...': a header name is at most 128 bytes" },
+    { "service: a header name is an HTTP token",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"publish\","
+      "\"outconn\":\"crm.out\",\"headers\":{\"a b\":\"1\"}}]}",
+      "service 's': headers 'a b': a header name has letters, digits" },
+    { "service: an empty header name",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"publish\","
+      "\"outconn\":\"crm.out\",\"headers\":{\"\":\"1\"}}]}",
+      "service 's': headers '': a header name must not be empty" },
+    { "service: a header value without line breaks",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"publish\","
+      "\"outconn\":\"crm.out\",\"headers\":{\"h\":\"a\\r\\nX-B: c\"}}]}",
+      "service 's': headers 'h': a header value has no control characters" },
+    { "service: every bad header is named",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"publish\","
+      "\"outconn\":\"crm.out\",\"headers\":{\"ok\":\"1\",\"X-Delay\":\"5\","
+      "\"Cc\":\"q\"}}]}",
+      "service 's': headers 'X-Delay': header names beginning with x-" },
+    { "service: a routing key that is a forged direct reply-to address",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"publish\","
+      "\"outconn\":\"crm.out\",\"routing_key\":"
+      "\"amq.rabbitmq.reply-to.{id}\"}]}",
+      "service 's': routing_key 'amq.rabbitmq.reply-to.{id}': a routing key "
+      "beginning with amq.rabbitmq.reply-to. is a direct reply-to address" },
+    { "service: the same routing key through another exchange is fine",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"publish\","
+      "\"outconn\":\"crm.out\",\"exchange\":\"amq.topic\",\"routing_key\":"
+      "\"amq.rabbitmq.reply-to.x\"}]}", NULL },
+    { "service: rpc routing keys are checked too",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"rpc\","
+      "\"outconn\":\"crm.out\",\"routing_key\":"
+      "\"AMQ.RABBITMQ.REPLY-TO.x\"}]}", "direct reply-to address" },
+    { "amqp_channel: dead_letter routing key",
+      "{" DEF "," OUT "," PUB ",\"amqp_channel\":[{\"name\":\"c\",\"def\":"
+      "\"crm\",\"queue\":\"q\",\"service\":\"pub\",\"dead_letter\":"
+      "{\"routing_key\":\"amq.rabbitmq.reply-to.a.b\"}}]}",
+      "amqp_channel 'c': dead_letter.routing_key "
+      "'amq.rabbitmq.reply-to.a.b': a routing key beginning with" },
+
     /* rest_channel */
     { "rest_channel: valid",
       "{" DEF "," OUT "," PUB "," SEC ",\"rest_channel\":[{\"name\":\"r\","
@@ -194,6 +301,15 @@ static const model_case_t  model_cases[] = {
       "{" DEF "," OUT "," PUB ",\"rest_channel\":[{\"name\":\"r\","
       "\"url_path\":\"/a{id}\",\"service\":\"pub\"}]}",
       "a {param} must be a whole path segment" },
+    { "rest_channel: at most 16 params",
+      "{" DEF "," OUT "," PUB ",\"rest_channel\":[{\"name\":\"r\","
+      "\"url_path\":\"/{a}/{b}/{c}/{d}/{e}/{f}/{g}/{h}/{i}/{j}/{k}/{l}/{m}/"
+      "{n}/{o}/{p}\",\"service\":\"pub\"}]}", NULL },
+    { "rest_channel: not 17 params (the 17th would be left empty)",
+      "{" DEF "," OUT "," PUB ",\"rest_channel\":[{\"name\":\"r\","
+      "\"url_path\":\"/{a}/{b}/{c}/{d}/{e}/{f}/{g}/{h}/{i}/{j}/{k}/{l}/{m}/"
+      "{n}/{o}/{p}/{q}\",\"service\":\"pub\"}]}",
+      "has more than 16 {param} segments" },
     { "rest_channel: method is an enumeration",
       "{" DEF "," OUT "," PUB ",\"rest_channel\":[{\"name\":\"r\","
       "\"url_path\":\"/a\",\"method\":\"post\",\"service\":\"pub\"}]}",

@@ -1,0 +1,265 @@
+
+/*
+ * libFuzzer target: the module's Redis client (ngx_http_zmq_redis.c) as
+ * Redis, or anything answering on its port, would drive it: replies in any
+ * split, pushes on a subscriber connection, replies nobody asked for, a
+ * socket that stalls, hangs up or fails, and timers, while the follower
+ * sends commands.
+ *
+ * What must hold: no crash and no [alert]; every command with a handler is
+ * answered exactly once (with a reply, or NULL when the connection is
+ * lost); replies are well-formed trees; once the client is destroyed
+ * nothing is left (timers, events, sockets, memory).
+ */
+
+
+#include "ngx_fuzz.h"
+
+#define ngx_event_connect_peer  ngx_fuzz_connect_peer
+#define ngx_close_connection    ngx_fuzz_close_connection
+
+#include "ngx_http_zmq_redis.c"
+
+
+#define FUZZ_CMDS_MAX  256
+
+
+typedef struct {
+    ngx_uint_t   answers;
+} fuzz_cmd_t;
+
+
+static fuzz_cmd_t   fuzz_cmds[FUZZ_CMDS_MAX];
+static ngx_uint_t   fuzz_ncmds;
+static ngx_uint_t   fuzz_connected;
+static ngx_uint_t   fuzz_destroying;
+
+
+static void
+fuzz_walk(redisReply *r, ngx_uint_t depth)
+{
+    size_t  i;
+
+    if (depth > 10000) {
+        ngx_fuzz_fail("a reply nested deeper than 10000");
+    }
+
+    switch (r->type) {
+
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+    case REDIS_REPLY_ERROR:
+        if (r->str == NULL || r->str[r->len] != '\0') {
+            ngx_fuzz_fail("a string reply without its terminating NUL");
+        }
+        break;
+
+    case REDIS_REPLY_ARRAY:
+        for (i = 0; i < r->elements; i++) {
+            if (r->element[i] == NULL) {
+                ngx_fuzz_fail("an array reply with a NULL element");
+            }
+            fuzz_walk(r->element[i], depth + 1);
+        }
+        break;
+
+    case REDIS_REPLY_INTEGER:
+    case REDIS_REPLY_NIL:
+        break;
+
+    default:
+        ngx_fuzz_fail("a reply of unknown type %d", r->type);
+    }
+}
+
+
+static void
+fuzz_reply(ngx_http_zmq_redis_t *rd, redisReply *reply, void *data)
+{
+    fuzz_cmd_t  *cmd = data;
+
+    if (cmd->answers++) {
+        ngx_fuzz_fail("a command answered twice");
+    }
+
+    if (reply != NULL) {
+        fuzz_walk(reply, 0);
+    }
+}
+
+
+static void
+fuzz_push(ngx_http_zmq_redis_t *rd, redisReply *reply, void *data)
+{
+    if (reply == NULL) {
+        ngx_fuzz_fail("a push without a reply");
+    }
+
+    fuzz_walk(reply, 0);
+}
+
+
+static void
+fuzz_up(ngx_http_zmq_redis_t *rd, void *data)
+{
+    fuzz_connected++;
+}
+
+
+static void
+fuzz_down(ngx_http_zmq_redis_t *rd, void *data)
+{
+    if (fuzz_destroying) {
+        ngx_fuzz_fail("disconnected() called while being destroyed");
+    }
+}
+
+
+static void
+fuzz_command(ngx_http_zmq_redis_t *rd, u_char arg)
+{
+    size_t       len[3];
+    ngx_int_t    rc;
+    fuzz_cmd_t  *cmd;
+    const char  *argv[3];
+
+    static const char  *names[] = { "GET", "EVALSHA", "SUBSCRIBE", "PING" };
+
+    argv[0] = names[arg % 4];
+    len[0] = ngx_strlen(argv[0]);
+    argv[1] = "zmq:version";
+    len[1] = 11;
+    argv[2] = "zmq:events";
+    len[2] = 10;
+
+    if (arg & 0x80 || fuzz_ncmds == FUZZ_CMDS_MAX) {
+        /* no handler: the reply is dropped */
+        (void) ngx_http_zmq_redis_command(rd, 2 + (arg & 1), argv, len,
+                                          NULL, NULL);
+        return;
+    }
+
+    cmd = &fuzz_cmds[fuzz_ncmds];
+    cmd->answers = 0;
+
+    rc = ngx_http_zmq_redis_command(rd, 2 + (arg & 1), argv, len,
+                                    fuzz_reply, cmd);
+    if (rc == NGX_OK) {
+        fuzz_ncmds++;
+    }
+}
+
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    size_t                      n;
+    u_char                      op, arg;
+    ngx_uint_t                  i;
+    struct sockaddr_in          sin;
+    ngx_addr_t                  addr;
+    ngx_http_zmq_redis_t       *rd;
+    ngx_http_zmq_redis_conf_t   conf;
+
+    if (size < 2) {
+        return 0;
+    }
+
+    ngx_fuzz_start_input();
+    ngx_fuzz_check_quiet("before the input");
+    fuzz_ncmds = 0;
+    fuzz_connected = 0;
+    fuzz_destroying = 0;
+
+    ngx_memzero(&sin, sizeof(struct sockaddr_in));
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(6379);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sockaddr = (struct sockaddr *) &sin;
+    addr.socklen = sizeof(struct sockaddr_in);
+    ngx_str_set(&addr.name, "127.0.0.1:6379");
+
+    ngx_memzero(&conf, sizeof(ngx_http_zmq_redis_conf_t));
+    conf.addr = &addr;
+    if (data[0] & 1) {
+        ngx_str_set(&conf.password, "secret");
+    }
+    conf.db = (data[0] >> 1) & 3;
+    conf.timeout = 1000;
+    conf.subscriber = (data[0] & 8) ? 1 : 0;
+    conf.connected = fuzz_up;
+    conf.disconnected = fuzz_down;
+    conf.push = fuzz_push;
+    conf.log = ngx_fuzz_log;
+
+    ngx_fuzz_peer.connect_rc = (data[1] & 1) ? NGX_OK : NGX_AGAIN;
+
+    data += 2;
+    size -= 2;
+
+    rd = ngx_http_zmq_redis_create(&conf);
+    if (rd == NULL) {
+        ngx_fuzz_fail("create() failed");
+    }
+
+    ngx_http_zmq_redis_start(rd);
+    ngx_fuzz_run_posted();
+
+    while (size > 0) {
+        op = data[0];
+        arg = size > 1 ? data[1] : 0;
+        data += size > 1 ? 2 : 1;
+        size -= size > 1 ? 2 : 1;
+
+        switch (op & 0x0f) {
+
+        case 5:
+            ngx_fuzz_writable((size_t) arg * 8, op & 0x80);
+            break;
+
+        case 6:
+            fuzz_command(rd, arg);
+            break;
+
+        case 7:
+            ngx_fuzz_advance((ngx_msec_t) arg * 50);
+            break;
+
+        case 8:
+            if (op & 0x80) {
+                ngx_fuzz_peer.connect_rc = NGX_ERROR;
+            } else if (op & 0x40) {
+                ngx_fuzz_peer.connect_rc = (arg & 1) ? NGX_OK : NGX_AGAIN;
+            } else {
+                ngx_fuzz_hangup(arg & 1);
+            }
+            break;
+
+        default:
+            /* bytes from Redis: arg + 1, or arg x 64 + 1 */
+            n = (op & 0x80) ? (size_t) arg * 64 + 1 : (size_t) arg + 1;
+            n = ngx_min(n, size);
+            ngx_fuzz_feed(data, n);
+            data += n;
+            size -= n;
+            break;
+        }
+
+        ngx_fuzz_run_posted();
+    }
+
+    fuzz_destroying = 1;
+    ngx_http_zmq_redis_destroy(rd);
+    ngx_fuzz_run_posted();
+
+    for (i = 0; i < fuzz_ncmds; i++) {
+        if (fuzz_cmds[i].answers != 1) {
+            ngx_fuzz_fail("command %ui answered %ui times", i,
+                          fuzz_cmds[i].answers);
+        }
+    }
+
+    ngx_fuzz_check_quiet("after the client was destroyed");
+
+    return 0;
+}

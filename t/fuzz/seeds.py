@@ -1,0 +1,425 @@
+#!/usr/bin/python3
+"""Writes the seed corpora of the fuzz targets (t/fuzz/corpus/<target>/).
+
+Seeds are small valid inputs of each format, so that the fuzzer starts from
+the shapes real peers send and mutates from there. Run it again after
+changing it; crash reproducers found later are added to the same folders
+by hand (named crash-*), and this script leaves them alone.
+"""
+
+import json
+import os
+import struct
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+CORPUS = os.path.join(HERE, "corpus")
+
+
+def write(target, name, data, prefix="seed-"):
+    """prefix "crash-": an input that fails today, kept as a regression
+    (the defects of issue 9 the fuzzer is to catch)."""
+    d = os.path.join(CORPUS, target)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(os.path.join(d, prefix + name), "wb") as f:
+        f.write(data)
+
+
+# ------------------------------------------------------------------ model
+
+FULL = {
+    "amqp_def": [
+        {"name": "rabbit", "host": "127.0.0.1", "port": 5672, "vhost": "/",
+         "username": "guest", "password": "guest", "heartbeat": 30,
+         "frame_max": 131072, "tls": False, "use_jms": False,
+         "hosts": ["10.0.0.1:5672", "[::1]:5673", "broker.example"]},
+        {"name": "sealed", "password": {"$sealed": "AAAA"}},
+    ],
+    "amqp_outconn": [
+        {"name": "out", "def": "rabbit", "delivery_mode": 1, "priority": 5,
+         "expiration": 60000, "content_type": "application/json",
+         "content_encoding": "utf-8", "user_id": "guest", "app_id": "crm",
+         "max_inflight": 16},
+    ],
+    "amqp_channel": [
+        {"name": "in", "def": "rabbit", "queue": "q", "service": "store",
+         "prefetch": 5, "ack_mode": "ack", "data_format": "xml",
+         "consumers": 2,
+         "retry": {"attempts": 2, "initial_delay": 10, "multiplier": 1.5,
+                   "max_delay": 100},
+         "dead_letter": {"outconn": "out", "exchange": "dlx",
+                         "routing_key": "dead"}},
+    ],
+    "http_outconn": [
+        {"name": "hook", "url": "http://127.0.0.1:8080/hook", "timeout": 500,
+         "tls": False, "security": "client"},
+    ],
+    "service": [
+        {"name": "pub", "kind": "publish", "outconn": "out",
+         "exchange": "ex", "routing_key": "rk.{id}.$arg_x",
+         "mandatory": True, "confirm": True, "delivery_mode": 2,
+         "priority": 1, "expiration": 10, "content_type": "text/plain",
+         "headers": {"from": "svc", "x-a": "1"}},
+        {"name": "rpc", "kind": "rpc", "outconn": "out", "routing_key": "r",
+         "timeout": 100},
+        {"name": "web", "kind": "http", "outconn": "hook", "method": "PUT",
+         "path": "/x"},
+        {"name": "store", "kind": "redis", "op": "rpush", "key": "k",
+         "max_len": 10, "url": "redis://127.0.0.1:6379/1"},
+        {"name": "all", "kind": "fanout", "services": ["pub", "store"],
+         "retry": {"attempts": 1}},
+    ],
+    "rest_channel": [
+        {"name": "r1", "url_path": "/api/{id}/items/*", "method": "POST",
+         "service": "pub", "security": "clients", "data_format": "json",
+         "max_body": 1024},
+        {"name": "r2", "url_path": "/exact", "method": "PUT",
+         "service": "all"},
+    ],
+    "security": [
+        {"name": "clients", "type": "basic_auth", "username": "u",
+         "password": "p", "realm": "r"},
+        {"name": "client", "type": "apikey", "direction": "out",
+         "header": "X-Key", "key": "k"},
+        {"name": "tokens", "type": "jwt", "secret": "s", "algorithm": "HS256",
+         "issuer": "i", "audience": "a", "leeway": 1, "ttl": 60},
+    ],
+    "startup": [
+        {"name": "boot", "service": "store", "payload": "{}"},
+    ],
+}
+
+
+def model_seeds():
+    with open(os.path.join(ROOT, "conf", "demo.json")) as f:
+        demo = f.read()
+    full = json.dumps(FULL)
+    for flag in (0, 1):
+        write("model", "demo-%d" % flag, bytes([flag]) + demo.encode())
+        write("model", "full-%d" % flag, bytes([flag]) + full.encode())
+    write("model", "empty", b"\x00{}")
+    write("model", "bad-port", b'\x00{"amqp_def":[{"name":"a","port":0}]}')
+    write("model", "dangling", b'\x00{"amqp_outconn":[{"name":"o",'
+                               b'"def":"x"}]}')
+    write("model", "cycle", b'\x00{"service":[{"name":"a","kind":"fanout",'
+                            b'"services":["b"]},{"name":"b","kind":"fanout",'
+                            b'"services":["a"]}]}')
+
+
+# --------------------------------------------------------------- snapshot
+
+def resp(v):
+    """RESP2 encoding: bytes/str -> bulk, int -> integer, None -> nil,
+    list -> array, Exception -> error."""
+    if v is None:
+        return b"$-1\r\n"
+    if isinstance(v, Exception):
+        return b"-" + str(v).encode() + b"\r\n"
+    if isinstance(v, bool):
+        v = int(v)
+    if isinstance(v, int):
+        return b":%d\r\n" % v
+    if isinstance(v, str):
+        v = v.encode()
+    if isinstance(v, bytes):
+        return b"$%d\r\n%s\r\n" % (len(v), v)
+    return b"*%d\r\n" % len(v) + b"".join(resp(x) for x in v)
+
+
+KINDS = ["amqp_def", "amqp_outconn", "amqp_channel", "http_outconn",
+         "service", "rest_channel", "security", "startup"]
+
+
+def snapshot_reply(doc, version=7):
+    out = [str(version)]
+    for kind in KINDS:
+        objs = []
+        for obj in sorted(doc.get(kind, []), key=lambda o: o["name"]):
+            objs += [obj["name"], json.dumps(obj, sort_keys=True)]
+        out.append(objs)
+    return resp(out)
+
+
+def snapshot_seeds():
+    write("snapshot", "full", snapshot_reply(FULL))
+    with open(os.path.join(ROOT, "conf", "demo.json")) as f:
+        write("snapshot", "demo", snapshot_reply(json.load(f), 12))
+    write("snapshot", "empty", snapshot_reply({}, 0))
+    write("snapshot", "error", resp(Exception("NOSCRIPT No matching script")))
+    write("snapshot", "missing-object",
+          resp(["3", ["a", ""]] + [[] for _ in KINDS[1:]]))
+    write("snapshot", "name-mismatch",
+          resp(["3", ["a", '{"name":"b"}']] + [[] for _ in KINDS[1:]]))
+    write("snapshot", "two-replies",
+          snapshot_reply({}, 1) + snapshot_reply(FULL, 2))
+
+
+# -------------------------------------------------------------- redis_url
+
+def redis_url_seeds():
+    for i, url in enumerate([
+            "redis://127.0.0.1:6379/0", "redis://:secret@host:1/15",
+            "host", "host:6380", "redis://[::1]:6379/2", "redis://h/",
+            "redis://:@h", "unix:///tmp/redis.sock", "redis://h:0",
+            "redis://h:65536/99999"]):
+        write("redis_url", "%02d" % i, url)
+
+
+
+
+# ------------------------------------------------------------------- amqp
+# t/fuzz/fuzz_amqp.c: 3 bytes of settings, then (op, arg) pairs; op & 15:
+# 5 writable, 6 publish, 7 time, 8 detach, 9 connect/hangup, else feed.
+
+def amqp_frames(*frames):
+    return b"".join(f.marshal() for f in frames)
+
+
+def feed(data):
+    out = b""
+    while data:
+        chunk, data = data[:256], data[256:]
+        out += bytes([0x00, len(chunk) - 1]) + chunk
+    return out
+
+
+def amqp_seeds():
+    import pika.frame
+    import pika.spec as s
+    M = pika.frame.Method
+
+    def hs(frame_max=4096, heartbeat=0):
+        return [
+            M(0, s.Connection.Start(server_properties={
+                "product": "RabbitMQ", "version": "3.10.8",
+                "capabilities": {"publisher_confirms": True,
+                                 "basic.nack": True,
+                                 "connection.blocked": True}},
+                mechanisms="PLAIN AMQPLAIN", locales="en_US")),
+            M(0, s.Connection.Tune(channel_max=2047, frame_max=frame_max,
+                                   heartbeat=heartbeat)),
+            M(0, s.Connection.OpenOk()),
+            M(1, s.Channel.OpenOk()),
+            M(1, s.Confirm.SelectOk()),
+        ]
+
+    writable = bytes([0x85, 0])
+    settings = bytes([1, 0x03, 1])     # heartbeat 1, 131072, 4 inflight
+
+    def publish(flags, size=10):
+        return bytes([0x06 | ((size // 1000) << 4), flags]) if size < 1000 \
+            else bytes([0x06 | ((size // 1000) << 4), size % 1000 & 0xff])
+
+    def seed(name, *parts):
+        write("amqp", name, settings + writable + b"".join(parts))
+
+    handshake = feed(amqp_frames(*hs()))
+    seed("handshake", handshake)
+    seed("handshake-trickle", b"".join(
+        bytes([0x00, 0]) + bytes([c]) for c in amqp_frames(*hs())))
+    seed("ack", handshake, publish(0x00), writable,
+         feed(amqp_frames(M(1, s.Basic.Ack(delivery_tag=1)))))
+    seed("ack-multiple", handshake, publish(0), publish(0), publish(0x02),
+         writable, feed(amqp_frames(M(1, s.Basic.Ack(delivery_tag=3,
+                                                     multiple=True)))))
+    seed("nack", handshake, publish(0x04), writable,
+         feed(amqp_frames(M(1, s.Basic.Nack(delivery_tag=1)))))
+    ret = amqp_frames(
+        M(1, s.Basic.Return(reply_code=312, reply_text="NO_ROUTE",
+                            exchange="", routing_key="q")),
+        pika.frame.Header(1, 4, s.BasicProperties(message_id="m-0")),
+        pika.frame.Body(1, b"body"),
+        M(1, s.Basic.Ack(delivery_tag=1)))
+    seed("return", handshake, publish(0x09), writable, feed(ret))
+    seed("return-same-id", handshake, publish(0x09), publish(0x09),
+         publish(0x09), publish(0x09), writable, feed(ret))
+    seed("big-body", handshake, publish(0, 5000), writable,
+         feed(amqp_frames(M(1, s.Basic.Ack(delivery_tag=1)))))
+    seed("blocked", handshake, feed(amqp_frames(
+        M(0, s.Connection.Blocked(reason="low on memory")))),
+        publish(0), feed(amqp_frames(M(0, s.Connection.Unblocked()))),
+        publish(0))
+    seed("channel-close", handshake, publish(0), writable, feed(amqp_frames(
+        M(1, s.Channel.Close(reply_code=406, reply_text="PRECONDITION_FAILED",
+                             class_id=60, method_id=40)))))
+    seed("connection-close", handshake, publish(0), writable,
+         feed(amqp_frames(M(0, s.Connection.Close(
+             reply_code=320, reply_text="CONNECTION_FORCED", class_id=0,
+             method_id=0)))), bytes([0x07, 50]), writable, handshake)
+    seed("heartbeat", handshake, feed(pika.frame.Heartbeat().marshal()),
+         bytes([0x07, 10]), bytes([0x07, 10]), bytes([0x07, 30]))
+    seed("timeout-then-ack", handshake, publish(0x04), writable,
+         bytes([0x07, 11]),
+         feed(amqp_frames(M(1, s.Basic.Ack(delivery_tag=1)))))
+    seed("detach", handshake, publish(0), bytes([0x08, 0]), writable,
+         feed(amqp_frames(M(1, s.Basic.Ack(delivery_tag=1)))))
+    seed("stall", handshake, bytes([0x05, 0]), publish(0, 7000),
+         publish(0, 7000), bytes([0x05, 3]), bytes([0x85, 0]))
+    seed("refused-then-ok", bytes([0x09, 0]), bytes([0x89, 0]),
+         bytes([0x07, 2]), bytes([0x49, 1]), bytes([0x07, 30]), writable,
+         handshake)
+    seed("out-of-order", feed(amqp_frames(*hs()[1:2])))
+    seed("not-amqp", feed(b"AMQP\x00\x00\x09\x01"))
+    seed("small-frame-max", feed(amqp_frames(*hs(frame_max=4096))),
+         publish(0, 3000))
+
+
+
+
+# ------------------------------------------------------------------ redis
+# t/fuzz/fuzz_redis.c: 2 bytes of settings, then (op, arg) pairs; op & 15:
+# 5 writable, 6 command, 7 time, 8 connect/hangup, else feed.
+
+def redis_seeds():
+    def feed(data):
+        out = b""
+        while data:
+            chunk, data = data[:256], data[256:]
+            out += bytes([0x00, len(chunk) - 1]) + chunk
+        return out
+
+    writable = bytes([0x85, 0])
+    get, evalsha, sub, ping = (bytes([0x06, i]) for i in range(4))
+
+    def seed(name, settings, *parts):
+        write("redis", name, bytes(settings) + writable + b"".join(parts))
+
+    seed("get", [0, 1], get, feed(b"$2\r\n42\r\n"))
+    seed("auth-select", [3, 1], get, feed(b"+OK\r\n+OK\r\n:7\r\n"))
+    seed("error", [0, 1], get, feed(b"-ERR wrong type\r\n"))
+    seed("nil", [0, 1], get, feed(b"$-1\r\n"))
+    seed("snapshot", [0, 1], evalsha, feed(snapshot_reply(FULL)))
+    seed("pipelined", [0, 1], get, get, ping,
+         feed(b":1\r\n$1\r\nx\r\n+PONG\r\n"))
+    seed("subscriber", [8, 1], sub, feed(
+        resp(["subscribe", "zmq:events", 1]) +
+        resp(["message", "zmq:events",
+              '{"version":3,"kind":"service","name":"a","op":"put"}'])))
+    seed("unasked", [0, 1], feed(b"+OK\r\n"))
+    seed("split", [0, 1], get, b"".join(
+        bytes([0x00, 0]) + bytes([c]) for c in b"$5\r\nhello\r\n"))
+    seed("protocol-error", [0, 1], get, feed(b"?what\r\n"))
+    seed("timeout", [0, 1], get, bytes([0x07, 30]), get)
+    seed("hangup", [0, 1], get, get, bytes([0x08, 0]), bytes([0x07, 10]),
+         writable, get, feed(b":1\r\n"))
+    seed("refused", [0, 0], bytes([0x88, 0]), bytes([0x08, 0]),
+         bytes([0x07, 10]), bytes([0x48, 1]), bytes([0x07, 100]), writable)
+    seed("stall", [0, 1], bytes([0x05, 0]), get, get, bytes([0x05, 1]),
+         writable)
+
+
+
+
+# ------------------------------------------------------------------ props
+# t/fuzz/fuzz_props.c: 2 bytes picking defaults, then header lines
+
+def props_seeds():
+    def seed(name, flags, *lines, prefix="seed-"):
+        write("props", name, bytes(flags) + "\n".join(lines).encode(),
+              prefix)
+
+    seed("none", [0, 0])
+    seed("all", [31, 31], "Content-Type: application/x-thing",
+         "Content-Encoding: gzip", "X-Message-Id: m-1",
+         "X-Correlation-Id: c-1", "X-Reply-To: replies", "X-Priority: 7",
+         "X-Expiration: 60000", "X-Delivery-Mode: transient",
+         "X-Zmq-Header-Customer: ACME",
+         "X-Zmq-Header-City: Z\u00fcrich \u6771\u4eac")
+    seed("lowercase", [0, 0], "x-message-id: m", "x-delivery-mode: 2",
+         "x-zmq-header-a: 1", "x-zmq-header-a: 2")
+    seed("bad-priority", [0, 0], "X-Priority: 12")
+    seed("bad-expiration", [0, 0], "X-Expiration: -5")
+    seed("long-id", [0, 0], "X-Message-Id: " + "m" * 300)
+    # issue 9, defect 3: each drops the broker channel or connection
+    seed("header-key-over-255-bytes", [0, 0],
+         "X-Zmq-Header-" + "k" * 300 + ": v", prefix="crash-")
+    seed("reply-to-direct-reply", [0, 0],
+         "X-Reply-To: amq.rabbitmq.reply-to", prefix="crash-")
+    seed("cc-not-an-array", [0, 0], "X-Zmq-Header-CC: q", prefix="crash-")
+    seed("many", [0, 16], *["X-Zmq-Header-h%d: %d" % (i, i)
+                            for i in range(40)])
+
+
+
+
+# ----------------------------------------------------------------- router
+# t/fuzz/fuzz_router.c: "R METHOD URL_PATH" channels, "Q METHOD URI" asks
+
+def router_seeds():
+    def seed(name, *lines, prefix="seed-"):
+        write("router", name, "\n".join(lines), prefix)
+
+    seed("demo", "R POST /api/customers/{id}/updates",
+         "Q POST /api/customers/42/updates", "Q GET /api/customers/42/updates",
+         "Q POST /api/customers/42", "Q POST //api//customers/7/updates/")
+    seed("classes", "R POST /a/b", "R POST /a/{x}", "R ANY /a/*",
+         "R GET /a/{x}/c", "Q POST /a/b", "Q POST /a/z", "Q PUT /a/z",
+         "Q DELETE /a/b/c/d", "Q GET /a/q/c", "Q GET /")
+    seed("inactive", "!R POST /x", "R PUT /x", "Q POST /x", "Q PUT /x")
+    seed("params", "R ANY /{a}/{b}/{c}/{d}/{e}/{f}/{g}/{h}/{i}/{j}/{k}/{l}"
+         "/{m}/{n}/{o}/{p}/{q}/{r}",
+         "Q GET /1/2/3/4/5/6/7/8/9/10/11/12/13/14/15/16/17/18")
+    seed("root-prefix", "R ANY /*", "Q PATCH /anything/at/all")
+    # issue 9, defect 8: a path of more than 64 segments is cut, and an
+    # exact route matches a longer path
+    seed("exact-route-matches-a-longer-path", "R POST /" + "/".join(
+        "s" for _ in range(64)), "Q POST /" + "/".join(
+        "s" for _ in range(65)), prefix="crash-")
+
+
+
+
+# ------------------------------------------------------------------- body
+# t/fuzz/fuzz_body.c: a shape byte, its cut points, then the body
+
+def body_seeds():
+    def seed(name, shape, cuts, body, prefix="seed-"):
+        if isinstance(body, str):
+            body = body.encode()
+        write("body", name, bytes([shape | len(cuts)]) + bytes(cuts) + body,
+              prefix)
+
+    doc = json.dumps(FULL).encode()
+    seed("memory", 0, [], b'{"a": 1}')
+    seed("memory-invalid", 0, [], b'{"a": 1,}')
+    seed("chunks", 0x40, [30, 90, 150, 200], doc)
+    seed("in-file-only", 0x20, [], doc)
+    seed("file-then-memory", 0x10, [128], doc)
+    seed("empty", 0, [], b"")
+    seed("binary-4096", 0x80, [1, 2, 250], bytes(range(256)) * 20)
+    seed("utf8", 0, [], '["Z\u00fcrich", "\u6771\u4eac"]')
+    # issue 9, defect 1: a chunked body to a JSON location ends with an
+    # empty last_buf that the JSON check read as a file (SIGSEGV)
+    seed("chunked-json-empty-last-buf", 0x48, [64], doc, prefix="crash-")
+
+
+
+
+# --------------------------------------------------------------- hostport
+
+def hostport_seeds():
+    for i, (port, text) in enumerate([
+            (0, "127.0.0.1:5672"), (21, "rabbit"), (0, "[::1]:5673"),
+            (0, "broker.example.com:1"), (0, "my_rabbit:65535"),
+            (21, "[fe80::1%eth0]"), (0, "["), (0, "[:5672"), (0, "h:0"),
+            (0, "10.0.0.256:5672"), (0, "::1:5672")]):
+        write("hostport", "%02d" % i, bytes([port]) + text.encode())
+
+
+def main():
+    model_seeds()
+    snapshot_seeds()
+    redis_url_seeds()
+    hostport_seeds()
+    amqp_seeds()
+    redis_seeds()
+    props_seeds()
+    router_seeds()
+    body_seeds()
+
+
+if __name__ == "__main__":
+    main()
