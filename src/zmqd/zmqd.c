@@ -10,13 +10,25 @@
  * only after its service succeeded; a failure is retried later (the
  * message stays unacked, other messages go on), then dead-lettered with
  * x-zmq-error, x-zmq-attempts and x-zmq-channel headers, then acked.
+ *
+ * This file is the loop: connections, consumers, acks, retries, dead
+ * letters and the applying of a new configuration. The other parts:
+ *
+ *   zmqd_amqp.c       rabbitmq-c connections, each call bounded, and the
+ *                     heartbeat thread
+ *   zmqd_follow.c     loading and following the configuration (a thread)
+ *   zmqd_service.c    the services, given a zmqd_env_t
+ *   zmqd_publisher.c  the publishing connections, and what is published
+ *                     again (dead letters, the publish service)
+ *   zmqd_heap.c       the retries, by due time
+ *   zmqd_master.c     --workers: the master process
+ *   zmqd_log.c        the log and the clock
  */
 
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +49,7 @@
 #define ZMQD_PREFETCH_MAX   1000
 
 
+typedef struct zmqd_ctx_s       zmqd_ctx_t;
 typedef struct zmqd_def_s       zmqd_def_t;
 typedef struct zmqd_consumer_s  zmqd_consumer_t;
 typedef struct zmqd_retry_s     zmqd_retry_t;
@@ -46,7 +59,6 @@ struct zmqd_def_s {
     char              *name;
     char              *fingerprint;
     zmqd_amqp_t       *consume;       /* NULL while down */
-    zmqd_amqp_t       *publish;
     double             next_attempt;
     double             backoff;
     int                next_channel;
@@ -95,6 +107,7 @@ struct zmqd_ctx_s {
     zmqd_consumer_t   *consumers[256];
     int                nconsumers;
     zmqd_heap_t        retries;       /* zmqd_retry_t by due time */
+    zmqd_publishers_t  publishers;
     int                verbose;
     unsigned long      done;
 };
@@ -108,85 +121,21 @@ static volatile sig_atomic_t  zmqd_stop;
 static volatile sig_atomic_t  zmqd_reload;
 
 
-/*
- * One line on stderr. Values in a line come from messages and the
- * configuration (a message_id, a queue name, an error text): a control
- * byte in them is written as \xNN, so that no value can end the line and
- * forge the next one.
- */
-void
-zmqd_log(const char *level, const char *fmt, ...)
-{
-    int            n, m, i;
-    char           line[2048], msg[1536], ts[32];
-    time_t         now;
-    va_list        ap;
-    struct tm      tm;
-    unsigned char  c;
-
-    now = time(NULL);
-    gmtime_r(&now, &tm);
-    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-
-    n = snprintf(line, sizeof(line), "%s zmqd[%d] %s: ", ts, (int) getpid(),
-                 level);
-
-    va_start(ap, fmt);
-    m = vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-
-    if (m < 0) {
-        m = 0;
-    } else if (m >= (int) sizeof(msg)) {
-        m = (int) sizeof(msg) - 1;
-    }
-
-    for (i = 0; i < m && n < (int) sizeof(line) - 5; i++) {
-        c = (unsigned char) msg[i];
-        if (c < 0x20 || c == 0x7f) {
-            n += snprintf(line + n, sizeof(line) - n, "\\x%02x", c);
-        } else {
-            line[n++] = (char) c;
-        }
-    }
-
-    line[n++] = '\n';
-
-    /* one write per line: the workers of one master share the log */
-    if (write(STDERR_FILENO, line, (size_t) n) < 0) {
-        /* nowhere to report it */
-    }
-}
-
-
-double
-zmqd_now(void)
-{
-    struct timespec  ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-
-const zgw_config_t *
-zmqd_config(zmqd_ctx_t *ctx)
-{
-    return ctx->cfg;
-}
-
-
-const zgw_key_t *
+static const zgw_key_t *
 zmqd_key(zmqd_ctx_t *ctx)
 {
     return ctx->has_key ? &ctx->key : NULL;
 }
 
 
-const char *
-zmqd_redis_url(zmqd_ctx_t *ctx)
+/* what services and dead letters get: no way back into the loop */
+static void
+zmqd_env(zmqd_ctx_t *ctx, zmqd_env_t *env)
 {
-    return ctx->redis_url[0] ? ctx->redis_url : ZGW_REDIS_DEFAULT;
+    env->cfg = ctx->cfg;
+    env->key = zmqd_key(ctx);
+    env->redis_url = ctx->redis_url[0] ? ctx->redis_url : ZGW_REDIS_DEFAULT;
+    env->publishers = &ctx->publishers;
 }
 
 
@@ -218,46 +167,6 @@ zmqd_def(zmqd_ctx_t *ctx, const char *name, int create)
     ctx->defs[free_slot].backoff = 0.1;
     ctx->defs[free_slot].next_channel = 2;
     return &ctx->defs[free_slot];
-}
-
-
-zmqd_amqp_t *
-zmqd_publisher(zmqd_ctx_t *ctx, const char *name, char *err, size_t errlen)
-{
-    json_t      *def;
-    zmqd_def_t  *d;
-
-    d = zmqd_def(ctx, name, 1);
-    if (d == NULL) {
-        snprintf(err, errlen, "too many definitions");
-        return NULL;
-    }
-
-    if (d->publish != NULL) {
-        return d->publish;
-    }
-
-    def = zgw_config_get(ctx->cfg, ZGW_KIND_AMQP_DEF, name);
-    if (def == NULL) {
-        snprintf(err, errlen, "amqp_def '%s' does not exist", name);
-        return NULL;
-    }
-
-    d->publish = zmqd_amqp_open(def, zmqd_key(ctx), 1, err, errlen);
-    return d->publish;
-}
-
-
-void
-zmqd_publisher_failed(zmqd_ctx_t *ctx, const char *name)
-{
-    zmqd_def_t  *d;
-
-    d = zmqd_def(ctx, name, 0);
-    if (d != NULL && d->publish != NULL) {
-        zmqd_amqp_close(d->publish);
-        d->publish = NULL;
-    }
 }
 
 
@@ -424,10 +333,6 @@ zmqd_apply(zmqd_ctx_t *ctx, zgw_config_t *cfg)
                 d->next_attempt = 0;
                 d->backoff = 0.1;
             }
-            if (d->publish != NULL) {
-                zmqd_amqp_close(d->publish);
-                d->publish = NULL;
-            }
         }
 
         free(d->fingerprint);
@@ -546,6 +451,9 @@ zmqd_apply(zmqd_ctx_t *ctx, zgw_config_t *cfg)
                      ZMQD_SERVICE_MAX_MS);
         }
     }
+
+    /* publishing connections whose definition changed start over */
+    zmqd_publishers_apply(&ctx->publishers, cfg);
 
     zgw_config_free(ctx->cfg);
     ctx->cfg = cfg;
@@ -744,6 +652,7 @@ zmqd_dead_letter(zmqd_ctx_t *ctx, zmqd_def_t *d, const json_t *ch,
     int            rc;
     char           rk[300];
     json_t        *dl, *oc;
+    zmqd_env_t     senv;
     zmqd_amqp_t   *a;
     const char    *defname, *exchange;
     zmqd_props_t   props;
@@ -758,7 +667,9 @@ zmqd_dead_letter(zmqd_ctx_t *ctx, zmqd_def_t *d, const json_t *ch,
         defname = json_string_value(json_object_get(oc, "def"));
     }
 
-    a = zmqd_publisher(ctx, defname, err, errlen);
+    zmqd_env(ctx, &senv);
+
+    a = zmqd_publisher(&senv, defname, err, errlen);
     if (a == NULL) {
         return -1;
     }
@@ -782,7 +693,7 @@ zmqd_dead_letter(zmqd_ctx_t *ctx, zmqd_def_t *d, const json_t *ch,
         if (!rc) {
             snprintf(err, errlen, "cannot declare dead-letter queue '%s'",
                      rk);
-            zmqd_publisher_failed(ctx, defname);
+            zmqd_publisher_close(&ctx->publishers, defname);
             return -1;
         }
     }
@@ -802,7 +713,7 @@ zmqd_dead_letter(zmqd_ctx_t *ctx, zmqd_def_t *d, const json_t *ch,
     zmqd_props_free(&props);
 
     if (rc != 0 && strstr(err, "unroutable") == NULL) {
-        zmqd_publisher_failed(ctx, defname);
+        zmqd_publisher_close(&ctx->publishers, defname);
     }
 
     return rc;
@@ -924,6 +835,7 @@ zmqd_attempt(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
     int          rc;
     char         err[1024];
     json_t      *ch;
+    zmqd_env_t   senv;
     const char  *service;
     zmqd_msg_t   msg;
 
@@ -946,7 +858,8 @@ zmqd_attempt(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
 
     service = json_string_value(json_object_get(ch, "service"));
 
-    rc = zmqd_service_invoke(ctx, service, &msg, err, sizeof(err));
+    zmqd_env(ctx, &senv);
+    rc = zmqd_service_invoke(&senv, service, &msg, err, sizeof(err));
     if (rc != 0) {
         /* a message a retry cannot fix is dead-lettered at once */
         return zmqd_failed(ctx, d, c, env, attempts, err,
@@ -1448,9 +1361,6 @@ main(int argc, char **argv)
             zmqd_flush_all_acks(&ctx, &ctx.defs[i]);
             zmqd_amqp_close(ctx.defs[i].consume);
         }
-        if (ctx.defs[i].publish) {
-            zmqd_amqp_close(ctx.defs[i].publish);
-        }
         free(ctx.defs[i].name);
         free(ctx.defs[i].fingerprint);
     }
@@ -1463,6 +1373,7 @@ main(int argc, char **argv)
         zmqd_log("warn", "the configuration thread is still waiting for %s; "
                  "exiting without it", ctx.source);
     }
+    zmqd_publishers_close(&ctx.publishers);
     zmqd_heartbeat_stop();
     zmqd_services_reset();
     zgw_config_free(ctx.cfg);

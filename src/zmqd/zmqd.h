@@ -35,9 +35,6 @@
 #define ZMQD_SERVICE_MAX_MS 600000
 
 
-typedef struct zmqd_ctx_s  zmqd_ctx_t;
-
-
 /*
  * One AMQP connection (blocking rabbitmq-c). rabbitmq-c is not thread-safe
  * and heartbeats only inside its own calls: the main thread holds lock
@@ -99,6 +96,36 @@ int zmqd_amqp_publish(zmqd_amqp_t *a, const char *exchange,
     amqp_bytes_t body, char *err, size_t errlen);
 const char *zmqd_amqp_reply_error(amqp_rpc_reply_t r, char *buf,
     size_t len);
+
+/* the publishing connections, one per amqp_def (zmqd_publisher.c) */
+#define ZMQD_PUBLISHERS_MAX  32
+
+typedef struct {
+    char           *def;
+    char           *fingerprint;     /* the def it was opened with */
+    zmqd_amqp_t    *amqp;
+} zmqd_publisher_slot_t;
+
+typedef struct {
+    zmqd_publisher_slot_t  slots[ZMQD_PUBLISHERS_MAX];
+} zmqd_publishers_t;
+
+/* what a service (and a dead letter) needs, and nothing of the loop */
+typedef struct {
+    const zgw_config_t   *cfg;
+    const zgw_key_t      *key;          /* NULL without a key file */
+    const char           *redis_url;    /* the configuration's Redis */
+    zmqd_publishers_t    *publishers;
+} zmqd_env_t;
+
+/* the publishing connection of an amqp_def, opened on demand */
+zmqd_amqp_t *zmqd_publisher(const zmqd_env_t *env, const char *def,
+    char *err, size_t errlen);
+/* closes it: it failed (the next publish opens another) */
+void zmqd_publisher_close(zmqd_publishers_t *p, const char *def);
+/* closes those whose amqp_def changed or went away in cfg */
+void zmqd_publishers_apply(zmqd_publishers_t *p, const zgw_config_t *cfg);
+void zmqd_publishers_close(zmqd_publishers_t *p);
 
 /*
  * The properties of a message published again (zmqd_publisher.c): its
@@ -187,20 +214,12 @@ void zmqd_heap_free(zmqd_heap_t *h);
  */
 #define ZMQD_PERMANENT  -2
 
-int zmqd_service_invoke(zmqd_ctx_t *ctx, const char *name,
+int zmqd_service_invoke(const zmqd_env_t *env, const char *name,
     const zmqd_msg_t *msg, char *err, size_t errlen);
 /* a body in a data format: 0 valid, -1 with err filled */
 int zmqd_format_check(const char *format, const amqp_bytes_t *body,
     char *err, size_t errlen);
-
-/* what services need from the daemon */
-const zgw_config_t *zmqd_config(zmqd_ctx_t *ctx);
-const zgw_key_t *zmqd_key(zmqd_ctx_t *ctx);
-const char *zmqd_redis_url(zmqd_ctx_t *ctx);
-/* the publishing connection of an amqp_def, opened on demand */
-zmqd_amqp_t *zmqd_publisher(zmqd_ctx_t *ctx, const char *def, char *err,
-    size_t errlen);
-void zmqd_publisher_failed(zmqd_ctx_t *ctx, const char *def);
+/* closes the connections services keep (HTTP, Redis) */
 void zmqd_services_reset(void);
 
 #endif /* ZMQD_H */

@@ -1,5 +1,12 @@
 /*
- * zmqd: what is published again (a dead letter, the publish service).
+ * zmqd: the publisher pool, and what is published again (a dead letter,
+ * the publish service).
+ *
+ * One publishing connection per amqp_def, in confirm mode, opened when a
+ * service or a dead letter first needs it and closed when it fails or its
+ * definition changes. It is the services' only way to the broker: they
+ * get it, with the configuration, key and Redis they need, in a zmqd_env_t
+ * instead of calling back into the loop.
  *
  * A message is published again with its own properties and headers, except
  * where the broker would refuse them or they would lose the message:
@@ -16,10 +23,147 @@
  *               persistent (delivery_mode 2).
  */
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "zmqd.h"
+
+
+static zmqd_publisher_slot_t *
+zmqd_publisher_slot(zmqd_publishers_t *p, const char *def, int create)
+{
+    int  i, free_slot;
+
+    free_slot = -1;
+
+    for (i = 0; i < ZMQD_PUBLISHERS_MAX; i++) {
+        if (p->slots[i].def != NULL && strcmp(p->slots[i].def, def) == 0) {
+            return &p->slots[i];
+        }
+        if (p->slots[i].def == NULL && free_slot < 0) {
+            free_slot = i;
+        }
+    }
+
+    if (!create || free_slot < 0) {
+        return NULL;
+    }
+
+    p->slots[free_slot].def = strdup(def);
+    if (p->slots[free_slot].def == NULL) {
+        return NULL;
+    }
+
+    return &p->slots[free_slot];
+}
+
+
+static void
+zmqd_publisher_slot_free(zmqd_publisher_slot_t *slot)
+{
+    zmqd_amqp_close(slot->amqp);
+    free(slot->def);
+    free(slot->fingerprint);
+    memset(slot, 0, sizeof(zmqd_publisher_slot_t));
+}
+
+
+zmqd_amqp_t *
+zmqd_publisher(const zmqd_env_t *env, const char *name, char *err,
+    size_t errlen)
+{
+    char                   *fp;
+    json_t                 *def;
+    zmqd_publisher_slot_t  *slot;
+
+    slot = zmqd_publisher_slot(env->publishers, name, 0);
+    if (slot != NULL && slot->amqp != NULL) {
+        return slot->amqp;
+    }
+
+    def = zgw_config_get(env->cfg, ZGW_KIND_AMQP_DEF, name);
+    if (def == NULL) {
+        snprintf(err, errlen, "amqp_def '%s' does not exist", name);
+        return NULL;
+    }
+
+    fp = zgw_object_dump(ZGW_KIND_AMQP_DEF, def);
+    if (fp == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+
+    if (slot == NULL) {
+        slot = zmqd_publisher_slot(env->publishers, name, 1);
+        if (slot == NULL) {
+            snprintf(err, errlen, "too many publishing connections");
+            free(fp);
+            return NULL;
+        }
+    }
+
+    slot->amqp = zmqd_amqp_open(def, env->key, 1, err, errlen);
+    if (slot->amqp == NULL) {
+        free(fp);
+        zmqd_publisher_slot_free(slot);
+        return NULL;
+    }
+
+    free(slot->fingerprint);
+    slot->fingerprint = fp;
+    return slot->amqp;
+}
+
+
+void
+zmqd_publisher_close(zmqd_publishers_t *p, const char *name)
+{
+    zmqd_publisher_slot_t  *slot;
+
+    slot = zmqd_publisher_slot(p, name, 0);
+    if (slot != NULL) {
+        zmqd_publisher_slot_free(slot);
+    }
+}
+
+
+void
+zmqd_publishers_apply(zmqd_publishers_t *p, const zgw_config_t *cfg)
+{
+    int      i, same;
+    char    *fp;
+    json_t  *def;
+
+    for (i = 0; i < ZMQD_PUBLISHERS_MAX; i++) {
+        if (p->slots[i].def == NULL) {
+            continue;
+        }
+
+        def = zgw_config_get(cfg, ZGW_KIND_AMQP_DEF, p->slots[i].def);
+        fp = def ? zgw_object_dump(ZGW_KIND_AMQP_DEF, def) : NULL;
+        same = fp != NULL && p->slots[i].fingerprint != NULL
+               && strcmp(fp, p->slots[i].fingerprint) == 0;
+        free(fp);
+
+        if (!same) {
+            zmqd_publisher_slot_free(&p->slots[i]);
+        }
+    }
+}
+
+
+void
+zmqd_publishers_close(zmqd_publishers_t *p)
+{
+    int  i;
+
+    for (i = 0; i < ZMQD_PUBLISHERS_MAX; i++) {
+        if (p->slots[i].def != NULL) {
+            zmqd_publisher_slot_free(&p->slots[i]);
+        }
+    }
+}
 
 
 int

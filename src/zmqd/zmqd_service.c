@@ -373,8 +373,8 @@ zmqd_http_headers(const zmqd_msg_t *msg, struct curl_slist **hdrs, char *err,
 
 
 static int
-zmqd_service_http(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
-    char *err, size_t errlen)
+zmqd_service_http(const zmqd_env_t *env, const json_t *svc,
+    const zmqd_msg_t *msg, char *err, size_t errlen)
 {
     int                 rc;
     char                url[4096], *secret, shown[ZGW_URL_SHOW_MAX];
@@ -388,7 +388,7 @@ zmqd_service_http(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
     struct curl_slist  *hdrs;
 
     ocname = json_string_value(json_object_get(svc, "outconn"));
-    oc = zgw_config_get(zmqd_config(ctx), ZGW_KIND_HTTP_OUTCONN, ocname);
+    oc = zgw_config_get(env->cfg, ZGW_KIND_HTTP_OUTCONN, ocname);
     if (oc == NULL) {
         snprintf(err, errlen, "http_outconn '%s' does not exist", ocname);
         return -1;
@@ -445,7 +445,7 @@ zmqd_service_http(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
     /* credentials of the outgoing security definition */
 
     secret = NULL;
-    sec = zgw_config_get(zmqd_config(ctx), ZGW_KIND_SECURITY,
+    sec = zgw_config_get(env->cfg, ZGW_KIND_SECURITY,
                          json_string_value(json_object_get(oc, "security")));
     if (sec != NULL) {
         zgw_errors_init(&errs);
@@ -461,7 +461,7 @@ zmqd_service_http(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
         secret = zgw_object_secret(ZGW_KIND_SECURITY, sec,
                                    strcmp(type, "basic_auth") == 0
                                    ? "password" : "key",
-                                   zmqd_key(ctx), &errs);
+                                   env->key, &errs);
         if (secret == NULL) {
             snprintf(err, errlen, "%s", zgw_errors_first(&errs));
             zgw_errors_free(&errs);
@@ -528,7 +528,7 @@ zmqd_service_http(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
 
 
 static int
-zmqd_service_publish(zmqd_ctx_t *ctx, const json_t *svc,
+zmqd_service_publish(const zmqd_env_t *env, const json_t *svc,
     const zmqd_msg_t *msg, char *err, size_t errlen)
 {
     int            rc;
@@ -538,7 +538,7 @@ zmqd_service_publish(zmqd_ctx_t *ctx, const json_t *svc,
     const char    *def;
     zmqd_props_t   props;
 
-    oc = zgw_config_get(zmqd_config(ctx), ZGW_KIND_AMQP_OUTCONN,
+    oc = zgw_config_get(env->cfg, ZGW_KIND_AMQP_OUTCONN,
                         json_string_value(json_object_get(svc, "outconn")));
     if (oc == NULL) {
         snprintf(err, errlen, "the outgoing connection does not exist");
@@ -546,7 +546,7 @@ zmqd_service_publish(zmqd_ctx_t *ctx, const json_t *svc,
     }
 
     def = json_string_value(json_object_get(oc, "def"));
-    a = zmqd_publisher(ctx, def, err, errlen);
+    a = zmqd_publisher(env, def, err, errlen);
     if (a == NULL) {
         return -1;
     }
@@ -595,7 +595,7 @@ zmqd_service_publish(zmqd_ctx_t *ctx, const json_t *svc,
     if (rc != 0 && strstr(err, "unroutable") == NULL
         && strstr(err, "refused") == NULL)
     {
-        zmqd_publisher_failed(ctx, def);
+        zmqd_publisher_close(env->publishers, def);
     }
 
     return rc;
@@ -681,8 +681,8 @@ zmqd_redis_replies(redisContext *c, const char *where,
  * errors print it: never with credentials.
  */
 static zmqd_cached_t *
-zmqd_redis(zmqd_ctx_t *ctx, const json_t *svc, const char *url, char *where,
-    size_t wlen, char *err, size_t errlen)
+zmqd_redis(const zmqd_env_t *env, const json_t *svc, const char *url,
+    char *where, size_t wlen, char *err, size_t errlen)
 {
     int                n;
     char               select[32], ckey[2048], *secret;
@@ -730,7 +730,7 @@ zmqd_redis(zmqd_ctx_t *ctx, const json_t *svc, const char *url, char *where,
 
     if (sealed != NULL) {
         secret = zgw_object_secret(ZGW_KIND_SERVICE, svc, "password",
-                                   zmqd_key(ctx), &errs);
+                                   env->key, &errs);
         if (secret == NULL) {
             snprintf(err, errlen, "%s", zgw_errors_first(&errs));
             zgw_errors_free(&errs);
@@ -801,8 +801,8 @@ failed:
 
 
 static int
-zmqd_service_redis(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
-    char *err, size_t errlen)
+zmqd_service_redis(const zmqd_env_t *env, const json_t *svc,
+    const zmqd_msg_t *msg, char *err, size_t errlen)
 {
     int                n;
     char               where[300];
@@ -816,7 +816,7 @@ zmqd_service_redis(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
 
     url = json_string_value(json_object_get(svc, "url"));
     if (url == NULL) {
-        url = zmqd_redis_url(ctx);
+        url = env->redis_url;
     }
 
     op = json_string_value(json_object_get(svc, "op"));
@@ -848,7 +848,7 @@ zmqd_service_redis(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
     }
 
     /* a service's own password goes with its own url only */
-    cached = zmqd_redis(ctx, json_object_get(svc, "url") ? svc : NULL, url,
+    cached = zmqd_redis(env, json_object_get(svc, "url") ? svc : NULL, url,
                         where, sizeof(where), err, errlen);
     if (cached == NULL) {
         return -1;
@@ -904,8 +904,8 @@ zmqd_service_redis(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
 
 
 int
-zmqd_service_invoke(zmqd_ctx_t *ctx, const char *name, const zmqd_msg_t *msg,
-    char *err, size_t errlen)
+zmqd_service_invoke(const zmqd_env_t *env, const char *name,
+    const zmqd_msg_t *msg, char *err, size_t errlen)
 {
     int          rc;
     size_t       i;
@@ -913,7 +913,7 @@ zmqd_service_invoke(zmqd_ctx_t *ctx, const char *name, const zmqd_msg_t *msg,
     const char  *kind;
     char         sub[512];
 
-    svc = zgw_config_get(zmqd_config(ctx), ZGW_KIND_SERVICE, name);
+    svc = zgw_config_get(env->cfg, ZGW_KIND_SERVICE, name);
     if (svc == NULL) {
         snprintf(err, errlen, "service '%s' does not exist", name);
         return -1;
@@ -927,20 +927,20 @@ zmqd_service_invoke(zmqd_ctx_t *ctx, const char *name, const zmqd_msg_t *msg,
     kind = json_string_value(json_object_get(svc, "kind"));
 
     if (strcmp(kind, "http") == 0) {
-        return zmqd_service_http(ctx, svc, msg, err, errlen);
+        return zmqd_service_http(env, svc, msg, err, errlen);
     }
 
     if (strcmp(kind, "publish") == 0) {
-        return zmqd_service_publish(ctx, svc, msg, err, errlen);
+        return zmqd_service_publish(env, svc, msg, err, errlen);
     }
 
     if (strcmp(kind, "redis") == 0) {
-        return zmqd_service_redis(ctx, svc, msg, err, errlen);
+        return zmqd_service_redis(env, svc, msg, err, errlen);
     }
 
     if (strcmp(kind, "fanout") == 0) {
         json_array_foreach(json_object_get(svc, "services"), i, item) {
-            rc = zmqd_service_invoke(ctx, json_string_value(item), msg, sub,
+            rc = zmqd_service_invoke(env, json_string_value(item), msg, sub,
                                      sizeof(sub));
             if (rc != 0) {
                 snprintf(err, errlen, "fanout '%s': %s", name, sub);
