@@ -16,7 +16,8 @@ from test_zmqd import Zmqd
 @pytest.fixture
 def zmqd(zmqctl, redis_store, tmp_path):
     """As test_zmqd's fixture; a zmqd that does not stop within 20 s of
-    SIGTERM is killed and fails the test."""
+    SIGTERM is killed and fails the test, and so does a sanitizer report
+    in its log (an ASan build: make asan)."""
     started = []
 
     def start(doc=None, source=None, args=()):
@@ -43,6 +44,8 @@ def zmqd(zmqctl, redis_store, tmp_path):
                 bad.append("zmqd did not stop within 20 s of SIGTERM")
         if z.proc.returncode != 0:
             bad.append("zmqd exited %s:\n%s" % (z.proc.returncode, z.text()))
+        elif "runtime error:" in z.text() or "Sanitizer" in z.text():
+            bad.append("sanitizer report:\n" + z.text())
         z.log.close()
     assert not bad, "\n".join(bad)
 
