@@ -129,3 +129,36 @@ def test_a_definition_change_sends_the_acks_that_wait(
     assert len(set(got)) == sent[0]
     dups = len(got) - len(set(got))
     assert dups == 0, "%d of %d delivered twice" % (dups, sent[0])
+
+
+def test_no_retry_keeps_a_message_unacked_past_max_hold(
+        rabbitmq, queue, zmqd, http_endpoint):
+    """The broker closes a channel whose delivery stays unacked past its
+    consumer_timeout (and the message comes back with its attempts counted
+    from 1 again, forever): a retry that would keep the message past
+    --max-hold is not made, the message is dead-lettered at once."""
+    url = "http://127.0.0.1:%d" % http_endpoint.server_address[1]
+    http_endpoint.status = lambda body: 500
+    dead = queue.name + ".dead"
+    try:
+        z = zmqd(config(rabbitmq.port,
+                        [{"name": "in", "queue": queue.name,
+                          "service": "hook",
+                          "retry": {"attempts": 5, "initial_delay": 1000,
+                                    "multiplier": 1, "max_delay": 1000}}],
+                        [{"name": "hook", "kind": "http", "outconn": "web"}],
+                        {"http_outconn": [{"name": "web", "url": url}]}),
+                 args=["--max-hold", "2"])
+        z.wait_log("consuming queue")
+        publish(rabbitmq, queue.name, [b"held"], message_id="h-1")
+        z.wait_log("message 'h-1' dead-lettered after 2 attempt(s)")
+        assert len(http_endpoint.requests) == 2
+        conn = rabbitmq.connection()
+        m, p, body = conn.channel().basic_get(dead, auto_ack=True)
+        conn.close()
+        assert body == b"held"
+        assert "not retried" in p.headers["x-zmq-error"]
+        assert "--max-hold" in p.headers["x-zmq-error"]
+        assert_acked(rabbitmq, queue.name)
+    finally:
+        queue.channel.queue_delete(dead)

@@ -93,6 +93,7 @@ struct zmqd_retry_s {
     zmqd_def_t        *def;
     amqp_envelope_t    env;
     int                attempts;
+    double             since;         /* first received */
 };
 
 
@@ -109,6 +110,7 @@ struct zmqd_ctx_s {
     zmqd_heap_t        retries;       /* zmqd_retry_t by due time */
     zmqd_publishers_t  publishers;
     int                verbose;
+    int                max_hold;      /* s a message may wait for retries */
     unsigned long      done;
 };
 
@@ -742,10 +744,11 @@ zmqd_delay(const json_t *retry, int attempts)
  */
 static int
 zmqd_failed(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
-    amqp_envelope_t *env, int attempts, const char *error, int final)
+    amqp_envelope_t *env, int attempts, double since, const char *error,
+    int final)
 {
     int            max, i;
-    char           id[300], err[512];
+    char           id[300], err[512], why[1200];
     double         delay;
     json_t        *ch, *retry;
     zmqd_retry_t  *r;
@@ -760,8 +763,25 @@ zmqd_failed(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
     /* earlier successes are acked before this message is kept or settled */
     zmqd_ack_before(d, c, env->channel);
 
+    delay = retry ? zmqd_delay(retry, attempts) : 1.0 * attempts;
+
+    /*
+     * The broker closes a channel whose delivery stays unacked past its
+     * consumer_timeout, and the message comes back with its attempts
+     * counted from 1 again, forever: a retry that would keep it past
+     * --max-hold is not made.
+     */
+    if (!final && attempts <= max
+        && zmqd_now() + delay - since > ctx->max_hold)
+    {
+        snprintf(why, sizeof(why), "%s (not retried: a retry in %.1f s "
+                 "would keep the message unacked for more than %d s, "
+                 "--max-hold)", error, delay, ctx->max_hold);
+        error = why;
+        final = 1;
+    }
+
     if (!final && attempts <= max) {
-        delay = retry ? zmqd_delay(retry, attempts) : 1.0 * attempts;
         i = zmqd_channel_index(c, env->channel);
 
         r = i < 0 ? NULL : calloc(1, sizeof(zmqd_retry_t));
@@ -771,6 +791,7 @@ zmqd_failed(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
             r->def = d;
             r->env = *env;
             r->attempts = attempts;
+            r->since = since;
 
             if (zmqd_heap_push(&ctx->retries, zmqd_now() + delay, r) == 0) {
                 c->nretries[i]++;
@@ -830,7 +851,7 @@ zmqd_failed(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
 /* one attempt; returns 1 when env was kept for a retry */
 static int
 zmqd_attempt(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
-    amqp_envelope_t *env, int attempts)
+    amqp_envelope_t *env, int attempts, double since)
 {
     int          rc;
     char         err[1024];
@@ -847,7 +868,7 @@ zmqd_attempt(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
         != 0)
     {
         /* a bad document stays bad: no retries */
-        return zmqd_failed(ctx, d, c, env, attempts, err, 1);
+        return zmqd_failed(ctx, d, c, env, attempts, since, err, 1);
     }
 
     memset(&msg, 0, sizeof(msg));
@@ -862,7 +883,7 @@ zmqd_attempt(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
     rc = zmqd_service_invoke(&senv, service, &msg, err, sizeof(err));
     if (rc != 0) {
         /* a message a retry cannot fix is dead-lettered at once */
-        return zmqd_failed(ctx, d, c, env, attempts, err,
+        return zmqd_failed(ctx, d, c, env, attempts, since, err,
                            rc == ZMQD_PERMANENT);
     }
 
@@ -894,7 +915,8 @@ zmqd_run_retries(zmqd_ctx_t *ctx)
         c->nretries[r->index]--;
 
         if (!c->running || r->def->consume == NULL
-            || zmqd_attempt(ctx, r->def, c, &r->env, r->attempts + 1) == 0)
+            || zmqd_attempt(ctx, r->def, c, &r->env, r->attempts + 1,
+                            r->since) == 0)
         {
             amqp_destroy_envelope(&r->env);
         }
@@ -1068,7 +1090,7 @@ zmqd_consume(zmqd_ctx_t *ctx, zmqd_def_t *d, int wait_ms)
             return;
         }
 
-        if (zmqd_attempt(ctx, d, c, &env, 1) == 0) {
+        if (zmqd_attempt(ctx, d, c, &env, 1, zmqd_now()) == 0) {
             amqp_destroy_envelope(&env);
         }
         return;
@@ -1143,7 +1165,8 @@ zmqd_usage(FILE *out)
     fprintf(out,
             "usage: zmqd [--config redis://host:port/db | file:PATH] "
             "[--key-file PATH]\n"
-            "            [--workers N] [--check] [--verbose]\n"
+            "            [--workers N] [--max-hold SECONDS] [--check] "
+            "[--verbose]\n"
             "\n"
             "Consumes the queues of the amqp_channel objects of the "
             "configuration\nand invokes each message's service.\n"
@@ -1154,13 +1177,19 @@ zmqd_usage(FILE *out)
             "  --workers N       N processes sharing the channels as "
             "competing\n"
             "                    consumers (default 1)\n"
+            "  --max-hold S      the longest a message waits unacked for "
+            "its retries\n"
+            "                    (default %d; keep it below the broker's "
+            "consumer_timeout\n"
+            "                    minus %d s, the longest service call)\n"
             "  --check           validate the configuration and exit "
             "(0 valid)\n"
             "  --verbose         a log line for every message done\n"
             "\n"
             "Signals: SIGTERM/SIGINT stop consuming and exit 0 (messages "
             "not yet\ndone go back to their queues); SIGHUP reloads the "
-            "configuration.\n", ZGW_REDIS_DEFAULT);
+            "configuration.\n", ZGW_REDIS_DEFAULT, ZMQD_HOLD_MAX_S,
+            ZMQD_SERVICE_MAX_MS / 1000);
 }
 
 
@@ -1180,6 +1209,7 @@ main(int argc, char **argv)
         { "check", no_argument, NULL, 'C' },
         { "verbose", no_argument, NULL, 'v' },
         { "workers", required_argument, NULL, 'w' },
+        { "max-hold", required_argument, NULL, 'm' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -1187,6 +1217,7 @@ main(int argc, char **argv)
     memset(&ctx, 0, sizeof(ctx));
     check = 0;
     workers = 1;
+    ctx.max_hold = ZMQD_HOLD_MAX_S;
 
     env = getenv("ZMQ_REDIS");
     ctx.source = env && *env ? env : ZGW_REDIS_DEFAULT;
@@ -1211,6 +1242,14 @@ main(int argc, char **argv)
             workers = atoi(optarg);
             if (workers < 1 || workers > 64) {
                 fprintf(stderr, "zmqd: --workers must be 1-64\n");
+                return 2;
+            }
+            break;
+        case 'm':
+            ctx.max_hold = atoi(optarg);
+            if (ctx.max_hold < 1 || ctx.max_hold > 86400) {
+                fprintf(stderr, "zmqd: --max-hold must be 1-86400 "
+                        "seconds\n");
                 return 2;
             }
             break;

@@ -34,6 +34,12 @@
  */
 #define ZMQD_SERVICE_MAX_MS 600000
 
+/*
+ * How long a message may wait unacked for its retries, from its delivery
+ * (--max-hold): with a service call of at most 10 min it stays under 30.
+ */
+#define ZMQD_HOLD_MAX_S     900
+
 
 /*
  * One AMQP connection (blocking rabbitmq-c). rabbitmq-c is not thread-safe
