@@ -152,3 +152,41 @@ def publish_until(broker, queue, done):
                          pika.BasicProperties(delivery_mode=1))
         i += 1
     conn.close()
+
+
+def test_an_idle_publishing_connection_is_replaced_after_a_broker_restart(
+        broker, zmqctl, redis_store, tmp_path):
+    """The publishing connection broke while idle (the broker restarted):
+    the heartbeat thread notices, and the next publish opens a new one
+    instead of failing once on the dead one."""
+    conn = broker.connection()
+    for q in ("fwd.in", "fwd.out"):
+        conn.channel().queue_declare(q, durable=True)
+    conn.close()
+    doc = config(broker.port,
+                 [{"name": "in", "queue": "fwd.in", "service": "fwd"}],
+                 [{"name": "fwd", "kind": "publish", "outconn": "out",
+                   "routing_key": "fwd.out"}])
+    doc["amqp_def"][0]["heartbeat"] = 2
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps(doc))
+    zmqctl("import", "--replace", p, check=0)
+    z = Zmqd(zmqctl, redis_store.url, str(tmp_path))
+    try:
+        z.wait_log("consuming queue")
+        publish(broker, "fwd.in", [b"before"], message_id="b-1")
+        z.wait_log("message 'b-1' done")
+        broker.stop()
+        broker.start()
+        z.wait_log("consuming queue", count=2, timeout=60)
+        z.wait_log("cannot send a heartbeat", timeout=15)
+        publish(broker, "fwd.in", [b"after"], message_id="a-1")
+        z.wait_log("message 'a-1' done")
+        assert "message 'a-1' failed" not in z.text(), z.text()
+    finally:
+        assert z.stop() == 0, z.text()
+        z.log.close()
+        conn = broker.connection()
+        for q in ("fwd.in", "fwd.out"):
+            conn.channel().queue_delete(q)
+        conn.close()

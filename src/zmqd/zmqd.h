@@ -60,6 +60,7 @@ struct zmqd_amqp_s {
     char                     peer[300];
     char                     user[256];      /* the login */
     int                      confirm;        /* channel 1 in confirm mode */
+    int                      broken;         /* a heartbeat failed */
     uint64_t                 next_tag;
 };
 
@@ -90,6 +91,8 @@ int zmqd_master(int n, void (*worker_init)(void), int *in_worker);
 zmqd_amqp_t *zmqd_amqp_open(const json_t *def, const zgw_key_t *key,
     int confirm, char *err, size_t errlen);
 void zmqd_amqp_close(zmqd_amqp_t *a);
+/* 1 when the heartbeat thread found the connection broken */
+int zmqd_amqp_broken(zmqd_amqp_t *a);
 /* around every rabbitmq-c call on a->conn (recursive) */
 void zmqd_amqp_lock(zmqd_amqp_t *a);
 void zmqd_amqp_unlock(zmqd_amqp_t *a);

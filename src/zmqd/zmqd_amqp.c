@@ -65,6 +65,19 @@ zmqd_amqp_unlock(zmqd_amqp_t *a)
 }
 
 
+int
+zmqd_amqp_broken(zmqd_amqp_t *a)
+{
+    int  broken;
+
+    zmqd_amqp_lock(a);
+    broken = a->broken;
+    zmqd_amqp_unlock(a);
+
+    return broken;
+}
+
+
 /* one heartbeat frame, unless the socket cannot take it right now */
 static void
 zmqd_beat(zmqd_amqp_t *a, double now)
@@ -96,9 +109,10 @@ zmqd_beat(zmqd_amqp_t *a, double now)
 
     rc = amqp_send_frame(a->conn, &hb);
     if (rc != AMQP_STATUS_OK) {
-        /* the main thread sees the same error on its next call */
+        /* said once; the main thread sees the error on its next call */
         zmqd_log("warn", "%s: cannot send a heartbeat: %s", a->peer,
                  amqp_error_string2(rc));
+        a->broken = 1;
     }
 
     a->next_beat = now + a->heartbeat / 2;
@@ -130,7 +144,7 @@ zmqd_heartbeat_loop(void *arg)
 
         for (a = zmqd_beat_list; a != NULL && !zmqd_beat_stop; a = a->next)
         {
-            if (a->heartbeat <= 0 || now < a->next_beat) {
+            if (a->heartbeat <= 0 || a->broken || now < a->next_beat) {
                 continue;
             }
 

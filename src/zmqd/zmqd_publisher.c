@@ -79,7 +79,13 @@ zmqd_publisher(const zmqd_env_t *env, const char *name, char *err,
 
     slot = zmqd_publisher_slot(env->publishers, name, 0);
     if (slot != NULL && slot->amqp != NULL) {
-        return slot->amqp;
+        if (!zmqd_amqp_broken(slot->amqp)) {
+            return slot->amqp;
+        }
+
+        /* it broke while idle (a broker restart): open another now */
+        zmqd_amqp_close(slot->amqp);
+        slot->amqp = NULL;
     }
 
     def = zgw_config_get(env->cfg, ZGW_KIND_AMQP_DEF, name);
