@@ -6,10 +6,12 @@
  * one a second after one dies, and returns when all have exited after a
  * stop.
  *
- * No signal is ever lost: the handlers only write the signal's number to
- * a pipe (the self-pipe trick) that the master's one poll() reads, so a
+ * No signal is ever lost: the handlers only set a flag and write a byte
+ * to a pipe (the self-pipe trick) that wakes the master's one poll(), so a
  * signal that arrives while the master forks, reaps or waits to start a
- * replacement is read on the next turn of the loop. Signals are blocked
+ * replacement is acted on at the next turn of the loop (the pipe is
+ * drained before the flags are read: a flag set after that leaves a byte
+ * that wakes the next poll). Signals are blocked
  * around fork(): a new worker sets up its own handlers and clean flags
  * before any signal (say the master forwarding a SIGTERM) reaches it.
  */
@@ -29,7 +31,9 @@
 #define ZMQD_RESPAWN_DELAY  1.0
 
 
-static int  zmqd_master_pipe[2] = { -1, -1 };
+static int                    zmqd_master_pipe[2] = { -1, -1 };
+static volatile sig_atomic_t  zmqd_master_term;
+static volatile sig_atomic_t  zmqd_master_hup;
 
 
 static void
@@ -39,9 +43,15 @@ zmqd_master_signal(int signo)
     unsigned char  c;
 
     saved = errno;
-    c = (unsigned char) signo;
 
-    /* a full pipe already holds signals enough to act on */
+    if (signo == SIGTERM || signo == SIGINT) {
+        zmqd_master_term = 1;
+    } else if (signo == SIGHUP) {
+        zmqd_master_hup = 1;
+    }
+
+    /* a wake-up only: a full pipe will wake the poll all the same */
+    c = (unsigned char) signo;
     if (write(zmqd_master_pipe[1], &c, 1) < 0) {
         /* void */
     }
@@ -98,12 +108,13 @@ zmqd_master(int n, void (*worker_init)(void), int *in_worker)
     int               i, alive, stopping, timeout, status;
     pid_t             pids[ZMQD_WORKERS_MAX], pid;
     double            due[ZMQD_WORKERS_MAX], now, next;
-    ssize_t           got, k;
-    unsigned char     sigs[64];
+    unsigned char     wake[64];
     struct pollfd     pfd;
     struct sigaction  sa;
 
     *in_worker = 0;
+    zmqd_master_term = 0;
+    zmqd_master_hup = 0;
 
     if (n > ZMQD_WORKERS_MAX) {
         n = ZMQD_WORKERS_MAX;
@@ -169,30 +180,26 @@ zmqd_master(int n, void (*worker_init)(void), int *in_worker)
             (void) usleep(100000);
         }
 
-        for ( ;; ) {
-            got = read(zmqd_master_pipe[0], sigs, sizeof(sigs));
-            if (got <= 0) {
-                break;
+        /* drained first, then the flags: nothing set after is missed */
+        while (read(zmqd_master_pipe[0], wake, sizeof(wake)) > 0) {
+            /* void */
+        }
+
+        if (zmqd_master_term && !stopping) {
+            zmqd_log("info", "master: stopping the workers");
+            stopping = 1;
+            for (i = 0; i < n; i++) {
+                if (pids[i] > 0) {
+                    kill(pids[i], SIGTERM);
+                }
             }
+        }
 
-            for (k = 0; k < got; k++) {
-                if (sigs[k] == SIGTERM || sigs[k] == SIGINT) {
-                    if (!stopping) {
-                        zmqd_log("info", "master: stopping the workers");
-                    }
-                    stopping = 1;
-                    for (i = 0; i < n; i++) {
-                        if (pids[i] > 0) {
-                            kill(pids[i], SIGTERM);
-                        }
-                    }
-
-                } else if (sigs[k] == SIGHUP && !stopping) {
-                    for (i = 0; i < n; i++) {
-                        if (pids[i] > 0) {
-                            kill(pids[i], SIGHUP);
-                        }
-                    }
+        if (zmqd_master_hup) {
+            zmqd_master_hup = 0;
+            for (i = 0; i < n && !stopping; i++) {
+                if (pids[i] > 0) {
+                    kill(pids[i], SIGHUP);
                 }
             }
         }
