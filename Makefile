@@ -78,9 +78,9 @@ $(BUILD)/zmqctl: src/zmqctl/zmqctl.c $(CORE_OBJS) $(CORE_HDRS)
 
 ZMQD_SRCS   := $(wildcard src/zmqd/*.c)
 
-$(BUILD)/zmqd: $(ZMQD_SRCS) src/zmqd/zmqd.h $(CORE_OBJS) $(CORE_HDRS)
-	$(CC) $(CFLAGS_ALL) -I/usr/include/libxml2 $(ZMQD_SRCS) $(CORE_OBJS) \
-	    -o $@ $(LIBS) -lrabbitmq -lcurl -lxml2 -lm
+$(BUILD)/zmqd: $(ZMQD_SRCS) $(wildcard src/zmqd/*.h) $(CORE_OBJS) $(CORE_HDRS)
+	$(CC) $(CFLAGS_ALL) -pthread -I/usr/include/libxml2 $(ZMQD_SRCS) \
+	    $(CORE_OBJS) -o $@ $(LIBS) -lrabbitmq -lcurl -lxml2 -lm
 
 $(BUILD)/t/%: t/unit/%.c t/unit/zgw_test_util.h $(CORE_OBJS) $(CORE_HDRS)
 	@mkdir -p $(dir $@)

@@ -3,7 +3,9 @@ away: it reconnects and finishes, or keeps going on what it knows."""
 
 import json
 import os
+import signal
 import subprocess
+import threading
 import time
 
 import pika
@@ -81,3 +83,110 @@ def test_redis_outage_keeps_zmqd_on_its_last_configuration(
             assert z.stop() == 0, z.text()
             z.log.close()
         redis.stop()
+
+
+def test_a_hanging_configuration_redis_does_not_slow_consumption(
+        broker, zmqctl, redis_store, tmp_path):
+    """The configuration's Redis stops answering (SIGSTOP): following it
+    waits on its own thread; consumption goes on at the same pace."""
+    redis = RedisServer(str(tmp_path))
+    z = load = None
+    stopped = False
+    done = threading.Event()
+    try:
+        zmqctl.env["ZMQ_REDIS"] = redis.url
+        zmqctl("keygen", "--force", check=0)
+        conn = broker.connection()
+        conn.channel().queue_declare("flow", durable=True)
+        conn.close()
+        p = tmp_path / "c.json"
+        p.write_text(json.dumps(config(
+            broker.port, [{"name": "in", "queue": "flow", "service": "st",
+                           "prefetch": 100}],
+            [{"name": "st", "kind": "redis", "key": "flow",
+              "url": redis_store.url}])))
+        zmqctl("import", p, check=0)
+        load = threading.Thread(target=publish_until, args=(broker, "flow",
+                                                            done))
+        load.start()
+        z = Zmqd(zmqctl, redis.url, str(tmp_path))
+        z.wait_log("consuming queue")
+        r = redis_store.client()
+        wait_for(lambda: r.llen("flow") > 500, timeout=30)
+
+        n0 = r.llen("flow")
+        time.sleep(3)
+        before = r.llen("flow") - n0
+
+        os.kill(redis.proc.pid, signal.SIGSTOP)
+        stopped = True
+        time.sleep(0.6)                 # zmqd's next look at the store
+        n1 = r.llen("flow")
+        time.sleep(3)
+        during = r.llen("flow") - n1
+        assert before > 100, before
+        assert during >= 0.3 * before, (before, during)
+    finally:
+        done.set()
+        if load is not None:
+            load.join()
+        if stopped:
+            os.kill(redis.proc.pid, signal.SIGCONT)
+        if z is not None:
+            assert z.stop() == 0, z.text()
+            z.log.close()
+        redis.stop()
+        conn = broker.connection()
+        conn.channel().queue_delete("flow")
+        conn.close()
+
+
+def publish_until(broker, queue, done):
+    """Publishes as fast as one pika connection does, until done: zmqd
+    keeps up with it while it is healthy."""
+    conn = broker.connection()
+    ch = conn.channel()
+    i = 0
+    while not done.is_set():
+        ch.basic_publish("", queue, b"%d" % i,
+                         pika.BasicProperties(delivery_mode=1))
+        i += 1
+    conn.close()
+
+
+def test_an_idle_publishing_connection_is_replaced_after_a_broker_restart(
+        broker, zmqctl, redis_store, tmp_path):
+    """The publishing connection broke while idle (the broker restarted):
+    the heartbeat thread notices, and the next publish opens a new one
+    instead of failing once on the dead one."""
+    conn = broker.connection()
+    for q in ("fwd.in", "fwd.out"):
+        conn.channel().queue_declare(q, durable=True)
+    conn.close()
+    doc = config(broker.port,
+                 [{"name": "in", "queue": "fwd.in", "service": "fwd"}],
+                 [{"name": "fwd", "kind": "publish", "outconn": "out",
+                   "routing_key": "fwd.out"}])
+    doc["amqp_def"][0]["heartbeat"] = 2
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps(doc))
+    zmqctl("import", "--replace", p, check=0)
+    z = Zmqd(zmqctl, redis_store.url, str(tmp_path))
+    try:
+        z.wait_log("consuming queue")
+        publish(broker, "fwd.in", [b"before"], message_id="b-1")
+        z.wait_log("message 'b-1' done")
+        broker.stop()
+        broker.start()
+        z.wait_log("consuming queue", count=2, timeout=60)
+        z.wait_log("cannot send a heartbeat", timeout=15)
+        publish(broker, "fwd.in", [b"after"], message_id="a-1")
+        z.wait_log("message 'a-1' done")
+        assert "message 'a-1' failed" not in z.text(), z.text()
+    finally:
+        assert z.stop() == 0, z.text()
+        z.log.close()
+        conn = broker.connection()
+        for q in ("fwd.in", "fwd.out"):
+            conn.channel().queue_delete(q)
+        conn.close()

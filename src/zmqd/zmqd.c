@@ -10,18 +10,28 @@
  * only after its service succeeded; a failure is retried later (the
  * message stays unacked, other messages go on), then dead-lettered with
  * x-zmq-error, x-zmq-attempts and x-zmq-channel headers, then acked.
+ *
+ * This file is the loop: connections, consumers, acks, retries, dead
+ * letters and the applying of a new configuration. The other parts:
+ *
+ *   zmqd_amqp.c       rabbitmq-c connections, each call bounded, and the
+ *                     heartbeat thread
+ *   zmqd_follow.c     loading and following the configuration (a thread)
+ *   zmqd_service.c    the services, given a zmqd_env_t
+ *   zmqd_publisher.c  the publishing connections, and what is published
+ *                     again (dead letters, the publish service)
+ *   zmqd_heap.c       the retries, by due time
+ *   zmqd_master.c     --workers: the master process
+ *   zmqd_log.c        the log and the clock
  */
 
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,10 +44,12 @@
 
 #define ZMQD_CHANNELS_MAX   64
 #define ZMQD_DEFS_MAX       32
-#define ZMQD_POLL_MS        500
 #define ZMQD_ACK_BATCH      64
+/* the most messages one AMQP channel of a consumer holds (prefetch) */
+#define ZMQD_PREFETCH_MAX   1000
 
 
+typedef struct zmqd_ctx_s       zmqd_ctx_t;
 typedef struct zmqd_def_s       zmqd_def_t;
 typedef struct zmqd_consumer_s  zmqd_consumer_t;
 typedef struct zmqd_retry_s     zmqd_retry_t;
@@ -47,7 +59,6 @@ struct zmqd_def_s {
     char              *name;
     char              *fingerprint;
     zmqd_amqp_t       *consume;       /* NULL while down */
-    zmqd_amqp_t       *publish;
     double             next_attempt;
     double             backoff;
     int                next_channel;
@@ -62,6 +73,7 @@ struct zmqd_consumer_s {
     int                channels[ZMQD_CHANNELS_MAX];
     uint64_t           deferred[ZMQD_CHANNELS_MAX];  /* done, not acked */
     int                ndeferred[ZMQD_CHANNELS_MAX];
+    int                nretries[ZMQD_CHANNELS_MAX];  /* held for a retry */
     int                ack_batch;     /* well under prefetch */
     int                nchannels;
     int                running;
@@ -70,14 +82,18 @@ struct zmqd_consumer_s {
 };
 
 
+/*
+ * A message that waits for a retry, unacked, in ctx->retries. Every retry
+ * of a consumer is dropped when it stops (zmqd_consumer_stop, zmqd_def_
+ * down), so the pointer to it stays good while the retry is held.
+ */
 struct zmqd_retry_s {
-    zmqd_retry_t      *next;
-    char              *consumer;
+    zmqd_consumer_t   *consumer;
+    int                index;         /* of its AMQP channel */
     zmqd_def_t        *def;
     amqp_envelope_t    env;
     int                attempts;
-    double             due;
-    char               error[512];
+    double             since;         /* first received */
 };
 
 
@@ -87,16 +103,14 @@ struct zmqd_ctx_s {
     zgw_key_t          key;
     int                has_key;
     zgw_config_t      *cfg;
-    zgw_store_t       *store;
-    double             next_poll;
-    time_t             file_mtime;
-    int                regressed;     /* the store is below what runs */
-    long long          store_version; /* then: its version */
+    zmqd_follower_t    follow;
     zmqd_def_t         defs[ZMQD_DEFS_MAX];
     zmqd_consumer_t   *consumers[256];
     int                nconsumers;
-    zmqd_retry_t      *retries;
+    zmqd_heap_t        retries;       /* zmqd_retry_t by due time */
+    zmqd_publishers_t  publishers;
     int                verbose;
+    int                max_hold;      /* s a message may wait for retries */
     unsigned long      done;
 };
 
@@ -109,65 +123,21 @@ static volatile sig_atomic_t  zmqd_stop;
 static volatile sig_atomic_t  zmqd_reload;
 
 
-void
-zmqd_log(const char *level, const char *fmt, ...)
-{
-    int         n, m;
-    char        line[2048], ts[32];
-    time_t      now;
-    va_list     ap;
-    struct tm   tm;
-
-    now = time(NULL);
-    gmtime_r(&now, &tm);
-    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-
-    n = snprintf(line, sizeof(line), "%s zmqd[%d] %s: ", ts, (int) getpid(),
-                 level);
-
-    va_start(ap, fmt);
-    m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
-    va_end(ap);
-
-    n += m < 0 ? 0 : (m < (int) (sizeof(line) - n - 1)
-                      ? m : (int) (sizeof(line) - n - 2));
-    line[n++] = '\n';
-
-    /* one write per line: the workers of one master share the log */
-    if (write(STDERR_FILENO, line, (size_t) n) < 0) {
-        /* nowhere to report it */
-    }
-}
-
-
-static double
-zmqd_now(void)
-{
-    struct timespec  ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-
-const zgw_config_t *
-zmqd_config(zmqd_ctx_t *ctx)
-{
-    return ctx->cfg;
-}
-
-
-const zgw_key_t *
+static const zgw_key_t *
 zmqd_key(zmqd_ctx_t *ctx)
 {
     return ctx->has_key ? &ctx->key : NULL;
 }
 
 
-const char *
-zmqd_redis_url(zmqd_ctx_t *ctx)
+/* what services and dead letters get: no way back into the loop */
+static void
+zmqd_env(zmqd_ctx_t *ctx, zmqd_env_t *env)
 {
-    return ctx->redis_url[0] ? ctx->redis_url : ZGW_REDIS_DEFAULT;
+    env->cfg = ctx->cfg;
+    env->key = zmqd_key(ctx);
+    env->redis_url = ctx->redis_url[0] ? ctx->redis_url : ZGW_REDIS_DEFAULT;
+    env->publishers = &ctx->publishers;
 }
 
 
@@ -193,113 +163,16 @@ zmqd_def(zmqd_ctx_t *ctx, const char *name, int create)
 
     memset(&ctx->defs[free_slot], 0, sizeof(zmqd_def_t));
     ctx->defs[free_slot].name = strdup(name);
+    if (ctx->defs[free_slot].name == NULL) {
+        return NULL;
+    }
     ctx->defs[free_slot].backoff = 0.1;
     ctx->defs[free_slot].next_channel = 2;
     return &ctx->defs[free_slot];
 }
 
 
-zmqd_amqp_t *
-zmqd_publisher(zmqd_ctx_t *ctx, const char *name, char *err, size_t errlen)
-{
-    json_t      *def;
-    zmqd_def_t  *d;
-
-    d = zmqd_def(ctx, name, 1);
-    if (d == NULL) {
-        snprintf(err, errlen, "too many definitions");
-        return NULL;
-    }
-
-    if (d->publish != NULL) {
-        return d->publish;
-    }
-
-    def = zgw_config_get(ctx->cfg, ZGW_KIND_AMQP_DEF, name);
-    if (def == NULL) {
-        snprintf(err, errlen, "amqp_def '%s' does not exist", name);
-        return NULL;
-    }
-
-    d->publish = zmqd_amqp_open(def, zmqd_key(ctx), 1, err, errlen);
-    return d->publish;
-}
-
-
-void
-zmqd_publisher_failed(zmqd_ctx_t *ctx, const char *name)
-{
-    zmqd_def_t  *d;
-
-    d = zmqd_def(ctx, name, 0);
-    if (d != NULL && d->publish != NULL) {
-        zmqd_amqp_close(d->publish);
-        d->publish = NULL;
-    }
-}
-
-
 /* ------------------------------------------------------- configuration */
-
-
-static zgw_config_t *
-zmqd_load(zmqd_ctx_t *ctx, int quiet)
-{
-    size_t         i;
-    struct stat    st;
-    zgw_errors_t   errs;
-    zgw_config_t  *cfg;
-
-    cfg = zgw_config_new();
-    if (cfg == NULL) {
-        return NULL;
-    }
-
-    zgw_errors_init(&errs);
-
-    if (strncmp(ctx->source, "file:", 5) == 0) {
-        if (stat(ctx->source + 5, &st) == 0) {
-            ctx->file_mtime = st.st_mtime;
-        }
-        if (zgw_config_load_file(cfg, ctx->source + 5, 0, &errs) != ZGW_OK)
-        {
-            goto failed;
-        }
-
-    } else {
-        if (ctx->store == NULL) {
-            ctx->store = zgw_store_connect(ctx->redis_url, ZMQD_TIMEOUT_MS,
-                                           &errs);
-            if (ctx->store == NULL) {
-                goto failed;
-            }
-        }
-
-        if (zgw_store_load(ctx->store, cfg, &errs) != ZGW_OK
-            || zgw_config_check_refs(cfg, &errs) != ZGW_OK)
-        {
-            if (errs.n && strncmp(errs.msgs[0], "redis ", 6) == 0) {
-                zgw_store_close(ctx->store);
-                ctx->store = NULL;
-            }
-            goto failed;
-        }
-    }
-
-    zgw_errors_free(&errs);
-    return cfg;
-
-failed:
-
-    for (i = 0; i < errs.n && !quiet; i++) {
-        zmqd_log("error", "configuration from %s refused: %s", ctx->source,
-                 errs.msgs[i]);
-    }
-
-    zgw_errors_free(&errs);
-    zgw_config_free(cfg);
-    return NULL;
-}
 
 
 static char *
@@ -329,26 +202,45 @@ zmqd_fingerprint(int kind, const json_t *obj, int kind2, const json_t *obj2)
 
 
 static void
-zmqd_drop_retries(zmqd_ctx_t *ctx, const char *consumer, zmqd_def_t *def)
+zmqd_retry_free(zmqd_retry_t *r)
 {
-    zmqd_retry_t  **pp, *r;
+    amqp_destroy_envelope(&r->env);
+    free(r);
+}
 
-    pp = &ctx->retries;
 
-    while (*pp != NULL) {
-        r = *pp;
-        if ((consumer && strcmp(r->consumer, consumer) == 0)
-            || (def && r->def == def))
-        {
-            /* still unacked: the broker delivers it again */
-            *pp = r->next;
-            amqp_destroy_envelope(&r->env);
-            free(r->consumer);
-            free(r);
-            continue;
-        }
-        pp = &r->next;
+typedef struct {
+    zmqd_consumer_t  *consumer;
+    zmqd_def_t       *def;
+} zmqd_drop_t;
+
+
+static int
+zmqd_retry_keep(void *item, void *arg)
+{
+    zmqd_retry_t  *r = item;
+    zmqd_drop_t   *drop = arg;
+
+    if (r->consumer == drop->consumer || r->def == drop->def) {
+        /* still unacked: the broker delivers it again */
+        r->consumer->nretries[r->index]--;
+        zmqd_retry_free(r);
+        return 0;
     }
+
+    return 1;
+}
+
+
+/* the retries of a consumer, or of every consumer of a definition */
+static void
+zmqd_drop_retries(zmqd_ctx_t *ctx, zmqd_consumer_t *c, zmqd_def_t *def)
+{
+    zmqd_drop_t  drop;
+
+    drop.consumer = c;
+    drop.def = def;
+    zmqd_heap_filter(&ctx->retries, zmqd_retry_keep, &drop);
 }
 
 
@@ -358,14 +250,16 @@ zmqd_consumer_stop(zmqd_ctx_t *ctx, zmqd_consumer_t *c)
     int  i;
 
     if (c->running && c->def->consume != NULL) {
+        zmqd_amqp_lock(c->def->consume);
         for (i = 0; i < c->nchannels; i++) {
             zmqd_flush_acks(c->def, c, i);
             (void) amqp_channel_close(c->def->consume->conn, c->channels[i],
                                       AMQP_REPLY_SUCCESS);
         }
+        zmqd_amqp_unlock(c->def->consume);
     }
 
-    zmqd_drop_retries(ctx, c->name, NULL);
+    zmqd_drop_retries(ctx, c, NULL);
     c->running = 0;
     c->nchannels = 0;
 }
@@ -435,13 +329,11 @@ zmqd_apply(zmqd_ctx_t *ctx, zgw_config_t *cfg)
             || strcmp(fp, d->fingerprint) != 0)
         {
             if (d->consume != NULL) {
+                /* a healthy connection: what is done is acked first */
+                zmqd_flush_all_acks(ctx, d);
                 zmqd_def_down(ctx, d, "its definition changed");
                 d->next_attempt = 0;
                 d->backoff = 0.1;
-            }
-            if (d->publish != NULL) {
-                zmqd_amqp_close(d->publish);
-                d->publish = NULL;
             }
         }
 
@@ -514,6 +406,11 @@ zmqd_apply(zmqd_ctx_t *ctx, zgw_config_t *cfg)
         }
 
         c->name = strdup(name);
+        if (c->name == NULL) {
+            free(fp);
+            free(c);
+            continue;
+        }
         c->fingerprint = fp;
         c->def = d;
         c->seen = 1;
@@ -544,6 +441,22 @@ zmqd_apply(zmqd_ctx_t *ctx, zgw_config_t *cfg)
         }
     }
 
+    /* what zmqd will not wait for, said once per configuration */
+    json_object_foreach(cfg->objs[ZGW_KIND_HTTP_OUTCONN], name, ch) {
+        if (json_integer_value(json_object_get(ch, "timeout"))
+            > ZMQD_SERVICE_MAX_MS)
+        {
+            zmqd_log("warn", "http_outconn '%s': timeout %lld ms is more "
+                     "than zmqd waits for a service: zmqd uses %d ms",
+                     name, (long long) json_integer_value(
+                         json_object_get(ch, "timeout")),
+                     ZMQD_SERVICE_MAX_MS);
+        }
+    }
+
+    /* publishing connections whose definition changed start over */
+    zmqd_publishers_apply(&ctx->publishers, cfg);
+
     zgw_config_free(ctx->cfg);
     ctx->cfg = cfg;
 
@@ -554,97 +467,36 @@ zmqd_apply(zmqd_ctx_t *ctx, zgw_config_t *cfg)
 
 
 /*
- * The store is at a version lower than the one running: it lost its data
- * (a restart without persistence, FLUSHALL, an empty replica, an old
- * backup) far more likely than someone emptied it, which 'zmqctl wipe'
- * does at a higher version. Keep running; say it once per store version.
+ * A new worker of --workers: the configuration as it is now. The one the
+ * master loaded (cfg) is only the fallback while the store cannot be read,
+ * and it wins over a store below it (regressed).
  */
-static void
-zmqd_regressed(zmqd_ctx_t *ctx, long long store)
-{
-    if (!ctx->regressed || ctx->store_version != store) {
-        zmqd_log("warn", "configuration store %s is regressed: at version "
-                 "%lld, lower than version %lld that zmqd runs; keeping "
-                 "version %lld and following on. Redis lost its data? "
-                 "Bring it back with 'zmqctl restore' (from a gateway's "
-                 "cache or an export); 'zmqctl wipe' empties it on purpose",
-                 ctx->source, store, ctx->cfg->version, ctx->cfg->version);
-    }
-
-    ctx->regressed = 1;
-    ctx->store_version = store;
-}
-
-
-static void
-zmqd_follow(zmqd_ctx_t *ctx)
+static zgw_config_t *
+zmqd_fresh(zmqd_ctx_t *ctx, zgw_config_t *cfg)
 {
     int            redis;
-    long long      version;
-    struct stat    st;
-    zgw_errors_t   errs;
-    zgw_config_t  *cfg;
+    zgw_config_t  *now;
 
     redis = strncmp(ctx->source, "file:", 5) != 0;
 
-    if (!redis) {
-        if (!zmqd_reload
-            && (stat(ctx->source + 5, &st) != 0
-                || st.st_mtime == ctx->file_mtime))
-        {
-            return;
-        }
-
-    } else if (!zmqd_reload) {
-        zgw_errors_init(&errs);
-
-        if (ctx->store == NULL
-            || zgw_store_version(ctx->store, &version, &errs) != ZGW_OK)
-        {
-            if (ctx->store != NULL) {
-                zmqd_log("warn", "redis: %s; running on configuration "
-                         "version %lld", zgw_errors_first(&errs),
-                         ctx->cfg->version);
-                zgw_store_close(ctx->store);
-                ctx->store = NULL;
-            }
-            zgw_errors_free(&errs);
-            version = -1;           /* reconnect and reload */
-
-        } else {
-            zgw_errors_free(&errs);
-            if (version == ctx->cfg->version) {
-                return;
-            }
-
-            if (version < ctx->cfg->version) {
-                zmqd_regressed(ctx, version);
-                return;
-            }
-        }
+    now = zmqd_follow_load(&ctx->follow, 0);
+    if (now == NULL) {
+        zmqd_log("warn", "starting on configuration version %lld, loaded "
+                 "by the master; following %s", cfg->version, ctx->source);
+        return cfg;
     }
 
-    zmqd_reload = 0;
-
-    cfg = zmqd_load(ctx, ctx->store == NULL);
-    if (cfg == NULL) {
-        return;
+    if (redis && now->version < cfg->version) {
+        zmqd_log("warn", "configuration store %s is regressed: at version "
+                 "%lld, lower than version %lld that the master loaded; "
+                 "starting on version %lld", ctx->source, now->version,
+                 cfg->version, cfg->version);
+        zgw_config_free(now);
+        return cfg;
     }
 
-    if (redis && cfg->version < ctx->cfg->version) {
-        zmqd_regressed(ctx, cfg->version);
-        zgw_config_free(cfg);
-        return;
-    }
-
-    if (ctx->regressed) {
-        zmqd_log("warn", "configuration store %s is at version %lld again "
-                 "(running %lld): following it", ctx->source, cfg->version,
-                 ctx->cfg->version);
-        ctx->regressed = 0;
-    }
-
-    zmqd_apply(ctx, cfg);
+    zgw_config_free(cfg);
+    return now;
 }
 
 
@@ -675,8 +527,10 @@ zmqd_flush_acks(zmqd_def_t *d, zmqd_consumer_t *c, int i)
     }
 
     if (d->consume != NULL) {
+        zmqd_amqp_lock(d->consume);
         (void) amqp_basic_ack(d->consume->conn, c->channels[i],
                               c->deferred[i], 1);
+        zmqd_amqp_unlock(d->consume);
     }
 
     c->ndeferred[i] = 0;
@@ -699,29 +553,13 @@ zmqd_flush_all_acks(zmqd_ctx_t *ctx, zmqd_def_t *d)
 }
 
 
-static int
-zmqd_has_retries(zmqd_ctx_t *ctx, zmqd_def_t *d, int channel)
-{
-    zmqd_retry_t  *r;
-
-    for (r = ctx->retries; r != NULL; r = r->next) {
-        if (r->def == d && r->env.channel == channel) {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
 /*
  * A message succeeded. Its ack may wait to be sent together with the
  * next ones (basic.ack with multiple), unless an earlier message of the
  * channel is still unacked for a retry: "multiple" would ack that too.
  */
 static void
-zmqd_ack_done(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
-    amqp_envelope_t *env)
+zmqd_ack_done(zmqd_def_t *d, zmqd_consumer_t *c, amqp_envelope_t *env)
 {
     int  i;
 
@@ -731,10 +569,12 @@ zmqd_ack_done(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
         return;
     }
 
-    if (zmqd_has_retries(ctx, d, env->channel)) {
+    if (c->nretries[i] > 0) {
         zmqd_flush_acks(d, c, i);
+        zmqd_amqp_lock(d->consume);
         (void) amqp_basic_ack(d->consume->conn, env->channel,
                               env->delivery_tag, 0);
+        zmqd_amqp_unlock(d->consume);
         return;
     }
 
@@ -763,8 +603,10 @@ static void
 zmqd_ack(zmqd_def_t *d, amqp_envelope_t *env)
 {
     if (d->consume != NULL) {
+        zmqd_amqp_lock(d->consume);
         (void) amqp_basic_ack(d->consume->conn, env->channel,
                               env->delivery_tag, 0);
+        zmqd_amqp_unlock(d->consume);
     }
 }
 
@@ -809,14 +651,13 @@ zmqd_dead_letter(zmqd_ctx_t *ctx, zmqd_def_t *d, const json_t *ch,
     const char *chname, amqp_envelope_t *env, int attempts,
     const char *error, char *err, size_t errlen)
 {
-    int                       n, i, rc;
-    char                      attempts_s[16], rk[300];
-    json_t                   *dl, *oc;
-    zmqd_amqp_t              *a;
-    const char               *defname, *exchange;
-    amqp_table_t             *src;
-    amqp_table_entry_t       *entries;
-    amqp_basic_properties_t   props;
+    int            rc;
+    char           rk[300];
+    json_t        *dl, *oc;
+    zmqd_env_t     senv;
+    zmqd_amqp_t   *a;
+    const char    *defname, *exchange;
+    zmqd_props_t   props;
 
     dl = json_object_get(ch, "dead_letter");
     defname = d->name;
@@ -828,7 +669,9 @@ zmqd_dead_letter(zmqd_ctx_t *ctx, zmqd_def_t *d, const json_t *ch,
         defname = json_string_value(json_object_get(oc, "def"));
     }
 
-    a = zmqd_publisher(ctx, defname, err, errlen);
+    zmqd_env(ctx, &senv);
+
+    a = zmqd_publisher(&senv, defname, err, errlen);
     if (a == NULL) {
         return -1;
     }
@@ -843,52 +686,36 @@ zmqd_dead_letter(zmqd_ctx_t *ctx, zmqd_def_t *d, const json_t *ch,
         exchange = "";
         snprintf(rk, sizeof(rk), "%s.dead",
                  json_string_value(json_object_get(ch, "queue")));
+        zmqd_amqp_lock(a);
         (void) amqp_queue_declare(a->conn, 1, amqp_cstring_bytes(rk), 0, 1,
                                   0, 0, amqp_empty_table);
-        if (amqp_get_rpc_reply(a->conn).reply_type != AMQP_RESPONSE_NORMAL)
-        {
+        rc = amqp_get_rpc_reply(a->conn).reply_type == AMQP_RESPONSE_NORMAL;
+        zmqd_amqp_unlock(a);
+
+        if (!rc) {
             snprintf(err, errlen, "cannot declare dead-letter queue '%s'",
                      rk);
-            zmqd_publisher_failed(ctx, defname);
+            zmqd_publisher_close(&ctx->publishers, defname);
             return -1;
         }
     }
 
-    props = env->message.properties;
-    src = (props._flags & AMQP_BASIC_HEADERS_FLAG) ? &props.headers : NULL;
-    n = src ? src->num_entries : 0;
-
-    entries = calloc((size_t) n + 3, sizeof(amqp_table_entry_t));
-    if (entries == NULL) {
+    if (zmqd_props_init(&props, &env->message.properties, 5) != 0) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
 
-    for (i = 0; i < n; i++) {
-        entries[i] = src->entries[i];
-    }
+    zmqd_props_string(&props, "x-zmq-error", amqp_cstring_bytes(error));
+    zmqd_props_int(&props, "x-zmq-attempts", attempts);
+    zmqd_props_string(&props, "x-zmq-channel", amqp_cstring_bytes(chname));
+    zmqd_props_dead_letter(&props, a->user);
 
-    snprintf(attempts_s, sizeof(attempts_s), "%d", attempts);
-    entries[n].key = amqp_cstring_bytes("x-zmq-error");
-    entries[n].value.kind = AMQP_FIELD_KIND_UTF8;
-    entries[n].value.value.bytes = amqp_cstring_bytes(error);
-    entries[n + 1].key = amqp_cstring_bytes("x-zmq-attempts");
-    entries[n + 1].value.kind = AMQP_FIELD_KIND_I32;
-    entries[n + 1].value.value.i32 = attempts;
-    entries[n + 2].key = amqp_cstring_bytes("x-zmq-channel");
-    entries[n + 2].value.kind = AMQP_FIELD_KIND_UTF8;
-    entries[n + 2].value.value.bytes = amqp_cstring_bytes(chname);
-
-    props._flags |= AMQP_BASIC_HEADERS_FLAG;
-    props.headers.num_entries = n + 3;
-    props.headers.entries = entries;
-
-    rc = zmqd_amqp_publish(a, exchange, rk, 1, &props, env->message.body,
-                           err, errlen);
-    free(entries);
+    rc = zmqd_amqp_publish(a, exchange, rk, 1, &props.props,
+                           env->message.body, err, errlen);
+    zmqd_props_free(&props);
 
     if (rc != 0 && strstr(err, "unroutable") == NULL) {
-        zmqd_publisher_failed(ctx, defname);
+        zmqd_publisher_close(&ctx->publishers, defname);
     }
 
     return rc;
@@ -917,10 +744,12 @@ zmqd_delay(const json_t *retry, int attempts)
  */
 static int
 zmqd_failed(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
-    amqp_envelope_t *env, int attempts, const char *error, int final)
+    amqp_envelope_t *env, int attempts, double since, const char *error,
+    int final)
 {
-    int            max;
-    char           id[300], err[512];
+    int            max, i;
+    char           id[300], err[512], why[1200];
+    double         delay;
     json_t        *ch, *retry;
     zmqd_retry_t  *r;
 
@@ -934,31 +763,65 @@ zmqd_failed(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
     /* earlier successes are acked before this message is kept or settled */
     zmqd_ack_before(d, c, env->channel);
 
+    delay = retry ? zmqd_delay(retry, attempts) : 1.0 * attempts;
+
+    /*
+     * The broker closes a channel whose delivery stays unacked past its
+     * consumer_timeout, and the message comes back with its attempts
+     * counted from 1 again, forever: a retry that would keep it past
+     * --max-hold is not made.
+     */
+    if (!final && attempts <= max
+        && zmqd_now() + delay - since > ctx->max_hold)
+    {
+        snprintf(why, sizeof(why), "%s (not retried: a retry in %.1f s "
+                 "would keep the message unacked for more than %d s, "
+                 "--max-hold)", error, delay, ctx->max_hold);
+        error = why;
+        final = 1;
+    }
+
     if (!final && attempts <= max) {
-        r = calloc(1, sizeof(zmqd_retry_t));
+        i = zmqd_channel_index(c, env->channel);
+
+        r = i < 0 ? NULL : calloc(1, sizeof(zmqd_retry_t));
         if (r != NULL) {
-            r->consumer = strdup(c->name);
+            r->consumer = c;
+            r->index = i;
             r->def = d;
             r->env = *env;
             r->attempts = attempts;
-            r->due = zmqd_now() + (retry ? zmqd_delay(retry, attempts)
-                                         : 1.0 * attempts);
-            snprintf(r->error, sizeof(r->error), "%s", error);
-            r->next = ctx->retries;
-            ctx->retries = r;
+            r->since = since;
 
-            zmqd_log("warn", "channel '%s': message '%s' failed (attempt "
-                     "%d): %s; retrying in %.2f s", c->name, id, attempts,
-                     error, r->due - zmqd_now());
-            return 1;
+            if (zmqd_heap_push(&ctx->retries, zmqd_now() + delay, r) == 0) {
+                c->nretries[i]++;
+                zmqd_log("warn", "channel '%s': message '%s' failed "
+                         "(attempt %d): %s; retrying in %.2f s", c->name,
+                         id, attempts, error, delay);
+                return 1;
+            }
+
+            free(r);
         }
+
+        /* cannot hold it: back to the queue, never dropped */
+        zmqd_amqp_lock(d->consume);
+        (void) amqp_basic_nack(d->consume->conn, env->channel,
+                               env->delivery_tag, 0, 1);
+        zmqd_amqp_unlock(d->consume);
+        zmqd_log("error", "channel '%s': message '%s' failed (attempt %d): "
+                 "%s; out of memory for a retry: requeued", c->name, id,
+                 attempts, error);
+        return 0;
     }
 
     if (strcmp(json_string_value(json_object_get(ch, "ack_mode")), "reject")
         == 0)
     {
+        zmqd_amqp_lock(d->consume);
         (void) amqp_basic_reject(d->consume->conn, env->channel,
                                  env->delivery_tag, 0);
+        zmqd_amqp_unlock(d->consume);
         zmqd_log("error", "channel '%s': message '%s' rejected to the "
                  "queue's dead-letter exchange after %d attempt(s): %s",
                  c->name, id, attempts, error);
@@ -969,8 +832,10 @@ zmqd_failed(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
                          sizeof(err)) != 0)
     {
         /* never dropped: back to the queue, to be tried again */
+        zmqd_amqp_lock(d->consume);
         (void) amqp_basic_nack(d->consume->conn, env->channel,
                                env->delivery_tag, 0, 1);
+        zmqd_amqp_unlock(d->consume);
         zmqd_log("error", "channel '%s': message '%s' could not be "
                  "dead-lettered (%s); requeued", c->name, id, err);
         return 0;
@@ -986,11 +851,12 @@ zmqd_failed(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
 /* one attempt; returns 1 when env was kept for a retry */
 static int
 zmqd_attempt(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
-    amqp_envelope_t *env, int attempts)
+    amqp_envelope_t *env, int attempts, double since)
 {
     int          rc;
     char         err[1024];
     json_t      *ch;
+    zmqd_env_t   senv;
     const char  *service;
     zmqd_msg_t   msg;
 
@@ -1002,7 +868,7 @@ zmqd_attempt(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
         != 0)
     {
         /* a bad document stays bad: no retries */
-        return zmqd_failed(ctx, d, c, env, attempts, err, 1);
+        return zmqd_failed(ctx, d, c, env, attempts, since, err, 1);
     }
 
     memset(&msg, 0, sizeof(msg));
@@ -1013,14 +879,15 @@ zmqd_attempt(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
 
     service = json_string_value(json_object_get(ch, "service"));
 
-    rc = zmqd_service_invoke(ctx, service, &msg, err, sizeof(err));
+    zmqd_env(ctx, &senv);
+    rc = zmqd_service_invoke(&senv, service, &msg, err, sizeof(err));
     if (rc != 0) {
         /* a message a retry cannot fix is dead-lettered at once */
-        return zmqd_failed(ctx, d, c, env, attempts, err,
+        return zmqd_failed(ctx, d, c, env, attempts, since, err,
                            rc == ZMQD_PERMANENT);
     }
 
-    zmqd_ack_done(ctx, d, c, env);
+    zmqd_ack_done(d, c, env);
     ctx->done++;
 
     if (ctx->verbose) {
@@ -1037,39 +904,24 @@ static void
 zmqd_run_retries(zmqd_ctx_t *ctx)
 {
     double            now;
-    zmqd_retry_t    **pp, *r;
+    zmqd_retry_t     *r;
     zmqd_consumer_t  *c;
-    int               i;
 
     now = zmqd_now();
-    pp = &ctx->retries;
 
-    while (*pp != NULL) {
-        r = *pp;
+    /* only what is due: O(log n) each, however many are held */
+    while ((r = zmqd_heap_pop_due(&ctx->retries, now)) != NULL) {
+        c = r->consumer;
+        c->nretries[r->index]--;
 
-        if (r->due > now) {
-            pp = &r->next;
-            continue;
-        }
-
-        *pp = r->next;
-
-        c = NULL;
-        for (i = 0; i < ctx->nconsumers; i++) {
-            if (strcmp(ctx->consumers[i]->name, r->consumer) == 0) {
-                c = ctx->consumers[i];
-            }
-        }
-
-        if (c == NULL || !c->running || r->def->consume == NULL
-            || zmqd_attempt(ctx, r->def, c, &r->env, r->attempts + 1) == 0)
+        if (!c->running || r->def->consume == NULL
+            || zmqd_attempt(ctx, r->def, c, &r->env, r->attempts + 1,
+                            r->since) == 0)
         {
             amqp_destroy_envelope(&r->env);
         }
 
-        free(r->consumer);
         free(r);
-        pp = &ctx->retries;         /* the list may have changed */
     }
 }
 
@@ -1119,15 +971,31 @@ zmqd_connect(zmqd_ctx_t *ctx, zmqd_def_t *d)
         n = (int) json_integer_value(json_object_get(ch, "consumers"));
         prefetch = (int) json_integer_value(json_object_get(ch,
                                                             "prefetch"));
+
+        /*
+         * What zmqd holds is bounded: prefetch 0 (no limit) would let the
+         * broker push the whole queue into memory while a service fails.
+         */
+        if (prefetch == 0 || prefetch > ZMQD_PREFETCH_MAX) {
+            zmqd_log("warn", "channel '%s': prefetch %d %s; zmqd uses %d",
+                     c->name, prefetch,
+                     prefetch == 0 ? "(no limit) would hold a whole queue in "
+                                     "memory"
+                                   : "is more than zmqd holds",
+                     ZMQD_PREFETCH_MAX);
+            prefetch = ZMQD_PREFETCH_MAX;
+        }
+
         ok = 1;
         c->nchannels = 0;
         memset(c->ndeferred, 0, sizeof(c->ndeferred));
 
         /* acks must go out long before the broker stops at prefetch */
-        c->ack_batch = prefetch == 0 ? ZMQD_ACK_BATCH
-                       : prefetch / 2 < 1 ? 1
+        c->ack_batch = prefetch / 2 < 1 ? 1
                        : prefetch / 2 > ZMQD_ACK_BATCH ? ZMQD_ACK_BATCH
                        : prefetch / 2;
+
+        zmqd_amqp_lock(d->consume);
 
         for (j = 0; j < n && ok; j++) {
             int  cn = d->next_channel++;
@@ -1154,6 +1022,7 @@ zmqd_connect(zmqd_ctx_t *ctx, zmqd_def_t *d)
         }
 
         if (ok) {
+            zmqd_amqp_unlock(d->consume);
             c->running = 1;
             zmqd_log("info", "channel '%s': consuming queue '%s' (%d "
                      "consumer(s), prefetch %d)", c->name,
@@ -1182,8 +1051,10 @@ zmqd_connect(zmqd_ctx_t *ctx, zmqd_def_t *d)
             }
             c->nchannels = 0;
             c->next_attempt = zmqd_now() + 5;
+            zmqd_amqp_unlock(d->consume);
 
         } else {
+            zmqd_amqp_unlock(d->consume);
             zmqd_def_down(ctx, d, rbuf);
             return;
         }
@@ -1194,7 +1065,9 @@ zmqd_connect(zmqd_ctx_t *ctx, zmqd_def_t *d)
 static void
 zmqd_consume(zmqd_ctx_t *ctx, zmqd_def_t *d, int wait_ms)
 {
+    int               rc;
     char              rbuf[256];
+    amqp_method_number_t  method;
     amqp_frame_t      frame;
     struct timeval    tv;
     amqp_envelope_t   env;
@@ -1204,8 +1077,10 @@ zmqd_consume(zmqd_ctx_t *ctx, zmqd_def_t *d, int wait_ms)
     tv.tv_sec = 0;
     tv.tv_usec = wait_ms * 1000;
 
+    zmqd_amqp_lock(d->consume);
     amqp_maybe_release_buffers(d->consume->conn);
     r = amqp_consume_message(d->consume->conn, &env, &tv, 0);
+    zmqd_amqp_unlock(d->consume);
 
     if (r.reply_type == AMQP_RESPONSE_NORMAL) {
         c = zmqd_consumer_by_channel(ctx, d, env.channel);
@@ -1215,7 +1090,7 @@ zmqd_consume(zmqd_ctx_t *ctx, zmqd_def_t *d, int wait_ms)
             return;
         }
 
-        if (zmqd_attempt(ctx, d, c, &env, 1) == 0) {
+        if (zmqd_attempt(ctx, d, c, &env, 1, zmqd_now()) == 0) {
             amqp_destroy_envelope(&env);
         }
         return;
@@ -1232,13 +1107,16 @@ zmqd_consume(zmqd_ctx_t *ctx, zmqd_def_t *d, int wait_ms)
         && r.library_error == AMQP_STATUS_UNEXPECTED_STATE)
     {
         /* a frame that is not a delivery: read it */
-        if (amqp_simple_wait_frame_noblock(d->consume->conn, &frame, &tv)
-            == AMQP_STATUS_OK
-            && frame.frame_type == AMQP_FRAME_METHOD)
-        {
-            if (frame.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD
-                || frame.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD
-                || frame.payload.method.id == AMQP_BASIC_CANCEL_METHOD)
+        zmqd_amqp_lock(d->consume);
+        rc = amqp_simple_wait_frame_noblock(d->consume->conn, &frame, &tv);
+        method = rc == AMQP_STATUS_OK && frame.frame_type == AMQP_FRAME_METHOD
+                 ? frame.payload.method.id : 0;
+        zmqd_amqp_unlock(d->consume);
+
+        if (method != 0) {
+            if (method == AMQP_CHANNEL_CLOSE_METHOD
+                || method == AMQP_CONNECTION_CLOSE_METHOD
+                || method == AMQP_BASIC_CANCEL_METHOD)
             {
                 zmqd_def_down(ctx, d, "the broker closed a channel or "
                               "cancelled a consumer");
@@ -1262,73 +1140,22 @@ zmqd_signal(int signo)
 }
 
 
-/*
- * With --workers N: this process becomes the master, forks N workers that
- * each run the whole loop (competing consumers), forwards SIGTERM, SIGINT
- * and SIGHUP to them, starts a new one if one dies, and returns 1 when all
- * have exited after a stop. Returns 0 in a worker.
- */
-static int
-zmqd_master(int n)
+/* a worker's signals: set before any can reach it, flags clean */
+static void
+zmqd_signals(void)
 {
-    int     i, status, alive;
-    pid_t   pids[64], pid;
+    struct sigaction  sa;
 
-    for (i = 0; i < n; i++) {
-        pids[i] = fork();
-        if (pids[i] == 0) {
-            return 0;
-        }
-        if (pids[i] < 0) {
-            zmqd_log("error", "fork: %s", strerror(errno));
-            pids[i] = 0;
-        }
-    }
+    zmqd_stop = 0;
+    zmqd_reload = 0;
 
-    zmqd_log("info", "master: %d worker(s) started", n);
-
-    for ( ;; ) {
-        pid = waitpid(-1, &status, 0);
-
-        if (pid < 0 && errno == EINTR) {
-            for (i = 0; i < n; i++) {
-                if (pids[i] > 0) {
-                    kill(pids[i], zmqd_stop ? SIGTERM : SIGHUP);
-                }
-            }
-            zmqd_reload = 0;
-            continue;
-        }
-
-        if (pid < 0) {
-            break;                      /* no children left */
-        }
-
-        alive = 0;
-        for (i = 0; i < n; i++) {
-            if (pids[i] == pid) {
-                pids[i] = 0;
-
-                if (!zmqd_stop) {
-                    zmqd_log("error", "worker %d exited (status %d); "
-                             "starting another", (int) pid, status);
-                    sleep(1);
-                    pids[i] = fork();
-                    if (pids[i] == 0) {
-                        return 0;
-                    }
-                }
-            }
-            alive += pids[i] > 0;
-        }
-
-        if (alive == 0 && zmqd_stop) {
-            break;
-        }
-    }
-
-    zmqd_log("info", "master: every worker has exited");
-    return 1;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = zmqd_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
 }
 
 
@@ -1338,7 +1165,8 @@ zmqd_usage(FILE *out)
     fprintf(out,
             "usage: zmqd [--config redis://host:port/db | file:PATH] "
             "[--key-file PATH]\n"
-            "            [--workers N] [--check] [--verbose]\n"
+            "            [--workers N] [--max-hold SECONDS] [--check] "
+            "[--verbose]\n"
             "\n"
             "Consumes the queues of the amqp_channel objects of the "
             "configuration\nand invokes each message's service.\n"
@@ -1349,26 +1177,31 @@ zmqd_usage(FILE *out)
             "  --workers N       N processes sharing the channels as "
             "competing\n"
             "                    consumers (default 1)\n"
+            "  --max-hold S      the longest a message waits unacked for "
+            "its retries\n"
+            "                    (default %d; keep it below the broker's "
+            "consumer_timeout\n"
+            "                    minus %d s, the longest service call)\n"
             "  --check           validate the configuration and exit "
             "(0 valid)\n"
             "  --verbose         a log line for every message done\n"
             "\n"
             "Signals: SIGTERM/SIGINT stop consuming and exit 0 (messages "
             "not yet\ndone go back to their queues); SIGHUP reloads the "
-            "configuration.\n", ZGW_REDIS_DEFAULT);
+            "configuration.\n", ZGW_REDIS_DEFAULT, ZMQD_HOLD_MAX_S,
+            ZMQD_SERVICE_MAX_MS / 1000);
 }
 
 
 int
 main(int argc, char **argv)
 {
-    int                 c, i, check, busy, workers;
-    char                shown[ZGW_URL_SHOW_MAX];
+    int                 c, i, check, busy, workers, rc, in_worker;
+    char                err[256], shown[ZGW_URL_SHOW_MAX];
     const char         *env, *key_file;
     zmqd_ctx_t          ctx;
     zgw_errors_t        errs;
     zgw_config_t       *cfg;
-    struct sigaction    sa;
 
     static const struct option  longopts[] = {
         { "config", required_argument, NULL, 'c' },
@@ -1376,6 +1209,7 @@ main(int argc, char **argv)
         { "check", no_argument, NULL, 'C' },
         { "verbose", no_argument, NULL, 'v' },
         { "workers", required_argument, NULL, 'w' },
+        { "max-hold", required_argument, NULL, 'm' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -1383,6 +1217,7 @@ main(int argc, char **argv)
     memset(&ctx, 0, sizeof(ctx));
     check = 0;
     workers = 1;
+    ctx.max_hold = ZMQD_HOLD_MAX_S;
 
     env = getenv("ZMQ_REDIS");
     ctx.source = env && *env ? env : ZGW_REDIS_DEFAULT;
@@ -1407,6 +1242,14 @@ main(int argc, char **argv)
             workers = atoi(optarg);
             if (workers < 1 || workers > 64) {
                 fprintf(stderr, "zmqd: --workers must be 1-64\n");
+                return 2;
+            }
+            break;
+        case 'm':
+            ctx.max_hold = atoi(optarg);
+            if (ctx.max_hold < 1 || ctx.max_hold > 86400) {
+                fprintf(stderr, "zmqd: --max-hold must be 1-86400 "
+                        "seconds\n");
                 return 2;
             }
             break;
@@ -1446,7 +1289,11 @@ main(int argc, char **argv)
         ctx.has_key = 1;
     }
 
-    cfg = zmqd_load(&ctx, 0);
+    ctx.follow.source = ctx.source;
+    ctx.follow.url = strncmp(ctx.source, "file:", 5) == 0 ? ctx.source
+                                                         : ctx.redis_url;
+
+    cfg = zmqd_follow_load(&ctx.follow, 0);
     if (cfg == NULL) {
         return 1;
     }
@@ -1456,40 +1303,66 @@ main(int argc, char **argv)
                zgw_config_total(cfg),
                zgw_config_count(cfg, ZGW_KIND_AMQP_CHANNEL));
         zgw_config_free(cfg);
+        zgw_store_close(ctx.follow.store);
         return 0;
     }
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = zmqd_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     if (workers > 1) {
         /* each worker makes its own connections, Redis's included */
-        zgw_store_close(ctx.store);
-        ctx.store = NULL;
+        zgw_store_close(ctx.follow.store);
+        ctx.follow.store = NULL;
 
-        if (zmqd_master(workers) != 0) {
+        rc = zmqd_master(workers, zmqd_signals, &in_worker);
+        if (!in_worker) {
             zgw_config_free(cfg);
-            return zmqd_stop ? 0 : 1;       /* the master's own exit */
+            curl_global_cleanup();
+            return rc;                      /* the master's own exit */
         }
+
+        /*
+         * A worker starts on the configuration that is current now, not
+         * on the one the master loaded at start-up: a replacement for a
+         * worker that died may come long after.
+         */
+        cfg = zmqd_fresh(&ctx, cfg);
+
+    } else {
+        zmqd_signals();
+    }
+
+    if (zmqd_heartbeat_start(err, sizeof(err)) != 0) {
+        zmqd_log("error", "%s", err);
+        zgw_config_free(cfg);
+        return 1;
     }
 
     ctx.cfg = zgw_config_new();
     zmqd_apply(&ctx, cfg);
-    ctx.next_poll = zmqd_now() + ZMQD_POLL_MS / 1000.0;
+
+    if (zmqd_follow_start(&ctx.follow, ctx.cfg->version, err, sizeof(err))
+        != 0)
+    {
+        zmqd_log("error", "%s", err);
+        zmqd_heartbeat_stop();
+        return 1;
+    }
 
     zmqd_log("info", "started with configuration version %lld from %s",
              ctx.cfg->version, ctx.source);
 
     while (!zmqd_stop) {
-        if (zmqd_reload || zmqd_now() >= ctx.next_poll) {
-            zmqd_follow(&ctx);
-            ctx.next_poll = zmqd_now() + ZMQD_POLL_MS / 1000.0;
+        if (zmqd_reload) {
+            zmqd_reload = 0;
+            zmqd_follow_reload(&ctx.follow);
+        }
+
+        /* followed on its own thread: a hanging Redis never stalls this */
+        cfg = zmqd_follow_take(&ctx.follow);
+        if (cfg != NULL) {
+            zmqd_apply(&ctx, cfg);
         }
 
         zmqd_run_retries(&ctx);
@@ -1517,22 +1390,15 @@ main(int argc, char **argv)
              "back to their queues", ctx.done);
 
     /* unacked messages (pending retries too) are requeued on close */
-    while (ctx.retries != NULL) {
-        zmqd_retry_t  *r = ctx.retries;
-
-        ctx.retries = r->next;
-        amqp_destroy_envelope(&r->env);
-        free(r->consumer);
-        free(r);
+    while (ctx.retries.n > 0) {
+        zmqd_retry_free(ctx.retries.a[--ctx.retries.n].item);
     }
+    zmqd_heap_free(&ctx.retries);
 
     for (i = 0; i < ZMQD_DEFS_MAX; i++) {
         if (ctx.defs[i].consume) {
             zmqd_flush_all_acks(&ctx, &ctx.defs[i]);
             zmqd_amqp_close(ctx.defs[i].consume);
-        }
-        if (ctx.defs[i].publish) {
-            zmqd_amqp_close(ctx.defs[i].publish);
         }
         free(ctx.defs[i].name);
         free(ctx.defs[i].fingerprint);
@@ -1542,8 +1408,13 @@ main(int argc, char **argv)
         zmqd_consumer_free(ctx.consumers[i]);
     }
 
+    if (zmqd_follow_stop(&ctx.follow) != 0) {
+        zmqd_log("warn", "the configuration thread is still waiting for %s; "
+                 "exiting without it", ctx.source);
+    }
+    zmqd_publishers_close(&ctx.publishers);
+    zmqd_heartbeat_stop();
     zmqd_services_reset();
-    zgw_store_close(ctx.store);
     zgw_config_free(ctx.cfg);
     curl_global_cleanup();
     return 0;

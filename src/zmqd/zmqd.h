@@ -10,6 +10,7 @@
 #ifndef ZMQD_H
 #define ZMQD_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -19,21 +20,49 @@
 
 #include "zgw_crypto.h"
 #include "zgw_model.h"
+#include "zgw_store.h"
 
 
 #define ZMQD_TIMEOUT_MS     5000
 
+/*
+ * The longest a service call may take: an http_outconn's timeout is
+ * capped to it. RabbitMQ closes a channel whose delivery stays unacked
+ * past its consumer_timeout (30 min by default in 3.10), and the message
+ * then comes back; 10 min leaves room for retries and for the messages
+ * prefetched behind it.
+ */
+#define ZMQD_SERVICE_MAX_MS 600000
 
-typedef struct zmqd_ctx_s  zmqd_ctx_t;
+/*
+ * How long a message may wait unacked for its retries, from its delivery
+ * (--max-hold): with a service call of at most 10 min it stays under 30.
+ */
+#define ZMQD_HOLD_MAX_S     900
 
 
-/* one AMQP connection (blocking rabbitmq-c) */
-typedef struct {
+/*
+ * One AMQP connection (blocking rabbitmq-c). rabbitmq-c is not thread-safe
+ * and heartbeats only inside its own calls: the main thread holds lock
+ * around every call, and the heartbeat thread, which sends a heartbeat
+ * frame every heartbeat/2 seconds on each connection whose lock it can
+ * take, keeps the broker from dropping a connection while a service runs
+ * or a publishing connection idles.
+ */
+typedef struct zmqd_amqp_s  zmqd_amqp_t;
+
+struct zmqd_amqp_s {
     amqp_connection_state_t  conn;
+    pthread_mutex_t          lock;           /* recursive */
+    zmqd_amqp_t             *next;           /* in the heartbeat list */
+    double                   heartbeat;      /* negotiated, s; 0 none */
+    double                   next_beat;
     char                     peer[300];
+    char                     user[256];      /* the login */
     int                      confirm;        /* channel 1 in confirm mode */
+    int                      broken;         /* a heartbeat failed */
     uint64_t                 next_tag;
-} zmqd_amqp_t;
+};
 
 
 /* a message as a service sees it */
@@ -47,17 +76,145 @@ typedef struct {
 
 void zmqd_log(const char *level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* seconds on the monotonic clock */
+double zmqd_now(void);
+
+/*
+ * --workers N (zmqd_master.c): forks N workers and supervises them. In a
+ * worker it returns 0 with *in_worker set, after worker_init set up the
+ * worker's signals; in the master it returns its exit code once every
+ * worker has exited after a stop.
+ */
+int zmqd_master(int n, void (*worker_init)(void), int *in_worker);
 
 /* connect, log in, open channel 1; NULL with err filled on failure */
 zmqd_amqp_t *zmqd_amqp_open(const json_t *def, const zgw_key_t *key,
     int confirm, char *err, size_t errlen);
 void zmqd_amqp_close(zmqd_amqp_t *a);
+/* 1 when the heartbeat thread found the connection broken */
+int zmqd_amqp_broken(zmqd_amqp_t *a);
+/* around every rabbitmq-c call on a->conn (recursive) */
+void zmqd_amqp_lock(zmqd_amqp_t *a);
+void zmqd_amqp_unlock(zmqd_amqp_t *a);
+/* the thread that heartbeats every open connection */
+int zmqd_heartbeat_start(char *err, size_t errlen);
+void zmqd_heartbeat_stop(void);
 /* publish on channel 1 and wait for the confirm; 0 ok, -1 err filled */
 int zmqd_amqp_publish(zmqd_amqp_t *a, const char *exchange,
     const char *routing_key, int mandatory, amqp_basic_properties_t *props,
     amqp_bytes_t body, char *err, size_t errlen);
 const char *zmqd_amqp_reply_error(amqp_rpc_reply_t r, char *buf,
     size_t len);
+
+/* the publishing connections, one per amqp_def (zmqd_publisher.c) */
+#define ZMQD_PUBLISHERS_MAX  32
+
+typedef struct {
+    char           *def;
+    char           *fingerprint;     /* the def it was opened with */
+    zmqd_amqp_t    *amqp;
+} zmqd_publisher_slot_t;
+
+typedef struct {
+    zmqd_publisher_slot_t  slots[ZMQD_PUBLISHERS_MAX];
+} zmqd_publishers_t;
+
+/* what a service (and a dead letter) needs, and nothing of the loop */
+typedef struct {
+    const zgw_config_t   *cfg;
+    const zgw_key_t      *key;          /* NULL without a key file */
+    const char           *redis_url;    /* the configuration's Redis */
+    zmqd_publishers_t    *publishers;
+} zmqd_env_t;
+
+/* the publishing connection of an amqp_def, opened on demand */
+zmqd_amqp_t *zmqd_publisher(const zmqd_env_t *env, const char *def,
+    char *err, size_t errlen);
+/* closes it: it failed (the next publish opens another) */
+void zmqd_publisher_close(zmqd_publishers_t *p, const char *def);
+/* closes those whose amqp_def changed or went away in cfg */
+void zmqd_publishers_apply(zmqd_publishers_t *p, const zgw_config_t *cfg);
+void zmqd_publishers_close(zmqd_publishers_t *p);
+
+/*
+ * The properties of a message published again (zmqd_publisher.c): its
+ * own, with headers added or replaced; free with zmqd_props_free.
+ */
+typedef struct {
+    amqp_basic_properties_t  props;
+    amqp_table_entry_t      *entries;
+    int                      n;
+    int                      cap;
+} zmqd_props_t;
+
+/* a copy of src with room for extra more headers; 0, or -1 (memory) */
+int zmqd_props_init(zmqd_props_t *p, const amqp_basic_properties_t *src,
+    int extra);
+void zmqd_props_free(zmqd_props_t *p);
+/* a header, replaced if present; the value must outlive the publish */
+void zmqd_props_string(zmqd_props_t *p, const char *key,
+    amqp_bytes_t value);
+void zmqd_props_int(zmqd_props_t *p, const char *key, int32_t value);
+/* a user_id other than login moves to x-zmq-original-user-id (1 header) */
+void zmqd_props_user_id(zmqd_props_t *p, const char *login);
+/*
+ * a dead letter: persistent, no expiration (moved to x-zmq-original-
+ * expiration), the user_id rule (2 headers)
+ */
+void zmqd_props_dead_letter(zmqd_props_t *p, const char *login);
+
+/* the configuration's source, followed on a thread (zmqd_follow.c) */
+typedef struct {
+    const char        *source;       /* as logged: no password */
+    const char        *url;          /* redis://... or file:PATH */
+    zgw_store_t       *store;
+    time_t             file_mtime;
+    long long          version;      /* what runs (handed to the loop) */
+    int                regressed;    /* the store is below what runs */
+    long long          store_version; /* then: its version */
+
+    pthread_t          thread;
+    pthread_mutex_t    lock;
+    pthread_cond_t     cond;
+    zgw_config_t      *slot;         /* for the loop to take */
+    int                reload;
+    int                stop;
+    int                done;
+    int                running;
+} zmqd_follower_t;
+
+/* the whole configuration now (before the thread runs); NULL logged */
+zgw_config_t *zmqd_follow_load(zmqd_follower_t *f, int quiet);
+/* follows from version on, every 0.5 s or when asked */
+int zmqd_follow_start(zmqd_follower_t *f, long long version, char *err,
+    size_t errlen);
+/* SIGHUP: read the source now */
+void zmqd_follow_reload(zmqd_follower_t *f);
+/* a new configuration to apply, or NULL; the caller owns it */
+zgw_config_t *zmqd_follow_take(zmqd_follower_t *f);
+/* 0 when stopped, -1 when still inside a call after 1 s */
+int zmqd_follow_stop(zmqd_follower_t *f);
+
+/* a min-heap by due time (zmqd_heap.c) */
+typedef struct {
+    double  due;
+    void   *item;
+} zmqd_heap_entry_t;
+
+typedef struct {
+    zmqd_heap_entry_t  *a;
+    size_t              n;
+    size_t              cap;
+} zmqd_heap_t;
+
+/* 0, or -1 when out of memory */
+int zmqd_heap_push(zmqd_heap_t *h, double due, void *item);
+/* the item due first if it is due by now, taken out; else NULL */
+void *zmqd_heap_pop_due(zmqd_heap_t *h, double now);
+/* keeps only the items keep() says yes to (O(n)) */
+void zmqd_heap_filter(zmqd_heap_t *h, int (*keep)(void *item, void *arg),
+    void *arg);
+void zmqd_heap_free(zmqd_heap_t *h);
 
 /*
  * services: 0 on success, -1 with err filled (retried per the channel's
@@ -66,20 +223,12 @@ const char *zmqd_amqp_reply_error(amqp_rpc_reply_t r, char *buf,
  */
 #define ZMQD_PERMANENT  -2
 
-int zmqd_service_invoke(zmqd_ctx_t *ctx, const char *name,
+int zmqd_service_invoke(const zmqd_env_t *env, const char *name,
     const zmqd_msg_t *msg, char *err, size_t errlen);
 /* a body in a data format: 0 valid, -1 with err filled */
 int zmqd_format_check(const char *format, const amqp_bytes_t *body,
     char *err, size_t errlen);
-
-/* what services need from the daemon */
-const zgw_config_t *zmqd_config(zmqd_ctx_t *ctx);
-const zgw_key_t *zmqd_key(zmqd_ctx_t *ctx);
-const char *zmqd_redis_url(zmqd_ctx_t *ctx);
-/* the publishing connection of an amqp_def, opened on demand */
-zmqd_amqp_t *zmqd_publisher(zmqd_ctx_t *ctx, const char *def, char *err,
-    size_t errlen);
-void zmqd_publisher_failed(zmqd_ctx_t *ctx, const char *def);
+/* closes the connections services keep (HTTP, Redis) */
 void zmqd_services_reset(void);
 
 #endif /* ZMQD_H */

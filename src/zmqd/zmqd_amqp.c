@@ -1,16 +1,239 @@
 /*
- * zmqd: blocking rabbitmq-c connections, every call with a timeout.
+ * zmqd: blocking rabbitmq-c connections, every call with a timeout, and
+ * the heartbeat thread.
+ *
+ * rabbitmq-c 0.11 sends heartbeats only inside its own waits (wait_frame_
+ * inner sends one when next_send_heartbeat has passed), so a connection
+ * the main thread leaves alone while a service runs, or a publishing
+ * connection nobody publishes on, goes silent and the broker closes it
+ * after about two heartbeat intervals. The heartbeat thread sends a
+ * heartbeat frame on each connection every heartbeat/2 seconds, holding
+ * the connection's lock (the main thread holds it around every call);
+ * when the lock is taken, the main thread is inside rabbitmq-c, which
+ * heartbeats by itself, so the thread never waits for a lock.
+ *
+ * The receiving side needs nothing: rabbitmq-c moves its receive deadline
+ * (next_recv_heartbeat, 2 x heartbeat) on every successful recv() and
+ * checks it only when a recv() finds no data. After a long service the
+ * broker's heartbeats wait in the socket, so the next call reads them and
+ * goes on; only a broker that sent nothing for 2 x heartbeat is declared
+ * lost, which is right.
  */
 
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include <amqp_tcp_socket.h>
 
 #include "zmqd.h"
+
+
+#define ZMQD_BEAT_TICK_MS  100
+
+
+static int zmqd_amqp_publish_locked(zmqd_amqp_t *a, const char *exchange,
+    const char *routing_key, int mandatory, amqp_basic_properties_t *props,
+    amqp_bytes_t body, char *err, size_t errlen);
+
+
+static pthread_mutex_t  zmqd_beat_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t   zmqd_beat_cond = PTHREAD_COND_INITIALIZER;
+static zmqd_amqp_t     *zmqd_beat_list;
+static pthread_t        zmqd_beat_thread;
+static int              zmqd_beat_running;
+static int              zmqd_beat_stop;
+
+
+void
+zmqd_amqp_lock(zmqd_amqp_t *a)
+{
+    (void) pthread_mutex_lock(&a->lock);
+}
+
+
+void
+zmqd_amqp_unlock(zmqd_amqp_t *a)
+{
+    (void) pthread_mutex_unlock(&a->lock);
+}
+
+
+int
+zmqd_amqp_broken(zmqd_amqp_t *a)
+{
+    int  broken;
+
+    zmqd_amqp_lock(a);
+    broken = a->broken;
+    zmqd_amqp_unlock(a);
+
+    return broken;
+}
+
+
+/* one heartbeat frame, unless the socket cannot take it right now */
+static void
+zmqd_beat(zmqd_amqp_t *a, double now)
+{
+    int            fd, rc;
+    amqp_frame_t   hb;
+    struct pollfd  pfd;
+
+    fd = amqp_get_sockfd(a->conn);
+    if (fd < 0) {
+        return;
+    }
+
+    /*
+     * A full socket buffer means the broker is not reading (it blocked
+     * the connection, and then it does not count heartbeats): sending
+     * would block this thread, so try again on the next tick.
+     */
+    pfd.fd = fd;
+    pfd.events = POLLOUT;
+    pfd.revents = 0;
+    if (poll(&pfd, 1, 0) != 1 || !(pfd.revents & POLLOUT)) {
+        return;
+    }
+
+    memset(&hb, 0, sizeof(hb));
+    hb.frame_type = AMQP_FRAME_HEARTBEAT;
+    hb.channel = 0;
+
+    rc = amqp_send_frame(a->conn, &hb);
+    if (rc != AMQP_STATUS_OK) {
+        /* said once; the main thread sees the error on its next call */
+        zmqd_log("warn", "%s: cannot send a heartbeat: %s", a->peer,
+                 amqp_error_string2(rc));
+        a->broken = 1;
+    }
+
+    a->next_beat = now + a->heartbeat / 2;
+}
+
+
+static void *
+zmqd_heartbeat_loop(void *arg)
+{
+    double            now;
+    zmqd_amqp_t      *a;
+    struct timespec   ts;
+
+    (void) arg;
+
+    (void) pthread_mutex_lock(&zmqd_beat_lock);
+
+    while (!zmqd_beat_stop) {
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += ZMQD_BEAT_TICK_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        (void) pthread_cond_timedwait(&zmqd_beat_cond, &zmqd_beat_lock,
+                                      &ts);
+
+        now = zmqd_now();
+
+        for (a = zmqd_beat_list; a != NULL && !zmqd_beat_stop; a = a->next)
+        {
+            if (a->heartbeat <= 0 || a->broken || now < a->next_beat) {
+                continue;
+            }
+
+            /* taken: the main thread is inside rabbitmq-c, which beats */
+            if (pthread_mutex_trylock(&a->lock) != 0) {
+                continue;
+            }
+
+            zmqd_beat(a, now);
+            (void) pthread_mutex_unlock(&a->lock);
+        }
+    }
+
+    (void) pthread_mutex_unlock(&zmqd_beat_lock);
+    return NULL;
+}
+
+
+int
+zmqd_heartbeat_start(char *err, size_t errlen)
+{
+    int       rc;
+    sigset_t  all, old;
+
+    zmqd_beat_stop = 0;
+
+    /* signals are for the main thread: the thread starts with them blocked */
+    sigfillset(&all);
+    (void) pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(&zmqd_beat_thread, NULL, zmqd_heartbeat_loop, NULL);
+    (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot start the heartbeat thread: %s",
+                 strerror(rc));
+        return -1;
+    }
+
+    zmqd_beat_running = 1;
+    return 0;
+}
+
+
+void
+zmqd_heartbeat_stop(void)
+{
+    if (!zmqd_beat_running) {
+        return;
+    }
+
+    (void) pthread_mutex_lock(&zmqd_beat_lock);
+    zmqd_beat_stop = 1;
+    (void) pthread_cond_signal(&zmqd_beat_cond);
+    (void) pthread_mutex_unlock(&zmqd_beat_lock);
+
+    (void) pthread_join(zmqd_beat_thread, NULL);
+    zmqd_beat_running = 0;
+}
+
+
+static void
+zmqd_beat_add(zmqd_amqp_t *a)
+{
+    a->heartbeat = amqp_get_heartbeat(a->conn);
+    a->next_beat = zmqd_now() + a->heartbeat / 2;
+
+    (void) pthread_mutex_lock(&zmqd_beat_lock);
+    a->next = zmqd_beat_list;
+    zmqd_beat_list = a;
+    (void) pthread_mutex_unlock(&zmqd_beat_lock);
+}
+
+
+static void
+zmqd_beat_remove(zmqd_amqp_t *a)
+{
+    zmqd_amqp_t  **pp;
+
+    (void) pthread_mutex_lock(&zmqd_beat_lock);
+
+    for (pp = &zmqd_beat_list; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == a) {
+            *pp = a->next;
+            break;
+        }
+    }
+
+    (void) pthread_mutex_unlock(&zmqd_beat_lock);
+}
 
 
 const char *
@@ -56,8 +279,10 @@ zmqd_amqp_open(const json_t *def, const zgw_key_t *key, int confirm,
 {
     int               status;
     char             *password, rbuf[256];
+    int               rc;
     zmqd_amqp_t      *a;
     zgw_errors_t      errs;
+    pthread_mutexattr_t  attr;
     amqp_socket_t    *sock;
     struct timeval    tv;
     amqp_rpc_reply_t  r;
@@ -70,7 +295,25 @@ zmqd_amqp_open(const json_t *def, const zgw_key_t *key, int confirm,
         return NULL;
     }
 
+    if (pthread_mutexattr_init(&attr) != 0) {
+        snprintf(err, errlen, "out of memory");
+        free(a);
+        return NULL;
+    }
+
+    (void) pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    rc = pthread_mutex_init(&a->lock, &attr);
+    (void) pthread_mutexattr_destroy(&attr);
+
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot make a mutex: %s", strerror(rc));
+        free(a);
+        return NULL;
+    }
+
     host = json_string_value(json_object_get(def, "host"));
+    snprintf(a->user, sizeof(a->user), "%s",
+             json_string_value(json_object_get(def, "username")));
     port = (int) json_integer_value(json_object_get(def, "port"));
     snprintf(a->peer, sizeof(a->peer), "%s:%d", host, port);
 
@@ -82,6 +325,7 @@ zmqd_amqp_open(const json_t *def, const zgw_key_t *key, int confirm,
     if (password == NULL) {
         snprintf(err, errlen, "%s", zgw_errors_first(&errs));
         zgw_errors_free(&errs);
+        (void) pthread_mutex_destroy(&a->lock);
         free(a);
         return NULL;
     }
@@ -139,6 +383,8 @@ zmqd_amqp_open(const json_t *def, const zgw_key_t *key, int confirm,
 
     memset(password, 0, strlen(password));
     free(password);
+
+    zmqd_beat_add(a);
     return a;
 
 failed:
@@ -146,6 +392,7 @@ failed:
     memset(password, 0, strlen(password));
     free(password);
     amqp_destroy_connection(a->conn);
+    (void) pthread_mutex_destroy(&a->lock);
     free(a);
     return NULL;
 }
@@ -158,8 +405,15 @@ zmqd_amqp_close(zmqd_amqp_t *a)
         return;
     }
 
+    /* out of the list first: then the heartbeat thread cannot hold it */
+    zmqd_beat_remove(a);
+
+    zmqd_amqp_lock(a);
     (void) amqp_connection_close(a->conn, AMQP_REPLY_SUCCESS);
     amqp_destroy_connection(a->conn);
+    zmqd_amqp_unlock(a);
+
+    (void) pthread_mutex_destroy(&a->lock);
     free(a);
 }
 
@@ -169,7 +423,24 @@ zmqd_amqp_publish(zmqd_amqp_t *a, const char *exchange,
     const char *routing_key, int mandatory, amqp_basic_properties_t *props,
     amqp_bytes_t body, char *err, size_t errlen)
 {
+    int  rc;
+
+    zmqd_amqp_lock(a);
+    rc = zmqd_amqp_publish_locked(a, exchange, routing_key, mandatory, props,
+                                  body, err, errlen);
+    zmqd_amqp_unlock(a);
+
+    return rc;
+}
+
+
+static int
+zmqd_amqp_publish_locked(zmqd_amqp_t *a, const char *exchange,
+    const char *routing_key, int mandatory, amqp_basic_properties_t *props,
+    amqp_bytes_t body, char *err, size_t errlen)
+{
     int                status, returned;
+    double             deadline, left;
     uint64_t           tag;
     amqp_frame_t       frame;
     struct timeval     tv;
@@ -187,9 +458,19 @@ zmqd_amqp_publish(zmqd_amqp_t *a, const char *exchange,
     tag = a->next_tag++;
     returned = 0;
 
+    /* one bound for the whole wait, however many frames come first */
+    deadline = zmqd_now() + ZMQD_TIMEOUT_MS / 1000.0;
+
     for ( ;; ) {
-        tv.tv_sec = ZMQD_TIMEOUT_MS / 1000;
-        tv.tv_usec = 0;
+        left = deadline - zmqd_now();
+        if (left <= 0) {
+            snprintf(err, errlen, "no confirm from %s within %d ms",
+                     a->peer, ZMQD_TIMEOUT_MS);
+            return -1;
+        }
+
+        tv.tv_sec = (time_t) left;
+        tv.tv_usec = (suseconds_t) ((left - (double) tv.tv_sec) * 1e6);
 
         status = amqp_simple_wait_frame_noblock(a->conn, &frame, &tv);
         if (status != AMQP_STATUS_OK) {

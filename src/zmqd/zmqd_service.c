@@ -373,13 +373,14 @@ zmqd_http_headers(const zmqd_msg_t *msg, struct curl_slist **hdrs, char *err,
 
 
 static int
-zmqd_service_http(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
-    char *err, size_t errlen)
+zmqd_service_http(const zmqd_env_t *env, const json_t *svc,
+    const zmqd_msg_t *msg, char *err, size_t errlen)
 {
     int                 rc;
     char                url[4096], *secret, shown[ZGW_URL_SHOW_MAX];
     long                status;
     json_t             *oc, *sec;
+    json_int_t          timeout;
     CURLcode            cc;
     zgw_errors_t        errs;
     zmqd_cached_t      *cached;
@@ -387,7 +388,7 @@ zmqd_service_http(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
     struct curl_slist  *hdrs;
 
     ocname = json_string_value(json_object_get(svc, "outconn"));
-    oc = zgw_config_get(zmqd_config(ctx), ZGW_KIND_HTTP_OUTCONN, ocname);
+    oc = zgw_config_get(env->cfg, ZGW_KIND_HTTP_OUTCONN, ocname);
     if (oc == NULL) {
         snprintf(err, errlen, "http_outconn '%s' does not exist", ocname);
         return -1;
@@ -424,9 +425,11 @@ zmqd_service_http(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
     curl_easy_reset(cached->curl);
     curl_easy_setopt(cached->curl, CURLOPT_URL, url);
     curl_easy_setopt(cached->curl, CURLOPT_NOSIGNAL, 1L);
+    /* never longer than the broker lets a delivery wait for its ack */
+    timeout = json_integer_value(json_object_get(oc, "timeout"));
     curl_easy_setopt(cached->curl, CURLOPT_TIMEOUT_MS,
-                     (long) json_integer_value(json_object_get(oc,
-                                                               "timeout")));
+                     (long) (timeout > 0 && timeout < ZMQD_SERVICE_MAX_MS
+                             ? timeout : ZMQD_SERVICE_MAX_MS));
     curl_easy_setopt(cached->curl, CURLOPT_WRITEFUNCTION, zmqd_curl_discard);
     curl_easy_setopt(cached->curl, CURLOPT_SSL_VERIFYPEER,
                      json_is_true(json_object_get(oc, "tls")) ? 1L : 0L);
@@ -442,7 +445,7 @@ zmqd_service_http(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
     /* credentials of the outgoing security definition */
 
     secret = NULL;
-    sec = zgw_config_get(zmqd_config(ctx), ZGW_KIND_SECURITY,
+    sec = zgw_config_get(env->cfg, ZGW_KIND_SECURITY,
                          json_string_value(json_object_get(oc, "security")));
     if (sec != NULL) {
         zgw_errors_init(&errs);
@@ -458,7 +461,7 @@ zmqd_service_http(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
         secret = zgw_object_secret(ZGW_KIND_SECURITY, sec,
                                    strcmp(type, "basic_auth") == 0
                                    ? "password" : "key",
-                                   zmqd_key(ctx), &errs);
+                                   env->key, &errs);
         if (secret == NULL) {
             snprintf(err, errlen, "%s", zgw_errors_first(&errs));
             zgw_errors_free(&errs);
@@ -525,16 +528,17 @@ zmqd_service_http(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
 
 
 static int
-zmqd_service_publish(zmqd_ctx_t *ctx, const json_t *svc,
+zmqd_service_publish(const zmqd_env_t *env, const json_t *svc,
     const zmqd_msg_t *msg, char *err, size_t errlen)
 {
-    int                      rc;
-    json_t                  *oc, *v;
-    zmqd_amqp_t             *a;
-    const char              *def;
-    amqp_basic_properties_t  props;
+    int            rc;
+    char           expiration[32];
+    json_t        *oc, *v;
+    zmqd_amqp_t   *a;
+    const char    *def;
+    zmqd_props_t   props;
 
-    oc = zgw_config_get(zmqd_config(ctx), ZGW_KIND_AMQP_OUTCONN,
+    oc = zgw_config_get(env->cfg, ZGW_KIND_AMQP_OUTCONN,
                         json_string_value(json_object_get(svc, "outconn")));
     if (oc == NULL) {
         snprintf(err, errlen, "the outgoing connection does not exist");
@@ -542,22 +546,42 @@ zmqd_service_publish(zmqd_ctx_t *ctx, const json_t *svc,
     }
 
     def = json_string_value(json_object_get(oc, "def"));
-    a = zmqd_publisher(ctx, def, err, errlen);
+    a = zmqd_publisher(env, def, err, errlen);
     if (a == NULL) {
         return -1;
     }
 
-    /* the message's own properties, with the service's defaults */
-    props = *msg->props;
+    /*
+     * the message's own properties, with the service's (or else the
+     * outconn's) delivery_mode and expiration where it has none; a
+     * user_id the broker would refuse moves to a header
+     */
+    if (zmqd_props_init(&props, msg->props, 1) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
 
     v = json_object_get(svc, "delivery_mode");
     if (v == NULL) {
         v = json_object_get(oc, "delivery_mode");
     }
-    if (!(props._flags & AMQP_BASIC_DELIVERY_MODE_FLAG) && v != NULL) {
-        props._flags |= AMQP_BASIC_DELIVERY_MODE_FLAG;
-        props.delivery_mode = (uint8_t) json_integer_value(v);
+    if (!(props.props._flags & AMQP_BASIC_DELIVERY_MODE_FLAG) && v != NULL) {
+        props.props._flags |= AMQP_BASIC_DELIVERY_MODE_FLAG;
+        props.props.delivery_mode = (uint8_t) json_integer_value(v);
     }
+
+    v = json_object_get(svc, "expiration");
+    if (v == NULL) {
+        v = json_object_get(oc, "expiration");
+    }
+    if (!(props.props._flags & AMQP_BASIC_EXPIRATION_FLAG) && v != NULL) {
+        snprintf(expiration, sizeof(expiration), "%lld",
+                 (long long) json_integer_value(v));
+        props.props._flags |= AMQP_BASIC_EXPIRATION_FLAG;
+        props.props.expiration = amqp_cstring_bytes(expiration);
+    }
+
+    zmqd_props_user_id(&props, a->user);
 
     rc = zmqd_amqp_publish(a,
                            json_string_value(json_object_get(svc,
@@ -565,11 +589,13 @@ zmqd_service_publish(zmqd_ctx_t *ctx, const json_t *svc,
                            json_string_value(json_object_get(svc,
                                                              "routing_key")),
                            json_is_true(json_object_get(svc, "mandatory")),
-                           &props, *msg->body, err, errlen);
+                           &props.props, *msg->body, err, errlen);
+    zmqd_props_free(&props);
+
     if (rc != 0 && strstr(err, "unroutable") == NULL
         && strstr(err, "refused") == NULL)
     {
-        zmqd_publisher_failed(ctx, def);
+        zmqd_publisher_close(env->publishers, def);
     }
 
     return rc;
@@ -655,8 +681,8 @@ zmqd_redis_replies(redisContext *c, const char *where,
  * errors print it: never with credentials.
  */
 static zmqd_cached_t *
-zmqd_redis(zmqd_ctx_t *ctx, const json_t *svc, const char *url, char *where,
-    size_t wlen, char *err, size_t errlen)
+zmqd_redis(const zmqd_env_t *env, const json_t *svc, const char *url,
+    char *where, size_t wlen, char *err, size_t errlen)
 {
     int                n;
     char               select[32], ckey[2048], *secret;
@@ -704,7 +730,7 @@ zmqd_redis(zmqd_ctx_t *ctx, const json_t *svc, const char *url, char *where,
 
     if (sealed != NULL) {
         secret = zgw_object_secret(ZGW_KIND_SERVICE, svc, "password",
-                                   zmqd_key(ctx), &errs);
+                                   env->key, &errs);
         if (secret == NULL) {
             snprintf(err, errlen, "%s", zgw_errors_first(&errs));
             zgw_errors_free(&errs);
@@ -775,8 +801,8 @@ failed:
 
 
 static int
-zmqd_service_redis(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
-    char *err, size_t errlen)
+zmqd_service_redis(const zmqd_env_t *env, const json_t *svc,
+    const zmqd_msg_t *msg, char *err, size_t errlen)
 {
     int                n;
     char               where[300];
@@ -790,7 +816,7 @@ zmqd_service_redis(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
 
     url = json_string_value(json_object_get(svc, "url"));
     if (url == NULL) {
-        url = zmqd_redis_url(ctx);
+        url = env->redis_url;
     }
 
     op = json_string_value(json_object_get(svc, "op"));
@@ -822,7 +848,7 @@ zmqd_service_redis(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
     }
 
     /* a service's own password goes with its own url only */
-    cached = zmqd_redis(ctx, json_object_get(svc, "url") ? svc : NULL, url,
+    cached = zmqd_redis(env, json_object_get(svc, "url") ? svc : NULL, url,
                         where, sizeof(where), err, errlen);
     if (cached == NULL) {
         return -1;
@@ -878,8 +904,8 @@ zmqd_service_redis(zmqd_ctx_t *ctx, const json_t *svc, const zmqd_msg_t *msg,
 
 
 int
-zmqd_service_invoke(zmqd_ctx_t *ctx, const char *name, const zmqd_msg_t *msg,
-    char *err, size_t errlen)
+zmqd_service_invoke(const zmqd_env_t *env, const char *name,
+    const zmqd_msg_t *msg, char *err, size_t errlen)
 {
     int          rc;
     size_t       i;
@@ -887,7 +913,7 @@ zmqd_service_invoke(zmqd_ctx_t *ctx, const char *name, const zmqd_msg_t *msg,
     const char  *kind;
     char         sub[512];
 
-    svc = zgw_config_get(zmqd_config(ctx), ZGW_KIND_SERVICE, name);
+    svc = zgw_config_get(env->cfg, ZGW_KIND_SERVICE, name);
     if (svc == NULL) {
         snprintf(err, errlen, "service '%s' does not exist", name);
         return -1;
@@ -901,20 +927,20 @@ zmqd_service_invoke(zmqd_ctx_t *ctx, const char *name, const zmqd_msg_t *msg,
     kind = json_string_value(json_object_get(svc, "kind"));
 
     if (strcmp(kind, "http") == 0) {
-        return zmqd_service_http(ctx, svc, msg, err, errlen);
+        return zmqd_service_http(env, svc, msg, err, errlen);
     }
 
     if (strcmp(kind, "publish") == 0) {
-        return zmqd_service_publish(ctx, svc, msg, err, errlen);
+        return zmqd_service_publish(env, svc, msg, err, errlen);
     }
 
     if (strcmp(kind, "redis") == 0) {
-        return zmqd_service_redis(ctx, svc, msg, err, errlen);
+        return zmqd_service_redis(env, svc, msg, err, errlen);
     }
 
     if (strcmp(kind, "fanout") == 0) {
         json_array_foreach(json_object_get(svc, "services"), i, item) {
-            rc = zmqd_service_invoke(ctx, json_string_value(item), msg, sub,
+            rc = zmqd_service_invoke(env, json_string_value(item), msg, sub,
                                      sizeof(sub));
             if (rc != 0) {
                 snprintf(err, errlen, "fanout '%s': %s", name, sub);
