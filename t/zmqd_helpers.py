@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from conftest import register_url_secret
 from test_zmqd import Zmqd
 
 
@@ -25,6 +26,7 @@ def zmqd(zmqctl, redis_store, tmp_path):
             p = tmp_path / ("z%d.json" % len(started))
             p.write_text(json.dumps(doc))
             zmqctl("import", "--replace", p, check=0)
+        register_url_secret(source)         # its log lines are scanned
         z = Zmqd(zmqctl, source or redis_store.url, str(tmp_path), args)
         started.append(z)
         return z
