@@ -31,7 +31,7 @@ MODULE_SRCS := config $(wildcard ngx_zmq_module/*.c ngx_zmq_module/*.h)
 UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/t/%,$(wildcard t/unit/test_*.c))
 
 .PHONY: all module tools deps deps-test run stop test unit integration \
-        asan clean asan-nginx fuzz fuzz-build fuzz-test format bench
+        asan clean asan-nginx fuzz fuzz-build fuzz-test bench
 
 all: module tools
 
@@ -99,7 +99,8 @@ asan:
 	$(MAKE) BUILD=$(BUILD)/asan OPT="-O1 -g -fsanitize=address,undefined \
 	    -fno-omit-frame-pointer" tools unit
 	ZMQ_BUILD=$(BUILD)/asan ZMQ_SKIP_NGINX=1 $(PYTHON) -m pytest -q \
-	    -p no:cacheprovider t/test_zmqctl.py t/test_zmqd.py
+	    -p no:cacheprovider t/test_zmqctl.py t/test_zmqd.py \
+	    t/test_zmqd_*.py t/test_corrupt_objects.py
 
 $(BUILD)/bench/publish_raw: bench/publish_raw.c
 	@mkdir -p $(dir $@)
@@ -119,12 +120,17 @@ bench: all $(BUILD)/bench/publish_raw $(BUILD)/bench/consume_raw
 # the ASan runtime preloaded, under the NGINX integration tests
 ASAN_MODULE := $(BUILD)/asan-module/ngx_http_zmq_module.so
 asan-nginx: all
-	$(MAKE) BUILD=$(BUILD)/asan-module OPT="-O1 -g -fsanitize=address \
-	    -fno-omit-frame-pointer" module
+	$(MAKE) BUILD=$(BUILD)/asan-module OPT="-O1 -g \
+	    -fsanitize=address,undefined -fno-omit-frame-pointer" module
 	ZMQ_BUILD=$(BUILD) ZMQ_MODULE=$(ASAN_MODULE) \
-	ZMQ_ASAN_PRELOAD=$$(gcc -print-file-name=libasan.so) \
+	ZMQ_ASAN_PRELOAD="$$(gcc -print-file-name=libasan.so) \
+	    $$(gcc -print-file-name=libubsan.so)" \
 	    $(PYTHON) -m pytest -q -p no:cacheprovider t/test_module.py \
-	    t/test_publish.py t/test_publish_faults.py t/test_live_config.py
+	    t/test_publish.py t/test_publish_faults.py t/test_live_config.py \
+	    t/test_amqp_hardening.py t/test_body_shapes.py t/test_error_json.py \
+	    t/test_max_body.py t/test_router_lifetime.py \
+	    t/test_router_segments.py t/test_header_validation.py \
+	    t/test_status_hardening.py t/test_store_regression.py
 
 # ------------------------------------------------------------------ fuzzing
 # libFuzzer targets (t/fuzz/fuzz_*.c) with ASan and UBSan. Those on
@@ -189,9 +195,6 @@ run: deps all
 
 stop:
 	@scripts/stop.sh
-
-format:
-	clang-format -i src/core/*.c src/core/*.h src/zmqctl/*.c t/unit/*.c
 
 clean:
 	rm -rf $(BUILD)

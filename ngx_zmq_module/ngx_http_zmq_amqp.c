@@ -3,16 +3,27 @@
  * ngx_zmq: an AMQP 0-9-1 publisher driven by the NGINX event loop.
  *
  * NGINX owns the socket (ngx_event_connect_peer, edge-triggered events,
- * timers); rabbitmq-c only encodes methods and properties and decodes
- * frames (amqp_handle_input on a state without a socket). Nothing here
- * blocks: writes that do not fit the socket stay in an output buffer and
- * are resumed on the write event.
+ * timers); rabbitmq-c only encodes methods and properties and decodes the
+ * few methods a broker sends. Nothing here blocks: writes that do not fit
+ * the socket stay in an output buffer and are resumed on the write event.
+ *
+ * What the broker sends is read as an attacker could have written it: the
+ * frames are split here, each size checked against the negotiated
+ * frame_max before anything is allocated or copied; only the methods a
+ * publisher expects, on the channels it opened, are decoded; tables are
+ * walked here, with a bounded depth, before the codec sees them (its
+ * decoder recurses without a limit); content bodies are skipped, never
+ * buffered; text from the broker is escaped before it is logged.
  *
  * Handshake: protocol header, start/start-ok (PLAIN), tune/tune-ok,
  * connection.open, channel.open (channel 1), confirm.select. Every publish
  * takes the next delivery tag; basic.ack/nack (with "multiple") resolve
- * them in a ring of max_inflight slots, basic.return marks a mandatory
- * message as unroutable (matched by message_id, which is always set).
+ * them in a ring that grows with the messages in flight, up to
+ * max_inflight. basic.return marks a mandatory message as unroutable: every
+ * mandatory message carries the header x-zmq-seq (its delivery tag, set by
+ * the gateway), which the broker returns with it. RabbitMQ sends a
+ * message's basic.return before its basic.ack, so the ack that follows
+ * finds it marked.
  */
 
 
@@ -27,12 +38,28 @@
 
 #define NGX_HTTP_ZMQ_CHANNEL          1
 #define NGX_HTTP_ZMQ_IN_SIZE          65536
+#define NGX_HTTP_ZMQ_IN_PER_EVENT     (16 * NGX_HTTP_ZMQ_IN_SIZE)
 #define NGX_HTTP_ZMQ_BACKOFF_MIN      100
 #define NGX_HTTP_ZMQ_BACKOFF_MAX      10000
 #define NGX_HTTP_ZMQ_METHOD_MAX       1024   /* a publish method frame */
+#define NGX_HTTP_ZMQ_FRAME_MAX_LIMIT  2097152
+#define NGX_HTTP_ZMQ_RING_MIN         16
+#define NGX_HTTP_ZMQ_TABLE_DEPTH      16     /* nested tables and arrays */
+#define NGX_HTTP_ZMQ_OUT_KEEP         (1024 * 1024)
+#define NGX_HTTP_ZMQ_SEQ_HEADER       "x-zmq-seq"
+#define NGX_HTTP_ZMQ_DRAIN_GRACE      5000
+#define NGX_HTTP_ZMQ_DRAIN_DEFAULT    60000  /* no publish had a timeout */
 #ifndef NGX_HTTP_ZMQ_AMQP_EARLY_SEND
 #define NGX_HTTP_ZMQ_AMQP_EARLY_SEND  4096
 #endif
+
+
+/* what channel 1 expects after a basic.return */
+typedef enum {
+    NGX_HTTP_ZMQ_CONTENT_NONE = 0,
+    NGX_HTTP_ZMQ_CONTENT_HEADER,
+    NGX_HTTP_ZMQ_CONTENT_BODY
+} ngx_http_zmq_content_e;
 
 
 typedef enum {
@@ -49,6 +76,8 @@ struct ngx_http_zmq_amqp_conn_s {
     ngx_pool_t                   *pool;
     ngx_queue_t                   queue;       /* all connections */
     ngx_event_t                   free_ev;
+    ngx_event_t                   drain;       /* bounds a retired drain */
+    ngx_msec_t                    longest;     /* longest publish timeout */
     unsigned                      retired:1;
     ngx_http_zmq_outconn_conf_t  *conf;
     ngx_http_zmq_amqp_stats_t    *stats;
@@ -58,8 +87,8 @@ struct ngx_http_zmq_amqp_conn_s {
     ngx_uint_t                    state;
     ngx_uint_t                    hs;
     ngx_connection_t             *c;
-    amqp_connection_state_t       codec;
     ngx_str_t                     peer;
+    u_char                        why[160];    /* a handler's failure */
 
     u_char                       *out_start;
     u_char                       *out_pos;
@@ -70,15 +99,36 @@ struct ngx_http_zmq_amqp_conn_s {
 
     u_char                       *in;
     unsigned                      got_bytes:1;
-    unsigned                      returning:1;
-    uint64_t                      return_left;
 
-    ngx_http_zmq_pub_t           *pubs;
+    /* the frame being read: its header, then its payload and end byte */
+    u_char                        fhdr[7];
+    size_t                        fhdr_len;
+    ngx_uint_t                    ftype;
+    ngx_uint_t                    fchannel;
+    size_t                        fsize;
+    size_t                        fgot;
+    u_char                       *fbuf;        /* method, header payloads */
+    size_t                        fbuf_size;
+    amqp_pool_t                   decode_pool;
+
+    /* a returned message being read */
+    ngx_uint_t                    content;
+    uint64_t                      content_left;
+    ngx_uint_t                    return_code;
+    u_char                        return_key[256];
+    size_t                        return_key_len;
+
+    /* messages in flight: ring[tag & (ring_size - 1)], grown on demand */
+    ngx_http_zmq_pub_t          **ring;
+    ngx_uint_t                    ring_size;
+    ngx_http_zmq_pub_t           *free_pubs;
+    ngx_uint_t                    max_inflight;
     uint64_t                      next_tag;
     uint64_t                      head_tag;
     uint64_t                      written_tag;
 
     ngx_uint_t                    frame_max;
+    ngx_uint_t                    in_frame_max;
     ngx_uint_t                    heartbeat;
     ngx_msec_t                    last_recv;
     ngx_msec_t                    last_send;
@@ -100,8 +150,26 @@ static void ngx_http_zmq_amqp_read_handler(ngx_event_t *ev);
 static void ngx_http_zmq_amqp_write_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_zmq_amqp_send(ngx_http_zmq_amqp_conn_t *conn);
 static ngx_int_t ngx_http_zmq_amqp_flush(ngx_http_zmq_amqp_conn_t *conn);
-static ngx_int_t ngx_http_zmq_amqp_frame(ngx_http_zmq_amqp_conn_t *conn,
-    amqp_frame_t *frame);
+static ngx_int_t ngx_http_zmq_amqp_input(ngx_http_zmq_amqp_conn_t *conn,
+    u_char **pos, u_char *last);
+static ngx_int_t ngx_http_zmq_amqp_frame_start(
+    ngx_http_zmq_amqp_conn_t *conn);
+static ngx_int_t ngx_http_zmq_amqp_frame(ngx_http_zmq_amqp_conn_t *conn);
+static ngx_int_t ngx_http_zmq_amqp_method_frame(
+    ngx_http_zmq_amqp_conn_t *conn);
+static ngx_int_t ngx_http_zmq_amqp_header_frame(
+    ngx_http_zmq_amqp_conn_t *conn);
+static ngx_int_t ngx_http_zmq_amqp_method_in(ngx_http_zmq_amqp_conn_t *conn,
+    amqp_method_number_t id, void *decoded);
+static ngx_int_t ngx_http_zmq_amqp_table(u_char **pos, u_char *last,
+    ngx_uint_t depth, uint64_t *seq, ngx_uint_t *has_seq);
+static ngx_int_t ngx_http_zmq_amqp_value(u_char type, u_char **pos,
+    u_char *last, ngx_uint_t depth);
+static void ngx_http_zmq_amqp_bad(ngx_http_zmq_amqp_conn_t *conn,
+    const char *what, const char *detail);
+static u_char *ngx_http_zmq_amqp_escape(u_char *dst, size_t size,
+    u_char *src, size_t len);
+static ngx_int_t ngx_http_zmq_amqp_grow_ring(ngx_http_zmq_amqp_conn_t *conn);
 static ngx_int_t ngx_http_zmq_amqp_method(ngx_http_zmq_amqp_conn_t *conn,
     amqp_channel_t channel, amqp_method_number_t id, void *decoded);
 static ngx_int_t ngx_http_zmq_amqp_reserve(ngx_http_zmq_amqp_conn_t *conn,
@@ -112,6 +180,7 @@ static void ngx_http_zmq_amqp_pub_timeout(ngx_event_t *ev);
 
 
 static void ngx_http_zmq_amqp_free_handler(ngx_event_t *ev);
+static void ngx_http_zmq_amqp_drain_handler(ngx_event_t *ev);
 static void ngx_http_zmq_amqp_release(ngx_http_zmq_amqp_conn_t *conn);
 static void ngx_http_zmq_amqp_check_retired(ngx_http_zmq_amqp_conn_t *conn);
 
@@ -245,12 +314,45 @@ ngx_http_zmq_amqp_open(ngx_http_zmq_outconn_conf_t *src,
     ngx_cpystrn(conn->stats->name, oc->name.data,
                 ngx_min(oc->name.len + 1, NGX_HTTP_ZMQ_NAME_LEN));
 
-    conn->pubs = ngx_pcalloc(pool, oc->max_inflight
-                                   * sizeof(ngx_http_zmq_pub_t));
+    /* the configuration is checked by the model; these are the hard caps */
+
+    if (oc->max_inflight > NGX_HTTP_ZMQ_MAX_INFLIGHT) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "zmq amqp \"%V\": max_inflight %ui is above the limit "
+                      "of %d; using %d", &oc->name, oc->max_inflight,
+                      NGX_HTTP_ZMQ_MAX_INFLIGHT, NGX_HTTP_ZMQ_MAX_INFLIGHT);
+        oc->max_inflight = NGX_HTTP_ZMQ_MAX_INFLIGHT;
+    }
+
+    if (oc->max_inflight == 0) {
+        oc->max_inflight = 1;
+    }
+
+    if (oc->frame_max < AMQP_FRAME_MIN_SIZE
+        || oc->frame_max > NGX_HTTP_ZMQ_FRAME_MAX_LIMIT)
+    {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "zmq amqp \"%V\": frame_max %ui is outside %d-%d; "
+                      "using %d", &oc->name, oc->frame_max,
+                      AMQP_FRAME_MIN_SIZE, NGX_HTTP_ZMQ_FRAME_MAX_LIMIT,
+                      oc->frame_max < AMQP_FRAME_MIN_SIZE
+                      ? AMQP_FRAME_MIN_SIZE : NGX_HTTP_ZMQ_FRAME_MAX_LIMIT);
+        oc->frame_max = oc->frame_max < AMQP_FRAME_MIN_SIZE
+                        ? AMQP_FRAME_MIN_SIZE : NGX_HTTP_ZMQ_FRAME_MAX_LIMIT;
+    }
+
+    if (oc->heartbeat > 65535) {
+        oc->heartbeat = 65535;
+    }
+
+    conn->max_inflight = oc->max_inflight;
+
     conn->in = ngx_palloc(pool, NGX_HTTP_ZMQ_IN_SIZE);
-    if (conn->pubs == NULL || conn->in == NULL) {
+    if (conn->in == NULL || ngx_http_zmq_amqp_grow_ring(conn) != NGX_OK) {
         goto failed;
     }
+
+    init_amqp_pool(&conn->decode_pool, 4096);
 
     conn->timer.handler = ngx_http_zmq_amqp_timer_handler;
     conn->timer.data = conn;
@@ -265,6 +367,11 @@ ngx_http_zmq_amqp_open(ngx_http_zmq_outconn_conf_t *src,
     conn->free_ev.handler = ngx_http_zmq_amqp_free_handler;
     conn->free_ev.data = conn;
     conn->free_ev.log = log;
+
+    conn->drain.handler = ngx_http_zmq_amqp_drain_handler;
+    conn->drain.data = conn;
+    conn->drain.log = log;
+    conn->drain.cancelable = 1;
 
     conn->backoff = NGX_HTTP_ZMQ_BACKOFF_MIN;
     conn->addr = oc->naddrs ? ngx_random() % oc->naddrs : 0;
@@ -281,6 +388,7 @@ ngx_http_zmq_amqp_open(ngx_http_zmq_outconn_conf_t *src,
 
 failed:
 
+    ngx_free(conn != NULL ? conn->ring : NULL);
     ngx_destroy_pool(pool);
     return NULL;
 }
@@ -297,7 +405,42 @@ ngx_http_zmq_amqp_retire(ngx_http_zmq_amqp_conn_t *conn)
                   "%uL message(s) to drain", &conn->conf->name,
                   conn->next_tag - conn->head_tag);
 
+    /*
+     * A broker that never confirms (and sends heartbeats, or has none
+     * agreed) would keep it forever: once every request waiting on it has
+     * had its answer (its confirm timeout), and a grace period, what is
+     * still in flight is given up as lost.
+     */
+
+    if (conn->head_tag < conn->next_tag && !conn->drain.timer_set) {
+        ngx_add_timer(&conn->drain,
+                      (conn->longest ? conn->longest
+                                     : NGX_HTTP_ZMQ_DRAIN_DEFAULT)
+                      + NGX_HTTP_ZMQ_DRAIN_GRACE);
+    }
+
     ngx_http_zmq_amqp_check_retired(conn);
+}
+
+
+static void
+ngx_http_zmq_amqp_drain_handler(ngx_event_t *ev)
+{
+    u_char                     text[128];
+    ngx_http_zmq_amqp_conn_t  *conn = ev->data;
+
+    if (conn->head_tag >= conn->next_tag || conn->c == NULL) {
+        return;
+    }
+
+    ngx_snprintf(text, sizeof(text) - 1, "retired, and %uL message(s) "
+                 "still unconfirmed after %M ms: given up as lost%Z",
+                 conn->next_tag - conn->head_tag,
+                 (conn->longest ? conn->longest : NGX_HTTP_ZMQ_DRAIN_DEFAULT)
+                 + NGX_HTTP_ZMQ_DRAIN_GRACE);
+    text[sizeof(text) - 1] = '\0';
+
+    ngx_http_zmq_amqp_close(conn, NGX_LOG_WARN, (char *) text);
 }
 
 
@@ -315,18 +458,13 @@ ngx_http_zmq_amqp_check_retired(ngx_http_zmq_amqp_conn_t *conn)
 }
 
 
-/* the socket and the codec of one connection attempt */
+/* the socket of one connection attempt */
 static void
 ngx_http_zmq_amqp_release(ngx_http_zmq_amqp_conn_t *conn)
 {
     if (conn->c != NULL) {
         ngx_close_connection(conn->c);
         conn->c = NULL;
-    }
-
-    if (conn->codec != NULL) {
-        amqp_destroy_connection(conn->codec);
-        conn->codec = NULL;
     }
 }
 
@@ -348,8 +486,17 @@ ngx_http_zmq_amqp_destroy(ngx_http_zmq_amqp_conn_t *conn)
         ngx_delete_posted_event(&conn->free_ev);
     }
 
+    if (conn->drain.timer_set) {
+        ngx_del_timer(&conn->drain);
+    }
+
     ngx_free(conn->out_start);
     conn->out_start = NULL;
+    ngx_free(conn->fbuf);
+    conn->fbuf = NULL;
+    ngx_free(conn->ring);
+    conn->ring = NULL;
+    empty_amqp_pool(&conn->decode_pool);
 
     ngx_memzero(conn->stats, sizeof(ngx_http_zmq_amqp_stats_t));
     ngx_queue_remove(&conn->queue);
@@ -392,11 +539,6 @@ ngx_http_zmq_amqp_exit_process(ngx_cycle_t *cycle)
         if (conn->c != NULL) {
             ngx_close_connection(conn->c);
             conn->c = NULL;
-        }
-
-        if (conn->codec != NULL) {
-            amqp_destroy_connection(conn->codec);
-            conn->codec = NULL;
         }
     }
 }
@@ -569,8 +711,6 @@ ngx_http_zmq_amqp_connect(ngx_http_zmq_amqp_conn_t *conn)
     int                           tcp_nodelay;
     ngx_int_t                     rc;
     ngx_addr_t                   *addr;
-    amqp_frame_t                  frame;
-    amqp_bytes_t                  hdr;
     ngx_connection_t             *c;
     ngx_peer_connection_t         pc;
     ngx_http_zmq_outconn_conf_t  *oc;
@@ -627,28 +767,20 @@ ngx_http_zmq_amqp_connect(ngx_http_zmq_amqp_conn_t *conn)
     conn->c = c;
     conn->hs = NGX_HTTP_ZMQ_HS_START;
     conn->got_bytes = 0;
-    conn->returning = 0;
+    conn->fhdr_len = 0;
+    conn->content = NGX_HTTP_ZMQ_CONTENT_NONE;
     conn->frame_max = AMQP_FRAME_MIN_SIZE;
+
+    /*
+     * Until tune, frames up to our own limit are taken (AMQP asks for at
+     * least 4096; a broker's connection.start may be longer).
+     */
+    conn->in_frame_max = oc->frame_max;
     conn->heartbeat = 0;
     conn->out_pos = conn->out_start;
     conn->out_last = conn->out_start;
     conn->last_recv = ngx_current_msec;
     conn->last_send = ngx_current_msec;
-
-    conn->codec = amqp_new_connection();
-    if (conn->codec == NULL) {
-        ngx_http_zmq_amqp_close(conn, NGX_LOG_ALERT, "out of memory");
-        return;
-    }
-
-    /*
-     * A fresh codec expects the server's protocol header first; the server
-     * answers ours with connection.start instead. Feeding it a protocol
-     * header puts it in the state between frames.
-     */
-    hdr.bytes = header;
-    hdr.len = 8;
-    (void) amqp_handle_input(conn->codec, hdr, &frame);
 
     if (ngx_http_zmq_amqp_reserve(conn, 8) != NGX_OK) {
         ngx_http_zmq_amqp_close(conn, NGX_LOG_ALERT, "out of memory");
@@ -693,11 +825,14 @@ ngx_http_zmq_amqp_close(ngx_http_zmq_amqp_conn_t *conn, ngx_uint_t level,
 
     /* every message not yet confirmed is lost to this connection */
     for (tag = conn->head_tag; tag < conn->next_tag; tag++) {
-        pub = &conn->pubs[tag % conn->conf->max_inflight];
-        if (pub->in_use && pub->tag == tag) {
+        pub = conn->ring[tag & (conn->ring_size - 1)];
+        if (pub != NULL && pub->tag == tag) {
             ngx_http_zmq_amqp_resolve(pub, NGX_HTTP_ZMQ_PUB_LOST);
         }
     }
+
+    conn->fhdr_len = 0;
+    conn->content = NGX_HTTP_ZMQ_CONTENT_NONE;
 
     conn->head_tag = conn->next_tag;
     conn->written_tag = conn->next_tag;
@@ -816,6 +951,17 @@ ngx_http_zmq_amqp_send(ngx_http_zmq_amqp_conn_t *conn)
     if (conn->out_pos == conn->out_last) {
         conn->out_pos = conn->out_start;
         conn->out_last = conn->out_start;
+
+        /* a large message grew the buffer: give it back once it is out */
+        if ((size_t) (conn->out_end - conn->out_start)
+            > NGX_HTTP_ZMQ_OUT_KEEP + 2 * conn->frame_max)
+        {
+            ngx_free(conn->out_start);
+            conn->out_start = NULL;
+            conn->out_pos = NULL;
+            conn->out_last = NULL;
+            conn->out_end = NULL;
+        }
     }
 
     return NGX_OK;
@@ -836,9 +982,9 @@ ngx_http_zmq_amqp_flush(ngx_http_zmq_amqp_conn_t *conn)
 
     /* messages that wait for nothing but their frames being written */
     while (conn->written_tag < conn->next_tag) {
-        pub = &conn->pubs[conn->written_tag % conn->conf->max_inflight];
+        pub = conn->ring[conn->written_tag & (conn->ring_size - 1)];
 
-        if (pub->in_use && pub->tag == conn->written_tag) {
+        if (pub != NULL && pub->tag == conn->written_tag) {
             if (pub->end > conn->sent) {
                 break;
             }
@@ -868,15 +1014,25 @@ ngx_http_zmq_amqp_flush(ngx_http_zmq_amqp_conn_t *conn)
 static void
 ngx_http_zmq_amqp_read_handler(ngx_event_t *rev)
 {
-    int                        rc;
-    u_char                    *p;
+    u_char                    *p, *last;
+    size_t                     total;
     ssize_t                    n;
-    amqp_frame_t               frame;
-    amqp_bytes_t               data;
     ngx_connection_t          *c = rev->data;
     ngx_http_zmq_amqp_conn_t  *conn = c->data;
 
-    for ( ;; ) {
+    for (total = 0; /* void */; total += n) {
+
+        /*
+         * A broker that sends without pause (heartbeats, say) must not
+         * keep the worker from its other connections: after so much, go
+         * on in the next turn of the event loop, after what else is ready.
+         */
+
+        if (total >= NGX_HTTP_ZMQ_IN_PER_EVENT) {
+            ngx_post_event(rev, &ngx_posted_next_events);
+            return;
+        }
+
         n = c->recv(c, conn->in, NGX_HTTP_ZMQ_IN_SIZE);
 
         if (n == NGX_AGAIN) {
@@ -895,45 +1051,12 @@ ngx_http_zmq_amqp_read_handler(ngx_event_t *rev)
 
         conn->last_recv = ngx_current_msec;
         p = conn->in;
+        last = p + n;
 
-        if (!conn->got_bytes) {
-            conn->got_bytes = 1;
-
-            if (p[0] == 'A') {
-                ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR,
-                                        "the broker does not speak "
-                                        "AMQP 0-9-1");
-                return;
-            }
-        }
-
-        while (n > 0) {
-            data.bytes = p;
-            data.len = n;
-
-            rc = amqp_handle_input(conn->codec, data, &frame);
-            if (rc < 0) {
-                ngx_log_error(NGX_LOG_ERR, conn->log, 0,
-                              "zmq amqp \"%V\": bad data from the broker: "
-                              "%s", &conn->conf->name,
-                              amqp_error_string2(rc));
-                ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR, "protocol error");
-                return;
-            }
-
-            p += rc;
-            n -= rc;
-
-            if (frame.frame_type == 0) {
-                continue;
-            }
-
-            if (ngx_http_zmq_amqp_frame(conn, &frame) != NGX_OK) {
+        while (p < last) {
+            if (ngx_http_zmq_amqp_input(conn, &p, last) != NGX_OK) {
                 return;     /* the connection is closed */
             }
-
-            amqp_maybe_release_buffers_on_channel(conn->codec,
-                                                  frame.channel);
         }
 
         if (conn->out_pos < conn->out_last) {
@@ -946,6 +1069,471 @@ ngx_http_zmq_amqp_read_handler(ngx_event_t *rev)
 }
 
 
+/* big-endian readers */
+
+static ngx_uint_t
+ngx_http_zmq_get16(u_char *p)
+{
+    return ((ngx_uint_t) p[0] << 8) | p[1];
+}
+
+
+static uint32_t
+ngx_http_zmq_get32(u_char *p)
+{
+    return ((uint32_t) p[0] << 24) | ((uint32_t) p[1] << 16)
+           | ((uint32_t) p[2] << 8) | p[3];
+}
+
+
+static uint64_t
+ngx_http_zmq_get64(u_char *p)
+{
+    return ((uint64_t) ngx_http_zmq_get32(p) << 32)
+           | ngx_http_zmq_get32(p + 4);
+}
+
+
+/*
+ * Consumes what it can of [*pos, last): the 7 bytes of a frame header, then
+ * the payload and the end byte. Method and content-header payloads are
+ * gathered in fbuf (at most in_frame_max bytes, checked before anything is
+ * allocated); bodies are skipped. A whole frame is handled at once.
+ */
+
+static ngx_int_t
+ngx_http_zmq_amqp_input(ngx_http_zmq_amqp_conn_t *conn, u_char **pos,
+    u_char *last)
+{
+    u_char  *p;
+    size_t   n, want;
+
+    p = *pos;
+
+    if (conn->fhdr_len < sizeof(conn->fhdr)) {
+        n = ngx_min(sizeof(conn->fhdr) - conn->fhdr_len, (size_t) (last - p));
+        ngx_memcpy(conn->fhdr + conn->fhdr_len, p, n);
+        conn->fhdr_len += n;
+        *pos = p + n;
+
+        if (conn->fhdr_len < sizeof(conn->fhdr)) {
+            return NGX_OK;
+        }
+
+        if (ngx_http_zmq_amqp_frame_start(conn) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        p = *pos;
+    }
+
+    /* the payload and the end byte */
+
+    want = conn->fsize + 1 - conn->fgot;
+    n = ngx_min(want, (size_t) (last - p));
+
+    if (conn->ftype == AMQP_FRAME_METHOD || conn->ftype == AMQP_FRAME_HEADER) {
+        ngx_memcpy(conn->fbuf + conn->fgot, p, n);
+
+    } else if (n == want && p[n - 1] != AMQP_FRAME_END) {
+        ngx_http_zmq_amqp_bad(conn, "frame", "no frame-end byte");
+        return NGX_ERROR;
+    }
+
+    conn->fgot += n;
+    *pos = p + n;
+
+    if (conn->fgot <= conn->fsize) {
+        return NGX_OK;
+    }
+
+    /* a whole frame */
+
+    conn->fhdr_len = 0;
+
+    if (conn->ftype != AMQP_FRAME_METHOD && conn->ftype != AMQP_FRAME_HEADER) {
+        return NGX_OK;
+    }
+
+    if (conn->fbuf[conn->fsize] != AMQP_FRAME_END) {
+        ngx_http_zmq_amqp_bad(conn, "frame", "no frame-end byte");
+        return NGX_ERROR;
+    }
+
+    return ngx_http_zmq_amqp_frame(conn);
+}
+
+
+/* a frame header is in: check it against what may come now */
+
+static ngx_int_t
+ngx_http_zmq_amqp_frame_start(ngx_http_zmq_amqp_conn_t *conn)
+{
+    u_char      *p;
+    size_t       size;
+    uint32_t     fsize;
+    ngx_uint_t   type, channel;
+
+    if (!conn->got_bytes) {
+        conn->got_bytes = 1;
+
+        if (conn->fhdr[0] == 'A') {
+            ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR,
+                                    "the broker does not speak AMQP 0-9-1");
+            return NGX_ERROR;
+        }
+    }
+
+    type = conn->fhdr[0];
+    channel = ngx_http_zmq_get16(conn->fhdr + 1);
+    fsize = ngx_http_zmq_get32(conn->fhdr + 3);
+
+    /* the whole frame, 7 + size + 1, in 64 bits: no wrap */
+    if ((uint64_t) fsize + 8 > conn->in_frame_max) {
+        ngx_snprintf(conn->why, sizeof(conn->why) - 1,
+                     "%uL bytes, frame_max is %ui%Z", (uint64_t) fsize + 8,
+                     conn->in_frame_max);
+        ngx_http_zmq_amqp_bad(conn, "frame", "larger than frame_max");
+        return NGX_ERROR;
+    }
+
+    switch (type) {
+
+    case AMQP_FRAME_METHOD:
+        if (fsize < 4) {
+            ngx_http_zmq_amqp_bad(conn, "frame",
+                                  "a method frame without a method id");
+            return NGX_ERROR;
+        }
+
+        if (channel > NGX_HTTP_ZMQ_CHANNEL) {
+            ngx_http_zmq_amqp_bad(conn, "frame", "on a channel never opened");
+            return NGX_ERROR;
+        }
+
+        if (channel == NGX_HTTP_ZMQ_CHANNEL
+            && conn->content != NGX_HTTP_ZMQ_CONTENT_NONE)
+        {
+            ngx_http_zmq_amqp_bad(conn, "frame",
+                                  "a method inside a returned message");
+            return NGX_ERROR;
+        }
+
+        break;
+
+    case AMQP_FRAME_HEADER:
+        if (channel != NGX_HTTP_ZMQ_CHANNEL
+            || conn->content != NGX_HTTP_ZMQ_CONTENT_HEADER)
+        {
+            ngx_http_zmq_amqp_bad(conn, "frame",
+                                  "a content header without basic.return");
+            return NGX_ERROR;
+        }
+
+        /* class, weight, body size, property flags */
+        if (fsize < 14) {
+            ngx_http_zmq_amqp_bad(conn, "frame",
+                                  "a content header shorter than 14 bytes");
+            return NGX_ERROR;
+        }
+
+        break;
+
+    case AMQP_FRAME_BODY:
+        if (channel != NGX_HTTP_ZMQ_CHANNEL
+            || conn->content != NGX_HTTP_ZMQ_CONTENT_BODY)
+        {
+            ngx_http_zmq_amqp_bad(conn, "frame",
+                                  "a content body without a header");
+            return NGX_ERROR;
+        }
+
+        if (fsize > conn->content_left) {
+            ngx_http_zmq_amqp_bad(conn, "frame", "a content body longer "
+                                  "than its header said");
+            return NGX_ERROR;
+        }
+
+        conn->content_left -= fsize;
+        if (conn->content_left == 0) {
+            conn->content = NGX_HTTP_ZMQ_CONTENT_NONE;
+        }
+
+        break;
+
+    case AMQP_FRAME_HEARTBEAT:
+        if (channel != 0) {
+            ngx_http_zmq_amqp_bad(conn, "frame", "a heartbeat on a channel");
+            return NGX_ERROR;
+        }
+
+        break;
+
+    default:
+        ngx_snprintf(conn->why, sizeof(conn->why) - 1, "type %ui%Z", type);
+        ngx_http_zmq_amqp_bad(conn, "frame", "an unknown frame type");
+        return NGX_ERROR;
+    }
+
+    conn->ftype = type;
+    conn->fchannel = channel;
+    conn->fsize = fsize;
+    conn->fgot = 0;
+
+    if (type != AMQP_FRAME_METHOD && type != AMQP_FRAME_HEADER) {
+        return NGX_OK;
+    }
+
+    /* room for the payload and the end byte, within in_frame_max */
+
+    if (conn->fbuf_size < (size_t) fsize + 1) {
+        size = ngx_max(conn->fbuf_size * 2, 512);
+        size = ngx_max(size, (size_t) fsize + 1);
+        size = ngx_min(size, conn->in_frame_max);
+
+        p = ngx_alloc(size, conn->log);
+        if (p == NULL) {
+            ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR, "out of memory");
+            return NGX_ERROR;
+        }
+
+        ngx_free(conn->fbuf);
+        conn->fbuf = p;
+        conn->fbuf_size = size;
+    }
+
+    return NGX_OK;
+}
+
+
+/* closes the connection over something the broker must not send */
+
+static void
+ngx_http_zmq_amqp_bad(ngx_http_zmq_amqp_conn_t *conn, const char *what,
+    const char *detail)
+{
+    u_char  text[256];
+
+    if (conn->why[0]) {
+        ngx_snprintf(text, sizeof(text) - 1, "bad %s from the broker: %s "
+                     "(%s)%Z", what, detail, conn->why);
+
+    } else {
+        ngx_snprintf(text, sizeof(text) - 1, "bad %s from the broker: %s%Z",
+                     what, detail);
+    }
+
+    text[sizeof(text) - 1] = '\0';
+    conn->why[0] = '\0';
+    ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR, (char *) text);
+}
+
+
+/* text from the broker, safe for one log line */
+
+static u_char *
+ngx_http_zmq_amqp_escape(u_char *dst, size_t size, u_char *src, size_t len)
+{
+    u_char  *p, *end;
+
+    p = dst;
+    end = dst + size - 1;
+
+    while (len-- > 0 && end - p >= 4) {
+        if (*src >= 0x20 && *src < 0x7f && *src != '\\') {
+            *p++ = *src++;
+
+        } else {
+            p = ngx_sprintf(p, "\\x%02xd", (int) *src++);
+        }
+    }
+
+    *p = '\0';
+    return dst;
+}
+
+
+/*
+ * Walks one field table ([*pos, last) starts with its 32-bit size): every
+ * key and value in bounds, tables and arrays nested at most
+ * NGX_HTTP_ZMQ_TABLE_DEPTH deep. At depth 0, finds the gateway's
+ * x-zmq-seq.
+ */
+
+static ngx_int_t
+ngx_http_zmq_amqp_table(u_char **pos, u_char *last, ngx_uint_t depth,
+    uint64_t *seq, ngx_uint_t *has_seq)
+{
+    u_char    *p, *end, *key;
+    size_t     klen;
+    uint32_t   size;
+    u_char     type;
+
+    p = *pos;
+
+    if (depth >= NGX_HTTP_ZMQ_TABLE_DEPTH || last - p < 4) {
+        return NGX_ERROR;
+    }
+
+    size = ngx_http_zmq_get32(p);
+    p += 4;
+
+    if (size > (size_t) (last - p)) {
+        return NGX_ERROR;
+    }
+
+    end = p + size;
+
+    while (p < end) {
+        klen = *p++;
+
+        /* the key and its type byte */
+        if (klen + 1 > (size_t) (end - p)) {
+            return NGX_ERROR;
+        }
+
+        key = p;
+        p += klen;
+        type = *p++;
+
+        if (seq != NULL && klen == sizeof(NGX_HTTP_ZMQ_SEQ_HEADER) - 1
+            && ngx_memcmp(key, NGX_HTTP_ZMQ_SEQ_HEADER, klen) == 0
+            && type == 'l' && end - p >= 8)
+        {
+            *seq = ngx_http_zmq_get64(p);
+            *has_seq = 1;
+        }
+
+        if (ngx_http_zmq_amqp_value(type, &p, end, depth) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    *pos = end;
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_zmq_amqp_value(u_char type, u_char **pos, u_char *last,
+    ngx_uint_t depth)
+{
+    u_char    *p, *end;
+    size_t     n;
+    uint32_t   size;
+
+    p = *pos;
+
+    switch (type) {
+
+    case 'V':
+        n = 0;
+        break;
+
+    case 't': case 'b': case 'B':
+        n = 1;
+        break;
+
+    case 's': case 'u':
+        n = 2;
+        break;
+
+    case 'I': case 'i': case 'f':
+        n = 4;
+        break;
+
+    case 'D':
+        n = 5;
+        break;
+
+    case 'l': case 'L': case 'd': case 'T':
+        n = 8;
+        break;
+
+    case 'S': case 'x':
+        if (last - p < 4) {
+            return NGX_ERROR;
+        }
+
+        size = ngx_http_zmq_get32(p);
+        p += 4;
+        n = size;
+        break;
+
+    case 'F':
+        return ngx_http_zmq_amqp_table(pos, last, depth + 1, NULL, NULL);
+
+    case 'A':
+        if (depth + 1 >= NGX_HTTP_ZMQ_TABLE_DEPTH || last - p < 4) {
+            return NGX_ERROR;
+        }
+
+        size = ngx_http_zmq_get32(p);
+        p += 4;
+
+        if (size > (size_t) (last - p)) {
+            return NGX_ERROR;
+        }
+
+        end = p + size;
+
+        while (p < end) {
+            type = *p++;
+            if (ngx_http_zmq_amqp_value(type, &p, end, depth + 1) != NGX_OK) {
+                return NGX_ERROR;
+            }
+        }
+
+        *pos = end;
+        return NGX_OK;
+
+    default:
+        return NGX_ERROR;
+    }
+
+    if (n > (size_t) (last - p)) {
+        return NGX_ERROR;
+    }
+
+    *pos = p + n;
+    return NGX_OK;
+}
+
+
+/* a word in a space-separated list, such as connection.start mechanisms */
+
+static ngx_uint_t
+ngx_http_zmq_amqp_has_word(amqp_bytes_t *list, const char *word)
+{
+    u_char  *p, *last, *start;
+    size_t   len;
+
+    len = ngx_strlen(word);
+    p = list->bytes;
+    last = p + list->len;
+
+    while (p < last) {
+        while (p < last && *p == ' ') {
+            p++;
+        }
+
+        start = p;
+
+        while (p < last && *p != ' ') {
+            p++;
+        }
+
+        if ((size_t) (p - start) == len
+            && ngx_memcmp(start, word, len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 static ngx_int_t
 ngx_http_zmq_amqp_start_ok(ngx_http_zmq_amqp_conn_t *conn, void *start)
 {
@@ -953,10 +1541,24 @@ ngx_http_zmq_amqp_start_ok(ngx_http_zmq_amqp_conn_t *conn, void *start)
     ngx_uint_t                    i;
     amqp_table_t                  props, caps;
     amqp_table_entry_t            pe[4], ce[4];
+    amqp_connection_start_t      *st = start;
     amqp_connection_start_ok_t    m;
     ngx_http_zmq_outconn_conf_t  *oc;
 
     oc = conn->conf;
+
+    if (st->version_major != 0 || st->version_minor != 9) {
+        ngx_snprintf(conn->why, sizeof(conn->why) - 1, "the broker speaks "
+                     "AMQP %d-%d, not 0-9-1%Z", (int) st->version_major,
+                     (int) st->version_minor);
+        return NGX_ERROR;
+    }
+
+    if (!ngx_http_zmq_amqp_has_word(&st->mechanisms, "PLAIN")) {
+        ngx_snprintf(conn->why, sizeof(conn->why) - 1, "the broker does not "
+                     "offer the PLAIN mechanism%Z");
+        return NGX_ERROR;
+    }
 
     ce[0].key = amqp_cstring_bytes("publisher_confirms");
     ce[1].key = amqp_cstring_bytes("connection.blocked");
@@ -1029,22 +1631,30 @@ ngx_http_zmq_amqp_tune(ngx_http_zmq_amqp_conn_t *conn, void *tune)
 
     oc = conn->conf;
 
-    frame_max = oc->frame_max;
+    /*
+     * AMQP 0-9-1: frame_max is at least 4096 (frame-min-size), 0 meaning
+     * "no limit": then ours. Below 4096 the content arithmetic has no room
+     * for a frame's own header: refuse the broker.
+     */
+
+    if (t->frame_max != 0 && t->frame_max < AMQP_FRAME_MIN_SIZE) {
+        ngx_snprintf(conn->why, sizeof(conn->why) - 1, "the broker offered "
+                     "frame_max %uD, below the AMQP minimum of %d%Z",
+                     t->frame_max, AMQP_FRAME_MIN_SIZE);
+        return NGX_ERROR;
+    }
+
+    frame_max = oc->frame_max;          /* 4096 .. 2 MB, see open() */
     if (t->frame_max != 0 && t->frame_max < frame_max) {
         frame_max = t->frame_max;
     }
 
-    heartbeat = oc->heartbeat;
+    heartbeat = oc->heartbeat;          /* at most 65535, see open() */
     if (t->heartbeat != 0 && t->heartbeat < heartbeat) {
         heartbeat = t->heartbeat;
     }
 
-    /* the codec is between frames here, as amqp_tune_connection() needs */
-    if (amqp_tune_connection(conn->codec, 1, (int) frame_max, 0)
-        != AMQP_STATUS_OK)
-    {
-        return NGX_ERROR;
-    }
+    /* channel_max: 0 is "no limit", anything else allows our channel 1 */
 
     ok.channel_max = 1;
     ok.frame_max = (uint32_t) frame_max;
@@ -1057,6 +1667,7 @@ ngx_http_zmq_amqp_tune(ngx_http_zmq_amqp_conn_t *conn, void *tune)
     }
 
     conn->frame_max = frame_max;
+    conn->in_frame_max = frame_max;
     conn->heartbeat = heartbeat;
 
     open.virtual_host.bytes = oc->vhost.data;
@@ -1127,6 +1738,7 @@ ngx_http_zmq_amqp_ack(ngx_http_zmq_amqp_conn_t *conn, uint64_t tag,
     ngx_flag_t multiple, ngx_http_zmq_pub_result_e result)
 {
     uint64_t             t, from;
+    ngx_uint_t           mask;
     ngx_http_zmq_pub_t  *pub;
 
     if (tag >= conn->next_tag || tag == 0) {
@@ -1136,48 +1748,66 @@ ngx_http_zmq_amqp_ack(ngx_http_zmq_amqp_conn_t *conn, uint64_t tag,
         return;
     }
 
+    /* at most the messages in flight: head_tag <= t <= tag < next_tag */
+
     from = multiple ? conn->head_tag : tag;
+    mask = conn->ring_size - 1;
 
     for (t = from; t <= tag; t++) {
-        pub = &conn->pubs[t % conn->conf->max_inflight];
-        if (pub->in_use && pub->tag == t) {
+        pub = conn->ring[t & mask];
+        if (pub != NULL && pub->tag == t) {
             ngx_http_zmq_amqp_resolve(pub, result);
         }
     }
 
-    while (conn->head_tag < conn->next_tag) {
-        pub = &conn->pubs[conn->head_tag % conn->conf->max_inflight];
-        if (pub->in_use && pub->tag == conn->head_tag) {
-            break;
-        }
+    while (conn->head_tag < conn->next_tag
+           && conn->ring[conn->head_tag & mask] == NULL)
+    {
         conn->head_tag++;
     }
 }
 
 
+/* a returned message's content header: which message is it? */
+
 static void
-ngx_http_zmq_amqp_returned(ngx_http_zmq_amqp_conn_t *conn,
-    amqp_basic_properties_t *props)
+ngx_http_zmq_amqp_returned(ngx_http_zmq_amqp_conn_t *conn, uint64_t seq,
+    ngx_uint_t has_seq, uint64_t body_size)
 {
-    uint64_t             t;
+    u_char               key[256 * 4];
     ngx_http_zmq_pub_t  *pub;
 
-    if (!(props->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)) {
+    pub = NULL;
+
+    if (has_seq && seq >= conn->head_tag && seq < conn->next_tag) {
+        pub = conn->ring[seq & (conn->ring_size - 1)];
+    }
+
+    if (pub != NULL && pub->tag == seq && pub->mandatory && !pub->returned
+        && pub->body_len == body_size)
+    {
+        pub->returned = 1;
         return;
     }
 
-    for (t = conn->head_tag; t < conn->next_tag; t++) {
-        pub = &conn->pubs[t % conn->conf->max_inflight];
+    /* not ours, or not any more: its ack or nack still settles it */
 
-        if (pub->in_use && pub->tag == t && !pub->returned
-            && pub->message_id != NULL
-            && pub->message_id_len == props->message_id.len
-            && ngx_memcmp(pub->message_id, props->message_id.bytes,
-                          pub->message_id_len) == 0)
-        {
-            pub->returned = 1;
-            return;
-        }
+    (void) ngx_http_zmq_amqp_escape(key, sizeof(key), conn->return_key,
+                                    conn->return_key_len);
+
+    if (has_seq) {
+        ngx_log_error(NGX_LOG_WARN, conn->log, 0,
+                      "zmq amqp \"%V\": basic.return for no message in "
+                      "flight (%ui, routing key \"%s\", "
+                      NGX_HTTP_ZMQ_SEQ_HEADER " %uL): ignored",
+                      &conn->conf->name, conn->return_code, key, seq);
+
+    } else {
+        ngx_log_error(NGX_LOG_WARN, conn->log, 0,
+                      "zmq amqp \"%V\": basic.return for no message in "
+                      "flight (%ui, routing key \"%s\", without "
+                      NGX_HTTP_ZMQ_SEQ_HEADER "): ignored",
+                      &conn->conf->name, conn->return_code, key);
     }
 }
 
@@ -1205,99 +1835,260 @@ static ngx_http_zmq_amqp_step_t  ngx_http_zmq_amqp_steps[] = {
 };
 
 
+/* what a broker may send a publisher, and on which channel */
+typedef struct {
+    amqp_method_number_t   method;
+    ngx_uint_t             channel;
+} ngx_http_zmq_amqp_allowed_t;
+
+
+static ngx_http_zmq_amqp_allowed_t  ngx_http_zmq_amqp_allowed[] = {
+    { AMQP_CONNECTION_START_METHOD, 0 },
+    { AMQP_CONNECTION_TUNE_METHOD, 0 },
+    { AMQP_CONNECTION_OPEN_OK_METHOD, 0 },
+    { AMQP_CONNECTION_CLOSE_METHOD, 0 },
+    { AMQP_CONNECTION_BLOCKED_METHOD, 0 },
+    { AMQP_CONNECTION_UNBLOCKED_METHOD, 0 },
+    { AMQP_CHANNEL_OPEN_OK_METHOD, NGX_HTTP_ZMQ_CHANNEL },
+    { AMQP_CHANNEL_FLOW_METHOD, NGX_HTTP_ZMQ_CHANNEL },
+    { AMQP_CHANNEL_CLOSE_METHOD, NGX_HTTP_ZMQ_CHANNEL },
+    { AMQP_CHANNEL_CLOSE_OK_METHOD, NGX_HTTP_ZMQ_CHANNEL },
+    { AMQP_CONFIRM_SELECT_OK_METHOD, NGX_HTTP_ZMQ_CHANNEL },
+    { AMQP_BASIC_ACK_METHOD, NGX_HTTP_ZMQ_CHANNEL },
+    { AMQP_BASIC_NACK_METHOD, NGX_HTTP_ZMQ_CHANNEL },
+    { AMQP_BASIC_RETURN_METHOD, NGX_HTTP_ZMQ_CHANNEL },
+};
+
+
 static ngx_int_t
-ngx_http_zmq_amqp_frame(ngx_http_zmq_amqp_conn_t *conn, amqp_frame_t *frame)
+ngx_http_zmq_amqp_frame(ngx_http_zmq_amqp_conn_t *conn)
 {
-    u_char                     text[256];
-    ngx_uint_t                 i;
-    amqp_method_t             *m;
-    amqp_basic_ack_t          *ack;
-    amqp_basic_nack_t         *nack;
-    amqp_channel_close_t      *chclose;
-    amqp_connection_close_t   *close;
-    amqp_connection_blocked_t *blocked;
-    amqp_connection_close_ok_t close_ok;
-
-    switch (frame->frame_type) {
-
-    case AMQP_FRAME_HEARTBEAT:
-        return NGX_OK;
-
-    case AMQP_FRAME_HEADER:
-        if (conn->returning) {
-            ngx_http_zmq_amqp_returned(conn,
-                                       frame->payload.properties.decoded);
-            conn->return_left = frame->payload.properties.body_size;
-            conn->returning = conn->return_left > 0;
-        }
-        return NGX_OK;
-
-    case AMQP_FRAME_BODY:
-        if (conn->returning) {
-            conn->return_left -= ngx_min(conn->return_left,
-                                     frame->payload.body_fragment.len);
-            conn->returning = conn->return_left > 0;
-        }
-        return NGX_OK;
-
-    case AMQP_FRAME_METHOD:
-        break;
-
-    default:
-        return NGX_OK;
+    if (conn->ftype == AMQP_FRAME_HEADER) {
+        return ngx_http_zmq_amqp_header_frame(conn);
     }
 
-    m = &frame->payload.method;
+    return ngx_http_zmq_amqp_method_frame(conn);
+}
+
+
+/* a returned message's properties: only the headers table is read */
+
+static ngx_int_t
+ngx_http_zmq_amqp_header_frame(ngx_http_zmq_amqp_conn_t *conn)
+{
+    u_char      *p, *last;
+    uint64_t     body_size, seq;
+    ngx_uint_t   flags, has_seq, f;
+
+    p = conn->fbuf;
+    last = p + conn->fsize;             /* at least 14 bytes */
+
+    if (ngx_http_zmq_get16(p) != AMQP_BASIC_CLASS) {
+        ngx_http_zmq_amqp_bad(conn, "content header", "not of class basic");
+        return NGX_ERROR;
+    }
+
+    body_size = ngx_http_zmq_get64(p + 4);
+    flags = ngx_http_zmq_get16(p + 12);
+    p += 14;
+
+    if (flags & 1) {
+        ngx_http_zmq_amqp_bad(conn, "content header",
+                              "more than one property flag word");
+        return NGX_ERROR;
+    }
+
+    /* content_type and content_encoding (short strings) come first */
+
+    for (f = AMQP_BASIC_CONTENT_TYPE_FLAG;
+         f >= AMQP_BASIC_CONTENT_ENCODING_FLAG;
+         f >>= 1)
+    {
+        if (!(flags & f)) {
+            continue;
+        }
+
+        if (p >= last || (size_t) *p >= (size_t) (last - p)) {
+            ngx_http_zmq_amqp_bad(conn, "content header",
+                                  "a property longer than its frame");
+            return NGX_ERROR;
+        }
+
+        p += 1 + *p;
+    }
+
+    seq = 0;
+    has_seq = 0;
+
+    if ((flags & AMQP_BASIC_HEADERS_FLAG)
+        && ngx_http_zmq_amqp_table(&p, last, 0, &seq, &has_seq) != NGX_OK)
+    {
+        ngx_http_zmq_amqp_bad(conn, "content header", "a malformed or too "
+                              "deeply nested headers table");
+        return NGX_ERROR;
+    }
+
+    conn->content_left = body_size;
+    conn->content = body_size ? NGX_HTTP_ZMQ_CONTENT_BODY
+                              : NGX_HTTP_ZMQ_CONTENT_NONE;
+
+    ngx_http_zmq_amqp_returned(conn, seq, has_seq, body_size);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_zmq_amqp_method_frame(ngx_http_zmq_amqp_conn_t *conn)
+{
+    int                          rc;
+    u_char                      *p;
+    ngx_int_t                    rv;
+    ngx_uint_t                   i, channel;
+    amqp_bytes_t                 encoded;
+    amqp_method_number_t         id;
+    void                        *decoded;
+
+    id = ngx_http_zmq_get32(conn->fbuf);
+    channel = conn->fchannel;
+
+    for (i = 0; i < sizeof(ngx_http_zmq_amqp_allowed)
+                    / sizeof(ngx_http_zmq_amqp_allowed_t); i++)
+    {
+        if (ngx_http_zmq_amqp_allowed[i].method == id
+            && ngx_http_zmq_amqp_allowed[i].channel == channel)
+        {
+            break;
+        }
+    }
+
+    if (i == sizeof(ngx_http_zmq_amqp_allowed)
+             / sizeof(ngx_http_zmq_amqp_allowed_t))
+    {
+        ngx_snprintf(conn->why, sizeof(conn->why) - 1, "unexpected method "
+                     "0x%08xD on channel %ui%Z", (uint32_t) id, channel);
+        ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR, (char *) conn->why);
+        conn->why[0] = '\0';
+        return NGX_ERROR;
+    }
+
+    /*
+     * The codec's table decoder recurses without a bound: walk the one
+     * table a broker sends (connection.start's server_properties, after
+     * the two version bytes) first.
+     */
+
+    if (id == AMQP_CONNECTION_START_METHOD) {
+        p = conn->fbuf + 4 + 2;
+
+        if (conn->fsize < 4 + 2
+            || ngx_http_zmq_amqp_table(&p, conn->fbuf + conn->fsize, 0,
+                                       NULL, NULL)
+               != NGX_OK)
+        {
+            ngx_http_zmq_amqp_bad(conn, "frame", "connection.start with a "
+                                  "malformed or too deeply nested table");
+            return NGX_ERROR;
+        }
+    }
+
+    encoded.bytes = conn->fbuf + 4;
+    encoded.len = conn->fsize - 4;
+
+    rc = amqp_decode_method(id, &conn->decode_pool, encoded, &decoded);
+    if (rc < 0) {
+        ngx_snprintf(conn->why, sizeof(conn->why) - 1, "method 0x%08xD: %s%Z",
+                     (uint32_t) id, amqp_error_string2(rc));
+        ngx_http_zmq_amqp_bad(conn, "frame", "a method that does not decode");
+        recycle_amqp_pool(&conn->decode_pool);
+        return NGX_ERROR;
+    }
+
+    rv = ngx_http_zmq_amqp_method_in(conn, id, decoded);
+
+    recycle_amqp_pool(&conn->decode_pool);
+
+    return rv;
+}
+
+
+static ngx_int_t
+ngx_http_zmq_amqp_method_in(ngx_http_zmq_amqp_conn_t *conn,
+    amqp_method_number_t id, void *decoded)
+{
+    u_char                      text[256], esc[200 * 4];
+    ngx_uint_t                  i;
+    amqp_basic_ack_t           *ack;
+    amqp_basic_nack_t          *nack;
+    amqp_basic_return_t        *ret;
+    amqp_channel_close_t       *chclose;
+    amqp_connection_close_t    *close;
+    amqp_connection_blocked_t  *blocked;
+    amqp_connection_close_ok_t  close_ok;
 
     /* the handshake: the method each step expects, answered by its handler */
 
     for (i = 0; i < NGX_HTTP_ZMQ_HS_DONE; i++) {
-        if (ngx_http_zmq_amqp_steps[i].method != m->id) {
+        if (ngx_http_zmq_amqp_steps[i].method != id) {
             continue;
         }
 
         if (conn->hs != i) {
-            ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR, "unexpected method");
+            ngx_snprintf(conn->why, sizeof(conn->why) - 1, "unexpected "
+                         "method 0x%08xD in the handshake%Z", (uint32_t) id);
+            ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR, (char *) conn->why);
+            conn->why[0] = '\0';
             return NGX_ERROR;
         }
 
         conn->hs = i + 1;
 
-        if (ngx_http_zmq_amqp_steps[i].handler(conn, m->decoded) != NGX_OK) {
+        if (ngx_http_zmq_amqp_steps[i].handler(conn, decoded) != NGX_OK) {
             ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR,
-                                    ngx_http_zmq_amqp_steps[i].failed);
+                                    conn->why[0]
+                                    ? (char *) conn->why
+                                    : ngx_http_zmq_amqp_steps[i].failed);
+            conn->why[0] = '\0';
             return NGX_ERROR;
         }
 
         return NGX_OK;
     }
 
-    switch (m->id) {
+    switch (id) {
 
     case AMQP_BASIC_ACK_METHOD:
-        ack = m->decoded;
+        ack = decoded;
         ngx_http_zmq_amqp_ack(conn, ack->delivery_tag, ack->multiple,
                               NGX_HTTP_ZMQ_PUB_ACKED);
         return NGX_OK;
 
     case AMQP_BASIC_NACK_METHOD:
-        nack = m->decoded;
+        nack = decoded;
         ngx_http_zmq_amqp_ack(conn, nack->delivery_tag, nack->multiple,
                               NGX_HTTP_ZMQ_PUB_NACKED);
         return NGX_OK;
 
     case AMQP_BASIC_RETURN_METHOD:
-        /* the header frame that follows carries the message_id */
-        conn->returning = 1;
-        conn->return_left = 0;
+        /* the content header that follows says which message it is */
+        ret = decoded;
+        conn->content = NGX_HTTP_ZMQ_CONTENT_HEADER;
+        conn->return_code = ret->reply_code;
+        conn->return_key_len = ngx_min(ret->routing_key.len,
+                                       sizeof(conn->return_key));
+        ngx_memcpy(conn->return_key, ret->routing_key.bytes,
+                   conn->return_key_len);
         return NGX_OK;
 
     case AMQP_CONNECTION_BLOCKED_METHOD:
-        blocked = m->decoded;
+        blocked = decoded;
         ngx_log_error(NGX_LOG_WARN, conn->log, 0,
-                      "zmq amqp \"%V\": the broker blocked publishing: %*s",
-                      &conn->conf->name, (size_t) blocked->reason.len,
-                      blocked->reason.bytes);
+                      "zmq amqp \"%V\": the broker blocked publishing: %s",
+                      &conn->conf->name,
+                      ngx_http_zmq_amqp_escape(esc, sizeof(esc),
+                                               blocked->reason.bytes,
+                                               ngx_min(blocked->reason.len,
+                                                       200)));
         if (conn->state == NGX_HTTP_ZMQ_AMQP_READY) {
             ngx_http_zmq_amqp_set_state(conn, NGX_HTTP_ZMQ_AMQP_BLOCKED);
         }
@@ -1313,12 +2104,13 @@ ngx_http_zmq_amqp_frame(ngx_http_zmq_amqp_conn_t *conn, amqp_frame_t *frame)
         return NGX_OK;
 
     case AMQP_CONNECTION_CLOSE_METHOD:
-        close = m->decoded;
+        close = decoded;
         close_ok.dummy = 0;
         ngx_snprintf(text, sizeof(text) - 1, "the broker closed the "
-                     "connection: %d %*s%Z", (int) close->reply_code,
-                     ngx_min(close->reply_text.len, 200),
-                     close->reply_text.bytes);
+                     "connection: %d %s%Z", (int) close->reply_code,
+                     ngx_http_zmq_amqp_escape(esc, 200,
+                                              close->reply_text.bytes,
+                                              close->reply_text.len));
         text[sizeof(text) - 1] = '\0';
         (void) ngx_http_zmq_amqp_method(conn, 0,
                                         AMQP_CONNECTION_CLOSE_OK_METHOD,
@@ -1328,15 +2120,18 @@ ngx_http_zmq_amqp_frame(ngx_http_zmq_amqp_conn_t *conn, amqp_frame_t *frame)
         return NGX_ERROR;
 
     case AMQP_CHANNEL_CLOSE_METHOD:
-        chclose = m->decoded;
+        chclose = decoded;
         ngx_snprintf(text, sizeof(text) - 1, "the broker closed the "
-                     "channel: %d %*s%Z", (int) chclose->reply_code,
-                     ngx_min(chclose->reply_text.len, 200),
-                     chclose->reply_text.bytes);
+                     "channel: %d %s%Z", (int) chclose->reply_code,
+                     ngx_http_zmq_amqp_escape(esc, 200,
+                                              chclose->reply_text.bytes,
+                                              chclose->reply_text.len));
         text[sizeof(text) - 1] = '\0';
         ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR, (char *) text);
         return NGX_ERROR;
     }
+
+    /* channel.flow, channel.close-ok: nothing to do */
 
     return NGX_OK;
 }
@@ -1385,10 +2180,14 @@ ngx_http_zmq_amqp_resolve(ngx_http_zmq_pub_t *pub,
 
     pub->data = NULL;
 
-    if (pub->message_id != NULL) {
-        ngx_free(pub->message_id);
-        pub->message_id = NULL;
+    /* out of the ring, into the free list: the request no longer has it */
+
+    if (conn->ring[pub->tag & (conn->ring_size - 1)] == pub) {
+        conn->ring[pub->tag & (conn->ring_size - 1)] = NULL;
     }
+
+    pub->next = conn->free_pubs;
+    conn->free_pubs = pub;
 
     if (conn->retired) {
         /* head_tag moves after the caller's loop; look from the event loop */
@@ -1425,6 +2224,42 @@ ngx_http_zmq_amqp_detach(ngx_http_zmq_pub_t *pub)
 }
 
 
+/*
+ * The ring of messages in flight starts at NGX_HTTP_ZMQ_RING_MIN slots and
+ * doubles as needed, up to the power of two that holds max_inflight: 8
+ * bytes a slot. The messages themselves come from the connection's pool
+ * and are reused, so memory follows the most messages ever in flight at
+ * once, not the bound.
+ */
+
+static ngx_int_t
+ngx_http_zmq_amqp_grow_ring(ngx_http_zmq_amqp_conn_t *conn)
+{
+    uint64_t              t;
+    ngx_uint_t            size;
+    ngx_http_zmq_pub_t  **ring;
+
+    size = conn->ring_size ? conn->ring_size * 2 : NGX_HTTP_ZMQ_RING_MIN;
+
+    ring = ngx_alloc(size * sizeof(ngx_http_zmq_pub_t *), conn->log);
+    if (ring == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(ring, size * sizeof(ngx_http_zmq_pub_t *));
+
+    for (t = conn->head_tag; t < conn->next_tag; t++) {
+        ring[t & (size - 1)] = conn->ring[t & (conn->ring_size - 1)];
+    }
+
+    ngx_free(conn->ring);
+    conn->ring = ring;
+    conn->ring_size = size;
+
+    return NGX_OK;
+}
+
+
 /* forgets what a publish that failed half way had queued */
 static void
 ngx_http_zmq_amqp_rollback(ngx_http_zmq_amqp_conn_t *conn, u_char *start)
@@ -1434,23 +2269,84 @@ ngx_http_zmq_amqp_rollback(ngx_http_zmq_amqp_conn_t *conn, u_char *start)
 }
 
 
+/*
+ * The properties of a mandatory message, with the header x-zmq-seq (the
+ * message's delivery tag on this connection) first, by which a
+ * basic.return is matched to its message: the message_id is the client's
+ * and need not be unique. A client's header of the same name is dropped.
+ * The table is the caller's to free.
+ */
+
+static ngx_int_t
+ngx_http_zmq_amqp_seq_props(amqp_basic_properties_t *props, uint64_t tag,
+    amqp_table_entry_t **table, ngx_log_t *log)
+{
+    int                  i, j, n;
+    amqp_table_entry_t  *entries, *src;
+
+    n = (props->_flags & AMQP_BASIC_HEADERS_FLAG) ? props->headers.num_entries
+                                                  : 0;
+    if (n < 0) {
+        n = 0;
+    }
+
+    entries = ngx_alloc((n + 1) * sizeof(amqp_table_entry_t), log);
+    if (entries == NULL) {
+        return NGX_ERROR;
+    }
+
+    entries[0].key.bytes = NGX_HTTP_ZMQ_SEQ_HEADER;
+    entries[0].key.len = sizeof(NGX_HTTP_ZMQ_SEQ_HEADER) - 1;
+    entries[0].value.kind = AMQP_FIELD_KIND_I64;
+    entries[0].value.value.i64 = (int64_t) tag;
+
+    src = props->headers.entries;
+
+    for (i = 0, j = 1; i < n; i++) {
+        if (src[i].key.len == sizeof(NGX_HTTP_ZMQ_SEQ_HEADER) - 1
+            && ngx_strncasecmp(src[i].key.bytes,
+                               (u_char *) NGX_HTTP_ZMQ_SEQ_HEADER,
+                               src[i].key.len)
+               == 0)
+        {
+            continue;
+        }
+
+        entries[j++] = src[i];
+    }
+
+    props->_flags |= AMQP_BASIC_HEADERS_FLAG;
+    props->headers.entries = entries;
+    props->headers.num_entries = j;
+
+    *table = entries;
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
     ngx_http_zmq_publish_t *msg, ngx_http_zmq_pub_t **pubp,
     time_t *retry_after, ngx_log_t *log)
 {
-    int                     n;
-    u_char                 *p, *start, *size_pos;
-    size_t                  need, chunk, len, left, room;
-    ssize_t                 rd;
-    ngx_buf_t              *b;
-    ngx_uint_t              nframes;
-    ngx_chain_t            *cl;
-    amqp_bytes_t            enc;
-    ngx_http_zmq_pub_t     *pub;
-    amqp_basic_publish_t    m;
+    int                       n;
+    u_char                   *p, *start, *size_pos;
+    size_t                    need, chunk, len, left, room;
+    ssize_t                   rd;
+    uint64_t                  tag;
+    ngx_int_t                 rc;
+    ngx_buf_t                *b;
+    ngx_uint_t                nframes;
+    ngx_chain_t              *cl;
+    amqp_bytes_t              enc;
+    amqp_table_entry_t       *table;
+    ngx_http_zmq_pub_t       *pub;
+    amqp_basic_publish_t      m;
+    amqp_basic_properties_t   props;
 
-    if (conn->state != NGX_HTTP_ZMQ_AMQP_READY || conn->retired) {
+    if (conn->state != NGX_HTTP_ZMQ_AMQP_READY || conn->retired
+        || conn->frame_max < AMQP_FRAME_MIN_SIZE)
+    {
         conn->stats->rejected++;
 
         if (conn->state == NGX_HTTP_ZMQ_AMQP_BLOCKED) {
@@ -1468,16 +2364,23 @@ ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
         return NGX_HTTP_ZMQ_UNAVAILABLE;
     }
 
-    if (conn->next_tag - conn->head_tag >= conn->conf->max_inflight) {
+    if (conn->next_tag - conn->head_tag >= conn->max_inflight) {
         conn->stats->rejected++;
         *retry_after = 1;
         return NGX_HTTP_ZMQ_OVERLOADED;
     }
 
+    if (msg->body_len < 0) {
+        return NGX_ERROR;
+    }
+
+    /* frame_max >= 4096 (see tune): every frame has room for its 8 bytes */
+
     chunk = conn->frame_max - 8;
-    nframes = (msg->body_len + chunk - 1) / chunk;
+    nframes = ((size_t) msg->body_len + chunk - 1) / chunk;
     room = conn->frame_max;
-    need = NGX_HTTP_ZMQ_METHOD_MAX + room + msg->body_len + 8 * nframes;
+    need = NGX_HTTP_ZMQ_METHOD_MAX + room + (size_t) msg->body_len
+           + 8 * nframes;
 
     if (conn->out_last > conn->out_pos
         && (size_t) (conn->out_last - conn->out_pos) + need
@@ -1488,8 +2391,43 @@ ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
         return NGX_HTTP_ZMQ_OVERLOADED;
     }
 
-    if (ngx_http_zmq_amqp_reserve(conn, need) != NGX_OK) {
+    /* everything that can fail to allocate, before anything is queued */
+
+    if (conn->next_tag - conn->head_tag >= conn->ring_size
+        && ngx_http_zmq_amqp_grow_ring(conn) != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "zmq amqp \"%V\": no memory for "
+                      "%uL messages in flight", &conn->conf->name,
+                      conn->next_tag - conn->head_tag + 1);
         return NGX_ERROR;
+    }
+
+    pub = conn->free_pubs;
+
+    if (pub != NULL) {
+        conn->free_pubs = pub->next;
+
+    } else {
+        pub = ngx_palloc(conn->pool, sizeof(ngx_http_zmq_pub_t));
+        if (pub == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    tag = conn->next_tag;
+    props = *msg->props;
+    table = NULL;
+
+    if (msg->mandatory
+        && ngx_http_zmq_amqp_seq_props(&props, tag, &table, log) != NGX_OK)
+    {
+        rc = NGX_ERROR;
+        goto failed;
+    }
+
+    if (ngx_http_zmq_amqp_reserve(conn, need) != NGX_OK) {
+        rc = NGX_ERROR;
+        goto failed;
     }
 
     start = conn->out_last;
@@ -1509,11 +2447,11 @@ ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
                                      NGX_HTTP_ZMQ_METHOD_MAX)
         != NGX_OK)
     {
-        ngx_http_zmq_amqp_rollback(conn, start);
-        return NGX_HTTP_ZMQ_TOO_LARGE;
+        rc = NGX_HTTP_ZMQ_TOO_LARGE;
+        goto rollback;
     }
 
-    /* the content header */
+    /* the content header: its properties must fit one frame */
 
     p = conn->out_last;
     *p++ = AMQP_FRAME_HEADER;
@@ -1527,11 +2465,14 @@ ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
     enc.bytes = p;
     enc.len = room - 8 - 12;
 
-    n = amqp_encode_properties(AMQP_BASIC_CLASS, msg->props, enc);
+    n = amqp_encode_properties(AMQP_BASIC_CLASS, &props, enc);
     if (n < 0) {
-        ngx_http_zmq_amqp_rollback(conn, start);
-        return NGX_HTTP_ZMQ_TOO_LARGE;
+        rc = NGX_HTTP_ZMQ_TOO_LARGE;
+        goto rollback;
     }
+
+    ngx_free(table);
+    table = NULL;
 
     p += n;
     *p++ = AMQP_FRAME_END;
@@ -1541,7 +2482,7 @@ ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
 
     cl = msg->body;
     b = cl ? cl->buf : NULL;
-    left = msg->body_len;
+    left = (size_t) msg->body_len;
 
     while (left > 0) {
         len = ngx_min(left, chunk);
@@ -1560,8 +2501,8 @@ ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
             if (b == NULL) {
                 ngx_log_error(NGX_LOG_ALERT, log, 0,
                               "zmq: request body shorter than its length");
-                ngx_http_zmq_amqp_rollback(conn, start);
-                return NGX_ERROR;
+                rc = NGX_ERROR;
+                goto rollback;
             }
 
             if (ngx_buf_in_memory(b)) {
@@ -1573,8 +2514,8 @@ ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
                 n = ngx_min((size_t) (b->file_last - b->file_pos), len);
                 rd = ngx_read_file(b->file, p, n, b->file_pos);
                 if (rd != n) {
-                    ngx_http_zmq_amqp_rollback(conn, start);
-                    return NGX_ERROR;
+                    rc = NGX_ERROR;
+                    goto rollback;
                 }
                 p += n;
                 b->file_pos += n;
@@ -1591,26 +2532,20 @@ ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
 
     /* the pending message */
 
-    pub = &conn->pubs[conn->next_tag % conn->conf->max_inflight];
     ngx_memzero(pub, sizeof(ngx_http_zmq_pub_t));
 
-    pub->tag = conn->next_tag++;
+    pub->tag = tag;
     pub->conn = conn;
     pub->data = msg->data;
     pub->done = msg->done;
     pub->end = conn->queued;
+    pub->body_len = (uint64_t) msg->body_len;
     pub->in_use = 1;
     pub->wait_confirm = msg->confirm ? 1 : 0;
+    pub->mandatory = msg->mandatory ? 1 : 0;
 
-    /* only a mandatory message can come back in a basic.return */
-    if (msg->mandatory && (msg->props->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)) {
-        pub->message_id = ngx_alloc(msg->props->message_id.len + 1, log);
-        if (pub->message_id != NULL) {
-            ngx_memcpy(pub->message_id, msg->props->message_id.bytes,
-                       msg->props->message_id.len);
-            pub->message_id_len = msg->props->message_id.len;
-        }
-    }
+    conn->ring[tag & (conn->ring_size - 1)] = pub;
+    conn->next_tag++;
 
     pub->timer.handler = ngx_http_zmq_amqp_pub_timeout;
     pub->timer.data = pub;
@@ -1622,6 +2557,7 @@ ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
          * confirms it bounds the wait for the frames to be written.
          */
         ngx_add_timer(&pub->timer, msg->timeout);
+        conn->longest = ngx_max(conn->longest, msg->timeout);
     }
 
     conn->stats->published++;
@@ -1644,4 +2580,17 @@ ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
     }
 
     return NGX_OK;
+
+rollback:
+
+    ngx_http_zmq_amqp_rollback(conn, start);
+
+failed:
+
+    ngx_free(table);
+
+    pub->next = conn->free_pubs;
+    conn->free_pubs = pub;
+
+    return rc;
 }

@@ -41,6 +41,12 @@ typedef enum {
 /* holds any name the model accepts (ZGW_NAME_MAX) and its NUL, whole */
 #define NGX_HTTP_ZMQ_NAME_LEN        256
 
+/*
+ * The most messages in flight on one connection, whatever max_inflight
+ * says (a warning is logged): each in flight holds about 200 bytes.
+ */
+#define NGX_HTTP_ZMQ_MAX_INFLIGHT    65536
+
 
 /* per worker and outgoing connection; kept in shared memory for status */
 typedef struct {
@@ -104,12 +110,13 @@ struct ngx_http_zmq_pub_s {
     ngx_http_zmq_pub_done_pt     done;
     ngx_event_t                  timer;
     uint64_t                     end;           /* stream offset after it */
-    u_char                      *message_id;    /* ngx_alloc()ed */
-    size_t                       message_id_len;
+    uint64_t                     body_len;
+    ngx_http_zmq_pub_t          *next;          /* in the free list */
     unsigned                     in_use:1;
     unsigned                     wait_confirm:1;
     unsigned                     answered:1;
     unsigned                     returned:1;
+    unsigned                     mandatory:1;
 };
 
 

@@ -175,7 +175,7 @@ static const zgw_field_t  zgw_amqp_outconn_fields[] = {
     F_STR_OPT("content_encoding", 1, 255),
     F_STR_OPT("user_id", 1, 255),
     F_STR_DEF("app_id", "ngx_zmq", 0, 255),
-    F_INT_DEF("max_inflight", 1024, 1, 1000000),
+    F_INT_DEF("max_inflight", 1024, 1, 65536),
     ZGW_END
 };
 

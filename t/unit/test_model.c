@@ -124,6 +124,9 @@ static const model_case_t  model_cases[] = {
     { "amqp_outconn: max_inflight is at least 1",
       "{" DEF ",\"amqp_outconn\":[{\"name\":\"o\",\"def\":\"crm\","
       "\"max_inflight\":0}]}", "max_inflight 0 is out of range" },
+    { "amqp_outconn: max_inflight is at most 65536 (the module's cap)",
+      "{" DEF ",\"amqp_outconn\":[{\"name\":\"o\",\"def\":\"crm\","
+      "\"max_inflight\":65537}]}", "max_inflight 65537 is out of range 1-65536" },
 
     /* amqp_channel */
     { "amqp_channel: valid",
