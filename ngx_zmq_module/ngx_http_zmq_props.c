@@ -20,8 +20,8 @@
 
 
 static ngx_int_t ngx_http_zmq_uuid4(u_char *out);
-static ngx_int_t ngx_http_zmq_short(ngx_str_t *v, amqp_bytes_t *out,
-    const char **bad, const char *msg);
+static ngx_int_t ngx_http_zmq_short(ngx_http_request_t *r,
+    ngx_table_elt_t *h, size_t min, amqp_bytes_t *out, const char **bad);
 static const char *ngx_http_zmq_bad_header(ngx_http_request_t *r,
     ngx_str_t *name, const char *why);
 
@@ -55,17 +55,32 @@ ngx_http_zmq_uuid4(u_char *out)
 }
 
 
+/*
+ * A short string property from a request header: min-255 bytes of UTF-8
+ * without control characters (the answer echoes a message id in JSON, and
+ * consumers such as zmqd's http services refuse control bytes)
+ */
 static ngx_int_t
-ngx_http_zmq_short(ngx_str_t *v, amqp_bytes_t *out, const char **bad,
-    const char *msg)
+ngx_http_zmq_short(ngx_http_request_t *r, ngx_table_elt_t *h, size_t min,
+    amqp_bytes_t *out, const char **bad)
 {
-    if (v->len > 255) {
-        *bad = msg;
+    const char  *why;
+
+    if (h->value.len < min || h->value.len > 255) {
+        why = min ? "must be 1-255 bytes" : "is longer than 255 bytes";
+
+    } else {
+        why = zgw_amqp_header_value_check((char *) h->value.data,
+                                          h->value.len);
+    }
+
+    if (why != NULL) {
+        *bad = ngx_http_zmq_bad_header(r, &h->key, why);
         return NGX_DECLINED;
     }
 
-    out->bytes = v->data;
-    out->len = v->len;
+    out->bytes = h->value.data;
+    out->len = h->value.len;
     return NGX_OK;
 }
 
@@ -102,7 +117,7 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
     u_char                        *id;
     ngx_int_t                      n;
     ngx_str_t                      name;
-    ngx_uint_t                     i, j, nh;
+    ngx_uint_t                     i, j, k, nh;
     const char                    *why;
     ngx_list_part_t               *part;
     ngx_keyval_t                  *kv;
@@ -211,8 +226,7 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
             && ngx_strncasecmp(h[i].key.data, (u_char *) "Content-Type",
                                h[i].key.len) == 0)
         {
-            if (ngx_http_zmq_short(&h[i].value, &props->content_type, bad,
-                                   "Content-Type is longer than 255 bytes")
+            if (ngx_http_zmq_short(r, &h[i], 0, &props->content_type, bad)
                 != NGX_OK)
             {
                 return NGX_DECLINED;
@@ -224,9 +238,8 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
                                       (u_char *) "Content-Encoding",
                                       h[i].key.len) == 0)
         {
-            if (ngx_http_zmq_short(&h[i].value, &props->content_encoding,
-                                   bad, "Content-Encoding is longer than "
-                                   "255 bytes")
+            if (ngx_http_zmq_short(r, &h[i], 0, &props->content_encoding,
+                                   bad)
                 != NGX_OK)
             {
                 return NGX_DECLINED;
@@ -238,8 +251,9 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
                                       (u_char *) "X-Message-Id",
                                       h[i].key.len) == 0)
         {
-            if (h[i].value.len == 0 || h[i].value.len > 255) {
-                *bad = "X-Message-Id must be 1-255 bytes";
+            if (ngx_http_zmq_short(r, &h[i], 1, &props->message_id, bad)
+                != NGX_OK)
+            {
                 return NGX_DECLINED;
             }
             *message_id = h[i].value;
@@ -249,9 +263,7 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
                                       (u_char *) "X-Correlation-Id",
                                       h[i].key.len) == 0)
         {
-            if (ngx_http_zmq_short(&h[i].value, &props->correlation_id, bad,
-                                   "X-Correlation-Id is longer than 255 "
-                                   "bytes")
+            if (ngx_http_zmq_short(r, &h[i], 0, &props->correlation_id, bad)
                 != NGX_OK)
             {
                 return NGX_DECLINED;
@@ -262,8 +274,12 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
                    && ngx_strncasecmp(h[i].key.data, (u_char *) "X-Reply-To",
                                       h[i].key.len) == 0)
         {
-            why = zgw_amqp_reply_to_check((char *) h[i].value.data,
-                                          h[i].value.len);
+            why = zgw_amqp_header_value_check((char *) h[i].value.data,
+                                              h[i].value.len);
+            if (why == NULL) {
+                why = zgw_amqp_reply_to_check((char *) h[i].value.data,
+                                              h[i].value.len);
+            }
             if (why != NULL) {
                 *bad = ngx_http_zmq_bad_header(r, &h[i].key, why);
                 return NGX_DECLINED;
@@ -341,6 +357,22 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
             if (why == NULL) {
                 why = zgw_amqp_header_value_check((char *) h[i].value.data,
                                                   h[i].value.len);
+            }
+
+            /*
+             * A header the service sets is the service's (a consumer may
+             * trust it: a tenant, a route), and a name given twice would
+             * be two entries of one key in the table
+             */
+            for (k = 0; why == NULL && k < j; k++) {
+                if (entries[k].key.len == name.len
+                    && ngx_strncasecmp(entries[k].key.bytes, name.data,
+                                       name.len) == 0)
+                {
+                    why = k < svc->headers.nelts
+                          ? "the service sets this header"
+                          : "is given twice";
+                }
             }
 
             if (why != NULL) {

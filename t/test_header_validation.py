@@ -16,6 +16,7 @@ import requests
 from conftest import amqp_config
 
 LOCATIONS = ("location = /pub { zmq_service svc; }\n"
+             "location = /hdr { zmq_service hs; }\n"
              "location /api/ { zmq_router; }\n")
 
 LONG = "a" * 300
@@ -57,6 +58,28 @@ HOSTILE = [
      "bad_header", "0-4294967295"),
     ("a negative expiration", "/pub", {"X-Expiration": "-1"}, "bad_header",
      "digits only"),
+    ("a header the service sets", "/hdr", {"X-Zmq-Header-tenant": "evil"},
+     "bad_header", "header X-Zmq-Header-tenant: the service sets this header"),
+    ("a header the service sets, in another case", "/hdr",
+     {"X-Zmq-Header-TENANT": "evil"}, "bad_header",
+     "the service sets this header"),
+    ("a message id with a control byte", "/pub", {"X-Message-Id": b"a\x01"},
+     "bad_header", "header X-Message-Id: a header value has no control "
+                   "characters"),
+    ("a message id of invalid UTF-8", "/pub", {"X-Message-Id": b"id\xff"},
+     "bad_header", "header X-Message-Id: a header value must be UTF-8"),
+    ("an empty message id", "/pub", {"X-Message-Id": ""}, "bad_header",
+     "header X-Message-Id: must be 1-255 bytes"),
+    ("a Content-Type with a control byte", "/pub",
+     {"Content-Type": "text/plain\x01"}, "bad_header",
+     "header Content-Type: a header value has no control characters"),
+    ("a Content-Encoding of invalid UTF-8", "/pub",
+     {"Content-Encoding": b"gz\xc3"}, "bad_header",
+     "header Content-Encoding: a header value must be UTF-8"),
+    ("a correlation id with DEL", "/pub", {"X-Correlation-Id": "a\x7fb"},
+     "bad_header", "header X-Correlation-Id: a header value has no control"),
+    ("a reply-to of invalid UTF-8", "/pub", {"X-Reply-To": b"q\xfe"},
+     "bad_header", "header X-Reply-To: a header value must be UTF-8"),
     ("a routing key forged as a direct reply-to address",
      "/api/q/amq.rabbitmq.reply-to.AAAA.x", {}, "bad_routing_key",
      "a routing key beginning with amq.rabbitmq.reply-to. is a direct "
@@ -73,6 +96,7 @@ def post(gw, path, headers, data=b"x"):
 def gw(rabbitmq, gateway, queue):
     doc = amqp_config(rabbitmq.port, {
         "svc": {"routing_key": queue.name},
+        "hs": {"routing_key": queue.name, "headers": {"tenant": "acme"}},
         "dyn": {"routing_key": "{rk}"},
     }, extra={"rest_channel": [{"name": "q", "url_path": "/api/q/{rk}",
                                 "service": "dyn"}]})
@@ -147,3 +171,33 @@ def test_hostile_requests_among_normal_traffic_fail_nothing_else(gw):
     msgs = gw.queue.drain(expect=len(codes))
     assert len(msgs) == len(codes)
     assert all(b == b"innocent" for _, _, b in msgs)
+
+
+def test_a_header_given_twice_is_refused(gw):
+    """Two X-Zmq-Header-A lines would be two entries of one key in the
+    AMQP table: which one a consumer reads is anybody's guess."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", gw.ngx.port, timeout=30)
+    try:
+        c.putrequest("POST", "/pub")
+        c.putheader("X-Zmq-Header-A", "1")
+        c.putheader("x-zmq-header-a", "2")
+        c.putheader("Content-Length", "1")
+        c.endheaders(b"x")
+        r = c.getresponse()
+        body = r.read()
+    finally:
+        c.close()
+    assert r.status == 400, body
+    assert b"is given twice" in body
+    assert gw.queue.count() == 0
+
+
+def test_the_service_header_reaches_the_consumer(gw):
+    r = post(gw, "/hdr", {"X-Zmq-Header-Other": "ok",
+                          "X-Message-Id": "\u00e9t\u00e9-1".encode()})
+    assert r.status_code == 202, r.text
+    assert r.json()["message_id"] == "\u00e9t\u00e9-1"
+    [(m, p, _)] = gw.queue.drain(expect=1)
+    assert p.headers == {"tenant": "acme", "Other": "ok"}
+    assert p.message_id == "\u00e9t\u00e9-1"

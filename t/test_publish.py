@@ -105,8 +105,11 @@ def test_defaults_then_service_then_request(rabbitmq, gateway, queue):
                  "app_id": "crm-gateway", "delivery_mode": 1}), PUB)
     assert post(gw, data=b"a").status_code == 202
     assert post(gw, data=b"b", headers={
-        "Content-Type": "application/xml", "X-Zmq-Header-x": "2",
+        "Content-Type": "application/xml", "X-Zmq-Header-y": "2",
         "X-Delivery-Mode": "2"}).status_code == 202
+    # a header the service sets is not the client's to change
+    r = post(gw, data=b"c", headers={"X-Zmq-Header-x": "2"})
+    assert r.status_code == 400 and r.json()["error"] == "bad_header"
 
     (_, p1, _), (_, p2, _) = queue.drain(expect=2)
     assert (p1.priority, p1.content_type, p1.content_encoding,
@@ -115,8 +118,8 @@ def test_defaults_then_service_then_request(rabbitmq, gateway, queue):
     assert p1.headers == {"from": "svc", "x": "1"}
     assert p2.content_type == "application/xml"
     assert p2.delivery_mode == 2
-    # the request's header comes after the service's in the table
-    assert p2.headers["x"] == "2"
+    # the request's headers join the service's
+    assert p2.headers == {"from": "svc", "x": "1", "y": "2"}
 
 
 def test_routing_key_from_request_variables(rabbitmq, gateway, queue):
