@@ -441,7 +441,7 @@ ngx_http_zmq_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    ngx_http_zmq_amqp_configure(zmcf->connect_timeout, zmcf->buffer_limit);
+    ngx_zmq_amqp_configure(zmcf->connect_timeout, zmcf->buffer_limit);
 
     ngx_http_zmq_publish_init_process(cycle);
 
@@ -499,6 +499,6 @@ static void
 ngx_http_zmq_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_zmq_follow_stop();
-    ngx_http_zmq_amqp_exit_process(cycle);
+    ngx_zmq_amqp_exit_process(cycle);
     ngx_http_zmq_runtime_exit();
 }

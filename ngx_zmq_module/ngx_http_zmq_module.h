@@ -17,7 +17,7 @@
 #include "zgw_crypto.h"
 #include "zgw_model.h"
 #include "zgw_redis_url.h"
-#include "ngx_http_zmq_amqp.h"
+#include "ngx_zmq_amqp.h"
 #include "ngx_http_zmq_runtime.h"
 
 

@@ -419,7 +419,7 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
     amqp_basic_properties_t       *props;
     ngx_http_zmq_service_t        *svc;
     ngx_http_zmq_loc_conf_t       *zlcf;
-    ngx_http_zmq_amqp_conn_t      *conn;
+    ngx_zmq_amqp_conn_t           *conn;
     ngx_http_zmq_outconn_conf_t   *oc;
 
     zlcf = ngx_http_get_module_loc_conf(r, ngx_http_zmq_module);
@@ -556,7 +556,7 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
     retry = 1;
     pub = NULL;
 
-    rc = ngx_http_zmq_amqp_publish(conn, &msg, &pub, &retry,
+    rc = ngx_zmq_amqp_publish(conn, &msg, &pub, &retry,
                                    r->connection->log);
 
     switch (rc) {
@@ -782,7 +782,7 @@ ngx_http_zmq_request_cleanup(void *data)
     ngx_http_zmq_ctx_t  *ctx = data;
 
     if (ctx->pub != NULL) {
-        ngx_http_zmq_amqp_detach(ctx->pub);
+        ngx_zmq_amqp_detach(ctx->pub);
         ctx->pub = NULL;
     }
 

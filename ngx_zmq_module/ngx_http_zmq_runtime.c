@@ -29,7 +29,7 @@
 typedef struct {
     u_char                      *name;       /* ngx_alloc()ed, NUL-ended */
     ngx_str_t                    fingerprint;
-    ngx_http_zmq_amqp_conn_t    *conn;
+    ngx_zmq_amqp_conn_t         *conn;
 } ngx_http_zmq_conn_slot_t;
 
 
@@ -700,7 +700,7 @@ ngx_http_zmq_runtime_apply(ngx_http_zmq_runtime_t *rt,
     ngx_str_t                    *fps;
     ngx_uint_t                    i, j, s, kept, opened, retired;
     ngx_http_zmq_conn_slot_t     *slot;
-    ngx_http_zmq_amqp_stats_t    *st;
+    ngx_zmq_amqp_stats_t         *st;
     ngx_http_zmq_outconn_conf_t  *oc;
 
     oc = rt->outconns.elts;
@@ -732,7 +732,7 @@ ngx_http_zmq_runtime_apply(ngx_http_zmq_runtime_t *rt,
             continue;
         }
 
-        ngx_http_zmq_amqp_retire(slot->conn);
+        ngx_zmq_amqp_retire(slot->conn);
         ngx_free(slot->name);
         ngx_free(slot->fingerprint.data);
         ngx_memzero(slot, sizeof(ngx_http_zmq_conn_slot_t));
@@ -791,7 +791,7 @@ ngx_http_zmq_runtime_apply(ngx_http_zmq_runtime_t *rt,
         ngx_memcpy(slot->fingerprint.data, fps[i].data, fps[i].len);
         slot->fingerprint.len = fps[i].len;
 
-        slot->conn = ngx_http_zmq_amqp_open(&oc[i], st, log);
+        slot->conn = ngx_zmq_amqp_open(&oc[i], st, log);
         if (slot->conn == NULL) {
             ngx_free(slot->name);
             ngx_free(slot->fingerprint.data);
@@ -880,7 +880,7 @@ ngx_http_zmq_runtime_outconn(ngx_str_t *name)
 }
 
 
-ngx_http_zmq_amqp_conn_t *
+ngx_zmq_amqp_conn_t *
 ngx_http_zmq_runtime_conn(ngx_str_t *outconn)
 {
     ngx_uint_t                 s;

@@ -17,24 +17,24 @@
 #include <ngx_event.h>
 #include <ngx_event_connect.h>
 
-#include "ngx_http_zmq_redis.h"
+#include "ngx_zmq_redis.h"
 
 
-#define NGX_HTTP_ZMQ_REDIS_PENDING_MAX   1024
-#define NGX_HTTP_ZMQ_REDIS_BACKOFF_MIN   100
-#define NGX_HTTP_ZMQ_REDIS_BACKOFF_MAX   5000
+#define NGX_ZMQ_REDIS_PENDING_MAX        1024
+#define NGX_ZMQ_REDIS_BACKOFF_MIN        100
+#define NGX_ZMQ_REDIS_BACKOFF_MAX        5000
 
 
 typedef struct {
-    ngx_http_zmq_redis_reply_pt   handler;
+    ngx_zmq_redis_reply_pt        handler;
     void                         *data;
     ngx_msec_t                    deadline;
     char                          cmd[16];        /* for the log */
-} ngx_http_zmq_redis_pending_t;
+} ngx_zmq_redis_pending_t;
 
 
-struct ngx_http_zmq_redis_s {
-    ngx_http_zmq_redis_conf_t     conf;
+struct ngx_zmq_redis_s {
+    ngx_zmq_redis_conf_t          conf;
     ngx_connection_t             *c;
     redisReader                  *reader;
     ngx_flag_t                    ready;          /* TCP established */
@@ -45,7 +45,7 @@ struct ngx_http_zmq_redis_s {
     u_char                       *out_last;
     u_char                       *out_end;
 
-    ngx_http_zmq_redis_pending_t  pending[NGX_HTTP_ZMQ_REDIS_PENDING_MAX];
+    ngx_zmq_redis_pending_t       pending[NGX_ZMQ_REDIS_PENDING_MAX];
     ngx_uint_t                    head;
     ngx_uint_t                    npending;
 
@@ -57,40 +57,40 @@ struct ngx_http_zmq_redis_s {
 };
 
 
-static void ngx_http_zmq_redis_connect(ngx_http_zmq_redis_t *rd);
-static void ngx_http_zmq_redis_close(ngx_http_zmq_redis_t *rd,
+static void ngx_zmq_redis_connect(ngx_zmq_redis_t *rd);
+static void ngx_zmq_redis_close(ngx_zmq_redis_t *rd,
     const char *reason);
-static void ngx_http_zmq_redis_timer_handler(ngx_event_t *ev);
-static void ngx_http_zmq_redis_read_handler(ngx_event_t *rev);
-static void ngx_http_zmq_redis_write_handler(ngx_event_t *wev);
-static ngx_int_t ngx_http_zmq_redis_flush(ngx_http_zmq_redis_t *rd);
-static void ngx_http_zmq_redis_arm(ngx_http_zmq_redis_t *rd);
-static void ngx_http_zmq_redis_ping_handler(ngx_event_t *ev);
-static void ngx_http_zmq_redis_pong(ngx_http_zmq_redis_t *rd,
+static void ngx_zmq_redis_timer_handler(ngx_event_t *ev);
+static void ngx_zmq_redis_read_handler(ngx_event_t *rev);
+static void ngx_zmq_redis_write_handler(ngx_event_t *wev);
+static ngx_int_t ngx_zmq_redis_flush(ngx_zmq_redis_t *rd);
+static void ngx_zmq_redis_arm(ngx_zmq_redis_t *rd);
+static void ngx_zmq_redis_ping_handler(ngx_event_t *ev);
+static void ngx_zmq_redis_pong(ngx_zmq_redis_t *rd,
     redisReply *reply, void *data);
-static ngx_flag_t ngx_http_zmq_redis_is_push(redisReply *reply);
+static ngx_flag_t ngx_zmq_redis_is_push(redisReply *reply);
 
 
-ngx_http_zmq_redis_t *
-ngx_http_zmq_redis_create(ngx_http_zmq_redis_conf_t *conf)
+ngx_zmq_redis_t *
+ngx_zmq_redis_create(ngx_zmq_redis_conf_t *conf)
 {
-    ngx_http_zmq_redis_t  *rd;
+    ngx_zmq_redis_t       *rd;
 
-    rd = ngx_calloc(sizeof(ngx_http_zmq_redis_t), conf->log);
+    rd = ngx_calloc(sizeof(ngx_zmq_redis_t), conf->log);
     if (rd == NULL) {
         return NULL;
     }
 
     rd->conf = *conf;
-    rd->timer.handler = ngx_http_zmq_redis_timer_handler;
+    rd->timer.handler = ngx_zmq_redis_timer_handler;
     rd->timer.data = rd;
     rd->timer.log = conf->log;
     rd->timer.cancelable = 1;
-    rd->ping.handler = ngx_http_zmq_redis_ping_handler;
+    rd->ping.handler = ngx_zmq_redis_ping_handler;
     rd->ping.data = rd;
     rd->ping.log = conf->log;
     rd->ping.cancelable = 1;
-    rd->backoff = NGX_HTTP_ZMQ_REDIS_BACKOFF_MIN;
+    rd->backoff = NGX_ZMQ_REDIS_BACKOFF_MIN;
 
     if (rd->conf.name == NULL) {
         rd->conf.name = "redis";
@@ -104,28 +104,28 @@ ngx_http_zmq_redis_create(ngx_http_zmq_redis_conf_t *conf)
 
 
 void
-ngx_http_zmq_redis_start(ngx_http_zmq_redis_t *rd)
+ngx_zmq_redis_start(ngx_zmq_redis_t *rd)
 {
-    ngx_http_zmq_redis_connect(rd);
+    ngx_zmq_redis_connect(rd);
 }
 
 
 ngx_flag_t
-ngx_http_zmq_redis_connected(ngx_http_zmq_redis_t *rd)
+ngx_zmq_redis_connected(ngx_zmq_redis_t *rd)
 {
     return rd->c != NULL && rd->ready;
 }
 
 
 const char *
-ngx_http_zmq_redis_error(ngx_http_zmq_redis_t *rd)
+ngx_zmq_redis_error(ngx_zmq_redis_t *rd)
 {
     return rd->error;
 }
 
 
 void
-ngx_http_zmq_redis_destroy(ngx_http_zmq_redis_t *rd)
+ngx_zmq_redis_destroy(ngx_zmq_redis_t *rd)
 {
     rd->destroyed = 1;
     rd->conf.disconnected = NULL;
@@ -135,7 +135,7 @@ ngx_http_zmq_redis_destroy(ngx_http_zmq_redis_t *rd)
     }
 
     if (rd->c != NULL) {
-        ngx_http_zmq_redis_close(rd, "shutting down");
+        ngx_zmq_redis_close(rd, "shutting down");
     }
 
     if (rd->timer.timer_set) {
@@ -152,7 +152,7 @@ ngx_http_zmq_redis_destroy(ngx_http_zmq_redis_t *rd)
 
 
 static void
-ngx_http_zmq_redis_connect(ngx_http_zmq_redis_t *rd)
+ngx_zmq_redis_connect(ngx_zmq_redis_t *rd)
 {
     ngx_int_t               rc;
     ngx_connection_t       *c;
@@ -176,14 +176,14 @@ ngx_http_zmq_redis_connect(ngx_http_zmq_redis_t *rd)
         ngx_snprintf((u_char *) rd->error, sizeof(rd->error) - 1,
                      "cannot connect to %V%Z", pc.name);
         ngx_add_timer(&rd->timer, rd->backoff);
-        rd->backoff = ngx_min(rd->backoff * 2, NGX_HTTP_ZMQ_REDIS_BACKOFF_MAX);
+        rd->backoff = ngx_min(rd->backoff * 2, NGX_ZMQ_REDIS_BACKOFF_MAX);
         return;
     }
 
     c = pc.connection;
     c->data = rd;
-    c->read->handler = ngx_http_zmq_redis_read_handler;
-    c->write->handler = ngx_http_zmq_redis_write_handler;
+    c->read->handler = ngx_zmq_redis_read_handler;
+    c->write->handler = ngx_zmq_redis_write_handler;
     c->log = rd->conf.log;
     c->read->log = rd->conf.log;
     c->write->log = rd->conf.log;
@@ -195,7 +195,7 @@ ngx_http_zmq_redis_connect(ngx_http_zmq_redis_t *rd)
 
     rd->reader = redisReaderCreate();
     if (rd->reader == NULL) {
-        ngx_http_zmq_redis_close(rd, "out of memory");
+        ngx_zmq_redis_close(rd, "out of memory");
         return;
     }
 
@@ -209,10 +209,10 @@ ngx_http_zmq_redis_connect(ngx_http_zmq_redis_t *rd)
 
 
 static void
-ngx_http_zmq_redis_close(ngx_http_zmq_redis_t *rd, const char *reason)
+ngx_zmq_redis_close(ngx_zmq_redis_t *rd, const char *reason)
 {
     ngx_uint_t                     n;
-    ngx_http_zmq_redis_pending_t   p;
+    ngx_zmq_redis_pending_t        p;
 
     if (!rd->destroyed) {
         ngx_log_error(NGX_LOG_WARN, rd->conf.log, 0,
@@ -245,14 +245,14 @@ ngx_http_zmq_redis_close(ngx_http_zmq_redis_t *rd, const char *reason)
     /* every pending command fails */
     for (n = rd->npending; n > 0; n--) {
         p = rd->pending[rd->head];
-        rd->head = (rd->head + 1) % NGX_HTTP_ZMQ_REDIS_PENDING_MAX;
+        rd->head = (rd->head + 1) % NGX_ZMQ_REDIS_PENDING_MAX;
         rd->npending--;
         p.handler(rd, NULL, p.data);
     }
 
     if (!rd->destroyed) {
         ngx_add_timer(&rd->timer, rd->backoff);
-        rd->backoff = ngx_min(rd->backoff * 2, NGX_HTTP_ZMQ_REDIS_BACKOFF_MAX);
+        rd->backoff = ngx_min(rd->backoff * 2, NGX_ZMQ_REDIS_BACKOFF_MAX);
 
         if (rd->conf.disconnected) {
             rd->conf.disconnected(rd, rd->conf.data);
@@ -262,19 +262,19 @@ ngx_http_zmq_redis_close(ngx_http_zmq_redis_t *rd, const char *reason)
 
 
 static void
-ngx_http_zmq_redis_timer_handler(ngx_event_t *ev)
+ngx_zmq_redis_timer_handler(ngx_event_t *ev)
 {
     char                          reason[64];
-    ngx_http_zmq_redis_t          *rd = ev->data;
-    ngx_http_zmq_redis_pending_t  *p;
+    ngx_zmq_redis_t               *rd = ev->data;
+    ngx_zmq_redis_pending_t       *p;
 
     if (rd->c == NULL) {
-        ngx_http_zmq_redis_connect(rd);
+        ngx_zmq_redis_connect(rd);
         return;
     }
 
     if (!rd->ready) {
-        ngx_http_zmq_redis_close(rd, "connect timed out");
+        ngx_zmq_redis_close(rd, "connect timed out");
         return;
     }
 
@@ -286,17 +286,17 @@ ngx_http_zmq_redis_timer_handler(ngx_event_t *ev)
         ngx_snprintf((u_char *) reason, sizeof(reason) - 1,
                      "%s timed out (no answer in %M ms)%Z", p->cmd,
                      rd->conf.timeout);
-        ngx_http_zmq_redis_close(rd, reason);
+        ngx_zmq_redis_close(rd, reason);
         return;
     }
 
-    ngx_http_zmq_redis_arm(rd);
+    ngx_zmq_redis_arm(rd);
 }
 
 
 /* the timer follows the oldest pending command's deadline */
 static void
-ngx_http_zmq_redis_arm(ngx_http_zmq_redis_t *rd)
+ngx_zmq_redis_arm(ngx_zmq_redis_t *rd)
 {
     ngx_msec_int_t  left;
 
@@ -314,7 +314,7 @@ ngx_http_zmq_redis_arm(ngx_http_zmq_redis_t *rd)
 
 
 static ngx_int_t
-ngx_http_zmq_redis_reserve(ngx_http_zmq_redis_t *rd, size_t size)
+ngx_zmq_redis_reserve(ngx_zmq_redis_t *rd, size_t size)
 {
     size_t   used, cap;
     u_char  *p;
@@ -347,15 +347,15 @@ ngx_http_zmq_redis_reserve(ngx_http_zmq_redis_t *rd, size_t size)
 
 
 ngx_int_t
-ngx_http_zmq_redis_command(ngx_http_zmq_redis_t *rd, int argc,
+ngx_zmq_redis_command(ngx_zmq_redis_t *rd, int argc,
     const char **argv, const size_t *argvlen,
-    ngx_http_zmq_redis_reply_pt handler, void *data)
+    ngx_zmq_redis_reply_pt handler, void *data)
 {
     int                            len;
     char                          *cmd;
-    ngx_http_zmq_redis_pending_t  *p;
+    ngx_zmq_redis_pending_t       *p;
 
-    if (rd->c == NULL || rd->npending == NGX_HTTP_ZMQ_REDIS_PENDING_MAX) {
+    if (rd->c == NULL || rd->npending == NGX_ZMQ_REDIS_PENDING_MAX) {
         return NGX_DECLINED;
     }
 
@@ -364,7 +364,7 @@ ngx_http_zmq_redis_command(ngx_http_zmq_redis_t *rd, int argc,
         return NGX_ERROR;
     }
 
-    if (ngx_http_zmq_redis_reserve(rd, len) != NGX_OK) {
+    if (ngx_zmq_redis_reserve(rd, len) != NGX_OK) {
         free(cmd);
         return NGX_ERROR;
     }
@@ -374,7 +374,7 @@ ngx_http_zmq_redis_command(ngx_http_zmq_redis_t *rd, int argc,
 
     if (handler != NULL) {
         p = &rd->pending[(rd->head + rd->npending)
-                         % NGX_HTTP_ZMQ_REDIS_PENDING_MAX];
+                         % NGX_ZMQ_REDIS_PENDING_MAX];
         p->handler = handler;
         p->data = data;
         p->deadline = ngx_current_msec + rd->conf.timeout;
@@ -382,7 +382,7 @@ ngx_http_zmq_redis_command(ngx_http_zmq_redis_t *rd, int argc,
         rd->npending++;
 
         if (rd->npending == 1 && rd->ready) {
-            ngx_http_zmq_redis_arm(rd);
+            ngx_zmq_redis_arm(rd);
         }
     }
 
@@ -395,7 +395,7 @@ ngx_http_zmq_redis_command(ngx_http_zmq_redis_t *rd, int argc,
 
 
 static void
-ngx_http_zmq_redis_ignore(ngx_http_zmq_redis_t *rd, redisReply *reply,
+ngx_zmq_redis_ignore(ngx_zmq_redis_t *rd, redisReply *reply,
     void *data)
 {
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
@@ -407,14 +407,14 @@ ngx_http_zmq_redis_ignore(ngx_http_zmq_redis_t *rd, redisReply *reply,
 
 
 static void
-ngx_http_zmq_redis_established(ngx_http_zmq_redis_t *rd)
+ngx_zmq_redis_established(ngx_zmq_redis_t *rd)
 {
     u_char       db[NGX_INT_T_LEN];
     size_t       len[3];
     const char  *argv[3];
 
     rd->ready = 1;
-    rd->backoff = NGX_HTTP_ZMQ_REDIS_BACKOFF_MIN;
+    rd->backoff = NGX_ZMQ_REDIS_BACKOFF_MIN;
     rd->error[0] = '\0';
 
     if (rd->timer.timer_set) {
@@ -433,16 +433,16 @@ ngx_http_zmq_redis_established(ngx_http_zmq_redis_t *rd)
         len[1] = rd->conf.username.len;
         argv[2] = (char *) rd->conf.password.data;
         len[2] = rd->conf.password.len;
-        (void) ngx_http_zmq_redis_command(rd, 3, argv, len,
-                                          ngx_http_zmq_redis_ignore, "AUTH");
+        (void) ngx_zmq_redis_command(rd, 3, argv, len,
+                                          ngx_zmq_redis_ignore, "AUTH");
 
     } else if (rd->conf.password.len) {
         argv[0] = "AUTH";
         len[0] = 4;
         argv[1] = (char *) rd->conf.password.data;
         len[1] = rd->conf.password.len;
-        (void) ngx_http_zmq_redis_command(rd, 2, argv, len,
-                                          ngx_http_zmq_redis_ignore, "AUTH");
+        (void) ngx_zmq_redis_command(rd, 2, argv, len,
+                                          ngx_zmq_redis_ignore, "AUTH");
     }
 
     if (rd->conf.db) {
@@ -450,8 +450,8 @@ ngx_http_zmq_redis_established(ngx_http_zmq_redis_t *rd)
         len[0] = 6;
         argv[1] = (char *) db;
         len[1] = ngx_sprintf(db, "%i", rd->conf.db) - db;
-        (void) ngx_http_zmq_redis_command(rd, 2, argv, len,
-                                          ngx_http_zmq_redis_ignore,
+        (void) ngx_zmq_redis_command(rd, 2, argv, len,
+                                          ngx_zmq_redis_ignore,
                                           "SELECT");
     }
 
@@ -469,24 +469,24 @@ ngx_http_zmq_redis_established(ngx_http_zmq_redis_t *rd)
         ngx_add_timer(&rd->ping, rd->conf.ping);
     }
 
-    ngx_http_zmq_redis_arm(rd);
+    ngx_zmq_redis_arm(rd);
 }
 
 
 static void
-ngx_http_zmq_redis_ping_handler(ngx_event_t *ev)
+ngx_zmq_redis_ping_handler(ngx_event_t *ev)
 {
-    ngx_http_zmq_redis_t  *rd = ev->data;
+    ngx_zmq_redis_t       *rd = ev->data;
     const char            *argv[1] = { "PING" };
 
-    if (!ngx_http_zmq_redis_connected(rd)) {
+    if (!ngx_zmq_redis_connected(rd)) {
         return;                 /* armed again when connected */
     }
 
     /* one PING at a time: an unanswered one times out and closes */
     if (!rd->ping_pending
-        && ngx_http_zmq_redis_command(rd, 1, argv, NULL,
-                                      ngx_http_zmq_redis_pong, NULL)
+        && ngx_zmq_redis_command(rd, 1, argv, NULL,
+                                      ngx_zmq_redis_pong, NULL)
            == NGX_OK)
     {
         rd->ping_pending = 1;
@@ -497,7 +497,7 @@ ngx_http_zmq_redis_ping_handler(ngx_event_t *ev)
 
 
 static void
-ngx_http_zmq_redis_pong(ngx_http_zmq_redis_t *rd, redisReply *reply,
+ngx_zmq_redis_pong(ngx_zmq_redis_t *rd, redisReply *reply,
     void *data)
 {
     rd->ping_pending = 0;
@@ -512,7 +512,7 @@ ngx_http_zmq_redis_pong(ngx_http_zmq_redis_t *rd, redisReply *reply,
 
 /* a subscriber's message: ["message", channel, text] or "pmessage" */
 static ngx_flag_t
-ngx_http_zmq_redis_is_push(redisReply *reply)
+ngx_zmq_redis_is_push(redisReply *reply)
 {
     redisReply  *kind;
 
@@ -530,12 +530,12 @@ ngx_http_zmq_redis_is_push(redisReply *reply)
 
 
 static void
-ngx_http_zmq_redis_write_handler(ngx_event_t *wev)
+ngx_zmq_redis_write_handler(ngx_event_t *wev)
 {
     int                    err;
     socklen_t              len;
     ngx_connection_t      *c = wev->data;
-    ngx_http_zmq_redis_t  *rd = c->data;
+    ngx_zmq_redis_t       *rd = c->data;
 
     if (!rd->ready) {
         err = 0;
@@ -550,25 +550,25 @@ ngx_http_zmq_redis_write_handler(ngx_event_t *wev)
         if (err) {
             ngx_snprintf((u_char *) rd->error, sizeof(rd->error) - 1,
                          "cannot connect: %s%Z", strerror(err));
-            ngx_http_zmq_redis_close(rd, rd->error);
+            ngx_zmq_redis_close(rd, rd->error);
             return;
         }
 
-        ngx_http_zmq_redis_established(rd);
+        ngx_zmq_redis_established(rd);
 
         if (rd->c == NULL) {
             return;
         }
     }
 
-    if (ngx_http_zmq_redis_flush(rd) != NGX_OK) {
-        ngx_http_zmq_redis_close(rd, "write failed");
+    if (ngx_zmq_redis_flush(rd) != NGX_OK) {
+        ngx_zmq_redis_close(rd, "write failed");
     }
 }
 
 
 static ngx_int_t
-ngx_http_zmq_redis_flush(ngx_http_zmq_redis_t *rd)
+ngx_zmq_redis_flush(ngx_zmq_redis_t *rd)
 {
     ssize_t            n;
     ngx_connection_t  *c;
@@ -603,14 +603,14 @@ ngx_http_zmq_redis_flush(ngx_http_zmq_redis_t *rd)
 
 
 static void
-ngx_http_zmq_redis_read_handler(ngx_event_t *rev)
+ngx_zmq_redis_read_handler(ngx_event_t *rev)
 {
     void                          *reply;
     ssize_t                        n;
     u_char                         buf[16384];
     ngx_connection_t              *c = rev->data;
-    ngx_http_zmq_redis_t          *rd = c->data;
-    ngx_http_zmq_redis_pending_t   p;
+    ngx_zmq_redis_t               *rd = c->data;
+    ngx_zmq_redis_pending_t        p;
 
     for ( ;; ) {
         n = c->recv(c, buf, sizeof(buf));
@@ -620,13 +620,13 @@ ngx_http_zmq_redis_read_handler(ngx_event_t *rev)
         }
 
         if (n == 0 || n == NGX_ERROR) {
-            ngx_http_zmq_redis_close(rd, n == 0 ? "closed by redis"
+            ngx_zmq_redis_close(rd, n == 0 ? "closed by redis"
                                                 : "read failed");
             return;
         }
 
         if (redisReaderFeed(rd->reader, (char *) buf, n) != REDIS_OK) {
-            ngx_http_zmq_redis_close(rd, "out of memory");
+            ngx_zmq_redis_close(rd, "out of memory");
             return;
         }
     }
@@ -635,7 +635,7 @@ ngx_http_zmq_redis_read_handler(ngx_event_t *rev)
         reply = NULL;
 
         if (redisReaderGetReply(rd->reader, &reply) != REDIS_OK) {
-            ngx_http_zmq_redis_close(rd, "protocol error");
+            ngx_zmq_redis_close(rd, "protocol error");
             return;
         }
 
@@ -644,13 +644,13 @@ ngx_http_zmq_redis_read_handler(ngx_event_t *rev)
         }
 
         if (rd->conf.subscriber
-            && (rd->npending == 0 || ngx_http_zmq_redis_is_push(reply)))
+            && (rd->npending == 0 || ngx_zmq_redis_is_push(reply)))
         {
             rd->conf.push(rd, reply, rd->conf.data);
 
         } else if (rd->npending) {
             p = rd->pending[rd->head];
-            rd->head = (rd->head + 1) % NGX_HTTP_ZMQ_REDIS_PENDING_MAX;
+            rd->head = (rd->head + 1) % NGX_ZMQ_REDIS_PENDING_MAX;
             rd->npending--;
             p.handler(rd, reply, p.data);
 
@@ -667,9 +667,9 @@ ngx_http_zmq_redis_read_handler(ngx_event_t *rev)
         }
     }
 
-    ngx_http_zmq_redis_arm(rd);
+    ngx_zmq_redis_arm(rd);
 
     if (ngx_handle_read_event(rev, 0) != NGX_OK) {
-        ngx_http_zmq_redis_close(rd, "event error");
+        ngx_zmq_redis_close(rd, "event error");
     }
 }
