@@ -303,7 +303,7 @@ ngx_http_zmq_follow_load(ngx_http_zmq_follow_t *f)
     argc = zgw_store_snapshot_argv(argv);
 
     if (ngx_zmq_redis_command(f->cmd, argc, argv, NULL,
-                                   ngx_http_zmq_follow_snapshot, f)
+                              ngx_http_zmq_follow_snapshot, f)
         == NGX_OK)
     {
         f->loading = 1;
@@ -339,7 +339,7 @@ ngx_http_zmq_follow_poll(ngx_event_t *ev)
 
     if (ngx_zmq_redis_connected(f->cmd) && !f->loading) {
         (void) ngx_zmq_redis_command(f->cmd, 2, argv, NULL,
-                                          ngx_http_zmq_follow_version, f);
+                                     ngx_http_zmq_follow_version, f);
     }
 
     ngx_add_timer(&f->poll, f->conf.poll);
@@ -354,7 +354,7 @@ ngx_http_zmq_follow_connected(ngx_zmq_redis_t *rd, void *data)
 
     if (rd == f->sub) {
         (void) ngx_zmq_redis_command(rd, 2, argv, NULL,
-                                          ngx_http_zmq_follow_subscribed, f);
+                                     ngx_http_zmq_follow_subscribed, f);
 
         if (f->state == NGX_HTTP_ZMQ_SRC_LOADED
             || f->state == NGX_HTTP_ZMQ_SRC_REGRESSED)

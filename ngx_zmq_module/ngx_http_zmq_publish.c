@@ -557,7 +557,7 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
     pub = NULL;
 
     rc = ngx_zmq_amqp_publish(conn, &msg, &pub, &retry,
-                                   r->connection->log);
+                              r->connection->log);
 
     switch (rc) {
 

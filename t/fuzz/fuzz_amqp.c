@@ -215,7 +215,7 @@ fuzz_publish(ngx_zmq_amqp_conn_t *conn, u_char flags, size_t len)
     retry_after = 0;
 
     rc = ngx_zmq_amqp_publish(conn, &msg, &pub, &retry_after,
-                                   ngx_fuzz_log);
+                              ngx_fuzz_log);
 
     if (rc == NGX_OK) {
         if (pub == NULL) {

@@ -458,7 +458,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     pub = NULL;
     rc = ngx_zmq_amqp_publish(conn, &msg, &pub, &retry_after,
-                                   ngx_fuzz_log);
+                              ngx_fuzz_log);
     if (rc != NGX_OK) {
         ngx_fuzz_fail("publish() of a %uz byte body failed: %i", len, rc);
     }

@@ -135,7 +135,7 @@ fuzz_command(ngx_zmq_redis_t *rd, u_char arg)
     if (arg & 0x80 || fuzz_ncmds == FUZZ_CMDS_MAX) {
         /* no handler: the reply is dropped */
         (void) ngx_zmq_redis_command(rd, 2 + (arg & 1), argv, len,
-                                          NULL, NULL);
+                                     NULL, NULL);
         return;
     }
 
@@ -143,7 +143,7 @@ fuzz_command(ngx_zmq_redis_t *rd, u_char arg)
     cmd->answers = 0;
 
     rc = ngx_zmq_redis_command(rd, 2 + (arg & 1), argv, len,
-                                    fuzz_reply, cmd);
+                               fuzz_reply, cmd);
     if (rc == NGX_OK) {
         fuzz_ncmds++;
     }
