@@ -34,6 +34,7 @@
 #include <ngx_http.h>
 
 #include "ngx_zmq_amqp.h"
+#include "ngx_zmq_socket.h"
 
 
 #define NGX_HTTP_ZMQ_CHANNEL          1
@@ -86,16 +87,11 @@ struct ngx_zmq_amqp_conn_s {
 
     ngx_uint_t                    state;
     ngx_uint_t                    hs;
-    ngx_connection_t             *c;
+    ngx_zmq_socket_t              sock;
     ngx_str_t                     peer;
     u_char                        why[160];    /* a handler's failure */
 
-    u_char                       *out_start;
-    u_char                       *out_pos;
-    u_char                       *out_last;
-    u_char                       *out_end;
     uint64_t                      queued;      /* bytes ever queued */
-    uint64_t                      sent;        /* bytes ever sent */
 
     u_char                       *in;
     unsigned                      got_bytes:1;
@@ -135,7 +131,7 @@ struct ngx_zmq_amqp_conn_s {
 
     ngx_event_t                   timer;       /* handshake or backoff */
     ngx_event_t                   hb;
-    ngx_msec_t                    backoff;
+    ngx_zmq_backoff_t             backoff;
     ngx_msec_t                    next_attempt;
     ngx_uint_t                    addr;
 };
@@ -152,6 +148,7 @@ static ngx_int_t ngx_zmq_amqp_send(ngx_zmq_amqp_conn_t *conn);
 static ngx_int_t ngx_zmq_amqp_flush(ngx_zmq_amqp_conn_t *conn);
 static ngx_int_t ngx_zmq_amqp_input(ngx_zmq_amqp_conn_t *conn,
     u_char **pos, u_char *last);
+static ngx_int_t ngx_zmq_amqp_chunk(void *data, u_char *buf, size_t n);
 static ngx_int_t ngx_zmq_amqp_frame_start(
     ngx_zmq_amqp_conn_t *conn);
 static ngx_int_t ngx_zmq_amqp_frame(ngx_zmq_amqp_conn_t *conn);
@@ -172,8 +169,6 @@ static u_char *ngx_zmq_amqp_escape(u_char *dst, size_t size,
 static ngx_int_t ngx_zmq_amqp_grow_ring(ngx_zmq_amqp_conn_t *conn);
 static ngx_int_t ngx_zmq_amqp_method(ngx_zmq_amqp_conn_t *conn,
     amqp_channel_t channel, amqp_method_number_t id, void *decoded);
-static ngx_int_t ngx_zmq_amqp_reserve(ngx_zmq_amqp_conn_t *conn,
-    size_t size);
 static void ngx_zmq_amqp_resolve(ngx_http_zmq_pub_t *pub,
     ngx_http_zmq_pub_result_e result);
 static void ngx_zmq_amqp_pub_timeout(ngx_event_t *ev);
@@ -295,7 +290,7 @@ ngx_zmq_amqp_open(ngx_http_zmq_outconn_conf_t *src,
         oc->addrs[i].sockaddr = ngx_palloc(pool, src->addrs[i].socklen);
         if (oc->addrs[i].sockaddr == NULL
             || ngx_zmq_amqp_copy_str(pool, &oc->addrs[i].name,
-                                          &src->addrs[i].name)
+                                     &src->addrs[i].name)
                != NGX_OK)
         {
             goto failed;
@@ -373,7 +368,10 @@ ngx_zmq_amqp_open(ngx_http_zmq_outconn_conf_t *src,
     conn->drain.log = log;
     conn->drain.cancelable = 1;
 
-    conn->backoff = NGX_HTTP_ZMQ_BACKOFF_MIN;
+    conn->sock.log = log;
+    conn->sock.out_min = 16384;
+    ngx_zmq_backoff_init(&conn->backoff, NGX_HTTP_ZMQ_BACKOFF_MIN,
+                         NGX_HTTP_ZMQ_BACKOFF_MAX, 1);
     conn->addr = oc->naddrs ? ngx_random() % oc->naddrs : 0;
 
     ngx_queue_insert_tail(&ngx_zmq_amqp_all, &conn->queue);
@@ -429,7 +427,7 @@ ngx_zmq_amqp_drain_handler(ngx_event_t *ev)
     u_char                     text[128];
     ngx_zmq_amqp_conn_t       *conn = ev->data;
 
-    if (conn->head_tag >= conn->next_tag || conn->c == NULL) {
+    if (conn->head_tag >= conn->next_tag || conn->sock.connection == NULL) {
         return;
     }
 
@@ -462,10 +460,7 @@ ngx_zmq_amqp_check_retired(ngx_zmq_amqp_conn_t *conn)
 static void
 ngx_zmq_amqp_release(ngx_zmq_amqp_conn_t *conn)
 {
-    if (conn->c != NULL) {
-        ngx_close_connection(conn->c);
-        conn->c = NULL;
-    }
+    ngx_zmq_socket_close(&conn->sock);
 }
 
 
@@ -490,8 +485,7 @@ ngx_zmq_amqp_destroy(ngx_zmq_amqp_conn_t *conn)
         ngx_del_timer(&conn->drain);
     }
 
-    ngx_free(conn->out_start);
-    conn->out_start = NULL;
+    ngx_zmq_socket_free(&conn->sock);
     ngx_free(conn->fbuf);
     conn->fbuf = NULL;
     ngx_free(conn->ring);
@@ -536,10 +530,7 @@ ngx_zmq_amqp_exit_process(ngx_cycle_t *cycle)
     {
         conn = ngx_queue_data(q, ngx_zmq_amqp_conn_t, queue);
 
-        if (conn->c != NULL) {
-            ngx_close_connection(conn->c);
-            conn->c = NULL;
-        }
+        ngx_zmq_socket_close(&conn->sock);
     }
 }
 
@@ -574,51 +565,6 @@ ngx_http_zmq_put64(u_char *p, uint64_t v)
 }
 
 
-static ngx_int_t
-ngx_zmq_amqp_reserve(ngx_zmq_amqp_conn_t *conn, size_t size)
-{
-    size_t   used, cap;
-    u_char  *p;
-
-    if ((size_t) (conn->out_end - conn->out_last) >= size) {
-        return NGX_OK;
-    }
-
-    used = conn->out_last - conn->out_pos;
-
-    if (conn->out_pos != conn->out_start
-        && (size_t) (conn->out_end - conn->out_start) >= used + size)
-    {
-        ngx_memmove(conn->out_start, conn->out_pos, used);
-        conn->out_pos = conn->out_start;
-        conn->out_last = conn->out_start + used;
-        return NGX_OK;
-    }
-
-    cap = conn->out_end - conn->out_start;
-    cap = ngx_max(cap * 2, used + size);
-    cap = ngx_max(cap, 16384);
-
-    p = ngx_alloc(cap, conn->log);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    if (used) {
-        ngx_memcpy(p, conn->out_pos, used);
-    }
-
-    ngx_free(conn->out_start);
-
-    conn->out_start = p;
-    conn->out_pos = p;
-    conn->out_last = p + used;
-    conn->out_end = p + cap;
-
-    return NGX_OK;
-}
-
-
 /* appends one method frame; the caller has reserved room */
 static ngx_int_t
 ngx_zmq_amqp_put_method(ngx_zmq_amqp_conn_t *conn,
@@ -629,7 +575,7 @@ ngx_zmq_amqp_put_method(ngx_zmq_amqp_conn_t *conn,
     u_char        *p;
     amqp_bytes_t   enc;
 
-    p = conn->out_last;
+    p = conn->sock.out_last;
     enc.bytes = p + 7 + 4;
     enc.len = room - 8 - 4;
 
@@ -649,8 +595,8 @@ ngx_zmq_amqp_put_method(ngx_zmq_amqp_conn_t *conn,
     p += n;
     *p++ = AMQP_FRAME_END;
 
-    conn->queued += p - conn->out_last;
-    conn->out_last = p;
+    conn->queued += p - conn->sock.out_last;
+    conn->sock.out_last = p;
 
     return NGX_OK;
 }
@@ -664,19 +610,11 @@ ngx_zmq_amqp_method(ngx_zmq_amqp_conn_t *conn,
 
     room = ngx_max(conn->frame_max, AMQP_FRAME_MIN_SIZE);
 
-    if (ngx_zmq_amqp_reserve(conn, room) != NGX_OK) {
+    if (ngx_zmq_socket_reserve(&conn->sock, room) != NGX_OK) {
         return NGX_ERROR;
     }
 
     return ngx_zmq_amqp_put_method(conn, channel, id, decoded, room);
-}
-
-
-static ngx_msec_t
-ngx_zmq_amqp_jitter(ngx_msec_t delay)
-{
-    /* 75% .. 125% of the delay */
-    return delay * 3 / 4 + (ngx_msec_t) (ngx_random() % (delay / 2 + 1));
 }
 
 
@@ -691,8 +629,7 @@ ngx_zmq_amqp_backoff(ngx_zmq_amqp_conn_t *conn)
         return;
     }
 
-    delay = ngx_zmq_amqp_jitter(conn->backoff);
-    conn->backoff = ngx_min(conn->backoff * 2, NGX_HTTP_ZMQ_BACKOFF_MAX);
+    delay = ngx_zmq_backoff_next(&conn->backoff);
     conn->next_attempt = ngx_current_msec + delay;
 
     ngx_zmq_amqp_set_state(conn, NGX_ZMQ_AMQP_BACKOFF);
@@ -712,7 +649,6 @@ ngx_zmq_amqp_connect(ngx_zmq_amqp_conn_t *conn)
     ngx_int_t                     rc;
     ngx_addr_t                   *addr;
     ngx_connection_t             *c;
-    ngx_peer_connection_t         pc;
     ngx_http_zmq_outconn_conf_t  *oc;
     static u_char                 header[] = "AMQP\x00\x00\x09\x01";
 
@@ -720,23 +656,12 @@ ngx_zmq_amqp_connect(ngx_zmq_amqp_conn_t *conn)
     addr = &oc->addrs[conn->addr++ % oc->naddrs];
     conn->peer = addr->name;
 
-    ngx_memzero(&pc, sizeof(ngx_peer_connection_t));
-    pc.sockaddr = addr->sockaddr;
-    pc.socklen = addr->socklen;
-    pc.name = &addr->name;
-    pc.get = ngx_event_get_peer;
-    pc.log = conn->log;
-    pc.log_error = NGX_ERROR_ERR;
-
     ngx_zmq_amqp_set_state(conn, NGX_ZMQ_AMQP_CONNECTING);
 
-    rc = ngx_event_connect_peer(&pc);
+    rc = ngx_zmq_socket_connect(&conn->sock, addr, ngx_zmq_amqp_read_handler,
+                                ngx_zmq_amqp_write_handler, conn);
 
-    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
-        if (pc.connection != NULL) {
-            ngx_close_connection(pc.connection);
-        }
-
+    if (rc == NGX_DECLINED) {
         ngx_log_error(NGX_LOG_WARN, conn->log, 0,
                       "zmq amqp \"%V\": cannot connect to %V", &oc->name,
                       &addr->name);
@@ -745,7 +670,7 @@ ngx_zmq_amqp_connect(ngx_zmq_amqp_conn_t *conn)
         return;
     }
 
-    c = pc.connection;
+    c = conn->sock.connection;
 
     /* frames are small and confirms are awaited: no Nagle delays */
     tcp_nodelay = 1;
@@ -757,14 +682,6 @@ ngx_zmq_amqp_connect(ngx_zmq_amqp_conn_t *conn)
                       &oc->name);
     }
 
-    c->data = conn;
-    c->read->handler = ngx_zmq_amqp_read_handler;
-    c->write->handler = ngx_zmq_amqp_write_handler;
-    c->log = conn->log;
-    c->read->log = conn->log;
-    c->write->log = conn->log;
-
-    conn->c = c;
     conn->hs = NGX_HTTP_ZMQ_HS_START;
     conn->got_bytes = 0;
     conn->fhdr_len = 0;
@@ -777,19 +694,16 @@ ngx_zmq_amqp_connect(ngx_zmq_amqp_conn_t *conn)
      */
     conn->in_frame_max = oc->frame_max;
     conn->heartbeat = 0;
-    conn->out_pos = conn->out_start;
-    conn->out_last = conn->out_start;
     conn->last_recv = ngx_current_msec;
     conn->last_send = ngx_current_msec;
 
-    if (ngx_zmq_amqp_reserve(conn, 8) != NGX_OK) {
+    if (ngx_zmq_socket_reserve(&conn->sock, 8) != NGX_OK) {
         ngx_zmq_amqp_close(conn, NGX_LOG_ALERT, "out of memory");
         return;
     }
 
-    conn->out_last = ngx_cpymem(conn->out_last, header, 8);
+    conn->sock.out_last = ngx_cpymem(conn->sock.out_last, header, 8);
     conn->queued = 8;
-    conn->sent = 0;
 
     if (conn->timer.timer_set) {
         ngx_del_timer(&conn->timer);
@@ -820,8 +734,7 @@ ngx_zmq_amqp_close(ngx_zmq_amqp_conn_t *conn, ngx_uint_t level,
         ngx_del_timer(&conn->hb);
     }
 
-    conn->out_pos = conn->out_start;
-    conn->out_last = conn->out_start;
+    ngx_zmq_socket_discard(&conn->sock);
 
     /* every message not yet confirmed is lost to this connection */
     for (tag = conn->head_tag; tag < conn->next_tag; tag++) {
@@ -854,7 +767,7 @@ ngx_zmq_amqp_timer_handler(ngx_event_t *ev)
 
     if (conn->state == NGX_ZMQ_AMQP_CONNECTING) {
         ngx_zmq_amqp_close(conn, NGX_LOG_ERR,
-                                conn->sent > 0 ? "handshake timed out"
+                           conn->sock.sent > 0 ? "handshake timed out"
                                                : "connect timed out");
     }
 }
@@ -867,7 +780,7 @@ ngx_zmq_amqp_hb_handler(ngx_event_t *ev)
     ngx_msec_t                 interval;
     ngx_zmq_amqp_conn_t       *conn = ev->data;
 
-    if (conn->c == NULL || conn->heartbeat == 0) {
+    if (conn->sock.connection == NULL || conn->heartbeat == 0) {
         return;
     }
 
@@ -875,25 +788,25 @@ ngx_zmq_amqp_hb_handler(ngx_event_t *ev)
 
     if (ngx_current_msec - conn->last_recv > conn->heartbeat * 2000) {
         ngx_zmq_amqp_close(conn, NGX_LOG_ERR,
-                                "no heartbeat from the broker");
+                           "no heartbeat from the broker");
         return;
     }
 
     if (ngx_current_msec - conn->last_send >= interval
-        && conn->out_pos == conn->out_last)
+        && conn->sock.out_pos == conn->sock.out_last)
     {
-        if (ngx_zmq_amqp_reserve(conn, 8) != NGX_OK) {
+        if (ngx_zmq_socket_reserve(&conn->sock, 8) != NGX_OK) {
             ngx_zmq_amqp_close(conn, NGX_LOG_ALERT, "out of memory");
             return;
         }
 
-        p = conn->out_last;
+        p = conn->sock.out_last;
         *p++ = AMQP_FRAME_HEARTBEAT;
         p = ngx_http_zmq_put16(p, 0);
         p = ngx_http_zmq_put32(p, 0);
         *p++ = AMQP_FRAME_END;
         conn->queued += 8;
-        conn->out_last = p;
+        conn->sock.out_last = p;
 
         if (ngx_zmq_amqp_flush(conn) != NGX_OK) {
             ngx_zmq_amqp_close(conn, NGX_LOG_ERR, "write failed");
@@ -913,7 +826,7 @@ ngx_zmq_amqp_write_handler(ngx_event_t *wev)
 
     if (ngx_zmq_amqp_flush(conn) != NGX_OK) {
         ngx_zmq_amqp_close(conn, NGX_LOG_ERR,
-                                conn->sent > 0 ? "write failed"
+                           conn->sock.sent > 0 ? "write failed"
                                                : "connection refused");
     }
 }
@@ -927,41 +840,24 @@ ngx_zmq_amqp_write_handler(ngx_event_t *wev)
 static ngx_int_t
 ngx_zmq_amqp_send(ngx_zmq_amqp_conn_t *conn)
 {
-    ssize_t            n;
-    ngx_connection_t  *c;
+    uint64_t  sent;
 
-    c = conn->c;
+    sent = conn->sock.sent;
 
-    while (conn->out_pos < conn->out_last) {
-        n = c->send(c, conn->out_pos, conn->out_last - conn->out_pos);
+    if (ngx_zmq_socket_send(&conn->sock) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
-        if (n == NGX_AGAIN) {
-            break;
-        }
-
-        if (n == NGX_ERROR || n == 0) {
-            return NGX_ERROR;
-        }
-
-        conn->out_pos += n;
-        conn->sent += n;
+    if (conn->sock.sent != sent) {
         conn->last_send = ngx_current_msec;
     }
 
-    if (conn->out_pos == conn->out_last) {
-        conn->out_pos = conn->out_start;
-        conn->out_last = conn->out_start;
-
-        /* a large message grew the buffer: give it back once it is out */
-        if ((size_t) (conn->out_end - conn->out_start)
-            > NGX_HTTP_ZMQ_OUT_KEEP + 2 * conn->frame_max)
-        {
-            ngx_free(conn->out_start);
-            conn->out_start = NULL;
-            conn->out_pos = NULL;
-            conn->out_last = NULL;
-            conn->out_end = NULL;
-        }
+    /* a large message grew the buffer: give it back once it is out */
+    if (conn->sock.out_pos == conn->sock.out_last
+        && (size_t) (conn->sock.out_end - conn->sock.out_start)
+           > NGX_HTTP_ZMQ_OUT_KEEP + 2 * conn->frame_max)
+    {
+        ngx_zmq_socket_free(&conn->sock);
     }
 
     return NGX_OK;
@@ -974,7 +870,7 @@ ngx_zmq_amqp_flush(ngx_zmq_amqp_conn_t *conn)
     ngx_connection_t    *c;
     ngx_http_zmq_pub_t  *pub;
 
-    c = conn->c;
+    c = conn->sock.connection;
 
     if (ngx_zmq_amqp_send(conn) != NGX_OK) {
         return NGX_ERROR;
@@ -985,7 +881,7 @@ ngx_zmq_amqp_flush(ngx_zmq_amqp_conn_t *conn)
         pub = conn->ring[conn->written_tag & (conn->ring_size - 1)];
 
         if (pub != NULL && pub->tag == conn->written_tag) {
-            if (pub->end > conn->sent) {
+            if (pub->end > conn->sock.sent) {
                 break;
             }
 
@@ -1014,58 +910,59 @@ ngx_zmq_amqp_flush(ngx_zmq_amqp_conn_t *conn)
 static void
 ngx_zmq_amqp_read_handler(ngx_event_t *rev)
 {
-    u_char                    *p, *last;
-    size_t                     total;
-    ssize_t                    n;
+    ngx_int_t                  rc;
     ngx_connection_t          *c = rev->data;
     ngx_zmq_amqp_conn_t       *conn = c->data;
 
-    for (total = 0; /* void */; total += n) {
+    rc = ngx_zmq_socket_read(&conn->sock, conn->in, NGX_HTTP_ZMQ_IN_SIZE,
+                             NGX_HTTP_ZMQ_IN_PER_EVENT, ngx_zmq_amqp_chunk,
+                             conn);
 
-        /*
-         * A broker that sends without pause (heartbeats, say) must not
-         * keep the worker from its other connections: after so much, go
-         * on in the next turn of the event loop, after what else is ready.
-         */
+    switch (rc) {
 
-        if (total >= NGX_HTTP_ZMQ_IN_PER_EVENT) {
-            ngx_post_event(rev, &ngx_posted_next_events);
-            return;
+    case NGX_OK:
+        if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+            ngx_zmq_amqp_close(conn, NGX_LOG_ERR, "event error");
         }
+        return;
 
-        n = c->recv(c, conn->in, NGX_HTTP_ZMQ_IN_SIZE);
+    case NGX_DONE:
+    case NGX_ERROR:
+        ngx_zmq_amqp_close(conn, NGX_LOG_ERR,
+                           rc == NGX_DONE ? "closed by the broker"
+                           : "read failed");
+        return;
 
-        if (n == NGX_AGAIN) {
-            if (ngx_handle_read_event(rev, 0) != NGX_OK) {
-                ngx_zmq_amqp_close(conn, NGX_LOG_ERR, "event error");
-            }
-            return;
-        }
+    default:        /* NGX_AGAIN: posted; NGX_ABORT: closed */
+        return;
+    }
+}
 
-        if (n == 0 || n == NGX_ERROR) {
-            ngx_zmq_amqp_close(conn, NGX_LOG_ERR,
-                                    n == 0 ? "closed by the broker"
-                                           : "read failed");
-            return;
-        }
 
-        conn->last_recv = ngx_current_msec;
-        p = conn->in;
-        last = p + n;
+static ngx_int_t
+ngx_zmq_amqp_chunk(void *data, u_char *buf, size_t n)
+{
+    u_char                    *p, *last;
+    ngx_zmq_amqp_conn_t       *conn = data;
 
-        while (p < last) {
-            if (ngx_zmq_amqp_input(conn, &p, last) != NGX_OK) {
-                return;     /* the connection is closed */
-            }
-        }
+    conn->last_recv = ngx_current_msec;
+    p = buf;
+    last = p + n;
 
-        if (conn->out_pos < conn->out_last) {
-            if (ngx_zmq_amqp_flush(conn) != NGX_OK) {
-                ngx_zmq_amqp_close(conn, NGX_LOG_ERR, "write failed");
-                return;
-            }
+    while (p < last) {
+        if (ngx_zmq_amqp_input(conn, &p, last) != NGX_OK) {
+            return NGX_ERROR;       /* the connection is closed */
         }
     }
+
+    if (conn->sock.out_pos < conn->sock.out_last) {
+        if (ngx_zmq_amqp_flush(conn) != NGX_OK) {
+            ngx_zmq_amqp_close(conn, NGX_LOG_ERR, "write failed");
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 
@@ -1179,7 +1076,7 @@ ngx_zmq_amqp_frame_start(ngx_zmq_amqp_conn_t *conn)
 
         if (conn->fhdr[0] == 'A') {
             ngx_zmq_amqp_close(conn, NGX_LOG_ERR,
-                                    "the broker does not speak AMQP 0-9-1");
+                               "the broker does not speak AMQP 0-9-1");
             return NGX_ERROR;
         }
     }
@@ -1202,7 +1099,7 @@ ngx_zmq_amqp_frame_start(ngx_zmq_amqp_conn_t *conn)
     case AMQP_FRAME_METHOD:
         if (fsize < 4) {
             ngx_zmq_amqp_bad(conn, "frame",
-                                  "a method frame without a method id");
+                             "a method frame without a method id");
             return NGX_ERROR;
         }
 
@@ -1215,7 +1112,7 @@ ngx_zmq_amqp_frame_start(ngx_zmq_amqp_conn_t *conn)
             && conn->content != NGX_HTTP_ZMQ_CONTENT_NONE)
         {
             ngx_zmq_amqp_bad(conn, "frame",
-                                  "a method inside a returned message");
+                             "a method inside a returned message");
             return NGX_ERROR;
         }
 
@@ -1226,14 +1123,14 @@ ngx_zmq_amqp_frame_start(ngx_zmq_amqp_conn_t *conn)
             || conn->content != NGX_HTTP_ZMQ_CONTENT_HEADER)
         {
             ngx_zmq_amqp_bad(conn, "frame",
-                                  "a content header without basic.return");
+                             "a content header without basic.return");
             return NGX_ERROR;
         }
 
         /* class, weight, body size, property flags */
         if (fsize < 14) {
             ngx_zmq_amqp_bad(conn, "frame",
-                                  "a content header shorter than 14 bytes");
+                             "a content header shorter than 14 bytes");
             return NGX_ERROR;
         }
 
@@ -1244,13 +1141,13 @@ ngx_zmq_amqp_frame_start(ngx_zmq_amqp_conn_t *conn)
             || conn->content != NGX_HTTP_ZMQ_CONTENT_BODY)
         {
             ngx_zmq_amqp_bad(conn, "frame",
-                                  "a content body without a header");
+                             "a content body without a header");
             return NGX_ERROR;
         }
 
         if (fsize > conn->content_left) {
             ngx_zmq_amqp_bad(conn, "frame", "a content body longer "
-                                  "than its header said");
+                             "than its header said");
             return NGX_ERROR;
         }
 
@@ -1676,7 +1573,7 @@ ngx_zmq_amqp_tune(ngx_zmq_amqp_conn_t *conn, void *tune)
     open.insist = 0;
 
     return ngx_zmq_amqp_method(conn, 0, AMQP_CONNECTION_OPEN_METHOD,
-                                    &open);
+                               &open);
 }
 
 
@@ -1688,7 +1585,7 @@ ngx_zmq_amqp_channel_open(ngx_zmq_amqp_conn_t *conn, void *open_ok)
     chopen.out_of_band = amqp_empty_bytes;
 
     return ngx_zmq_amqp_method(conn, NGX_HTTP_ZMQ_CHANNEL,
-                                    AMQP_CHANNEL_OPEN_METHOD, &chopen);
+                               AMQP_CHANNEL_OPEN_METHOD, &chopen);
 }
 
 
@@ -1701,7 +1598,7 @@ ngx_zmq_amqp_confirm_select(ngx_zmq_amqp_conn_t *conn,
     confirm.nowait = 0;
 
     return ngx_zmq_amqp_method(conn, NGX_HTTP_ZMQ_CHANNEL,
-                                    AMQP_CONFIRM_SELECT_METHOD, &confirm);
+                               AMQP_CONFIRM_SELECT_METHOD, &confirm);
 }
 
 
@@ -1713,7 +1610,7 @@ ngx_zmq_amqp_ready(ngx_zmq_amqp_conn_t *conn, void *select_ok)
     }
 
     conn->hs = NGX_HTTP_ZMQ_HS_DONE;
-    conn->backoff = NGX_HTTP_ZMQ_BACKOFF_MIN;
+    ngx_zmq_backoff_reset(&conn->backoff);
     conn->next_tag = 1;
     conn->head_tag = 1;
     conn->written_tag = 1;
@@ -1793,7 +1690,7 @@ ngx_zmq_amqp_returned(ngx_zmq_amqp_conn_t *conn, uint64_t seq,
     /* not ours, or not any more: its ack or nack still settles it */
 
     (void) ngx_zmq_amqp_escape(key, sizeof(key), conn->return_key,
-                                    conn->return_key_len);
+                               conn->return_key_len);
 
     if (has_seq) {
         ngx_log_error(NGX_LOG_WARN, conn->log, 0,
@@ -1894,7 +1791,7 @@ ngx_zmq_amqp_header_frame(ngx_zmq_amqp_conn_t *conn)
 
     if (flags & 1) {
         ngx_zmq_amqp_bad(conn, "content header",
-                              "more than one property flag word");
+                         "more than one property flag word");
         return NGX_ERROR;
     }
 
@@ -1910,7 +1807,7 @@ ngx_zmq_amqp_header_frame(ngx_zmq_amqp_conn_t *conn)
 
         if (p >= last || (size_t) *p >= (size_t) (last - p)) {
             ngx_zmq_amqp_bad(conn, "content header",
-                                  "a property longer than its frame");
+                             "a property longer than its frame");
             return NGX_ERROR;
         }
 
@@ -1924,7 +1821,7 @@ ngx_zmq_amqp_header_frame(ngx_zmq_amqp_conn_t *conn)
         && ngx_zmq_amqp_table(&p, last, 0, &seq, &has_seq) != NGX_OK)
     {
         ngx_zmq_amqp_bad(conn, "content header", "a malformed or too "
-                              "deeply nested headers table");
+                         "deeply nested headers table");
         return NGX_ERROR;
     }
 
@@ -1963,7 +1860,7 @@ ngx_zmq_amqp_method_frame(ngx_zmq_amqp_conn_t *conn)
     }
 
     if (i == sizeof(ngx_zmq_amqp_allowed)
-             / sizeof(ngx_zmq_amqp_allowed_t))
+        / sizeof(ngx_zmq_amqp_allowed_t))
     {
         ngx_snprintf(conn->why, sizeof(conn->why) - 1, "unexpected method "
                      "0x%08xD on channel %ui%Z", (uint32_t) id, channel);
@@ -1983,11 +1880,11 @@ ngx_zmq_amqp_method_frame(ngx_zmq_amqp_conn_t *conn)
 
         if (conn->fsize < 4 + 2
             || ngx_zmq_amqp_table(&p, conn->fbuf + conn->fsize, 0,
-                                       NULL, NULL)
+                                  NULL, NULL)
                != NGX_OK)
         {
             ngx_zmq_amqp_bad(conn, "frame", "connection.start with a "
-                                  "malformed or too deeply nested table");
+                             "malformed or too deeply nested table");
             return NGX_ERROR;
         }
     }
@@ -2045,9 +1942,9 @@ ngx_zmq_amqp_method_in(ngx_zmq_amqp_conn_t *conn,
 
         if (ngx_zmq_amqp_steps[i].handler(conn, decoded) != NGX_OK) {
             ngx_zmq_amqp_close(conn, NGX_LOG_ERR,
-                                    conn->why[0]
-                                    ? (char *) conn->why
-                                    : ngx_zmq_amqp_steps[i].failed);
+                               conn->why[0]
+                               ? (char *) conn->why
+                               : ngx_zmq_amqp_steps[i].failed);
             conn->why[0] = '\0';
             return NGX_ERROR;
         }
@@ -2060,13 +1957,13 @@ ngx_zmq_amqp_method_in(ngx_zmq_amqp_conn_t *conn,
     case AMQP_BASIC_ACK_METHOD:
         ack = decoded;
         ngx_zmq_amqp_ack(conn, ack->delivery_tag, ack->multiple,
-                              NGX_HTTP_ZMQ_PUB_ACKED);
+                         NGX_HTTP_ZMQ_PUB_ACKED);
         return NGX_OK;
 
     case AMQP_BASIC_NACK_METHOD:
         nack = decoded;
         ngx_zmq_amqp_ack(conn, nack->delivery_tag, nack->multiple,
-                              NGX_HTTP_ZMQ_PUB_NACKED);
+                         NGX_HTTP_ZMQ_PUB_NACKED);
         return NGX_OK;
 
     case AMQP_BASIC_RETURN_METHOD:
@@ -2086,8 +1983,8 @@ ngx_zmq_amqp_method_in(ngx_zmq_amqp_conn_t *conn,
                       "zmq amqp \"%V\": the broker blocked publishing: %s",
                       &conn->conf->name,
                       ngx_zmq_amqp_escape(esc, sizeof(esc),
-                                               blocked->reason.bytes,
-                                               ngx_min(blocked->reason.len,
+                                          blocked->reason.bytes,
+                                          ngx_min(blocked->reason.len,
                                                        200)));
         if (conn->state == NGX_ZMQ_AMQP_READY) {
             ngx_zmq_amqp_set_state(conn, NGX_ZMQ_AMQP_BLOCKED);
@@ -2109,12 +2006,12 @@ ngx_zmq_amqp_method_in(ngx_zmq_amqp_conn_t *conn,
         ngx_snprintf(text, sizeof(text) - 1, "the broker closed the "
                      "connection: %d %s%Z", (int) close->reply_code,
                      ngx_zmq_amqp_escape(esc, 200,
-                                              close->reply_text.bytes,
-                                              close->reply_text.len));
+                                         close->reply_text.bytes,
+                                         close->reply_text.len));
         text[sizeof(text) - 1] = '\0';
         (void) ngx_zmq_amqp_method(conn, 0,
-                                        AMQP_CONNECTION_CLOSE_OK_METHOD,
-                                        &close_ok);
+                                   AMQP_CONNECTION_CLOSE_OK_METHOD,
+                                   &close_ok);
         (void) ngx_zmq_amqp_flush(conn);
         ngx_zmq_amqp_close(conn, NGX_LOG_ERR, (char *) text);
         return NGX_ERROR;
@@ -2124,8 +2021,8 @@ ngx_zmq_amqp_method_in(ngx_zmq_amqp_conn_t *conn,
         ngx_snprintf(text, sizeof(text) - 1, "the broker closed the "
                      "channel: %d %s%Z", (int) chclose->reply_code,
                      ngx_zmq_amqp_escape(esc, 200,
-                                              chclose->reply_text.bytes,
-                                              chclose->reply_text.len));
+                                         chclose->reply_text.bytes,
+                                         chclose->reply_text.len));
         text[sizeof(text) - 1] = '\0';
         ngx_zmq_amqp_close(conn, NGX_LOG_ERR, (char *) text);
         return NGX_ERROR;
@@ -2264,8 +2161,8 @@ ngx_zmq_amqp_grow_ring(ngx_zmq_amqp_conn_t *conn)
 static void
 ngx_zmq_amqp_rollback(ngx_zmq_amqp_conn_t *conn, u_char *start)
 {
-    conn->queued -= conn->out_last - start;
-    conn->out_last = start;
+    conn->queued -= conn->sock.out_last - start;
+    conn->sock.out_last = start;
 }
 
 
@@ -2382,8 +2279,8 @@ ngx_zmq_amqp_publish(ngx_zmq_amqp_conn_t *conn,
     need = NGX_HTTP_ZMQ_METHOD_MAX + room + (size_t) msg->body_len
            + 8 * nframes;
 
-    if (conn->out_last > conn->out_pos
-        && (size_t) (conn->out_last - conn->out_pos) + need
+    if (conn->sock.out_last > conn->sock.out_pos
+        && (size_t) (conn->sock.out_last - conn->sock.out_pos) + need
            > ngx_zmq_amqp_buffer_limit)
     {
         conn->stats->rejected++;
@@ -2425,12 +2322,12 @@ ngx_zmq_amqp_publish(ngx_zmq_amqp_conn_t *conn,
         goto failed;
     }
 
-    if (ngx_zmq_amqp_reserve(conn, need) != NGX_OK) {
+    if (ngx_zmq_socket_reserve(&conn->sock, need) != NGX_OK) {
         rc = NGX_ERROR;
         goto failed;
     }
 
-    start = conn->out_last;
+    start = conn->sock.out_last;
 
     /* basic.publish */
 
@@ -2443,8 +2340,8 @@ ngx_zmq_amqp_publish(ngx_zmq_amqp_conn_t *conn,
     m.immediate = 0;
 
     if (ngx_zmq_amqp_put_method(conn, NGX_HTTP_ZMQ_CHANNEL,
-                                     AMQP_BASIC_PUBLISH_METHOD, &m,
-                                     NGX_HTTP_ZMQ_METHOD_MAX)
+                                AMQP_BASIC_PUBLISH_METHOD, &m,
+                                NGX_HTTP_ZMQ_METHOD_MAX)
         != NGX_OK)
     {
         rc = NGX_HTTP_ZMQ_TOO_LARGE;
@@ -2453,7 +2350,7 @@ ngx_zmq_amqp_publish(ngx_zmq_amqp_conn_t *conn,
 
     /* the content header: its properties must fit one frame */
 
-    p = conn->out_last;
+    p = conn->sock.out_last;
     *p++ = AMQP_FRAME_HEADER;
     p = ngx_http_zmq_put16(p, NGX_HTTP_ZMQ_CHANNEL);
     size_pos = p;
@@ -2527,8 +2424,8 @@ ngx_zmq_amqp_publish(ngx_zmq_amqp_conn_t *conn,
         *p++ = AMQP_FRAME_END;
     }
 
-    conn->queued += p - conn->out_last;
-    conn->out_last = p;
+    conn->queued += p - conn->sock.out_last;
+    conn->sock.out_last = p;
 
     /* the pending message */
 
@@ -2573,9 +2470,9 @@ ngx_zmq_amqp_publish(ngx_zmq_amqp_conn_t *conn,
      * otherwise idles for the length of the cycle. Errors and callbacks
      * are left to the posted write event.
      */
-    ngx_post_event(conn->c->write, &ngx_posted_events);
+    ngx_post_event(conn->sock.connection->write, &ngx_posted_events);
 
-    if (conn->out_last - conn->out_pos >= NGX_ZMQ_AMQP_EARLY_SEND) {
+    if (conn->sock.out_last - conn->sock.out_pos >= NGX_ZMQ_AMQP_EARLY_SEND) {
         (void) ngx_zmq_amqp_send(conn);
     }
 
