@@ -31,7 +31,7 @@ MODULE_SRCS := config $(wildcard ngx_zmq_module/*.c ngx_zmq_module/*.h)
 UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/t/%,$(wildcard t/unit/test_*.c))
 
 .PHONY: all module tools deps deps-test run stop test unit integration \
-        asan clean asan-nginx fuzz fuzz-build fuzz-test format bench
+        asan clean asan-nginx fuzz fuzz-build fuzz-test bench
 
 all: module tools
 
@@ -195,9 +195,6 @@ run: deps all
 
 stop:
 	@scripts/stop.sh
-
-format:
-	clang-format -i src/core/*.c src/core/*.h src/zmqctl/*.c t/unit/*.c
 
 clean:
 	rm -rf $(BUILD)

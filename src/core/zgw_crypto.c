@@ -49,7 +49,8 @@ zgw_key_load(zgw_key_t *key, const char *path, zgw_errors_t *errs)
     ssize_t      r;
     struct stat  st;
 
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd == -1) {
         zgw_errors_add(errs, "key file '%s': %s (create one with "
                        "'zmqctl keygen')", path, strerror(errno));

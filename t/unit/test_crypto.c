@@ -292,6 +292,13 @@ test_key_file_mode(void **state)
     assert_true(zgw_test_errors_have(&errs, "not a regular file"));
     rmdir(dir);
 
+    /* a FIFO with no writer: refused at once, not waited on */
+    assert_int_equal(mkfifo(dir, 0600), 0);
+    zgw_errors_clear(&errs);
+    assert_int_equal(zgw_key_load(&key, dir, &errs), ZGW_ERROR);
+    assert_true(zgw_test_errors_have(&errs, "not a regular file"));
+    unlink(dir);
+
     unlink(path);
     zgw_errors_free(&errs);
 }
