@@ -23,6 +23,7 @@
 #define ngx_pcalloc             ngx_fuzz_pcalloc
 
 #include "ngx_zmq_amqp.c"
+#include "ngx_zmq_socket.c"          /* opens and closes the socket */
 
 #undef ngx_palloc
 #undef ngx_pnalloc

@@ -26,6 +26,7 @@
 #define ngx_close_connection    ngx_fuzz_close_connection
 
 #include "ngx_zmq_amqp.c"
+#include "ngx_zmq_socket.c"          /* opens and closes the socket */
 #include "ngx_http_zmq_publish.c"
 
 

@@ -19,6 +19,7 @@
 #define ngx_close_connection    ngx_fuzz_close_connection
 
 #include "ngx_zmq_redis.c"
+#include "ngx_zmq_socket.c"          /* opens and closes the socket */
 
 
 #define FUZZ_CMDS_MAX  256
