@@ -144,6 +144,246 @@ def sanitizer_check(tmp_path, monkeypatch):
     assert not reports, "sanitizer report(s):\n" + "\n".join(reports)
 
 
+# ------------------------------------------------------------- Secret scan
+#
+# Every password a test gives the system is registered here (the fixtures do
+# it for what they write, import or start with: "password" and "secret"
+# fields, a security definition's "key", the password of a Redis URL; other
+# tests call register_secret()). At each test's teardown, after every other
+# fixture has stopped its processes, everything the test produced is scanned
+# for every registered secret, in the forms it could leak in: every file
+# under the test's tmp_path (nginx error and access logs, zmqd logs, the
+# disk cache, sanitizer reports, exports), every zmqctl output and nginx -t
+# output the fixtures captured, every HTTP answer read with requests (status
+# answers, error JSON) and every message read from RabbitMQ with pika's
+# basic_get (dead letters). A secret found fails the test with where and
+# line. Not scanned: the files the test wrote as input (a JSON file given to
+# zmqctl import/restore, a zmq_config file:, write_json files, nginx.conf)
+# and paths given to scan_exclude(). Not secrets: NOT_SECRET (RabbitMQ's
+# default "guest") and strings shorter than MIN_SECRET_LEN, which would
+# match everywhere.
+
+NOT_SECRET = {"guest"}
+MIN_SECRET_LEN = 6
+SECRETS = set()             # session-wide: every test password so far
+INPUT_PATHS = set()         # files a test wrote as input: not scanned
+_OUTPUTS = []               # (name, text) this test's captured outputs
+SECRET_FIELDS = ("password", "secret")
+URL_USERINFO = re.compile(r"\b[a-z][a-z0-9+.-]*://([^/?#\s\"']*)@")
+
+
+def register_secret(secret):
+    """A test password: no output of the test may hold it."""
+    if isinstance(secret, bytes):
+        secret = secret.decode("utf-8", "replace")
+    if not isinstance(secret, str) or secret in NOT_SECRET \
+            or len(secret) < MIN_SECRET_LEN:
+        return
+    SECRETS.add(secret)
+
+
+def register_url_secret(url):
+    """The password of every URL in a string (scheme://user:pw@host),
+    as written and percent-decoded."""
+    import urllib.parse
+    if not isinstance(url, str):
+        return
+    for m in URL_USERINFO.finditer(url):
+        info = m.group(1)
+        if ":" in info:
+            pw = info.split(":", 1)[1]
+            register_secret(pw)
+            register_secret(urllib.parse.unquote(pw))
+
+
+def register_config_secrets(doc):
+    """Every secret of a configuration (a dict, a JSON text or a JSON
+    file's path): "password"/"secret" fields, a security object's "key",
+    and URL passwords."""
+    if isinstance(doc, bytes):
+        doc = doc.decode("utf-8", "replace")
+    if isinstance(doc, str):
+        try:
+            doc = json.loads(doc)
+        except ValueError:
+            register_url_secret(doc)
+            return
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            if k in SECRET_FIELDS and isinstance(v, str):
+                register_secret(v)
+            elif k == "security" and isinstance(v, list):
+                for s in v:
+                    if isinstance(s, dict) and isinstance(s.get("key"), str):
+                        register_secret(s["key"])
+                register_config_secrets(v)
+            else:
+                register_config_secrets(v)
+    elif isinstance(doc, list):
+        for v in doc:
+            register_config_secrets(v)
+
+
+def register_input_file(path):
+    """A file the test wrote as input (it may hold passwords in clear):
+    register its secrets, and do not scan it."""
+    path = os.path.abspath(str(path))
+    INPUT_PATHS.add(path)
+    try:
+        with open(path, "rb") as f:
+            register_config_secrets(f.read())
+    except OSError:
+        pass
+
+
+def scan_exclude(path):
+    """Narrowly: a file that the test itself wrote a secret into."""
+    INPUT_PATHS.add(os.path.abspath(str(path)))
+
+
+def record_output(name, value):
+    """An output the scan reads at this test's teardown."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    elif not isinstance(value, str):
+        value = json.dumps(value, default=repr)
+    _OUTPUTS.append((name, value))
+
+
+def secret_needles(secrets):
+    """Each secret in the forms it may leak in: as it is, percent-encoded
+    (as in a URL), JSON-escaped."""
+    import urllib.parse
+    out = {}
+    for s in secrets:
+        for v in (s, urllib.parse.quote(s, safe=""), urllib.parse.quote(s),
+                  json.dumps(s)[1:-1], s.replace("%", "%25")):
+            if v:
+                out[v] = s
+    return out
+
+
+def _find(name, text, needles):
+    """Each line of text that holds a needle, once."""
+    found = []
+    lines = set()
+    for needle in needles:
+        i = text.find(needle)
+        while i >= 0:
+            line = text.count("\n", 0, i) + 1
+            if line in lines:
+                i = text.find(needle, i + 1)
+                continue
+            lines.add(line)
+            start = text.rfind("\n", 0, i) + 1
+            end = text.find("\n", i)
+            ctx = text[start:end if end >= 0 else len(text)]
+            if len(ctx) > 200:
+                ctx = ctx[max(0, i - start - 80):i - start + 120]
+            found.append((line, "%s:%d: %s" % (name, line, ctx)))
+            i = text.find(needle, i + 1)
+    return [f for _, f in sorted(found)]
+
+
+def find_secrets(directory=None, outputs=None, secrets=None):
+    """Where a registered secret appears: in a file under directory (but
+    INPUT_PATHS), or in outputs (a list of (name, text)). A list of
+    "file:line: text of the line"."""
+    needles = secret_needles(SECRETS if secrets is None else secrets)
+    if not needles:
+        return []
+    found = []
+    if directory is not None:
+        for root, dirs, files in os.walk(str(directory)):
+            dirs.sort()
+            for fname in sorted(files):
+                path = os.path.join(root, fname)
+                if os.path.abspath(path) in INPUT_PATHS \
+                        or not os.path.isfile(path):
+                    continue
+                try:
+                    with open(path, "rb") as f:
+                        text = f.read().decode("utf-8", "replace")
+                except OSError:
+                    continue
+                found.extend(_find(path, text, needles))
+    for name, text in (_OUTPUTS if outputs is None else outputs):
+        found.extend(_find(name, text, needles))
+    return found
+
+
+def _record_basic_get():
+    """Every message a test reads with pika's basic_get (dead letters):
+    its properties, headers and body go to the scan."""
+    try:
+        from pika.adapters.blocking_connection import BlockingChannel
+    except ImportError:
+        return
+    orig = BlockingChannel.basic_get
+    if getattr(orig, "_zmq_scan", False):
+        return
+
+    def basic_get(self, *args, **kw):
+        m, props, body = orig(self, *args, **kw)
+        if m is not None:
+            record_output("message from %s" % (args[0] if args else
+                                               kw.get("queue")),
+                          "%r %s %s" % (props, json.dumps(
+                              getattr(props, "headers", None) or {},
+                              default=str),
+                              (body or b"").decode("utf-8", "replace")))
+        return m, props, body
+    basic_get._zmq_scan = True
+    BlockingChannel.basic_get = basic_get
+
+
+def _record_http():
+    """Every HTTP answer a test reads with requests (zmq_status, error
+    JSON) goes to the scan: its status line, headers and up to 1 MB of
+    body."""
+    try:
+        import requests
+    except ImportError:
+        return
+    orig = requests.Session.send
+    if getattr(orig, "_zmq_scan", False):
+        return
+
+    def send(self, request, **kw):
+        r = orig(self, request, **kw)
+        if not kw.get("stream"):
+            record_output("HTTP answer to %s %s" % (request.method,
+                                                    request.url),
+                          "%s %s\n%s" % (r.status_code, dict(r.headers),
+                                         r.content[:1 << 20].decode(
+                                             "utf-8", "replace")))
+        return r
+    send._zmq_scan = True
+    requests.Session.send = send
+
+
+@pytest.fixture(autouse=True)
+def secret_scan(tmp_path):
+    """At teardown (after the other fixtures stopped their processes):
+    no registered secret in anything this test produced."""
+    _record_basic_get()
+    _record_http()
+    del _OUTPUTS[:]
+    yield
+    try:
+        check_no_secrets(tmp_path)
+    finally:
+        del _OUTPUTS[:]
+
+
+def check_no_secrets(directory):
+    """The teardown check: fails naming each file (or output) and line
+    that holds a registered secret."""
+    found = find_secrets(directory)
+    if found:
+        raise AssertionError("test passwords leaked:\n" + "\n".join(found))
+
+
 # --------------------------------------------------------------------- Redis
 
 class RedisServer:
@@ -372,6 +612,20 @@ def no_core_files():
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
+ZMQ_CONFIG_DIRECTIVE = re.compile(r"\bzmq_config\s+([^;\s]+)\s*;")
+
+
+def register_nginx_secrets(conf):
+    """The secrets of an nginx.conf snippet: of a zmq_config file: (an
+    input file) and a zmq_config Redis URL."""
+    for m in ZMQ_CONFIG_DIRECTIVE.finditer(conf or ""):
+        src = m.group(1)
+        if src.startswith("file:"):
+            register_input_file(src[len("file:"):])
+        else:
+            register_url_secret(src)
+
+
 class Nginx:
     def __init__(self, tmp, http="", server="", workers=1, log_level="info"):
         if os.environ.get("ZMQ_SKIP_NGINX"):
@@ -396,6 +650,8 @@ class Nginx:
             self.logs.append(os.path.join(tmp, "notice.log"))
             notice_log = "error_log %s notice;" % self.logs[1]
         self.checked = {path: 0 for path in self.logs}
+        register_nginx_secrets(http)
+        register_input_file(self.conf)      # it may hold a Redis URL
         with open(self.conf, "w") as f:
             f.write(NGINX_CONF.format(module=MODULE, workers=workers,
                                       dir=tmp, port=self.port, http=http,
@@ -425,6 +681,7 @@ class Nginx:
         r = subprocess.run(self.args() + ["-t"], capture_output=True,
                            text=True, timeout=30, env=self.env(),
                            preexec_fn=no_core_files)
+        record_output("nginx -t (%s)" % self.conf, r.stdout + r.stderr)
         return r.returncode, r.stdout + r.stderr
 
     def start(self):
@@ -533,11 +790,23 @@ class Zmqctl:
             pytest.fail("%s is not built: run make" % ZMQCTL)
         self.env = dict(os.environ, ZMQ_REDIS=redis_url,
                         ZMQ_KEY_FILE=key_file)
+        register_url_secret(redis_url)
 
     def __call__(self, *args, check=None, input=None):
-        r = subprocess.run([ZMQCTL] + [str(a) for a in args], env=self.env,
+        args = [str(a) for a in args]
+        if args and args[0] in ("import", "restore"):
+            # the file it reads is the test's input: its secrets count,
+            # the file is not scanned
+            for a in args[1:]:
+                if a == "-" and input is not None:
+                    register_config_secrets(input)
+                elif not a.startswith("-") and os.path.isfile(a):
+                    register_input_file(a)
+        r = subprocess.run([ZMQCTL] + args, env=self.env,
                            capture_output=True, text=True, input=input,
                            timeout=60)
+        record_output("zmqctl %s" % " ".join(args),
+                      "%s\n%s" % (r.stdout, r.stderr))
         if check is not None:
             assert r.returncode == check, (r.returncode, r.stdout, r.stderr)
         return r
@@ -557,6 +826,7 @@ def write_json(tmp_path):
         p = tmp_path / name
         p.write_text(json.dumps(doc, indent=2) if not isinstance(doc, str)
                      else doc)
+        register_input_file(p)
         return str(p)
     return write
 
@@ -622,6 +892,7 @@ def gateway(nginx_factory, tmp_path):
               log_level="info"):
         path = tmp_path / ("zmq%d.json" % len(list(tmp_path.glob("zmq*"))))
         path.write_text(json.dumps(config))
+        register_input_file(path)
         ngx = nginx_factory(http="%s\nzmq_config file:%s;" % (http, path),
                             server=STATUS_LOCATION + locations,
                             workers=workers, log_level=log_level)

@@ -31,7 +31,9 @@ import pika
 import pytest
 import requests
 
-from conftest import (BUILD, REDIS_SERVER, Nginx, Zmqctl, free_port,
+import conftest
+from conftest import (BUILD, REDIS_SERVER, Nginx, Zmqctl, check_no_secrets,
+                      find_secrets, free_port, register_secret, scan_exclude,
                       stop_pid, wait_port)
 
 ZMQD = os.path.join(BUILD, "zmqd")
@@ -111,6 +113,7 @@ def test_the_scan_finds_secrets_in_every_form(tmp_path):
     """The scan itself: it must find what it is meant to find."""
     f = tmp_path / "log"
     f.write_text("start\nredis://u:%s@h/0\n" % urllib.parse.quote(ACL_PW))
+    scan_exclude(f)             # it leaks on purpose
     for leak in ({"out": "x " + ACL_PW}, {"file": f}, {"dir": tmp_path},
                  {"json": {"a": [HTTP_PW]}}, {"bytes": AMQP_PW.encode()},
                  {"cut": ACL_PW[:8]}, {"quoted": json.dumps(DEFAULT_PW)}):
@@ -138,6 +141,8 @@ class AclRedis:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port, 10, self.proc)
         import redis
+        register_secret(ACL_PW)
+        register_secret(DEFAULT_PW)
         r = redis.Redis(host="127.0.0.1", port=self.port)
         r.execute_command("ACL", "SETUSER", ACL_USER, "on", ">" + ACL_PW,
                           "~*", "&*", "+@all")
@@ -323,6 +328,7 @@ def endpoint():
 @pytest.fixture
 def amqp_user(rabbitmq):
     """A broker user with a distinctive password."""
+    register_secret(AMQP_PW)
     r = rabbitmq.ctl("add_user", AMQP_USER, AMQP_PW)
     assert r.returncode == 0, r.stderr
     r = rabbitmq.ctl("set_permissions", "-p", "/", AMQP_USER, ".*", ".*",
@@ -545,3 +551,90 @@ def test_no_password_appears_in_any_output(acl_redis, rabbitmq, amqp_user,
     conn.close()
 
     assert assert_no_secrets(out) > 10000
+
+
+# ---------------------------------------------- the suite-wide scan itself
+
+def test_the_suite_wide_scan_catches_a_leak_in_an_access_log(nginx_factory,
+                                                             tmp_path):
+    """conftest's teardown scan (every test runs it): a registered secret
+    that a request URI puts into an access log is found, with the file and
+    line; so is one in an HTTP answer, a zmqctl output and a message read
+    from RabbitMQ. The leaks are removed before teardown: this test passes,
+    proving check_no_secrets() would have failed it."""
+    import sys
+    assert sys.modules["conftest"] is conftest   # one registry, not two
+    secret = MARK + "-leak/p@ss:" + uuid.uuid4().hex[:6]
+    register_secret(secret)
+    assert secret in conftest.SECRETS
+    assert find_secrets(tmp_path) == []
+    ngx = nginx_factory(server="access_log access.log;\n"
+                               "location / { return 204; }\n")
+    ngx.start()
+    try:
+        for i in range(2):
+            r = requests.get(ngx.url + "/x%d?pw=%s"
+                             % (i, urllib.parse.quote(secret, safe="")),
+                             timeout=5)
+            assert r.status_code == 204
+    finally:
+        ngx.stop()
+    access = os.path.join(ngx.dir, "access.log")
+    with pytest.raises(AssertionError) as e:
+        check_no_secrets(tmp_path)
+    msg = str(e.value)
+    assert "test passwords leaked" in msg
+    assert "%s:1: " % access in msg and "%s:2: " % access in msg, msg
+    assert "GET /x1?pw=" in msg
+    assert msg.count("\n") == 2, msg     # the two lines, nothing else
+    os.unlink(access)                    # the leak on purpose goes
+    check_no_secrets(tmp_path)
+
+    # what the fixtures capture is scanned as well
+    conftest.record_output("zmqctl get amqp_def x", '{"password": "%s"}'
+                           % secret)
+    found = find_secrets(None)
+    assert found == ['zmqctl get amqp_def x:1: {"password": "%s"}' % secret]
+    del conftest._OUTPUTS[:]
+    check_no_secrets(tmp_path)
+
+
+def test_the_scan_reads_http_answers_and_dead_letters(rabbitmq, queue):
+    """Answers read with requests and messages read with basic_get (dead
+    letters) are recorded for the teardown scan."""
+    secret = MARK + "-dead-" + uuid.uuid4().hex[:6]
+    register_secret(secret)
+    queue.channel.basic_publish("", queue.name, b"x",
+                                pika.BasicProperties(headers={
+                                    "x-zmq-error": "AUTH " + secret}))
+    assert len(queue.drain(expect=1)) == 1
+    found = find_secrets(None)
+    assert len(found) == 1 and found[0].startswith(
+        "message from %s:1: " % queue.name), found
+    del conftest._OUTPUTS[:]
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        requests.get("http://127.0.0.1:%d/%s" % (server.server_address[1],
+                                                  secret), timeout=5)
+    finally:
+        server.shutdown()
+        server.server_close()
+    found = find_secrets(None)
+    assert len(found) == 1 and found[0].startswith("HTTP answer to GET"), \
+        found
+    del conftest._OUTPUTS[:]
+
+
+class Echo(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"source": self.path}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass

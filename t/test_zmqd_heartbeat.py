@@ -114,13 +114,13 @@ class StaleAcker(FakeAmqp):
     """A broker that never confirms a publish but keeps sending acks for
     a delivery tag already confirmed, one every 0.3 s."""
 
-    def on_frame(self, conn, frame, pending):
+    def on_frame(self, conn, frame, pending, raw=b""):
         if isinstance(frame, pika.frame.Method) \
                 and isinstance(frame.method, pika.spec.Connection.Close):
             self.send(conn, pika.frame.Method(
                 0, pika.spec.Connection.CloseOk()))
             return pending
-        return FakeAmqp.on_frame(self, conn, frame, pending)
+        return FakeAmqp.on_frame(self, conn, frame, pending, raw)
 
     def published_one(self, conn, pending):
         with self.lock:

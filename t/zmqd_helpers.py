@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from conftest import register_input_file, register_url_secret
 from test_zmqd import Zmqd
 
 
@@ -25,6 +26,10 @@ def zmqd(zmqctl, redis_store, tmp_path):
             p = tmp_path / ("z%d.json" % len(started))
             p.write_text(json.dumps(doc))
             zmqctl("import", "--replace", p, check=0)
+        if source and source.startswith("file:"):
+            register_input_file(source[len("file:"):])
+        else:
+            register_url_secret(source)     # its log lines are scanned
         z = Zmqd(zmqctl, source or redis_store.url, str(tmp_path), args)
         started.append(z)
         return z

@@ -12,6 +12,7 @@
 
 #include <pthread.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include <amqp.h>
@@ -168,10 +169,22 @@ typedef struct {
     const char        *source;       /* as logged: no password */
     const char        *url;          /* redis://... or file:PATH */
     zgw_store_t       *store;
-    time_t             file_mtime;
     long long          version;      /* what runs (handed to the loop) */
     int                regressed;    /* the store is below what runs */
     long long          store_version; /* then: its version */
+    long long          refused;      /* the version last refused, or -1 */
+    int                down;         /* the store's loss was logged */
+
+    /* a file: what it was when last read, to notice every change */
+    int                file_seen;
+    dev_t              file_dev;
+    ino_t              file_ino;
+    off_t              file_size;
+    struct timespec    file_mtim;
+    struct timespec    file_ctim;
+    unsigned char      file_hash[32];  /* SHA-256 of what was read */
+    int                file_racy;    /* read within 2 s of its mtime */
+    int                file_errno;   /* the failure to read it last logged */
 
     pthread_t          thread;
     pthread_mutex_t    lock;
