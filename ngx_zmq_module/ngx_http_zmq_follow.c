@@ -33,6 +33,7 @@
 #include <jansson.h>
 
 #include "zgw_store.h"
+#include "ngx_http_zmq_module.h"
 #include "ngx_http_zmq_follow.h"
 #include "ngx_zmq_redis.h"
 
@@ -59,7 +60,7 @@ struct ngx_http_zmq_cache_job_s {
 };
 
 
-typedef struct {
+struct ngx_http_zmq_follow_s {
     ngx_http_zmq_follow_conf_t    conf;
     ngx_zmq_redis_t              *cmd;
     ngx_zmq_redis_t              *sub;
@@ -77,7 +78,7 @@ typedef struct {
 #if (NGX_THREADS)
     ngx_thread_pool_t            *pool;
 #endif
-} ngx_http_zmq_follow_t;
+};
 
 
 static void ngx_http_zmq_follow_state(ngx_http_zmq_follow_t *f,
@@ -110,8 +111,6 @@ static void ngx_http_zmq_cache_free(ngx_http_zmq_cache_job_t *job);
 static void ngx_http_zmq_cache_done(ngx_event_t *ev);
 #endif
 
-
-static ngx_http_zmq_follow_t  *ngx_http_zmq_follower;
 
 #if (NGX_THREADS)
 static ngx_str_t  ngx_http_zmq_cache_pool = ngx_string("default");
@@ -613,7 +612,7 @@ ngx_http_zmq_cache_done(ngx_event_t *ev)
     ngx_http_zmq_cache_report(job);
     ngx_http_zmq_cache_free(job);
 
-    f = ngx_http_zmq_follower;
+    f = ngx_http_zmq_worker()->follower;
     if (f == NULL) {
         return;
     }
@@ -687,7 +686,7 @@ ngx_http_zmq_follow_start(ngx_http_zmq_follow_conf_t *conf)
     f->poll.log = conf->log;
     f->poll.cancelable = 1;
 
-    ngx_http_zmq_follower = f;
+    ngx_http_zmq_worker()->follower = f;
 
     ngx_zmq_redis_start(f->cmd);
     ngx_zmq_redis_start(f->sub);
@@ -700,7 +699,7 @@ ngx_http_zmq_follow_start(ngx_http_zmq_follow_conf_t *conf)
 void
 ngx_http_zmq_follow_stop(void)
 {
-    ngx_http_zmq_follow_t  *f = ngx_http_zmq_follower;
+    ngx_http_zmq_follow_t  *f = ngx_http_zmq_worker()->follower;
 
     if (f == NULL) {
         return;
@@ -718,5 +717,5 @@ ngx_http_zmq_follow_stop(void)
     ngx_zmq_redis_destroy(f->cmd);
     ngx_zmq_redis_destroy(f->sub);
     ngx_free(f);
-    ngx_http_zmq_follower = NULL;
+    ngx_http_zmq_worker()->follower = NULL;
 }

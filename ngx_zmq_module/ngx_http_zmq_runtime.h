@@ -108,6 +108,14 @@ typedef struct {
 } ngx_http_zmq_param_t;
 
 
+/* this worker's broker connections, by outgoing connection */
+typedef struct {
+    u_char                      *name;       /* ngx_alloc()ed, NUL-ended */
+    ngx_str_t                    fingerprint;
+    ngx_zmq_amqp_conn_t         *conn;
+} ngx_http_zmq_conn_slot_t;
+
+
 ngx_http_zmq_runtime_t *ngx_http_zmq_runtime_build(zgw_config_t *cfg,
     const zgw_key_t *key, ngx_array_t *resolved, ngx_log_t *log,
     zgw_errors_t *errs);

@@ -75,6 +75,7 @@ typedef enum {
 
 struct ngx_zmq_amqp_conn_s {
     ngx_pool_t                   *pool;
+    ngx_zmq_amqp_worker_t        *worker;
     ngx_queue_t                   queue;       /* all connections */
     ngx_event_t                   free_ev;
     ngx_event_t                   drain;       /* bounds a retired drain */
@@ -180,12 +181,6 @@ static void ngx_zmq_amqp_release(ngx_zmq_amqp_conn_t *conn);
 static void ngx_zmq_amqp_check_retired(ngx_zmq_amqp_conn_t *conn);
 
 
-static ngx_queue_t   ngx_zmq_amqp_all;
-static ngx_uint_t    ngx_zmq_amqp_inited;
-static ngx_uint_t    ngx_zmq_amqp_generation;  /* connections opened */
-static ngx_msec_t    ngx_zmq_amqp_connect_timeout = 5000;
-static size_t        ngx_zmq_amqp_buffer_limit = 16 * 1024 * 1024;
-
 static const char  *ngx_zmq_amqp_states[] = {
     "idle", "connecting", "ready", "blocked", "backoff"
 };
@@ -211,10 +206,11 @@ ngx_zmq_amqp_set_state(ngx_zmq_amqp_conn_t *conn, ngx_uint_t state)
 
 
 void
-ngx_zmq_amqp_configure(ngx_msec_t connect_timeout, size_t buffer_limit)
+ngx_zmq_amqp_configure(ngx_zmq_amqp_worker_t *w, ngx_msec_t connect_timeout,
+    size_t buffer_limit)
 {
-    ngx_zmq_amqp_connect_timeout = connect_timeout;
-    ngx_zmq_amqp_buffer_limit = buffer_limit;
+    w->connect_timeout = connect_timeout;
+    w->buffer_limit = buffer_limit;
 }
 
 
@@ -239,7 +235,7 @@ ngx_zmq_amqp_copy_str(ngx_pool_t *pool, ngx_str_t *dst, ngx_str_t *src)
 
 
 ngx_zmq_amqp_conn_t *
-ngx_zmq_amqp_open(ngx_http_zmq_outconn_conf_t *src,
+ngx_zmq_amqp_open(ngx_zmq_amqp_worker_t *w, ngx_http_zmq_outconn_conf_t *src,
     ngx_zmq_amqp_stats_t *stats, ngx_log_t *log)
 {
     ngx_uint_t                    i;
@@ -247,9 +243,9 @@ ngx_zmq_amqp_open(ngx_http_zmq_outconn_conf_t *src,
     ngx_zmq_amqp_conn_t          *conn;
     ngx_http_zmq_outconn_conf_t  *oc;
 
-    if (!ngx_zmq_amqp_inited) {
-        ngx_queue_init(&ngx_zmq_amqp_all);
-        ngx_zmq_amqp_inited = 1;
+    if (!w->inited) {
+        ngx_queue_init(&w->all);
+        w->inited = 1;
     }
 
     pool = ngx_create_pool(4096, log);
@@ -300,12 +296,13 @@ ngx_zmq_amqp_open(ngx_http_zmq_outconn_conf_t *src,
     }
 
     conn->pool = pool;
+    conn->worker = w;
     conn->conf = oc;
     conn->log = log;
     conn->stats = stats ? stats : &conn->local_stats;
     conn->stats->pid = ngx_pid;
     conn->stats->used = 1;
-    conn->stats->generation = ++ngx_zmq_amqp_generation;
+    conn->stats->generation = ++w->generation;
     ngx_cpystrn(conn->stats->name, oc->name.data,
                 ngx_min(oc->name.len + 1, NGX_HTTP_ZMQ_NAME_LEN));
 
@@ -374,7 +371,7 @@ ngx_zmq_amqp_open(ngx_http_zmq_outconn_conf_t *src,
                          NGX_HTTP_ZMQ_BACKOFF_MAX, 1);
     conn->addr = oc->naddrs ? ngx_random() % oc->naddrs : 0;
 
-    ngx_queue_insert_tail(&ngx_zmq_amqp_all, &conn->queue);
+    ngx_queue_insert_tail(&w->all, &conn->queue);
 
     if (!oc->active || oc->naddrs == 0) {
         ngx_zmq_amqp_set_state(conn, NGX_ZMQ_AMQP_IDLE);
@@ -515,17 +512,17 @@ ngx_zmq_amqp_free_handler(ngx_event_t *ev)
 
 
 void
-ngx_zmq_amqp_exit_process(ngx_cycle_t *cycle)
+ngx_zmq_amqp_exit_process(ngx_zmq_amqp_worker_t *w, ngx_cycle_t *cycle)
 {
     ngx_queue_t               *q;
     ngx_zmq_amqp_conn_t       *conn;
 
-    if (!ngx_zmq_amqp_inited) {
+    if (!w->inited) {
         return;
     }
 
-    for (q = ngx_queue_head(&ngx_zmq_amqp_all);
-         q != ngx_queue_sentinel(&ngx_zmq_amqp_all);
+    for (q = ngx_queue_head(&w->all);
+         q != ngx_queue_sentinel(&w->all);
          q = ngx_queue_next(q))
     {
         conn = ngx_queue_data(q, ngx_zmq_amqp_conn_t, queue);
@@ -709,7 +706,7 @@ ngx_zmq_amqp_connect(ngx_zmq_amqp_conn_t *conn)
         ngx_del_timer(&conn->timer);
     }
 
-    ngx_add_timer(&conn->timer, ngx_zmq_amqp_connect_timeout);
+    ngx_add_timer(&conn->timer, conn->worker->connect_timeout);
 
     if (rc == NGX_OK) {
         ngx_post_event(c->write, &ngx_posted_events);
@@ -2281,7 +2278,7 @@ ngx_zmq_amqp_publish(ngx_zmq_amqp_conn_t *conn,
 
     if (conn->sock.out_last > conn->sock.out_pos
         && (size_t) (conn->sock.out_last - conn->sock.out_pos) + need
-           > ngx_zmq_amqp_buffer_limit)
+           > conn->worker->buffer_limit)
     {
         conn->stats->rejected++;
         *retry_after = 1;

@@ -142,14 +142,24 @@ typedef struct {
 #define NGX_HTTP_ZMQ_TOO_LARGE       -103   /* properties do not fit */
 
 
-void ngx_zmq_amqp_configure(ngx_msec_t connect_timeout,
-    size_t buffer_limit);
+/* a worker's connections and settings (in the worker's struct) */
+typedef struct {
+    ngx_queue_t                   all;
+    ngx_uint_t                    inited;
+    ngx_uint_t                    generation;  /* connections opened */
+    ngx_msec_t                    connect_timeout;
+    size_t                        buffer_limit;
+} ngx_zmq_amqp_worker_t;
+
+
+void ngx_zmq_amqp_configure(ngx_zmq_amqp_worker_t *w,
+    ngx_msec_t connect_timeout, size_t buffer_limit);
 
 /*
  * Opens (and keeps reconnecting) one connection for an outgoing connection;
  * the configuration is copied. stats is this worker's slot for it.
  */
-ngx_zmq_amqp_conn_t *ngx_zmq_amqp_open(
+ngx_zmq_amqp_conn_t *ngx_zmq_amqp_open(ngx_zmq_amqp_worker_t *w,
     ngx_http_zmq_outconn_conf_t *oc, ngx_zmq_amqp_stats_t *stats,
     ngx_log_t *log);
 
@@ -161,7 +171,8 @@ ngx_zmq_amqp_conn_t *ngx_zmq_amqp_open(
 void ngx_zmq_amqp_retire(ngx_zmq_amqp_conn_t *conn);
 
 /* at worker exit: close every connection */
-void ngx_zmq_amqp_exit_process(ngx_cycle_t *cycle);
+void ngx_zmq_amqp_exit_process(ngx_zmq_amqp_worker_t *w,
+    ngx_cycle_t *cycle);
 
 /*
  * Queues one message. On NGX_OK *pub is the pending message whose done()

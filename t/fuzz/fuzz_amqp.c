@@ -48,6 +48,7 @@ static fuzz_pub_t                fuzz_pubs[FUZZ_PUBS_MAX];
 static ngx_uint_t                fuzz_npubs;
 static amqp_connection_state_t   fuzz_broker;     /* decodes what we send */
 static size_t                    fuzz_sent_total;
+static ngx_zmq_amqp_worker_t     fuzz_worker;
 static ngx_uint_t                fuzz_sent_conn;  /* connection decoded */
 static u_char                    fuzz_header[8];
 static u_char                    fuzz_body[16384];
@@ -286,12 +287,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     oc.expiration = -1;
 
     ngx_fuzz_peer.connect_rc = (data[2] & 1) ? NGX_OK : NGX_AGAIN;
-    ngx_zmq_amqp_configure(5000, 64 * 1024);
+    ngx_zmq_amqp_configure(&fuzz_worker, 5000, 64 * 1024);
 
     data += 3;
     size -= 3;
 
-    conn = ngx_zmq_amqp_open(&oc, NULL, ngx_fuzz_log);
+    conn = ngx_zmq_amqp_open(&fuzz_worker, &oc, NULL, ngx_fuzz_log);
     if (conn == NULL) {
         ngx_fuzz_fail("open() failed");
     }

@@ -44,6 +44,19 @@ static ngx_uint_t                fuzz_answers;
 static ngx_http_zmq_pub_result_e fuzz_result;
 
 
+/* the worker struct the module's code finds through the cycle */
+static ngx_http_zmq_worker_t     fuzz_worker;
+static ngx_http_zmq_main_conf_t  fuzz_zmcf;
+
+
+static void
+fuzz_worker_setup(void)
+{
+    fuzz_zmcf.worker = &fuzz_worker;
+    ngx_fuzz_http_main_conf(&ngx_http_zmq_module, &fuzz_zmcf);
+}
+
+
 static void
 fuzz_broker_reset(void)
 {
@@ -433,9 +446,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_got = malloc(len ? len : 1);
     fuzz_got_header = -1;
     fuzz_answers = 0;
-    ngx_zmq_amqp_configure(5000, 16 * 1024 * 1024);
+    fuzz_worker_setup();
+    ngx_zmq_amqp_configure(&fuzz_worker.amqp, 5000, 16 * 1024 * 1024);
 
-    conn = ngx_zmq_amqp_open(&oc, NULL, ngx_fuzz_log);
+    conn = ngx_zmq_amqp_open(&fuzz_worker.amqp, &oc, NULL, ngx_fuzz_log);
     if (conn == NULL || fuzz_got == NULL) {
         ngx_fuzz_fail("out of memory");
     }
