@@ -279,7 +279,7 @@ static const zgw_field_t  zgw_rest_channel_fields[] = {
     F_REF_REQ("service", ZGW_KIND_SERVICE),
     F_REF_OPT("security", ZGW_KIND_SECURITY),
     F_ENUM_DEF("data_format", zgw_enum_data_format, "none"),
-    F_INT_DEF("max_body", 1048576, 0, 1073741824),
+    F_INT_DEF("max_body", 1048576, 0, ZGW_BODY_MAX),
     ZGW_END
 };
 
@@ -1597,6 +1597,38 @@ zgw_config_check_refs(const zgw_config_t *cfg, zgw_errors_t *errs)
 
     if (rc != ZGW_OK) {
         return rc;
+    }
+
+    if (json_object_size(cfg->objs[ZGW_KIND_AMQP_OUTCONN]) > ZGW_OUTCONNS_MAX)
+    {
+        zgw_errors_add(errs, "amqp_outconn: %zu objects, at most %d in one "
+                       "configuration",
+                       json_object_size(cfg->objs[ZGW_KIND_AMQP_OUTCONN]),
+                       ZGW_OUTCONNS_MAX);
+        rc = ZGW_ERROR;
+    }
+
+    /*
+     * RabbitMQ refuses a message whose user_id is not the connection's
+     * user by closing the channel: every message in flight on it fails.
+     */
+    json_object_foreach(cfg->objs[ZGW_KIND_AMQP_OUTCONN], name, obj) {
+        const char  *uid, *user;
+        json_t      *def;
+
+        uid = json_string_value(json_object_get(obj, "user_id"));
+        def = json_object_get(cfg->objs[ZGW_KIND_AMQP_DEF],
+                              json_string_value(json_object_get(obj, "def")));
+        user = json_string_value(json_object_get(def, "username"));
+
+        if (uid != NULL && user != NULL && strcmp(uid, user) != 0) {
+            zgw_errors_add(errs, "amqp_outconn '%s': user_id '%s' is not the "
+                           "user of amqp_def '%s' ('%s'): RabbitMQ refuses "
+                           "such messages and closes the channel", name, uid,
+                           json_string_value(json_object_get(obj, "def")),
+                           user);
+            rc = ZGW_ERROR;
+        }
     }
 
     json_object_foreach(cfg->objs[ZGW_KIND_SERVICE], name, obj) {

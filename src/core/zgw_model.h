@@ -19,6 +19,14 @@
 
 #define ZGW_VERSION            "0.1.0"
 #define ZGW_NAME_MAX           200
+/* amqp_outconn objects in one configuration: each NGINX worker keeps 64
+ * connection slots, so that every outgoing connection can be replaced while
+ * the old one drains its confirms */
+#define ZGW_OUTCONNS_MAX       32
+/* the largest message body: RabbitMQ 3.10's max_message_size (128 MiB);
+ * a larger message closes the channel, and with it every message in
+ * flight on the connection */
+#define ZGW_BODY_MAX           134217728
 #define ZGW_ROUTE_PARAMS_MAX   16     /* {param} segments of a url_path */
 
 

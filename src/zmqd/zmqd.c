@@ -1284,6 +1284,7 @@ main(int argc, char **argv)
     if (key_file != NULL) {
         if (zgw_key_load(&ctx.key, key_file, &errs) != ZGW_OK) {
             zmqd_log("error", "%s", zgw_errors_first(&errs));
+            zgw_errors_free(&errs);
             return 1;
         }
         ctx.has_key = 1;
@@ -1295,6 +1296,7 @@ main(int argc, char **argv)
 
     cfg = zmqd_follow_load(&ctx.follow, 0);
     if (cfg == NULL) {
+        zgw_store_close(ctx.follow.store);
         return 1;
     }
 

@@ -124,6 +124,19 @@ static const model_case_t  model_cases[] = {
     { "amqp_outconn: max_inflight is at least 1",
       "{" DEF ",\"amqp_outconn\":[{\"name\":\"o\",\"def\":\"crm\","
       "\"max_inflight\":0}]}", "max_inflight 0 is out of range" },
+    { "amqp_outconn: user_id must be the definition's user",
+      "{" DEF ",\"amqp_outconn\":[{\"name\":\"o\",\"def\":\"crm\","
+      "\"user_id\":\"mallory\"}]}",
+      "amqp_outconn 'o': user_id 'mallory' is not the user of amqp_def "
+      "'crm' ('guest')" },
+    { "amqp_outconn: user_id equal to the definition's user is valid",
+      "{" DEF ",\"amqp_outconn\":[{\"name\":\"o\",\"def\":\"crm\","
+      "\"user_id\":\"guest\"}]}", NULL },
+    { "rest_channel: max_body at most RabbitMQ's largest message",
+      "{" DEF "," OUT "," PUB ",\"rest_channel\":[{\"name\":\"r\","
+      "\"url_path\":\"/a\",\"service\":\"pub\","
+      "\"max_body\":134217729}]}",
+      "max_body 134217729 is out of range 0-134217728" },
     { "amqp_outconn: max_inflight is at most 65536 (the module's cap)",
       "{" DEF ",\"amqp_outconn\":[{\"name\":\"o\",\"def\":\"crm\","
       "\"max_inflight\":65537}]}", "max_inflight 65537 is out of range 1-65536" },
@@ -412,6 +425,50 @@ test_model_cases(void **state)
 }
 
 
+/* more amqp_outconn objects than a worker has connection slots for */
+static void
+test_outconn_count_is_bounded(void **state)
+{
+    int            n, rc;
+    char          *doc, *p;
+    size_t         size;
+    zgw_errors_t   errs;
+    zgw_config_t  *cfg;
+
+    (void) state;
+
+    for (n = ZGW_OUTCONNS_MAX; n <= ZGW_OUTCONNS_MAX + 1; n++) {
+        size = 256 + (size_t) n * 64;
+        doc = malloc(size);
+        assert_non_null(doc);
+        p = doc + sprintf(doc, "{" DEF ",\"amqp_outconn\":[");
+        for (rc = 0; rc < n; rc++) {
+            p += sprintf(p, "%s{\"name\":\"o%d\",\"def\":\"crm\"}",
+                         rc ? "," : "", rc);
+        }
+        strcpy(p, "]}");
+
+        cfg = zgw_config_new();
+        assert_non_null(cfg);
+        zgw_errors_init(&errs);
+        rc = zgw_config_load_text(cfg, doc, strlen(doc), "test.json", 0,
+                                  &errs);
+
+        if (n == ZGW_OUTCONNS_MAX) {
+            assert_int_equal(rc, ZGW_OK);
+        } else {
+            assert_int_equal(rc, ZGW_ERROR);
+            assert_true(zgw_test_errors_have(&errs, "amqp_outconn: 33 "
+                                             "objects, at most 32"));
+        }
+
+        zgw_errors_free(&errs);
+        zgw_config_free(cfg);
+        free(doc);
+    }
+}
+
+
 static void
 test_defaults_are_filled(void **state)
 {
@@ -658,6 +715,7 @@ main(void)
 {
     const struct CMUnitTest  tests[] = {
         cmocka_unit_test(test_model_cases),
+        cmocka_unit_test(test_outconn_count_is_bounded),
         cmocka_unit_test(test_defaults_are_filled),
         cmocka_unit_test(test_every_error_is_reported),
         cmocka_unit_test(test_invalid_referent_does_not_cascade),
