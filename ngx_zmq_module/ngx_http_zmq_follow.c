@@ -33,8 +33,9 @@
 #include <jansson.h>
 
 #include "zgw_store.h"
+#include "ngx_http_zmq_module.h"
 #include "ngx_http_zmq_follow.h"
-#include "ngx_http_zmq_redis.h"
+#include "ngx_zmq_redis.h"
 
 
 #define NGX_HTTP_ZMQ_PING_MIN  1000
@@ -59,10 +60,10 @@ struct ngx_http_zmq_cache_job_s {
 };
 
 
-typedef struct {
+struct ngx_http_zmq_follow_s {
     ngx_http_zmq_follow_conf_t    conf;
-    ngx_http_zmq_redis_t         *cmd;
-    ngx_http_zmq_redis_t         *sub;
+    ngx_zmq_redis_t              *cmd;
+    ngx_zmq_redis_t              *sub;
     ngx_event_t                   poll;
     ngx_flag_t                    loading;
     ngx_flag_t                    again;
@@ -77,7 +78,7 @@ typedef struct {
 #if (NGX_THREADS)
     ngx_thread_pool_t            *pool;
 #endif
-} ngx_http_zmq_follow_t;
+};
 
 
 static void ngx_http_zmq_follow_state(ngx_http_zmq_follow_t *f,
@@ -85,18 +86,18 @@ static void ngx_http_zmq_follow_state(ngx_http_zmq_follow_t *f,
 static void ngx_http_zmq_follow_regressed(ngx_http_zmq_follow_t *f,
     long long store);
 static void ngx_http_zmq_follow_load(ngx_http_zmq_follow_t *f);
-static void ngx_http_zmq_follow_snapshot(ngx_http_zmq_redis_t *rd,
+static void ngx_http_zmq_follow_snapshot(ngx_zmq_redis_t *rd,
     redisReply *reply, void *data);
-static void ngx_http_zmq_follow_version(ngx_http_zmq_redis_t *rd,
+static void ngx_http_zmq_follow_version(ngx_zmq_redis_t *rd,
     redisReply *reply, void *data);
 static void ngx_http_zmq_follow_poll(ngx_event_t *ev);
-static void ngx_http_zmq_follow_connected(ngx_http_zmq_redis_t *rd,
+static void ngx_http_zmq_follow_connected(ngx_zmq_redis_t *rd,
     void *data);
-static void ngx_http_zmq_follow_subscribed(ngx_http_zmq_redis_t *rd,
+static void ngx_http_zmq_follow_subscribed(ngx_zmq_redis_t *rd,
     redisReply *reply, void *data);
-static void ngx_http_zmq_follow_disconnected(ngx_http_zmq_redis_t *rd,
+static void ngx_http_zmq_follow_disconnected(ngx_zmq_redis_t *rd,
     void *data);
-static void ngx_http_zmq_follow_event(ngx_http_zmq_redis_t *rd,
+static void ngx_http_zmq_follow_event(ngx_zmq_redis_t *rd,
     redisReply *reply, void *data);
 
 static void ngx_http_zmq_cache_save(ngx_http_zmq_follow_t *f,
@@ -110,8 +111,6 @@ static void ngx_http_zmq_cache_free(ngx_http_zmq_cache_job_t *job);
 static void ngx_http_zmq_cache_done(ngx_event_t *ev);
 #endif
 
-
-static ngx_http_zmq_follow_t  *ngx_http_zmq_follower;
 
 #if (NGX_THREADS)
 static ngx_str_t  ngx_http_zmq_cache_pool = ngx_string("default");
@@ -185,7 +184,7 @@ ngx_http_zmq_follow_regressed(ngx_http_zmq_follow_t *f, long long store)
 
 
 static void
-ngx_http_zmq_follow_snapshot(ngx_http_zmq_redis_t *rd, redisReply *reply,
+ngx_http_zmq_follow_snapshot(ngx_zmq_redis_t *rd, redisReply *reply,
     void *data)
 {
     size_t                   i;
@@ -199,7 +198,7 @@ ngx_http_zmq_follow_snapshot(ngx_http_zmq_redis_t *rd, redisReply *reply,
 
     if (reply == NULL) {
         ngx_http_zmq_follow_state(f, NGX_HTTP_ZMQ_SRC_STALE,
-                                  ngx_http_zmq_redis_error(rd));
+                                  ngx_zmq_redis_error(rd));
         return;
     }
 
@@ -296,14 +295,14 @@ ngx_http_zmq_follow_load(ngx_http_zmq_follow_t *f)
         return;
     }
 
-    if (!ngx_http_zmq_redis_connected(f->cmd)) {
+    if (!ngx_zmq_redis_connected(f->cmd)) {
         return;                 /* loaded when it connects */
     }
 
     argc = zgw_store_snapshot_argv(argv);
 
-    if (ngx_http_zmq_redis_command(f->cmd, argc, argv, NULL,
-                                   ngx_http_zmq_follow_snapshot, f)
+    if (ngx_zmq_redis_command(f->cmd, argc, argv, NULL,
+                              ngx_http_zmq_follow_snapshot, f)
         == NGX_OK)
     {
         f->loading = 1;
@@ -312,7 +311,7 @@ ngx_http_zmq_follow_load(ngx_http_zmq_follow_t *f)
 
 
 static void
-ngx_http_zmq_follow_version(ngx_http_zmq_redis_t *rd, redisReply *reply,
+ngx_http_zmq_follow_version(ngx_zmq_redis_t *rd, redisReply *reply,
     void *data)
 {
     long long               v;
@@ -337,9 +336,9 @@ ngx_http_zmq_follow_poll(ngx_event_t *ev)
     ngx_http_zmq_follow_t  *f = ev->data;
     const char             *argv[2] = { "GET", ZGW_KEY_VERSION };
 
-    if (ngx_http_zmq_redis_connected(f->cmd) && !f->loading) {
-        (void) ngx_http_zmq_redis_command(f->cmd, 2, argv, NULL,
-                                          ngx_http_zmq_follow_version, f);
+    if (ngx_zmq_redis_connected(f->cmd) && !f->loading) {
+        (void) ngx_zmq_redis_command(f->cmd, 2, argv, NULL,
+                                     ngx_http_zmq_follow_version, f);
     }
 
     ngx_add_timer(&f->poll, f->conf.poll);
@@ -347,14 +346,14 @@ ngx_http_zmq_follow_poll(ngx_event_t *ev)
 
 
 static void
-ngx_http_zmq_follow_connected(ngx_http_zmq_redis_t *rd, void *data)
+ngx_http_zmq_follow_connected(ngx_zmq_redis_t *rd, void *data)
 {
     ngx_http_zmq_follow_t  *f = data;
     const char             *argv[2] = { "SUBSCRIBE", ZGW_KEY_EVENTS };
 
     if (rd == f->sub) {
-        (void) ngx_http_zmq_redis_command(rd, 2, argv, NULL,
-                                          ngx_http_zmq_follow_subscribed, f);
+        (void) ngx_zmq_redis_command(rd, 2, argv, NULL,
+                                     ngx_http_zmq_follow_subscribed, f);
 
         if (f->state == NGX_HTTP_ZMQ_SRC_LOADED
             || f->state == NGX_HTTP_ZMQ_SRC_REGRESSED)
@@ -370,7 +369,7 @@ ngx_http_zmq_follow_connected(ngx_http_zmq_redis_t *rd, void *data)
 
 
 static void
-ngx_http_zmq_follow_subscribed(ngx_http_zmq_redis_t *rd, redisReply *reply,
+ngx_http_zmq_follow_subscribed(ngx_zmq_redis_t *rd, redisReply *reply,
     void *data)
 {
     ngx_http_zmq_follow_t  *f = data;
@@ -383,20 +382,20 @@ ngx_http_zmq_follow_subscribed(ngx_http_zmq_redis_t *rd, redisReply *reply,
 
 
 static void
-ngx_http_zmq_follow_disconnected(ngx_http_zmq_redis_t *rd, void *data)
+ngx_http_zmq_follow_disconnected(ngx_zmq_redis_t *rd, void *data)
 {
     ngx_http_zmq_follow_t  *f = data;
 
     if (rd == f->cmd) {
         f->loading = 0;
         ngx_http_zmq_follow_state(f, NGX_HTTP_ZMQ_SRC_STALE,
-                                  ngx_http_zmq_redis_error(rd));
+                                  ngx_zmq_redis_error(rd));
     }
 }
 
 
 static void
-ngx_http_zmq_follow_event(ngx_http_zmq_redis_t *rd, redisReply *reply,
+ngx_http_zmq_follow_event(ngx_zmq_redis_t *rd, redisReply *reply,
     void *data)
 {
     json_t                 *ev;
@@ -613,7 +612,7 @@ ngx_http_zmq_cache_done(ngx_event_t *ev)
     ngx_http_zmq_cache_report(job);
     ngx_http_zmq_cache_free(job);
 
-    f = ngx_http_zmq_follower;
+    f = ngx_http_zmq_worker()->follower;
     if (f == NULL) {
         return;
     }
@@ -635,7 +634,7 @@ ngx_http_zmq_follow_start(ngx_http_zmq_follow_conf_t *conf)
 {
     ngx_http_zmq_follow_t      *f;
     ngx_http_zmq_runtime_t     *rt;
-    ngx_http_zmq_redis_conf_t   rc;
+    ngx_zmq_redis_conf_t        rc;
 
     f = ngx_calloc(sizeof(ngx_http_zmq_follow_t), conf->log);
     if (f == NULL) {
@@ -657,7 +656,7 @@ ngx_http_zmq_follow_start(ngx_http_zmq_follow_conf_t *conf)
                                   &ngx_http_zmq_cache_pool);
 #endif
 
-    ngx_memzero(&rc, sizeof(ngx_http_zmq_redis_conf_t));
+    ngx_memzero(&rc, sizeof(ngx_zmq_redis_conf_t));
     rc.addr = conf->addr;
     rc.username = conf->username;
     rc.password = conf->password;
@@ -669,14 +668,14 @@ ngx_http_zmq_follow_start(ngx_http_zmq_follow_conf_t *conf)
     rc.log = conf->log;
     rc.name = "config";
 
-    f->cmd = ngx_http_zmq_redis_create(&rc);
+    f->cmd = ngx_zmq_redis_create(&rc);
 
     /* the subscriber only listens: its PINGs notice a silent peer */
     rc.subscriber = 1;
     rc.push = ngx_http_zmq_follow_event;
     rc.ping = ngx_max(conf->poll, NGX_HTTP_ZMQ_PING_MIN);
     rc.name = "events";
-    f->sub = ngx_http_zmq_redis_create(&rc);
+    f->sub = ngx_zmq_redis_create(&rc);
 
     if (f->cmd == NULL || f->sub == NULL) {
         return NGX_ERROR;
@@ -687,10 +686,10 @@ ngx_http_zmq_follow_start(ngx_http_zmq_follow_conf_t *conf)
     f->poll.log = conf->log;
     f->poll.cancelable = 1;
 
-    ngx_http_zmq_follower = f;
+    ngx_http_zmq_worker()->follower = f;
 
-    ngx_http_zmq_redis_start(f->cmd);
-    ngx_http_zmq_redis_start(f->sub);
+    ngx_zmq_redis_start(f->cmd);
+    ngx_zmq_redis_start(f->sub);
     ngx_add_timer(&f->poll, conf->poll);
 
     return NGX_OK;
@@ -700,7 +699,7 @@ ngx_http_zmq_follow_start(ngx_http_zmq_follow_conf_t *conf)
 void
 ngx_http_zmq_follow_stop(void)
 {
-    ngx_http_zmq_follow_t  *f = ngx_http_zmq_follower;
+    ngx_http_zmq_follow_t  *f = ngx_http_zmq_worker()->follower;
 
     if (f == NULL) {
         return;
@@ -715,8 +714,8 @@ ngx_http_zmq_follow_stop(void)
         ngx_http_zmq_cache_free(f->cache_next);
     }
 
-    ngx_http_zmq_redis_destroy(f->cmd);
-    ngx_http_zmq_redis_destroy(f->sub);
+    ngx_zmq_redis_destroy(f->cmd);
+    ngx_zmq_redis_destroy(f->sub);
     ngx_free(f);
-    ngx_http_zmq_follower = NULL;
+    ngx_http_zmq_worker()->follower = NULL;
 }

@@ -437,11 +437,22 @@ ngx_http_zmq_init_process(ngx_cycle_t *cycle)
     }
 
     zmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_zmq_module);
-    if (zmcf == NULL || zmcf->type == 0) {
+    if (zmcf == NULL) {
         return NGX_OK;
     }
 
-    ngx_http_zmq_amqp_configure(zmcf->connect_timeout, zmcf->buffer_limit);
+    /* what was per-process globals: every worker has one */
+    zmcf->worker = ngx_pcalloc(cycle->pool, sizeof(ngx_http_zmq_worker_t));
+    if (zmcf->worker == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (zmcf->type == 0) {
+        return NGX_OK;
+    }
+
+    ngx_zmq_amqp_configure(&zmcf->worker->amqp, zmcf->connect_timeout,
+                           zmcf->buffer_limit);
 
     ngx_http_zmq_publish_init_process(cycle);
 
@@ -498,7 +509,25 @@ ngx_http_zmq_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_zmq_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_http_zmq_main_conf_t  *zmcf;
+
+    zmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_zmq_module);
+    if (zmcf == NULL || zmcf->worker == NULL) {
+        return;
+    }
+
     ngx_http_zmq_follow_stop();
-    ngx_http_zmq_amqp_exit_process(cycle);
+    ngx_zmq_amqp_exit_process(&zmcf->worker->amqp, cycle);
     ngx_http_zmq_runtime_exit();
+}
+
+
+ngx_http_zmq_worker_t *
+ngx_http_zmq_worker(void)
+{
+    ngx_http_zmq_main_conf_t  *zmcf;
+
+    zmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_http_zmq_module);
+
+    return zmcf->worker;
 }

@@ -17,7 +17,7 @@
 #include "zgw_crypto.h"
 #include "zgw_model.h"
 #include "zgw_redis_url.h"
-#include "ngx_http_zmq_amqp.h"
+#include "ngx_zmq_amqp.h"
 #include "ngx_http_zmq_runtime.h"
 
 
@@ -35,6 +35,32 @@
 #if (NGX_HTTP_ZMQ_NAME_LEN <= ZGW_NAME_MAX)
 #error "NGX_HTTP_ZMQ_NAME_LEN must hold a name of ZGW_NAME_MAX bytes"
 #endif
+
+
+typedef struct ngx_http_zmq_follow_s  ngx_http_zmq_follow_t;
+
+
+/* what one worker process has (zmcf->worker, from init_process) */
+typedef struct {
+    /* ngx_http_zmq_publish.c: answers paced through the event loop */
+    ngx_queue_t                    answers;
+    ngx_event_t                    answer_ev;
+
+    /* ngx_http_zmq_runtime.c: the configuration it runs, its connections */
+    ngx_http_zmq_runtime_t        *rt;
+    ngx_http_zmq_conn_slot_t       slots[NGX_HTTP_ZMQ_OUTCONNS_MAX];
+
+    /* ngx_http_zmq_follow.c: following Redis */
+    ngx_http_zmq_follow_t         *follower;
+
+    /* ngx_http_zmq_props.c: random bytes for message ids */
+    u_char                         ids[4096];
+    size_t                         ids_used;
+    ngx_pid_t                      ids_owner;
+
+    /* ngx_zmq_amqp.c: its connections */
+    ngx_zmq_amqp_worker_t          amqp;
+} ngx_http_zmq_worker_t;
 
 
 typedef struct {
@@ -63,6 +89,8 @@ typedef struct {
     ngx_shm_zone_t                *shm;
     ngx_http_zmq_worker_stats_t   *stats;      /* in the zone */
     ngx_uint_t                     slots;      /* workers in the zone */
+
+    ngx_http_zmq_worker_t         *worker;     /* in worker processes */
 } ngx_http_zmq_main_conf_t;
 
 
@@ -99,6 +127,10 @@ typedef struct {
 
 
 extern ngx_module_t  ngx_http_zmq_module;
+
+
+/* ngx_http_zmq_module.c: this process's zmcf->worker */
+ngx_http_zmq_worker_t *ngx_http_zmq_worker(void);
 
 
 /* ngx_http_zmq_conf.c: where the configuration comes from */

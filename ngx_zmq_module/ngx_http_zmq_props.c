@@ -36,20 +36,20 @@ static const char *ngx_http_zmq_bad_header(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_zmq_uuid4(u_char *out)
 {
-    static u_char     pool[4096];
-    static size_t     used = sizeof(pool);
-    static ngx_pid_t  owner;
+    ngx_http_zmq_worker_t  *w;
 
-    if (used == sizeof(pool) || owner != ngx_pid) {
-        if (RAND_bytes(pool, sizeof(pool)) != 1) {
+    w = ngx_http_zmq_worker();
+
+    if (w->ids_used == sizeof(w->ids) || w->ids_owner != ngx_pid) {
+        if (RAND_bytes(w->ids, sizeof(w->ids)) != 1) {
             return NGX_ERROR;
         }
-        used = 0;
-        owner = ngx_pid;
+        w->ids_used = 0;
+        w->ids_owner = ngx_pid;
     }
 
-    zgw_uuid4_format(&pool[used], (char *) out);
-    used += 16;
+    zgw_uuid4_format(&w->ids[w->ids_used], (char *) out);
+    w->ids_used += 16;
 
     return NGX_OK;
 }

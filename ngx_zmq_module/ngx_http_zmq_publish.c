@@ -17,7 +17,7 @@
 #include "ngx_http_zmq_module.h"
 
 
-/* requests answered per pass of the event loop, see ngx_http_zmq_answers */
+/* requests answered per pass of the event loop, see the answers queue */
 #ifndef NGX_HTTP_ZMQ_ANSWERS_PER_PASS
 #define NGX_HTTP_ZMQ_ANSWERS_PER_PASS  64
 #endif
@@ -419,7 +419,7 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
     amqp_basic_properties_t       *props;
     ngx_http_zmq_service_t        *svc;
     ngx_http_zmq_loc_conf_t       *zlcf;
-    ngx_http_zmq_amqp_conn_t      *conn;
+    ngx_zmq_amqp_conn_t           *conn;
     ngx_http_zmq_outconn_conf_t   *oc;
 
     zlcf = ngx_http_get_module_loc_conf(r, ngx_http_zmq_module);
@@ -556,8 +556,8 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
     retry = 1;
     pub = NULL;
 
-    rc = ngx_http_zmq_amqp_publish(conn, &msg, &pub, &retry,
-                                   r->connection->log);
+    rc = ngx_zmq_amqp_publish(conn, &msg, &pub, &retry,
+                              r->connection->log);
 
     switch (rc) {
 
@@ -603,13 +603,11 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
  * The broker confirms in batches: one basic.ack with "multiple" may settle
  * every message in flight, hundreds of requests. Answering them all in one
  * go keeps the worker from reading the requests those clients send next,
- * and the broker idles until the worker is done. So answers queue here and
- * go out NGX_HTTP_ZMQ_ANSWERS_PER_PASS at a time, each pass followed by a
- * turn of the event loop that reads (and publishes) whatever arrived.
+ * and the broker idles until the worker is done. So answers queue (the
+ * worker's answers and answer_ev) and go out NGX_HTTP_ZMQ_ANSWERS_PER_PASS
+ * at a time, each pass followed by a turn of the event loop that reads (and
+ * publishes) whatever arrived.
  */
-
-static ngx_queue_t  ngx_http_zmq_answers;
-static ngx_event_t  ngx_http_zmq_answer_ev;
 
 
 /*
@@ -656,9 +654,14 @@ ngx_http_zmq_publish_init(ngx_conf_t *cf)
 void
 ngx_http_zmq_publish_init_process(ngx_cycle_t *cycle)
 {
-    ngx_queue_init(&ngx_http_zmq_answers);
-    ngx_http_zmq_answer_ev.handler = ngx_http_zmq_answer_handler;
-    ngx_http_zmq_answer_ev.log = cycle->log;
+    ngx_http_zmq_worker_t  *w;
+
+    w = ngx_http_zmq_worker();
+
+    ngx_queue_init(&w->answers);
+    w->answer_ev.handler = ngx_http_zmq_answer_handler;
+    w->answer_ev.data = w;
+    w->answer_ev.log = cycle->log;
 }
 
 
@@ -666,15 +669,18 @@ static void
 ngx_http_zmq_publish_done(ngx_http_zmq_pub_t *pub,
     ngx_http_zmq_pub_result_e result)
 {
-    ngx_http_zmq_ctx_t  *ctx = pub->data;
+    ngx_http_zmq_ctx_t     *ctx = pub->data;
+    ngx_http_zmq_worker_t  *w;
+
+    w = ngx_http_zmq_worker();
 
     ctx->pub = NULL;
     ctx->result = result;
     ctx->queued = 1;
-    ngx_queue_insert_tail(&ngx_http_zmq_answers, &ctx->answer);
+    ngx_queue_insert_tail(&w->answers, &ctx->answer);
 
-    if (!ngx_http_zmq_answer_ev.posted) {
-        ngx_post_event(&ngx_http_zmq_answer_ev, &ngx_posted_events);
+    if (!w->answer_ev.posted) {
+        ngx_post_event(&w->answer_ev, &ngx_posted_events);
     }
 }
 
@@ -682,16 +688,17 @@ ngx_http_zmq_publish_done(ngx_http_zmq_pub_t *pub,
 static void
 ngx_http_zmq_answer_handler(ngx_event_t *ev)
 {
-    ngx_uint_t           n;
-    ngx_queue_t         *q;
-    ngx_http_zmq_ctx_t  *ctx;
+    ngx_uint_t              n;
+    ngx_queue_t            *q;
+    ngx_http_zmq_ctx_t     *ctx;
+    ngx_http_zmq_worker_t  *w = ev->data;
 
     for (n = 0; n < NGX_HTTP_ZMQ_ANSWERS_PER_PASS; n++) {
-        if (ngx_queue_empty(&ngx_http_zmq_answers)) {
+        if (ngx_queue_empty(&w->answers)) {
             return;
         }
 
-        q = ngx_queue_head(&ngx_http_zmq_answers);
+        q = ngx_queue_head(&w->answers);
         ngx_queue_remove(q);
         ctx = ngx_queue_data(q, ngx_http_zmq_ctx_t, answer);
         ctx->queued = 0;
@@ -699,7 +706,7 @@ ngx_http_zmq_answer_handler(ngx_event_t *ev)
         ngx_http_zmq_answer(ctx);
     }
 
-    if (!ngx_queue_empty(&ngx_http_zmq_answers)) {
+    if (!ngx_queue_empty(&w->answers)) {
         /* after the next epoll_wait(), which does not wait */
         ngx_post_event(ev, &ngx_posted_next_events);
     }
@@ -782,7 +789,7 @@ ngx_http_zmq_request_cleanup(void *data)
     ngx_http_zmq_ctx_t  *ctx = data;
 
     if (ctx->pub != NULL) {
-        ngx_http_zmq_amqp_detach(ctx->pub);
+        ngx_zmq_amqp_detach(ctx->pub);
         ctx->pub = NULL;
     }
 

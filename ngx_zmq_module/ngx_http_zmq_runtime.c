@@ -11,7 +11,7 @@
 #include <jansson.h>
 
 #include "zgw_hostport.h"
-#include "ngx_http_zmq_runtime.h"
+#include "ngx_http_zmq_module.h"
 
 
 #define NGX_HTTP_ZMQ_TMPL_LITERAL     0
@@ -25,22 +25,14 @@
      || ((c) >= '0' && (c) <= '9') || (c) == '_')
 
 
-/* this worker's broker connections, by outgoing connection */
-typedef struct {
-    u_char                      *name;       /* ngx_alloc()ed, NUL-ended */
-    ngx_str_t                    fingerprint;
-    ngx_http_zmq_amqp_conn_t    *conn;
-} ngx_http_zmq_conn_slot_t;
-
-
-static ngx_http_zmq_runtime_t    *ngx_http_zmq_rt;
-static ngx_http_zmq_conn_slot_t   ngx_http_zmq_slots[NGX_HTTP_ZMQ_OUTCONNS_MAX];
-
-
 ngx_http_zmq_runtime_t *
 ngx_http_zmq_runtime_current(void)
 {
-    return ngx_http_zmq_rt;
+    ngx_http_zmq_worker_t  *w;
+
+    w = ngx_http_zmq_worker();
+
+    return w->rt;
 }
 
 
@@ -700,8 +692,11 @@ ngx_http_zmq_runtime_apply(ngx_http_zmq_runtime_t *rt,
     ngx_str_t                    *fps;
     ngx_uint_t                    i, j, s, kept, opened, retired;
     ngx_http_zmq_conn_slot_t     *slot;
-    ngx_http_zmq_amqp_stats_t    *st;
+    ngx_zmq_amqp_stats_t         *st;
     ngx_http_zmq_outconn_conf_t  *oc;
+    ngx_http_zmq_worker_t        *w;
+
+    w = ngx_http_zmq_worker();
 
     oc = rt->outconns.elts;
     fps = rt->fingerprints.elts;
@@ -712,7 +707,7 @@ ngx_http_zmq_runtime_apply(ngx_http_zmq_runtime_t *rt,
     /* retire what changed or went away */
 
     for (s = 0; s < NGX_HTTP_ZMQ_OUTCONNS_MAX; s++) {
-        slot = &ngx_http_zmq_slots[s];
+        slot = &w->slots[s];
         if (slot->conn == NULL) {
             continue;
         }
@@ -732,7 +727,7 @@ ngx_http_zmq_runtime_apply(ngx_http_zmq_runtime_t *rt,
             continue;
         }
 
-        ngx_http_zmq_amqp_retire(slot->conn);
+        ngx_zmq_amqp_retire(slot->conn);
         ngx_free(slot->name);
         ngx_free(slot->fingerprint.data);
         ngx_memzero(slot, sizeof(ngx_http_zmq_conn_slot_t));
@@ -743,7 +738,7 @@ ngx_http_zmq_runtime_apply(ngx_http_zmq_runtime_t *rt,
 
     for (i = 0; i < rt->outconns.nelts; i++) {
         for (s = 0; s < NGX_HTTP_ZMQ_OUTCONNS_MAX; s++) {
-            slot = &ngx_http_zmq_slots[s];
+            slot = &w->slots[s];
             if (slot->conn != NULL
                 && ngx_strcmp(slot->name, oc[i].name.data) == 0)
             {
@@ -756,7 +751,7 @@ ngx_http_zmq_runtime_apply(ngx_http_zmq_runtime_t *rt,
         }
 
         for (s = 0; s < NGX_HTTP_ZMQ_OUTCONNS_MAX; s++) {
-            if (ngx_http_zmq_slots[s].conn == NULL) {
+            if (w->slots[s].conn == NULL) {
                 break;
             }
         }
@@ -777,7 +772,7 @@ ngx_http_zmq_runtime_apply(ngx_http_zmq_runtime_t *rt,
             continue;
         }
 
-        slot = &ngx_http_zmq_slots[s];
+        slot = &w->slots[s];
         slot->name = ngx_alloc(oc[i].name.len + 1, log);
         slot->fingerprint.data = ngx_alloc(fps[i].len, log);
         if (slot->name == NULL || slot->fingerprint.data == NULL) {
@@ -791,7 +786,7 @@ ngx_http_zmq_runtime_apply(ngx_http_zmq_runtime_t *rt,
         ngx_memcpy(slot->fingerprint.data, fps[i].data, fps[i].len);
         slot->fingerprint.len = fps[i].len;
 
-        slot->conn = ngx_http_zmq_amqp_open(&oc[i], st, log);
+        slot->conn = ngx_zmq_amqp_open(&w->amqp, &oc[i], st, log);
         if (slot->conn == NULL) {
             ngx_free(slot->name);
             ngx_free(slot->fingerprint.data);
@@ -802,16 +797,16 @@ ngx_http_zmq_runtime_apply(ngx_http_zmq_runtime_t *rt,
         opened++;
     }
 
-    if (ngx_http_zmq_rt != NULL) {
+    if (w->rt != NULL) {
         ngx_log_error(NGX_LOG_INFO, log, 0,
                       "zmq: configuration version %L applied (was %L): "
                       "%ui connection(s) kept, %ui opened, %ui retired",
-                      rt->version, ngx_http_zmq_rt->version, kept, opened,
+                      rt->version, w->rt->version, kept, opened,
                       retired);
-        ngx_destroy_pool(ngx_http_zmq_rt->pool);
+        ngx_destroy_pool(w->rt->pool);
     }
 
-    ngx_http_zmq_rt = rt;
+    w->rt = rt;
 
     if (stats != NULL) {
         stats->version = (ngx_atomic_uint_t) rt->version;
@@ -822,12 +817,15 @@ ngx_http_zmq_runtime_apply(ngx_http_zmq_runtime_t *rt,
 void
 ngx_http_zmq_runtime_exit(void)
 {
-    ngx_uint_t  s;
+    ngx_uint_t              s;
+    ngx_http_zmq_worker_t  *w;
+
+    w = ngx_http_zmq_worker();
 
     for (s = 0; s < NGX_HTTP_ZMQ_OUTCONNS_MAX; s++) {
-        ngx_free(ngx_http_zmq_slots[s].name);
-        ngx_free(ngx_http_zmq_slots[s].fingerprint.data);
-        ngx_memzero(&ngx_http_zmq_slots[s], sizeof(ngx_http_zmq_conn_slot_t));
+        ngx_free(w->slots[s].name);
+        ngx_free(w->slots[s].fingerprint.data);
+        ngx_memzero(&w->slots[s], sizeof(ngx_http_zmq_conn_slot_t));
     }
 }
 
@@ -858,11 +856,15 @@ ngx_http_zmq_rt_find(ngx_array_t *a, size_t name_off, ngx_str_t *name)
 ngx_http_zmq_service_t *
 ngx_http_zmq_runtime_service(ngx_str_t *name)
 {
-    if (ngx_http_zmq_rt == NULL) {
+    ngx_http_zmq_worker_t  *w;
+
+    w = ngx_http_zmq_worker();
+
+    if (w->rt == NULL) {
         return NULL;
     }
 
-    return ngx_http_zmq_rt_find(&ngx_http_zmq_rt->services,
+    return ngx_http_zmq_rt_find(&w->rt->services,
                                 offsetof(ngx_http_zmq_service_t, name), name);
 }
 
@@ -870,24 +872,31 @@ ngx_http_zmq_runtime_service(ngx_str_t *name)
 ngx_http_zmq_outconn_conf_t *
 ngx_http_zmq_runtime_outconn(ngx_str_t *name)
 {
-    if (ngx_http_zmq_rt == NULL) {
+    ngx_http_zmq_worker_t  *w;
+
+    w = ngx_http_zmq_worker();
+
+    if (w->rt == NULL) {
         return NULL;
     }
 
-    return ngx_http_zmq_rt_find(&ngx_http_zmq_rt->outconns,
+    return ngx_http_zmq_rt_find(&w->rt->outconns,
                                 offsetof(ngx_http_zmq_outconn_conf_t, name),
                                 name);
 }
 
 
-ngx_http_zmq_amqp_conn_t *
+ngx_zmq_amqp_conn_t *
 ngx_http_zmq_runtime_conn(ngx_str_t *outconn)
 {
     ngx_uint_t                 s;
     ngx_http_zmq_conn_slot_t  *slot;
+    ngx_http_zmq_worker_t     *w;
+
+    w = ngx_http_zmq_worker();
 
     for (s = 0; s < NGX_HTTP_ZMQ_OUTCONNS_MAX; s++) {
-        slot = &ngx_http_zmq_slots[s];
+        slot = &w->slots[s];
         if (slot->conn != NULL
             && ngx_strlen(slot->name) == outconn->len
             && ngx_strncmp(slot->name, outconn->data, outconn->len) == 0)
@@ -996,12 +1005,15 @@ ngx_http_zmq_runtime_route(ngx_http_request_t *r,
     ngx_http_zmq_route_t **found, ngx_http_zmq_param_t *params,
     ngx_uint_t *nparams, ngx_str_t *allow)
 {
-    u_char                *p, *end, *start;
-    ngx_str_t              stack[NGX_HTTP_ZMQ_SEGS_STACK], *segs;
-    ngx_uint_t             i, nsegs, pass, methods, n;
-    ngx_http_zmq_route_t  *route;
+    u_char                 *p, *end, *start;
+    ngx_str_t               stack[NGX_HTTP_ZMQ_SEGS_STACK], *segs;
+    ngx_uint_t              i, nsegs, pass, methods, n;
+    ngx_http_zmq_route_t   *route;
+    ngx_http_zmq_worker_t  *w;
 
-    if (ngx_http_zmq_rt == NULL) {
+    w = ngx_http_zmq_worker();
+
+    if (w->rt == NULL) {
         return NGX_DECLINED;
     }
 
@@ -1047,13 +1059,13 @@ ngx_http_zmq_runtime_route(ngx_http_request_t *r,
         }
     }
 
-    route = ngx_http_zmq_rt->routes.elts;
+    route = w->rt->routes.elts;
     methods = 0;
 
     /* exact paths first, then {param} paths, then prefixes */
 
     for (pass = 0; pass < 3; pass++) {
-        for (i = 0; i < ngx_http_zmq_rt->routes.nelts; i++) {
+        for (i = 0; i < w->rt->routes.nelts; i++) {
             if (!route[i].active
                 || (pass == 0
                     && (route[i].prefix

@@ -21,7 +21,7 @@
 
 #include "zgw_crypto.h"
 #include "zgw_model.h"
-#include "ngx_http_zmq_amqp.h"
+#include "ngx_zmq_amqp.h"
 
 
 #define NGX_HTTP_ZMQ_OUTCONNS_MAX     64
@@ -98,7 +98,7 @@ typedef struct {
     ngx_atomic_t                 state;
     ngx_atomic_t                 since;
     u_char                       error[192];
-    ngx_http_zmq_amqp_stats_t    outconns[NGX_HTTP_ZMQ_OUTCONNS_MAX];
+    ngx_zmq_amqp_stats_t         outconns[NGX_HTTP_ZMQ_OUTCONNS_MAX];
 } ngx_http_zmq_worker_stats_t;
 
 
@@ -106,6 +106,14 @@ typedef struct {
     ngx_str_t                    name;
     ngx_str_t                    value;
 } ngx_http_zmq_param_t;
+
+
+/* this worker's broker connections, by outgoing connection */
+typedef struct {
+    u_char                      *name;       /* ngx_alloc()ed, NUL-ended */
+    ngx_str_t                    fingerprint;
+    ngx_zmq_amqp_conn_t         *conn;
+} ngx_http_zmq_conn_slot_t;
 
 
 ngx_http_zmq_runtime_t *ngx_http_zmq_runtime_build(zgw_config_t *cfg,
@@ -117,7 +125,7 @@ ngx_http_zmq_runtime_t *ngx_http_zmq_runtime_current(void);
 void ngx_http_zmq_runtime_exit(void);
 
 ngx_http_zmq_service_t *ngx_http_zmq_runtime_service(ngx_str_t *name);
-ngx_http_zmq_amqp_conn_t *ngx_http_zmq_runtime_conn(ngx_str_t *outconn);
+ngx_zmq_amqp_conn_t *ngx_http_zmq_runtime_conn(ngx_str_t *outconn);
 ngx_http_zmq_outconn_conf_t *ngx_http_zmq_runtime_outconn(ngx_str_t *name);
 
 /*

@@ -16,7 +16,7 @@
 
 
 static char *ngx_http_zmq_outconn_name(ngx_http_request_t *r,
-    ngx_http_zmq_amqp_stats_t *st);
+    ngx_zmq_amqp_stats_t *st);
 static const char *ngx_http_zmq_source_state(ngx_uint_t state);
 
 
@@ -32,7 +32,7 @@ static const char *ngx_http_zmq_source_state(ngx_uint_t state);
 
 static char *
 ngx_http_zmq_outconn_name(ngx_http_request_t *r,
-    ngx_http_zmq_amqp_stats_t *st)
+    ngx_zmq_amqp_stats_t *st)
 {
     u_char  *p;
     size_t   len;
@@ -90,7 +90,7 @@ ngx_http_zmq_status_handler(ngx_http_request_t *r)
     ngx_int_t                      rc;
     ngx_uint_t                     i, s;
     ngx_http_zmq_main_conf_t      *zmcf;
-    ngx_http_zmq_amqp_stats_t     *st;
+    ngx_zmq_amqp_stats_t          *st;
     ngx_http_zmq_worker_stats_t   *ws;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
@@ -190,7 +190,7 @@ ngx_http_zmq_status_handler(ngx_http_request_t *r)
             o = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
                           "state",
                           st->draining ? "draining"
-                          : ngx_http_zmq_amqp_state_name(st->state),
+                          : ngx_zmq_amqp_state_name(st->state),
                           "inflight", (json_int_t) st->inflight,
                           "published", (json_int_t) st->published,
                           "confirmed", (json_int_t) st->confirmed,

@@ -22,7 +22,8 @@
 #define ngx_pnalloc             ngx_fuzz_palloc
 #define ngx_pcalloc             ngx_fuzz_pcalloc
 
-#include "ngx_http_zmq_amqp.c"
+#include "ngx_zmq_amqp.c"
+#include "ngx_zmq_socket.c"          /* opens and closes the socket */
 
 #undef ngx_palloc
 #undef ngx_pnalloc
@@ -47,6 +48,7 @@ static fuzz_pub_t                fuzz_pubs[FUZZ_PUBS_MAX];
 static ngx_uint_t                fuzz_npubs;
 static amqp_connection_state_t   fuzz_broker;     /* decodes what we send */
 static size_t                    fuzz_sent_total;
+static ngx_zmq_amqp_worker_t     fuzz_worker;
 static ngx_uint_t                fuzz_sent_conn;  /* connection decoded */
 static u_char                    fuzz_header[8];
 static u_char                    fuzz_body[16384];
@@ -158,7 +160,7 @@ fuzz_broker_reset(void)
 
 
 static void
-fuzz_publish(ngx_http_zmq_amqp_conn_t *conn, u_char flags, size_t len)
+fuzz_publish(ngx_zmq_amqp_conn_t *conn, u_char flags, size_t len)
 {
     u_char                    id[32];
     time_t                    retry_after;
@@ -214,8 +216,8 @@ fuzz_publish(ngx_http_zmq_amqp_conn_t *conn, u_char flags, size_t len)
     pub = NULL;
     retry_after = 0;
 
-    rc = ngx_http_zmq_amqp_publish(conn, &msg, &pub, &retry_after,
-                                   ngx_fuzz_log);
+    rc = ngx_zmq_amqp_publish(conn, &msg, &pub, &retry_after,
+                              ngx_fuzz_log);
 
     if (rc == NGX_OK) {
         if (pub == NULL) {
@@ -245,7 +247,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ngx_uint_t                    i;
     struct sockaddr_in            sin;
     ngx_addr_t                    addr;
-    ngx_http_zmq_amqp_conn_t     *conn;
+    ngx_zmq_amqp_conn_t          *conn;
     ngx_http_zmq_outconn_conf_t   oc;
 
     if (size < 3) {
@@ -285,12 +287,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     oc.expiration = -1;
 
     ngx_fuzz_peer.connect_rc = (data[2] & 1) ? NGX_OK : NGX_AGAIN;
-    ngx_http_zmq_amqp_configure(5000, 64 * 1024);
+    ngx_zmq_amqp_configure(&fuzz_worker, 5000, 64 * 1024);
 
     data += 3;
     size -= 3;
 
-    conn = ngx_http_zmq_amqp_open(&oc, NULL, ngx_fuzz_log);
+    conn = ngx_zmq_amqp_open(&fuzz_worker, &oc, NULL, ngx_fuzz_log);
     if (conn == NULL) {
         ngx_fuzz_fail("open() failed");
     }
@@ -325,7 +327,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 i = arg % fuzz_npubs;
                 if (!fuzz_pubs[i].answers && !fuzz_pubs[i].detached) {
                     fuzz_pubs[i].detached = 1;
-                    ngx_http_zmq_amqp_detach(fuzz_pubs[i].pub);
+                    ngx_zmq_amqp_detach(fuzz_pubs[i].pub);
                 }
             }
             break;
@@ -356,7 +358,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* a configuration change retires it; then the broker goes away */
 
-    ngx_http_zmq_amqp_retire(conn);
+    ngx_zmq_amqp_retire(conn);
     ngx_fuzz_run_posted();
     ngx_fuzz_hangup(0);
     ngx_fuzz_run_posted();

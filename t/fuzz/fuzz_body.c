@@ -1,7 +1,7 @@
 
 /*
  * libFuzzer target: request bodies in every shape NGINX hands a handler
- * (ngx_http_zmq_publish.c and the body path of ngx_http_zmq_amqp.c).
+ * (ngx_http_zmq_publish.c and the body path of ngx_zmq_amqp.c).
  *
  * NGINX gives a body handler r->request_body->bufs: one memory buffer,
  * several (a chunked body), a temporary file (client_body_in_file_only, or
@@ -25,7 +25,8 @@
 #define ngx_event_connect_peer  ngx_fuzz_connect_peer
 #define ngx_close_connection    ngx_fuzz_close_connection
 
-#include "ngx_http_zmq_amqp.c"
+#include "ngx_zmq_amqp.c"
+#include "ngx_zmq_socket.c"          /* opens and closes the socket */
 #include "ngx_http_zmq_publish.c"
 
 
@@ -41,6 +42,19 @@ static size_t                    fuzz_got_cap;
 static ngx_int_t                 fuzz_got_header; /* body_size announced */
 static ngx_uint_t                fuzz_answers;
 static ngx_http_zmq_pub_result_e fuzz_result;
+
+
+/* the worker struct the module's code finds through the cycle */
+static ngx_http_zmq_worker_t     fuzz_worker;
+static ngx_http_zmq_main_conf_t  fuzz_zmcf;
+
+
+static void
+fuzz_worker_setup(void)
+{
+    fuzz_zmcf.worker = &fuzz_worker;
+    ngx_fuzz_http_main_conf(&ngx_http_zmq_module, &fuzz_zmcf);
+}
 
 
 static void
@@ -236,7 +250,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ngx_http_request_body_t   rb;
     amqp_basic_ack_t          ack;
     amqp_basic_properties_t   props;
-    ngx_http_zmq_amqp_conn_t *conn;
+    ngx_zmq_amqp_conn_t *conn;
     ngx_http_zmq_outconn_conf_t  oc;
 
     if (size < 1) {
@@ -432,9 +446,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_got = malloc(len ? len : 1);
     fuzz_got_header = -1;
     fuzz_answers = 0;
-    ngx_http_zmq_amqp_configure(5000, 16 * 1024 * 1024);
+    fuzz_worker_setup();
+    ngx_zmq_amqp_configure(&fuzz_worker.amqp, 5000, 16 * 1024 * 1024);
 
-    conn = ngx_http_zmq_amqp_open(&oc, NULL, ngx_fuzz_log);
+    conn = ngx_zmq_amqp_open(&fuzz_worker.amqp, &oc, NULL, ngx_fuzz_log);
     if (conn == NULL || fuzz_got == NULL) {
         ngx_fuzz_fail("out of memory");
     }
@@ -457,8 +472,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     msg.done = fuzz_done;
 
     pub = NULL;
-    rc = ngx_http_zmq_amqp_publish(conn, &msg, &pub, &retry_after,
-                                   ngx_fuzz_log);
+    rc = ngx_zmq_amqp_publish(conn, &msg, &pub, &retry_after,
+                              ngx_fuzz_log);
     if (rc != NGX_OK) {
         ngx_fuzz_fail("publish() of a %uz byte body failed: %i", len, rc);
     }
@@ -484,7 +499,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                       fuzz_answers, (ngx_int_t) fuzz_result);
     }
 
-    ngx_http_zmq_amqp_retire(conn);
+    ngx_zmq_amqp_retire(conn);
     ngx_fuzz_run_posted();
     ngx_fuzz_hangup(0);
     ngx_fuzz_run_posted();

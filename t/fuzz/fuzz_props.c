@@ -35,6 +35,19 @@
 static u_char  fuzz_frame[1024 * 1024];
 
 
+/* the worker struct the module's code finds through the cycle */
+static ngx_http_zmq_worker_t     fuzz_worker;
+static ngx_http_zmq_main_conf_t  fuzz_zmcf;
+
+
+static void
+fuzz_worker_setup(void)
+{
+    fuzz_zmcf.worker = &fuzz_worker;
+    ngx_fuzz_http_main_conf(&ngx_http_zmq_module, &fuzz_zmcf);
+}
+
+
 static ngx_int_t
 fuzz_header_name_ok(u_char *p, size_t len)
 {
@@ -228,6 +241,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 2) {
         return 0;
     }
+
+    fuzz_worker_setup();
 
     pool = ngx_create_pool(1024, ngx_fuzz_log);
     if (pool == NULL) {

@@ -1,6 +1,6 @@
 
 /*
- * libFuzzer target: the module's Redis client (ngx_http_zmq_redis.c) as
+ * libFuzzer target: the module's Redis client (ngx_zmq_redis.c) as
  * Redis, or anything answering on its port, would drive it: replies in any
  * split, pushes on a subscriber connection, replies nobody asked for, a
  * socket that stalls, hangs up or fails, and timers, while the follower
@@ -18,7 +18,8 @@
 #define ngx_event_connect_peer  ngx_fuzz_connect_peer
 #define ngx_close_connection    ngx_fuzz_close_connection
 
-#include "ngx_http_zmq_redis.c"
+#include "ngx_zmq_redis.c"
+#include "ngx_zmq_socket.c"          /* opens and closes the socket */
 
 
 #define FUZZ_CMDS_MAX  256
@@ -74,7 +75,7 @@ fuzz_walk(redisReply *r, ngx_uint_t depth)
 
 
 static void
-fuzz_reply(ngx_http_zmq_redis_t *rd, redisReply *reply, void *data)
+fuzz_reply(ngx_zmq_redis_t *rd, redisReply *reply, void *data)
 {
     fuzz_cmd_t  *cmd = data;
 
@@ -89,7 +90,7 @@ fuzz_reply(ngx_http_zmq_redis_t *rd, redisReply *reply, void *data)
 
 
 static void
-fuzz_push(ngx_http_zmq_redis_t *rd, redisReply *reply, void *data)
+fuzz_push(ngx_zmq_redis_t *rd, redisReply *reply, void *data)
 {
     if (reply == NULL) {
         ngx_fuzz_fail("a push without a reply");
@@ -100,14 +101,14 @@ fuzz_push(ngx_http_zmq_redis_t *rd, redisReply *reply, void *data)
 
 
 static void
-fuzz_up(ngx_http_zmq_redis_t *rd, void *data)
+fuzz_up(ngx_zmq_redis_t *rd, void *data)
 {
     fuzz_connected++;
 }
 
 
 static void
-fuzz_down(ngx_http_zmq_redis_t *rd, void *data)
+fuzz_down(ngx_zmq_redis_t *rd, void *data)
 {
     if (fuzz_destroying) {
         ngx_fuzz_fail("disconnected() called while being destroyed");
@@ -116,7 +117,7 @@ fuzz_down(ngx_http_zmq_redis_t *rd, void *data)
 
 
 static void
-fuzz_command(ngx_http_zmq_redis_t *rd, u_char arg)
+fuzz_command(ngx_zmq_redis_t *rd, u_char arg)
 {
     size_t       len[3];
     ngx_int_t    rc;
@@ -134,16 +135,16 @@ fuzz_command(ngx_http_zmq_redis_t *rd, u_char arg)
 
     if (arg & 0x80 || fuzz_ncmds == FUZZ_CMDS_MAX) {
         /* no handler: the reply is dropped */
-        (void) ngx_http_zmq_redis_command(rd, 2 + (arg & 1), argv, len,
-                                          NULL, NULL);
+        (void) ngx_zmq_redis_command(rd, 2 + (arg & 1), argv, len,
+                                     NULL, NULL);
         return;
     }
 
     cmd = &fuzz_cmds[fuzz_ncmds];
     cmd->answers = 0;
 
-    rc = ngx_http_zmq_redis_command(rd, 2 + (arg & 1), argv, len,
-                                    fuzz_reply, cmd);
+    rc = ngx_zmq_redis_command(rd, 2 + (arg & 1), argv, len,
+                               fuzz_reply, cmd);
     if (rc == NGX_OK) {
         fuzz_ncmds++;
     }
@@ -158,8 +159,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ngx_uint_t                  i;
     struct sockaddr_in          sin;
     ngx_addr_t                  addr;
-    ngx_http_zmq_redis_t       *rd;
-    ngx_http_zmq_redis_conf_t   conf;
+    ngx_zmq_redis_t            *rd;
+    ngx_zmq_redis_conf_t        conf;
 
     if (size < 2) {
         return 0;
@@ -179,7 +180,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     addr.socklen = sizeof(struct sockaddr_in);
     ngx_str_set(&addr.name, "127.0.0.1:6379");
 
-    ngx_memzero(&conf, sizeof(ngx_http_zmq_redis_conf_t));
+    ngx_memzero(&conf, sizeof(ngx_zmq_redis_conf_t));
     conf.addr = &addr;
     if (data[0] & 1) {
         ngx_str_set(&conf.password, "secret");
@@ -197,12 +198,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     data += 2;
     size -= 2;
 
-    rd = ngx_http_zmq_redis_create(&conf);
+    rd = ngx_zmq_redis_create(&conf);
     if (rd == NULL) {
         ngx_fuzz_fail("create() failed");
     }
 
-    ngx_http_zmq_redis_start(rd);
+    ngx_zmq_redis_start(rd);
     ngx_fuzz_run_posted();
 
     while (size > 0) {
@@ -249,7 +250,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     fuzz_destroying = 1;
-    ngx_http_zmq_redis_destroy(rd);
+    ngx_zmq_redis_destroy(rd);
     ngx_fuzz_run_posted();
 
     for (i = 0; i < fuzz_ncmds; i++) {

@@ -43,6 +43,19 @@ typedef struct {
 static ngx_http_zmq_worker_stats_t  fuzz_stats;
 
 
+/* the worker struct the module's code finds through the cycle */
+static ngx_http_zmq_worker_t     fuzz_worker;
+static ngx_http_zmq_main_conf_t  fuzz_zmcf;
+
+
+static void
+fuzz_worker_setup(void)
+{
+    fuzz_zmcf.worker = &fuzz_worker;
+    ngx_fuzz_http_main_conf(&ngx_http_zmq_module, &fuzz_zmcf);
+}
+
+
 static struct {
     const char  *name;
     ngx_uint_t   method;
@@ -151,12 +164,12 @@ fuzz_route(ngx_pool_t *pool, ngx_uint_t method, u_char *uri, size_t len)
     /* the reference: the best class whose paths match, and its methods */
 
     fuzz_split(uri, uri + len, &segs);
-    route = ngx_http_zmq_rt->routes.elts;
+    route = fuzz_worker.rt->routes.elts;
     best = -1;
     methods = 0;
     ok = 0;
 
-    for (i = 0; i < ngx_http_zmq_rt->routes.nelts; i++) {
+    for (i = 0; i < fuzz_worker.rt->routes.nelts; i++) {
         if (!route[i].active) {
             continue;
         }
@@ -295,6 +308,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ngx_http_zmq_outconn_conf_t *oc;
 
     ngx_fuzz_start_input();
+    fuzz_worker_setup();
+    ngx_zmq_amqp_configure(&fuzz_worker.amqp, 5000, 16 * 1024 * 1024);
     ngx_fuzz_check_quiet("before the input");
 
     /* a copy of the input exactly as large: ASan sees its bounds */

@@ -9,6 +9,7 @@
 #include <ngx_core.h>
 #include <ngx_event.h>
 #include <ngx_event_connect.h>
+#include <ngx_http.h>
 
 #include "ngx_fuzz.h"
 
@@ -486,4 +487,18 @@ ngx_fuzz_start_input(void)
 
     /* the same input does the same thing: jitter comes from random() */
     srandom(1);
+}
+
+
+void
+ngx_fuzz_http_main_conf(ngx_module_t *module, void *conf)
+{
+    static void                 *main_conf[1];
+    static ngx_http_conf_ctx_t   ctx;
+
+    module->ctx_index = 0;
+    main_conf[0] = conf;
+    ctx.main_conf = main_conf;
+
+    ngx_cycle->conf_ctx[ngx_http_module.index] = (void ***) &ctx;
 }

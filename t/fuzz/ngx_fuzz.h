@@ -68,6 +68,12 @@ void ngx_fuzz_advance(ngx_msec_t ms);
 void ngx_fuzz_check_quiet(const char *when);
 
 void ngx_fuzz_start_input(void);
+/*
+ * Makes conf the HTTP main configuration of module, which this nginx did
+ * not load (there is no http block): code that asks the cycle for it
+ * (ngx_http_zmq_worker()) finds it.
+ */
+void ngx_fuzz_http_main_conf(ngx_module_t *module, void *conf);
 /* NGINX formats: %V, %ui, %*s (size_t length) */
 void ngx_fuzz_fail(const char *fmt, ...);
 

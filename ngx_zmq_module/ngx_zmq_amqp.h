@@ -7,8 +7,8 @@
  */
 
 
-#ifndef _NGX_HTTP_ZMQ_AMQP_H_INCLUDED_
-#define _NGX_HTTP_ZMQ_AMQP_H_INCLUDED_
+#ifndef _NGX_ZMQ_AMQP_H_INCLUDED_
+#define _NGX_ZMQ_AMQP_H_INCLUDED_
 
 
 #include <ngx_config.h>
@@ -20,12 +20,12 @@
 
 
 typedef enum {
-    NGX_HTTP_ZMQ_AMQP_IDLE = 0,          /* not started (inactive) */
-    NGX_HTTP_ZMQ_AMQP_CONNECTING,        /* TCP connect and handshake */
-    NGX_HTTP_ZMQ_AMQP_READY,
-    NGX_HTTP_ZMQ_AMQP_BLOCKED,           /* connection.blocked */
-    NGX_HTTP_ZMQ_AMQP_BACKOFF            /* waiting to reconnect */
-} ngx_http_zmq_amqp_state_e;
+    NGX_ZMQ_AMQP_IDLE = 0,          /* not started (inactive) */
+    NGX_ZMQ_AMQP_CONNECTING,        /* TCP connect and handshake */
+    NGX_ZMQ_AMQP_READY,
+    NGX_ZMQ_AMQP_BLOCKED,           /* connection.blocked */
+    NGX_ZMQ_AMQP_BACKOFF                 /* waiting to reconnect */
+} ngx_zmq_amqp_state_e;
 
 
 typedef enum {
@@ -65,7 +65,7 @@ typedef struct {
     ngx_atomic_t                 lost;
     ngx_atomic_t                 rejected;     /* 503 without publishing */
     ngx_atomic_t                 reconnects;
-} ngx_http_zmq_amqp_stats_t;
+} ngx_zmq_amqp_stats_t;
 
 
 /* an outgoing connection as configured (from amqp_outconn + amqp_def) */
@@ -95,7 +95,7 @@ typedef struct {
 } ngx_http_zmq_outconn_conf_t;
 
 
-typedef struct ngx_http_zmq_amqp_conn_s  ngx_http_zmq_amqp_conn_t;
+typedef struct ngx_zmq_amqp_conn_s       ngx_zmq_amqp_conn_t;
 typedef struct ngx_http_zmq_pub_s        ngx_http_zmq_pub_t;
 
 typedef void (*ngx_http_zmq_pub_done_pt)(ngx_http_zmq_pub_t *pub,
@@ -105,7 +105,7 @@ typedef void (*ngx_http_zmq_pub_done_pt)(ngx_http_zmq_pub_t *pub,
 /* one message between publish and the broker's answer */
 struct ngx_http_zmq_pub_s {
     uint64_t                     tag;
-    ngx_http_zmq_amqp_conn_t    *conn;
+    ngx_zmq_amqp_conn_t         *conn;
     void                        *data;          /* the request's handle */
     ngx_http_zmq_pub_done_pt     done;
     ngx_event_t                  timer;
@@ -142,15 +142,25 @@ typedef struct {
 #define NGX_HTTP_ZMQ_TOO_LARGE       -103   /* properties do not fit */
 
 
-void ngx_http_zmq_amqp_configure(ngx_msec_t connect_timeout,
-    size_t buffer_limit);
+/* a worker's connections and settings (in the worker's struct) */
+typedef struct {
+    ngx_queue_t                   all;
+    ngx_uint_t                    inited;
+    ngx_uint_t                    generation;  /* connections opened */
+    ngx_msec_t                    connect_timeout;
+    size_t                        buffer_limit;
+} ngx_zmq_amqp_worker_t;
+
+
+void ngx_zmq_amqp_configure(ngx_zmq_amqp_worker_t *w,
+    ngx_msec_t connect_timeout, size_t buffer_limit);
 
 /*
  * Opens (and keeps reconnecting) one connection for an outgoing connection;
  * the configuration is copied. stats is this worker's slot for it.
  */
-ngx_http_zmq_amqp_conn_t *ngx_http_zmq_amqp_open(
-    ngx_http_zmq_outconn_conf_t *oc, ngx_http_zmq_amqp_stats_t *stats,
+ngx_zmq_amqp_conn_t *ngx_zmq_amqp_open(ngx_zmq_amqp_worker_t *w,
+    ngx_http_zmq_outconn_conf_t *oc, ngx_zmq_amqp_stats_t *stats,
     ngx_log_t *log);
 
 /*
@@ -158,25 +168,26 @@ ngx_http_zmq_amqp_conn_t *ngx_http_zmq_amqp_open(
  * holds is confirmed (or the link is lost). Used when a configuration
  * change replaces or removes its outgoing connection.
  */
-void ngx_http_zmq_amqp_retire(ngx_http_zmq_amqp_conn_t *conn);
+void ngx_zmq_amqp_retire(ngx_zmq_amqp_conn_t *conn);
 
 /* at worker exit: close every connection */
-void ngx_http_zmq_amqp_exit_process(ngx_cycle_t *cycle);
+void ngx_zmq_amqp_exit_process(ngx_zmq_amqp_worker_t *w,
+    ngx_cycle_t *cycle);
 
 /*
  * Queues one message. On NGX_OK *pub is the pending message whose done()
- * will be called exactly once (unless ngx_http_zmq_amqp_detach() is
+ * will be called exactly once (unless ngx_zmq_amqp_detach() is
  * called first). Otherwise an NGX_HTTP_ZMQ_* code says why nothing was
  * sent; *retry_after is then a suggested delay in seconds.
  */
-ngx_int_t ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
+ngx_int_t ngx_zmq_amqp_publish(ngx_zmq_amqp_conn_t *conn,
     ngx_http_zmq_publish_t *msg, ngx_http_zmq_pub_t **pub,
     time_t *retry_after, ngx_log_t *log);
 
 /* the request went away: keep accounting, call nothing back */
-void ngx_http_zmq_amqp_detach(ngx_http_zmq_pub_t *pub);
+void ngx_zmq_amqp_detach(ngx_http_zmq_pub_t *pub);
 
-const char *ngx_http_zmq_amqp_state_name(ngx_uint_t state);
+const char *ngx_zmq_amqp_state_name(ngx_uint_t state);
 
 
-#endif /* _NGX_HTTP_ZMQ_AMQP_H_INCLUDED_ */
+#endif /* _NGX_ZMQ_AMQP_H_INCLUDED_ */

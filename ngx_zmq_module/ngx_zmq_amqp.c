@@ -33,7 +33,8 @@
 #include <ngx_event_connect.h>
 #include <ngx_http.h>
 
-#include "ngx_http_zmq_amqp.h"
+#include "ngx_zmq_amqp.h"
+#include "ngx_zmq_socket.h"
 
 
 #define NGX_HTTP_ZMQ_CHANNEL          1
@@ -49,8 +50,8 @@
 #define NGX_HTTP_ZMQ_SEQ_HEADER       "x-zmq-seq"
 #define NGX_HTTP_ZMQ_DRAIN_GRACE      5000
 #define NGX_HTTP_ZMQ_DRAIN_DEFAULT    60000  /* no publish had a timeout */
-#ifndef NGX_HTTP_ZMQ_AMQP_EARLY_SEND
-#define NGX_HTTP_ZMQ_AMQP_EARLY_SEND  4096
+#ifndef NGX_ZMQ_AMQP_EARLY_SEND
+#define NGX_ZMQ_AMQP_EARLY_SEND       4096
 #endif
 
 
@@ -72,30 +73,26 @@ typedef enum {
 } ngx_http_zmq_hs_e;
 
 
-struct ngx_http_zmq_amqp_conn_s {
+struct ngx_zmq_amqp_conn_s {
     ngx_pool_t                   *pool;
+    ngx_zmq_amqp_worker_t        *worker;
     ngx_queue_t                   queue;       /* all connections */
     ngx_event_t                   free_ev;
     ngx_event_t                   drain;       /* bounds a retired drain */
     ngx_msec_t                    longest;     /* longest publish timeout */
     unsigned                      retired:1;
     ngx_http_zmq_outconn_conf_t  *conf;
-    ngx_http_zmq_amqp_stats_t    *stats;
-    ngx_http_zmq_amqp_stats_t     local_stats;
+    ngx_zmq_amqp_stats_t         *stats;
+    ngx_zmq_amqp_stats_t          local_stats;
     ngx_log_t                    *log;
 
     ngx_uint_t                    state;
     ngx_uint_t                    hs;
-    ngx_connection_t             *c;
+    ngx_zmq_socket_t              sock;
     ngx_str_t                     peer;
     u_char                        why[160];    /* a handler's failure */
 
-    u_char                       *out_start;
-    u_char                       *out_pos;
-    u_char                       *out_last;
-    u_char                       *out_end;
     uint64_t                      queued;      /* bytes ever queued */
-    uint64_t                      sent;        /* bytes ever sent */
 
     u_char                       *in;
     unsigned                      got_bytes:1;
@@ -135,80 +132,73 @@ struct ngx_http_zmq_amqp_conn_s {
 
     ngx_event_t                   timer;       /* handshake or backoff */
     ngx_event_t                   hb;
-    ngx_msec_t                    backoff;
+    ngx_zmq_backoff_t             backoff;
     ngx_msec_t                    next_attempt;
     ngx_uint_t                    addr;
 };
 
 
-static void ngx_http_zmq_amqp_connect(ngx_http_zmq_amqp_conn_t *conn);
-static void ngx_http_zmq_amqp_close(ngx_http_zmq_amqp_conn_t *conn,
+static void ngx_zmq_amqp_connect(ngx_zmq_amqp_conn_t *conn);
+static void ngx_zmq_amqp_close(ngx_zmq_amqp_conn_t *conn,
     ngx_uint_t level, const char *reason);
-static void ngx_http_zmq_amqp_timer_handler(ngx_event_t *ev);
-static void ngx_http_zmq_amqp_hb_handler(ngx_event_t *ev);
-static void ngx_http_zmq_amqp_read_handler(ngx_event_t *ev);
-static void ngx_http_zmq_amqp_write_handler(ngx_event_t *ev);
-static ngx_int_t ngx_http_zmq_amqp_send(ngx_http_zmq_amqp_conn_t *conn);
-static ngx_int_t ngx_http_zmq_amqp_flush(ngx_http_zmq_amqp_conn_t *conn);
-static ngx_int_t ngx_http_zmq_amqp_input(ngx_http_zmq_amqp_conn_t *conn,
+static void ngx_zmq_amqp_timer_handler(ngx_event_t *ev);
+static void ngx_zmq_amqp_hb_handler(ngx_event_t *ev);
+static void ngx_zmq_amqp_read_handler(ngx_event_t *ev);
+static void ngx_zmq_amqp_write_handler(ngx_event_t *ev);
+static ngx_int_t ngx_zmq_amqp_send(ngx_zmq_amqp_conn_t *conn);
+static ngx_int_t ngx_zmq_amqp_flush(ngx_zmq_amqp_conn_t *conn);
+static ngx_int_t ngx_zmq_amqp_input(ngx_zmq_amqp_conn_t *conn,
     u_char **pos, u_char *last);
-static ngx_int_t ngx_http_zmq_amqp_frame_start(
-    ngx_http_zmq_amqp_conn_t *conn);
-static ngx_int_t ngx_http_zmq_amqp_frame(ngx_http_zmq_amqp_conn_t *conn);
-static ngx_int_t ngx_http_zmq_amqp_method_frame(
-    ngx_http_zmq_amqp_conn_t *conn);
-static ngx_int_t ngx_http_zmq_amqp_header_frame(
-    ngx_http_zmq_amqp_conn_t *conn);
-static ngx_int_t ngx_http_zmq_amqp_method_in(ngx_http_zmq_amqp_conn_t *conn,
+static ngx_int_t ngx_zmq_amqp_chunk(void *data, u_char *buf, size_t n);
+static ngx_int_t ngx_zmq_amqp_frame_start(
+    ngx_zmq_amqp_conn_t *conn);
+static ngx_int_t ngx_zmq_amqp_frame(ngx_zmq_amqp_conn_t *conn);
+static ngx_int_t ngx_zmq_amqp_method_frame(
+    ngx_zmq_amqp_conn_t *conn);
+static ngx_int_t ngx_zmq_amqp_header_frame(
+    ngx_zmq_amqp_conn_t *conn);
+static ngx_int_t ngx_zmq_amqp_method_in(ngx_zmq_amqp_conn_t *conn,
     amqp_method_number_t id, void *decoded);
-static ngx_int_t ngx_http_zmq_amqp_table(u_char **pos, u_char *last,
+static ngx_int_t ngx_zmq_amqp_table(u_char **pos, u_char *last,
     ngx_uint_t depth, uint64_t *seq, ngx_uint_t *has_seq);
-static ngx_int_t ngx_http_zmq_amqp_value(u_char type, u_char **pos,
+static ngx_int_t ngx_zmq_amqp_value(u_char type, u_char **pos,
     u_char *last, ngx_uint_t depth);
-static void ngx_http_zmq_amqp_bad(ngx_http_zmq_amqp_conn_t *conn,
+static void ngx_zmq_amqp_bad(ngx_zmq_amqp_conn_t *conn,
     const char *what, const char *detail);
-static u_char *ngx_http_zmq_amqp_escape(u_char *dst, size_t size,
+static u_char *ngx_zmq_amqp_escape(u_char *dst, size_t size,
     u_char *src, size_t len);
-static ngx_int_t ngx_http_zmq_amqp_grow_ring(ngx_http_zmq_amqp_conn_t *conn);
-static ngx_int_t ngx_http_zmq_amqp_method(ngx_http_zmq_amqp_conn_t *conn,
+static ngx_int_t ngx_zmq_amqp_grow_ring(ngx_zmq_amqp_conn_t *conn);
+static ngx_int_t ngx_zmq_amqp_method(ngx_zmq_amqp_conn_t *conn,
     amqp_channel_t channel, amqp_method_number_t id, void *decoded);
-static ngx_int_t ngx_http_zmq_amqp_reserve(ngx_http_zmq_amqp_conn_t *conn,
-    size_t size);
-static void ngx_http_zmq_amqp_resolve(ngx_http_zmq_pub_t *pub,
+static void ngx_zmq_amqp_resolve(ngx_http_zmq_pub_t *pub,
     ngx_http_zmq_pub_result_e result);
-static void ngx_http_zmq_amqp_pub_timeout(ngx_event_t *ev);
+static void ngx_zmq_amqp_pub_timeout(ngx_event_t *ev);
 
 
-static void ngx_http_zmq_amqp_free_handler(ngx_event_t *ev);
-static void ngx_http_zmq_amqp_drain_handler(ngx_event_t *ev);
-static void ngx_http_zmq_amqp_release(ngx_http_zmq_amqp_conn_t *conn);
-static void ngx_http_zmq_amqp_check_retired(ngx_http_zmq_amqp_conn_t *conn);
+static void ngx_zmq_amqp_free_handler(ngx_event_t *ev);
+static void ngx_zmq_amqp_drain_handler(ngx_event_t *ev);
+static void ngx_zmq_amqp_release(ngx_zmq_amqp_conn_t *conn);
+static void ngx_zmq_amqp_check_retired(ngx_zmq_amqp_conn_t *conn);
 
 
-static ngx_queue_t   ngx_http_zmq_amqp_all;
-static ngx_uint_t    ngx_http_zmq_amqp_inited;
-static ngx_uint_t    ngx_http_zmq_amqp_generation;  /* connections opened */
-static ngx_msec_t    ngx_http_zmq_amqp_connect_timeout = 5000;
-static size_t        ngx_http_zmq_amqp_buffer_limit = 16 * 1024 * 1024;
-
-static const char  *ngx_http_zmq_amqp_states[] = {
+static const char  *ngx_zmq_amqp_states[] = {
     "idle", "connecting", "ready", "blocked", "backoff"
 };
 
 
 const char *
-ngx_http_zmq_amqp_state_name(ngx_uint_t state)
+ngx_zmq_amqp_state_name(ngx_uint_t state)
 {
-    if (state >= sizeof(ngx_http_zmq_amqp_states) / sizeof(char *)) {
+    if (state >= sizeof(ngx_zmq_amqp_states) / sizeof(char *)) {
         return "unknown";
     }
 
-    return ngx_http_zmq_amqp_states[state];
+    return ngx_zmq_amqp_states[state];
 }
 
 
 static void
-ngx_http_zmq_amqp_set_state(ngx_http_zmq_amqp_conn_t *conn, ngx_uint_t state)
+ngx_zmq_amqp_set_state(ngx_zmq_amqp_conn_t *conn, ngx_uint_t state)
 {
     conn->state = state;
     conn->stats->state = state;
@@ -216,15 +206,16 @@ ngx_http_zmq_amqp_set_state(ngx_http_zmq_amqp_conn_t *conn, ngx_uint_t state)
 
 
 void
-ngx_http_zmq_amqp_configure(ngx_msec_t connect_timeout, size_t buffer_limit)
+ngx_zmq_amqp_configure(ngx_zmq_amqp_worker_t *w, ngx_msec_t connect_timeout,
+    size_t buffer_limit)
 {
-    ngx_http_zmq_amqp_connect_timeout = connect_timeout;
-    ngx_http_zmq_amqp_buffer_limit = buffer_limit;
+    w->connect_timeout = connect_timeout;
+    w->buffer_limit = buffer_limit;
 }
 
 
 static ngx_int_t
-ngx_http_zmq_amqp_copy_str(ngx_pool_t *pool, ngx_str_t *dst, ngx_str_t *src)
+ngx_zmq_amqp_copy_str(ngx_pool_t *pool, ngx_str_t *dst, ngx_str_t *src)
 {
     dst->len = src->len;
     dst->data = NULL;
@@ -243,18 +234,18 @@ ngx_http_zmq_amqp_copy_str(ngx_pool_t *pool, ngx_str_t *dst, ngx_str_t *src)
 }
 
 
-ngx_http_zmq_amqp_conn_t *
-ngx_http_zmq_amqp_open(ngx_http_zmq_outconn_conf_t *src,
-    ngx_http_zmq_amqp_stats_t *stats, ngx_log_t *log)
+ngx_zmq_amqp_conn_t *
+ngx_zmq_amqp_open(ngx_zmq_amqp_worker_t *w, ngx_http_zmq_outconn_conf_t *src,
+    ngx_zmq_amqp_stats_t *stats, ngx_log_t *log)
 {
     ngx_uint_t                    i;
     ngx_pool_t                   *pool;
-    ngx_http_zmq_amqp_conn_t     *conn;
+    ngx_zmq_amqp_conn_t          *conn;
     ngx_http_zmq_outconn_conf_t  *oc;
 
-    if (!ngx_http_zmq_amqp_inited) {
-        ngx_queue_init(&ngx_http_zmq_amqp_all);
-        ngx_http_zmq_amqp_inited = 1;
+    if (!w->inited) {
+        ngx_queue_init(&w->all);
+        w->inited = 1;
     }
 
     pool = ngx_create_pool(4096, log);
@@ -262,7 +253,7 @@ ngx_http_zmq_amqp_open(ngx_http_zmq_outconn_conf_t *src,
         return NULL;
     }
 
-    conn = ngx_pcalloc(pool, sizeof(ngx_http_zmq_amqp_conn_t));
+    conn = ngx_pcalloc(pool, sizeof(ngx_zmq_amqp_conn_t));
     oc = ngx_pcalloc(pool, sizeof(ngx_http_zmq_outconn_conf_t));
     if (conn == NULL || oc == NULL) {
         goto failed;
@@ -272,14 +263,14 @@ ngx_http_zmq_amqp_open(ngx_http_zmq_outconn_conf_t *src,
 
     *oc = *src;
 
-    if (ngx_http_zmq_amqp_copy_str(pool, &oc->name, &src->name) != NGX_OK
-        || ngx_http_zmq_amqp_copy_str(pool, &oc->def_name, &src->def_name)
+    if (ngx_zmq_amqp_copy_str(pool, &oc->name, &src->name) != NGX_OK
+        || ngx_zmq_amqp_copy_str(pool, &oc->def_name, &src->def_name)
            != NGX_OK
-        || ngx_http_zmq_amqp_copy_str(pool, &oc->vhost, &src->vhost)
+        || ngx_zmq_amqp_copy_str(pool, &oc->vhost, &src->vhost)
            != NGX_OK
-        || ngx_http_zmq_amqp_copy_str(pool, &oc->username, &src->username)
+        || ngx_zmq_amqp_copy_str(pool, &oc->username, &src->username)
            != NGX_OK
-        || ngx_http_zmq_amqp_copy_str(pool, &oc->password, &src->password)
+        || ngx_zmq_amqp_copy_str(pool, &oc->password, &src->password)
            != NGX_OK)
     {
         goto failed;
@@ -294,8 +285,8 @@ ngx_http_zmq_amqp_open(ngx_http_zmq_outconn_conf_t *src,
         oc->addrs[i].socklen = src->addrs[i].socklen;
         oc->addrs[i].sockaddr = ngx_palloc(pool, src->addrs[i].socklen);
         if (oc->addrs[i].sockaddr == NULL
-            || ngx_http_zmq_amqp_copy_str(pool, &oc->addrs[i].name,
-                                          &src->addrs[i].name)
+            || ngx_zmq_amqp_copy_str(pool, &oc->addrs[i].name,
+                                     &src->addrs[i].name)
                != NGX_OK)
         {
             goto failed;
@@ -305,12 +296,13 @@ ngx_http_zmq_amqp_open(ngx_http_zmq_outconn_conf_t *src,
     }
 
     conn->pool = pool;
+    conn->worker = w;
     conn->conf = oc;
     conn->log = log;
     conn->stats = stats ? stats : &conn->local_stats;
     conn->stats->pid = ngx_pid;
     conn->stats->used = 1;
-    conn->stats->generation = ++ngx_http_zmq_amqp_generation;
+    conn->stats->generation = ++w->generation;
     ngx_cpystrn(conn->stats->name, oc->name.data,
                 ngx_min(oc->name.len + 1, NGX_HTTP_ZMQ_NAME_LEN));
 
@@ -348,42 +340,45 @@ ngx_http_zmq_amqp_open(ngx_http_zmq_outconn_conf_t *src,
     conn->max_inflight = oc->max_inflight;
 
     conn->in = ngx_palloc(pool, NGX_HTTP_ZMQ_IN_SIZE);
-    if (conn->in == NULL || ngx_http_zmq_amqp_grow_ring(conn) != NGX_OK) {
+    if (conn->in == NULL || ngx_zmq_amqp_grow_ring(conn) != NGX_OK) {
         goto failed;
     }
 
     init_amqp_pool(&conn->decode_pool, 4096);
 
-    conn->timer.handler = ngx_http_zmq_amqp_timer_handler;
+    conn->timer.handler = ngx_zmq_amqp_timer_handler;
     conn->timer.data = conn;
     conn->timer.log = log;
     conn->timer.cancelable = 1;
 
-    conn->hb.handler = ngx_http_zmq_amqp_hb_handler;
+    conn->hb.handler = ngx_zmq_amqp_hb_handler;
     conn->hb.data = conn;
     conn->hb.log = log;
     conn->hb.cancelable = 1;
 
-    conn->free_ev.handler = ngx_http_zmq_amqp_free_handler;
+    conn->free_ev.handler = ngx_zmq_amqp_free_handler;
     conn->free_ev.data = conn;
     conn->free_ev.log = log;
 
-    conn->drain.handler = ngx_http_zmq_amqp_drain_handler;
+    conn->drain.handler = ngx_zmq_amqp_drain_handler;
     conn->drain.data = conn;
     conn->drain.log = log;
     conn->drain.cancelable = 1;
 
-    conn->backoff = NGX_HTTP_ZMQ_BACKOFF_MIN;
+    conn->sock.log = log;
+    conn->sock.out_min = 16384;
+    ngx_zmq_backoff_init(&conn->backoff, NGX_HTTP_ZMQ_BACKOFF_MIN,
+                         NGX_HTTP_ZMQ_BACKOFF_MAX, 1);
     conn->addr = oc->naddrs ? ngx_random() % oc->naddrs : 0;
 
-    ngx_queue_insert_tail(&ngx_http_zmq_amqp_all, &conn->queue);
+    ngx_queue_insert_tail(&w->all, &conn->queue);
 
     if (!oc->active || oc->naddrs == 0) {
-        ngx_http_zmq_amqp_set_state(conn, NGX_HTTP_ZMQ_AMQP_IDLE);
+        ngx_zmq_amqp_set_state(conn, NGX_ZMQ_AMQP_IDLE);
         return conn;
     }
 
-    ngx_http_zmq_amqp_connect(conn);
+    ngx_zmq_amqp_connect(conn);
     return conn;
 
 failed:
@@ -395,7 +390,7 @@ failed:
 
 
 void
-ngx_http_zmq_amqp_retire(ngx_http_zmq_amqp_conn_t *conn)
+ngx_zmq_amqp_retire(ngx_zmq_amqp_conn_t *conn)
 {
     conn->retired = 1;
     conn->stats->draining = 1;
@@ -419,17 +414,17 @@ ngx_http_zmq_amqp_retire(ngx_http_zmq_amqp_conn_t *conn)
                       + NGX_HTTP_ZMQ_DRAIN_GRACE);
     }
 
-    ngx_http_zmq_amqp_check_retired(conn);
+    ngx_zmq_amqp_check_retired(conn);
 }
 
 
 static void
-ngx_http_zmq_amqp_drain_handler(ngx_event_t *ev)
+ngx_zmq_amqp_drain_handler(ngx_event_t *ev)
 {
     u_char                     text[128];
-    ngx_http_zmq_amqp_conn_t  *conn = ev->data;
+    ngx_zmq_amqp_conn_t       *conn = ev->data;
 
-    if (conn->head_tag >= conn->next_tag || conn->c == NULL) {
+    if (conn->head_tag >= conn->next_tag || conn->sock.connection == NULL) {
         return;
     }
 
@@ -440,12 +435,12 @@ ngx_http_zmq_amqp_drain_handler(ngx_event_t *ev)
                  + NGX_HTTP_ZMQ_DRAIN_GRACE);
     text[sizeof(text) - 1] = '\0';
 
-    ngx_http_zmq_amqp_close(conn, NGX_LOG_WARN, (char *) text);
+    ngx_zmq_amqp_close(conn, NGX_LOG_WARN, (char *) text);
 }
 
 
 static void
-ngx_http_zmq_amqp_check_retired(ngx_http_zmq_amqp_conn_t *conn)
+ngx_zmq_amqp_check_retired(ngx_zmq_amqp_conn_t *conn)
 {
     if (!conn->retired || conn->head_tag < conn->next_tag
         || conn->free_ev.posted)
@@ -460,19 +455,16 @@ ngx_http_zmq_amqp_check_retired(ngx_http_zmq_amqp_conn_t *conn)
 
 /* the socket of one connection attempt */
 static void
-ngx_http_zmq_amqp_release(ngx_http_zmq_amqp_conn_t *conn)
+ngx_zmq_amqp_release(ngx_zmq_amqp_conn_t *conn)
 {
-    if (conn->c != NULL) {
-        ngx_close_connection(conn->c);
-        conn->c = NULL;
-    }
+    ngx_zmq_socket_close(&conn->sock);
 }
 
 
 static void
-ngx_http_zmq_amqp_destroy(ngx_http_zmq_amqp_conn_t *conn)
+ngx_zmq_amqp_destroy(ngx_zmq_amqp_conn_t *conn)
 {
-    ngx_http_zmq_amqp_release(conn);
+    ngx_zmq_amqp_release(conn);
 
     if (conn->timer.timer_set) {
         ngx_del_timer(&conn->timer);
@@ -490,24 +482,23 @@ ngx_http_zmq_amqp_destroy(ngx_http_zmq_amqp_conn_t *conn)
         ngx_del_timer(&conn->drain);
     }
 
-    ngx_free(conn->out_start);
-    conn->out_start = NULL;
+    ngx_zmq_socket_free(&conn->sock);
     ngx_free(conn->fbuf);
     conn->fbuf = NULL;
     ngx_free(conn->ring);
     conn->ring = NULL;
     empty_amqp_pool(&conn->decode_pool);
 
-    ngx_memzero(conn->stats, sizeof(ngx_http_zmq_amqp_stats_t));
+    ngx_memzero(conn->stats, sizeof(ngx_zmq_amqp_stats_t));
     ngx_queue_remove(&conn->queue);
     ngx_destroy_pool(conn->pool);
 }
 
 
 static void
-ngx_http_zmq_amqp_free_handler(ngx_event_t *ev)
+ngx_zmq_amqp_free_handler(ngx_event_t *ev)
 {
-    ngx_http_zmq_amqp_conn_t  *conn = ev->data;
+    ngx_zmq_amqp_conn_t       *conn = ev->data;
 
     if (conn->head_tag < conn->next_tag) {
         return;                 /* a message came in after all */
@@ -516,30 +507,27 @@ ngx_http_zmq_amqp_free_handler(ngx_event_t *ev)
     ngx_log_error(NGX_LOG_INFO, conn->log, 0,
                   "zmq amqp \"%V\": drained and closed", &conn->conf->name);
 
-    ngx_http_zmq_amqp_destroy(conn);
+    ngx_zmq_amqp_destroy(conn);
 }
 
 
 void
-ngx_http_zmq_amqp_exit_process(ngx_cycle_t *cycle)
+ngx_zmq_amqp_exit_process(ngx_zmq_amqp_worker_t *w, ngx_cycle_t *cycle)
 {
     ngx_queue_t               *q;
-    ngx_http_zmq_amqp_conn_t  *conn;
+    ngx_zmq_amqp_conn_t       *conn;
 
-    if (!ngx_http_zmq_amqp_inited) {
+    if (!w->inited) {
         return;
     }
 
-    for (q = ngx_queue_head(&ngx_http_zmq_amqp_all);
-         q != ngx_queue_sentinel(&ngx_http_zmq_amqp_all);
+    for (q = ngx_queue_head(&w->all);
+         q != ngx_queue_sentinel(&w->all);
          q = ngx_queue_next(q))
     {
-        conn = ngx_queue_data(q, ngx_http_zmq_amqp_conn_t, queue);
+        conn = ngx_queue_data(q, ngx_zmq_amqp_conn_t, queue);
 
-        if (conn->c != NULL) {
-            ngx_close_connection(conn->c);
-            conn->c = NULL;
-        }
+        ngx_zmq_socket_close(&conn->sock);
     }
 }
 
@@ -574,54 +562,9 @@ ngx_http_zmq_put64(u_char *p, uint64_t v)
 }
 
 
-static ngx_int_t
-ngx_http_zmq_amqp_reserve(ngx_http_zmq_amqp_conn_t *conn, size_t size)
-{
-    size_t   used, cap;
-    u_char  *p;
-
-    if ((size_t) (conn->out_end - conn->out_last) >= size) {
-        return NGX_OK;
-    }
-
-    used = conn->out_last - conn->out_pos;
-
-    if (conn->out_pos != conn->out_start
-        && (size_t) (conn->out_end - conn->out_start) >= used + size)
-    {
-        ngx_memmove(conn->out_start, conn->out_pos, used);
-        conn->out_pos = conn->out_start;
-        conn->out_last = conn->out_start + used;
-        return NGX_OK;
-    }
-
-    cap = conn->out_end - conn->out_start;
-    cap = ngx_max(cap * 2, used + size);
-    cap = ngx_max(cap, 16384);
-
-    p = ngx_alloc(cap, conn->log);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    if (used) {
-        ngx_memcpy(p, conn->out_pos, used);
-    }
-
-    ngx_free(conn->out_start);
-
-    conn->out_start = p;
-    conn->out_pos = p;
-    conn->out_last = p + used;
-    conn->out_end = p + cap;
-
-    return NGX_OK;
-}
-
-
 /* appends one method frame; the caller has reserved room */
 static ngx_int_t
-ngx_http_zmq_amqp_put_method(ngx_http_zmq_amqp_conn_t *conn,
+ngx_zmq_amqp_put_method(ngx_zmq_amqp_conn_t *conn,
     amqp_channel_t channel, amqp_method_number_t id, void *decoded,
     size_t room)
 {
@@ -629,7 +572,7 @@ ngx_http_zmq_amqp_put_method(ngx_http_zmq_amqp_conn_t *conn,
     u_char        *p;
     amqp_bytes_t   enc;
 
-    p = conn->out_last;
+    p = conn->sock.out_last;
     enc.bytes = p + 7 + 4;
     enc.len = room - 8 - 4;
 
@@ -649,53 +592,44 @@ ngx_http_zmq_amqp_put_method(ngx_http_zmq_amqp_conn_t *conn,
     p += n;
     *p++ = AMQP_FRAME_END;
 
-    conn->queued += p - conn->out_last;
-    conn->out_last = p;
+    conn->queued += p - conn->sock.out_last;
+    conn->sock.out_last = p;
 
     return NGX_OK;
 }
 
 
 static ngx_int_t
-ngx_http_zmq_amqp_method(ngx_http_zmq_amqp_conn_t *conn,
+ngx_zmq_amqp_method(ngx_zmq_amqp_conn_t *conn,
     amqp_channel_t channel, amqp_method_number_t id, void *decoded)
 {
     size_t  room;
 
     room = ngx_max(conn->frame_max, AMQP_FRAME_MIN_SIZE);
 
-    if (ngx_http_zmq_amqp_reserve(conn, room) != NGX_OK) {
+    if (ngx_zmq_socket_reserve(&conn->sock, room) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    return ngx_http_zmq_amqp_put_method(conn, channel, id, decoded, room);
-}
-
-
-static ngx_msec_t
-ngx_http_zmq_amqp_jitter(ngx_msec_t delay)
-{
-    /* 75% .. 125% of the delay */
-    return delay * 3 / 4 + (ngx_msec_t) (ngx_random() % (delay / 2 + 1));
+    return ngx_zmq_amqp_put_method(conn, channel, id, decoded, room);
 }
 
 
 static void
-ngx_http_zmq_amqp_backoff(ngx_http_zmq_amqp_conn_t *conn)
+ngx_zmq_amqp_backoff(ngx_zmq_amqp_conn_t *conn)
 {
     ngx_msec_t  delay;
 
     if (ngx_exiting || ngx_terminate || ngx_quit || conn->retired) {
-        ngx_http_zmq_amqp_set_state(conn, NGX_HTTP_ZMQ_AMQP_IDLE);
-        ngx_http_zmq_amqp_check_retired(conn);
+        ngx_zmq_amqp_set_state(conn, NGX_ZMQ_AMQP_IDLE);
+        ngx_zmq_amqp_check_retired(conn);
         return;
     }
 
-    delay = ngx_http_zmq_amqp_jitter(conn->backoff);
-    conn->backoff = ngx_min(conn->backoff * 2, NGX_HTTP_ZMQ_BACKOFF_MAX);
+    delay = ngx_zmq_backoff_next(&conn->backoff);
     conn->next_attempt = ngx_current_msec + delay;
 
-    ngx_http_zmq_amqp_set_state(conn, NGX_HTTP_ZMQ_AMQP_BACKOFF);
+    ngx_zmq_amqp_set_state(conn, NGX_ZMQ_AMQP_BACKOFF);
 
     if (conn->timer.timer_set) {
         ngx_del_timer(&conn->timer);
@@ -706,13 +640,12 @@ ngx_http_zmq_amqp_backoff(ngx_http_zmq_amqp_conn_t *conn)
 
 
 static void
-ngx_http_zmq_amqp_connect(ngx_http_zmq_amqp_conn_t *conn)
+ngx_zmq_amqp_connect(ngx_zmq_amqp_conn_t *conn)
 {
     int                           tcp_nodelay;
     ngx_int_t                     rc;
     ngx_addr_t                   *addr;
     ngx_connection_t             *c;
-    ngx_peer_connection_t         pc;
     ngx_http_zmq_outconn_conf_t  *oc;
     static u_char                 header[] = "AMQP\x00\x00\x09\x01";
 
@@ -720,32 +653,21 @@ ngx_http_zmq_amqp_connect(ngx_http_zmq_amqp_conn_t *conn)
     addr = &oc->addrs[conn->addr++ % oc->naddrs];
     conn->peer = addr->name;
 
-    ngx_memzero(&pc, sizeof(ngx_peer_connection_t));
-    pc.sockaddr = addr->sockaddr;
-    pc.socklen = addr->socklen;
-    pc.name = &addr->name;
-    pc.get = ngx_event_get_peer;
-    pc.log = conn->log;
-    pc.log_error = NGX_ERROR_ERR;
+    ngx_zmq_amqp_set_state(conn, NGX_ZMQ_AMQP_CONNECTING);
 
-    ngx_http_zmq_amqp_set_state(conn, NGX_HTTP_ZMQ_AMQP_CONNECTING);
+    rc = ngx_zmq_socket_connect(&conn->sock, addr, ngx_zmq_amqp_read_handler,
+                                ngx_zmq_amqp_write_handler, conn);
 
-    rc = ngx_event_connect_peer(&pc);
-
-    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
-        if (pc.connection != NULL) {
-            ngx_close_connection(pc.connection);
-        }
-
+    if (rc == NGX_DECLINED) {
         ngx_log_error(NGX_LOG_WARN, conn->log, 0,
                       "zmq amqp \"%V\": cannot connect to %V", &oc->name,
                       &addr->name);
         conn->stats->reconnects++;
-        ngx_http_zmq_amqp_backoff(conn);
+        ngx_zmq_amqp_backoff(conn);
         return;
     }
 
-    c = pc.connection;
+    c = conn->sock.connection;
 
     /* frames are small and confirms are awaited: no Nagle delays */
     tcp_nodelay = 1;
@@ -757,14 +679,6 @@ ngx_http_zmq_amqp_connect(ngx_http_zmq_amqp_conn_t *conn)
                       &oc->name);
     }
 
-    c->data = conn;
-    c->read->handler = ngx_http_zmq_amqp_read_handler;
-    c->write->handler = ngx_http_zmq_amqp_write_handler;
-    c->log = conn->log;
-    c->read->log = conn->log;
-    c->write->log = conn->log;
-
-    conn->c = c;
     conn->hs = NGX_HTTP_ZMQ_HS_START;
     conn->got_bytes = 0;
     conn->fhdr_len = 0;
@@ -777,25 +691,22 @@ ngx_http_zmq_amqp_connect(ngx_http_zmq_amqp_conn_t *conn)
      */
     conn->in_frame_max = oc->frame_max;
     conn->heartbeat = 0;
-    conn->out_pos = conn->out_start;
-    conn->out_last = conn->out_start;
     conn->last_recv = ngx_current_msec;
     conn->last_send = ngx_current_msec;
 
-    if (ngx_http_zmq_amqp_reserve(conn, 8) != NGX_OK) {
-        ngx_http_zmq_amqp_close(conn, NGX_LOG_ALERT, "out of memory");
+    if (ngx_zmq_socket_reserve(&conn->sock, 8) != NGX_OK) {
+        ngx_zmq_amqp_close(conn, NGX_LOG_ALERT, "out of memory");
         return;
     }
 
-    conn->out_last = ngx_cpymem(conn->out_last, header, 8);
+    conn->sock.out_last = ngx_cpymem(conn->sock.out_last, header, 8);
     conn->queued = 8;
-    conn->sent = 0;
 
     if (conn->timer.timer_set) {
         ngx_del_timer(&conn->timer);
     }
 
-    ngx_add_timer(&conn->timer, ngx_http_zmq_amqp_connect_timeout);
+    ngx_add_timer(&conn->timer, conn->worker->connect_timeout);
 
     if (rc == NGX_OK) {
         ngx_post_event(c->write, &ngx_posted_events);
@@ -804,7 +715,7 @@ ngx_http_zmq_amqp_connect(ngx_http_zmq_amqp_conn_t *conn)
 
 
 static void
-ngx_http_zmq_amqp_close(ngx_http_zmq_amqp_conn_t *conn, ngx_uint_t level,
+ngx_zmq_amqp_close(ngx_zmq_amqp_conn_t *conn, ngx_uint_t level,
     const char *reason)
 {
     uint64_t             tag;
@@ -814,20 +725,19 @@ ngx_http_zmq_amqp_close(ngx_http_zmq_amqp_conn_t *conn, ngx_uint_t level,
                   "zmq amqp \"%V\": connection to %V closed: %s",
                   &conn->conf->name, &conn->peer, reason);
 
-    ngx_http_zmq_amqp_release(conn);
+    ngx_zmq_amqp_release(conn);
 
     if (conn->hb.timer_set) {
         ngx_del_timer(&conn->hb);
     }
 
-    conn->out_pos = conn->out_start;
-    conn->out_last = conn->out_start;
+    ngx_zmq_socket_discard(&conn->sock);
 
     /* every message not yet confirmed is lost to this connection */
     for (tag = conn->head_tag; tag < conn->next_tag; tag++) {
         pub = conn->ring[tag & (conn->ring_size - 1)];
         if (pub != NULL && pub->tag == tag) {
-            ngx_http_zmq_amqp_resolve(pub, NGX_HTTP_ZMQ_PUB_LOST);
+            ngx_zmq_amqp_resolve(pub, NGX_HTTP_ZMQ_PUB_LOST);
         }
     }
 
@@ -838,65 +748,65 @@ ngx_http_zmq_amqp_close(ngx_http_zmq_amqp_conn_t *conn, ngx_uint_t level,
     conn->written_tag = conn->next_tag;
 
     conn->stats->reconnects++;
-    ngx_http_zmq_amqp_backoff(conn);
+    ngx_zmq_amqp_backoff(conn);
 }
 
 
 static void
-ngx_http_zmq_amqp_timer_handler(ngx_event_t *ev)
+ngx_zmq_amqp_timer_handler(ngx_event_t *ev)
 {
-    ngx_http_zmq_amqp_conn_t  *conn = ev->data;
+    ngx_zmq_amqp_conn_t       *conn = ev->data;
 
-    if (conn->state == NGX_HTTP_ZMQ_AMQP_BACKOFF) {
-        ngx_http_zmq_amqp_connect(conn);
+    if (conn->state == NGX_ZMQ_AMQP_BACKOFF) {
+        ngx_zmq_amqp_connect(conn);
         return;
     }
 
-    if (conn->state == NGX_HTTP_ZMQ_AMQP_CONNECTING) {
-        ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR,
-                                conn->sent > 0 ? "handshake timed out"
+    if (conn->state == NGX_ZMQ_AMQP_CONNECTING) {
+        ngx_zmq_amqp_close(conn, NGX_LOG_ERR,
+                           conn->sock.sent > 0 ? "handshake timed out"
                                                : "connect timed out");
     }
 }
 
 
 static void
-ngx_http_zmq_amqp_hb_handler(ngx_event_t *ev)
+ngx_zmq_amqp_hb_handler(ngx_event_t *ev)
 {
     u_char                    *p;
     ngx_msec_t                 interval;
-    ngx_http_zmq_amqp_conn_t  *conn = ev->data;
+    ngx_zmq_amqp_conn_t       *conn = ev->data;
 
-    if (conn->c == NULL || conn->heartbeat == 0) {
+    if (conn->sock.connection == NULL || conn->heartbeat == 0) {
         return;
     }
 
     interval = conn->heartbeat * 1000 / 2;
 
     if (ngx_current_msec - conn->last_recv > conn->heartbeat * 2000) {
-        ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR,
-                                "no heartbeat from the broker");
+        ngx_zmq_amqp_close(conn, NGX_LOG_ERR,
+                           "no heartbeat from the broker");
         return;
     }
 
     if (ngx_current_msec - conn->last_send >= interval
-        && conn->out_pos == conn->out_last)
+        && conn->sock.out_pos == conn->sock.out_last)
     {
-        if (ngx_http_zmq_amqp_reserve(conn, 8) != NGX_OK) {
-            ngx_http_zmq_amqp_close(conn, NGX_LOG_ALERT, "out of memory");
+        if (ngx_zmq_socket_reserve(&conn->sock, 8) != NGX_OK) {
+            ngx_zmq_amqp_close(conn, NGX_LOG_ALERT, "out of memory");
             return;
         }
 
-        p = conn->out_last;
+        p = conn->sock.out_last;
         *p++ = AMQP_FRAME_HEARTBEAT;
         p = ngx_http_zmq_put16(p, 0);
         p = ngx_http_zmq_put32(p, 0);
         *p++ = AMQP_FRAME_END;
         conn->queued += 8;
-        conn->out_last = p;
+        conn->sock.out_last = p;
 
-        if (ngx_http_zmq_amqp_flush(conn) != NGX_OK) {
-            ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR, "write failed");
+        if (ngx_zmq_amqp_flush(conn) != NGX_OK) {
+            ngx_zmq_amqp_close(conn, NGX_LOG_ERR, "write failed");
             return;
         }
     }
@@ -906,14 +816,14 @@ ngx_http_zmq_amqp_hb_handler(ngx_event_t *ev)
 
 
 static void
-ngx_http_zmq_amqp_write_handler(ngx_event_t *wev)
+ngx_zmq_amqp_write_handler(ngx_event_t *wev)
 {
     ngx_connection_t          *c = wev->data;
-    ngx_http_zmq_amqp_conn_t  *conn = c->data;
+    ngx_zmq_amqp_conn_t       *conn = c->data;
 
-    if (ngx_http_zmq_amqp_flush(conn) != NGX_OK) {
-        ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR,
-                                conn->sent > 0 ? "write failed"
+    if (ngx_zmq_amqp_flush(conn) != NGX_OK) {
+        ngx_zmq_amqp_close(conn, NGX_LOG_ERR,
+                           conn->sock.sent > 0 ? "write failed"
                                                : "connection refused");
     }
 }
@@ -925,43 +835,26 @@ ngx_http_zmq_amqp_write_handler(ngx_event_t *wev)
  */
 
 static ngx_int_t
-ngx_http_zmq_amqp_send(ngx_http_zmq_amqp_conn_t *conn)
+ngx_zmq_amqp_send(ngx_zmq_amqp_conn_t *conn)
 {
-    ssize_t            n;
-    ngx_connection_t  *c;
+    uint64_t  sent;
 
-    c = conn->c;
+    sent = conn->sock.sent;
 
-    while (conn->out_pos < conn->out_last) {
-        n = c->send(c, conn->out_pos, conn->out_last - conn->out_pos);
+    if (ngx_zmq_socket_send(&conn->sock) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
-        if (n == NGX_AGAIN) {
-            break;
-        }
-
-        if (n == NGX_ERROR || n == 0) {
-            return NGX_ERROR;
-        }
-
-        conn->out_pos += n;
-        conn->sent += n;
+    if (conn->sock.sent != sent) {
         conn->last_send = ngx_current_msec;
     }
 
-    if (conn->out_pos == conn->out_last) {
-        conn->out_pos = conn->out_start;
-        conn->out_last = conn->out_start;
-
-        /* a large message grew the buffer: give it back once it is out */
-        if ((size_t) (conn->out_end - conn->out_start)
-            > NGX_HTTP_ZMQ_OUT_KEEP + 2 * conn->frame_max)
-        {
-            ngx_free(conn->out_start);
-            conn->out_start = NULL;
-            conn->out_pos = NULL;
-            conn->out_last = NULL;
-            conn->out_end = NULL;
-        }
+    /* a large message grew the buffer: give it back once it is out */
+    if (conn->sock.out_pos == conn->sock.out_last
+        && (size_t) (conn->sock.out_end - conn->sock.out_start)
+           > NGX_HTTP_ZMQ_OUT_KEEP + 2 * conn->frame_max)
+    {
+        ngx_zmq_socket_free(&conn->sock);
     }
 
     return NGX_OK;
@@ -969,14 +862,14 @@ ngx_http_zmq_amqp_send(ngx_http_zmq_amqp_conn_t *conn)
 
 
 static ngx_int_t
-ngx_http_zmq_amqp_flush(ngx_http_zmq_amqp_conn_t *conn)
+ngx_zmq_amqp_flush(ngx_zmq_amqp_conn_t *conn)
 {
     ngx_connection_t    *c;
     ngx_http_zmq_pub_t  *pub;
 
-    c = conn->c;
+    c = conn->sock.connection;
 
-    if (ngx_http_zmq_amqp_send(conn) != NGX_OK) {
+    if (ngx_zmq_amqp_send(conn) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -985,7 +878,7 @@ ngx_http_zmq_amqp_flush(ngx_http_zmq_amqp_conn_t *conn)
         pub = conn->ring[conn->written_tag & (conn->ring_size - 1)];
 
         if (pub != NULL && pub->tag == conn->written_tag) {
-            if (pub->end > conn->sent) {
+            if (pub->end > conn->sock.sent) {
                 break;
             }
 
@@ -1012,60 +905,61 @@ ngx_http_zmq_amqp_flush(ngx_http_zmq_amqp_conn_t *conn)
 
 
 static void
-ngx_http_zmq_amqp_read_handler(ngx_event_t *rev)
+ngx_zmq_amqp_read_handler(ngx_event_t *rev)
+{
+    ngx_int_t                  rc;
+    ngx_connection_t          *c = rev->data;
+    ngx_zmq_amqp_conn_t       *conn = c->data;
+
+    rc = ngx_zmq_socket_read(&conn->sock, conn->in, NGX_HTTP_ZMQ_IN_SIZE,
+                             NGX_HTTP_ZMQ_IN_PER_EVENT, ngx_zmq_amqp_chunk,
+                             conn);
+
+    switch (rc) {
+
+    case NGX_OK:
+        if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+            ngx_zmq_amqp_close(conn, NGX_LOG_ERR, "event error");
+        }
+        return;
+
+    case NGX_DONE:
+    case NGX_ERROR:
+        ngx_zmq_amqp_close(conn, NGX_LOG_ERR,
+                           rc == NGX_DONE ? "closed by the broker"
+                           : "read failed");
+        return;
+
+    default:        /* NGX_AGAIN: posted; NGX_ABORT: closed */
+        return;
+    }
+}
+
+
+static ngx_int_t
+ngx_zmq_amqp_chunk(void *data, u_char *buf, size_t n)
 {
     u_char                    *p, *last;
-    size_t                     total;
-    ssize_t                    n;
-    ngx_connection_t          *c = rev->data;
-    ngx_http_zmq_amqp_conn_t  *conn = c->data;
+    ngx_zmq_amqp_conn_t       *conn = data;
 
-    for (total = 0; /* void */; total += n) {
+    conn->last_recv = ngx_current_msec;
+    p = buf;
+    last = p + n;
 
-        /*
-         * A broker that sends without pause (heartbeats, say) must not
-         * keep the worker from its other connections: after so much, go
-         * on in the next turn of the event loop, after what else is ready.
-         */
-
-        if (total >= NGX_HTTP_ZMQ_IN_PER_EVENT) {
-            ngx_post_event(rev, &ngx_posted_next_events);
-            return;
-        }
-
-        n = c->recv(c, conn->in, NGX_HTTP_ZMQ_IN_SIZE);
-
-        if (n == NGX_AGAIN) {
-            if (ngx_handle_read_event(rev, 0) != NGX_OK) {
-                ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR, "event error");
-            }
-            return;
-        }
-
-        if (n == 0 || n == NGX_ERROR) {
-            ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR,
-                                    n == 0 ? "closed by the broker"
-                                           : "read failed");
-            return;
-        }
-
-        conn->last_recv = ngx_current_msec;
-        p = conn->in;
-        last = p + n;
-
-        while (p < last) {
-            if (ngx_http_zmq_amqp_input(conn, &p, last) != NGX_OK) {
-                return;     /* the connection is closed */
-            }
-        }
-
-        if (conn->out_pos < conn->out_last) {
-            if (ngx_http_zmq_amqp_flush(conn) != NGX_OK) {
-                ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR, "write failed");
-                return;
-            }
+    while (p < last) {
+        if (ngx_zmq_amqp_input(conn, &p, last) != NGX_OK) {
+            return NGX_ERROR;       /* the connection is closed */
         }
     }
+
+    if (conn->sock.out_pos < conn->sock.out_last) {
+        if (ngx_zmq_amqp_flush(conn) != NGX_OK) {
+            ngx_zmq_amqp_close(conn, NGX_LOG_ERR, "write failed");
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 
@@ -1102,7 +996,7 @@ ngx_http_zmq_get64(u_char *p)
  */
 
 static ngx_int_t
-ngx_http_zmq_amqp_input(ngx_http_zmq_amqp_conn_t *conn, u_char **pos,
+ngx_zmq_amqp_input(ngx_zmq_amqp_conn_t *conn, u_char **pos,
     u_char *last)
 {
     u_char  *p;
@@ -1120,7 +1014,7 @@ ngx_http_zmq_amqp_input(ngx_http_zmq_amqp_conn_t *conn, u_char **pos,
             return NGX_OK;
         }
 
-        if (ngx_http_zmq_amqp_frame_start(conn) != NGX_OK) {
+        if (ngx_zmq_amqp_frame_start(conn) != NGX_OK) {
             return NGX_ERROR;
         }
 
@@ -1136,7 +1030,7 @@ ngx_http_zmq_amqp_input(ngx_http_zmq_amqp_conn_t *conn, u_char **pos,
         ngx_memcpy(conn->fbuf + conn->fgot, p, n);
 
     } else if (n == want && p[n - 1] != AMQP_FRAME_END) {
-        ngx_http_zmq_amqp_bad(conn, "frame", "no frame-end byte");
+        ngx_zmq_amqp_bad(conn, "frame", "no frame-end byte");
         return NGX_ERROR;
     }
 
@@ -1156,18 +1050,18 @@ ngx_http_zmq_amqp_input(ngx_http_zmq_amqp_conn_t *conn, u_char **pos,
     }
 
     if (conn->fbuf[conn->fsize] != AMQP_FRAME_END) {
-        ngx_http_zmq_amqp_bad(conn, "frame", "no frame-end byte");
+        ngx_zmq_amqp_bad(conn, "frame", "no frame-end byte");
         return NGX_ERROR;
     }
 
-    return ngx_http_zmq_amqp_frame(conn);
+    return ngx_zmq_amqp_frame(conn);
 }
 
 
 /* a frame header is in: check it against what may come now */
 
 static ngx_int_t
-ngx_http_zmq_amqp_frame_start(ngx_http_zmq_amqp_conn_t *conn)
+ngx_zmq_amqp_frame_start(ngx_zmq_amqp_conn_t *conn)
 {
     u_char      *p;
     size_t       size;
@@ -1178,8 +1072,8 @@ ngx_http_zmq_amqp_frame_start(ngx_http_zmq_amqp_conn_t *conn)
         conn->got_bytes = 1;
 
         if (conn->fhdr[0] == 'A') {
-            ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR,
-                                    "the broker does not speak AMQP 0-9-1");
+            ngx_zmq_amqp_close(conn, NGX_LOG_ERR,
+                               "the broker does not speak AMQP 0-9-1");
             return NGX_ERROR;
         }
     }
@@ -1193,7 +1087,7 @@ ngx_http_zmq_amqp_frame_start(ngx_http_zmq_amqp_conn_t *conn)
         ngx_snprintf(conn->why, sizeof(conn->why) - 1,
                      "%uL bytes, frame_max is %ui%Z", (uint64_t) fsize + 8,
                      conn->in_frame_max);
-        ngx_http_zmq_amqp_bad(conn, "frame", "larger than frame_max");
+        ngx_zmq_amqp_bad(conn, "frame", "larger than frame_max");
         return NGX_ERROR;
     }
 
@@ -1201,21 +1095,21 @@ ngx_http_zmq_amqp_frame_start(ngx_http_zmq_amqp_conn_t *conn)
 
     case AMQP_FRAME_METHOD:
         if (fsize < 4) {
-            ngx_http_zmq_amqp_bad(conn, "frame",
-                                  "a method frame without a method id");
+            ngx_zmq_amqp_bad(conn, "frame",
+                             "a method frame without a method id");
             return NGX_ERROR;
         }
 
         if (channel > NGX_HTTP_ZMQ_CHANNEL) {
-            ngx_http_zmq_amqp_bad(conn, "frame", "on a channel never opened");
+            ngx_zmq_amqp_bad(conn, "frame", "on a channel never opened");
             return NGX_ERROR;
         }
 
         if (channel == NGX_HTTP_ZMQ_CHANNEL
             && conn->content != NGX_HTTP_ZMQ_CONTENT_NONE)
         {
-            ngx_http_zmq_amqp_bad(conn, "frame",
-                                  "a method inside a returned message");
+            ngx_zmq_amqp_bad(conn, "frame",
+                             "a method inside a returned message");
             return NGX_ERROR;
         }
 
@@ -1225,15 +1119,15 @@ ngx_http_zmq_amqp_frame_start(ngx_http_zmq_amqp_conn_t *conn)
         if (channel != NGX_HTTP_ZMQ_CHANNEL
             || conn->content != NGX_HTTP_ZMQ_CONTENT_HEADER)
         {
-            ngx_http_zmq_amqp_bad(conn, "frame",
-                                  "a content header without basic.return");
+            ngx_zmq_amqp_bad(conn, "frame",
+                             "a content header without basic.return");
             return NGX_ERROR;
         }
 
         /* class, weight, body size, property flags */
         if (fsize < 14) {
-            ngx_http_zmq_amqp_bad(conn, "frame",
-                                  "a content header shorter than 14 bytes");
+            ngx_zmq_amqp_bad(conn, "frame",
+                             "a content header shorter than 14 bytes");
             return NGX_ERROR;
         }
 
@@ -1243,14 +1137,14 @@ ngx_http_zmq_amqp_frame_start(ngx_http_zmq_amqp_conn_t *conn)
         if (channel != NGX_HTTP_ZMQ_CHANNEL
             || conn->content != NGX_HTTP_ZMQ_CONTENT_BODY)
         {
-            ngx_http_zmq_amqp_bad(conn, "frame",
-                                  "a content body without a header");
+            ngx_zmq_amqp_bad(conn, "frame",
+                             "a content body without a header");
             return NGX_ERROR;
         }
 
         if (fsize > conn->content_left) {
-            ngx_http_zmq_amqp_bad(conn, "frame", "a content body longer "
-                                  "than its header said");
+            ngx_zmq_amqp_bad(conn, "frame", "a content body longer "
+                             "than its header said");
             return NGX_ERROR;
         }
 
@@ -1263,7 +1157,7 @@ ngx_http_zmq_amqp_frame_start(ngx_http_zmq_amqp_conn_t *conn)
 
     case AMQP_FRAME_HEARTBEAT:
         if (channel != 0) {
-            ngx_http_zmq_amqp_bad(conn, "frame", "a heartbeat on a channel");
+            ngx_zmq_amqp_bad(conn, "frame", "a heartbeat on a channel");
             return NGX_ERROR;
         }
 
@@ -1271,7 +1165,7 @@ ngx_http_zmq_amqp_frame_start(ngx_http_zmq_amqp_conn_t *conn)
 
     default:
         ngx_snprintf(conn->why, sizeof(conn->why) - 1, "type %ui%Z", type);
-        ngx_http_zmq_amqp_bad(conn, "frame", "an unknown frame type");
+        ngx_zmq_amqp_bad(conn, "frame", "an unknown frame type");
         return NGX_ERROR;
     }
 
@@ -1293,7 +1187,7 @@ ngx_http_zmq_amqp_frame_start(ngx_http_zmq_amqp_conn_t *conn)
 
         p = ngx_alloc(size, conn->log);
         if (p == NULL) {
-            ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR, "out of memory");
+            ngx_zmq_amqp_close(conn, NGX_LOG_ERR, "out of memory");
             return NGX_ERROR;
         }
 
@@ -1309,7 +1203,7 @@ ngx_http_zmq_amqp_frame_start(ngx_http_zmq_amqp_conn_t *conn)
 /* closes the connection over something the broker must not send */
 
 static void
-ngx_http_zmq_amqp_bad(ngx_http_zmq_amqp_conn_t *conn, const char *what,
+ngx_zmq_amqp_bad(ngx_zmq_amqp_conn_t *conn, const char *what,
     const char *detail)
 {
     u_char  text[256];
@@ -1325,14 +1219,14 @@ ngx_http_zmq_amqp_bad(ngx_http_zmq_amqp_conn_t *conn, const char *what,
 
     text[sizeof(text) - 1] = '\0';
     conn->why[0] = '\0';
-    ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR, (char *) text);
+    ngx_zmq_amqp_close(conn, NGX_LOG_ERR, (char *) text);
 }
 
 
 /* text from the broker, safe for one log line */
 
 static u_char *
-ngx_http_zmq_amqp_escape(u_char *dst, size_t size, u_char *src, size_t len)
+ngx_zmq_amqp_escape(u_char *dst, size_t size, u_char *src, size_t len)
 {
     u_char  *p, *end;
 
@@ -1361,7 +1255,7 @@ ngx_http_zmq_amqp_escape(u_char *dst, size_t size, u_char *src, size_t len)
  */
 
 static ngx_int_t
-ngx_http_zmq_amqp_table(u_char **pos, u_char *last, ngx_uint_t depth,
+ngx_zmq_amqp_table(u_char **pos, u_char *last, ngx_uint_t depth,
     uint64_t *seq, ngx_uint_t *has_seq)
 {
     u_char    *p, *end, *key;
@@ -1404,7 +1298,7 @@ ngx_http_zmq_amqp_table(u_char **pos, u_char *last, ngx_uint_t depth,
             *has_seq = 1;
         }
 
-        if (ngx_http_zmq_amqp_value(type, &p, end, depth) != NGX_OK) {
+        if (ngx_zmq_amqp_value(type, &p, end, depth) != NGX_OK) {
             return NGX_ERROR;
         }
     }
@@ -1415,7 +1309,7 @@ ngx_http_zmq_amqp_table(u_char **pos, u_char *last, ngx_uint_t depth,
 
 
 static ngx_int_t
-ngx_http_zmq_amqp_value(u_char type, u_char **pos, u_char *last,
+ngx_zmq_amqp_value(u_char type, u_char **pos, u_char *last,
     ngx_uint_t depth)
 {
     u_char    *p, *end;
@@ -1461,7 +1355,7 @@ ngx_http_zmq_amqp_value(u_char type, u_char **pos, u_char *last,
         break;
 
     case 'F':
-        return ngx_http_zmq_amqp_table(pos, last, depth + 1, NULL, NULL);
+        return ngx_zmq_amqp_table(pos, last, depth + 1, NULL, NULL);
 
     case 'A':
         if (depth + 1 >= NGX_HTTP_ZMQ_TABLE_DEPTH || last - p < 4) {
@@ -1479,7 +1373,7 @@ ngx_http_zmq_amqp_value(u_char type, u_char **pos, u_char *last,
 
         while (p < end) {
             type = *p++;
-            if (ngx_http_zmq_amqp_value(type, &p, end, depth + 1) != NGX_OK) {
+            if (ngx_zmq_amqp_value(type, &p, end, depth + 1) != NGX_OK) {
                 return NGX_ERROR;
             }
         }
@@ -1503,7 +1397,7 @@ ngx_http_zmq_amqp_value(u_char type, u_char **pos, u_char *last,
 /* a word in a space-separated list, such as connection.start mechanisms */
 
 static ngx_uint_t
-ngx_http_zmq_amqp_has_word(amqp_bytes_t *list, const char *word)
+ngx_zmq_amqp_has_word(amqp_bytes_t *list, const char *word)
 {
     u_char  *p, *last, *start;
     size_t   len;
@@ -1535,7 +1429,7 @@ ngx_http_zmq_amqp_has_word(amqp_bytes_t *list, const char *word)
 
 
 static ngx_int_t
-ngx_http_zmq_amqp_start_ok(ngx_http_zmq_amqp_conn_t *conn, void *start)
+ngx_zmq_amqp_start_ok(ngx_zmq_amqp_conn_t *conn, void *start)
 {
     u_char                       *resp, *p;
     ngx_uint_t                    i;
@@ -1554,7 +1448,7 @@ ngx_http_zmq_amqp_start_ok(ngx_http_zmq_amqp_conn_t *conn, void *start)
         return NGX_ERROR;
     }
 
-    if (!ngx_http_zmq_amqp_has_word(&st->mechanisms, "PLAIN")) {
+    if (!ngx_zmq_amqp_has_word(&st->mechanisms, "PLAIN")) {
         ngx_snprintf(conn->why, sizeof(conn->why) - 1, "the broker does not "
                      "offer the PLAIN mechanism%Z");
         return NGX_ERROR;
@@ -1605,7 +1499,7 @@ ngx_http_zmq_amqp_start_ok(ngx_http_zmq_amqp_conn_t *conn, void *start)
     m.response.len = p - resp;
     m.locale = amqp_cstring_bytes("en_US");
 
-    if (ngx_http_zmq_amqp_method(conn, 0, AMQP_CONNECTION_START_OK_METHOD, &m)
+    if (ngx_zmq_amqp_method(conn, 0, AMQP_CONNECTION_START_OK_METHOD, &m)
         != NGX_OK)
     {
         ngx_explicit_memzero(resp, p - resp);
@@ -1620,7 +1514,7 @@ ngx_http_zmq_amqp_start_ok(ngx_http_zmq_amqp_conn_t *conn, void *start)
 
 
 static ngx_int_t
-ngx_http_zmq_amqp_tune(ngx_http_zmq_amqp_conn_t *conn, void *tune)
+ngx_zmq_amqp_tune(ngx_zmq_amqp_conn_t *conn, void *tune)
 {
     amqp_connection_tune_t  *t = tune;
 
@@ -1660,7 +1554,7 @@ ngx_http_zmq_amqp_tune(ngx_http_zmq_amqp_conn_t *conn, void *tune)
     ok.frame_max = (uint32_t) frame_max;
     ok.heartbeat = (uint16_t) heartbeat;
 
-    if (ngx_http_zmq_amqp_method(conn, 0, AMQP_CONNECTION_TUNE_OK_METHOD, &ok)
+    if (ngx_zmq_amqp_method(conn, 0, AMQP_CONNECTION_TUNE_OK_METHOD, &ok)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -1675,50 +1569,50 @@ ngx_http_zmq_amqp_tune(ngx_http_zmq_amqp_conn_t *conn, void *tune)
     open.capabilities = amqp_empty_bytes;
     open.insist = 0;
 
-    return ngx_http_zmq_amqp_method(conn, 0, AMQP_CONNECTION_OPEN_METHOD,
-                                    &open);
+    return ngx_zmq_amqp_method(conn, 0, AMQP_CONNECTION_OPEN_METHOD,
+                               &open);
 }
 
 
 static ngx_int_t
-ngx_http_zmq_amqp_channel_open(ngx_http_zmq_amqp_conn_t *conn, void *open_ok)
+ngx_zmq_amqp_channel_open(ngx_zmq_amqp_conn_t *conn, void *open_ok)
 {
     amqp_channel_open_t  chopen;
 
     chopen.out_of_band = amqp_empty_bytes;
 
-    return ngx_http_zmq_amqp_method(conn, NGX_HTTP_ZMQ_CHANNEL,
-                                    AMQP_CHANNEL_OPEN_METHOD, &chopen);
+    return ngx_zmq_amqp_method(conn, NGX_HTTP_ZMQ_CHANNEL,
+                               AMQP_CHANNEL_OPEN_METHOD, &chopen);
 }
 
 
 static ngx_int_t
-ngx_http_zmq_amqp_confirm_select(ngx_http_zmq_amqp_conn_t *conn,
+ngx_zmq_amqp_confirm_select(ngx_zmq_amqp_conn_t *conn,
     void *channel_open_ok)
 {
     amqp_confirm_select_t  confirm;
 
     confirm.nowait = 0;
 
-    return ngx_http_zmq_amqp_method(conn, NGX_HTTP_ZMQ_CHANNEL,
-                                    AMQP_CONFIRM_SELECT_METHOD, &confirm);
+    return ngx_zmq_amqp_method(conn, NGX_HTTP_ZMQ_CHANNEL,
+                               AMQP_CONFIRM_SELECT_METHOD, &confirm);
 }
 
 
 static ngx_int_t
-ngx_http_zmq_amqp_ready(ngx_http_zmq_amqp_conn_t *conn, void *select_ok)
+ngx_zmq_amqp_ready(ngx_zmq_amqp_conn_t *conn, void *select_ok)
 {
     if (conn->timer.timer_set) {
         ngx_del_timer(&conn->timer);
     }
 
     conn->hs = NGX_HTTP_ZMQ_HS_DONE;
-    conn->backoff = NGX_HTTP_ZMQ_BACKOFF_MIN;
+    ngx_zmq_backoff_reset(&conn->backoff);
     conn->next_tag = 1;
     conn->head_tag = 1;
     conn->written_tag = 1;
 
-    ngx_http_zmq_amqp_set_state(conn, NGX_HTTP_ZMQ_AMQP_READY);
+    ngx_zmq_amqp_set_state(conn, NGX_ZMQ_AMQP_READY);
 
     if (conn->heartbeat) {
         ngx_add_timer(&conn->hb, conn->heartbeat * 1000 / 2);
@@ -1734,7 +1628,7 @@ ngx_http_zmq_amqp_ready(ngx_http_zmq_amqp_conn_t *conn, void *select_ok)
 
 
 static void
-ngx_http_zmq_amqp_ack(ngx_http_zmq_amqp_conn_t *conn, uint64_t tag,
+ngx_zmq_amqp_ack(ngx_zmq_amqp_conn_t *conn, uint64_t tag,
     ngx_flag_t multiple, ngx_http_zmq_pub_result_e result)
 {
     uint64_t             t, from;
@@ -1756,7 +1650,7 @@ ngx_http_zmq_amqp_ack(ngx_http_zmq_amqp_conn_t *conn, uint64_t tag,
     for (t = from; t <= tag; t++) {
         pub = conn->ring[t & mask];
         if (pub != NULL && pub->tag == t) {
-            ngx_http_zmq_amqp_resolve(pub, result);
+            ngx_zmq_amqp_resolve(pub, result);
         }
     }
 
@@ -1771,7 +1665,7 @@ ngx_http_zmq_amqp_ack(ngx_http_zmq_amqp_conn_t *conn, uint64_t tag,
 /* a returned message's content header: which message is it? */
 
 static void
-ngx_http_zmq_amqp_returned(ngx_http_zmq_amqp_conn_t *conn, uint64_t seq,
+ngx_zmq_amqp_returned(ngx_zmq_amqp_conn_t *conn, uint64_t seq,
     ngx_uint_t has_seq, uint64_t body_size)
 {
     u_char               key[256 * 4];
@@ -1792,8 +1686,8 @@ ngx_http_zmq_amqp_returned(ngx_http_zmq_amqp_conn_t *conn, uint64_t seq,
 
     /* not ours, or not any more: its ack or nack still settles it */
 
-    (void) ngx_http_zmq_amqp_escape(key, sizeof(key), conn->return_key,
-                                    conn->return_key_len);
+    (void) ngx_zmq_amqp_escape(key, sizeof(key), conn->return_key,
+                               conn->return_key_len);
 
     if (has_seq) {
         ngx_log_error(NGX_LOG_WARN, conn->log, 0,
@@ -1814,23 +1708,23 @@ ngx_http_zmq_amqp_returned(ngx_http_zmq_amqp_conn_t *conn, uint64_t seq,
 
 typedef struct {
     amqp_method_number_t   method;
-    ngx_int_t            (*handler)(ngx_http_zmq_amqp_conn_t *conn,
+    ngx_int_t            (*handler)(ngx_zmq_amqp_conn_t *conn,
                                     void *decoded);
     const char            *failed;
-} ngx_http_zmq_amqp_step_t;
+} ngx_zmq_amqp_step_t;
 
 
 /* indexed by the handshake state that expects the method */
-static ngx_http_zmq_amqp_step_t  ngx_http_zmq_amqp_steps[] = {
-    { AMQP_CONNECTION_START_METHOD, ngx_http_zmq_amqp_start_ok,
+static ngx_zmq_amqp_step_t       ngx_zmq_amqp_steps[] = {
+    { AMQP_CONNECTION_START_METHOD, ngx_zmq_amqp_start_ok,
       "start-ok failed" },
-    { AMQP_CONNECTION_TUNE_METHOD, ngx_http_zmq_amqp_tune,
+    { AMQP_CONNECTION_TUNE_METHOD, ngx_zmq_amqp_tune,
       "tune failed" },
-    { AMQP_CONNECTION_OPEN_OK_METHOD, ngx_http_zmq_amqp_channel_open,
+    { AMQP_CONNECTION_OPEN_OK_METHOD, ngx_zmq_amqp_channel_open,
       "channel.open failed" },
-    { AMQP_CHANNEL_OPEN_OK_METHOD, ngx_http_zmq_amqp_confirm_select,
+    { AMQP_CHANNEL_OPEN_OK_METHOD, ngx_zmq_amqp_confirm_select,
       "confirm.select failed" },
-    { AMQP_CONFIRM_SELECT_OK_METHOD, ngx_http_zmq_amqp_ready,
+    { AMQP_CONFIRM_SELECT_OK_METHOD, ngx_zmq_amqp_ready,
       "ready failed" },
 };
 
@@ -1839,10 +1733,10 @@ static ngx_http_zmq_amqp_step_t  ngx_http_zmq_amqp_steps[] = {
 typedef struct {
     amqp_method_number_t   method;
     ngx_uint_t             channel;
-} ngx_http_zmq_amqp_allowed_t;
+} ngx_zmq_amqp_allowed_t;
 
 
-static ngx_http_zmq_amqp_allowed_t  ngx_http_zmq_amqp_allowed[] = {
+static ngx_zmq_amqp_allowed_t       ngx_zmq_amqp_allowed[] = {
     { AMQP_CONNECTION_START_METHOD, 0 },
     { AMQP_CONNECTION_TUNE_METHOD, 0 },
     { AMQP_CONNECTION_OPEN_OK_METHOD, 0 },
@@ -1861,20 +1755,20 @@ static ngx_http_zmq_amqp_allowed_t  ngx_http_zmq_amqp_allowed[] = {
 
 
 static ngx_int_t
-ngx_http_zmq_amqp_frame(ngx_http_zmq_amqp_conn_t *conn)
+ngx_zmq_amqp_frame(ngx_zmq_amqp_conn_t *conn)
 {
     if (conn->ftype == AMQP_FRAME_HEADER) {
-        return ngx_http_zmq_amqp_header_frame(conn);
+        return ngx_zmq_amqp_header_frame(conn);
     }
 
-    return ngx_http_zmq_amqp_method_frame(conn);
+    return ngx_zmq_amqp_method_frame(conn);
 }
 
 
 /* a returned message's properties: only the headers table is read */
 
 static ngx_int_t
-ngx_http_zmq_amqp_header_frame(ngx_http_zmq_amqp_conn_t *conn)
+ngx_zmq_amqp_header_frame(ngx_zmq_amqp_conn_t *conn)
 {
     u_char      *p, *last;
     uint64_t     body_size, seq;
@@ -1884,7 +1778,7 @@ ngx_http_zmq_amqp_header_frame(ngx_http_zmq_amqp_conn_t *conn)
     last = p + conn->fsize;             /* at least 14 bytes */
 
     if (ngx_http_zmq_get16(p) != AMQP_BASIC_CLASS) {
-        ngx_http_zmq_amqp_bad(conn, "content header", "not of class basic");
+        ngx_zmq_amqp_bad(conn, "content header", "not of class basic");
         return NGX_ERROR;
     }
 
@@ -1893,8 +1787,8 @@ ngx_http_zmq_amqp_header_frame(ngx_http_zmq_amqp_conn_t *conn)
     p += 14;
 
     if (flags & 1) {
-        ngx_http_zmq_amqp_bad(conn, "content header",
-                              "more than one property flag word");
+        ngx_zmq_amqp_bad(conn, "content header",
+                         "more than one property flag word");
         return NGX_ERROR;
     }
 
@@ -1909,8 +1803,8 @@ ngx_http_zmq_amqp_header_frame(ngx_http_zmq_amqp_conn_t *conn)
         }
 
         if (p >= last || (size_t) *p >= (size_t) (last - p)) {
-            ngx_http_zmq_amqp_bad(conn, "content header",
-                                  "a property longer than its frame");
+            ngx_zmq_amqp_bad(conn, "content header",
+                             "a property longer than its frame");
             return NGX_ERROR;
         }
 
@@ -1921,10 +1815,10 @@ ngx_http_zmq_amqp_header_frame(ngx_http_zmq_amqp_conn_t *conn)
     has_seq = 0;
 
     if ((flags & AMQP_BASIC_HEADERS_FLAG)
-        && ngx_http_zmq_amqp_table(&p, last, 0, &seq, &has_seq) != NGX_OK)
+        && ngx_zmq_amqp_table(&p, last, 0, &seq, &has_seq) != NGX_OK)
     {
-        ngx_http_zmq_amqp_bad(conn, "content header", "a malformed or too "
-                              "deeply nested headers table");
+        ngx_zmq_amqp_bad(conn, "content header", "a malformed or too "
+                         "deeply nested headers table");
         return NGX_ERROR;
     }
 
@@ -1932,14 +1826,14 @@ ngx_http_zmq_amqp_header_frame(ngx_http_zmq_amqp_conn_t *conn)
     conn->content = body_size ? NGX_HTTP_ZMQ_CONTENT_BODY
                               : NGX_HTTP_ZMQ_CONTENT_NONE;
 
-    ngx_http_zmq_amqp_returned(conn, seq, has_seq, body_size);
+    ngx_zmq_amqp_returned(conn, seq, has_seq, body_size);
 
     return NGX_OK;
 }
 
 
 static ngx_int_t
-ngx_http_zmq_amqp_method_frame(ngx_http_zmq_amqp_conn_t *conn)
+ngx_zmq_amqp_method_frame(ngx_zmq_amqp_conn_t *conn)
 {
     int                          rc;
     u_char                      *p;
@@ -1952,22 +1846,22 @@ ngx_http_zmq_amqp_method_frame(ngx_http_zmq_amqp_conn_t *conn)
     id = ngx_http_zmq_get32(conn->fbuf);
     channel = conn->fchannel;
 
-    for (i = 0; i < sizeof(ngx_http_zmq_amqp_allowed)
-                    / sizeof(ngx_http_zmq_amqp_allowed_t); i++)
+    for (i = 0; i < sizeof(ngx_zmq_amqp_allowed)
+                    / sizeof(ngx_zmq_amqp_allowed_t); i++)
     {
-        if (ngx_http_zmq_amqp_allowed[i].method == id
-            && ngx_http_zmq_amqp_allowed[i].channel == channel)
+        if (ngx_zmq_amqp_allowed[i].method == id
+            && ngx_zmq_amqp_allowed[i].channel == channel)
         {
             break;
         }
     }
 
-    if (i == sizeof(ngx_http_zmq_amqp_allowed)
-             / sizeof(ngx_http_zmq_amqp_allowed_t))
+    if (i == sizeof(ngx_zmq_amqp_allowed)
+        / sizeof(ngx_zmq_amqp_allowed_t))
     {
         ngx_snprintf(conn->why, sizeof(conn->why) - 1, "unexpected method "
                      "0x%08xD on channel %ui%Z", (uint32_t) id, channel);
-        ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR, (char *) conn->why);
+        ngx_zmq_amqp_close(conn, NGX_LOG_ERR, (char *) conn->why);
         conn->why[0] = '\0';
         return NGX_ERROR;
     }
@@ -1982,12 +1876,12 @@ ngx_http_zmq_amqp_method_frame(ngx_http_zmq_amqp_conn_t *conn)
         p = conn->fbuf + 4 + 2;
 
         if (conn->fsize < 4 + 2
-            || ngx_http_zmq_amqp_table(&p, conn->fbuf + conn->fsize, 0,
-                                       NULL, NULL)
+            || ngx_zmq_amqp_table(&p, conn->fbuf + conn->fsize, 0,
+                                  NULL, NULL)
                != NGX_OK)
         {
-            ngx_http_zmq_amqp_bad(conn, "frame", "connection.start with a "
-                                  "malformed or too deeply nested table");
+            ngx_zmq_amqp_bad(conn, "frame", "connection.start with a "
+                             "malformed or too deeply nested table");
             return NGX_ERROR;
         }
     }
@@ -1999,12 +1893,12 @@ ngx_http_zmq_amqp_method_frame(ngx_http_zmq_amqp_conn_t *conn)
     if (rc < 0) {
         ngx_snprintf(conn->why, sizeof(conn->why) - 1, "method 0x%08xD: %s%Z",
                      (uint32_t) id, amqp_error_string2(rc));
-        ngx_http_zmq_amqp_bad(conn, "frame", "a method that does not decode");
+        ngx_zmq_amqp_bad(conn, "frame", "a method that does not decode");
         recycle_amqp_pool(&conn->decode_pool);
         return NGX_ERROR;
     }
 
-    rv = ngx_http_zmq_amqp_method_in(conn, id, decoded);
+    rv = ngx_zmq_amqp_method_in(conn, id, decoded);
 
     recycle_amqp_pool(&conn->decode_pool);
 
@@ -2013,7 +1907,7 @@ ngx_http_zmq_amqp_method_frame(ngx_http_zmq_amqp_conn_t *conn)
 
 
 static ngx_int_t
-ngx_http_zmq_amqp_method_in(ngx_http_zmq_amqp_conn_t *conn,
+ngx_zmq_amqp_method_in(ngx_zmq_amqp_conn_t *conn,
     amqp_method_number_t id, void *decoded)
 {
     u_char                      text[256], esc[200 * 4];
@@ -2029,25 +1923,25 @@ ngx_http_zmq_amqp_method_in(ngx_http_zmq_amqp_conn_t *conn,
     /* the handshake: the method each step expects, answered by its handler */
 
     for (i = 0; i < NGX_HTTP_ZMQ_HS_DONE; i++) {
-        if (ngx_http_zmq_amqp_steps[i].method != id) {
+        if (ngx_zmq_amqp_steps[i].method != id) {
             continue;
         }
 
         if (conn->hs != i) {
             ngx_snprintf(conn->why, sizeof(conn->why) - 1, "unexpected "
                          "method 0x%08xD in the handshake%Z", (uint32_t) id);
-            ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR, (char *) conn->why);
+            ngx_zmq_amqp_close(conn, NGX_LOG_ERR, (char *) conn->why);
             conn->why[0] = '\0';
             return NGX_ERROR;
         }
 
         conn->hs = i + 1;
 
-        if (ngx_http_zmq_amqp_steps[i].handler(conn, decoded) != NGX_OK) {
-            ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR,
-                                    conn->why[0]
-                                    ? (char *) conn->why
-                                    : ngx_http_zmq_amqp_steps[i].failed);
+        if (ngx_zmq_amqp_steps[i].handler(conn, decoded) != NGX_OK) {
+            ngx_zmq_amqp_close(conn, NGX_LOG_ERR,
+                               conn->why[0]
+                               ? (char *) conn->why
+                               : ngx_zmq_amqp_steps[i].failed);
             conn->why[0] = '\0';
             return NGX_ERROR;
         }
@@ -2059,14 +1953,14 @@ ngx_http_zmq_amqp_method_in(ngx_http_zmq_amqp_conn_t *conn,
 
     case AMQP_BASIC_ACK_METHOD:
         ack = decoded;
-        ngx_http_zmq_amqp_ack(conn, ack->delivery_tag, ack->multiple,
-                              NGX_HTTP_ZMQ_PUB_ACKED);
+        ngx_zmq_amqp_ack(conn, ack->delivery_tag, ack->multiple,
+                         NGX_HTTP_ZMQ_PUB_ACKED);
         return NGX_OK;
 
     case AMQP_BASIC_NACK_METHOD:
         nack = decoded;
-        ngx_http_zmq_amqp_ack(conn, nack->delivery_tag, nack->multiple,
-                              NGX_HTTP_ZMQ_PUB_NACKED);
+        ngx_zmq_amqp_ack(conn, nack->delivery_tag, nack->multiple,
+                         NGX_HTTP_ZMQ_PUB_NACKED);
         return NGX_OK;
 
     case AMQP_BASIC_RETURN_METHOD:
@@ -2085,12 +1979,12 @@ ngx_http_zmq_amqp_method_in(ngx_http_zmq_amqp_conn_t *conn,
         ngx_log_error(NGX_LOG_WARN, conn->log, 0,
                       "zmq amqp \"%V\": the broker blocked publishing: %s",
                       &conn->conf->name,
-                      ngx_http_zmq_amqp_escape(esc, sizeof(esc),
-                                               blocked->reason.bytes,
-                                               ngx_min(blocked->reason.len,
+                      ngx_zmq_amqp_escape(esc, sizeof(esc),
+                                          blocked->reason.bytes,
+                                          ngx_min(blocked->reason.len,
                                                        200)));
-        if (conn->state == NGX_HTTP_ZMQ_AMQP_READY) {
-            ngx_http_zmq_amqp_set_state(conn, NGX_HTTP_ZMQ_AMQP_BLOCKED);
+        if (conn->state == NGX_ZMQ_AMQP_READY) {
+            ngx_zmq_amqp_set_state(conn, NGX_ZMQ_AMQP_BLOCKED);
         }
         return NGX_OK;
 
@@ -2098,8 +1992,8 @@ ngx_http_zmq_amqp_method_in(ngx_http_zmq_amqp_conn_t *conn,
         ngx_log_error(NGX_LOG_WARN, conn->log, 0,
                       "zmq amqp \"%V\": the broker unblocked publishing",
                       &conn->conf->name);
-        if (conn->state == NGX_HTTP_ZMQ_AMQP_BLOCKED) {
-            ngx_http_zmq_amqp_set_state(conn, NGX_HTTP_ZMQ_AMQP_READY);
+        if (conn->state == NGX_ZMQ_AMQP_BLOCKED) {
+            ngx_zmq_amqp_set_state(conn, NGX_ZMQ_AMQP_READY);
         }
         return NGX_OK;
 
@@ -2108,26 +2002,26 @@ ngx_http_zmq_amqp_method_in(ngx_http_zmq_amqp_conn_t *conn,
         close_ok.dummy = 0;
         ngx_snprintf(text, sizeof(text) - 1, "the broker closed the "
                      "connection: %d %s%Z", (int) close->reply_code,
-                     ngx_http_zmq_amqp_escape(esc, 200,
-                                              close->reply_text.bytes,
-                                              close->reply_text.len));
+                     ngx_zmq_amqp_escape(esc, 200,
+                                         close->reply_text.bytes,
+                                         close->reply_text.len));
         text[sizeof(text) - 1] = '\0';
-        (void) ngx_http_zmq_amqp_method(conn, 0,
-                                        AMQP_CONNECTION_CLOSE_OK_METHOD,
-                                        &close_ok);
-        (void) ngx_http_zmq_amqp_flush(conn);
-        ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR, (char *) text);
+        (void) ngx_zmq_amqp_method(conn, 0,
+                                   AMQP_CONNECTION_CLOSE_OK_METHOD,
+                                   &close_ok);
+        (void) ngx_zmq_amqp_flush(conn);
+        ngx_zmq_amqp_close(conn, NGX_LOG_ERR, (char *) text);
         return NGX_ERROR;
 
     case AMQP_CHANNEL_CLOSE_METHOD:
         chclose = decoded;
         ngx_snprintf(text, sizeof(text) - 1, "the broker closed the "
                      "channel: %d %s%Z", (int) chclose->reply_code,
-                     ngx_http_zmq_amqp_escape(esc, 200,
-                                              chclose->reply_text.bytes,
-                                              chclose->reply_text.len));
+                     ngx_zmq_amqp_escape(esc, 200,
+                                         chclose->reply_text.bytes,
+                                         chclose->reply_text.len));
         text[sizeof(text) - 1] = '\0';
-        ngx_http_zmq_amqp_close(conn, NGX_LOG_ERR, (char *) text);
+        ngx_zmq_amqp_close(conn, NGX_LOG_ERR, (char *) text);
         return NGX_ERROR;
     }
 
@@ -2138,10 +2032,10 @@ ngx_http_zmq_amqp_method_in(ngx_http_zmq_amqp_conn_t *conn,
 
 
 static void
-ngx_http_zmq_amqp_resolve(ngx_http_zmq_pub_t *pub,
+ngx_zmq_amqp_resolve(ngx_http_zmq_pub_t *pub,
     ngx_http_zmq_pub_result_e result)
 {
-    ngx_http_zmq_amqp_conn_t  *conn;
+    ngx_zmq_amqp_conn_t       *conn;
 
     conn = pub->conn;
 
@@ -2199,7 +2093,7 @@ ngx_http_zmq_amqp_resolve(ngx_http_zmq_pub_t *pub,
 
 
 static void
-ngx_http_zmq_amqp_pub_timeout(ngx_event_t *ev)
+ngx_zmq_amqp_pub_timeout(ngx_event_t *ev)
 {
     ngx_http_zmq_pub_t  *pub = ev->data;
 
@@ -2218,7 +2112,7 @@ ngx_http_zmq_amqp_pub_timeout(ngx_event_t *ev)
 
 
 void
-ngx_http_zmq_amqp_detach(ngx_http_zmq_pub_t *pub)
+ngx_zmq_amqp_detach(ngx_http_zmq_pub_t *pub)
 {
     pub->data = NULL;
 }
@@ -2233,7 +2127,7 @@ ngx_http_zmq_amqp_detach(ngx_http_zmq_pub_t *pub)
  */
 
 static ngx_int_t
-ngx_http_zmq_amqp_grow_ring(ngx_http_zmq_amqp_conn_t *conn)
+ngx_zmq_amqp_grow_ring(ngx_zmq_amqp_conn_t *conn)
 {
     uint64_t              t;
     ngx_uint_t            size;
@@ -2262,10 +2156,10 @@ ngx_http_zmq_amqp_grow_ring(ngx_http_zmq_amqp_conn_t *conn)
 
 /* forgets what a publish that failed half way had queued */
 static void
-ngx_http_zmq_amqp_rollback(ngx_http_zmq_amqp_conn_t *conn, u_char *start)
+ngx_zmq_amqp_rollback(ngx_zmq_amqp_conn_t *conn, u_char *start)
 {
-    conn->queued -= conn->out_last - start;
-    conn->out_last = start;
+    conn->queued -= conn->sock.out_last - start;
+    conn->sock.out_last = start;
 }
 
 
@@ -2278,7 +2172,7 @@ ngx_http_zmq_amqp_rollback(ngx_http_zmq_amqp_conn_t *conn, u_char *start)
  */
 
 static ngx_int_t
-ngx_http_zmq_amqp_seq_props(amqp_basic_properties_t *props, uint64_t tag,
+ngx_zmq_amqp_seq_props(amqp_basic_properties_t *props, uint64_t tag,
     amqp_table_entry_t **table, ngx_log_t *log)
 {
     int                  i, j, n;
@@ -2325,7 +2219,7 @@ ngx_http_zmq_amqp_seq_props(amqp_basic_properties_t *props, uint64_t tag,
 
 
 ngx_int_t
-ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
+ngx_zmq_amqp_publish(ngx_zmq_amqp_conn_t *conn,
     ngx_http_zmq_publish_t *msg, ngx_http_zmq_pub_t **pubp,
     time_t *retry_after, ngx_log_t *log)
 {
@@ -2344,18 +2238,18 @@ ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
     amqp_basic_publish_t      m;
     amqp_basic_properties_t   props;
 
-    if (conn->state != NGX_HTTP_ZMQ_AMQP_READY || conn->retired
+    if (conn->state != NGX_ZMQ_AMQP_READY || conn->retired
         || conn->frame_max < AMQP_FRAME_MIN_SIZE)
     {
         conn->stats->rejected++;
 
-        if (conn->state == NGX_HTTP_ZMQ_AMQP_BLOCKED) {
+        if (conn->state == NGX_ZMQ_AMQP_BLOCKED) {
             *retry_after = 5;
             return NGX_HTTP_ZMQ_BLOCKED;
         }
 
         *retry_after = 1;
-        if (conn->state == NGX_HTTP_ZMQ_AMQP_BACKOFF
+        if (conn->state == NGX_ZMQ_AMQP_BACKOFF
             && conn->next_attempt > ngx_current_msec)
         {
             *retry_after = (conn->next_attempt - ngx_current_msec + 999)
@@ -2382,9 +2276,9 @@ ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
     need = NGX_HTTP_ZMQ_METHOD_MAX + room + (size_t) msg->body_len
            + 8 * nframes;
 
-    if (conn->out_last > conn->out_pos
-        && (size_t) (conn->out_last - conn->out_pos) + need
-           > ngx_http_zmq_amqp_buffer_limit)
+    if (conn->sock.out_last > conn->sock.out_pos
+        && (size_t) (conn->sock.out_last - conn->sock.out_pos) + need
+           > conn->worker->buffer_limit)
     {
         conn->stats->rejected++;
         *retry_after = 1;
@@ -2394,7 +2288,7 @@ ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
     /* everything that can fail to allocate, before anything is queued */
 
     if (conn->next_tag - conn->head_tag >= conn->ring_size
-        && ngx_http_zmq_amqp_grow_ring(conn) != NGX_OK)
+        && ngx_zmq_amqp_grow_ring(conn) != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ERR, log, 0, "zmq amqp \"%V\": no memory for "
                       "%uL messages in flight", &conn->conf->name,
@@ -2419,18 +2313,18 @@ ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
     table = NULL;
 
     if (msg->mandatory
-        && ngx_http_zmq_amqp_seq_props(&props, tag, &table, log) != NGX_OK)
+        && ngx_zmq_amqp_seq_props(&props, tag, &table, log) != NGX_OK)
     {
         rc = NGX_ERROR;
         goto failed;
     }
 
-    if (ngx_http_zmq_amqp_reserve(conn, need) != NGX_OK) {
+    if (ngx_zmq_socket_reserve(&conn->sock, need) != NGX_OK) {
         rc = NGX_ERROR;
         goto failed;
     }
 
-    start = conn->out_last;
+    start = conn->sock.out_last;
 
     /* basic.publish */
 
@@ -2442,9 +2336,9 @@ ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
     m.mandatory = msg->mandatory ? 1 : 0;
     m.immediate = 0;
 
-    if (ngx_http_zmq_amqp_put_method(conn, NGX_HTTP_ZMQ_CHANNEL,
-                                     AMQP_BASIC_PUBLISH_METHOD, &m,
-                                     NGX_HTTP_ZMQ_METHOD_MAX)
+    if (ngx_zmq_amqp_put_method(conn, NGX_HTTP_ZMQ_CHANNEL,
+                                AMQP_BASIC_PUBLISH_METHOD, &m,
+                                NGX_HTTP_ZMQ_METHOD_MAX)
         != NGX_OK)
     {
         rc = NGX_HTTP_ZMQ_TOO_LARGE;
@@ -2453,7 +2347,7 @@ ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
 
     /* the content header: its properties must fit one frame */
 
-    p = conn->out_last;
+    p = conn->sock.out_last;
     *p++ = AMQP_FRAME_HEADER;
     p = ngx_http_zmq_put16(p, NGX_HTTP_ZMQ_CHANNEL);
     size_pos = p;
@@ -2527,8 +2421,8 @@ ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
         *p++ = AMQP_FRAME_END;
     }
 
-    conn->queued += p - conn->out_last;
-    conn->out_last = p;
+    conn->queued += p - conn->sock.out_last;
+    conn->sock.out_last = p;
 
     /* the pending message */
 
@@ -2547,7 +2441,7 @@ ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
     conn->ring[tag & (conn->ring_size - 1)] = pub;
     conn->next_tag++;
 
-    pub->timer.handler = ngx_http_zmq_amqp_pub_timeout;
+    pub->timer.handler = ngx_zmq_amqp_pub_timeout;
     pub->timer.data = pub;
     pub->timer.log = conn->log;
 
@@ -2568,22 +2462,22 @@ ngx_http_zmq_amqp_publish(ngx_http_zmq_amqp_conn_t *conn,
     /*
      * Write from the event loop, so that the publishes of one cycle go out
      * in few writes. A long cycle (hundreds of requests read in one go)
-     * sends every NGX_HTTP_ZMQ_AMQP_EARLY_SEND bytes as well, so that the
+     * sends every NGX_ZMQ_AMQP_EARLY_SEND bytes as well, so that the
      * broker starts on them while the worker reads the rest: the broker
      * otherwise idles for the length of the cycle. Errors and callbacks
      * are left to the posted write event.
      */
-    ngx_post_event(conn->c->write, &ngx_posted_events);
+    ngx_post_event(conn->sock.connection->write, &ngx_posted_events);
 
-    if (conn->out_last - conn->out_pos >= NGX_HTTP_ZMQ_AMQP_EARLY_SEND) {
-        (void) ngx_http_zmq_amqp_send(conn);
+    if (conn->sock.out_last - conn->sock.out_pos >= NGX_ZMQ_AMQP_EARLY_SEND) {
+        (void) ngx_zmq_amqp_send(conn);
     }
 
     return NGX_OK;
 
 rollback:
 
-    ngx_http_zmq_amqp_rollback(conn, start);
+    ngx_zmq_amqp_rollback(conn, start);
 
 failed:
 

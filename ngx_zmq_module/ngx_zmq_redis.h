@@ -9,8 +9,8 @@
  */
 
 
-#ifndef _NGX_HTTP_ZMQ_REDIS_H_INCLUDED_
-#define _NGX_HTTP_ZMQ_REDIS_H_INCLUDED_
+#ifndef _NGX_ZMQ_REDIS_H_INCLUDED_
+#define _NGX_ZMQ_REDIS_H_INCLUDED_
 
 
 #include <ngx_config.h>
@@ -19,12 +19,12 @@
 #include <hiredis/hiredis.h>
 
 
-typedef struct ngx_http_zmq_redis_s  ngx_http_zmq_redis_t;
+typedef struct ngx_zmq_redis_s       ngx_zmq_redis_t;
 
 /* reply is NULL when the command failed (connection lost, timed out) */
-typedef void (*ngx_http_zmq_redis_reply_pt)(ngx_http_zmq_redis_t *rd,
+typedef void (*ngx_zmq_redis_reply_pt)(ngx_zmq_redis_t *rd,
     redisReply *reply, void *data);
-typedef void (*ngx_http_zmq_redis_event_pt)(ngx_http_zmq_redis_t *rd,
+typedef void (*ngx_zmq_redis_event_pt)(ngx_zmq_redis_t *rd,
     void *data);
 
 
@@ -37,16 +37,16 @@ typedef struct {
     ngx_msec_t                     ping;          /* PING period, 0: none */
     ngx_flag_t                     subscriber;    /* messages are pushes */
     const char                    *name;          /* in log lines */
-    ngx_http_zmq_redis_event_pt    connected;
-    ngx_http_zmq_redis_event_pt    disconnected;
-    ngx_http_zmq_redis_reply_pt    push;
+    ngx_zmq_redis_event_pt         connected;
+    ngx_zmq_redis_event_pt         disconnected;
+    ngx_zmq_redis_reply_pt         push;
     void                          *data;
     ngx_log_t                     *log;
-} ngx_http_zmq_redis_conf_t;
+} ngx_zmq_redis_conf_t;
 
 
-ngx_http_zmq_redis_t *ngx_http_zmq_redis_create(
-    ngx_http_zmq_redis_conf_t *conf);
+ngx_zmq_redis_t *ngx_zmq_redis_create(
+    ngx_zmq_redis_conf_t *conf);
 /*
  * Connects now, and after any loss with backoff (100 ms doubling to 5 s).
  * With conf.ping, a PING is sent every conf.ping ms and has the command
@@ -56,13 +56,13 @@ ngx_http_zmq_redis_t *ngx_http_zmq_redis_create(
  * and "pmessage" replies go to conf.push; its other replies (to SUBSCRIBE
  * and PING) answer the commands in order, like any connection's.
  */
-void ngx_http_zmq_redis_start(ngx_http_zmq_redis_t *rd);
-ngx_int_t ngx_http_zmq_redis_command(ngx_http_zmq_redis_t *rd, int argc,
+void ngx_zmq_redis_start(ngx_zmq_redis_t *rd);
+ngx_int_t ngx_zmq_redis_command(ngx_zmq_redis_t *rd, int argc,
     const char **argv, const size_t *argvlen,
-    ngx_http_zmq_redis_reply_pt handler, void *data);
-ngx_flag_t ngx_http_zmq_redis_connected(ngx_http_zmq_redis_t *rd);
-const char *ngx_http_zmq_redis_error(ngx_http_zmq_redis_t *rd);
-void ngx_http_zmq_redis_destroy(ngx_http_zmq_redis_t *rd);
+    ngx_zmq_redis_reply_pt handler, void *data);
+ngx_flag_t ngx_zmq_redis_connected(ngx_zmq_redis_t *rd);
+const char *ngx_zmq_redis_error(ngx_zmq_redis_t *rd);
+void ngx_zmq_redis_destroy(ngx_zmq_redis_t *rd);
 
 
-#endif /* _NGX_HTTP_ZMQ_REDIS_H_INCLUDED_ */
+#endif /* _NGX_ZMQ_REDIS_H_INCLUDED_ */

@@ -17,80 +17,79 @@
 #include <ngx_event.h>
 #include <ngx_event_connect.h>
 
-#include "ngx_http_zmq_redis.h"
+#include "ngx_zmq_redis.h"
+#include "ngx_zmq_socket.h"
 
 
-#define NGX_HTTP_ZMQ_REDIS_PENDING_MAX   1024
-#define NGX_HTTP_ZMQ_REDIS_BACKOFF_MIN   100
-#define NGX_HTTP_ZMQ_REDIS_BACKOFF_MAX   5000
+#define NGX_ZMQ_REDIS_PENDING_MAX        1024
+#define NGX_ZMQ_REDIS_BACKOFF_MIN        100
+#define NGX_ZMQ_REDIS_BACKOFF_MAX        5000
 
 
 typedef struct {
-    ngx_http_zmq_redis_reply_pt   handler;
+    ngx_zmq_redis_reply_pt        handler;
     void                         *data;
     ngx_msec_t                    deadline;
     char                          cmd[16];        /* for the log */
-} ngx_http_zmq_redis_pending_t;
+} ngx_zmq_redis_pending_t;
 
 
-struct ngx_http_zmq_redis_s {
-    ngx_http_zmq_redis_conf_t     conf;
-    ngx_connection_t             *c;
+struct ngx_zmq_redis_s {
+    ngx_zmq_redis_conf_t          conf;
+    ngx_zmq_socket_t              sock;
     redisReader                  *reader;
     ngx_flag_t                    ready;          /* TCP established */
     ngx_flag_t                    destroyed;
 
-    u_char                       *out_start;
-    u_char                       *out_pos;
-    u_char                       *out_last;
-    u_char                       *out_end;
-
-    ngx_http_zmq_redis_pending_t  pending[NGX_HTTP_ZMQ_REDIS_PENDING_MAX];
+    ngx_zmq_redis_pending_t       pending[NGX_ZMQ_REDIS_PENDING_MAX];
     ngx_uint_t                    head;
     ngx_uint_t                    npending;
 
     ngx_event_t                   timer;
-    ngx_msec_t                    backoff;
+    ngx_zmq_backoff_t             backoff;
     ngx_event_t                   ping;
     ngx_flag_t                    ping_pending;
     char                          error[128];
 };
 
 
-static void ngx_http_zmq_redis_connect(ngx_http_zmq_redis_t *rd);
-static void ngx_http_zmq_redis_close(ngx_http_zmq_redis_t *rd,
+static void ngx_zmq_redis_connect(ngx_zmq_redis_t *rd);
+static void ngx_zmq_redis_close(ngx_zmq_redis_t *rd,
     const char *reason);
-static void ngx_http_zmq_redis_timer_handler(ngx_event_t *ev);
-static void ngx_http_zmq_redis_read_handler(ngx_event_t *rev);
-static void ngx_http_zmq_redis_write_handler(ngx_event_t *wev);
-static ngx_int_t ngx_http_zmq_redis_flush(ngx_http_zmq_redis_t *rd);
-static void ngx_http_zmq_redis_arm(ngx_http_zmq_redis_t *rd);
-static void ngx_http_zmq_redis_ping_handler(ngx_event_t *ev);
-static void ngx_http_zmq_redis_pong(ngx_http_zmq_redis_t *rd,
+static void ngx_zmq_redis_timer_handler(ngx_event_t *ev);
+static void ngx_zmq_redis_read_handler(ngx_event_t *rev);
+static void ngx_zmq_redis_write_handler(ngx_event_t *wev);
+static ngx_int_t ngx_zmq_redis_input(void *data, u_char *buf, size_t n);
+static void ngx_zmq_redis_arm(ngx_zmq_redis_t *rd);
+static void ngx_zmq_redis_ping_handler(ngx_event_t *ev);
+static void ngx_zmq_redis_pong(ngx_zmq_redis_t *rd,
     redisReply *reply, void *data);
-static ngx_flag_t ngx_http_zmq_redis_is_push(redisReply *reply);
+static ngx_flag_t ngx_zmq_redis_is_push(redisReply *reply);
 
 
-ngx_http_zmq_redis_t *
-ngx_http_zmq_redis_create(ngx_http_zmq_redis_conf_t *conf)
+ngx_zmq_redis_t *
+ngx_zmq_redis_create(ngx_zmq_redis_conf_t *conf)
 {
-    ngx_http_zmq_redis_t  *rd;
+    ngx_zmq_redis_t       *rd;
 
-    rd = ngx_calloc(sizeof(ngx_http_zmq_redis_t), conf->log);
+    rd = ngx_calloc(sizeof(ngx_zmq_redis_t), conf->log);
     if (rd == NULL) {
         return NULL;
     }
 
     rd->conf = *conf;
-    rd->timer.handler = ngx_http_zmq_redis_timer_handler;
+    rd->timer.handler = ngx_zmq_redis_timer_handler;
     rd->timer.data = rd;
     rd->timer.log = conf->log;
     rd->timer.cancelable = 1;
-    rd->ping.handler = ngx_http_zmq_redis_ping_handler;
+    rd->ping.handler = ngx_zmq_redis_ping_handler;
     rd->ping.data = rd;
     rd->ping.log = conf->log;
     rd->ping.cancelable = 1;
-    rd->backoff = NGX_HTTP_ZMQ_REDIS_BACKOFF_MIN;
+    rd->sock.log = conf->log;
+    rd->sock.out_min = 4096;
+    ngx_zmq_backoff_init(&rd->backoff, NGX_ZMQ_REDIS_BACKOFF_MIN,
+                         NGX_ZMQ_REDIS_BACKOFF_MAX, 0);
 
     if (rd->conf.name == NULL) {
         rd->conf.name = "redis";
@@ -104,28 +103,28 @@ ngx_http_zmq_redis_create(ngx_http_zmq_redis_conf_t *conf)
 
 
 void
-ngx_http_zmq_redis_start(ngx_http_zmq_redis_t *rd)
+ngx_zmq_redis_start(ngx_zmq_redis_t *rd)
 {
-    ngx_http_zmq_redis_connect(rd);
+    ngx_zmq_redis_connect(rd);
 }
 
 
 ngx_flag_t
-ngx_http_zmq_redis_connected(ngx_http_zmq_redis_t *rd)
+ngx_zmq_redis_connected(ngx_zmq_redis_t *rd)
 {
-    return rd->c != NULL && rd->ready;
+    return rd->sock.connection != NULL && rd->ready;
 }
 
 
 const char *
-ngx_http_zmq_redis_error(ngx_http_zmq_redis_t *rd)
+ngx_zmq_redis_error(ngx_zmq_redis_t *rd)
 {
     return rd->error;
 }
 
 
 void
-ngx_http_zmq_redis_destroy(ngx_http_zmq_redis_t *rd)
+ngx_zmq_redis_destroy(ngx_zmq_redis_t *rd)
 {
     rd->destroyed = 1;
     rd->conf.disconnected = NULL;
@@ -134,8 +133,8 @@ ngx_http_zmq_redis_destroy(ngx_http_zmq_redis_t *rd)
         ngx_del_timer(&rd->timer);
     }
 
-    if (rd->c != NULL) {
-        ngx_http_zmq_redis_close(rd, "shutting down");
+    if (rd->sock.connection != NULL) {
+        ngx_zmq_redis_close(rd, "shutting down");
     }
 
     if (rd->timer.timer_set) {
@@ -146,56 +145,32 @@ ngx_http_zmq_redis_destroy(ngx_http_zmq_redis_t *rd)
         ngx_del_timer(&rd->ping);
     }
 
-    ngx_free(rd->out_start);
+    ngx_zmq_socket_free(&rd->sock);
     ngx_free(rd);
 }
 
 
 static void
-ngx_http_zmq_redis_connect(ngx_http_zmq_redis_t *rd)
+ngx_zmq_redis_connect(ngx_zmq_redis_t *rd)
 {
-    ngx_int_t               rc;
-    ngx_connection_t       *c;
-    ngx_peer_connection_t   pc;
+    ngx_int_t  rc;
 
-    ngx_memzero(&pc, sizeof(ngx_peer_connection_t));
-    pc.sockaddr = rd->conf.addr->sockaddr;
-    pc.socklen = rd->conf.addr->socklen;
-    pc.name = &rd->conf.addr->name;
-    pc.get = ngx_event_get_peer;
-    pc.log = rd->conf.log;
-    pc.log_error = NGX_ERROR_ERR;
+    rc = ngx_zmq_socket_connect(&rd->sock, rd->conf.addr,
+                                ngx_zmq_redis_read_handler,
+                                ngx_zmq_redis_write_handler, rd);
 
-    rc = ngx_event_connect_peer(&pc);
-
-    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
-        if (pc.connection != NULL) {
-            ngx_close_connection(pc.connection);
-        }
-
+    if (rc == NGX_DECLINED) {
         ngx_snprintf((u_char *) rd->error, sizeof(rd->error) - 1,
-                     "cannot connect to %V%Z", pc.name);
-        ngx_add_timer(&rd->timer, rd->backoff);
-        rd->backoff = ngx_min(rd->backoff * 2, NGX_HTTP_ZMQ_REDIS_BACKOFF_MAX);
+                     "cannot connect to %V%Z", &rd->conf.addr->name);
+        ngx_add_timer(&rd->timer, ngx_zmq_backoff_next(&rd->backoff));
         return;
     }
 
-    c = pc.connection;
-    c->data = rd;
-    c->read->handler = ngx_http_zmq_redis_read_handler;
-    c->write->handler = ngx_http_zmq_redis_write_handler;
-    c->log = rd->conf.log;
-    c->read->log = rd->conf.log;
-    c->write->log = rd->conf.log;
-
-    rd->c = c;
     rd->ready = 0;
-    rd->out_pos = rd->out_start;
-    rd->out_last = rd->out_start;
 
     rd->reader = redisReaderCreate();
     if (rd->reader == NULL) {
-        ngx_http_zmq_redis_close(rd, "out of memory");
+        ngx_zmq_redis_close(rd, "out of memory");
         return;
     }
 
@@ -203,16 +178,16 @@ ngx_http_zmq_redis_connect(ngx_http_zmq_redis_t *rd)
     ngx_add_timer(&rd->timer, rd->conf.timeout);
 
     if (rc == NGX_OK) {
-        ngx_post_event(c->write, &ngx_posted_events);
+        ngx_post_event(rd->sock.connection->write, &ngx_posted_events);
     }
 }
 
 
 static void
-ngx_http_zmq_redis_close(ngx_http_zmq_redis_t *rd, const char *reason)
+ngx_zmq_redis_close(ngx_zmq_redis_t *rd, const char *reason)
 {
     ngx_uint_t                     n;
-    ngx_http_zmq_redis_pending_t   p;
+    ngx_zmq_redis_pending_t        p;
 
     if (!rd->destroyed) {
         ngx_log_error(NGX_LOG_WARN, rd->conf.log, 0,
@@ -222,10 +197,7 @@ ngx_http_zmq_redis_close(ngx_http_zmq_redis_t *rd, const char *reason)
 
     ngx_cpystrn((u_char *) rd->error, (u_char *) reason, sizeof(rd->error));
 
-    if (rd->c != NULL) {
-        ngx_close_connection(rd->c);
-        rd->c = NULL;
-    }
+    ngx_zmq_socket_close(&rd->sock);
 
     if (rd->reader != NULL) {
         redisReaderFree(rd->reader);
@@ -245,14 +217,13 @@ ngx_http_zmq_redis_close(ngx_http_zmq_redis_t *rd, const char *reason)
     /* every pending command fails */
     for (n = rd->npending; n > 0; n--) {
         p = rd->pending[rd->head];
-        rd->head = (rd->head + 1) % NGX_HTTP_ZMQ_REDIS_PENDING_MAX;
+        rd->head = (rd->head + 1) % NGX_ZMQ_REDIS_PENDING_MAX;
         rd->npending--;
         p.handler(rd, NULL, p.data);
     }
 
     if (!rd->destroyed) {
-        ngx_add_timer(&rd->timer, rd->backoff);
-        rd->backoff = ngx_min(rd->backoff * 2, NGX_HTTP_ZMQ_REDIS_BACKOFF_MAX);
+        ngx_add_timer(&rd->timer, ngx_zmq_backoff_next(&rd->backoff));
 
         if (rd->conf.disconnected) {
             rd->conf.disconnected(rd, rd->conf.data);
@@ -262,19 +233,19 @@ ngx_http_zmq_redis_close(ngx_http_zmq_redis_t *rd, const char *reason)
 
 
 static void
-ngx_http_zmq_redis_timer_handler(ngx_event_t *ev)
+ngx_zmq_redis_timer_handler(ngx_event_t *ev)
 {
     char                          reason[64];
-    ngx_http_zmq_redis_t          *rd = ev->data;
-    ngx_http_zmq_redis_pending_t  *p;
+    ngx_zmq_redis_t               *rd = ev->data;
+    ngx_zmq_redis_pending_t       *p;
 
-    if (rd->c == NULL) {
-        ngx_http_zmq_redis_connect(rd);
+    if (rd->sock.connection == NULL) {
+        ngx_zmq_redis_connect(rd);
         return;
     }
 
     if (!rd->ready) {
-        ngx_http_zmq_redis_close(rd, "connect timed out");
+        ngx_zmq_redis_close(rd, "connect timed out");
         return;
     }
 
@@ -286,17 +257,17 @@ ngx_http_zmq_redis_timer_handler(ngx_event_t *ev)
         ngx_snprintf((u_char *) reason, sizeof(reason) - 1,
                      "%s timed out (no answer in %M ms)%Z", p->cmd,
                      rd->conf.timeout);
-        ngx_http_zmq_redis_close(rd, reason);
+        ngx_zmq_redis_close(rd, reason);
         return;
     }
 
-    ngx_http_zmq_redis_arm(rd);
+    ngx_zmq_redis_arm(rd);
 }
 
 
 /* the timer follows the oldest pending command's deadline */
 static void
-ngx_http_zmq_redis_arm(ngx_http_zmq_redis_t *rd)
+ngx_zmq_redis_arm(ngx_zmq_redis_t *rd)
 {
     ngx_msec_int_t  left;
 
@@ -313,49 +284,18 @@ ngx_http_zmq_redis_arm(ngx_http_zmq_redis_t *rd)
 }
 
 
-static ngx_int_t
-ngx_http_zmq_redis_reserve(ngx_http_zmq_redis_t *rd, size_t size)
-{
-    size_t   used, cap;
-    u_char  *p;
-
-    if ((size_t) (rd->out_end - rd->out_last) >= size) {
-        return NGX_OK;
-    }
-
-    used = rd->out_last - rd->out_pos;
-    cap = ngx_max((size_t) (rd->out_end - rd->out_start) * 2, used + size);
-    cap = ngx_max(cap, 4096);
-
-    p = ngx_alloc(cap, rd->conf.log);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    if (used) {
-        ngx_memcpy(p, rd->out_pos, used);
-    }
-
-    ngx_free(rd->out_start);
-    rd->out_start = p;
-    rd->out_pos = p;
-    rd->out_last = p + used;
-    rd->out_end = p + cap;
-
-    return NGX_OK;
-}
-
-
 ngx_int_t
-ngx_http_zmq_redis_command(ngx_http_zmq_redis_t *rd, int argc,
+ngx_zmq_redis_command(ngx_zmq_redis_t *rd, int argc,
     const char **argv, const size_t *argvlen,
-    ngx_http_zmq_redis_reply_pt handler, void *data)
+    ngx_zmq_redis_reply_pt handler, void *data)
 {
     int                            len;
     char                          *cmd;
-    ngx_http_zmq_redis_pending_t  *p;
+    ngx_zmq_redis_pending_t       *p;
 
-    if (rd->c == NULL || rd->npending == NGX_HTTP_ZMQ_REDIS_PENDING_MAX) {
+    if (rd->sock.connection == NULL
+        || rd->npending == NGX_ZMQ_REDIS_PENDING_MAX)
+    {
         return NGX_DECLINED;
     }
 
@@ -364,17 +304,17 @@ ngx_http_zmq_redis_command(ngx_http_zmq_redis_t *rd, int argc,
         return NGX_ERROR;
     }
 
-    if (ngx_http_zmq_redis_reserve(rd, len) != NGX_OK) {
+    if (ngx_zmq_socket_reserve(&rd->sock, len) != NGX_OK) {
         free(cmd);
         return NGX_ERROR;
     }
 
-    rd->out_last = ngx_cpymem(rd->out_last, cmd, len);
+    rd->sock.out_last = ngx_cpymem(rd->sock.out_last, cmd, len);
     free(cmd);
 
     if (handler != NULL) {
         p = &rd->pending[(rd->head + rd->npending)
-                         % NGX_HTTP_ZMQ_REDIS_PENDING_MAX];
+                         % NGX_ZMQ_REDIS_PENDING_MAX];
         p->handler = handler;
         p->data = data;
         p->deadline = ngx_current_msec + rd->conf.timeout;
@@ -382,12 +322,12 @@ ngx_http_zmq_redis_command(ngx_http_zmq_redis_t *rd, int argc,
         rd->npending++;
 
         if (rd->npending == 1 && rd->ready) {
-            ngx_http_zmq_redis_arm(rd);
+            ngx_zmq_redis_arm(rd);
         }
     }
 
     if (rd->ready) {
-        ngx_post_event(rd->c->write, &ngx_posted_events);
+        ngx_post_event(rd->sock.connection->write, &ngx_posted_events);
     }
 
     return NGX_OK;
@@ -395,7 +335,7 @@ ngx_http_zmq_redis_command(ngx_http_zmq_redis_t *rd, int argc,
 
 
 static void
-ngx_http_zmq_redis_ignore(ngx_http_zmq_redis_t *rd, redisReply *reply,
+ngx_zmq_redis_ignore(ngx_zmq_redis_t *rd, redisReply *reply,
     void *data)
 {
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
@@ -407,14 +347,14 @@ ngx_http_zmq_redis_ignore(ngx_http_zmq_redis_t *rd, redisReply *reply,
 
 
 static void
-ngx_http_zmq_redis_established(ngx_http_zmq_redis_t *rd)
+ngx_zmq_redis_established(ngx_zmq_redis_t *rd)
 {
     u_char       db[NGX_INT_T_LEN];
     size_t       len[3];
     const char  *argv[3];
 
     rd->ready = 1;
-    rd->backoff = NGX_HTTP_ZMQ_REDIS_BACKOFF_MIN;
+    ngx_zmq_backoff_reset(&rd->backoff);
     rd->error[0] = '\0';
 
     if (rd->timer.timer_set) {
@@ -433,16 +373,16 @@ ngx_http_zmq_redis_established(ngx_http_zmq_redis_t *rd)
         len[1] = rd->conf.username.len;
         argv[2] = (char *) rd->conf.password.data;
         len[2] = rd->conf.password.len;
-        (void) ngx_http_zmq_redis_command(rd, 3, argv, len,
-                                          ngx_http_zmq_redis_ignore, "AUTH");
+        (void) ngx_zmq_redis_command(rd, 3, argv, len,
+                                     ngx_zmq_redis_ignore, "AUTH");
 
     } else if (rd->conf.password.len) {
         argv[0] = "AUTH";
         len[0] = 4;
         argv[1] = (char *) rd->conf.password.data;
         len[1] = rd->conf.password.len;
-        (void) ngx_http_zmq_redis_command(rd, 2, argv, len,
-                                          ngx_http_zmq_redis_ignore, "AUTH");
+        (void) ngx_zmq_redis_command(rd, 2, argv, len,
+                                     ngx_zmq_redis_ignore, "AUTH");
     }
 
     if (rd->conf.db) {
@@ -450,16 +390,16 @@ ngx_http_zmq_redis_established(ngx_http_zmq_redis_t *rd)
         len[0] = 6;
         argv[1] = (char *) db;
         len[1] = ngx_sprintf(db, "%i", rd->conf.db) - db;
-        (void) ngx_http_zmq_redis_command(rd, 2, argv, len,
-                                          ngx_http_zmq_redis_ignore,
-                                          "SELECT");
+        (void) ngx_zmq_redis_command(rd, 2, argv, len,
+                                     ngx_zmq_redis_ignore,
+                                     "SELECT");
     }
 
     if (rd->conf.connected) {
         rd->conf.connected(rd, rd->conf.data);
     }
 
-    if (rd->c == NULL) {
+    if (rd->sock.connection == NULL) {
         return;                 /* the callback closed it */
     }
 
@@ -469,24 +409,24 @@ ngx_http_zmq_redis_established(ngx_http_zmq_redis_t *rd)
         ngx_add_timer(&rd->ping, rd->conf.ping);
     }
 
-    ngx_http_zmq_redis_arm(rd);
+    ngx_zmq_redis_arm(rd);
 }
 
 
 static void
-ngx_http_zmq_redis_ping_handler(ngx_event_t *ev)
+ngx_zmq_redis_ping_handler(ngx_event_t *ev)
 {
-    ngx_http_zmq_redis_t  *rd = ev->data;
+    ngx_zmq_redis_t       *rd = ev->data;
     const char            *argv[1] = { "PING" };
 
-    if (!ngx_http_zmq_redis_connected(rd)) {
+    if (!ngx_zmq_redis_connected(rd)) {
         return;                 /* armed again when connected */
     }
 
     /* one PING at a time: an unanswered one times out and closes */
     if (!rd->ping_pending
-        && ngx_http_zmq_redis_command(rd, 1, argv, NULL,
-                                      ngx_http_zmq_redis_pong, NULL)
+        && ngx_zmq_redis_command(rd, 1, argv, NULL,
+                                 ngx_zmq_redis_pong, NULL)
            == NGX_OK)
     {
         rd->ping_pending = 1;
@@ -497,7 +437,7 @@ ngx_http_zmq_redis_ping_handler(ngx_event_t *ev)
 
 
 static void
-ngx_http_zmq_redis_pong(ngx_http_zmq_redis_t *rd, redisReply *reply,
+ngx_zmq_redis_pong(ngx_zmq_redis_t *rd, redisReply *reply,
     void *data)
 {
     rd->ping_pending = 0;
@@ -512,7 +452,7 @@ ngx_http_zmq_redis_pong(ngx_http_zmq_redis_t *rd, redisReply *reply,
 
 /* a subscriber's message: ["message", channel, text] or "pmessage" */
 static ngx_flag_t
-ngx_http_zmq_redis_is_push(redisReply *reply)
+ngx_zmq_redis_is_push(redisReply *reply)
 {
     redisReply  *kind;
 
@@ -530,12 +470,12 @@ ngx_http_zmq_redis_is_push(redisReply *reply)
 
 
 static void
-ngx_http_zmq_redis_write_handler(ngx_event_t *wev)
+ngx_zmq_redis_write_handler(ngx_event_t *wev)
 {
     int                    err;
     socklen_t              len;
     ngx_connection_t      *c = wev->data;
-    ngx_http_zmq_redis_t  *rd = c->data;
+    ngx_zmq_redis_t       *rd = c->data;
 
     if (!rd->ready) {
         err = 0;
@@ -550,51 +490,30 @@ ngx_http_zmq_redis_write_handler(ngx_event_t *wev)
         if (err) {
             ngx_snprintf((u_char *) rd->error, sizeof(rd->error) - 1,
                          "cannot connect: %s%Z", strerror(err));
-            ngx_http_zmq_redis_close(rd, rd->error);
+            ngx_zmq_redis_close(rd, rd->error);
             return;
         }
 
-        ngx_http_zmq_redis_established(rd);
+        ngx_zmq_redis_established(rd);
 
-        if (rd->c == NULL) {
+        if (rd->sock.connection == NULL) {
             return;
         }
     }
 
-    if (ngx_http_zmq_redis_flush(rd) != NGX_OK) {
-        ngx_http_zmq_redis_close(rd, "write failed");
+    if (ngx_zmq_socket_flush(&rd->sock) != NGX_OK) {
+        ngx_zmq_redis_close(rd, "write failed");
     }
 }
 
 
 static ngx_int_t
-ngx_http_zmq_redis_flush(ngx_http_zmq_redis_t *rd)
+ngx_zmq_redis_input(void *data, u_char *buf, size_t n)
 {
-    ssize_t            n;
-    ngx_connection_t  *c;
+    ngx_zmq_redis_t  *rd = data;
 
-    c = rd->c;
-
-    while (rd->out_pos < rd->out_last) {
-        n = c->send(c, rd->out_pos, rd->out_last - rd->out_pos);
-
-        if (n == NGX_AGAIN) {
-            break;
-        }
-
-        if (n == NGX_ERROR || n == 0) {
-            return NGX_ERROR;
-        }
-
-        rd->out_pos += n;
-    }
-
-    if (rd->out_pos == rd->out_last) {
-        rd->out_pos = rd->out_start;
-        rd->out_last = rd->out_start;
-    }
-
-    if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
+    if (redisReaderFeed(rd->reader, (char *) buf, n) != REDIS_OK) {
+        ngx_zmq_redis_close(rd, "out of memory");
         return NGX_ERROR;
     }
 
@@ -603,39 +522,33 @@ ngx_http_zmq_redis_flush(ngx_http_zmq_redis_t *rd)
 
 
 static void
-ngx_http_zmq_redis_read_handler(ngx_event_t *rev)
+ngx_zmq_redis_read_handler(ngx_event_t *rev)
 {
     void                          *reply;
-    ssize_t                        n;
+    ngx_int_t                      rc;
     u_char                         buf[16384];
     ngx_connection_t              *c = rev->data;
-    ngx_http_zmq_redis_t          *rd = c->data;
-    ngx_http_zmq_redis_pending_t   p;
+    ngx_zmq_redis_t               *rd = c->data;
+    ngx_zmq_redis_pending_t        p;
 
-    for ( ;; ) {
-        n = c->recv(c, buf, sizeof(buf));
+    rc = ngx_zmq_socket_read(&rd->sock, buf, sizeof(buf), 0,
+                             ngx_zmq_redis_input, rd);
 
-        if (n == NGX_AGAIN) {
-            break;
-        }
+    if (rc == NGX_ABORT) {
+        return;
+    }
 
-        if (n == 0 || n == NGX_ERROR) {
-            ngx_http_zmq_redis_close(rd, n == 0 ? "closed by redis"
-                                                : "read failed");
-            return;
-        }
-
-        if (redisReaderFeed(rd->reader, (char *) buf, n) != REDIS_OK) {
-            ngx_http_zmq_redis_close(rd, "out of memory");
-            return;
-        }
+    if (rc != NGX_OK) {
+        ngx_zmq_redis_close(rd, rc == NGX_DONE ? "closed by redis"
+                                               : "read failed");
+        return;
     }
 
     for ( ;; ) {
         reply = NULL;
 
         if (redisReaderGetReply(rd->reader, &reply) != REDIS_OK) {
-            ngx_http_zmq_redis_close(rd, "protocol error");
+            ngx_zmq_redis_close(rd, "protocol error");
             return;
         }
 
@@ -644,13 +557,13 @@ ngx_http_zmq_redis_read_handler(ngx_event_t *rev)
         }
 
         if (rd->conf.subscriber
-            && (rd->npending == 0 || ngx_http_zmq_redis_is_push(reply)))
+            && (rd->npending == 0 || ngx_zmq_redis_is_push(reply)))
         {
             rd->conf.push(rd, reply, rd->conf.data);
 
         } else if (rd->npending) {
             p = rd->pending[rd->head];
-            rd->head = (rd->head + 1) % NGX_HTTP_ZMQ_REDIS_PENDING_MAX;
+            rd->head = (rd->head + 1) % NGX_ZMQ_REDIS_PENDING_MAX;
             rd->npending--;
             p.handler(rd, reply, p.data);
 
@@ -662,14 +575,14 @@ ngx_http_zmq_redis_read_handler(ngx_event_t *rev)
 
         freeReplyObject(reply);
 
-        if (rd->c == NULL) {
+        if (rd->sock.connection == NULL) {
             return;                 /* a handler closed it */
         }
     }
 
-    ngx_http_zmq_redis_arm(rd);
+    ngx_zmq_redis_arm(rd);
 
     if (ngx_handle_read_event(rev, 0) != NGX_OK) {
-        ngx_http_zmq_redis_close(rd, "event error");
+        ngx_zmq_redis_close(rd, "event error");
     }
 }
