@@ -12,7 +12,8 @@ import time
 import pytest
 import requests
 
-from conftest import ASAN_PRELOAD, nginx_log_problems, sanitizer_reports
+from conftest import (ASAN_PRELOAD, nginx_log_problems, register_input_file,
+                      sanitizer_reports)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "conf", "demo.json")
@@ -54,9 +55,10 @@ def test_status_answers_only_get_and_head(nginx_factory):
 
 def test_relative_paths_are_relative_to_the_configuration(nginx_factory):
     ngx = nginx_factory(http="zmq_config file:demo.json;", server=STATUS)
-    with open(DEMO) as src, open(os.path.join(ngx.dir, "demo.json"),
-                                 "w") as dst:
+    copy = os.path.join(ngx.dir, "demo.json")
+    with open(DEMO) as src, open(copy, "w") as dst:
         dst.write(src.read())
+    register_input_file(copy)       # the test's input: its secrets in clear
     ngx.start()
     doc = requests.get(ngx.url + "/zmq/status", timeout=5).json()
     assert doc["config"]["path"] == os.path.join(ngx.dir, "demo.json")
