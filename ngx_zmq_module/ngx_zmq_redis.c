@@ -334,15 +334,40 @@ ngx_zmq_redis_command(ngx_zmq_redis_t *rd, int argc,
 }
 
 
+/*
+ * AUTH and SELECT: a refusal is a failed connection (with the reason in
+ * status), never a connection that goes on as another user or in
+ * database 0
+ */
 static void
-ngx_zmq_redis_ignore(ngx_zmq_redis_t *rd, redisReply *reply,
-    void *data)
+ngx_zmq_redis_setup(ngx_zmq_redis_t *rd, redisReply *reply, void *data)
 {
-    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, rd->conf.log, 0,
-                      "zmq redis %V (%s): %s: %s", &rd->conf.addr->name,
-                      rd->conf.name, (char *) data, reply->str);
+    u_char  *p;
+    char     reason[sizeof(rd->error)];
+
+    if (reply == NULL
+        || (reply->type == REDIS_REPLY_STATUS && reply->len == 2
+            && ngx_strncmp(reply->str, "OK", 2) == 0))
+    {
+        return;
     }
+
+    p = ngx_snprintf((u_char *) reason, sizeof(reason) - 1, "%s failed: %*s",
+                     (char *) data,
+                     (size_t) (reply->type == REDIS_REPLY_ERROR
+                               || reply->type == REDIS_REPLY_STATUS
+                               ? reply->len : 0),
+                     reply->str);
+    *p = '\0';
+
+    /* one line: whatever the server said */
+    for (p = (u_char *) reason; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            *p = '?';
+        }
+    }
+
+    ngx_zmq_redis_close(rd, reason);
 }
 
 
@@ -374,7 +399,7 @@ ngx_zmq_redis_established(ngx_zmq_redis_t *rd)
         argv[2] = (char *) rd->conf.password.data;
         len[2] = rd->conf.password.len;
         (void) ngx_zmq_redis_command(rd, 3, argv, len,
-                                     ngx_zmq_redis_ignore, "AUTH");
+                                     ngx_zmq_redis_setup, "AUTH");
 
     } else if (rd->conf.password.len) {
         argv[0] = "AUTH";
@@ -382,7 +407,7 @@ ngx_zmq_redis_established(ngx_zmq_redis_t *rd)
         argv[1] = (char *) rd->conf.password.data;
         len[1] = rd->conf.password.len;
         (void) ngx_zmq_redis_command(rd, 2, argv, len,
-                                     ngx_zmq_redis_ignore, "AUTH");
+                                     ngx_zmq_redis_setup, "AUTH");
     }
 
     if (rd->conf.db) {
@@ -391,8 +416,7 @@ ngx_zmq_redis_established(ngx_zmq_redis_t *rd)
         argv[1] = (char *) db;
         len[1] = ngx_sprintf(db, "%i", rd->conf.db) - db;
         (void) ngx_zmq_redis_command(rd, 2, argv, len,
-                                     ngx_zmq_redis_ignore,
-                                     "SELECT");
+                                     ngx_zmq_redis_setup, "SELECT");
     }
 
     if (rd->conf.connected) {
