@@ -388,6 +388,16 @@ ngx_http_zmq_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->confirm_timeout, prev->confirm_timeout,
                               10000);
     ngx_conf_merge_size_value(conf->max_body, prev->max_body, 1024 * 1024);
+
+    /* a larger message makes RabbitMQ close the channel, and with it every
+     * other message in flight on the connection */
+    if (conf->max_body > ZGW_BODY_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zmq_max_body %uz is larger than the largest "
+                           "message RabbitMQ takes (%d bytes)",
+                           conf->max_body, ZGW_BODY_MAX);
+        return NGX_CONF_ERROR;
+    }
     ngx_conf_merge_uint_value(conf->data_format, prev->data_format,
                               NGX_HTTP_ZMQ_FORMAT_NONE);
     ngx_conf_merge_value(conf->json_errors, prev->json_errors, 0);

@@ -118,6 +118,17 @@ def test_directive_errors(nginx_factory, directive, message):
     assert "in %s:" % ngx.conf in out
 
 
+def test_zmq_max_body_is_at_most_rabbitmqs_largest_message(nginx_factory):
+    # 128 MiB: a larger message makes RabbitMQ close the shared channel
+    ngx = nginx_factory(server="location /p { zmq_max_body 129m; }")
+    rc, out = ngx.test_config()
+    assert rc != 0
+    assert "zmq_max_body 135266304 is larger than the largest message " \
+           "RabbitMQ takes (134217728 bytes)" in out
+    ngx = nginx_factory(server="location /p { zmq_max_body 128m; }")
+    assert ngx.test_config()[0] == 0
+
+
 def test_zmq_status_takes_no_arguments(nginx_factory):
     ngx = nginx_factory(server="location /s { zmq_status on; }")
     rc, out = ngx.test_config()
