@@ -1489,9 +1489,15 @@ ngx_zmq_amqp_start_ok(ngx_zmq_amqp_conn_t *conn, void *start)
 
     p = resp;
     *p++ = '\0';
-    p = ngx_cpymem(p, oc->username.data, oc->username.len);
+    /* an empty string may have no data: memcpy wants a pointer even
+     * for 0 bytes */
+    if (oc->username.len) {
+        p = ngx_cpymem(p, oc->username.data, oc->username.len);
+    }
     *p++ = '\0';
-    p = ngx_cpymem(p, oc->password.data, oc->password.len);
+    if (oc->password.len) {
+        p = ngx_cpymem(p, oc->password.data, oc->password.len);
+    }
 
     m.client_properties = props;
     m.mechanism = amqp_cstring_bytes("PLAIN");
