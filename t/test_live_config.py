@@ -162,9 +162,14 @@ def test_redefining_a_broker_moves_its_traffic_and_spares_the_rest(
             v2 = gw.write(config(vhost))
             gw.wait_version(v2)
             gw.wait_ready("out-b")
-            time.sleep(0.3)
+            # A keeps publishing on after B's new connection is ready
+            after = len(codes)
+            deadline = time.monotonic() + 10
+            while len(codes) < after + 20 and time.monotonic() < deadline:
+                time.sleep(0.01)
             stop.append(1)
             fut.result()
+        assert len(codes) >= after + 20, (after, len(codes))
 
         assert codes and set(codes) == {202}, set(codes)
         w = gw.status()["workers"][0]["outconns"]
