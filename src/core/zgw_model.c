@@ -376,6 +376,7 @@ static int zgw_check_startup(const char *who, json_t *obj,
     zgw_errors_t *errs);
 static int zgw_check_security(const char *who, json_t *obj,
     zgw_errors_t *errs);
+static int zgw_jwt_needs_secret(const json_t *obj);
 static int zgw_check_routing_key(const char *who, const char *field,
     json_t *rk, json_t *ex, zgw_errors_t *errs);
 
@@ -1551,12 +1552,9 @@ zgw_check_security_jwt(const char *who, json_t *obj, int in,
     }
 
     if (zgw_jwt_secret_min(alg) > 0) {
-        if (secret == NULL) {
-            zgw_errors_add(errs, "%s: alg %s needs a 'secret'", who,
-                           zgw_jwt_alg_name(alg));
-            rc = ZGW_ERROR;
-
-        } else if (json_is_string(secret)
+        /* an absent secret keeps the stored one (an export leaves it out);
+         * zgw_config_seal() refuses a definition left with none */
+        if (secret != NULL && json_is_string(secret)
                    && json_string_length(secret) < zgw_jwt_secret_min(alg))
         {
             zgw_errors_add(errs, "%s: alg %s needs a secret of at least %zu "
@@ -2517,10 +2515,37 @@ zgw_config_seal(zgw_config_t *cfg, const zgw_config_t *prev,
                     }
                 }
             }
+
+            if (k == ZGW_KIND_SECURITY && zgw_jwt_needs_secret(obj)) {
+                zgw_errors_add(errs, "security '%s': alg %s needs a "
+                               "'secret'", name,
+                               json_string_value(json_object_get(obj, "alg")));
+                rc = ZGW_ERROR;
+            }
         }
     }
 
     return rc;
+}
+
+
+/* a jwt definition of an HS* algorithm that has no secret */
+static int
+zgw_jwt_needs_secret(const json_t *obj)
+{
+    int          alg;
+    const char  *type;
+
+    type = json_string_value(json_object_get(obj, "type"));
+    if (type == NULL || strcmp(type, "jwt") != 0
+        || json_object_get(obj, "secret") != NULL)
+    {
+        return 0;
+    }
+
+    alg = zgw_jwt_alg_parse(json_string_value(json_object_get(obj, "alg")));
+
+    return alg >= 0 && zgw_jwt_secret_min(alg) > 0;
 }
 
 
