@@ -104,6 +104,8 @@ static void ngx_http_zmq_auth_throttle_id(ngx_http_request_t *r,
 static void ngx_http_zmq_auth_id(ngx_http_zmq_security_t *sec, u_char type,
     ngx_str_t *a, ngx_str_t *b, u_char *id);
 static ngx_http_zmq_security_t *ngx_http_zmq_auth_find(ngx_str_t *name);
+static void ngx_http_zmq_auth_until(long long *until, long long t,
+    long long plus);
 static void ngx_http_zmq_auth_cleanup_claims(void *data);
 static void ngx_http_zmq_auth_jwt_free(void *data);
 static ngx_int_t ngx_http_zmq_auth_unhex(u_char *dst, u_char *hex);
@@ -659,7 +661,9 @@ ngx_http_zmq_auth_jwt(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
     ngx_str_t                   token, principal, *names;
     ngx_int_t                   rc;
     ngx_msec_t                  ttl;
-    long long                   until, now, iat;
+    double                      d;
+    long long                   until, now, now_ms, iat;
+    ngx_time_t                 *tp;
     const char                 *reason;
     zgw_jwt_claims_t            claims;
     ngx_pool_cleanup_t         *cln;
@@ -762,27 +766,40 @@ ngx_http_zmq_auth_jwt(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
         return rc;
     }
 
-    /* cached until the first of: the cache's ttl, exp, iat + max_age */
+    /*
+     * cached until the first of: the cache's ttl, exp, iat + max_age; to
+     * the millisecond (a token expires when the second exp begins, not up
+     * to a second later) and over the claims' whole range (exp may be
+     * LLONG_MAX)
+     */
 
-    until = now + (long long) (zmcf->auth_cache_ttl / 1000);
+    tp = ngx_timeofday();
+    now_ms = (long long) tp->sec * 1000 + (long long) tp->msec;
+    until = now_ms + (long long) zmcf->auth_cache_ttl;
 
-    if (claims.exp > 0 && claims.exp + sec->leeway < until) {
-        until = claims.exp + sec->leeway;
+    if (claims.exp > 0) {
+        ngx_http_zmq_auth_until(&until, claims.exp, sec->leeway);
     }
 
     v = json_object_get(claims.claims, "iat");
     if (sec->max_age > 0 && json_is_number(v)) {
-        iat = (long long) json_number_value(v);
-        if (iat + sec->max_age + sec->leeway < until) {
-            until = iat + sec->max_age + sec->leeway;
+        if (json_is_integer(v)) {
+            iat = (long long) json_integer_value(v);
+
+        } else {
+            d = json_real_value(v);
+            iat = d >= 9.2e18 ? LLONG_MAX
+                  : d <= -9.2e18 ? LLONG_MIN : (long long) d;
         }
+
+        ngx_http_zmq_auth_until(&until, iat, sec->max_age + sec->leeway);
     }
 
-    if (until <= now) {
+    if (until <= now_ms) {
         return NGX_OK;
     }
 
-    ttl = (ngx_msec_t) (until - now) * 1000;
+    ttl = (ngx_msec_t) (until - now_ms);
 
     e = ngx_http_zmq_auth_table_add(&w->auth.cache, auth->id,
                                     r->connection->log);
@@ -803,6 +820,26 @@ ngx_http_zmq_auth_jwt(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
     ngx_memcpy(e->fingerprint, sec->fingerprint, NGX_HTTP_ZMQ_DIGEST_LEN);
 
     return NGX_OK;
+}
+
+
+/* *until (ms) brought forward to the second t + plus (plus >= 0) */
+static void
+ngx_http_zmq_auth_until(long long *until, long long t, long long plus)
+{
+    long long  s;
+
+    if (t > LLONG_MAX - plus) {
+        return;                         /* beyond any cache's ttl */
+    }
+
+    s = t + plus;
+
+    if (s > *until / 1000) {
+        return;
+    }
+
+    *until = s < 0 ? 0 : s * 1000;
 }
 
 
