@@ -331,9 +331,11 @@ def test_wrong_passwords_at_50_a_second_do_not_stall_the_worker(
              for i in range(n)]
 
     attack = []
+    started = []
     stop = threading.Event()
 
     def guess(i):
+        started.append(time.monotonic())
         a = call(gw.port, "/b", wrong[i], source=source(i % addresses))
         attack.append(a.status)
 
@@ -344,7 +346,7 @@ def test_wrong_passwords_at_50_a_second_do_not_stall_the_worker(
             a = call(gw.port, "/p", body=b"innocent")
             plain.append((a.status, a.elapsed))
 
-    with concurrent.futures.ThreadPoolExecutor(n // 2) as ex:
+    with concurrent.futures.ThreadPoolExecutor(n) as ex:
         watcher = threading.Thread(target=innocent)
         watcher.start()
         try:
@@ -358,15 +360,18 @@ def test_wrong_passwords_at_50_a_second_do_not_stall_the_worker(
         finally:
             stop.set()
             watcher.join()
-        took = time.monotonic() - t0
 
     # the attack happened as meant: every guess was checked or shed
     assert len(attack) == n
     assert set(attack) <= {401, 503}, sorted(set(attack))
-    checked = [r for _, _, r in refusals(gw.ngx.error_log())]
-    assert checked.count("bad password") >= n * 3 // 4, (
-        len(checked), attack.count(503))
-    assert took < seconds + 3, took
+    checked = [r for _, _, r in refusals(gw.ngx.error_log())].count(
+        "bad password")
+    assert checked == attack.count(401)
+    # most were hashed (here all 200; a third under ASan, which sheds the
+    # rest with 503 auth_busy)
+    assert checked >= n // 3, (checked, attack.count(503))
+    # at the rate meant
+    assert max(started) - t0 < seconds + 0.5, max(started) - t0
 
     # and the other location kept answering, each answer within 1 s
     assert len(plain) >= 20, len(plain)
