@@ -52,6 +52,7 @@
 #define NGX_HTTP_ZMQ_AUTH_PENDING_MAX  64    /* verifications per worker */
 #define NGX_HTTP_ZMQ_AUTH_RESTARTS   3
 #define NGX_HTTP_ZMQ_AUTH_NICE       10
+#define NGX_HTTP_ZMQ_AUTH_WAIT       10000   /* ms: the pending check's timer */
 
 
 struct ngx_http_zmq_auth_s {
@@ -70,6 +71,7 @@ struct ngx_http_zmq_auth_s {
 /* what a thread touches: copies, in r->pool (the request waits for it) */
 typedef struct {
     ngx_http_request_t          *request;
+    ngx_event_t                  wait;        /* on the event loop only */
     char                        *hash;
     char                        *password;
     size_t                       password_len;
@@ -112,6 +114,7 @@ static ngx_int_t ngx_http_zmq_auth_unhex(u_char *dst, u_char *hex);
 #if (NGX_THREADS)
 static void ngx_http_zmq_auth_thread(void *data, ngx_log_t *log);
 static void ngx_http_zmq_auth_thread_done(ngx_event_t *ev);
+static void ngx_http_zmq_auth_wait(ngx_event_t *ev);
 #endif
 
 
@@ -508,6 +511,17 @@ ngx_http_zmq_auth_basic(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
     auth->state = NGX_HTTP_ZMQ_AUTH_PENDING;
     r->main->blocked++;
 
+    /*
+     * A request that waits for a thread has no timer of its own, and a
+     * worker that shuts down (a reload) exits as soon as no timer is left:
+     * it would drop the request unanswered ("open socket left"). This
+     * timer keeps the worker until the check is done.
+     */
+    t->wait.handler = ngx_http_zmq_auth_wait;
+    t->wait.data = t;
+    t->wait.log = r->connection->log;
+    ngx_add_timer(&t->wait, NGX_HTTP_ZMQ_AUTH_WAIT);
+
     return NGX_AGAIN;
 
 #else
@@ -564,6 +578,10 @@ ngx_http_zmq_auth_thread_done(ngx_event_t *ev)
     w = ngx_http_zmq_worker();
     w->auth.pending--;
 
+    if (t->wait.timer_set) {
+        ngx_del_timer(&t->wait);
+    }
+
     ctx = ngx_http_get_module_ctx(r, ngx_http_zmq_module);
     ctx->auth->ok = t->ok;
     ctx->auth->user_ok = t->user_ok;
@@ -576,6 +594,19 @@ ngx_http_zmq_auth_thread_done(ngx_event_t *ev)
     /* the phases again: the access handler reads the result */
     r->write_event_handler(r);
     ngx_http_run_posted_requests(c);
+}
+
+
+
+/* the check is still under way: the thread pool is that busy */
+static void
+ngx_http_zmq_auth_wait(ngx_event_t *ev)
+{
+    ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                  "zmq: a password check has waited %M ms for the thread "
+                  "pool", (ngx_msec_t) NGX_HTTP_ZMQ_AUTH_WAIT);
+
+    ngx_add_timer(ev, NGX_HTTP_ZMQ_AUTH_WAIT);
 }
 
 #endif

@@ -384,3 +384,57 @@ def test_wrong_passwords_at_50_a_second_do_not_stall_the_worker(
     median = sorted(e for _, e in plain)[len(plain) // 2]
     assert median < 0.1, (median, len(plain))
     assert queue.count() == len(plain)
+
+
+def test_a_reload_answers_the_password_checks_under_way(rabbitmq, live,
+                                                        queue):
+    """A worker that shuts down (reload) waits for the checks its thread
+    pool is running and answers them; it used to exit at once, leaving
+    the clients without an answer ([alert] open socket left)."""
+    import os
+    import signal
+    gw = live("location = /b { zmq_service svc; zmq_security crm; }\n",
+              workers=1)
+    v = gw.write(doc(rabbitmq, queue, [{
+        "name": "crm", "type": "basic_auth", "username": "ops",
+        "password": OLD_PW}]))
+    gw.start()
+    gw.wait_version(v)
+    gw.wait_ready()
+    old_pids = {w["pid"] for w in gw.status()["workers"]}
+    n = 40
+    wrong = [{"Authorization": basic("ops", "reload-%03d-pw" % i)}
+             for i in range(n)]
+    ready = threading.Barrier(n + 1)
+
+    def guess(i):
+        ready.wait()
+        return call(gw.port, "/b", wrong[i], source=source(i)).status
+
+    with concurrent.futures.ThreadPoolExecutor(n) as ex:
+        futures = [ex.submit(guess, i) for i in range(n)]
+        ready.wait()
+        # the checks under way (they take tens of ms each, 2 cores)
+        time.sleep(0.2)
+        os.kill(gw.ngx.proc.pid, signal.SIGHUP)
+        statuses = []
+        for f in futures:
+            try:
+                statuses.append(f.result())
+            except OSError as e:
+                statuses.append(repr(e))
+    assert statuses == [401] * n, statuses
+    # the reload happened, and the new worker serves
+    assert wait_for_new_worker(gw, old_pids)
+    assert call(gw.port, "/b", {"Authorization": basic(
+        "ops", OLD_PW)}).status == 202
+
+
+def wait_for_new_worker(gw, old_pids, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = set(gw.ngx.worker_pids())
+        if pids and not pids & old_pids:
+            return pids
+        time.sleep(0.05)
+    return None
