@@ -107,6 +107,8 @@ def test_basic_auth_refusals_say_nothing_and_log_the_reason(gw):
          "no basic credentials"),
         ("empty password", {"Authorization": "Basic YWxpY2U6"},
          "bad password"),
+        ("a NUL after the password", {"Authorization": basic(
+            "alice", ALICE_PW + "\0")}, "malformed password"),
     ]
     bodies = set()
     for title, headers, _ in cases:
@@ -328,6 +330,19 @@ def test_nginx_t_fails_for_a_definition_the_file_lacks(
 
 
 # ------------------------------------------------------------- throttle
+
+
+def test_wrong_api_keys_are_throttled_too(gw):
+    for i in range(10):
+        unauthorized(call(gw.port, "/key", {"X-API-Key": "nope-%d" % i}),
+                     APIKEY)
+    a = call(gw.port, "/key", {"X-API-Key": KEY1})
+    assert a.status == 429, a
+    assert a.json()["error"] == "too_many_attempts"
+    assert 1 <= int(a.headers["Retry-After"]) <= 10
+    # per definition: the basic one still answers this client
+    assert call(gw.port, "/basic", {"Authorization": basic(
+        "alice", ALICE_PW)}).status == 202
 
 
 def test_failures_are_throttled_per_address_and_definition_then_recover(

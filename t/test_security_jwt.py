@@ -156,6 +156,47 @@ def test_aud_may_be_any_of_the_definitions_or_a_list(gw):
     assert reasons(gw) == [("hs", "wrong audience")] * 3
 
 
+def test_a_token_without_sub_carries_the_definition_alone(gw):
+    assert post(gw, "hs", hs(sub=None)).status == 202
+    [(_, props, _)] = gw.queue.drain(expect=1)
+    assert props.headers["x-zmq-auth"] == "hs:"
+
+
+def test_the_bearer_scheme_is_case_insensitive(gw):
+    tok = hs(sub="case")
+    register = bearer(tok)              # registers the token as a secret
+    for value in ("bearer " + tok, "BEARER   " + tok, register + "  "):
+        a = call(gw.port, "/j/hs", {"Authorization": value})
+        assert a.status == 202, (value[:12], a)
+    assert gw.queue.count() == 3
+
+
+def test_a_sub_or_claim_a_header_cannot_hold(gw):
+    """A sub with a control character is refused (the consumer could not
+    be told who it is); a copied claim that cannot be a header value is
+    left out, and said so in the log."""
+    unauthorized(post(gw, "hs", hs(sub="ali\u0001ce")), INVALID)
+    assert reasons(gw) == [
+        ("hs", "the principal cannot be carried in a header")]
+    a = post(gw, "hs", hs(sub="bob", tenant="ac\nme", level=2))
+    assert a.status == 202, a
+    [(_, props, _)] = gw.queue.drain(expect=1)
+    assert props.headers == {"x-zmq-auth": "hs:bob",
+                             "x-zmq-claim-level": "2"}
+    assert 'zmq: security "hs": claim "tenant" cannot be carried in a ' \
+        'header: left out' in gw.ngx.error_log()
+
+
+def test_bad_tokens_are_throttled(gw):
+    for i in range(10):
+        unauthorized(post(gw, "hs", hs(iss="https://evil-%d/" % i)),
+                     INVALID)
+    a = post(gw, "hs", hs())
+    assert a.status == 429, a
+    assert a.json()["error"] == "too_many_attempts"
+    assert 1 <= int(a.headers["Retry-After"]) <= 10
+
+
 def test_require_exp_false_accepts_a_token_without_exp(gw):
     tok = sign(claims(exp=None), HS_SECRET, "HS256")
     assert post(gw, "noexp", tok).status == 202

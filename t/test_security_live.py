@@ -23,7 +23,8 @@ import pytest
 
 from conftest import amqp_config
 from security_helpers import (basic, bearer, call, refusals, reuseport_listen,
-                              sign, source, unauthorized, zmqctl_apikey)
+                              sign, source, unauthorized, wait_for,
+                              zmqctl_apikey)
 from test_live_config import Live
 
 OLD_PW = "old-Passw0rd-5521"
@@ -122,8 +123,13 @@ def test_a_utf8_password_with_colons_checked_on_the_thread_pool(
             "m\u00fcller", wrong)}), 'Basic realm="ngx_zmq", charset="UTF-8"')
     unauthorized(call(gw.port, "/b", {"Authorization": basic(
         "muller", UTF8_PW)}), 'Basic realm="ngx_zmq", charset="UTF-8"')
+    # the hash sees a C string: the password and a NUL and more must not
+    # pass as the password
+    unauthorized(call(gw.port, "/b", {"Authorization": basic(
+        "m\u00fcller", UTF8_PW + "\0tail")}),
+        'Basic realm="ngx_zmq", charset="UTF-8"')
     assert [r for _, _, r in refusals(gw.ngx.error_log())] == \
-        ["bad password"] * 3 + ["unknown user"]
+        ["bad password"] * 3 + ["unknown user", "malformed password"]
     assert queue.count() == 0
 
 
@@ -438,3 +444,84 @@ def wait_for_new_worker(gw, old_pids, timeout=10.0):
             return pids
         time.sleep(0.05)
     return None
+
+
+def test_clients_that_leave_during_their_check_harm_nothing(rabbitmq, live,
+                                                            queue):
+    """Clients that close (or reset) their connection while their password
+    is being checked: the worker finishes the checks, answers into closed
+    sockets and serves on (ASan, under make asan-nginx, watches the
+    request's memory that the thread's answer comes back to)."""
+    import socket
+    import struct
+    gw = live("location = /b { zmq_service svc; zmq_security crm; }\n",
+              workers=1)
+    v = gw.write(doc(rabbitmq, queue, [{
+        "name": "crm", "type": "basic_auth", "username": "ops",
+        "password": OLD_PW}]))
+    gw.start()
+    gw.wait_version(v)
+    gw.wait_ready()
+    n = 30
+    socks = []
+    for i in range(n):
+        s = socket.socket()
+        s.bind((source(i), 0))
+        s.connect(("127.0.0.1", gw.port))
+        s.sendall(("POST /b HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\n"
+                   "Content-Length: 1\r\n\r\nx" % basic(
+                       "ops", "leaving-%02d-pw" % i)).encode())
+        socks.append(s)
+    for i, s in enumerate(socks):
+        if i % 2:
+            # RST rather than FIN
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                         struct.pack("ii", 1, 0))
+        s.close()
+    # every check finishes (and is logged) ...
+    assert wait_for(lambda: len(refusals(gw.ngx.error_log())) == n), \
+        refusals(gw.ngx.error_log())
+    # ... and the worker serves on, with the same pid
+    pids = gw.ngx.worker_pids()
+    a = call(gw.port, "/b", {"Authorization": basic("ops", OLD_PW)})
+    assert a.status == 202, a
+    assert gw.ngx.worker_pids() == pids
+
+
+def test_more_checks_than_a_worker_takes_are_shed_with_503(rabbitmq, live,
+                                                           queue):
+    """Over 64 password checks under way in one worker: the next requests
+    get 503 auth_busy with Retry-After 1 at once, not a place in a queue
+    without end."""
+    gw = live("location = /b { zmq_service svc; zmq_security crm; }\n",
+              workers=1)
+    v = gw.write(doc(rabbitmq, queue, [{
+        "name": "crm", "type": "basic_auth", "username": "ops",
+        "password": OLD_PW}]))
+    gw.start()
+    gw.wait_version(v)
+    gw.wait_ready()
+    n = 120
+    wrong = [{"Authorization": basic("ops", "burst-%03d-pw" % i)}
+             for i in range(n)]
+    ready = threading.Barrier(n)
+
+    def guess(i):
+        ready.wait()
+        return call(gw.port, "/b", wrong[i], source=source(i))
+
+    with concurrent.futures.ThreadPoolExecutor(n) as ex:
+        answers = list(ex.map(guess, range(n)))
+    busy = [a for a in answers if a.status == 503]
+    assert busy, "no 503 among %d" % n
+    assert {a.status for a in answers} == {401, 503}
+    for a in busy:
+        assert a.json()["error"] == "auth_busy", a
+        assert a.headers["Retry-After"] == "1"
+        assert "WWW-Authenticate" not in a.headers
+    assert len(refusals(gw.ngx.error_log())) == n - len(busy)
+    assert "password checks are under way in this worker" in \
+        gw.ngx.error_log()
+    # and once the burst is over, the right password gets in
+    assert wait_for(lambda: call(gw.port, "/b", {"Authorization": basic(
+        "ops", OLD_PW)}).status == 202, timeout=5)
