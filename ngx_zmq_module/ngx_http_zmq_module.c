@@ -35,6 +35,8 @@ static char *ngx_http_zmq_router(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_zmq_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_zmq_security(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_zmq_service(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static void *ngx_http_zmq_create_main_conf(ngx_conf_t *cf);
@@ -147,6 +149,27 @@ static ngx_command_t  ngx_http_zmq_commands[] = {
       offsetof(ngx_http_zmq_loc_conf_t, data_format),
       &ngx_http_zmq_data_formats },
 
+    { ngx_string("zmq_security"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_zmq_security,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("zmq_auth_cache_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_zmq_main_conf_t, auth_cache_ttl),
+      NULL },
+
+    { ngx_string("zmq_auth_thread_pool"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_zmq_main_conf_t, auth_pool_name),
+      NULL },
+
     { ngx_string("zmq_json_errors"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -192,7 +215,9 @@ ngx_module_t  ngx_http_zmq_module = {
 static ngx_int_t
 ngx_http_zmq_postconfiguration(ngx_conf_t *cf)
 {
-    if (ngx_http_zmq_publish_init(cf) != NGX_OK) {
+    if (ngx_http_zmq_publish_init(cf) != NGX_OK
+        || ngx_http_zmq_auth_init(cf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -233,9 +258,65 @@ ngx_http_zmq_router(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     zlcf->router = 1;
+    zmcf->auth_used = 1;        /* routes may name security definitions */
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_zmq_router_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_zmq_security(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_zmq_loc_conf_t *zlcf = conf;
+
+    json_t                    *obj;
+    ngx_str_t                 *value;
+    const char                *dir;
+    ngx_http_zmq_main_conf_t  *zmcf;
+
+    if (zlcf->security.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    zmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_zmq_module);
+
+    if (zmcf->type == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zmq_security \"%V\": no zmq_config before this "
+                           "directive", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (value[1].len == 0 || !zgw_name_valid((char *) value[1].data)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zmq_security \"%V\": not a valid object name",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (zmcf->type == NGX_HTTP_ZMQ_SOURCE_FILE) {
+        /* a file is known now: check the name at nginx -t */
+        obj = zgw_config_get(zmcf->cfg, ZGW_KIND_SECURITY,
+                             (char *) value[1].data);
+        dir = json_string_value(json_object_get(obj, "direction"));
+
+        if (obj == NULL || (dir != NULL && ngx_strcmp(dir, "in") != 0)) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "zmq_security \"%V\": no incoming security "
+                               "definition of that name in %V", &value[1],
+                               &zmcf->source);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    /* from Redis: checked per request; one that does not exist refuses */
+
+    zlcf->security = value[1];
+    zmcf->auth_used = 1;
 
     return NGX_CONF_OK;
 }
@@ -325,6 +406,7 @@ ngx_http_zmq_create_main_conf(ngx_conf_t *cf)
     }
 
     zmcf->connect_timeout = NGX_CONF_UNSET_MSEC;
+    zmcf->auth_cache_ttl = NGX_CONF_UNSET_MSEC;
     zmcf->buffer_limit = NGX_CONF_UNSET_SIZE;
     zmcf->poll = NGX_CONF_UNSET_MSEC;
 
@@ -464,6 +546,10 @@ ngx_http_zmq_init_process(ngx_cycle_t *cycle)
     ngx_zmq_amqp_configure(&zmcf->worker->amqp, zmcf->connect_timeout,
                            zmcf->buffer_limit);
 
+    if (ngx_http_zmq_auth_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     ngx_http_zmq_publish_init_process(cycle);
 
     ws = NULL;
@@ -529,6 +615,7 @@ ngx_http_zmq_exit_process(ngx_cycle_t *cycle)
     ngx_http_zmq_follow_stop();
     ngx_zmq_amqp_exit_process(&zmcf->worker->amqp, cycle);
     ngx_http_zmq_runtime_exit();
+    ngx_http_zmq_auth_exit_process();
 }
 
 

@@ -19,6 +19,7 @@
 #include "zgw_redis_url.h"
 #include "ngx_zmq_amqp.h"
 #include "ngx_http_zmq_runtime.h"
+#include "ngx_http_zmq_auth.h"
 
 
 #define NGX_HTTP_ZMQ_FORMAT_NONE  0
@@ -60,6 +61,9 @@ typedef struct {
 
     /* ngx_zmq_amqp.c: its connections */
     ngx_zmq_amqp_worker_t          amqp;
+
+    /* ngx_http_zmq_auth.c: verified credentials, failed attempts */
+    ngx_http_zmq_auth_worker_t     auth;
 } ngx_http_zmq_worker_t;
 
 
@@ -91,6 +95,10 @@ typedef struct {
     ngx_uint_t                     slots;      /* workers in the zone */
 
     ngx_http_zmq_worker_t         *worker;     /* in worker processes */
+
+    ngx_msec_t                     auth_cache_ttl;
+    ngx_str_t                      auth_pool_name;
+    ngx_flag_t                     auth_used;  /* zmq_security, zmq_router */
 } ngx_http_zmq_main_conf_t;
 
 
@@ -102,6 +110,7 @@ typedef struct {
     size_t                         max_body;
     ngx_uint_t                     data_format;
     ngx_flag_t                     json_errors;
+    ngx_str_t                      security;   /* zmq_security NAME */
 } ngx_http_zmq_loc_conf_t;
 
 
@@ -112,6 +121,8 @@ typedef struct {
     ngx_str_t                      service;
     size_t                         max_body;
     ngx_uint_t                     data_format;
+    ngx_http_zmq_route_t          *route;      /* zmq_router: r->pool */
+    ngx_http_zmq_auth_t           *auth;       /* NULL: not checked */
     ngx_http_zmq_param_t           params[NGX_HTTP_ZMQ_PARAMS_MAX];
     ngx_uint_t                     nparams;
     ngx_http_event_handler_pt      read_body;  /* NGINX's body reader */

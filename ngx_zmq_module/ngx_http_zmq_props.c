@@ -120,6 +120,7 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
     ngx_uint_t                     i, j, k, nh;
     const char                    *why;
     ngx_list_part_t               *part;
+    ngx_array_t                   *auth;
     ngx_keyval_t                  *kv;
     ngx_table_elt_t               *h;
     amqp_table_entry_t            *entries;
@@ -190,21 +191,40 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
         part = part->next;
     }
 
+    /* who the request proved to be: x-zmq-auth, and copied claims */
+    auth = ngx_http_zmq_auth_headers(r);
+    if (auth != NULL) {
+        nh += auth->nelts;
+    }
+
     entries = ngx_palloc(r->pool, (nh + 1) * sizeof(amqp_table_entry_t));
     if (entries == NULL) {
         return NGX_ERROR;
     }
 
     j = 0;
-    kv = svc->headers.elts;
 
-    for (i = 0; i < svc->headers.nelts; i++) {
-        entries[j].key.bytes = kv[i].key.data;
-        entries[j].key.len = kv[i].key.len;
-        entries[j].value.kind = AMQP_FIELD_KIND_UTF8;
-        entries[j].value.value.bytes.bytes = kv[i].value.data;
-        entries[j].value.value.bytes.len = kv[i].value.len;
-        j++;
+    for (k = 0; k < 2; k++) {
+        if (k == 0) {
+            kv = svc->headers.elts;
+            n = svc->headers.nelts;
+
+        } else if (auth != NULL) {
+            kv = auth->elts;
+            n = auth->nelts;
+
+        } else {
+            break;
+        }
+
+        for (i = 0; i < (ngx_uint_t) n; i++) {
+            entries[j].key.bytes = kv[i].key.data;
+            entries[j].key.len = kv[i].key.len;
+            entries[j].value.kind = AMQP_FIELD_KIND_UTF8;
+            entries[j].value.value.bytes.bytes = kv[i].value.data;
+            entries[j].value.value.bytes.len = kv[i].value.len;
+            j++;
+        }
     }
 
     ngx_str_null(message_id);
@@ -371,7 +391,10 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
                 {
                     why = k < svc->headers.nelts
                           ? "the service sets this header"
-                          : "is given twice";
+                          : (auth != NULL
+                             && k < svc->headers.nelts + auth->nelts)
+                            ? "the gateway sets this header"
+                            : "is given twice";
                 }
             }
 

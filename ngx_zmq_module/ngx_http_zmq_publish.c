@@ -164,9 +164,14 @@ ngx_http_zmq_router_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    route = NULL;
-    rc = ngx_http_zmq_runtime_route(r, &route, ctx->params, &ctx->nparams,
-                                    &allow);
+    /* the access phase looked it up already when it found one */
+    route = ctx->route;
+    rc = NGX_OK;
+
+    if (route == NULL) {
+        rc = ngx_http_zmq_runtime_route(r, &route, ctx->params,
+                                        &ctx->nparams, &allow);
+    }
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -190,19 +195,6 @@ ngx_http_zmq_router_handler(ngx_http_request_t *r)
                                   "method_not_allowed",
                                   "the REST channel does not accept this "
                                   "method", 0);
-    }
-
-    if (route->secured) {
-        /* deny rather than serve a channel whose security is not checked */
-        if (ngx_http_discard_request_body(r) != NGX_OK) {
-            r->keepalive = 0;
-        }
-
-        return ngx_http_zmq_error(r, NGX_HTTP_NOT_IMPLEMENTED,
-                                  "security_unsupported",
-                                  "this REST channel has a security "
-                                  "definition, which the gateway does not "
-                                  "check yet", 0);
     }
 
     ctx->service.len = route->service.len;

@@ -572,7 +572,12 @@ ngx_http_zmq_rt_route(ngx_http_zmq_runtime_t *rt, json_t *obj)
     }
 
     route->active = json_is_true(json_object_get(obj, "is_active"));
-    route->secured = json_object_get(obj, "security") != NULL;
+    if (json_object_get(obj, "security") != NULL
+        && ngx_http_zmq_rt_str(pool, obj, "security", &route->security)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
     route->method = ngx_http_zmq_rt_method(
                         json_string_value(json_object_get(obj, "method")));
     route->max_body = ngx_http_zmq_rt_int(obj, "max_body", 1048576);
@@ -646,7 +651,9 @@ ngx_http_zmq_runtime_build(zgw_config_t *cfg, const zgw_key_t *key,
         || ngx_array_init(&rt->outconns, pool, 4,
                           sizeof(ngx_http_zmq_outconn_conf_t)) != NGX_OK
         || ngx_array_init(&rt->fingerprints, pool, 4, sizeof(ngx_str_t))
-           != NGX_OK)
+           != NGX_OK
+        || ngx_array_init(&rt->securities, pool, 4,
+                          sizeof(ngx_http_zmq_security_t)) != NGX_OK)
     {
         goto failed;
     }
@@ -671,6 +678,14 @@ ngx_http_zmq_runtime_build(zgw_config_t *cfg, const zgw_key_t *key,
 
     json_object_foreach(cfg->objs[ZGW_KIND_REST_CHANNEL], name, obj) {
         if (ngx_http_zmq_rt_route(rt, obj) != NGX_OK) {
+            goto failed;
+        }
+    }
+
+    json_object_foreach(cfg->objs[ZGW_KIND_SECURITY], name, obj) {
+        if (ngx_http_zmq_auth_build(pool, &rt->securities, obj, key, log)
+            != NGX_OK)
+        {
             goto failed;
         }
     }
@@ -807,6 +822,8 @@ ngx_http_zmq_runtime_apply(ngx_http_zmq_runtime_t *rt,
     }
 
     w->rt = rt;
+
+    ngx_http_zmq_auth_applied(&rt->securities);
 
     if (stats != NULL) {
         stats->version = (ngx_atomic_uint_t) rt->version;
@@ -976,8 +993,10 @@ ngx_http_zmq_route_copy(ngx_http_request_t *r, ngx_http_zmq_route_t *route,
     copy->name.data = ngx_pstrdup(r->pool, &route->name);
     copy->url_path.data = ngx_pstrdup(r->pool, &route->url_path);
     copy->service.data = ngx_pstrdup(r->pool, &route->service);
+    copy->security.data = ngx_pstrdup(r->pool, &route->security);
 
-    if ((route->name.len && copy->name.data == NULL)
+    if ((route->security.len && copy->security.data == NULL)
+        || (route->name.len && copy->name.data == NULL)
         || (route->url_path.len && copy->url_path.data == NULL)
         || (route->service.len && copy->service.data == NULL))
     {

@@ -75,7 +75,7 @@ typedef struct {
     ngx_uint_t                   method;         /* NGX_HTTP_*, 0: any */
     ngx_str_t                    service;
     ngx_flag_t                   active;
-    ngx_flag_t                   secured;
+    ngx_str_t                    security;       /* a name, or empty */
     ngx_uint_t                   data_format;
     size_t                       max_body;
 } ngx_http_zmq_route_t;
@@ -88,6 +88,7 @@ typedef struct {
     ngx_array_t                  routes;         /* ngx_http_zmq_route_t */
     ngx_array_t                  outconns;       /* outconn_conf_t */
     ngx_array_t                  fingerprints;   /* ngx_str_t per outconn */
+    ngx_array_t                  securities;     /* ..._security_t */
 } ngx_http_zmq_runtime_t;
 
 

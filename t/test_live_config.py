@@ -261,20 +261,30 @@ def test_exact_param_and_prefix_routes(rabbitmq, live, queue):
     assert queue.count() == 3
 
 
-def test_a_secured_rest_channel_is_refused_not_served(rabbitmq, live,
-                                                      queue):
+def test_a_secured_rest_channel_demands_its_credentials(rabbitmq, live,
+                                                       queue):
+    """A REST channel with a security definition is served only to a
+    request that proves it (it was refused with 501 before issue 11)."""
+    import hashlib
+    key = "k" * 43
     gw = live(ROUTER, workers=1)
     doc = amqp_config(rabbitmq.port, {"svc": {"routing_key": queue.name}})
-    doc["security"] = [{"name": "s", "type": "apikey", "key": "k"}]
+    doc["security"] = [{"name": "s", "type": "apikey", "keys": [
+        {"id": "k1", "sha256": hashlib.sha256(key.encode()).hexdigest()}]}]
     doc["rest_channel"] = [{"name": "r", "url_path": "/api/x",
                             "service": "svc", "security": "s"}]
     v = gw.write(doc)
     gw.start()
     gw.wait_version(v)
+    gw.wait_ready()
     r = post(gw.url + "/api/x")
-    assert r.status_code == 501
-    assert r.json()["error"] == "security_unsupported"
+    assert r.status_code == 401
+    assert r.json()["error"] == "unauthorized"
     assert queue.count() == 0
+    r = post(gw.url + "/api/x", headers={"X-API-Key": key})
+    assert r.status_code == 202, r.text
+    [(_, props, _)] = queue.drain(expect=1)
+    assert props.headers["x-zmq-auth"] == "s:k1"
 
 
 def test_corrupt_data_keeps_the_last_good_snapshot(rabbitmq, live, queue,

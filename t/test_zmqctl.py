@@ -22,7 +22,8 @@ SMALL = {
                  "routing_key": "q"}],
     "security": [{"name": "clients", "type": "basic_auth",
                   "username": "u", "password": CLIENT_PW},
-                 {"name": "jwt", "type": "jwt", "secret": SECRET + "-jwt"}],
+                 {"name": "jwt", "type": "jwt",
+                  "secret": SECRET + "-jwt-of-at-least-32-bytes"}],
 }
 
 

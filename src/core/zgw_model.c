@@ -10,6 +10,7 @@
 
 #include "zgw_amqp_check.h"
 #include "zgw_hostport.h"
+#include "zgw_jwt.h"
 #include "zgw_model.h"
 #include "zgw_redis_url.h"
 
@@ -26,7 +27,10 @@ typedef enum {
     ZGW_T_REF,
     ZGW_T_REFLIST,
     ZGW_T_SECRET,       /* sealed with AES-256-GCM */
-    ZGW_T_CRED          /* security: hashed when direction "in", else sealed */
+    ZGW_T_CRED,         /* security: hashed when direction "in", else sealed */
+    ZGW_T_OBJLIST,      /* an array of objects of the sub fields */
+    ZGW_T_JSONOBJ,      /* any JSON object, checked by the kind's check */
+    ZGW_T_STRS          /* a string or an array of them */
 } zgw_type_e;
 
 
@@ -106,6 +110,15 @@ typedef struct {
     { n, ZGW_T_SECRET, 0, 0, 0, 0, NULL, 1, 0, NULL, 0, NULL }
 #define F_CRED(n) \
     { n, ZGW_T_CRED, 0, 0, 0, 0, NULL, 0, 0, NULL, 0, NULL }
+/* a credential that may be absent: absent means none, not a random one */
+#define F_CRED_OPT(n) \
+    { n, ZGW_T_CRED, 0, 0, 0, 0, NULL, 1, 0, NULL, 0, NULL }
+#define F_OBJLIST(n, s, hi) \
+    { n, ZGW_T_OBJLIST, 0, 0, 0, 0, NULL, 0, hi, NULL, 0, s }
+#define F_JSONOBJ(n) \
+    { n, ZGW_T_JSONOBJ, 0, 0, 0, 0, NULL, 0, 0, NULL, 0, NULL }
+#define F_STRS(n, hi) \
+    { n, ZGW_T_STRS, 0, 0, 0, 0, NULL, 1, hi, NULL, 0, NULL }
 
 #define ZGW_COMMON \
     F_STR_REQ("name", 1, ZGW_NAME_MAX), \
@@ -129,6 +142,8 @@ static const char *const  zgw_enum_sec_type[] = { "basic_auth", "apikey",
                                                   "jwt", NULL };
 static const char *const  zgw_enum_direction[] = { "in", "out", NULL };
 static const char *const  zgw_enum_jwt_alg[] = { "HS256", "HS384", "HS512",
+                                                 "RS256", "RS384", "RS512",
+                                                 "PS256", "ES256", "ES384",
                                                  NULL };
 
 
@@ -300,20 +315,32 @@ static const zgw_field_t  zgw_security_basic_fields[] = {
 };
 
 
+static const zgw_field_t  zgw_security_apikey_key_fields[] = {
+    F_STR_REQ("id", 1, ZGW_APIKEY_ID_MAX),
+    F_STR_REQ("sha256", 64, 64),
+    ZGW_END
+};
+
+
 static const zgw_field_t  zgw_security_apikey_fields[] = {
     F_STR_DEF("header", "X-API-Key", 1, 255),
-    F_CRED("key"),
+    F_CRED_OPT("key"),                  /* direction "out": the key sent */
+    F_OBJLIST("keys", zgw_security_apikey_key_fields, ZGW_APIKEYS_MAX),
     ZGW_END
 };
 
 
 static const zgw_field_t  zgw_security_jwt_fields[] = {
-    F_SECRET("secret"),
-    F_ENUM_DEF("algorithm", zgw_enum_jwt_alg, "HS256"),
-    F_STR_OPT("issuer", 1, 1024),
-    F_STR_OPT("audience", 1, 1024),
-    F_INT_DEF("leeway", 30, 0, 3600),
-    F_INT_DEF("ttl", 3600, 1, 2592000),
+    F_ENUM_DEF("alg", zgw_enum_jwt_alg, "HS256"),
+    F_SECRET_OPT("secret"),             /* HS* */
+    F_STR_OPT("public_key", 1, 16384),  /* the others: a PEM ... */
+    F_JSONOBJ("jwks"),                  /* ... or a JWKS document */
+    F_STR_OPT("iss", 1, 1024),
+    F_STRS("aud", 1024),
+    F_INT_DEF("leeway", 0, 0, 3600),
+    F_BOOL_DEF("require_exp", 1),
+    F_INT_OPT("max_age", 1, 31536000),
+    F_STRLIST("claims_to_headers"),
     ZGW_END
 };
 
@@ -347,6 +374,9 @@ static int zgw_check_rest_channel(const char *who, json_t *obj,
     zgw_errors_t *errs);
 static int zgw_check_startup(const char *who, json_t *obj,
     zgw_errors_t *errs);
+static int zgw_check_security(const char *who, json_t *obj,
+    zgw_errors_t *errs);
+static int zgw_jwt_needs_secret(const json_t *obj);
 static int zgw_check_routing_key(const char *who, const char *field,
     json_t *rk, json_t *ex, zgw_errors_t *errs);
 
@@ -362,7 +392,8 @@ static const zgw_schema_t  zgw_schemas[ZGW_KIND_MAX] = {
       zgw_check_service },
     { "rest_channel", zgw_rest_channel_fields, NULL, NULL,
       zgw_check_rest_channel },
-    { "security", zgw_security_fields, "type", zgw_security_variants, NULL },
+    { "security", zgw_security_fields, "type", zgw_security_variants,
+      zgw_check_security },
     { "startup", zgw_startup_fields, NULL, NULL, zgw_check_startup },
 };
 
@@ -739,6 +770,89 @@ zgw_validate_value(const char *who, const char *path, const zgw_field_t *f,
         }
 
         *res = sub;
+        return ZGW_OK;
+
+    case ZGW_T_OBJLIST:
+        if (!json_is_array(v)) {
+            zgw_errors_add(errs, "%s: field '%s' must be an array of "
+                           "objects", who, path);
+            return ZGW_ERROR;
+        }
+
+        if (f->max && (long long) json_array_size(v) > f->max) {
+            zgw_errors_add(errs, "%s: field '%s' has %zu items; at most "
+                           "%lld", who, path, json_array_size(v), f->max);
+            return ZGW_ERROR;
+        }
+
+        *res = json_array();
+        if (*res == NULL) {
+            zgw_errors_add(errs, "%s: out of memory", who);
+            return ZGW_ERROR;
+        }
+
+        json_array_foreach(v, i, item) {
+            snprintf(buf, sizeof(buf), "%.200s[%zu]", path, i);
+
+            if (!json_is_object(item)) {
+                zgw_errors_add(errs, "%s: %s must be an object", who, buf);
+                json_decref(*res);
+                return ZGW_ERROR;
+            }
+
+            sub = json_object();
+            if (sub == NULL
+                || zgw_validate_fields(who, buf, f->sub, NULL, item, sub,
+                                       NULL, errs)
+                   != ZGW_OK)
+            {
+                json_decref(sub);
+                json_decref(*res);
+                return ZGW_ERROR;
+            }
+
+            json_array_append_new(*res, sub);
+        }
+
+        return ZGW_OK;
+
+    case ZGW_T_JSONOBJ:
+        if (!json_is_object(v)) {
+            zgw_errors_add(errs, "%s: field '%s' must be an object", who,
+                           path);
+            return ZGW_ERROR;
+        }
+
+        *res = json_incref(v);
+        return ZGW_OK;
+
+    case ZGW_T_STRS:
+        if (json_is_string(v)) {
+            item = v;
+            len = 1;
+        } else if (json_is_array(v) && json_array_size(v) > 0) {
+            item = NULL;
+            len = json_array_size(v);
+        } else {
+            zgw_errors_add(errs, "%s: field '%s' must be a string or a "
+                           "non-empty array of strings", who, path);
+            return ZGW_ERROR;
+        }
+
+        for (i = 0; i < len; i++) {
+            sub = item != NULL ? item : json_array_get(v, i);
+            if (!json_is_string(sub) || json_string_length(sub) == 0
+                || (f->max && (long long) json_string_length(sub) > f->max)
+                || strlen(json_string_value(sub)) != json_string_length(sub))
+            {
+                zgw_errors_add(errs, "%s: field '%s' must hold non-empty "
+                               "strings of at most %lld characters", who,
+                               path, f->max);
+                return ZGW_ERROR;
+            }
+        }
+
+        *res = json_incref(v);
         return ZGW_OK;
 
     case ZGW_T_SECRET:
@@ -1258,6 +1372,281 @@ zgw_check_startup(const char *who, json_t *obj, zgw_errors_t *errs)
     }
 
     return ZGW_OK;
+}
+
+
+/* HTTP token characters (RFC 9110 5.6.2): header names, key ids, claims */
+static int
+zgw_is_token(const char *s)
+{
+    if (*s == '\0') {
+        return 0;
+    }
+
+    for ( /* void */ ; *s; s++) {
+        if (!(isalnum((unsigned char) *s) || strchr("!#$%&'*+-.^_`|~", *s)))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/* printable ASCII or UTF-8, no control characters, none of the excluded */
+static int
+zgw_is_text(const char *s, const char *excluded)
+{
+    for ( /* void */ ; *s; s++) {
+        if ((unsigned char) *s < 0x20 || *s == 0x7f
+            || strchr(excluded, *s) != NULL)
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+static int
+zgw_check_security_apikey(const char *who, json_t *obj, int in,
+    zgw_errors_t *errs)
+{
+    int          rc;
+    size_t       i, j;
+    json_t      *keys, *k;
+    const char  *id, *digest, *p;
+
+    rc = ZGW_OK;
+    keys = json_object_get(obj, "keys");
+
+    if (!zgw_is_token(json_string_value(json_object_get(obj, "header")))) {
+        zgw_errors_add(errs, "%s: header must be an HTTP header name", who);
+        rc = ZGW_ERROR;
+    }
+
+    if (!in) {
+        if (keys != NULL) {
+            zgw_errors_add(errs, "%s: 'keys' are the digests of the keys "
+                           "clients send in; direction \"out\" sends one "
+                           "'key'", who);
+            rc = ZGW_ERROR;
+        }
+        return rc;
+    }
+
+    if (json_object_get(obj, "key") != NULL) {
+        zgw_errors_add(errs, "%s: an incoming apikey definition does not "
+                       "store keys: it holds their SHA-256 digests in "
+                       "'keys'; make one with 'zmqctl apikey %s'", who,
+                       json_string_value(json_object_get(obj, "name")));
+        rc = ZGW_ERROR;
+    }
+
+    json_array_foreach(keys, i, k) {
+        id = json_string_value(json_object_get(k, "id"));
+        digest = json_string_value(json_object_get(k, "sha256"));
+
+        if (id == NULL || digest == NULL) {
+            continue;                   /* reported by the field check */
+        }
+
+        if (!zgw_is_token(id)) {
+            zgw_errors_add(errs, "%s: keys[%zu].id '%s' may hold letters, "
+                           "digits and !#$%%&'*+-.^_`|~ only", who, i, id);
+            rc = ZGW_ERROR;
+        }
+
+        for (p = digest; *p; p++) {
+            if (!(isdigit((unsigned char) *p) || (*p >= 'a' && *p <= 'f'))) {
+                zgw_errors_add(errs, "%s: keys[%zu].sha256 must be 64 "
+                               "lowercase hex digits", who, i);
+                rc = ZGW_ERROR;
+                break;
+            }
+        }
+
+        for (j = 0; j < i; j++) {
+            if (strcmp(id, json_string_value(json_object_get(
+                               json_array_get(keys, j), "id"))) == 0)
+            {
+                zgw_errors_add(errs, "%s: keys[%zu].id '%s' is used twice",
+                               who, i, id);
+                rc = ZGW_ERROR;
+                break;
+            }
+        }
+    }
+
+    return rc;
+}
+
+
+/* the definition's public key or JWKS parses, and fits its algorithm */
+static int
+zgw_check_jwt_key(const char *who, json_t *obj, int alg, zgw_errors_t *errs)
+{
+    char                *jwks;
+    json_t              *pem;
+    zgw_errors_t         jerrs;
+    zgw_jwt_policy_t     policy;
+    zgw_jwt_verifier_t  *v;
+
+    memset(&policy, 0, sizeof(policy));
+    policy.alg = alg;
+
+    pem = json_object_get(obj, "public_key");
+    jwks = NULL;
+
+    if (json_object_get(obj, "jwks") != NULL) {
+        jwks = json_dumps(json_object_get(obj, "jwks"), JSON_COMPACT);
+        if (jwks == NULL) {
+            zgw_errors_add(errs, "%s: out of memory", who);
+            return ZGW_ERROR;
+        }
+    }
+
+    zgw_errors_init(&jerrs);
+    v = zgw_jwt_verifier_new(&policy, NULL, 0, json_string_value(pem), jwks,
+                             &jerrs);
+    free(jwks);
+
+    if (v == NULL) {
+        zgw_errors_add(errs, "%s: %s", who, zgw_errors_first(&jerrs));
+        zgw_errors_free(&jerrs);
+        return ZGW_ERROR;
+    }
+
+    zgw_jwt_verifier_free(v);
+    zgw_errors_free(&jerrs);
+    return ZGW_OK;
+}
+
+
+static int
+zgw_check_security_jwt(const char *who, json_t *obj, int in,
+    zgw_errors_t *errs)
+{
+    int          rc, alg;
+    size_t       i;
+    json_t      *secret, *pem, *jwks, *claims, *c;
+    const char  *name;
+
+    rc = ZGW_OK;
+
+    if (!in) {
+        zgw_errors_add(errs, "%s: a jwt definition checks incoming tokens: "
+                       "direction must be \"in\"", who);
+        return ZGW_ERROR;
+    }
+
+    alg = zgw_jwt_alg_parse(json_string_value(json_object_get(obj, "alg")));
+    secret = json_object_get(obj, "secret");
+    pem = json_object_get(obj, "public_key");
+    jwks = json_object_get(obj, "jwks");
+
+    if (alg < 0) {
+        return ZGW_ERROR;               /* reported by the field check */
+    }
+
+    if (zgw_jwt_secret_min(alg) > 0) {
+        /* an absent secret keeps the stored one (an export leaves it out);
+         * zgw_config_seal() refuses a definition left with none */
+        if (secret != NULL && json_is_string(secret)
+                   && json_string_length(secret) < zgw_jwt_secret_min(alg))
+        {
+            zgw_errors_add(errs, "%s: alg %s needs a secret of at least %zu "
+                           "bytes (RFC 7518 3.2)", who, zgw_jwt_alg_name(alg),
+                           zgw_jwt_secret_min(alg));
+            rc = ZGW_ERROR;
+        }
+
+        if (pem != NULL || jwks != NULL) {
+            zgw_errors_add(errs, "%s: alg %s uses a 'secret', not "
+                           "'public_key' or 'jwks'", who,
+                           zgw_jwt_alg_name(alg));
+            rc = ZGW_ERROR;
+        }
+
+    } else {
+        if (secret != NULL) {
+            zgw_errors_add(errs, "%s: alg %s verifies with a public key: "
+                           "remove 'secret'", who, zgw_jwt_alg_name(alg));
+            rc = ZGW_ERROR;
+        }
+
+        if ((pem == NULL) == (jwks == NULL)) {
+            zgw_errors_add(errs, "%s: alg %s needs exactly one of "
+                           "'public_key' (PEM) and 'jwks'", who,
+                           zgw_jwt_alg_name(alg));
+            rc = ZGW_ERROR;
+
+        } else if (zgw_check_jwt_key(who, obj, alg, errs) != ZGW_OK) {
+            rc = ZGW_ERROR;
+        }
+    }
+
+    claims = json_object_get(obj, "claims_to_headers");
+
+    if (json_array_size(claims) > ZGW_CLAIMS_MAX) {
+        zgw_errors_add(errs, "%s: claims_to_headers names %zu claims; at "
+                       "most %d", who, json_array_size(claims),
+                       ZGW_CLAIMS_MAX);
+        rc = ZGW_ERROR;
+    }
+
+    json_array_foreach(claims, i, c) {
+        name = json_string_value(c);
+        if (name == NULL || strlen(name) > 64 || !zgw_is_token(name)) {
+            zgw_errors_add(errs, "%s: claims_to_headers[%zu] must be a "
+                           "claim name of 1-64 token characters", who, i);
+            rc = ZGW_ERROR;
+        }
+    }
+
+    return rc;
+}
+
+
+static int
+zgw_check_security(const char *who, json_t *obj, zgw_errors_t *errs)
+{
+    int          in;
+    const char  *type, *dir, *s;
+
+    type = json_string_value(json_object_get(obj, "type"));
+    dir = json_string_value(json_object_get(obj, "direction"));
+    in = dir == NULL || strcmp(dir, "in") == 0;
+
+    if (type == NULL) {
+        return ZGW_ERROR;
+    }
+
+    if (strcmp(type, "basic_auth") == 0) {
+        s = json_string_value(json_object_get(obj, "username"));
+        if (s != NULL && !zgw_is_text(s, ":")) {
+            zgw_errors_add(errs, "%s: username may not hold ':' or control "
+                           "characters (RFC 7617)", who);
+            return ZGW_ERROR;
+        }
+
+        s = json_string_value(json_object_get(obj, "realm"));
+        if (s != NULL && !zgw_is_text(s, "\"\\")) {
+            zgw_errors_add(errs, "%s: realm may not hold '\"', '\\' or "
+                           "control characters", who);
+            return ZGW_ERROR;
+        }
+
+        return ZGW_OK;
+    }
+
+    if (strcmp(type, "apikey") == 0) {
+        return zgw_check_security_apikey(who, obj, in, errs);
+    }
+
+    return zgw_check_security_jwt(who, obj, in, errs);
 }
 
 
@@ -1838,7 +2227,7 @@ zgw_field_is_secret(const zgw_field_t *f)
 static int
 zgw_secret_optional(const zgw_field_t *f)
 {
-    return f->type == ZGW_T_SECRET && f->min == 1;
+    return (f->type == ZGW_T_SECRET || f->type == ZGW_T_CRED) && f->min == 1;
 }
 
 
@@ -2126,10 +2515,37 @@ zgw_config_seal(zgw_config_t *cfg, const zgw_config_t *prev,
                     }
                 }
             }
+
+            if (k == ZGW_KIND_SECURITY && zgw_jwt_needs_secret(obj)) {
+                zgw_errors_add(errs, "security '%s': alg %s needs a "
+                               "'secret'", name,
+                               json_string_value(json_object_get(obj, "alg")));
+                rc = ZGW_ERROR;
+            }
         }
     }
 
     return rc;
+}
+
+
+/* a jwt definition of an HS* algorithm that has no secret */
+static int
+zgw_jwt_needs_secret(const json_t *obj)
+{
+    int          alg;
+    const char  *type;
+
+    type = json_string_value(json_object_get(obj, "type"));
+    if (type == NULL || strcmp(type, "jwt") != 0
+        || json_object_get(obj, "secret") != NULL)
+    {
+        return 0;
+    }
+
+    alg = zgw_jwt_alg_parse(json_string_value(json_object_get(obj, "alg")));
+
+    return alg >= 0 && zgw_jwt_secret_min(alg) > 0;
 }
 
 

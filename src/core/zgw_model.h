@@ -28,6 +28,9 @@
  * flight on the connection */
 #define ZGW_BODY_MAX           134217728
 #define ZGW_ROUTE_PARAMS_MAX   16     /* {param} segments of a url_path */
+#define ZGW_APIKEYS_MAX        16     /* keys of one apikey definition */
+#define ZGW_APIKEY_ID_MAX      64
+#define ZGW_CLAIMS_MAX         16     /* claims_to_headers of a jwt one */
 
 
 typedef enum {

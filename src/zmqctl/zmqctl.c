@@ -18,6 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
+#include "zgw_apikey.h"
 #include "zgw_crypto.h"
 #include "zgw_err.h"
 #include "zgw_model.h"
@@ -41,6 +44,8 @@ typedef struct {
     int           force;
     int           yes;
     long long     floor;          /* --version-floor, -1: none */
+    const char   *id;             /* apikey --id */
+    const char   *revoke;         /* apikey --revoke */
     int           argc;
     char        **argv;
 } zmqctl_opts_t;
@@ -62,6 +67,7 @@ static int zmqctl_get(zmqctl_opts_t *o);
 static int zmqctl_list(zmqctl_opts_t *o);
 static int zmqctl_delete(zmqctl_opts_t *o);
 static int zmqctl_keygen(zmqctl_opts_t *o);
+static int zmqctl_apikey(zmqctl_opts_t *o);
 static int zmqctl_version(zmqctl_opts_t *o);
 
 
@@ -132,6 +138,17 @@ static const zmqctl_cmd_t  zmqctl_cmds[] = {
       "Writes a new random 256-bit key to the key file (mode 0600).\n"
       "Refuses to replace an existing key file unless --force is given:\n"
       "secrets sealed with the old key no longer open with a new one.\n" },
+
+    { "apikey", zmqctl_apikey, "apikey [--id ID | --revoke ID] NAME",
+      "Adds a new key to the incoming apikey security definition NAME and\n"
+      "prints it, once: 32 random bytes in base64url. Only its SHA-256\n"
+      "digest is stored. Keys of one definition are all valid together,\n"
+      "so a key is rotated without downtime: add the new one, move the\n"
+      "clients, then revoke the old one.\n"
+      "\n"
+      "  --id ID       the new key's id (default: k1, k2, ...); requests\n"
+      "                it admits carry x-zmq-auth = NAME:ID\n"
+      "  --revoke ID   removes the key ID instead\n" },
 
     { "version", zmqctl_version, "version",
       "Prints zmqctl's version and the configuration version in Redis.\n" },
@@ -916,6 +933,176 @@ zmqctl_keygen(zmqctl_opts_t *o)
 }
 
 
+/* the key list of an incoming apikey definition, changed in a copy */
+static int
+zmqctl_apikey_change(zmqctl_opts_t *o, json_t *obj, char *key, char *id,
+    size_t idlen)
+{
+    size_t       i, n;
+    json_t      *keys, *k;
+    const char  *kid;
+    zgw_errors_t errs;
+    char         hex[ZGW_SHA256_HEX_LEN + 1];
+
+    keys = json_object_get(obj, "keys");
+    if (keys == NULL) {
+        keys = json_array();
+        json_object_set_new(obj, "keys", keys);
+    }
+
+    if (o->revoke != NULL) {
+        json_array_foreach(keys, i, k) {
+            kid = json_string_value(json_object_get(k, "id"));
+            if (kid != NULL && strcmp(kid, o->revoke) == 0) {
+                json_array_remove(keys, i);
+                snprintf(id, idlen, "%s", o->revoke);
+                return ZGW_OK;
+            }
+        }
+
+        fprintf(stderr, "zmqctl: security '%s' has no key '%s'\n",
+                o->argv[0], o->revoke);
+        return ZGW_ERROR;
+    }
+
+    if (o->id != NULL) {
+        snprintf(id, idlen, "%s", o->id);
+    }
+
+    for (n = json_array_size(keys) + 1; o->id == NULL; n++) {
+        snprintf(id, idlen, "k%zu", n);
+        o->id = id;
+        json_array_foreach(keys, i, k) {
+            kid = json_string_value(json_object_get(k, "id"));
+            if (kid != NULL && strcmp(kid, id) == 0) {
+                o->id = NULL;
+                break;
+            }
+        }
+    }
+
+    json_array_foreach(keys, i, k) {
+        kid = json_string_value(json_object_get(k, "id"));
+        if (kid != NULL && strcmp(kid, id) == 0) {
+            fprintf(stderr, "zmqctl: security '%s' already has a key '%s': "
+                    "revoke it first, or choose another --id\n", o->argv[0],
+                    id);
+            return ZGW_ERROR;
+        }
+    }
+
+    zgw_errors_init(&errs);
+    if (zgw_apikey_generate(key, hex, &errs) != ZGW_OK) {
+        zmqctl_print_errors("apikey", &errs);
+        zgw_errors_free(&errs);
+        return ZGW_ERROR;
+    }
+
+    json_array_append_new(keys, json_pack("{s:s,s:s}", "id", id,
+                                          "sha256", hex));
+    return ZGW_OK;
+}
+
+
+static int
+zmqctl_apikey(zmqctl_opts_t *o)
+{
+    int            rc;
+    char           key[ZGW_APIKEY_LEN + 1], id[ZGW_APIKEY_ID_MAX + 1];
+    json_t        *cur, *obj;
+    long long      version;
+    size_t         changes;
+    const char    *type, *dir, *name;
+    zgw_store_t   *st;
+    zgw_errors_t   errs;
+    zgw_config_t  *prev, *next;
+
+    name = o->argv[0];
+    rc = ZMQCTL_EXIT_FAIL;
+    prev = NULL;
+    next = NULL;
+    obj = NULL;
+    key[0] = '\0';
+    zgw_errors_init(&errs);
+
+    if (o->id != NULL && o->revoke != NULL) {
+        fprintf(stderr, "zmqctl: give --id or --revoke, not both\n");
+        return ZMQCTL_EXIT_USAGE;
+    }
+
+    st = zmqctl_connect(o);
+    if (st == NULL) {
+        return ZMQCTL_EXIT_FAIL;
+    }
+
+    prev = zmqctl_load(st, 1);
+    if (prev == NULL) {
+        goto done;
+    }
+
+    cur = zgw_config_get(prev, ZGW_KIND_SECURITY, name);
+    type = json_string_value(json_object_get(cur, "type"));
+    dir = json_string_value(json_object_get(cur, "direction"));
+
+    if (cur == NULL || type == NULL || strcmp(type, "apikey") != 0
+        || (dir != NULL && strcmp(dir, "in") != 0))
+    {
+        fprintf(stderr, "zmqctl: there is no incoming apikey security "
+                "definition '%s'\n", name);
+        goto done;
+    }
+
+    next = zgw_config_copy(prev);
+    obj = json_deep_copy(cur);
+    if (next == NULL || obj == NULL) {
+        fprintf(stderr, "zmqctl: out of memory\n");
+        goto done;
+    }
+
+    next->version = prev->version;
+
+    if (zmqctl_apikey_change(o, obj, key, id, sizeof(id)) != ZGW_OK) {
+        goto done;
+    }
+
+    if (zgw_config_put(next, ZGW_KIND_SECURITY, obj, name, &errs) == ZGW_OK)
+    {
+        zgw_config_check_refs(next, &errs);
+    }
+
+    if (errs.n == 0) {
+        zgw_store_apply(st, prev, next, 0, &version, &changes, &errs);
+    }
+
+    if (errs.n) {
+        zmqctl_print_errors(name, &errs);
+        fprintf(stderr, "zmqctl: nothing was written\n");
+        goto done;
+    }
+
+    if (o->revoke != NULL) {
+        printf("revoked key '%s' of security '%s': version %lld\n", id,
+               name, version);
+    } else {
+        printf("added key '%s' to security '%s': version %lld\n"
+               "the key (shown only now; only its digest is stored):\n"
+               "%s\n", id, name, version, key);
+    }
+
+    rc = ZMQCTL_EXIT_OK;
+
+done:
+
+    OPENSSL_cleanse(key, sizeof(key));
+    json_decref(obj);
+    zgw_errors_free(&errs);
+    zgw_config_free(prev);
+    zgw_config_free(next);
+    zgw_store_close(st);
+    return rc;
+}
+
+
 static int
 zmqctl_version(zmqctl_opts_t *o)
 {
@@ -965,6 +1152,8 @@ main(int argc, char **argv)
         { "force", no_argument, NULL, 'f' },
         { "yes", no_argument, NULL, 'y' },
         { "version-floor", required_argument, NULL, 'V' },
+        { "id", required_argument, NULL, 'i' },
+        { "revoke", required_argument, NULL, 'x' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -997,6 +1186,12 @@ main(int argc, char **argv)
             break;
         case 'f':
             o.force = 1;
+            break;
+        case 'i':
+            o.id = optarg;
+            break;
+        case 'x':
+            o.revoke = optarg;
             break;
         case 'y':
             o.yes = 1;
@@ -1082,7 +1277,13 @@ main(int argc, char **argv)
         return ZMQCTL_EXIT_USAGE;
     }
 
-    if (((cmd->run == zmqctl_import || cmd->run == zmqctl_restore)
+    if ((o.id != NULL || o.revoke != NULL) && cmd->run != zmqctl_apikey) {
+        fprintf(stderr, "zmqctl: --id and --revoke apply to apikey\n");
+        return ZMQCTL_EXIT_USAGE;
+    }
+
+    if (((cmd->run == zmqctl_import || cmd->run == zmqctl_restore
+          || cmd->run == zmqctl_apikey)
          && !zmqctl_need_args(&o, cmd, 1, 1))
         || (cmd->run == zmqctl_wipe && !zmqctl_need_args(&o, cmd, 0, 0))
         || ((cmd->run == zmqctl_get || cmd->run == zmqctl_delete)

@@ -19,6 +19,8 @@ typedef struct {
 #define OUT  "\"amqp_outconn\":[{\"name\":\"crm.out\",\"def\":\"crm\"}]"
 #define PUB  "\"service\":[{\"name\":\"pub\",\"kind\":\"publish\"," \
              "\"outconn\":\"crm.out\",\"routing_key\":\"q\"}]"
+#define HEX64  "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define HEX64U "0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef"
 #define SEC  "\"security\":[{\"name\":\"in\",\"type\":\"basic_auth\"," \
              "\"username\":\"u\",\"password\":\"p\"}," \
              "{\"name\":\"out\",\"type\":\"basic_auth\",\"direction\":\"out\"," \
@@ -341,20 +343,70 @@ static const model_case_t  model_cases[] = {
 
     /* security */
     { "security: basic_auth is valid", "{" SEC "}", NULL },
-    { "security: apikey is valid",
-      "{\"security\":[{\"name\":\"k\",\"type\":\"apikey\",\"key\":\"s\"}]}",
-      NULL },
-    { "security: jwt is valid",
-      "{\"security\":[{\"name\":\"j\",\"type\":\"jwt\",\"secret\":\"s\","
-      "\"algorithm\":\"HS512\",\"issuer\":\"me\"}]}", NULL },
+    { "security: an outgoing apikey sends a key",
+      "{\"security\":[{\"name\":\"k\",\"type\":\"apikey\","
+      "\"direction\":\"out\",\"key\":\"s\"}]}", NULL },
+    { "security: an incoming apikey holds digests",
+      "{\"security\":[{\"name\":\"k\",\"type\":\"apikey\",\"keys\":"
+      "[{\"id\":\"k1\",\"sha256\":\"" HEX64 "\"},"
+      "{\"id\":\"k2\",\"sha256\":\"" HEX64 "\"}]}]}", NULL },
+    { "security: an incoming apikey stores no clear key",
+      "{\"security\":[{\"name\":\"k\",\"type\":\"apikey\",\"key\":"
+      "\"s\"}]}", "does not store keys" },
+    { "security: apikey ids are unique",
+      "{\"security\":[{\"name\":\"k\",\"type\":\"apikey\",\"keys\":"
+      "[{\"id\":\"k1\",\"sha256\":\"" HEX64 "\"},"
+      "{\"id\":\"k1\",\"sha256\":\"" HEX64 "\"}]}]}",
+      "keys[1].id 'k1' is used twice" },
+    { "security: apikey digests are lowercase hex",
+      "{\"security\":[{\"name\":\"k\",\"type\":\"apikey\",\"keys\":"
+      "[{\"id\":\"k1\",\"sha256\":\"" HEX64U "\"}]}]}",
+      "keys[0].sha256 must be 64 lowercase hex digits" },
+    { "security: apikey digests are 64 characters",
+      "{\"security\":[{\"name\":\"k\",\"type\":\"apikey\",\"keys\":"
+      "[{\"id\":\"k1\",\"sha256\":\"abc\"}]}]}",
+      "keys[0].sha256' is 3 characters long" },
+    { "security: apikey header is a header name",
+      "{\"security\":[{\"name\":\"k\",\"type\":\"apikey\",\"header\":"
+      "\"X Key\"}]}", "header must be an HTTP header name" },
+    { "security: jwt HS512 is valid",
+      "{\"security\":[{\"name\":\"j\",\"type\":\"jwt\",\"secret\":\""
+      HEX64 "\",\"alg\":\"HS512\",\"iss\":\"me\",\"aud\":[\"a\","
+      "\"b\"],\"claims_to_headers\":[\"tenant\"]}]}", NULL },
+    { "security: jwt HS256 secret is at least 32 bytes",
+      "{\"security\":[{\"name\":\"j\",\"type\":\"jwt\",\"secret\":"
+      "\"short\"}]}", "alg HS256 needs a secret of at least 32 bytes" },
+    { "security: jwt RS256 needs a key",
+      "{\"security\":[{\"name\":\"j\",\"type\":\"jwt\",\"alg\":"
+      "\"RS256\"}]}", "needs exactly one of 'public_key' (PEM) and 'jwks'" },
+    { "security: jwt RS256 takes no secret",
+      "{\"security\":[{\"name\":\"j\",\"type\":\"jwt\",\"alg\":"
+      "\"RS256\",\"secret\":\"" HEX64 "\"}]}", "remove 'secret'" },
+    { "security: jwt is incoming only",
+      "{\"security\":[{\"name\":\"j\",\"type\":\"jwt\",\"direction\":"
+      "\"out\",\"secret\":\"" HEX64 "\"}]}", "direction must be \"in\"" },
+    { "security: jwt algorithms are pinned, none is none of them",
+      "{\"security\":[{\"name\":\"j\",\"type\":\"jwt\",\"alg\":"
+      "\"none\"}]}", "alg 'none' is not one of: HS256, HS384, HS512, RS256" },
+    { "security: jwt claims_to_headers are claim names",
+      "{\"security\":[{\"name\":\"j\",\"type\":\"jwt\",\"secret\":\""
+      HEX64 "\",\"claims_to_headers\":[\"a b\"]}]}",
+      "claims_to_headers[0] must be a claim name" },
+    { "security: aud is a string or a list of them",
+      "{\"security\":[{\"name\":\"j\",\"type\":\"jwt\",\"secret\":\""
+      HEX64 "\",\"aud\":[]}]}", "field 'aud' must be a string or a non-empty" },
+    { "security: basic_auth username has no colon",
+      "{\"security\":[{\"name\":\"s\",\"type\":\"basic_auth\","
+      "\"username\":\"a:b\"}]}", "username may not hold ':'" },
+    { "security: basic_auth realm has no quote",
+      "{\"security\":[{\"name\":\"s\",\"type\":\"basic_auth\","
+      "\"username\":\"a\",\"realm\":\"x\\\"y\"}]}",
+      "realm may not hold" },
     { "security: type is required",
       "{\"security\":[{\"name\":\"s\"}]}", "missing required field 'type'" },
     { "security: basic_auth needs a username",
       "{\"security\":[{\"name\":\"s\",\"type\":\"basic_auth\"}]}",
       "missing required field 'username'" },
-    { "security: jwt algorithms are HMAC",
-      "{\"security\":[{\"name\":\"j\",\"type\":\"jwt\",\"algorithm\":"
-      "\"none\"}]}", "algorithm 'none' is not one of: HS256, HS384, HS512" },
     { "security: direction is in or out",
       "{\"security\":[{\"name\":\"s\",\"type\":\"apikey\",\"direction\":"
       "\"both\"}]}", "direction 'both' is not one of: in, out" },
@@ -620,6 +672,49 @@ test_referrers_are_listed(void **state)
 
 
 static void
+test_jwt_secret_kept_or_required(void **state)
+{
+    zgw_key_t      key;
+    zgw_errors_t   errs;
+    zgw_config_t  *cfg, *next, *none;
+    const char    *with = "{\"security\":[{\"name\":\"j\",\"type\":"
+                          "\"jwt\",\"secret\":\"" HEX64 "\"}]}";
+    const char    *without = "{\"security\":[{\"name\":\"j\",\"type\":"
+                             "\"jwt\"}]}";
+
+    (void) state;
+    memset(key.bytes, 7, sizeof(key.bytes));
+    cfg = zgw_config_new();
+    next = zgw_config_new();
+    none = zgw_config_new();
+    zgw_errors_init(&errs);
+
+    assert_int_equal(zgw_config_load_text(cfg, with, strlen(with), NULL, 0,
+                                          &errs), ZGW_OK);
+    assert_int_equal(zgw_config_seal(cfg, NULL, &key, &errs), ZGW_OK);
+
+    /* an export leaves the secret out: the stored one is kept */
+    assert_int_equal(zgw_config_load_text(next, without, strlen(without),
+                                          NULL, 0, &errs), ZGW_OK);
+    assert_int_equal(zgw_config_seal(next, cfg, &key, &errs), ZGW_OK);
+    assert_non_null(json_object_get(json_object_get(zgw_config_get(next,
+                    ZGW_KIND_SECURITY, "j"), "secret"), "$sealed"));
+
+    /* none stored, none given: refused */
+    assert_int_equal(zgw_config_load_text(none, without, strlen(without),
+                                          NULL, 0, &errs), ZGW_OK);
+    assert_int_equal(zgw_config_seal(none, NULL, &key, &errs), ZGW_ERROR);
+    assert_non_null(strstr(zgw_errors_first(&errs),
+                           "alg HS256 needs a 'secret'"));
+
+    zgw_errors_free(&errs);
+    zgw_config_free(cfg);
+    zgw_config_free(next);
+    zgw_config_free(none);
+}
+
+
+static void
 test_seal_secrets(void **state)
 {
     json_t        *def, *sec, *pw;
@@ -722,6 +817,7 @@ main(void)
         cmocka_unit_test(test_export_round_trips),
         cmocka_unit_test(test_referrers_are_listed),
         cmocka_unit_test(test_seal_secrets),
+        cmocka_unit_test(test_jwt_secret_kept_or_required),
         cmocka_unit_test(test_new_secret_is_random),
     };
 
