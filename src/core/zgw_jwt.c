@@ -1185,7 +1185,7 @@ zgw_jwt_aud_allowed(const json_t *aud, const char *s)
 
 static int
 zgw_jwt_claims_check(const zgw_jwt_verifier_t *v, const json_t *claims,
-    long long now, long long *exp_out, const char **reason)
+    long long now, zgw_jwt_claims_t *out, const char **reason)
 {
     int           match;
     size_t        i;
@@ -1286,7 +1286,27 @@ zgw_jwt_claims_check(const zgw_jwt_verifier_t *v, const json_t *claims,
         }
     }
 
-    *exp_out = exp != NULL ? t_exp : 0;
+    /* what a cache may rely on: no overflow when a leeway is added */
+
+    out->exp = exp == NULL ? 0 : t_exp < ZGW_JWT_TIME_MAX ? t_exp
+               : ZGW_JWT_TIME_MAX;
+    out->valid_until = ZGW_JWT_TIME_MAX;
+
+    if (exp != NULL) {
+        out->valid_until = zgw_jwt_add(t_exp, v->leeway);
+    }
+
+    if (v->max_age > 0) {
+        t_iat = zgw_jwt_add(zgw_jwt_add(zgw_jwt_add(t_iat, v->max_age),
+                                        v->leeway), 1);
+        if (t_iat < out->valid_until) {
+            out->valid_until = t_iat;
+        }
+    }
+
+    if (out->valid_until > ZGW_JWT_TIME_MAX) {
+        out->valid_until = ZGW_JWT_TIME_MAX;
+    }
 
     return ZGW_OK;
 }
@@ -1302,9 +1322,9 @@ zgw_jwt_verify(const zgw_jwt_verifier_t *v, const char *token, size_t len,
     size_t               i, seg[2], signed_len;
     json_t              *header, *claims, *j;
     EVP_PKEY            *pkey;
-    long long            exp;
     const char          *kid, *dummy, *s;
     json_error_t         jerr;
+    zgw_jwt_claims_t     res;
     unsigned char        buf[ZGW_JWT_TOKEN_MAX / 4 * 3 + 3];
     unsigned char       *hbuf, *pbuf, *sbuf;
 
@@ -1316,6 +1336,7 @@ zgw_jwt_verify(const zgw_jwt_verifier_t *v, const char *token, size_t len,
         out->claims = NULL;
         out->sub = NULL;
         out->exp = 0;
+        out->valid_until = 0;
     }
 
     if (v == NULL) {
@@ -1489,8 +1510,7 @@ zgw_jwt_verify(const zgw_jwt_verifier_t *v, const char *token, size_t len,
         return ZGW_ERROR;
     }
 
-    exp = 0;
-    if (zgw_jwt_claims_check(v, claims, now, &exp, reason) != ZGW_OK) {
+    if (zgw_jwt_claims_check(v, claims, now, &res, reason) != ZGW_OK) {
         json_decref(claims);
         return ZGW_ERROR;
     }
@@ -1502,7 +1522,8 @@ zgw_jwt_verify(const zgw_jwt_verifier_t *v, const char *token, size_t len,
 
     out->claims = claims;
     out->sub = json_string_value(json_object_get(claims, "sub"));
-    out->exp = exp;
+    out->exp = res.exp;
+    out->valid_until = res.valid_until;
 
     return ZGW_OK;
 }

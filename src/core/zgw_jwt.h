@@ -25,6 +25,7 @@
 
 #define ZGW_JWT_TOKEN_MAX   8192        /* bytes of the compact form */
 #define ZGW_JWT_JWKS_MAX    32          /* keys in one JWKS document */
+#define ZGW_JWT_TIME_MAX    (1LL << 62) /* later dates are taken as this */
 
 
 typedef enum {
@@ -61,7 +62,15 @@ typedef struct {
     json_t         *claims;         /* the payload object (a reference the
                                        caller releases with json_decref) */
     const char     *sub;            /* in claims, or NULL */
-    long long       exp;            /* 0: none */
+    long long       exp;            /* 0: none; at most ZGW_JWT_TIME_MAX,
+                                       so exp + leeway cannot overflow */
+    long long       valid_until;    /* the first second the policy refuses
+                                       the token at for its age: exp +
+                                       leeway, or iat + max_age + leeway
+                                       + 1, the earlier; ZGW_JWT_TIME_MAX
+                                       when neither applies (a cache of
+                                       verified tokens keeps one until
+                                       then at most) */
 } zgw_jwt_claims_t;
 
 

@@ -420,6 +420,12 @@ fuzz_verify(const zgw_jwt_verifier_t *v, const char *who, const char *alg,
         fuzz_fail("accepted without a claims object", who);
     }
 
+    if (out.valid_until <= FUZZ_NOW || out.valid_until > ZGW_JWT_TIME_MAX
+        || out.exp > ZGW_JWT_TIME_MAX)
+    {
+        fuzz_fail("accepted with valid_until or exp out of range", who);
+    }
+
     if (out.sub != json_string_value(json_object_get(out.claims, "sub"))) {
         fuzz_fail("sub is not the claims' sub", who);
     }

@@ -646,6 +646,43 @@ test_claims_are_handed_back(void **state)
     assert_int_equal(out.exp, 0);
     json_decref(out.claims);
 
+    /* valid_until: exp + leeway, or iat + max_age + leeway + 1 */
+    zgw_jwt_verifier_free(v);
+    p.leeway = 5;
+    p.max_age = 100;
+    v = hs_verifier(&p);
+    free(tok);
+    tok = token(ZGW_JWT_HS256, NULL, "{\"exp\":1700000100,"
+                "\"iat\":1699999990}", NULL);
+    assert_int_equal(zgw_jwt_verify(v, tok, strlen(tok), NOW, &out, &reason),
+                     ZGW_OK);
+    assert_int_equal(out.valid_until, 1699999990LL + 100 + 5 + 1);
+    assert_string_equal(check_at(v, tok, out.valid_until),
+                        "issued too long ago");
+    assert_null(check_at(v, tok, out.valid_until - 1));
+    json_decref(out.claims);
+    free(tok);
+    tok = token(ZGW_JWT_HS256, NULL, "{\"exp\":1700000010,"
+                "\"iat\":1699999990}", NULL);
+    assert_int_equal(zgw_jwt_verify(v, tok, strlen(tok), NOW, &out, &reason),
+                     ZGW_OK);
+    assert_int_equal(out.valid_until, 1700000015LL);
+    assert_string_equal(check_at(v, tok, out.valid_until), "expired");
+    assert_null(check_at(v, tok, out.valid_until - 1));
+    json_decref(out.claims);
+    free(tok);
+
+    /* far dates are capped, so that a caller may add a leeway */
+    p.max_age = 0;
+    zgw_jwt_verifier_free(v);
+    v = hs_verifier(&p);
+    tok = token(ZGW_JWT_HS256, NULL, "{\"exp\":9223372036854775807}", NULL);
+    assert_int_equal(zgw_jwt_verify(v, tok, strlen(tok), NOW, &out, &reason),
+                     ZGW_OK);
+    assert_true(out.exp == ZGW_JWT_TIME_MAX);
+    assert_true(out.valid_until == ZGW_JWT_TIME_MAX);
+    json_decref(out.claims);
+
     /* the token is not NUL-terminated: only len bytes are read */
     assert_int_equal(zgw_jwt_verify(v, tok, strlen(tok) - 1, NOW, NULL,
                                     &reason), ZGW_ERROR);
