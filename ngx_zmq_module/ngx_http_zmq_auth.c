@@ -415,7 +415,7 @@ ngx_http_zmq_auth_basic(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
     }
 
     if (rc == NGX_DECLINED) {
-        return ngx_http_zmq_auth_deny(r, sec, "no basic credentials", 1);
+        return ngx_http_zmq_auth_deny(r, sec, "no basic credentials", 0);
     }
 
     /* a NUL would end the password early for the hash */
@@ -618,7 +618,7 @@ ngx_http_zmq_auth_apikey(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
     }
 
     if (key == NULL) {
-        return ngx_http_zmq_auth_deny(r, sec, "no key", 1);
+        return ngx_http_zmq_auth_deny(r, sec, "no key", 0);
     }
 
     if (n > 1) {
@@ -671,7 +671,7 @@ ngx_http_zmq_auth_jwt(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
     zmcf = ngx_http_get_module_main_conf(r, ngx_http_zmq_module);
 
     if (r->headers_in.authorization == NULL) {
-        return ngx_http_zmq_auth_deny(r, sec, "no bearer token", 1);
+        return ngx_http_zmq_auth_deny(r, sec, "no bearer token", 0);
     }
 
     token = r->headers_in.authorization->value;
@@ -680,7 +680,7 @@ ngx_http_zmq_auth_jwt(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
         || ngx_strncasecmp(token.data, (u_char *) "Bearer ",
                            sizeof("Bearer ") - 1) != 0)
     {
-        return ngx_http_zmq_auth_deny(r, sec, "no bearer token", 1);
+        return ngx_http_zmq_auth_deny(r, sec, "no bearer token", 0);
     }
 
     token.data += sizeof("Bearer ") - 1;
@@ -943,6 +943,10 @@ ngx_http_zmq_auth_pass(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
 }
 
 
+/*
+ * 401. counted: a failed attempt for the throttle (a request without any
+ * credentials costs nothing to refuse and is not counted)
+ */
 static ngx_int_t
 ngx_http_zmq_auth_deny(ngx_http_request_t *r, ngx_http_zmq_security_t *sec,
     const char *reason, ngx_uint_t counted)
