@@ -659,7 +659,7 @@ ngx_http_zmq_auth_jwt(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
     ngx_str_t                   token, principal, *names;
     ngx_int_t                   rc;
     ngx_msec_t                  ttl;
-    long long                   until, now, iat;
+    long long                   until, now;
     const char                 *reason;
     zgw_jwt_claims_t            claims;
     ngx_pool_cleanup_t         *cln;
@@ -766,16 +766,8 @@ ngx_http_zmq_auth_jwt(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
 
     until = now + (long long) (zmcf->auth_cache_ttl / 1000);
 
-    if (claims.exp > 0 && claims.exp + sec->leeway < until) {
-        until = claims.exp + sec->leeway;
-    }
-
-    v = json_object_get(claims.claims, "iat");
-    if (sec->max_age > 0 && json_is_number(v)) {
-        iat = (long long) json_number_value(v);
-        if (iat + sec->max_age + sec->leeway < until) {
-            until = iat + sec->max_age + sec->leeway;
-        }
+    if (claims.valid_until < until) {
+        until = claims.valid_until;     /* refused from then on */
     }
 
     if (until <= now) {
