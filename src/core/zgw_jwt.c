@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -273,6 +274,44 @@ zgw_jwt_key_kind(const EVP_PKEY *pkey)
 
 /* ----------------------------------------------------------------- keys */
 
+#define ZGW_JWT_RSA_MAX_BITS  8192
+
+
+static int
+zgw_jwt_rsa_check(EVP_PKEY *pkey, const char *label, zgw_errors_t *errs)
+{
+    int      ok;
+    BIGNUM  *n, *e;
+
+    n = NULL;
+    e = NULL;
+
+    ok = EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_N, &n) == 1
+         && EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_E, &e) == 1;
+
+    if (!ok) {
+        ERR_clear_error();
+        zgw_errors_add(errs, "jwt: %s is not a valid RSA public key", label);
+
+    } else if (BN_num_bits(n) > ZGW_JWT_RSA_MAX_BITS || !BN_is_odd(n)) {
+        zgw_errors_add(errs, "jwt: %s is not a valid RSA public key: the "
+                       "modulus must be odd and at most %d bits", label,
+                       ZGW_JWT_RSA_MAX_BITS);
+        ok = 0;
+
+    } else if (!BN_is_odd(e) || BN_num_bits(e) > 32 || BN_is_one(e)) {
+        zgw_errors_add(errs, "jwt: %s has an RSA public exponent that is "
+                       "not odd and 3 to 2^32-1 (65537 is usual)", label);
+        ok = 0;
+    }
+
+    BN_free(n);
+    BN_free(e);
+
+    return ok ? ZGW_OK : ZGW_ERROR;
+}
+
+
 /*
  * Whether a parsed key fits the algorithm: RSA of 2048 bits or more for RS
  * and PS, EC on the algorithm's curve for ES, and a valid public key.
@@ -325,6 +364,20 @@ zgw_jwt_key_check(const zgw_jwt_alg_t *alg, EVP_PKEY *pkey,
         }
     }
 
+    if (alg->family != ZGW_JWT_EC) {
+        /*
+         * Not EVP_PKEY_public_check(): for RSA it runs SP 800-56B's checks
+         * with a Miller-Rabin test of n, up to seconds for a JWKS of large
+         * keys, and every worker builds its verifiers again on every
+         * configuration it applies, on its event loop. What verification
+         * needs is bounded instead: n odd and at most 8192 bits (a
+         * signature check costs its size cubed), e odd, 3 <= e < 2^32 (a
+         * huge e makes every check slow).
+         */
+        return zgw_jwt_rsa_check(pkey, label, errs);
+    }
+
+    /* EC: the point is on the curve and of the group's order (cheap) */
     ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
     ok = ctx != NULL && EVP_PKEY_public_check(ctx) == 1;
     EVP_PKEY_CTX_free(ctx);

@@ -1485,6 +1485,45 @@ test_es_signature_must_be_raw_r_and_s(void **state)
 }
 
 
+/*
+ * RSA keys are checked without a primality test (which costs seconds for a
+ * JWKS of large keys, on every configuration a worker applies), but within
+ * what verification needs: e odd, 3 <= e < 2^32, n odd, n <= 8192 bits.
+ */
+static void
+test_rsa_exponents_and_moduli_are_bounded(void **state)
+{
+    char              *n, jwks[8192];
+    zgw_jwt_policy_t   p;
+
+    (void) state;
+    p = policy(ZGW_JWT_RS256);
+    n = bn_b64url(rsa_a, OSSL_PKEY_PARAM_RSA_N, 0);
+
+    /* e = 1 */
+    snprintf(jwks, sizeof(jwks), "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"%s\","
+             "\"e\":\"AQ\"}]}", n);
+    build_fails(&p, NULL, 0, NULL, jwks, "RSA public exponent");
+
+    /* e = 2^32 + 1 */
+    snprintf(jwks, sizeof(jwks), "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"%s\","
+             "\"e\":\"AQAAAAE\"}]}", n);
+    build_fails(&p, NULL, 0, NULL, jwks, "RSA public exponent");
+
+    /* e = 65536: even */
+    snprintf(jwks, sizeof(jwks), "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"%s\","
+             "\"e\":\"AQAA\"}]}", n);
+    build_fails(&p, NULL, 0, NULL, jwks, "RSA public exponent");
+
+    /* e = 3 is allowed */
+    snprintf(jwks, sizeof(jwks), "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"%s\","
+             "\"e\":\"Aw\"}]}", n);
+    zgw_jwt_verifier_free(jwks_verifier(&p, jwks));
+
+    free(n);
+}
+
+
 static void
 test_small_rsa_keys_are_refused(void **state)
 {
@@ -1735,6 +1774,7 @@ main(void)
         cmocka_unit_test(test_header_must_be_a_json_object),
         cmocka_unit_test(test_es_signature_must_be_raw_r_and_s),
         cmocka_unit_test(test_small_rsa_keys_are_refused),
+        cmocka_unit_test(test_rsa_exponents_and_moduli_are_bounded),
         cmocka_unit_test(test_keys_of_the_wrong_type_are_refused),
         cmocka_unit_test(test_bad_jwks_documents_are_refused),
         cmocka_unit_test(test_short_hmac_secrets_are_refused),
