@@ -106,8 +106,6 @@ static void ngx_http_zmq_auth_throttle_id(ngx_http_request_t *r,
 static void ngx_http_zmq_auth_id(ngx_http_zmq_security_t *sec, u_char type,
     ngx_str_t *a, ngx_str_t *b, u_char *id);
 static ngx_http_zmq_security_t *ngx_http_zmq_auth_find(ngx_str_t *name);
-static void ngx_http_zmq_auth_until(long long *until, long long t,
-    long long plus);
 static void ngx_http_zmq_auth_cleanup_claims(void *data);
 static void ngx_http_zmq_auth_jwt_free(void *data);
 static ngx_int_t ngx_http_zmq_auth_unhex(u_char *dst, u_char *hex);
@@ -420,7 +418,7 @@ ngx_http_zmq_auth_basic(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
     }
 
     if (rc == NGX_DECLINED) {
-        return ngx_http_zmq_auth_deny(r, sec, "no basic credentials", 1);
+        return ngx_http_zmq_auth_deny(r, sec, "no basic credentials", 0);
     }
 
     /* a NUL would end the password early for the hash */
@@ -597,7 +595,6 @@ ngx_http_zmq_auth_thread_done(ngx_event_t *ev)
 }
 
 
-
 /* the check is still under way: the thread pool is that busy */
 static void
 ngx_http_zmq_auth_wait(ngx_event_t *ev)
@@ -651,7 +648,7 @@ ngx_http_zmq_auth_apikey(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
     }
 
     if (key == NULL) {
-        return ngx_http_zmq_auth_deny(r, sec, "no key", 1);
+        return ngx_http_zmq_auth_deny(r, sec, "no key", 0);
     }
 
     if (n > 1) {
@@ -692,8 +689,7 @@ ngx_http_zmq_auth_jwt(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
     ngx_str_t                   token, principal, *names;
     ngx_int_t                   rc;
     ngx_msec_t                  ttl;
-    double                      d;
-    long long                   until, now, now_ms, iat;
+    long long                   until, now, now_ms;
     ngx_time_t                 *tp;
     const char                 *reason;
     zgw_jwt_claims_t            claims;
@@ -706,7 +702,7 @@ ngx_http_zmq_auth_jwt(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
     zmcf = ngx_http_get_module_main_conf(r, ngx_http_zmq_module);
 
     if (r->headers_in.authorization == NULL) {
-        return ngx_http_zmq_auth_deny(r, sec, "no bearer token", 1);
+        return ngx_http_zmq_auth_deny(r, sec, "no bearer token", 0);
     }
 
     token = r->headers_in.authorization->value;
@@ -715,7 +711,7 @@ ngx_http_zmq_auth_jwt(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
         || ngx_strncasecmp(token.data, (u_char *) "Bearer ",
                            sizeof("Bearer ") - 1) != 0)
     {
-        return ngx_http_zmq_auth_deny(r, sec, "no bearer token", 1);
+        return ngx_http_zmq_auth_deny(r, sec, "no bearer token", 0);
     }
 
     token.data += sizeof("Bearer ") - 1;
@@ -798,32 +794,18 @@ ngx_http_zmq_auth_jwt(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
     }
 
     /*
-     * cached until the first of: the cache's ttl, exp, iat + max_age; to
-     * the millisecond (a token expires when the second exp begins, not up
-     * to a second later) and over the claims' whole range (exp may be
-     * LLONG_MAX)
+     * cached until the first of: the cache's ttl, exp, iat + max_age
+     * (the verifier's valid_until); to the millisecond: a token expires
+     * when the second exp begins, not up to a second later
      */
 
     tp = ngx_timeofday();
     now_ms = (long long) tp->sec * 1000 + (long long) tp->msec;
     until = now_ms + (long long) zmcf->auth_cache_ttl;
 
-    if (claims.exp > 0) {
-        ngx_http_zmq_auth_until(&until, claims.exp, sec->leeway);
-    }
-
-    v = json_object_get(claims.claims, "iat");
-    if (sec->max_age > 0 && json_is_number(v)) {
-        if (json_is_integer(v)) {
-            iat = (long long) json_integer_value(v);
-
-        } else {
-            d = json_real_value(v);
-            iat = d >= 9.2e18 ? LLONG_MAX
-                  : d <= -9.2e18 ? LLONG_MIN : (long long) d;
-        }
-
-        ngx_http_zmq_auth_until(&until, iat, sec->max_age + sec->leeway);
+    if (claims.valid_until <= until / 1000) {
+        /* refused from then on (at most ZGW_JWT_TIME_MAX: compared in s) */
+        until = claims.valid_until > 0 ? claims.valid_until * 1000 : 0;
     }
 
     if (until <= now_ms) {
@@ -851,26 +833,6 @@ ngx_http_zmq_auth_jwt(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
     ngx_memcpy(e->fingerprint, sec->fingerprint, NGX_HTTP_ZMQ_DIGEST_LEN);
 
     return NGX_OK;
-}
-
-
-/* *until (ms) brought forward to the second t + plus (plus >= 0) */
-static void
-ngx_http_zmq_auth_until(long long *until, long long t, long long plus)
-{
-    long long  s;
-
-    if (t > LLONG_MAX - plus) {
-        return;                         /* beyond any cache's ttl */
-    }
-
-    s = t + plus;
-
-    if (s > *until / 1000) {
-        return;
-    }
-
-    *until = s < 0 ? 0 : s * 1000;
 }
 
 
@@ -1011,6 +973,10 @@ ngx_http_zmq_auth_pass(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
 }
 
 
+/*
+ * 401. counted: a failed attempt for the throttle (a request without any
+ * credentials costs nothing to refuse and is not counted)
+ */
 static ngx_int_t
 ngx_http_zmq_auth_deny(ngx_http_request_t *r, ngx_http_zmq_security_t *sec,
     const char *reason, ngx_uint_t counted)
