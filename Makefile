@@ -73,8 +73,11 @@ $(BUILD)/core/%.o: src/core/%.c $(CORE_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
-$(BUILD)/zmqctl: src/zmqctl/zmqctl.c $(CORE_OBJS) $(CORE_HDRS)
-	$(CC) $(CFLAGS_ALL) src/zmqctl/zmqctl.c $(CORE_OBJS) -o $@ $(LIBS)
+ZMQCTL_SRCS := $(wildcard src/zmqctl/*.c)
+
+$(BUILD)/zmqctl: $(ZMQCTL_SRCS) src/zmqctl/zmqctl.h $(CORE_OBJS) $(CORE_HDRS)
+	$(CC) $(CFLAGS_ALL) $(ZMQCTL_SRCS) $(CORE_OBJS) -o $@ $(LIBS) \
+	    -lrabbitmq -lssl
 
 ZMQD_SRCS   := $(wildcard src/zmqd/*.c)
 
@@ -99,7 +102,8 @@ asan:
 	$(MAKE) BUILD=$(BUILD)/asan OPT="-O1 -g -fsanitize=address,undefined \
 	    -fno-omit-frame-pointer" tools unit
 	ZMQ_BUILD=$(BUILD)/asan ZMQ_SKIP_NGINX=1 $(PYTHON) -m pytest -q \
-	    -p no:cacheprovider t/test_zmqctl.py t/test_zmqd.py \
+	    -p no:cacheprovider t/test_zmqctl.py t/test_zmqctl_ops.py \
+	    t/test_zmqd.py \
 	    t/test_zmqd_*.py t/test_corrupt_objects.py
 
 $(BUILD)/bench/publish_raw: bench/publish_raw.c

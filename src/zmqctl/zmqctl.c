@@ -14,6 +14,8 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,30 +27,7 @@
 #include "zgw_err.h"
 #include "zgw_model.h"
 #include "zgw_store.h"
-
-
-#define ZMQCTL_EXIT_OK      0
-#define ZMQCTL_EXIT_FAIL    1
-#define ZMQCTL_EXIT_USAGE   2
-
-#define ZMQCTL_KEY_DEFAULT  "/etc/ngx_zmq/secret.key"
-#define ZMQCTL_TIMEOUT_MS   5000
-
-
-typedef struct {
-    const char   *redis;
-    const char   *key_file;
-    const char   *output;
-    int           check;
-    int           replace;
-    int           force;
-    int           yes;
-    long long     floor;          /* --version-floor, -1: none */
-    const char   *id;             /* apikey --id */
-    const char   *revoke;         /* apikey --revoke */
-    int           argc;
-    char        **argv;
-} zmqctl_opts_t;
+#include "zmqctl.h"
 
 
 typedef struct {
@@ -69,6 +48,7 @@ static int zmqctl_delete(zmqctl_opts_t *o);
 static int zmqctl_keygen(zmqctl_opts_t *o);
 static int zmqctl_apikey(zmqctl_opts_t *o);
 static int zmqctl_version(zmqctl_opts_t *o);
+static int zmqctl_send_args(zmqctl_opts_t *o, const zmqctl_cmd_t *cmd);
 
 
 static const zmqctl_cmd_t  zmqctl_cmds[] = {
@@ -150,6 +130,68 @@ static const zmqctl_cmd_t  zmqctl_cmds[] = {
       "                it admits carry x-zmq-auth = NAME:ID\n"
       "  --revoke ID   removes the key ID instead\n" },
 
+    { "ping", zmqctl_ping, "ping [--timeout MS] amqp_def|http_outconn NAME",
+      "Checks that a definition's server can be reached, over a fresh\n"
+      "connection that is closed afterwards, and prints the time taken:\n"
+      "  ok 2.8 ms, RabbitMQ 3.10.8\n"
+      "or the reason, with exit status 1:\n"
+      "  failed: ACCESS_REFUSED - Login was refused using authentication ...\n"
+      "amqp_def: TCP connect (TLS when 'tls' is true, verified against\n"
+      "the system's certificate authorities), the AMQP handshake with the\n"
+      "definition's vhost, username and password (opened with the key\n"
+      "file), up to channel.open; 'host' first, then each of 'hosts' until\n"
+      "one answers. The version is the broker's, from connection.start.\n"
+      "http_outconn: TCP connect to the url's host and port, and the TLS\n"
+      "handshake when the url is https (the certificate and host name\n"
+      "verified when 'tls' is true); no HTTP request is sent.\n"
+      "\n"
+      "  --timeout MS  bound of the connect and of each wait for the\n"
+      "                server (default 5000, at most 3600000)\n" },
+
+    { "passwd", zmqctl_passwd, "passwd KIND NAME",
+      "Sets the secret of one object, read from the terminal twice without\n"
+      "echo (they must match) or, when standard input is not a terminal,\n"
+      "as its first line (without the line end). Never from the command\n"
+      "line; an empty one is refused. It is sealed with the key file (or\n"
+      "hashed, for incoming basic_auth) as import does, written in one\n"
+      "step, and every gateway and zmqd takes it live. Prints the new\n"
+      "version, never the secret.\n"
+      "  amqp_def NAME                  password\n"
+      "  security NAME   basic_auth     password (in: hashed; out: sealed)\n"
+      "                  apikey (out)   key (incoming ones: 'zmqctl apikey')\n"
+      "                  jwt HS*        secret (at least 32/48/64 bytes)\n"
+      "  service NAME    kind redis     password of its url\n"
+      "An http_outconn holds no secret: set the one of its security\n"
+      "definition.\n" },
+
+    { "send", zmqctl_send,
+      "send [--timeout MS] --exchange EX --routing-key RK [--property K=V]... "
+      "[--header K=V]... [--mandatory] OUTCONN FILE|-",
+      "Publishes the bytes of FILE (- for standard input) through the\n"
+      "amqp_outconn OUTCONN, over a fresh connection to its amqp_def, with\n"
+      "publisher confirms, and prints the outcome:\n"
+      "  confirmed MESSAGE_ID    the broker took it (exit 0)\n"
+      "  returned: NO_ROUTE      --mandatory and no queue is bound (exit 1)\n"
+      "  nacked                  the broker refused it (exit 1)\n"
+      "  failed: REASON          e.g. a missing exchange (exit 1)\n"
+      "Properties not given come from the outgoing connection as the\n"
+      "gateway sends them (delivery_mode, priority, expiration,\n"
+      "content_type, content_encoding, user_id, app_id), timestamp is now\n"
+      "and message_id a new UUID.\n"
+      "\n"
+      "  --exchange EX      the exchange ('' for the default exchange)\n"
+      "  --routing-key RK   the routing key (may be '')\n"
+      "  --property K=V     K one of content_type, content_encoding,\n"
+      "                     delivery_mode (1, 2, transient, persistent),\n"
+      "                     priority (0-9), correlation_id, reply_to,\n"
+      "                     expiration (ms), message_id, timestamp (Unix\n"
+      "                     seconds), type, user_id, app_id\n"
+      "  --header K=V       a string header (token characters; not x-*,\n"
+      "                     CC or BCC)\n"
+      "  --mandatory        ask the broker to return it when unroutable\n"
+      "  --timeout MS       bound of the connect and of each wait for the\n"
+      "                     broker, the confirm included (default 5000)\n" },
+
     { "version", zmqctl_version, "version",
       "Prints zmqctl's version and the configuration version in Redis.\n" },
 
@@ -182,15 +224,18 @@ zmqctl_usage(FILE *out)
             "  --version-floor N  import, restore, wipe: the store's version "
             "afterwards\n"
             "                     is at least N\n"
+            "  --timeout MS       ping, send: bound of each wait for the "
+            "server\n"
+            "                     (default %d)\n"
             "  -h, --help         help; 'zmqctl COMMAND --help' for one "
             "command\n"
             "\n"
             "exit status: 0 success, 1 failure, 2 usage error\n",
-            ZGW_REDIS_DEFAULT, ZMQCTL_KEY_DEFAULT);
+            ZGW_REDIS_DEFAULT, ZMQCTL_KEY_DEFAULT, ZMQCTL_NET_TIMEOUT);
 }
 
 
-static void
+void
 zmqctl_print_errors(const char *what, zgw_errors_t *errs)
 {
     size_t  i;
@@ -216,7 +261,7 @@ zmqctl_reason(const json_t *why)
 }
 
 
-static zgw_store_t *
+zgw_store_t *
 zmqctl_connect(zmqctl_opts_t *o)
 {
     zgw_store_t   *st;
@@ -239,7 +284,7 @@ zmqctl_connect(zmqctl_opts_t *o)
  * configuration while one is stored, so zmqctl shows them (warn) and can
  * delete or replace them.
  */
-static zgw_config_t *
+zgw_config_t *
 zmqctl_load(zgw_store_t *st, int warn)
 {
     int            k;
@@ -292,7 +337,7 @@ zmqctl_load(zgw_store_t *st, int warn)
 
 
 /* the stored configuration, read over a connection of its own */
-static zgw_config_t *
+zgw_config_t *
 zmqctl_snapshot(zmqctl_opts_t *o, int warn)
 {
     zgw_store_t   *st;
@@ -321,7 +366,7 @@ zmqctl_need_args(zmqctl_opts_t *o, const zmqctl_cmd_t *cmd, int min, int max)
 }
 
 
-static int
+int
 zmqctl_kind_arg(const char *s)
 {
     int  k;
@@ -334,6 +379,29 @@ zmqctl_kind_arg(const char *s)
     }
 
     return k;
+}
+
+
+json_t *
+zmqctl_object(zgw_config_t *cfg, int kind, const char *name)
+{
+    json_t  *obj, *why;
+
+    obj = zgw_config_get(cfg, kind, name);
+    if (obj != NULL) {
+        return obj;
+    }
+
+    why = json_object_get(cfg->invalid[kind], name);
+    if (why != NULL) {
+        fprintf(stderr, "zmqctl: %s '%s' is corrupt: %s\n",
+                zgw_kind_name(kind), name, zmqctl_reason(why));
+    } else {
+        fprintf(stderr, "zmqctl: %s '%s' does not exist\n",
+                zgw_kind_name(kind), name);
+    }
+
+    return NULL;
 }
 
 
@@ -1134,10 +1202,29 @@ zmqctl_version(zmqctl_opts_t *o)
 }
 
 
-int
-main(int argc, char **argv)
+/* send OUTCONN FILE|-, with --exchange and --routing-key given */
+static int
+zmqctl_send_args(zmqctl_opts_t *o, const zmqctl_cmd_t *cmd)
+{
+    if (o->argc != 2 || o->exchange == NULL || o->routing_key == NULL) {
+        fprintf(stderr, "usage: zmqctl %s\n", cmd->usage);
+        if (o->argc == 2) {
+            fprintf(stderr, "zmqctl: send needs --exchange and "
+                    "--routing-key ('' for the default exchange or an "
+                    "empty key)\n");
+        }
+        return 0;
+    }
+
+    return 1;
+}
+
+
+static int
+zmqctl_main(int argc, char **argv, zmqctl_opts_t *op)
 {
     int                  c, help;
+    long                 n;
     char                *end;
     const char          *env;
     zmqctl_opts_t        o;
@@ -1154,13 +1241,21 @@ main(int argc, char **argv)
         { "version-floor", required_argument, NULL, 'V' },
         { "id", required_argument, NULL, 'i' },
         { "revoke", required_argument, NULL, 'x' },
+        { "timeout", required_argument, NULL, 't' },
+        { "exchange", required_argument, NULL, 'e' },
+        { "routing-key", required_argument, NULL, 'K' },
+        { "property", required_argument, NULL, 'P' },
+        { "header", required_argument, NULL, 'H' },
+        { "mandatory", no_argument, NULL, 'm' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
 
-    memset(&o, 0, sizeof(o));
-    o.floor = -1;
+    o = *op;
     help = 0;
+
+    /* a peer that closes a socket is an error to report, not a signal */
+    (void) signal(SIGPIPE, SIG_IGN);
 
     env = getenv("ZMQ_REDIS");
     o.redis = env && *env ? env : ZGW_REDIS_DEFAULT;
@@ -1195,6 +1290,33 @@ main(int argc, char **argv)
             break;
         case 'y':
             o.yes = 1;
+            break;
+        case 't':
+            errno = 0;
+            n = strtol(optarg, &end, 10);
+            if (errno || *optarg == '\0' || *end != '\0' || n < 1
+                || n > ZMQCTL_NET_TIMEOUT_MAX)
+            {
+                fprintf(stderr, "zmqctl: --timeout needs milliseconds "
+                        "1-%d, not '%s'\n", ZMQCTL_NET_TIMEOUT_MAX, optarg);
+                return ZMQCTL_EXIT_USAGE;
+            }
+            o.timeout = (int) n;
+            break;
+        case 'e':
+            o.exchange = optarg;
+            break;
+        case 'K':
+            o.routing_key = optarg;
+            break;
+        case 'P':
+            o.props[o.nprops++] = optarg;
+            break;
+        case 'H':
+            o.headers[o.nheaders++] = optarg;
+            break;
+        case 'm':
+            o.mandatory = 1;
             break;
         case 'V':
             errno = 0;
@@ -1282,9 +1404,30 @@ main(int argc, char **argv)
         return ZMQCTL_EXIT_USAGE;
     }
 
+    if (o.timeout && cmd->run != zmqctl_ping && cmd->run != zmqctl_send) {
+        fprintf(stderr, "zmqctl: --timeout applies to ping and send\n");
+        return ZMQCTL_EXIT_USAGE;
+    }
+
+    if ((o.exchange != NULL || o.routing_key != NULL || o.nprops
+         || o.nheaders || o.mandatory)
+        && cmd->run != zmqctl_send)
+    {
+        fprintf(stderr, "zmqctl: --exchange, --routing-key, --property, "
+                "--header and --mandatory apply to send\n");
+        return ZMQCTL_EXIT_USAGE;
+    }
+
+    if (o.timeout == 0) {
+        o.timeout = ZMQCTL_NET_TIMEOUT;
+    }
+
     if (((cmd->run == zmqctl_import || cmd->run == zmqctl_restore
           || cmd->run == zmqctl_apikey)
          && !zmqctl_need_args(&o, cmd, 1, 1))
+        || ((cmd->run == zmqctl_ping || cmd->run == zmqctl_passwd)
+            && !zmqctl_need_args(&o, cmd, 2, 2))
+        || (cmd->run == zmqctl_send && !zmqctl_send_args(&o, cmd))
         || (cmd->run == zmqctl_wipe && !zmqctl_need_args(&o, cmd, 0, 0))
         || ((cmd->run == zmqctl_get || cmd->run == zmqctl_delete)
             && !zmqctl_need_args(&o, cmd, 2, 2))
@@ -1297,4 +1440,31 @@ main(int argc, char **argv)
     }
 
     return cmd->run(&o);
+}
+
+
+int
+main(int argc, char **argv)
+{
+    int            rc;
+    zmqctl_opts_t  o;
+
+    memset(&o, 0, sizeof(o));
+    o.floor = -1;
+
+    /* at most one of each argument: the lists need no more room */
+    o.props = calloc((size_t) argc + 1, sizeof(char *));
+    o.headers = calloc((size_t) argc + 1, sizeof(char *));
+
+    if (o.props == NULL || o.headers == NULL) {
+        fprintf(stderr, "zmqctl: out of memory\n");
+        rc = ZMQCTL_EXIT_FAIL;
+
+    } else {
+        rc = zmqctl_main(argc, argv, &o);
+    }
+
+    free(o.props);
+    free(o.headers);
+    return rc;
 }
