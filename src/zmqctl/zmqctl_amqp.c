@@ -10,13 +10,17 @@
  * timeout, the wait for a confirm by amqp_simple_wait_frame_noblock(). Its
  * sends have no deadline (amqp_basic_publish() waits forever for a socket
  * that a broker under a memory or disk alarm stops reading): a watchdog
- * (SIGALRM) shuts the socket down when a send takes longer than the
- * timeout, which makes the send fail.
+ * (SIGALRM, four times per timeout) shuts the socket down when the peer
+ * acknowledged no byte (TCP_INFO's tcpi_bytes_acked) for a whole timeout,
+ * which makes the send fail. A large body on a slow but moving link is
+ * not cut short.
  */
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +30,8 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <linux/tcp.h>                  /* tcpi_bytes_acked */
 
 #include <amqp.h>
 #include <amqp_framing.h>
@@ -43,6 +49,7 @@
 
 #define ZMQCTL_PEER_MAX   (ZGW_HOST_NAME_MAX + 16)
 #define ZMQCTL_ERR_MAX    1024
+#define ZMQCTL_WD_TICKS   4               /* watchdog ticks per timeout */
 
 
 typedef struct {
@@ -105,21 +112,48 @@ static int zmqctl_confirm(zmqctl_amqp_t *a, const char *id);
 
 static volatile sig_atomic_t  zmqctl_wd_fd = -1;
 static volatile sig_atomic_t  zmqctl_wd_fired;
+static volatile sig_atomic_t  zmqctl_wd_idle;     /* ticks without progress */
+static uint64_t               zmqctl_wd_acked;    /* the handler's own */
 
 
-/* the watchdog: a send that outlasts it fails on a shut-down socket */
+/*
+ * A watchdog tick: the peer acknowledged more bytes since the last one, or
+ * this is one more tick without; after a timeout's worth, the socket is
+ * shut down and the send under way fails.
+ */
 static void
 zmqctl_wd_handler(int sig)
 {
-    int  fd;
+    int              fd;
+    socklen_t        len;
+    struct tcp_info  ti;
 
     (void) sig;
 
     fd = zmqctl_wd_fd;
-    if (fd >= 0) {
-        (void) shutdown(fd, SHUT_RDWR);
-        zmqctl_wd_fired = 1;
+    if (fd < 0 || zmqctl_wd_fired) {
+        return;
     }
+
+    memset(&ti, 0, sizeof(ti));
+    len = sizeof(ti);
+
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0
+        && len >= offsetof(struct tcp_info, tcpi_bytes_acked)
+                  + sizeof(ti.tcpi_bytes_acked)
+        && ti.tcpi_bytes_acked != zmqctl_wd_acked)
+    {
+        zmqctl_wd_acked = ti.tcpi_bytes_acked;
+        zmqctl_wd_idle = 0;
+        return;
+    }
+
+    if (++zmqctl_wd_idle < ZMQCTL_WD_TICKS) {
+        return;
+    }
+
+    (void) shutdown(fd, SHUT_RDWR);
+    zmqctl_wd_fired = 1;
 }
 
 
@@ -135,11 +169,16 @@ zmqctl_wd_arm(int fd, int ms)
     (void) sigaction(SIGALRM, &sa, NULL);
 
     zmqctl_wd_fired = 0;
+    zmqctl_wd_idle = 0;
+    zmqctl_wd_acked = 0;
     zmqctl_wd_fd = fd;
+
+    ms = ms / ZMQCTL_WD_TICKS > 0 ? ms / ZMQCTL_WD_TICKS : 1;
 
     memset(&it, 0, sizeof(it));
     it.it_value.tv_sec = ms / 1000;
     it.it_value.tv_usec = (ms % 1000) * 1000;
+    it.it_interval = it.it_value;
     (void) setitimer(ITIMER_REAL, &it, NULL);
 }
 
@@ -1138,9 +1177,9 @@ zmqctl_send(zmqctl_opts_t *o)
 
     if (status != AMQP_STATUS_OK) {
         if (zmqctl_wd_fired) {
-            printf("failed: the broker took nothing for %d ms (is it "
-                   "blocking publishers? a memory or disk alarm)\n",
-                   o->timeout);
+            printf("failed: the broker read nothing of the message for %d "
+                   "ms (is it blocking publishers? a memory or disk "
+                   "alarm)\n", o->timeout);
         } else {
             printf("failed: basic.publish: %s\n", amqp_error_string2(status));
         }

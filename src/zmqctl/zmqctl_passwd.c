@@ -173,18 +173,24 @@ zmqctl_read_line(int fd, char *buf, size_t size)
             return -1;
         }
 
+        /* room for the '\r' of a "\r\n" and the NUL */
         if (n + 1 >= size) {
-            OPENSSL_cleanse(buf, size);
-            fprintf(stderr, "zmqctl: the secret is longer than %zu bytes\n",
-                    size - 1);
-            return -1;
+            n = size;
+            break;
         }
 
         buf[n++] = c;
     }
 
-    if (n > 0 && buf[n - 1] == '\r') {
+    if (n > 0 && n < size && buf[n - 1] == '\r') {
         n--;
+    }
+
+    if (n > size - 2) {
+        OPENSSL_cleanse(buf, size);
+        fprintf(stderr, "zmqctl: the secret is longer than %d bytes\n",
+                ZMQCTL_SECRET_MAX);
+        return -1;
     }
 
     buf[n] = '\0';
@@ -369,7 +375,7 @@ zmqctl_passwd_write(zmqctl_opts_t *o, int kind, const char *name,
     }
 
     if (errs.n) {
-        zmqctl_print_errors(name, &errs);
+        zmqctl_print_errors("passwd", &errs);
         fprintf(stderr, "zmqctl: nothing was written\n");
         goto done;
     }
