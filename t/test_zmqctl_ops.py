@@ -85,6 +85,14 @@ def test_ping_with_a_wrong_password_is_access_refused(zmqctl, rabbitmq,
                                % rabbitmq.port), r.stdout
 
 
+def test_ping_of_a_missing_vhost_says_so(zmqctl, rabbitmq, write_json):
+    doc = broker_config(rabbitmq.port, {"vhost": "no-such-vhost"})
+    zmqctl("import", write_json("c.json", doc), check=0)
+    r = zmqctl("ping", "amqp_def", "rabbit", check=1)
+    assert r.stdout == ("failed: 127.0.0.1:%d: NOT_ALLOWED - vhost "
+                        "no-such-vhost not found\n" % rabbitmq.port)
+
+
 def test_ping_a_closed_port_is_refused(zmqctl, write_json):
     port = free_port()
     zmqctl("import", write_json("c.json", broker_config(port)), check=0)
@@ -231,6 +239,15 @@ def test_ping_https_verifies_the_certificate_when_tls_is_true(
     assert re.match(r"^ok \d+\.\d ms, TCP connect and TLSv1\.[23] handshake "
                     r"with 127\.0\.0\.1:%d, certificate not verified "
                     r"\(tls is false\)\n$" % tls_server, r.stdout), r.stdout
+
+
+def test_ping_of_a_tls_amqp_def_verifies_the_brokers_certificate(
+        zmqctl, write_json, tls_server):
+    zmqctl("import", write_json("c.json", broker_config(
+        tls_server, {"tls": True})), check=0)
+    r = zmqctl("ping", "amqp_def", "rabbit", check=1)
+    assert r.stdout == ("failed: 127.0.0.1:%d: SSL peer cert verification "
+                        "failed\n" % tls_server)
 
 
 def test_ping_https_of_a_silent_listener_ends_at_the_timeout(
@@ -577,6 +594,12 @@ def test_send_to_a_missing_exchange_fails_with_the_brokers_reason(
                "k", "out", "-", input="x", check=1)
     assert r.stdout == ("failed: NOT_FOUND - no exchange 'no.such.exchange' "
                         "in vhost '/'\n")
+    # RabbitMQ checks user_id against the user logged in
+    r = zmqctl("send", "--exchange", "", "--routing-key", "k", "--property",
+               "user_id=someone-else", "out", "-", input="x", check=1)
+    assert r.stdout == ("failed: PRECONDITION_FAILED - user_id property set "
+                        "to 'someone-else' but authenticated user was "
+                        "'guest'\n")
 
 
 @pytest.mark.parametrize("args,why", [
@@ -696,3 +719,14 @@ def test_send_to_a_broker_that_stops_reading_ends_at_the_timeout(
     assert r.stdout == ("failed: the broker read nothing of the message for "
                         "1000 ms (is it blocking publishers? a memory or "
                         "disk alarm)\n")
+
+
+@pytest.mark.parametrize("command,words", [
+    ("ping", "--timeout MS"), ("passwd", "Never from the command"),
+    ("send", "--property K=V")])
+def test_the_new_commands_have_help_and_usage(zmqctl, command, words):
+    r = zmqctl(command, "--help", check=0)
+    assert r.stdout.startswith("usage: zmqctl [--redis URL] [--key-file "
+                               "PATH] %s " % command)
+    assert words in r.stdout
+    assert ("\n  %s " % command) in zmqctl("--help", check=0).stdout

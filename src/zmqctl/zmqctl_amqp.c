@@ -547,7 +547,7 @@ zmqctl_ping(zmqctl_opts_t *o)
 
     if (kind != ZGW_KIND_AMQP_DEF && kind != ZGW_KIND_HTTP_OUTCONN) {
         fprintf(stderr, "zmqctl: ping takes an amqp_def or an http_outconn, "
-                "not a %s\n", o->argv[0]);
+                "not an object of kind %s\n", o->argv[0]);
         return ZMQCTL_EXIT_USAGE;
     }
 
