@@ -1221,7 +1221,7 @@ zmqctl_send_args(zmqctl_opts_t *o, const zmqctl_cmd_t *cmd)
 
 
 static int
-zmqctl_main(int argc, char **argv, zmqctl_opts_t *op)
+zmqctl_main(int argc, char **argv, const zmqctl_opts_t *op)
 {
     int                  c, help;
     long                 n;
