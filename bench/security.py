@@ -13,6 +13,7 @@ bodies to a durable queue, publisher confirms), five locations:
   (e) jwt RS256, one token (verified once, then cached)
 
 and (f): location (a) again while 50 distinct wrong passwords a second
+(--flood-rate)
 arrive at a basic_auth location of the same NGINX, each from its own
 connection, from 250 loopback source addresses (127.0.0.2 and up) so that
 the throttle (10 failures per 10 s per address) never answers for the
@@ -24,9 +25,16 @@ zmqctl apikey), so basic_auth compares against the PBKDF2 hash. wrk runs
 with bench/publish.py's settings (1,000 connections, 2 threads, 6 s). The
 cases alternate in rounds, each round in another order; before each case a
 1 s wrk with 8 connections fills the workers' caches (unmeasured), then the
-queue is purged and the broker given 3 s. Each case counts with its median
-round (by rate of 2xx answers); p99 figures are the medians of the rounds'
-p99. The last line is machine-readable:
+queue is purged and the broker given 3 s, and the script waits (up to
+--quiet-wait s) until other users of the machine take under a quarter of a
+core. Each case counts with its median round (by rate of 2xx answers); p99
+figures are the medians of the rounds' p99.
+
+Every round also says where the CPU went (from /proc: the workers' event
+loops, their other threads, i.e. the thread pools, the broker, wrk, and
+"others", what the rest of the machine used), and the event loops' CPU per
+answer (us/req): the cost of a check, less sensitive than the rate to the
+broker's and the machine's moods. The last line is machine-readable:
 
   security: basic=<b/a> apikey=<c/a> jwt_hs=<d/a> jwt_pk=<e/a> stall_p99x=<f>
 
@@ -70,26 +78,44 @@ NAMES = {
     "c": "(c) apikey",
     "d": "(d) jwt HS256",
     "e": "(e) jwt RS256",
-    "f": "(f) (a) during 50 wrong passwords/s",
+    "f": "(f) (a) + %g wrong passwords/s",
 }
 
 
-def wrk(url, seconds, connections, env, threads=2):
+def wrk(url, seconds, connections, env, threads=2, cpu=None):
     """bench/publish.py's wrk, through security.lua (count.lua and one
-    credential header); rate counts 2xx answers only."""
-    out = subprocess.run(
+    credential header); rate counts 2xx answers only. With cpu (a Cpu),
+    the run's CPU use goes into the result as "cpu"."""
+    p = subprocess.Popen(
         ["wrk", "-t%d" % threads, "-c%d" % connections, "-d%ds" % seconds,
          "--latency", "-s", os.path.join(ROOT, "bench", "security.lua"),
          url],
-        capture_output=True, text=True, env=dict(os.environ, **env),
-        timeout=seconds + 60)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, **env))
+    usage = None
+    if cpu is not None:
+        cpu.wrk = p.pid
+        time.sleep(0.5)             # its connections made
+        c0 = cpu.snapshot()
+        time.sleep(seconds - 1)
+        usage = cpu.delta(c0, cpu.snapshot())
+    try:
+        stdout, stderr = p.communicate(timeout=seconds + 60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        raise
     m = re.search(r"RESULT ok=(\d+) bad=(\d+) rate=([\d.]+) "
-                  r"p50_ms=([\d.]+) p99_ms=([\d.]+)", out.stdout)
+                  r"p50_ms=([\d.]+) p99_ms=([\d.]+)", stdout)
     if not m:
-        raise RuntimeError("wrk: %s %s" % (out.stdout, out.stderr))
+        raise RuntimeError("wrk: %s %s" % (stdout, stderr))
     ok, bad, rate = int(m.group(1)), int(m.group(2)), float(m.group(3))
-    return {"ok": ok, "bad": bad, "rate": rate * ok / max(ok + bad, 1),
-            "p50": float(m.group(4)), "p99": float(m.group(5))}
+    r = {"ok": ok, "bad": bad, "rate": rate * ok / max(ok + bad, 1),
+         "p50": float(m.group(4)), "p99": float(m.group(5)), "cpu": usage}
+    if usage is not None:
+        # the event loops' CPU per answer: what a check costs, whatever
+        # the broker's speed in this round
+        r["us"] = usage["loops"] / max(rate, 1) * 1e6
+    return r
 
 
 class Flood:
@@ -153,6 +179,77 @@ class Flood:
             "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))]}
 
 
+class Cpu:
+    """Where the CPU went during a run, from /proc (perf is not always
+    there): the NGINX workers' event loops (their main threads), their
+    other threads (the thread pools: PBKDF2), the broker (beam), wrk, and
+    the whole machine (/proc/stat): busy, and what of it was neither these
+    nor this script ("others": other users of the machine)."""
+
+    def __init__(self, ngx, rabbit):
+        self.ngx, self.rabbit = ngx, rabbit
+        self.hz = os.sysconf("SC_CLK_TCK")
+        self.wrk = None
+
+    @staticmethod
+    def ticks(pid, tid):
+        try:
+            with open("/proc/%d/task/%d/stat" % (pid, tid)) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            return 0
+
+    def threads(self, pid):
+        try:
+            return [int(t) for t in os.listdir("/proc/%d/task" % pid)]
+        except OSError:
+            return []
+
+    def snapshot(self):
+        s = {"loops": 0, "pool": 0, "broker": 0, "wrk": 0, "self": 0}
+        for pid in self.ngx.worker_pids():
+            for tid in self.threads(pid):
+                s["loops" if tid == pid else "pool"] += self.ticks(pid, tid)
+        beam = self.rabbit.beam_pid()
+        if beam is not None:
+            for tid in self.threads(beam):
+                s["broker"] += self.ticks(beam, tid)
+        if self.wrk is not None:
+            for tid in self.threads(self.wrk):
+                s["wrk"] += self.ticks(self.wrk, tid)
+        for tid in self.threads(os.getpid()):
+            s["self"] += self.ticks(os.getpid(), tid)
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        # user nice system idle iowait irq softirq steal guest guest_nice
+        s["machine"] = sum(v[:8]) - v[3] - v[4] - v[7]
+        s["steal"] = v[7]
+        s["t"] = time.monotonic()
+        return s
+
+    def delta(self, a, b):
+        secs = max(b["t"] - a["t"], 1e-3)
+        d = {k: (b[k] - a[k]) / self.hz / secs for k in a if k != "t"}
+        d["others"] = max(0.0, d["machine"] - sum(
+            d[k] for k in ("loops", "pool", "broker", "wrk", "self")))
+        return d
+
+
+def cpu_line(c):
+    return ("    cpu (cores): nginx loops %.2f, nginx threads %.2f, "
+            "broker %.2f, wrk %.2f, others %.2f; machine busy %.2f of %d" % (
+                c["loops"], c["pool"], c["broker"], c["wrk"], c["others"],
+                c["machine"], os.cpu_count()))
+
+
+def line(name, r):
+    print("%-40s %8.0f msg/s   p50 %7.2f ms   p99 %7.2f ms   %5.1f us/req  "
+          "(%s ok, %s errors)" % (name, r["rate"], r["p50"], r["p99"],
+                                  r.get("us", 0), r["ok"], r.get("bad", 0)),
+          flush=True)
+
+
 def median_by(runs, key):
     return sorted(r[key] for r in runs)[(len(runs) - 1) // 2]
 
@@ -161,12 +258,6 @@ def median(runs):
     """The round with the median rate (with an even count, the lower middle
     one), as bench/publish.py."""
     return sorted(runs, key=lambda r: r["rate"])[(len(runs) - 1) // 2]
-
-
-def line(name, r):
-    print("%-40s %8.0f msg/s   p50 %7.2f ms   p99 %7.2f ms   (%s ok, %s "
-          "errors)" % (name, r["rate"], r["p50"], r["p99"], r["ok"],
-                       r.get("bad", 0)), flush=True)
 
 
 def zmqctl(env, *args):
@@ -187,10 +278,17 @@ def main():
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--flood-rate", type=float, default=50)
     ap.add_argument("--auth-threads", type=int, default=2)
+    ap.add_argument("--quiet-wait", type=float, default=20,
+                    help="before each case, wait up to this many seconds "
+                         "for other users of the machine to go quiet")
     ap.add_argument("--cases", default="".join(CASES),
                     help="a subset of abcdef (a is always run)")
     args = ap.parse_args()
+    # a case starts at most 3 + 40 + 1 s after its warm-up filled the
+    # caches: within zmq_auth_cache_ttl (60 s), so no miss in a round
+    args.quiet_wait = min(args.quiet_wait, 40)
     cases = ["a"] + [k for k in args.cases if k in CASES and k != "a"]
+    NAMES["f"] = NAMES["f"] % args.flood_rate
 
     tmp = tempfile.mkdtemp(prefix="zmq-secbench-")
     rabbit = redis = ngx = None
@@ -321,6 +419,18 @@ def main():
         settle(ch, QUEUE)
 
         floods = []
+        cpu = Cpu(ngx, rabbit)
+
+        def quiet(limit):
+            """Wait (at most limit s) until other users of the machine take
+            under a quarter of a core over a second; how long it took."""
+            t0 = time.monotonic()
+            while True:
+                c0 = cpu.snapshot()
+                time.sleep(1)
+                if (cpu.delta(c0, cpu.snapshot())["others"] < 0.25
+                        or time.monotonic() - t0 >= limit):
+                    return time.monotonic() - t0
 
         def run(k):
             p, e = envs[k]
@@ -328,15 +438,18 @@ def main():
             # concurrency no cold cache can turn into a herd of PBKDF2s
             wrk(ngx.url + p, 1, 8, e)
             settle(ch, QUEUE)
+            waited = quiet(args.quiet_wait)
             flood = None
             if k == "f":
                 flood = Flood(ngx.port, "/flood", args.flood_rate)
                 flood.start()
                 time.sleep(1)
-            r = wrk(ngx.url + p, args.seconds, args.connections, e)
+            r = wrk(ngx.url + p, args.seconds, args.connections, e,
+                    cpu=cpu)
             if flood is not None:
                 r["flood"] = flood.finish()
                 floods.append(r["flood"])
+            r["waited"] = waited
             return r
 
         results = {}
@@ -346,6 +459,9 @@ def main():
                 r = run(k)
                 results.setdefault(k, []).append(r)
                 line("%s, round %d" % (NAMES[k], rnd + 1), r)
+                print(cpu_line(r["cpu"]) + ("; waited %.0f s for a quiet "
+                      "machine" % r["waited"] if r["waited"] > 1.5 else ""),
+                      flush=True)
                 if "flood" in r:
                     fl = r["flood"]
                     print("    flood: %d wrong passwords sent, answers %s, "
@@ -356,15 +472,18 @@ def main():
         conn.close()
 
         print()
-        print("%-40s %8s %10s %10s %8s %7s" % (
+        print("%-40s %8s %8s %8s %7s %7s %7s %7s" % (
             "median of %d rounds" % args.rounds, "msg/s", "p50 ms",
-            "p99 ms", "errors", "x (a)"))
+            "p99 ms", "us/req", "others", "errors", "x (a)"))
         med = {k: median(v) for k, v in results.items()}
         p99 = {k: median_by(v, "p99") for k, v in results.items()}
         for k in cases:
             m = med[k]
-            print("%-40s %8.0f %10.2f %10.2f %8d %7.2f" % (
+            print("%-40s %8.0f %8.2f %8.2f %7.1f %7.2f %7d %7.2f" % (
                 NAMES[k], m["rate"], median_by(results[k], "p50"), p99[k],
+                median_by(results[k], "us"),
+                sorted(r["cpu"]["others"] for r in results[k])[
+                    (len(results[k]) - 1) // 2],
                 sum(r["bad"] for r in results[k]),
                 m["rate"] / max(med["a"]["rate"], 1)))
         if floods:
