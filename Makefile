@@ -132,7 +132,7 @@ asan-nginx: all
 	    t/test_max_body.py t/test_router_lifetime.py \
 	    t/test_router_segments.py t/test_header_validation.py \
 	    t/test_status_hardening.py t/test_store_regression.py \
-	    t/test_redis_auth.py
+	    t/test_redis_auth.py $(wildcard t/test_security*.py)
 
 # ------------------------------------------------------------------ fuzzing
 # libFuzzer targets (t/fuzz/fuzz_*.c) with ASan and UBSan. Those on
@@ -142,7 +142,7 @@ asan-nginx: all
 FUZZ_CC      := clang
 FUZZ_SECONDS ?= 300
 FUZZ         := $(BUILD)/fuzz
-FUZZ_CORE    := model snapshot redis_url hostport
+FUZZ_CORE    := model snapshot redis_url hostport jwt
 FUZZ_NGX     := amqp redis props router body
 FUZZ_TARGETS := $(FUZZ_CORE) $(FUZZ_NGX)
 FUZZ_BINS    := $(FUZZ_CORE:%=$(FUZZ)/fuzz_%) $(FUZZ_NGX:%=$(FUZZ)/ngx_fuzz_%.so)

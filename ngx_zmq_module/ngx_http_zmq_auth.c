@@ -52,6 +52,7 @@
 #define NGX_HTTP_ZMQ_AUTH_PENDING_MAX  64    /* verifications per worker */
 #define NGX_HTTP_ZMQ_AUTH_RESTARTS   3
 #define NGX_HTTP_ZMQ_AUTH_NICE       10
+#define NGX_HTTP_ZMQ_AUTH_WAIT       10000   /* ms: the pending check's timer */
 
 
 struct ngx_http_zmq_auth_s {
@@ -62,6 +63,8 @@ struct ngx_http_zmq_auth_s {
     u_char                       fingerprint[NGX_HTTP_ZMQ_DIGEST_LEN];
     u_char                       id[NGX_HTTP_ZMQ_DIGEST_LEN];
     ngx_array_t                 *headers;     /* ngx_keyval_t */
+    ngx_http_request_t          *request;
+    ngx_queue_t                  queue;       /* waits for another's check */
 };
 
 
@@ -70,6 +73,8 @@ struct ngx_http_zmq_auth_s {
 /* what a thread touches: copies, in r->pool (the request waits for it) */
 typedef struct {
     ngx_http_request_t          *request;
+    u_char                       id[NGX_HTTP_ZMQ_DIGEST_LEN];
+    ngx_event_t                  wait;        /* on the event loop only */
     char                        *hash;
     char                        *password;
     size_t                       password_len;
@@ -99,6 +104,8 @@ static ngx_int_t ngx_http_zmq_auth_answer(ngx_http_request_t *r,
     time_t retry_after);
 static ngx_int_t ngx_http_zmq_auth_throttled(ngx_http_request_t *r,
     ngx_http_zmq_security_t *sec);
+static void ngx_http_zmq_auth_count(ngx_http_request_t *r,
+    ngx_http_zmq_security_t *sec);
 static void ngx_http_zmq_auth_throttle_id(ngx_http_request_t *r,
     ngx_http_zmq_security_t *sec, u_char *id);
 static void ngx_http_zmq_auth_id(ngx_http_zmq_security_t *sec, u_char type,
@@ -110,6 +117,7 @@ static ngx_int_t ngx_http_zmq_auth_unhex(u_char *dst, u_char *hex);
 #if (NGX_THREADS)
 static void ngx_http_zmq_auth_thread(void *data, ngx_log_t *log);
 static void ngx_http_zmq_auth_thread_done(ngx_event_t *ev);
+static void ngx_http_zmq_auth_wait(ngx_event_t *ev);
 #endif
 
 
@@ -181,6 +189,8 @@ ngx_http_zmq_auth_init_process(ngx_cycle_t *cycle)
 
     ngx_http_zmq_auth_table_init(&w->auth.cache, NGX_HTTP_ZMQ_AUTH_CACHE_MAX);
     ngx_http_zmq_auth_table_init(&w->auth.fails, NGX_HTTP_ZMQ_AUTH_FAILS_MAX);
+    ngx_http_zmq_auth_table_init(&w->auth.inflight,
+                                 NGX_HTTP_ZMQ_AUTH_PENDING_MAX + 1);
 
 #if (NGX_THREADS)
     if (zmcf->auth_used) {
@@ -207,6 +217,7 @@ ngx_http_zmq_auth_exit_process(void)
 
     ngx_http_zmq_auth_table_clear(&w->auth.cache);
     ngx_http_zmq_auth_table_clear(&w->auth.fails);
+    ngx_http_zmq_auth_table_clear(&w->auth.inflight);
     ngx_explicit_memzero(w->auth.key, sizeof(w->auth.key));
     EVP_MAC_free(w->auth.mac);
     w->auth.mac = NULL;
@@ -219,12 +230,19 @@ ngx_http_zmq_auth_handler(ngx_http_request_t *r)
 {
     ngx_int_t                 rc;
     ngx_str_t                 allow, *name;
+    ngx_flag_t                router;
     ngx_http_zmq_ctx_t       *ctx;
     ngx_http_zmq_loc_conf_t  *zlcf;
 
     zlcf = ngx_http_get_module_loc_conf(r, ngx_http_zmq_module);
 
-    if ((zlcf->security.len == 0 && !zlcf->router) || r != r->main) {
+    /*
+     * What the request will be served by decides, not where the directive
+     * was written: an "if" block keeps its location's content handler
+     */
+    router = r->content_handler == ngx_http_zmq_router_handler;
+
+    if ((zlcf->security.len == 0 && !router) || r != r->main) {
         return NGX_DECLINED;
     }
 
@@ -249,7 +267,7 @@ ngx_http_zmq_auth_handler(ngx_http_request_t *r)
 
     name = &zlcf->security;
 
-    if (zlcf->router) {
+    if (router) {
         /* the route decides: look it up now, the router uses it later */
 
         if (ctx->route == NULL) {
@@ -317,9 +335,10 @@ ngx_http_zmq_auth_check(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx,
                        NGX_HTTP_ZMQ_DIGEST_LEN) == 0)
         {
             if (!auth->ok) {
+                /* counted when the check was posted */
                 return ngx_http_zmq_auth_deny(r, sec, auth->user_ok
                                                       ? "bad password"
-                                                      : "unknown user", 1);
+                                                      : "unknown user", 0);
             }
 
             return ngx_http_zmq_auth_pass(r, auth, sec, &sec->username,
@@ -415,7 +434,7 @@ ngx_http_zmq_auth_basic(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
     }
 
     if (rc == NGX_DECLINED) {
-        return ngx_http_zmq_auth_deny(r, sec, "no basic credentials", 1);
+        return ngx_http_zmq_auth_deny(r, sec, "no basic credentials", 0);
     }
 
     /* a NUL would end the password early for the hash */
@@ -459,6 +478,19 @@ ngx_http_zmq_auth_basic(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /*
+     * The same credentials under check already (a client's burst on an
+     * empty cache): wait for that answer rather than hash them again.
+     */
+    e = ngx_http_zmq_auth_table_find(&w->auth.inflight, auth->id);
+    if (e != NULL) {
+        auth->request = r;
+        auth->state = NGX_HTTP_ZMQ_AUTH_PENDING;
+        ngx_queue_insert_tail(&e->waiters, &auth->queue);
+        r->main->blocked++;
+        return NGX_AGAIN;
+    }
+
     if (w->auth.pending >= NGX_HTTP_ZMQ_AUTH_PENDING_MAX) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "zmq: security \"%V\": %ui password checks are under "
@@ -479,6 +511,7 @@ ngx_http_zmq_auth_basic(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
     t = task->ctx;
     t->request = r;
     t->user_ok = user_ok;
+    ngx_memcpy(t->id, auth->id, NGX_HTTP_ZMQ_DIGEST_LEN);
     t->hash = ngx_pnalloc(r->pool, sec->hash.len + 1);
     t->password = ngx_pnalloc(r->pool, r->headers_in.passwd.len + 1);
 
@@ -505,6 +538,31 @@ ngx_http_zmq_auth_basic(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
     w->auth.pending++;
     auth->state = NGX_HTTP_ZMQ_AUTH_PENDING;
     r->main->blocked++;
+
+    /*
+     * The attempt counts now, not when its answer comes: guesses sent all
+     * at once meet the throttle as they arrive (a success forgets them).
+     */
+    ngx_http_zmq_auth_count(r, sec);
+
+    /* later requests with the same credentials wait for this check */
+    e = ngx_http_zmq_auth_table_add(&w->auth.inflight, auth->id,
+                                    r->connection->log);
+    if (e != NULL) {
+        e->expires = ngx_current_msec + 86400000;
+        ngx_queue_init(&e->waiters);
+    }
+
+    /*
+     * A request that waits for a thread has no timer of its own, and a
+     * worker that shuts down (a reload) exits as soon as no timer is left:
+     * it would drop the request unanswered ("open socket left"). This
+     * timer keeps the worker until the check is done.
+     */
+    t->wait.handler = ngx_http_zmq_auth_wait;
+    t->wait.data = t;
+    t->wait.log = r->connection->log;
+    ngx_add_timer(&t->wait, NGX_HTTP_ZMQ_AUTH_WAIT);
 
     return NGX_AGAIN;
 
@@ -547,33 +605,80 @@ ngx_http_zmq_auth_thread(void *data, ngx_log_t *log)
 static void
 ngx_http_zmq_auth_thread_done(ngx_event_t *ev)
 {
-    ngx_thread_task_t         *task;
-    ngx_connection_t          *c;
-    ngx_http_request_t        *r;
-    ngx_http_zmq_ctx_t        *ctx;
-    ngx_http_zmq_worker_t     *w;
-    ngx_http_zmq_auth_task_t  *t;
+    ngx_flag_t                  ok, user_ok;
+    ngx_queue_t                 waiters, *q;
+    ngx_thread_task_t          *task;
+    ngx_http_request_t         *r;
+    ngx_http_zmq_auth_t        *a;
+    ngx_http_zmq_worker_t      *w;
+    ngx_http_zmq_auth_task_t   *t;
+    ngx_http_zmq_auth_entry_t  *e;
 
     task = ev->data;
     t = task->ctx;
     r = t->request;
-    c = r->connection;
 
     w = ngx_http_zmq_worker();
     w->auth.pending--;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_zmq_module);
-    ctx->auth->ok = t->ok;
-    ctx->auth->user_ok = t->user_ok;
-    ctx->auth->state = NGX_HTTP_ZMQ_AUTH_VERIFIED;
+    if (t->wait.timer_set) {
+        ngx_del_timer(&t->wait);
+    }
 
-    r->main->blocked--;
+    /* t lives in r->pool, which resuming r may free: copy what is needed */
+    ok = t->ok;
+    user_ok = t->user_ok;
 
-    ngx_http_set_log_request(c->log, r);
+    ngx_queue_init(&waiters);
 
-    /* the phases again: the access handler reads the result */
-    r->write_event_handler(r);
-    ngx_http_run_posted_requests(c);
+    e = ngx_http_zmq_auth_table_find(&w->auth.inflight, t->id);
+    if (e != NULL) {
+        if (!ngx_queue_empty(&e->waiters)) {
+            ngx_queue_add(&waiters, &e->waiters);
+        }
+        ngx_http_zmq_auth_table_remove(&w->auth.inflight, e);
+    }
+
+    a = ((ngx_http_zmq_ctx_t *) ngx_http_get_module_ctx(r,
+                                             ngx_http_zmq_module))->auth;
+    a->request = r;
+
+    /* the one that asked, then those that waited for the same answer */
+
+    for ( ;; ) {
+        a->ok = ok;
+        a->user_ok = user_ok;
+        a->state = NGX_HTTP_ZMQ_AUTH_VERIFIED;
+
+        r = a->request;
+        r->main->blocked--;
+
+        ngx_http_set_log_request(r->connection->log, r);
+
+        /* the phases again: the access handler reads the result */
+        r->write_event_handler(r);
+        ngx_http_run_posted_requests(r->connection);
+
+        if (ngx_queue_empty(&waiters)) {
+            break;
+        }
+
+        q = ngx_queue_head(&waiters);
+        ngx_queue_remove(q);
+        a = ngx_queue_data(q, ngx_http_zmq_auth_t, queue);
+    }
+}
+
+
+/* the check is still under way: the thread pool is that busy */
+static void
+ngx_http_zmq_auth_wait(ngx_event_t *ev)
+{
+    ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                  "zmq: a password check has waited %M ms for the thread "
+                  "pool", (ngx_msec_t) NGX_HTTP_ZMQ_AUTH_WAIT);
+
+    ngx_add_timer(ev, NGX_HTTP_ZMQ_AUTH_WAIT);
 }
 
 #endif
@@ -618,7 +723,7 @@ ngx_http_zmq_auth_apikey(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
     }
 
     if (key == NULL) {
-        return ngx_http_zmq_auth_deny(r, sec, "no key", 1);
+        return ngx_http_zmq_auth_deny(r, sec, "no key", 0);
     }
 
     if (n > 1) {
@@ -659,7 +764,8 @@ ngx_http_zmq_auth_jwt(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
     ngx_str_t                   token, principal, *names;
     ngx_int_t                   rc;
     ngx_msec_t                  ttl;
-    long long                   until, now, iat;
+    long long                   until, now, now_ms;
+    ngx_time_t                 *tp;
     const char                 *reason;
     zgw_jwt_claims_t            claims;
     ngx_pool_cleanup_t         *cln;
@@ -671,7 +777,7 @@ ngx_http_zmq_auth_jwt(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
     zmcf = ngx_http_get_module_main_conf(r, ngx_http_zmq_module);
 
     if (r->headers_in.authorization == NULL) {
-        return ngx_http_zmq_auth_deny(r, sec, "no bearer token", 1);
+        return ngx_http_zmq_auth_deny(r, sec, "no bearer token", 0);
     }
 
     token = r->headers_in.authorization->value;
@@ -680,7 +786,7 @@ ngx_http_zmq_auth_jwt(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
         || ngx_strncasecmp(token.data, (u_char *) "Bearer ",
                            sizeof("Bearer ") - 1) != 0)
     {
-        return ngx_http_zmq_auth_deny(r, sec, "no bearer token", 1);
+        return ngx_http_zmq_auth_deny(r, sec, "no bearer token", 0);
     }
 
     token.data += sizeof("Bearer ") - 1;
@@ -762,27 +868,26 @@ ngx_http_zmq_auth_jwt(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
         return rc;
     }
 
-    /* cached until the first of: the cache's ttl, exp, iat + max_age */
+    /*
+     * cached until the first of: the cache's ttl, exp, iat + max_age
+     * (the verifier's valid_until); to the millisecond: a token expires
+     * when the second exp begins, not up to a second later
+     */
 
-    until = now + (long long) (zmcf->auth_cache_ttl / 1000);
+    tp = ngx_timeofday();
+    now_ms = (long long) tp->sec * 1000 + (long long) tp->msec;
+    until = now_ms + (long long) zmcf->auth_cache_ttl;
 
-    if (claims.exp > 0 && claims.exp + sec->leeway < until) {
-        until = claims.exp + sec->leeway;
+    if (claims.valid_until <= until / 1000) {
+        /* refused from then on (at most ZGW_JWT_TIME_MAX: compared in s) */
+        until = claims.valid_until > 0 ? claims.valid_until * 1000 : 0;
     }
 
-    v = json_object_get(claims.claims, "iat");
-    if (sec->max_age > 0 && json_is_number(v)) {
-        iat = (long long) json_number_value(v);
-        if (iat + sec->max_age + sec->leeway < until) {
-            until = iat + sec->max_age + sec->leeway;
-        }
-    }
-
-    if (until <= now) {
+    if (until <= now_ms) {
         return NGX_OK;
     }
 
-    ttl = (ngx_msec_t) (until - now) * 1000;
+    ttl = (ngx_msec_t) (until - now_ms);
 
     e = ngx_http_zmq_auth_table_add(&w->auth.cache, auth->id,
                                     r->connection->log);
@@ -943,36 +1048,22 @@ ngx_http_zmq_auth_pass(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
 }
 
 
+/*
+ * 401. counted: a failed attempt for the throttle (a request without any
+ * credentials costs nothing to refuse and is not counted)
+ */
 static ngx_int_t
 ngx_http_zmq_auth_deny(ngx_http_request_t *r, ngx_http_zmq_security_t *sec,
     const char *reason, ngx_uint_t counted)
 {
-    ngx_str_t                   value;
-    ngx_http_zmq_worker_t      *w;
-    ngx_http_zmq_auth_entry_t  *e;
-    u_char                      tid[NGX_HTTP_ZMQ_DIGEST_LEN];
-
-    w = ngx_http_zmq_worker();
+    ngx_str_t  value;
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "zmq: security \"%V\" refused the request: %s",
                   &sec->name, reason);
 
     if (counted) {
-        ngx_http_zmq_auth_throttle_id(r, sec, tid);
-
-        e = ngx_http_zmq_auth_table_find(&w->auth.fails, tid);
-        if (e == NULL) {
-            e = ngx_http_zmq_auth_table_add(&w->auth.fails, tid,
-                                            r->connection->log);
-            if (e != NULL) {
-                e->expires = ngx_current_msec + NGX_HTTP_ZMQ_AUTH_WINDOW;
-            }
-        }
-
-        if (e != NULL) {
-            e->count++;
-        }
+        ngx_http_zmq_auth_count(r, sec);
     }
 
     switch (sec->type) {
@@ -1030,6 +1121,13 @@ ngx_http_zmq_auth_answer(ngx_http_request_t *r, ngx_uint_t status,
 {
     ngx_int_t  rc;
 
+    if (r->headers_in.expect != NULL && !r->expect_tested) {
+        /* no "100 Continue": the client is not invited to send a body
+         * that nobody will read; the connection closes after the answer */
+        r->expect_tested = 1;
+        r->keepalive = 0;
+    }
+
     if (ngx_http_discard_request_body(r) != NGX_OK) {
         r->keepalive = 0;
     }
@@ -1039,6 +1137,32 @@ ngx_http_zmq_auth_answer(ngx_http_request_t *r, ngx_uint_t status,
     ngx_http_finalize_request(r, rc);
 
     return NGX_DONE;
+}
+
+
+/* one more failed attempt from this client against sec */
+static void
+ngx_http_zmq_auth_count(ngx_http_request_t *r, ngx_http_zmq_security_t *sec)
+{
+    ngx_http_zmq_worker_t      *w;
+    ngx_http_zmq_auth_entry_t  *e;
+    u_char                      tid[NGX_HTTP_ZMQ_DIGEST_LEN];
+
+    w = ngx_http_zmq_worker();
+
+    ngx_http_zmq_auth_throttle_id(r, sec, tid);
+
+    e = ngx_http_zmq_auth_table_find(&w->auth.fails, tid);
+    if (e == NULL) {
+        e = ngx_http_zmq_auth_table_add(&w->auth.fails, tid,
+                                        r->connection->log);
+        if (e == NULL) {
+            return;
+        }
+        e->expires = ngx_current_msec + NGX_HTTP_ZMQ_AUTH_WINDOW;
+    }
+
+    e->count++;
 }
 
 

@@ -86,6 +86,7 @@ typedef struct {
     ngx_uint_t                   count;
     ngx_str_t                    principal;  /* ngx_alloc()ed */
     json_t                      *claims;     /* or NULL */
+    ngx_queue_t                  waiters;    /* inflight: auth_t queue */
 } ngx_http_zmq_auth_entry_t;
 
 
@@ -118,6 +119,7 @@ typedef struct {
     EVP_MAC                     *mac;
     ngx_http_zmq_auth_table_t    cache;      /* credentials that passed */
     ngx_http_zmq_auth_table_t    fails;      /* per client address */
+    ngx_http_zmq_auth_table_t    inflight;   /* checks in threads, by id */
     ngx_uint_t                   pending;    /* checks in threads */
     void                        *pool;       /* ngx_thread_pool_t */
     ngx_flag_t                   ready;

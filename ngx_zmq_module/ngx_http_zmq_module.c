@@ -484,6 +484,19 @@ ngx_http_zmq_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               NGX_HTTP_ZMQ_FORMAT_NONE);
     ngx_conf_merge_value(conf->json_errors, prev->json_errors, 0);
 
+    /*
+     * Inherited like auth_basic: a nested location, and an "if" block
+     * (which keeps its location's content handler), are protected by the
+     * location's zmq_security, and an "if" block in a zmq_service or
+     * zmq_router location still knows what it serves.
+     */
+    ngx_conf_merge_str_value(conf->security, prev->security, "");
+
+    if (conf->service.len == 0 && !conf->router) {
+        conf->service = prev->service;
+        conf->router = prev->router;
+    }
+
     if (!conf->service.len && !conf->router) {
         return NGX_CONF_OK;
     }

@@ -197,6 +197,14 @@ ngx_http_zmq_router_handler(ngx_http_request_t *r)
                                   "method", 0);
     }
 
+    if (route->security.len && ngx_http_zmq_auth_headers(r) == NULL) {
+        /* cannot happen: the access phase checks every routed request */
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "zmq: REST channel \"%V\" reached without its "
+                      "security check", &route->name);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     ctx->service.len = route->service.len;
     ctx->service.data = ngx_pstrdup(r->pool, &route->service);
     ctx->max_body = ngx_min(route->max_body, zlcf->max_body);

@@ -4,7 +4,9 @@
 #   scripts/deps.sh test   what only the tests need (make deps-test, run by
 #                          make test): clang with libFuzzer and the
 #                          sanitizer runtimes, for the fuzz targets, and
-#                          llvm-symbolizer, for readable sanitizer stacks
+#                          llvm-symbolizer, for readable sanitizer stacks,
+#                          and PyJWT and cryptography, which sign the
+#                          security tests' tokens independently of ours
 set -euo pipefail
 
 PACKAGES=(
@@ -17,7 +19,7 @@ PACKAGES=(
 )
 
 if [ "${1:-}" = "test" ]; then
-    PACKAGES=(clang libclang-rt-14-dev llvm)
+    PACKAGES=(clang libclang-rt-14-dev llvm python3-jwt python3-cryptography)
 fi
 
 missing=()

@@ -134,8 +134,10 @@ ngx_zmq is up. Try:
     curl -si -H 'Content-Type: application/json' -H 'X-Message-Id: demo-1' \\
          -d '{"customer": 42, "email": "new@example.com"}' \\
          http://127.0.0.1:$HTTP_PORT/api/customers/updates
-    curl -si -d '{"email": "x@example.com"}' \\
+    curl -si -u crm:change-me -d '{"email": "x@example.com"}' \\
          http://127.0.0.1:$HTTP_PORT/api/customers/42/updates
+        # a REST channel protected by the security definition crm-clients:
+        # without -u (or with a wrong password) 401, and 429 after 10 tries
     ZMQ_REDIS=$ZMQ_REDIS ZMQ_KEY_FILE=$ZMQ_KEY_FILE build/zmqctl list
     ZMQ_REDIS=$ZMQ_REDIS build/zmqctl export
     ZMQ_REDIS=$ZMQ_REDIS build/zmqctl get rest_channel customer.updates.rest

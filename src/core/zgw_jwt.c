@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -273,6 +274,44 @@ zgw_jwt_key_kind(const EVP_PKEY *pkey)
 
 /* ----------------------------------------------------------------- keys */
 
+#define ZGW_JWT_RSA_MAX_BITS  8192
+
+
+static int
+zgw_jwt_rsa_check(EVP_PKEY *pkey, const char *label, zgw_errors_t *errs)
+{
+    int      ok;
+    BIGNUM  *n, *e;
+
+    n = NULL;
+    e = NULL;
+
+    ok = EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_N, &n) == 1
+         && EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_E, &e) == 1;
+
+    if (!ok) {
+        ERR_clear_error();
+        zgw_errors_add(errs, "jwt: %s is not a valid RSA public key", label);
+
+    } else if (BN_num_bits(n) > ZGW_JWT_RSA_MAX_BITS || !BN_is_odd(n)) {
+        zgw_errors_add(errs, "jwt: %s is not a valid RSA public key: the "
+                       "modulus must be odd and at most %d bits", label,
+                       ZGW_JWT_RSA_MAX_BITS);
+        ok = 0;
+
+    } else if (!BN_is_odd(e) || BN_num_bits(e) > 32 || BN_is_one(e)) {
+        zgw_errors_add(errs, "jwt: %s has an RSA public exponent that is "
+                       "not odd and 3 to 2^32-1 (65537 is usual)", label);
+        ok = 0;
+    }
+
+    BN_free(n);
+    BN_free(e);
+
+    return ok ? ZGW_OK : ZGW_ERROR;
+}
+
+
 /*
  * Whether a parsed key fits the algorithm: RSA of 2048 bits or more for RS
  * and PS, EC on the algorithm's curve for ES, and a valid public key.
@@ -325,6 +364,20 @@ zgw_jwt_key_check(const zgw_jwt_alg_t *alg, EVP_PKEY *pkey,
         }
     }
 
+    if (alg->family != ZGW_JWT_EC) {
+        /*
+         * Not EVP_PKEY_public_check(): for RSA it runs SP 800-56B's checks
+         * with a Miller-Rabin test of n, up to seconds for a JWKS of large
+         * keys, and every worker builds its verifiers again on every
+         * configuration it applies, on its event loop. What verification
+         * needs is bounded instead: n odd and at most 8192 bits (a
+         * signature check costs its size cubed), e odd, 3 <= e < 2^32 (a
+         * huge e makes every check slow).
+         */
+        return zgw_jwt_rsa_check(pkey, label, errs);
+    }
+
+    /* EC: the point is on the curve and of the group's order (cheap) */
     ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
     ok = ctx != NULL && EVP_PKEY_public_check(ctx) == 1;
     EVP_PKEY_CTX_free(ctx);
@@ -1185,7 +1238,7 @@ zgw_jwt_aud_allowed(const json_t *aud, const char *s)
 
 static int
 zgw_jwt_claims_check(const zgw_jwt_verifier_t *v, const json_t *claims,
-    long long now, long long *exp_out, const char **reason)
+    long long now, zgw_jwt_claims_t *out, const char **reason)
 {
     int           match;
     size_t        i;
@@ -1286,7 +1339,27 @@ zgw_jwt_claims_check(const zgw_jwt_verifier_t *v, const json_t *claims,
         }
     }
 
-    *exp_out = exp != NULL ? t_exp : 0;
+    /* what a cache may rely on: no overflow when a leeway is added */
+
+    out->exp = exp == NULL ? 0 : t_exp < ZGW_JWT_TIME_MAX ? t_exp
+               : ZGW_JWT_TIME_MAX;
+    out->valid_until = ZGW_JWT_TIME_MAX;
+
+    if (exp != NULL) {
+        out->valid_until = zgw_jwt_add(t_exp, v->leeway);
+    }
+
+    if (v->max_age > 0) {
+        t_iat = zgw_jwt_add(zgw_jwt_add(zgw_jwt_add(t_iat, v->max_age),
+                                        v->leeway), 1);
+        if (t_iat < out->valid_until) {
+            out->valid_until = t_iat;
+        }
+    }
+
+    if (out->valid_until > ZGW_JWT_TIME_MAX) {
+        out->valid_until = ZGW_JWT_TIME_MAX;
+    }
 
     return ZGW_OK;
 }
@@ -1302,9 +1375,9 @@ zgw_jwt_verify(const zgw_jwt_verifier_t *v, const char *token, size_t len,
     size_t               i, seg[2], signed_len;
     json_t              *header, *claims, *j;
     EVP_PKEY            *pkey;
-    long long            exp;
     const char          *kid, *dummy, *s;
     json_error_t         jerr;
+    zgw_jwt_claims_t     res;
     unsigned char        buf[ZGW_JWT_TOKEN_MAX / 4 * 3 + 3];
     unsigned char       *hbuf, *pbuf, *sbuf;
 
@@ -1316,6 +1389,7 @@ zgw_jwt_verify(const zgw_jwt_verifier_t *v, const char *token, size_t len,
         out->claims = NULL;
         out->sub = NULL;
         out->exp = 0;
+        out->valid_until = 0;
     }
 
     if (v == NULL) {
@@ -1489,8 +1563,7 @@ zgw_jwt_verify(const zgw_jwt_verifier_t *v, const char *token, size_t len,
         return ZGW_ERROR;
     }
 
-    exp = 0;
-    if (zgw_jwt_claims_check(v, claims, now, &exp, reason) != ZGW_OK) {
+    if (zgw_jwt_claims_check(v, claims, now, &res, reason) != ZGW_OK) {
         json_decref(claims);
         return ZGW_ERROR;
     }
@@ -1502,7 +1575,8 @@ zgw_jwt_verify(const zgw_jwt_verifier_t *v, const char *token, size_t len,
 
     out->claims = claims;
     out->sub = json_string_value(json_object_get(claims, "sub"));
-    out->exp = exp;
+    out->exp = res.exp;
+    out->valid_until = res.valid_until;
 
     return ZGW_OK;
 }

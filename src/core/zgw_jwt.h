@@ -25,6 +25,7 @@
 
 #define ZGW_JWT_TOKEN_MAX   8192        /* bytes of the compact form */
 #define ZGW_JWT_JWKS_MAX    32          /* keys in one JWKS document */
+#define ZGW_JWT_TIME_MAX    (1LL << 62) /* later dates are taken as this */
 
 
 typedef enum {
@@ -61,7 +62,15 @@ typedef struct {
     json_t         *claims;         /* the payload object (a reference the
                                        caller releases with json_decref) */
     const char     *sub;            /* in claims, or NULL */
-    long long       exp;            /* 0: none */
+    long long       exp;            /* 0: none; at most ZGW_JWT_TIME_MAX,
+                                       so exp + leeway cannot overflow */
+    long long       valid_until;    /* the first second the policy refuses
+                                       the token at for its age: exp +
+                                       leeway, or iat + max_age + leeway
+                                       + 1, the earlier; ZGW_JWT_TIME_MAX
+                                       when neither applies (a cache of
+                                       verified tokens keeps one until
+                                       then at most) */
 } zgw_jwt_claims_t;
 
 
@@ -76,8 +85,12 @@ size_t zgw_jwt_secret_min(zgw_jwt_alg_e alg);
  * others take exactly one of a PEM public key (SubjectPublicKeyInfo or
  * PKCS#1 RSA) or a JWKS document (JSON text), whose keys must all fit the
  * algorithm (kty RSA for RS and PS, with at least 2048 bits; kty EC on
- * P-256 for ES256, P-384 for ES384). The policy's strings and aud are
- * copied. NULL with an error that names what is wrong.
+ * P-256 for ES256, P-384 for ES384). A JWKS holds 1 to ZGW_JWT_JWKS_MAX
+ * public keys with distinct kids; a key's "use", when present, is "sig"
+ * and its "alg", when present, the pinned one. A private key (PEM or JWK
+ * members such as "d") is refused. The policy's strings and aud are
+ * copied; leeway is 0-86400. NULL with an error that names what is wrong
+ * (every bad JWKS key is named).
  */
 zgw_jwt_verifier_t *zgw_jwt_verifier_new(const zgw_jwt_policy_t *policy,
     const unsigned char *secret, size_t secret_len, const char *public_pem,
@@ -87,13 +100,17 @@ void zgw_jwt_verifier_free(zgw_jwt_verifier_t *v);
 /*
  * ZGW_OK and *out filled when the token (len bytes, not NUL-terminated) is
  * well formed, signed with the pinned algorithm by the definition's key
- * (the JWKS key its "kid" names; with no kid, the JWKS must hold one key),
- * has no "crit" header, and its claims pass the policy at time now.
- * ZGW_ERROR otherwise, with *reason a static text for the log that never
- * contains any part of the token: "token too large", "malformed token",
- * "algorithm not allowed", "unsupported critical header", "unknown key id",
- * "bad signature", "expired", "not yet valid", "missing exp",
- * "issued too long ago", "wrong issuer", "wrong audience", ...
+ * (the JWKS key its "kid" names; with no kid, the JWKS must hold one key;
+ * with a PEM key, kid is not used), has no "crit" header, and its claims
+ * pass the policy at time now. exp, nbf and iat are numbers when present
+ * (a real is rounded to the stricter side), iss and sub strings, aud a
+ * string or an array of strings. ZGW_ERROR otherwise, with out->claims
+ * NULL and *reason a static text for the log that never contains any part
+ * of the token: "token too large", "malformed token", "algorithm not
+ * allowed", "unsupported critical header", "unknown key id", "missing key
+ * id", "bad signature", "malformed claim", "expired", "not yet valid",
+ * "missing exp", "missing iat" (max_age is set), "issued too long ago",
+ * "wrong issuer", "wrong audience". out and reason may be NULL.
  */
 int zgw_jwt_verify(const zgw_jwt_verifier_t *v, const char *token,
     size_t len, long long now, zgw_jwt_claims_t *out, const char **reason);

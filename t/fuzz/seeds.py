@@ -408,12 +408,69 @@ def hostport_seeds():
             (0, "10.0.0.256:5672"), (0, "::1:5672")]):
         write("hostport", "%02d" % i, bytes([port]) + text.encode())
 
+# -------------------------------------------------------------------- jwt
+
+# fuzz_jwt.c's fixed HS256 secret and its ES256 key "a" (for fuzzing only)
+JWT_SECRET = b"fuzz-secret-0123456789abcdef-0123456789abcdef"
+JWT_EC_KEY = """-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgehtyFyBjYpU1f2T0
+OlrpGpBW0h3lV7lx/1w/EXQVlXihRANCAASt2StkX///oSbBG5aFNx9DfHSnvPjD
+JGFQmfW5bhs8VDahIbJ5uCZfDNv/rQ2klr3tkOl6ORZ435exETmdM6MM
+-----END PRIVATE KEY-----
+"""
+
+
+def b64url(data):
+    import base64
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def jwt_hs256(header, claims):
+    import hashlib
+    import hmac
+    h = b64url(json.dumps(header, separators=(",", ":")).encode())
+    p = b64url(json.dumps(claims, separators=(",", ":")).encode())
+    mac = hmac.new(JWT_SECRET, (h + "." + p).encode(), hashlib.sha256)
+    return h + "." + p + "." + b64url(mac.digest())
+
+
+def jwt_seeds():
+    ok = {"iss": "https://id.example", "aud": "api", "sub": "fuzz",
+          "exp": 1700000100, "iat": 1699999990}
+    hs = {"alg": "HS256", "typ": "JWT"}
+    tokens = [
+        jwt_hs256(hs, ok),
+        jwt_hs256(hs, dict(ok, aud=["x", "crm"], nbf=1700000010.5)),
+        jwt_hs256(hs, dict(ok, exp=1699999980)),
+        jwt_hs256(dict(hs, kid="a", crit=["exp"]), ok),
+        jwt_hs256({"alg": "none"}, ok).rsplit(".", 1)[0] + ".",
+    ]
+    try:
+        import jwt  # Debian's python3-jwt
+        tokens.append(jwt.encode(ok, JWT_EC_KEY, algorithm="ES256",
+                                 headers={"kid": "a"}))
+        tokens.append(jwt.encode(ok, JWT_EC_KEY, algorithm="ES256",
+                                 headers={"kid": "b"}))
+    except ImportError:
+        pass
+    for i, t in enumerate(tokens):
+        write("jwt", "%02d" % i, t)
+    # '~': a payload the target signs; '^': a header it signs
+    for i, c in enumerate([ok, dict(ok, exp=1.7e9), {"aud": [], "exp": 2e9},
+                           dict(ok, iss=None)]):
+        write("jwt", "p%02d" % i, "~" + json.dumps(c))
+    for i, h in enumerate([hs, {"alg": "ES256", "kid": "a"},
+                           {"alg": "ES256", "kid": "a", "crit": []},
+                           {"alg": "HS256", "kid": 1}]):
+        write("jwt", "h%02d" % i, "^" + json.dumps(h))
+
 
 def main():
     model_seeds()
     snapshot_seeds()
     redis_url_seeds()
     hostport_seeds()
+    jwt_seeds()
     amqp_seeds()
     redis_seeds()
     props_seeds()

@@ -33,6 +33,20 @@ static const unsigned char  secret64[] =
 
 /* ------------------------------------------------------------- helpers */
 
+static void *
+xmalloc(size_t size)
+{
+    void  *p;
+
+    p = malloc(size);
+    if (p == NULL) {
+        abort();
+    }
+
+    return p;
+}
+
+
 /* base64url without padding, from EVP_EncodeBlock's base64 */
 static char *
 b64url(const unsigned char *in, size_t len)
@@ -40,7 +54,7 @@ b64url(const unsigned char *in, size_t len)
     int     n, i, o;
     char   *out;
 
-    out = malloc(4 * ((len + 2) / 3) + 1);
+    out = xmalloc(4 * ((len + 2) / 3) + 1);
     assert_non_null(out);
 
     n = EVP_EncodeBlock((unsigned char *) out, in, (int) len);
@@ -68,9 +82,9 @@ cat3(const char *a, const char *b, const char *c)
 {
     char  *out;
 
-    out = malloc(strlen(a) + strlen(b) + strlen(c) + 3);
-    assert_non_null(out);
-    sprintf(out, "%s.%s.%s", a, b, c);
+    out = xmalloc(strlen(a) + strlen(b) + strlen(c) + 3);
+    snprintf(out, strlen(a) + strlen(b) + strlen(c) + 3, "%s.%s.%s", a, b,
+             c);
 
     return out;
 }
@@ -112,7 +126,7 @@ sign_raw(zgw_jwt_alg_e alg, const char *input, const unsigned char *secret,
     assert_non_null(evp_md);
 
     if (alg <= ZGW_JWT_HS512) {
-        sig = malloc(EVP_MAX_MD_SIZE);
+        sig = xmalloc(EVP_MAX_MD_SIZE);
         assert_non_null(HMAC(evp_md, secret, (int) secret_len,
                              (const unsigned char *) input, strlen(input),
                              sig, &hlen));
@@ -134,7 +148,7 @@ sign_raw(zgw_jwt_alg_e alg, const char *input, const unsigned char *secret,
     assert_int_equal(EVP_DigestSign(md, NULL, &len,
                                     (const unsigned char *) input,
                                     strlen(input)), 1);
-    sig = malloc(len);
+    sig = xmalloc(len);
     assert_int_equal(EVP_DigestSign(md, sig, &len,
                                     (const unsigned char *) input,
                                     strlen(input)), 1);
@@ -151,7 +165,7 @@ sign_raw(zgw_jwt_alg_e alg, const char *input, const unsigned char *secret,
     es = d2i_ECDSA_SIG(NULL, &p, (long) len);
     assert_non_null(es);
     ECDSA_SIG_get0(es, &r, &s);
-    raw = malloc(2 * coord);
+    raw = xmalloc(2 * coord);
     assert_int_equal(BN_bn2binpad(r, raw, (int) coord), (int) coord);
     assert_int_equal(BN_bn2binpad(s, raw + coord, (int) coord), (int) coord);
     ECDSA_SIG_free(es);
@@ -173,8 +187,8 @@ token_sign(zgw_jwt_alg_e alg, const char *header, const char *payload,
 
     h = b64url_str(header);
     p = b64url_str(payload);
-    input = malloc(strlen(h) + strlen(p) + 2);
-    sprintf(input, "%s.%s", h, p);
+    input = xmalloc(strlen(h) + strlen(p) + 2);
+    snprintf(input, strlen(h) + strlen(p) + 2, "%s.%s", h, p);
 
     sig = sign_raw(alg, input, secret, secret_len, pkey, &slen);
     s = b64url(sig, slen);
@@ -295,7 +309,7 @@ jwk_of(EVP_PKEY *pkey, const char *kid)
     int    coord;
     char  *a, *b, *out, kidm[64];
 
-    out = malloc(4096);
+    out = xmalloc(4096);
     kidm[0] = '\0';
     if (kid != NULL) {
         snprintf(kidm, sizeof(kidm), ",\"kid\":\"%s\"", kid);
@@ -325,10 +339,12 @@ jwk_of(EVP_PKEY *pkey, const char *kid)
 static char *
 jwks_of2(const char *jwk1, const char *jwk2)
 {
-    char  *out;
+    char    *out;
+    size_t   size;
 
-    out = malloc(strlen(jwk1) + (jwk2 ? strlen(jwk2) : 0) + 32);
-    sprintf(out, "{\"keys\":[%s%s%s]}", jwk1, jwk2 ? "," : "",
+    size = strlen(jwk1) + (jwk2 ? strlen(jwk2) : 0) + 32;
+    out = xmalloc(size);
+    snprintf(out, size, "{\"keys\":[%s%s%s]}", jwk1, jwk2 ? "," : "",
             jwk2 ? jwk2 : "");
 
     return out;
@@ -628,6 +644,43 @@ test_claims_are_handed_back(void **state)
     assert_int_equal(rc, ZGW_OK);
     assert_null(out.sub);
     assert_int_equal(out.exp, 0);
+    json_decref(out.claims);
+
+    /* valid_until: exp + leeway, or iat + max_age + leeway + 1 */
+    zgw_jwt_verifier_free(v);
+    p.leeway = 5;
+    p.max_age = 100;
+    v = hs_verifier(&p);
+    free(tok);
+    tok = token(ZGW_JWT_HS256, NULL, "{\"exp\":1700000100,"
+                "\"iat\":1699999990}", NULL);
+    assert_int_equal(zgw_jwt_verify(v, tok, strlen(tok), NOW, &out, &reason),
+                     ZGW_OK);
+    assert_int_equal(out.valid_until, 1699999990LL + 100 + 5 + 1);
+    assert_string_equal(check_at(v, tok, out.valid_until),
+                        "issued too long ago");
+    assert_null(check_at(v, tok, out.valid_until - 1));
+    json_decref(out.claims);
+    free(tok);
+    tok = token(ZGW_JWT_HS256, NULL, "{\"exp\":1700000010,"
+                "\"iat\":1699999990}", NULL);
+    assert_int_equal(zgw_jwt_verify(v, tok, strlen(tok), NOW, &out, &reason),
+                     ZGW_OK);
+    assert_int_equal(out.valid_until, 1700000015LL);
+    assert_string_equal(check_at(v, tok, out.valid_until), "expired");
+    assert_null(check_at(v, tok, out.valid_until - 1));
+    json_decref(out.claims);
+    free(tok);
+
+    /* far dates are capped, so that a caller may add a leeway */
+    p.max_age = 0;
+    zgw_jwt_verifier_free(v);
+    v = hs_verifier(&p);
+    tok = token(ZGW_JWT_HS256, NULL, "{\"exp\":9223372036854775807}", NULL);
+    assert_int_equal(zgw_jwt_verify(v, tok, strlen(tok), NOW, &out, &reason),
+                     ZGW_OK);
+    assert_true(out.exp == ZGW_JWT_TIME_MAX);
+    assert_true(out.valid_until == ZGW_JWT_TIME_MAX);
     json_decref(out.claims);
 
     /* the token is not NUL-terminated: only len bytes are read */
@@ -1011,8 +1064,8 @@ test_alg_none_is_refused(void **state)
     pl = b64url_str(VALID);
 
     /* unsecured JWS: empty signature */
-    tok = malloc(strlen(h) + strlen(pl) + 3);
-    sprintf(tok, "%s.%s.", h, pl);
+    tok = xmalloc(strlen(h) + strlen(pl) + 3);
+    snprintf(tok, strlen(h) + strlen(pl) + 3, "%s.%s.", h, pl);
     assert_string_equal(check(v, tok), "malformed token");
     free(tok);
 
@@ -1215,9 +1268,9 @@ test_token_over_8192_bytes_is_refused(void **state)
 
     /* a payload that makes the token just 8192 bytes: accepted */
     for (n = 6000; n < 6200; n++) {
-        pl = malloc(n + 32);
+        pl = xmalloc(n + 32);
         memset(pl, 'a', n + 32);
-        sprintf(pl, "{\"x\":\"");
+        memcpy(pl, "{\"x\":\"", 6);
         memset(pl + 6, 'a', n);
         strcpy(pl + 6 + n, "\"}");
         tok = token(ZGW_JWT_HS256, NULL, pl, NULL);
@@ -1250,7 +1303,7 @@ static void
 test_bad_base64url_is_refused(void **state)
 {
     char                *good, *tok, *pl, *h, *s;
-    size_t               i, n;
+    size_t               i, n, tsize;
     zgw_jwt_policy_t     p;
     zgw_jwt_verifier_t  *v;
     static const char   *shapes[] = {
@@ -1276,28 +1329,29 @@ test_bad_base64url_is_refused(void **state)
     assert_int_equal(n % 4, 0);
     pl = b64url_str(VALID);
 
-    tok = malloc(strlen(good) + 16);
-    sprintf(tok, "%s.%s==.%s", h, pl, s);
+    tsize = strlen(good) + 16;
+    tok = xmalloc(tsize);
+    snprintf(tok, tsize, "%s.%s==.%s", h, pl, s);
     assert_string_equal(check(v, tok), "malformed token");
-    sprintf(tok, "%s.%s.%s=", h, pl, s);
+    snprintf(tok, tsize, "%s.%s.%s=", h, pl, s);
     assert_string_equal(check(v, tok), "malformed token");
-    sprintf(tok, "%s=.%s.%s", h, pl, s);
+    snprintf(tok, tsize, "%s=.%s.%s", h, pl, s);
     assert_string_equal(check(v, tok), "malformed token");
-    sprintf(tok, " %s.%s.%s", h, pl, s);
+    snprintf(tok, tsize, " %s.%s.%s", h, pl, s);
     assert_string_equal(check(v, tok), "malformed token");
-    sprintf(tok, "%s.%s.%s\n", h, pl, s);
+    snprintf(tok, tsize, "%s.%s.%s\n", h, pl, s);
     assert_string_equal(check(v, tok), "malformed token");
 
     /* '+' and '/' of base64 in place of '-' and '_' */
-    sprintf(tok, "%s.%s.%s", h, pl, s);
+    snprintf(tok, tsize, "%s.%s.%s", h, pl, s);
     tok[strlen(h) + 3] = '+';
     assert_string_equal(check(v, tok), "malformed token");
-    sprintf(tok, "%s.%s.%s", h, pl, s);
+    snprintf(tok, tsize, "%s.%s.%s", h, pl, s);
     tok[strlen(tok) - 2] = '/';
     assert_string_equal(check(v, tok), "malformed token");
 
     /* a NUL inside the length */
-    sprintf(tok, "%s.%s.%s", h, pl, s);
+    snprintf(tok, tsize, "%s.%s.%s", h, pl, s);
     tok[3] = '\0';
     assert_int_equal(zgw_jwt_verify(v, tok, strlen(good), NOW, NULL, NULL),
                      ZGW_ERROR);
@@ -1365,8 +1419,8 @@ test_es_signature_must_be_raw_r_and_s(void **state)
 
     h = b64url_str("{\"alg\":\"ES256\"}");
     pl = b64url_str(VALID);
-    input = malloc(strlen(h) + strlen(pl) + 2);
-    sprintf(input, "%s.%s", h, pl);
+    input = xmalloc(strlen(h) + strlen(pl) + 2);
+    snprintf(input, strlen(h) + strlen(pl) + 2, "%s.%s", h, pl);
 
     /* the DER form OpenSSL gives is not a JWS signature */
     md = EVP_MD_CTX_new();
@@ -1428,6 +1482,45 @@ test_es_signature_must_be_raw_r_and_s(void **state)
     free(h);
     free(pl);
     zgw_jwt_verifier_free(v);
+}
+
+
+/*
+ * RSA keys are checked without a primality test (which costs seconds for a
+ * JWKS of large keys, on every configuration a worker applies), but within
+ * what verification needs: e odd, 3 <= e < 2^32, n odd, n <= 8192 bits.
+ */
+static void
+test_rsa_exponents_and_moduli_are_bounded(void **state)
+{
+    char              *n, jwks[8192];
+    zgw_jwt_policy_t   p;
+
+    (void) state;
+    p = policy(ZGW_JWT_RS256);
+    n = bn_b64url(rsa_a, OSSL_PKEY_PARAM_RSA_N, 0);
+
+    /* e = 1 */
+    snprintf(jwks, sizeof(jwks), "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"%s\","
+             "\"e\":\"AQ\"}]}", n);
+    build_fails(&p, NULL, 0, NULL, jwks, "RSA public exponent");
+
+    /* e = 2^32 + 1 */
+    snprintf(jwks, sizeof(jwks), "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"%s\","
+             "\"e\":\"AQAAAAE\"}]}", n);
+    build_fails(&p, NULL, 0, NULL, jwks, "RSA public exponent");
+
+    /* e = 65536: even */
+    snprintf(jwks, sizeof(jwks), "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"%s\","
+             "\"e\":\"AQAA\"}]}", n);
+    build_fails(&p, NULL, 0, NULL, jwks, "RSA public exponent");
+
+    /* e = 3 is allowed */
+    snprintf(jwks, sizeof(jwks), "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"%s\","
+             "\"e\":\"Aw\"}]}", n);
+    zgw_jwt_verifier_free(jwks_verifier(&p, jwks));
+
+    free(n);
 }
 
 
@@ -1585,8 +1678,8 @@ test_bad_jwks_documents_are_refused(void **state)
     build_fails(&p, NULL, 0, "hello", NULL,
                 "jwt: public_key is not a PEM public key");
     pem = pem_of(ec_256);
-    jwk = malloc(2 * strlen(pem) + 1);
-    sprintf(jwk, "%s%s", pem, pem);
+    jwk = xmalloc(2 * strlen(pem) + 1);
+    snprintf(jwk, 2 * strlen(pem) + 1, "%s%s", pem, pem);
     build_fails(&p, NULL, 0, jwk, NULL, "more than one PEM block");
     free(jwk);
 
@@ -1681,6 +1774,7 @@ main(void)
         cmocka_unit_test(test_header_must_be_a_json_object),
         cmocka_unit_test(test_es_signature_must_be_raw_r_and_s),
         cmocka_unit_test(test_small_rsa_keys_are_refused),
+        cmocka_unit_test(test_rsa_exponents_and_moduli_are_bounded),
         cmocka_unit_test(test_keys_of_the_wrong_type_are_refused),
         cmocka_unit_test(test_bad_jwks_documents_are_refused),
         cmocka_unit_test(test_short_hmac_secrets_are_refused),
