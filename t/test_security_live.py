@@ -525,3 +525,27 @@ def test_more_checks_than_a_worker_takes_are_shed_with_503(rabbitmq, live,
     # and once the burst is over, the right password gets in
     assert wait_for(lambda: call(gw.port, "/b", {"Authorization": basic(
         "ops", OLD_PW)}).status == 202, timeout=5)
+
+
+def test_a_burst_of_one_clients_requests_on_a_cold_cache_costs_one_check(
+        rabbitmq, live, queue):
+    """30 requests with the same right password, all at once, before any
+    is cached: they wait for one password check instead of hashing 30
+    times, so the throttle (which counts every check as it starts) never
+    sees more than one attempt, and every request is published."""
+    gw = live("location = /b { zmq_service svc; zmq_security crm; }\n",
+              workers=1)
+    v = gw.write(doc(rabbitmq, queue, [{
+        "name": "crm", "type": "basic_auth", "username": "u",
+        "password": OLD_PW}]))
+    gw.start()
+    gw.wait_version(v)
+    gw.wait_ready()
+
+    good = {"Authorization": basic("u", OLD_PW)}
+    n = 30
+    with concurrent.futures.ThreadPoolExecutor(n) as ex:
+        got = list(ex.map(lambda i: call(gw.port, "/b", good).status,
+                          range(n)))
+    assert got == [202] * n, got
+    assert len(queue.drain(expect=n)) == n
