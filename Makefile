@@ -119,6 +119,7 @@ bench: all $(BUILD)/bench/publish_raw $(BUILD)/bench/consume_raw
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/publish.py
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/reconfig.py
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/consume.py
+	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/security.py
 
 # the module built with AddressSanitizer, loaded into Debian's nginx with
 # the ASan runtime preloaded, under the NGINX integration tests

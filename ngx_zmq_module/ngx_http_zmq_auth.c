@@ -75,6 +75,7 @@ typedef struct {
     ngx_http_request_t          *request;
     u_char                       id[NGX_HTTP_ZMQ_DIGEST_LEN];
     ngx_event_t                  wait;        /* on the event loop only */
+    ngx_flag_t                   charged;     /* took from the budget */
     char                        *hash;
     char                        *password;
     size_t                       password_len;
@@ -106,6 +107,9 @@ static ngx_int_t ngx_http_zmq_auth_throttled(ngx_http_request_t *r,
     ngx_http_zmq_security_t *sec);
 static void ngx_http_zmq_auth_count(ngx_http_request_t *r,
     ngx_http_zmq_security_t *sec);
+static ngx_flag_t ngx_http_zmq_auth_budget(ngx_http_request_t *r,
+    ngx_http_zmq_security_t *sec);
+static void ngx_http_zmq_auth_refund(ngx_http_request_t *r);
 static void ngx_http_zmq_auth_throttle_id(ngx_http_request_t *r,
     ngx_http_zmq_security_t *sec, u_char *id);
 static void ngx_http_zmq_auth_id(ngx_http_zmq_security_t *sec, u_char type,
@@ -137,6 +141,7 @@ ngx_http_zmq_auth_init(ngx_conf_t *cf)
     zmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_zmq_module);
 
     ngx_conf_init_msec_value(zmcf->auth_cache_ttl, 60000);
+    ngx_conf_init_uint_value(zmcf->auth_fail_rate, 10);
 
     if (zmcf->auth_pool_name.len == 0) {
         ngx_str_set(&zmcf->auth_pool_name, "default");
@@ -491,7 +496,15 @@ ngx_http_zmq_auth_basic(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
         return NGX_AGAIN;
     }
 
+    if (!ngx_http_zmq_auth_budget(r, sec)) {
+        return ngx_http_zmq_auth_answer(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                        "auth_busy",
+                                        "too many password checks failed "
+                                        "lately; try again later", 1);
+    }
+
     if (w->auth.pending >= NGX_HTTP_ZMQ_AUTH_PENDING_MAX) {
+        ngx_http_zmq_auth_refund(r);
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "zmq: security \"%V\": %ui password checks are under "
                       "way in this worker: request refused", &sec->name,
@@ -505,6 +518,7 @@ ngx_http_zmq_auth_basic(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
 
     task = ngx_thread_task_alloc(r->pool, sizeof(ngx_http_zmq_auth_task_t));
     if (task == NULL) {
+        ngx_http_zmq_auth_refund(r);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -516,6 +530,7 @@ ngx_http_zmq_auth_basic(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
     t->password = ngx_pnalloc(r->pool, r->headers_in.passwd.len + 1);
 
     if (t->hash == NULL || t->password == NULL) {
+        ngx_http_zmq_auth_refund(r);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -528,7 +543,10 @@ ngx_http_zmq_auth_basic(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
     task->event.data = task;
     task->event.handler = ngx_http_zmq_auth_thread_done;
 
+    t->charged = 1;
+
     if (ngx_thread_task_post(w->auth.pool, task) != NGX_OK) {
+        ngx_http_zmq_auth_refund(r);
         return ngx_http_zmq_auth_answer(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                         "auth_busy",
                                         "too many password checks are "
@@ -628,6 +646,10 @@ ngx_http_zmq_auth_thread_done(ngx_event_t *ev)
     /* t lives in r->pool, which resuming r may free: copy what is needed */
     ok = t->ok;
     user_ok = t->user_ok;
+
+    if (ok && t->charged) {
+        ngx_http_zmq_auth_refund(r);    /* only failures spend the budget */
+    }
 
     ngx_queue_init(&waiters);
 
@@ -1137,6 +1159,81 @@ ngx_http_zmq_auth_answer(ngx_http_request_t *r, ngx_uint_t status,
     ngx_http_finalize_request(r, rc);
 
     return NGX_DONE;
+}
+
+
+/*
+ * The worker's budget of failing password checks (zmq_auth_fail_rate per
+ * second, up to a second's worth at once): a check takes one when it
+ * starts and gives it back when it succeeds. Guessers spread over many
+ * addresses (which the per-address throttle does not see) then cost at
+ * most that many hashes a second; past it new credentials get 503 until
+ * the budget refills, while cached ones keep passing.
+ */
+static ngx_flag_t
+ngx_http_zmq_auth_budget(ngx_http_request_t *r, ngx_http_zmq_security_t *sec)
+{
+    ngx_msec_t                 elapsed;
+    ngx_uint_t                 cap;
+    ngx_http_zmq_worker_t     *w;
+    ngx_http_zmq_main_conf_t  *zmcf;
+
+    w = ngx_http_zmq_worker();
+    zmcf = ngx_http_get_module_main_conf(r, ngx_http_zmq_module);
+
+    if (zmcf->auth_fail_rate == 0) {
+        return 1;
+    }
+
+    /* in thousandths of a check: rate per second is rate per ms x 1000 */
+    cap = zmcf->auth_fail_rate * 1000;
+    elapsed = ngx_current_msec - w->auth.budget_at;
+    w->auth.budget_at = ngx_current_msec;
+
+    if (!w->auth.budget_set) {
+        w->auth.budget_set = 1;
+        w->auth.budget = cap;
+
+    } else if (elapsed >= 1000
+               || w->auth.budget + elapsed * zmcf->auth_fail_rate >= cap)
+    {
+        w->auth.budget = cap;
+
+    } else {
+        w->auth.budget += elapsed * zmcf->auth_fail_rate;
+    }
+
+    if (w->auth.budget < 1000) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "zmq: security \"%V\": more than %ui password checks "
+                      "a second failed in this worker: request refused",
+                      &sec->name, zmcf->auth_fail_rate);
+        return 0;
+    }
+
+    w->auth.budget -= 1000;
+    return 1;
+}
+
+
+static void
+ngx_http_zmq_auth_refund(ngx_http_request_t *r)
+{
+    ngx_http_zmq_worker_t     *w;
+    ngx_http_zmq_main_conf_t  *zmcf;
+
+    w = ngx_http_zmq_worker();
+    zmcf = ngx_http_get_module_main_conf(r, ngx_http_zmq_module);
+
+    if (zmcf->auth_fail_rate == 0) {
+        return;
+    }
+
+    w->auth.budget += 1000;
+
+    if (w->auth.budget > zmcf->auth_fail_rate * 1000) {
+        w->auth.budget = zmcf->auth_fail_rate * 1000;
+    }
 }
 
 

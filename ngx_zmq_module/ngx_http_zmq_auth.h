@@ -121,6 +121,9 @@ typedef struct {
     ngx_http_zmq_auth_table_t    fails;      /* per client address */
     ngx_http_zmq_auth_table_t    inflight;   /* checks in threads, by id */
     ngx_uint_t                   pending;    /* checks in threads */
+    ngx_uint_t                   budget;     /* of failing checks, 1/1000 */
+    ngx_msec_t                   budget_at;
+    ngx_flag_t                   budget_set;
     void                        *pool;       /* ngx_thread_pool_t */
     ngx_flag_t                   ready;
 } ngx_http_zmq_auth_worker_t;

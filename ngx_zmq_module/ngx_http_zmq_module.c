@@ -163,6 +163,13 @@ static ngx_command_t  ngx_http_zmq_commands[] = {
       offsetof(ngx_http_zmq_main_conf_t, auth_cache_ttl),
       NULL },
 
+    { ngx_string("zmq_auth_fail_rate"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_zmq_main_conf_t, auth_fail_rate),
+      NULL },
+
     { ngx_string("zmq_auth_thread_pool"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
@@ -407,6 +414,7 @@ ngx_http_zmq_create_main_conf(ngx_conf_t *cf)
 
     zmcf->connect_timeout = NGX_CONF_UNSET_MSEC;
     zmcf->auth_cache_ttl = NGX_CONF_UNSET_MSEC;
+    zmcf->auth_fail_rate = NGX_CONF_UNSET_UINT;
     zmcf->buffer_limit = NGX_CONF_UNSET_SIZE;
     zmcf->poll = NGX_CONF_UNSET_MSEC;
 

@@ -97,6 +97,7 @@ typedef struct {
     ngx_http_zmq_worker_t         *worker;     /* in worker processes */
 
     ngx_msec_t                     auth_cache_ttl;
+    ngx_uint_t                     auth_fail_rate;
     ngx_str_t                      auth_pool_name;
     ngx_flag_t                     auth_used;  /* zmq_security, zmq_router */
 } ngx_http_zmq_main_conf_t;

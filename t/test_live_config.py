@@ -22,14 +22,14 @@ class Live:
     """NGINX following a Redis, and zmqctl writing to it."""
 
     def __init__(self, nginx_factory, zmqctl, redis, tmp_path, locations,
-                 workers=2):
+                 workers=2, http=""):
         self.zmqctl = zmqctl
         self.tmp = tmp_path
         self.redis = redis
         self.ngx = nginx_factory(
             http="zmq_key_file %s;\nzmq_config redis://127.0.0.1:%d/0;\n"
-                 "zmq_config_poll 500ms;" % (zmqctl.env["ZMQ_KEY_FILE"],
-                                             redis.port),
+                 "zmq_config_poll 500ms;\n%s" % (zmqctl.env["ZMQ_KEY_FILE"],
+                                                 redis.port, http),
             server=STATUS + locations, workers=workers)
         self.url = self.ngx.url
 

@@ -32,14 +32,17 @@ NEW_PW = "new-Passw0rd-8830"
 UTF8_PW = "k\u00e4se:br\u00f6t-\u20ac\u20ac:\u00df-9140"
 JWT_S1 = "jwt-secret-one-of-at-least-32-bytes-41"
 JWT_S2 = "jwt-secret-two-of-at-least-32-bytes-77"
+# tests of the thread pool itself: every wrong password hashed, however
+# many (the failure budget, tested on its own, would shed most)
+NO_BUDGET = "zmq_auth_fail_rate 0;"
 
 
 @pytest.fixture
 def live(nginx_factory, zmqctl, redis_store, tmp_path):
-    def make(locations, workers=2):
+    def make(locations, workers=2, http=""):
         port, listen = reuseport_listen()
         g = Live(nginx_factory, zmqctl, redis_store, tmp_path,
-                 listen + locations, workers=workers)
+                 listen + locations, workers=workers, http=http)
         g.port = port
         return g
     return make
@@ -324,7 +327,8 @@ def test_wrong_passwords_at_50_a_second_do_not_stall_the_worker(
     security on the same (single) worker answers each request in under
     1 s."""
     gw = live("location = /b { zmq_service svc; zmq_security crm; }\n"
-              "location = /p { zmq_service svc; }\n", workers=1)
+              "location = /p { zmq_service svc; }\n", workers=1,
+              http=NO_BUDGET)
     v = gw.write(doc(rabbitmq, queue, [{
         "name": "crm", "type": "basic_auth", "username": "ops",
         "password": OLD_PW}]))
@@ -400,7 +404,8 @@ def test_a_reload_answers_the_password_checks_under_way(rabbitmq, live,
     import os
     import signal
     gw = live("location = /b { zmq_service svc; zmq_security crm; }\n",
-              workers=1)
+              workers=1,
+              http=NO_BUDGET)
     v = gw.write(doc(rabbitmq, queue, [{
         "name": "crm", "type": "basic_auth", "username": "ops",
         "password": OLD_PW}]))
@@ -455,7 +460,8 @@ def test_clients_that_leave_during_their_check_harm_nothing(rabbitmq, live,
     import socket
     import struct
     gw = live("location = /b { zmq_service svc; zmq_security crm; }\n",
-              workers=1)
+              workers=1,
+              http=NO_BUDGET)
     v = gw.write(doc(rabbitmq, queue, [{
         "name": "crm", "type": "basic_auth", "username": "ops",
         "password": OLD_PW}]))
@@ -494,7 +500,8 @@ def test_more_checks_than_a_worker_takes_are_shed_with_503(rabbitmq, live,
     get 503 auth_busy with Retry-After 1 at once, not a place in a queue
     without end."""
     gw = live("location = /b { zmq_service svc; zmq_security crm; }\n",
-              workers=1)
+              workers=1,
+              http=NO_BUDGET)
     v = gw.write(doc(rabbitmq, queue, [{
         "name": "crm", "type": "basic_auth", "username": "ops",
         "password": OLD_PW}]))
@@ -549,3 +556,45 @@ def test_a_burst_of_one_clients_requests_on_a_cold_cache_costs_one_check(
                           range(n)))
     assert got == [202] * n, got
     assert len(queue.drain(expect=n)) == n
+
+
+def test_the_failure_budget_sheds_new_checks_not_cached_clients(
+        rabbitmq, live, queue):
+    """zmq_auth_fail_rate 5: wrong passwords from 30 addresses at once
+    (which the per-address throttle does not see) cost at most about 5
+    hashes, the rest answered 503 auth_busy at once; a client already in
+    the cache passes meanwhile; a second later the budget has refilled and a
+    new right password passes."""
+    gw = live("location = /b { zmq_service svc; zmq_security crm; }\n",
+              workers=1, http="zmq_auth_fail_rate 5;")
+    v = gw.write(doc(rabbitmq, queue, [
+        {"name": "crm", "type": "basic_auth", "username": "ops",
+         "password": OLD_PW}]))
+    gw.start()
+    gw.wait_version(v)
+    gw.wait_ready()
+    good = {"Authorization": basic("ops", OLD_PW)}
+    assert call(gw.port, "/b", good).status == 202          # now cached
+
+    n = 30
+    with concurrent.futures.ThreadPoolExecutor(n) as ex:
+        got = list(ex.map(lambda i: call(
+            gw.port, "/b", {"Authorization": basic("ops", "w-%d" % i)},
+            source=source(i)), range(n)))
+    statuses = [a.status for a in got]
+    assert set(statuses) <= {401, 503}, statuses
+    assert 1 <= statuses.count(401) <= 7, statuses
+    for a in got:
+        if a.status == 503:
+            assert a.json()["error"] == "auth_busy"
+            assert a.headers["Retry-After"] == "1"
+    hashed = [r for _, _, r in refusals(gw.ngx.error_log())].count(
+        "bad password")
+    assert hashed == statuses.count(401)
+
+    # the cached client is not affected
+    assert call(gw.port, "/b", good).status == 202
+    # and the budget refills
+    time.sleep(1.1)
+    fresh = {"Authorization": basic("ops", OLD_PW + "x")}
+    assert call(gw.port, "/b", fresh, source=source(99)).status == 401
