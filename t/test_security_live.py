@@ -39,7 +39,9 @@ NO_BUDGET = "zmq_auth_fail_rate 0;"
 
 @pytest.fixture
 def live(nginx_factory, zmqctl, redis_store, tmp_path):
-    def make(locations, workers=2, http=""):
+    def make(locations, workers=2, http=NO_BUDGET):
+        # the failure budget has a test of its own; elsewhere it would
+        # answer 503 for the wrong passwords the tests send on purpose
         port, listen = reuseport_listen()
         g = Live(nginx_factory, zmqctl, redis_store, tmp_path,
                  listen + locations, workers=workers, http=http)
