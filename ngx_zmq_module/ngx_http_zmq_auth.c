@@ -60,6 +60,7 @@ struct ngx_http_zmq_auth_s {
     ngx_uint_t                   restarts;
     ngx_flag_t                   ok;          /* what the thread found */
     ngx_flag_t                   user_ok;
+    ngx_uint_t                   role;        /* of the one passed */
     u_char                       fingerprint[NGX_HTTP_ZMQ_DIGEST_LEN];
     u_char                       id[NGX_HTTP_ZMQ_DIGEST_LEN];
     ngx_array_t                 *headers;     /* ngx_keyval_t */
@@ -1064,6 +1065,7 @@ ngx_http_zmq_auth_pass(ngx_http_request_t *r, ngx_http_zmq_auth_t *auth,
         }
     }
 
+    auth->role = sec->role;
     auth->state = NGX_HTTP_ZMQ_AUTH_PASSED;
 
     return NGX_OK;
@@ -1437,6 +1439,10 @@ ngx_http_zmq_auth_build(ngx_pool_t *pool, ngx_array_t *secs, json_t *obj,
 
     sec->active = json_is_true(json_object_get(obj, "is_active"));
 
+    s = json_string_value(json_object_get(obj, "role"));
+    sec->role = (s != NULL && ngx_strcmp(s, "viewer") == 0)
+                ? NGX_HTTP_ZMQ_ROLE_VIEWER : NGX_HTTP_ZMQ_ROLE_ADMIN;
+
     /* whatever changes in the stored object makes a new fingerprint */
     text = json_dumps(obj, JSON_SORT_KEYS | JSON_COMPACT);
     if (text == NULL) {
@@ -1709,4 +1715,21 @@ ngx_http_zmq_auth_headers(ngx_http_request_t *r)
     }
 
     return ctx->auth->headers;
+}
+
+
+ngx_int_t
+ngx_http_zmq_auth_role(ngx_http_request_t *r)
+{
+    ngx_http_zmq_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_zmq_module);
+
+    if (ctx == NULL || ctx->auth == NULL
+        || ctx->auth->state != NGX_HTTP_ZMQ_AUTH_PASSED)
+    {
+        return NGX_DECLINED;
+    }
+
+    return ctx->auth->role;
 }

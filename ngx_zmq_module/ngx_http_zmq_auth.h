@@ -26,6 +26,10 @@
 
 #define NGX_HTTP_ZMQ_DIGEST_LEN   32          /* SHA-256 */
 
+/* what a client a definition passed may do in the admin API */
+#define NGX_HTTP_ZMQ_ROLE_ADMIN   1
+#define NGX_HTTP_ZMQ_ROLE_VIEWER  2
+
 
 typedef struct {
     ngx_str_t                    id;
@@ -39,6 +43,7 @@ typedef struct {
     ngx_uint_t                   type;
     ngx_flag_t                   active;
     ngx_flag_t                   broken;     /* could not be built */
+    ngx_uint_t                   role;       /* NGX_HTTP_ZMQ_ROLE_* */
     u_char                       fingerprint[NGX_HTTP_ZMQ_DIGEST_LEN];
 
     /* basic_auth */
@@ -73,6 +78,8 @@ ngx_int_t ngx_http_zmq_auth_build(ngx_pool_t *pool, ngx_array_t *secs,
 void ngx_http_zmq_auth_applied(ngx_array_t *secs);
 /* the AMQP headers the request's identity adds: ngx_keyval_t, or NULL */
 ngx_array_t *ngx_http_zmq_auth_headers(ngx_http_request_t *r);
+/* the role of the definition the request passed, or NGX_DECLINED */
+ngx_int_t ngx_http_zmq_auth_role(ngx_http_request_t *r);
 
 
 /* ngx_http_zmq_auth_table.c: bounded tables of 32-byte keys */

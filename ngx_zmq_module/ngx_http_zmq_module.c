@@ -20,6 +20,8 @@
  *     zmq_data_format none|json;  json: an invalid body gets 400
  *     zmq_json_errors on|off;     NGINX's error pages as JSON here too
  *                                 (always on in zmq_service/zmq_router)
+ *     zmq_admin;                  the admin REST API (ngx_http_zmq_admin.c)
+ *     zmq_admin_auth on|off;      off: zmq_admin without zmq_security
  */
 
 
@@ -175,6 +177,20 @@ static ngx_command_t  ngx_http_zmq_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_zmq_main_conf_t, auth_pool_name),
+      NULL },
+
+    { ngx_string("zmq_admin"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_zmq_admin,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("zmq_admin_auth"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_zmq_loc_conf_t, admin_auth),
       NULL },
 
     { ngx_string("zmq_json_errors"),
@@ -461,6 +477,7 @@ ngx_http_zmq_create_loc_conf(ngx_conf_t *cf)
     zlcf->max_body = NGX_CONF_UNSET_SIZE;
     zlcf->data_format = NGX_CONF_UNSET_UINT;
     zlcf->json_errors = NGX_CONF_UNSET;
+    zlcf->admin_auth = NGX_CONF_UNSET;
 
     return zlcf;
 }
@@ -499,6 +516,10 @@ ngx_http_zmq_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
      * zmq_router location still knows what it serves.
      */
     ngx_conf_merge_str_value(conf->security, prev->security, "");
+
+    if (ngx_http_zmq_admin_merge(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->service.len == 0 && !conf->router) {
         conf->service = prev->service;

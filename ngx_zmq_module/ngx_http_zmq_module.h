@@ -112,6 +112,8 @@ typedef struct {
     ngx_uint_t                     data_format;
     ngx_flag_t                     json_errors;
     ngx_str_t                      security;   /* zmq_security NAME */
+    ngx_flag_t                     admin;      /* zmq_admin */
+    ngx_flag_t                     admin_auth; /* zmq_admin_auth */
 } ngx_http_zmq_loc_conf_t;
 
 
@@ -164,6 +166,12 @@ ngx_int_t ngx_http_zmq_properties(ngx_http_request_t *r,
 
 /* ngx_http_zmq_status.c: zmq_status */
 ngx_int_t ngx_http_zmq_status_handler(ngx_http_request_t *r);
+json_t *ngx_http_zmq_status_doc(ngx_http_request_t *r);
+
+/* ngx_http_zmq_admin.c: the admin REST API (zmq_admin) */
+char *ngx_http_zmq_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_zmq_admin_merge(ngx_conf_t *cf,
+    ngx_http_zmq_loc_conf_t *prev, ngx_http_zmq_loc_conf_t *conf);
 
 /* ngx_http_zmq_filter.c: JSON answers and JSON error pages */
 ngx_http_zmq_ctx_t *ngx_http_zmq_get_ctx(ngx_http_request_t *r);

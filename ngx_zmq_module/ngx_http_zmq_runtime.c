@@ -621,6 +621,13 @@ ngx_http_zmq_rt_route(ngx_http_zmq_runtime_t *rt, json_t *obj)
 }
 
 
+static void
+ngx_http_zmq_rt_cfg_free(void *data)
+{
+    zgw_config_free(data);
+}
+
+
 ngx_http_zmq_runtime_t *
 ngx_http_zmq_runtime_build(zgw_config_t *cfg, const zgw_key_t *key,
     ngx_array_t *resolved, ngx_log_t *log, zgw_errors_t *errs)
@@ -629,6 +636,7 @@ ngx_http_zmq_runtime_build(zgw_config_t *cfg, const zgw_key_t *key,
     ngx_int_t                rc;
     ngx_pool_t              *pool;
     const char              *name;
+    ngx_pool_cleanup_t      *cln;
     ngx_http_zmq_runtime_t  *rt;
 
     pool = ngx_create_pool(16384, log);
@@ -643,6 +651,21 @@ ngx_http_zmq_runtime_build(zgw_config_t *cfg, const zgw_key_t *key,
 
     rt->pool = pool;
     rt->version = cfg->version;
+
+    /* what the admin API reads: the configuration this runtime runs */
+
+    cln = ngx_pool_cleanup_add(pool, 0);
+    if (cln == NULL) {
+        goto failed;
+    }
+
+    rt->cfg = zgw_config_copy(cfg);
+    if (rt->cfg == NULL) {
+        goto failed;
+    }
+
+    cln->handler = ngx_http_zmq_rt_cfg_free;
+    cln->data = rt->cfg;
 
     if (ngx_array_init(&rt->services, pool, 8,
                        sizeof(ngx_http_zmq_service_t)) != NGX_OK

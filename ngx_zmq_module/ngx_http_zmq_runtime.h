@@ -89,6 +89,8 @@ typedef struct {
     ngx_array_t                  outconns;       /* outconn_conf_t */
     ngx_array_t                  fingerprints;   /* ngx_str_t per outconn */
     ngx_array_t                  securities;     /* ..._security_t */
+    zgw_config_t                *cfg;            /* a copy: the admin API
+                                                    reads it */
 } ngx_http_zmq_runtime_t;
 
 

@@ -81,17 +81,11 @@ ngx_http_zmq_source_state(ngx_uint_t state)
 ngx_int_t
 ngx_http_zmq_status_handler(ngx_http_request_t *r)
 {
-    int                            k;
-    char                          *text, *name;
-    u_char                        *body;
-    size_t                         len;
-    json_t                        *doc, *cfg, *objs, *workers, *w, *ocs,
-                                  *o;
-    ngx_int_t                      rc;
-    ngx_uint_t                     i, s;
-    ngx_http_zmq_main_conf_t      *zmcf;
-    ngx_zmq_amqp_stats_t          *st;
-    ngx_http_zmq_worker_stats_t   *ws;
+    char       *text;
+    u_char     *body;
+    size_t      len;
+    json_t     *doc;
+    ngx_int_t   rc;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
@@ -102,11 +96,52 @@ ngx_http_zmq_status_handler(ngx_http_request_t *r)
         return rc;
     }
 
+    doc = ngx_http_zmq_status_doc(r);
+    if (doc == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(doc);
+
+    if (text == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    len = ngx_strlen(text);
+
+    body = ngx_pnalloc(r->pool, len + 1);
+    if (body == NULL) {
+        free(text);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(body, text, len);
+    body[len] = '\n';
+    free(text);
+
+    return ngx_http_zmq_send_json(r, NGX_HTTP_OK, body, len + 1);
+}
+
+
+/* the zmq_status document, or NULL */
+json_t *
+ngx_http_zmq_status_doc(ngx_http_request_t *r)
+{
+    int                            k;
+    char                          *name;
+    json_t                        *doc, *cfg, *objs, *workers, *w, *ocs,
+                                  *o;
+    ngx_uint_t                     i, s;
+    ngx_http_zmq_main_conf_t      *zmcf;
+    ngx_zmq_amqp_stats_t          *st;
+    ngx_http_zmq_worker_stats_t   *ws;
+
     zmcf = ngx_http_get_module_main_conf(r, ngx_http_zmq_module);
 
     doc = json_object();
     if (doc == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NULL;
     }
 
     json_object_set_new(doc, "module", json_string("ngx_zmq"));
@@ -115,7 +150,7 @@ ngx_http_zmq_status_handler(ngx_http_request_t *r)
 
     if (zmcf->type == 0) {
         json_object_set_new(doc, "config", json_null());
-        goto send;
+        return doc;
     }
 
     cfg = json_object();
@@ -219,28 +254,7 @@ ngx_http_zmq_status_handler(ngx_http_request_t *r)
 
     json_object_set_new(doc, "workers", workers);
 
-send:
-
-    text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(doc);
-
-    if (text == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    len = ngx_strlen(text);
-
-    body = ngx_pnalloc(r->pool, len + 1);
-    if (body == NULL) {
-        free(text);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_memcpy(body, text, len);
-    body[len] = '\n';
-    free(text);
-
-    return ngx_http_zmq_send_json(r, NGX_HTTP_OK, body, len + 1);
+    return doc;
 
 failed:
 
@@ -249,5 +263,5 @@ failed:
     json_decref(workers);
     json_decref(doc);
 
-    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    return NULL;
 }

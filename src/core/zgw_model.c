@@ -91,6 +91,8 @@ typedef struct {
     { n, ZGW_T_ENUM, 1, 0, 0, 0, NULL, 0, 0, e, 0, NULL }
 #define F_ENUM_DEF(n, e, d) \
     { n, ZGW_T_ENUM, 0, 1, 0, 0, d, 0, 0, e, 0, NULL }
+#define F_ENUM_OPT(n, e) \
+    { n, ZGW_T_ENUM, 0, 0, 0, 0, NULL, 0, 0, e, 0, NULL }
 #define F_STRLIST(n) \
     { n, ZGW_T_STRLIST, 0, 0, 0, 0, NULL, 0, 0, NULL, 0, NULL }
 #define F_STRMAP(n) \
@@ -141,6 +143,7 @@ static const char *const  zgw_enum_redis_op[] = { "rpush", "lpush", "zadd",
 static const char *const  zgw_enum_sec_type[] = { "basic_auth", "apikey",
                                                   "jwt", NULL };
 static const char *const  zgw_enum_direction[] = { "in", "out", NULL };
+static const char *const  zgw_enum_role[] = { "admin", "viewer", NULL };
 static const char *const  zgw_enum_jwt_alg[] = { "HS256", "HS384", "HS512",
                                                  "RS256", "RS384", "RS512",
                                                  "PS256", "ES256", "ES384",
@@ -303,6 +306,7 @@ static const zgw_field_t  zgw_security_fields[] = {
     ZGW_COMMON,
     F_ENUM_REQ("type", zgw_enum_sec_type),
     F_ENUM_DEF("direction", zgw_enum_direction, "in"),
+    F_ENUM_OPT("role", zgw_enum_role),  /* in: the admin API's; "admin" */
     ZGW_END
 };
 
@@ -1624,6 +1628,23 @@ zgw_check_security(const char *who, json_t *obj, zgw_errors_t *errs)
         return ZGW_ERROR;
     }
 
+    /* what a client it passes may do in the admin API */
+
+    if (json_object_get(obj, "role") == NULL) {
+        if (in && json_object_set_new(obj, "role", json_string("admin"))
+                  != 0)
+        {
+            zgw_errors_add(errs, "%s: out of memory", who);
+            return ZGW_ERROR;
+        }
+
+    } else if (!in) {
+        zgw_errors_add(errs, "%s: 'role' is what the clients a definition "
+                       "checks may do in the admin API: direction \"out\" "
+                       "has none", who);
+        return ZGW_ERROR;
+    }
+
     if (strcmp(type, "basic_auth") == 0) {
         s = json_string_value(json_object_get(obj, "username"));
         if (s != NULL && !zgw_is_text(s, ":")) {
@@ -2262,7 +2283,16 @@ zgw_object_export(int kind, const json_t *obj, int flags)
                 continue;
             }
 
-            if (!(flags & ZGW_EXPORT_SEALED) || json_is_string(v)) {
+            if (flags & ZGW_EXPORT_MARK_SET) {
+                if (json_object_set_new(out, f->name,
+                                        json_pack("{s:b}", "$set", 1))
+                    != 0)
+                {
+                    json_decref(out);
+                    return NULL;
+                }
+
+            } else if (!(flags & ZGW_EXPORT_SEALED) || json_is_string(v)) {
                 json_object_del(out, f->name);
             }
         }

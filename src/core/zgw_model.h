@@ -58,6 +58,8 @@ typedef struct {
 
 /* export flags */
 #define ZGW_EXPORT_SEALED   0x01      /* keep sealed secrets and hashes */
+#define ZGW_EXPORT_MARK_SET 0x02      /* a secret that is set reads as
+                                         {"$set": true} (the admin API) */
 
 
 const char *zgw_kind_name(int kind);

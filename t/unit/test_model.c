@@ -410,6 +410,17 @@ static const model_case_t  model_cases[] = {
     { "security: direction is in or out",
       "{\"security\":[{\"name\":\"s\",\"type\":\"apikey\",\"direction\":"
       "\"both\"}]}", "direction 'both' is not one of: in, out" },
+    { "security: role viewer is valid for direction in",
+      "{\"security\":[{\"name\":\"v\",\"type\":\"basic_auth\","
+      "\"username\":\"u\",\"role\":\"viewer\"}]}", NULL },
+    { "security: role is admin or viewer",
+      "{\"security\":[{\"name\":\"v\",\"type\":\"apikey\","
+      "\"role\":\"root\"}]}", "role 'root' is not one of: admin, viewer" },
+    { "security: direction out has no role",
+      "{\"security\":[{\"name\":\"o\",\"type\":\"apikey\","
+      "\"direction\":\"out\",\"role\":\"viewer\"}]}",
+      "security 'o': 'role' is what the clients a definition checks may do "
+      "in the admin API: direction \"out\" has none" },
 
     /* startup */
     { "startup: valid",
@@ -547,6 +558,90 @@ test_defaults_are_filled(void **state)
 
     zgw_errors_free(&errs);
     zgw_config_free(cfg);
+}
+
+
+/* role: "admin" unless said, for incoming definitions only */
+static void
+test_role_defaults_to_admin_for_in(void **state)
+{
+    json_t        *sec;
+    zgw_errors_t   errs;
+    zgw_config_t  *cfg;
+    const char    *doc = "{" SEC "}";
+
+    (void) state;
+    cfg = zgw_config_new();
+    zgw_errors_init(&errs);
+
+    assert_int_equal(zgw_config_load_text(cfg, doc, strlen(doc), NULL, 0,
+                                          &errs), ZGW_OK);
+
+    sec = zgw_config_get(cfg, ZGW_KIND_SECURITY, "in");
+    assert_string_equal(json_string_value(json_object_get(sec, "role")),
+                        "admin");
+
+    sec = zgw_config_get(cfg, ZGW_KIND_SECURITY, "out");
+    assert_null(json_object_get(sec, "role"));
+
+    zgw_errors_free(&errs);
+    zgw_config_free(cfg);
+}
+
+
+/* the admin API's form: a set secret, clear, sealed or hashed, reads as
+ * {"$set": true}; an absent one stays absent */
+static void
+test_export_marks_set_secrets(void **state)
+{
+    char          *text;
+    json_t        *obj, *shown;
+    zgw_key_t      key;
+    zgw_errors_t   errs;
+    zgw_config_t  *cfg;
+    const char    *clear = "{" DEF "," SEC "}";
+    int            sealed;
+
+    (void) state;
+    memset(key.bytes, 7, sizeof(key.bytes));
+
+    for (sealed = 0; sealed < 2; sealed++) {
+        cfg = zgw_config_new();
+        zgw_errors_init(&errs);
+        assert_int_equal(zgw_config_load_text(cfg, clear, strlen(clear), NULL,
+                                              0, &errs), ZGW_OK);
+        if (sealed) {
+            assert_int_equal(zgw_config_seal(cfg, NULL, &key, &errs),
+                             ZGW_OK);
+        }
+
+        obj = zgw_config_get(cfg, ZGW_KIND_AMQP_DEF, "crm");
+        shown = zgw_object_export(ZGW_KIND_AMQP_DEF, obj,
+                                  ZGW_EXPORT_MARK_SET);
+        text = json_dumps(json_object_get(shown, "password"), JSON_COMPACT);
+        assert_string_equal(text, "{\"$set\":true}");
+        free(text);
+        json_decref(shown);
+
+        obj = zgw_config_get(cfg, ZGW_KIND_SECURITY, "in");
+        shown = zgw_object_export(ZGW_KIND_SECURITY, obj,
+                                  ZGW_EXPORT_MARK_SET);
+        text = json_dumps(shown, JSON_COMPACT | JSON_SORT_KEYS);
+        assert_non_null(strstr(text, "\"password\":{\"$set\":true}"));
+        assert_null(strstr(text, "$hash"));
+        assert_null(strstr(text, "$sealed"));
+        free(text);
+        json_decref(shown);
+
+        /* the stored object is left as it was */
+        assert_non_null(json_object_get(obj, "password"));
+        assert_false(json_is_object(json_object_get(obj, "password"))
+                     && json_object_get(json_object_get(obj, "password"),
+                                        "$set") != NULL);
+
+        zgw_errors_free(&errs);
+        zgw_config_free(cfg);
+    }
 }
 
 
@@ -812,6 +907,8 @@ main(void)
         cmocka_unit_test(test_model_cases),
         cmocka_unit_test(test_outconn_count_is_bounded),
         cmocka_unit_test(test_defaults_are_filled),
+        cmocka_unit_test(test_role_defaults_to_admin_for_in),
+        cmocka_unit_test(test_export_marks_set_secrets),
         cmocka_unit_test(test_every_error_is_reported),
         cmocka_unit_test(test_invalid_referent_does_not_cascade),
         cmocka_unit_test(test_export_round_trips),

@@ -1,0 +1,576 @@
+
+/*
+ * ngx_http_zmq_module: the admin REST API (zmq_admin), read-only for now.
+ *
+ * Paths, relative to the location's prefix:
+ *
+ *     GET api/{kind}            a page of objects, sorted by name
+ *                               (?page= ?page_size= ?q=)
+ *     GET api/{kind}/{name}     one object
+ *     GET api/export            the configuration, as zmqctl export prints it
+ *     GET api/status            the zmq_status document
+ *
+ * Everything is read from the configuration the worker runs (the runtime's
+ * copy of its validated zgw_config_t): nothing waits for Redis. Secrets are
+ * never returned: one that is set reads as {"$set": true}. A client that
+ * passed a definition of role "viewer" may only read (403 otherwise); an
+ * "admin" gets 405 for writes until they exist.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <jansson.h>
+
+#include "ngx_http_zmq_module.h"
+
+
+#define NGX_HTTP_ZMQ_ADMIN_PAGE_SIZE      50
+#define NGX_HTTP_ZMQ_ADMIN_PAGE_SIZE_MAX  1000
+
+
+static ngx_int_t ngx_http_zmq_admin_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_zmq_admin_list(ngx_http_request_t *r,
+    ngx_http_zmq_runtime_t *rt, int kind);
+static ngx_int_t ngx_http_zmq_admin_get(ngx_http_request_t *r,
+    ngx_http_zmq_runtime_t *rt, int kind, ngx_str_t *name);
+static ngx_int_t ngx_http_zmq_admin_arg(ngx_http_request_t *r,
+    const char *name, ngx_int_t def, ngx_int_t *value);
+static ngx_flag_t ngx_http_zmq_admin_match(const char *name, ngx_str_t *q);
+static json_t *ngx_http_zmq_admin_object(int kind, json_t *obj);
+static ngx_int_t ngx_http_zmq_admin_send(ngx_http_request_t *r, json_t *doc);
+static ngx_int_t ngx_http_zmq_admin_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, const char *fmt, ...);
+static int ngx_http_zmq_admin_cmp(const void *a, const void *b);
+
+
+static ngx_str_t  ngx_http_zmq_admin_allow = ngx_string("GET, HEAD");
+
+
+char *
+ngx_http_zmq_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_zmq_loc_conf_t *zlcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+    ngx_http_zmq_main_conf_t  *zmcf;
+
+    if (zlcf->admin) {
+        return "is duplicate";
+    }
+
+    if (zlcf->service.len || zlcf->router) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zmq_admin: a location serves zmq_admin, "
+                           "zmq_service or zmq_router, not two of them");
+        return NGX_CONF_ERROR;
+    }
+
+    zmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_zmq_module);
+
+    if (zmcf->type == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zmq_admin: no zmq_config before this directive");
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->named
+#if (NGX_PCRE)
+        || clcf->regex != NULL
+#endif
+       )
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zmq_admin: its paths are relative to the "
+                           "location's prefix: use a prefix location, such "
+                           "as \"location /zmq/admin/ {\"");
+        return NGX_CONF_ERROR;
+    }
+
+    zlcf->admin = 1;
+    clcf->handler = ngx_http_zmq_admin_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/* called by the module's merge_loc_conf, after zmq_security is merged */
+char *
+ngx_http_zmq_admin_merge(ngx_conf_t *cf, ngx_http_zmq_loc_conf_t *prev,
+    ngx_http_zmq_loc_conf_t *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    ngx_conf_merge_value(conf->admin_auth, prev->admin_auth, 1);
+
+    if (!conf->admin) {
+        return NGX_CONF_OK;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (conf->security.len == 0) {
+        if (conf->admin_auth) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "zmq_admin in location \"%V\" has no "
+                               "zmq_security: name the security definition "
+                               "whose clients may use the admin API, or "
+                               "write \"zmq_admin_auth off;\" to serve it "
+                               "to anyone who reaches the location",
+                               &clcf->name);
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "zmq_admin in location \"%V\" has "
+                           "\"zmq_admin_auth off\": anyone who reaches it "
+                           "is an admin", &clcf->name);
+    }
+
+    /* every answer here is JSON, NGINX's error pages too */
+    conf->json_errors = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_zmq_admin_handler(ngx_http_request_t *r)
+{
+    u_char                    *p, *end, kind_name[32];
+    ngx_int_t                  rc, role;
+    ngx_str_t                  path, seg, name;
+    ngx_flag_t                 read;
+    ngx_http_zmq_runtime_t    *rt;
+    ngx_http_zmq_loc_conf_t   *zlcf;
+    ngx_http_core_loc_conf_t  *clcf;
+    int                        kind;
+    json_t                    *doc;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    zlcf = ngx_http_get_module_loc_conf(r, ngx_http_zmq_module);
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    role = NGX_HTTP_ZMQ_ROLE_ADMIN;         /* zmq_admin_auth off */
+
+    if (zlcf->security.len) {
+        role = ngx_http_zmq_auth_role(r);
+
+        if (role == NGX_DECLINED) {
+            /* the access phase lets no one through unchecked: fail closed */
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "zmq: admin API request without a checked "
+                          "identity refused");
+            return ngx_http_zmq_admin_error(r, NGX_HTTP_FORBIDDEN,
+                                            "forbidden", "the request's "
+                                            "identity is unknown");
+        }
+    }
+
+    read = (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) ? 1 : 0;
+
+    if (!read && role != NGX_HTTP_ZMQ_ROLE_ADMIN) {
+        return ngx_http_zmq_admin_error(r, NGX_HTTP_FORBIDDEN, "forbidden",
+                                        "the viewer role may only read "
+                                        "(GET, HEAD)");
+    }
+
+    /* the path after the location's prefix: api/KIND[/NAME] */
+
+    if (r->uri.len < clcf->name.len
+        || ngx_strncmp(r->uri.data, clcf->name.data, clcf->name.len) != 0)
+    {
+        goto not_found;
+    }
+
+    path.data = r->uri.data + clcf->name.len;
+    path.len = r->uri.len - clcf->name.len;
+
+    if (path.len < 4 || ngx_strncmp(path.data, "api/", 4) != 0) {
+        goto not_found;
+    }
+
+    p = path.data + 4;
+    end = path.data + path.len;
+
+    seg.data = p;
+    while (p < end && *p != '/') {
+        p++;
+    }
+    seg.len = p - seg.data;
+
+    ngx_str_null(&name);
+
+    if (p < end) {
+        name.data = p + 1;
+        name.len = end - name.data;
+
+        if (name.len == 0 || ngx_strlchr(name.data, end, '/') != NULL) {
+            goto not_found;
+        }
+    }
+
+    if (seg.len == 0 || seg.len >= sizeof(kind_name)) {
+        goto not_found;
+    }
+
+    *ngx_cpymem(kind_name, seg.data, seg.len) = '\0';
+
+    kind = zgw_kind_from_name((char *) kind_name);
+
+    if (kind < 0
+        && !(name.len == 0
+             && (ngx_strcmp(kind_name, "status") == 0
+                 || ngx_strcmp(kind_name, "export") == 0)))
+    {
+        if (!zgw_name_valid((char *) kind_name)) {
+            goto not_found;
+        }
+
+        return ngx_http_zmq_admin_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                        "no kind \"%s\": api/ serves "
+                                        "status, export and the kinds "
+                                        "amqp_def, amqp_outconn, "
+                                        "amqp_channel, http_outconn, "
+                                        "service, rest_channel, security, "
+                                        "startup", kind_name);
+    }
+
+    if (!read) {
+        if (ngx_http_zmq_add_header(r, "Allow", &ngx_http_zmq_admin_allow)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_zmq_admin_error(r, NGX_HTTP_NOT_ALLOWED,
+                                        "method_not_allowed",
+                                        "the admin API only reads for now "
+                                        "(GET, HEAD)");
+    }
+
+    if (kind < 0 && ngx_strcmp(kind_name, "status") == 0) {
+        doc = ngx_http_zmq_status_doc(r);
+        if (doc == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_zmq_admin_send(r, doc);
+    }
+
+    rt = ngx_http_zmq_runtime_current();
+
+    if (rt == NULL || rt->cfg == NULL) {
+        return ngx_http_zmq_admin_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                        "service_unavailable",
+                                        "this worker runs no "
+                                        "configuration yet");
+    }
+
+    if (kind < 0) {
+        /* export */
+        doc = zgw_config_export(rt->cfg, 0);
+        if (doc == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_zmq_admin_send(r, doc);
+    }
+
+    if (name.len == 0) {
+        return ngx_http_zmq_admin_list(r, rt, kind);
+    }
+
+    return ngx_http_zmq_admin_get(r, rt, kind, &name);
+
+not_found:
+
+    return ngx_http_zmq_admin_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                    "nothing is served at this path: the "
+                                    "admin API serves api/status, "
+                                    "api/export, api/{kind} and "
+                                    "api/{kind}/{name}");
+}
+
+
+/*
+ * A page of the kind's objects sorted by name, with Django's Paginator
+ * semantics: num_pages is at least 1 (page 1 of nothing is an empty page),
+ * a page past the last one, or below 1, is 404.
+ */
+static ngx_int_t
+ngx_http_zmq_admin_list(ngx_http_request_t *r, ngx_http_zmq_runtime_t *rt,
+    int kind)
+{
+    json_t       *doc, *data, *obj, *shown;
+    ngx_int_t     page, size, count, pages, i, first, last;
+    ngx_str_t     q, raw;
+    const char   *name, **names;
+    u_char       *dst, *src;
+
+    if (ngx_http_zmq_admin_arg(r, "page", 1, &page) != NGX_OK) {
+        return ngx_http_zmq_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                        "bad_request", "page must be an "
+                                        "integer (the first page is 1)");
+    }
+
+    if (ngx_http_zmq_admin_arg(r, "page_size", NGX_HTTP_ZMQ_ADMIN_PAGE_SIZE,
+                               &size)
+        != NGX_OK
+        || size < 1 || size > NGX_HTTP_ZMQ_ADMIN_PAGE_SIZE_MAX)
+    {
+        return ngx_http_zmq_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                        "bad_request", "page_size must be "
+                                        "an integer from 1 to %d",
+                                        NGX_HTTP_ZMQ_ADMIN_PAGE_SIZE_MAX);
+    }
+
+    ngx_str_null(&q);
+
+    if (ngx_http_arg(r, (u_char *) "q", 1, &raw) == NGX_OK && raw.len) {
+        q.data = ngx_pnalloc(r->pool, raw.len);
+        if (q.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        dst = q.data;
+        src = raw.data;
+        ngx_unescape_uri(&dst, &src, raw.len, 0);
+        q.len = dst - q.data;
+    }
+
+    names = ngx_palloc(r->pool, (zgw_config_count(rt->cfg, kind) + 1)
+                                * sizeof(char *));
+    if (names == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    count = 0;
+
+    json_object_foreach(rt->cfg->objs[kind], name, obj) {
+        if (ngx_http_zmq_admin_match(name, &q)) {
+            names[count++] = name;
+        }
+    }
+
+    ngx_qsort(names, count, sizeof(char *), ngx_http_zmq_admin_cmp);
+
+    pages = count == 0 ? 1 : (count + size - 1) / size;
+
+    if (page < 1 || page > pages) {
+        return ngx_http_zmq_admin_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                        "page %i contains no results: "
+                                        "there %s %i page%s", page,
+                                        pages == 1 ? "is" : "are", pages,
+                                        pages == 1 ? "" : "s");
+    }
+
+    first = (page - 1) * size;
+    last = ngx_min(first + size, count);
+
+    doc = json_object();
+    data = json_array();
+
+    if (doc == NULL || data == NULL
+        || json_object_set_new(doc, "data", data) != 0)
+    {
+        json_decref(doc);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    for (i = first; i < last; i++) {
+        shown = ngx_http_zmq_admin_object(kind, zgw_config_get(rt->cfg, kind,
+                                                               names[i]));
+        if (json_array_append_new(data, shown) != 0) {
+            json_decref(doc);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (json_object_set_new(doc, "page",
+                            json_pack("{s:I,s:I,s:I,s:I}",
+                                      "number", (json_int_t) page,
+                                      "size", (json_int_t) size,
+                                      "count", (json_int_t) count,
+                                      "num_pages", (json_int_t) pages))
+        != 0
+        || json_object_set_new(doc, "version",
+                               json_integer(rt->version)) != 0)
+    {
+        json_decref(doc);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_zmq_admin_send(r, doc);
+}
+
+
+static ngx_int_t
+ngx_http_zmq_admin_get(ngx_http_request_t *r, ngx_http_zmq_runtime_t *rt,
+    int kind, ngx_str_t *name)
+{
+    u_char  *s;
+    json_t  *obj, *shown;
+
+    s = ngx_pnalloc(r->pool, name->len + 1);
+    if (s == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    *ngx_cpymem(s, name->data, name->len) = '\0';
+
+    obj = NULL;
+
+    if (ngx_strlen(s) == name->len && zgw_name_valid((char *) s)) {
+        obj = zgw_config_get(rt->cfg, kind, (char *) s);
+    }
+
+    if (obj == NULL) {
+        if (!zgw_name_valid((char *) s)) {
+            return ngx_http_zmq_admin_error(r, NGX_HTTP_NOT_FOUND,
+                                            "not_found", "no %s of that "
+                                            "name", zgw_kind_name(kind));
+        }
+
+        return ngx_http_zmq_admin_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                        "%s '%s' does not exist",
+                                        zgw_kind_name(kind), s);
+    }
+
+    shown = ngx_http_zmq_admin_object(kind, obj);
+    if (shown == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_zmq_admin_send(r, shown);
+}
+
+
+/* an integer argument: def when absent; NGX_ERROR when not an integer */
+static ngx_int_t
+ngx_http_zmq_admin_arg(ngx_http_request_t *r, const char *name,
+    ngx_int_t def, ngx_int_t *value)
+{
+    ngx_str_t  v;
+
+    if (ngx_http_arg(r, (u_char *) name, ngx_strlen(name), &v) != NGX_OK) {
+        *value = def;
+        return NGX_OK;
+    }
+
+    *value = ngx_atoi(v.data, v.len);
+
+    return *value == NGX_ERROR ? NGX_ERROR : NGX_OK;
+}
+
+
+/* ?q=: the name contains it, ignoring ASCII case */
+static ngx_flag_t
+ngx_http_zmq_admin_match(const char *name, ngx_str_t *q)
+{
+    size_t  len;
+
+    if (q->len == 0) {
+        return 1;
+    }
+
+    len = ngx_strlen(name);
+
+    return ngx_strlcasestrn((u_char *) name, (u_char *) name + len, q->data,
+                            q->len - 1)
+           != NULL;
+}
+
+
+/*
+ * One object as the API shows it: a secret that is set reads as
+ * {"$set": true}; an apikey definition's keys show their ids only.
+ */
+static json_t *
+ngx_http_zmq_admin_object(int kind, json_t *obj)
+{
+    size_t   i;
+    json_t  *shown, *keys, *k;
+
+    shown = zgw_object_export(kind, obj, ZGW_EXPORT_MARK_SET);
+    if (shown == NULL || kind != ZGW_KIND_SECURITY) {
+        return shown;
+    }
+
+    keys = json_object_get(shown, "keys");
+
+    json_array_foreach(keys, i, k) {
+        json_array_set_new(keys, i, json_pack("{s:O}", "id",
+                                              json_object_get(k, "id")));
+    }
+
+    return shown;
+}
+
+
+static ngx_int_t
+ngx_http_zmq_admin_send(ngx_http_request_t *r, json_t *doc)
+{
+    char    *text;
+    u_char  *body;
+    size_t   len;
+
+    text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(doc);
+
+    if (text == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    len = ngx_strlen(text);
+
+    body = ngx_pnalloc(r->pool, len + 1);
+    if (body == NULL) {
+        free(text);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(body, text, len);
+    body[len] = '\n';
+    free(text);
+
+    return ngx_http_zmq_send_json(r, NGX_HTTP_OK, body, len + 1);
+}
+
+
+/* the module's JSON error, with a message made of plain ASCII arguments */
+static ngx_int_t
+ngx_http_zmq_admin_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *fmt, ...)
+{
+    u_char   *msg, *p;
+    va_list   args;
+
+    msg = ngx_pnalloc(r->pool, 512);
+    if (msg == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(msg, msg + 511, fmt, args);
+    va_end(args);
+
+    *p = '\0';
+
+    return ngx_http_zmq_error(r, status, code, (char *) msg, 0);
+}
+
+
+static int
+ngx_http_zmq_admin_cmp(const void *a, const void *b)
+{
+    return ngx_strcmp(*(const char *const *) a, *(const char *const *) b);
+}
