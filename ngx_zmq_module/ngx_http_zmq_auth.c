@@ -626,6 +626,7 @@ ngx_http_zmq_auth_thread_done(ngx_event_t *ev)
 {
     ngx_flag_t                  ok, user_ok;
     ngx_queue_t                 waiters, *q;
+    ngx_connection_t           *c;
     ngx_thread_task_t          *task;
     ngx_http_request_t         *r;
     ngx_http_zmq_auth_t        *a;
@@ -674,13 +675,14 @@ ngx_http_zmq_auth_thread_done(ngx_event_t *ev)
         a->state = NGX_HTTP_ZMQ_AUTH_VERIFIED;
 
         r = a->request;
+        c = r->connection;      /* resuming r may free r and its pool */
         r->main->blocked--;
 
-        ngx_http_set_log_request(r->connection->log, r);
+        ngx_http_set_log_request(c->log, r);
 
         /* the phases again: the access handler reads the result */
         r->write_event_handler(r);
-        ngx_http_run_posted_requests(r->connection);
+        ngx_http_run_posted_requests(c);
 
         if (ngx_queue_empty(&waiters)) {
             break;
