@@ -252,6 +252,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ngx_memzero(&r, sizeof(ngx_http_request_t));
     r.pool = pool;
 
+    /*
+     * The modules' request contexts, as NGINX gives every request (the
+     * properties ask ngx_http_zmq_auth_headers() for the identity). The
+     * module is not in an http{} block here, so it has no context index
+     * of its own: it gets slot 0 of an array of one; no identity.
+     */
+    ngx_http_zmq_module.ctx_index = 0;
+    r.ctx = ngx_pcalloc(pool, sizeof(void *));
+    if (r.ctx == NULL) {
+        ngx_fuzz_fail("out of memory");
+    }
+
     /* the defaults: outgoing connection, then service */
 
     ngx_memzero(&oc, sizeof(ngx_http_zmq_outconn_conf_t));
