@@ -19,6 +19,7 @@
 
 #include "ngx_zmq_redis.h"
 #include "ngx_zmq_socket.h"
+#include "zgw_resp_limit.h"
 
 
 #define NGX_ZMQ_REDIS_PENDING_MAX        1024
@@ -38,6 +39,7 @@ struct ngx_zmq_redis_s {
     ngx_zmq_redis_conf_t          conf;
     ngx_zmq_socket_t              sock;
     redisReader                  *reader;
+    zgw_resp_budget_t             budget;
     ngx_flag_t                    ready;          /* TCP established */
     ngx_flag_t                    destroyed;
 
@@ -173,6 +175,8 @@ ngx_zmq_redis_connect(ngx_zmq_redis_t *rd)
         ngx_zmq_redis_close(rd, "out of memory");
         return;
     }
+
+    zgw_resp_limit(rd->reader, &rd->budget);
 
     /* the connect itself has the command timeout */
     ngx_add_timer(&rd->timer, rd->conf.timeout);

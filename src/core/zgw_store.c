@@ -9,12 +9,14 @@
 
 #include <hiredis/hiredis.h>
 
+#include "zgw_resp_limit.h"
 #include "zgw_store.h"
 
 
 struct zgw_store_s {
-    redisContext  *ctx;
-    char           url[512];
+    redisContext       *ctx;
+    zgw_resp_budget_t   budget;
+    char                url[512];
 };
 
 
@@ -71,6 +73,8 @@ zgw_store_connect(const char *url, int timeout_ms, zgw_errors_t *errs)
                        st->ctx ? st->ctx->errstr : "out of memory");
         goto failed;
     }
+
+    zgw_resp_limit(st->ctx->reader, &st->budget);
 
     if (redisSetTimeout(st->ctx, tv) != REDIS_OK) {
         zgw_errors_add(errs, "redis %s: cannot set a timeout", st->url);

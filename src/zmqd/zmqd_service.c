@@ -24,6 +24,7 @@
 #include <libxml/parser.h>
 
 #include "zgw_redis_url.h"
+#include "zgw_resp_limit.h"
 #include "zmqd.h"
 
 
@@ -35,6 +36,7 @@ typedef struct {
     char           *key;           /* http_outconn name or redis url */
     CURL           *curl;
     redisContext   *redis;
+    zgw_resp_budget_t  budget;     /* of redis's reader */
 } zmqd_cached_t;
 
 
@@ -756,6 +758,7 @@ zmqd_redis(const zmqd_env_t *env, const json_t *svc, const char *url,
         goto failed;
     }
 
+    zgw_resp_limit(cached->redis->reader, &cached->budget);
     redisSetTimeout(cached->redis, tv);
 
     /* a failed AUTH or SELECT fails the connection, never ignored */

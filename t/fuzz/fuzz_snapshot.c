@@ -14,6 +14,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "zgw_resp_limit.h"
 #include "zgw_store.h"
 
 
@@ -23,6 +24,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int            rc;
     void          *reply;
     redisReader   *reader;
+    zgw_resp_budget_t  budget = { 0, 0 };
     zgw_config_t  *cfg;
     zgw_errors_t   errs;
 
@@ -30,6 +32,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (reader == NULL) {
         return 0;
     }
+
+    /* bounded as every follower's reader is */
+    zgw_resp_limit(reader, &budget);
 
     if (redisReaderFeed(reader, (const char *) data, size) != REDIS_OK) {
         redisReaderFree(reader);
