@@ -1,6 +1,7 @@
 
 /*
- * ngx_http_zmq_module: the admin REST API (zmq_admin), read-only for now.
+ * ngx_http_zmq_module: the admin REST API (zmq_admin): routing, roles,
+ * reads. ngx_http_zmq_admin.h lists the files that do the rest.
  *
  * Paths, relative to the location's prefix:
  *
@@ -13,8 +14,7 @@
  * Everything is read from the configuration the worker runs (the runtime's
  * copy of its validated zgw_config_t): nothing waits for Redis. Secrets are
  * never returned: one that is set reads as {"$set": true}. A client that
- * passed a definition of role "viewer" may only read (403 otherwise); an
- * "admin" gets 405 for writes until they exist.
+ * passed a definition of role "viewer" may only read (403 otherwise).
  */
 
 
@@ -25,6 +25,7 @@
 #include <jansson.h>
 
 #include "ngx_http_zmq_module.h"
+#include "ngx_http_zmq_admin.h"
 
 
 #define NGX_HTTP_ZMQ_ADMIN_PAGE_SIZE      50
@@ -32,21 +33,29 @@
 
 
 static ngx_int_t ngx_http_zmq_admin_handler(ngx_http_request_t *r);
+static ngx_flag_t ngx_http_zmq_admin_op_known(ngx_http_zmq_admin_req_t *ar);
+static ngx_int_t ngx_http_zmq_admin_route(ngx_http_request_t *r,
+    ngx_http_zmq_admin_req_t *ar, ngx_uint_t allowed, ngx_str_t *allow);
+static void ngx_http_zmq_admin_body_read(ngx_http_request_t *r);
+static ngx_int_t ngx_http_zmq_admin_read(ngx_http_request_t *r,
+    ngx_http_zmq_admin_req_t *ar);
 static ngx_int_t ngx_http_zmq_admin_list(ngx_http_request_t *r,
     ngx_http_zmq_runtime_t *rt, int kind);
 static ngx_int_t ngx_http_zmq_admin_get(ngx_http_request_t *r,
-    ngx_http_zmq_runtime_t *rt, int kind, ngx_str_t *name);
+    ngx_http_zmq_runtime_t *rt, int kind, char *name);
 static ngx_int_t ngx_http_zmq_admin_arg(ngx_http_request_t *r,
     const char *name, ngx_int_t def, ngx_int_t *value);
 static ngx_flag_t ngx_http_zmq_admin_match(const char *name, ngx_str_t *q);
-static json_t *ngx_http_zmq_admin_object(int kind, json_t *obj);
-static ngx_int_t ngx_http_zmq_admin_send(ngx_http_request_t *r, json_t *doc);
-static ngx_int_t ngx_http_zmq_admin_error(ngx_http_request_t *r,
-    ngx_uint_t status, const char *code, const char *fmt, ...);
 static int ngx_http_zmq_admin_cmp(const void *a, const void *b);
 
 
-static ngx_str_t  ngx_http_zmq_admin_allow = ngx_string("GET, HEAD");
+static ngx_str_t  ngx_http_zmq_admin_allow_get = ngx_string("GET, HEAD");
+static ngx_str_t  ngx_http_zmq_admin_allow_post = ngx_string("POST");
+static ngx_str_t  ngx_http_zmq_admin_allow_delete = ngx_string("DELETE");
+static ngx_str_t  ngx_http_zmq_admin_allow_kind =
+    ngx_string("GET, HEAD, POST");
+static ngx_str_t  ngx_http_zmq_admin_allow_object =
+    ngx_string("GET, HEAD, PUT, PATCH, DELETE");
 
 
 char *
@@ -141,23 +150,29 @@ ngx_http_zmq_admin_merge(ngx_conf_t *cf, ngx_http_zmq_loc_conf_t *prev,
 static ngx_int_t
 ngx_http_zmq_admin_handler(ngx_http_request_t *r)
 {
-    u_char                    *p, *end, kind_name[32];
-    ngx_int_t                  rc, role;
-    ngx_str_t                  path, seg, name;
+    ngx_int_t                  role, nseg;
+    ngx_str_t                  path, seg[4], *who;
+    ngx_uint_t                 i;
+    u_char                    *p, *end;
     ngx_flag_t                 read;
-    ngx_http_zmq_runtime_t    *rt;
+    ngx_http_zmq_ctx_t        *ctx;
     ngx_http_zmq_loc_conf_t   *zlcf;
     ngx_http_core_loc_conf_t  *clcf;
-    int                        kind;
-    json_t                    *doc;
-
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
-    }
+    ngx_http_zmq_admin_req_t  *ar;
 
     zlcf = ngx_http_get_module_loc_conf(r, ngx_http_zmq_module);
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    ar = ngx_pcalloc(r->pool, sizeof(ngx_http_zmq_admin_req_t));
+    ctx = ngx_http_zmq_get_ctx(r);
+
+    if (ar == NULL || ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->admin = ar;
+    ar->kind = -1;
+    ngx_str_set(&ar->principal, "-");
 
     role = NGX_HTTP_ZMQ_ROLE_ADMIN;         /* zmq_admin_auth off */
 
@@ -169,21 +184,26 @@ ngx_http_zmq_admin_handler(ngx_http_request_t *r)
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                           "zmq: admin API request without a checked "
                           "identity refused");
-            return ngx_http_zmq_admin_error(r, NGX_HTTP_FORBIDDEN,
-                                            "forbidden", "the request's "
-                                            "identity is unknown");
+            return ngx_http_zmq_admin_fail(r, NGX_HTTP_FORBIDDEN,
+                                             "forbidden", "the request's "
+                                             "identity is unknown");
+        }
+
+        who = ngx_http_zmq_auth_principal(r);
+        if (who != NULL) {
+            ar->principal = *who;
         }
     }
 
     read = (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) ? 1 : 0;
 
     if (!read && role != NGX_HTTP_ZMQ_ROLE_ADMIN) {
-        return ngx_http_zmq_admin_error(r, NGX_HTTP_FORBIDDEN, "forbidden",
-                                        "the viewer role may only read "
-                                        "(GET, HEAD)");
+        return ngx_http_zmq_admin_fail(r, NGX_HTTP_FORBIDDEN, "forbidden",
+                                         "the viewer role may only read "
+                                         "(GET, HEAD)");
     }
 
-    /* the path after the location's prefix: api/KIND[/NAME] */
+    /* the path after the location's prefix: api/SEG[/SEG[/SEG[/SEG]]] */
 
     if (r->uri.len < clcf->name.len
         || ngx_strncmp(r->uri.data, clcf->name.data, clcf->name.len) != 0)
@@ -194,110 +214,307 @@ ngx_http_zmq_admin_handler(ngx_http_request_t *r)
     path.data = r->uri.data + clcf->name.len;
     path.len = r->uri.len - clcf->name.len;
 
-    if (path.len < 4 || ngx_strncmp(path.data, "api/", 4) != 0) {
+    if (path.len < 5 || ngx_strncmp(path.data, "api/", 4) != 0) {
         goto not_found;
     }
 
     p = path.data + 4;
     end = path.data + path.len;
+    nseg = 0;
 
-    seg.data = p;
-    while (p < end && *p != '/') {
+    for ( ;; ) {
+        if (nseg == 4) {
+            goto not_found;
+        }
+
+        seg[nseg].data = p;
+        while (p < end && *p != '/') {
+            p++;
+        }
+        seg[nseg].len = p - seg[nseg].data;
+
+        /* an empty segment, or a NUL a client put there as %00 */
+        if (seg[nseg].len == 0
+            || ngx_strlchr(seg[nseg].data, p, '\0') != NULL)
+        {
+            goto not_found;
+        }
+
+        nseg++;
+
+        if (p == end) {
+            break;
+        }
+
         p++;
     }
-    seg.len = p - seg.data;
 
-    ngx_str_null(&name);
-
-    if (p < end) {
-        name.data = p + 1;
-        name.len = end - name.data;
-
-        if (name.len == 0 || ngx_strlchr(name.data, end, '/') != NULL) {
+    for (i = 1; i < (ngx_uint_t) nseg; i++) {
+        if (seg[i].len > ZGW_NAME_MAX) {
             goto not_found;
         }
     }
 
-    if (seg.len == 0 || seg.len >= sizeof(kind_name)) {
+    if (seg[0].len >= sizeof(ar->kind_name)) {
         goto not_found;
     }
 
-    *ngx_cpymem(kind_name, seg.data, seg.len) = '\0';
+    *ngx_cpymem(ar->kind_name, seg[0].data, seg[0].len) = '\0';
+    ar->kind = zgw_kind_from_name(ar->kind_name);
 
-    kind = zgw_kind_from_name((char *) kind_name);
+    if (nseg >= 2) {
+        ar->name = ngx_pnalloc(r->pool, seg[1].len + 1);
+        if (ar->name == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        *ngx_cpymem(ar->name, seg[1].data, seg[1].len) = '\0';
+    }
 
-    if (kind < 0
-        && !(name.len == 0
-             && (ngx_strcmp(kind_name, "status") == 0
-                 || ngx_strcmp(kind_name, "export") == 0)))
-    {
-        if (!zgw_name_valid((char *) kind_name)) {
+    if (nseg >= 3) {
+        ar->op = seg[2];
+    }
+
+    if (nseg == 4) {
+        ar->id = ngx_pnalloc(r->pool, seg[3].len + 1);
+        if (ar->id == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        *ngx_cpymem(ar->id, seg[3].data, seg[3].len) = '\0';
+    }
+
+    if (ar->kind < 0) {
+        if (nseg != 1) {
             goto not_found;
         }
 
-        return ngx_http_zmq_admin_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                        "no kind \"%s\": api/ serves "
-                                        "status, export and the kinds "
-                                        "amqp_def, amqp_outconn, "
-                                        "amqp_channel, http_outconn, "
-                                        "service, rest_channel, security, "
-                                        "startup", kind_name);
+        if (ngx_strcmp(ar->kind_name, "status") == 0
+            || ngx_strcmp(ar->kind_name, "export") == 0
+            || ngx_strcmp(ar->kind_name, "openapi.json") == 0)
+        {
+            return ngx_http_zmq_admin_route(r, ar, NGX_HTTP_GET,
+                                            &ngx_http_zmq_admin_allow_get);
+        }
+
+        if (ngx_strcmp(ar->kind_name, "import") == 0) {
+            return ngx_http_zmq_admin_route(r, ar, NGX_HTTP_POST,
+                                            &ngx_http_zmq_admin_allow_post);
+        }
+
+        if (!zgw_name_valid(ar->kind_name)) {
+            goto not_found;
+        }
+
+        return ngx_http_zmq_admin_fail(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                         "no kind \"%s\": api/ serves "
+                                         "status, export, import, "
+                                         "openapi.json and the kinds "
+                                         "amqp_def, amqp_outconn, "
+                                         "amqp_channel, http_outconn, "
+                                         "service, rest_channel, security, "
+                                         "startup", ar->kind_name);
     }
 
-    if (!read) {
-        if (ngx_http_zmq_add_header(r, "Allow", &ngx_http_zmq_admin_allow)
-            != NGX_OK)
+    switch (nseg) {
+
+    case 1:
+        return ngx_http_zmq_admin_route(r, ar, NGX_HTTP_GET|NGX_HTTP_POST,
+                                        &ngx_http_zmq_admin_allow_kind);
+
+    case 2:
+        return ngx_http_zmq_admin_route(r, ar,
+                                        NGX_HTTP_GET|NGX_HTTP_PUT
+                                        |NGX_HTTP_PATCH|NGX_HTTP_DELETE,
+                                        &ngx_http_zmq_admin_allow_object);
+
+    case 3:
+        if (ngx_http_zmq_admin_op_known(ar)) {
+            return ngx_http_zmq_admin_route(r, ar, NGX_HTTP_POST,
+                                            &ngx_http_zmq_admin_allow_post);
+        }
+
+        break;
+
+    default: /* 4 */
+        if (ar->kind == ZGW_KIND_SECURITY && ar->op.len == 4
+            && ngx_strncmp(ar->op.data, "keys", 4) == 0)
         {
+            return ngx_http_zmq_admin_route(r, ar, NGX_HTTP_DELETE,
+                                            &ngx_http_zmq_admin_allow_delete);
+        }
+
+        break;
+    }
+
+not_found:
+
+    return ngx_http_zmq_admin_fail(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                     "nothing is served at this path: see "
+                                     "api/openapi.json for the admin API's "
+                                     "paths");
+}
+
+
+/* the operations of api/KIND/NAME/OP, by kind */
+static ngx_flag_t
+ngx_http_zmq_admin_op_known(ngx_http_zmq_admin_req_t *ar)
+{
+    ngx_str_t  *op = &ar->op;
+
+#define ngx_http_zmq_admin_is(s)                                            \
+    (op->len == sizeof(s) - 1 && ngx_strncmp(op->data, s, op->len) == 0)
+
+    switch (ar->kind) {
+
+    case ZGW_KIND_AMQP_DEF:
+        return ngx_http_zmq_admin_is("ping")
+               || ngx_http_zmq_admin_is("password");
+
+    case ZGW_KIND_HTTP_OUTCONN:
+        return ngx_http_zmq_admin_is("ping")
+               || ngx_http_zmq_admin_is("password");
+
+    case ZGW_KIND_SECURITY:
+        return ngx_http_zmq_admin_is("password")
+               || ngx_http_zmq_admin_is("keys");
+
+    case ZGW_KIND_AMQP_OUTCONN:
+        return ngx_http_zmq_admin_is("send");
+
+    case ZGW_KIND_SERVICE:
+        return ngx_http_zmq_admin_is("invoke");
+    }
+
+#undef ngx_http_zmq_admin_is
+
+    return 0;
+}
+
+
+/*
+ * The path is known and serves the methods in allowed: 405 for another
+ * method; reads are answered here, anything else once its body is read.
+ */
+static ngx_int_t
+ngx_http_zmq_admin_route(ngx_http_request_t *r, ngx_http_zmq_admin_req_t *ar,
+    ngx_uint_t allowed, ngx_str_t *allow)
+{
+    ngx_int_t  rc;
+
+    if (allowed & NGX_HTTP_GET) {
+        allowed |= NGX_HTTP_HEAD;
+    }
+
+    if (!(r->method & allowed)) {
+        if (ngx_http_zmq_add_header(r, "Allow", allow) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_http_zmq_admin_error(r, NGX_HTTP_NOT_ALLOWED,
-                                        "method_not_allowed",
-                                        "the admin API only reads for now "
-                                        "(GET, HEAD)");
+        return ngx_http_zmq_admin_fail(r, NGX_HTTP_NOT_ALLOWED,
+                                         "method_not_allowed", "this path "
+                                         "serves %V", allow);
     }
 
-    if (kind < 0 && ngx_strcmp(kind_name, "status") == 0) {
+    if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_zmq_admin_read(r, ar);
+    }
+
+    /* ping takes no body; everything else reads it first */
+    if (ar->op.len == 4 && ngx_strncmp(ar->op.data, "ping", 4) == 0) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_zmq_admin_ping(r, ar);
+    }
+
+    r->request_body_in_single_buf = 1;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_zmq_admin_body_read);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_zmq_admin_body_read(ngx_http_request_t *r)
+{
+    ngx_int_t                  rc;
+    ngx_http_zmq_ctx_t        *ctx;
+    ngx_http_zmq_admin_req_t  *ar;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_zmq_module);
+    ar = ctx->admin;
+
+    if (ar->op.len == 4 && ngx_strncmp(ar->op.data, "send", 4) == 0) {
+        rc = ngx_http_zmq_admin_send(r, ar);
+
+    } else if (ar->op.len == 6
+               && ngx_strncmp(ar->op.data, "invoke", 6) == 0)
+    {
+        rc = ngx_http_zmq_admin_invoke(r, ar);
+
+    } else {
+        rc = ngx_http_zmq_admin_write(r, ar);
+    }
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/* GET and HEAD: answered from the configuration this worker runs */
+static ngx_int_t
+ngx_http_zmq_admin_read(ngx_http_request_t *r, ngx_http_zmq_admin_req_t *ar)
+{
+    json_t                  *doc;
+    ngx_http_zmq_runtime_t  *rt;
+
+    if (ar->kind < 0 && ngx_strcmp(ar->kind_name, "openapi.json") == 0) {
+        return ngx_http_zmq_admin_openapi(r);
+    }
+
+    if (ar->kind < 0 && ngx_strcmp(ar->kind_name, "status") == 0) {
         doc = ngx_http_zmq_status_doc(r);
         if (doc == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_http_zmq_admin_send(r, doc);
+        return ngx_http_zmq_admin_reply(r, NGX_HTTP_OK, doc);
     }
 
     rt = ngx_http_zmq_runtime_current();
 
     if (rt == NULL || rt->cfg == NULL) {
-        return ngx_http_zmq_admin_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                        "service_unavailable",
-                                        "this worker runs no "
-                                        "configuration yet");
+        return ngx_http_zmq_admin_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         "service_unavailable",
+                                         "this worker runs no "
+                                         "configuration yet");
     }
 
-    if (kind < 0) {
+    if (ar->kind < 0) {
         /* export */
         doc = zgw_config_export(rt->cfg, 0);
         if (doc == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_http_zmq_admin_send(r, doc);
+        return ngx_http_zmq_admin_reply(r, NGX_HTTP_OK, doc);
     }
 
-    if (name.len == 0) {
-        return ngx_http_zmq_admin_list(r, rt, kind);
+    if (ar->name == NULL) {
+        return ngx_http_zmq_admin_list(r, rt, ar->kind);
     }
 
-    return ngx_http_zmq_admin_get(r, rt, kind, &name);
-
-not_found:
-
-    return ngx_http_zmq_admin_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                    "nothing is served at this path: the "
-                                    "admin API serves api/status, "
-                                    "api/export, api/{kind} and "
-                                    "api/{kind}/{name}");
+    return ngx_http_zmq_admin_get(r, rt, ar->kind, ar->name);
 }
 
 
@@ -317,7 +534,7 @@ ngx_http_zmq_admin_list(ngx_http_request_t *r, ngx_http_zmq_runtime_t *rt,
     u_char       *dst, *src;
 
     if (ngx_http_zmq_admin_arg(r, "page", 1, &page) != NGX_OK) {
-        return ngx_http_zmq_admin_error(r, NGX_HTTP_BAD_REQUEST,
+        return ngx_http_zmq_admin_fail(r, NGX_HTTP_BAD_REQUEST,
                                         "bad_request", "page must be an "
                                         "integer (the first page is 1)");
     }
@@ -327,7 +544,7 @@ ngx_http_zmq_admin_list(ngx_http_request_t *r, ngx_http_zmq_runtime_t *rt,
         != NGX_OK
         || size < 1 || size > NGX_HTTP_ZMQ_ADMIN_PAGE_SIZE_MAX)
     {
-        return ngx_http_zmq_admin_error(r, NGX_HTTP_BAD_REQUEST,
+        return ngx_http_zmq_admin_fail(r, NGX_HTTP_BAD_REQUEST,
                                         "bad_request", "page_size must be "
                                         "an integer from 1 to %d",
                                         NGX_HTTP_ZMQ_ADMIN_PAGE_SIZE_MAX);
@@ -366,7 +583,7 @@ ngx_http_zmq_admin_list(ngx_http_request_t *r, ngx_http_zmq_runtime_t *rt,
     pages = count == 0 ? 1 : (count + size - 1) / size;
 
     if (page < 1 || page > pages) {
-        return ngx_http_zmq_admin_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+        return ngx_http_zmq_admin_fail(r, NGX_HTTP_NOT_FOUND, "not_found",
                                         "page %i contains no results: "
                                         "there %s %i page%s", page,
                                         pages == 1 ? "is" : "are", pages,
@@ -409,40 +626,32 @@ ngx_http_zmq_admin_list(ngx_http_request_t *r, ngx_http_zmq_runtime_t *rt,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_zmq_admin_send(r, doc);
+    return ngx_http_zmq_admin_reply(r, NGX_HTTP_OK, doc);
 }
 
 
 static ngx_int_t
 ngx_http_zmq_admin_get(ngx_http_request_t *r, ngx_http_zmq_runtime_t *rt,
-    int kind, ngx_str_t *name)
+    int kind, char *name)
 {
-    u_char  *s;
     json_t  *obj, *shown;
-
-    s = ngx_pnalloc(r->pool, name->len + 1);
-    if (s == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    *ngx_cpymem(s, name->data, name->len) = '\0';
 
     obj = NULL;
 
-    if (ngx_strlen(s) == name->len && zgw_name_valid((char *) s)) {
-        obj = zgw_config_get(rt->cfg, kind, (char *) s);
+    if (zgw_name_valid(name)) {
+        obj = zgw_config_get(rt->cfg, kind, name);
     }
 
     if (obj == NULL) {
-        if (!zgw_name_valid((char *) s)) {
-            return ngx_http_zmq_admin_error(r, NGX_HTTP_NOT_FOUND,
-                                            "not_found", "no %s of that "
-                                            "name", zgw_kind_name(kind));
+        if (!zgw_name_valid(name)) {
+            return ngx_http_zmq_admin_fail(r, NGX_HTTP_NOT_FOUND,
+                                           "not_found", "no %s of that "
+                                           "name", zgw_kind_name(kind));
         }
 
-        return ngx_http_zmq_admin_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                        "%s '%s' does not exist",
-                                        zgw_kind_name(kind), s);
+        return ngx_http_zmq_admin_fail(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                       "%s '%s' does not exist",
+                                       zgw_kind_name(kind), name);
     }
 
     shown = ngx_http_zmq_admin_object(kind, obj);
@@ -450,7 +659,7 @@ ngx_http_zmq_admin_get(ngx_http_request_t *r, ngx_http_zmq_runtime_t *rt,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_zmq_admin_send(r, shown);
+    return ngx_http_zmq_admin_reply(r, NGX_HTTP_OK, shown);
 }
 
 
@@ -494,7 +703,7 @@ ngx_http_zmq_admin_match(const char *name, ngx_str_t *q)
  * One object as the API shows it: a secret that is set reads as
  * {"$set": true}; an apikey definition's keys show their ids only.
  */
-static json_t *
+json_t *
 ngx_http_zmq_admin_object(int kind, json_t *obj)
 {
     size_t   i;
@@ -516,8 +725,9 @@ ngx_http_zmq_admin_object(int kind, json_t *obj)
 }
 
 
-static ngx_int_t
-ngx_http_zmq_admin_send(ngx_http_request_t *r, json_t *doc)
+ngx_int_t
+ngx_http_zmq_admin_reply(ngx_http_request_t *r, ngx_uint_t status,
+    json_t *doc)
 {
     char    *text;
     u_char  *body;
@@ -542,13 +752,13 @@ ngx_http_zmq_admin_send(ngx_http_request_t *r, json_t *doc)
     body[len] = '\n';
     free(text);
 
-    return ngx_http_zmq_send_json(r, NGX_HTTP_OK, body, len + 1);
+    return ngx_http_zmq_send_json(r, status, body, len + 1);
 }
 
 
 /* the module's JSON error, with a message made of plain ASCII arguments */
-static ngx_int_t
-ngx_http_zmq_admin_error(ngx_http_request_t *r, ngx_uint_t status,
+ngx_int_t
+ngx_http_zmq_admin_fail(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *fmt, ...)
 {
     u_char   *msg, *p;
@@ -573,4 +783,103 @@ static int
 ngx_http_zmq_admin_cmp(const void *a, const void *b)
 {
     return ngx_strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+
+ngx_int_t
+ngx_http_zmq_admin_body_raw(ngx_http_request_t *r, ngx_str_t *body)
+{
+    off_t         len;
+    u_char       *p;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    body->len = 0;
+    body->data = (u_char *) "";
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return NGX_OK;
+    }
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        len += ngx_buf_size(cl->buf);
+    }
+
+    if (len == 0) {
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, (size_t) len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    body->data = p;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->in_file) {
+            /* a body larger than client_body_buffer_size */
+            n = ngx_read_file(b->file, p, (size_t) (b->file_last - b->file_pos),
+                              b->file_pos);
+            if (n != b->file_last - b->file_pos) {
+                return NGX_ERROR;
+            }
+
+            p += n;
+            continue;
+        }
+
+        p = ngx_cpymem(p, b->pos, b->last - b->pos);
+    }
+
+    body->len = p - body->data;
+    *p = '\0';
+
+    return NGX_OK;
+}
+
+
+json_t *
+ngx_http_zmq_admin_body_json(ngx_http_request_t *r, ngx_flag_t any,
+    ngx_int_t *rc)
+{
+    json_t        *doc;
+    ngx_str_t      body;
+    json_error_t   jerr;
+
+    if (ngx_http_zmq_admin_body_raw(r, &body) != NGX_OK) {
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NULL;
+    }
+
+    if (body.len == 0) {
+        *rc = ngx_http_zmq_admin_fail(r, NGX_HTTP_BAD_REQUEST, "bad_json",
+                                      "the request has no body: send a "
+                                      "JSON %s", any ? "document" : "object");
+        return NULL;
+    }
+
+    doc = json_loadb((char *) body.data, body.len,
+                     JSON_REJECT_DUPLICATES, &jerr);
+
+    if (doc == NULL) {
+        *rc = ngx_http_zmq_admin_fail(r, NGX_HTTP_BAD_REQUEST, "bad_json",
+                                      "the body is not JSON: line %d, "
+                                      "column %d", jerr.line, jerr.column);
+        return NULL;
+    }
+
+    if (!any && !json_is_object(doc)) {
+        json_decref(doc);
+        *rc = ngx_http_zmq_admin_fail(r, NGX_HTTP_BAD_REQUEST, "bad_json",
+                                      "the body must be a JSON object");
+        return NULL;
+    }
+
+    return doc;
 }

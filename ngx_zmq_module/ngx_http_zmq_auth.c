@@ -1735,3 +1735,25 @@ ngx_http_zmq_auth_role(ngx_http_request_t *r)
 
     return ctx->auth->role;
 }
+
+
+/* "definition:principal" of the request that passed, or NULL */
+ngx_str_t *
+ngx_http_zmq_auth_principal(ngx_http_request_t *r)
+{
+    ngx_keyval_t        *kv;
+    ngx_http_zmq_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_zmq_module);
+
+    if (ctx == NULL || ctx->auth == NULL
+        || ctx->auth->state != NGX_HTTP_ZMQ_AUTH_PASSED
+        || ctx->auth->headers == NULL || ctx->auth->headers->nelts == 0)
+    {
+        return NULL;
+    }
+
+    kv = ctx->auth->headers->elts;
+
+    return &kv[0].value;
+}

@@ -80,6 +80,8 @@ void ngx_http_zmq_auth_applied(ngx_array_t *secs);
 ngx_array_t *ngx_http_zmq_auth_headers(ngx_http_request_t *r);
 /* the role of the definition the request passed, or NGX_DECLINED */
 ngx_int_t ngx_http_zmq_auth_role(ngx_http_request_t *r);
+/* "definition:principal" of the request that passed, or NULL */
+ngx_str_t *ngx_http_zmq_auth_principal(ngx_http_request_t *r);
 
 
 /* ngx_http_zmq_auth_table.c: bounded tables of 32-byte keys */

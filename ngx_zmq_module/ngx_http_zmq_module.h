@@ -126,6 +126,7 @@ typedef struct {
     ngx_uint_t                     data_format;
     ngx_http_zmq_route_t          *route;      /* zmq_router: r->pool */
     ngx_http_zmq_auth_t           *auth;       /* NULL: not checked */
+    void                          *admin;      /* zmq_admin: the route */
     ngx_http_zmq_param_t           params[NGX_HTTP_ZMQ_PARAMS_MAX];
     ngx_uint_t                     nparams;
     ngx_http_event_handler_pt      read_body;  /* NGINX's body reader */
