@@ -26,7 +26,8 @@ LIBS        := -ljansson -lhiredis -lcrypto
 CORE_SRCS   := $(wildcard src/core/*.c)
 CORE_HDRS   := $(wildcard src/core/*.h)
 CORE_OBJS   := $(patsubst src/core/%.c,$(BUILD)/core/%.o,$(CORE_SRCS))
-MODULE_SRCS := config $(wildcard ngx_zmq_module/*.c ngx_zmq_module/*.h)
+MODULE_SRCS := config $(wildcard ngx_zmq_module/*.c ngx_zmq_module/*.h) \
+               ngx_zmq_module/ngx_http_zmq_openapi_json.h
 
 UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/t/%,$(wildcard t/unit/test_*.c))
 
@@ -63,6 +64,11 @@ $(BUILD)/nginx/Makefile: config
 	    --add-dynamic-module=$(PROJECT) --builddir=$(BUILD)/nginx \
 	    > $(BUILD)/nginx-configure.log || { \
 	    cat $(BUILD)/nginx-configure.log; exit 1; }
+
+# the admin API's OpenAPI document, compiled into the module as a C string
+ngx_zmq_module/ngx_http_zmq_openapi_json.h: ngx_zmq_module/openapi.json \
+                                            scripts/openapi_h.sh
+	scripts/openapi_h.sh $< $@
 
 $(BUILD)/ngx_http_zmq_module.so: $(BUILD)/nginx/Makefile $(MODULE_SRCS) \
                                  $(CORE_SRCS) $(CORE_HDRS)
