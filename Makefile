@@ -32,7 +32,8 @@ MODULE_SRCS := config $(wildcard ngx_zmq_module/*.c ngx_zmq_module/*.h) \
 UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/t/%,$(wildcard t/unit/test_*.c))
 
 .PHONY: all module tools deps deps-test run stop test unit integration \
-        asan clean asan-nginx fuzz fuzz-build fuzz-test bench
+        asan clean asan-nginx fuzz fuzz-build fuzz-test bench \
+        openapi-validator
 
 all: module tools
 
@@ -43,9 +44,25 @@ module: $(BUILD)/ngx_http_zmq_module.so
 deps:
 	@scripts/deps.sh
 
-# what only the tests need (clang and its libFuzzer/sanitizer runtimes)
+# what only the tests need (clang and its libFuzzer/sanitizer runtimes,
+# the OpenAPI validator)
 deps-test:
 	@scripts/deps.sh test
+	@$(MAKE) --no-print-directory openapi-validator
+
+# an OpenAPI 3.1 validator from npm, pinned, in build/npm (not global), for
+# t/test_admin_openapi.py
+OPENAPI_VALIDATOR := @seriousme/openapi-schema-validator@2.11.0
+OPENAPI_STAMP     := $(BUILD)/npm/.installed-$(subst /,_,$(OPENAPI_VALIDATOR))
+
+openapi-validator: $(OPENAPI_STAMP)
+
+$(OPENAPI_STAMP):
+	rm -rf $(BUILD)/npm && mkdir -p $(BUILD)/npm
+	echo '{"private": true}' > $(BUILD)/npm/package.json
+	cd $(BUILD)/npm && npm install --no-audit --no-fund --save-exact \
+	    --no-package-lock $(OPENAPI_VALIDATOR)
+	touch $@
 
 # NGINX's configure writes into its source tree, so configure a private
 # copy of Debian's nginx-dev tree, with Debian's exact flags (--with-compat
