@@ -180,6 +180,20 @@ def test_send_through_an_outconn_whose_broker_is_down_is_503(gw):
     assert r.headers["Retry-After"]
 
 
+def test_send_to_a_missing_exchange_fails_and_the_connection_recovers(
+        gw, queue):
+    """RabbitMQ answers a publish to an exchange that does not exist by
+    closing the channel: the send is answered 503 (never a 2xx, never a
+    hang), and the worker reconnects for the next message."""
+    r = gw.send({"exchange": "no.such.exchange", "routing_key": "q",
+                 "body": "x"})
+    json_error(r, 503, "broker_unavailable")
+    gw.live.wait_ready("out")
+    r = gw.send({"routing_key": queue.name, "body": "after"})
+    assert r.status_code == 202, r.text
+    assert one(queue)[2] == b"after"
+
+
 @pytest.mark.parametrize("data, words", [
     (b"{not json", ("not JSON",)),
     (b"[1, 2]", ("JSON object",)),
