@@ -1428,7 +1428,7 @@
         return {parts: parts, q: q};
     }
 
-    function route() {
+    function route(ev) {
         var r = parseHash(), p = r.parts, kind = p[0];
         stopTimer();
         if (!S.auth) {
@@ -1460,7 +1460,9 @@
                     'No such page.'}));
             }
             var t = $('#page-title');
-            if (t && document.activeElement === document.body) {
+            /* after a move (not on load), the new page's title has the
+             * focus, for screen readers and the keyboard */
+            if (t && ev && ev.type === 'hashchange') {
                 t.focus();
             }
         }).catch(function (e) {

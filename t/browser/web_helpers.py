@@ -247,6 +247,11 @@ def browser(tmp_path):
         d = webdriver.Chrome(service=Service(CHROMEDRIVER), options=o)
         d.execute_cdp_cmd("Page.setDownloadBehavior", {
             "behavior": "allow", "downloadPath": str(downloads)})
+        if width < 500:
+            # a desktop window is at least 500 px wide: a phone is emulated
+            d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+                "width": width, "height": height, "deviceScaleFactor": 1,
+                "mobile": True})
         b = Browser(d, str(downloads))
         made.append(b)
         return b
