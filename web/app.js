@@ -909,27 +909,33 @@
                     return;
                 }
                 if (res.status === 412) {
+                    var had = el.getAttribute('data-etag'),
+                        now = d.etag ? (/^"/.test(d.etag) ? d.etag
+                                        : '"' + d.etag + '"') : null;
                     conflict.textContent = '';
                     conflict.appendChild(h('p', {},
                         h('strong', {text: 'Not saved: someone else '
                                      + 'changed this object.'}),
                         ' ' + kind + ' \'' + obj.name + '\' was changed '
-                        + 'since you opened it (you had version '
-                        + el.getAttribute('data-etag') + ', the store has '
-                        + (d.etag ? '"' + d.etag + '"'
-                           : 'none: it was deleted') + ').'));
+                        + 'since you opened it (you edited version '
+                        + had.replace(/"/g, '') + ', the store has '
+                        + (now ? 'version ' + now.replace(/"/g, '')
+                           : 'none: it was deleted') + '). Reload to see '
+                        + 'the current object, or save yours over it.'));
                     conflict.appendChild(h('div', {class: 'buttons'},
                         h('button', {type: 'button', id: 'reload',
                                      onclick: function () {
                                          editPage(kind, obj.name, {});
                                      }}, 'Reload (discard my changes)'),
-                        d.etag ? h('button', {type: 'button',
-                                              class: 'danger',
-                                              id: 'overwrite',
-                                              onclick: function () {
-                                                  submit('"' + d.etag + '"');
-                                              }}, 'Save mine over theirs')
-                               : null));
+                        now ? h('button', {type: 'button',
+                                           class: 'danger',
+                                           id: 'overwrite',
+                                           onclick: function () {
+                                               el.setAttribute('data-etag',
+                                                               now);
+                                               submit(now);
+                                           }}, 'Save mine over theirs')
+                            : null));
                     conflict.hidden = false;
                     conflict.scrollIntoView();
                     $('#reload').focus();
