@@ -2750,6 +2750,7 @@ ngx_zmq_amqp_probe_report(ngx_zmq_amqp_conn_t *conn)
     res.product.len = ngx_strlen(conn->product);
     res.version.data = conn->version;
     res.version.len = ngx_strlen(conn->version);
+    res.address = conn->peer;
 
     if (done != NULL) {
         conn->probe_cb = 1;

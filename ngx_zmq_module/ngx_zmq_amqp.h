@@ -204,6 +204,7 @@ typedef struct {
     ngx_str_t                    error;        /* rc NGX_ERROR: why */
     ngx_str_t                    product;      /* the broker's, or empty */
     ngx_str_t                    version;
+    ngx_str_t                    address;      /* the last one tried */
 } ngx_zmq_amqp_probe_result_t;
 
 typedef void (*ngx_zmq_amqp_probe_pt)(void *data,
