@@ -461,6 +461,7 @@ ngx_http_zmq_ping_http(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
 
     c = ping->peer.connection;
     c->data = ping;
+    c->pool = r->pool;          /* closed by the request's cleanup first */
     c->read->handler = ngx_http_zmq_ping_http_handler;
     c->write->handler = ngx_http_zmq_ping_http_handler;
     c->log = ngx_cycle->log;

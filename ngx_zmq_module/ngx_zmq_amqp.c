@@ -996,6 +996,8 @@ ngx_zmq_amqp_flush(ngx_zmq_amqp_conn_t *conn)
 static void
 ngx_zmq_amqp_read_handler(ngx_event_t *rev)
 {
+    u_char                     text[128], *p;
+    ngx_err_t                  err;
     ngx_int_t                  rc;
     ngx_connection_t          *c = rev->data;
     ngx_zmq_amqp_conn_t       *conn = c->data;
@@ -1003,6 +1005,17 @@ ngx_zmq_amqp_read_handler(ngx_event_t *rev)
     rc = ngx_zmq_socket_read(&conn->sock, conn->in, NGX_HTTP_ZMQ_IN_SIZE,
                              NGX_HTTP_ZMQ_IN_PER_EVENT, ngx_zmq_amqp_chunk,
                              conn);
+
+    if (rc == NGX_ERROR && conn->probing) {
+        /* a ping says why: "Connection refused", "Connection reset" */
+        err = ngx_socket_errno;
+        p = ngx_cpymem(text, "read failed: ", 13);
+        p = err ? ngx_strerror(err, p, sizeof(text) - 14)
+                : ngx_cpymem(p, "unknown error", 13);
+        *p = '\0';
+        ngx_zmq_amqp_close(conn, NGX_LOG_INFO, (char *) text);
+        return;
+    }
 
     switch (rc) {
 
