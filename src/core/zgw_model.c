@@ -463,7 +463,10 @@ zgw_config_new(void)
     for (k = 0; k < ZGW_KIND_MAX; k++) {
         cfg->objs[k] = json_object();
         cfg->invalid[k] = json_object();
-        if (cfg->objs[k] == NULL || cfg->invalid[k] == NULL) {
+        cfg->versions[k] = json_object();
+        if (cfg->objs[k] == NULL || cfg->invalid[k] == NULL
+            || cfg->versions[k] == NULL)
+        {
             zgw_config_free(cfg);
             return NULL;
         }
@@ -487,7 +490,10 @@ zgw_config_copy(const zgw_config_t *cfg)
     for (k = 0; k < ZGW_KIND_MAX; k++) {
         copy->objs[k] = json_deep_copy(cfg->objs[k]);
         copy->invalid[k] = json_deep_copy(cfg->invalid[k]);
-        if (copy->objs[k] == NULL || copy->invalid[k] == NULL) {
+        copy->versions[k] = json_deep_copy(cfg->versions[k]);
+        if (copy->objs[k] == NULL || copy->invalid[k] == NULL
+            || copy->versions[k] == NULL)
+        {
             zgw_config_free(copy);
             return NULL;
         }
@@ -510,6 +516,7 @@ zgw_config_free(zgw_config_t *cfg)
     for (k = 0; k < ZGW_KIND_MAX; k++) {
         json_decref(cfg->objs[k]);
         json_decref(cfg->invalid[k]);
+        json_decref(cfg->versions[k]);
     }
 
     free(cfg);
@@ -1763,7 +1770,21 @@ zgw_config_delete(zgw_config_t *cfg, int kind, const char *name)
         return ZGW_ERROR;
     }
 
+    (void) json_object_del(cfg->versions[kind], name);
+
     return json_object_del(cfg->objs[kind], name) == 0 ? ZGW_OK : ZGW_ERROR;
+}
+
+
+long long
+zgw_config_object_version(const zgw_config_t *cfg, int kind,
+    const char *name)
+{
+    if (kind < 0 || kind >= ZGW_KIND_MAX || name == NULL) {
+        return 0;
+    }
+
+    return json_integer_value(json_object_get(cfg->versions[kind], name));
 }
 
 

@@ -49,6 +49,10 @@ typedef enum {
 typedef struct {
     json_t     *objs[ZGW_KIND_MAX];   /* per kind: name -> object */
     json_t     *invalid[ZGW_KIND_MAX];/* names that failed validation */
+    json_t     *versions[ZGW_KIND_MAX];
+                                      /* name -> the store's version when
+                                         it was last written (loaded from
+                                         the store; may be empty) */
     long long   version;
 } zgw_config_t;
 
@@ -79,6 +83,9 @@ zgw_config_t *zgw_config_copy(const zgw_config_t *cfg);
 int zgw_config_put(zgw_config_t *cfg, int kind, json_t *obj,
     const char *where, zgw_errors_t *errs);
 int zgw_config_delete(zgw_config_t *cfg, int kind, const char *name);
+/* the version at which the store last wrote it; 0 when unknown */
+long long zgw_config_object_version(const zgw_config_t *cfg, int kind,
+    const char *name);
 /* a borrowed reference, or NULL */
 json_t *zgw_config_get(const zgw_config_t *cfg, int kind, const char *name);
 size_t zgw_config_count(const zgw_config_t *cfg, int kind);

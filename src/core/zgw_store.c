@@ -171,17 +171,8 @@ zgw_store_load(zgw_store_t *st, zgw_config_t *cfg, zgw_errors_t *errs)
 }
 
 
-typedef struct {
-    size_t        n;
-    size_t        cap;
-    const char  **argv;
-    char        **owned;
-    size_t        nowned;
-} zgw_argv_t;
-
-
 static int
-zgw_argv_push(zgw_argv_t *a, const char *s, int owned)
+zgw_argv_push(zgw_store_argv_t *a, const char *s, int owned)
 {
     size_t        cap;
     const char  **argv;
@@ -211,8 +202,8 @@ zgw_argv_push(zgw_argv_t *a, const char *s, int owned)
 }
 
 
-static void
-zgw_argv_free(zgw_argv_t *a)
+void
+zgw_store_argv_free(zgw_store_argv_t *a)
 {
     size_t  i;
 
@@ -227,7 +218,7 @@ zgw_argv_free(zgw_argv_t *a)
 
 /* (op, kind, name, value) for every object that differs; n counts them */
 static int
-zgw_store_diff(zgw_argv_t *a, const zgw_config_t *prev,
+zgw_store_diff(zgw_store_argv_t *a, const zgw_config_t *prev,
     const zgw_config_t *next, size_t *n)
 {
     int          k;
@@ -308,28 +299,47 @@ zgw_store_diff(zgw_argv_t *a, const zgw_config_t *prev,
 
 
 int
+zgw_store_apply_argv(const zgw_config_t *prev, const zgw_config_t *next,
+    zgw_store_argv_t *a, size_t *changes)
+{
+    char  *expected;
+
+    memset(a, 0, sizeof(zgw_store_argv_t));
+    *changes = 0;
+
+    expected = malloc(32);
+    if (expected == NULL) {
+        return ZGW_ERROR;
+    }
+
+    snprintf(expected, 32, "%lld", prev->version);
+
+    if (zgw_argv_push(a, "EVAL", 0) != ZGW_OK
+        || zgw_argv_push(a, zgw_store_apply_lua, 0) != ZGW_OK
+        || zgw_argv_push(a, "0", 0) != ZGW_OK
+        || zgw_argv_push(a, expected, 1) != ZGW_OK)
+    {
+        free(expected);
+        return ZGW_ERROR;
+    }
+
+    return zgw_store_diff(a, prev, next, changes);
+}
+
+
+int
 zgw_store_apply(zgw_store_t *st, const zgw_config_t *prev,
     const zgw_config_t *next, int dry_run, long long *version,
     size_t *changes, zgw_errors_t *errs)
 {
-    int          rc;
-    char         expected[32];
-    size_t       n;
-    zgw_argv_t   a;
-    redisReply  *r;
+    int                rc;
+    size_t             n;
+    zgw_store_argv_t   a;
+    redisReply        *r;
 
-    memset(&a, 0, sizeof(a));
     rc = ZGW_ERROR;
-    n = 0;
 
-    snprintf(expected, sizeof(expected), "%lld", prev->version);
-
-    if (zgw_argv_push(&a, "EVAL", 0) != ZGW_OK
-        || zgw_argv_push(&a, zgw_store_apply_lua, 0) != ZGW_OK
-        || zgw_argv_push(&a, "0", 0) != ZGW_OK
-        || zgw_argv_push(&a, expected, 0) != ZGW_OK
-        || zgw_store_diff(&a, prev, next, &n) != ZGW_OK)
-    {
+    if (zgw_store_apply_argv(prev, next, &a, &n) != ZGW_OK) {
         goto nomem;
     }
 
@@ -364,7 +374,7 @@ nomem:
 
 done:
 
-    zgw_argv_free(&a);
+    zgw_store_argv_free(&a);
     return rc;
 }
 
@@ -377,7 +387,7 @@ zgw_store_replace(zgw_store_t *st, const zgw_config_t *prev,
     int          rc;
     char         expected[32], least[32];
     size_t       n;
-    zgw_argv_t   a;
+    zgw_store_argv_t   a;
     redisReply  *r;
 
     memset(&a, 0, sizeof(a));
@@ -417,6 +427,6 @@ zgw_store_replace(zgw_store_t *st, const zgw_config_t *prev,
 
 done:
 
-    zgw_argv_free(&a);
+    zgw_store_argv_free(&a);
     return rc;
 }

@@ -2,7 +2,9 @@
  * ngx_zmq core: the configuration store in Redis (blocking client).
  *
  * Layout: zmq:obj:<kind>:<name> holds one object (JSON, secrets sealed),
- * zmq:index:<kind> the set of names, zmq:version a counter. Writes go
+ * zmq:index:<kind> the set of names, zmq:version a counter, zmq:objver a
+ * hash "<kind>:<name>" -> the version at which that object was last
+ * written (the admin API's ETag). Writes go
  * through one Lua script, so objects, indexes and the version change
  * atomically; every change is PUBLISHed on zmq:events as
  * {"version":N,"kind":"..","name":"..","op":"put|delete"}.
@@ -70,6 +72,24 @@ int zgw_store_version(zgw_store_t *st, long long *version,
 int zgw_store_apply(zgw_store_t *st, const zgw_config_t *prev,
     const zgw_config_t *next, int dry_run, long long *version,
     size_t *changes, zgw_errors_t *errs);
+
+/*
+ * The command zgw_store_apply() sends (EVAL of zgw_store_apply_lua), for a
+ * client that sends it itself (an NGINX worker): argv points into prev and
+ * next, which must outlive it. changes counts the objects written; with
+ * none there is nothing to send. Free it with zgw_store_argv_free().
+ */
+typedef struct {
+    size_t        n;
+    size_t        cap;
+    const char  **argv;
+    char        **owned;
+    size_t        nowned;
+} zgw_store_argv_t;
+
+int zgw_store_apply_argv(const zgw_config_t *prev, const zgw_config_t *next,
+    zgw_store_argv_t *a, size_t *changes);
+void zgw_store_argv_free(zgw_store_argv_t *a);
 
 /*
  * Makes the store hold next exactly (the objects as they are: sealed

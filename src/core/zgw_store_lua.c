@@ -6,6 +6,7 @@
  * they can be put into the event text without escaping.
  */
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,11 @@
 #include "zgw_store.h"
 
 
-/* ARGV: the kinds. Returns {version, {name, json, ...} per kind}. */
+/*
+ * ARGV: the kinds. Returns {version, {name, json, ...} per kind,
+ * {"kind:name", version, ...}}: the last element is zmq:objver, the
+ * version at which each object was last written.
+ */
 const char  zgw_store_snapshot_lua[] =
     "local out = {redis.call('GET', 'zmq:version') or '0'}\n"
     "for _, kind in ipairs(ARGV) do\n"
@@ -29,6 +34,7 @@ const char  zgw_store_snapshot_lua[] =
     "  end\n"
     "  out[#out + 1] = objs\n"
     "end\n"
+    "out[#out + 1] = redis.call('HGETALL', 'zmq:objver')\n"
     "return out\n";
 
 
@@ -54,6 +60,11 @@ const char  zgw_store_apply_lua[] =
     "    redis.call('SREM', 'zmq:index:' .. kind, name)\n"
     "  end\n"
     "  cur = redis.call('INCR', 'zmq:version')\n"
+    "  if op == 'put' then\n"
+    "    redis.call('HSET', 'zmq:objver', kind .. ':' .. name, cur)\n"
+    "  else\n"
+    "    redis.call('HDEL', 'zmq:objver', kind .. ':' .. name)\n"
+    "  end\n"
     "  redis.call('PUBLISH', 'zmq:events', '{\"version\":' .. cur .. "
     "',\"kind\":\"' .. kind .. '\",\"name\":\"' .. name .. "
     "'\",\"op\":\"' .. op .. '\"}')\n"
@@ -73,22 +84,29 @@ const char  zgw_store_replace_lua[] =
     "(version ' .. cur .. ', expected ' .. ARGV[1] .. '); run the command "
     "again')\n"
     "end\n"
+    "local v = math.max(cur + 1, tonumber(ARGV[2]))\n"
     "for i = 4, #ARGV, 4 do\n"
     "  local op, kind, name = ARGV[i], ARGV[i + 1], ARGV[i + 2]\n"
     "  local key = 'zmq:obj:' .. kind .. ':' .. name\n"
     "  if op == 'put' then\n"
     "    redis.call('SET', key, ARGV[i + 3])\n"
     "    redis.call('SADD', 'zmq:index:' .. kind, name)\n"
+    "    redis.call('HSET', 'zmq:objver', kind .. ':' .. name, "
+    "string.format('%d', v))\n"
     "  else\n"
     "    redis.call('DEL', key)\n"
     "    redis.call('SREM', 'zmq:index:' .. kind, name)\n"
+    "    redis.call('HDEL', 'zmq:objver', kind .. ':' .. name)\n"
     "  end\n"
     "end\n"
-    "local v = math.max(cur + 1, tonumber(ARGV[2]))\n"
     "redis.call('SET', 'zmq:version', string.format('%d', v))\n"
     "redis.call('PUBLISH', 'zmq:events', '{\"version\":' .. "
     "string.format('%d', v) .. ',\"op\":\"' .. ARGV[3] .. '\"}')\n"
     "return v\n";
+
+
+static int zgw_store_snapshot_versions(const redisReply *list,
+    zgw_config_t *cfg, zgw_errors_t *errs);
 
 
 int
@@ -204,7 +222,10 @@ zgw_store_snapshot_parse(const redisReply *r, zgw_config_t *cfg,
         return ZGW_ERROR;
     }
 
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 1 + ZGW_KIND_MAX
+    /* 1 + ZGW_KIND_MAX: a store written before objects had versions */
+    if (r->type != REDIS_REPLY_ARRAY
+        || (r->elements != 1 + ZGW_KIND_MAX
+            && r->elements != 2 + ZGW_KIND_MAX)
         || r->element[0]->type != REDIS_REPLY_STRING)
     {
         zgw_errors_add(errs, "redis: snapshot: unexpected reply");
@@ -241,5 +262,67 @@ zgw_store_snapshot_parse(const redisReply *r, zgw_config_t *cfg,
         }
     }
 
+    if (r->elements == 2 + ZGW_KIND_MAX
+        && zgw_store_snapshot_versions(r->element[1 + ZGW_KIND_MAX], cfg,
+                                       errs)
+           != ZGW_OK)
+    {
+        return ZGW_ERROR;
+    }
+
     return rc;
+}
+
+
+/* {"kind:name", version, ...}: kept for the objects cfg holds */
+static int
+zgw_store_snapshot_versions(const redisReply *list, zgw_config_t *cfg,
+    zgw_errors_t *errs)
+{
+    int          k;
+    char        *colon, *end, kind[32];
+    size_t       i;
+    long long    v;
+    redisReply  *field, *value;
+
+    if (list->type != REDIS_REPLY_ARRAY) {
+        zgw_errors_add(errs, "redis: snapshot: unexpected reply");
+        return ZGW_ERROR;
+    }
+
+    for (i = 0; i + 1 < list->elements; i += 2) {
+        field = list->element[i];
+        value = list->element[i + 1];
+
+        if (field->type != REDIS_REPLY_STRING
+            || value->type != REDIS_REPLY_STRING)
+        {
+            zgw_errors_add(errs, "redis: snapshot: unexpected reply");
+            return ZGW_ERROR;
+        }
+
+        /* a malformed entry is ignored: the object then has no version */
+        colon = memchr(field->str, ':', field->len);
+        if (colon == NULL || (size_t) (colon - field->str) >= sizeof(kind)) {
+            continue;
+        }
+
+        memcpy(kind, field->str, colon - field->str);
+        kind[colon - field->str] = '\0';
+
+        k = zgw_kind_from_name(kind);
+        if (k < 0 || zgw_config_get(cfg, k, colon + 1) == NULL) {
+            continue;
+        }
+
+        errno = 0;
+        v = strtoll(value->str, &end, 10);
+        if (errno || end == value->str || *end != '\0' || v < 0) {
+            continue;
+        }
+
+        json_object_set_new(cfg->versions[k], colon + 1, json_integer(v));
+    }
+
+    return ZGW_OK;
 }

@@ -184,6 +184,101 @@ test_write_then_load(void **state)
 }
 
 
+/* every write records the version it wrote each object at (the ETag) */
+static void
+test_objects_carry_their_versions(void **state)
+{
+    long long      version;
+    zgw_key_t      key;
+    zgw_store_t   *st;
+    zgw_errors_t   errs;
+    redisReply    *r;
+    redisContext  *c;
+    zgw_config_t  *empty, *next, *loaded, *again, *replaced;
+
+    (void) state;
+    flush();
+    memset(key.bytes, 1, sizeof(key.bytes));
+    zgw_errors_init(&errs);
+
+    st = zgw_store_connect(url, 2000, &errs);
+    assert_non_null(st);
+
+    empty = load_store(st);
+    next = load_text(DOC);
+    assert_int_equal(zgw_config_seal(next, empty, &key, &errs), ZGW_OK);
+    assert_int_equal(zgw_store_apply(st, empty, next, 0, &version, NULL,
+                                     &errs), ZGW_OK);
+    assert_int_equal(version, 3);
+
+    /* three changes, three versions, in the order they were written */
+    loaded = load_store(st);
+    assert_int_equal(zgw_config_object_version(loaded, ZGW_KIND_AMQP_DEF,
+                                               "crm"), 1);
+    assert_int_equal(zgw_config_object_version(loaded,
+                                               ZGW_KIND_AMQP_OUTCONN,
+                                               "crm.out"), 2);
+    assert_int_equal(zgw_config_object_version(loaded, ZGW_KIND_SERVICE,
+                                               "pub"), 3);
+    assert_int_equal(zgw_config_object_version(loaded, ZGW_KIND_SERVICE,
+                                               "nope"), 0);
+
+    /* a change moves only the changed object's version; a delete drops it */
+    zgw_config_free(next);
+    next = zgw_config_copy(loaded);
+    json_object_set_new(zgw_config_get(next, ZGW_KIND_SERVICE, "pub"),
+                        "routing_key", json_string("changed"));
+    assert_int_equal(zgw_store_apply(st, loaded, next, 0, &version, NULL,
+                                     &errs), ZGW_OK);
+    assert_int_equal(version, 4);
+
+    again = load_store(st);
+    assert_int_equal(zgw_config_object_version(again, ZGW_KIND_SERVICE,
+                                               "pub"), 4);
+    assert_int_equal(zgw_config_object_version(again, ZGW_KIND_AMQP_DEF,
+                                               "crm"), 1);
+
+    /* a copy keeps them */
+    zgw_config_free(next);
+    next = zgw_config_copy(again);
+    assert_int_equal(zgw_config_object_version(next, ZGW_KIND_SERVICE,
+                                               "pub"), 4);
+
+    /* replace: what it writes gets the new version, deletes drop theirs */
+    assert_int_equal(zgw_config_delete(next, ZGW_KIND_SERVICE, "pub"),
+                     ZGW_OK);
+    assert_int_equal(zgw_config_object_version(next, ZGW_KIND_SERVICE,
+                                               "pub"), 0);
+    json_object_set_new(zgw_config_get(next, ZGW_KIND_AMQP_OUTCONN,
+                                       "crm.out"),
+                        "app_id", json_string("other"));
+    assert_int_equal(zgw_store_replace(st, again, next, 10, "import",
+                                       &version, NULL, &errs), ZGW_OK);
+    assert_int_equal(version, 10);
+
+    replaced = load_store(st);
+    assert_int_equal(zgw_config_object_version(replaced,
+                                               ZGW_KIND_AMQP_OUTCONN,
+                                               "crm.out"), 10);
+    assert_int_equal(zgw_config_object_version(replaced, ZGW_KIND_AMQP_DEF,
+                                               "crm"), 1);
+
+    c = raw_connect();
+    r = redisCommand(c, "HEXISTS zmq:objver service:pub");
+    assert_int_equal(r->integer, 0);
+    freeReplyObject(r);
+    redisFree(c);
+
+    zgw_config_free(empty);
+    zgw_config_free(next);
+    zgw_config_free(loaded);
+    zgw_config_free(again);
+    zgw_config_free(replaced);
+    zgw_store_close(st);
+    zgw_errors_free(&errs);
+}
+
+
 static void
 test_events_are_published(void **state)
 {
@@ -461,6 +556,8 @@ main(void)
 {
     const struct CMUnitTest  tests[] = {
         cmocka_unit_test_setup(test_write_then_load, need_redis),
+        cmocka_unit_test_setup(test_objects_carry_their_versions,
+                               need_redis),
         cmocka_unit_test_setup(test_events_are_published, need_redis),
         cmocka_unit_test_setup(test_concurrent_change_is_refused,
                                need_redis),
