@@ -753,8 +753,9 @@ ngx_http_zmq_write_delete(ngx_http_zmq_write_t *w, ngx_http_zmq_refusal_t *no)
 {
     int            k;
     char          *q, *e, kind[32], name[ZGW_NAME_MAX + 1];
+    char           seen_key[32 + ZGW_NAME_MAX + 2];
     size_t         i, done, len;
-    json_t        *gone, *refs, *entry;
+    json_t        *gone, *refs, *entry, *seen;
     ngx_int_t      rc;
     zgw_errors_t   found;
 
@@ -777,9 +778,20 @@ ngx_http_zmq_write_delete(ngx_http_zmq_write_t *w, ngx_http_zmq_refusal_t *no)
      * and then, with cascade, whatever refers to anything in it, until
      * nothing left refers to what is gone.
      */
+    /*
+     * seen: "kind name" of everything in gone or refs, so that each is
+     * listed (and walked) once, however many ways it refers to what is
+     * gone: without it a lattice of fanout services grows gone
+     * exponentially (one entry per path)
+     */
     gone = json_array();
     refs = json_array();
-    if (gone == NULL || refs == NULL
+    seen = json_object();
+    ngx_snprintf((u_char *) seen_key, sizeof(seen_key) - 1, "%s %s%Z",
+                 zgw_kind_name(w->kind), w->name);
+
+    if (gone == NULL || refs == NULL || seen == NULL
+        || json_object_set_new(seen, seen_key, json_true()) != 0
         || json_array_append_new(gone, json_pack("{s:s,s:s}", "kind",
                                                  zgw_kind_name(w->kind),
                                                  "name", w->name))
@@ -787,6 +799,7 @@ ngx_http_zmq_write_delete(ngx_http_zmq_write_t *w, ngx_http_zmq_refusal_t *no)
     {
         json_decref(gone);
         json_decref(refs);
+        json_decref(seen);
         return NGX_ERROR;
     }
 
@@ -831,6 +844,17 @@ ngx_http_zmq_write_delete(ngx_http_zmq_write_t *w, ngx_http_zmq_refusal_t *no)
                 continue;
             }
 
+            ngx_snprintf((u_char *) seen_key, sizeof(seen_key) - 1,
+                         "%s %s%Z", kind, name);
+
+            if (json_object_get(seen, seen_key) != NULL) {
+                continue;
+            }
+
+            if (json_object_set_new(seen, seen_key, json_true()) != 0) {
+                goto nomem;
+            }
+
             if (json_array_append_new(refs,
                                       json_pack("{s:s,s:s}", "kind", kind,
                                                 "name", name))
@@ -855,6 +879,7 @@ ngx_http_zmq_write_delete(ngx_http_zmq_write_t *w, ngx_http_zmq_refusal_t *no)
     }
 
     zgw_errors_free(&found);
+    json_decref(seen);
 
     if (!w->cascade && json_array_size(refs) > 0) {
         ngx_http_zmq_write_refuse(no, NGX_HTTP_CONFLICT, "in_use",
@@ -877,6 +902,7 @@ ngx_http_zmq_write_delete(ngx_http_zmq_write_t *w, ngx_http_zmq_refusal_t *no)
 nomem:
 
     zgw_errors_free(&found);
+    json_decref(seen);
     json_decref(gone);
     json_decref(refs);
     return NGX_ERROR;
