@@ -138,3 +138,172 @@ def test_in_use_names_a_referrer_once_even_if_it_lists_it_twice(gw,
     assert len(refs) == len({(x["kind"], x["name"]) for x in refs}), refs
     assert "used by %d object" % len(refs) in r.json()["message"]
     unchanged(g, v0)
+
+
+# ------------------------------------------------------------ hostile input
+
+
+DEEP = b'{"name": "deep", "kind": "publish", "x": ' + b"[" * 5000 \
+    + b"]" * 5000 + b"}"
+
+
+@pytest.mark.parametrize("body", [
+    DEEP,
+    b'{"name": "a\\u0000b", "kind": "publish", "outconn": "out"}',
+    b'{"name": "dup", "name": "dup2", "kind": "publish", "outconn": "out"}',
+    b'{"name": "\xff\xfe", "kind": "publish", "outconn": "out"}',
+    b'{"name": "nul", "kind": "publish"}\x00{}',
+    b"[]", b"", b"null", b"{", b'"name"',
+], ids=["deep", "nul-escape", "duplicate-key", "not-utf8", "raw-nul",
+        "array", "empty", "null", "truncated", "string"])
+def test_a_bad_body_is_400_bad_json_and_changes_nothing(gw, body):
+    g = gw()
+    v0 = g.current_store_version()
+    for method, path in (("POST", "api/service"), ("PUT", "api/service/svc"),
+                         ("PATCH", "api/service/svc"), ("POST", "api/import"),
+                         ("POST", "api/security/admins/password")):
+        r = g.call(method, path, data=body,
+                   headers={"Content-Type": "application/json"})
+        json_error(r, 400, "bad_json")
+    unchanged(g, v0)
+    g.alive()
+
+
+@pytest.mark.parametrize("method,path,status", [
+    ("PUT", "api/service/" + "n" * 201, 404),
+    ("PUT", "api/service/" + "n" * 5000, 404),
+    ("PUT", "api/service/a%2Fb", 404),
+    ("PUT", "api/service/a%00b", 400),        # NGINX's own, HTML
+    ("PUT", "api/service/a%20b", 400),
+    ("PATCH", "api/service/%2E%2E", 404),
+    ("DELETE", "api/service/svc%00", 400),
+    ("DELETE", "api/security/viewers/keys/" + "k" * 300, 404),
+    ("DELETE", "api/security/viewers/keys/a%00", 400),
+    ("POST", "api/" + "k" * 5000, 404),
+    ("POST", "api/service/svc/password/x", 404),
+    ("POST", "api/import/x", 404),
+])
+def test_a_hostile_path_is_a_json_error_and_changes_nothing(gw, method, path,
+                                                            status):
+    g = gw()
+    v0 = g.current_store_version()
+    r = g.call(method, path, json={"kind": "publish", "outconn": "out"})
+    assert r.status_code == status, r.text
+    if "%00" not in path:       # NGINX refuses that before any location
+        assert r.headers["Content-Type"] == "application/json"
+    unchanged(g, v0)
+
+
+@pytest.mark.parametrize("value", [
+    '"99999999999999999999999999"', '"9223372036854775807"', '"-1"',
+    '"1e3"', '""', '"', 'W/"%d"', '"%d", "%d"', '" %d"', "**",
+    '"%d"x', "\"%d\"\t",
+])
+def test_a_bad_or_stale_if_match_is_412_and_changes_nothing(gw, value):
+    g = gw()
+    v0 = g.current_store_version()
+    cur = g.get("api/service/svc").headers["ETag"].strip('"')
+    v = value.replace("%d", cur)
+    r = g.call("PATCH", "api/service/svc", json={"routing_key": "zz"},
+               headers={"If-Match": v})
+    json_error(r, 412, "precondition_failed")
+    unchanged(g, v0)
+
+
+def test_many_if_match_headers_are_one_request_not_a_crash(gw):
+    g = gw()
+    v0 = g.current_store_version()
+    cur = g.get("api/service/svc").headers["ETag"]
+    # NGINX itself refuses a repeated If-Match (400) before any location
+    hdr = ["If-Match: \"1\""] + ["If-Match: %s" % cur] * 200
+    s = g.raw("PATCH", "api/service/svc", b'{"routing_key": "x"}', hdr,
+              close=False)
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    assert data.startswith(b"HTTP/1.1 400"), data[:200]
+    unchanged(g, v0)
+
+
+def test_a_patch_cannot_rename_or_plant_set_markers(gw):
+    g = gw()
+    v0 = g.current_store_version()
+    json_error(g.call("PATCH", "api/service/svc", json={"name": "other"}),
+               400, "invalid")
+    json_error(g.call("PATCH", "api/service/svc", json={"name": None}),
+               400, "invalid")
+    json_error(g.call("PUT", "api/service/svc",
+                      json={"name": "other", "kind": "publish",
+                            "outconn": "out"}), 400, "invalid")
+    # {"$set": true} on a field that is no secret only keeps it as it is
+    r = g.call("PATCH", "api/service/svc",
+               json={"routing_key": {"$set": True}})
+    assert r.status_code == 200 and r.json()["changes"] == 0, r.text
+    unchanged(g, v0)
+
+
+def test_a_viewer_cannot_write_with_method_overrides(gw):
+    g = gw()
+    v0 = g.current_store_version()
+    for hdr in ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"):
+        for m in ("POST", "PUT", "PATCH", "DELETE", "FOO"):
+            r = g.call(m, "api/service/svc", auth="viewer",
+                       headers={hdr: "GET"}, json={"routing_key": "v"})
+            json_error(r, 403, "forbidden")
+        r = g.call("GET", "api/service/svc", auth="viewer",
+                   headers={hdr: "DELETE"})
+        assert r.status_code == 200
+    unchanged(g, v0)
+
+
+# ------------------------------------------------------------ big bodies
+
+
+def test_a_body_spilled_to_a_temp_file_is_read_whole(gw):
+    g = gw(http="client_body_buffer_size 1k;\nclient_max_body_size 256k;\n")
+    v0 = g.current_store_version()
+    headers = {"h%04d" % i: "v" * 40 for i in range(2000)}
+    obj = {"name": "big", "kind": "publish", "outconn": "out",
+           "routing_key": "r", "headers": headers}
+    body = json.dumps(obj).encode()
+    assert 64 * 1024 < len(body) < 256 * 1024
+    r = g.call("POST", "api/service", data=body,
+               headers={"Content-Type": "application/json"})
+    assert r.status_code == 201, r.text
+    assert [s for s in g.export()["service"]
+            if s["name"] == "big"][0]["headers"] == headers
+    assert g.current_store_version() == v0 + 1
+
+    # chunked, also spilled
+    def chunks():
+        for i in range(0, len(body), 3000):
+            yield body[i:i + 3000]
+    r = g.call("PUT", "api/service/big", data=chunks(),
+               headers={"Content-Type": "application/json"})
+    assert r.status_code == 200 and r.json()["changes"] == 0, r.text
+
+    r = g.call("POST", "api/service", data=b" " * (300 * 1024))
+    assert r.status_code == 413, r.text
+    assert r.headers["Content-Type"] == "application/json", r.text
+    assert g.current_store_version() == v0 + 1
+    g.alive()
+
+
+def test_a_large_import_of_many_objects_is_one_write(gw, rabbitmq):
+    g = gw(http="client_max_body_size 4m;\n")
+    doc = config(rabbitmq)
+    for i in range(3000):
+        doc["service"].append({"name": "many.%05d" % i, "kind": "publish",
+                               "outconn": "out", "routing_key": "r"})
+    r = g.call("POST", "api/import?wait=1", json=doc)
+    assert r.status_code == 200, r.text
+    assert r.json()["applied"] is True
+    assert len(g.export()["service"]) == 3001
+    # the next write reads a snapshot of all of it, and still works
+    r = g.call("PATCH", "api/service/many.00042", json={"routing_key": "x"})
+    assert r.status_code == 200, r.text
+    g.alive()
