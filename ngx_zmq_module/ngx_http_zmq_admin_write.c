@@ -22,6 +22,11 @@
  * The state of a write lives outside the request (ngx_alloc), because
  * Redis answers even when the client has gone: a request cleanup marks
  * the write orphaned, and whichever of the two comes last frees it.
+ *
+ * A worker sends one write at a time to Redis (the others wait their
+ * turn in a queue of at most NGX_HTTP_ZMQ_WRITE_QUEUE_MAX): concurrent
+ * writes of one worker would otherwise all read the same version and all
+ * but one start again, and a burst of more than a few would end in 409.
  */
 
 
@@ -43,6 +48,7 @@
 #define NGX_HTTP_ZMQ_WRITE_ATTEMPTS   5       /* snapshots per write */
 #define NGX_HTTP_ZMQ_WRITE_WAIT       10000   /* ?wait=1, at most (ms) */
 #define NGX_HTTP_ZMQ_WRITE_WAIT_POLL  10
+#define NGX_HTTP_ZMQ_WRITE_QUEUE_MAX  256     /* writes waiting their turn */
 
 /* If-Match: absent, "*", malformed; otherwise the ETag's version */
 #define NGX_HTTP_ZMQ_IF_NONE          -1
@@ -93,6 +99,8 @@ typedef struct {
     zgw_config_t              *next;
     ngx_event_t                wait_ev;
     ngx_msec_t                 wait_until;
+    ngx_queue_t                queue;        /* in the worker's writes */
+    ngx_flag_t                 queued;
 } ngx_http_zmq_write_t;
 
 
@@ -143,6 +151,8 @@ static void ngx_http_zmq_write_done(ngx_http_zmq_write_t *w,
     ngx_int_t rc);
 static void ngx_http_zmq_write_cleanup(void *data);
 static void ngx_http_zmq_write_free(ngx_http_zmq_write_t *w);
+static void ngx_http_zmq_write_release(ngx_http_zmq_write_t *w);
+static void ngx_http_zmq_write_next(ngx_event_t *ev);
 static ngx_flag_t ngx_http_zmq_write_flag(ngx_http_request_t *r,
     const char *name);
 static long long ngx_http_zmq_write_if_match(ngx_http_request_t *r);
@@ -156,6 +166,7 @@ ngx_http_zmq_admin_write(ngx_http_request_t *r, ngx_http_zmq_admin_req_t *ar)
     ngx_uint_t                 op;
     ngx_str_t                  raw;
     ngx_http_zmq_write_t      *w;
+    ngx_http_zmq_worker_t     *wk;
     ngx_http_zmq_refusal_t     no;
     ngx_http_zmq_main_conf_t  *zmcf;
 
@@ -296,6 +307,40 @@ ngx_http_zmq_admin_write(ngx_http_request_t *r, ngx_http_zmq_admin_req_t *ar)
 
     ngx_memzero(&no, sizeof(ngx_http_zmq_refusal_t));
 
+    wk = ngx_http_zmq_worker();
+
+    if (wk == NULL) {
+        w->cln->handler = NULL;
+        ngx_http_zmq_write_free(w);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (wk->writes.next == NULL) {
+        ngx_queue_init(&wk->writes);
+        wk->write_ev.handler = ngx_http_zmq_write_next;
+        wk->write_ev.log = ngx_cycle->log;
+    }
+
+    if (wk->write != NULL || !ngx_queue_empty(&wk->writes)) {
+        /* another write is at Redis: this one waits its turn */
+        if (wk->nwrites >= NGX_HTTP_ZMQ_WRITE_QUEUE_MAX) {
+            w->cln->handler = NULL;
+            ngx_http_zmq_write_free(w);
+            return ngx_http_zmq_admin_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "busy", "%d writes wait their "
+                                           "turn in this worker already: "
+                                           "try again",
+                                           NGX_HTTP_ZMQ_WRITE_QUEUE_MAX);
+        }
+
+        ngx_queue_insert_tail(&wk->writes, &w->queue);
+        wk->nwrites++;
+        w->queued = 1;
+
+        r->main->count++;
+        return NGX_DONE;
+    }
+
     if (ngx_http_zmq_write_start(w, &no) != NGX_OK) {
         w->cln->handler = NULL;
         ngx_http_zmq_write_free(w);
@@ -303,9 +348,75 @@ ngx_http_zmq_admin_write(ngx_http_request_t *r, ngx_http_zmq_admin_req_t *ar)
                                        no.message);
     }
 
+    wk->write = w;
     r->main->count++;
 
     return NGX_DONE;
+}
+
+
+/* w no longer needs Redis: the next write waiting its turn may go */
+static void
+ngx_http_zmq_write_release(ngx_http_zmq_write_t *w)
+{
+    ngx_http_zmq_worker_t  *wk;
+
+    wk = ngx_http_zmq_worker();
+
+    if (wk == NULL) {
+        return;
+    }
+
+    if (w->queued) {
+        ngx_queue_remove(&w->queue);
+        wk->nwrites--;
+        w->queued = 0;
+    }
+
+    if (wk->write != w) {
+        return;
+    }
+
+    wk->write = NULL;
+
+    /* from the event loop: no request is finalized inside another's */
+    if (!ngx_queue_empty(&wk->writes) && !wk->write_ev.posted) {
+        ngx_post_event(&wk->write_ev, &ngx_posted_events);
+    }
+}
+
+
+/* starts the first write waiting its turn (and fails those that cannot) */
+static void
+ngx_http_zmq_write_next(ngx_event_t *ev)
+{
+    ngx_queue_t             *q;
+    ngx_connection_t        *c;
+    ngx_http_zmq_write_t    *w;
+    ngx_http_zmq_worker_t   *wk;
+    ngx_http_zmq_refusal_t   no;
+
+    wk = ngx_http_zmq_worker();
+
+    while (wk->write == NULL && !ngx_queue_empty(&wk->writes)) {
+        q = ngx_queue_head(&wk->writes);
+        w = ngx_queue_data(q, ngx_http_zmq_write_t, queue);
+
+        ngx_queue_remove(q);
+        wk->nwrites--;
+        w->queued = 0;
+
+        ngx_memzero(&no, sizeof(ngx_http_zmq_refusal_t));
+
+        if (ngx_http_zmq_write_start(w, &no) == NGX_OK) {
+            wk->write = w;
+            return;
+        }
+
+        c = w->request->connection;
+        ngx_http_zmq_write_fail(w, &no);
+        ngx_http_run_posted_requests(c);
+    }
 }
 
 
@@ -459,6 +570,9 @@ ngx_http_zmq_write_applied(ngx_zmq_redis_t *rd, redisReply *reply,
 
     if (reply != NULL && reply->type == REDIS_REPLY_INTEGER) {
         w->version = reply->integer;
+
+        /* written: ?wait needs no Redis, the next write may go */
+        ngx_http_zmq_write_release(w);
 
         ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
                       "zmq admin: %s %s %s%s%s%s%s: %uz change%s, "
@@ -1634,6 +1748,8 @@ ngx_http_zmq_write_cleanup(void *data)
 static void
 ngx_http_zmq_write_free(ngx_http_zmq_write_t *w)
 {
+    ngx_http_zmq_write_release(w);
+
     if (w->wait_ev.timer_set) {
         ngx_del_timer(&w->wait_ev);
     }

@@ -307,3 +307,101 @@ def test_a_large_import_of_many_objects_is_one_write(gw, rabbitmq):
     r = g.call("PATCH", "api/service/many.00042", json={"routing_key": "x"})
     assert r.status_code == 200, r.text
     g.alive()
+
+
+# ------------------------------------------------- clients and Redis leaving
+
+
+def pause_redis(g, ms):
+    g.redis().execute_command("CLIENT", "PAUSE", ms, "ALL")
+
+
+def read_all(s):
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    return data
+
+
+def test_clients_that_leave_before_redis_answers(gw):
+    g = gw()
+    v0 = g.current_store_version()
+    pause_redis(g, 1500)
+    for i in range(4):
+        body = json.dumps({"kind": "publish", "outconn": "out",
+                           "routing_key": "r%d" % i}).encode()
+        g.raw("PUT", "api/service/gone%d%s" % (i, "?wait=1" if i % 2 else ""),
+              body)
+    g.raw("POST", "api/security/viewers/keys", b"")
+    # and some that stay, to see what the others got
+    stay = [g.raw("PUT", "api/service/stay%d" % i,
+                  b'{"kind": "publish", "outconn": "out"}', close=False)
+            for i in range(3)]
+    for s in stay:
+        data = read_all(s)
+        assert data.startswith(b"HTTP/1.1 201"), data[:300]
+    wait_for(lambda: g.current_store_version() >= v0 + 8, what="writes")
+    names = {s["name"] for s in g.export().get("service", [])}
+    assert {"gone%d" % i for i in range(4)} <= names, names
+    keys = [o for o in g.export()["security"] if o["name"] == "viewers"][0]
+    assert len(keys["keys"]) == 2, keys
+    r = g.call("PUT", "api/service/after?wait=1",
+               json={"kind": "publish", "outconn": "out"})
+    assert r.status_code in (200, 201), r.text
+    assert r.json()["applied"] is True
+    g.alive()
+
+
+def test_redis_lost_while_writes_wait_for_it_is_503(gw):
+    g = gw()
+    pause_redis(g, 3000)
+    socks = [g.raw("PATCH", "api/service/svc%s" % ("?wait=1" if i % 2 else ""),
+                   b'{"routing_key": "k%d"}' % i, close=False)
+             for i in range(10)]
+    time.sleep(0.3)
+    g.redis_store.proc.kill()
+    g.redis_store.proc.wait()
+    try:
+        for s in socks:
+            data = read_all(s)
+            assert data.startswith(b"HTTP/1.1 503"), data[:300]
+            assert b'"redis_unavailable"' in data
+        # reads still come from what the worker runs
+        assert g.get("api/service/svc").status_code == 200
+    finally:
+        g.redis_store.start()
+
+
+def test_a_burst_of_concurrent_writes_all_land_or_are_503_busy(gw, zmqctl):
+    """One worker sends one write at a time to Redis: concurrent writes
+    of one worker never conflict with each other (they did: a burst of
+    more than five ended in 409 conflict), and past 256 waiting the
+    answer is 503 busy, before Redis' own queue of commands (shared with
+    following the store) can fill."""
+    g = gw()
+    v0 = g.current_store_version()
+    pause_redis(g, 2000)
+    socks = []
+    for i in range(300):
+        body = b'{"kind": "publish", "outconn": "out"}'
+        socks.append(g.raw("PUT", "api/service/q%04d" % i, body, close=False))
+    codes = {}
+    for s in socks:
+        data = read_all(s)
+        code = int(data.split(b" ", 2)[1]) if data else 0
+        codes[code] = codes.get(code, 0) + 1
+        if code == 503:
+            assert b'"busy"' in data, data
+    assert set(codes) <= {201, 503}, codes
+    assert codes[201] >= 256, codes
+    assert g.current_store_version() == v0 + codes[201]
+    # the worker still follows the store
+    r = g.call("PUT", "api/service/last?wait=1",
+               json={"kind": "publish", "outconn": "out"})
+    assert r.status_code == 201 and r.json()["applied"] is True, r.text
