@@ -34,6 +34,10 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#if (NGX_THREADS)
+#include <ngx_thread_pool.h>
+#endif
+
 #include <jansson.h>
 #include <openssl/crypto.h>
 
@@ -74,6 +78,15 @@ static const char  *ngx_http_zmq_write_op_names[] = {
 };
 
 
+/* a refusal: the status, the error code, a message and maybe more */
+typedef struct {
+    ngx_uint_t                 status;
+    const char                *code;
+    char                       message[512];
+    json_t                    *extra;        /* merged into the body */
+} ngx_http_zmq_refusal_t;
+
+
 typedef struct {
     ngx_http_request_t        *request;      /* NULL once it is gone */
     ngx_http_cleanup_t        *cln;
@@ -101,16 +114,18 @@ typedef struct {
     ngx_msec_t                 wait_until;
     ngx_queue_t                queue;        /* in the worker's writes */
     ngx_flag_t                 queued;
+
+    /* the next configuration, built on a thread (password hashing) */
+#if (NGX_THREADS)
+    ngx_thread_task_t          task;
+#endif
+    ngx_int_t                  built;        /* build's NGX_OK, ... */
+    int                        argv_rc;
+    zgw_store_argv_t           argv;
+    ngx_http_zmq_refusal_t     no;
 } ngx_http_zmq_write_t;
 
 
-/* a refusal: the status, the error code, a message and maybe more */
-typedef struct {
-    ngx_uint_t                 status;
-    const char                *code;
-    char                       message[512];
-    json_t                    *extra;        /* merged into the body */
-} ngx_http_zmq_refusal_t;
 
 
 static ngx_int_t ngx_http_zmq_write_start(ngx_http_zmq_write_t *w,
@@ -121,6 +136,11 @@ static void ngx_http_zmq_write_applied(ngx_zmq_redis_t *rd,
     redisReply *reply, void *data);
 static ngx_int_t ngx_http_zmq_write_build(ngx_http_zmq_write_t *w,
     ngx_http_zmq_refusal_t *no);
+static void ngx_http_zmq_write_build_all(void *data, ngx_log_t *log);
+#if (NGX_THREADS)
+static void ngx_http_zmq_write_built_event(ngx_event_t *ev);
+#endif
+static void ngx_http_zmq_write_built(ngx_http_zmq_write_t *w);
 static ngx_int_t ngx_http_zmq_write_object(ngx_http_zmq_write_t *w,
     ngx_http_zmq_refusal_t *no);
 static ngx_int_t ngx_http_zmq_write_delete(ngx_http_zmq_write_t *w,
@@ -463,10 +483,7 @@ ngx_http_zmq_write_snapshot(ngx_zmq_redis_t *rd, redisReply *reply,
 {
     ngx_http_zmq_write_t  *w = data;
 
-    size_t                  changes;
-    ngx_int_t               rc;
     zgw_errors_t            errs;
-    zgw_store_argv_t        a;
     ngx_http_zmq_refusal_t  no;
 
     w->pending = 0;
@@ -513,35 +530,121 @@ ngx_http_zmq_write_snapshot(ngx_zmq_redis_t *rd, redisReply *reply,
 
     zgw_errors_free(&errs);
 
-    rc = ngx_http_zmq_write_build(w, &no);
+    /*
+     * Building hashes passwords (PBKDF2, tens of ms each): on a thread of
+     * the pool that checks credentials, never on the event loop
+     */
+#if (NGX_THREADS)
+    {
+        ngx_http_zmq_worker_t  *wk = ngx_http_zmq_worker();
 
-    if (rc == NGX_DECLINED) {
+        if (wk != NULL && wk->auth.pool != NULL) {
+            ngx_memzero(&w->task, sizeof(ngx_thread_task_t));
+            w->task.ctx = w;
+            w->task.handler = ngx_http_zmq_write_build_all;
+            w->task.event.handler = ngx_http_zmq_write_built_event;
+            w->task.event.data = w;
+            w->task.event.log = ngx_cycle->log;
+
+            if (ngx_thread_task_post(wk->auth.pool, &w->task) == NGX_OK) {
+                w->pending = 1;
+                return;
+            }
+        }
+    }
+#endif
+
+    ngx_http_zmq_write_build_all(w, ngx_cycle->log);
+    ngx_http_zmq_write_built(w);
+}
+
+
+/* on a thread (or inline): w->next, and the store's command to write it */
+static void
+ngx_http_zmq_write_build_all(void *data, ngx_log_t *log)
+{
+    ngx_http_zmq_write_t  *w = data;
+
+    size_t  changes;
+
+    ngx_memzero(&w->no, sizeof(ngx_http_zmq_refusal_t));
+    ngx_memzero(&w->argv, sizeof(zgw_store_argv_t));
+    w->argv_rc = ZGW_ERROR;
+
+    w->built = ngx_http_zmq_write_build(w, &w->no);
+
+    if (w->built == NGX_OK) {
+        w->argv_rc = zgw_store_apply_argv(w->prev, w->next, &w->argv,
+                                          &changes);
+        w->changes = changes;
+    }
+}
+
+
+#if (NGX_THREADS)
+
+static void
+ngx_http_zmq_write_built_event(ngx_event_t *ev)
+{
+    ngx_connection_t      *c;
+    ngx_http_zmq_write_t  *w = ev->data;
+
+    w->pending = 0;
+
+    if (w->request == NULL) {
+        zgw_store_argv_free(&w->argv);
+        json_decref(w->no.extra);
+        ngx_http_zmq_write_free(w);
+        return;
+    }
+
+    c = w->request->connection;
+    ngx_http_zmq_write_built(w);
+    ngx_http_run_posted_requests(c);
+}
+
+#endif
+
+
+/* back on the event loop: answer, or send the write */
+static void
+ngx_http_zmq_write_built(ngx_http_zmq_write_t *w)
+{
+    ngx_int_t                rc;
+    ngx_zmq_redis_t         *rd;
+    zgw_store_argv_t         a;
+    ngx_http_zmq_refusal_t   no;
+
+    no = w->no;
+    a = w->argv;
+    ngx_memzero(&w->no, sizeof(ngx_http_zmq_refusal_t));
+    ngx_memzero(&w->argv, sizeof(zgw_store_argv_t));
+
+    if (w->built == NGX_DECLINED) {
+        zgw_store_argv_free(&a);
         ngx_http_zmq_write_fail(w, &no);
         return;
     }
 
-    if (rc != NGX_OK) {
-        ngx_http_zmq_write_done(w, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    if (zgw_store_apply_argv(w->prev, w->next, &a, &changes) != ZGW_OK) {
+    if (w->built != NGX_OK || w->argv_rc != ZGW_OK) {
         zgw_store_argv_free(&a);
+        json_decref(no.extra);
         ngx_http_zmq_write_done(w, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
-    w->changes = changes;
-
-    if (changes == 0 || w->check) {
+    if (w->changes == 0 || w->check) {
         zgw_store_argv_free(&a);
         w->version = w->prev->version;
         ngx_http_zmq_write_answer(w);
         return;
     }
 
-    rc = ngx_zmq_redis_command(rd, (int) a.n, a.argv, NULL,
-                               ngx_http_zmq_write_applied, w);
+    rd = ngx_http_zmq_follow_redis();
+
+    rc = rd != NULL ? ngx_zmq_redis_command(rd, (int) a.n, a.argv, NULL,
+                                            ngx_http_zmq_write_applied, w)
+                    : NGX_DECLINED;
     zgw_store_argv_free(&a);
 
     if (rc != NGX_OK) {

@@ -405,3 +405,40 @@ def test_a_burst_of_concurrent_writes_all_land_or_are_503_busy(gw, zmqctl):
     r = g.call("PUT", "api/service/last?wait=1",
                json={"kind": "publish", "outconn": "out"})
     assert r.status_code == 201 and r.json()["applied"] is True, r.text
+
+
+# ------------------------------------------------------------ the event loop
+
+
+def test_hashing_imported_passwords_does_not_stall_the_worker(gw, rabbitmq):
+    """40 PBKDF2 hashes took the worker 4 s on its event loop (no other
+    request of the worker was answered meanwhile): they run on a thread."""
+    g = gw()
+    doc = config(rabbitmq)
+    for i in range(40):
+        pw = "imported-Passw0rd-%04d-xyz" % i
+        register_secret(pw)
+        doc["security"].append({"name": "u%03d" % i, "type": "basic_auth",
+                                "username": "u%d" % i, "password": pw})
+    worst = [0.0]
+    stop = threading.Event()
+
+    def poll():
+        with requests.Session() as s:
+            while not stop.is_set():
+                t0 = time.monotonic()
+                s.get(g.url + "/zmq/status", timeout=30)
+                worst[0] = max(worst[0], time.monotonic() - t0)
+                time.sleep(0.01)
+
+    t = threading.Thread(target=poll)
+    t.start()
+    try:
+        t0 = time.monotonic()
+        r = g.call("POST", "api/import", json=doc)
+        took = time.monotonic() - t0
+    finally:
+        stop.set()
+        t.join()
+    assert r.status_code == 200, r.text
+    assert worst[0] < 0.5, (worst[0], took)
