@@ -181,6 +181,7 @@ static long long ngx_http_zmq_write_if_match(ngx_http_request_t *r);
 ngx_int_t
 ngx_http_zmq_admin_write(ngx_http_request_t *r, ngx_http_zmq_admin_req_t *ar)
 {
+    u_char                    *p;
     json_t                    *body;
     ngx_int_t                  rc;
     ngx_uint_t                 op;
@@ -307,6 +308,13 @@ ngx_http_zmq_admin_write(ngx_http_request_t *r, ngx_http_zmq_admin_req_t *ar)
 
     ngx_cpystrn((u_char *) w->principal, ar->principal.data,
                 ngx_min(ar->principal.len + 1, sizeof(w->principal)));
+
+    /* a JWT's subject is the issuer's text: one line in the log, always */
+    for (p = (u_char *) w->principal; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            *p = '?';
+        }
+    }
 
     if (w->if_match == NGX_HTTP_ZMQ_IF_BAD) {
         ngx_http_zmq_write_free(w);
@@ -483,6 +491,8 @@ ngx_http_zmq_write_snapshot(ngx_zmq_redis_t *rd, redisReply *reply,
 {
     ngx_http_zmq_write_t  *w = data;
 
+    int                     k;
+    size_t                  invalid;
     zgw_errors_t            errs;
     ngx_http_zmq_refusal_t  no;
 
@@ -514,11 +524,26 @@ ngx_http_zmq_write_snapshot(ngx_zmq_redis_t *rd, redisReply *reply,
         return;
     }
 
-    /* objects that do not load stay in prev->invalid: writes keep them */
+    /*
+     * Objects that do not load stay in prev->invalid: writes keep them.
+     * A reply that is not a snapshot at all (nothing recorded as invalid,
+     * yet refused) must not become the base of a write: its objects would
+     * be half read.
+     */
     zgw_errors_init(&errs);
-    (void) zgw_store_snapshot_parse(reply, w->prev, &errs);
+    invalid = 0;
 
-    if (reply->type != REDIS_REPLY_ARRAY) {
+    if (zgw_store_snapshot_parse(reply, w->prev, &errs) != ZGW_OK) {
+        for (k = 0; k < ZGW_KIND_MAX; k++) {
+            invalid += json_object_size(w->prev->invalid[k]);
+        }
+
+        if (invalid == 0 && errs.n == 0) {
+            zgw_errors_add(&errs, "unexpected reply");
+        }
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || (errs.n && invalid == 0)) {
         ngx_http_zmq_write_refuse(&no, NGX_HTTP_SERVICE_UNAVAILABLE,
                                   "redis_unavailable", "the configuration "
                                   "store's snapshot failed: %s",
@@ -1704,8 +1729,10 @@ ngx_http_zmq_write_wait(ngx_event_t *ev)
 
     rt = ngx_http_zmq_runtime_current();
 
+    /* a worker shutting down answers now rather than hold up its exit */
     if ((rt != NULL && rt->version >= w->version)
-        || (ngx_msec_int_t) (ngx_current_msec - w->wait_until) >= 0)
+        || (ngx_msec_int_t) (ngx_current_msec - w->wait_until) >= 0
+        || ngx_exiting)
     {
         ngx_http_zmq_write_answer(w);
         return;
