@@ -26,12 +26,14 @@ LIBS        := -ljansson -lhiredis -lcrypto
 CORE_SRCS   := $(wildcard src/core/*.c)
 CORE_HDRS   := $(wildcard src/core/*.h)
 CORE_OBJS   := $(patsubst src/core/%.c,$(BUILD)/core/%.o,$(CORE_SRCS))
-MODULE_SRCS := config $(wildcard ngx_zmq_module/*.c ngx_zmq_module/*.h)
+MODULE_SRCS := config $(wildcard ngx_zmq_module/*.c ngx_zmq_module/*.h) \
+               ngx_zmq_module/ngx_http_zmq_openapi_json.h
 
 UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/t/%,$(wildcard t/unit/test_*.c))
 
 .PHONY: all module tools deps deps-test run stop test unit integration \
-        asan clean asan-nginx fuzz fuzz-build fuzz-test bench
+        asan clean asan-nginx fuzz fuzz-build fuzz-test bench \
+        openapi-validator
 
 all: module tools
 
@@ -42,9 +44,25 @@ module: $(BUILD)/ngx_http_zmq_module.so
 deps:
 	@scripts/deps.sh
 
-# what only the tests need (clang and its libFuzzer/sanitizer runtimes)
+# what only the tests need (clang and its libFuzzer/sanitizer runtimes,
+# the OpenAPI validator)
 deps-test:
 	@scripts/deps.sh test
+	@$(MAKE) --no-print-directory openapi-validator
+
+# an OpenAPI 3.1 validator from npm, pinned, in build/npm (not global), for
+# t/test_admin_openapi.py
+OPENAPI_VALIDATOR := @seriousme/openapi-schema-validator@2.11.0
+OPENAPI_STAMP     := $(BUILD)/npm/.installed-$(subst /,_,$(OPENAPI_VALIDATOR))
+
+openapi-validator: $(OPENAPI_STAMP)
+
+$(OPENAPI_STAMP):
+	rm -rf $(BUILD)/npm && mkdir -p $(BUILD)/npm
+	echo '{"private": true}' > $(BUILD)/npm/package.json
+	cd $(BUILD)/npm && npm install --no-audit --no-fund --save-exact \
+	    --no-package-lock $(OPENAPI_VALIDATOR)
+	touch $@
 
 # NGINX's configure writes into its source tree, so configure a private
 # copy of Debian's nginx-dev tree, with Debian's exact flags (--with-compat
@@ -63,6 +81,11 @@ $(BUILD)/nginx/Makefile: config
 	    --add-dynamic-module=$(PROJECT) --builddir=$(BUILD)/nginx \
 	    > $(BUILD)/nginx-configure.log || { \
 	    cat $(BUILD)/nginx-configure.log; exit 1; }
+
+# the admin API's OpenAPI document, compiled into the module as a C string
+ngx_zmq_module/ngx_http_zmq_openapi_json.h: ngx_zmq_module/openapi.json \
+                                            scripts/openapi_h.sh
+	scripts/openapi_h.sh $< $@
 
 $(BUILD)/ngx_http_zmq_module.so: $(BUILD)/nginx/Makefile $(MODULE_SRCS) \
                                  $(CORE_SRCS) $(CORE_HDRS)
@@ -137,7 +160,7 @@ asan-nginx: all
 	    t/test_router_segments.py t/test_header_validation.py \
 	    t/test_status_hardening.py t/test_store_regression.py \
 	    t/test_redis_auth.py $(wildcard t/test_security*.py) \
-	    t/test_admin_api.py t/test_admin_ping.py
+	    $(wildcard t/test_admin*.py)
 
 # ------------------------------------------------------------------ fuzzing
 # libFuzzer targets (t/fuzz/fuzz_*.c) with ASan and UBSan. Those on

@@ -172,6 +172,12 @@ ngx_http_zmq_admin_handler(ngx_http_request_t *r)
 
     ctx->admin = ar;
     ar->kind = -1;
+
+    /*
+     * If-Match is the admin API's, checked against the store: NGINX's
+     * not_modified filter would compare it with the answer's ETag
+     */
+    r->disable_not_modified = 1;
     ngx_str_set(&ar->principal, "-");
 
     role = NGX_HTTP_ZMQ_ROLE_ADMIN;         /* zmq_admin_auth off */
@@ -634,7 +640,9 @@ static ngx_int_t
 ngx_http_zmq_admin_get(ngx_http_request_t *r, ngx_http_zmq_runtime_t *rt,
     int kind, char *name)
 {
-    json_t  *obj, *shown;
+    u_char     etag[32], *p;
+    json_t    *obj, *shown;
+    ngx_str_t  value;
 
     obj = NULL;
 
@@ -652,6 +660,16 @@ ngx_http_zmq_admin_get(ngx_http_request_t *r, ngx_http_zmq_runtime_t *rt,
         return ngx_http_zmq_admin_fail(r, NGX_HTTP_NOT_FOUND, "not_found",
                                        "%s '%s' does not exist",
                                        zgw_kind_name(kind), name);
+    }
+
+    /* the version the store last wrote it at: If-Match takes it back */
+    p = ngx_snprintf(etag, sizeof(etag), "\"%L\"",
+                     zgw_config_object_version(rt->cfg, kind, name));
+    value.data = etag;
+    value.len = p - etag;
+
+    if (ngx_http_zmq_add_header(r, "ETag", &value) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     shown = ngx_http_zmq_admin_object(kind, obj);

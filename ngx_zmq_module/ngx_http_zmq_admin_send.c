@@ -2,6 +2,18 @@
 /*
  * ngx_http_zmq_module: the admin API's send and invoke
  * (POST api/amqp_outconn/NAME/send, POST api/service/NAME/invoke).
+ *
+ * send publishes the message a JSON body describes through the broker
+ * connection this worker runs for the outgoing connection:
+ *
+ *     {"exchange": "", "routing_key": "", "body": "text"
+ *      | "body_base64": "...", "properties": {...}, "headers": {...},
+ *      "mandatory": false}
+ *
+ * invoke publishes the request's body through a publish service, exactly
+ * as a REST channel bound to the service does (its properties from the
+ * request's headers). Both answer as a REST channel does: 202 once the
+ * broker confirmed, 422 unroutable, 502 nacked, 503, 504.
  */
 
 
@@ -9,15 +21,191 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <jansson.h>
+
+#include "zgw_amqp_check.h"
 #include "ngx_http_zmq_admin.h"
+
+
+#define NGX_HTTP_ZMQ_SEND_SHORT       0     /* 0-255 bytes of text */
+#define NGX_HTTP_ZMQ_SEND_ID          1     /* 1-255 bytes of text */
+#define NGX_HTTP_ZMQ_SEND_REPLY_TO    2
+#define NGX_HTTP_ZMQ_SEND_USER_ID     3     /* the connection's user */
+#define NGX_HTTP_ZMQ_SEND_EXPIRATION  4
+#define NGX_HTTP_ZMQ_SEND_MODE        5     /* delivery_mode */
+#define NGX_HTTP_ZMQ_SEND_PRIORITY    6
+#define NGX_HTTP_ZMQ_SEND_TIMESTAMP   7
+
+
+/* in a function with err and size: the reason, and NGX_DECLINED */
+#define ngx_http_zmq_send_bad(...)                                            \
+    *ngx_snprintf(err, size - 1, __VA_ARGS__) = '\0';                         \
+    return NGX_DECLINED
+
+
+/* one AMQP basic property the body's "properties" may set */
+typedef struct {
+    const char                  *name;
+    ngx_uint_t                   type;
+    amqp_flags_t                 flag;
+    size_t                       offset;     /* of its amqp_bytes_t */
+} ngx_http_zmq_send_prop_t;
+
+
+static ngx_int_t ngx_http_zmq_admin_send_parse(ngx_http_request_t *r,
+    json_t *doc, ngx_http_zmq_outconn_conf_t *oc, ngx_http_zmq_publish_t *msg,
+    ngx_str_t *message_id, u_char *err, size_t size);
+static ngx_int_t ngx_http_zmq_admin_send_body(ngx_http_request_t *r,
+    json_t *doc, ngx_http_zmq_publish_t *msg, u_char *err, size_t size);
+static ngx_int_t ngx_http_zmq_admin_send_props(ngx_http_request_t *r,
+    json_t *props, ngx_http_zmq_outconn_conf_t *oc,
+    amqp_basic_properties_t *p, u_char *err, size_t size);
+static ngx_int_t ngx_http_zmq_admin_send_prop(ngx_pool_t *pool, json_t *v,
+    ngx_http_zmq_send_prop_t *d, ngx_http_zmq_outconn_conf_t *oc,
+    amqp_basic_properties_t *p, const char **why);
+static ngx_int_t ngx_http_zmq_admin_send_headers(ngx_http_request_t *r,
+    json_t *headers, amqp_basic_properties_t *p, u_char *err, size_t size);
+static const char *ngx_http_zmq_admin_send_short(json_t *v, size_t min,
+    amqp_bytes_t *out);
+static ngx_int_t ngx_http_zmq_admin_base64(ngx_pool_t *pool, const char *s,
+    size_t len, ngx_str_t *out);
+static void ngx_http_zmq_admin_send_cleanup(void *data);
+
+
+static ngx_http_zmq_send_prop_t  ngx_http_zmq_send_props[] = {
+
+    { "content_type", NGX_HTTP_ZMQ_SEND_SHORT, AMQP_BASIC_CONTENT_TYPE_FLAG,
+      offsetof(amqp_basic_properties_t, content_type) },
+
+    { "content_encoding", NGX_HTTP_ZMQ_SEND_SHORT,
+      AMQP_BASIC_CONTENT_ENCODING_FLAG,
+      offsetof(amqp_basic_properties_t, content_encoding) },
+
+    { "delivery_mode", NGX_HTTP_ZMQ_SEND_MODE,
+      AMQP_BASIC_DELIVERY_MODE_FLAG, 0 },
+
+    { "priority", NGX_HTTP_ZMQ_SEND_PRIORITY, AMQP_BASIC_PRIORITY_FLAG, 0 },
+
+    { "correlation_id", NGX_HTTP_ZMQ_SEND_SHORT,
+      AMQP_BASIC_CORRELATION_ID_FLAG,
+      offsetof(amqp_basic_properties_t, correlation_id) },
+
+    { "reply_to", NGX_HTTP_ZMQ_SEND_REPLY_TO, AMQP_BASIC_REPLY_TO_FLAG,
+      offsetof(amqp_basic_properties_t, reply_to) },
+
+    { "expiration", NGX_HTTP_ZMQ_SEND_EXPIRATION, AMQP_BASIC_EXPIRATION_FLAG,
+      offsetof(amqp_basic_properties_t, expiration) },
+
+    { "message_id", NGX_HTTP_ZMQ_SEND_ID, AMQP_BASIC_MESSAGE_ID_FLAG,
+      offsetof(amqp_basic_properties_t, message_id) },
+
+    { "timestamp", NGX_HTTP_ZMQ_SEND_TIMESTAMP, AMQP_BASIC_TIMESTAMP_FLAG, 0 },
+
+    { "type", NGX_HTTP_ZMQ_SEND_SHORT, AMQP_BASIC_TYPE_FLAG,
+      offsetof(amqp_basic_properties_t, type) },
+
+    { "user_id", NGX_HTTP_ZMQ_SEND_USER_ID, AMQP_BASIC_USER_ID_FLAG,
+      offsetof(amqp_basic_properties_t, user_id) },
+
+    { "app_id", NGX_HTTP_ZMQ_SEND_SHORT, AMQP_BASIC_APP_ID_FLAG,
+      offsetof(amqp_basic_properties_t, app_id) },
+
+    { NULL, 0, 0, 0 }
+};
+
+
+static const char  *ngx_http_zmq_send_fields[] = {
+    "exchange", "routing_key", "body", "body_base64", "properties",
+    "headers", "mandatory", NULL
+};
 
 
 ngx_int_t
 ngx_http_zmq_admin_send(ngx_http_request_t *r, ngx_http_zmq_admin_req_t *ar)
 {
-    return ngx_http_zmq_admin_fail(r, NGX_HTTP_NOT_IMPLEMENTED,
-                                   "not_implemented", "send is not built "
-                                   "yet");
+    u_char                        err[512];
+    json_t                       *doc;
+    ngx_int_t                     rc;
+    ngx_str_t                     name;
+    ngx_pool_cleanup_t           *cln;
+    ngx_http_zmq_ctx_t           *ctx;
+    ngx_zmq_amqp_conn_t          *conn;
+    ngx_http_zmq_publish_t        msg;
+    ngx_http_zmq_runtime_t       *rt;
+    ngx_http_zmq_outconn_conf_t  *oc;
+
+    rt = ngx_http_zmq_runtime_current();
+
+    if (rt == NULL || rt->cfg == NULL) {
+        return ngx_http_zmq_admin_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "service_unavailable", "this worker "
+                                       "runs no configuration yet");
+    }
+
+    if (!zgw_name_valid(ar->name)
+        || zgw_config_get(rt->cfg, ZGW_KIND_AMQP_OUTCONN, ar->name) == NULL)
+    {
+        return ngx_http_zmq_admin_fail(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                       "amqp_outconn '%s' does not exist",
+                                       zgw_name_valid(ar->name) ? ar->name
+                                                                : "?");
+    }
+
+    doc = ngx_http_zmq_admin_body_json(r, 0, &rc);
+    if (doc == NULL) {
+        return rc;
+    }
+
+    /* the message points into doc: it lives as long as the request */
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        json_decref(doc);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_zmq_admin_send_cleanup;
+    cln->data = doc;
+
+    name.data = (u_char *) ar->name;
+    name.len = ngx_strlen(ar->name);
+
+    oc = ngx_http_zmq_runtime_outconn(&name);
+    conn = ngx_http_zmq_runtime_conn(&name);
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_zmq_module);
+
+    ngx_memzero(&msg, sizeof(ngx_http_zmq_publish_t));
+
+    rc = ngx_http_zmq_admin_send_parse(r, doc, oc, &msg, &ctx->message_id,
+                                       err, sizeof(err));
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_zmq_error(r, NGX_HTTP_BAD_REQUEST, "bad_request",
+                                  (char *) err, 0);
+    }
+
+    if (oc == NULL || !oc->active || conn == NULL) {
+        return ngx_http_zmq_admin_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "outconn_inactive", "amqp_outconn "
+                                       "'%s' is not active", ar->name);
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                  "zmq admin: %V sends message \"%V\" through amqp_outconn "
+                  "\"%s\"", &ar->principal, &ctx->message_id, ar->name);
+
+    rc = ngx_http_zmq_publish_message(r, ctx, conn, &msg);
+
+    if (rc == NGX_DONE) {
+        /* the broker's answer finalizes the request */
+        r->main->count++;
+    }
+
+    return rc;
 }
 
 
@@ -25,7 +213,636 @@ ngx_int_t
 ngx_http_zmq_admin_invoke(ngx_http_request_t *r,
     ngx_http_zmq_admin_req_t *ar)
 {
-    return ngx_http_zmq_admin_fail(r, NGX_HTTP_NOT_IMPLEMENTED,
-                                   "not_implemented", "invoke is not built "
-                                   "yet");
+    json_t                  *obj;
+    ngx_int_t                rc;
+    const char              *kind;
+    ngx_http_zmq_ctx_t      *ctx;
+    ngx_http_zmq_runtime_t  *rt;
+
+    rt = ngx_http_zmq_runtime_current();
+
+    if (rt == NULL || rt->cfg == NULL) {
+        return ngx_http_zmq_admin_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "service_unavailable", "this worker "
+                                       "runs no configuration yet");
+    }
+
+    obj = NULL;
+
+    if (zgw_name_valid(ar->name)) {
+        obj = zgw_config_get(rt->cfg, ZGW_KIND_SERVICE, ar->name);
+    }
+
+    if (obj == NULL) {
+        return ngx_http_zmq_admin_fail(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                       "service '%s' does not exist",
+                                       zgw_name_valid(ar->name) ? ar->name
+                                                                : "?");
+    }
+
+    kind = json_string_value(json_object_get(obj, "kind"));
+    if (kind == NULL) {
+        kind = "publish";                   /* the model's default */
+    }
+
+    if (ngx_strcmp(kind, "publish") != 0) {
+        return ngx_http_zmq_admin_fail(r, NGX_HTTP_NOT_IMPLEMENTED,
+                                       "not_invokable", "invocation of %s "
+                                       "services is not built yet", kind);
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_zmq_module);
+
+    ctx->service.data = (u_char *) ar->name;
+    ctx->service.len = ngx_strlen(ar->name);
+    ctx->nparams = 0;
+
+    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                  "zmq admin: %V invokes service \"%s\"", &ar->principal,
+                  ar->name);
+
+    rc = ngx_http_zmq_publish_service(r, ctx, NULL);
+
+    if (rc == NGX_DONE) {
+        /* the broker's answer finalizes the request */
+        r->main->count++;
+    }
+
+    return rc;
+}
+
+
+/*
+ * The message the body describes: NGX_OK, NGX_DECLINED with the reason
+ * in err (naming the field), NGX_ERROR.
+ */
+static ngx_int_t
+ngx_http_zmq_admin_send_parse(ngx_http_request_t *r, json_t *doc,
+    ngx_http_zmq_outconn_conf_t *oc, ngx_http_zmq_publish_t *msg,
+    ngx_str_t *message_id, u_char *err, size_t size)
+{
+    char                      echo[80];
+    json_t                   *v;
+    ngx_int_t                 rc;
+    ngx_uint_t                i;
+    const char               *key, *why;
+    amqp_basic_properties_t  *props;
+
+    json_object_foreach(doc, key, v) {
+        for (i = 0; ngx_http_zmq_send_fields[i] != NULL; i++) {
+            if (ngx_strcmp(key, ngx_http_zmq_send_fields[i]) == 0) {
+                break;
+            }
+        }
+
+        if (ngx_http_zmq_send_fields[i] == NULL) {
+            zgw_amqp_echo(echo, sizeof(echo), key, ngx_strlen(key), 64);
+            ngx_http_zmq_send_bad("unknown field \"%s\": a send takes "
+                                  "exchange, routing_key, body or "
+                                  "body_base64, properties, headers and "
+                                  "mandatory", echo);
+        }
+    }
+
+    /* exchange and routing_key: strings, "" when absent */
+
+    ngx_str_set(&msg->exchange, "");
+    ngx_str_set(&msg->routing_key, "");
+
+    v = json_object_get(doc, "exchange");
+    if (v != NULL) {
+        if (!json_is_string(v)) {
+            ngx_http_zmq_send_bad("exchange must be a string (\"\" is the "
+                                  "default exchange)");
+        }
+
+        msg->exchange.data = (u_char *) json_string_value(v);
+        msg->exchange.len = json_string_length(v);
+
+        why = msg->exchange.len > ZGW_AMQP_SHORTSTR_MAX
+              ? "is longer than 255 bytes"
+              : zgw_amqp_header_value_check((char *) msg->exchange.data,
+                                            msg->exchange.len);
+        if (why != NULL) {
+            ngx_http_zmq_send_bad("exchange: %s", why);
+        }
+    }
+
+    v = json_object_get(doc, "routing_key");
+    if (v != NULL) {
+        if (!json_is_string(v)) {
+            ngx_http_zmq_send_bad("routing_key must be a string");
+        }
+
+        msg->routing_key.data = (u_char *) json_string_value(v);
+        msg->routing_key.len = json_string_length(v);
+
+        why = zgw_amqp_header_value_check((char *) msg->routing_key.data,
+                                          msg->routing_key.len);
+        if (why != NULL) {
+            ngx_http_zmq_send_bad("routing_key: %s", why);
+        }
+    }
+
+    why = zgw_amqp_routing_key_check((char *) msg->exchange.data,
+                                     msg->exchange.len,
+                                     (char *) msg->routing_key.data,
+                                     msg->routing_key.len);
+    if (why != NULL) {
+        ngx_http_zmq_send_bad("routing_key: %s", why);
+    }
+
+    v = json_object_get(doc, "mandatory");
+    if (v != NULL && !json_is_boolean(v)) {
+        ngx_http_zmq_send_bad("mandatory must be true or false");
+    }
+
+    msg->mandatory = json_is_true(v);
+    msg->confirm = 1;                       /* 2xx means confirmed */
+
+    rc = ngx_http_zmq_admin_send_body(r, doc, msg, err, size);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    /* properties: the outgoing connection's defaults, then the body's */
+
+    props = ngx_pcalloc(r->pool, sizeof(amqp_basic_properties_t));
+    if (props == NULL) {
+        return NGX_ERROR;
+    }
+
+    msg->props = props;
+
+    if (oc != NULL
+        && ngx_http_zmq_props_defaults(r->pool, NULL, oc, props) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    v = json_object_get(doc, "properties");
+    if (v != NULL) {
+        rc = ngx_http_zmq_admin_send_props(r, v, oc, props, err, size);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    rc = ngx_http_zmq_admin_send_headers(r, json_object_get(doc, "headers"),
+                                         props, err, size);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (props->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) {
+        message_id->data = props->message_id.bytes;
+        message_id->len = props->message_id.len;
+
+    } else {
+        if (ngx_http_zmq_message_id(r->pool, message_id) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        props->_flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
+        props->message_id.bytes = message_id->data;
+        props->message_id.len = message_id->len;
+    }
+
+    return NGX_OK;
+}
+
+
+/* body (the string's UTF-8 bytes) or body_base64 (the bytes it encodes) */
+static ngx_int_t
+ngx_http_zmq_admin_send_body(ngx_http_request_t *r, json_t *doc,
+    ngx_http_zmq_publish_t *msg, u_char *err, size_t size)
+{
+    json_t       *text, *b64;
+    ngx_str_t     body;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    text = json_object_get(doc, "body");
+    b64 = json_object_get(doc, "body_base64");
+
+    if ((text == NULL) == (b64 == NULL)) {
+        ngx_http_zmq_send_bad("give exactly one of body (a string) and "
+                              "body_base64 (bytes in base64)");
+    }
+
+    if (text != NULL) {
+        if (!json_is_string(text)) {
+            ngx_http_zmq_send_bad("body must be a string (use body_base64 "
+                                  "for bytes)");
+        }
+
+        body.data = (u_char *) json_string_value(text);
+        body.len = json_string_length(text);
+
+    } else {
+        if (!json_is_string(b64)) {
+            ngx_http_zmq_send_bad("body_base64 must be a string");
+        }
+
+        switch (ngx_http_zmq_admin_base64(r->pool, json_string_value(b64),
+                                          json_string_length(b64), &body))
+        {
+        case NGX_OK:
+            break;
+
+        case NGX_DECLINED:
+            ngx_http_zmq_send_bad("body_base64 is not valid base64 (RFC "
+                                  "4648, with its padding)");
+
+        default:
+            return NGX_ERROR;
+        }
+    }
+
+    msg->body_len = (off_t) body.len;
+
+    if (body.len == 0) {
+        msg->body = NULL;
+        return NGX_OK;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    cl = ngx_alloc_chain_link(r->pool);
+    if (b == NULL || cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = body.data;
+    b->last = body.data + body.len;
+    b->memory = 1;
+    b->last_buf = 1;
+
+    cl->buf = b;
+    cl->next = NULL;
+
+    msg->body = cl;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_zmq_admin_send_props(ngx_http_request_t *r, json_t *props,
+    ngx_http_zmq_outconn_conf_t *oc, amqp_basic_properties_t *p,
+    u_char *err, size_t size)
+{
+    char                      echo[80];
+    json_t                   *v;
+    const char               *key, *why;
+    ngx_http_zmq_send_prop_t  *d;
+
+    if (!json_is_object(props)) {
+        ngx_http_zmq_send_bad("properties must be an object of AMQP basic "
+                              "properties");
+    }
+
+    json_object_foreach(props, key, v) {
+        for (d = ngx_http_zmq_send_props; d->name != NULL; d++) {
+            if (ngx_strcmp(key, d->name) == 0) {
+                break;
+            }
+        }
+
+        if (d->name == NULL) {
+            zgw_amqp_echo(echo, sizeof(echo), key, ngx_strlen(key), 64);
+            ngx_http_zmq_send_bad("properties: unknown property \"%s\": the "
+                                  "AMQP basic properties are content_type, "
+                                  "content_encoding, delivery_mode, "
+                                  "priority, correlation_id, reply_to, "
+                                  "expiration, message_id, timestamp, type, "
+                                  "user_id and app_id", echo);
+        }
+
+        why = NULL;
+
+        switch (ngx_http_zmq_admin_send_prop(r->pool, v, d, oc, p, &why)) {
+
+        case NGX_OK:
+            break;
+
+        case NGX_DECLINED:
+            ngx_http_zmq_send_bad("properties.%s: %s", d->name, why);
+
+        default:
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* one property: NGX_OK, or NGX_DECLINED with why */
+static ngx_int_t
+ngx_http_zmq_admin_send_prop(ngx_pool_t *pool, json_t *v,
+    ngx_http_zmq_send_prop_t *d, ngx_http_zmq_outconn_conf_t *oc,
+    amqp_basic_properties_t *p, const char **why)
+{
+    json_int_t     n;
+    const char    *s;
+    amqp_bytes_t  *out;
+
+    out = (amqp_bytes_t *) ((u_char *) p + d->offset);
+
+    switch (d->type) {
+
+    case NGX_HTTP_ZMQ_SEND_SHORT:
+        *why = ngx_http_zmq_admin_send_short(v, 0, out);
+        break;
+
+    case NGX_HTTP_ZMQ_SEND_ID:
+        *why = ngx_http_zmq_admin_send_short(v, 1, out);
+        break;
+
+    case NGX_HTTP_ZMQ_SEND_REPLY_TO:
+        *why = ngx_http_zmq_admin_send_short(v, 0, out);
+        if (*why == NULL) {
+            *why = zgw_amqp_reply_to_check((char *) out->bytes, out->len);
+        }
+        break;
+
+    case NGX_HTTP_ZMQ_SEND_USER_ID:
+        *why = ngx_http_zmq_admin_send_short(v, 1, out);
+
+        /* RabbitMQ closes the channel, and fails every message on it */
+        if (*why == NULL && oc != NULL
+            && (out->len != oc->username.len
+                || ngx_memcmp(out->bytes, oc->username.data, out->len) != 0))
+        {
+            *why = "must be the user the outgoing connection logs in as "
+                   "(RabbitMQ refuses any other)";
+        }
+        break;
+
+    case NGX_HTTP_ZMQ_SEND_EXPIRATION:
+        if (json_is_integer(v)) {
+            n = json_integer_value(v);
+            if (n < 0 || (unsigned long long) n > ZGW_AMQP_EXPIRATION_MAX) {
+                *why = "must be 0-4294967295 (milliseconds)";
+                break;
+            }
+
+            out->bytes = ngx_pnalloc(pool, NGX_INT64_LEN);
+            if (out->bytes == NULL) {
+                return NGX_ERROR;
+            }
+
+            out->len = ngx_sprintf(out->bytes, "%L", (int64_t) n)
+                       - (u_char *) out->bytes;
+            break;
+        }
+
+        *why = json_is_string(v)
+               ? zgw_amqp_expiration_check(json_string_value(v),
+                                           json_string_length(v), NULL)
+               : "must be a number of milliseconds (a string or an "
+                 "integer)";
+        if (*why == NULL) {
+            out->bytes = (void *) json_string_value(v);
+            out->len = json_string_length(v);
+        }
+        break;
+
+    case NGX_HTTP_ZMQ_SEND_MODE:
+        s = json_string_value(v);
+
+        if (json_is_integer(v) && (json_integer_value(v) == 1
+                                   || json_integer_value(v) == 2))
+        {
+            p->delivery_mode = (uint8_t) json_integer_value(v);
+
+        } else if (s != NULL && ngx_strcmp(s, "transient") == 0) {
+            p->delivery_mode = 1;
+
+        } else if (s != NULL && ngx_strcmp(s, "persistent") == 0) {
+            p->delivery_mode = 2;
+
+        } else {
+            *why = "must be 1, 2, \"transient\" or \"persistent\"";
+        }
+        break;
+
+    case NGX_HTTP_ZMQ_SEND_PRIORITY:
+        if (!json_is_integer(v) || json_integer_value(v) < 0
+            || json_integer_value(v) > 9)
+        {
+            *why = "must be an integer 0-9";
+            break;
+        }
+        p->priority = (uint8_t) json_integer_value(v);
+        break;
+
+    default: /* NGX_HTTP_ZMQ_SEND_TIMESTAMP */
+        if (!json_is_integer(v) || json_integer_value(v) < 0) {
+            *why = "must be an integer, seconds since 1970-01-01 UTC";
+            break;
+        }
+        p->timestamp = (uint64_t) json_integer_value(v);
+        break;
+    }
+
+    if (*why != NULL) {
+        return NGX_DECLINED;
+    }
+
+    p->_flags |= d->flag;
+
+    return NGX_OK;
+}
+
+
+/*
+ * headers: an object of AMQP table values (strings, integers, booleans),
+ * after the ones the request's identity adds (x-zmq-auth and copied
+ * claims), whose names it may not take
+ */
+static ngx_int_t
+ngx_http_zmq_admin_send_headers(ngx_http_request_t *r, json_t *headers,
+    amqp_basic_properties_t *p, u_char *err, size_t size)
+{
+    char                 echo[80];
+    json_t              *v;
+    size_t               len;
+    ngx_uint_t           i, j, nauth;
+    const char          *key, *why;
+    ngx_array_t         *auth;
+    ngx_keyval_t        *kv;
+    amqp_table_entry_t  *entries, *e;
+
+    if (headers != NULL && !json_is_object(headers)) {
+        ngx_http_zmq_send_bad("headers must be an object of names and "
+                              "values (strings, integers or booleans)");
+    }
+
+    auth = ngx_http_zmq_auth_headers(r);
+    nauth = auth != NULL ? auth->nelts : 0;
+
+    if (nauth + json_object_size(headers) == 0) {
+        return NGX_OK;
+    }
+
+    entries = ngx_pcalloc(r->pool, (nauth + json_object_size(headers))
+                                   * sizeof(amqp_table_entry_t));
+    if (entries == NULL) {
+        return NGX_ERROR;
+    }
+
+    j = 0;
+    kv = auth != NULL ? auth->elts : NULL;
+
+    for (i = 0; i < nauth; i++) {
+        e = &entries[j++];
+        e->key.bytes = kv[i].key.data;
+        e->key.len = kv[i].key.len;
+        e->value.kind = AMQP_FIELD_KIND_UTF8;
+        e->value.value.bytes.bytes = kv[i].value.data;
+        e->value.value.bytes.len = kv[i].value.len;
+    }
+
+    json_object_foreach(headers, key, v) {
+        len = ngx_strlen(key);
+        zgw_amqp_echo(echo, sizeof(echo), key, len, 64);
+
+        why = zgw_amqp_header_name_check(key, len);
+
+        for (i = 0; why == NULL && i < j; i++) {
+            if (entries[i].key.len == len
+                && ngx_strncasecmp(entries[i].key.bytes, (u_char *) key,
+                                   len) == 0)
+            {
+                why = i < nauth ? "the gateway sets this header"
+                                : "is given twice (names ignore case)";
+            }
+        }
+
+        if (why != NULL) {
+            ngx_http_zmq_send_bad("headers.%s: %s", echo, why);
+        }
+
+        e = &entries[j];
+        e->key.bytes = (void *) key;
+        e->key.len = len;
+
+        if (json_is_string(v)) {
+            why = zgw_amqp_header_value_check(json_string_value(v),
+                                              json_string_length(v));
+            if (why != NULL) {
+                ngx_http_zmq_send_bad("headers.%s: %s", echo, why);
+            }
+
+            e->value.kind = AMQP_FIELD_KIND_UTF8;
+            e->value.value.bytes.bytes = (void *) json_string_value(v);
+            e->value.value.bytes.len = json_string_length(v);
+
+        } else if (json_is_integer(v)) {
+            e->value.kind = AMQP_FIELD_KIND_I64;
+            e->value.value.i64 = (int64_t) json_integer_value(v);
+
+        } else if (json_is_boolean(v)) {
+            e->value.kind = AMQP_FIELD_KIND_BOOLEAN;
+            e->value.value.boolean = json_is_true(v);
+
+        } else {
+            ngx_http_zmq_send_bad("headers.%s: must be a string, an integer "
+                                  "or a boolean", echo);
+        }
+
+        j++;
+    }
+
+    p->_flags |= AMQP_BASIC_HEADERS_FLAG;
+    p->headers.num_entries = (int) j;
+    p->headers.entries = entries;
+
+    return NGX_OK;
+}
+
+
+/* a short string property: min-255 bytes of text, NULL when it is one */
+static const char *
+ngx_http_zmq_admin_send_short(json_t *v, size_t min, amqp_bytes_t *out)
+{
+    size_t  len;
+
+    if (!json_is_string(v)) {
+        return "must be a string";
+    }
+
+    len = json_string_length(v);
+
+    if (len < min || len > ZGW_AMQP_SHORTSTR_MAX) {
+        return min ? "must be 1-255 bytes" : "is longer than 255 bytes";
+    }
+
+    out->bytes = (void *) json_string_value(v);
+    out->len = len;
+
+    return zgw_amqp_header_value_check(json_string_value(v), len);
+}
+
+
+/*
+ * Standard base64 (RFC 4648 section 4) with its padding, as every
+ * encoder writes it: NGX_DECLINED for anything else (ngx_decode_base64
+ * alone would take what follows a "=" as the end of the input).
+ */
+static ngx_int_t
+ngx_http_zmq_admin_base64(ngx_pool_t *pool, const char *s, size_t len,
+    ngx_str_t *out)
+{
+    size_t     i, pad;
+    ngx_str_t  src;
+    u_char     c;
+
+    if (len % 4 != 0) {
+        return NGX_DECLINED;
+    }
+
+    pad = 0;
+
+    for (i = 0; i < len; i++) {
+        c = (u_char) s[i];
+
+        if (c == '=') {
+            pad++;
+            continue;
+        }
+
+        if (pad != 0
+            || !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+                 || (c >= '0' && c <= '9') || c == '+' || c == '/'))
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    if (pad > 2) {
+        return NGX_DECLINED;
+    }
+
+    out->data = ngx_pnalloc(pool, ngx_base64_decoded_length(len) + 1);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    src.data = (u_char *) s;
+    src.len = len;
+
+    if (ngx_decode_base64(out, &src) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_zmq_admin_send_cleanup(void *data)
+{
+    json_decref(data);
 }

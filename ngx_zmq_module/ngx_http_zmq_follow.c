@@ -719,3 +719,13 @@ ngx_http_zmq_follow_stop(void)
     ngx_free(f);
     ngx_http_zmq_worker()->follower = NULL;
 }
+
+
+/* the follower's command connection (the admin API writes through it) */
+ngx_zmq_redis_t *
+ngx_http_zmq_follow_redis(void)
+{
+    ngx_http_zmq_follow_t  *f = ngx_http_zmq_worker()->follower;
+
+    return f != NULL ? f->cmd : NULL;
+}

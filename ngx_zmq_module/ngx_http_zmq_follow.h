@@ -12,6 +12,7 @@
 #include <ngx_core.h>
 
 #include "ngx_http_zmq_runtime.h"
+#include "ngx_zmq_redis.h"
 
 
 typedef struct {
@@ -37,6 +38,8 @@ ngx_int_t ngx_http_zmq_follow_init_conf(ngx_conf_t *cf);
 
 ngx_int_t ngx_http_zmq_follow_start(ngx_http_zmq_follow_conf_t *conf);
 void ngx_http_zmq_follow_stop(void);
+/* the command connection to the store, or NULL (no Redis source) */
+ngx_zmq_redis_t *ngx_http_zmq_follow_redis(void);
 
 
 #endif /* _NGX_HTTP_ZMQ_FOLLOW_H_INCLUDED_ */

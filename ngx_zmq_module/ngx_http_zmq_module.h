@@ -64,6 +64,12 @@ typedef struct {
 
     /* ngx_http_zmq_auth.c: verified credentials, failed attempts */
     ngx_http_zmq_auth_worker_t     auth;
+
+    /* ngx_http_zmq_admin_write.c: admin writes go to Redis one at a time */
+    ngx_queue_t                    writes;         /* waiting their turn */
+    ngx_uint_t                     nwrites;
+    void                          *write;          /* the one at Redis */
+    ngx_event_t                    write_ev;       /* starts the next */
 } ngx_http_zmq_worker_t;
 
 
@@ -158,12 +164,26 @@ ngx_int_t ngx_http_zmq_service_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_zmq_router_handler(ngx_http_request_t *r);
 void ngx_http_zmq_publish_init_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_zmq_publish_init(ngx_conf_t *cf);
+/*
+ * Both return NGX_DONE when the broker's answer finalizes the request
+ * later (the caller then holds a reference on it), else a status to
+ * finalize it with now (an error answered already, or 500).
+ */
+ngx_int_t ngx_http_zmq_publish_service(ngx_http_request_t *r,
+    ngx_http_zmq_ctx_t *ctx, ngx_http_complex_value_t *routing_key);
+ngx_int_t ngx_http_zmq_publish_message(ngx_http_request_t *r,
+    ngx_http_zmq_ctx_t *ctx, ngx_zmq_amqp_conn_t *conn,
+    ngx_http_zmq_publish_t *msg);
 
 /* ngx_http_zmq_props.c: request headers to AMQP properties */
 ngx_int_t ngx_http_zmq_properties(ngx_http_request_t *r,
     ngx_http_zmq_service_t *svc, ngx_http_zmq_outconn_conf_t *oc,
     amqp_basic_properties_t *props, ngx_str_t *message_id,
     const char **bad);
+ngx_int_t ngx_http_zmq_props_defaults(ngx_pool_t *pool,
+    ngx_http_zmq_service_t *svc, ngx_http_zmq_outconn_conf_t *oc,
+    amqp_basic_properties_t *props);
+ngx_int_t ngx_http_zmq_message_id(ngx_pool_t *pool, ngx_str_t *id);
 
 /* ngx_http_zmq_status.c: zmq_status */
 ngx_int_t ngx_http_zmq_status_handler(ngx_http_request_t *r);

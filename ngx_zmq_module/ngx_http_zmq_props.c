@@ -114,7 +114,6 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
     ngx_http_zmq_outconn_conf_t *oc, amqp_basic_properties_t *props,
     ngx_str_t *message_id, const char **bad)
 {
-    u_char                        *id;
     ngx_int_t                      n;
     ngx_str_t                      name;
     ngx_uint_t                     i, j, k, nh;
@@ -125,57 +124,8 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
     ngx_table_elt_t               *h;
     amqp_table_entry_t            *entries;
 
-    /* the outgoing connection's defaults, then the service's */
-
-    props->_flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_TIMESTAMP_FLAG;
-    props->delivery_mode = (uint8_t) (svc->delivery_mode >= 0
-                                      ? svc->delivery_mode
-                                      : oc->delivery_mode);
-    props->timestamp = (uint64_t) ngx_time();
-
-    n = svc->priority >= 0 ? svc->priority : oc->priority;
-    if (n >= 0) {
-        props->_flags |= AMQP_BASIC_PRIORITY_FLAG;
-        props->priority = (uint8_t) n;
-    }
-
-    n = svc->expiration >= 0 ? svc->expiration : oc->expiration;
-    if (n >= 0) {
-        props->_flags |= AMQP_BASIC_EXPIRATION_FLAG;
-        props->expiration.bytes = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-        if (props->expiration.bytes == NULL) {
-            return NGX_ERROR;
-        }
-        props->expiration.len = ngx_sprintf(props->expiration.bytes, "%i", n)
-                                - (u_char *) props->expiration.bytes;
-    }
-
-    if (svc->content_type.len || oc->content_type.len) {
-        props->_flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
-        props->content_type.bytes = svc->content_type.len
-                                    ? svc->content_type.data
-                                    : oc->content_type.data;
-        props->content_type.len = svc->content_type.len
-                                  ? svc->content_type.len
-                                  : oc->content_type.len;
-    }
-
-    if (oc->content_encoding.len) {
-        props->_flags |= AMQP_BASIC_CONTENT_ENCODING_FLAG;
-        props->content_encoding.bytes = oc->content_encoding.data;
-        props->content_encoding.len = oc->content_encoding.len;
-    }
-
-    if (oc->user_id.len) {
-        props->_flags |= AMQP_BASIC_USER_ID_FLAG;
-        props->user_id.bytes = oc->user_id.data;
-        props->user_id.len = oc->user_id.len;
-    }
-
-    if (oc->app_id.len) {
-        props->_flags |= AMQP_BASIC_APP_ID_FLAG;
-        props->app_id.bytes = oc->app_id.data;
-        props->app_id.len = oc->app_id.len;
+    if (ngx_http_zmq_props_defaults(r->pool, svc, oc, props) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     /* the request's headers */
@@ -418,18 +368,98 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
         props->headers.entries = entries;
     }
 
-    if (message_id->len == 0) {
-        id = ngx_pnalloc(r->pool, ZGW_UUID_LEN + 1);
-        if (id == NULL || ngx_http_zmq_uuid4(id) != NGX_OK) {
-            return NGX_ERROR;
-        }
-        message_id->data = id;
-        message_id->len = ZGW_UUID_LEN;
+    if (message_id->len == 0
+        && ngx_http_zmq_message_id(r->pool, message_id) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     props->_flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
     props->message_id.bytes = message_id->data;
     props->message_id.len = message_id->len;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The outgoing connection's message defaults, then the service's (svc may
+ * be NULL: the admin API's send has none), with a timestamp of now.
+ */
+ngx_int_t
+ngx_http_zmq_props_defaults(ngx_pool_t *pool, ngx_http_zmq_service_t *svc,
+    ngx_http_zmq_outconn_conf_t *oc, amqp_basic_properties_t *props)
+{
+    ngx_int_t  n;
+    ngx_str_t  ct;
+
+    props->_flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_TIMESTAMP_FLAG;
+    props->delivery_mode = (uint8_t) (svc != NULL && svc->delivery_mode >= 0
+                                      ? svc->delivery_mode
+                                      : oc->delivery_mode);
+    props->timestamp = (uint64_t) ngx_time();
+
+    n = svc != NULL && svc->priority >= 0 ? svc->priority : oc->priority;
+    if (n >= 0) {
+        props->_flags |= AMQP_BASIC_PRIORITY_FLAG;
+        props->priority = (uint8_t) n;
+    }
+
+    n = svc != NULL && svc->expiration >= 0 ? svc->expiration
+                                            : oc->expiration;
+    if (n >= 0) {
+        props->_flags |= AMQP_BASIC_EXPIRATION_FLAG;
+        props->expiration.bytes = ngx_pnalloc(pool, NGX_INT_T_LEN);
+        if (props->expiration.bytes == NULL) {
+            return NGX_ERROR;
+        }
+        props->expiration.len = ngx_sprintf(props->expiration.bytes, "%i", n)
+                                - (u_char *) props->expiration.bytes;
+    }
+
+    ct = svc != NULL && svc->content_type.len ? svc->content_type
+                                              : oc->content_type;
+    if (ct.len) {
+        props->_flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
+        props->content_type.bytes = ct.data;
+        props->content_type.len = ct.len;
+    }
+
+    if (oc->content_encoding.len) {
+        props->_flags |= AMQP_BASIC_CONTENT_ENCODING_FLAG;
+        props->content_encoding.bytes = oc->content_encoding.data;
+        props->content_encoding.len = oc->content_encoding.len;
+    }
+
+    if (oc->user_id.len) {
+        props->_flags |= AMQP_BASIC_USER_ID_FLAG;
+        props->user_id.bytes = oc->user_id.data;
+        props->user_id.len = oc->user_id.len;
+    }
+
+    if (oc->app_id.len) {
+        props->_flags |= AMQP_BASIC_APP_ID_FLAG;
+        props->app_id.bytes = oc->app_id.data;
+        props->app_id.len = oc->app_id.len;
+    }
+
+    return NGX_OK;
+}
+
+
+/* a new message id: a UUID4 in pool */
+ngx_int_t
+ngx_http_zmq_message_id(ngx_pool_t *pool, ngx_str_t *id)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(pool, ZGW_UUID_LEN + 1);
+    if (p == NULL || ngx_http_zmq_uuid4(p) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    id->data = p;
+    id->len = ZGW_UUID_LEN;
 
     return NGX_OK;
 }

@@ -407,20 +407,10 @@ ngx_http_zmq_body_json_ok(ngx_http_request_t *r, off_t len)
 static void
 ngx_http_zmq_body_handler(ngx_http_request_t *r)
 {
-    off_t                          len;
-    time_t                         retry;
-    ngx_int_t                      rc;
-    ngx_str_t                      rk;
-    const char                    *bad;
-    ngx_pool_cleanup_t            *cln;
-    ngx_http_zmq_ctx_t            *ctx;
-    ngx_http_zmq_pub_t            *pub;
-    ngx_http_zmq_publish_t         msg;
-    amqp_basic_properties_t       *props;
-    ngx_http_zmq_service_t        *svc;
-    ngx_http_zmq_loc_conf_t       *zlcf;
-    ngx_zmq_amqp_conn_t           *conn;
-    ngx_http_zmq_outconn_conf_t   *oc;
+    off_t                     len;
+    ngx_int_t                 rc;
+    ngx_http_zmq_ctx_t       *ctx;
+    ngx_http_zmq_loc_conf_t  *zlcf;
 
     zlcf = ngx_http_get_module_loc_conf(r, ngx_http_zmq_module);
     ctx = ngx_http_get_module_ctx(r, ngx_http_zmq_module);
@@ -457,60 +447,80 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
         }
     }
 
-    /* the service as the configuration running now has it */
+    rc = ngx_http_zmq_publish_service(r, ctx, zlcf->routing_key);
+
+    if (rc == NGX_DONE) {
+        /* the answer finalizes the request once the broker confirms */
+        return;
+    }
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/*
+ * The request's body through the service ctx->service, as the
+ * configuration running now has it: the properties from the service's
+ * and outgoing connection's defaults and the request's headers, the
+ * routing key from routing_key (zmq_routing_key) or the service's
+ * template. Used by REST channels and the admin API's invoke.
+ */
+
+ngx_int_t
+ngx_http_zmq_publish_service(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx,
+    ngx_http_complex_value_t *routing_key)
+{
+    ngx_int_t                      rc;
+    ngx_str_t                      rk;
+    const char                    *bad;
+    ngx_http_zmq_publish_t         msg;
+    amqp_basic_properties_t       *props;
+    ngx_http_zmq_service_t        *svc;
+    ngx_zmq_amqp_conn_t           *conn;
+    ngx_http_zmq_outconn_conf_t   *oc;
 
     svc = ngx_http_zmq_runtime_service(&ctx->service);
 
     if (svc == NULL) {
-        rc = ngx_http_zmq_error(r, NGX_HTTP_NOT_FOUND, "unknown_service",
-                                "the service does not exist", 0);
-        ngx_http_finalize_request(r, rc);
-        return;
+        return ngx_http_zmq_error(r, NGX_HTTP_NOT_FOUND, "unknown_service",
+                                  "the service does not exist", 0);
     }
 
     if (svc->kind.len != 7 || ngx_strncmp(svc->kind.data, "publish", 7) != 0)
     {
-        rc = ngx_http_zmq_error(r, NGX_HTTP_NOT_IMPLEMENTED,
-                                "service_kind_unsupported",
-                                "only services of kind 'publish' can be "
-                                "invoked from NGINX yet", 0);
-        ngx_http_finalize_request(r, rc);
-        return;
+        return ngx_http_zmq_error(r, NGX_HTTP_NOT_IMPLEMENTED,
+                                  "service_kind_unsupported",
+                                  "only services of kind 'publish' can be "
+                                  "invoked from NGINX yet", 0);
     }
 
     oc = ngx_http_zmq_runtime_outconn(&svc->outconn);
     conn = ngx_http_zmq_runtime_conn(&svc->outconn);
 
     if (!svc->active || oc == NULL || !oc->active || conn == NULL) {
-        rc = ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                "service_inactive", "the service or its "
-                                "outgoing connection is not active", 0);
-        ngx_http_finalize_request(r, rc);
-        return;
+        return ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "service_inactive", "the service or its "
+                                  "outgoing connection is not active", 0);
     }
 
     props = ngx_pcalloc(r->pool, sizeof(amqp_basic_properties_t));
     if (props == NULL) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     bad = NULL;
     rc = ngx_http_zmq_properties(r, svc, oc, props, &ctx->message_id, &bad);
     if (rc == NGX_ERROR) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (rc == NGX_DECLINED) {
-        rc = ngx_http_zmq_error(r, NGX_HTTP_BAD_REQUEST, "bad_header", bad,
-                                0);
-        ngx_http_finalize_request(r, rc);
-        return;
+        return ngx_http_zmq_error(r, NGX_HTTP_BAD_REQUEST, "bad_header", bad,
+                                  0);
     }
 
-    if (zlcf->routing_key != NULL) {
-        rc = ngx_http_complex_value(r, zlcf->routing_key, &rk);
+    if (routing_key != NULL) {
+        rc = ngx_http_complex_value(r, routing_key, &rk);
 
     } else {
         rc = ngx_http_zmq_tmpl_eval(r, &svc->routing_key, ctx->params,
@@ -518,28 +528,16 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
     }
 
     if (rc != NGX_OK) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     bad = zgw_amqp_routing_key_check((char *) svc->exchange.data,
                                      svc->exchange.len, (char *) rk.data,
                                      rk.len);
     if (bad != NULL) {
-        rc = ngx_http_zmq_error(r, NGX_HTTP_BAD_REQUEST, "bad_routing_key",
-                                bad, 0);
-        ngx_http_finalize_request(r, rc);
-        return;
+        return ngx_http_zmq_error(r, NGX_HTTP_BAD_REQUEST, "bad_routing_key",
+                                  bad, 0);
     }
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    cln->handler = ngx_http_zmq_request_cleanup;
-    cln->data = ctx;
 
     ngx_memzero(&msg, sizeof(ngx_http_zmq_publish_t));
     msg.exchange = svc->exchange;
@@ -548,54 +546,80 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
     msg.confirm = svc->confirm;
     msg.props = props;
     msg.body = r->request_body ? r->request_body->bufs : NULL;
-    msg.body_len = len;
-    msg.timeout = zlcf->confirm_timeout;
-    msg.data = ctx;
-    msg.done = ngx_http_zmq_publish_done;
+    msg.body_len = ngx_http_zmq_body_length(r);
+
+    return ngx_http_zmq_publish_message(r, ctx, conn, &msg);
+}
+
+
+/*
+ * Publishes msg (everything but its timeout and callback set) on conn for
+ * the request, whose ctx->message_id names the message in the answer:
+ * NGX_DONE when the answer comes later (the broker's confirm, or whatever
+ * ends the message, finalizes the request), otherwise what to finalize the
+ * request with now.
+ */
+
+ngx_int_t
+ngx_http_zmq_publish_message(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx,
+    ngx_zmq_amqp_conn_t *conn, ngx_http_zmq_publish_t *msg)
+{
+    time_t                    retry;
+    ngx_int_t                 rc;
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_zmq_pub_t       *pub;
+    ngx_http_zmq_loc_conf_t  *zlcf;
+
+    zlcf = ngx_http_get_module_loc_conf(r, ngx_http_zmq_module);
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_zmq_request_cleanup;
+    cln->data = ctx;
+
+    msg->timeout = zlcf->confirm_timeout;
+    msg->data = ctx;
+    msg->done = ngx_http_zmq_publish_done;
 
     retry = 1;
     pub = NULL;
 
-    rc = ngx_zmq_amqp_publish(conn, &msg, &pub, &retry,
-                              r->connection->log);
+    rc = ngx_zmq_amqp_publish(conn, msg, &pub, &retry, r->connection->log);
 
     switch (rc) {
 
     case NGX_OK:
         ctx->pub = pub;
-        return;
+        return NGX_DONE;
 
     case NGX_HTTP_ZMQ_UNAVAILABLE:
-        rc = ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                "broker_unavailable", "the broker is not "
-                                "reachable; try again later", retry);
-        break;
+        return ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "broker_unavailable", "the broker is not "
+                                  "reachable; try again later", retry);
 
     case NGX_HTTP_ZMQ_BLOCKED:
-        rc = ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                "broker_blocked", "the broker is not "
-                                "accepting messages (resource alarm); try "
-                                "again later", retry);
-        break;
+        return ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "broker_blocked", "the broker is not "
+                                  "accepting messages (resource alarm); try "
+                                  "again later", retry);
 
     case NGX_HTTP_ZMQ_OVERLOADED:
-        rc = ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                "overloaded", "too many messages are waiting "
-                                "for the broker; try again later", retry);
-        break;
+        return ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "overloaded", "too many messages are "
+                                  "waiting for the broker; try again later",
+                                  retry);
 
     case NGX_HTTP_ZMQ_TOO_LARGE:
-        rc = ngx_http_zmq_error(r, NGX_HTTP_BAD_REQUEST, "bad_header",
-                                "the message properties do not fit in one "
-                                "AMQP frame", 0);
-        break;
+        return ngx_http_zmq_error(r, NGX_HTTP_BAD_REQUEST, "bad_header",
+                                  "the message properties do not fit in one "
+                                  "AMQP frame", 0);
 
     default:
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        break;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    ngx_http_finalize_request(r, rc);
 }
 
 

@@ -6,7 +6,10 @@
 #                          sanitizer runtimes, for the fuzz targets, and
 #                          llvm-symbolizer, for readable sanitizer stacks,
 #                          and PyJWT and cryptography, which sign the
-#                          security tests' tokens independently of ours
+#                          security tests' tokens independently of ours,
+#                          and jsonschema, Node.js and npm, which check
+#                          the admin API's OpenAPI document (Node.js and
+#                          npm only where no npm is on the PATH)
 set -euo pipefail
 
 PACKAGES=(
@@ -19,7 +22,11 @@ PACKAGES=(
 )
 
 if [ "${1:-}" = "test" ]; then
-    PACKAGES=(clang libclang-rt-14-dev llvm python3-jwt python3-cryptography)
+    PACKAGES=(clang libclang-rt-14-dev llvm python3-jwt python3-cryptography
+              python3-jsonschema)
+    if ! command -v npm >/dev/null; then
+        PACKAGES+=(nodejs npm)
+    fi
 fi
 
 missing=()

@@ -90,6 +90,11 @@ typedef struct {
 int zgw_store_apply_argv(const zgw_config_t *prev, const zgw_config_t *next,
     zgw_store_argv_t *a, size_t *changes);
 void zgw_store_argv_free(zgw_store_argv_t *a);
+/* for the store's own commands: one argument; (op, kind, name, value) per
+ * object that differs between prev and next, counted in *n */
+int zgw_store_argv_push(zgw_store_argv_t *a, const char *s, int owned);
+int zgw_store_diff(zgw_store_argv_t *a, const zgw_config_t *prev,
+    const zgw_config_t *next, size_t *n);
 
 /*
  * Makes the store hold next exactly (the objects as they are: sealed

@@ -326,3 +326,162 @@ zgw_store_snapshot_versions(const redisReply *list, zgw_config_t *cfg,
 
     return ZGW_OK;
 }
+
+
+/* ------------------------------------------- the apply command, built */
+
+
+int
+zgw_store_argv_push(zgw_store_argv_t *a, const char *s, int owned)
+{
+    size_t        cap;
+    const char  **argv;
+    char        **own;
+
+    if (a->n == a->cap) {
+        cap = a->cap ? a->cap * 2 : 64;
+        argv = realloc(a->argv, cap * sizeof(char *));
+        if (argv == NULL) {
+            return ZGW_ERROR;
+        }
+        a->argv = argv;
+        own = realloc(a->owned, cap * sizeof(char *));
+        if (own == NULL) {
+            return ZGW_ERROR;
+        }
+        a->owned = own;
+        a->cap = cap;
+    }
+
+    a->argv[a->n++] = s;
+    if (owned) {
+        a->owned[a->nowned++] = (char *) s;
+    }
+
+    return ZGW_OK;
+}
+
+
+void
+zgw_store_argv_free(zgw_store_argv_t *a)
+{
+    size_t  i;
+
+    for (i = 0; i < a->nowned; i++) {
+        free(a->owned[i]);
+    }
+
+    free(a->owned);
+    free(a->argv);
+}
+
+
+/* (op, kind, name, value) for every object that differs; n counts them */
+int
+zgw_store_diff(zgw_store_argv_t *a, const zgw_config_t *prev,
+    const zgw_config_t *next, size_t *n)
+{
+    int          k;
+    char        *text, *old;
+    json_t      *obj, *pobj;
+    const char  *name;
+
+    for (k = 0; k < ZGW_KIND_MAX; k++) {
+        json_object_foreach(next->objs[k], name, obj) {
+            text = zgw_object_dump(k, obj);
+            if (text == NULL) {
+                return ZGW_ERROR;
+            }
+
+            pobj = zgw_config_get(prev, k, name);
+            if (pobj != NULL) {
+                old = zgw_object_dump(k, pobj);
+                if (old != NULL && strcmp(old, text) == 0) {
+                    free(old);
+                    free(text);
+                    continue;
+                }
+                free(old);
+            }
+
+            if (zgw_store_argv_push(a, "put", 0) != ZGW_OK
+                || zgw_store_argv_push(a, zgw_kind_name(k), 0) != ZGW_OK
+                || zgw_store_argv_push(a, name, 0) != ZGW_OK
+                || zgw_store_argv_push(a, text, 1) != ZGW_OK)
+            {
+                free(text);
+                return ZGW_ERROR;
+            }
+            (*n)++;
+        }
+
+        json_object_foreach(prev->objs[k], name, obj) {
+            if (zgw_config_get(next, k, name) != NULL) {
+                continue;
+            }
+
+            if (zgw_store_argv_push(a, "delete", 0) != ZGW_OK
+                || zgw_store_argv_push(a, zgw_kind_name(k), 0) != ZGW_OK
+                || zgw_store_argv_push(a, name, 0) != ZGW_OK
+                || zgw_store_argv_push(a, "", 0) != ZGW_OK)
+            {
+                return ZGW_ERROR;
+            }
+            (*n)++;
+        }
+
+        /*
+         * A stored object that did not load (prev->invalid) is deleted
+         * when next has it neither as an object nor as invalid: zmqctl
+         * delete, import --replace, restore and wipe can remove it.
+         */
+        json_object_foreach(prev->invalid[k], name, obj) {
+            if (zgw_config_get(next, k, name) != NULL
+                || zgw_config_get(prev, k, name) != NULL
+                || json_object_get(next->invalid[k], name) != NULL)
+            {
+                continue;
+            }
+
+            if (zgw_store_argv_push(a, "delete", 0) != ZGW_OK
+                || zgw_store_argv_push(a, zgw_kind_name(k), 0) != ZGW_OK
+                || zgw_store_argv_push(a, name, 0) != ZGW_OK
+                || zgw_store_argv_push(a, "", 0) != ZGW_OK)
+            {
+                return ZGW_ERROR;
+            }
+            (*n)++;
+        }
+    }
+
+    return ZGW_OK;
+}
+
+
+int
+zgw_store_apply_argv(const zgw_config_t *prev, const zgw_config_t *next,
+    zgw_store_argv_t *a, size_t *changes)
+{
+    char  *expected;
+
+    memset(a, 0, sizeof(zgw_store_argv_t));
+    *changes = 0;
+
+    expected = malloc(32);
+    if (expected == NULL) {
+        return ZGW_ERROR;
+    }
+
+    snprintf(expected, 32, "%lld", prev->version);
+
+    if (zgw_store_argv_push(a, "EVAL", 0) != ZGW_OK
+        || zgw_store_argv_push(a, zgw_store_apply_lua, 0) != ZGW_OK
+        || zgw_store_argv_push(a, "0", 0) != ZGW_OK
+        || zgw_store_argv_push(a, expected, 1) != ZGW_OK)
+    {
+        free(expected);
+        return ZGW_ERROR;
+    }
+
+    return zgw_store_diff(a, prev, next, changes);
+}

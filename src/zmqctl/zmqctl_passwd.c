@@ -17,7 +17,7 @@
 
 #include <openssl/crypto.h>
 
-#include "zgw_jwt.h"
+#include "zgw_passwd.h"
 #include "zmqctl.h"
 
 
@@ -38,81 +38,19 @@ static struct termios          zmqctl_tty_saved;
 static volatile sig_atomic_t   zmqctl_tty_changed;
 
 
-/* the field of obj that passwd sets, or NULL and why not */
+/* the field of obj that passwd sets, or NULL after saying why not */
 static const char *
 zmqctl_passwd_field(int kind, const json_t *obj, const char *name)
 {
-    int          alg;
-    const char  *type, *dir, *sec;
+    char         why[512];
+    const char  *field;
 
-    type = json_string_value(json_object_get(obj, "type"));
-    dir = json_string_value(json_object_get(obj, "direction"));
-
-    switch (kind) {
-
-    case ZGW_KIND_AMQP_DEF:
-        return "password";
-
-    case ZGW_KIND_SECURITY:
-        if (type != NULL && strcmp(type, "basic_auth") == 0) {
-            return "password";
-        }
-
-        if (type != NULL && strcmp(type, "apikey") == 0) {
-            if (dir != NULL && strcmp(dir, "out") == 0) {
-                return "key";
-            }
-            fprintf(stderr, "zmqctl: security '%s' checks incoming API "
-                    "keys, which are made, not chosen: 'zmqctl apikey %s' "
-                    "adds one\n", name, name);
-            return NULL;
-        }
-
-        if (type != NULL && strcmp(type, "jwt") == 0) {
-            alg = zgw_jwt_alg_parse(json_string_value(
-                                        json_object_get(obj, "alg")));
-            if (alg >= 0 && zgw_jwt_secret_min(alg) > 0) {
-                return "secret";
-            }
-            fprintf(stderr, "zmqctl: security '%s' verifies %s tokens with "
-                    "a public key, which is no secret: import it\n", name,
-                    json_string_value(json_object_get(obj, "alg")));
-            return NULL;
-        }
-
-        break;
-
-    case ZGW_KIND_SERVICE:
-        type = json_string_value(json_object_get(obj, "kind"));
-        if (type != NULL && strcmp(type, "redis") == 0) {
-            return "password";
-        }
-        fprintf(stderr, "zmqctl: service '%s' (kind %s) holds no secret; "
-                "only a redis service has a password\n", name,
-                type ? type : "?");
-        return NULL;
-
-    case ZGW_KIND_HTTP_OUTCONN:
-        sec = json_string_value(json_object_get(obj, "security"));
-        if (sec != NULL) {
-            fprintf(stderr, "zmqctl: http_outconn '%s' holds no secret: "
-                    "its credentials are those of security '%s' ('zmqctl "
-                    "passwd security %s')\n", name, sec, sec);
-        } else {
-            fprintf(stderr, "zmqctl: http_outconn '%s' holds no secret and "
-                    "has no security definition: create one (direction "
-                    "\"out\") and name it in 'security'\n", name);
-        }
-        return NULL;
-
-    default:
-        break;
+    field = zgw_passwd_field(kind, name, obj, why, sizeof(why));
+    if (field == NULL) {
+        fprintf(stderr, "zmqctl: %s\n", why);
     }
 
-    fprintf(stderr, "zmqctl: %s '%s' holds no secret that passwd sets "
-            "(amqp_def, security, and redis services do)\n",
-            zgw_kind_name(kind), name);
-    return NULL;
+    return field;
 }
 
 

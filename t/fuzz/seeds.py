@@ -133,13 +133,20 @@ KINDS = ["amqp_def", "amqp_outconn", "amqp_channel", "http_outconn",
          "service", "rest_channel", "security", "startup"]
 
 
-def snapshot_reply(doc, version=7):
+def snapshot_reply(doc, version=7, objver=True):
+    """What the snapshot script answers: the version, the objects of each
+    kind, then (since the admin API) the objects' versions."""
     out = [str(version)]
+    versions = []
     for kind in KINDS:
         objs = []
-        for obj in sorted(doc.get(kind, []), key=lambda o: o["name"]):
+        for i, obj in enumerate(sorted(doc.get(kind, []),
+                                       key=lambda o: o["name"])):
             objs += [obj["name"], json.dumps(obj, sort_keys=True)]
+            versions += ["%s:%s" % (kind, obj["name"]), str(i + 1)]
         out.append(objs)
+    if objver:
+        out.append(versions)
     return resp(out)
 
 
@@ -148,6 +155,11 @@ def snapshot_seeds():
     with open(os.path.join(ROOT, "conf", "demo.json")) as f:
         write("snapshot", "demo", snapshot_reply(json.load(f), 12))
     write("snapshot", "empty", snapshot_reply({}, 0))
+    write("snapshot", "no-versions", snapshot_reply(FULL, 9, objver=False))
+    write("snapshot", "bad-versions",
+          resp(["3", []] + [[] for _ in KINDS[1:]]
+               + [["amqp_def", "1", "nokind:x", "2", "amqp_def:a", "-4",
+                   "amqp_def:a", "x9", "service:", "18446744073709551616"]]))
     write("snapshot", "error", resp(Exception("NOSCRIPT No matching script")))
     write("snapshot", "missing-object",
           resp(["3", ["a", ""]] + [[] for _ in KINDS[1:]]))
