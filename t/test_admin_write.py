@@ -448,3 +448,22 @@ def test_the_audit_line_names_a_token_subject_on_one_line(admin):
     lines = audit(gw)
     assert len(lines) == 1 and "tokens:deploy-bot@ci patch service 'svc'" \
         in lines[0], lines
+
+
+def test_a_new_definitions_password_is_unusable_until_changed(admin,
+                                                               rabbitmq):
+    gw = admin()
+    r = gw.call("POST", "api/amqp_def?wait=1", json={
+        "name": "fresh", "host": "127.0.0.1", "port": rabbitmq.port,
+        "username": "guest"})
+    assert r.status_code == 201, r.text
+    # created without a password: a random one nobody knows
+    ping = gw.call("POST", "api/amqp_def/fresh/ping").json()
+    assert ping["ok"] is False and "ACCESS_REFUSED" in ping["error"], ping
+
+    r = gw.call("POST", "api/amqp_def/fresh/password?wait=1",
+                json={"password1": "guest", "password2": "guest"})
+    assert r.status_code == 200, r.text
+    ping = gw.call("POST", "api/amqp_def/fresh/ping").json()
+    assert ping["ok"] is True and ping["server"]["product"] == "RabbitMQ", \
+        ping
