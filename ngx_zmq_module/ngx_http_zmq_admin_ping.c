@@ -1,20 +1,865 @@
 
 /*
  * ngx_http_zmq_module: the admin API's ping (POST api/KIND/NAME/ping).
+ *
+ * amqp_def: a fresh connection through the module's own AMQP client (a
+ * probe, ngx_zmq_amqp.c), the handshake up to channel.open, then closed;
+ * bounded by zmq_amqp_connect_timeout. http_outconn: a TCP connection to
+ * the url's host and port, and for https the TLS handshake (the certificate
+ * and host name verified when the outconn's tls is true); bounded by the
+ * outconn's timeout. Nothing here blocks: names are never resolved in a
+ * worker, only looked up among those NGINX resolved when it read its
+ * configuration.
+ *
+ * Both answer 200: {"ok": true, "ms": 3.2, "address": "...", ...} or
+ * {"ok": false, "error": "...", ...}. The request waits (r->main->count++)
+ * for the answer; what it waits on (the probe, the peer connection and the
+ * timer) is torn down by the request's pool cleanup when the client goes
+ * away first, and the probe's callback reaches the request only through
+ * that context, which the cleanup detaches.
  */
 
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+#include <ngx_event.h>
+#include <ngx_event_connect.h>
 #include <ngx_http.h>
 
+#include <time.h>
+
+#include "zgw_hostport.h"
 #include "ngx_http_zmq_admin.h"
+
+
+typedef struct {
+    ngx_http_request_t          *request;
+    struct timespec              start;
+    ngx_str_t                    address;     /* the peer, for the answer */
+
+    /* amqp_def: NULL once answered */
+    ngx_zmq_amqp_conn_t         *probe;
+
+    /* http_outconn */
+    ngx_peer_connection_t        peer;        /* connection NULL: closed */
+    ngx_event_t                  timer;
+    ngx_msec_t                   timeout;
+    ngx_flag_t                   https;
+    ngx_flag_t                   verify;
+    zgw_hostport_t               hp;
+#if (NGX_SSL)
+    ngx_ssl_t                   *ssl;
+#endif
+    unsigned                     answered:1;
+} ngx_http_zmq_ping_t;
+
+
+static ngx_int_t ngx_http_zmq_ping_amqp(ngx_http_request_t *r,
+    ngx_http_zmq_ping_t *ping, zgw_config_t *cfg, const char *name);
+static void ngx_http_zmq_ping_amqp_done(void *data,
+    ngx_zmq_amqp_probe_result_t *res);
+static ngx_int_t ngx_http_zmq_ping_http(ngx_http_request_t *r,
+    ngx_http_zmq_ping_t *ping, json_t *oc);
+static void ngx_http_zmq_ping_http_handler(ngx_event_t *ev);
+static void ngx_http_zmq_ping_timeout(ngx_event_t *ev);
+static void ngx_http_zmq_ping_http_connected(ngx_http_zmq_ping_t *ping);
+#if (NGX_SSL)
+static void ngx_http_zmq_ping_ssl_done(ngx_connection_t *c);
+#endif
+static void ngx_http_zmq_ping_http_close(ngx_http_zmq_ping_t *ping);
+static void ngx_http_zmq_ping_cleanup(void *data);
+static ngx_int_t ngx_http_zmq_ping_addr(ngx_http_request_t *r,
+    zgw_hostport_t *hp, ngx_addr_t **addrs, ngx_uint_t *naddrs);
+static json_t *ngx_http_zmq_ping_failed(ngx_http_zmq_ping_t *ping,
+    const char *fmt, ...);
+static ngx_int_t ngx_http_zmq_ping_wait(ngx_http_request_t *r);
+static void ngx_http_zmq_ping_answer(ngx_http_zmq_ping_t *ping,
+    json_t *doc);
+static double ngx_http_zmq_ping_ms(ngx_http_zmq_ping_t *ping);
 
 
 ngx_int_t
 ngx_http_zmq_admin_ping(ngx_http_request_t *r, ngx_http_zmq_admin_req_t *ar)
 {
-    return ngx_http_zmq_admin_fail(r, NGX_HTTP_NOT_IMPLEMENTED,
-                                   "not_implemented", "ping is not built "
-                                   "yet");
+    json_t                  *obj;
+    ngx_pool_cleanup_t      *cln;
+    ngx_http_zmq_ping_t     *ping;
+    ngx_http_zmq_runtime_t  *rt;
+
+    rt = ngx_http_zmq_runtime_current();
+
+    if (rt == NULL || rt->cfg == NULL) {
+        return ngx_http_zmq_admin_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "service_unavailable", "this worker "
+                                       "runs no configuration yet");
+    }
+
+    obj = NULL;
+
+    if (ar->name != NULL && zgw_name_valid(ar->name)) {
+        obj = zgw_config_get(rt->cfg, ar->kind, ar->name);
+    }
+
+    if (obj == NULL) {
+        return ngx_http_zmq_admin_fail(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                       "no %s of that name in the "
+                                       "configuration this worker runs",
+                                       zgw_kind_name(ar->kind));
+    }
+
+    ping = ngx_pcalloc(r->pool, sizeof(ngx_http_zmq_ping_t));
+    if (ping == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ping->request = r;
+
+    /* whatever the ping holds goes with the request */
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_zmq_ping_cleanup;
+    cln->data = ping;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ping->start);
+
+    if (ar->kind == ZGW_KIND_AMQP_DEF) {
+        return ngx_http_zmq_ping_amqp(r, ping, rt->cfg, ar->name);
+    }
+
+    return ngx_http_zmq_ping_http(r, ping, obj);
+}
+
+
+/* amqp_def */
+
+static ngx_int_t
+ngx_http_zmq_ping_amqp(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
+    zgw_config_t *cfg, const char *name)
+{
+    char                         *secret;
+    size_t                        i, n;
+    json_t                       *def, *h, *v;
+    in_port_t                     port;
+    ngx_int_t                     rc;
+    ngx_uint_t                    k, naddrs;
+    ngx_addr_t                   *addrs, *a;
+    zgw_errors_t                  errs;
+    zgw_hostport_t                hp;
+    ngx_http_zmq_worker_t        *w;
+    ngx_http_zmq_main_conf_t     *zmcf;
+    ngx_http_zmq_outconn_conf_t   oc;
+
+    zmcf = ngx_http_get_module_main_conf(r, ngx_http_zmq_module);
+    w = ngx_http_zmq_worker();
+    def = zgw_config_get(cfg, ZGW_KIND_AMQP_DEF, name);
+
+    if (json_is_true(json_object_get(def, "tls"))) {
+        return ngx_http_zmq_admin_reply(r, NGX_HTTP_OK,
+                   ngx_http_zmq_ping_failed(ping, "amqp_def '%s' asks for "
+                                            "TLS, which the gateway does "
+                                            "not support yet", name));
+    }
+
+    ngx_memzero(&oc, sizeof(ngx_http_zmq_outconn_conf_t));
+
+    /* the connection's name, in the log and in the broker's list */
+    oc.name.len = sizeof("ping:") - 1 + ngx_strlen(name);
+    oc.name.data = ngx_pnalloc(r->pool, oc.name.len);
+    if (oc.name.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    ngx_sprintf(oc.name.data, "ping:%s", name);
+
+    oc.def_name.data = (u_char *) name;
+    oc.def_name.len = ngx_strlen(name);
+    oc.active = 1;
+
+#define ngx_http_zmq_ping_str(field, dflt)                                    \
+    v = json_object_get(def, #field);                                         \
+    oc.field.data = (u_char *) (json_is_string(v) ? json_string_value(v)      \
+                                                  : dflt);                    \
+    oc.field.len = json_is_string(v) ? json_string_length(v)                 \
+                                     : sizeof(dflt) - 1;
+
+    ngx_http_zmq_ping_str(vhost, "/");
+    ngx_http_zmq_ping_str(username, "guest");
+
+#undef ngx_http_zmq_ping_str
+
+    v = json_object_get(def, "heartbeat");
+    oc.heartbeat = json_is_integer(v) ? (ngx_uint_t) json_integer_value(v)
+                                      : 30;
+    v = json_object_get(def, "frame_max");
+    oc.frame_max = json_is_integer(v) ? (ngx_uint_t) json_integer_value(v)
+                                      : 131072;
+    oc.max_inflight = 1;
+
+    /* the addresses: host:port, then each of hosts, as the runtime does */
+
+    v = json_object_get(def, "port");
+    port = json_is_integer(v) ? (in_port_t) json_integer_value(v) : 5672;
+
+    n = 1 + json_array_size(json_object_get(def, "hosts"));
+    addrs = ngx_palloc(r->pool, n * 8 * sizeof(ngx_addr_t));
+    if (addrs == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    naddrs = 0;
+    zgw_errors_init(&errs);
+
+    for (i = 0; i < n; i++) {
+        if (i == 0) {
+            h = json_object_get(def, "host");
+            rc = zgw_host_parse(&hp, json_is_string(h) ? json_string_value(h)
+                                                       : "127.0.0.1",
+                                json_is_string(h) ? json_string_length(h)
+                                                  : 9,
+                                "host", &errs);
+            hp.port = port;
+
+        } else {
+            h = json_array_get(json_object_get(def, "hosts"), i - 1);
+            rc = json_is_string(h)
+                 ? zgw_hostport_parse(&hp, json_string_value(h),
+                                      json_string_length(h), port, "hosts",
+                                      &errs)
+                 : ZGW_ERROR;
+        }
+
+        if (rc != ZGW_OK) {
+            rc = ngx_http_zmq_admin_reply(r, NGX_HTTP_OK,
+                     ngx_http_zmq_ping_failed(ping, "amqp_def '%s': %s",
+                         name, errs.n ? zgw_errors_first(&errs)
+                                      : "a host is not a string"));
+            zgw_errors_free(&errs);
+            return rc;
+        }
+
+        rc = ngx_http_zmq_ping_addr(r, &hp, &a, &k);
+
+        if (rc == NGX_ERROR) {
+            zgw_errors_free(&errs);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (rc == NGX_DECLINED) {
+            zgw_errors_free(&errs);
+            return ngx_http_zmq_admin_reply(r, NGX_HTTP_OK,
+                       ngx_http_zmq_ping_failed(ping, "amqp_def '%s': host "
+                           "'%s' was not resolved when NGINX read its "
+                           "configuration, and names are never resolved in "
+                           "a worker (it would block): use an IP address, "
+                           "or reload NGINX", name, hp.host));
+        }
+
+        k = ngx_min(k, 8);
+        ngx_memcpy(&addrs[naddrs], a, k * sizeof(ngx_addr_t));
+        naddrs += k;
+    }
+
+    zgw_errors_free(&errs);
+
+    oc.addrs = addrs;
+    oc.naddrs = naddrs;
+
+    /* the password, opened with the module's key as for publishing */
+
+    if (json_object_get(def, "password") != NULL) {
+        if (json_is_object(json_object_get(def, "password"))
+            && !zmcf->has_key)
+        {
+            return ngx_http_zmq_admin_reply(r, NGX_HTTP_OK,
+                       ngx_http_zmq_ping_failed(ping, "amqp_def '%s': the "
+                           "password is sealed and no zmq_key_file is set",
+                           name));
+        }
+
+        zgw_errors_init(&errs);
+
+        secret = zgw_object_secret(ZGW_KIND_AMQP_DEF, def, "password",
+                                   zmcf->has_key ? &zmcf->key : NULL, &errs);
+        if (secret == NULL) {
+            rc = ngx_http_zmq_admin_reply(r, NGX_HTTP_OK,
+                     ngx_http_zmq_ping_failed(ping, "amqp_def '%s': the "
+                         "password does not open: %s", name,
+                         errs.n ? zgw_errors_first(&errs) : "unknown"));
+            zgw_errors_free(&errs);
+            return rc;
+        }
+
+        zgw_errors_free(&errs);
+
+        oc.password.data = (u_char *) secret;
+        oc.password.len = ngx_strlen(secret);
+    }
+
+    ping->probe = ngx_zmq_amqp_probe(&w->amqp, &oc,
+                                     ngx_http_zmq_ping_amqp_done, ping,
+                                     ngx_cycle->log);
+
+    /* the probe has its own copy */
+    if (oc.password.data != NULL) {
+        ngx_explicit_memzero(oc.password.data, oc.password.len);
+        free(oc.password.data);
+    }
+
+    if (ping->probe == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_zmq_ping_wait(r);
+}
+
+
+static void
+ngx_http_zmq_ping_amqp_done(void *data, ngx_zmq_amqp_probe_result_t *res)
+{
+    ngx_http_zmq_ping_t  *ping = data;
+
+    json_t  *doc, *server;
+
+    ping->probe = NULL;             /* it frees itself once this returns */
+
+    if (res->address.len) {
+        ping->address.data = ngx_pstrdup(ping->request->pool, &res->address);
+        if (ping->address.data != NULL) {
+            ping->address.len = res->address.len;
+        }
+    }
+
+    if (res->rc != NGX_OK) {
+        ngx_http_zmq_ping_answer(ping,
+                                 ngx_http_zmq_ping_failed(ping, "%V",
+                                                          &res->error));
+        return;
+    }
+
+    server = json_object();
+    if (server != NULL && res->product.len) {
+        json_object_set_new(server, "product",
+                            json_stringn((char *) res->product.data,
+                                         res->product.len));
+    }
+    if (server != NULL && res->version.len) {
+        json_object_set_new(server, "version",
+                            json_stringn((char *) res->version.data,
+                                         res->version.len));
+    }
+
+    doc = json_pack("{s:b, s:f, s:o*}", "ok", 1,
+                    "ms", ngx_http_zmq_ping_ms(ping), "server", server);
+
+    ngx_http_zmq_ping_answer(ping, doc);
+}
+
+
+/* http_outconn */
+
+static ngx_int_t
+ngx_http_zmq_ping_http(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
+    json_t *oc)
+{
+    u_char             text[NGX_MAX_ERROR_STR], *p;
+    size_t             len;
+    json_t            *v;
+    ngx_err_t          err;
+    ngx_int_t          rc;
+    ngx_uint_t         naddrs;
+    ngx_addr_t        *addrs;
+    const char        *url, *rest;
+    zgw_errors_t       errs;
+    ngx_connection_t  *c;
+
+    url = json_string_value(json_object_get(oc, "url"));
+
+    if (url == NULL || (ngx_strncmp(url, "http://", 7) != 0
+                        && ngx_strncmp(url, "https://", 8) != 0))
+    {
+        return ngx_http_zmq_admin_reply(r, NGX_HTTP_OK,
+                   ngx_http_zmq_ping_failed(ping, "the url is not http:// "
+                                            "or https://"));
+    }
+
+    ping->https = ngx_strncmp(url, "https://", 8) == 0;
+    ping->verify = json_is_true(json_object_get(oc, "tls"));
+
+    v = json_object_get(oc, "timeout");
+    ping->timeout = json_is_integer(v) && json_integer_value(v) > 0
+                    ? (ngx_msec_t) json_integer_value(v) : 10000;
+
+    /* the authority, by the one host:port parser */
+
+    rest = url + (ping->https ? 8 : 7);
+    len = strcspn(rest, "/?#");
+
+    zgw_errors_init(&errs);
+
+    if (zgw_hostport_parse(&ping->hp, rest, len, ping->https ? 443 : 80,
+                           "url host", &errs)
+        != ZGW_OK)
+    {
+        rc = ngx_http_zmq_admin_reply(r, NGX_HTTP_OK,
+                 ngx_http_zmq_ping_failed(ping, "%s",
+                                          zgw_errors_first(&errs)));
+        zgw_errors_free(&errs);
+        return rc;
+    }
+
+    zgw_errors_free(&errs);
+
+#if !(NGX_SSL)
+    if (ping->https) {
+        return ngx_http_zmq_admin_reply(r, NGX_HTTP_OK,
+                   ngx_http_zmq_ping_failed(ping, "https: this NGINX is "
+                                            "built without SSL"));
+    }
+#endif
+
+    rc = ngx_http_zmq_ping_addr(r, &ping->hp, &addrs, &naddrs);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_zmq_admin_reply(r, NGX_HTTP_OK,
+                   ngx_http_zmq_ping_failed(ping, "host '%s' is a name, and "
+                       "names are never resolved in a worker (it would "
+                       "block); only amqp_def hosts are resolved, when "
+                       "NGINX reads its configuration: use an IP address",
+                       ping->hp.host));
+    }
+
+    ping->address = addrs[0].name;
+
+    ping->peer.sockaddr = addrs[0].sockaddr;
+    ping->peer.socklen = addrs[0].socklen;
+    ping->peer.name = &ping->address;
+    ping->peer.get = ngx_event_get_peer;
+    ping->peer.log = ngx_cycle->log;
+    ping->peer.log_error = NGX_ERROR_INFO;
+
+    rc = ngx_event_connect_peer(&ping->peer);
+
+    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+        err = ngx_socket_errno;
+        p = err ? ngx_strerror(err, text, sizeof(text) - 1)
+                : ngx_cpymem(text, "no socket", 9);
+        *p = '\0';
+
+        /* ngx_event_connect_peer() closed what it opened */
+        ping->peer.connection = NULL;
+        return ngx_http_zmq_admin_reply(r, NGX_HTTP_OK,
+                   ngx_http_zmq_ping_failed(ping, "connect() failed: %s",
+                                            text));
+    }
+
+    c = ping->peer.connection;
+    c->data = ping;
+    c->pool = r->pool;          /* closed by the request's cleanup first */
+    c->read->handler = ngx_http_zmq_ping_http_handler;
+    c->write->handler = ngx_http_zmq_ping_http_handler;
+    c->log = ngx_cycle->log;
+    c->read->log = c->log;
+    c->write->log = c->log;
+
+    ping->timer.handler = ngx_http_zmq_ping_timeout;
+    ping->timer.data = ping;
+    ping->timer.log = ngx_cycle->log;
+    ping->timer.cancelable = 1;
+
+    ngx_add_timer(&ping->timer, ping->timeout);
+
+    if (rc == NGX_OK) {
+        /* connected at once: go on from the event loop */
+        ngx_post_event(c->write, &ngx_posted_events);
+    }
+
+    return ngx_http_zmq_ping_wait(r);
+}
+
+
+static void
+ngx_http_zmq_ping_http_handler(ngx_event_t *ev)
+{
+    int                   err;
+    u_char                text[NGX_MAX_ERROR_STR], *p;
+    socklen_t             len;
+    ngx_connection_t     *c = ev->data;
+    ngx_http_zmq_ping_t  *ping = c->data;
+
+    if (ping->answered) {
+        return;
+    }
+
+    err = 0;
+    len = sizeof(int);
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
+        err = ngx_socket_errno;
+    }
+
+    if (err) {
+        p = ngx_strerror(err, text, sizeof(text) - 1);
+        *p = '\0';
+        ngx_http_zmq_ping_answer(ping,
+            ngx_http_zmq_ping_failed(ping, "connect() failed: %s", text));
+        return;
+    }
+
+    if (!ev->write) {
+        return;             /* nothing to read before it is connected */
+    }
+
+    ngx_http_zmq_ping_http_connected(ping);
+}
+
+
+static void
+ngx_http_zmq_ping_http_connected(ngx_http_zmq_ping_t *ping)
+{
+#if (NGX_SSL)
+    u_char              *host;
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    X509_VERIFY_PARAM   *param;
+    ngx_pool_cleanup_t  *cln;
+
+    if (!ping->https) {
+        goto done;
+    }
+
+    c = ping->peer.connection;
+
+    ping->ssl = ngx_pcalloc(ping->request->pool, sizeof(ngx_ssl_t));
+    if (ping->ssl == NULL) {
+        goto failed;
+    }
+
+    ping->ssl->log = ngx_cycle->log;
+
+    if (ngx_ssl_create(ping->ssl, NGX_SSL_TLSv1_2|NGX_SSL_TLSv1_3, NULL)
+        != NGX_OK)
+    {
+        ping->ssl = NULL;
+        goto failed;
+    }
+
+    cln = ngx_pool_cleanup_add(ping->request->pool, 0);
+    if (cln == NULL) {
+        ngx_ssl_cleanup_ctx(ping->ssl);
+        ping->ssl = NULL;
+        goto failed;
+    }
+
+    cln->handler = ngx_ssl_cleanup_ctx;
+    cln->data = ping->ssl;
+
+    /*
+     * Verified against the system's authorities when tls is true; the
+     * result is read after the handshake, so that the answer says why.
+     */
+    if (ping->verify && SSL_CTX_set_default_verify_paths(ping->ssl->ctx) != 1)
+    {
+        goto failed;
+    }
+
+    if (ngx_ssl_create_connection(ping->ssl, c, NGX_SSL_CLIENT) != NGX_OK) {
+        goto failed;
+    }
+
+    host = (u_char *) ping->hp.host;
+    param = SSL_get0_param(c->ssl->connection);
+
+    if (ping->hp.kind == ZGW_HOST_IS_NAME) {
+        (void) SSL_set_tlsext_host_name(c->ssl->connection, (char *) host);
+        (void) X509_VERIFY_PARAM_set1_host(param, (char *) host, 0);
+
+    } else {
+        (void) X509_VERIFY_PARAM_set1_ip_asc(param, (char *) host);
+    }
+
+    rc = ngx_ssl_handshake(c);
+
+    if (rc == NGX_AGAIN) {
+        c->ssl->handler = ngx_http_zmq_ping_ssl_done;
+        return;
+    }
+
+    ngx_http_zmq_ping_ssl_done(c);
+    return;
+
+failed:
+
+    ngx_http_zmq_ping_answer(ping,
+        ngx_http_zmq_ping_failed(ping, "cannot set up TLS (see the error "
+                                 "log)"));
+    return;
+
+done:
+#endif
+
+    ngx_http_zmq_ping_answer(ping,
+        json_pack("{s:b, s:f}", "ok", 1, "ms", ngx_http_zmq_ping_ms(ping)));
+}
+
+
+#if (NGX_SSL)
+
+static void
+ngx_http_zmq_ping_ssl_done(ngx_connection_t *c)
+{
+    long                  rc;
+    json_t               *doc;
+    ngx_http_zmq_ping_t  *ping = c->data;
+
+    if (ping->answered) {
+        return;
+    }
+
+    if (!c->ssl->handshaked) {
+        ngx_http_zmq_ping_answer(ping,
+            ngx_http_zmq_ping_failed(ping, "the TLS handshake failed (the "
+                                     "error log has OpenSSL's reason)"));
+        return;
+    }
+
+    rc = SSL_get_verify_result(c->ssl->connection);
+
+    if (ping->verify && rc != X509_V_OK) {
+        ngx_http_zmq_ping_answer(ping,
+            ngx_http_zmq_ping_failed(ping, "the server's certificate does "
+                                     "not verify: %s",
+                                     X509_verify_cert_error_string(rc)));
+        return;
+    }
+
+    doc = json_pack("{s:b, s:f, s:s, s:b}", "ok", 1,
+                    "ms", ngx_http_zmq_ping_ms(ping),
+                    "tls", SSL_get_version(c->ssl->connection),
+                    "verified", ping->verify ? 1 : 0);
+
+    ngx_http_zmq_ping_answer(ping, doc);
+}
+
+#endif
+
+
+static void
+ngx_http_zmq_ping_timeout(ngx_event_t *ev)
+{
+    ngx_http_zmq_ping_t  *ping = ev->data;
+
+    ngx_http_zmq_ping_answer(ping,
+        ngx_http_zmq_ping_failed(ping, "%s timed out (no answer within the "
+                                 "http_outconn's timeout, %M ms)",
+                                 ping->peer.connection != NULL
+                                 && ping->peer.connection->ssl != NULL
+                                 ? "the TLS handshake" : "connect",
+                                 ping->timeout));
+}
+
+
+static void
+ngx_http_zmq_ping_http_close(ngx_http_zmq_ping_t *ping)
+{
+    ngx_connection_t  *c;
+
+    if (ping->timer.timer_set) {
+        ngx_del_timer(&ping->timer);
+    }
+
+    c = ping->peer.connection;
+
+    if (c == NULL) {
+        return;
+    }
+
+    ping->peer.connection = NULL;
+
+#if (NGX_SSL)
+    if (c->ssl != NULL) {
+        c->ssl->no_wait_shutdown = 1;
+        c->ssl->no_send_shutdown = 1;
+        (void) ngx_ssl_shutdown(c);
+    }
+#endif
+
+    ngx_close_connection(c);
+}
+
+
+/* the request's pool goes: nothing the ping holds may outlive it */
+static void
+ngx_http_zmq_ping_cleanup(void *data)
+{
+    ngx_http_zmq_ping_t  *ping = data;
+
+    ping->answered = 1;
+
+    if (ping->probe != NULL) {
+        ngx_zmq_amqp_probe_cancel(ping->probe);
+        ping->probe = NULL;
+    }
+
+    ngx_http_zmq_ping_http_close(ping);
+}
+
+
+/*
+ * Addresses for host:port without resolving a name in a worker: an IP
+ * literal, "localhost", or a name NGINX resolved when it read its
+ * configuration (every amqp_def host is). NGX_DECLINED: a name not known.
+ */
+static ngx_int_t
+ngx_http_zmq_ping_addr(ngx_http_request_t *r, zgw_hostport_t *hp,
+    ngx_addr_t **addrs, ngx_uint_t *naddrs)
+{
+    u_char                    *p;
+    size_t                     len;
+    ngx_uint_t                 i;
+    ngx_addr_t                *a;
+    const char                *host;
+    ngx_http_zmq_resolved_t   *res;
+    ngx_http_zmq_main_conf_t  *zmcf;
+
+    host = hp->host;
+    len = ngx_strlen(host);
+
+    if (hp->kind == ZGW_HOST_IS_NAME && ngx_strcmp(host, "localhost") == 0) {
+        host = "127.0.0.1";
+        len = 9;
+
+    } else if (hp->kind == ZGW_HOST_IS_NAME) {
+        zmcf = ngx_http_get_module_main_conf(r, ngx_http_zmq_module);
+        res = zmcf->resolved.elts;
+
+        for (i = 0; i < zmcf->resolved.nelts; i++) {
+            if (res[i].host.len == len
+                && res[i].port == (in_port_t) hp->port
+                && ngx_strncmp(res[i].host.data, host, len) == 0
+                && res[i].naddrs > 0)
+            {
+                *addrs = res[i].addrs;
+                *naddrs = res[i].naddrs;
+                return NGX_OK;
+            }
+        }
+
+        return NGX_DECLINED;
+    }
+
+    a = ngx_pcalloc(r->pool, sizeof(ngx_addr_t));
+    if (a == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_parse_addr(r->pool, a, (u_char *) host, len) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    ngx_inet_set_port(a->sockaddr, (in_port_t) hp->port);
+
+    p = ngx_pnalloc(r->pool, NGX_SOCKADDR_STRLEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    a->name.data = p;
+    a->name.len = ngx_sock_ntop(a->sockaddr, a->socklen, p,
+                                NGX_SOCKADDR_STRLEN, 1);
+
+    *addrs = a;
+    *naddrs = 1;
+
+    return NGX_OK;
+}
+
+
+static json_t *
+ngx_http_zmq_ping_failed(ngx_http_zmq_ping_t *ping, const char *fmt, ...)
+{
+    u_char   text[512], *p;
+    va_list  args;
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(text, text + sizeof(text) - 1, fmt, args);
+    va_end(args);
+
+    *p = '\0';
+
+    /* jansson takes UTF-8 only: what a peer sent is escaped to ASCII */
+    return json_pack("{s:b, s:s, s:f}", "ok", 0, "error", (char *) text,
+                     "ms", ngx_http_zmq_ping_ms(ping));
+}
+
+
+/* the answer comes later */
+static ngx_int_t
+ngx_http_zmq_ping_wait(ngx_http_request_t *r)
+{
+    r->main->count++;
+
+    /* a client that goes away ends the request, and with it the ping */
+    if (!r->discard_body) {
+        r->read_event_handler = ngx_http_test_reading;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_zmq_ping_answer(ngx_http_zmq_ping_t *ping, json_t *doc)
+{
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    if (ping->answered) {
+        json_decref(doc);
+        return;
+    }
+
+    ping->answered = 1;
+
+    ngx_http_zmq_ping_http_close(ping);
+
+    r = ping->request;
+    c = r->connection;
+
+    if (doc != NULL && ping->address.len) {
+        json_object_set_new(doc, "address",
+                            json_stringn((char *) ping->address.data,
+                                         ping->address.len));
+    }
+
+    rc = doc != NULL ? ngx_http_zmq_admin_reply(r, NGX_HTTP_OK, doc)
+                     : NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    r->read_event_handler = ngx_http_block_reading;
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static double
+ngx_http_zmq_ping_ms(ngx_http_zmq_ping_t *ping)
+{
+    double           ms;
+    struct timespec  now;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &now);
+
+    ms = (double) (now.tv_sec - ping->start.tv_sec) * 1000.0
+         + (double) (now.tv_nsec - ping->start.tv_nsec) / 1e6;
+
+    /* one decimal */
+    return (double) (ngx_int_t) (ms * 10.0 + 0.5) / 10.0;
 }

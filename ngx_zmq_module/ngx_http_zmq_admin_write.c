@@ -22,12 +22,21 @@
  * The state of a write lives outside the request (ngx_alloc), because
  * Redis answers even when the client has gone: a request cleanup marks
  * the write orphaned, and whichever of the two comes last frees it.
+ *
+ * A worker sends one write at a time to Redis (the others wait their
+ * turn in a queue of at most NGX_HTTP_ZMQ_WRITE_QUEUE_MAX): concurrent
+ * writes of one worker would otherwise all read the same version and all
+ * but one start again, and a burst of more than a few would end in 409.
  */
 
 
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+
+#if (NGX_THREADS)
+#include <ngx_thread_pool.h>
+#endif
 
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -43,6 +52,7 @@
 #define NGX_HTTP_ZMQ_WRITE_ATTEMPTS   5       /* snapshots per write */
 #define NGX_HTTP_ZMQ_WRITE_WAIT       10000   /* ?wait=1, at most (ms) */
 #define NGX_HTTP_ZMQ_WRITE_WAIT_POLL  10
+#define NGX_HTTP_ZMQ_WRITE_QUEUE_MAX  256     /* writes waiting their turn */
 
 /* If-Match: absent, "*", malformed; otherwise the ETag's version */
 #define NGX_HTTP_ZMQ_IF_NONE          -1
@@ -66,6 +76,15 @@ static const char  *ngx_http_zmq_write_op_names[] = {
     "create", "replace", "patch", "delete", "import", "password",
     "key-create", "key-revoke"
 };
+
+
+/* a refusal: the status, the error code, a message and maybe more */
+typedef struct {
+    ngx_uint_t                 status;
+    const char                *code;
+    char                       message[512];
+    json_t                    *extra;        /* merged into the body */
+} ngx_http_zmq_refusal_t;
 
 
 typedef struct {
@@ -93,16 +112,20 @@ typedef struct {
     zgw_config_t              *next;
     ngx_event_t                wait_ev;
     ngx_msec_t                 wait_until;
+    ngx_queue_t                queue;        /* in the worker's writes */
+    ngx_flag_t                 queued;
+
+    /* the next configuration, built on a thread (password hashing) */
+#if (NGX_THREADS)
+    ngx_thread_task_t          task;
+#endif
+    ngx_int_t                  built;        /* build's NGX_OK, ... */
+    int                        argv_rc;
+    zgw_store_argv_t           argv;
+    ngx_http_zmq_refusal_t     no;
 } ngx_http_zmq_write_t;
 
 
-/* a refusal: the status, the error code, a message and maybe more */
-typedef struct {
-    ngx_uint_t                 status;
-    const char                *code;
-    char                       message[512];
-    json_t                    *extra;        /* merged into the body */
-} ngx_http_zmq_refusal_t;
 
 
 static ngx_int_t ngx_http_zmq_write_start(ngx_http_zmq_write_t *w,
@@ -113,6 +136,11 @@ static void ngx_http_zmq_write_applied(ngx_zmq_redis_t *rd,
     redisReply *reply, void *data);
 static ngx_int_t ngx_http_zmq_write_build(ngx_http_zmq_write_t *w,
     ngx_http_zmq_refusal_t *no);
+static void ngx_http_zmq_write_build_all(void *data, ngx_log_t *log);
+#if (NGX_THREADS)
+static void ngx_http_zmq_write_built_event(ngx_event_t *ev);
+#endif
+static void ngx_http_zmq_write_built(ngx_http_zmq_write_t *w);
 static ngx_int_t ngx_http_zmq_write_object(ngx_http_zmq_write_t *w,
     ngx_http_zmq_refusal_t *no);
 static ngx_int_t ngx_http_zmq_write_delete(ngx_http_zmq_write_t *w,
@@ -125,6 +153,8 @@ static ngx_int_t ngx_http_zmq_write_keys(ngx_http_zmq_write_t *w,
     ngx_http_zmq_refusal_t *no);
 static ngx_int_t ngx_http_zmq_write_finish_next(ngx_http_zmq_write_t *w,
     ngx_http_zmq_refusal_t *no);
+static ngx_int_t ngx_http_zmq_write_put(ngx_http_zmq_write_t *w,
+    ngx_http_zmq_refusal_t *no, json_t *obj);
 static ngx_int_t ngx_http_zmq_write_precondition(ngx_http_zmq_write_t *w,
     ngx_http_zmq_refusal_t *no);
 static void ngx_http_zmq_write_strip_set(json_t *obj);
@@ -143,6 +173,8 @@ static void ngx_http_zmq_write_done(ngx_http_zmq_write_t *w,
     ngx_int_t rc);
 static void ngx_http_zmq_write_cleanup(void *data);
 static void ngx_http_zmq_write_free(ngx_http_zmq_write_t *w);
+static void ngx_http_zmq_write_release(ngx_http_zmq_write_t *w);
+static void ngx_http_zmq_write_next(ngx_event_t *ev);
 static ngx_flag_t ngx_http_zmq_write_flag(ngx_http_request_t *r,
     const char *name);
 static long long ngx_http_zmq_write_if_match(ngx_http_request_t *r);
@@ -151,11 +183,13 @@ static long long ngx_http_zmq_write_if_match(ngx_http_request_t *r);
 ngx_int_t
 ngx_http_zmq_admin_write(ngx_http_request_t *r, ngx_http_zmq_admin_req_t *ar)
 {
+    u_char                    *p;
     json_t                    *body;
     ngx_int_t                  rc;
     ngx_uint_t                 op;
     ngx_str_t                  raw;
     ngx_http_zmq_write_t      *w;
+    ngx_http_zmq_worker_t     *wk;
     ngx_http_zmq_refusal_t     no;
     ngx_http_zmq_main_conf_t  *zmcf;
 
@@ -277,6 +311,13 @@ ngx_http_zmq_admin_write(ngx_http_request_t *r, ngx_http_zmq_admin_req_t *ar)
     ngx_cpystrn((u_char *) w->principal, ar->principal.data,
                 ngx_min(ar->principal.len + 1, sizeof(w->principal)));
 
+    /* a JWT's subject is the issuer's text: one line in the log, always */
+    for (p = (u_char *) w->principal; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            *p = '?';
+        }
+    }
+
     if (w->if_match == NGX_HTTP_ZMQ_IF_BAD) {
         ngx_http_zmq_write_free(w);
         return ngx_http_zmq_admin_fail(r, NGX_HTTP_PRECONDITION_FAILED,
@@ -296,6 +337,40 @@ ngx_http_zmq_admin_write(ngx_http_request_t *r, ngx_http_zmq_admin_req_t *ar)
 
     ngx_memzero(&no, sizeof(ngx_http_zmq_refusal_t));
 
+    wk = ngx_http_zmq_worker();
+
+    if (wk == NULL) {
+        w->cln->handler = NULL;
+        ngx_http_zmq_write_free(w);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (wk->writes.next == NULL) {
+        ngx_queue_init(&wk->writes);
+        wk->write_ev.handler = ngx_http_zmq_write_next;
+        wk->write_ev.log = ngx_cycle->log;
+    }
+
+    if (wk->write != NULL || !ngx_queue_empty(&wk->writes)) {
+        /* another write is at Redis: this one waits its turn */
+        if (wk->nwrites >= NGX_HTTP_ZMQ_WRITE_QUEUE_MAX) {
+            w->cln->handler = NULL;
+            ngx_http_zmq_write_free(w);
+            return ngx_http_zmq_admin_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "busy", "%d writes wait their "
+                                           "turn in this worker already: "
+                                           "try again",
+                                           NGX_HTTP_ZMQ_WRITE_QUEUE_MAX);
+        }
+
+        ngx_queue_insert_tail(&wk->writes, &w->queue);
+        wk->nwrites++;
+        w->queued = 1;
+
+        r->main->count++;
+        return NGX_DONE;
+    }
+
     if (ngx_http_zmq_write_start(w, &no) != NGX_OK) {
         w->cln->handler = NULL;
         ngx_http_zmq_write_free(w);
@@ -303,9 +378,75 @@ ngx_http_zmq_admin_write(ngx_http_request_t *r, ngx_http_zmq_admin_req_t *ar)
                                        no.message);
     }
 
+    wk->write = w;
     r->main->count++;
 
     return NGX_DONE;
+}
+
+
+/* w no longer needs Redis: the next write waiting its turn may go */
+static void
+ngx_http_zmq_write_release(ngx_http_zmq_write_t *w)
+{
+    ngx_http_zmq_worker_t  *wk;
+
+    wk = ngx_http_zmq_worker();
+
+    if (wk == NULL) {
+        return;
+    }
+
+    if (w->queued) {
+        ngx_queue_remove(&w->queue);
+        wk->nwrites--;
+        w->queued = 0;
+    }
+
+    if (wk->write != w) {
+        return;
+    }
+
+    wk->write = NULL;
+
+    /* from the event loop: no request is finalized inside another's */
+    if (!ngx_queue_empty(&wk->writes) && !wk->write_ev.posted) {
+        ngx_post_event(&wk->write_ev, &ngx_posted_events);
+    }
+}
+
+
+/* starts the first write waiting its turn (and fails those that cannot) */
+static void
+ngx_http_zmq_write_next(ngx_event_t *ev)
+{
+    ngx_queue_t             *q;
+    ngx_connection_t        *c;
+    ngx_http_zmq_write_t    *w;
+    ngx_http_zmq_worker_t   *wk;
+    ngx_http_zmq_refusal_t   no;
+
+    wk = ngx_http_zmq_worker();
+
+    while (wk->write == NULL && !ngx_queue_empty(&wk->writes)) {
+        q = ngx_queue_head(&wk->writes);
+        w = ngx_queue_data(q, ngx_http_zmq_write_t, queue);
+
+        ngx_queue_remove(q);
+        wk->nwrites--;
+        w->queued = 0;
+
+        ngx_memzero(&no, sizeof(ngx_http_zmq_refusal_t));
+
+        if (ngx_http_zmq_write_start(w, &no) == NGX_OK) {
+            wk->write = w;
+            return;
+        }
+
+        c = w->request->connection;
+        ngx_http_zmq_write_fail(w, &no);
+        ngx_http_run_posted_requests(c);
+    }
 }
 
 
@@ -352,10 +493,9 @@ ngx_http_zmq_write_snapshot(ngx_zmq_redis_t *rd, redisReply *reply,
 {
     ngx_http_zmq_write_t  *w = data;
 
-    size_t                  changes;
-    ngx_int_t               rc;
+    int                     k;
+    size_t                  invalid;
     zgw_errors_t            errs;
-    zgw_store_argv_t        a;
     ngx_http_zmq_refusal_t  no;
 
     w->pending = 0;
@@ -386,11 +526,26 @@ ngx_http_zmq_write_snapshot(ngx_zmq_redis_t *rd, redisReply *reply,
         return;
     }
 
-    /* objects that do not load stay in prev->invalid: writes keep them */
+    /*
+     * Objects that do not load stay in prev->invalid: writes keep them.
+     * A reply that is not a snapshot at all (nothing recorded as invalid,
+     * yet refused) must not become the base of a write: its objects would
+     * be half read.
+     */
     zgw_errors_init(&errs);
-    (void) zgw_store_snapshot_parse(reply, w->prev, &errs);
+    invalid = 0;
 
-    if (reply->type != REDIS_REPLY_ARRAY) {
+    if (zgw_store_snapshot_parse(reply, w->prev, &errs) != ZGW_OK) {
+        for (k = 0; k < ZGW_KIND_MAX; k++) {
+            invalid += json_object_size(w->prev->invalid[k]);
+        }
+
+        if (invalid == 0 && errs.n == 0) {
+            zgw_errors_add(&errs, "unexpected reply");
+        }
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || (errs.n && invalid == 0)) {
         ngx_http_zmq_write_refuse(&no, NGX_HTTP_SERVICE_UNAVAILABLE,
                                   "redis_unavailable", "the configuration "
                                   "store's snapshot failed: %s",
@@ -402,35 +557,121 @@ ngx_http_zmq_write_snapshot(ngx_zmq_redis_t *rd, redisReply *reply,
 
     zgw_errors_free(&errs);
 
-    rc = ngx_http_zmq_write_build(w, &no);
+    /*
+     * Building hashes passwords (PBKDF2, tens of ms each): on a thread of
+     * the pool that checks credentials, never on the event loop
+     */
+#if (NGX_THREADS)
+    {
+        ngx_http_zmq_worker_t  *wk = ngx_http_zmq_worker();
 
-    if (rc == NGX_DECLINED) {
+        if (wk != NULL && wk->auth.pool != NULL) {
+            ngx_memzero(&w->task, sizeof(ngx_thread_task_t));
+            w->task.ctx = w;
+            w->task.handler = ngx_http_zmq_write_build_all;
+            w->task.event.handler = ngx_http_zmq_write_built_event;
+            w->task.event.data = w;
+            w->task.event.log = ngx_cycle->log;
+
+            if (ngx_thread_task_post(wk->auth.pool, &w->task) == NGX_OK) {
+                w->pending = 1;
+                return;
+            }
+        }
+    }
+#endif
+
+    ngx_http_zmq_write_build_all(w, ngx_cycle->log);
+    ngx_http_zmq_write_built(w);
+}
+
+
+/* on a thread (or inline): w->next, and the store's command to write it */
+static void
+ngx_http_zmq_write_build_all(void *data, ngx_log_t *log)
+{
+    ngx_http_zmq_write_t  *w = data;
+
+    size_t  changes;
+
+    ngx_memzero(&w->no, sizeof(ngx_http_zmq_refusal_t));
+    ngx_memzero(&w->argv, sizeof(zgw_store_argv_t));
+    w->argv_rc = ZGW_ERROR;
+
+    w->built = ngx_http_zmq_write_build(w, &w->no);
+
+    if (w->built == NGX_OK) {
+        w->argv_rc = zgw_store_apply_argv(w->prev, w->next, &w->argv,
+                                          &changes);
+        w->changes = changes;
+    }
+}
+
+
+#if (NGX_THREADS)
+
+static void
+ngx_http_zmq_write_built_event(ngx_event_t *ev)
+{
+    ngx_connection_t      *c;
+    ngx_http_zmq_write_t  *w = ev->data;
+
+    w->pending = 0;
+
+    if (w->request == NULL) {
+        zgw_store_argv_free(&w->argv);
+        json_decref(w->no.extra);
+        ngx_http_zmq_write_free(w);
+        return;
+    }
+
+    c = w->request->connection;
+    ngx_http_zmq_write_built(w);
+    ngx_http_run_posted_requests(c);
+}
+
+#endif
+
+
+/* back on the event loop: answer, or send the write */
+static void
+ngx_http_zmq_write_built(ngx_http_zmq_write_t *w)
+{
+    ngx_int_t                rc;
+    ngx_zmq_redis_t         *rd;
+    zgw_store_argv_t         a;
+    ngx_http_zmq_refusal_t   no;
+
+    no = w->no;
+    a = w->argv;
+    ngx_memzero(&w->no, sizeof(ngx_http_zmq_refusal_t));
+    ngx_memzero(&w->argv, sizeof(zgw_store_argv_t));
+
+    if (w->built == NGX_DECLINED) {
+        zgw_store_argv_free(&a);
         ngx_http_zmq_write_fail(w, &no);
         return;
     }
 
-    if (rc != NGX_OK) {
-        ngx_http_zmq_write_done(w, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    if (zgw_store_apply_argv(w->prev, w->next, &a, &changes) != ZGW_OK) {
+    if (w->built != NGX_OK || w->argv_rc != ZGW_OK) {
         zgw_store_argv_free(&a);
+        json_decref(no.extra);
         ngx_http_zmq_write_done(w, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
-    w->changes = changes;
-
-    if (changes == 0 || w->check) {
+    if (w->changes == 0 || w->check) {
         zgw_store_argv_free(&a);
         w->version = w->prev->version;
         ngx_http_zmq_write_answer(w);
         return;
     }
 
-    rc = ngx_zmq_redis_command(rd, (int) a.n, a.argv, NULL,
-                               ngx_http_zmq_write_applied, w);
+    rd = ngx_http_zmq_follow_redis();
+
+    rc = rd != NULL ? ngx_zmq_redis_command(rd, (int) a.n, a.argv, NULL,
+                                            ngx_http_zmq_write_applied, w)
+                    : NGX_DECLINED;
     zgw_store_argv_free(&a);
 
     if (rc != NGX_OK) {
@@ -459,6 +700,9 @@ ngx_http_zmq_write_applied(ngx_zmq_redis_t *rd, redisReply *reply,
 
     if (reply != NULL && reply->type == REDIS_REPLY_INTEGER) {
         w->version = reply->integer;
+
+        /* written: ?wait needs no Redis, the next write may go */
+        ngx_http_zmq_write_release(w);
 
         ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
                       "zmq admin: %s %s %s%s%s%s%s: %uz change%s, "
@@ -634,7 +878,6 @@ ngx_http_zmq_write_object(ngx_http_zmq_write_t *w, ngx_http_zmq_refusal_t *no)
 {
     json_t        *obj, *cur, *name, *patched;
     ngx_int_t      rc;
-    zgw_errors_t   errs;
 
     obj = w->body;
     name = json_object_get(obj, "name");
@@ -733,17 +976,7 @@ ngx_http_zmq_write_object(ngx_http_zmq_write_t *w, ngx_http_zmq_refusal_t *no)
 
     w->created = (cur == NULL);
 
-    zgw_errors_init(&errs);
-    rc = NGX_OK;
-
-    if (zgw_config_put(w->next, w->kind, obj, w->name, &errs) != ZGW_OK) {
-        rc = ngx_http_zmq_write_invalid(no, &errs);
-    }
-
-    zgw_errors_free(&errs);
-    json_decref(obj);
-
-    return rc;
+    return ngx_http_zmq_write_put(w, no, obj);
 }
 
 
@@ -753,8 +986,9 @@ ngx_http_zmq_write_delete(ngx_http_zmq_write_t *w, ngx_http_zmq_refusal_t *no)
 {
     int            k;
     char          *q, *e, kind[32], name[ZGW_NAME_MAX + 1];
+    char           seen_key[32 + ZGW_NAME_MAX + 2];
     size_t         i, done, len;
-    json_t        *gone, *refs, *entry;
+    json_t        *gone, *refs, *entry, *seen;
     ngx_int_t      rc;
     zgw_errors_t   found;
 
@@ -777,9 +1011,20 @@ ngx_http_zmq_write_delete(ngx_http_zmq_write_t *w, ngx_http_zmq_refusal_t *no)
      * and then, with cascade, whatever refers to anything in it, until
      * nothing left refers to what is gone.
      */
+    /*
+     * seen: "kind name" of everything in gone or refs, so that each is
+     * listed (and walked) once, however many ways it refers to what is
+     * gone: without it a lattice of fanout services grows gone
+     * exponentially (one entry per path)
+     */
     gone = json_array();
     refs = json_array();
-    if (gone == NULL || refs == NULL
+    seen = json_object();
+    ngx_snprintf((u_char *) seen_key, sizeof(seen_key) - 1, "%s %s%Z",
+                 zgw_kind_name(w->kind), w->name);
+
+    if (gone == NULL || refs == NULL || seen == NULL
+        || json_object_set_new(seen, seen_key, json_true()) != 0
         || json_array_append_new(gone, json_pack("{s:s,s:s}", "kind",
                                                  zgw_kind_name(w->kind),
                                                  "name", w->name))
@@ -787,6 +1032,7 @@ ngx_http_zmq_write_delete(ngx_http_zmq_write_t *w, ngx_http_zmq_refusal_t *no)
     {
         json_decref(gone);
         json_decref(refs);
+        json_decref(seen);
         return NGX_ERROR;
     }
 
@@ -831,6 +1077,17 @@ ngx_http_zmq_write_delete(ngx_http_zmq_write_t *w, ngx_http_zmq_refusal_t *no)
                 continue;
             }
 
+            ngx_snprintf((u_char *) seen_key, sizeof(seen_key) - 1,
+                         "%s %s%Z", kind, name);
+
+            if (json_object_get(seen, seen_key) != NULL) {
+                continue;
+            }
+
+            if (json_object_set_new(seen, seen_key, json_true()) != 0) {
+                goto nomem;
+            }
+
             if (json_array_append_new(refs,
                                       json_pack("{s:s,s:s}", "kind", kind,
                                                 "name", name))
@@ -855,6 +1112,7 @@ ngx_http_zmq_write_delete(ngx_http_zmq_write_t *w, ngx_http_zmq_refusal_t *no)
     }
 
     zgw_errors_free(&found);
+    json_decref(seen);
 
     if (!w->cascade && json_array_size(refs) > 0) {
         ngx_http_zmq_write_refuse(no, NGX_HTTP_CONFLICT, "in_use",
@@ -877,6 +1135,7 @@ ngx_http_zmq_write_delete(ngx_http_zmq_write_t *w, ngx_http_zmq_refusal_t *no)
 nomem:
 
     zgw_errors_free(&found);
+    json_decref(seen);
     json_decref(gone);
     json_decref(refs);
     return NGX_ERROR;
@@ -952,7 +1211,6 @@ ngx_http_zmq_write_password(ngx_http_zmq_write_t *w,
     json_t        *cur, *obj, *p1, *p2, *v;
     ngx_int_t      rc;
     const char    *field, *key;
-    zgw_errors_t   errs;
 
     json_object_foreach(w->body, key, v) {
         if (ngx_strcmp(key, "password1") != 0
@@ -1015,17 +1273,7 @@ ngx_http_zmq_write_password(ngx_http_zmq_write_t *w,
         return NGX_ERROR;
     }
 
-    zgw_errors_init(&errs);
-    rc = NGX_OK;
-
-    if (zgw_config_put(w->next, w->kind, obj, w->name, &errs) != ZGW_OK) {
-        rc = ngx_http_zmq_write_invalid(no, &errs);
-    }
-
-    zgw_errors_free(&errs);
-    json_decref(obj);
-
-    return rc;
+    return ngx_http_zmq_write_put(w, no, obj);
 }
 
 
@@ -1187,13 +1435,29 @@ ngx_http_zmq_write_keys(ngx_http_zmq_write_t *w, ngx_http_zmq_refusal_t *no)
         w->created = 1;
     }
 
-    zgw_errors_init(&errs);
-    rc = w->answer != NULL ? NGX_OK : NGX_ERROR;
+    if (w->answer == NULL) {
+        json_decref(obj);
+        return NGX_ERROR;
+    }
 
-    if (rc == NGX_OK
-        && zgw_config_put(w->next, ZGW_KIND_SECURITY, obj, w->name, &errs)
-           != ZGW_OK)
-    {
+    rc = ngx_http_zmq_write_put(w, no, obj);
+
+    return rc;
+}
+
+
+/* obj (consumed) validated into w->next as w->name; 400 lists its errors */
+static ngx_int_t
+ngx_http_zmq_write_put(ngx_http_zmq_write_t *w, ngx_http_zmq_refusal_t *no,
+    json_t *obj)
+{
+    ngx_int_t     rc;
+    zgw_errors_t  errs;
+
+    zgw_errors_init(&errs);
+    rc = NGX_OK;
+
+    if (zgw_config_put(w->next, w->kind, obj, w->name, &errs) != ZGW_OK) {
         rc = ngx_http_zmq_write_invalid(no, &errs);
     }
 
@@ -1461,8 +1725,10 @@ ngx_http_zmq_write_wait(ngx_event_t *ev)
 
     rt = ngx_http_zmq_runtime_current();
 
+    /* a worker shutting down answers now rather than hold up its exit */
     if ((rt != NULL && rt->version >= w->version)
-        || (ngx_msec_int_t) (ngx_current_msec - w->wait_until) >= 0)
+        || (ngx_msec_int_t) (ngx_current_msec - w->wait_until) >= 0
+        || ngx_exiting)
     {
         ngx_http_zmq_write_answer(w);
         return;
@@ -1608,6 +1874,8 @@ ngx_http_zmq_write_cleanup(void *data)
 static void
 ngx_http_zmq_write_free(ngx_http_zmq_write_t *w)
 {
+    ngx_http_zmq_write_release(w);
+
     if (w->wait_ev.timer_set) {
         ngx_del_timer(&w->wait_ev);
     }

@@ -64,6 +64,12 @@ typedef struct {
 
     /* ngx_http_zmq_auth.c: verified credentials, failed attempts */
     ngx_http_zmq_auth_worker_t     auth;
+
+    /* ngx_http_zmq_admin_write.c: admin writes go to Redis one at a time */
+    ngx_queue_t                    writes;         /* waiting their turn */
+    ngx_uint_t                     nwrites;
+    void                          *write;          /* the one at Redis */
+    ngx_event_t                    write_ev;       /* starts the next */
 } ngx_http_zmq_worker_t;
 
 

@@ -81,6 +81,19 @@ struct ngx_zmq_amqp_conn_s {
     ngx_event_t                   drain;       /* bounds a retired drain */
     ngx_msec_t                    longest;     /* longest publish timeout */
     unsigned                      retired:1;
+
+    /* a probe: one attempt, its result reported from free_ev */
+    unsigned                      probing:1;
+    unsigned                      probe_done:1;  /* the result is set */
+    unsigned                      probe_cb:1;    /* in its done() */
+    ngx_zmq_amqp_probe_pt         probe;
+    void                         *probe_data;
+    ngx_msec_t                    probe_deadline;
+    ngx_int_t                     probe_rc;
+    u_char                        probe_error[256];
+    u_char                        product[64];
+    u_char                        version[64];
+
     ngx_http_zmq_outconn_conf_t  *conf;
     ngx_zmq_amqp_stats_t         *stats;
     ngx_zmq_amqp_stats_t          local_stats;
@@ -179,6 +192,18 @@ static void ngx_zmq_amqp_free_handler(ngx_event_t *ev);
 static void ngx_zmq_amqp_drain_handler(ngx_event_t *ev);
 static void ngx_zmq_amqp_release(ngx_zmq_amqp_conn_t *conn);
 static void ngx_zmq_amqp_check_retired(ngx_zmq_amqp_conn_t *conn);
+static ngx_zmq_amqp_conn_t *ngx_zmq_amqp_create(ngx_zmq_amqp_worker_t *w,
+    ngx_http_zmq_outconn_conf_t *src, ngx_zmq_amqp_stats_t *stats,
+    ngx_log_t *log);
+static void ngx_zmq_amqp_destroy(ngx_zmq_amqp_conn_t *conn);
+static void ngx_zmq_amqp_probe_next(ngx_zmq_amqp_conn_t *conn,
+    const char *reason);
+static void ngx_zmq_amqp_probe_finish(ngx_zmq_amqp_conn_t *conn,
+    ngx_int_t rc, const char *error);
+static void ngx_zmq_amqp_probe_report(ngx_zmq_amqp_conn_t *conn);
+static ngx_int_t ngx_zmq_amqp_probe_ok(ngx_zmq_amqp_conn_t *conn);
+static void ngx_zmq_amqp_probe_server(ngx_zmq_amqp_conn_t *conn,
+    amqp_table_t *props);
 
 
 static const char  *ngx_zmq_amqp_states[] = {
@@ -237,6 +262,29 @@ ngx_zmq_amqp_copy_str(ngx_pool_t *pool, ngx_str_t *dst, ngx_str_t *src)
 ngx_zmq_amqp_conn_t *
 ngx_zmq_amqp_open(ngx_zmq_amqp_worker_t *w, ngx_http_zmq_outconn_conf_t *src,
     ngx_zmq_amqp_stats_t *stats, ngx_log_t *log)
+{
+    ngx_zmq_amqp_conn_t  *conn;
+
+    conn = ngx_zmq_amqp_create(w, src, stats, log);
+    if (conn == NULL) {
+        return NULL;
+    }
+
+    if (!conn->conf->active || conn->conf->naddrs == 0) {
+        ngx_zmq_amqp_set_state(conn, NGX_ZMQ_AMQP_IDLE);
+        return conn;
+    }
+
+    ngx_zmq_amqp_connect(conn);
+    return conn;
+}
+
+
+/* a connection, in the worker's list, not connected */
+static ngx_zmq_amqp_conn_t *
+ngx_zmq_amqp_create(ngx_zmq_amqp_worker_t *w,
+    ngx_http_zmq_outconn_conf_t *src, ngx_zmq_amqp_stats_t *stats,
+    ngx_log_t *log)
 {
     ngx_uint_t                    i;
     ngx_pool_t                   *pool;
@@ -372,13 +420,8 @@ ngx_zmq_amqp_open(ngx_zmq_amqp_worker_t *w, ngx_http_zmq_outconn_conf_t *src,
     conn->addr = oc->naddrs ? ngx_random() % oc->naddrs : 0;
 
     ngx_queue_insert_tail(&w->all, &conn->queue);
+    ngx_zmq_amqp_set_state(conn, NGX_ZMQ_AMQP_IDLE);
 
-    if (!oc->active || oc->naddrs == 0) {
-        ngx_zmq_amqp_set_state(conn, NGX_ZMQ_AMQP_IDLE);
-        return conn;
-    }
-
-    ngx_zmq_amqp_connect(conn);
     return conn;
 
 failed:
@@ -499,6 +542,11 @@ static void
 ngx_zmq_amqp_free_handler(ngx_event_t *ev)
 {
     ngx_zmq_amqp_conn_t       *conn = ev->data;
+
+    if (conn->probing) {
+        ngx_zmq_amqp_probe_report(conn);
+        return;
+    }
 
     if (conn->head_tag < conn->next_tag) {
         return;                 /* a message came in after all */
@@ -643,7 +691,10 @@ static void
 ngx_zmq_amqp_connect(ngx_zmq_amqp_conn_t *conn)
 {
     int                           tcp_nodelay;
+    u_char                        text[128], *p;
+    ngx_err_t                     err;
     ngx_int_t                     rc;
+    ngx_msec_t                    timeout;
     ngx_addr_t                   *addr;
     ngx_connection_t             *c;
     ngx_http_zmq_outconn_conf_t  *oc;
@@ -657,6 +708,16 @@ ngx_zmq_amqp_connect(ngx_zmq_amqp_conn_t *conn)
 
     rc = ngx_zmq_socket_connect(&conn->sock, addr, ngx_zmq_amqp_read_handler,
                                 ngx_zmq_amqp_write_handler, conn);
+
+    if (rc == NGX_DECLINED && conn->probing) {
+        err = ngx_socket_errno;
+        p = ngx_cpymem(text, "connect() failed: ", 18);
+        p = err ? ngx_strerror(err, p, sizeof(text) - 19)
+                : ngx_cpymem(p, "no socket", 9);
+        *p = '\0';
+        ngx_zmq_amqp_close(conn, NGX_LOG_INFO, (char *) text);
+        return;
+    }
 
     if (rc == NGX_DECLINED) {
         ngx_log_error(NGX_LOG_WARN, conn->log, 0,
@@ -706,7 +767,15 @@ ngx_zmq_amqp_connect(ngx_zmq_amqp_conn_t *conn)
         ngx_del_timer(&conn->timer);
     }
 
-    ngx_add_timer(&conn->timer, conn->worker->connect_timeout);
+    timeout = conn->worker->connect_timeout;
+
+    if (conn->probing) {
+        /* every address in turn, within the one bound */
+        timeout = (ngx_msec_int_t) (conn->probe_deadline - ngx_current_msec)
+                  > 0 ? conn->probe_deadline - ngx_current_msec : 1;
+    }
+
+    ngx_add_timer(&conn->timer, timeout);
 
     if (rc == NGX_OK) {
         ngx_post_event(c->write, &ngx_posted_events);
@@ -720,6 +789,10 @@ ngx_zmq_amqp_close(ngx_zmq_amqp_conn_t *conn, ngx_uint_t level,
 {
     uint64_t             tag;
     ngx_http_zmq_pub_t  *pub;
+
+    if (conn->probing && level != NGX_LOG_ALERT) {
+        level = NGX_LOG_INFO;           /* the ping's answer says why */
+    }
 
     ngx_log_error(level, conn->log, 0,
                   "zmq amqp \"%V\": connection to %V closed: %s",
@@ -747,6 +820,11 @@ ngx_zmq_amqp_close(ngx_zmq_amqp_conn_t *conn, ngx_uint_t level,
     conn->head_tag = conn->next_tag;
     conn->written_tag = conn->next_tag;
 
+    if (conn->probing) {
+        ngx_zmq_amqp_probe_next(conn, reason);
+        return;
+    }
+
     conn->stats->reconnects++;
     ngx_zmq_amqp_backoff(conn);
 }
@@ -755,7 +833,18 @@ ngx_zmq_amqp_close(ngx_zmq_amqp_conn_t *conn, ngx_uint_t level,
 static void
 ngx_zmq_amqp_timer_handler(ngx_event_t *ev)
 {
+    u_char                     text[96];
     ngx_zmq_amqp_conn_t       *conn = ev->data;
+
+    if (conn->probing && conn->state == NGX_ZMQ_AMQP_CONNECTING) {
+        ngx_snprintf(text, sizeof(text) - 1, "%s timed out (no answer "
+                     "within zmq_amqp_connect_timeout, %M ms)%Z",
+                     conn->sock.sent > 0 ? "the AMQP handshake" : "connect",
+                     conn->worker->connect_timeout);
+        text[sizeof(text) - 1] = '\0';
+        ngx_zmq_amqp_close(conn, NGX_LOG_INFO, (char *) text);
+        return;
+    }
 
     if (conn->state == NGX_ZMQ_AMQP_BACKOFF) {
         ngx_zmq_amqp_connect(conn);
@@ -907,6 +996,8 @@ ngx_zmq_amqp_flush(ngx_zmq_amqp_conn_t *conn)
 static void
 ngx_zmq_amqp_read_handler(ngx_event_t *rev)
 {
+    u_char                     text[128], *p;
+    ngx_err_t                  err;
     ngx_int_t                  rc;
     ngx_connection_t          *c = rev->data;
     ngx_zmq_amqp_conn_t       *conn = c->data;
@@ -914,6 +1005,17 @@ ngx_zmq_amqp_read_handler(ngx_event_t *rev)
     rc = ngx_zmq_socket_read(&conn->sock, conn->in, NGX_HTTP_ZMQ_IN_SIZE,
                              NGX_HTTP_ZMQ_IN_PER_EVENT, ngx_zmq_amqp_chunk,
                              conn);
+
+    if (rc == NGX_ERROR && conn->probing) {
+        /* a ping says why: "Connection refused", "Connection reset" */
+        err = ngx_socket_errno;
+        p = ngx_cpymem(text, "read failed: ", 13);
+        p = err ? ngx_strerror(err, p, sizeof(text) - 14)
+                : ngx_cpymem(p, "unknown error", 13);
+        *p = '\0';
+        ngx_zmq_amqp_close(conn, NGX_LOG_INFO, (char *) text);
+        return;
+    }
 
     switch (rc) {
 
@@ -1441,6 +1543,10 @@ ngx_zmq_amqp_start_ok(ngx_zmq_amqp_conn_t *conn, void *start)
 
     oc = conn->conf;
 
+    if (conn->probing) {
+        ngx_zmq_amqp_probe_server(conn, &st->server_properties);
+    }
+
     if (st->version_major != 0 || st->version_minor != 9) {
         ngx_snprintf(conn->why, sizeof(conn->why) - 1, "the broker speaks "
                      "AMQP %d-%d, not 0-9-1%Z", (int) st->version_major,
@@ -1597,6 +1703,10 @@ ngx_zmq_amqp_confirm_select(ngx_zmq_amqp_conn_t *conn,
     void *channel_open_ok)
 {
     amqp_confirm_select_t  confirm;
+
+    if (conn->probing) {
+        return ngx_zmq_amqp_probe_ok(conn);
+    }
 
     confirm.nowait = 0;
 
@@ -1917,6 +2027,7 @@ ngx_zmq_amqp_method_in(ngx_zmq_amqp_conn_t *conn,
     amqp_method_number_t id, void *decoded)
 {
     u_char                      text[256], esc[200 * 4];
+    ngx_int_t                   rc;
     ngx_uint_t                  i;
     amqp_basic_ack_t           *ack;
     amqp_basic_nack_t          *nack;
@@ -1943,7 +2054,13 @@ ngx_zmq_amqp_method_in(ngx_zmq_amqp_conn_t *conn,
 
         conn->hs = i + 1;
 
-        if (ngx_zmq_amqp_steps[i].handler(conn, decoded) != NGX_OK) {
+        rc = ngx_zmq_amqp_steps[i].handler(conn, decoded);
+
+        if (rc == NGX_DONE) {
+            return NGX_ERROR;       /* a probe's end: closed, stop reading */
+        }
+
+        if (rc != NGX_OK) {
             ngx_zmq_amqp_close(conn, NGX_LOG_ERR,
                                conn->why[0]
                                ? (char *) conn->why
@@ -2012,6 +2129,13 @@ ngx_zmq_amqp_method_in(ngx_zmq_amqp_conn_t *conn,
                                          close->reply_text.bytes,
                                          close->reply_text.len));
         text[sizeof(text) - 1] = '\0';
+        if (conn->probing) {
+            /* the broker's own words: "ACCESS_REFUSED - ..." */
+            (void) ngx_zmq_amqp_escape(conn->probe_error,
+                                       sizeof(conn->probe_error),
+                                       close->reply_text.bytes,
+                                       close->reply_text.len);
+        }
         (void) ngx_zmq_amqp_method(conn, 0,
                                    AMQP_CONNECTION_CLOSE_OK_METHOD,
                                    &close_ok);
@@ -2027,6 +2151,12 @@ ngx_zmq_amqp_method_in(ngx_zmq_amqp_conn_t *conn,
                                          chclose->reply_text.bytes,
                                          chclose->reply_text.len));
         text[sizeof(text) - 1] = '\0';
+        if (conn->probing) {
+            (void) ngx_zmq_amqp_escape(conn->probe_error,
+                                       sizeof(conn->probe_error),
+                                       chclose->reply_text.bytes,
+                                       chclose->reply_text.len);
+        }
         ngx_zmq_amqp_close(conn, NGX_LOG_ERR, (char *) text);
         return NGX_ERROR;
     }
@@ -2493,4 +2623,223 @@ failed:
     conn->free_pubs = pub;
 
     return rc;
+}
+
+
+/*
+ * Probes (the admin API's ping). A probe is a connection like the others,
+ * with three differences: it connects to its addresses in order, once
+ * each, within one deadline; at channel.open-ok it closes instead of
+ * selecting confirms; and instead of backing off it reports its result,
+ * from free_ev (the event loop, never under a caller's feet), and frees
+ * itself.
+ */
+
+ngx_zmq_amqp_conn_t *
+ngx_zmq_amqp_probe(ngx_zmq_amqp_worker_t *w, ngx_http_zmq_outconn_conf_t *oc,
+    ngx_zmq_amqp_probe_pt done, void *data, ngx_log_t *log)
+{
+    ngx_zmq_amqp_conn_t  *conn;
+
+    conn = ngx_zmq_amqp_create(w, oc, NULL, log);
+    if (conn == NULL) {
+        return NULL;
+    }
+
+    conn->probing = 1;
+    conn->probe = done;
+    conn->probe_data = data;
+    conn->addr = 0;
+    conn->probe_deadline = ngx_current_msec + w->connect_timeout;
+
+    if (conn->conf->naddrs == 0) {
+        ngx_zmq_amqp_probe_finish(conn, NGX_ERROR, "no address to connect "
+                                  "to");
+        return conn;
+    }
+
+    ngx_zmq_amqp_connect(conn);
+    return conn;
+}
+
+
+void
+ngx_zmq_amqp_probe_cancel(ngx_zmq_amqp_conn_t *conn)
+{
+    conn->probe = NULL;
+    conn->probe_data = NULL;
+
+    if (conn->probe_cb) {
+        return;                 /* freed once its done() returns */
+    }
+
+    ngx_log_error(NGX_LOG_INFO, conn->log, 0,
+                  "zmq amqp \"%V\": probe cancelled", &conn->conf->name);
+
+    ngx_zmq_amqp_destroy(conn);
+}
+
+
+/* an attempt failed: the next address, or the end */
+static void
+ngx_zmq_amqp_probe_next(ngx_zmq_amqp_conn_t *conn, const char *reason)
+{
+    u_char  text[256];
+
+    if (conn->probe_done) {
+        return;
+    }
+
+    if (conn->probe_error[0] == '\0'
+        && conn->addr < conn->conf->naddrs
+        && (ngx_msec_int_t) (conn->probe_deadline - ngx_current_msec) > 0)
+    {
+        ngx_zmq_amqp_connect(conn);
+        return;
+    }
+
+    if (conn->probe_error[0] != '\0') {
+        ngx_zmq_amqp_probe_finish(conn, NGX_ERROR,
+                                  (char *) conn->probe_error);
+        return;
+    }
+
+    ngx_snprintf(text, sizeof(text) - 1, "%V: %s%Z", &conn->peer, reason);
+    text[sizeof(text) - 1] = '\0';
+
+    ngx_zmq_amqp_probe_finish(conn, NGX_ERROR, (char *) text);
+}
+
+
+static void
+ngx_zmq_amqp_probe_finish(ngx_zmq_amqp_conn_t *conn, ngx_int_t rc,
+    const char *error)
+{
+    size_t  len;
+
+    conn->probe_done = 1;
+    conn->probe_rc = rc;
+
+    if (error != NULL && error != (char *) conn->probe_error) {
+        len = ngx_min(ngx_strlen(error), sizeof(conn->probe_error) - 1);
+        ngx_memcpy(conn->probe_error, error, len);
+        conn->probe_error[len] = '\0';
+    }
+
+    ngx_zmq_amqp_release(conn);
+
+    if (conn->timer.timer_set) {
+        ngx_del_timer(&conn->timer);
+    }
+
+    if (conn->hb.timer_set) {
+        ngx_del_timer(&conn->hb);
+    }
+
+    ngx_zmq_amqp_set_state(conn, NGX_ZMQ_AMQP_IDLE);
+
+    if (!conn->free_ev.posted) {
+        ngx_post_event(&conn->free_ev, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_zmq_amqp_probe_report(ngx_zmq_amqp_conn_t *conn)
+{
+    void                         *data;
+    ngx_zmq_amqp_probe_pt         done;
+    ngx_zmq_amqp_probe_result_t   res;
+
+    done = conn->probe;
+    data = conn->probe_data;
+    conn->probe = NULL;
+    conn->probe_data = NULL;
+
+    res.rc = conn->probe_rc;
+    res.error.data = conn->probe_error;
+    res.error.len = res.rc == NGX_OK ? 0 : ngx_strlen(conn->probe_error);
+    res.product.data = conn->product;
+    res.product.len = ngx_strlen(conn->product);
+    res.version.data = conn->version;
+    res.version.len = ngx_strlen(conn->version);
+    res.address = conn->peer;
+
+    if (done != NULL) {
+        conn->probe_cb = 1;
+        done(data, &res);
+        conn->probe_cb = 0;
+    }
+
+    ngx_zmq_amqp_destroy(conn);
+}
+
+
+/* channel.open-ok: the broker took us; say goodbye and report */
+static ngx_int_t
+ngx_zmq_amqp_probe_ok(ngx_zmq_amqp_conn_t *conn)
+{
+    amqp_connection_close_t  close;
+
+    close.reply_code = 200;
+    close.reply_text = amqp_cstring_bytes("ping done");
+    close.class_id = 0;
+    close.method_id = 0;
+
+    if (ngx_zmq_amqp_method(conn, 0, AMQP_CONNECTION_CLOSE_METHOD, &close)
+        == NGX_OK)
+    {
+        (void) ngx_zmq_amqp_send(conn);
+    }
+
+    ngx_log_error(NGX_LOG_INFO, conn->log, 0,
+                  "zmq amqp \"%V\": probe of %V: channel open, closed",
+                  &conn->conf->name, &conn->peer);
+
+    ngx_zmq_amqp_probe_finish(conn, NGX_OK, NULL);
+
+    return NGX_DONE;
+}
+
+
+/* connection.start's product and version, printable ASCII only */
+static void
+ngx_zmq_amqp_probe_server(ngx_zmq_amqp_conn_t *conn, amqp_table_t *props)
+{
+    int                  i;
+    u_char              *dst, *src;
+    size_t               n, size;
+    amqp_table_entry_t  *e;
+
+    for (i = 0; i < props->num_entries; i++) {
+        e = &props->entries[i];
+
+        if (e->value.kind != AMQP_FIELD_KIND_UTF8
+            && e->value.kind != AMQP_FIELD_KIND_BYTES)
+        {
+            continue;
+        }
+
+        if (e->key.len == 7 && ngx_memcmp(e->key.bytes, "product", 7) == 0) {
+            dst = conn->product;
+            size = sizeof(conn->product);
+
+        } else if (e->key.len == 7
+                   && ngx_memcmp(e->key.bytes, "version", 7) == 0)
+        {
+            dst = conn->version;
+            size = sizeof(conn->version);
+
+        } else {
+            continue;
+        }
+
+        src = e->value.value.bytes.bytes;
+
+        for (n = 0; n < e->value.value.bytes.len && n < size - 1; n++) {
+            dst[n] = (src[n] >= 0x20 && src[n] < 0x7f) ? src[n] : '?';
+        }
+
+        dst[n] = '\0';
+    }
 }

@@ -190,4 +190,32 @@ void ngx_zmq_amqp_detach(ngx_http_zmq_pub_t *pub);
 const char *ngx_zmq_amqp_state_name(ngx_uint_t state);
 
 
+/*
+ * A probe (the admin API's ping): one fresh connection, the handshake up to
+ * channel.open, then closed; never reconnected. The whole attempt (every
+ * address in turn) is bounded by the worker's connect_timeout. done() is
+ * called exactly once, from the event loop (never from inside
+ * ngx_zmq_amqp_probe()), unless ngx_zmq_amqp_probe_cancel() came first;
+ * the result's strings are the probe's and last only as long as the call.
+ */
+
+typedef struct {
+    ngx_int_t                    rc;           /* NGX_OK or NGX_ERROR */
+    ngx_str_t                    error;        /* rc NGX_ERROR: why */
+    ngx_str_t                    product;      /* the broker's, or empty */
+    ngx_str_t                    version;
+    ngx_str_t                    address;      /* the last one tried */
+} ngx_zmq_amqp_probe_result_t;
+
+typedef void (*ngx_zmq_amqp_probe_pt)(void *data,
+    ngx_zmq_amqp_probe_result_t *result);
+
+ngx_zmq_amqp_conn_t *ngx_zmq_amqp_probe(ngx_zmq_amqp_worker_t *w,
+    ngx_http_zmq_outconn_conf_t *oc, ngx_zmq_amqp_probe_pt done,
+    void *data, ngx_log_t *log);
+
+/* the caller went away: closes the probe, frees it, calls nothing back */
+void ngx_zmq_amqp_probe_cancel(ngx_zmq_amqp_conn_t *conn);
+
+
 #endif /* _NGX_ZMQ_AMQP_H_INCLUDED_ */

@@ -421,3 +421,49 @@ def test_a_burst_of_writes_does_not_disturb_publishing(admin, rabbitmq):
         stop.set()
         t.join()
     assert errors == []
+
+
+def test_the_audit_line_names_a_token_subject_on_one_line(admin):
+    import time
+
+    from security_helpers import sign
+    from test_admin_api import JWT_SECRET
+    gw = admin(locations=ADMIN + VIEW
+               + "location /zmq/jwt/ { zmq_admin; zmq_security tokens; }\n")
+    v0 = gw.current_store_version()
+
+    def patch(sub):
+        tok = sign({"sub": sub, "exp": int(time.time()) + 300}, JWT_SECRET,
+                   "HS256")
+        return gw.call("PATCH", "api/service/svc", auth="/zmq/jwt/",
+                       headers={"Authorization": "Bearer " + tok},
+                       json={"routing_key": sub[:8].strip()})
+
+    # a subject that would split the log line is refused before the API
+    json_error(patch("evil\nzmq admin: forged create service 'x'"), 401,
+               "unauthorized")
+    assert audit(gw) == [] and gw.current_store_version() == v0
+    r = patch("deploy-bot@ci")
+    assert r.status_code == 200, r.text
+    lines = audit(gw)
+    assert len(lines) == 1 and "tokens:deploy-bot@ci patch service 'svc'" \
+        in lines[0], lines
+
+
+def test_a_new_definitions_password_is_unusable_until_changed(admin,
+                                                               rabbitmq):
+    gw = admin()
+    r = gw.call("POST", "api/amqp_def?wait=1", json={
+        "name": "fresh", "host": "127.0.0.1", "port": rabbitmq.port,
+        "username": "guest"})
+    assert r.status_code == 201, r.text
+    # created without a password: a random one nobody knows
+    ping = gw.call("POST", "api/amqp_def/fresh/ping").json()
+    assert ping["ok"] is False and "ACCESS_REFUSED" in ping["error"], ping
+
+    r = gw.call("POST", "api/amqp_def/fresh/password?wait=1",
+                json={"password1": "guest", "password2": "guest"})
+    assert r.status_code == 200, r.text
+    ping = gw.call("POST", "api/amqp_def/fresh/ping").json()
+    assert ping["ok"] is True and ping["server"]["product"] == "RabbitMQ", \
+        ping
