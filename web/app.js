@@ -682,14 +682,20 @@
         result('Pinging ' + n + '...');
         api('POST', kindPath(kind, n, 'ping')).then(function (res) {
             var d = res.data || {};
+            var at = d.address ? ' at ' + d.address : '';
             if (res.ok && d.ok) {
-                result('Ping ' + n + ': OK in ' + d.ms + ' ms'
+                result('Ping ' + n + ': OK in '
+                       + (Math.round(d.ms * 10) / 10) + ' ms' + at
                        + (d.server ? ' (' + [d.server.product,
                                              d.server.version]
                                             .filter(Boolean).join(' ')
-                                     + ')' : ''), 'ok');
+                                     + ')' : '')
+                       + (d.tls ? ', ' + d.tls + (d.verified
+                          ? ', certificate verified' : ', not verified')
+                          : ''), 'ok');
             } else if (res.ok) {
-                result('Ping ' + n + ' failed: ' + d.error, 'error');
+                result('Ping ' + n + ' failed' + at + ': ' + d.error,
+                       'error');
             } else {
                 result('Ping ' + n + ' failed: ' + errText(res), 'error');
             }
