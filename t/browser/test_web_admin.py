@@ -93,7 +93,14 @@ def test_a_new_definition_is_unusable_until_its_password_is_changed(
     b.el("#object-actions button.ping").click()
     ok = b.text_in("#result", "OK in")
     assert "RabbitMQ" in ok, ok
+    b.d.execute_script("document.getElementById('result')"
+                       ".scrollIntoView({block: 'end'})")
     b.shot("amqp_def-ping-ok")
+
+    b.go("#/amqp_def?q=r")
+    b.text_in('tr[data-name="crm"]', str(s.rabbitmq.port))
+    b.text_in('tr[data-name="rabbit"]', str(s.rabbitmq.port))
+    b.shot("amqp_def-list")
 
 
 def test_send_a_message_on_a_new_outgoing_connection(stack, browser,
@@ -126,6 +133,8 @@ def test_send_a_message_on_a_new_outgoing_connection(stack, browser,
     b.el("#send").click()
     assert b.text_in("#send-result", "Confirmed")
     assert b.el("#sent-id").text == "web-m-1"
+    b.d.execute_script("document.getElementById('send-result')"
+                       ".scrollIntoView({block: 'end'})")
     b.shot("send")
 
     [(m, props, body)] = queue.drain(1)
@@ -154,6 +163,11 @@ def test_a_rest_channel_made_in_the_browser_publishes(stack, browser,
     b = browser()
     b.sign_in(s.ui, "root", ADMIN_PW)
     b.go("#/service/new")
+    # the kind selects the fields: an http service has a method, no
+    # routing key
+    b.fill("kind", "http")
+    assert b.field("method").tag_name == "select"
+    assert not b.els('[data-path="routing_key"]')
     b.fill("kind", "publish")
     b.fill("name", "orders.publish")
     b.fill("outconn", "out")
@@ -302,6 +316,14 @@ def test_api_keys_are_shown_once_and_revoked(stack, browser):
     assert len(key) >= 40
     assert "only this once" in b.el("#new-key").text
     assert s.api("GET", "security/partners").json()["keys"] == [{"id": "ci"}]
+    # saving the definition's form keeps its keys
+    b.go("#/security/edit/partners")
+    b.fill("header", "X-Partner-Key")
+    save(b)
+    b.text_in("#flash", "Saved security 'partners'")
+    got = s.api("GET", "security/partners").json()
+    assert got["keys"] == [{"id": "ci"}] and got["header"] == "X-Partner-Key"
+    b.go("#/security")
     b.go("#/security/edit/partners")
     b.el('#key-list li[data-id="ci"] button.revoke').click()
     b.el("#confirm-revoke").click()
