@@ -201,6 +201,8 @@ ngx_http_zmq_admin_handler(ngx_http_request_t *r)
         }
     }
 
+    ar->role = role;
+
     read = (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) ? 1 : 0;
 
     if (!read && role != NGX_HTTP_ZMQ_ROLE_ADMIN) {
@@ -295,6 +297,7 @@ ngx_http_zmq_admin_handler(ngx_http_request_t *r)
 
         if (ngx_strcmp(ar->kind_name, "status") == 0
             || ngx_strcmp(ar->kind_name, "export") == 0
+            || ngx_strcmp(ar->kind_name, "whoami") == 0
             || ngx_strcmp(ar->kind_name, "openapi.json") == 0)
         {
             return ngx_http_zmq_admin_route(r, ar, NGX_HTTP_GET,
@@ -312,7 +315,7 @@ ngx_http_zmq_admin_handler(ngx_http_request_t *r)
 
         return ngx_http_zmq_admin_fail(r, NGX_HTTP_NOT_FOUND, "not_found",
                                          "no kind \"%s\": api/ serves "
-                                         "status, export, import, "
+                                         "status, whoami, export, import, "
                                          "openapi.json and the kinds "
                                          "amqp_def, amqp_outconn, "
                                          "amqp_channel, http_outconn, "
@@ -486,6 +489,24 @@ ngx_http_zmq_admin_read(ngx_http_request_t *r, ngx_http_zmq_admin_req_t *ar)
 
     if (ar->kind < 0 && ngx_strcmp(ar->kind_name, "openapi.json") == 0) {
         return ngx_http_zmq_admin_openapi(r);
+    }
+
+    if (ar->kind < 0 && ngx_strcmp(ar->kind_name, "whoami") == 0) {
+        /* who the credentials prove to be, and what they may do */
+        doc = json_pack("{s:s,s:s%}", "role",
+                        ar->role == NGX_HTTP_ZMQ_ROLE_VIEWER ? "viewer"
+                                                             : "admin",
+                        "principal", (char *) ar->principal.data,
+                        ar->principal.len);
+        if (doc == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (ar->principal.len == 1 && ar->principal.data[0] == '-') {
+            json_object_set_new(doc, "principal", json_null());
+        }
+
+        return ngx_http_zmq_admin_reply(r, NGX_HTTP_OK, doc);
     }
 
     if (ar->kind < 0 && ngx_strcmp(ar->kind_name, "status") == 0) {

@@ -41,6 +41,7 @@ typedef struct {
                                          invoke, or empty */
     char                *id;          /* DELETE .../keys/ID, or NULL */
     ngx_str_t            principal;   /* who asks, for the audit log */
+    ngx_int_t            role;        /* NGX_HTTP_ZMQ_ROLE_* */
 } ngx_http_zmq_admin_req_t;
 
 

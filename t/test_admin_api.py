@@ -365,3 +365,15 @@ def test_a_change_made_with_zmqctl_shows_once_the_worker_runs_it(admin,
     assert r.json()["version"] == v
     assert [o["name"] for o in r.json()["data"]] == ["added", "svc"]
     assert gw.get("api/service/added").json()["routing_key"] == "new"
+
+
+def test_whoami_names_the_role_and_the_principal(admin):
+    gw = admin(locations=ADMIN + VIEW + OPEN)
+    assert gw.get("api/whoami").json() == {"role": "admin",
+                                           "principal": "admins:root"}
+    assert gw.get("api/whoami", auth="viewer").json() == {
+        "role": "viewer", "principal": "viewers:ops"}
+    assert gw.get("api/whoami", auth="/zmq/open/").json() == {
+        "role": "admin", "principal": None}
+    json_error(gw.call("GET", "api/whoami", auth="/zmq/admin/"), 401,
+               "unauthorized")

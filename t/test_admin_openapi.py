@@ -265,6 +265,7 @@ def test_every_documented_operation_answers_as_documented(contract):
     # documents
     c.call("GET", "api/openapi.json", expect=200)
     c.call("GET", "api/status", expect=200)
+    c.call("GET", "api/whoami", expect=200)
     export = c.call("GET", "api/export", expect=200).json()
     r = c.call("POST", "api/import?check=1", json=export, expect=200)
     assert r.json()["check"] is True

@@ -409,11 +409,11 @@
             S.auth = a;
             S.doc = res.data;
             S.role = 'admin';
-            /* the role: a write that changes nothing (an import check of
-             * an empty document) is 403 for a viewer */
-            return api('POST', 'import', {query: {check: '1'}, body: {}})
+            /* the role the credentials have (admin or viewer) */
+            return api('GET', 'whoami', {})
                 .then(function (p) {
-                    S.role = p.status === 403 ? 'viewer' : 'admin';
+                    S.role = p.ok && p.data && p.data.role === 'viewer'
+                             ? 'viewer' : 'admin';
                     saveSession();
                     renderHeader();
                     document.body.classList.toggle('viewer', isViewer());
