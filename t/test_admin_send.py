@@ -215,13 +215,12 @@ def test_send_to_a_missing_exchange_is_404_and_rest_traffic_never_notices(
     threads = [threading.Thread(target=rest, args=(t,)) for t in "ab"]
     for t in threads:
         t.start()
+    sends = []
     try:
         for i in range(8):
-            r = gw.send({"exchange": "no.such.exchange",
-                         "routing_key": queue.name, "body": "lost %d" % i})
-            json_error(r, 404, "exchange_not_found",
-                       "NOT_FOUND - no exchange 'no.such.exchange' in "
-                       "vhost '/'")
+            sends.append(gw.send({"exchange": "no.such.exchange",
+                                  "routing_key": queue.name,
+                                  "body": "lost %d" % i}))
             time.sleep(0.05)
     finally:
         stop.set()
@@ -229,6 +228,9 @@ def test_send_to_a_missing_exchange_is_404_and_rest_traffic_never_notices(
             t.join(60)
     failed = [x for x in results if x[0] != 202]
     assert not failed, failed[:5]
+    for r in sends:
+        json_error(r, 404, "exchange_not_found",
+                   "NOT_FOUND - no exchange 'no.such.exchange' in vhost '/'")
     bodies = sorted(b.encode() for _, b, _ in results)
     got = sorted(m[2] for m in queue.drain(expect=len(bodies)))
     assert got == bodies                    # none of the sends' bodies
