@@ -31,7 +31,7 @@ MODULE_SRCS := config $(wildcard ngx_zmq_module/*.c ngx_zmq_module/*.h) \
 
 UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/t/%,$(wildcard t/unit/test_*.c))
 
-.PHONY: all module tools deps deps-test run stop test unit integration \
+.PHONY: all module tools deps deps-test run stop test unit integration browser \
         asan clean asan-nginx fuzz fuzz-build fuzz-test bench \
         openapi-validator
 
@@ -118,6 +118,12 @@ unit: $(UNIT_TESTS)
 integration: all
 	ZMQ_BUILD=$(BUILD) $(PYTHON) -m pytest -q -p no:cacheprovider \
 	    $(PYTEST_ARGS) t/
+
+# the web-admin's browser tests alone (make integration runs them too:
+# pytest collects t/browser); screenshots go to $(BUILD)/screenshots
+browser: all
+	ZMQ_BUILD=$(BUILD) $(PYTHON) -m pytest -q -p no:cacheprovider \
+	    $(PYTEST_ARGS) t/browser/
 
 test: deps-test all unit integration asan asan-nginx fuzz-test
 

@@ -153,6 +153,8 @@ static ngx_int_t ngx_http_zmq_write_keys(ngx_http_zmq_write_t *w,
     ngx_http_zmq_refusal_t *no);
 static ngx_int_t ngx_http_zmq_write_finish_next(ngx_http_zmq_write_t *w,
     ngx_http_zmq_refusal_t *no);
+static ngx_int_t ngx_http_zmq_write_put(ngx_http_zmq_write_t *w,
+    ngx_http_zmq_refusal_t *no, json_t *obj);
 static ngx_int_t ngx_http_zmq_write_precondition(ngx_http_zmq_write_t *w,
     ngx_http_zmq_refusal_t *no);
 static void ngx_http_zmq_write_strip_set(json_t *obj);
@@ -876,7 +878,6 @@ ngx_http_zmq_write_object(ngx_http_zmq_write_t *w, ngx_http_zmq_refusal_t *no)
 {
     json_t        *obj, *cur, *name, *patched;
     ngx_int_t      rc;
-    zgw_errors_t   errs;
 
     obj = w->body;
     name = json_object_get(obj, "name");
@@ -975,17 +976,7 @@ ngx_http_zmq_write_object(ngx_http_zmq_write_t *w, ngx_http_zmq_refusal_t *no)
 
     w->created = (cur == NULL);
 
-    zgw_errors_init(&errs);
-    rc = NGX_OK;
-
-    if (zgw_config_put(w->next, w->kind, obj, w->name, &errs) != ZGW_OK) {
-        rc = ngx_http_zmq_write_invalid(no, &errs);
-    }
-
-    zgw_errors_free(&errs);
-    json_decref(obj);
-
-    return rc;
+    return ngx_http_zmq_write_put(w, no, obj);
 }
 
 
@@ -1220,7 +1211,6 @@ ngx_http_zmq_write_password(ngx_http_zmq_write_t *w,
     json_t        *cur, *obj, *p1, *p2, *v;
     ngx_int_t      rc;
     const char    *field, *key;
-    zgw_errors_t   errs;
 
     json_object_foreach(w->body, key, v) {
         if (ngx_strcmp(key, "password1") != 0
@@ -1283,17 +1273,7 @@ ngx_http_zmq_write_password(ngx_http_zmq_write_t *w,
         return NGX_ERROR;
     }
 
-    zgw_errors_init(&errs);
-    rc = NGX_OK;
-
-    if (zgw_config_put(w->next, w->kind, obj, w->name, &errs) != ZGW_OK) {
-        rc = ngx_http_zmq_write_invalid(no, &errs);
-    }
-
-    zgw_errors_free(&errs);
-    json_decref(obj);
-
-    return rc;
+    return ngx_http_zmq_write_put(w, no, obj);
 }
 
 
@@ -1455,13 +1435,29 @@ ngx_http_zmq_write_keys(ngx_http_zmq_write_t *w, ngx_http_zmq_refusal_t *no)
         w->created = 1;
     }
 
-    zgw_errors_init(&errs);
-    rc = w->answer != NULL ? NGX_OK : NGX_ERROR;
+    if (w->answer == NULL) {
+        json_decref(obj);
+        return NGX_ERROR;
+    }
 
-    if (rc == NGX_OK
-        && zgw_config_put(w->next, ZGW_KIND_SECURITY, obj, w->name, &errs)
-           != ZGW_OK)
-    {
+    rc = ngx_http_zmq_write_put(w, no, obj);
+
+    return rc;
+}
+
+
+/* obj (consumed) validated into w->next as w->name; 400 lists its errors */
+static ngx_int_t
+ngx_http_zmq_write_put(ngx_http_zmq_write_t *w, ngx_http_zmq_refusal_t *no,
+    json_t *obj)
+{
+    ngx_int_t     rc;
+    zgw_errors_t  errs;
+
+    zgw_errors_init(&errs);
+    rc = NGX_OK;
+
+    if (zgw_config_put(w->next, w->kind, obj, w->name, &errs) != ZGW_OK) {
         rc = ngx_http_zmq_write_invalid(no, &errs);
     }
 

@@ -9,7 +9,9 @@
 #                          security tests' tokens independently of ours,
 #                          and jsonschema, Node.js and npm, which check
 #                          the admin API's OpenAPI document (Node.js and
-#                          npm only where no npm is on the PATH)
+#                          npm only where no npm is on the PATH), and
+#                          headless Chromium, its WebDriver and Selenium,
+#                          for the web-admin's browser tests (t/browser)
 set -euo pipefail
 
 PACKAGES=(
@@ -23,7 +25,7 @@ PACKAGES=(
 
 if [ "${1:-}" = "test" ]; then
     PACKAGES=(clang libclang-rt-14-dev llvm python3-jwt python3-cryptography
-              python3-jsonschema)
+              python3-jsonschema chromium chromium-driver python3-selenium)
     if ! command -v npm >/dev/null; then
         PACKAGES+=(nodejs npm)
     fi

@@ -448,11 +448,11 @@ def test_passwd_refuses_objects_without_a_secret(zmqctl, redis_store,
     zmqctl("import", write_json("c.json", doc), check=0)
     before = redis_store.dump()
     refusals = [
-        (("security", "keys-in"), "'zmqctl apikey keys-in' adds one"),
+        (("security", "keys-in"), "create one with 'zmqctl apikey keys-in'"),
         (("security", "ec"), "verifies ES256 tokens with a public key"),
         (("http_outconn", "web"), "its credentials are those of security "
-                                  "'partner' ('zmqctl passwd security "
-                                  "partner')"),
+                                  "'partner' (change that one's "
+                                  "password)"),
         (("http_outconn", "bare"), "has no security definition"),
         (("security", "nobody"), "security 'nobody' does not exist"),
         (("service", "pub"), "service 'pub' (kind http) holds no secret"),

@@ -278,6 +278,41 @@ zmqctl_connect(zmqctl_opts_t *o)
 
 
 /*
+ * What every write does before it is sent, as import does: references
+ * checked (unless refs is 0), then secrets sealed or hashed, the key read
+ * only when a clear secret needs it (and wiped after). ZGW_OK or errors.
+ */
+int
+zmqctl_seal(zmqctl_opts_t *o, zgw_config_t *next, const zgw_config_t *prev,
+    int refs, zgw_errors_t *errs)
+{
+    zgw_key_t  key, *keyp;
+
+    keyp = NULL;
+
+    if (refs) {
+        zgw_config_check_refs(next, errs);
+    }
+
+    if (errs->n == 0 && zgw_config_needs_key(next, prev)) {
+        if (zgw_key_load(&key, o->key_file, errs) == ZGW_OK) {
+            keyp = &key;
+        }
+    }
+
+    if (errs->n == 0) {
+        zgw_config_seal(next, prev, keyp, errs);
+    }
+
+    if (keyp != NULL) {
+        OPENSSL_cleanse(&key, sizeof(key));
+    }
+
+    return errs->n == 0 ? ZGW_OK : ZGW_ERROR;
+}
+
+
+/*
  * Loads the stored configuration. Objects that do not load (corrupt JSON,
  * a name that does not match the key, a field the model refuses) are in
  * cfg->invalid with their reasons: every follower refuses the whole
@@ -429,7 +464,6 @@ zmqctl_import(zmqctl_opts_t *o)
     int            rc, k;
     size_t         changes;
     json_t        *obj;
-    zgw_key_t      key, *keyp;
     long long      version;
     const char    *file, *name;
     zgw_store_t   *st;
@@ -441,7 +475,6 @@ zmqctl_import(zmqctl_opts_t *o)
     st = NULL;
     prev = NULL;
     next = NULL;
-    keyp = NULL;
     changes = 0;
     version = 0;
     zgw_errors_init(&errs);
@@ -483,17 +516,7 @@ zmqctl_import(zmqctl_opts_t *o)
         json_object_update(next->invalid[k], file_cfg->invalid[k]);
     }
 
-    zgw_config_check_refs(next, &errs);
-
-    if (errs.n == 0 && zgw_config_needs_key(next, prev)) {
-        if (zgw_key_load(&key, o->key_file, &errs) == ZGW_OK) {
-            keyp = &key;
-        }
-    }
-
-    if (errs.n == 0) {
-        zgw_config_seal(next, prev, keyp, &errs);
-    }
+    (void) zmqctl_seal(o, next, prev, 1, &errs);
 
     if (errs.n == 0 && o->floor >= 0 && !o->check) {
         zgw_store_replace(st, prev, next, o->floor, "import", &version,
@@ -542,7 +565,6 @@ zmqctl_restore(zmqctl_opts_t *o)
     int            rc;
     size_t         changes;
     json_t        *doc, *conf;
-    zgw_key_t      key, *keyp;
     long long      snap, floor, version;
     const char    *file;
     zgw_store_t   *st;
@@ -554,7 +576,6 @@ zmqctl_restore(zmqctl_opts_t *o)
     rc = ZMQCTL_EXIT_FAIL;
     st = NULL;
     prev = NULL;
-    keyp = NULL;
     changes = 0;
     version = 0;
     zgw_errors_init(&errs);
@@ -603,14 +624,8 @@ zmqctl_restore(zmqctl_opts_t *o)
         goto done;
     }
 
-    if (zgw_config_needs_key(file_cfg, prev)) {
-        if (zgw_key_load(&key, o->key_file, &errs) == ZGW_OK) {
-            keyp = &key;
-        }
-    }
-
     if (errs.n == 0) {
-        zgw_config_seal(file_cfg, prev, keyp, &errs);
+        (void) zmqctl_seal(o, file_cfg, prev, 0, &errs);
     }
 
     if (errs.n) {
@@ -1133,12 +1148,9 @@ zmqctl_apikey(zmqctl_opts_t *o)
         goto done;
     }
 
-    if (zgw_config_put(next, ZGW_KIND_SECURITY, obj, name, &errs) == ZGW_OK)
+    if (zgw_config_put(next, ZGW_KIND_SECURITY, obj, name, &errs) == ZGW_OK
+        && zmqctl_seal(o, next, prev, 1, &errs) == ZGW_OK)
     {
-        zgw_config_check_refs(next, &errs);
-    }
-
-    if (errs.n == 0) {
         zgw_store_apply(st, prev, next, 0, &version, &changes, &errs);
     }
 

@@ -60,6 +60,9 @@ typedef struct {
 void zmqctl_print_errors(const char *what, zgw_errors_t *errs);
 zgw_store_t *zmqctl_connect(zmqctl_opts_t *o);
 zgw_config_t *zmqctl_load(zgw_store_t *st, int warn);
+/* references (when refs), then secrets sealed or hashed: import's steps */
+int zmqctl_seal(zmqctl_opts_t *o, zgw_config_t *next,
+    const zgw_config_t *prev, int refs, zgw_errors_t *errs);
 zgw_config_t *zmqctl_snapshot(zmqctl_opts_t *o, int warn);
 int zmqctl_kind_arg(const char *s);
 /* the object kind/name of a loaded configuration, or NULL and a message */

@@ -240,7 +240,6 @@ zmqctl_passwd_write(zmqctl_opts_t *o, int kind, const char *name,
     int            rc;
     json_t        *cur, *obj, *v;
     size_t         changes;
-    zgw_key_t      key, *keyp;
     long long      version;
     const char    *field;
     zgw_store_t   *st;
@@ -251,7 +250,6 @@ zmqctl_passwd_write(zmqctl_opts_t *o, int kind, const char *name,
     prev = NULL;
     next = NULL;
     obj = NULL;
-    keyp = NULL;
     changes = 0;
     version = 0;
     zgw_errors_init(&errs);
@@ -294,21 +292,9 @@ zmqctl_passwd_write(zmqctl_opts_t *o, int kind, const char *name,
     next->version = prev->version;
     json_object_set_new(obj, field, v);
 
-    if (zgw_config_put(next, kind, obj, name, &errs) == ZGW_OK) {
-        zgw_config_check_refs(next, &errs);
-    }
-
-    if (errs.n == 0 && zgw_config_needs_key(next, prev)) {
-        if (zgw_key_load(&key, o->key_file, &errs) == ZGW_OK) {
-            keyp = &key;
-        }
-    }
-
-    if (errs.n == 0) {
-        zgw_config_seal(next, prev, keyp, &errs);
-    }
-
-    if (errs.n == 0) {
+    if (zgw_config_put(next, kind, obj, name, &errs) == ZGW_OK
+        && zmqctl_seal(o, next, prev, 1, &errs) == ZGW_OK)
+    {
         zgw_store_apply(st, prev, next, 0, &version, &changes, &errs);
     }
 
@@ -330,10 +316,6 @@ zmqctl_passwd_write(zmqctl_opts_t *o, int kind, const char *name,
     rc = ZMQCTL_EXIT_OK;
 
 done:
-
-    if (keyp != NULL) {
-        OPENSSL_cleanse(&key, sizeof(key));
-    }
 
     json_decref(obj);
     zgw_errors_free(&errs);
