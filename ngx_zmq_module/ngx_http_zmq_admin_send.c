@@ -10,6 +10,19 @@
  *      | "body_base64": "...", "properties": {...}, "headers": {...},
  *      "mandatory": false}
  *
+ * A send to a named exchange (not "") first checks that the exchange
+ * exists, with a passive exchange.declare on a connection of its own (a
+ * probe, ngx_zmq_amqp.c): RabbitMQ answers a publish to a missing exchange
+ * by closing the channel, which would fail every other message in flight
+ * on the shared connection, REST channels' included. A missing exchange is
+ * answered 404 exchange_not_found with the broker's words; a check that
+ * cannot reach the broker 503 broker_unavailable, as the publish would
+ * be. The request waits (r->main->count++) for the check; a client that
+ * leaves cancels it (the request's pool cleanup). The message is built
+ * again, from the configuration then current, once the check says yes:
+ * nothing of the runtime is kept across the wait. An exchange deleted
+ * between the check and the publish still closes the shared channel.
+ *
  * invoke publishes the request's body through a publish service, exactly
  * as a REST channel bound to the service does (its properties from the
  * request's headers). Both answer as a REST channel does: 202 once the
@@ -43,6 +56,15 @@
     return NGX_DECLINED
 
 
+/* a send waiting for its exchange check */
+typedef struct {
+    ngx_http_request_t          *request;
+    ngx_http_zmq_admin_req_t    *ar;
+    json_t                      *doc;        /* released by the request */
+    ngx_zmq_amqp_conn_t         *probe;      /* NULL once answered */
+} ngx_http_zmq_send_check_t;
+
+
 /* one AMQP basic property the body's "properties" may set */
 typedef struct {
     const char                  *name;
@@ -52,6 +74,14 @@ typedef struct {
 } ngx_http_zmq_send_prop_t;
 
 
+static ngx_int_t ngx_http_zmq_admin_send_publish(ngx_http_request_t *r,
+    ngx_http_zmq_admin_req_t *ar, json_t *doc, ngx_flag_t check);
+static ngx_int_t ngx_http_zmq_admin_send_check(ngx_http_request_t *r,
+    ngx_http_zmq_admin_req_t *ar, json_t *doc,
+    ngx_http_zmq_outconn_conf_t *oc, ngx_str_t *exchange);
+static void ngx_http_zmq_admin_send_checked(void *data,
+    ngx_zmq_amqp_probe_result_t *res);
+static void ngx_http_zmq_admin_check_cleanup(void *data);
 static ngx_int_t ngx_http_zmq_admin_send_parse(ngx_http_request_t *r,
     json_t *doc, ngx_http_zmq_outconn_conf_t *oc, ngx_http_zmq_publish_t *msg,
     ngx_str_t *message_id, u_char *err, size_t size);
@@ -123,16 +153,10 @@ static const char  *ngx_http_zmq_send_fields[] = {
 ngx_int_t
 ngx_http_zmq_admin_send(ngx_http_request_t *r, ngx_http_zmq_admin_req_t *ar)
 {
-    u_char                        err[512];
-    json_t                       *doc;
-    ngx_int_t                     rc;
-    ngx_str_t                     name;
-    ngx_pool_cleanup_t           *cln;
-    ngx_http_zmq_ctx_t           *ctx;
-    ngx_zmq_amqp_conn_t          *conn;
-    ngx_http_zmq_publish_t        msg;
-    ngx_http_zmq_runtime_t       *rt;
-    ngx_http_zmq_outconn_conf_t  *oc;
+    json_t                  *doc;
+    ngx_int_t                rc;
+    ngx_pool_cleanup_t      *cln;
+    ngx_http_zmq_runtime_t  *rt;
 
     rt = ngx_http_zmq_runtime_current();
 
@@ -167,6 +191,27 @@ ngx_http_zmq_admin_send(ngx_http_request_t *r, ngx_http_zmq_admin_req_t *ar)
     cln->handler = ngx_http_zmq_admin_send_cleanup;
     cln->data = doc;
 
+    return ngx_http_zmq_admin_send_publish(r, ar, doc, 1);
+}
+
+
+/*
+ * The message doc describes, through the outgoing connection of the
+ * configuration this worker runs now; check: a named exchange is checked
+ * first (the answer then comes later)
+ */
+static ngx_int_t
+ngx_http_zmq_admin_send_publish(ngx_http_request_t *r,
+    ngx_http_zmq_admin_req_t *ar, json_t *doc, ngx_flag_t check)
+{
+    u_char                        err[512];
+    ngx_int_t                     rc;
+    ngx_str_t                     name;
+    ngx_http_zmq_ctx_t           *ctx;
+    ngx_zmq_amqp_conn_t          *conn;
+    ngx_http_zmq_publish_t        msg;
+    ngx_http_zmq_outconn_conf_t  *oc;
+
     name.data = (u_char *) ar->name;
     name.len = ngx_strlen(ar->name);
 
@@ -194,6 +239,10 @@ ngx_http_zmq_admin_send(ngx_http_request_t *r, ngx_http_zmq_admin_req_t *ar)
                                        "'%s' is not active", ar->name);
     }
 
+    if (check && msg.exchange.len > 0) {
+        return ngx_http_zmq_admin_send_check(r, ar, doc, oc, &msg.exchange);
+    }
+
     ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                   "zmq admin: %V sends message \"%V\" through amqp_outconn "
                   "\"%s\"", &ar->principal, &ctx->message_id, ar->name);
@@ -206,6 +255,121 @@ ngx_http_zmq_admin_send(ngx_http_request_t *r, ngx_http_zmq_admin_req_t *ar)
     }
 
     return rc;
+}
+
+
+/* a passive exchange.declare on a connection of its own; answers later */
+static ngx_int_t
+ngx_http_zmq_admin_send_check(ngx_http_request_t *r,
+    ngx_http_zmq_admin_req_t *ar, json_t *doc,
+    ngx_http_zmq_outconn_conf_t *oc, ngx_str_t *exchange)
+{
+    ngx_pool_cleanup_t           *cln;
+    ngx_http_zmq_worker_t        *w;
+    ngx_http_zmq_send_check_t    *chk;
+    ngx_http_zmq_outconn_conf_t   probe;
+
+    chk = ngx_pcalloc(r->pool, sizeof(ngx_http_zmq_send_check_t));
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (chk == NULL || cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    chk->request = r;
+    chk->ar = ar;
+    chk->doc = doc;
+
+    cln->handler = ngx_http_zmq_admin_check_cleanup;
+    cln->data = chk;
+
+    /* the outconn's definition (addresses, vhost, login); the probe copies */
+
+    probe = *oc;
+    probe.name.len = sizeof("check:") - 1 + oc->name.len;
+    probe.name.data = ngx_pnalloc(r->pool, probe.name.len);
+    if (probe.name.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    ngx_sprintf(probe.name.data, "check:%V", &oc->name);
+
+    w = ngx_http_zmq_worker();
+
+    chk->probe = ngx_zmq_amqp_probe_exchange(&w->amqp, &probe, exchange,
+                                             ngx_http_zmq_admin_send_checked,
+                                             chk, ngx_cycle->log);
+    if (chk->probe == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->main->count++;
+
+    /* a client that goes away ends the request, and with it the check */
+    r->read_event_handler = ngx_http_test_reading;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_zmq_admin_send_checked(void *data, ngx_zmq_amqp_probe_result_t *res)
+{
+    ngx_http_zmq_send_check_t  *chk = data;
+
+    u_char               text[512];
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    chk->probe = NULL;              /* it frees itself once this returns */
+
+    r = chk->request;
+    c = r->connection;
+
+    r->read_event_handler = ngx_http_block_reading;
+
+    if (res->rc == NGX_OK) {
+        rc = ngx_http_zmq_admin_send_publish(r, chk->ar, chk->doc, 0);
+
+    } else if (res->rc == NGX_DECLINED) {
+        /* the broker's words: "NOT_FOUND - no exchange 'x' in vhost '/'" */
+        ngx_snprintf(text, sizeof(text) - 1, "%V%Z", &res->error);
+        text[sizeof(text) - 1] = '\0';
+
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "zmq admin: %V sends through amqp_outconn \"%s\": "
+                      "not sent, the broker refused the exchange: %s",
+                      &chk->ar->principal, chk->ar->name, text);
+
+        rc = res->reply_code == AMQP_NOT_FOUND
+             ? ngx_http_zmq_error(r, NGX_HTTP_NOT_FOUND,
+                                  "exchange_not_found", (char *) text, 0)
+             : ngx_http_zmq_error(r, NGX_HTTP_BAD_GATEWAY,
+                                  "exchange_refused", (char *) text, 0);
+
+    } else {
+        ngx_snprintf(text, sizeof(text) - 1, "the broker is not reachable; "
+                     "try again later (checking the exchange: %V)%Z",
+                     &res->error);
+        text[sizeof(text) - 1] = '\0';
+
+        rc = ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                "broker_unavailable", (char *) text, 1);
+    }
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_zmq_admin_check_cleanup(void *data)
+{
+    ngx_http_zmq_send_check_t  *chk = data;
+
+    if (chk->probe != NULL) {
+        ngx_zmq_amqp_probe_cancel(chk->probe);
+        chk->probe = NULL;
+    }
 }
 
 

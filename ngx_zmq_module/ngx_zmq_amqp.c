@@ -86,6 +86,9 @@ struct ngx_zmq_amqp_conn_s {
     unsigned                      probing:1;
     unsigned                      probe_done:1;  /* the result is set */
     unsigned                      probe_cb:1;    /* in its done() */
+    unsigned                      probe_declaring:1;
+    ngx_str_t                     probe_exchange; /* to check, or empty */
+    ngx_uint_t                    probe_code;    /* channel.close's */
     ngx_zmq_amqp_probe_pt         probe;
     void                         *probe_data;
     ngx_msec_t                    probe_deadline;
@@ -202,6 +205,9 @@ static void ngx_zmq_amqp_probe_finish(ngx_zmq_amqp_conn_t *conn,
     ngx_int_t rc, const char *error);
 static void ngx_zmq_amqp_probe_report(ngx_zmq_amqp_conn_t *conn);
 static ngx_int_t ngx_zmq_amqp_probe_ok(ngx_zmq_amqp_conn_t *conn);
+static ngx_int_t ngx_zmq_amqp_probe_declare(ngx_zmq_amqp_conn_t *conn);
+static void ngx_zmq_amqp_probe_bye(ngx_zmq_amqp_conn_t *conn,
+    const char *text);
 static void ngx_zmq_amqp_probe_server(ngx_zmq_amqp_conn_t *conn,
     amqp_table_t *props);
 
@@ -839,7 +845,9 @@ ngx_zmq_amqp_timer_handler(ngx_event_t *ev)
     if (conn->probing && conn->state == NGX_ZMQ_AMQP_CONNECTING) {
         ngx_snprintf(text, sizeof(text) - 1, "%s timed out (no answer "
                      "within zmq_amqp_connect_timeout, %M ms)%Z",
-                     conn->sock.sent > 0 ? "the AMQP handshake" : "connect",
+                     conn->probe_declaring ? "the exchange check"
+                     : conn->sock.sent > 0 ? "the AMQP handshake"
+                                           : "connect",
                      conn->worker->connect_timeout);
         text[sizeof(text) - 1] = '\0';
         ngx_zmq_amqp_close(conn, NGX_LOG_INFO, (char *) text);
@@ -1705,7 +1713,8 @@ ngx_zmq_amqp_confirm_select(ngx_zmq_amqp_conn_t *conn,
     amqp_confirm_select_t  confirm;
 
     if (conn->probing) {
-        return ngx_zmq_amqp_probe_ok(conn);
+        return conn->probe_exchange.len ? ngx_zmq_amqp_probe_declare(conn)
+                                        : ngx_zmq_amqp_probe_ok(conn);
     }
 
     confirm.nowait = 0;
@@ -1718,6 +1727,13 @@ ngx_zmq_amqp_confirm_select(ngx_zmq_amqp_conn_t *conn,
 static ngx_int_t
 ngx_zmq_amqp_ready(ngx_zmq_amqp_conn_t *conn, void *select_ok)
 {
+    if (conn->probing) {
+        /* a probe selects no confirms: a broker that answers anyway */
+        ngx_snprintf(conn->why, sizeof(conn->why) - 1, "unexpected "
+                     "confirm.select-ok%Z");
+        return NGX_ERROR;
+    }
+
     if (conn->timer.timer_set) {
         ngx_del_timer(&conn->timer);
     }
@@ -1864,6 +1880,7 @@ static ngx_zmq_amqp_allowed_t       ngx_zmq_amqp_allowed[] = {
     { AMQP_CHANNEL_CLOSE_METHOD, NGX_HTTP_ZMQ_CHANNEL },
     { AMQP_CHANNEL_CLOSE_OK_METHOD, NGX_HTTP_ZMQ_CHANNEL },
     { AMQP_CONFIRM_SELECT_OK_METHOD, NGX_HTTP_ZMQ_CHANNEL },
+    { AMQP_EXCHANGE_DECLARE_OK_METHOD, NGX_HTTP_ZMQ_CHANNEL }, /* probe */
     { AMQP_BASIC_ACK_METHOD, NGX_HTTP_ZMQ_CHANNEL },
     { AMQP_BASIC_NACK_METHOD, NGX_HTTP_ZMQ_CHANNEL },
     { AMQP_BASIC_RETURN_METHOD, NGX_HTTP_ZMQ_CHANNEL },
@@ -2074,6 +2091,17 @@ ngx_zmq_amqp_method_in(ngx_zmq_amqp_conn_t *conn,
 
     switch (id) {
 
+    case AMQP_EXCHANGE_DECLARE_OK_METHOD:
+        if (!conn->probe_declaring) {
+            ngx_zmq_amqp_close(conn, NGX_LOG_ERR, "unexpected "
+                               "exchange.declare-ok");
+            return NGX_ERROR;
+        }
+
+        conn->probe_declaring = 0;
+        (void) ngx_zmq_amqp_probe_ok(conn);
+        return NGX_ERROR;           /* a probe's end: closed, stop reading */
+
     case AMQP_BASIC_ACK_METHOD:
         ack = decoded;
         ngx_zmq_amqp_ack(conn, ack->delivery_tag, ack->multiple,
@@ -2156,6 +2184,18 @@ ngx_zmq_amqp_method_in(ngx_zmq_amqp_conn_t *conn,
                                        sizeof(conn->probe_error),
                                        chclose->reply_text.bytes,
                                        chclose->reply_text.len);
+        }
+        if (conn->probe_declaring) {
+            /* the check's answer: "NOT_FOUND - no exchange ..." */
+            conn->probe_declaring = 0;
+            conn->probe_code = chclose->reply_code;
+            ngx_log_error(NGX_LOG_INFO, conn->log, 0,
+                          "zmq amqp \"%V\": probe of %V: %s",
+                          &conn->conf->name, &conn->peer, text);
+            ngx_zmq_amqp_probe_bye(conn, "exchange check done");
+            ngx_zmq_amqp_probe_finish(conn, NGX_DECLINED,
+                                      (char *) conn->probe_error);
+            return NGX_ERROR;
         }
         ngx_zmq_amqp_close(conn, NGX_LOG_ERR, (char *) text);
         return NGX_ERROR;
@@ -2627,22 +2667,42 @@ failed:
 
 
 /*
- * Probes (the admin API's ping). A probe is a connection like the others,
- * with three differences: it connects to its addresses in order, once
- * each, within one deadline; at channel.open-ok it closes instead of
- * selecting confirms; and instead of backing off it reports its result,
- * from free_ev (the event loop, never under a caller's feet), and frees
- * itself.
+ * Probes (the admin API's ping, and its send's exchange check). A probe is
+ * a connection like the others, with three differences: it connects to its
+ * addresses in order, once each, within one deadline; at channel.open-ok
+ * it closes instead of selecting confirms (or, checking an exchange, first
+ * sends a passive exchange.declare and takes declare-ok or the broker's
+ * channel.close as the answer); and instead of backing off it reports its
+ * result, from free_ev (the event loop, never under a caller's feet), and
+ * frees itself.
  */
 
 ngx_zmq_amqp_conn_t *
 ngx_zmq_amqp_probe(ngx_zmq_amqp_worker_t *w, ngx_http_zmq_outconn_conf_t *oc,
     ngx_zmq_amqp_probe_pt done, void *data, ngx_log_t *log)
 {
+    return ngx_zmq_amqp_probe_exchange(w, oc, NULL, done, data, log);
+}
+
+
+ngx_zmq_amqp_conn_t *
+ngx_zmq_amqp_probe_exchange(ngx_zmq_amqp_worker_t *w,
+    ngx_http_zmq_outconn_conf_t *oc, ngx_str_t *exchange,
+    ngx_zmq_amqp_probe_pt done, void *data, ngx_log_t *log)
+{
     ngx_zmq_amqp_conn_t  *conn;
 
     conn = ngx_zmq_amqp_create(w, oc, NULL, log);
     if (conn == NULL) {
+        return NULL;
+    }
+
+    if (exchange != NULL
+        && ngx_zmq_amqp_copy_str(conn->pool, &conn->probe_exchange,
+                                 exchange)
+           != NGX_OK)
+    {
+        ngx_zmq_amqp_destroy(conn);
         return NULL;
     }
 
@@ -2757,6 +2817,7 @@ ngx_zmq_amqp_probe_report(ngx_zmq_amqp_conn_t *conn)
     conn->probe_data = NULL;
 
     res.rc = conn->probe_rc;
+    res.reply_code = conn->probe_code;
     res.error.data = conn->probe_error;
     res.error.len = res.rc == NGX_OK ? 0 : ngx_strlen(conn->probe_error);
     res.product.data = conn->product;
@@ -2775,14 +2836,63 @@ ngx_zmq_amqp_probe_report(ngx_zmq_amqp_conn_t *conn)
 }
 
 
-/* channel.open-ok: the broker took us; say goodbye and report */
+/*
+ * channel.open-ok (or, checking an exchange, exchange.declare-ok): the
+ * broker took us; say goodbye and report
+ */
 static ngx_int_t
 ngx_zmq_amqp_probe_ok(ngx_zmq_amqp_conn_t *conn)
+{
+    if (conn->probe_exchange.len) {
+        ngx_log_error(NGX_LOG_INFO, conn->log, 0,
+                      "zmq amqp \"%V\": probe of %V: exchange \"%V\" "
+                      "exists, closed", &conn->conf->name, &conn->peer,
+                      &conn->probe_exchange);
+        ngx_zmq_amqp_probe_bye(conn, "exchange check done");
+
+    } else {
+        ngx_log_error(NGX_LOG_INFO, conn->log, 0,
+                      "zmq amqp \"%V\": probe of %V: channel open, closed",
+                      &conn->conf->name, &conn->peer);
+        ngx_zmq_amqp_probe_bye(conn, "ping done");
+    }
+
+    ngx_zmq_amqp_probe_finish(conn, NGX_OK, NULL);
+
+    return NGX_DONE;
+}
+
+
+/* channel.open-ok: does the exchange exist? (passive: nothing created) */
+static ngx_int_t
+ngx_zmq_amqp_probe_declare(ngx_zmq_amqp_conn_t *conn)
+{
+    amqp_exchange_declare_t  decl;
+
+    ngx_memzero(&decl, sizeof(amqp_exchange_declare_t));
+
+    decl.exchange.bytes = conn->probe_exchange.data;
+    decl.exchange.len = conn->probe_exchange.len;
+    decl.type = amqp_empty_bytes;
+    decl.passive = 1;
+    decl.nowait = 0;
+    decl.arguments = amqp_empty_table;
+
+    conn->probe_declaring = 1;
+
+    return ngx_zmq_amqp_method(conn, NGX_HTTP_ZMQ_CHANNEL,
+                               AMQP_EXCHANGE_DECLARE_METHOD, &decl);
+}
+
+
+/* connection.close, written if the socket takes it; its -ok not awaited */
+static void
+ngx_zmq_amqp_probe_bye(ngx_zmq_amqp_conn_t *conn, const char *text)
 {
     amqp_connection_close_t  close;
 
     close.reply_code = 200;
-    close.reply_text = amqp_cstring_bytes("ping done");
+    close.reply_text = amqp_cstring_bytes((char *) text);
     close.class_id = 0;
     close.method_id = 0;
 
@@ -2791,14 +2901,6 @@ ngx_zmq_amqp_probe_ok(ngx_zmq_amqp_conn_t *conn)
     {
         (void) ngx_zmq_amqp_send(conn);
     }
-
-    ngx_log_error(NGX_LOG_INFO, conn->log, 0,
-                  "zmq amqp \"%V\": probe of %V: channel open, closed",
-                  &conn->conf->name, &conn->peer);
-
-    ngx_zmq_amqp_probe_finish(conn, NGX_OK, NULL);
-
-    return NGX_DONE;
 }
 
 

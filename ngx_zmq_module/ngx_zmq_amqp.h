@@ -200,8 +200,13 @@ const char *ngx_zmq_amqp_state_name(ngx_uint_t state);
  */
 
 typedef struct {
-    ngx_int_t                    rc;           /* NGX_OK or NGX_ERROR */
-    ngx_str_t                    error;        /* rc NGX_ERROR: why */
+    ngx_int_t                    rc;           /* NGX_OK, NGX_ERROR, or
+                                                  NGX_DECLINED: the broker
+                                                  refused the exchange */
+    ngx_uint_t                   reply_code;   /* NGX_DECLINED: 404, ... */
+    ngx_str_t                    error;        /* not NGX_OK: why (the
+                                                  broker's own text when
+                                                  it said why) */
     ngx_str_t                    product;      /* the broker's, or empty */
     ngx_str_t                    version;
     ngx_str_t                    address;      /* the last one tried */
@@ -213,6 +218,18 @@ typedef void (*ngx_zmq_amqp_probe_pt)(void *data,
 ngx_zmq_amqp_conn_t *ngx_zmq_amqp_probe(ngx_zmq_amqp_worker_t *w,
     ngx_http_zmq_outconn_conf_t *oc, ngx_zmq_amqp_probe_pt done,
     void *data, ngx_log_t *log);
+
+/*
+ * The same, and then (exchange not empty) a passive exchange.declare on
+ * the probe's channel: rc NGX_OK when the broker answers declare-ok,
+ * NGX_DECLINED with its channel.close (reply_code 404 and error
+ * "NOT_FOUND - no exchange 'x' in vhost '/'" for a missing one), and
+ * NGX_ERROR when the probe could not ask (connect, login, timeout). The
+ * whole check, the declare included, is bounded by connect_timeout.
+ */
+ngx_zmq_amqp_conn_t *ngx_zmq_amqp_probe_exchange(ngx_zmq_amqp_worker_t *w,
+    ngx_http_zmq_outconn_conf_t *oc, ngx_str_t *exchange,
+    ngx_zmq_amqp_probe_pt done, void *data, ngx_log_t *log);
 
 /* the caller went away: closes the probe, frees it, calls nothing back */
 void ngx_zmq_amqp_probe_cancel(ngx_zmq_amqp_conn_t *conn);

@@ -9,6 +9,9 @@ POST api/service/NAME/invoke publishes the request's body through a
 publish service as a REST channel bound to it would; other kinds 501."""
 
 import base64
+import json
+import socket
+import threading
 import time
 
 import pytest
@@ -180,18 +183,132 @@ def test_send_through_an_outconn_whose_broker_is_down_is_503(gw):
     assert r.headers["Retry-After"]
 
 
-def test_send_to_a_missing_exchange_fails_and_the_connection_recovers(
+def outconn_counters(gw, name="out"):
+    (w,) = gw.live.status()["workers"]
+    o = w["outconns"][name]
+    return o["lost"], o["reconnects"]
+
+
+def test_send_to_a_missing_exchange_is_404_and_rest_traffic_never_notices(
         gw, queue):
     """RabbitMQ answers a publish to an exchange that does not exist by
-    closing the channel: the send is answered 503 (never a 2xx, never a
-    hang), and the worker reconnects for the next message."""
-    r = gw.send({"exchange": "no.such.exchange", "routing_key": "q",
-                 "body": "x"})
-    json_error(r, 503, "broker_unavailable")
-    gw.live.wait_ready("out")
-    r = gw.send({"routing_key": queue.name, "body": "after"})
+    closing the channel, which would fail every message in flight on the
+    worker's shared connection. The send checks the exchange first on a
+    connection of its own: while two clients keep publishing through a
+    REST channel on the same (only) worker, each send to a missing
+    exchange is 404 exchange_not_found with the broker's words, every REST
+    publish is 202, pika finds every REST message, and the shared
+    connection neither lost a message nor reconnected."""
+    lost0, reconnects0 = outconn_counters(gw)
+    stop = threading.Event()
+    results = []
+
+    def rest(tag):
+        n = 0
+        with requests.Session() as s:
+            while not stop.is_set() or n < 20:
+                body = "%s-%d" % (tag, n)
+                r = s.post(gw.url + "/pub", data=body, timeout=15)
+                results.append((r.status_code, body, r.text))
+                n += 1
+
+    threads = [threading.Thread(target=rest, args=(t,)) for t in "ab"]
+    for t in threads:
+        t.start()
+    sends = []
+    try:
+        for i in range(8):
+            sends.append(gw.send({"exchange": "no.such.exchange",
+                                  "routing_key": queue.name,
+                                  "body": "lost %d" % i}))
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    failed = [x for x in results if x[0] != 202]
+    assert not failed, failed[:5]
+    for r in sends:
+        json_error(r, 404, "exchange_not_found",
+                   "NOT_FOUND - no exchange 'no.such.exchange' in vhost '/'")
+    bodies = sorted(b.encode() for _, b, _ in results)
+    got = sorted(m[2] for m in queue.drain(expect=len(bodies)))
+    assert got == bodies                    # none of the sends' bodies
+    assert outconn_counters(gw) == (lost0, reconnects0)
+    log = gw.live.ngx.error_log()
+    assert "zmq amqp \"out\": connection to" not in log   # never closed
+    assert "\"check:out\": probe of" in log and "404 NOT_FOUND" in log
+
+
+def test_send_to_an_existing_named_exchange_is_checked_then_published(
+        gw, rabbitmq, queue):
+    conn = rabbitmq.connection()
+    try:
+        conn.channel().queue_bind(queue.name, "amq.direct",
+                                  routing_key=queue.name)
+    finally:
+        conn.close()
+    r = gw.send({"exchange": "amq.direct", "routing_key": queue.name,
+                 "body": "via amq.direct"})
     assert r.status_code == 202, r.text
-    assert one(queue)[2] == b"after"
+    m, p, body = one(queue)
+    assert body == b"via amq.direct" and m.exchange == "amq.direct"
+    assert p.message_id == r.json()["message_id"]
+    assert "exchange \"amq.direct\" exists" in gw.live.ngx.error_log()
+
+
+def test_send_to_a_named_exchange_through_a_down_broker_is_503(gw):
+    """The check cannot reach the broker: answered as the publish would
+    have been, 503 broker_unavailable with Retry-After, saying why."""
+    r = gw.send({"exchange": "ex", "routing_key": "q", "body": "x"},
+                outconn="down")
+    json_error(r, 503, "broker_unavailable", "checking the exchange",
+               "refused")
+    assert r.headers["Retry-After"]
+
+
+def test_a_client_that_leaves_mid_check_cancels_it(
+        nginx_factory, zmqctl, redis_store, tmp_path, rabbitmq, queue):
+    """The check's connection goes with the request: a broker that never
+    answers would hold it until zmq_amqp_connect_timeout (2 s here)."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    live = Live(nginx_factory, zmqctl, redis_store, tmp_path, LOCATIONS,
+                workers=1, http="zmq_amqp_connect_timeout 2000ms;")
+    d = config(rabbitmq, queue.name)
+    d["amqp_def"].append({"name": "mute", "host": "127.0.0.1",
+                          "port": silent.getsockname()[1],
+                          "username": "guest", "password": "guest"})
+    d["amqp_outconn"].append({"name": "mute", "def": "mute"})
+    version = live.write(d)
+    live.start()
+    live.wait_version(version)
+    try:
+        auth = base64.b64encode(("root:" + ADMIN_PW).encode()).decode()
+        body = json.dumps({"exchange": "x", "routing_key": "q",
+                           "body": "x"})
+        c = socket.create_connection(("127.0.0.1", live.ngx.port))
+        c.sendall(("POST /zmq/admin/api/amqp_outconn/mute/send HTTP/1.1\r\n"
+                   "Host: x\r\nAuthorization: Basic %s\r\n"
+                   "Content-Type: application/json\r\n"
+                   "Content-Length: %d\r\n\r\n%s"
+                   % (auth, len(body), body)).encode())
+        time.sleep(0.3)             # the body is read, the check waits
+        assert "\"check:mute\"" not in live.ngx.error_log()
+        t0 = time.monotonic()
+        c.close()
+        while "\"check:mute\": probe cancelled" not in live.ngx.error_log():
+            assert time.monotonic() - t0 < 1.0, live.ngx.error_log()[-2000:]
+            time.sleep(0.02)
+        # the worker is fine and sends again
+        r = requests.post(live.url + "/zmq/admin/api/amqp_outconn/out/send",
+                          auth=("root", ADMIN_PW), timeout=15,
+                          json={"routing_key": queue.name, "body": "after"})
+        assert r.status_code == 202, r.text
+        assert one(queue)[2] == b"after"
+    finally:
+        silent.close()
 
 
 @pytest.mark.parametrize("data, words", [
