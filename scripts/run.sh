@@ -138,6 +138,9 @@ ngx_zmq is up. Try:
          http://127.0.0.1:$HTTP_PORT/api/customers/42/updates
         # a REST channel protected by the security definition crm-clients:
         # without -u (or with a wrong password) 401, and 429 after 10 tries
+    curl -s -u admin:change-me-admin http://127.0.0.1:$HTTP_PORT/zmq/admin/api/amqp_def
+        # the admin API; the web-admin is at
+        # http://127.0.0.1:$HTTP_PORT/zmq/admin/ui/ (admin / change-me-admin)
     ZMQ_REDIS=$ZMQ_REDIS ZMQ_KEY_FILE=$ZMQ_KEY_FILE build/zmqctl list
     ZMQ_REDIS=$ZMQ_REDIS build/zmqctl export
     ZMQ_REDIS=$ZMQ_REDIS build/zmqctl get rest_channel customer.updates.rest
