@@ -219,7 +219,7 @@ class Broker:
                 return
             self.script(peer)
         except (OSError, EOFError):
-            pass
+            self.eof.append(time.monotonic())   # the gateway hung up
         finally:
             conn.close()
 
@@ -393,7 +393,7 @@ def _unknown_field_type(peer):
 
 
 @pytest.mark.parametrize("script, words", [
-    (_garbage, "an unknown frame type"),
+    (_garbage, "bad frame from the broker"),
     (_header_back, "does not speak AMQP 0-9-1"),
     (_oversized_start, "larger than frame_max"),
     (_nested_start, "too deeply nested"),
@@ -844,25 +844,48 @@ def test_the_ping_leaves_no_copy_of_the_broker_password_in_the_worker(
 
 # ------------------------------------------------------- graceful shutdown
 
-def test_a_graceful_shutdown_answers_the_pending_ping_first(brokers, gw_for):
+@pytest.mark.parametrize("what", ["amqp_ping", "exchange_check",
+                                  "https_ping"])
+def test_a_graceful_shutdown_answers_the_pending_ping_or_check_first(
+        brokers, gw_for, what):
     mute = brokers(lambda peer: peer.silence())
-    gw = gw_for([("mute", mute.port, None)])
-    answer = {}
+    coop = brokers(lambda peer: peer.serve(_declare_by_name))
+    tls = StallTls()
+    try:
+        gw = gw_for([("mute", mute.port, None), ("coop", coop.port, None)],
+                    outconn_def="coop", http_outconns=[
+                        {"name": "stall", "timeout": TIMEOUT_MS,
+                         "url": "https://127.0.0.1:%d/" % tls.port}])
+        answer = {}
 
-    def ping():
-        try:
-            answer["r"] = gw.ping("amqp_def", "mute")
-        except requests.RequestException as e:
-            answer["e"] = e
+        def request():
+            try:
+                if what == "amqp_ping":
+                    answer["r"] = gw.ping("amqp_def", "mute")
+                elif what == "https_ping":
+                    answer["r"] = gw.ping("http_outconn", "stall")
+                else:
+                    answer["r"] = gw.send("stall")
+            except requests.RequestException as e:
+                answer["e"] = e
 
-    t = threading.Thread(target=ping)
-    t.start()
-    deadline = time.monotonic() + 5
-    while mute.connections == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.1)
-    gw.live.ngx.proc.send_signal(signal.SIGQUIT)
-    t.join(10)
-    assert "e" not in answer, answer
-    body = checked_json(answer["r"])
-    assert "timed out" in failed(body), body
+        t = threading.Thread(target=request)
+        t.start()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not (
+                mute.connections or tls.hello or coop.declares):
+            time.sleep(0.01)
+        time.sleep(0.1)
+        gw.live.ngx.proc.send_signal(signal.SIGQUIT)
+        t.join(10)
+        assert "e" not in answer, answer
+        r = answer["r"]
+        body = checked_json(r)
+        if what == "exchange_check":
+            assert r.status_code == 503, r.text
+            assert "timed out" in body["message"], body
+        else:
+            assert "timed out" in failed(body), body
+        assert gw.live.ngx.proc.wait(10) == 0
+    finally:
+        tls.close()
