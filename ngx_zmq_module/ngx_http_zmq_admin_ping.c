@@ -471,7 +471,9 @@ ngx_http_zmq_ping_http(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
     ping->timer.handler = ngx_http_zmq_ping_timeout;
     ping->timer.data = ping;
     ping->timer.log = ngx_cycle->log;
-    ping->timer.cancelable = 1;
+
+    /* not cancelable: a graceful shutdown answers the ping first */
+    ping->timer.cancelable = 0;
 
     ngx_add_timer(&ping->timer, ping->timeout);
 

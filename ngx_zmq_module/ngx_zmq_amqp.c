@@ -2706,6 +2706,12 @@ ngx_zmq_amqp_probe_exchange(ngx_zmq_amqp_worker_t *w,
         return NULL;
     }
 
+    /*
+     * Not cancelable: a graceful shutdown waits for the probe's answer (a
+     * request waits on it), which its deadline bounds.
+     */
+    conn->timer.cancelable = 0;
+
     conn->probing = 1;
     conn->probe = done;
     conn->probe_data = data;
