@@ -477,6 +477,26 @@ def test_a_broker_that_goes_silent_mid_handshake_is_timed_out_within_the_bound(
     gw.healthy()
 
 
+def test_a_broker_that_floods_heartbeats_instead_of_tune_is_still_timed_out(
+        brokers, gw_for):
+    flood = (struct.pack(">BHL", 8, 0, 0) + b"\xce") * (1 << 17)   # 1 MB
+
+    def script(peer):
+        peer.send(DEFAULT_START)
+        peer.until(pika.spec.Connection.StartOk)
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            peer.send(flood)
+
+    b = brokers(script)
+    gw = gw_for([("flood", b.port, None)])
+    body, took = gw.timed_ping("flood")
+    assert "the AMQP handshake timed out" in failed(body), body
+    assert took <= BOUND, took
+    assert wait_eof(b)
+    gw.healthy()
+
+
 @pytest.mark.parametrize("after", [None, pika.spec.Connection.StartOk,
                                    pika.spec.Connection.Open,
                                    pika.spec.Channel.Open])
