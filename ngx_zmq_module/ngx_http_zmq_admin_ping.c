@@ -642,11 +642,11 @@ ngx_http_zmq_ping_ssl_ctx(ngx_flag_t verify)
     cln->handler = ngx_ssl_cleanup_ctx;
     cln->data = ssl;
 
+    /* kept even so (made once): its pings then say what does not verify */
     if (verify && SSL_CTX_set_default_verify_paths(ssl->ctx) != 1) {
         ngx_ssl_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "zmq admin ping: SSL_CTX_set_default_verify_paths() "
                       "failed");
-        return NULL;
     }
 
     ngx_http_zmq_ping_ssls[verify] = ssl;
