@@ -589,7 +589,7 @@ def test_a_broker_that_never_closes_after_the_ping_is_left_behind(
     assert body["ok"] is True, body
     assert body["server"] == {"product": "hostile", "version": "6.6.6"}
     assert wait_eof(b), "the probe did not close its socket"
-    assert gw.fds() == fds
+    assert gw.fds() <= fds       # a leak would be one per ping
 
 
 # ------------------------------------------------------ the exchange check
@@ -729,7 +729,7 @@ def test_many_concurrent_pings_are_all_answered_and_leave_no_descriptor(
         assert status == 200, body
         assert body["ok"] is (name == "fast"), body
     time.sleep(0.3)
-    assert gw.fds() == fds
+    assert gw.fds() <= fds       # a leak would be one per ping
 
 
 # ------------------------------------------------------------- http/https
@@ -801,7 +801,7 @@ def test_repeated_https_pings_leave_no_descriptor_behind(gw_for, tmp_path):
                                     kind="http_outconn")
             assert body["ok"] is bool(i % 2), body
         time.sleep(0.2)
-        assert gw.fds() == fds
+        assert gw.fds() <= fds       # a leak would be one per ping
     finally:
         tls.close()
 
