@@ -1191,8 +1191,9 @@
             props.delivery_mode = Number(F.delivery_mode.value);
         }
         if (F.priority.value.trim() !== '') {
-            props.priority = isNaN(Number(F.priority.value))
-                             ? F.priority.value : Number(F.priority.value);
+            props.priority = ZF.jsonNumber(F.priority.value.trim()) === null
+                             ? F.priority.value
+                             : ZF.jsonNumber(F.priority.value.trim());
         }
         ['expiration', 'correlation_id', 'reply_to', 'message_id',
          'content_type'].forEach(function (p) {

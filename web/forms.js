@@ -180,6 +180,16 @@ var ZF = (function () {
         return 'jsonish';
     }
 
+    /* v as a number if it is written as a JSON number, else null */
+    function jsonNumber(v) {
+        var n;
+        if (!/^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$/.test(v)) {
+            return null;
+        }
+        n = Number(v);
+        return isFinite(n) ? n : null;
+    }
+
     function same(a, b) {
         return JSON.stringify(a) === JSON.stringify(b);
     }
@@ -294,9 +304,11 @@ var ZF = (function () {
                 if (v === '') {
                     return undefined;
                 }
-                n = Number(v);
-                /* the server says what is wrong with what is not one */
-                return isNaN(n) ? v : n;
+                /* a JSON number only (Number() would also take 0x1e,
+                 * 0b11 or Infinity, which JSON sends as null): the server
+                 * says what is wrong with anything else */
+                n = jsonNumber(v);
+                return n === null ? v : n;
             };
             break;
 
@@ -618,5 +630,5 @@ var ZF = (function () {
 
     return {h: h, build: build, resolve: resolve, variants: variants,
             schemaFor: schemaFor, secretField: secretField,
-            widget: widget, nextId: nextId};
+            widget: widget, nextId: nextId, jsonNumber: jsonNumber};
 }());

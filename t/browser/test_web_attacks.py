@@ -248,3 +248,18 @@ def test_keys_made_on_the_form_page_survive_its_save(stack, browser):
     b.text_in("#flash", "Saved security 'partners'")
     got = s.api("GET", "security/partners").json()
     assert got["keys"] == [{"id": "k2"}] and got["header"] == "X-Mine-Again"
+
+
+def test_numbers_are_sent_as_typed(stack, browser):
+    s = stack()
+    b = browser()
+    b.sign_in(s.ui, "root", ADMIN_PW)
+    # Number() reads 0x1e as 30 and Infinity as a number JSON sends as
+    # null (the field's default): the server must see what was typed
+    for typed in ("0x1e", "Infinity"):
+        b.go("#/amqp_def")
+        b.go("#/amqp_def/edit/rabbit")
+        b.fill("heartbeat", typed)
+        save(b)
+        b.el("#form-errors")
+        assert s.api("GET", "amqp_def/rabbit").json()["heartbeat"] == 10
