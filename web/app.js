@@ -804,9 +804,26 @@
     }
 
     function doRemove(kind, n, cascade, d, body, after) {
+        var F = S.form, hd = {};
+        /* from the object's own page: only the version it shows (someone
+         * else's change since is not deleted unseen: 412) */
+        if (F && F.kind === kind && F.name === n
+            && document.body.contains(F.el) && F.el.getAttribute('data-etag'))
+        {
+            hd['If-Match'] = F.el.getAttribute('data-etag');
+        }
         api('DELETE', kindPath(kind, n), {query: cascade ? {cascade: 'true'}
-                                                          : {}})
+                                                          : {},
+                                          headers: hd})
         .then(function (res) {
+            if (res.status === 412) {
+                body.appendChild(h('p', {class: 'error', role: 'alert',
+                                         id: 'delete-conflict',
+                    text: 'Not deleted: someone else changed ' + kind + ' \''
+                          + n + '\' since you opened it. Reload the page to '
+                          + 'see it, then delete it if you still want to.'}));
+                return;
+            }
             if (res.status === 409 && res.data.error === 'in_use') {
                 d.close();
                 var list = h('ul', {id: 'referrers'},

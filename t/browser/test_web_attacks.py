@@ -263,3 +263,27 @@ def test_numbers_are_sent_as_typed(stack, browser):
         save(b)
         b.el("#form-errors")
         assert s.api("GET", "amqp_def/rabbit").json()["heartbeat"] == 10
+
+
+def test_delete_from_the_form_is_of_the_version_shown(stack, browser):
+    s = stack()
+    r = s.api("POST", "amqp_def", json={"name": "shared", "host": "mq1"})
+    assert r.status_code == 201, r.text
+    b = browser()
+    b.sign_in(s.ui, "root", ADMIN_PW)
+    b.go("#/amqp_def/edit/shared")
+    b.field("host")
+    r = s.api("PATCH", "amqp_def/shared", json={"host": "mq2"})
+    assert r.status_code == 200, r.text
+    b.el("#object-actions button.delete").click()
+    b.el("#confirm-delete").click()
+    b.text_in("#delete-conflict", "someone else changed")
+    assert s.api("GET", "amqp_def/shared").status_code == 200
+    # reloaded, it is deleted
+    b.d.refresh()
+    b.field("host")
+    assert b.field("host").get_attribute("value") == "mq2"
+    b.el("#object-actions button.delete").click()
+    b.el("#confirm-delete").click()
+    b.text_in("#flash", "Deleted")
+    assert s.api("GET", "amqp_def/shared").status_code == 404
