@@ -873,16 +873,11 @@
                 box.appendChild(h('p', {class: 'error', text: errText(res)}));
                 return;
             }
-            form(kind, res.data, res.etag, box);
-            if (kind === 'security' && res.data.type === 'apikey'
-                && (res.data.direction || 'in') === 'in')
-            {
-                keys(name, res.data, res.etag, q.keys === '1');
-            }
+            form(kind, res.data, res.etag, box, q.keys === '1');
         }).catch(function () {});
     }
 
-    function form(kind, obj, etag, box) {
+    function form(kind, obj, etag, box, focusKeys) {
         var creating = etag === null, ro = isViewer(), f, el, summary,
             save, acts, conflict;
 
@@ -919,6 +914,12 @@
             box.appendChild(acts);
             box.appendChild(h('div', {id: 'result', class: 'result',
                                       'aria-live': 'polite'}));
+            /* after a Save too: the rebuilt form keeps its keys section */
+            if (kind === 'security' && obj.type === 'apikey'
+                && (obj.direction || 'in') === 'in')
+            {
+                keys(obj.name, obj, etag, focusKeys);
+            }
         }
 
         function showErrors(list, message) {

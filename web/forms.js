@@ -511,15 +511,17 @@ var ZF = (function () {
                 disc.appendChild(h('option', {value: d, text: d}));
             });
             disc.value = value[v.field] || v.order[0];
+            /* what was entered, kept across switches (a password typed
+             * for basic_auth is there again after a look at jwt) */
+            var carried = {};
             disc.addEventListener('change', function () {
-                var cur = {};
                 try {
-                    cur = out.collect(true);
+                    Object.assign(carried, out.collect(true));
                 } catch (e) {
-                    cur = {};
+                    /* lenient: nothing thrown */
                 }
-                cur[v.field] = disc.value;
-                render(cur);
+                carried[v.field] = disc.value;
+                render(Object.assign({}, carried));
             });
             root.appendChild(h('div', {class: 'field field-enum',
                                        'data-path': v.field},

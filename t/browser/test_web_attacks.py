@@ -8,6 +8,7 @@ against the real stack (web_helpers)."""
 import json
 import time
 
+import pytest
 import requests
 
 from conftest import register_secret
@@ -82,9 +83,12 @@ def test_crafted_page_urls_are_no_page(stack, browser):
 
 def test_html_from_the_api_is_text(stack, browser):
     s = stack()
-    evil = '"><img src=x onerror="window.__xss=1">'
-    # a value, a ping error and a validation error carry the markup
-    r = s.api("POST", "amqp_def", json={"name": "evil", "host": evil})
+    evil = '"><img/src=x/onerror=window.__xss=1>'
+    # a value, the broker's ping error (NOT_ALLOWED - vhost ... not found)
+    # and a validation error carry the markup
+    r = s.api("POST", "amqp_def", json={
+        "name": "evil", "host": "127.0.0.1", "port": s.rabbitmq.port,
+        "vhost": evil, "username": "guest", "password": "guest"})
     assert r.status_code == 201, r.text
     b = browser()
     b.sign_in(s.ui, "root", ADMIN_PW)
@@ -93,7 +97,7 @@ def test_html_from_the_api_is_text(stack, browser):
     b.el('tr[data-name="evil"] button.ping').click()
     b.text_in("#result", "failed")
     b.go("#/amqp_def/edit/evil")
-    assert b.field("host").get_attribute("value") == evil
+    assert b.field("vhost").get_attribute("value") == evil
     b.fill("port", evil)
     save(b)
     b.el("#form-errors")
@@ -287,3 +291,33 @@ def test_delete_from_the_form_is_of_the_version_shown(stack, browser):
     b.el("#confirm-delete").click()
     b.text_in("#flash", "Deleted")
     assert s.api("GET", "amqp_def/shared").status_code == 404
+
+
+CSRF = """<!DOCTYPE html><form method="POST" enctype="text/plain"
+action="%s/zmq/admin/api/amqp_def"><input type="hidden"
+name='{"name":"csrf","host":"mq9","vhost":"/x' value='y"}'></form>
+<script>document.forms[0].submit()</script>"""
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "the admin API takes a cross-site text/plain form post carrying the "
+    "browser's cached Basic credentials (CSRF); needs a check in "
+    "ngx_zmq_module (JSON Content-Type, or refuse Sec-Fetch-Site "
+    "cross-site / a foreign Origin), not fixable in web/"))
+def test_a_cross_site_form_with_cached_basic_credentials(stack, browser,
+                                                         tmp_path):
+    """No cookie, but a browser that once answered the API's Basic
+    challenge (its own password dialog, outside the web-admin) keeps the
+    credentials and sends them with any site's form post: here it creates
+    an amqp_def (PUT/PATCH/DELETE cannot be sent by a form; POST can: create,
+    import, password, keys, ping, send, invoke)."""
+    s = stack()
+    b = browser()
+    host = s.url.split("//", 1)[1]
+    b.open("http://root:%s@%s/zmq/admin/api/whoami" % (ADMIN_PW, host))
+    assert "admin" in b.d.page_source
+    page = tmp_path / "evil.html"
+    page.write_text(CSRF % s.url)
+    b.open("file://" + str(page))
+    time.sleep(2)
+    assert s.api("GET", "amqp_def/csrf").status_code == 404
