@@ -70,7 +70,7 @@ def test_crafted_page_urls_are_no_page(stack, browser):
     assert not [x for x in sent(b) if "security" in x["url"]], sent(b)
     # every character the model allows in a name round-trips
     name = "a.b_c:d-e@f"
-    r = s.api("POST", "amqp_def", json={"name": name, "host": "mq1"})
+    r = s.api("POST", "amqp_def?wait=1", json={"name": name, "host": "mq1"})
     assert r.status_code == 201, r.text
     b.go("#/amqp_def")
     b.el('tr[data-name="%s"] th a' % name).click()
@@ -86,7 +86,7 @@ def test_html_from_the_api_is_text(stack, browser):
     evil = '"><img/src=x/onerror=window.__xss=1>'
     # a value, the broker's ping error (NOT_ALLOWED - vhost ... not found)
     # and a validation error carry the markup
-    r = s.api("POST", "amqp_def", json={
+    r = s.api("POST", "amqp_def?wait=1", json={
         "name": "evil", "host": "127.0.0.1", "port": s.rabbitmq.port,
         "vhost": evil, "username": "guest", "password": "guest"})
     assert r.status_code == 201, r.text
@@ -132,7 +132,7 @@ def test_sign_out_and_a_401_forget_what_the_session_showed(stack, browser):
     register_secret("typed-in-Dialog-1")
     new = "web-Admin-Rotated-5521"
     register_secret(new)
-    r = s.api("POST", "security/admins/password",
+    r = s.api("POST", "security/admins/password?wait=1",
               json={"password1": new, "password2": new})
     assert r.status_code == 200, r.text
     deadline = time.monotonic() + 20
@@ -180,7 +180,7 @@ def test_an_emptied_field_is_sent_empty(stack, browser):
     s = stack()
     # an empty app_id (no app id on messages) is a value; the default is
     # ngx_zmq: saving the form must not bring it back
-    r = s.api("PATCH", "amqp_outconn/out", json={"app_id": ""})
+    r = s.api("PATCH", "amqp_outconn/out?wait=1", json={"app_id": ""})
     assert r.status_code == 200, r.text
     assert s.api("GET", "amqp_outconn/out").json()["app_id"] == ""
     b = browser()
@@ -191,7 +191,7 @@ def test_an_emptied_field_is_sent_empty(stack, browser):
     b.text_in("#flash", "nothing changed")
     assert s.api("GET", "amqp_outconn/out").json()["app_id"] == ""
     # and a user who empties it gets it empty
-    s.api("PATCH", "amqp_outconn/out", json={"app_id": None})
+    s.api("PATCH", "amqp_outconn/out?wait=1", json={"app_id": None})
     b.go("#/amqp_outconn")
     b.go("#/amqp_outconn/edit/out")
     b.text_in('[data-path="app_id"] .hint', "ngx_zmq")
@@ -204,7 +204,7 @@ def test_an_emptied_field_is_sent_empty(stack, browser):
 
 def test_keys_made_on_the_form_page_survive_its_save(stack, browser):
     s = stack()
-    r = s.api("POST", "security", json={"name": "partners",
+    r = s.api("POST", "security?wait=1", json={"name": "partners",
                                         "type": "apikey"})
     assert r.status_code == 201, r.text
     b = browser()
@@ -238,7 +238,8 @@ def test_keys_made_on_the_form_page_survive_its_save(stack, browser):
     b.go("#/security")
     b.go("#/security/edit/partners")
     b.field("header")
-    r = s.api("PATCH", "security/partners", json={"header": "X-Theirs"})
+    r = s.api("PATCH", "security/partners?wait=1",
+              json={"header": "X-Theirs"})
     assert r.status_code == 200, r.text
     b.el("#key-id").send_keys("k2")
     b.el("#create-key").click()
@@ -271,13 +272,14 @@ def test_numbers_are_sent_as_typed(stack, browser):
 
 def test_delete_from_the_form_is_of_the_version_shown(stack, browser):
     s = stack()
-    r = s.api("POST", "amqp_def", json={"name": "shared", "host": "mq1"})
+    r = s.api("POST", "amqp_def?wait=1",
+              json={"name": "shared", "host": "mq1"})
     assert r.status_code == 201, r.text
     b = browser()
     b.sign_in(s.ui, "root", ADMIN_PW)
     b.go("#/amqp_def/edit/shared")
     b.field("host")
-    r = s.api("PATCH", "amqp_def/shared", json={"host": "mq2"})
+    r = s.api("PATCH", "amqp_def/shared?wait=1", json={"host": "mq2"})
     assert r.status_code == 200, r.text
     b.el("#object-actions button.delete").click()
     b.el("#confirm-delete").click()
