@@ -651,6 +651,10 @@ ngx_http_zmq_ping_ssl_ctx(ngx_flag_t verify)
 
     ngx_http_zmq_ping_ssls[verify] = ssl;
 
+    ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                  "zmq admin ping: this worker's %s TLS client context is "
+                  "made", verify ? "verifying" : "non-verifying");
+
     return ssl;
 }
 

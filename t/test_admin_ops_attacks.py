@@ -806,23 +806,24 @@ def test_repeated_https_pings_leave_no_descriptor_behind(gw_for, tmp_path):
         tls.close()
 
 
-def test_a_verified_https_ping_costs_the_worker_no_more_than_an_unverified_one(
-        gw_for, tmp_path):
-    """Loading the system's authorities for a fresh TLS context takes some
-    20 ms of CPU on the event loop: done once per worker, not per ping."""
+def test_https_pings_load_the_authorities_once_per_worker(gw_for, tmp_path):
+    """Loading the system's authorities into a fresh TLS context takes some
+    20 ms of CPU on the event loop: it is done once per worker, not per
+    ping (the worker logs each context it makes)."""
     tls = TlsServer(tmp_path)
     try:
         url = "https://127.0.0.1:%d/" % tls.port
         gw = gw_for([], http_outconns=[
             {"name": "v", "url": url, "tls": True},
             {"name": "u", "url": url, "tls": False}])
-        ms = {"u": [], "v": []}
         for name in ("u", "v") * 8:
             body, _ = gw.timed_ping(name, kind="http_outconn")
-            ms[name].append(body["ms"])
-        u = sorted(ms["u"][1:])[3]          # medians, past the first
-        v = sorted(ms["v"][1:])[3]
-        assert v < 2 * u + 5, ms
+            assert "ms" in body, body
+        log = gw.live.ngx.error_log()
+        assert log.count("this worker's verifying TLS client context is "
+                         "made") == 1, log
+        assert log.count("this worker's non-verifying TLS client context "
+                         "is made") == 1, log
     finally:
         tls.close()
 
