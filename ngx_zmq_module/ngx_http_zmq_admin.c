@@ -33,6 +33,7 @@
 
 
 static ngx_int_t ngx_http_zmq_admin_handler(ngx_http_request_t *r);
+static ngx_flag_t ngx_http_zmq_admin_same_origin(ngx_http_request_t *r);
 static ngx_flag_t ngx_http_zmq_admin_op_known(ngx_http_zmq_admin_req_t *ar);
 static ngx_int_t ngx_http_zmq_admin_route(ngx_http_request_t *r,
     ngx_http_zmq_admin_req_t *ar, ngx_uint_t allowed, ngx_str_t *allow);
@@ -205,6 +206,13 @@ ngx_http_zmq_admin_handler(ngx_http_request_t *r)
 
     read = (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) ? 1 : 0;
 
+    if (!read && !ngx_http_zmq_admin_same_origin(r)) {
+        return ngx_http_zmq_admin_fail(r, NGX_HTTP_FORBIDDEN, "cross_site",
+                                       "the admin API takes no write from "
+                                       "another site's page (Origin or "
+                                       "Sec-Fetch-Site)");
+    }
+
     if (!read && role != NGX_HTTP_ZMQ_ROLE_ADMIN) {
         return ngx_http_zmq_admin_fail(r, NGX_HTTP_FORBIDDEN, "forbidden",
                                          "the viewer role may only read "
@@ -360,6 +368,84 @@ not_found:
                                      "nothing is served at this path: see "
                                      "api/openapi.json for the admin API's "
                                      "paths");
+}
+
+
+/*
+ * Cross-site request forgery: a browser that once answered the API's Basic
+ * challenge sends those credentials with any site's form post. Browsers
+ * say where a request comes from (Sec-Fetch-Site; Origin on every POST, and
+ * "null" from a file or a sandbox), so a write is refused when they name
+ * another site. Clients that are no browser send neither, and pass.
+ */
+static ngx_flag_t
+ngx_http_zmq_admin_same_origin(ngx_http_request_t *r)
+{
+    u_char           *p, *end;
+    ngx_str_t         origin, site, host;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    ngx_str_null(&origin);
+    ngx_str_null(&site);
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == 6
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Origin", 6) == 0)
+        {
+            if (origin.data != NULL) {
+                return 0;               /* two: trust neither */
+            }
+
+            origin = h[i].value;
+
+        } else if (h[i].key.len == 14
+                   && ngx_strncasecmp(h[i].key.data,
+                                      (u_char *) "Sec-Fetch-Site", 14) == 0)
+        {
+            site = h[i].value;
+        }
+    }
+
+    if ((site.len == 10
+         && ngx_strncasecmp(site.data, (u_char *) "cross-site", 10) == 0)
+        || (site.len == 9
+            && ngx_strncasecmp(site.data, (u_char *) "same-site", 9) == 0))
+    {
+        return 0;
+    }
+
+    if (origin.data == NULL) {
+        return 1;
+    }
+
+    /* scheme://host[:port], which must be the Host the request names */
+    p = ngx_strlcasestrn(origin.data, origin.data + origin.len,
+                         (u_char *) "://", 3 - 1);
+    if (p == NULL || r->headers_in.host == NULL) {
+        return 0;
+    }
+
+    p += 3;
+    end = origin.data + origin.len;
+    host = r->headers_in.host->value;
+
+    return (size_t) (end - p) == host.len
+           && ngx_strncasecmp(p, host.data, host.len) == 0;
 }
 
 

@@ -438,6 +438,11 @@ zgw_name_valid(const char *name)
         return 0;
     }
 
+    /* "." and ".." are path segments to browsers and NGINX: no URL names them */
+    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+        return 0;
+    }
+
     for ( /* void */ ; *name; name++) {
         if (!isalnum((unsigned char) *name) && strchr("._:-@", *name) == NULL)
         {

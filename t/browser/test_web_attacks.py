@@ -301,11 +301,6 @@ name='{"name":"csrf","host":"mq9","vhost":"/x' value='y"}'></form>
 <script>document.forms[0].submit()</script>"""
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the admin API takes a cross-site text/plain form post carrying the "
-    "browser's cached Basic credentials (CSRF); needs a check in "
-    "ngx_zmq_module (JSON Content-Type, or refuse Sec-Fetch-Site "
-    "cross-site / a foreign Origin), not fixable in web/"))
 def test_a_cross_site_form_with_cached_basic_credentials(stack, browser,
                                                          tmp_path):
     """No cookie, but a browser that once answered the API's Basic

@@ -900,6 +900,34 @@ test_new_secret_is_random(void **state)
 }
 
 
+/* names: what the model accepts is what a URL path segment can name */
+static void
+test_names(void **state)
+{
+    char  long_name[ZGW_NAME_MAX + 2];
+
+    (void) state;
+
+    assert_true(zgw_name_valid("crm.out"));
+    assert_true(zgw_name_valid("a-b_c:d@e"));
+    assert_true(zgw_name_valid("..."));
+    assert_true(zgw_name_valid(".a"));
+    assert_false(zgw_name_valid(""));
+    assert_false(zgw_name_valid("."));
+    assert_false(zgw_name_valid(".."));
+    assert_false(zgw_name_valid("a/b"));
+    assert_false(zgw_name_valid("a b"));
+    assert_false(zgw_name_valid("a%2F"));
+
+    memset(long_name, 'x', sizeof(long_name) - 1);
+    long_name[ZGW_NAME_MAX] = '\0';
+    assert_true(zgw_name_valid(long_name));
+    long_name[ZGW_NAME_MAX] = 'x';
+    long_name[ZGW_NAME_MAX + 1] = '\0';
+    assert_false(zgw_name_valid(long_name));
+}
+
+
 int
 main(void)
 {
@@ -916,6 +944,7 @@ main(void)
         cmocka_unit_test(test_seal_secrets),
         cmocka_unit_test(test_jwt_secret_kept_or_required),
         cmocka_unit_test(test_new_secret_is_random),
+        cmocka_unit_test(test_names),
     };
 
     return cmocka_run_group_tests_name("model", tests, NULL, NULL);
