@@ -37,7 +37,7 @@ def startup_lines(z, name):
 
 
 def test_inline_payload_to_redis_and_to_a_queue(rabbitmq, queue, redis_store,
-                                                zmqd):
+                                                zmqd, zmqctl, tmp_path):
     """An inline payload reaches a redis service (RPUSHed as is) and a
     publish service (a message on another queue, seen with pika); the
     result is logged; the channel is consumed afterwards as ever."""
@@ -45,7 +45,7 @@ def test_inline_payload_to_redis_and_to_a_queue(rabbitmq, queue, redis_store,
     queue.channel.queue_declare(out, durable=True)
     try:
         payload = json.dumps({"hello": "world", "n": 1})
-        z = zmqd(doc(rabbitmq, queue, [
+        z = zmqd(d := doc(rabbitmq, queue, [
             {"name": "r", "service": "boot", "payload": payload},
             {"name": "p", "service": "pub", "payload": "to the queue",
              "when": "each"}],
@@ -65,8 +65,17 @@ def test_inline_payload_to_redis_and_to_a_queue(rabbitmq, queue, redis_store,
         publish(rabbitmq, queue.name, [b"one", b"two"])
         wait_for(lambda: r.llen("got") == 2)
         assert_acked(rabbitmq, queue.name)
-        # run once only: a configuration change does not run them again
+        # a new configuration does not run them again: they run at start
+        d["service"].append({"name": "more", "kind": "redis", "key": "m"})
+        p = tmp_path / "more.json"
+        p.write_text(json.dumps(d))
+        zmqctl("import", "--replace", p, check=0)
+        z.wait_log("configuration version %d applied" % (
+            int(r.get("zmq:version")),))
+        publish(rabbitmq, queue.name, [b"three"])
+        wait_for(lambda: r.llen("got") == 3)
         assert r.llen("boot") == 1
+        assert queue.channel.basic_get(out, auto_ack=True)[0] is None
     finally:
         queue.channel.queue_delete(out)
 
