@@ -64,6 +64,7 @@ static void ngx_http_zmq_ping_http_handler(ngx_event_t *ev);
 static void ngx_http_zmq_ping_timeout(ngx_event_t *ev);
 static void ngx_http_zmq_ping_http_connected(ngx_http_zmq_ping_t *ping);
 #if (NGX_SSL)
+static ngx_ssl_t *ngx_http_zmq_ping_ssl_ctx(ngx_flag_t verify);
 static void ngx_http_zmq_ping_ssl_done(ngx_connection_t *c);
 #endif
 static void ngx_http_zmq_ping_http_close(ngx_http_zmq_ping_t *ping);
@@ -76,6 +77,21 @@ static ngx_int_t ngx_http_zmq_ping_wait(ngx_http_request_t *r);
 static void ngx_http_zmq_ping_answer(ngx_http_zmq_ping_t *ping,
     json_t *doc);
 static double ngx_http_zmq_ping_ms(ngx_http_zmq_ping_t *ping);
+
+
+#if (NGX_SSL)
+
+/*
+ * The worker's TLS client contexts (verifying, not verifying), made on
+ * first use and freed with the cycle's pool: loading the system's
+ * authorities costs some 20 ms of CPU, which must not be spent on the
+ * event loop for each ping. What differs per ping (the host to verify) is
+ * set on its connection.
+ */
+static ngx_ssl_t    *ngx_http_zmq_ping_ssls[2];
+static ngx_cycle_t  *ngx_http_zmq_ping_ssl_cycle;
+
+#endif
 
 
 ngx_int_t
@@ -471,7 +487,9 @@ ngx_http_zmq_ping_http(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
     ping->timer.handler = ngx_http_zmq_ping_timeout;
     ping->timer.data = ping;
     ping->timer.log = ngx_cycle->log;
-    ping->timer.cancelable = 1;
+
+    /* not cancelable: a graceful shutdown answers the ping first */
+    ping->timer.cancelable = 0;
 
     ngx_add_timer(&ping->timer, ping->timeout);
 
@@ -524,11 +542,10 @@ static void
 ngx_http_zmq_ping_http_connected(ngx_http_zmq_ping_t *ping)
 {
 #if (NGX_SSL)
-    u_char              *host;
-    ngx_int_t            rc;
-    ngx_connection_t    *c;
-    X509_VERIFY_PARAM   *param;
-    ngx_pool_cleanup_t  *cln;
+    u_char             *host;
+    ngx_int_t           rc;
+    ngx_connection_t   *c;
+    X509_VERIFY_PARAM  *param;
 
     if (!ping->https) {
         goto done;
@@ -536,38 +553,16 @@ ngx_http_zmq_ping_http_connected(ngx_http_zmq_ping_t *ping)
 
     c = ping->peer.connection;
 
-    ping->ssl = ngx_pcalloc(ping->request->pool, sizeof(ngx_ssl_t));
+    ping->ssl = ngx_http_zmq_ping_ssl_ctx(ping->verify);
     if (ping->ssl == NULL) {
         goto failed;
     }
 
-    ping->ssl->log = ngx_cycle->log;
-
-    if (ngx_ssl_create(ping->ssl, NGX_SSL_TLSv1_2|NGX_SSL_TLSv1_3, NULL)
-        != NGX_OK)
-    {
-        ping->ssl = NULL;
-        goto failed;
-    }
-
-    cln = ngx_pool_cleanup_add(ping->request->pool, 0);
-    if (cln == NULL) {
-        ngx_ssl_cleanup_ctx(ping->ssl);
-        ping->ssl = NULL;
-        goto failed;
-    }
-
-    cln->handler = ngx_ssl_cleanup_ctx;
-    cln->data = ping->ssl;
-
     /*
-     * Verified against the system's authorities when tls is true; the
-     * result is read after the handshake, so that the answer says why.
+     * Verified against the system's authorities when tls is true (the
+     * verifying context has them); the result is read after the handshake,
+     * so that the answer says why.
      */
-    if (ping->verify && SSL_CTX_set_default_verify_paths(ping->ssl->ctx) != 1)
-    {
-        goto failed;
-    }
 
     if (ngx_ssl_create_connection(ping->ssl, c, NGX_SSL_CLIENT) != NGX_OK) {
         goto failed;
@@ -610,6 +605,59 @@ done:
 
 
 #if (NGX_SSL)
+
+static ngx_ssl_t *
+ngx_http_zmq_ping_ssl_ctx(ngx_flag_t verify)
+{
+    ngx_ssl_t           *ssl;
+    ngx_pool_cleanup_t  *cln;
+
+    if (ngx_http_zmq_ping_ssl_cycle != ngx_cycle) {
+        /* a new cycle (single process mode): the old pool freed them */
+        ngx_http_zmq_ping_ssls[0] = NULL;
+        ngx_http_zmq_ping_ssls[1] = NULL;
+        ngx_http_zmq_ping_ssl_cycle = (ngx_cycle_t *) ngx_cycle;
+    }
+
+    verify = verify ? 1 : 0;
+
+    if (ngx_http_zmq_ping_ssls[verify] != NULL) {
+        return ngx_http_zmq_ping_ssls[verify];
+    }
+
+    ssl = ngx_pcalloc(ngx_cycle->pool, sizeof(ngx_ssl_t));
+    cln = ngx_pool_cleanup_add(ngx_cycle->pool, 0);
+    if (ssl == NULL || cln == NULL) {
+        return NULL;
+    }
+
+    ssl->log = ngx_cycle->log;
+
+    if (ngx_ssl_create(ssl, NGX_SSL_TLSv1_2|NGX_SSL_TLSv1_3, NULL)
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    cln->handler = ngx_ssl_cleanup_ctx;
+    cln->data = ssl;
+
+    /* kept even so (made once): its pings then say what does not verify */
+    if (verify && SSL_CTX_set_default_verify_paths(ssl->ctx) != 1) {
+        ngx_ssl_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "zmq admin ping: SSL_CTX_set_default_verify_paths() "
+                      "failed");
+    }
+
+    ngx_http_zmq_ping_ssls[verify] = ssl;
+
+    ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                  "zmq admin ping: this worker's %s TLS client context is "
+                  "made", verify ? "verifying" : "non-verifying");
+
+    return ssl;
+}
+
 
 static void
 ngx_http_zmq_ping_ssl_done(ngx_connection_t *c)

@@ -199,6 +199,7 @@ static ngx_zmq_amqp_conn_t *ngx_zmq_amqp_create(ngx_zmq_amqp_worker_t *w,
     ngx_http_zmq_outconn_conf_t *src, ngx_zmq_amqp_stats_t *stats,
     ngx_log_t *log);
 static void ngx_zmq_amqp_destroy(ngx_zmq_amqp_conn_t *conn);
+static void ngx_zmq_amqp_wipe(ngx_zmq_amqp_conn_t *conn);
 static void ngx_zmq_amqp_probe_next(ngx_zmq_amqp_conn_t *conn,
     const char *reason);
 static void ngx_zmq_amqp_probe_finish(ngx_zmq_amqp_conn_t *conn,
@@ -531,6 +532,14 @@ ngx_zmq_amqp_destroy(ngx_zmq_amqp_conn_t *conn)
         ngx_del_timer(&conn->drain);
     }
 
+    /* the password, and the start-ok that carried it, leave no copy */
+    ngx_zmq_amqp_wipe(conn);
+
+    if (conn->conf->password.len) {
+        ngx_explicit_memzero(conn->conf->password.data,
+                             conn->conf->password.len);
+    }
+
     ngx_zmq_socket_free(&conn->sock);
     ngx_free(conn->fbuf);
     conn->fbuf = NULL;
@@ -541,6 +550,23 @@ ngx_zmq_amqp_destroy(ngx_zmq_amqp_conn_t *conn)
     ngx_memzero(conn->stats, sizeof(ngx_zmq_amqp_stats_t));
     ngx_queue_remove(&conn->queue);
     ngx_destroy_pool(conn->pool);
+}
+
+
+/* what of the output buffer is not waiting to be sent: zeroes */
+static void
+ngx_zmq_amqp_wipe(ngx_zmq_amqp_conn_t *conn)
+{
+    ngx_zmq_socket_t  *s;
+
+    s = &conn->sock;
+
+    if (s->out_start == NULL) {
+        return;
+    }
+
+    ngx_explicit_memzero(s->out_start, s->out_pos - s->out_start);
+    ngx_explicit_memzero(s->out_last, s->out_end - s->out_last);
 }
 
 
@@ -811,6 +837,7 @@ ngx_zmq_amqp_close(ngx_zmq_amqp_conn_t *conn, ngx_uint_t level,
     }
 
     ngx_zmq_socket_discard(&conn->sock);
+    ngx_zmq_amqp_wipe(conn);
 
     /* every message not yet confirmed is lost to this connection */
     for (tag = conn->head_tag; tag < conn->next_tag; tag++) {
@@ -1644,6 +1671,9 @@ ngx_zmq_amqp_tune(ngx_zmq_amqp_conn_t *conn, void *tune)
     ngx_http_zmq_outconn_conf_t  *oc;
 
     oc = conn->conf;
+
+    /* start-ok, with the password, is out: no copy stays in the buffer */
+    ngx_zmq_amqp_wipe(conn);
 
     /*
      * AMQP 0-9-1: frame_max is at least 4096 (frame-min-size), 0 meaning
@@ -2705,6 +2735,12 @@ ngx_zmq_amqp_probe_exchange(ngx_zmq_amqp_worker_t *w,
         ngx_zmq_amqp_destroy(conn);
         return NULL;
     }
+
+    /*
+     * Not cancelable: a graceful shutdown waits for the probe's answer (a
+     * request waits on it), which its deadline bounds.
+     */
+    conn->timer.cancelable = 0;
 
     conn->probing = 1;
     conn->probe = done;

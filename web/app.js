@@ -50,6 +50,7 @@
         base: null,         /* the API's base URL */
         timer: null,        /* the status page's refresh */
         pending: null,      /* [text, class] for the next page's flash */
+        form: null,         /* the edit form shown: {kind, name, f, el} */
         names: {}           /* kind -> [names] for the datalists */
     };
 
@@ -185,7 +186,16 @@
         S.auth = null;
         S.role = null;
         S.doc = null;
+        S.form = null;
         sessionStorage.removeItem(STORE);
+        /* nothing the session showed stays in the page: open dialogs
+         * (a typed password), the names the datalists suggested */
+        document.querySelectorAll('dialog, datalist').forEach(function (x) {
+            if (x.open) {
+                x.close();
+            }
+            x.remove();
+        });
         stopTimer();
         renderHeader();
         showSignIn(msg);
@@ -702,6 +712,42 @@
         }).catch(function () {});
     }
 
+    /*
+     * A write to the object whose edit form is shown (a password, an API
+     * key): sent with the form's If-Match, so that the form takes the
+     * answer's ETag (the user's own write is no conflict for a later Save);
+     * when someone else changed the object since the form was filled
+     * (412), sent again without it, and the form keeps its ETag, so that
+     * Save still reports their change. -> [res, the form or null]
+     */
+    function objectWrite(kind, n, method, path, opt) {
+        var F = S.form, tag;
+        if (!F || F.kind !== kind || F.name !== n
+            || !document.body.contains(F.el))
+        {
+            F = null;
+        }
+        tag = F && F.el.getAttribute('data-etag');
+        if (!tag) {
+            return api(method, path, opt).then(function (res) {
+                return [res, F];
+            });
+        }
+        return api(method, path, Object.assign({}, opt, {headers:
+                   {'If-Match': tag}}))
+        .then(function (res) {
+            if (res.status === 412) {
+                return api(method, path, opt).then(function (r2) {
+                    return [r2, F];
+                });
+            }
+            if (res.ok && res.etag) {
+                F.el.setAttribute('data-etag', res.etag);
+            }
+            return [res, F];
+        });
+    }
+
     function password(kind, n) {
         var p1 = h('input', {id: 'pw1', type: 'password', autocomplete:
                              'new-password'}),
@@ -726,9 +772,10 @@
                      p2.focus();
                      return;
                  }
-                 api('POST', kindPath(kind, n, 'password'),
+                 objectWrite(kind, n, 'POST', kindPath(kind, n, 'password'),
                      {body: {password1: p1.value, password2: p2.value}})
-                 .then(function (res) {
+                 .then(function (rf) {
+                     var res = rf[0];
                      if (!res.ok) {
                          err.textContent = errText(res);
                          err.hidden = false;
@@ -757,9 +804,26 @@
     }
 
     function doRemove(kind, n, cascade, d, body, after) {
+        var F = S.form, hd = {};
+        /* from the object's own page: only the version it shows (someone
+         * else's change since is not deleted unseen: 412) */
+        if (F && F.kind === kind && F.name === n
+            && document.body.contains(F.el) && F.el.getAttribute('data-etag'))
+        {
+            hd['If-Match'] = F.el.getAttribute('data-etag');
+        }
         api('DELETE', kindPath(kind, n), {query: cascade ? {cascade: 'true'}
-                                                          : {}})
+                                                          : {},
+                                          headers: hd})
         .then(function (res) {
+            if (res.status === 412) {
+                body.appendChild(h('p', {class: 'error', role: 'alert',
+                                         id: 'delete-conflict',
+                    text: 'Not deleted: someone else changed ' + kind + ' \''
+                          + n + '\' since you opened it. Reload the page to '
+                          + 'see it, then delete it if you still want to.'}));
+                return;
+            }
             if (res.status === 409 && res.data.error === 'in_use') {
                 d.close();
                 var list = h('ul', {id: 'referrers'},
@@ -809,16 +873,11 @@
                 box.appendChild(h('p', {class: 'error', text: errText(res)}));
                 return;
             }
-            form(kind, res.data, res.etag, box);
-            if (kind === 'security' && res.data.type === 'apikey'
-                && (res.data.direction || 'in') === 'in')
-            {
-                keys(name, res.data, res.etag, q.keys === '1');
-            }
+            form(kind, res.data, res.etag, box, q.keys === '1');
         }).catch(function () {});
     }
 
-    function form(kind, obj, etag, box) {
+    function form(kind, obj, etag, box, focusKeys) {
         var creating = etag === null, ro = isViewer(), f, el, summary,
             save, acts, conflict;
 
@@ -846,6 +905,7 @@
                         'Cancel')));
         box.textContent = '';
         box.appendChild(el);
+        S.form = creating ? null : {kind: kind, name: obj.name, f: f, el: el};
         if (!creating) {
             acts = h('div', {class: 'toolbar actions', id: 'object-actions'});
             actions(kind, obj, acts, function () {
@@ -854,6 +914,12 @@
             box.appendChild(acts);
             box.appendChild(h('div', {id: 'result', class: 'result',
                                       'aria-live': 'polite'}));
+            /* after a Save too: the rebuilt form keeps its keys section */
+            if (kind === 'security' && obj.type === 'apikey'
+                && (obj.direction || 'in') === 'in')
+            {
+                keys(obj.name, obj, etag, focusKeys);
+            }
         }
 
         function showErrors(list, message) {
@@ -956,36 +1022,62 @@
     function keys(name, obj, etag, focus) {
         var sec = h('section', {id: 'keys', class: 'card',
                                 'aria-labelledby': 'keys-title'}),
-            list = h('ul', {id: 'key-list'}), idIn, shown;
+            list = h('ul', {id: 'key-list'}), idIn, shown,
+            cur = (obj.keys || []).map(function (k) { return {id: k.id}; });
+
+        /* the form on the page sends the keys as they now are */
+        function update(F) {
+            if (F) {
+                F.f.set('keys', cur.slice());
+            }
+        }
+
+        function item(k, isNew) {
+            var li = h('li', {'data-id': k.id}, h('code', {text: k.id}),
+                       isNew ? ' (new) ' : null);
+            if (!isViewer()) {
+                li.appendChild(revokeButton(k, li));
+            }
+            return li;
+        }
 
         sec.appendChild(h('h2', {id: 'keys-title', text: 'API keys'}));
-        (obj.keys || []).forEach(function (k) {
-            list.appendChild(h('li', {'data-id': k.id}, h('code', {text:
-                k.id}), isViewer() ? null : h('button', {
-                    type: 'button', class: 'small danger revoke',
-                    'aria-label': 'Revoke key ' + k.id,
-                    onclick: function () {
-                        modal('Revoke key', h('p', {text: 'Revoke API key \''
-                              + k.id + '\' of ' + name + '? Clients using '
-                              + 'it are refused from then on.'}),
-                              [{text: 'Revoke', cls: 'danger', submit: true,
-                                id: 'confirm-revoke',
-                                onclick: function (d) {
-                                    api('DELETE', 'security/'
-                                        + encodeURIComponent(name)
-                                        + '/keys/' + encodeURIComponent(k.id))
-                                    .then(function (res) {
-                                        d.close();
-                                        if (!res.ok) {
-                                            flash(errText(res), 'error');
-                                            return;
-                                        }
-                                        editPage('security', name, {});
-                                        flash('Key ' + k.id + ' revoked.',
-                                              'ok');
-                                    }).catch(function () {});
-                                }}]);
-                    }}, 'Revoke')));
+        function revokeButton(k, li) {
+            return h('button', {
+                type: 'button', class: 'small danger revoke',
+                'aria-label': 'Revoke key ' + k.id,
+                onclick: function () {
+                    modal('Revoke key', h('p', {text: 'Revoke API key \''
+                          + k.id + '\' of ' + name + '? Clients using '
+                          + 'it are refused from then on.'}),
+                          [{text: 'Revoke', cls: 'danger', submit: true,
+                            id: 'confirm-revoke',
+                            onclick: function (d) {
+                                objectWrite('security', name, 'DELETE',
+                                    'security/' + encodeURIComponent(name)
+                                    + '/keys/' + encodeURIComponent(k.id),
+                                    {})
+                                .then(function (rf) {
+                                    var res = rf[0];
+                                    d.close();
+                                    if (!res.ok) {
+                                        flash(errText(res), 'error');
+                                        return;
+                                    }
+                                    /* the form keeps what was typed in it */
+                                    li.remove();
+                                    cur = cur.filter(function (x) {
+                                        return x.id !== k.id;
+                                    });
+                                    update(rf[1]);
+                                    flash('Key ' + k.id + ' revoked.', 'ok');
+                                }).catch(function () {});
+                            }}]);
+                }}, 'Revoke');
+        }
+
+        cur.forEach(function (k) {
+            list.appendChild(item(k, false));
         });
         if (!(obj.keys || []).length) {
             list.appendChild(h('li', {text: 'No keys yet.'}));
@@ -999,8 +1091,10 @@
                     ev.preventDefault();
                     var body = idIn.value.trim() ? {id: idIn.value.trim()}
                                                  : {};
-                    api('POST', 'security/' + encodeURIComponent(name)
-                        + '/keys', {body: body}).then(function (res) {
+                    objectWrite('security', name, 'POST', 'security/'
+                        + encodeURIComponent(name) + '/keys', {body: body})
+                    .then(function (rf) {
+                        var res = rf[0];
                         shown.textContent = '';
                         if (!res.ok) {
                             shown.appendChild(h('p', {class: 'error',
@@ -1024,9 +1118,9 @@
                                 }
                             }}, 'Copy')));
                         out.select();
-                        list.appendChild(h('li', {'data-id': res.data.id},
-                                           h('code', {text: res.data.id}),
-                                           ' (new)'));
+                        cur.push({id: res.data.id});
+                        update(rf[1]);
+                        list.appendChild(item({id: res.data.id}, true));
                     }).catch(function () {});
                 }},
                 h('label', {for: 'key-id', text: 'Key id (optional)'}),
@@ -1115,8 +1209,9 @@
             props.delivery_mode = Number(F.delivery_mode.value);
         }
         if (F.priority.value.trim() !== '') {
-            props.priority = isNaN(Number(F.priority.value))
-                             ? F.priority.value : Number(F.priority.value);
+            props.priority = ZF.jsonNumber(F.priority.value.trim()) === null
+                             ? F.priority.value
+                             : ZF.jsonNumber(F.priority.value.trim());
         }
         ['expiration', 'correlation_id', 'reply_to', 'message_id',
          'content_type'].forEach(function (p) {
@@ -1434,10 +1529,23 @@
             });
             hs = hs.slice(0, i);
         }
-        parts = hs.split('/').map(function (p) {
-            return decodeURIComponent(p);
-        });
+        try {
+            parts = hs.split('/').map(function (p) {
+                return decodeURIComponent(p);
+            });
+        } catch (e) {
+            /* a malformed %-escape (#/amqp_def/edit/50%): no such page */
+            parts = ['\u0000'];
+        }
         return {parts: parts, q: q};
+    }
+
+    /* an object's name in a page's URL: the model's names only. Anything
+     * else (a decoded '/', '?', '#') would make a different API path of
+     * kindPath() (NGINX decodes %2F and resolves '..'); '.' and '..' are
+     * resolved away by the browser itself */
+    function nameOk(n) {
+        return /^[A-Za-z0-9._:@-]{1,200}$/.test(n) && n !== '.' && n !== '..';
     }
 
     function route(ev) {
@@ -1461,10 +1569,14 @@
             } else if (KINDS[kind] && p[1] === 'new') {
                 markNav(kind);
                 editPage(kind, undefined, r.q);
-            } else if (KINDS[kind] && p[1] === 'edit' && p[2]) {
+            } else if (KINDS[kind] && p[1] === 'edit' && p.length === 3
+                       && nameOk(p[2]))
+            {
                 markNav(kind);
                 editPage(kind, p[2], r.q);
-            } else if (kind === 'amqp_outconn' && p[1] === 'send' && p[2]) {
+            } else if (kind === 'amqp_outconn' && p[1] === 'send'
+                       && p.length === 3 && nameOk(p[2]))
+            {
                 markNav(kind);
                 sendPage(p[2]);
             } else {

@@ -180,6 +180,16 @@ var ZF = (function () {
         return 'jsonish';
     }
 
+    /* v as a number if it is written as a JSON number, else null */
+    function jsonNumber(v) {
+        var n;
+        if (!/^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$/.test(v)) {
+            return null;
+        }
+        n = Number(v);
+        return isFinite(n) ? n : null;
+    }
+
     function same(a, b) {
         return JSON.stringify(a) === JSON.stringify(b);
     }
@@ -196,7 +206,7 @@ var ZF = (function () {
     function field(doc, name, p, path, orig, present, ctx) {
         var w = widget(p), id = nextId('fld'), hintId = id + '-hint',
             errId = id + '-err', input, kids = [], req, hint = [], f,
-            list, rk, desc;
+            list, rk, desc, typed, kept;
 
         req = ctx.required.indexOf(name) >= 0;
         desc = p.description || p.title;
@@ -233,17 +243,23 @@ var ZF = (function () {
             return null;
 
         case 'secret':
+            /* a stored secret reads {"$set": true}; a string is what the
+             * user typed before a kind/type switch rebuilt the form: kept
+             * in the input (never a stored secret: the API returns none) */
+            typed = typeof orig === 'string';
+            kept = present && !typed;
             input = described(h('input', {
                 id: id, type: 'password', name: path,
                 autocomplete: 'new-password',
-                placeholder: present ? 'set: leave empty to keep it'
-                                     : 'not set'
+                value: typed ? orig : undefined,
+                placeholder: kept ? 'set: leave empty to keep it'
+                                  : 'not set'
             }));
             f.collect = function () {
                 if (input.value !== '') {
                     return input.value;
                 }
-                return present ? {'$set': true} : undefined;
+                return kept ? {'$set': true} : undefined;
             };
             break;
 
@@ -288,9 +304,11 @@ var ZF = (function () {
                 if (v === '') {
                     return undefined;
                 }
-                n = Number(v);
-                /* the server says what is wrong with what is not one */
-                return isNaN(n) ? v : n;
+                /* a JSON number only (Number() would also take 0x1e,
+                 * 0b11 or Infinity, which JSON sends as null): the server
+                 * says what is wrong with anything else */
+                n = jsonNumber(v);
+                return n === null ? v : n;
             };
             break;
 
@@ -312,7 +330,14 @@ var ZF = (function () {
             }
             input.value = start === undefined ? '' : String(start);
             f.collect = function () {
-                return input.value === '' ? undefined : input.value;
+                if (input.value !== '') {
+                    return input.value;
+                }
+                /* emptied where empty is a value and the default is not
+                 * (an amqp_outconn's app_id): sent as entered, not left
+                 * out (which would store the default) */
+                return typeof p.default === 'string' && p.default !== ''
+                       && !(p.minLength > 0) ? '' : undefined;
             };
             break;
 
@@ -337,6 +362,15 @@ var ZF = (function () {
             hint.unshift('made and revoked with the API keys actions');
             f.collect = function () {
                 return present ? orig : undefined;
+            };
+            /* the keys made or revoked on the form's page since it was
+             * filled: the form sends them as they now are */
+            f.set = function (list) {
+                orig = list;
+                present = true;
+                input.textContent = list.length ? list.map(function (k) {
+                    return k.id;
+                }).join(', ') : '(none)';
             };
             break;
 
@@ -477,15 +511,17 @@ var ZF = (function () {
                 disc.appendChild(h('option', {value: d, text: d}));
             });
             disc.value = value[v.field] || v.order[0];
+            /* what was entered, kept across switches (a password typed
+             * for basic_auth is there again after a look at jwt) */
+            var carried = {};
             disc.addEventListener('change', function () {
-                var cur = {};
                 try {
-                    cur = out.collect(true);
+                    Object.assign(carried, out.collect(true));
                 } catch (e) {
-                    cur = {};
+                    /* lenient: nothing thrown */
                 }
-                cur[v.field] = disc.value;
-                render(cur);
+                carried[v.field] = disc.value;
+                render(Object.assign({}, carried));
             });
             root.appendChild(h('div', {class: 'field field-enum',
                                        'data-path': v.field},
@@ -502,6 +538,14 @@ var ZF = (function () {
             el: root,
             discriminator: v && v.field,
             fields: function () { return state.fields; },
+            /* sets a top-level field that can be set (the API keys) */
+            set: function (name, v) {
+                state.top.forEach(function (f) {
+                    if (f.name === name && f.set) {
+                        f.set(v);
+                    }
+                });
+            },
             /* the object to send; throws {field, message} for JSON that
              * does not parse */
             collect: function (lenient) {
@@ -588,5 +632,5 @@ var ZF = (function () {
 
     return {h: h, build: build, resolve: resolve, variants: variants,
             schemaFor: schemaFor, secretField: secretField,
-            widget: widget, nextId: nextId};
+            widget: widget, nextId: nextId, jsonNumber: jsonNumber};
 }());
