@@ -144,6 +144,8 @@ static const char *const  zgw_enum_sec_type[] = { "basic_auth", "apikey",
                                                   "jwt", NULL };
 static const char *const  zgw_enum_direction[] = { "in", "out", NULL };
 static const char *const  zgw_enum_role[] = { "admin", "viewer", NULL };
+static const char *const  zgw_enum_startup_when[] = { "first", "each",
+                                                      NULL };
 static const char *const  zgw_enum_jwt_alg[] = { "HS256", "HS384", "HS512",
                                                  "RS256", "RS384", "RS512",
                                                  "PS256", "ES256", "ES384",
@@ -362,6 +364,8 @@ static const zgw_field_t  zgw_startup_fields[] = {
     F_REF_REQ("service", ZGW_KIND_SERVICE),
     F_STR_OPT("payload", 0, 16777216),
     F_STR_OPT("payload_file", 1, 4096),
+    /* first: once per cluster start (one zmqd); each: every zmqd process */
+    F_ENUM_DEF("when", zgw_enum_startup_when, "first"),
     ZGW_END
 };
 
@@ -1379,10 +1383,20 @@ zgw_check_rest_channel(const char *who, json_t *obj, zgw_errors_t *errs)
 static int
 zgw_check_startup(const char *who, json_t *obj, zgw_errors_t *errs)
 {
+    const char  *file;
+
     if (json_object_get(obj, "payload") != NULL
         && json_object_get(obj, "payload_file") != NULL)
     {
         zgw_errors_add(errs, "%s: set payload or payload_file, not both",
+                       who);
+        return ZGW_ERROR;
+    }
+
+    /* a path, or Zato's file://path */
+    file = json_string_value(json_object_get(obj, "payload_file"));
+    if (file != NULL && strcmp(file, "file://") == 0) {
+        zgw_errors_add(errs, "%s: payload_file 'file://' names no file",
                        who);
         return ZGW_ERROR;
     }

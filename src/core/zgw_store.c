@@ -119,6 +119,13 @@ failed:
 }
 
 
+struct redisContext *
+zgw_store_context(zgw_store_t *st)
+{
+    return st->ctx;
+}
+
+
 void
 zgw_store_close(zgw_store_t *st)
 {

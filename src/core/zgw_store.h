@@ -37,6 +37,7 @@ extern const char  zgw_store_replace_lua[];
 
 
 struct redisReply;
+struct redisContext;
 
 /* the command that reads a snapshot: argv needs ZGW_SNAPSHOT_ARGC slots */
 #define ZGW_SNAPSHOT_ARGC  (3 + ZGW_KIND_MAX)
@@ -53,6 +54,8 @@ int zgw_store_snapshot_parse(const struct redisReply *r, zgw_config_t *cfg,
 zgw_store_t *zgw_store_connect(const char *url, int timeout_ms,
     zgw_errors_t *errs);
 void zgw_store_close(zgw_store_t *st);
+/* the connection (AUTH and SELECT done), for a caller's own commands */
+struct redisContext *zgw_store_context(zgw_store_t *st);
 
 /*
  * Loads a consistent snapshot into an empty cfg and sets cfg->version.

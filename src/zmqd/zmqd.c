@@ -22,6 +22,8 @@
  *                     again (dead letters, the publish service)
  *   zmqd_heap.c       the retries, by due time
  *   zmqd_master.c     --workers: the master process
+ *   zmqd_startup.c    startup services, and the cluster membership that
+ *                     tells a cluster start ("first" ones) from a join
  *   zmqd_log.c        the log and the clock
  */
 
@@ -47,6 +49,11 @@
 #define ZMQD_ACK_BATCH      64
 /* the most messages one AMQP channel of a consumer holds (prefetch) */
 #define ZMQD_PREFETCH_MAX   1000
+/*
+ * Startup services run once every definition in use is connected, or
+ * this long after the start if one is not (they run anyway then)
+ */
+#define ZMQD_STARTUP_WAIT_S 30
 
 
 typedef struct zmqd_ctx_s       zmqd_ctx_t;
@@ -112,11 +119,14 @@ struct zmqd_ctx_s {
     int                verbose;
     int                max_hold;      /* s a message may wait for retries */
     unsigned long      done;
+    zmqd_cluster_t     cluster;
+    int                in_cluster;
 };
 
 
 static void zmqd_flush_acks(zmqd_def_t *d, zmqd_consumer_t *c, int i);
 static void zmqd_flush_all_acks(zmqd_ctx_t *ctx, zmqd_def_t *d);
+static int zmqd_all_connected(zmqd_ctx_t *ctx);
 
 
 static volatile sig_atomic_t  zmqd_stop;
@@ -929,6 +939,24 @@ zmqd_run_retries(zmqd_ctx_t *ctx)
 /* ----------------------------------------------------------- the loop */
 
 
+/* every definition in use has its consuming connection */
+static int
+zmqd_all_connected(zmqd_ctx_t *ctx)
+{
+    int  i;
+
+    for (i = 0; i < ZMQD_DEFS_MAX; i++) {
+        if (ctx->defs[i].name != NULL && ctx->defs[i].used
+            && ctx->defs[i].consume == NULL)
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
 static void
 zmqd_connect(zmqd_ctx_t *ctx, zmqd_def_t *d)
 {
@@ -1197,9 +1225,12 @@ int
 main(int argc, char **argv)
 {
     int                 c, i, check, busy, workers, rc, in_worker;
+    int                 startup_done;
     char                err[256], shown[ZGW_URL_SHOW_MAX];
+    double              startup_due;
     const char         *env, *key_file;
     zmqd_ctx_t          ctx;
+    zmqd_env_t          senv;
     zgw_errors_t        errs;
     zgw_config_t       *cfg;
 
@@ -1355,6 +1386,21 @@ main(int argc, char **argv)
     zmqd_log("info", "started with configuration version %lld from %s",
              ctx.cfg->version, ctx.source);
 
+    /*
+     * Every zmqd following Redis is a cluster member, so that a process
+     * joining later knows the cluster runs; with a file, only when a
+     * startup service needs the cluster lock.
+     */
+    if (strncmp(ctx.source, "file:", 5) != 0
+        || zmqd_startup_count(ctx.cfg, 1) > 0)
+    {
+        ctx.in_cluster = zmqd_cluster_join(&ctx.cluster, ctx.redis_url) == 0
+                         || ctx.cluster.joined;
+    }
+
+    startup_done = 0;
+    startup_due = zmqd_now() + ZMQD_STARTUP_WAIT_S;
+
     while (!zmqd_stop) {
         if (zmqd_reload) {
             zmqd_reload = 0;
@@ -1383,6 +1429,17 @@ main(int argc, char **argv)
             }
         }
 
+        /* after the configuration loaded and the connections made */
+        if (!startup_done && !zmqd_stop
+            && (zmqd_all_connected(&ctx) || zmqd_now() >= startup_due))
+        {
+            startup_done = 1;
+            zmqd_env(&ctx, &senv);
+            zmqd_startup_run(&senv, ctx.in_cluster ? &ctx.cluster : NULL,
+                             &zmqd_stop);
+            continue;
+        }
+
         if (!busy) {
             usleep(20000);
         }
@@ -1409,6 +1466,8 @@ main(int argc, char **argv)
     for (i = 0; i < ctx.nconsumers; i++) {
         zmqd_consumer_free(ctx.consumers[i]);
     }
+
+    zmqd_cluster_leave(&ctx.cluster);
 
     if (zmqd_follow_stop(&ctx.follow) != 0) {
         zmqd_log("warn", "the configuration thread is still waiting for %s; "

@@ -11,6 +11,7 @@
 #define ZMQD_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <sys/types.h>
 #include <time.h>
@@ -243,5 +244,42 @@ int zmqd_format_check(const char *format, const amqp_bytes_t *body,
     char *err, size_t errlen);
 /* closes the connections services keep (HTTP, Redis) */
 void zmqd_services_reset(void);
+
+/*
+ * The cluster membership (zmqd_startup.c): every zmqd is a member of
+ * zmq:zmqd:members in the configuration's Redis while it runs; the one
+ * that joins when no other is alive starts the cluster and runs the
+ * startup services with when "first".
+ */
+typedef struct {
+    char               url[2048];
+    char               shown[ZGW_URL_SHOW_MAX];  /* no password */
+    char               id[320];       /* host:pid:random */
+    zgw_store_t       *store;         /* the renewing thread's */
+    int                joined;        /* the join (the lock) succeeded */
+    int                starter;       /* no other member was alive */
+    long long          others;        /* members alive at the join */
+    char               err[1024];     /* why the join failed */
+    int                lost;          /* a failure to renew was logged */
+    pthread_t          thread;
+    pthread_mutex_t    lock;
+    pthread_cond_t     cond;
+    int                stop;
+    int                inited;
+    int                running;
+} zmqd_cluster_t;
+
+/* joins (bounded: 2 s to connect, 2 s to answer) and starts renewing */
+int zmqd_cluster_join(zmqd_cluster_t *c, const char *url);
+/* stops renewing and leaves */
+void zmqd_cluster_leave(zmqd_cluster_t *c);
+/* active startup objects with when "first" (first 1) or "each" (0) */
+int zmqd_startup_count(const zgw_config_t *cfg, int first);
+/*
+ * invokes the active startup services in name order, each once and
+ * bounded as a channel's message; cluster NULL: "first" ones are not run
+ */
+void zmqd_startup_run(const zmqd_env_t *env, const zmqd_cluster_t *cluster,
+    const volatile sig_atomic_t *stop);
 
 #endif /* ZMQD_H */

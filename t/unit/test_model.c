@@ -431,6 +431,19 @@ static const model_case_t  model_cases[] = {
       "{\"service\":[{\"name\":\"a\",\"kind\":\"redis\",\"key\":\"k\"}],"
       "\"startup\":[{\"name\":\"s\",\"service\":\"a\",\"payload\":\"{}\","
       "\"payload_file\":\"/x\"}]}", "set payload or payload_file, not both" },
+    { "startup: when is first or each",
+      "{\"service\":[{\"name\":\"a\",\"kind\":\"redis\",\"key\":\"k\"}],"
+      "\"startup\":[{\"name\":\"s\",\"service\":\"a\",\"when\":\"all\"}]}",
+      "when 'all' is not one of: first, each" },
+    { "startup: payload_file file:// with a path is valid",
+      "{\"service\":[{\"name\":\"a\",\"kind\":\"redis\",\"key\":\"k\"}],"
+      "\"startup\":[{\"name\":\"s\",\"service\":\"a\",\"when\":\"each\","
+      "\"payload_file\":\"file:///etc/boot.json\"}]}", NULL },
+    { "startup: payload_file file:// alone names no file",
+      "{\"service\":[{\"name\":\"a\",\"kind\":\"redis\",\"key\":\"k\"}],"
+      "\"startup\":[{\"name\":\"s\",\"service\":\"a\","
+      "\"payload_file\":\"file://\"}]}",
+      "startup 's': payload_file 'file://' names no file" },
     { "startup: service must exist",
       "{\"startup\":[{\"name\":\"s\",\"service\":\"a\"}]}",
       "startup 's': service 'a' does not exist" },
@@ -555,6 +568,23 @@ test_defaults_are_filled(void **state)
     assert_true(json_is_true(json_object_get(def, "is_active")));
     assert_int_equal(json_integer_value(json_object_get(def, "frame_max")),
                      131072);
+
+    zgw_errors_free(&errs);
+    zgw_config_free(cfg);
+
+    /* a startup service runs once per cluster start unless said */
+    doc = "{\"service\":[{\"name\":\"a\",\"kind\":\"redis\",\"key\":\"k\"}],"
+          "\"startup\":[{\"name\":\"s\",\"service\":\"a\"}]}";
+    cfg = zgw_config_new();
+    zgw_errors_init(&errs);
+
+    assert_int_equal(zgw_config_load_text(cfg, doc, strlen(doc), NULL, 0,
+                                          &errs), ZGW_OK);
+
+    def = zgw_config_get(cfg, ZGW_KIND_STARTUP, "s");
+    assert_non_null(def);
+    assert_string_equal(json_string_value(json_object_get(def, "when")),
+                        "first");
 
     zgw_errors_free(&errs);
     zgw_config_free(cfg);
