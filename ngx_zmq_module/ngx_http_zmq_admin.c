@@ -592,7 +592,7 @@ ngx_http_zmq_admin_read(ngx_http_request_t *r, ngx_http_zmq_admin_req_t *ar)
             json_object_set_new(doc, "principal", json_null());
         }
 
-        return ngx_http_zmq_admin_reply(r, NGX_HTTP_OK, doc);
+        return ngx_http_zmq_send_doc(r, NGX_HTTP_OK, doc);
     }
 
     if (ar->kind < 0 && ngx_strcmp(ar->kind_name, "status") == 0) {
@@ -601,7 +601,7 @@ ngx_http_zmq_admin_read(ngx_http_request_t *r, ngx_http_zmq_admin_req_t *ar)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_http_zmq_admin_reply(r, NGX_HTTP_OK, doc);
+        return ngx_http_zmq_send_doc(r, NGX_HTTP_OK, doc);
     }
 
     rt = ngx_http_zmq_runtime_current();
@@ -620,7 +620,7 @@ ngx_http_zmq_admin_read(ngx_http_request_t *r, ngx_http_zmq_admin_req_t *ar)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_http_zmq_admin_reply(r, NGX_HTTP_OK, doc);
+        return ngx_http_zmq_send_doc(r, NGX_HTTP_OK, doc);
     }
 
     if (ar->name == NULL) {
@@ -739,7 +739,7 @@ ngx_http_zmq_admin_list(ngx_http_request_t *r, ngx_http_zmq_runtime_t *rt,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_zmq_admin_reply(r, NGX_HTTP_OK, doc);
+    return ngx_http_zmq_send_doc(r, NGX_HTTP_OK, doc);
 }
 
 
@@ -784,7 +784,7 @@ ngx_http_zmq_admin_get(ngx_http_request_t *r, ngx_http_zmq_runtime_t *rt,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_zmq_admin_reply(r, NGX_HTTP_OK, shown);
+    return ngx_http_zmq_send_doc(r, NGX_HTTP_OK, shown);
 }
 
 
@@ -847,37 +847,6 @@ ngx_http_zmq_admin_object(int kind, json_t *obj)
     }
 
     return shown;
-}
-
-
-ngx_int_t
-ngx_http_zmq_admin_reply(ngx_http_request_t *r, ngx_uint_t status,
-    json_t *doc)
-{
-    char    *text;
-    u_char  *body;
-    size_t   len;
-
-    text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(doc);
-
-    if (text == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    len = ngx_strlen(text);
-
-    body = ngx_pnalloc(r->pool, len + 1);
-    if (body == NULL) {
-        free(text);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_memcpy(body, text, len);
-    body[len] = '\n';
-    free(text);
-
-    return ngx_http_zmq_send_json(r, status, body, len + 1);
 }
 
 

@@ -15,7 +15,7 @@
  *
  * An operation is called as a content handler would be and returns what
  * one returns (an HTTP status, NGX_DONE after r->main->count++ when it
- * answers later, or what ngx_http_zmq_admin_reply() returned); operations
+ * answers later, or what ngx_http_zmq_send_doc() returned); operations
  * that take a body are called once it has been read (r->request_body).
  */
 
@@ -47,9 +47,6 @@ typedef struct {
 
 /* ngx_http_zmq_admin.c */
 
-/* answers doc (then released) with status, as compact JSON */
-ngx_int_t ngx_http_zmq_admin_reply(ngx_http_request_t *r,
-    ngx_uint_t status, json_t *doc);
 /* answers the module's JSON error; the message is plain ASCII */
 ngx_int_t ngx_http_zmq_admin_fail(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *fmt, ...);

@@ -174,7 +174,7 @@ ngx_http_zmq_ping_amqp(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
     def = zgw_config_get(cfg, ZGW_KIND_AMQP_DEF, name);
 
     if (json_is_true(json_object_get(def, "tls"))) {
-        return ngx_http_zmq_admin_reply(r, NGX_HTTP_OK,
+        return ngx_http_zmq_send_doc(r, NGX_HTTP_OK,
                    ngx_http_zmq_ping_failed(ping, "amqp_def '%s' asks for "
                                             "TLS, which the gateway does "
                                             "not support yet", name));
@@ -248,7 +248,7 @@ ngx_http_zmq_ping_amqp(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
         }
 
         if (rc != ZGW_OK) {
-            rc = ngx_http_zmq_admin_reply(r, NGX_HTTP_OK,
+            rc = ngx_http_zmq_send_doc(r, NGX_HTTP_OK,
                      ngx_http_zmq_ping_failed(ping, "amqp_def '%s': %s",
                          name, errs.n ? zgw_errors_first(&errs)
                                       : "a host is not a string"));
@@ -265,7 +265,7 @@ ngx_http_zmq_ping_amqp(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
 
         if (rc == NGX_DECLINED) {
             zgw_errors_free(&errs);
-            return ngx_http_zmq_admin_reply(r, NGX_HTTP_OK,
+            return ngx_http_zmq_send_doc(r, NGX_HTTP_OK,
                        ngx_http_zmq_ping_failed(ping, "amqp_def '%s': host "
                            "'%s' was not resolved when NGINX read its "
                            "configuration, and names are never resolved in "
@@ -289,7 +289,7 @@ ngx_http_zmq_ping_amqp(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
         if (json_is_object(json_object_get(def, "password"))
             && !zmcf->has_key)
         {
-            return ngx_http_zmq_admin_reply(r, NGX_HTTP_OK,
+            return ngx_http_zmq_send_doc(r, NGX_HTTP_OK,
                        ngx_http_zmq_ping_failed(ping, "amqp_def '%s': the "
                            "password is sealed and no zmq_key_file is set",
                            name));
@@ -300,7 +300,7 @@ ngx_http_zmq_ping_amqp(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
         secret = zgw_object_secret(ZGW_KIND_AMQP_DEF, def, "password",
                                    zmcf->has_key ? &zmcf->key : NULL, &errs);
         if (secret == NULL) {
-            rc = ngx_http_zmq_admin_reply(r, NGX_HTTP_OK,
+            rc = ngx_http_zmq_send_doc(r, NGX_HTTP_OK,
                      ngx_http_zmq_ping_failed(ping, "amqp_def '%s': the "
                          "password does not open: %s", name,
                          errs.n ? zgw_errors_first(&errs) : "unknown"));
@@ -396,7 +396,7 @@ ngx_http_zmq_ping_http(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
     if (url == NULL || (ngx_strncmp(url, "http://", 7) != 0
                         && ngx_strncmp(url, "https://", 8) != 0))
     {
-        return ngx_http_zmq_admin_reply(r, NGX_HTTP_OK,
+        return ngx_http_zmq_send_doc(r, NGX_HTTP_OK,
                    ngx_http_zmq_ping_failed(ping, "the url is not http:// "
                                             "or https://"));
     }
@@ -419,7 +419,7 @@ ngx_http_zmq_ping_http(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
                            "url host", &errs)
         != ZGW_OK)
     {
-        rc = ngx_http_zmq_admin_reply(r, NGX_HTTP_OK,
+        rc = ngx_http_zmq_send_doc(r, NGX_HTTP_OK,
                  ngx_http_zmq_ping_failed(ping, "%s",
                                           zgw_errors_first(&errs)));
         zgw_errors_free(&errs);
@@ -430,7 +430,7 @@ ngx_http_zmq_ping_http(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
 
 #if !(NGX_SSL)
     if (ping->https) {
-        return ngx_http_zmq_admin_reply(r, NGX_HTTP_OK,
+        return ngx_http_zmq_send_doc(r, NGX_HTTP_OK,
                    ngx_http_zmq_ping_failed(ping, "https: this NGINX is "
                                             "built without SSL"));
     }
@@ -443,7 +443,7 @@ ngx_http_zmq_ping_http(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
     }
 
     if (rc == NGX_DECLINED) {
-        return ngx_http_zmq_admin_reply(r, NGX_HTTP_OK,
+        return ngx_http_zmq_send_doc(r, NGX_HTTP_OK,
                    ngx_http_zmq_ping_failed(ping, "host '%s' is a name, and "
                        "names are never resolved in a worker (it would "
                        "block); only amqp_def hosts are resolved, when "
@@ -470,7 +470,7 @@ ngx_http_zmq_ping_http(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
 
         /* ngx_event_connect_peer() closed what it opened */
         ping->peer.connection = NULL;
-        return ngx_http_zmq_admin_reply(r, NGX_HTTP_OK,
+        return ngx_http_zmq_send_doc(r, NGX_HTTP_OK,
                    ngx_http_zmq_ping_failed(ping, "connect() failed: %s",
                                             text));
     }
@@ -887,7 +887,7 @@ ngx_http_zmq_ping_answer(ngx_http_zmq_ping_t *ping, json_t *doc)
                                          ping->address.len));
     }
 
-    rc = doc != NULL ? ngx_http_zmq_admin_reply(r, NGX_HTTP_OK, doc)
+    rc = doc != NULL ? ngx_http_zmq_send_doc(r, NGX_HTTP_OK, doc)
                      : NGX_HTTP_INTERNAL_SERVER_ERROR;
 
     r->read_event_handler = ngx_http_block_reading;

@@ -1810,7 +1810,7 @@ ngx_http_zmq_write_answer(ngx_http_zmq_write_t *w)
         }
     }
 
-    rc = ngx_http_zmq_admin_reply(w->request, status, doc);
+    rc = ngx_http_zmq_send_doc(w->request, status, doc);
     ngx_http_zmq_write_done(w, rc);
 }
 
@@ -1835,7 +1835,7 @@ ngx_http_zmq_write_fail(ngx_http_zmq_write_t *w, ngx_http_zmq_refusal_t *no)
         return;
     }
 
-    rc = ngx_http_zmq_admin_reply(w->request, no->status, doc);
+    rc = ngx_http_zmq_send_doc(w->request, no->status, doc);
     ngx_http_zmq_write_done(w, rc);
 }
 

@@ -132,6 +132,38 @@ ngx_http_zmq_send_json(ngx_http_request_t *r, ngx_uint_t status, u_char *body,
 }
 
 
+/* doc (then released) as compact JSON with sorted keys and a newline */
+ngx_int_t
+ngx_http_zmq_send_doc(ngx_http_request_t *r, ngx_uint_t status,
+    json_t *doc)
+{
+    char    *text;
+    u_char  *body;
+    size_t   len;
+
+    text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(doc);
+
+    if (text == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    len = ngx_strlen(text);
+
+    body = ngx_pnalloc(r->pool, len + 1);
+    if (body == NULL) {
+        free(text);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(body, text, len);
+    body[len] = '\n';
+    free(text);
+
+    return ngx_http_zmq_send_json(r, status, body, len + 1);
+}
+
+
 ngx_int_t
 ngx_http_zmq_add_header(ngx_http_request_t *r, const char *name,
     ngx_str_t *value)

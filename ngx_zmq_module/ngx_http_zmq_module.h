@@ -198,6 +198,9 @@ char *ngx_http_zmq_admin_merge(ngx_conf_t *cf,
 ngx_http_zmq_ctx_t *ngx_http_zmq_get_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_http_zmq_send_json(ngx_http_request_t *r, ngx_uint_t status,
     u_char *body, size_t len);
+/* doc (then released) as compact JSON: the admin API and zmq_status */
+ngx_int_t ngx_http_zmq_send_doc(ngx_http_request_t *r, ngx_uint_t status,
+    json_t *doc);
 ngx_int_t ngx_http_zmq_add_header(ngx_http_request_t *r, const char *name,
     ngx_str_t *value);
 ngx_int_t ngx_http_zmq_error(ngx_http_request_t *r, ngx_uint_t status,

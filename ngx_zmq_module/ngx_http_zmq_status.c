@@ -81,9 +81,6 @@ ngx_http_zmq_source_state(ngx_uint_t state)
 ngx_int_t
 ngx_http_zmq_status_handler(ngx_http_request_t *r)
 {
-    char       *text;
-    u_char     *body;
-    size_t      len;
     json_t     *doc;
     ngx_int_t   rc;
 
@@ -101,26 +98,7 @@ ngx_http_zmq_status_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(doc);
-
-    if (text == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    len = ngx_strlen(text);
-
-    body = ngx_pnalloc(r->pool, len + 1);
-    if (body == NULL) {
-        free(text);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_memcpy(body, text, len);
-    body[len] = '\n';
-    free(text);
-
-    return ngx_http_zmq_send_json(r, NGX_HTTP_OK, body, len + 1);
+    return ngx_http_zmq_send_doc(r, NGX_HTTP_OK, doc);
 }
 
 
