@@ -30,6 +30,7 @@ typedef enum {
     ZGW_T_CRED,         /* security: hashed when direction "in", else sealed */
     ZGW_T_OBJLIST,      /* an array of objects of the sub fields */
     ZGW_T_JSONOBJ,      /* any JSON object, checked by the kind's check */
+    ZGW_T_JSON,         /* any JSON value (at most 64 KiB as text) */
     ZGW_T_STRS          /* a string or an array of them */
 } zgw_type_e;
 
@@ -119,6 +120,8 @@ typedef struct {
     { n, ZGW_T_OBJLIST, 0, 0, 0, 0, NULL, 0, hi, NULL, 0, s }
 #define F_JSONOBJ(n) \
     { n, ZGW_T_JSONOBJ, 0, 0, 0, 0, NULL, 0, 0, NULL, 0, NULL }
+#define F_JSON(n) \
+    { n, ZGW_T_JSON, 0, 0, 0, 0, NULL, 0, 0, NULL, 0, NULL }
 #define F_STRS(n, hi) \
     { n, ZGW_T_STRS, 0, 0, 0, 0, NULL, 1, hi, NULL, 0, NULL }
 
@@ -132,7 +135,10 @@ static const char *const  zgw_enum_data_format[] = { "none", "json", "xml",
 static const char *const  zgw_enum_ack_mode[] = { "ack", "reject", NULL };
 static const char *const  zgw_enum_service_kind[] = { "publish", "rpc",
                                                       "http", "redis",
-                                                      "fanout", NULL };
+                                                      "fanout", "invoke",
+                                                      NULL };
+static const char *const  zgw_enum_invoke_mode[] = { "sync", "sync_async",
+                                                     "async", NULL };
 static const char *const  zgw_enum_http_method[] = { "POST", "PUT", "PATCH",
                                                      "GET", "DELETE", NULL };
 static const char *const  zgw_enum_rest_method[] = { "POST", "PUT", "PATCH",
@@ -253,6 +259,12 @@ static const zgw_field_t  zgw_service_rpc_fields[] = {
     F_STR_DEF("exchange", "", 0, 255),
     F_STR_REQ("routing_key", 1, 255),
     F_INT_DEF("timeout", 30000, 1, 3600000),
+    F_BOOL_DEF("mandatory", 1),
+    F_INT_OPT("delivery_mode", 1, 2),
+    F_INT_OPT("priority", 0, 9),
+    F_INT_OPT("expiration", 1, 2147483647),
+    F_STR_OPT("content_type", 1, 255),
+    F_STRMAP("headers"),
     ZGW_END
 };
 
@@ -282,12 +294,33 @@ static const zgw_field_t  zgw_service_fanout_fields[] = {
 };
 
 
+/*
+ * Zato's invoke/retry, run by zmqd: the gateway (or zmqctl) publishes the
+ * invocation to "queue" through "outconn"; zmqd consumes that queue on the
+ * outgoing connection's amqp_def and calls "target" up to "repeats" times,
+ * "seconds" apart, then "callback" (background modes).
+ */
+static const zgw_field_t  zgw_service_invoke_fields[] = {
+    F_REF_REQ("outconn", ZGW_KIND_AMQP_OUTCONN),
+    F_STR_DEF("queue", "zmq.invoke", 1, 255),
+    F_REF_REQ("target", ZGW_KIND_SERVICE),
+    F_ENUM_DEF("mode", zgw_enum_invoke_mode, "sync"),
+    F_INT_DEF("repeats", 3, 1, 100),
+    F_INT_DEF("seconds", 1, 0, 600),
+    F_REF_OPT("callback", ZGW_KIND_SERVICE),
+    F_JSON("context"),
+    F_INT_DEF("timeout", 30000, 1, 3600000),
+    ZGW_END
+};
+
+
 static const zgw_variant_t  zgw_service_variants[] = {
     { "publish", zgw_service_publish_fields },
     { "rpc", zgw_service_rpc_fields },
     { "http", zgw_service_http_fields },
     { "redis", zgw_service_redis_fields },
     { "fanout", zgw_service_fanout_fields },
+    { "invoke", zgw_service_invoke_fields },
     { NULL, NULL }
 };
 
@@ -613,7 +646,7 @@ static int
 zgw_validate_value(const char *who, const char *path, const zgw_field_t *f,
     json_t *v, const char *direction, json_t **res, zgw_errors_t *errs)
 {
-    char         buf[256];
+    char         buf[256], *text;
     size_t       i, len;
     double       d;
     json_t      *item, *sub;
@@ -834,6 +867,20 @@ zgw_validate_value(const char *who, const char *path, const zgw_field_t *f,
             json_array_append_new(*res, sub);
         }
 
+        return ZGW_OK;
+
+    case ZGW_T_JSON:
+        text = json_dumps(v, JSON_COMPACT|JSON_ENCODE_ANY);
+        len = text ? strlen(text) : 0;
+        free(text);
+
+        if (len == 0 || len > 65536) {
+            zgw_errors_add(errs, "%s: field '%s' must be JSON of at most "
+                           "65536 bytes", who, path);
+            return ZGW_ERROR;
+        }
+
+        *res = json_incref(v);
         return ZGW_OK;
 
     case ZGW_T_JSONOBJ:
@@ -1294,6 +1341,16 @@ zgw_check_service(const char *who, json_t *obj, zgw_errors_t *errs)
         {
             rc = ZGW_ERROR;
         }
+    }
+
+    if (kind != NULL && strcmp(kind, "invoke") == 0
+        && strncmp(json_string_value(json_object_get(obj, "queue")), "amq.",
+                   4) == 0)
+    {
+        zgw_errors_add(errs, "%s: queue '%s': names starting with 'amq.' are "
+                       "reserved by the broker", who,
+                       json_string_value(json_object_get(obj, "queue")));
+        rc = ZGW_ERROR;
     }
 
     if (kind != NULL && strcmp(kind, "redis") == 0
@@ -2056,6 +2113,39 @@ zgw_config_check_refs(const zgw_config_t *cfg, zgw_errors_t *errs)
                        json_object_size(cfg->objs[ZGW_KIND_AMQP_OUTCONN]),
                        ZGW_OUTCONNS_MAX);
         rc = ZGW_ERROR;
+    }
+
+    /*
+     * An invocation calls its target and callback inside zmqd: those are
+     * services that do the work, not other invocations (which would only
+     * queue again, possibly forever).
+     */
+    json_object_foreach(cfg->objs[ZGW_KIND_SERVICE], name, obj) {
+        int          i;
+        json_t      *ref;
+        const char  *kind, *field;
+
+        kind = json_string_value(json_object_get(obj, "kind"));
+        if (kind == NULL || strcmp(kind, "invoke") != 0) {
+            continue;
+        }
+
+        for (i = 0; i < 2; i++) {
+            field = i == 0 ? "target" : "callback";
+            ref = zgw_config_get(cfg, ZGW_KIND_SERVICE,
+                                 json_string_value(json_object_get(obj,
+                                                                   field)));
+            kind = json_string_value(json_object_get(ref, "kind"));
+
+            if (kind != NULL && strcmp(kind, "invoke") == 0) {
+                zgw_errors_add(errs, "service '%s': %s '%s' is a service of "
+                               "kind 'invoke'; an invocation's %s must do "
+                               "the work itself", name, field,
+                               json_string_value(json_object_get(obj, field)),
+                               field);
+                rc = ZGW_ERROR;
+            }
+        }
     }
 
     /*
