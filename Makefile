@@ -143,12 +143,22 @@ $(BUILD)/bench/consume_raw: bench/consume_raw.c
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) $(WARN) $< -o $@ -lrabbitmq
 
+$(BUILD)/bench/rpc_raw: bench/rpc_raw.c
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) $(WARN) $< -o $@ -lrabbitmq
+
+$(BUILD)/bench/rpc_responder: bench/rpc_responder.c
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) $(WARN) $< -o $@ -lrabbitmq
+
 # speed goals: each prints ratios against baselines measured in the same run
-bench: all $(BUILD)/bench/publish_raw $(BUILD)/bench/consume_raw
+bench: all $(BUILD)/bench/publish_raw $(BUILD)/bench/consume_raw \
+       $(BUILD)/bench/rpc_raw $(BUILD)/bench/rpc_responder
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/publish.py
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/reconfig.py
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/consume.py
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/security.py
+	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/rpc.py
 
 # the module built with AddressSanitizer, loaded into Debian's nginx with
 # the ASan runtime preloaded, under the NGINX integration tests
