@@ -28,20 +28,30 @@ local waiting = {}
 ok = 0
 bad = 0
 
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "text/plain"
+-- the request up to its body, formatted once (wrk.format per request
+-- costs the load generator more CPU than the check below)
+local head
+
+function init(args)
+    head = string.format("POST %s HTTP/1.1\r\nHost: %s\r\n" ..
+                         "Content-Type: text/plain\r\n" ..
+                         "Content-Length: %d\r\n\r\n",
+                         wrk.path, wrk.headers["Host"] or wrk.host, size)
+end
 
 function request()
     n = n + 1
     local key = string.format("%02x%014x", id, n)
     waiting[key] = true
-    return wrk.format(nil, nil, nil, key .. pad)
+    return head .. key .. pad
 end
 
 function response(status, headers, body)
     local key = body:sub(1, 16)
+    -- find() from 17 answers 17 when the padding is there (the length is
+    -- already checked), without copying the body as sub() would
     if status >= 200 and status < 300 and #body == size and waiting[key]
-       and body:sub(17) == pad
+       and body:find(pad, 17, true) == 17
     then
         waiting[key] = nil
         ok = ok + 1
