@@ -416,10 +416,12 @@ ngx_http_zmq_admin_invoke(ngx_http_request_t *r,
         && ngx_strcmp(kind, "invoke") != 0)
     {
         return ngx_http_zmq_admin_fail(r, NGX_HTTP_NOT_IMPLEMENTED,
-                                       "not_invokable", "%s services run "
-                                       "only in zmqd (zmqctl invoke runs "
-                                       "them); the gateway invokes publish, "
-                                       "rpc and invoke services", kind);
+                                       "not_invokable", "invocation of %s "
+                                       "services is not built into the "
+                                       "gateway: they run only in zmqd "
+                                       "(zmqctl invoke runs them); the "
+                                       "gateway invokes publish, rpc and "
+                                       "invoke services", kind);
     }
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_zmq_module);

@@ -389,7 +389,8 @@ ngx_http_zmq_service(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "zmq_service \"%V\": service of kind '%s' "
-                               "runs only in zmqd; a location invokes "
+                               "cannot be invoked from a location: it runs "
+                               "only in zmqd; a location invokes "
                                "'publish', 'rpc' and 'invoke' services",
                                &value[1], kind);
             return NGX_CONF_ERROR;

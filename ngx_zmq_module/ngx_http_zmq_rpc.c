@@ -159,6 +159,7 @@ ngx_http_zmq_rpc_service(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx,
     rpc->wait.sn.str = ctx->message_id;
     rpc->wait.handler = ngx_http_zmq_rpc_replied;
     rpc->wait.data = rpc;
+    rpc->wait.timeout = svc->timeout;
 
     rpc->timer.handler = ngx_http_zmq_rpc_timeout;
     rpc->timer.data = rpc;

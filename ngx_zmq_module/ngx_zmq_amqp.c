@@ -529,9 +529,9 @@ ngx_zmq_amqp_drain_handler(ngx_event_t *ev)
     }
 
     ngx_snprintf(text, sizeof(text) - 1, "retired, and %uL message(s) "
-                 "still unconfirmed, %ui awaiting a reply, after %M ms: "
-                 "given up as lost%Z",
-                 conn->next_tag - conn->head_tag, conn->rpc_waiting,
+                 "still unconfirmed%s after %M ms: given up as lost%Z",
+                 conn->next_tag - conn->head_tag + conn->rpc_waiting,
+                 conn->rpc_waiting ? " or awaiting a reply" : "",
                  (conn->longest ? conn->longest : NGX_HTTP_ZMQ_DRAIN_DEFAULT)
                  + NGX_HTTP_ZMQ_DRAIN_GRACE);
     text[sizeof(text) - 1] = '\0';
@@ -3264,6 +3264,7 @@ ngx_zmq_amqp_publish(ngx_zmq_amqp_conn_t *conn,
         ngx_rbtree_insert(&conn->rpc_tree, &rpc->sn.node);
         rpc->in_tree = 1;
         rpc->conn = conn;
+        conn->longest = ngx_max(conn->longest, rpc->timeout);
         conn->rpc_waiting++;
         conn->stats->rpc_waiting++;
         conn->stats->rpc_requests++;

@@ -175,6 +175,9 @@ struct ngx_zmq_amqp_rpc_s {
     ngx_zmq_amqp_conn_t         *conn;          /* NULL: not waiting */
     ngx_zmq_amqp_reply_pt        handler;
     void                        *data;
+    ngx_msec_t                   timeout;       /* how long it may wait: a
+                                                   retired connection
+                                                   drains that long */
     unsigned                     in_tree:1;
 };
 
