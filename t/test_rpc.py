@@ -568,3 +568,54 @@ def test_other_kinds_answer_501_and_are_refused_by_zmq_service(
     rc, out = ngx.test_config()
     assert rc != 0
     assert "runs only in zmqd" in out
+
+
+# ------------------------------------------------------- admin API invoke
+
+ADMIN = "location /zmq/admin/ { zmq_admin; zmq_admin_auth off; }\n"
+
+
+def test_admin_invoke_runs_rpc_and_invoke_services(rabbitmq, gateway, queue,
+                                                   responders):
+    import jsonschema
+    from test_admin_openapi import load_doc
+
+    q2 = "t." + uuid.uuid4().hex[:12]
+    queue.channel.queue_declare(q2, durable=True)
+    try:
+        resp = responders(rabbitmq, queue.name, lambda p, b: (
+            b"admin got " + b, {"content_type": "text/plain",
+                                "headers": {"x-zmq-status": 201}}))
+        cfg = amqp_config(rabbitmq.port, {
+            "svc": {"kind": "rpc", "routing_key": queue.name},
+            "inv": {"kind": "invoke", "queue": q2, "target": "p",
+                    "mode": "async"},
+            "p": {"routing_key": "x"},
+            "fan": {"kind": "fanout", "services": ["p"]}})
+        del cfg["service"][3]["outconn"]
+        gw = gateway(cfg, ADMIN)
+        base = gw.url + "/zmq/admin/api/service/"
+
+        r = requests.post(base + "svc/invoke", data=b"hi", timeout=30)
+        assert r.status_code == 201, r.text
+        assert r.content == b"admin got hi"
+        assert r.headers["Content-Type"] == "text/plain"
+        [(_, p, _)] = resp.seen
+        assert r.headers["X-Correlation-Id"] == p.correlation_id
+
+        r = requests.post(base + "inv/invoke", data=b"{}", timeout=30,
+                          headers={"Content-Type": "application/json"})
+        assert r.status_code == 202, r.text
+        doc = load_doc()
+        jsonschema.validate(r.json(), doc["components"]["schemas"][
+            "InvokeAccepted"])
+        m, props, body = queue.channel.basic_get(q2, auto_ack=True)
+        assert props.correlation_id == r.json()["cid"]
+        assert props.headers["x-zmq-invoke"] == "inv"
+        assert props.headers["x-zmq-mode"] == "async"
+
+        r = requests.post(base + "fan/invoke", data=b"x", timeout=30)
+        json_error(r, 501, "not_invokable")
+        assert "zmqd" in r.json()["message"]
+    finally:
+        queue.channel.queue_delete(q2)
