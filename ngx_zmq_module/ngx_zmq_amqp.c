@@ -2739,7 +2739,10 @@ ngx_zmq_amqp_deliver_header(ngx_zmq_amqp_conn_t *conn)
     }
 
     if (conn->reply.result == NGX_ZMQ_AMQP_REPLY_OK) {
-        ngx_memcpy(conn->reply_type, ct.data, ct.len);
+        if (ct.len) {
+            ngx_memcpy(conn->reply_type, ct.data, ct.len);
+        }
+
         conn->reply.content_type.data = conn->reply_type;
         conn->reply.content_type.len = ct.len;
 
