@@ -810,33 +810,37 @@ class AdminClient(_Http):
         return self._call("DELETE", "%s/%s" % (kind, _seg(name)),
                           params=params, if_match=if_match)
 
-    def change_password(self, kind, name, password, if_match=None):
+    def change_password(self, kind, name, password, if_match=None,
+                        wait=False):
         """Set the password of an amqp_def, a security definition (basic
         auth, jwt HS*, apikey out) or a redis service."""
         return self._call("POST", "%s/%s/password" % (kind, _seg(name)),
                           {"password1": password, "password2": password},
-                          if_match=if_match)
+                          params=self._wait({}, wait), if_match=if_match)
 
     password = change_password
 
-    def import_config(self, doc, check=False, replace=False):
-        params = {}
+    def import_config(self, doc, check=False, replace=False, wait=False):
+        """A whole configuration, all or nothing (zmqctl import)."""
+        params = self._wait({}, wait)
         if check:
             params["check"] = "1"
         if replace:
             params["replace"] = "1"
         return self._call("POST", "import", doc, params=params)
 
-    def create_key(self, name, key_id=None):
+    def create_key(self, name, key_id=None, wait=False):
         """A new key of an incoming apikey definition: (id, key); the key
         is shown this once."""
         a = self._call("POST", "security/%s/keys" % _seg(name),
-                       {"id": key_id} if key_id is not None else {})
+                       {"id": key_id} if key_id is not None else {},
+                       params=self._wait({}, wait))
         return a["id"], a["key"]
 
-    def revoke_key(self, name, key_id):
+    def revoke_key(self, name, key_id, wait=False):
         return self._call("DELETE", "security/%s/keys/%s"
-                          % (_seg(name), _seg(key_id)))
+                          % (_seg(name), _seg(key_id)),
+                          params=self._wait({}, wait))
 
     # operations
 
