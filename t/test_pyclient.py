@@ -624,7 +624,8 @@ def test_admin_client_reads_writes_with_if_match_and_deletes(admin):
     a.create("amqp_outconn", {"name": "erp-out", "def": "erp"})
     e = raises(ngx_zmq.InUse, a.delete, "amqp_def", "erp")
     assert e.referrers == [{"kind": "amqp_outconn", "name": "erp-out"}]
-    gone = a.delete("amqp_def", "erp", cascade=True)
+    # reads come from the configuration the worker runs: wait for it
+    gone = a.delete("amqp_def", "erp", cascade=True, wait=True)
     assert sorted(x["name"] for x in gone["deleted"]) == ["erp", "erp-out"]
     raises(ngx_zmq.NotFound, a.get, "amqp_def", "erp")
 
