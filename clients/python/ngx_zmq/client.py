@@ -867,18 +867,28 @@ class AdminClient(_Http):
         return SendResult(a["message_id"], bool(a["confirmed"]))
 
     def invoke(self, service, data=b"", content_type=None, headers=None):
-        """Invoke a service with a raw body (a publish service publishes
-        it as its REST channels do): SendResult for a publish service."""
+        """Invoke a service with a raw body (and the REST channels'
+        property headers): SendResult for a publish service (or an invoke
+        service's 202), the Reply of an rpc service."""
         h = dict(headers or {})
         if content_type is not None:
             h["Content-Type"] = content_type
         if isinstance(data, str):
             data = data.encode("utf-8")
-        a = self._call("POST", "service/%s/invoke" % _seg(service),
-                       raw=data, headers=h)
-        if "message_id" in a:
-            return SendResult(a["message_id"], bool(a.get("confirmed")))
-        return a
+        r = self._request("POST", "api/service/%s/invoke" % _seg(service),
+                          headers=h, data=data)
+        ctype = r.headers.get("Content-Type", "")
+        if r.status_code == 202 and ctype.startswith("application/json"):
+            try:
+                doc = r.json()
+            except ValueError:
+                doc = None
+            if isinstance(doc, dict) and "message_id" in doc:
+                return SendResult(doc["message_id"],
+                                  bool(doc.get("confirmed")))
+        return Reply(r.content, r.headers.get("Content-Type"),
+                     r.status_code, r.headers.get("X-Correlation-Id"),
+                     r.headers)
 
 
 def _seg(name):
