@@ -538,10 +538,9 @@ ngx_http_zmq_rpc_answer(ngx_http_zmq_ctx_t *ctx)
             return NGX_ERROR;
         }
 
-        p = ngx_snprintf(body, 127, "no reply came within the service's "
-                         "timeout (%M ms)%Z", rpc->timeout);
+        (void) ngx_snprintf(body, 127, "no reply came within the "
+                            "service's timeout (%M ms)%Z", rpc->timeout);
         body[127] = '\0';
-        (void) p;
 
         return ngx_http_zmq_rpc_fail(r, rpc, NGX_HTTP_GATEWAY_TIME_OUT,
                                      "reply_timeout", (char *) body);
