@@ -23,7 +23,8 @@ WSGI_APPLICATION = "orders_site.wsgi.application"
 TEMPLATES = [{
     "BACKEND": "django.template.backends.django.DjangoTemplates",
     "APP_DIRS": True,
-    "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+    "OPTIONS": {"context_processors": [
+        "django.template.context_processors.request"]},
 }]
 DATABASES = {}
 USE_TZ = True
