@@ -97,10 +97,15 @@ $(BUILD)/core/%.o: src/core/%.c $(CORE_HDRS)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 ZMQCTL_SRCS := $(wildcard src/zmqctl/*.c)
+# zmqctl invoke runs services with zmqd's own code
+ZMQCTL_ZMQD := $(addprefix src/zmqd/,zmqd_service.c zmqd_publisher.c \
+               zmqd_amqp.c zmqd_invoke.c zmqd_log.c)
 
-$(BUILD)/zmqctl: $(ZMQCTL_SRCS) src/zmqctl/zmqctl.h $(CORE_OBJS) $(CORE_HDRS)
-	$(CC) $(CFLAGS_ALL) $(ZMQCTL_SRCS) $(CORE_OBJS) -o $@ $(LIBS) \
-	    -lrabbitmq -lssl
+$(BUILD)/zmqctl: $(ZMQCTL_SRCS) src/zmqctl/zmqctl.h $(ZMQCTL_ZMQD) \
+                 $(wildcard src/zmqd/*.h) $(CORE_OBJS) $(CORE_HDRS)
+	$(CC) $(CFLAGS_ALL) -pthread -Isrc/zmqd -I/usr/include/libxml2 \
+	    $(ZMQCTL_SRCS) $(ZMQCTL_ZMQD) $(CORE_OBJS) -o $@ $(LIBS) \
+	    -lrabbitmq -lssl -lcurl -lxml2 -lm
 
 ZMQD_SRCS   := $(wildcard src/zmqd/*.c)
 
@@ -132,6 +137,7 @@ asan:
 	    -fno-omit-frame-pointer" tools unit
 	ZMQ_BUILD=$(BUILD)/asan ZMQ_SKIP_NGINX=1 $(PYTHON) -m pytest -q \
 	    -p no:cacheprovider t/test_zmqctl.py t/test_zmqctl_ops.py \
+	    t/test_zmqctl_invoke.py \
 	    t/test_zmqd.py \
 	    t/test_zmqd_*.py t/test_corrupt_objects.py
 
@@ -176,7 +182,7 @@ asan-nginx: all
 	    t/test_router_segments.py t/test_header_validation.py \
 	    t/test_status_hardening.py t/test_store_regression.py \
 	    t/test_redis_auth.py $(wildcard t/test_security*.py) \
-	    $(wildcard t/test_admin*.py)
+	    $(wildcard t/test_admin*.py) $(wildcard t/test_rpc*.py)
 
 # ------------------------------------------------------------------ fuzzing
 # libFuzzer targets (t/fuzz/fuzz_*.c) with ASan and UBSan. Those on

@@ -23,10 +23,13 @@
  * nothing of the runtime is kept across the wait. An exchange deleted
  * between the check and the publish still closes the shared channel.
  *
- * invoke publishes the request's body through a publish service, exactly
- * as a REST channel bound to the service does (its properties from the
- * request's headers). Both answer as a REST channel does: 202 once the
- * broker confirmed, 422 unroutable, 502 nacked, 503, 504.
+ * invoke runs a publish, rpc or invoke service on the request's body,
+ * exactly as a REST channel bound to the service does (its properties
+ * from the request's headers), and answers as that channel would: a
+ * publish 202 once the broker confirmed; an rpc (and a sync or
+ * sync_async invocation) with the reply; an async invocation 202
+ * {"accepted": true, "cid": ...}; errors 422 unroutable, 502 nacked, 503,
+ * 504. Other kinds run only in zmqd: 501 not_invokable.
  */
 
 
@@ -409,10 +412,16 @@ ngx_http_zmq_admin_invoke(ngx_http_request_t *r,
         kind = "publish";                   /* the model's default */
     }
 
-    if (ngx_strcmp(kind, "publish") != 0) {
+    if (ngx_strcmp(kind, "publish") != 0 && ngx_strcmp(kind, "rpc") != 0
+        && ngx_strcmp(kind, "invoke") != 0)
+    {
         return ngx_http_zmq_admin_fail(r, NGX_HTTP_NOT_IMPLEMENTED,
                                        "not_invokable", "invocation of %s "
-                                       "services is not built yet", kind);
+                                       "services is not built into the "
+                                       "gateway: they run only in zmqd "
+                                       "(zmqctl invoke runs them); the "
+                                       "gateway invokes publish, rpc and "
+                                       "invoke services", kind);
     }
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_zmq_module);

@@ -383,11 +383,16 @@ ngx_http_zmq_service(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             return NGX_CONF_ERROR;
         }
 
-        if (ngx_strcmp(kind, "publish") != 0) {
+        if (ngx_strcmp(kind, "publish") != 0
+            && ngx_strcmp(kind, "rpc") != 0
+            && ngx_strcmp(kind, "invoke") != 0)
+        {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "zmq_service \"%V\": service of kind '%s' "
-                               "cannot be invoked from a location yet; "
-                               "only 'publish'", &value[1], kind);
+                               "cannot be invoked from a location: it runs "
+                               "only in zmqd; a location invokes "
+                               "'publish', 'rpc' and 'invoke' services",
+                               &value[1], kind);
             return NGX_CONF_ERROR;
         }
     }

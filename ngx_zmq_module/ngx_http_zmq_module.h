@@ -126,6 +126,7 @@ typedef struct {
 typedef struct {
     ngx_http_request_t            *request;
     ngx_http_zmq_pub_t            *pub;        /* NULL once answered */
+    void                          *rpc;        /* rpc, invoke: the wait */
     ngx_str_t                      message_id;
     ngx_str_t                      service;
     size_t                         max_body;
@@ -174,6 +175,16 @@ ngx_int_t ngx_http_zmq_publish_service(ngx_http_request_t *r,
 ngx_int_t ngx_http_zmq_publish_message(ngx_http_request_t *r,
     ngx_http_zmq_ctx_t *ctx, ngx_zmq_amqp_conn_t *conn,
     ngx_http_zmq_publish_t *msg);
+off_t ngx_http_zmq_request_body_length(ngx_http_request_t *r);
+/* queues the request's answer (ngx_http_zmq_rpc_answer for an rpc) */
+void ngx_http_zmq_answer_post(ngx_http_zmq_ctx_t *ctx);
+
+/* ngx_http_zmq_rpc.c: rpc and invoke services */
+ngx_int_t ngx_http_zmq_rpc_service(ngx_http_request_t *r,
+    ngx_http_zmq_ctx_t *ctx, ngx_http_zmq_service_t *svc,
+    ngx_http_zmq_outconn_conf_t *oc, ngx_zmq_amqp_conn_t *conn,
+    ngx_http_complex_value_t *routing_key);
+ngx_int_t ngx_http_zmq_rpc_answer(ngx_http_zmq_ctx_t *ctx);
 
 /* ngx_http_zmq_props.c: request headers to AMQP properties */
 ngx_int_t ngx_http_zmq_properties(ngx_http_request_t *r,

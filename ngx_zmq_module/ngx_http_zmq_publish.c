@@ -41,7 +41,6 @@ typedef struct {
 static ngx_int_t ngx_http_zmq_start(ngx_http_request_t *r,
     ngx_http_zmq_ctx_t *ctx);
 static void ngx_http_zmq_body_timeout_handler(ngx_http_request_t *r);
-static off_t ngx_http_zmq_body_length(ngx_http_request_t *r);
 static size_t ngx_http_zmq_body_read(void *buffer, size_t size, void *data);
 static ngx_int_t ngx_http_zmq_body_json_ok(ngx_http_request_t *r, off_t len);
 static void ngx_http_zmq_body_handler(ngx_http_request_t *r);
@@ -266,8 +265,8 @@ ngx_http_zmq_body_timeout_handler(ngx_http_request_t *r)
  * without changing it, and reads file parts through a small buffer.
  */
 
-static off_t
-ngx_http_zmq_body_length(ngx_http_request_t *r)
+off_t
+ngx_http_zmq_request_body_length(ngx_http_request_t *r)
 {
     off_t         len;
     ngx_chain_t  *cl;
@@ -420,7 +419,7 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
         return;
     }
 
-    len = ngx_http_zmq_body_length(r);
+    len = ngx_http_zmq_request_body_length(r);
 
     if (len > (off_t) ctx->max_body) {
         r->keepalive = 0;
@@ -486,12 +485,12 @@ ngx_http_zmq_publish_service(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx,
                                   "the service does not exist", 0);
     }
 
-    if (svc->kind.len != 7 || ngx_strncmp(svc->kind.data, "publish", 7) != 0)
-    {
+    if (svc->type == NGX_HTTP_ZMQ_SVC_OTHER) {
         return ngx_http_zmq_error(r, NGX_HTTP_NOT_IMPLEMENTED,
                                   "service_kind_unsupported",
-                                  "only services of kind 'publish' can be "
-                                  "invoked from NGINX yet", 0);
+                                  "services of this kind run only in zmqd; "
+                                  "NGINX invokes publish, rpc and invoke "
+                                  "services", 0);
     }
 
     oc = ngx_http_zmq_runtime_outconn(&svc->outconn);
@@ -501,6 +500,10 @@ ngx_http_zmq_publish_service(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx,
         return ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                   "service_inactive", "the service or its "
                                   "outgoing connection is not active", 0);
+    }
+
+    if (svc->type != NGX_HTTP_ZMQ_SVC_PUBLISH) {
+        return ngx_http_zmq_rpc_service(r, ctx, svc, oc, conn, routing_key);
     }
 
     props = ngx_pcalloc(r->pool, sizeof(amqp_basic_properties_t));
@@ -546,7 +549,7 @@ ngx_http_zmq_publish_service(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx,
     msg.confirm = svc->confirm;
     msg.props = props;
     msg.body = r->request_body ? r->request_body->bufs : NULL;
-    msg.body_len = ngx_http_zmq_body_length(r);
+    msg.body_len = ngx_http_zmq_request_body_length(r);
 
     return ngx_http_zmq_publish_message(r, ctx, conn, &msg);
 }
@@ -582,7 +585,10 @@ ngx_http_zmq_publish_message(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx,
 
     msg->timeout = zlcf->confirm_timeout;
     msg->data = ctx;
-    msg->done = ngx_http_zmq_publish_done;
+
+    if (msg->done == NULL) {
+        msg->done = ngx_http_zmq_publish_done;
+    }
 
     retry = 1;
     pub = NULL;
@@ -694,12 +700,27 @@ ngx_http_zmq_publish_done(ngx_http_zmq_pub_t *pub,
     ngx_http_zmq_pub_result_e result)
 {
     ngx_http_zmq_ctx_t     *ctx = pub->data;
-    ngx_http_zmq_worker_t  *w;
-
-    w = ngx_http_zmq_worker();
 
     ctx->pub = NULL;
     ctx->result = result;
+
+    ngx_http_zmq_answer_post(ctx);
+}
+
+
+/* the request is answered from the queue, in its turn */
+
+void
+ngx_http_zmq_answer_post(ngx_http_zmq_ctx_t *ctx)
+{
+    ngx_http_zmq_worker_t  *w;
+
+    if (ctx->queued) {
+        return;
+    }
+
+    w = ngx_http_zmq_worker();
+
     ctx->queued = 1;
     ngx_queue_insert_tail(&w->answers, &ctx->answer);
 
@@ -748,6 +769,18 @@ ngx_http_zmq_answer(ngx_http_zmq_ctx_t *ctx)
 
     r = ctx->request;
     c = r->connection;
+
+    if (ctx->rpc != NULL) {
+        rc = ngx_http_zmq_rpc_answer(ctx);
+
+        if (rc != NGX_DECLINED) {
+            ngx_http_finalize_request(r, rc);
+            ngx_http_run_posted_requests(c);
+            return;
+        }
+
+        /* the publish failed: answered as a publish */
+    }
 
     switch (ctx->result) {
 

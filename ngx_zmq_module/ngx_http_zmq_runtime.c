@@ -457,7 +457,8 @@ static ngx_int_t
 ngx_http_zmq_rt_service(ngx_http_zmq_runtime_t *rt, json_t *obj)
 {
     json_t                  *hdrs, *v;
-    ngx_str_t                rk;
+    ngx_int_t                n;
+    ngx_str_t                rk, mode;
     const char              *hk;
     ngx_keyval_t            *kv;
     ngx_pool_t              *pool;
@@ -482,6 +483,51 @@ ngx_http_zmq_rt_service(ngx_http_zmq_runtime_t *rt, json_t *obj)
         || ngx_http_zmq_rt_str(pool, obj, "routing_key", &rk) != NGX_OK)
     {
         return NGX_ERROR;
+    }
+
+    if (ngx_http_zmq_rt_str(pool, obj, "queue", &svc->queue) != NGX_OK
+        || ngx_http_zmq_rt_str(pool, obj, "mode", &mode) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (svc->kind.len == 0
+        || (svc->kind.len == 7
+            && ngx_strncmp(svc->kind.data, "publish", 7) == 0))
+    {
+        svc->type = NGX_HTTP_ZMQ_SVC_PUBLISH;   /* the model's default */
+
+    } else if (svc->kind.len == 3
+               && ngx_strncmp(svc->kind.data, "rpc", 3) == 0)
+    {
+        svc->type = NGX_HTTP_ZMQ_SVC_RPC;
+
+    } else if (svc->kind.len == 6
+               && ngx_strncmp(svc->kind.data, "invoke", 6) == 0)
+    {
+        svc->type = NGX_HTTP_ZMQ_SVC_INVOKE;
+
+    } else {
+        svc->type = NGX_HTTP_ZMQ_SVC_OTHER;
+    }
+
+    /* the model's defaults and ranges; a snapshot may not have had them */
+
+    n = ngx_http_zmq_rt_int(obj, "timeout", 30000);
+    svc->timeout = (n >= 1 && n <= 3600000) ? (ngx_msec_t) n : 30000;
+
+    if (svc->queue.len == 0) {
+        ngx_str_set(&svc->queue, "zmq.invoke");
+    }
+
+    if (mode.len == 10 && ngx_strncmp(mode.data, "sync_async", 10) == 0) {
+        svc->mode = NGX_HTTP_ZMQ_INVOKE_SYNC_ASYNC;
+
+    } else if (mode.len == 5 && ngx_strncmp(mode.data, "async", 5) == 0) {
+        svc->mode = NGX_HTTP_ZMQ_INVOKE_ASYNC;
+
+    } else {
+        svc->mode = NGX_HTTP_ZMQ_INVOKE_SYNC;
     }
 
     svc->active = json_is_true(json_object_get(obj, "is_active"));

@@ -50,9 +50,22 @@ typedef struct {
 } ngx_http_zmq_tmpl_part_t;
 
 
+/* a service's kind, as the gateway runs it */
+#define NGX_HTTP_ZMQ_SVC_OTHER        0     /* runs only in zmqd */
+#define NGX_HTTP_ZMQ_SVC_PUBLISH      1
+#define NGX_HTTP_ZMQ_SVC_RPC          2
+#define NGX_HTTP_ZMQ_SVC_INVOKE       3
+
+/* an invoke service's mode */
+#define NGX_HTTP_ZMQ_INVOKE_SYNC        0
+#define NGX_HTTP_ZMQ_INVOKE_SYNC_ASYNC  1
+#define NGX_HTTP_ZMQ_INVOKE_ASYNC       2
+
+
 typedef struct {
     ngx_str_t                    name;
     ngx_str_t                    kind;
+    ngx_uint_t                   type;           /* NGX_HTTP_ZMQ_SVC_* */
     ngx_flag_t                   active;
     ngx_str_t                    outconn;
     ngx_str_t                    exchange;
@@ -64,6 +77,9 @@ typedef struct {
     ngx_int_t                    expiration;
     ngx_str_t                    content_type;
     ngx_array_t                  headers;        /* ngx_keyval_t */
+    ngx_msec_t                   timeout;        /* rpc, invoke: reply */
+    ngx_str_t                    queue;          /* invoke */
+    ngx_uint_t                   mode;           /* invoke */
 } ngx_http_zmq_service_t;
 
 

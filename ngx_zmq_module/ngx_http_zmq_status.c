@@ -200,7 +200,8 @@ ngx_http_zmq_status_doc(ngx_http_request_t *r)
                 continue;
             }
 
-            o = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+            o = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
+                          "s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
                           "state",
                           st->draining ? "draining"
                           : ngx_zmq_amqp_state_name(st->state),
@@ -212,7 +213,15 @@ ngx_http_zmq_status_doc(ngx_http_request_t *r)
                           "timed_out", (json_int_t) st->timed_out,
                           "lost", (json_int_t) st->lost,
                           "rejected", (json_int_t) st->rejected,
-                          "reconnects", (json_int_t) st->reconnects);
+                          "reconnects", (json_int_t) st->reconnects,
+                          /* request/reply (rpc and invoke services) */
+                          "rpc_requests", (json_int_t) st->rpc_requests,
+                          "rpc_waiting", (json_int_t) st->rpc_waiting,
+                          "rpc_replies", (json_int_t) st->rpc_replies,
+                          "rpc_timeouts", (json_int_t) st->rpc_timeouts,
+                          "rpc_late", (json_int_t) st->rpc_late,
+                          "rpc_bad", (json_int_t) st->rpc_bad,
+                          "rpc_lost", (json_int_t) st->rpc_lost);
 
             name = ngx_http_zmq_outconn_name(r, st);
             if (name == NULL) {

@@ -24,6 +24,15 @@
  * the gateway), which the broker returns with it. RabbitMQ sends a
  * message's basic.return before its basic.ack, so the ack that follows
  * finds it marked.
+ *
+ * Request/reply: the first rpc publish after each connect is preceded, in
+ * the same write, by basic.consume of RabbitMQ's direct reply-to
+ * (amq.rabbitmq.reply-to, no-ack) on channel 1. Replies arrive as
+ * basic.deliver for that consumer; their content header is read here,
+ * every length checked against the frame (content_type, the headers
+ * table for x-zmq-status, correlation_id), and matched to the waiting
+ * request in a red-black tree keyed by correlation id. Only a reply for
+ * a request still waiting is buffered, up to NGX_ZMQ_AMQP_REPLY_MAX.
  */
 
 
@@ -48,6 +57,7 @@
 #define NGX_HTTP_ZMQ_TABLE_DEPTH      16     /* nested tables and arrays */
 #define NGX_HTTP_ZMQ_OUT_KEEP         (1024 * 1024)
 #define NGX_HTTP_ZMQ_SEQ_HEADER       "x-zmq-seq"
+#define NGX_HTTP_ZMQ_CONSUMER_TAG     "ngx_zmq.rpc"
 #define NGX_HTTP_ZMQ_DRAIN_GRACE      5000
 #define NGX_HTTP_ZMQ_DRAIN_DEFAULT    60000  /* no publish had a timeout */
 #ifndef NGX_ZMQ_AMQP_EARLY_SEND
@@ -55,12 +65,28 @@
 #endif
 
 
-/* what channel 1 expects after a basic.return */
+/* what channel 1 expects after a basic.return or basic.deliver */
 typedef enum {
     NGX_HTTP_ZMQ_CONTENT_NONE = 0,
     NGX_HTTP_ZMQ_CONTENT_HEADER,
     NGX_HTTP_ZMQ_CONTENT_BODY
 } ngx_http_zmq_content_e;
+
+
+/* the reply consumer on channel 1 */
+typedef enum {
+    NGX_HTTP_ZMQ_RPC_NONE = 0,
+    NGX_HTTP_ZMQ_RPC_ASKED,             /* basic.consume written */
+    NGX_HTTP_ZMQ_RPC_READY              /* basic.consume-ok came */
+} ngx_http_zmq_rpc_e;
+
+
+/* what a content header's headers table holds for us (depth 0 only) */
+typedef struct {
+    uint64_t                      seq;
+    ngx_int_t                     status;      /* -1: absent, 0: invalid */
+    unsigned                      has_seq:1;
+} ngx_zmq_amqp_found_t;
 
 
 typedef enum {
@@ -131,6 +157,17 @@ struct ngx_zmq_amqp_conn_s {
     u_char                        return_key[256];
     size_t                        return_key_len;
 
+    /* replies (direct reply-to): who waits, and the one being read */
+    ngx_uint_t                    rpc;         /* ngx_http_zmq_rpc_e */
+    ngx_rbtree_t                  rpc_tree;
+    ngx_rbtree_node_t             rpc_sentinel;
+    ngx_uint_t                    rpc_waiting;
+    unsigned                      delivering:1;
+    ngx_zmq_amqp_rpc_t           *deliver_rpc; /* NULL: read past it */
+    ngx_zmq_amqp_reply_t          reply;
+    size_t                        reply_got;
+    u_char                        reply_type[256];
+
     /* messages in flight: ring[tag & (ring_size - 1)], grown on demand */
     ngx_http_zmq_pub_t          **ring;
     ngx_uint_t                    ring_size;
@@ -176,7 +213,13 @@ static ngx_int_t ngx_zmq_amqp_header_frame(
 static ngx_int_t ngx_zmq_amqp_method_in(ngx_zmq_amqp_conn_t *conn,
     amqp_method_number_t id, void *decoded);
 static ngx_int_t ngx_zmq_amqp_table(u_char **pos, u_char *last,
-    ngx_uint_t depth, uint64_t *seq, ngx_uint_t *has_seq);
+    ngx_uint_t depth, ngx_zmq_amqp_found_t *found);
+static ngx_int_t ngx_zmq_amqp_status(u_char type, u_char *p, u_char *last);
+static ngx_int_t ngx_zmq_amqp_deliver_header(ngx_zmq_amqp_conn_t *conn);
+static void ngx_zmq_amqp_delivered(ngx_zmq_amqp_conn_t *conn);
+static void ngx_zmq_amqp_rpc_fail(ngx_zmq_amqp_conn_t *conn);
+static ngx_int_t ngx_zmq_amqp_deliver(ngx_zmq_amqp_conn_t *conn,
+    amqp_basic_deliver_t *d);
 static ngx_int_t ngx_zmq_amqp_value(u_char type, u_char **pos,
     u_char *last, ngx_uint_t depth);
 static void ngx_zmq_amqp_bad(ngx_zmq_amqp_conn_t *conn,
@@ -401,6 +444,9 @@ ngx_zmq_amqp_create(ngx_zmq_amqp_worker_t *w,
 
     init_amqp_pool(&conn->decode_pool, 4096);
 
+    ngx_rbtree_init(&conn->rpc_tree, &conn->rpc_sentinel,
+                    ngx_str_rbtree_insert_value);
+
     conn->timer.handler = ngx_zmq_amqp_timer_handler;
     conn->timer.data = conn;
     conn->timer.log = log;
@@ -457,7 +503,9 @@ ngx_zmq_amqp_retire(ngx_zmq_amqp_conn_t *conn)
      * still in flight is given up as lost.
      */
 
-    if (conn->head_tag < conn->next_tag && !conn->drain.timer_set) {
+    if ((conn->head_tag < conn->next_tag || conn->rpc_waiting)
+        && !conn->drain.timer_set)
+    {
         ngx_add_timer(&conn->drain,
                       (conn->longest ? conn->longest
                                      : NGX_HTTP_ZMQ_DRAIN_DEFAULT)
@@ -474,13 +522,16 @@ ngx_zmq_amqp_drain_handler(ngx_event_t *ev)
     u_char                     text[128];
     ngx_zmq_amqp_conn_t       *conn = ev->data;
 
-    if (conn->head_tag >= conn->next_tag || conn->sock.connection == NULL) {
+    if ((conn->head_tag >= conn->next_tag && conn->rpc_waiting == 0)
+        || conn->sock.connection == NULL)
+    {
         return;
     }
 
     ngx_snprintf(text, sizeof(text) - 1, "retired, and %uL message(s) "
-                 "still unconfirmed after %M ms: given up as lost%Z",
-                 conn->next_tag - conn->head_tag,
+                 "still unconfirmed%s after %M ms: given up as lost%Z",
+                 conn->next_tag - conn->head_tag + conn->rpc_waiting,
+                 conn->rpc_waiting ? " or awaiting a reply" : "",
                  (conn->longest ? conn->longest : NGX_HTTP_ZMQ_DRAIN_DEFAULT)
                  + NGX_HTTP_ZMQ_DRAIN_GRACE);
     text[sizeof(text) - 1] = '\0';
@@ -493,7 +544,7 @@ static void
 ngx_zmq_amqp_check_retired(ngx_zmq_amqp_conn_t *conn)
 {
     if (!conn->retired || conn->head_tag < conn->next_tag
-        || conn->free_ev.posted)
+        || conn->rpc_waiting || conn->free_ev.posted)
     {
         return;
     }
@@ -515,6 +566,9 @@ static void
 ngx_zmq_amqp_destroy(ngx_zmq_amqp_conn_t *conn)
 {
     ngx_zmq_amqp_release(conn);
+
+    /* nobody waits on a connection that is gone (none should by now) */
+    ngx_zmq_amqp_rpc_fail(conn);
 
     if (conn->timer.timer_set) {
         ngx_del_timer(&conn->timer);
@@ -580,7 +634,7 @@ ngx_zmq_amqp_free_handler(ngx_event_t *ev)
         return;
     }
 
-    if (conn->head_tag < conn->next_tag) {
+    if (conn->head_tag < conn->next_tag || conn->rpc_waiting) {
         return;                 /* a message came in after all */
     }
 
@@ -776,6 +830,8 @@ ngx_zmq_amqp_connect(ngx_zmq_amqp_conn_t *conn)
     conn->got_bytes = 0;
     conn->fhdr_len = 0;
     conn->content = NGX_HTTP_ZMQ_CONTENT_NONE;
+    conn->rpc = NGX_HTTP_ZMQ_RPC_NONE;
+    conn->delivering = 0;
     conn->frame_max = AMQP_FRAME_MIN_SIZE;
 
     /*
@@ -852,6 +908,9 @@ ngx_zmq_amqp_close(ngx_zmq_amqp_conn_t *conn, ngx_uint_t level,
 
     conn->head_tag = conn->next_tag;
     conn->written_tag = conn->next_tag;
+
+    /* direct reply-to replies die with the channel */
+    ngx_zmq_amqp_rpc_fail(conn);
 
     if (conn->probing) {
         ngx_zmq_amqp_probe_next(conn, reason);
@@ -1137,7 +1196,7 @@ ngx_zmq_amqp_input(ngx_zmq_amqp_conn_t *conn, u_char **pos,
     u_char *last)
 {
     u_char  *p;
-    size_t   n, want;
+    size_t   n, want, size;
 
     p = *pos;
 
@@ -1169,6 +1228,14 @@ ngx_zmq_amqp_input(ngx_zmq_amqp_conn_t *conn, u_char **pos,
     } else if (n == want && p[n - 1] != AMQP_FRAME_END) {
         ngx_zmq_amqp_bad(conn, "frame", "no frame-end byte");
         return NGX_ERROR;
+
+    } else if (conn->ftype == AMQP_FRAME_BODY && conn->reply.body != NULL
+               && conn->fgot < conn->fsize)
+    {
+        /* a reply's body: within body_size, as frame_start checked */
+        size = ngx_min(n, conn->fsize - conn->fgot);
+        ngx_memcpy(conn->reply.body + conn->reply_got, p, size);
+        conn->reply_got += size;
     }
 
     conn->fgot += n;
@@ -1181,6 +1248,14 @@ ngx_zmq_amqp_input(ngx_zmq_amqp_conn_t *conn, u_char **pos,
     /* a whole frame */
 
     conn->fhdr_len = 0;
+
+    if (conn->ftype == AMQP_FRAME_BODY) {
+        if (conn->delivering && conn->content == NGX_HTTP_ZMQ_CONTENT_NONE) {
+            ngx_zmq_amqp_delivered(conn);
+        }
+
+        return NGX_OK;
+    }
 
     if (conn->ftype != AMQP_FRAME_METHOD && conn->ftype != AMQP_FRAME_HEADER) {
         return NGX_OK;
@@ -1245,8 +1320,8 @@ ngx_zmq_amqp_frame_start(ngx_zmq_amqp_conn_t *conn)
         if (channel == NGX_HTTP_ZMQ_CHANNEL
             && conn->content != NGX_HTTP_ZMQ_CONTENT_NONE)
         {
-            ngx_zmq_amqp_bad(conn, "frame",
-                             "a method inside a returned message");
+            ngx_zmq_amqp_bad(conn, "frame", "a method inside a returned "
+                             "or delivered message");
             return NGX_ERROR;
         }
 
@@ -1256,8 +1331,8 @@ ngx_zmq_amqp_frame_start(ngx_zmq_amqp_conn_t *conn)
         if (channel != NGX_HTTP_ZMQ_CHANNEL
             || conn->content != NGX_HTTP_ZMQ_CONTENT_HEADER)
         {
-            ngx_zmq_amqp_bad(conn, "frame",
-                             "a content header without basic.return");
+            ngx_zmq_amqp_bad(conn, "frame", "a content header without "
+                             "basic.return or basic.deliver");
             return NGX_ERROR;
         }
 
@@ -1387,13 +1462,13 @@ ngx_zmq_amqp_escape(u_char *dst, size_t size, u_char *src, size_t len)
 /*
  * Walks one field table ([*pos, last) starts with its 32-bit size): every
  * key and value in bounds, tables and arrays nested at most
- * NGX_HTTP_ZMQ_TABLE_DEPTH deep. At depth 0, finds the gateway's
- * x-zmq-seq.
+ * NGX_HTTP_ZMQ_TABLE_DEPTH deep. At depth 0, with found, finds the
+ * gateway's x-zmq-seq and a reply's x-zmq-status.
  */
 
 static ngx_int_t
 ngx_zmq_amqp_table(u_char **pos, u_char *last, ngx_uint_t depth,
-    uint64_t *seq, ngx_uint_t *has_seq)
+    ngx_zmq_amqp_found_t *found)
 {
     u_char    *p, *end, *key;
     size_t     klen;
@@ -1427,12 +1502,20 @@ ngx_zmq_amqp_table(u_char **pos, u_char *last, ngx_uint_t depth,
         p += klen;
         type = *p++;
 
-        if (seq != NULL && klen == sizeof(NGX_HTTP_ZMQ_SEQ_HEADER) - 1
+        if (found != NULL && klen == sizeof(NGX_HTTP_ZMQ_SEQ_HEADER) - 1
             && ngx_memcmp(key, NGX_HTTP_ZMQ_SEQ_HEADER, klen) == 0
             && type == 'l' && end - p >= 8)
         {
-            *seq = ngx_http_zmq_get64(p);
-            *has_seq = 1;
+            found->seq = ngx_http_zmq_get64(p);
+            found->has_seq = 1;
+        }
+
+        if (found != NULL
+            && klen == sizeof(NGX_ZMQ_AMQP_STATUS_HEADER) - 1
+            && ngx_strncasecmp(key, (u_char *) NGX_ZMQ_AMQP_STATUS_HEADER,
+                               klen) == 0)
+        {
+            found->status = ngx_zmq_amqp_status(type, p, end);
         }
 
         if (ngx_zmq_amqp_value(type, &p, end, depth) != NGX_OK) {
@@ -1492,7 +1575,7 @@ ngx_zmq_amqp_value(u_char type, u_char **pos, u_char *last,
         break;
 
     case 'F':
-        return ngx_zmq_amqp_table(pos, last, depth + 1, NULL, NULL);
+        return ngx_zmq_amqp_table(pos, last, depth + 1, NULL);
 
     case 'A':
         if (depth + 1 >= NGX_HTTP_ZMQ_TABLE_DEPTH || last - p < 4) {
@@ -1528,6 +1611,108 @@ ngx_zmq_amqp_value(u_char type, u_char **pos, u_char *last,
 
     *pos = p + n;
     return NGX_OK;
+}
+
+
+/*
+ * A reply's x-zmq-status: an AMQP integer of any width, or a string of
+ * digits; 200-599 (an HTTP answer cannot be 1xx), else 0 (invalid). The
+ * value is at p, of type type, and may not fit before last: the walker
+ * refuses the table then.
+ */
+
+static ngx_int_t
+ngx_zmq_amqp_status(u_char type, u_char *p, u_char *last)
+{
+    int64_t    v;
+    uint32_t   size, i;
+
+    switch (type) {
+
+    case 'b':
+        if (last - p < 1) {
+            return 0;
+        }
+        v = (int8_t) p[0];
+        break;
+
+    case 'B':
+        if (last - p < 1) {
+            return 0;
+        }
+        v = p[0];
+        break;
+
+    case 's':
+        if (last - p < 2) {
+            return 0;
+        }
+        v = (int16_t) ngx_http_zmq_get16(p);
+        break;
+
+    case 'u':
+        if (last - p < 2) {
+            return 0;
+        }
+        v = (int64_t) ngx_http_zmq_get16(p);
+        break;
+
+    case 'I':
+        if (last - p < 4) {
+            return 0;
+        }
+        v = (int32_t) ngx_http_zmq_get32(p);
+        break;
+
+    case 'i':
+        if (last - p < 4) {
+            return 0;
+        }
+        v = (int64_t) ngx_http_zmq_get32(p);
+        break;
+
+    case 'l':
+    case 'L':
+        if (last - p < 8) {
+            return 0;
+        }
+        if (type == 'L' && ngx_http_zmq_get64(p) > 1000) {
+            return 0;
+        }
+        v = (int64_t) ngx_http_zmq_get64(p);
+        break;
+
+    case 'S':
+    case 'x':
+        if (last - p < 4) {
+            return 0;
+        }
+
+        size = ngx_http_zmq_get32(p);
+        p += 4;
+
+        if (size == 0 || size > 3 || size > (size_t) (last - p)) {
+            return 0;
+        }
+
+        v = 0;
+        for (i = 0; i < size; i++) {
+            if (p[i] < '0' || p[i] > '9') {
+                return 0;
+            }
+            v = v * 10 + (p[i] - '0');
+        }
+        break;
+
+    default:
+        return 0;
+    }
+
+    if (v < 200 || v > 599) {
+        return 0;
+    }
+
+    return (ngx_int_t) v;
 }
 
 
@@ -1914,6 +2099,8 @@ static ngx_zmq_amqp_allowed_t       ngx_zmq_amqp_allowed[] = {
     { AMQP_BASIC_ACK_METHOD, NGX_HTTP_ZMQ_CHANNEL },
     { AMQP_BASIC_NACK_METHOD, NGX_HTTP_ZMQ_CHANNEL },
     { AMQP_BASIC_RETURN_METHOD, NGX_HTTP_ZMQ_CHANNEL },
+    { AMQP_BASIC_CONSUME_OK_METHOD, NGX_HTTP_ZMQ_CHANNEL },    /* rpc */
+    { AMQP_BASIC_DELIVER_METHOD, NGX_HTTP_ZMQ_CHANNEL },       /* rpc */
 };
 
 
@@ -1933,9 +2120,14 @@ ngx_zmq_amqp_frame(ngx_zmq_amqp_conn_t *conn)
 static ngx_int_t
 ngx_zmq_amqp_header_frame(ngx_zmq_amqp_conn_t *conn)
 {
-    u_char      *p, *last;
-    uint64_t     body_size, seq;
-    ngx_uint_t   flags, has_seq, f;
+    u_char                *p, *last;
+    uint64_t               body_size;
+    ngx_uint_t             flags, f;
+    ngx_zmq_amqp_found_t   found;
+
+    if (conn->delivering) {
+        return ngx_zmq_amqp_deliver_header(conn);
+    }
 
     p = conn->fbuf;
     last = p + conn->fsize;             /* at least 14 bytes */
@@ -1974,11 +2166,10 @@ ngx_zmq_amqp_header_frame(ngx_zmq_amqp_conn_t *conn)
         p += 1 + *p;
     }
 
-    seq = 0;
-    has_seq = 0;
+    ngx_memzero(&found, sizeof(ngx_zmq_amqp_found_t));
 
     if ((flags & AMQP_BASIC_HEADERS_FLAG)
-        && ngx_zmq_amqp_table(&p, last, 0, &seq, &has_seq) != NGX_OK)
+        && ngx_zmq_amqp_table(&p, last, 0, &found) != NGX_OK)
     {
         ngx_zmq_amqp_bad(conn, "content header", "a malformed or too "
                          "deeply nested headers table");
@@ -1989,7 +2180,7 @@ ngx_zmq_amqp_header_frame(ngx_zmq_amqp_conn_t *conn)
     conn->content = body_size ? NGX_HTTP_ZMQ_CONTENT_BODY
                               : NGX_HTTP_ZMQ_CONTENT_NONE;
 
-    ngx_zmq_amqp_returned(conn, seq, has_seq, body_size);
+    ngx_zmq_amqp_returned(conn, found.seq, found.has_seq, body_size);
 
     return NGX_OK;
 }
@@ -2039,8 +2230,7 @@ ngx_zmq_amqp_method_frame(ngx_zmq_amqp_conn_t *conn)
         p = conn->fbuf + 4 + 2;
 
         if (conn->fsize < 4 + 2
-            || ngx_zmq_amqp_table(&p, conn->fbuf + conn->fsize, 0,
-                                  NULL, NULL)
+            || ngx_zmq_amqp_table(&p, conn->fbuf + conn->fsize, 0, NULL)
                != NGX_OK)
         {
             ngx_zmq_amqp_bad(conn, "frame", "connection.start with a "
@@ -2079,6 +2269,7 @@ ngx_zmq_amqp_method_in(ngx_zmq_amqp_conn_t *conn,
     amqp_basic_ack_t           *ack;
     amqp_basic_nack_t          *nack;
     amqp_basic_return_t        *ret;
+    amqp_basic_consume_ok_t    *consume_ok;
     amqp_channel_close_t       *chclose;
     amqp_connection_close_t    *close;
     amqp_connection_blocked_t  *blocked;
@@ -2154,6 +2345,25 @@ ngx_zmq_amqp_method_in(ngx_zmq_amqp_conn_t *conn,
         ngx_memcpy(conn->return_key, ret->routing_key.bytes,
                    conn->return_key_len);
         return NGX_OK;
+
+    case AMQP_BASIC_CONSUME_OK_METHOD:
+        consume_ok = decoded;
+        if (conn->rpc != NGX_HTTP_ZMQ_RPC_ASKED
+            || consume_ok->consumer_tag.len
+               != sizeof(NGX_HTTP_ZMQ_CONSUMER_TAG) - 1
+            || ngx_memcmp(consume_ok->consumer_tag.bytes,
+                          NGX_HTTP_ZMQ_CONSUMER_TAG,
+                          sizeof(NGX_HTTP_ZMQ_CONSUMER_TAG) - 1) != 0)
+        {
+            ngx_zmq_amqp_bad(conn, "frame", "a basic.consume-ok for no "
+                             "consumer of ours");
+            return NGX_ERROR;
+        }
+        conn->rpc = NGX_HTTP_ZMQ_RPC_READY;
+        return NGX_OK;
+
+    case AMQP_BASIC_DELIVER_METHOD:
+        return ngx_zmq_amqp_deliver(conn, decoded);
 
     case AMQP_CONNECTION_BLOCKED_METHOD:
         blocked = decoded;
@@ -2325,6 +2535,358 @@ ngx_zmq_amqp_detach(ngx_http_zmq_pub_t *pub)
 
 
 /*
+ * Replies. basic.deliver for the reply consumer: the content header that
+ * follows says which request it answers.
+ */
+
+static ngx_int_t
+ngx_zmq_amqp_deliver(ngx_zmq_amqp_conn_t *conn, amqp_basic_deliver_t *d)
+{
+    if (conn->rpc != NGX_HTTP_ZMQ_RPC_READY
+        || d->consumer_tag.len != sizeof(NGX_HTTP_ZMQ_CONSUMER_TAG) - 1
+        || ngx_memcmp(d->consumer_tag.bytes, NGX_HTTP_ZMQ_CONSUMER_TAG,
+                      sizeof(NGX_HTTP_ZMQ_CONSUMER_TAG) - 1) != 0)
+    {
+        ngx_zmq_amqp_bad(conn, "frame", "a basic.deliver for no consumer "
+                         "of ours");
+        return NGX_ERROR;
+    }
+
+    conn->content = NGX_HTTP_ZMQ_CONTENT_HEADER;
+    conn->delivering = 1;
+    conn->deliver_rpc = NULL;
+    conn->reply_got = 0;
+
+    return NGX_OK;
+}
+
+
+/* a short string property at *pos, within last; NGX_ERROR: it overruns */
+
+static ngx_int_t
+ngx_zmq_amqp_shortstr(u_char **pos, u_char *last, ngx_str_t *out)
+{
+    u_char  *p;
+
+    p = *pos;
+
+    if (p >= last || (size_t) *p >= (size_t) (last - p)) {
+        return NGX_ERROR;
+    }
+
+    if (out != NULL) {
+        out->len = *p;
+        out->data = p + 1;
+    }
+
+    *pos = p + 1 + *p;
+    return NGX_OK;
+}
+
+
+/*
+ * A reply's content header: its properties up to correlation_id, in the
+ * order AMQP puts them (content_type, content_encoding, headers,
+ * delivery_mode, priority, correlation_id), each checked against the
+ * frame. A property that overruns the frame is a broker's error (the
+ * connection closes); a headers table that is well bounded but malformed
+ * or nested too deep inside, an x-zmq-status that is no HTTP status, a
+ * content_type no HTTP header can carry or a body over the limit are the
+ * responder's: its request is answered 502, the connection goes on.
+ */
+
+static ngx_int_t
+ngx_zmq_amqp_deliver_header(ngx_zmq_amqp_conn_t *conn)
+{
+    u_char                *p, *last, *q;
+    uint32_t               hsize;
+    uint64_t               body_size;
+    ngx_str_t              ct, cid;
+    ngx_uint_t             flags, n, bad_headers;
+    ngx_zmq_amqp_rpc_t    *rpc;
+    ngx_zmq_amqp_found_t   found;
+
+    p = conn->fbuf;
+    last = p + conn->fsize;             /* at least 14 bytes */
+
+    if (ngx_http_zmq_get16(p) != AMQP_BASIC_CLASS) {
+        ngx_zmq_amqp_bad(conn, "content header", "not of class basic");
+        return NGX_ERROR;
+    }
+
+    body_size = ngx_http_zmq_get64(p + 4);
+    flags = ngx_http_zmq_get16(p + 12);
+    p += 14;
+
+    if (flags & 1) {
+        ngx_zmq_amqp_bad(conn, "content header",
+                         "more than one property flag word");
+        return NGX_ERROR;
+    }
+
+    ngx_str_null(&ct);
+    ngx_str_null(&cid);
+    ngx_memzero(&found, sizeof(ngx_zmq_amqp_found_t));
+    found.status = -1;
+    bad_headers = 0;
+
+    if ((flags & AMQP_BASIC_CONTENT_TYPE_FLAG)
+        && ngx_zmq_amqp_shortstr(&p, last, &ct) != NGX_OK)
+    {
+        goto overrun;
+    }
+
+    if ((flags & AMQP_BASIC_CONTENT_ENCODING_FLAG)
+        && ngx_zmq_amqp_shortstr(&p, last, NULL) != NGX_OK)
+    {
+        goto overrun;
+    }
+
+    if (flags & AMQP_BASIC_HEADERS_FLAG) {
+        if (last - p < 4) {
+            goto overrun;
+        }
+
+        hsize = ngx_http_zmq_get32(p);
+
+        if (hsize > (size_t) (last - p) - 4) {
+            goto overrun;
+        }
+
+        /* the table's own bounds hold: whatever is inside, skip it */
+
+        q = p;
+        if (ngx_zmq_amqp_table(&q, p + 4 + hsize, 0, &found) != NGX_OK) {
+            bad_headers = 1;
+        }
+
+        p += 4 + hsize;
+    }
+
+    for (n = 0; n < 2; n++) {           /* delivery_mode, priority */
+        if (flags & (AMQP_BASIC_DELIVERY_MODE_FLAG >> n)) {
+            if (p >= last) {
+                goto overrun;
+            }
+            p++;
+        }
+    }
+
+    if ((flags & AMQP_BASIC_CORRELATION_ID_FLAG)
+        && ngx_zmq_amqp_shortstr(&p, last, &cid) != NGX_OK)
+    {
+        goto overrun;
+    }
+
+    /* the rest of the properties are not ours to read */
+
+    conn->content_left = body_size;
+    conn->content = body_size ? NGX_HTTP_ZMQ_CONTENT_BODY
+                              : NGX_HTTP_ZMQ_CONTENT_NONE;
+
+    rpc = NULL;
+
+    if (cid.len) {
+        rpc = (ngx_zmq_amqp_rpc_t *) ngx_str_rbtree_lookup(&conn->rpc_tree,
+                                                    &cid,
+                                                    ngx_crc32_short(cid.data,
+                                                                    cid.len));
+    }
+
+    if (rpc == NULL) {
+        if (cid.len) {
+            conn->stats->rpc_late++;
+            ngx_log_error(NGX_LOG_INFO, conn->log, 0,
+                          "zmq amqp \"%V\": a reply of %uL bytes for no "
+                          "request waiting (late, or its client left): "
+                          "dropped", &conn->conf->name, body_size);
+
+        } else {
+            conn->stats->rpc_bad++;
+            ngx_log_error(NGX_LOG_WARN, conn->log, 0,
+                          "zmq amqp \"%V\": a reply without a "
+                          "correlation_id: dropped", &conn->conf->name);
+        }
+
+        goto read_past;
+    }
+
+    /* one reply per request: it waits no more */
+
+    ngx_rbtree_delete(&conn->rpc_tree, &rpc->sn.node);
+    rpc->in_tree = 0;
+    conn->deliver_rpc = rpc;
+
+    ngx_memzero(&conn->reply, sizeof(ngx_zmq_amqp_reply_t));
+    conn->reply.status = found.status == -1 ? 200 : (ngx_uint_t) found.status;
+
+    if (bad_headers) {
+        conn->reply.result = NGX_ZMQ_AMQP_REPLY_BAD_HEADERS;
+
+    } else if (found.status == 0) {
+        conn->reply.result = NGX_ZMQ_AMQP_REPLY_BAD_STATUS;
+
+    } else if (body_size > NGX_ZMQ_AMQP_REPLY_MAX) {
+        conn->reply.result = NGX_ZMQ_AMQP_REPLY_TOO_LARGE;
+
+    } else {
+        for (n = 0; n < ct.len; n++) {
+            if (ct.data[n] < 0x20 || ct.data[n] >= 0x7f) {
+                conn->reply.result = NGX_ZMQ_AMQP_REPLY_BAD_TYPE;
+                break;
+            }
+        }
+    }
+
+    if (conn->reply.result == NGX_ZMQ_AMQP_REPLY_OK) {
+        if (ct.len) {
+            ngx_memcpy(conn->reply_type, ct.data, ct.len);
+        }
+
+        conn->reply.content_type.data = conn->reply_type;
+        conn->reply.content_type.len = ct.len;
+
+        if (body_size) {
+            conn->reply.body = ngx_alloc((size_t) body_size, conn->log);
+            if (conn->reply.body == NULL) {
+                ngx_zmq_amqp_close(conn, NGX_LOG_ERR, "out of memory");
+                return NGX_ERROR;
+            }
+        }
+    }
+
+read_past:
+
+    if (body_size == 0) {
+        ngx_zmq_amqp_delivered(conn);
+    }
+
+    return NGX_OK;
+
+overrun:
+
+    ngx_zmq_amqp_bad(conn, "content header",
+                     "a property longer than its frame");
+    return NGX_ERROR;
+}
+
+
+/* a reply read whole (or read past): its request has it */
+
+static void
+ngx_zmq_amqp_delivered(ngx_zmq_amqp_conn_t *conn)
+{
+    ngx_zmq_amqp_rpc_t  *rpc;
+
+    rpc = conn->deliver_rpc;
+    conn->deliver_rpc = NULL;
+    conn->delivering = 0;
+
+    if (rpc != NULL) {
+        conn->reply.len = conn->reply_got;
+        rpc->conn = NULL;
+        conn->rpc_waiting--;
+        conn->stats->rpc_waiting--;
+
+        if (conn->reply.result == NGX_ZMQ_AMQP_REPLY_OK) {
+            conn->stats->rpc_replies++;
+
+        } else {
+            conn->stats->rpc_bad++;
+        }
+
+        rpc->handler(rpc, &conn->reply);
+    }
+
+    ngx_free(conn->reply.body);
+    ngx_memzero(&conn->reply, sizeof(ngx_zmq_amqp_reply_t));
+    conn->reply_got = 0;
+
+    ngx_zmq_amqp_check_retired(conn);
+}
+
+
+/* the connection closed: every request waiting is told, once */
+
+static void
+ngx_zmq_amqp_rpc_fail(ngx_zmq_amqp_conn_t *conn)
+{
+    ngx_rbtree_node_t     *node;
+    ngx_zmq_amqp_rpc_t    *rpc;
+    ngx_zmq_amqp_reply_t   lost;
+
+    ngx_free(conn->reply.body);
+    ngx_memzero(&conn->reply, sizeof(ngx_zmq_amqp_reply_t));
+    conn->reply_got = 0;
+    conn->delivering = 0;
+    conn->rpc = NGX_HTTP_ZMQ_RPC_NONE;
+
+    ngx_memzero(&lost, sizeof(ngx_zmq_amqp_reply_t));
+    lost.result = NGX_ZMQ_AMQP_REPLY_LOST;
+
+    for ( ;; ) {
+        rpc = conn->deliver_rpc;
+        conn->deliver_rpc = NULL;
+
+        if (rpc == NULL) {
+            if (conn->rpc_tree.root == conn->rpc_tree.sentinel) {
+                break;
+            }
+
+            node = ngx_rbtree_min(conn->rpc_tree.root,
+                                  conn->rpc_tree.sentinel);
+            ngx_rbtree_delete(&conn->rpc_tree, node);
+            rpc = (ngx_zmq_amqp_rpc_t *) node;
+            rpc->in_tree = 0;
+        }
+
+        rpc->conn = NULL;
+        conn->rpc_waiting--;
+        conn->stats->rpc_waiting--;
+        conn->stats->rpc_lost++;
+
+        rpc->handler(rpc, &lost);
+    }
+}
+
+
+void
+ngx_zmq_amqp_rpc_cancel(ngx_zmq_amqp_rpc_t *rpc, ngx_uint_t why)
+{
+    ngx_zmq_amqp_conn_t  *conn;
+
+    conn = rpc->conn;
+
+    if (conn == NULL) {
+        return;
+    }
+
+    if (rpc->in_tree) {
+        ngx_rbtree_delete(&conn->rpc_tree, &rpc->sn.node);
+        rpc->in_tree = 0;
+    }
+
+    if (conn->deliver_rpc == rpc) {
+        /* its reply is being read: read past the rest */
+        conn->deliver_rpc = NULL;
+        ngx_free(conn->reply.body);
+        conn->reply.body = NULL;
+        conn->stats->rpc_late++;
+    }
+
+    rpc->conn = NULL;
+    conn->rpc_waiting--;
+    conn->stats->rpc_waiting--;
+
+    if (why == NGX_ZMQ_AMQP_RPC_TIMEDOUT) {
+        conn->stats->rpc_timeouts++;
+    }
+
+    ngx_zmq_amqp_check_retired(conn);
+}
+
+
+/*
  * The ring of messages in flight starts at NGX_HTTP_ZMQ_RING_MIN slots and
  * doubles as needed, up to the power of two that holds max_inflight: 8
  * bytes a slot. The messages themselves come from the connection's pool
@@ -2440,8 +3002,10 @@ ngx_zmq_amqp_publish(ngx_zmq_amqp_conn_t *conn,
     ngx_chain_t              *cl;
     amqp_bytes_t              enc;
     amqp_table_entry_t       *table;
+    ngx_zmq_amqp_rpc_t       *rpc;
     ngx_http_zmq_pub_t       *pub;
     amqp_basic_publish_t      m;
+    amqp_basic_consume_t      consume;
     amqp_basic_properties_t   props;
 
     if (conn->state != NGX_ZMQ_AMQP_READY || conn->retired
@@ -2481,6 +3045,10 @@ ngx_zmq_amqp_publish(ngx_zmq_amqp_conn_t *conn,
     room = conn->frame_max;
     need = NGX_HTTP_ZMQ_METHOD_MAX + room + (size_t) msg->body_len
            + 8 * nframes;
+
+    if (msg->rpc != NULL && conn->rpc == NGX_HTTP_ZMQ_RPC_NONE) {
+        need += NGX_HTTP_ZMQ_METHOD_MAX;        /* basic.consume */
+    }
 
     if (conn->sock.out_last > conn->sock.out_pos
         && (size_t) (conn->sock.out_last - conn->sock.out_pos) + need
@@ -2531,6 +3099,29 @@ ngx_zmq_amqp_publish(ngx_zmq_amqp_conn_t *conn,
     }
 
     start = conn->sock.out_last;
+
+    /*
+     * The reply consumer, once per connection, before the first publish
+     * that wants a reply: the broker takes the channel's frames in order,
+     * so the publish that follows finds it (RabbitMQ requires it).
+     */
+
+    if (msg->rpc != NULL && conn->rpc == NGX_HTTP_ZMQ_RPC_NONE) {
+        ngx_memzero(&consume, sizeof(amqp_basic_consume_t));
+        consume.queue = amqp_cstring_bytes(NGX_ZMQ_AMQP_REPLY_TO);
+        consume.consumer_tag = amqp_cstring_bytes(NGX_HTTP_ZMQ_CONSUMER_TAG);
+        consume.no_ack = 1;
+        consume.arguments = amqp_empty_table;
+
+        if (ngx_zmq_amqp_put_method(conn, NGX_HTTP_ZMQ_CHANNEL,
+                                    AMQP_BASIC_CONSUME_METHOD, &consume,
+                                    NGX_HTTP_ZMQ_METHOD_MAX)
+            != NGX_OK)
+        {
+            rc = NGX_ERROR;
+            goto rollback;
+        }
+    }
 
     /* basic.publish */
 
@@ -2662,6 +3253,25 @@ ngx_zmq_amqp_publish(ngx_zmq_amqp_conn_t *conn,
 
     conn->stats->published++;
     conn->stats->inflight++;
+
+    if (msg->rpc != NULL) {
+        if (conn->rpc == NGX_HTTP_ZMQ_RPC_NONE) {
+            conn->rpc = NGX_HTTP_ZMQ_RPC_ASKED;
+        }
+
+        /* waits from now: the reply may come before the confirm */
+
+        rpc = msg->rpc;
+        rpc->sn.node.key = ngx_crc32_short(rpc->sn.str.data,
+                                           rpc->sn.str.len);
+        ngx_rbtree_insert(&conn->rpc_tree, &rpc->sn.node);
+        rpc->in_tree = 1;
+        rpc->conn = conn;
+        conn->longest = ngx_max(conn->longest, rpc->timeout);
+        conn->rpc_waiting++;
+        conn->stats->rpc_waiting++;
+        conn->stats->rpc_requests++;
+    }
 
     *pubp = pub;
 

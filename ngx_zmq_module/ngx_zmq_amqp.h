@@ -3,7 +3,10 @@
  * ngx_zmq: an AMQP 0-9-1 publisher driven by the NGINX event loop.
  *
  * NGINX owns the socket; rabbitmq-c is only the codec. One connection per
- * worker and outgoing connection, with publisher confirms on channel 1.
+ * worker and outgoing connection, with publisher confirms on channel 1,
+ * and (once an rpc asks) a consumer of RabbitMQ's direct reply-to on the
+ * same channel, whose replies are matched to their requests by
+ * correlation id.
  */
 
 
@@ -65,6 +68,13 @@ typedef struct {
     ngx_atomic_t                 lost;
     ngx_atomic_t                 rejected;     /* 503 without publishing */
     ngx_atomic_t                 reconnects;
+    ngx_atomic_t                 rpc_requests;  /* published, reply awaited */
+    ngx_atomic_t                 rpc_waiting;   /* awaiting now */
+    ngx_atomic_t                 rpc_replies;   /* matched and well-formed */
+    ngx_atomic_t                 rpc_timeouts;  /* no reply in time */
+    ngx_atomic_t                 rpc_late;      /* for no one waiting */
+    ngx_atomic_t                 rpc_bad;       /* malformed, or too large */
+    ngx_atomic_t                 rpc_lost;      /* the link closed first */
 } ngx_zmq_amqp_stats_t;
 
 
@@ -97,6 +107,7 @@ typedef struct {
 
 typedef struct ngx_zmq_amqp_conn_s       ngx_zmq_amqp_conn_t;
 typedef struct ngx_http_zmq_pub_s        ngx_http_zmq_pub_t;
+typedef struct ngx_zmq_amqp_rpc_s        ngx_zmq_amqp_rpc_t;
 
 typedef void (*ngx_http_zmq_pub_done_pt)(ngx_http_zmq_pub_t *pub,
     ngx_http_zmq_pub_result_e result);
@@ -120,6 +131,61 @@ struct ngx_http_zmq_pub_s {
 };
 
 
+/*
+ * Request/reply over RabbitMQ's direct reply-to. A reply's body is taken
+ * up to NGX_ZMQ_AMQP_REPLY_MAX bytes; a larger one is read past, never
+ * buffered, and its request told so.
+ */
+
+#define NGX_ZMQ_AMQP_REPLY_MAX       (16 * 1024 * 1024)
+#define NGX_ZMQ_AMQP_REPLY_TO        "amq.rabbitmq.reply-to"
+#define NGX_ZMQ_AMQP_STATUS_HEADER   "x-zmq-status"
+
+
+typedef enum {
+    NGX_ZMQ_AMQP_REPLY_OK = 0,
+    NGX_ZMQ_AMQP_REPLY_LOST,             /* the connection closed first */
+    NGX_ZMQ_AMQP_REPLY_TOO_LARGE,        /* over NGX_ZMQ_AMQP_REPLY_MAX */
+    NGX_ZMQ_AMQP_REPLY_BAD_STATUS,       /* x-zmq-status not 200-599 */
+    NGX_ZMQ_AMQP_REPLY_BAD_HEADERS,      /* a table the walker refused */
+    NGX_ZMQ_AMQP_REPLY_BAD_TYPE          /* content_type unfit for HTTP */
+} ngx_zmq_amqp_reply_e;
+
+
+typedef struct {
+    ngx_zmq_amqp_reply_e         result;
+    ngx_uint_t                   status;        /* 200 when absent */
+    ngx_str_t                    content_type;  /* empty: none given */
+    u_char                      *body;          /* ngx_alloc()ed: the
+                                                   handler may take it
+                                                   (then sets it NULL) */
+    size_t                       len;
+} ngx_zmq_amqp_reply_t;
+
+
+/* called once per waiter, from the event loop; reply's strings are lent */
+typedef void (*ngx_zmq_amqp_reply_pt)(ngx_zmq_amqp_rpc_t *rpc,
+    ngx_zmq_amqp_reply_t *reply);
+
+
+/* a request waiting for its reply: the caller's memory, see rpc_cancel() */
+struct ngx_zmq_amqp_rpc_s {
+    ngx_str_node_t               sn;            /* sn.str: correlation id,
+                                                   the caller's memory */
+    ngx_zmq_amqp_conn_t         *conn;          /* NULL: not waiting */
+    ngx_zmq_amqp_reply_pt        handler;
+    void                        *data;
+    ngx_msec_t                   timeout;       /* how long it may wait: a
+                                                   retired connection
+                                                   drains that long */
+    unsigned                     in_tree:1;
+};
+
+
+#define NGX_ZMQ_AMQP_RPC_DONE        0      /* answered otherwise */
+#define NGX_ZMQ_AMQP_RPC_TIMEDOUT    1      /* counted as a timeout */
+
+
 /* what a request asks to publish */
 typedef struct {
     ngx_str_t                    exchange;
@@ -132,6 +198,11 @@ typedef struct {
     ngx_msec_t                   timeout;
     void                        *data;
     ngx_http_zmq_pub_done_pt     done;
+    ngx_zmq_amqp_rpc_t          *rpc;           /* a reply is awaited: the
+                                                   properties carry
+                                                   reply_to and
+                                                   correlation_id, rpc's
+                                                   sn.str */
 } ngx_http_zmq_publish_t;
 
 
@@ -186,6 +257,17 @@ ngx_int_t ngx_zmq_amqp_publish(ngx_zmq_amqp_conn_t *conn,
 
 /* the request went away: keep accounting, call nothing back */
 void ngx_zmq_amqp_detach(ngx_http_zmq_pub_t *pub);
+
+/*
+ * With msg->rpc set, a successful publish also makes rpc wait on the
+ * connection (the first one after each connect first starts the reply
+ * consumer, pipelined before the publish): its handler is called exactly
+ * once with the reply whose correlation id is rpc->sn.str, or with
+ * NGX_ZMQ_AMQP_REPLY_LOST when the connection closes, unless
+ * ngx_zmq_amqp_rpc_cancel() comes first. A reply that finds no one
+ * waiting is dropped and counted (rpc_late).
+ */
+void ngx_zmq_amqp_rpc_cancel(ngx_zmq_amqp_rpc_t *rpc, ngx_uint_t why);
 
 const char *ngx_zmq_amqp_state_name(ngx_uint_t state);
 

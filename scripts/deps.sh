@@ -25,7 +25,8 @@ PACKAGES=(
 
 if [ "${1:-}" = "test" ]; then
     PACKAGES=(clang libclang-rt-14-dev llvm python3-jwt python3-cryptography
-              python3-jsonschema chromium chromium-driver python3-selenium)
+              python3-jsonschema chromium chromium-driver python3-selenium
+              python3-django python3-flask)
     if ! command -v npm >/dev/null; then
         PACKAGES+=(nodejs npm)
     fi

@@ -145,6 +145,11 @@ ngx_zmq is up. Try:
     ZMQ_REDIS=$ZMQ_REDIS build/zmqctl export
     ZMQ_REDIS=$ZMQ_REDIS build/zmqctl get rest_channel customer.updates.rest
     redis-cli -p $REDIS_PORT lrange customer:updates 0 -1   # what zmqd stored
+    PYTHONPATH=clients/python UPDATES_REDIS_URL=$ZMQ_REDIS /usr/bin/python3 examples/flask_app/app.py     # http://127.0.0.1:5000/orders
+    PYTHONPATH=clients/python UPDATES_REDIS_URL=$ZMQ_REDIS /usr/bin/python3 examples/django_app/manage.py runserver 127.0.0.1:8000
+        # the example apps (apt-get install python3-flask python3-django;
+        # examples/*/README.md): orders through the protected channel,
+        # /updates pages customer:updates
 
 Logs are in run/. Stop everything with: make stop
 MSG

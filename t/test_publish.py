@@ -314,7 +314,9 @@ def test_status_reports_each_worker_and_outconn(rabbitmq, gateway, queue):
         assert o["state"] == "ready"
         assert set(o) == {"state", "inflight", "published", "confirmed",
                           "nacked", "returned", "timed_out", "lost",
-                          "rejected", "reconnects"}
+                          "rejected", "reconnects", "rpc_requests",
+                          "rpc_waiting", "rpc_replies", "rpc_timeouts",
+                          "rpc_late", "rpc_bad", "rpc_lost"}
     t = gw.totals()
     assert t["published"] == 10 and t["confirmed"] == 10
 
@@ -334,7 +336,9 @@ def test_another_location_of_the_worker_keeps_answering(rabbitmq, gateway,
     assert w["outconns"]["out"] == {
         "state": "ready", "inflight": 0, "published": 1, "confirmed": 1,
         "nacked": 0, "returned": 0, "timed_out": 0, "lost": 0,
-        "rejected": 0, "reconnects": 0}
+        "rejected": 0, "reconnects": 0, "rpc_requests": 0, "rpc_waiting": 0,
+        "rpc_replies": 0, "rpc_timeouts": 0, "rpc_late": 0, "rpc_bad": 0,
+        "rpc_lost": 0}
     assert gw.ngx.worker_pids() == [worker]
     assert queue.count() == 1
 

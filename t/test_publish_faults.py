@@ -323,6 +323,8 @@ def test_a_broker_that_stops_reading_fills_a_bounded_buffer(gateway):
             "state": "ready", "inflight": timed_out, "published": timed_out,
             "confirmed": 0, "nacked": 0, "returned": 0,
             "timed_out": timed_out, "lost": 0, "rejected": len(overloaded),
-            "reconnects": 0}
+            "reconnects": 0, "rpc_requests": 0, "rpc_waiting": 0,
+            "rpc_replies": 0, "rpc_timeouts": 0, "rpc_late": 0,
+            "rpc_bad": 0, "rpc_lost": 0}
     finally:
         fake.close()

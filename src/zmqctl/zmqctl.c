@@ -192,6 +192,22 @@ static const zmqctl_cmd_t  zmqctl_cmds[] = {
       "  --timeout MS       bound of the connect and of each wait for the\n"
       "                     broker, the confirm included (default 5000)\n" },
 
+    { "invoke", zmqctl_invoke, "invoke SERVICE [FILE|-]",
+      "Runs the service SERVICE as zmqd would, on the configuration in\n"
+      "Redis, with the bytes of FILE (- for standard input; none: empty)\n"
+      "as the message body, and prints the answer's body on standard\n"
+      "output and its status on standard error (\"status 200\n"
+      "application/json\"). Exit 0 when the status is 2xx, else 1.\n"
+      "  http     the endpoint's status, content type and body\n"
+      "  rpc      the reply (status from x-zmq-status); none within the\n"
+      "           service's timeout is a failure\n"
+      "  invoke   modes sync and sync_async wait for zmqd's reply (up to\n"
+      "           the service's timeout); async prints 202\n"
+      "           {\"accepted\": true, \"cid\": ...} once confirmed\n"
+      "  others   {\"ok\": true}\n"
+      "A failure without an answer of the service's own prints status 502\n"
+      "{\"error\": \"service_failed\", \"message\": ...}.\n" },
+
     { "version", zmqctl_version, "version",
       "Prints zmqctl's version and the configuration version in Redis.\n" },
 
@@ -1437,6 +1453,7 @@ zmqctl_main(int argc, char **argv, const zmqctl_opts_t *op)
     if (((cmd->run == zmqctl_import || cmd->run == zmqctl_restore
           || cmd->run == zmqctl_apikey)
          && !zmqctl_need_args(&o, cmd, 1, 1))
+        || (cmd->run == zmqctl_invoke && !zmqctl_need_args(&o, cmd, 1, 2))
         || ((cmd->run == zmqctl_ping || cmd->run == zmqctl_passwd)
             && !zmqctl_need_args(&o, cmd, 2, 2))
         || (cmd->run == zmqctl_send && !zmqctl_send_args(&o, cmd))

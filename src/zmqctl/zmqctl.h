@@ -8,6 +8,8 @@
  *   zmqctl_amqp.c    ping of an amqp_def, send through an amqp_outconn
  *                    (rabbitmq-c, blocking, every wait bounded)
  *   zmqctl_passwd.c  passwd: a secret read from a terminal or stdin
+ *   zmqctl_invoke.c  invoke: runs a service with zmqd's own service code
+ *                    (src/zmqd, linked in)
  */
 
 #ifndef ZMQCTL_H
@@ -91,6 +93,9 @@ int zmqctl_wait_fd(int fd, short events, int timeout_ms);
 /* zmqctl_amqp.c */
 int zmqctl_ping(zmqctl_opts_t *o);
 int zmqctl_send(zmqctl_opts_t *o);
+
+/* zmqctl_invoke.c */
+int zmqctl_invoke(zmqctl_opts_t *o);
 
 /* zmqctl_passwd.c */
 int zmqctl_passwd(zmqctl_opts_t *o);

@@ -54,12 +54,20 @@
  * this long after the start if one is not (they run anyway then)
  */
 #define ZMQD_STARTUP_WAIT_S 30
+/*
+ * The invocations one zmqd process holds per invocation queue, those
+ * waiting for a retry included; more wait in the queue
+ */
+#define ZMQD_INVOKE_PREFETCH 100
+/* the largest --max-hold: above 2 x 99 x 600 s, the longest schedule */
+#define ZMQD_HOLD_LIMIT_S   172800
 
 
 typedef struct zmqd_ctx_s       zmqd_ctx_t;
 typedef struct zmqd_def_s       zmqd_def_t;
 typedef struct zmqd_consumer_s  zmqd_consumer_t;
 typedef struct zmqd_retry_s     zmqd_retry_t;
+typedef struct zmqd_inv_s       zmqd_inv_t;
 
 
 struct zmqd_def_s {
@@ -86,6 +94,25 @@ struct zmqd_consumer_s {
     int                running;
     double             next_attempt;
     int                seen;
+    /*
+     * an internal consumer of invocations: its channel object, made by
+     * zmqd (name "invoke/<def>/<queue>", which no object name can be);
+     * NULL for an amqp_channel of the configuration
+     */
+    json_t            *internal;
+};
+
+
+/* an invocation in progress: what a retry must remember */
+#define ZMQD_INV_TARGET    0
+#define ZMQD_INV_CALLBACK  1
+
+struct zmqd_inv_s {
+    int                phase;
+    int                mode;          /* ZMQD_SYNC ... */
+    int                tries;         /* in this phase */
+    int                replied;       /* the caller has its answer */
+    char              *doc;           /* the callback's document */
 };
 
 
@@ -101,6 +128,7 @@ struct zmqd_retry_s {
     amqp_envelope_t    env;
     int                attempts;
     double             since;         /* first received */
+    zmqd_inv_t        *inv;           /* an invocation's state, or NULL */
 };
 
 
@@ -212,10 +240,33 @@ zmqd_fingerprint(int kind, const json_t *obj, int kind2, const json_t *obj2)
 
 
 static void
+zmqd_inv_free(zmqd_inv_t *inv)
+{
+    if (inv != NULL) {
+        free(inv->doc);
+        free(inv);
+    }
+}
+
+
+static void
 zmqd_retry_free(zmqd_retry_t *r)
 {
     amqp_destroy_envelope(&r->env);
+    zmqd_inv_free(r->inv);
     free(r);
+}
+
+
+/* the channel object of a consumer: the configuration's, or its own */
+static json_t *
+zmqd_channel_obj(zmqd_ctx_t *ctx, zmqd_consumer_t *c)
+{
+    if (c->internal != NULL) {
+        return c->internal;
+    }
+
+    return zgw_config_get(ctx->cfg, ZGW_KIND_AMQP_CHANNEL, c->name);
 }
 
 
@@ -308,7 +359,164 @@ zmqd_consumer_free(zmqd_consumer_t *c)
 {
     free(c->name);
     free(c->fingerprint);
+    json_decref(c->internal);
     free(c);
+}
+
+
+/*
+ * The consumer named name, with fingerprint fp (taken) on definition d:
+ * kept when unchanged, restarted when changed, else made. internal: an
+ * internal consumer's channel object (taken).
+ */
+static void
+zmqd_consumer_sync(zmqd_ctx_t *ctx, const char *name, char *fp,
+    zmqd_def_t *d, json_t *internal, int *started, int *restarted)
+{
+    int               j;
+    zmqd_consumer_t  *c;
+
+    for (j = 0; j < ctx->nconsumers; j++) {
+        if (strcmp(ctx->consumers[j]->name, name) == 0) {
+            break;
+        }
+    }
+
+    if (j < ctx->nconsumers) {
+        c = ctx->consumers[j];
+        c->seen = 1;
+
+        if (strcmp(c->fingerprint, fp) == 0 && c->def == d) {
+            free(fp);
+            json_decref(internal);
+            return;
+        }
+
+        zmqd_consumer_stop(ctx, c);
+        free(c->fingerprint);
+        c->fingerprint = fp;
+        json_decref(c->internal);
+        c->internal = internal;
+        c->def = d;
+        c->next_attempt = 0;
+        (*restarted)++;
+        return;
+    }
+
+    c = ctx->nconsumers == 256 ? NULL : calloc(1, sizeof(zmqd_consumer_t));
+    if (c == NULL) {
+        zmqd_log("error", "channel '%s': not started: %s", name,
+                 ctx->nconsumers == 256 ? "more than 256 channels"
+                                        : "out of memory");
+        free(fp);
+        json_decref(internal);
+        return;
+    }
+
+    c->name = strdup(name);
+    if (c->name == NULL) {
+        free(fp);
+        json_decref(internal);
+        free(c);
+        return;
+    }
+    c->fingerprint = fp;
+    c->internal = internal;
+    c->def = d;
+    c->seen = 1;
+    ctx->consumers[ctx->nconsumers++] = c;
+    (*started)++;
+}
+
+
+/*
+ * An active invoke service: its queue on its outconn's amqp_def is
+ * consumed by an internal consumer (one per definition and queue, shared
+ * by the services that use it), with a channel object of zmqd's own.
+ */
+static void
+zmqd_apply_invoke(zmqd_ctx_t *ctx, zgw_config_t *cfg, const char *name,
+    const json_t *svc, int *started, int *restarted)
+{
+    int          j;
+    long         hold;
+    char        *fp, cname[600];
+    json_t      *oc, *def, *obj;
+    zmqd_def_t  *d;
+    const char  *defname, *queue, *kind;
+
+    kind = json_string_value(json_object_get(svc, "kind"));
+    if (kind == NULL || strcmp(kind, "invoke") != 0
+        || !json_is_true(json_object_get(svc, "is_active")))
+    {
+        return;
+    }
+
+    oc = zgw_config_get(cfg, ZGW_KIND_AMQP_OUTCONN,
+                        json_string_value(json_object_get(svc, "outconn")));
+    defname = json_string_value(json_object_get(oc, "def"));
+    def = zgw_config_get(cfg, ZGW_KIND_AMQP_DEF, defname);
+    queue = json_string_value(json_object_get(svc, "queue"));
+
+    if (oc == NULL || def == NULL || queue == NULL
+        || !json_is_true(json_object_get(oc, "is_active"))
+        || !json_is_true(json_object_get(def, "is_active")))
+    {
+        zmqd_log("warn", "service '%s': its invocations are not consumed: "
+                 "its amqp_outconn or amqp_def is not active", name);
+        return;
+    }
+
+    /*
+     * An invocation waits unacked for its retries: the broker's
+     * consumer_timeout must not end it, so --max-hold must cover them
+     */
+    hold = zmqd_invoke_hold(svc);
+    if (hold > ctx->max_hold) {
+        zmqd_log("error", "service '%s': repeats %lld every %lld s may "
+                 "hold an invocation unacked for %ld s (the target's "
+                 "retries, then the callback's), more than --max-hold %d: "
+                 "its invocations are refused (dead-lettered); raise "
+                 "--max-hold (up to %d) and the broker's consumer_timeout "
+                 "above it, or lower repeats or seconds", name,
+                 (long long) json_integer_value(json_object_get(svc,
+                                                                "repeats")),
+                 (long long) json_integer_value(json_object_get(svc,
+                                                                "seconds")),
+                 hold, ctx->max_hold, ZMQD_HOLD_LIMIT_S);
+    }
+
+    snprintf(cname, sizeof(cname), "invoke/%s/%s", defname, queue);
+
+    for (j = 0; j < ctx->nconsumers; j++) {
+        if (ctx->consumers[j]->seen
+            && strcmp(ctx->consumers[j]->name, cname) == 0)
+        {
+            return;                     /* another service's queue too */
+        }
+    }
+
+    d = zmqd_def(ctx, defname, 1);
+    obj = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s, s:i}", "name", cname,
+                    "def", defname, "queue", queue,
+                    "prefetch", ZMQD_INVOKE_PREFETCH, "ack_mode", "ack",
+                    "data_format", "none", "consumers", 1);
+    fp = obj ? json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+
+    if (d == NULL || fp == NULL) {
+        zmqd_log("error", "service '%s': its invocations are not consumed: "
+                 "out of memory", name);
+        free(fp);
+        json_decref(obj);
+        return;
+    }
+
+    if (d->fingerprint == NULL) {
+        d->fingerprint = zmqd_fingerprint(ZGW_KIND_AMQP_DEF, def, 0, NULL);
+    }
+
+    d->used = 1;
+    zmqd_consumer_sync(ctx, cname, fp, d, obj, started, restarted);
 }
 
 
@@ -316,7 +524,7 @@ zmqd_consumer_free(zmqd_consumer_t *c)
 static void
 zmqd_apply(zmqd_ctx_t *ctx, zgw_config_t *cfg)
 {
-    int               i, j, restarted, started, stopped;
+    int               i, restarted, started, stopped;
     char             *fp;
     json_t           *ch, *def;
     zmqd_def_t       *d;
@@ -379,53 +587,12 @@ zmqd_apply(zmqd_ctx_t *ctx, zgw_config_t *cfg)
         }
 
         d->used = 1;
+        zmqd_consumer_sync(ctx, name, fp, d, NULL, &started, &restarted);
+    }
 
-        for (j = 0; j < ctx->nconsumers; j++) {
-            if (strcmp(ctx->consumers[j]->name, name) == 0) {
-                break;
-            }
-        }
-
-        if (j < ctx->nconsumers) {
-            c = ctx->consumers[j];
-            c->seen = 1;
-
-            if (strcmp(c->fingerprint, fp) == 0 && c->def == d) {
-                free(fp);
-                continue;
-            }
-
-            zmqd_consumer_stop(ctx, c);
-            free(c->fingerprint);
-            c->fingerprint = fp;
-            c->def = d;
-            c->next_attempt = 0;
-            restarted++;
-            continue;
-        }
-
-        if (ctx->nconsumers == 256) {
-            free(fp);
-            continue;
-        }
-
-        c = calloc(1, sizeof(zmqd_consumer_t));
-        if (c == NULL) {
-            free(fp);
-            continue;
-        }
-
-        c->name = strdup(name);
-        if (c->name == NULL) {
-            free(fp);
-            free(c);
-            continue;
-        }
-        c->fingerprint = fp;
-        c->def = d;
-        c->seen = 1;
-        ctx->consumers[ctx->nconsumers++] = c;
-        started++;
+    /* the invocation queues of the invoke services: internal consumers */
+    json_object_foreach(cfg->objs[ZGW_KIND_SERVICE], name, ch) {
+        zmqd_apply_invoke(ctx, cfg, name, ch, &started, &restarted);
     }
 
     /* channels that went away */
@@ -747,6 +914,172 @@ zmqd_delay(const json_t *retry, int attempts)
 }
 
 
+/* the request carries reply_to: it is answered */
+static int
+zmqd_wants_reply(const amqp_envelope_t *env)
+{
+    return (env->message.properties._flags & AMQP_BASIC_REPLY_TO_FLAG)
+           && env->message.properties.reply_to.len > 0;
+}
+
+
+/*
+ * Answers a request that carried reply_to, on the publishing connection
+ * of its definition; a reply that cannot go is logged, never holds the
+ * message (it is acked or dead-lettered as it would be without it).
+ */
+static void
+zmqd_answer(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
+    amqp_envelope_t *env, const zmqd_resp_t *resp)
+{
+    char        id[300], err[512];
+    zmqd_env_t  senv;
+
+    if (!zmqd_wants_reply(env)) {
+        return;
+    }
+
+    zmqd_env(ctx, &senv);
+
+    if (zmqd_reply(&senv, d->name, &env->message.properties, resp, err,
+                   sizeof(err))
+        != 0)
+    {
+        zmqd_message_id(env, id, sizeof(id));
+        zmqd_log("warn", "channel '%s': message '%s': the reply (status %d) "
+                 "to '%.*s' was not sent: %s", c->name, id, resp->status,
+                 (int) env->message.properties.reply_to.len,
+                 (char *) env->message.properties.reply_to.bytes, err);
+    }
+}
+
+
+/* an error answer: status, {"error": code, "message": error} */
+static void
+zmqd_answer_error(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
+    amqp_envelope_t *env, int status, const char *code, const char *error)
+{
+    zmqd_resp_t  resp;
+
+    if (!zmqd_wants_reply(env)) {
+        return;
+    }
+
+    memset(&resp, 0, sizeof(resp));
+    if (zmqd_resp_error(&resp, status, code, error) == 0) {
+        zmqd_answer(ctx, d, c, env, &resp);
+    }
+    zmqd_resp_free(&resp);
+}
+
+
+/*
+ * Keeps env unacked for another attempt in delay s (ctx->retries), with
+ * inv (taken). Returns 1 when kept; 0 when it could not be (out of
+ * memory: it went back to the queue, inv freed).
+ */
+static int
+zmqd_hold(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
+    amqp_envelope_t *env, int attempts, double since, zmqd_inv_t *inv,
+    double delay)
+{
+    int            i;
+    char           id[300];
+    zmqd_retry_t  *r;
+
+    i = zmqd_channel_index(c, env->channel);
+
+    r = i < 0 ? NULL : calloc(1, sizeof(zmqd_retry_t));
+    if (r != NULL) {
+        r->consumer = c;
+        r->index = i;
+        r->def = d;
+        r->env = *env;
+        r->attempts = attempts;
+        r->since = since;
+        r->inv = inv;
+
+        if (zmqd_heap_push(&ctx->retries, zmqd_now() + delay, r) == 0) {
+            c->nretries[i]++;
+            return 1;
+        }
+
+        free(r);
+    }
+
+    zmqd_inv_free(inv);
+
+    /* cannot hold it: back to the queue, never dropped */
+    zmqd_amqp_lock(d->consume);
+    (void) amqp_basic_nack(d->consume->conn, env->channel,
+                           env->delivery_tag, 0, 1);
+    zmqd_amqp_unlock(d->consume);
+    zmqd_message_id(env, id, sizeof(id));
+    zmqd_log("error", "channel '%s': message '%s': out of memory for a "
+             "retry: requeued", c->name, id);
+    return 0;
+}
+
+
+/*
+ * A message that failed for good: rejected (ack_mode reject) or
+ * dead-lettered and acked, then answered (answer, else 502 service_failed)
+ * when it carries reply_to and answer is not "none"; requeued when the
+ * dead letter cannot be published.
+ */
+static void
+zmqd_give_up(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
+    amqp_envelope_t *env, int attempts, const char *error,
+    const zmqd_resp_t *answer, int reply)
+{
+    char     id[300], err[512];
+    json_t  *ch;
+
+    ch = zmqd_channel_obj(ctx, c);
+    zmqd_message_id(env, id, sizeof(id));
+
+    if (strcmp(json_string_value(json_object_get(ch, "ack_mode")), "reject")
+        == 0)
+    {
+        zmqd_amqp_lock(d->consume);
+        (void) amqp_basic_reject(d->consume->conn, env->channel,
+                                 env->delivery_tag, 0);
+        zmqd_amqp_unlock(d->consume);
+        zmqd_log("error", "channel '%s': message '%s' rejected to the "
+                 "queue's dead-letter exchange after %d attempt(s): %s",
+                 c->name, id, attempts, error);
+
+    } else if (zmqd_dead_letter(ctx, d, ch, c->name, env, attempts, error,
+                                err, sizeof(err))
+               != 0)
+    {
+        /* never dropped: back to the queue, to be tried again */
+        zmqd_amqp_lock(d->consume);
+        (void) amqp_basic_nack(d->consume->conn, env->channel,
+                               env->delivery_tag, 0, 1);
+        zmqd_amqp_unlock(d->consume);
+        zmqd_log("error", "channel '%s': message '%s' could not be "
+                 "dead-lettered (%s); requeued", c->name, id, err);
+        return;
+
+    } else {
+        zmqd_ack(d, env);
+        zmqd_log("error", "channel '%s': message '%s' dead-lettered after %d "
+                 "attempt(s): %s", c->name, id, attempts, error);
+    }
+
+    if (!reply) {
+        return;
+    }
+
+    if (answer != NULL) {
+        zmqd_answer(ctx, d, c, env, answer);
+    } else {
+        zmqd_answer_error(ctx, d, c, env, 502, "service_failed", error);
+    }
+}
+
+
 /*
  * After a failed attempt: retry later, or give up (dead-letter and ack,
  * or reject to the queue's own dead-letter exchange). Returns 1 when env
@@ -757,13 +1090,12 @@ zmqd_failed(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
     amqp_envelope_t *env, int attempts, double since, const char *error,
     int final)
 {
-    int            max, i;
-    char           id[300], err[512], why[1200];
-    double         delay;
-    json_t        *ch, *retry;
-    zmqd_retry_t  *r;
+    int      max;
+    char     id[300], why[1200];
+    double   delay;
+    json_t  *ch, *retry;
 
-    ch = zgw_config_get(ctx->cfg, ZGW_KIND_AMQP_CHANNEL, c->name);
+    ch = zmqd_channel_obj(ctx, c);
     retry = json_object_get(ch, "retry");
     max = retry ? (int) json_integer_value(json_object_get(retry,
                                                            "attempts"))
@@ -792,68 +1124,266 @@ zmqd_failed(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
     }
 
     if (!final && attempts <= max) {
-        i = zmqd_channel_index(c, env->channel);
+        if (zmqd_hold(ctx, d, c, env, attempts, since, NULL, delay)) {
+            zmqd_log("warn", "channel '%s': message '%s' failed "
+                     "(attempt %d): %s; retrying in %.2f s", c->name,
+                     id, attempts, error, delay);
+            return 1;
+        }
+        return 0;
+    }
 
-        r = i < 0 ? NULL : calloc(1, sizeof(zmqd_retry_t));
-        if (r != NULL) {
-            r->consumer = c;
-            r->index = i;
-            r->def = d;
-            r->env = *env;
-            r->attempts = attempts;
-            r->since = since;
+    zmqd_give_up(ctx, d, c, env, attempts, error, NULL, 1);
+    return 0;
+}
 
-            if (zmqd_heap_push(&ctx->retries, zmqd_now() + delay, r) == 0) {
-                c->nretries[i]++;
-                zmqd_log("warn", "channel '%s': message '%s' failed "
-                         "(attempt %d): %s; retrying in %.2f s", c->name,
-                         id, attempts, error, delay);
-                return 1;
-            }
 
-            free(r);
+/* ---------------------------------------------------------- invocations */
+
+
+/*
+ * One step of an invocation (PROTO14): an attempt of the target, or of
+ * the callback. inv is NULL on delivery. Returns 1 when env was kept for
+ * a retry (with inv), else 0 (settled, inv freed).
+ *
+ *   sync        the target up to repeats times, seconds apart; the reply
+ *               is its first success or its last error (502)
+ *   sync_async  the reply after the first attempt: its success, or 202
+ *               {"accepted": true, "cid"} and the rest in the background
+ *   async       background only
+ *   background  retries stop at the first success; then the callback (if
+ *               any) once with Zato's fields, retried the same way; the
+ *               invocation is acked once it is done, dead-lettered when
+ *               the callback never succeeded
+ */
+static int
+zmqd_invocation(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
+    amqp_envelope_t *env, int attempts, double since, zmqd_inv_t *inv)
+{
+    int                       rc, mode, repeats;
+    char                      name[256], mname[32], cid[300], ts[64];
+    char                      err[1024], why[2400], channel[300], text[400];
+    double                    seconds;
+    json_t                   *svc;
+    zmqd_env_t                senv;
+    zmqd_msg_t                msg;
+    zmqd_resp_t               resp;
+    const char               *target, *callback, *kind, *req_ts;
+    amqp_bytes_t              body;
+    amqp_basic_properties_t   props;
+
+    zmqd_message_id(env, cid, sizeof(cid));
+    zmqd_env(ctx, &senv);
+
+    svc = NULL;
+    if (zmqd_header_str(&env->message.properties, "x-zmq-invoke", name,
+                        sizeof(name))
+        != NULL)
+    {
+        svc = zgw_config_get(ctx->cfg, ZGW_KIND_SERVICE, name);
+        kind = json_string_value(json_object_get(svc, "kind"));
+        if (kind == NULL || strcmp(kind, "invoke") != 0
+            || !json_is_true(json_object_get(svc, "is_active")))
+        {
+            svc = NULL;
+        }
+    } else {
+        snprintf(name, sizeof(name), "(no x-zmq-invoke header)");
+    }
+
+    zmqd_ack_before(d, c, env->channel);
+
+    if (svc == NULL) {
+        snprintf(why, sizeof(why), "invocation '%s': no active invoke "
+                 "service '%s'", cid, name);
+        memset(&resp, 0, sizeof(resp));
+        rc = zmqd_resp_error(&resp, 404, "unknown_service", why);
+        zmqd_give_up(ctx, d, c, env, attempts, why, rc == 0 ? &resp : NULL,
+                     1);
+        zmqd_resp_free(&resp);
+        zmqd_inv_free(inv);
+        return 0;
+    }
+
+    repeats = (int) json_integer_value(json_object_get(svc, "repeats"));
+    seconds = (double) json_integer_value(json_object_get(svc, "seconds"));
+    target = json_string_value(json_object_get(svc, "target"));
+    callback = json_string_value(json_object_get(svc, "callback"));
+
+    if (inv == NULL) {
+        if (zmqd_invoke_hold(svc) > ctx->max_hold) {
+            snprintf(why, sizeof(why), "invocation '%s' of '%s': refused: "
+                     "its retries may hold it unacked for %ld s, more than "
+                     "--max-hold %d", cid, name, zmqd_invoke_hold(svc),
+                     ctx->max_hold);
+            memset(&resp, 0, sizeof(resp));
+            rc = zmqd_resp_error(&resp, 500, "schedule_too_long", why);
+            zmqd_give_up(ctx, d, c, env, attempts, why,
+                         rc == 0 ? &resp : NULL, 1);
+            zmqd_resp_free(&resp);
+            return 0;
         }
 
-        /* cannot hold it: back to the queue, never dropped */
-        zmqd_amqp_lock(d->consume);
-        (void) amqp_basic_nack(d->consume->conn, env->channel,
-                               env->delivery_tag, 0, 1);
-        zmqd_amqp_unlock(d->consume);
-        zmqd_log("error", "channel '%s': message '%s' failed (attempt %d): "
-                 "%s; out of memory for a retry: requeued", c->name, id,
-                 attempts, error);
+        inv = calloc(1, sizeof(zmqd_inv_t));
+        if (inv == NULL) {
+            return zmqd_hold(ctx, d, c, env, attempts, since, NULL, 1.0);
+        }
+
+        /* as the caller was told when it published */
+        mode = zmqd_invoke_mode(zmqd_header_str(&env->message.properties,
+                                                "x-zmq-mode", mname,
+                                                sizeof(mname)));
+        inv->mode = mode >= 0 ? mode
+                    : zmqd_invoke_mode(json_string_value(
+                          json_object_get(svc, "mode")));
+        if (inv->mode < 0) {
+            inv->mode = ZMQD_SYNC;
+        }
+    }
+
+    /* the target and the callback never see the caller's reply_to */
+    props = env->message.properties;
+    props._flags &= ~AMQP_BASIC_REPLY_TO_FLAG;
+    props.reply_to = amqp_empty_bytes;
+
+    memset(&msg, 0, sizeof(msg));
+    snprintf(channel, sizeof(channel), "invoke:%s", name);
+    msg.channel = channel;
+    zmqd_message_id(env, msg.message_id, sizeof(msg.message_id));
+
+    if (inv->phase == ZMQD_INV_TARGET) {
+        inv->tries++;
+        msg.body = &env->message.body;
+        msg.props = &props;
+
+        rc = zmqd_service_call(&senv, target, &msg, &resp, err, sizeof(err));
+
+        if (rc == 0 && (inv->mode == ZMQD_SYNC || !inv->replied)
+            && inv->mode != ZMQD_ASYNC)
+        {
+            /* sync, or sync_async at its first attempt: the answer */
+            zmqd_answer(ctx, d, c, env, &resp);
+            zmqd_resp_free(&resp);
+            zmqd_log("info", "invocation '%s' of '%s': target '%s' done "
+                     "(attempt %d), replied", cid, name, target,
+                     inv->tries);
+            zmqd_ack_done(d, c, env);
+            ctx->done++;
+            zmqd_inv_free(inv);
+            return 0;
+        }
+
+        if (rc != 0 && inv->tries < repeats) {
+            zmqd_resp_free(&resp);
+
+            if (inv->mode == ZMQD_SYNC_ASYNC && !inv->replied) {
+                inv->replied = 1;
+                snprintf(text, sizeof(text), "{\"accepted\":true,"
+                         "\"cid\":\"%s\"}", cid);
+                if (zmqd_resp_set(&resp, 202, "application/json", text,
+                                  strlen(text)) == 0)
+                {
+                    zmqd_answer(ctx, d, c, env, &resp);
+                }
+                zmqd_resp_free(&resp);
+            }
+
+            zmqd_log("warn", "invocation '%s' of '%s': target '%s' failed "
+                     "(attempt %d of %d): %s; retrying in %.0f s", cid,
+                     name, target, inv->tries, repeats, err, seconds);
+            return zmqd_hold(ctx, d, c, env, attempts, since, inv, seconds);
+        }
+
+        if (rc != 0 && inv->mode == ZMQD_SYNC) {
+            /* the last error, and the caller is told */
+            zmqd_resp_free(&resp);
+            zmqd_log("error", "invocation '%s' of '%s': target '%s' failed "
+                     "%d time(s): %s; replied 502", cid, name, target,
+                     inv->tries, err);
+            zmqd_answer_error(ctx, d, c, env, 502, "target_failed", err);
+            zmqd_ack_done(d, c, env);
+            ctx->done++;
+            zmqd_inv_free(inv);
+            return 0;
+        }
+
+        /* the end of the background work: the callback's document */
+        if (rc != 0 && inv->mode == ZMQD_SYNC_ASYNC && !inv->replied) {
+            /* repeats 1: the first attempt was the last */
+            inv->replied = 1;
+            zmqd_resp_free(&resp);
+            snprintf(text, sizeof(text), "{\"accepted\":true,\"cid\":\"%s\"}",
+                     cid);
+            if (zmqd_resp_set(&resp, 202, "application/json", text,
+                              strlen(text)) == 0)
+            {
+                zmqd_answer(ctx, d, c, env, &resp);
+            }
+        }
+
+        if (rc == 0) {
+            zmqd_log("info", "invocation '%s' of '%s': target '%s' done "
+                     "(attempt %d)", cid, name, target, inv->tries);
+        } else {
+            zmqd_log("error", "invocation '%s' of '%s': target '%s' failed "
+                     "%d time(s): %s", cid, name, target, inv->tries, err);
+        }
+
+        if (callback == NULL) {
+            zmqd_resp_free(&resp);
+            zmqd_ack_done(d, c, env);
+            ctx->done++;
+            zmqd_inv_free(inv);
+            return 0;
+        }
+
+        req_ts = zmqd_header_str(&env->message.properties, "x-zmq-req-ts",
+                                 ts, sizeof(ts));
+        inv->doc = zmqd_callback_doc(svc, name, rc == 0, cid, req_ts, &resp,
+                                     err);
+        zmqd_resp_free(&resp);
+
+        if (inv->doc == NULL) {
+            /* out of memory: from the start again, later */
+            zmqd_inv_free(inv);
+            return zmqd_hold(ctx, d, c, env, attempts, since, NULL, 1.0);
+        }
+
+        inv->phase = ZMQD_INV_CALLBACK;
+        inv->tries = 0;
+    }
+
+    /* the callback: its document as a JSON message */
+    inv->tries++;
+    body = amqp_cstring_bytes(inv->doc);
+    props._flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
+    props.content_type = amqp_cstring_bytes("application/json");
+    props._flags &= ~AMQP_BASIC_CONTENT_ENCODING_FLAG;
+    msg.body = &body;
+    msg.props = &props;
+
+    rc = zmqd_service_call(&senv, callback, &msg, NULL, err, sizeof(err));
+    if (rc == 0) {
+        zmqd_log("info", "invocation '%s' of '%s': callback '%s' done "
+                 "(attempt %d)", cid, name, callback, inv->tries);
+        zmqd_ack_done(d, c, env);
+        ctx->done++;
+        zmqd_inv_free(inv);
         return 0;
     }
 
-    if (strcmp(json_string_value(json_object_get(ch, "ack_mode")), "reject")
-        == 0)
-    {
-        zmqd_amqp_lock(d->consume);
-        (void) amqp_basic_reject(d->consume->conn, env->channel,
-                                 env->delivery_tag, 0);
-        zmqd_amqp_unlock(d->consume);
-        zmqd_log("error", "channel '%s': message '%s' rejected to the "
-                 "queue's dead-letter exchange after %d attempt(s): %s",
-                 c->name, id, attempts, error);
-        return 0;
+    if (inv->tries < repeats) {
+        zmqd_log("warn", "invocation '%s' of '%s': callback '%s' failed "
+                 "(attempt %d of %d): %s; retrying in %.0f s", cid, name,
+                 callback, inv->tries, repeats, err, seconds);
+        return zmqd_hold(ctx, d, c, env, attempts, since, inv, seconds);
     }
 
-    if (zmqd_dead_letter(ctx, d, ch, c->name, env, attempts, error, err,
-                         sizeof(err)) != 0)
-    {
-        /* never dropped: back to the queue, to be tried again */
-        zmqd_amqp_lock(d->consume);
-        (void) amqp_basic_nack(d->consume->conn, env->channel,
-                               env->delivery_tag, 0, 1);
-        zmqd_amqp_unlock(d->consume);
-        zmqd_log("error", "channel '%s': message '%s' could not be "
-                 "dead-lettered (%s); requeued", c->name, id, err);
-        return 0;
-    }
-
-    zmqd_ack(d, env);
-    zmqd_log("error", "channel '%s': message '%s' dead-lettered after %d "
-             "attempt(s): %s", c->name, id, attempts, error);
+    snprintf(why, sizeof(why), "invocation '%s' of '%s': callback '%s' "
+             "failed %d time(s): %s", cid, name, callback, inv->tries, err);
+    zmqd_inv_free(inv);
+    /* the caller has its answer already, or waits for none */
+    zmqd_give_up(ctx, d, c, env, attempts, why, NULL, 0);
     return 0;
 }
 
@@ -861,16 +1391,21 @@ zmqd_failed(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
 /* one attempt; returns 1 when env was kept for a retry */
 static int
 zmqd_attempt(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
-    amqp_envelope_t *env, int attempts, double since)
+    amqp_envelope_t *env, int attempts, double since, zmqd_inv_t *inv)
 {
-    int          rc;
+    int          rc, reply;
     char         err[1024];
     json_t      *ch;
     zmqd_env_t   senv;
     const char  *service;
     zmqd_msg_t   msg;
+    zmqd_resp_t  resp;
 
-    ch = zgw_config_get(ctx->cfg, ZGW_KIND_AMQP_CHANNEL, c->name);
+    if (c->internal != NULL) {
+        return zmqd_invocation(ctx, d, c, env, attempts, since, inv);
+    }
+
+    ch = zmqd_channel_obj(ctx, c);
 
     if (zmqd_format_check(json_string_value(json_object_get(ch,
                                                             "data_format")),
@@ -888,13 +1423,23 @@ zmqd_attempt(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
     zmqd_message_id(env, msg.message_id, sizeof(msg.message_id));
 
     service = json_string_value(json_object_get(ch, "service"));
+    reply = zmqd_wants_reply(env);
 
     zmqd_env(ctx, &senv);
-    rc = zmqd_service_invoke(&senv, service, &msg, err, sizeof(err));
+    rc = zmqd_service_call(&senv, service, &msg, reply ? &resp : NULL, err,
+                           sizeof(err));
     if (rc != 0) {
+        if (reply) {
+            zmqd_resp_free(&resp);
+        }
         /* a message a retry cannot fix is dead-lettered at once */
         return zmqd_failed(ctx, d, c, env, attempts, since, err,
                            rc == ZMQD_PERMANENT);
+    }
+
+    if (reply) {
+        zmqd_answer(ctx, d, c, env, &resp);
+        zmqd_resp_free(&resp);
     }
 
     zmqd_ack_done(d, c, env);
@@ -924,9 +1469,13 @@ zmqd_run_retries(zmqd_ctx_t *ctx)
         c = r->consumer;
         c->nretries[r->index]--;
 
-        if (!c->running || r->def->consume == NULL
-            || zmqd_attempt(ctx, r->def, c, &r->env, r->attempts + 1,
-                            r->since) == 0)
+        if (!c->running || r->def->consume == NULL) {
+            zmqd_inv_free(r->inv);
+            amqp_destroy_envelope(&r->env);
+
+        } else if (zmqd_attempt(ctx, r->def, c, &r->env, r->attempts + 1,
+                                r->since, r->inv)
+                   == 0)
         {
             amqp_destroy_envelope(&r->env);
         }
@@ -995,7 +1544,7 @@ zmqd_connect(zmqd_ctx_t *ctx, zmqd_def_t *d)
             continue;
         }
 
-        ch = zgw_config_get(ctx->cfg, ZGW_KIND_AMQP_CHANNEL, c->name);
+        ch = zmqd_channel_obj(ctx, c);
         n = (int) json_integer_value(json_object_get(ch, "consumers"));
         prefetch = (int) json_integer_value(json_object_get(ch,
                                                             "prefetch"));
@@ -1037,6 +1586,18 @@ zmqd_connect(zmqd_ctx_t *ctx, zmqd_def_t *d)
             }
 
             c->channels[c->nchannels++] = cn;
+
+            /* zmqd's own invocation queues are declared by zmqd */
+            if (c->internal != NULL
+                && amqp_queue_declare(d->consume->conn, cn,
+                                      amqp_cstring_bytes(json_string_value(
+                                          json_object_get(ch, "queue"))),
+                                      0, 1, 0, 0, amqp_empty_table)
+                   == NULL)
+            {
+                ok = 0;
+                break;
+            }
 
             if (amqp_basic_consume(d->consume->conn, cn,
                                    amqp_cstring_bytes(json_string_value(
@@ -1118,7 +1679,7 @@ zmqd_consume(zmqd_ctx_t *ctx, zmqd_def_t *d, int wait_ms)
             return;
         }
 
-        if (zmqd_attempt(ctx, d, c, &env, 1, zmqd_now()) == 0) {
+        if (zmqd_attempt(ctx, d, c, &env, 1, zmqd_now(), NULL) == 0) {
             amqp_destroy_envelope(&env);
         }
         return;
@@ -1209,7 +1770,14 @@ zmqd_usage(FILE *out)
             "its retries\n"
             "                    (default %d; keep it below the broker's "
             "consumer_timeout\n"
-            "                    minus %d s, the longest service call)\n"
+            "                    minus %d s, the longest service call; at "
+            "most %d).\n"
+            "                    An invoke service whose retries (2 x "
+            "(repeats - 1) x\n"
+            "                    seconds: the target's, then the "
+            "callback's) need more\n"
+            "                    is refused: its invocations are "
+            "dead-lettered\n"
             "  --check           validate the configuration and exit "
             "(0 valid)\n"
             "  --verbose         a log line for every message done\n"
@@ -1217,7 +1785,7 @@ zmqd_usage(FILE *out)
             "Signals: SIGTERM/SIGINT stop consuming and exit 0 (messages "
             "not yet\ndone go back to their queues); SIGHUP reloads the "
             "configuration.\n", ZGW_REDIS_DEFAULT, ZMQD_HOLD_MAX_S,
-            ZMQD_SERVICE_MAX_MS / 1000);
+            ZMQD_SERVICE_MAX_MS / 1000, ZMQD_HOLD_LIMIT_S);
 }
 
 
@@ -1278,9 +1846,9 @@ main(int argc, char **argv)
             break;
         case 'm':
             ctx.max_hold = atoi(optarg);
-            if (ctx.max_hold < 1 || ctx.max_hold > 86400) {
-                fprintf(stderr, "zmqd: --max-hold must be 1-86400 "
-                        "seconds\n");
+            if (ctx.max_hold < 1 || ctx.max_hold > ZMQD_HOLD_LIMIT_S) {
+                fprintf(stderr, "zmqd: --max-hold must be 1-%d "
+                        "seconds\n", ZMQD_HOLD_LIMIT_S);
                 return 2;
             }
             break;

@@ -62,6 +62,8 @@ struct zmqd_amqp_s {
     char                     peer[300];
     char                     user[256];      /* the login */
     int                      confirm;        /* channel 1 in confirm mode */
+    int                      replies;        /* channel 1 consumes
+                                                amq.rabbitmq.reply-to */
     int                      broken;         /* a heartbeat failed */
     uint64_t                 next_tag;
 };
@@ -108,6 +110,35 @@ int zmqd_amqp_publish(zmqd_amqp_t *a, const char *exchange,
 const char *zmqd_amqp_reply_error(amqp_rpc_reply_t r, char *buf,
     size_t len);
 
+/* what a service answered (zmqd_service_call) */
+typedef struct {
+    int      status;             /* 100..599; 0 when there is none */
+    char     content_type[256];  /* "" when none */
+    char    *body;               /* malloc'd, NUL-terminated, or NULL */
+    size_t   len;
+} zmqd_resp_t;
+
+/* the largest answer zmqd takes from an http endpoint or an rpc reply */
+#define ZMQD_RESP_MAX  16777216
+
+void zmqd_resp_free(zmqd_resp_t *r);
+/* a copy of len bytes as the body; 0, or -1 (memory) */
+int zmqd_resp_set(zmqd_resp_t *r, int status, const char *content_type,
+    const void *body, size_t len);
+
+/*
+ * Publishes on channel 1 with props (their reply_to must be
+ * "amq.rabbitmq.reply-to" and correlation_id set), having made channel 1
+ * consume amq.rabbitmq.reply-to (no-ack) first, waits for the confirm and
+ * for the reply with the same correlation_id, timeout_ms in all; resp
+ * (may be NULL) gets its status (x-zmq-status), content_type and body.
+ * 0, or -1 with err filled (unroutable, refused, no reply in time).
+ */
+int zmqd_amqp_rpc(zmqd_amqp_t *a, const char *exchange,
+    const char *routing_key, int mandatory, amqp_basic_properties_t *props,
+    amqp_bytes_t body, int timeout_ms, zmqd_resp_t *resp, char *err,
+    size_t errlen);
+
 /* the publishing connections, one per amqp_def (zmqd_publisher.c) */
 #define ZMQD_PUBLISHERS_MAX  32
 
@@ -127,6 +158,11 @@ typedef struct {
     const zgw_key_t      *key;          /* NULL without a key file */
     const char           *redis_url;    /* the configuration's Redis */
     zmqd_publishers_t    *publishers;
+    /*
+     * a service of kind invoke with mode sync or sync_async waits for
+     * zmqd's reply (zmqctl invoke); else it is a hand-off (202)
+     */
+    int                   wait_invocations;
 } zmqd_env_t;
 
 /* the publishing connection of an amqp_def, opened on demand */
@@ -239,6 +275,16 @@ void zmqd_heap_free(zmqd_heap_t *h);
 
 int zmqd_service_invoke(const zmqd_env_t *env, const char *name,
     const zmqd_msg_t *msg, char *err, size_t errlen);
+/*
+ * As zmqd_service_invoke, with the service's answer in resp (NULL: not
+ * wanted; else always freed with zmqd_resp_free): http the endpoint's
+ * status, content type and body; rpc the reply; invoke 202
+ * {"accepted": true, "cid": ...} (with env->wait_invocations, sync modes:
+ * zmqd's reply); the others 200 {"ok": true}. On failure resp keeps what
+ * the service answered (an http status that is not 2xx), if anything.
+ */
+int zmqd_service_call(const zmqd_env_t *env, const char *name,
+    const zmqd_msg_t *msg, zmqd_resp_t *resp, char *err, size_t errlen);
 /* a body in a data format: 0 valid, -1 with err filled */
 int zmqd_format_check(const char *format, const amqp_bytes_t *body,
     char *err, size_t errlen);
@@ -281,5 +327,55 @@ int zmqd_startup_count(const zgw_config_t *cfg, int first);
  */
 void zmqd_startup_run(const zmqd_env_t *env, const zmqd_cluster_t *cluster,
     const volatile sig_atomic_t *stop);
+
+/*
+ * Replies and invocations (zmqd_invoke.c), the parts that need no loop.
+ */
+
+/* "YYYY-MM-DDTHH:MM:SS.ffffff", UTC, now */
+void zmqd_utc_now(char *out, size_t size);
+/* x-zmq-status of a reply: 100..599; absent 200; unreadable -1 */
+int zmqd_reply_status(const amqp_basic_properties_t *p);
+/* a header of type longstr/bytes as a C string into out, or NULL */
+const char *zmqd_header_str(const amqp_basic_properties_t *p,
+    const char *key, char *out, size_t size);
+/* resp: status and a JSON body {"error": code, "message": message} */
+int zmqd_resp_error(zmqd_resp_t *r, int status, const char *code,
+    const char *message);
+/*
+ * Publishes the reply to a request that carried reply_to (exchange "",
+ * routing key reply_to, the request's correlation_id, x-zmq-status) on
+ * the publishing connection of amqp_def def; 0, or -1 with err filled
+ * (the caller logs it and goes on)
+ */
+int zmqd_reply(const zmqd_env_t *env, const char *def,
+    const amqp_basic_properties_t *req, const zmqd_resp_t *resp, char *err,
+    size_t errlen);
+
+/* the mode of an invocation: ZMQD_SYNC..., or -1 */
+#define ZMQD_SYNC        0
+#define ZMQD_SYNC_ASYNC  1
+#define ZMQD_ASYNC       2
+
+int zmqd_invoke_mode(const char *mode);
+/*
+ * The callback's document (Zato's fields): ok, cid, source, target,
+ * retry_seconds, retry_repeats, context, req_ts_utc, resp_ts_utc (now),
+ * response (the target's: JSON if its content type is JSON and it
+ * parses, else a string; on failure {"error": "target_failed", ...}).
+ * malloc'd text, or NULL (memory).
+ */
+char *zmqd_callback_doc(const json_t *svc, const char *source, int ok,
+    const char *cid, const char *req_ts, const zmqd_resp_t *resp,
+    const char *error);
+/* publishes an invocation of the invoke service svc (name): PROTO14 */
+int zmqd_invocation_publish(const zmqd_env_t *env, const char *name,
+    const json_t *svc, const zmqd_msg_t *msg, zmqd_resp_t *resp, char *err,
+    size_t errlen);
+/*
+ * The longest an invocation of svc waits unacked for its retries (the
+ * target's, then the callback's): 2 x (repeats - 1) x seconds
+ */
+long zmqd_invoke_hold(const json_t *svc);
 
 #endif /* ZMQD_H */

@@ -517,3 +517,236 @@ zmqd_amqp_publish_locked(zmqd_amqp_t *a, const char *exchange,
         }
     }
 }
+
+
+/*
+ * rpc: the reply may come before the confirm (a persistent message's
+ * confirm waits for the disk), deliveries of earlier requests that timed
+ * out come too and are skipped; every frame's data is copied at once
+ * (rabbitmq-c reuses its memory).
+ */
+int
+zmqd_amqp_rpc(zmqd_amqp_t *a, const char *exchange, const char *routing_key,
+    int mandatory, amqp_basic_properties_t *props, amqp_bytes_t body,
+    int timeout_ms, zmqd_resp_t *resp, char *err, size_t errlen)
+{
+    int                       rc, status, returned, confirmed, replied;
+    int                       content, mine, st;
+    char                      rbuf[256];
+    double                    now, deadline, confirm_by, left;
+    size_t                    size, got, n;
+    uint64_t                  tag;
+    amqp_frame_t              frame;
+    struct timeval            tv;
+    amqp_basic_ack_t         *ack;
+    amqp_basic_properties_t  *rp;
+    zmqd_resp_t               r;
+
+    enum { NONE = 0, DELIVERY, RETURNED };
+
+    memset(&r, 0, sizeof(r));
+    zmqd_amqp_lock(a);
+
+    if (!a->replies) {
+        amqp_maybe_release_buffers(a->conn);
+        if (amqp_basic_consume(a->conn, 1,
+                               amqp_cstring_bytes("amq.rabbitmq.reply-to"),
+                               amqp_empty_bytes, 0, 1, 0, amqp_empty_table)
+            == NULL)
+        {
+            snprintf(err, errlen, "cannot consume amq.rabbitmq.reply-to on "
+                     "%s: %s", a->peer,
+                     zmqd_amqp_reply_error(amqp_get_rpc_reply(a->conn), rbuf,
+                                           sizeof(rbuf)));
+            zmqd_amqp_unlock(a);
+            return -1;
+        }
+        a->replies = 1;
+    }
+
+    status = amqp_basic_publish(a->conn, 1, amqp_cstring_bytes(exchange),
+                                amqp_cstring_bytes(routing_key), mandatory,
+                                0, props, body);
+    if (status != AMQP_STATUS_OK) {
+        snprintf(err, errlen, "publish to %s: %s", a->peer,
+                 amqp_error_string2(status));
+        zmqd_amqp_unlock(a);
+        return -1;
+    }
+
+    tag = a->next_tag++;
+    returned = confirmed = replied = 0;
+    content = NONE;
+    mine = 0;
+    size = got = 0;
+    rc = -1;
+
+    now = zmqd_now();
+    deadline = now + timeout_ms / 1000.0;
+    confirm_by = now + ZMQD_TIMEOUT_MS / 1000.0;
+
+    for ( ;; ) {
+        if (confirmed && replied) {
+            rc = 0;
+            break;
+        }
+
+        now = zmqd_now();
+        left = deadline - now;
+        if (!confirmed && confirm_by - now < left) {
+            left = confirm_by - now;
+        }
+
+        if (left <= 0) {
+            if (!confirmed) {
+                snprintf(err, errlen, "no confirm from %s within %d ms",
+                         a->peer, ZMQD_TIMEOUT_MS);
+            } else {
+                snprintf(err, errlen, "no reply within %d ms", timeout_ms);
+            }
+            break;
+        }
+
+        tv.tv_sec = (time_t) left;
+        tv.tv_usec = (suseconds_t) ((left - (double) tv.tv_sec) * 1e6);
+
+        status = amqp_simple_wait_frame_noblock(a->conn, &frame, &tv);
+        if (status == AMQP_STATUS_TIMEOUT) {
+            continue;
+        }
+        if (status != AMQP_STATUS_OK) {
+            snprintf(err, errlen, "waiting for a reply from %s: %s",
+                     a->peer, amqp_error_string2(status));
+            break;
+        }
+
+        if (frame.frame_type == AMQP_FRAME_HEADER) {
+            if (content != DELIVERY) {
+                continue;               /* a returned message's */
+            }
+
+            rp = frame.payload.properties.decoded;
+            size = (size_t) frame.payload.properties.body_size;
+            got = 0;
+
+            mine = !replied
+                   && (rp->_flags & AMQP_BASIC_CORRELATION_ID_FLAG)
+                   && (props->_flags & AMQP_BASIC_CORRELATION_ID_FLAG)
+                   && rp->correlation_id.len == props->correlation_id.len
+                   && memcmp(rp->correlation_id.bytes,
+                             props->correlation_id.bytes,
+                             rp->correlation_id.len) == 0;
+
+            if (mine) {
+                if (size > ZMQD_RESP_MAX) {
+                    snprintf(err, errlen, "the reply has %zu bytes, more "
+                             "than %d", size, ZMQD_RESP_MAX);
+                    break;
+                }
+
+                st = zmqd_reply_status(rp);
+                r.status = st < 0 ? 502 : st;
+                if (rp->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG) {
+                    n = rp->content_type.len < sizeof(r.content_type) - 1
+                        ? rp->content_type.len : sizeof(r.content_type) - 1;
+                    memcpy(r.content_type, rp->content_type.bytes, n);
+                    r.content_type[n] = '\0';
+                }
+
+                r.body = malloc(size + 1);
+                if (r.body == NULL) {
+                    snprintf(err, errlen, "out of memory");
+                    break;
+                }
+                r.body[0] = '\0';
+                r.len = 0;
+            }
+
+            if (size == 0) {
+                content = NONE;
+                replied = replied || mine;
+            }
+            continue;
+        }
+
+        if (frame.frame_type == AMQP_FRAME_BODY) {
+            if (content != DELIVERY) {
+                continue;
+            }
+
+            n = frame.payload.body_fragment.len;
+            if (n > size - got) {
+                n = size - got;
+            }
+            if (mine) {
+                memcpy(r.body + got, frame.payload.body_fragment.bytes, n);
+                r.body[got + n] = '\0';
+                r.len = got + n;
+            }
+            got += n;
+
+            if (got >= size) {
+                content = NONE;
+                replied = replied || mine;
+                mine = 0;
+            }
+            continue;
+        }
+
+        if (frame.frame_type != AMQP_FRAME_METHOD) {
+            continue;
+        }
+
+        switch (frame.payload.method.id) {
+
+        case AMQP_BASIC_DELIVER_METHOD:
+            content = DELIVERY;
+            mine = 0;
+            break;
+
+        case AMQP_BASIC_RETURN_METHOD:
+            content = RETURNED;
+            returned = 1;
+            break;
+
+        case AMQP_BASIC_ACK_METHOD:
+            ack = frame.payload.method.decoded;
+            if (ack->delivery_tag < tag) {
+                break;
+            }
+            if (returned) {
+                snprintf(err, errlen, "unroutable: no queue for exchange "
+                         "'%s' routing key '%s'", exchange, routing_key);
+                goto done;
+            }
+            confirmed = 1;
+            break;
+
+        case AMQP_BASIC_NACK_METHOD:
+            snprintf(err, errlen, "the broker refused the message");
+            goto done;
+
+        case AMQP_CHANNEL_CLOSE_METHOD:
+        case AMQP_CONNECTION_CLOSE_METHOD:
+            snprintf(err, errlen, "the broker closed the publishing "
+                     "channel");
+            a->broken = 1;
+            goto done;
+
+        default:
+            break;
+        }
+    }
+
+done:
+
+    zmqd_amqp_unlock(a);
+
+    if (rc == 0 && resp != NULL) {
+        *resp = r;
+    } else {
+        zmqd_resp_free(&r);
+    }
+
+    return rc;
+}

@@ -3,8 +3,16 @@
  *
  *   http     POST (or the service's method) to an http_outconn with libcurl
  *   publish  to another outgoing connection, with publisher confirms
+ *   rpc      publish with reply_to amq.rabbitmq.reply-to and wait for the
+ *            reply (the service's timeout), on the publishing connection
  *   redis    RPUSH/LPUSH with an optional length cap, or ZADD
  *   fanout   several services; success when all succeed
+ *   invoke   publish an invocation for zmqd to run (zmqd_invoke.c)
+ *
+ * zmqd_service_call() also returns what the service answered: the http
+ * endpoint's status, content type and body (at most ZMQD_RESP_MAX bytes),
+ * the rpc reply, 202 {"accepted": true, "cid"} for an invocation handed
+ * off, else 200 {"ok": true}. A status other than 2xx is a failure.
  *
  * A redis connection that saw any error (an error reply, an I/O error or
  * timeout, a reply of an unexpected type, a failed AUTH or SELECT) is
@@ -146,6 +154,39 @@ zmqd_curl_discard(char *ptr, size_t size, size_t n, void *data)
     (void) ptr;
     (void) data;
     return size * n;
+}
+
+
+/* the answer's body, at most ZMQD_RESP_MAX bytes (more fails the call) */
+static size_t
+zmqd_curl_keep(char *ptr, size_t size, size_t n, void *data)
+{
+    char         *b;
+    size_t        len, cap;
+    zmqd_resp_t  *r = data;
+
+    len = size * n;
+
+    if (len > ZMQD_RESP_MAX - r->len) {
+        return 0;
+    }
+
+    /* the capacity is the next power of two of the length */
+    cap = 64;
+    while (cap < r->len + len + 1) {
+        cap *= 2;
+    }
+
+    b = realloc(r->body, cap);
+    if (b == NULL) {
+        return 0;
+    }
+    r->body = b;
+
+    memcpy(r->body + r->len, ptr, len);
+    r->len += len;
+    r->body[r->len] = '\0';
+    return len;
 }
 
 
@@ -376,11 +417,12 @@ zmqd_http_headers(const zmqd_msg_t *msg, struct curl_slist **hdrs, char *err,
 
 static int
 zmqd_service_http(const zmqd_env_t *env, const json_t *svc,
-    const zmqd_msg_t *msg, char *err, size_t errlen)
+    const zmqd_msg_t *msg, zmqd_resp_t *resp, char *err, size_t errlen)
 {
     int                 rc;
     char                url[4096], *secret, shown[ZGW_URL_SHOW_MAX];
     long                status;
+    char               *ctype;
     json_t             *oc, *sec;
     json_int_t          timeout;
     CURLcode            cc;
@@ -432,7 +474,13 @@ zmqd_service_http(const zmqd_env_t *env, const json_t *svc,
     curl_easy_setopt(cached->curl, CURLOPT_TIMEOUT_MS,
                      (long) (timeout > 0 && timeout < ZMQD_SERVICE_MAX_MS
                              ? timeout : ZMQD_SERVICE_MAX_MS));
-    curl_easy_setopt(cached->curl, CURLOPT_WRITEFUNCTION, zmqd_curl_discard);
+    if (resp != NULL) {
+        curl_easy_setopt(cached->curl, CURLOPT_WRITEFUNCTION, zmqd_curl_keep);
+        curl_easy_setopt(cached->curl, CURLOPT_WRITEDATA, resp);
+    } else {
+        curl_easy_setopt(cached->curl, CURLOPT_WRITEFUNCTION,
+                         zmqd_curl_discard);
+    }
     curl_easy_setopt(cached->curl, CURLOPT_SSL_VERIFYPEER,
                      json_is_true(json_object_get(oc, "tls")) ? 1L : 0L);
     curl_easy_setopt(cached->curl, CURLOPT_SSL_VERIFYHOST,
@@ -500,6 +548,16 @@ zmqd_service_http(const zmqd_env_t *env, const json_t *svc,
     cc = curl_easy_perform(cached->curl);
     status = 0;
     curl_easy_getinfo(cached->curl, CURLINFO_RESPONSE_CODE, &status);
+
+    if (resp != NULL) {
+        ctype = NULL;
+        curl_easy_getinfo(cached->curl, CURLINFO_CONTENT_TYPE, &ctype);
+        snprintf(resp->content_type, sizeof(resp->content_type), "%s",
+                 ctype ? ctype : "");
+        resp->status = cc == CURLE_OK && status >= 100 && status <= 599
+                       ? (int) status : 0;
+    }
+
     curl_easy_setopt(cached->curl, CURLOPT_HTTPHEADER, NULL);
     curl_slist_free_all(hdrs);
 
@@ -509,10 +567,19 @@ zmqd_service_http(const zmqd_env_t *env, const json_t *svc,
     }
 
     /* errors go into logs and dead letters: no credentials of the url */
+    if (cc == CURLE_WRITE_ERROR && resp != NULL) {
+        snprintf(err, errlen, "http %s: the response is larger than %d "
+                 "bytes", zgw_url_redact(url, shown, sizeof(shown)),
+                 ZMQD_RESP_MAX);
+        zmqd_resp_free(resp);
+        return -1;
+    }
+
     if (cc != CURLE_OK) {
         snprintf(err, errlen, "http %s: %s",
                  zgw_url_redact(url, shown, sizeof(shown)),
                  curl_easy_strerror(cc));
+        zmqd_resp_free(resp);
         return -1;
     }
 
@@ -903,18 +970,156 @@ zmqd_service_redis(const zmqd_env_t *env, const json_t *svc,
 }
 
 
+/* ------------------------------------------------------------------ rpc */
+
+
+/*
+ * The message's properties (as the publish service keeps them), the
+ * service's (else the outconn's) where it sets them, its headers, and
+ * reply_to amq.rabbitmq.reply-to with a fresh correlation_id (= the
+ * message_id): blocking, bounded by the service's timeout.
+ */
+static int
+zmqd_service_rpc(const zmqd_env_t *env, const json_t *svc,
+    const zmqd_msg_t *msg, zmqd_resp_t *resp, char *err, size_t errlen)
+{
+    int            rc, n;
+    char           expiration[32], cid[40];
+    json_t        *oc, *v, *hdrs;
+    json_int_t     timeout;
+    zmqd_amqp_t   *a;
+    const char    *def, *key, *ct;
+    zmqd_props_t   props;
+
+    oc = zgw_config_get(env->cfg, ZGW_KIND_AMQP_OUTCONN,
+                        json_string_value(json_object_get(svc, "outconn")));
+    if (oc == NULL) {
+        snprintf(err, errlen, "the outgoing connection does not exist");
+        return -1;
+    }
+
+    if (zgw_uuid4(cid) != ZGW_OK) {
+        snprintf(err, errlen, "no random bytes for a correlation id");
+        return -1;
+    }
+
+    def = json_string_value(json_object_get(oc, "def"));
+    a = zmqd_publisher(env, def, err, errlen);
+    if (a == NULL) {
+        return -1;
+    }
+
+    hdrs = json_object_get(svc, "headers");
+    n = (int) json_object_size(hdrs);
+
+    if (zmqd_props_init(&props, msg->props, n + 1) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+
+    props.props._flags |= AMQP_BASIC_REPLY_TO_FLAG
+                          | AMQP_BASIC_CORRELATION_ID_FLAG
+                          | AMQP_BASIC_MESSAGE_ID_FLAG;
+    props.props.reply_to = amqp_cstring_bytes("amq.rabbitmq.reply-to");
+    props.props.correlation_id = amqp_cstring_bytes(cid);
+    props.props.message_id = amqp_cstring_bytes(cid);
+
+    v = json_object_get(svc, "delivery_mode");
+    if (v == NULL) {
+        v = json_object_get(oc, "delivery_mode");
+    }
+    if (v != NULL) {
+        props.props._flags |= AMQP_BASIC_DELIVERY_MODE_FLAG;
+        props.props.delivery_mode = (uint8_t) json_integer_value(v);
+    }
+
+    v = json_object_get(svc, "priority");
+    if (v == NULL) {
+        v = json_object_get(oc, "priority");
+    }
+    if (v != NULL) {
+        props.props._flags |= AMQP_BASIC_PRIORITY_FLAG;
+        props.props.priority = (uint8_t) json_integer_value(v);
+    }
+
+    v = json_object_get(svc, "expiration");
+    if (v == NULL) {
+        v = json_object_get(oc, "expiration");
+    }
+    if (v != NULL) {
+        snprintf(expiration, sizeof(expiration), "%lld",
+                 (long long) json_integer_value(v));
+        props.props._flags |= AMQP_BASIC_EXPIRATION_FLAG;
+        props.props.expiration = amqp_cstring_bytes(expiration);
+    }
+
+    ct = json_string_value(json_object_get(svc, "content_type"));
+    if (ct == NULL && !(props.props._flags & AMQP_BASIC_CONTENT_TYPE_FLAG)) {
+        ct = json_string_value(json_object_get(oc, "content_type"));
+    }
+    if (ct != NULL) {
+        props.props._flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
+        props.props.content_type = amqp_cstring_bytes(ct);
+    }
+
+    json_object_foreach(hdrs, key, v) {
+        zmqd_props_string(&props, key,
+                          amqp_cstring_bytes(json_string_value(v)));
+    }
+
+    zmqd_props_user_id(&props, a->user);
+
+    timeout = json_integer_value(json_object_get(svc, "timeout"));
+    if (timeout <= 0 || timeout > ZMQD_SERVICE_MAX_MS) {
+        timeout = ZMQD_SERVICE_MAX_MS;
+    }
+
+    rc = zmqd_amqp_rpc(a,
+                       json_string_value(json_object_get(svc, "exchange")),
+                       json_string_value(json_object_get(svc, "routing_key")),
+                       json_is_true(json_object_get(svc, "mandatory")),
+                       &props.props, *msg->body, (int) timeout, resp, err,
+                       errlen);
+    zmqd_props_free(&props);
+
+    if (rc != 0 && strstr(err, "unroutable") == NULL
+        && strstr(err, "refused") == NULL && strncmp(err, "no reply", 8) != 0)
+    {
+        zmqd_publisher_close(env->publishers, def);
+    }
+
+    return rc;
+}
+
+
 /* ------------------------------------------------------------- dispatch */
+
+
+static const char  zmqd_ok[] = "{\"ok\":true}";
 
 
 int
 zmqd_service_invoke(const zmqd_env_t *env, const char *name,
     const zmqd_msg_t *msg, char *err, size_t errlen)
 {
-    int          rc;
-    size_t       i;
-    json_t      *svc, *item;
-    const char  *kind;
-    char         sub[512];
+    return zmqd_service_call(env, name, msg, NULL, err, errlen);
+}
+
+
+int
+zmqd_service_call(const zmqd_env_t *env, const char *name,
+    const zmqd_msg_t *msg, zmqd_resp_t *resp, char *err, size_t errlen)
+{
+    int           rc;
+    size_t        i;
+    json_t       *svc, *item;
+    const char   *kind;
+    char          sub[512];
+    zmqd_resp_t   mine;
+
+    if (resp != NULL) {
+        memset(resp, 0, sizeof(zmqd_resp_t));
+    }
 
     svc = zgw_config_get(env->cfg, ZGW_KIND_SERVICE, name);
     if (svc == NULL) {
@@ -930,30 +1135,62 @@ zmqd_service_invoke(const zmqd_env_t *env, const char *name,
     kind = json_string_value(json_object_get(svc, "kind"));
 
     if (strcmp(kind, "http") == 0) {
-        return zmqd_service_http(env, svc, msg, err, errlen);
+        return zmqd_service_http(env, svc, msg, resp, err, errlen);
+    }
+
+    if (strcmp(kind, "rpc") == 0 || strcmp(kind, "invoke") == 0) {
+        /* the reply is wanted to tell its status, even when not kept */
+        memset(&mine, 0, sizeof(mine));
+
+        rc = strcmp(kind, "rpc") == 0
+             ? zmqd_service_rpc(env, svc, msg, &mine, err, errlen)
+             : zmqd_invocation_publish(env, name, svc, msg, &mine, err,
+                                       errlen);
+
+        if (rc == 0 && (mine.status < 200 || mine.status > 299)) {
+            snprintf(err, errlen, "service '%s': the reply's status is %d",
+                     name, mine.status);
+            rc = -1;
+        }
+
+        if (resp != NULL) {
+            *resp = mine;
+        } else {
+            zmqd_resp_free(&mine);
+        }
+        return rc;
     }
 
     if (strcmp(kind, "publish") == 0) {
-        return zmqd_service_publish(env, svc, msg, err, errlen);
-    }
+        rc = zmqd_service_publish(env, svc, msg, err, errlen);
 
-    if (strcmp(kind, "redis") == 0) {
-        return zmqd_service_redis(env, svc, msg, err, errlen);
-    }
+    } else if (strcmp(kind, "redis") == 0) {
+        rc = zmqd_service_redis(env, svc, msg, err, errlen);
 
-    if (strcmp(kind, "fanout") == 0) {
+    } else if (strcmp(kind, "fanout") == 0) {
+        rc = 0;
         json_array_foreach(json_object_get(svc, "services"), i, item) {
-            rc = zmqd_service_invoke(env, json_string_value(item), msg, sub,
-                                     sizeof(sub));
+            rc = zmqd_service_call(env, json_string_value(item), msg, NULL,
+                                   sub, sizeof(sub));
             if (rc != 0) {
                 snprintf(err, errlen, "fanout '%s': %s", name, sub);
-                return rc;
+                break;
             }
         }
-        return 0;
+
+    } else {
+        snprintf(err, errlen, "service '%s': kind '%s' cannot be invoked by "
+                 "zmqd", name, kind);
+        return -1;
     }
 
-    snprintf(err, errlen, "service '%s': kind '%s' cannot be invoked by "
-             "zmqd", name, kind);
-    return -1;
+    if (rc == 0 && resp != NULL
+        && zmqd_resp_set(resp, 200, "application/json", zmqd_ok,
+                         sizeof(zmqd_ok) - 1) != 0)
+    {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+
+    return rc;
 }

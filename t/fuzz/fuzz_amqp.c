@@ -3,12 +3,17 @@
  * libFuzzer target: the module's AMQP client as a broker (or anything
  * between) would drive it: the frame reader and the handshake state
  * machine, confirms, returns, closes, heartbeats, a socket that stalls,
- * hangs up or fails, and timers, while the gateway publishes.
+ * hangs up or fails, and timers, while the gateway publishes; and rpc
+ * requests, whose replies (basic.consume-ok, basic.deliver with a content
+ * header and bodies) come from the same bytes. An rpc request's
+ * correlation id is "c-<n>", n its publish's index in the input.
  *
  * The input is a program of operations; most feed the next bytes to the
  * connection's read handler, exactly as they would arrive from the socket
  * (any split). What must hold whatever the broker does: no crash, no
  * [alert], every publish that was accepted is answered exactly once, every
+ * rpc that was accepted and not cancelled gets exactly one reply (or is
+ * told the connection was lost), with a body within the limit, every
  * frame the gateway writes is well-formed AMQP, and once the connection is
  * retired nothing is left (timers, posted events, sockets, memory).
  */
@@ -38,6 +43,12 @@ typedef struct {
     ngx_uint_t                   detached;
     ngx_http_zmq_pub_t          *pub;
     ngx_http_zmq_pub_result_e    result;
+
+    ngx_zmq_amqp_rpc_t           rpc;
+    u_char                       cid[16];
+    ngx_uint_t                   waits;       /* rpc: a reply awaited */
+    ngx_uint_t                   replies;
+    ngx_uint_t                   cancelled;
 } fuzz_pub_t;
 
 
@@ -52,6 +63,7 @@ static ngx_zmq_amqp_worker_t     fuzz_worker;
 static ngx_uint_t                fuzz_sent_conn;  /* connection decoded */
 static u_char                    fuzz_header[8];
 static u_char                    fuzz_body[16384];
+static volatile u_char           fuzz_sink;
 
 
 static void
@@ -73,6 +85,54 @@ fuzz_done(ngx_http_zmq_pub_t *pub, ngx_http_zmq_pub_result_e result)
     }
 
     fp->result = result;
+}
+
+
+static void
+fuzz_replied(ngx_zmq_amqp_rpc_t *rpc, ngx_zmq_amqp_reply_t *reply)
+{
+    size_t       n;
+    fuzz_pub_t  *fp = rpc->data;
+
+    if (fp < fuzz_pubs || fp > fuzz_pubs + fuzz_npubs || !fp->waits) {
+        ngx_fuzz_fail("a reply for no rpc");
+    }
+
+    if (fp->cancelled) {
+        ngx_fuzz_fail("a reply after the rpc was cancelled");
+    }
+
+    if (fp->replies++) {
+        ngx_fuzz_fail("an rpc answered twice");
+    }
+
+    if (rpc->conn != NULL || rpc->in_tree) {
+        ngx_fuzz_fail("a reply to an rpc that still waits");
+    }
+
+    ngx_log_error(NGX_LOG_INFO, ngx_fuzz_log, 0, "fuzz: rpc %ui: reply "
+                  "%d, status %ui, %uz bytes", (ngx_uint_t) (fp - fuzz_pubs),
+                  (int) reply->result, reply->status, reply->len);
+
+    if (reply->result > NGX_ZMQ_AMQP_REPLY_BAD_TYPE) {
+        ngx_fuzz_fail("a reply with result %d", (int) reply->result);
+    }
+
+    if (reply->result == NGX_ZMQ_AMQP_REPLY_OK) {
+        if (reply->status < 200 || reply->status > 599
+            || reply->len > NGX_ZMQ_AMQP_REPLY_MAX
+            || (reply->len > 0 && reply->body == NULL)
+            || reply->content_type.len > 255)
+        {
+            ngx_fuzz_fail("a reply out of bounds: status %ui, %uz bytes",
+                          reply->status, reply->len);
+        }
+
+        /* the body is ours to read whole: every byte (ASan checks) */
+        for (n = 0; n < reply->len; n++) {
+            fuzz_sink ^= reply->body[n];
+        }
+    }
 }
 
 
@@ -213,6 +273,17 @@ fuzz_publish(ngx_zmq_amqp_conn_t *conn, u_char flags, size_t len)
     msg.data = fp;
     msg.done = fuzz_done;
 
+    if (flags & 0x10) {
+        /* an rpc: correlation id "c-<n>" */
+        fp->rpc.sn.str.data = fp->cid;
+        fp->rpc.sn.str.len = ngx_sprintf(fp->cid, "c-%ui", fuzz_npubs)
+                             - fp->cid;
+        fp->rpc.handler = fuzz_replied;
+        fp->rpc.data = fp;
+        fp->rpc.timeout = 2000;
+        msg.rpc = &fp->rpc;
+    }
+
     pub = NULL;
     retry_after = 0;
 
@@ -224,9 +295,18 @@ fuzz_publish(ngx_zmq_amqp_conn_t *conn, u_char flags, size_t len)
             ngx_fuzz_fail("publish() accepted without a pending message");
         }
 
+        if (msg.rpc != NULL && (fp->rpc.conn != conn || !fp->rpc.in_tree)) {
+            ngx_fuzz_fail("an rpc accepted that does not wait");
+        }
+
         fp->pub = pub;
+        fp->waits = msg.rpc != NULL;
         fuzz_npubs++;
         return;
+    }
+
+    if (fp->rpc.conn != NULL) {
+        ngx_fuzz_fail("an rpc refused (%d) that waits", (int) rc);
     }
 
     if ((rc == NGX_HTTP_ZMQ_UNAVAILABLE || rc == NGX_HTTP_ZMQ_BLOCKED
@@ -332,6 +412,27 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             break;
 
+        case 10:
+            /* an rpc times out, or its client goes away */
+            if (fuzz_npubs > 0) {
+                i = arg % fuzz_npubs;
+                if (fuzz_pubs[i].waits && !fuzz_pubs[i].replies
+                    && !fuzz_pubs[i].cancelled)
+                {
+                    fuzz_pubs[i].cancelled = 1;
+                    ngx_zmq_amqp_rpc_cancel(&fuzz_pubs[i].rpc,
+                                            (op & 0x80)
+                                            ? NGX_ZMQ_AMQP_RPC_TIMEDOUT
+                                            : NGX_ZMQ_AMQP_RPC_DONE);
+                    if (fuzz_pubs[i].rpc.conn != NULL
+                        || fuzz_pubs[i].rpc.in_tree)
+                    {
+                        ngx_fuzz_fail("an rpc still waits once cancelled");
+                    }
+                }
+            }
+            break;
+
         case 9:
             if (op & 0x80) {
                 /* the next connect is refused */
@@ -366,6 +467,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (i = 0; i < fuzz_npubs; i++) {
         if (!fuzz_pubs[i].detached && fuzz_pubs[i].answers != 1) {
             ngx_fuzz_fail("publish %ui was never answered", i);
+        }
+
+        if (fuzz_pubs[i].waits && !fuzz_pubs[i].cancelled
+            && fuzz_pubs[i].replies != 1)
+        {
+            ngx_fuzz_fail("rpc %ui never had its reply", i);
         }
     }
 

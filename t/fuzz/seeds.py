@@ -278,6 +278,67 @@ def amqp_seeds():
     seed("small-frame-max", feed(amqp_frames(*hs(frame_max=4096))),
          publish(0, 3000))
 
+    # rpc (flag 0x10): basic.consume goes out before the publish; the
+    # replies come as basic.deliver to "ngx_zmq.rpc", correlation id
+    # "c-<n>" (n: the publish's index in the input). op 10 cancels one.
+    consume_ok = M(1, s.Basic.ConsumeOk(consumer_tag="ngx_zmq.rpc"))
+
+    def deliver(cid, body=b"reply", tag=1, **props):
+        p = dict(content_type="application/json",
+                 headers={"x-zmq-status": 201})
+        p.update(props)
+        if cid is not None:
+            p["correlation_id"] = cid
+        frames = [M(1, s.Basic.Deliver(
+                      consumer_tag="ngx_zmq.rpc", delivery_tag=tag,
+                      redelivered=False, exchange="",
+                      routing_key="amq.rabbitmq.reply-to.g2dkAA")),
+                  pika.frame.Header(1, len(body), s.BasicProperties(**p))]
+        for i in range(0, len(body), 4088):
+            frames.append(pika.frame.Body(1, body[i:i + 4088]))
+        return frames
+
+    def ack(tag=1):
+        return M(1, s.Basic.Ack(delivery_tag=tag))
+
+    def cancel(i, timed_out=False):
+        return bytes([0x8a if timed_out else 0x0a, i])
+
+    rpc = publish(0x10)
+    seed("rpc-reply", handshake, rpc, writable,
+         feed(amqp_frames(consume_ok, ack(), *deliver("c-0"))))
+    seed("rpc-reply-before-ack", handshake, rpc, writable,
+         feed(amqp_frames(consume_ok, *deliver("c-0"), ack())))
+    seed("rpc-two-out-of-order", handshake, rpc, rpc, writable,
+         feed(amqp_frames(consume_ok, ack(2, ), *deliver("c-1", tag=1),
+                          *deliver("c-0", b"", tag=2), ack(1))))
+    seed("rpc-big-reply", handshake, rpc, writable,
+         feed(amqp_frames(consume_ok, ack(),
+                          *deliver("c-0", bytes(range(256)) * 40))))
+    seed("rpc-late", handshake, rpc, writable,
+         feed(amqp_frames(consume_ok, ack())), cancel(0, True),
+         feed(amqp_frames(*deliver("c-0"))))
+    seed("rpc-cancel-mid-body", handshake, rpc, writable,
+         feed(amqp_frames(consume_ok, ack())),
+         feed(amqp_frames(*deliver("c-0", b"x" * 9000))[:5000]), cancel(0),
+         feed(amqp_frames(*deliver("c-0", b"x" * 9000))[5000:]))
+    seed("rpc-no-cid", handshake, rpc, writable,
+         feed(amqp_frames(consume_ok, ack(), *deliver(None))))
+    seed("rpc-bad-status", handshake, rpc, rpc, writable,
+         feed(amqp_frames(consume_ok, ack(2, ),
+                          *deliver("c-0", headers={"x-zmq-status": "abc"}),
+                          *deliver("c-1", headers={"x-zmq-status": 99}))))
+    deep = "bottom"
+    for _ in range(20):
+        deep = {"n": deep}
+    seed("rpc-deep-headers", handshake, rpc, writable,
+         feed(amqp_frames(consume_ok, ack(),
+                          *deliver("c-0", headers={"deep": deep}))))
+    seed("rpc-lost", handshake, rpc, writable,
+         feed(amqp_frames(consume_ok, ack())), bytes([0x09, 0]))
+    seed("rpc-mandatory-return", handshake, publish(0x11), writable,
+         feed(amqp_frames(consume_ok) + ret))
+
 
 
 

@@ -238,6 +238,47 @@ static const model_case_t  model_cases[] = {
       "{\"service\":[{\"name\":\"a\",\"kind\":\"fanout\",\"services\":"
       "[\"b\"]},{\"name\":\"b\",\"kind\":\"fanout\",\"services\":[\"a\"]}]}",
       "fanout cycle a -> b -> a" },
+    { "service: invoke is valid with a callback and any JSON context",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"t\",\"kind\":\"redis\","
+      "\"key\":\"k\"},{\"name\":\"i\",\"kind\":\"invoke\","
+      "\"outconn\":\"crm.out\",\"target\":\"t\",\"callback\":\"t\","
+      "\"mode\":\"sync_async\",\"repeats\":5,\"seconds\":2,"
+      "\"context\":[1,\"two\",{\"three\":null}]}]}", NULL },
+    { "service: invoke needs a target",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"i\",\"kind\":\"invoke\","
+      "\"outconn\":\"crm.out\"}]}", "missing required field 'target'" },
+    { "service: invoke modes are sync, sync_async and async",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"t\",\"kind\":\"redis\","
+      "\"key\":\"k\"},{\"name\":\"i\",\"kind\":\"invoke\","
+      "\"outconn\":\"crm.out\",\"target\":\"t\",\"mode\":\"later\"}]}",
+      "mode 'later' is not one of: sync, sync_async, async" },
+    { "service: invoke repeats at least once",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"t\",\"kind\":\"redis\","
+      "\"key\":\"k\"},{\"name\":\"i\",\"kind\":\"invoke\","
+      "\"outconn\":\"crm.out\",\"target\":\"t\",\"repeats\":0}]}",
+      "repeats 0 is out of range 1-100" },
+    { "service: an invocation's target is not an invocation",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"t\",\"kind\":\"redis\","
+      "\"key\":\"k\"},{\"name\":\"i\",\"kind\":\"invoke\","
+      "\"outconn\":\"crm.out\",\"target\":\"t\"},{\"name\":\"j\","
+      "\"kind\":\"invoke\",\"outconn\":\"crm.out\",\"target\":\"i\"}]}",
+      "service 'j': target 'i' is a service of kind 'invoke'" },
+    { "service: an invocation's callback is not an invocation",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"t\",\"kind\":\"redis\","
+      "\"key\":\"k\"},{\"name\":\"i\",\"kind\":\"invoke\","
+      "\"outconn\":\"crm.out\",\"target\":\"t\",\"callback\":\"j\"},"
+      "{\"name\":\"j\",\"kind\":\"invoke\",\"outconn\":\"crm.out\","
+      "\"target\":\"t\"}]}",
+      "service 'i': callback 'j' is a service of kind 'invoke'" },
+    { "service: an invocation queue is not the broker's",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"t\",\"kind\":\"redis\","
+      "\"key\":\"k\"},{\"name\":\"i\",\"kind\":\"invoke\","
+      "\"outconn\":\"crm.out\",\"target\":\"t\",\"queue\":\"amq.x\"}]}",
+      "names starting with 'amq.' are reserved" },
+    { "service: rpc takes mandatory and headers",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"rpc\","
+      "\"outconn\":\"crm.out\",\"routing_key\":\"q\",\"mandatory\":false,"
+      "\"headers\":{\"tenant\":\"a\"}}]}", NULL },
     { "service: a fanout may not name itself",
       "{\"service\":[{\"name\":\"a\",\"kind\":\"fanout\",\"services\":"
       "[\"a\"]}]}", "refers to the service itself" },

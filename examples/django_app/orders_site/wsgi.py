@@ -1,0 +1,7 @@
+"""WSGI entry point of the orders example."""
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orders_site.settings")
+application = get_wsgi_application()
