@@ -23,12 +23,20 @@ requests still waiting when a round's time is up are not counted). The
 last line is machine-readable:
 
   rpc: b/a=<ratio> lost=<count>
+
+The machine may be shared: before each case the script waits (up to
+--quiet-wait s) until other users take under a quarter of a core, and each
+round says where the CPU went (from /proc and the client's rusage): NGINX's
+workers, the broker, the responder, the client (rpc_raw or wrk), and
+"others", the rest of the machine. Goal: b/a >= 0.7 and lost = 0 (printed,
+not asserted).
 """
 
 import argparse
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -60,6 +68,80 @@ def wrk(url, seconds, connections, size, timeout_s, threads=2):
          "p50": float(m.group(5)), "p99": float(m.group(6))}
     r["lost"] = r["bad"] + r["sockerr"]
     return r
+
+
+class Cpu:
+    """CPU (in cores, over an interval) of NGINX's workers, the broker, the
+    responder, this script's children that ended in the interval (the
+    client: rpc_raw or wrk, from getrusage), this script, and of the whole
+    machine (/proc/stat); "others" is what the machine used besides
+    these."""
+
+    def __init__(self, ngx, rabbit, responder):
+        self.ngx, self.rabbit, self.responder = ngx, rabbit, responder
+        self.hz = os.sysconf("SC_CLK_TCK")
+
+    def ticks(self, pid):
+        n = 0
+        try:
+            tids = os.listdir("/proc/%d/task" % pid)
+        except OSError:
+            return 0
+        for tid in tids:
+            try:
+                with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                    v = f.read().rsplit(")", 1)[1].split()
+                n += int(v[11]) + int(v[12])
+            except (OSError, IndexError, ValueError):
+                pass
+        return n
+
+    def snapshot(self):
+        s = {"nginx": sum(self.ticks(p) for p in self.ngx.worker_pids()),
+             "responder": self.ticks(self.responder.pid),
+             "self": self.ticks(os.getpid())}
+        beam = self.rabbit.beam_pid()
+        s["broker"] = self.ticks(beam) if beam is not None else 0
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        s["client"] = (ru.ru_utime + ru.ru_stime) * self.hz
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        # user nice system idle iowait irq softirq steal: busy = all - idle
+        s["machine"] = sum(v[:8]) - v[3] - v[4] - v[7]
+        s["t"] = time.monotonic()
+        return s
+
+    def delta(self, a, b):
+        secs = max(b["t"] - a["t"], 1e-3)
+        d = {k: (b[k] - a[k]) / self.hz / secs for k in a if k != "t"}
+        d["secs"] = secs
+        d["others"] = max(0.0, d["machine"] - sum(
+            d[k] for k in ("nginx", "broker", "responder", "client",
+                           "self")))
+        return d
+
+    def quiet(self, limit):
+        """Wait (at most limit s) until other users of the machine take
+        under a quarter of a core over a second; how long it took."""
+        t0 = time.monotonic()
+        while True:
+            c0 = self.snapshot()
+            time.sleep(1)
+            if (self.delta(c0, self.snapshot())["others"] < 0.25
+                    or time.monotonic() - t0 >= limit):
+                return time.monotonic() - t0
+
+
+def cpu_line(c, answered):
+    """Cores used during a case; and the broker's CPU per request answered
+    (its work for a request and its reply: what both cases share)."""
+    return ("    cpu (cores): nginx %.2f, broker %.2f (%.0f us/req), "
+            "responder %.2f, client %.2f, others %.2f; machine busy %.2f "
+            "of %d" % (c["nginx"], c["broker"],
+                       c["broker"] * c["secs"] * 1e6 / max(answered, 1),
+                       c["responder"],
+                       c["client"], c["others"], c["machine"],
+                       os.cpu_count()))
 
 
 def raw_rpc(raw, port, seconds, size, outstanding):
@@ -127,6 +209,9 @@ def main():
                     help="the responder's basic.qos")
     ap.add_argument("--timeout", type=int, default=30000,
                     help="the rpc service's timeout (ms)")
+    ap.add_argument("--quiet-wait", type=float, default=20,
+                    help="at most this many seconds before each case, "
+                         "for other users of the machine to go quiet")
     args = ap.parse_args()
     if args.size < 16:
         ap.error("--size must be at least 16")
@@ -208,6 +293,15 @@ def main():
                   lambda: wrk(url, args.seconds, args.connections,
                               args.size, wrk_timeout)),
         }
+        cpu = Cpu(ngx, rabbit, responder)
+
+        def run(k):
+            waited = cpu.quiet(args.quiet_wait)
+            c0 = cpu.snapshot()
+            r = cases[k][1]()
+            r["cpu"] = cpu.delta(c0, cpu.snapshot())
+            r["waited"] = waited
+            return r
 
         # the broker's speed drifts over a run: the cases alternate, each
         # round in the other order, and each counts with its median round
@@ -215,14 +309,16 @@ def main():
         before = gw.totals()
         for rnd in range(args.rounds):
             for k in ("ab" if rnd % 2 == 0 else "ba"):
-                r = cases[k][1]()
+                r = run(k)
                 results.setdefault(k, []).append(r)
                 line("%s, round %d" % (cases[k][0], rnd + 1), r)
+                print(cpu_line(r["cpu"], r["ok"])
+                      + ("; waited %.0f s for a quiet machine" % r["waited"]
+                         if r["waited"] > 1.5 else ""), flush=True)
                 left = queue_settle(ch)
                 if left:
                     print("    %d requests still in the queue" % left,
                           flush=True)
-                time.sleep(1)
         after = gw.totals()
         conn.close()
 
@@ -231,8 +327,10 @@ def main():
         responder = None
         print("responder: %s" % out, flush=True)
 
-        # what the gateway's status counted over the rounds (late replies
-        # dropped, timeouts, ...): the counters that moved
+        # what the gateway's status counted over the rounds, the counters
+        # that moved: rpc_late are the replies to the requests still waiting
+        # when wrk closed its connections at the end of a round (up to N a
+        # round); rpc_timeouts, rpc_bad, rpc_lost would be failures
         moved = {k: after[k] - before.get(k, 0) for k in sorted(after)
                  if after[k] != before.get(k, 0)}
         print("gateway counters over the rounds: %s" % " ".join(
