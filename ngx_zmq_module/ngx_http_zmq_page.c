@@ -440,11 +440,15 @@ ngx_http_zmq_page_applied(ngx_http_zmq_runtime_t *rt, ngx_log_t *log)
         ngx_memzero(&rc, sizeof(ngx_zmq_redis_conf_t));
         rc.username.data = p;
         rc.username.len = pc->username.len;
-        p = ngx_cpymem(p, pc->username.data, pc->username.len);
+        if (pc->username.len) {
+            p = ngx_cpymem(p, pc->username.data, pc->username.len);
+        }
         *p++ = '\0';
         rc.password.data = p;
         rc.password.len = pc->password.len;
-        p = ngx_cpymem(p, pc->password.data, pc->password.len);
+        if (pc->password.len) {
+            p = ngx_cpymem(p, pc->password.data, pc->password.len);
+        }
         *p = '\0';
 
         ngx_memcpy(&c->sockaddr, pc->addr->sockaddr, pc->addr->socklen);
