@@ -1401,6 +1401,24 @@ zgw_score_bound_ok(const char *s, size_t len)
 }
 
 
+/* does ref name a service of kind redis_page */
+static int
+zgw_is_page(const zgw_config_t *cfg, json_t *ref)
+{
+    json_t      *svc;
+    const char  *kind;
+
+    if (!json_is_string(ref)) {
+        return 0;
+    }
+
+    svc = zgw_config_get(cfg, ZGW_KIND_SERVICE, json_string_value(ref));
+    kind = json_string_value(json_object_get(svc, "kind"));
+
+    return kind != NULL && strcmp(kind, "redis_page") == 0;
+}
+
+
 /* a zset-only field of a redis_page service set to other than its default */
 static int
 zgw_page_set(json_t *obj, const char *f)
@@ -2299,6 +2317,74 @@ zgw_config_check_refs(const zgw_config_t *cfg, zgw_errors_t *errs)
                                json_string_value(json_object_get(obj, field)),
                                field);
                 rc = ZGW_ERROR;
+            }
+        }
+    }
+
+    /*
+     * A redis_page service answers GET requests in the gateway, nothing
+     * else: zmqd cannot run it for a channel, an invocation or a fanout.
+     */
+    json_object_foreach(cfg->objs[ZGW_KIND_REST_CHANNEL], name, obj) {
+        const char  *method;
+
+        if (!zgw_is_page(cfg, json_object_get(obj, "service"))) {
+            continue;
+        }
+
+        method = json_string_value(json_object_get(obj, "method"));
+
+        if (method != NULL && strcmp(method, "GET") != 0
+            && strcmp(method, "ANY") != 0)
+        {
+            zgw_errors_add(errs, "rest_channel '%s': service '%s' is of kind "
+                           "'redis_page', which answers GET: the method must "
+                           "be GET or ANY, not %s", name,
+                           json_string_value(json_object_get(obj, "service")),
+                           method);
+            rc = ZGW_ERROR;
+        }
+    }
+
+    json_object_foreach(cfg->objs[ZGW_KIND_AMQP_CHANNEL], name, obj) {
+        if (zgw_is_page(cfg, json_object_get(obj, "service"))) {
+            zgw_errors_add(errs, "amqp_channel '%s': service '%s' is of kind "
+                           "'redis_page', which only answers HTTP GET", name,
+                           json_string_value(json_object_get(obj,
+                                                             "service")));
+            rc = ZGW_ERROR;
+        }
+    }
+
+    json_object_foreach(cfg->objs[ZGW_KIND_SERVICE], name, obj) {
+        size_t       i;
+        json_t      *ref;
+        const char  *kind;
+
+        kind = json_string_value(json_object_get(obj, "kind"));
+
+        if (kind != NULL && strcmp(kind, "invoke") == 0) {
+            for (i = 0; i < 2; i++) {
+                ref = json_object_get(obj, i == 0 ? "target" : "callback");
+                if (zgw_is_page(cfg, ref)) {
+                    zgw_errors_add(errs, "service '%s': %s '%s' is of kind "
+                                   "'redis_page', which only answers HTTP "
+                                   "GET", name, i == 0 ? "target"
+                                                       : "callback",
+                                   json_string_value(ref));
+                    rc = ZGW_ERROR;
+                }
+            }
+        }
+
+        if (kind != NULL && strcmp(kind, "fanout") == 0) {
+            json_array_foreach(json_object_get(obj, "services"), i, ref) {
+                if (zgw_is_page(cfg, ref)) {
+                    zgw_errors_add(errs, "service '%s': services: '%s' is of "
+                                   "kind 'redis_page', which only answers "
+                                   "HTTP GET", name, json_string_value(ref));
+                    rc = ZGW_ERROR;
+                }
             }
         }
     }

@@ -260,6 +260,20 @@ static const model_case_t  model_cases[] = {
     { "service: redis_page url is redis://",
       "{\"service\":[{\"name\":\"p\",\"kind\":\"redis_page\",\"key\":\"k\","
       "\"url\":\"http://127.0.0.1/\"}]}", "must start with redis://" },
+    { "service: redis_page channel answers GET",
+      "{\"service\":[{\"name\":\"p\",\"kind\":\"redis_page\",\"key\":\"k\"}],"
+      "\"rest_channel\":[{\"name\":\"c\",\"url_path\":\"/p\","
+      "\"service\":\"p\"}]}",
+      "rest_channel 'c': service 'p' is of kind 'redis_page', which answers "
+      "GET: the method must be GET or ANY, not POST" },
+    { "service: redis_page channel with GET is valid",
+      "{\"service\":[{\"name\":\"p\",\"kind\":\"redis_page\",\"key\":\"k\"}],"
+      "\"rest_channel\":[{\"name\":\"c\",\"url_path\":\"/p\",\"method\":\"GET\","
+      "\"service\":\"p\"}]}", NULL },
+    { "service: redis_page is not in a fanout",
+      "{\"service\":[{\"name\":\"p\",\"kind\":\"redis_page\",\"key\":\"k\"},"
+      "{\"name\":\"f\",\"kind\":\"fanout\",\"services\":[\"p\"]}]}",
+      "service 'f': services: 'p' is of kind 'redis_page'" },
     { "service: rpc needs a routing key",
       "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"rpc\","
       "\"outconn\":\"crm.out\"}]}", "missing required field 'routing_key'" },
