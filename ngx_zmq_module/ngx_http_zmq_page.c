@@ -1103,7 +1103,7 @@ ngx_http_zmq_page_range_done(ngx_zmq_redis_t *rd, redisReply *reply,
 
         if (e == NULL || e->type != REDIS_REPLY_STRING) {
             json_decref(items);
-            ngx_http_zmq_page_fail(h, NULL);
+            ngx_http_zmq_page_fail(h, e != NULL ? e : reply);
             goto done;
         }
 
@@ -1134,7 +1134,7 @@ ngx_http_zmq_page_range_done(ngx_zmq_redis_t *rd, redisReply *reply,
             if (isnan(d)) {
                 json_decref(item);
                 json_decref(items);
-                ngx_http_zmq_page_fail(h, NULL);
+                ngx_http_zmq_page_fail(h, s != NULL ? s : reply);
                 goto done;
             }
 

@@ -1106,11 +1106,12 @@ ngx_http_zmq_runtime_route(ngx_http_request_t *r,
     ngx_http_zmq_route_t **found, ngx_http_zmq_param_t *params,
     ngx_uint_t *nparams, ngx_str_t *allow)
 {
-    u_char                 *p, *end, *start;
-    ngx_str_t               stack[NGX_HTTP_ZMQ_SEGS_STACK], *segs;
-    ngx_uint_t              i, nsegs, pass, methods, n;
-    ngx_http_zmq_route_t   *route;
-    ngx_http_zmq_worker_t  *w;
+    u_char                  *p, *end, *start;
+    ngx_str_t                stack[NGX_HTTP_ZMQ_SEGS_STACK], *segs;
+    ngx_uint_t               i, nsegs, pass, methods, n;
+    ngx_http_zmq_route_t    *route;
+    ngx_http_zmq_worker_t   *w;
+    ngx_http_zmq_service_t  *svc;
 
     w = ngx_http_zmq_worker();
 
@@ -1189,7 +1190,15 @@ ngx_http_zmq_runtime_route(ngx_http_request_t *r,
                 continue;
             }
 
-            if (route[i].method == 0 || route[i].method == r->method) {
+            /* a page is read with HEAD as with GET */
+            if (route[i].method == 0 || route[i].method == r->method
+                || (r->method == NGX_HTTP_HEAD
+                    && route[i].method == NGX_HTTP_GET
+                    && (svc = ngx_http_zmq_runtime_service(
+                                                   &route[i].service))
+                       != NULL
+                    && svc->type == NGX_HTTP_ZMQ_SVC_PAGE))
+            {
                 *found = ngx_http_zmq_route_copy(r, &route[i], params, n);
                 if (*found == NULL) {
                     return NGX_ERROR;

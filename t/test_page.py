@@ -343,6 +343,9 @@ def test_security_applies(gw):
     gw.redis.rpush("pg:list", b"x")
     r = get(gw, "/api/guarded")
     assert r.status_code == 401
+    assert "Basic" in r.headers["WWW-Authenticate"]
+    assert requests.head(gw.url + "/api/guarded", timeout=5).status_code \
+        == 401
     r = requests.get(gw.url + "/api/guarded", auth=("alice", ALICE_PW),
                      timeout=5)
     assert r.status_code == 200 and r.json()["object_list"] == ["x"]
@@ -410,3 +413,134 @@ def test_default_redis_is_the_configurations(nginx_factory, zmqctl,
         time.sleep(0.05)
     assert r.status_code == 200, r.text
     assert r.json()["object_list"] == ["from-config-redis"]
+
+
+def test_head_on_a_get_channel(gw):
+    gw.redis.rpush("pg:list", b"x")
+    r = requests.head(gw.url + "/api/list", timeout=5)
+    assert r.status_code == 200 and r.content == b""
+
+
+# -------------------------------------------- a Redis that misbehaves
+
+
+class FakeRedis:
+    """Answers every command with the next canned reply (bytes), or with
+    nothing when the reply is None."""
+
+    def __init__(self, replies):
+        import socket
+        import threading
+        self.replies = list(replies)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        import threading
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            threading.Thread(target=self.talk, args=(c,), daemon=True).start()
+
+    def talk(self, c):
+        buf = b""
+        while True:
+            try:
+                data = c.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            buf += data
+            # one reply per command: count the "*N\r\n" headers
+            while buf.startswith(b"*"):
+                n = int(buf[1:buf.index(b"\r\n")])
+                parts = buf.split(b"\r\n")
+                need = 1 + 2 * n
+                if len(parts) <= need:
+                    break
+                buf = b"\r\n".join(parts[need:])
+                reply = self.replies.pop(0) if self.replies else None
+                if reply is not None:
+                    c.sendall(reply)
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+@pytest.mark.parametrize("count, items, status, code", [
+    # more items than the page asked for
+    (b":100\r\n", b"*25\r\n" + b"$1\r\nx\r\n" * 25, 502, "store_error"),
+    # a count that is not an integer, or negative
+    (b"$2\r\n10\r\n", b"*0\r\n", 502, "store_error"),
+    (b":-5\r\n", b"*0\r\n", 502, "store_error"),
+    # items that are not strings
+    (b":2\r\n", b"*2\r\n:1\r\n*0\r\n", 502, "store_error"),
+    # an error
+    (b":2\r\n", b"-ERR something broke\r\n", 502, "store_error"),
+    # the truth, as a control
+    (b":2\r\n", b"*2\r\n$1\r\n1\r\n$3\r\nabc\r\n", 200, None),
+])
+def test_untrusted_replies_are_checked(nginx_factory, tmp_path, count, items,
+                                       status, code):
+    fake = FakeRedis([count, items])
+    try:
+        doc = {"service": [{"name": "p", "kind": "redis_page",
+                            "url": "redis://127.0.0.1:%d/0" % fake.port,
+                            "key": "k"}],
+               "rest_channel": [{"name": "l", "url_path": "/api/list",
+                                 "method": "GET", "service": "p"}]}
+        path = tmp_path / "fake.json"
+        path.write_text(json.dumps(doc))
+        register_input_file(path)
+        ngx = nginx_factory(http="zmq_config file:%s;" % path,
+                            server="location /api/ { zmq_router; }\n")
+        ngx.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            r = get(ngx, "/api/list")
+            if r.status_code != 503:
+                break
+            time.sleep(0.05)
+        assert r.status_code == status, r.text
+        if code:
+            assert r.json()["error"] == code
+        else:
+            assert r.json()["object_list"] == [1, "abc"]
+    finally:
+        fake.close()
+
+
+def test_a_silent_redis_times_out_with_503(nginx_factory, tmp_path):
+    fake = FakeRedis([None, None])
+    try:
+        doc = {"service": [{"name": "p", "kind": "redis_page",
+                            "url": "redis://127.0.0.1:%d/0" % fake.port,
+                            "key": "k"}],
+               "rest_channel": [{"name": "l", "url_path": "/api/list",
+                                 "method": "GET", "service": "p"}]}
+        path = tmp_path / "fake.json"
+        path.write_text(json.dumps(doc))
+        register_input_file(path)
+        ngx = nginx_factory(http="zmq_config file:%s;" % path,
+                            server="location /api/ { zmq_router; }\n")
+        ngx.start()
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        r = requests.get(ngx.url + "/api/list", timeout=30)
+        assert r.status_code == 503
+        assert r.json()["error"] == "store_unavailable"
+        assert r.headers["Retry-After"] == "1"
+        assert 4 <= time.monotonic() - t0 < 10
+    finally:
+        fake.close()
