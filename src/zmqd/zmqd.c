@@ -932,6 +932,7 @@ static void
 zmqd_answer(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
     amqp_envelope_t *env, const zmqd_resp_t *resp)
 {
+    int         rc;
     char        id[300], err[512];
     zmqd_env_t  senv;
 
@@ -941,10 +942,27 @@ zmqd_answer(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
 
     zmqd_env(ctx, &senv);
 
-    if (zmqd_reply(&senv, d->name, &env->message.properties, resp, err,
-                   sizeof(err))
-        != 0)
+    /*
+     * An invocation's caller waits on direct reply-to (PROTO14): its
+     * reply goes nowhere else, so that whoever may publish invocations
+     * cannot make zmqd write into a queue of its choice. Queue names
+     * starting with "amq." are the broker's: no client declares one.
+     */
+    if (c->internal != NULL
+        && (env->message.properties.reply_to.len < sizeof(ZMQD_REPLY_TO) - 1
+            || memcmp(env->message.properties.reply_to.bytes, ZMQD_REPLY_TO,
+                      sizeof(ZMQD_REPLY_TO) - 1) != 0))
     {
+        snprintf(err, sizeof(err), "an invocation's reply_to is not "
+                 ZMQD_REPLY_TO "...");
+        rc = -1;
+
+    } else {
+        rc = zmqd_reply(&senv, d->name, &env->message.properties, resp, err,
+                        sizeof(err));
+    }
+
+    if (rc != 0) {
         zmqd_message_id(env, id, sizeof(id));
         zmqd_log("warn", "channel '%s': message '%s': the reply (status %d) "
                  "to '%.*s' was not sent: %s", c->name, id, resp->status,
@@ -1162,7 +1180,7 @@ zmqd_invocation(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
 {
     int                       rc, mode, repeats;
     char                      name[256], mname[32], cid[300], ts[64];
-    char                      err[1024], why[2400], channel[300], text[400];
+    char                      err[1024], why[2400], channel[300];
     double                    seconds;
     json_t                   *svc;
     zmqd_env_t                senv;
@@ -1278,11 +1296,7 @@ zmqd_invocation(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
 
             if (inv->mode == ZMQD_SYNC_ASYNC && !inv->replied) {
                 inv->replied = 1;
-                snprintf(text, sizeof(text), "{\"accepted\":true,"
-                         "\"cid\":\"%s\"}", cid);
-                if (zmqd_resp_set(&resp, 202, "application/json", text,
-                                  strlen(text)) == 0)
-                {
+                if (zmqd_resp_accepted(&resp, cid) == 0) {
                     zmqd_answer(ctx, d, c, env, &resp);
                 }
                 zmqd_resp_free(&resp);
@@ -1312,11 +1326,7 @@ zmqd_invocation(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
             /* repeats 1: the first attempt was the last */
             inv->replied = 1;
             zmqd_resp_free(&resp);
-            snprintf(text, sizeof(text), "{\"accepted\":true,\"cid\":\"%s\"}",
-                     cid);
-            if (zmqd_resp_set(&resp, 202, "application/json", text,
-                              strlen(text)) == 0)
-            {
+            if (zmqd_resp_accepted(&resp, cid) == 0) {
                 zmqd_answer(ctx, d, c, env, &resp);
             }
         }

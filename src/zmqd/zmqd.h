@@ -339,6 +339,8 @@ int zmqd_reply_status(const amqp_basic_properties_t *p);
 /* a header of type longstr/bytes as a C string into out, or NULL */
 const char *zmqd_header_str(const amqp_basic_properties_t *p,
     const char *key, char *out, size_t size);
+/* resp: 202 {"accepted": true, "cid": cid}, cid escaped */
+int zmqd_resp_accepted(zmqd_resp_t *r, const char *cid);
 /* resp: status and a JSON body {"error": code, "message": message} */
 int zmqd_resp_error(zmqd_resp_t *r, int status, const char *code,
     const char *message);
@@ -351,6 +353,9 @@ int zmqd_resp_error(zmqd_resp_t *r, int status, const char *code,
 int zmqd_reply(const zmqd_env_t *env, const char *def,
     const amqp_basic_properties_t *req, const zmqd_resp_t *resp, char *err,
     size_t errlen);
+
+/* where an invocation's reply may go: this, or a name it starts */
+#define ZMQD_REPLY_TO    "amq.rabbitmq.reply-to"
 
 /* the mode of an invocation: ZMQD_SYNC..., or -1 */
 #define ZMQD_SYNC        0

@@ -24,6 +24,9 @@
 #include "zmqd.h"
 
 
+static json_t *zmqd_json_text(const char *s, size_t len);
+
+
 void
 zmqd_resp_free(zmqd_resp_t *r)
 {
@@ -84,6 +87,29 @@ zmqd_resp_error(zmqd_resp_t *r, int status, const char *code,
     }
 
     rc = zmqd_resp_set(r, status, "application/json", text, strlen(text));
+    free(text);
+    return rc;
+}
+
+
+/* 202 {"accepted": true, "cid": cid}: cid escaped, whatever its bytes */
+int
+zmqd_resp_accepted(zmqd_resp_t *r, const char *cid)
+{
+    int      rc;
+    char    *text;
+    json_t  *doc;
+
+    doc = json_pack("{s:b, s:o}", "accepted", 1,
+                    "cid", zmqd_json_text(cid, strlen(cid)));
+
+    text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (text == NULL) {
+        return -1;
+    }
+
+    rc = zmqd_resp_set(r, 202, "application/json", text, strlen(text));
     free(text);
     return rc;
 }
@@ -373,9 +399,14 @@ zmqd_callback_doc(const json_t *svc, const char *source, int ok,
 
     ctx = json_object_get(svc, "context");
 
-    doc = json_pack("{s:b, s:s, s:s, s:s, s:I, s:I, s:O, s:o, s:s, s:o}",
+    /*
+     * cid and req_ts come from the invocation's publisher: any bytes. As
+     * text (invalid UTF-8 replaced), never a document json_pack() refuses:
+     * a NULL document would make the invocation start over, forever.
+     */
+    doc = json_pack("{s:b, s:o, s:s, s:s, s:I, s:I, s:O, s:o, s:s, s:o}",
                     "ok", ok,
-                    "cid", cid,
+                    "cid", zmqd_json_text(cid, strlen(cid)),
                     "source", source,
                     "target", json_string_value(json_object_get(svc,
                                                                 "target")),
@@ -384,7 +415,9 @@ zmqd_callback_doc(const json_t *svc, const char *source, int ok,
                     "retry_repeats",
                     json_integer_value(json_object_get(svc, "repeats")),
                     "context", ctx ? ctx : json_null(),
-                    "req_ts_utc", req_ts ? json_string(req_ts) : json_null(),
+                    "req_ts_utc", req_ts ? zmqd_json_text(req_ts,
+                                                          strlen(req_ts))
+                                         : json_null(),
                     "resp_ts_utc", ts,
                     "response", response ? response : json_null());
     if (doc == NULL) {
