@@ -247,10 +247,29 @@ class ActiveMQ:
                 self.command(), stdin=subprocess.DEVNULL, stdout=out,
                 stderr=subprocess.STDOUT, cwd=self.dir,
                 start_new_session=True)
+        # wait for the broker's own "started" line, not by connecting:
+        # a probe that connects and closes makes the broker log a WARN
         deadline = time.monotonic() + timeout
-        # the port of a killed broker may stay taken for a moment
-        for port in (self.openwire_port, self.stomp_port):
-            wait_port(port, max(1.0, deadline - time.monotonic()), self.proc)
+        while len(self.STARTED.findall(self._read(self.log_path))) \
+                < self.starts:
+            if self.proc.poll() is not None:
+                raise RuntimeError("activemq exited with %s:\n%s" % (
+                    self.proc.returncode, self.log()[-3000:]))
+            if time.monotonic() > deadline:
+                raise TimeoutError("activemq did not start in %.0fs"
+                                   % timeout)
+            time.sleep(0.1)
+
+    STARTED = re.compile(r"\| INFO +\| Apache ActiveMQ \S+ \(zmqtest, "
+                         r"\S+\) started \|")
+
+    @staticmethod
+    def _read(path):
+        try:
+            with open(path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
 
     @property
     def pid(self):
@@ -281,14 +300,7 @@ class ActiveMQ:
 
     def log(self):
         """The broker's log (log4j) and its stdout/stderr, all starts."""
-        text = ""
-        for p in (self.log_path, self.out_path):
-            try:
-                with open(p, errors="replace") as f:
-                    text += f.read()
-            except OSError:
-                pass
-        return text
+        return self._read(self.log_path) + self._read(self.out_path)
 
     PROBLEM = re.compile(r"\| (WARN|ERROR|FATAL) +\||^Exception in thread|"
                          r"OutOfMemoryError|^ERROR:|SEVERE", re.M)
