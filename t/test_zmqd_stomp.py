@@ -462,3 +462,19 @@ def test_a_silent_broker_is_dropped_after_its_heart_beats_stop(
         lsock.close()
         for c in conns:
             c.close()
+
+
+def test_failover_to_the_next_host_when_the_first_refuses(
+        zmqd, http_endpoint):
+    from conftest import free_port
+    broker = FakeStompBroker([])
+    try:
+        doc = stomp_config(free_port(), "/queue/x", http_endpoint,
+                           use_jms=False, heartbeat=0)
+        doc["stomp_def"][0]["hosts"] = ["127.0.0.1:%d" % broker.port]
+        z = zmqd(doc)
+        wait_for(lambda: broker.acks, timeout=30)
+        assert [b for h, b in http_endpoint.requests] == [b"ok"]
+        z.wait_log("consuming '/queue/x' on 127.0.0.1:%d" % broker.port)
+    finally:
+        broker.close()
