@@ -493,6 +493,13 @@ ngx_http_zmq_publish_service(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx,
                                   "services", 0);
     }
 
+    if (svc->type == NGX_HTTP_ZMQ_SVC_STOMP) {
+        return ngx_http_zmq_error(r, NGX_HTTP_NOT_IMPLEMENTED,
+                                  "service_kind_unsupported",
+                                  "STOMP publishing is not built in this "
+                                  "version", 0);
+    }
+
     oc = ngx_http_zmq_runtime_outconn(&svc->outconn);
     conn = ngx_http_zmq_runtime_conn(&svc->outconn);
 

@@ -497,6 +497,10 @@ ngx_http_zmq_rt_service(ngx_http_zmq_runtime_t *rt, json_t *obj)
     {
         svc->type = NGX_HTTP_ZMQ_SVC_PUBLISH;   /* the model's default */
 
+        if (json_object_get(obj, "stomp_outconn") != NULL) {
+            svc->type = NGX_HTTP_ZMQ_SVC_STOMP;
+        }
+
     } else if (svc->kind.len == 3
                && ngx_strncmp(svc->kind.data, "rpc", 3) == 0)
     {

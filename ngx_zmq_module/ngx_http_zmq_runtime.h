@@ -55,6 +55,7 @@ typedef struct {
 #define NGX_HTTP_ZMQ_SVC_PUBLISH      1
 #define NGX_HTTP_ZMQ_SVC_RPC          2
 #define NGX_HTTP_ZMQ_SVC_INVOKE       3
+#define NGX_HTTP_ZMQ_SVC_STOMP        4     /* publish via stomp_outconn */
 
 /* an invoke service's mode */
 #define NGX_HTTP_ZMQ_INVOKE_SYNC        0
