@@ -325,10 +325,7 @@ ngx_http_zmq_admin_handler(ngx_http_request_t *r)
                                          "no kind \"%s\": api/ serves "
                                          "status, whoami, export, import, "
                                          "openapi.json and the kinds "
-                                         "amqp_def, amqp_outconn, "
-                                         "amqp_channel, http_outconn, "
-                                         "service, rest_channel, security, "
-                                         "startup", ar->kind_name);
+                                         ZGW_KIND_NAMES, ar->kind_name);
     }
 
     switch (nseg) {
@@ -467,6 +464,9 @@ ngx_http_zmq_admin_op_known(ngx_http_zmq_admin_req_t *ar)
     case ZGW_KIND_HTTP_OUTCONN:
         return ngx_http_zmq_admin_is("ping")
                || ngx_http_zmq_admin_is("password");
+
+    case ZGW_KIND_STOMP_DEF:
+        return ngx_http_zmq_admin_is("password");
 
     case ZGW_KIND_SECURITY:
         return ngx_http_zmq_admin_is("password")
