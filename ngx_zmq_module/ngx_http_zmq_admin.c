@@ -855,8 +855,20 @@ ngx_int_t
 ngx_http_zmq_admin_fail(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *fmt, ...)
 {
-    u_char   *msg, *p;
-    va_list   args;
+    u_char     *msg, *p;
+    va_list     args;
+    ngx_int_t   rc;
+
+    /*
+     * An answer given before the body was read (an unknown path, a method
+     * not served): the body is discarded, not read as the connection's
+     * next request (nor logged as a bad request line, secrets and all).
+     * A body read or being read is left alone.
+     */
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
 
     msg = ngx_pnalloc(r->pool, 512);
     if (msg == NULL) {
