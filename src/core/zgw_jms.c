@@ -53,6 +53,7 @@ static void zgw_jms_string(amqp_table_entry_t *e, zgw_jms_name_e name,
     const void *value, size_t len);
 static void zgw_jms_int64(amqp_table_entry_t *e, zgw_jms_name_e name,
     int64_t value);
+static size_t zgw_jms_id(char *id, const amqp_bytes_t *message_id);
 static int zgw_jms_str(const amqp_field_value_t *v, amqp_bytes_t *out,
     size_t min, size_t max);
 static int zgw_jms_num(const amqp_field_value_t *v, int64_t *out);
@@ -192,12 +193,27 @@ zgw_jms_int64(amqp_table_entry_t *e, zgw_jms_name_e name, int64_t value)
 }
 
 
+/* "ID:" + the message id (at most 255 bytes), NUL-ended; its length */
+static size_t
+zgw_jms_id(char *id, const amqp_bytes_t *message_id)
+{
+    size_t  len;
+
+    len = message_id->len < ZGW_JMS_ID_SIZE - 4
+          ? message_id->len : ZGW_JMS_ID_SIZE - 4;
+    memcpy(id, "ID:", 3);
+    memcpy(id + 3, message_id->bytes, len);
+    id[3 + len] = '\0';
+
+    return 3 + len;
+}
+
+
 int
 zgw_jms_headers(const amqp_basic_properties_t *p, uint64_t ms,
     amqp_table_entry_t *entries, char *id)
 {
     int                  n, text;
-    size_t               len;
     unsigned long long   ttl;
     const char          *s;
 
@@ -208,12 +224,9 @@ zgw_jms_headers(const amqp_basic_properties_t *p, uint64_t ms,
     zgw_jms_string(&entries[n++], ZGW_JMS_DELIVERY_MODE, s, strlen(s));
 
     if (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) {
-        len = p->message_id.len < ZGW_JMS_ID_SIZE - 4
-              ? p->message_id.len : ZGW_JMS_ID_SIZE - 4;
-        memcpy(id, "ID:", 3);
-        memcpy(id + 3, p->message_id.bytes, len);
-        id[3 + len] = '\0';
-        zgw_jms_string(&entries[n++], ZGW_JMS_MESSAGE_ID, id, 3 + len);
+        zgw_jms_string(&entries[n], ZGW_JMS_MESSAGE_ID, id,
+                       zgw_jms_id(id, &p->message_id));
+        n++;
     }
 
     zgw_jms_int64(&entries[n++], ZGW_JMS_TIMESTAMP, (int64_t) ms);
