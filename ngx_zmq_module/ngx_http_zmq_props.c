@@ -13,6 +13,7 @@
 #include <openssl/rand.h>
 
 #include "zgw_amqp_check.h"
+#include "zgw_jms.h"
 #include "ngx_http_zmq_module.h"
 
 
@@ -24,6 +25,9 @@ static ngx_int_t ngx_http_zmq_short(ngx_http_request_t *r,
     ngx_table_elt_t *h, size_t min, amqp_bytes_t *out, const char **bad);
 static const char *ngx_http_zmq_bad_header(ngx_http_request_t *r,
     ngx_str_t *name, const char *why);
+static ngx_int_t ngx_http_zmq_jms(ngx_http_request_t *r,
+    amqp_basic_properties_t *props, amqp_table_entry_t *entries,
+    ngx_uint_t *n);
 
 
 /*
@@ -147,7 +151,8 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
         nh += auth->nelts;
     }
 
-    entries = ngx_palloc(r->pool, (nh + 1) * sizeof(amqp_table_entry_t));
+    entries = ngx_palloc(r->pool, (nh + 1 + ZGW_JMS_HEADERS_MAX)
+                                  * sizeof(amqp_table_entry_t));
     if (entries == NULL) {
         return NGX_ERROR;
     }
@@ -324,6 +329,12 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
             name.len = h[i].key.len - (sizeof(NGX_HTTP_ZMQ_HEADER_PREFIX) - 1);
 
             why = zgw_amqp_header_name_check((char *) name.data, name.len);
+            if (why == NULL && oc->use_jms
+                && zgw_jms_reserved(name.data, name.len))
+            {
+                why = "headers beginning with JMS or rmq. are the "
+                      "gateway's on a use_jms connection";
+            }
             if (why == NULL) {
                 why = zgw_amqp_header_value_check((char *) h[i].value.data,
                                                   h[i].value.len);
@@ -362,12 +373,6 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
         }
     }
 
-    if (j > 0) {
-        props->_flags |= AMQP_BASIC_HEADERS_FLAG;
-        props->headers.num_entries = (int) j;
-        props->headers.entries = entries;
-    }
-
     if (message_id->len == 0
         && ngx_http_zmq_message_id(r->pool, message_id) != NGX_OK)
     {
@@ -377,6 +382,52 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
     props->_flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
     props->message_id.bytes = message_id->data;
     props->message_id.len = message_id->len;
+
+    if (oc->use_jms && ngx_http_zmq_jms(r, props, entries, &j) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (j > 0) {
+        props->_flags |= AMQP_BASIC_HEADERS_FLAG;
+        props->headers.num_entries = (int) j;
+        props->headers.entries = entries;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A use_jms connection: the headers RabbitMQ's JMS client reads from an
+ * AMQP destination (src/core/zgw_jms.h), appended to the n entries; a
+ * JMS header the service's configuration names gives way to them. The
+ * AMQP timestamp and JMSTimestamp are the same instant.
+ */
+static ngx_int_t
+ngx_http_zmq_jms(ngx_http_request_t *r, amqp_basic_properties_t *props,
+    amqp_table_entry_t *entries, ngx_uint_t *n)
+{
+    char        *id;
+    uint64_t     ms;
+    ngx_uint_t   i, j;
+    ngx_time_t  *tp;
+
+    for (i = 0, j = 0; i < *n; i++) {
+        if (!zgw_jms_reserved(entries[i].key.bytes, entries[i].key.len)) {
+            entries[j++] = entries[i];
+        }
+    }
+
+    id = ngx_pnalloc(r->pool, ZGW_JMS_ID_SIZE);
+    if (id == NULL) {
+        return NGX_ERROR;
+    }
+
+    tp = ngx_timeofday();
+    ms = (uint64_t) tp->sec * 1000 + tp->msec;
+    props->timestamp = (uint64_t) tp->sec;
+
+    *n = j + (ngx_uint_t) zgw_jms_headers(props, ms, &entries[j], id);
 
     return NGX_OK;
 }

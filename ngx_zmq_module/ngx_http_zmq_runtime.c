@@ -337,6 +337,7 @@ ngx_http_zmq_rt_outconn(ngx_http_zmq_runtime_t *rt, zgw_config_t *cfg,
     oc->priority = ngx_http_zmq_rt_int(obj, "priority", -1);
     oc->expiration = ngx_http_zmq_rt_int(obj, "expiration", -1);
     oc->max_inflight = ngx_http_zmq_rt_int(obj, "max_inflight", 1024);
+    oc->use_jms = json_is_true(json_object_get(def, "use_jms"));
 
     /* any change to the outgoing connection or its definition reconnects */
     a = zgw_object_dump(ZGW_KIND_AMQP_OUTCONN, obj);
