@@ -172,7 +172,8 @@ asan-nginx: all
 	    t/test_router_segments.py t/test_header_validation.py \
 	    t/test_status_hardening.py t/test_store_regression.py \
 	    t/test_redis_auth.py $(wildcard t/test_security*.py) \
-	    $(wildcard t/test_admin*.py) $(wildcard t/test_rpc*.py)
+	    $(wildcard t/test_admin*.py) $(wildcard t/test_rpc*.py) \
+	    t/test_stomp_gateway.py
 
 # ------------------------------------------------------------------ fuzzing
 # libFuzzer targets (t/fuzz/fuzz_*.c) with ASan and UBSan. Those on
@@ -183,7 +184,7 @@ FUZZ_CC      := clang
 FUZZ_SECONDS ?= 300
 FUZZ         := $(BUILD)/fuzz
 FUZZ_CORE    := model snapshot redis_url hostport jwt
-FUZZ_NGX     := amqp redis props router body
+FUZZ_NGX     := amqp redis props router body stomp
 FUZZ_TARGETS := $(FUZZ_CORE) $(FUZZ_NGX)
 FUZZ_BINS    := $(FUZZ_CORE:%=$(FUZZ)/fuzz_%) $(FUZZ_NGX:%=$(FUZZ)/ngx_fuzz_%.so)
 FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer -std=gnu11 -Isrc/core \
