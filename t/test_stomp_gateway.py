@@ -20,6 +20,7 @@ import requests
 import conftest
 from conftest import RabbitServer, free_port, wait_port
 from fake_stomp import FakeStomp, frame, receipt
+from test_live_config import live  # noqa: F401 (a fixture)
 
 PUB = ("location = /pub { zmq_service svc; zmq_max_body 4m;"
        " client_max_body_size 4m; zmq_confirm_timeout 1500ms; }\n"
@@ -461,3 +462,52 @@ def test_rabbitmq_missing_exchange_is_an_error(rabbit_stomp, stomp_gw):
     assert r.status_code in (502, 503), r.text
     wait_stomp(gw, "ready")
     gw.ngx.forget_problems()
+
+
+# ---------------------------------------------------- live configuration
+
+def test_live_config_adds_changes_and_removes_stomp_outconns(fake, live):
+    from test_live_config import post as live_post
+    a, b = fake(), fake()
+    gw = live("location = /pub { zmq_service svc;"
+              " zmq_confirm_timeout 3s; }\n", workers=1).start()
+
+    v = gw.write(stomp_config(a.port))                    # added
+    gw.wait_version(v)
+    wait_stomp(gw, "ready")
+    assert live_post(gw.url + "/pub").status_code == 202
+    assert len(a.sends()) == 1
+
+    # changed while a message is in flight: the old one drains its receipt
+    held = []
+    a.script = lambda broker, f: held.append(f) if f.command == "SEND" \
+        else None
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        fut = ex.submit(live_post, gw.url + "/pub")
+        deadline = time.monotonic() + 5
+        while not held and time.monotonic() < deadline:
+            time.sleep(0.02)
+        v = gw.write(stomp_config(b.port))
+        gw.wait_version(v)
+        wait_stomp(gw, "ready")
+        assert "sout (draining, generation 1)" in \
+            gw.status()["workers"][0]["stomp"]
+        assert live_post(gw.url + "/pub").status_code == 202
+        assert len(b.sends()) == 1
+        a.conns[-1].sendall(receipt(held[0]))
+        assert fut.result(10).status_code == 202
+    deadline = time.monotonic() + 5
+    while len(gw.status()["workers"][0]["stomp"]) > 1 \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(gw.status()["workers"][0]["stomp"]) == ["sout"]
+
+    # removed: the service is gone with it
+    doc = stomp_config(b.port)
+    doc["stomp_outconn"] = []
+    doc["service"] = []
+    doc["stomp_def"] = []
+    v = gw.write(doc)
+    gw.wait_version(v)
+    assert gw.status()["workers"][0]["stomp"] == {}
+    assert live_post(gw.url + "/pub").status_code == 404
