@@ -173,7 +173,7 @@ asan-nginx: all
 	    t/test_status_hardening.py t/test_store_regression.py \
 	    t/test_redis_auth.py $(wildcard t/test_security*.py) \
 	    $(wildcard t/test_admin*.py) $(wildcard t/test_rpc*.py) \
-	    t/test_stomp_gateway.py
+	    t/test_page.py t/test_stomp_gateway.py
 
 # ------------------------------------------------------------------ fuzzing
 # libFuzzer targets (t/fuzz/fuzz_*.c) with ASan and UBSan. Those on

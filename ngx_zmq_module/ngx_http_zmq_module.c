@@ -385,13 +385,15 @@ ngx_http_zmq_service(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         if (ngx_strcmp(kind, "publish") != 0
             && ngx_strcmp(kind, "rpc") != 0
-            && ngx_strcmp(kind, "invoke") != 0)
+            && ngx_strcmp(kind, "invoke") != 0
+            && ngx_strcmp(kind, "redis_page") != 0)
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "zmq_service \"%V\": service of kind '%s' "
                                "cannot be invoked from a location: it runs "
                                "only in zmqd; a location invokes "
-                               "'publish', 'rpc' and 'invoke' services",
+                               "'publish', 'rpc', 'invoke' and "
+                               "'redis_page' services",
                                &value[1], kind);
             return NGX_CONF_ERROR;
         }

@@ -54,6 +54,9 @@ typedef struct {
     /* ngx_http_zmq_follow.c: following Redis */
     ngx_http_zmq_follow_t         *follower;
 
+    /* ngx_http_zmq_page.c: Redis connections of redis_page services */
+    void                          *page;
+
     /* ngx_http_zmq_props.c: random bytes for message ids */
     u_char                         ids[4096];
     size_t                         ids_used;
@@ -189,6 +192,10 @@ ngx_int_t ngx_http_zmq_rpc_service(ngx_http_request_t *r,
     ngx_http_zmq_outconn_conf_t *oc, ngx_zmq_amqp_conn_t *conn,
     ngx_http_complex_value_t *routing_key);
 ngx_int_t ngx_http_zmq_rpc_answer(ngx_http_zmq_ctx_t *ctx);
+
+/* ngx_http_zmq_page.c: a page of a redis_page service (GET, HEAD) */
+ngx_int_t ngx_http_zmq_page_handler(ngx_http_request_t *r,
+    ngx_http_zmq_ctx_t *ctx, ngx_http_zmq_service_t *svc);
 
 /* ngx_http_zmq_props.c: request headers to AMQP properties */
 ngx_int_t ngx_http_zmq_properties(ngx_http_request_t *r,

@@ -119,9 +119,21 @@ ngx_http_zmq_service_handler(ngx_http_request_t *r)
     ngx_int_t                 rc;
     ngx_str_t                 allow;
     ngx_http_zmq_ctx_t       *ctx;
+    ngx_http_zmq_service_t   *svc;
     ngx_http_zmq_loc_conf_t  *zlcf;
 
     zlcf = ngx_http_get_module_loc_conf(r, ngx_http_zmq_module);
+
+    svc = ngx_http_zmq_runtime_service(&zlcf->service);
+
+    if (svc != NULL && svc->type == NGX_HTTP_ZMQ_SVC_PAGE) {
+        ctx = ngx_http_zmq_get_ctx(r);
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_zmq_page_handler(r, ctx, svc);
+    }
 
     if (!(r->method & (NGX_HTTP_POST|NGX_HTTP_PUT))) {
         rc = ngx_http_discard_request_body(r);
@@ -159,6 +171,7 @@ ngx_http_zmq_router_handler(ngx_http_request_t *r)
     ngx_str_t                 allow;
     ngx_http_zmq_ctx_t       *ctx;
     ngx_http_zmq_route_t     *route;
+    ngx_http_zmq_service_t   *svc;
     ngx_http_zmq_loc_conf_t  *zlcf;
 
     zlcf = ngx_http_get_module_loc_conf(r, ngx_http_zmq_module);
@@ -207,6 +220,12 @@ ngx_http_zmq_router_handler(ngx_http_request_t *r)
                       "zmq: REST channel \"%V\" reached without its "
                       "security check", &route->name);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    svc = ngx_http_zmq_runtime_service(&route->service);
+
+    if (svc != NULL && svc->type == NGX_HTTP_ZMQ_SVC_PAGE) {
+        return ngx_http_zmq_page_handler(r, ctx, svc);
     }
 
     ctx->service.len = route->service.len;

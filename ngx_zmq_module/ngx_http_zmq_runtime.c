@@ -630,7 +630,8 @@ ngx_http_zmq_rt_stomp_outconn(ngx_http_zmq_runtime_t *rt, zgw_config_t *cfg,
 
 
 static ngx_int_t
-ngx_http_zmq_rt_service(ngx_http_zmq_runtime_t *rt, json_t *obj)
+ngx_http_zmq_rt_service(ngx_http_zmq_runtime_t *rt, json_t *obj,
+    const zgw_key_t *key, ngx_log_t *log)
 {
     json_t                  *hdrs, *v;
     ngx_int_t                n;
@@ -685,6 +686,15 @@ ngx_http_zmq_rt_service(ngx_http_zmq_runtime_t *rt, json_t *obj)
                && ngx_strncmp(svc->kind.data, "invoke", 6) == 0)
     {
         svc->type = NGX_HTTP_ZMQ_SVC_INVOKE;
+
+    } else if (svc->kind.len == 10
+               && ngx_strncmp(svc->kind.data, "redis_page", 10) == 0)
+    {
+        svc->type = NGX_HTTP_ZMQ_SVC_PAGE;
+        svc->page = ngx_http_zmq_page_build(pool, obj, key, log);
+        if (svc->page == NULL) {
+            return NGX_ERROR;
+        }
 
     } else {
         svc->type = NGX_HTTP_ZMQ_SVC_OTHER;
@@ -938,7 +948,7 @@ ngx_http_zmq_runtime_build(zgw_config_t *cfg, const zgw_key_t *key,
     }
 
     json_object_foreach(cfg->objs[ZGW_KIND_SERVICE], name, obj) {
-        if (ngx_http_zmq_rt_service(rt, obj) != NGX_OK) {
+        if (ngx_http_zmq_rt_service(rt, obj, key, log) != NGX_OK) {
             goto failed;
         }
     }
@@ -1202,6 +1212,7 @@ ngx_http_zmq_runtime_apply(ngx_http_zmq_runtime_t *rt,
     w->rt = rt;
 
     ngx_http_zmq_auth_applied(&rt->securities);
+    ngx_http_zmq_page_applied(rt, log);
 
     if (stats != NULL) {
         stats->version = (ngx_atomic_uint_t) rt->version;
@@ -1216,6 +1227,8 @@ ngx_http_zmq_runtime_exit(void)
     ngx_http_zmq_worker_t  *w;
 
     w = ngx_http_zmq_worker();
+
+    ngx_http_zmq_page_exit();
 
     for (s = 0; s < NGX_HTTP_ZMQ_OUTCONNS_MAX; s++) {
         ngx_free(w->slots[s].name);
@@ -1444,11 +1457,12 @@ ngx_http_zmq_runtime_route(ngx_http_request_t *r,
     ngx_http_zmq_route_t **found, ngx_http_zmq_param_t *params,
     ngx_uint_t *nparams, ngx_str_t *allow)
 {
-    u_char                 *p, *end, *start;
-    ngx_str_t               stack[NGX_HTTP_ZMQ_SEGS_STACK], *segs;
-    ngx_uint_t              i, nsegs, pass, methods, n;
-    ngx_http_zmq_route_t   *route;
-    ngx_http_zmq_worker_t  *w;
+    u_char                  *p, *end, *start;
+    ngx_str_t                stack[NGX_HTTP_ZMQ_SEGS_STACK], *segs;
+    ngx_uint_t               i, nsegs, pass, methods, n;
+    ngx_http_zmq_route_t    *route;
+    ngx_http_zmq_worker_t   *w;
+    ngx_http_zmq_service_t  *svc;
 
     w = ngx_http_zmq_worker();
 
@@ -1527,7 +1541,15 @@ ngx_http_zmq_runtime_route(ngx_http_request_t *r,
                 continue;
             }
 
-            if (route[i].method == 0 || route[i].method == r->method) {
+            /* a page is read with HEAD as with GET */
+            if (route[i].method == 0 || route[i].method == r->method
+                || (r->method == NGX_HTTP_HEAD
+                    && route[i].method == NGX_HTTP_GET
+                    && (svc = ngx_http_zmq_runtime_service(
+                                                   &route[i].service))
+                       != NULL
+                    && svc->type == NGX_HTTP_ZMQ_SVC_PAGE))
+            {
                 *found = ngx_http_zmq_route_copy(r, &route[i], params, n);
                 if (*found == NULL) {
                     return NGX_ERROR;

@@ -56,6 +56,7 @@ typedef struct {
 #define NGX_HTTP_ZMQ_SVC_PUBLISH      1
 #define NGX_HTTP_ZMQ_SVC_RPC          2
 #define NGX_HTTP_ZMQ_SVC_INVOKE       3
+#define NGX_HTTP_ZMQ_SVC_PAGE         4     /* redis_page: answered here */
 
 /* an invoke service's mode */
 #define NGX_HTTP_ZMQ_INVOKE_SYNC        0
@@ -83,6 +84,7 @@ typedef struct {
     ngx_msec_t                   timeout;        /* rpc, invoke: reply */
     ngx_str_t                    queue;          /* invoke */
     ngx_uint_t                   mode;           /* invoke */
+    void                        *page;           /* redis_page: its conf */
 } ngx_http_zmq_service_t;
 
 
@@ -174,6 +176,13 @@ ngx_zmq_stomp_conf_t *ngx_http_zmq_runtime_stomp_outconn(ngx_str_t *name);
 ngx_int_t ngx_http_zmq_runtime_route(ngx_http_request_t *r,
     ngx_http_zmq_route_t **route, ngx_http_zmq_param_t *params,
     ngx_uint_t *nparams, ngx_str_t *allow);
+
+/* ngx_http_zmq_page.c: a redis_page service as it runs; NULL: no memory */
+void *ngx_http_zmq_page_build(ngx_pool_t *pool, json_t *obj,
+    const zgw_key_t *key, ngx_log_t *log);
+/* opens the Redis connections rt's pages need, closes the others */
+void ngx_http_zmq_page_applied(ngx_http_zmq_runtime_t *rt, ngx_log_t *log);
+void ngx_http_zmq_page_exit(void);
 
 ngx_int_t ngx_http_zmq_tmpl_compile(ngx_pool_t *pool, ngx_str_t *text,
     ngx_array_t *parts);

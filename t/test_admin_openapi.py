@@ -128,7 +128,8 @@ def test_object_schemas_have_exactly_the_models_fields():
              "rest_channel", "startup")
     for kind in plain:
         assert props(kind) == set(tables[kind]), kind
-    for v in ("publish", "rpc", "http", "redis", "fanout", "invoke"):
+    for v in ("publish", "rpc", "http", "redis", "fanout", "invoke",
+              "redis_page"):
         assert props("service_" + v) == \
             set(tables["service"]) | set(tables["service_" + v]), v
     for v, table in (("basic_auth", "security_basic"),

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "zgw_amqp_check.h"
 #include "zgw_hostport.h"
@@ -136,7 +137,7 @@ static const char *const  zgw_enum_ack_mode[] = { "ack", "reject", NULL };
 static const char *const  zgw_enum_service_kind[] = { "publish", "rpc",
                                                       "http", "redis",
                                                       "fanout", "invoke",
-                                                      NULL };
+                                                      "redis_page", NULL };
 static const char *const  zgw_enum_invoke_mode[] = { "sync", "sync_async",
                                                      "async", NULL };
 static const char *const  zgw_enum_http_method[] = { "POST", "PUT", "PATCH",
@@ -146,6 +147,7 @@ static const char *const  zgw_enum_rest_method[] = { "POST", "PUT", "PATCH",
                                                      NULL };
 static const char *const  zgw_enum_redis_op[] = { "rpush", "lpush", "zadd",
                                                   NULL };
+static const char *const  zgw_enum_page_source[] = { "list", "zset", NULL };
 static const char *const  zgw_enum_sec_type[] = { "basic_auth", "apikey",
                                                   "jwt", NULL };
 static const char *const  zgw_enum_direction[] = { "in", "out", NULL };
@@ -314,6 +316,28 @@ static const zgw_field_t  zgw_service_invoke_fields[] = {
 };
 
 
+/*
+ * Django's pagination of a Redis list or sorted set over HTTP, answered by
+ * the gateway itself (GET ?page=N&per_page=M&min=&max=); key is a template
+ * like a publish service's routing_key ({param}, $variable).
+ */
+static const zgw_field_t  zgw_service_redis_page_fields[] = {
+    F_STR_OPT("url", 8, 1024),
+    F_SECRET_OPT("password"),           /* of url, which holds none */
+    F_ENUM_DEF("source", zgw_enum_page_source, "list"),
+    F_STR_REQ("key", 1, 1024),
+    F_INT_DEF("per_page", 20, 1, 10000),
+    F_INT_DEF("max_per_page", 100, 1, 10000),
+    F_INT_DEF("orphans", 0, 0, 10000),
+    F_BOOL_DEF("allow_empty_first_page", 1),
+    F_STR_DEF("score_min", "-inf", 1, 64),
+    F_STR_DEF("score_max", "+inf", 1, 64),
+    F_BOOL_DEF("reverse", 0),
+    F_BOOL_DEF("withscores", 0),
+    ZGW_END
+};
+
+
 static const zgw_variant_t  zgw_service_variants[] = {
     { "publish", zgw_service_publish_fields },
     { "rpc", zgw_service_rpc_fields },
@@ -321,6 +345,7 @@ static const zgw_variant_t  zgw_service_variants[] = {
     { "redis", zgw_service_redis_fields },
     { "fanout", zgw_service_fanout_fields },
     { "invoke", zgw_service_invoke_fields },
+    { "redis_page", zgw_service_redis_page_fields },
     { NULL, NULL }
 };
 
@@ -1321,6 +1346,147 @@ zgw_check_redis_url(const char *who, json_t *obj, zgw_errors_t *errs)
 }
 
 
+/*
+ * A score bound as Redis reads it and as the Python paginator accepts it:
+ * "-inf", "+inf", "inf" (any case), or a number, "(" first for an
+ * exclusive bound; never NaN.
+ */
+int
+zgw_score_bound_ok(const char *s, size_t len)
+{
+    char    buf[65], *end;
+    size_t  i;
+    double  d;
+
+    while (len && isspace((unsigned char) s[0])) {
+        s++;
+        len--;
+    }
+
+    while (len && isspace((unsigned char) s[len - 1])) {
+        len--;
+    }
+
+    if (len == 0 || len >= sizeof(buf)) {
+        return 0;
+    }
+
+    if ((len == 4 && (strncasecmp(s, "-inf", 4) == 0
+                      || strncasecmp(s, "+inf", 4) == 0))
+        || (len == 3 && strncasecmp(s, "inf", 3) == 0))
+    {
+        return 1;
+    }
+
+    if (s[0] == '(') {
+        s++;
+        len--;
+    }
+
+    for (i = 0; i < len; i++) {
+        /* strtod's hexadecimal and "nan(...)" forms are not Python's */
+        if (s[i] == 'x' || s[i] == 'X' || s[i] == '(' || s[i] == '\0') {
+            return 0;
+        }
+    }
+
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+
+    errno = 0;
+    d = strtod(buf, &end);
+
+    return len > 0 && end == buf + len && d == d && !isspace((unsigned char)
+                                                             buf[0]);
+}
+
+
+/* does ref name a service of kind redis_page */
+static int
+zgw_is_page(const zgw_config_t *cfg, json_t *ref)
+{
+    json_t      *svc;
+    const char  *kind;
+
+    if (!json_is_string(ref)) {
+        return 0;
+    }
+
+    svc = zgw_config_get(cfg, ZGW_KIND_SERVICE, json_string_value(ref));
+    kind = json_string_value(json_object_get(svc, "kind"));
+
+    return kind != NULL && strcmp(kind, "redis_page") == 0;
+}
+
+
+/* a zset-only field of a redis_page service set to other than its default */
+static int
+zgw_page_set(json_t *obj, const char *f)
+{
+    json_t  *v;
+
+    v = json_object_get(obj, f);
+
+    if (json_is_string(v)) {
+        return strcmp(json_string_value(v),
+                      strcmp(f, "score_min") == 0 ? "-inf" : "+inf") != 0;
+    }
+
+    return json_is_true(v);
+}
+
+
+static int
+zgw_check_page(const char *who, json_t *obj, zgw_errors_t *errs)
+{
+    int          rc, i;
+    const char  *f, *v;
+
+    rc = ZGW_OK;
+
+    if (json_integer_value(json_object_get(obj, "per_page"))
+        > json_integer_value(json_object_get(obj, "max_per_page")))
+    {
+        zgw_errors_add(errs, "%s: per_page %lld is more than max_per_page "
+                       "%lld", who,
+                       (long long) json_integer_value(json_object_get(obj,
+                                                              "per_page")),
+                       (long long) json_integer_value(json_object_get(obj,
+                                                          "max_per_page")));
+        rc = ZGW_ERROR;
+    }
+
+    for (i = 0; i < 2; i++) {
+        f = i == 0 ? "score_min" : "score_max";
+        v = json_string_value(json_object_get(obj, f));
+
+        if (v != NULL && !zgw_score_bound_ok(v, strlen(v))) {
+            zgw_errors_add(errs, "%s: %s '%s' is not a Redis score bound (a "
+                           "number, '(' and a number, '-inf' or '+inf')",
+                           who, f, v);
+            rc = ZGW_ERROR;
+        }
+    }
+
+    v = json_string_value(json_object_get(obj, "source"));
+
+    if (v != NULL && strcmp(v, "list") == 0) {
+        for (i = 0; i < 4; i++) {
+            f = i == 0 ? "score_min" : i == 1 ? "score_max"
+                : i == 2 ? "reverse" : "withscores";
+
+            if (zgw_page_set(obj, f)) {
+                zgw_errors_add(errs, "%s: %s applies only to source 'zset'",
+                               who, f);
+                rc = ZGW_ERROR;
+            }
+        }
+    }
+
+    return rc;
+}
+
+
 static int
 zgw_check_service(const char *who, json_t *obj, zgw_errors_t *errs)
 {
@@ -1353,8 +1519,15 @@ zgw_check_service(const char *who, json_t *obj, zgw_errors_t *errs)
         rc = ZGW_ERROR;
     }
 
-    if (kind != NULL && strcmp(kind, "redis") == 0
+    if (kind != NULL
+        && (strcmp(kind, "redis") == 0 || strcmp(kind, "redis_page") == 0)
         && zgw_check_redis_url(who, obj, errs) != ZGW_OK)
+    {
+        rc = ZGW_ERROR;
+    }
+
+    if (kind != NULL && strcmp(kind, "redis_page") == 0
+        && zgw_check_page(who, obj, errs) != ZGW_OK)
     {
         rc = ZGW_ERROR;
     }
@@ -2144,6 +2317,74 @@ zgw_config_check_refs(const zgw_config_t *cfg, zgw_errors_t *errs)
                                json_string_value(json_object_get(obj, field)),
                                field);
                 rc = ZGW_ERROR;
+            }
+        }
+    }
+
+    /*
+     * A redis_page service answers GET requests in the gateway, nothing
+     * else: zmqd cannot run it for a channel, an invocation or a fanout.
+     */
+    json_object_foreach(cfg->objs[ZGW_KIND_REST_CHANNEL], name, obj) {
+        const char  *method;
+
+        if (!zgw_is_page(cfg, json_object_get(obj, "service"))) {
+            continue;
+        }
+
+        method = json_string_value(json_object_get(obj, "method"));
+
+        if (method != NULL && strcmp(method, "GET") != 0
+            && strcmp(method, "ANY") != 0)
+        {
+            zgw_errors_add(errs, "rest_channel '%s': service '%s' is of kind "
+                           "'redis_page', which answers GET: the method must "
+                           "be GET or ANY, not %s", name,
+                           json_string_value(json_object_get(obj, "service")),
+                           method);
+            rc = ZGW_ERROR;
+        }
+    }
+
+    json_object_foreach(cfg->objs[ZGW_KIND_AMQP_CHANNEL], name, obj) {
+        if (zgw_is_page(cfg, json_object_get(obj, "service"))) {
+            zgw_errors_add(errs, "amqp_channel '%s': service '%s' is of kind "
+                           "'redis_page', which only answers HTTP GET", name,
+                           json_string_value(json_object_get(obj,
+                                                             "service")));
+            rc = ZGW_ERROR;
+        }
+    }
+
+    json_object_foreach(cfg->objs[ZGW_KIND_SERVICE], name, obj) {
+        size_t       i;
+        json_t      *ref;
+        const char  *kind;
+
+        kind = json_string_value(json_object_get(obj, "kind"));
+
+        if (kind != NULL && strcmp(kind, "invoke") == 0) {
+            for (i = 0; i < 2; i++) {
+                ref = json_object_get(obj, i == 0 ? "target" : "callback");
+                if (zgw_is_page(cfg, ref)) {
+                    zgw_errors_add(errs, "service '%s': %s '%s' is of kind "
+                                   "'redis_page', which only answers HTTP "
+                                   "GET", name, i == 0 ? "target"
+                                                       : "callback",
+                                   json_string_value(ref));
+                    rc = ZGW_ERROR;
+                }
+            }
+        }
+
+        if (kind != NULL && strcmp(kind, "fanout") == 0) {
+            json_array_foreach(json_object_get(obj, "services"), i, ref) {
+                if (zgw_is_page(cfg, ref)) {
+                    zgw_errors_add(errs, "service '%s': services: '%s' is of "
+                                   "kind 'redis_page', which only answers "
+                                   "HTTP GET", name, json_string_value(ref));
+                    rc = ZGW_ERROR;
+                }
             }
         }
     }

@@ -139,4 +139,12 @@ char *zgw_object_secret(int kind, const json_t *obj, const char *field,
 /* is this name acceptable for an object (also used for Redis keys) */
 int zgw_name_valid(const char *name);
 
+/*
+ * A Redis score bound as the Python paginator takes it (redis_page's
+ * score_min, score_max): "-inf", "+inf", "inf", a number, or "(" and a
+ * number; white space around it is ignored; never NaN.
+ */
+int zgw_score_bound_ok(const char *s, size_t len);
+
+
 #endif /* ZGW_MODEL_H */

@@ -225,6 +225,55 @@ static const model_case_t  model_cases[] = {
     { "service: score_field only with zadd",
       "{\"service\":[{\"name\":\"s\",\"kind\":\"redis\",\"key\":\"k\","
       "\"score_field\":\"ts\"}]}", "score_field applies only to op 'zadd'" },
+    { "service: redis_page is valid",
+      "{\"service\":[{\"name\":\"p\",\"kind\":\"redis_page\","
+      "\"source\":\"zset\",\"key\":\"feed:{user}\",\"score_min\":\"(1.5\","
+      "\"score_max\":\"+inf\",\"reverse\":true,\"withscores\":true}]}",
+      NULL },
+    { "service: redis_page needs a key",
+      "{\"service\":[{\"name\":\"p\",\"kind\":\"redis_page\"}]}",
+      "missing required field 'key'" },
+    { "service: redis_page source is list or zset",
+      "{\"service\":[{\"name\":\"p\",\"kind\":\"redis_page\",\"key\":\"k\","
+      "\"source\":\"hash\"}]}", "source 'hash' is not one of: list, zset" },
+    { "service: redis_page per_page is at most max_per_page",
+      "{\"service\":[{\"name\":\"p\",\"kind\":\"redis_page\",\"key\":\"k\","
+      "\"per_page\":50,\"max_per_page\":10}]}",
+      "per_page 50 is more than max_per_page 10" },
+    { "service: redis_page per_page is positive",
+      "{\"service\":[{\"name\":\"p\",\"kind\":\"redis_page\",\"key\":\"k\","
+      "\"per_page\":0}]}", "per_page 0 is out of range" },
+    { "service: redis_page score bound is a number",
+      "{\"service\":[{\"name\":\"p\",\"kind\":\"redis_page\",\"key\":\"k\","
+      "\"source\":\"zset\",\"score_min\":\"nan\"}]}",
+      "score_min 'nan' is not a Redis score bound" },
+    { "service: redis_page score bound is not hexadecimal",
+      "{\"service\":[{\"name\":\"p\",\"kind\":\"redis_page\",\"key\":\"k\","
+      "\"source\":\"zset\",\"score_max\":\"0x10\"}]}",
+      "score_max '0x10' is not a Redis score bound" },
+    { "service: redis_page scores only for a zset",
+      "{\"service\":[{\"name\":\"p\",\"kind\":\"redis_page\",\"key\":\"k\","
+      "\"withscores\":true}]}", "withscores applies only to source 'zset'" },
+    { "service: redis_page url holds no password",
+      "{\"service\":[{\"name\":\"p\",\"kind\":\"redis_page\",\"key\":\"k\","
+      "\"url\":\"redis://:pw@127.0.0.1:6379/0\"}]}", "holds a password" },
+    { "service: redis_page url is redis://",
+      "{\"service\":[{\"name\":\"p\",\"kind\":\"redis_page\",\"key\":\"k\","
+      "\"url\":\"http://127.0.0.1/\"}]}", "must start with redis://" },
+    { "service: redis_page channel answers GET",
+      "{\"service\":[{\"name\":\"p\",\"kind\":\"redis_page\",\"key\":\"k\"}],"
+      "\"rest_channel\":[{\"name\":\"c\",\"url_path\":\"/p\","
+      "\"service\":\"p\"}]}",
+      "rest_channel 'c': service 'p' is of kind 'redis_page', which answers "
+      "GET: the method must be GET or ANY, not POST" },
+    { "service: redis_page channel with GET is valid",
+      "{\"service\":[{\"name\":\"p\",\"kind\":\"redis_page\",\"key\":\"k\"}],"
+      "\"rest_channel\":[{\"name\":\"c\",\"url_path\":\"/p\",\"method\":\"GET\","
+      "\"service\":\"p\"}]}", NULL },
+    { "service: redis_page is not in a fanout",
+      "{\"service\":[{\"name\":\"p\",\"kind\":\"redis_page\",\"key\":\"k\"},"
+      "{\"name\":\"f\",\"kind\":\"fanout\",\"services\":[\"p\"]}]}",
+      "service 'f': services: 'p' is of kind 'redis_page'" },
     { "service: rpc needs a routing key",
       "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"rpc\","
       "\"outconn\":\"crm.out\"}]}", "missing required field 'routing_key'" },
