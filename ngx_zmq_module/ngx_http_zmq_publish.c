@@ -918,8 +918,9 @@ ngx_http_zmq_stomp_service(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx,
     sc = ngx_http_zmq_runtime_stomp_outconn(&svc->stomp_outconn);
     conn = ngx_http_zmq_runtime_stomp_conn(&svc->stomp_outconn);
 
-    if (!svc->active || svc->type != NGX_HTTP_ZMQ_SVC_PUBLISH || sc == NULL
-        || !sc->active || conn == NULL)
+    /* the model allows stomp_outconn on publish services only */
+
+    if (!svc->active || sc == NULL || !sc->active || conn == NULL)
     {
         return ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                   "service_inactive", "the service or its "
