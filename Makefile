@@ -174,7 +174,7 @@ asan-nginx: all
 	    t/test_redis_auth.py t/test_use_jms.py \
 	    $(wildcard t/test_security*.py) \
 	    $(wildcard t/test_admin*.py) $(wildcard t/test_rpc*.py) \
-	    t/test_page.py
+	    t/test_page.py t/test_stomp_gateway.py
 
 # ------------------------------------------------------------------ fuzzing
 # libFuzzer targets (t/fuzz/fuzz_*.c) with ASan and UBSan. Those on
@@ -185,7 +185,7 @@ FUZZ_CC      := clang
 FUZZ_SECONDS ?= 300
 FUZZ         := $(BUILD)/fuzz
 FUZZ_CORE    := model snapshot redis_url hostport jwt
-FUZZ_NGX     := amqp redis props router body
+FUZZ_NGX     := amqp redis props router body stomp
 FUZZ_TARGETS := $(FUZZ_CORE) $(FUZZ_NGX)
 FUZZ_BINS    := $(FUZZ_CORE:%=$(FUZZ)/fuzz_%) $(FUZZ_NGX:%=$(FUZZ)/ngx_fuzz_%.so)
 FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer -std=gnu11 -Isrc/core \
