@@ -608,8 +608,8 @@ zmqd_service_publish(const zmqd_env_t *env, const json_t *svc,
     zmqd_props_t   props;
 
     if (json_object_get(svc, "stomp_outconn") != NULL) {
-        snprintf(err, errlen, "STOMP publishing is not built in this "
-                 "version (stomp_outconn '%s')",
+        snprintf(err, errlen, "zmqd does not publish through a "
+                 "stomp_outconn ('%s'): only the gateway does",
                  json_string_value(json_object_get(svc, "stomp_outconn")));
         return -1;
     }
