@@ -149,6 +149,10 @@ test_good_frame_any_split(void **state)
             assert_true(used <= 3);            /* only the EOLs */
             continue;
         }
+
+        /* all but the optional EOL after the NUL: already the frame */
+        assert_int_equal(rc, ZMQD_STOMP_FRAME);
+        zmqd_stomp_frame_free(&f);
     }
 
     rc = zmqd_stomp_parse(good, len, 1, &f, &used, err, sizeof(err));
