@@ -325,10 +325,7 @@ ngx_http_zmq_admin_handler(ngx_http_request_t *r)
                                          "no kind \"%s\": api/ serves "
                                          "status, whoami, export, import, "
                                          "openapi.json and the kinds "
-                                         "amqp_def, amqp_outconn, "
-                                         "amqp_channel, http_outconn, "
-                                         "service, rest_channel, security, "
-                                         "startup", ar->kind_name);
+                                         ZGW_KIND_NAMES, ar->kind_name);
     }
 
     switch (nseg) {
@@ -467,6 +464,9 @@ ngx_http_zmq_admin_op_known(ngx_http_zmq_admin_req_t *ar)
     case ZGW_KIND_HTTP_OUTCONN:
         return ngx_http_zmq_admin_is("ping")
                || ngx_http_zmq_admin_is("password");
+
+    case ZGW_KIND_STOMP_DEF:
+        return ngx_http_zmq_admin_is("password");
 
     case ZGW_KIND_SECURITY:
         return ngx_http_zmq_admin_is("password")
@@ -855,8 +855,20 @@ ngx_int_t
 ngx_http_zmq_admin_fail(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *fmt, ...)
 {
-    u_char   *msg, *p;
-    va_list   args;
+    u_char     *msg, *p;
+    va_list     args;
+    ngx_int_t   rc;
+
+    /*
+     * An answer given before the body was read (an unknown path, a method
+     * not served): the body is discarded, not read as the connection's
+     * next request (nor logged as a bad request line, secrets and all).
+     * A body read or being read is left alone.
+     */
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
 
     msg = ngx_pnalloc(r->pool, 512);
     if (msg == NULL) {

@@ -424,6 +424,15 @@ ngx_http_zmq_admin_invoke(ngx_http_request_t *r,
                                        "invoke services", kind);
     }
 
+    if (json_object_get(obj, "stomp_outconn") != NULL) {
+        return ngx_http_zmq_admin_fail(r, NGX_HTTP_NOT_IMPLEMENTED,
+                                       "not_invokable", "service '%s' "
+                                       "publishes through a stomp_outconn: "
+                                       "the admin API invokes it only "
+                                       "through AMQP; a REST channel "
+                                       "publishes through STOMP", ar->name);
+    }
+
     ctx = ngx_http_get_module_ctx(r, ngx_http_zmq_module);
 
     ctx->service.data = (u_char *) ar->name;

@@ -594,6 +594,8 @@ ngx_http_zmq_init_process(ngx_cycle_t *cycle)
 
     ngx_zmq_amqp_configure(&zmcf->worker->amqp, zmcf->connect_timeout,
                            zmcf->buffer_limit);
+    ngx_zmq_stomp_configure(&zmcf->worker->stomp, zmcf->connect_timeout,
+                            zmcf->buffer_limit);
 
     if (ngx_http_zmq_auth_init_process(cycle) != NGX_OK) {
         return NGX_ERROR;
@@ -663,6 +665,7 @@ ngx_http_zmq_exit_process(ngx_cycle_t *cycle)
 
     ngx_http_zmq_follow_stop();
     ngx_zmq_amqp_exit_process(&zmcf->worker->amqp, cycle);
+    ngx_zmq_stomp_exit_process(&zmcf->worker->stomp, cycle);
     ngx_http_zmq_runtime_exit();
     ngx_http_zmq_auth_exit_process();
 }

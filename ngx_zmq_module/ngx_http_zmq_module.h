@@ -65,6 +65,10 @@ typedef struct {
     /* ngx_zmq_amqp.c: its connections */
     ngx_zmq_amqp_worker_t          amqp;
 
+    /* ngx_zmq_stomp.c, ngx_http_zmq_runtime.c: its STOMP connections */
+    ngx_zmq_stomp_worker_t         stomp;
+    ngx_http_zmq_stomp_slot_t      stomp_slots[NGX_HTTP_ZMQ_OUTCONNS_MAX];
+
     /* ngx_http_zmq_auth.c: verified credentials, failed attempts */
     ngx_http_zmq_auth_worker_t     auth;
 
@@ -202,6 +206,10 @@ ngx_int_t ngx_http_zmq_props_defaults(ngx_pool_t *pool,
     ngx_http_zmq_service_t *svc, ngx_http_zmq_outconn_conf_t *oc,
     amqp_basic_properties_t *props);
 ngx_int_t ngx_http_zmq_message_id(ngx_pool_t *pool, ngx_str_t *id);
+/* the same for a STOMP SEND: out is an array of ngx_keyval_t */
+ngx_int_t ngx_http_zmq_stomp_headers(ngx_http_request_t *r,
+    ngx_http_zmq_service_t *svc, ngx_zmq_stomp_conf_t *sc, ngx_array_t *out,
+    ngx_str_t *message_id, const char **bad);
 
 /* ngx_http_zmq_status.c: zmq_status */
 ngx_int_t ngx_http_zmq_status_handler(ngx_http_request_t *r);

@@ -13,6 +13,7 @@
 #include <openssl/rand.h>
 
 #include "zgw_amqp_check.h"
+#include "zgw_jms.h"
 #include "ngx_http_zmq_module.h"
 
 
@@ -24,6 +25,9 @@ static ngx_int_t ngx_http_zmq_short(ngx_http_request_t *r,
     ngx_table_elt_t *h, size_t min, amqp_bytes_t *out, const char **bad);
 static const char *ngx_http_zmq_bad_header(ngx_http_request_t *r,
     ngx_str_t *name, const char *why);
+static ngx_int_t ngx_http_zmq_jms(ngx_http_request_t *r,
+    amqp_basic_properties_t *props, amqp_table_entry_t *entries,
+    ngx_uint_t *n);
 
 
 /*
@@ -147,7 +151,8 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
         nh += auth->nelts;
     }
 
-    entries = ngx_palloc(r->pool, (nh + 1) * sizeof(amqp_table_entry_t));
+    entries = ngx_palloc(r->pool, (nh + 1 + ZGW_JMS_HEADERS_MAX)
+                                  * sizeof(amqp_table_entry_t));
     if (entries == NULL) {
         return NGX_ERROR;
     }
@@ -324,6 +329,12 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
             name.len = h[i].key.len - (sizeof(NGX_HTTP_ZMQ_HEADER_PREFIX) - 1);
 
             why = zgw_amqp_header_name_check((char *) name.data, name.len);
+            if (why == NULL && oc->use_jms
+                && zgw_jms_reserved(name.data, name.len))
+            {
+                why = "headers beginning with JMS or rmq. are the "
+                      "gateway's on a use_jms connection";
+            }
             if (why == NULL) {
                 why = zgw_amqp_header_value_check((char *) h[i].value.data,
                                                   h[i].value.len);
@@ -362,12 +373,6 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
         }
     }
 
-    if (j > 0) {
-        props->_flags |= AMQP_BASIC_HEADERS_FLAG;
-        props->headers.num_entries = (int) j;
-        props->headers.entries = entries;
-    }
-
     if (message_id->len == 0
         && ngx_http_zmq_message_id(r->pool, message_id) != NGX_OK)
     {
@@ -377,6 +382,52 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
     props->_flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
     props->message_id.bytes = message_id->data;
     props->message_id.len = message_id->len;
+
+    if (oc->use_jms && ngx_http_zmq_jms(r, props, entries, &j) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (j > 0) {
+        props->_flags |= AMQP_BASIC_HEADERS_FLAG;
+        props->headers.num_entries = (int) j;
+        props->headers.entries = entries;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A use_jms connection: the headers RabbitMQ's JMS client reads from an
+ * AMQP destination (src/core/zgw_jms.h), appended to the n entries; a
+ * JMS header the service's configuration names gives way to them. The
+ * AMQP timestamp and JMSTimestamp are the same instant.
+ */
+static ngx_int_t
+ngx_http_zmq_jms(ngx_http_request_t *r, amqp_basic_properties_t *props,
+    amqp_table_entry_t *entries, ngx_uint_t *n)
+{
+    char        *id;
+    uint64_t     ms;
+    ngx_uint_t   i, j;
+    ngx_time_t  *tp;
+
+    for (i = 0, j = 0; i < *n; i++) {
+        if (!zgw_jms_reserved(entries[i].key.bytes, entries[i].key.len)) {
+            entries[j++] = entries[i];
+        }
+    }
+
+    id = ngx_pnalloc(r->pool, ZGW_JMS_ID_SIZE);
+    if (id == NULL) {
+        return NGX_ERROR;
+    }
+
+    tp = ngx_timeofday();
+    ms = (uint64_t) tp->sec * 1000 + tp->msec;
+    props->timestamp = (uint64_t) tp->sec;
+
+    *n = j + (ngx_uint_t) zgw_jms_headers(props, ms, &entries[j], id);
 
     return NGX_OK;
 }
@@ -460,6 +511,200 @@ ngx_http_zmq_message_id(ngx_pool_t *pool, ngx_str_t *id)
 
     id->data = p;
     id->len = ZGW_UUID_LEN;
+
+    return NGX_OK;
+}
+
+
+/*
+ * STOMP: the same mapping as AMQP (the outgoing connection's defaults,
+ * the service's, the request's headers, checked the same way), then
+ * written as the headers of a SEND: content-type, content-encoding,
+ * persistent, priority, expires (an absolute time in ms, as ActiveMQ
+ * takes it: now + the relative expiration), correlation-id, reply-to, the
+ * message id (amqp-message-id, which RabbitMQ's STOMP plugin maps to the
+ * message_id property; zmq_message_id with use_jms), and every header of
+ * the table by its name. With use_jms, amq-msg-type says ActiveMQ's
+ * message class: text for textual content types, else bytes.
+ */
+
+static const char  *ngx_http_zmq_stomp_reserved[] = {
+    "destination", "receipt", "content-length", "content-type",
+    "content-encoding", "transaction", "persistent", "priority", "expires",
+    "correlation-id", "reply-to", "amq-msg-type", "amqp-message-id",
+    "zmq_message_id", "message-id", "subscription", "ack", "id",
+    "receipt-id", "host", "login", "passcode", "heart-beat", "version",
+    "accept-version", "expiration", NULL
+};
+
+
+static ngx_keyval_t *
+ngx_http_zmq_stomp_push(ngx_array_t *a, const char *name, u_char *value,
+    size_t len)
+{
+    ngx_keyval_t  *kv;
+
+    kv = ngx_array_push(a);
+    if (kv == NULL) {
+        return NULL;
+    }
+
+    kv->key.data = (u_char *) name;
+    kv->key.len = ngx_strlen(name);
+    kv->value.data = value;
+    kv->value.len = len;
+
+    return kv;
+}
+
+
+ngx_int_t
+ngx_http_zmq_stomp_headers(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
+    ngx_zmq_stomp_conf_t *sc, ngx_array_t *out, ngx_str_t *message_id,
+    const char **bad)
+{
+    int                           i;
+    u_char                       *p;
+    ngx_int_t                     rc, ms;
+    ngx_str_t                     ct;
+    ngx_uint_t                    k;
+    ngx_time_t                   *tp;
+    ngx_keyval_t                 *kv;
+    amqp_table_entry_t           *e;
+    amqp_basic_properties_t       props;
+    ngx_http_zmq_outconn_conf_t   oc;
+
+    ngx_memzero(&oc, sizeof(ngx_http_zmq_outconn_conf_t));
+    ngx_memzero(&props, sizeof(amqp_basic_properties_t));
+
+    oc.name = sc->name;
+    oc.delivery_mode = sc->persistent ? 2 : 1;
+    oc.priority = sc->priority;
+    oc.expiration = sc->expires;
+    oc.content_type = sc->content_type;
+
+    rc = ngx_http_zmq_properties(r, svc, &oc, &props, message_id, bad);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_array_init(out, r->pool, 8 + props.headers.num_entries,
+                       sizeof(ngx_keyval_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+#define ngx_http_zmq_stomp_add(name, v, l)                                   \
+    if (ngx_http_zmq_stomp_push(out, name, (u_char *) (v), l) == NULL) {     \
+        return NGX_ERROR;                                                    \
+    }
+
+    if (props._flags & AMQP_BASIC_CONTENT_TYPE_FLAG) {
+        ngx_http_zmq_stomp_add("content-type", props.content_type.bytes,
+                               props.content_type.len);
+    }
+
+    if (props._flags & AMQP_BASIC_CONTENT_ENCODING_FLAG) {
+        ngx_http_zmq_stomp_add("content-encoding",
+                               props.content_encoding.bytes,
+                               props.content_encoding.len);
+    }
+
+    if (props.delivery_mode == 2) {
+        ngx_http_zmq_stomp_add("persistent", "true", 4);
+
+    } else {
+        ngx_http_zmq_stomp_add("persistent", "false", 5);
+    }
+
+    if (props._flags & AMQP_BASIC_PRIORITY_FLAG) {
+        p = ngx_pnalloc(r->pool, 1);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+        *p = (u_char) ('0' + props.priority);
+        ngx_http_zmq_stomp_add("priority", p, 1);
+    }
+
+    if (props._flags & AMQP_BASIC_EXPIRATION_FLAG) {
+        ms = ngx_atoi(props.expiration.bytes, props.expiration.len);
+        if (ms == NGX_ERROR) {
+            *bad = "X-Expiration must be a number of milliseconds";
+            return NGX_DECLINED;
+        }
+
+        p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+        tp = ngx_timeofday();
+        ngx_http_zmq_stomp_add("expires", p,
+                               ngx_sprintf(p, "%uL",
+                                           (uint64_t) tp->sec * 1000
+                                           + tp->msec + (uint64_t) ms) - p);
+    }
+
+    if (props._flags & AMQP_BASIC_CORRELATION_ID_FLAG) {
+        ngx_http_zmq_stomp_add("correlation-id", props.correlation_id.bytes,
+                               props.correlation_id.len);
+    }
+
+    if (props._flags & AMQP_BASIC_REPLY_TO_FLAG) {
+        ngx_http_zmq_stomp_add("reply-to", props.reply_to.bytes,
+                               props.reply_to.len);
+    }
+
+    ngx_http_zmq_stomp_add(sc->use_jms ? "zmq_message_id"
+                                       : "amqp-message-id",
+                           message_id->data, message_id->len);
+
+    if (sc->use_jms) {
+        ct.data = props.content_type.bytes;
+        ct.len = (props._flags & AMQP_BASIC_CONTENT_TYPE_FLAG)
+                 ? props.content_type.len : 0;
+
+        if (ngx_zmq_stomp_is_text(&ct)) {
+            ngx_http_zmq_stomp_add("amq-msg-type", "text", 4);
+
+        } else {
+            ngx_http_zmq_stomp_add("amq-msg-type", "bytes", 5);
+        }
+    }
+
+    e = props.headers.entries;
+
+    for (i = 0; (props._flags & AMQP_BASIC_HEADERS_FLAG)
+                && i < props.headers.num_entries; i++)
+    {
+        for (k = 0; ngx_http_zmq_stomp_reserved[k] != NULL; k++) {
+            if (e[i].key.len == ngx_strlen(ngx_http_zmq_stomp_reserved[k])
+                && ngx_strncasecmp(e[i].key.bytes,
+                                   (u_char *) ngx_http_zmq_stomp_reserved[k],
+                                   e[i].key.len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (ngx_http_zmq_stomp_reserved[k] != NULL) {
+            *bad = "an X-Zmq-Header- header names a STOMP header the "
+                   "gateway sets";
+            return NGX_DECLINED;
+        }
+
+        kv = ngx_array_push(out);
+        if (kv == NULL) {
+            return NGX_ERROR;
+        }
+
+        kv->key.data = e[i].key.bytes;
+        kv->key.len = e[i].key.len;
+        kv->value.data = e[i].value.value.bytes.bytes;
+        kv->value.len = e[i].value.value.bytes.len;
+    }
+
+#undef ngx_http_zmq_stomp_add
 
     return NGX_OK;
 }

@@ -49,6 +49,11 @@ static void ngx_http_zmq_publish_done(ngx_http_zmq_pub_t *pub,
 static void ngx_http_zmq_answer_handler(ngx_event_t *ev);
 static void ngx_http_zmq_answer(ngx_http_zmq_ctx_t *ctx);
 static void ngx_http_zmq_request_cleanup(void *data);
+static ngx_int_t ngx_http_zmq_stomp_service(ngx_http_request_t *r,
+    ngx_http_zmq_ctx_t *ctx, ngx_http_zmq_service_t *svc);
+static void ngx_http_zmq_stomp_done(ngx_zmq_stomp_pub_t *pub,
+    ngx_http_zmq_pub_result_e result);
+static void ngx_http_zmq_stomp_cleanup(void *data);
 static ngx_int_t ngx_http_zmq_request_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 
@@ -512,6 +517,10 @@ ngx_http_zmq_publish_service(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx,
                                   "services", 0);
     }
 
+    if (svc->stomp_outconn.len) {
+        return ngx_http_zmq_stomp_service(r, ctx, svc);
+    }
+
     oc = ngx_http_zmq_runtime_outconn(&svc->outconn);
     conn = ngx_http_zmq_runtime_conn(&svc->outconn);
 
@@ -872,5 +881,157 @@ ngx_http_zmq_request_cleanup(void *data)
     if (ctx->queued) {
         ngx_queue_remove(&ctx->answer);
         ctx->queued = 0;
+    }
+}
+
+
+/*
+ * A publish service with a stomp_outconn: the body as one SEND to the
+ * destination (a template, like routing_key), answered as an AMQP publish
+ * is: 202 after the broker's RECEIPT, 502 on its ERROR, 503 when the
+ * connection is down or full, 504 when no receipt comes in time.
+ */
+
+typedef struct {
+    ngx_http_zmq_ctx_t            *ctx;
+    ngx_zmq_stomp_pub_t           *pub;       /* NULL once answered */
+} ngx_http_zmq_stomp_req_t;
+
+
+static ngx_int_t
+ngx_http_zmq_stomp_service(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx,
+    ngx_http_zmq_service_t *svc)
+{
+    time_t                     retry;
+    ngx_int_t                  rc;
+    ngx_array_t                headers;
+    const char                *bad;
+    ngx_pool_cleanup_t        *cln;
+    ngx_zmq_stomp_msg_t        msg;
+    ngx_zmq_stomp_conf_t      *sc;
+    ngx_zmq_stomp_conn_t      *conn;
+    ngx_http_zmq_stomp_req_t  *sr;
+    ngx_http_zmq_loc_conf_t   *zlcf;
+
+    zlcf = ngx_http_get_module_loc_conf(r, ngx_http_zmq_module);
+
+    sc = ngx_http_zmq_runtime_stomp_outconn(&svc->stomp_outconn);
+    conn = ngx_http_zmq_runtime_stomp_conn(&svc->stomp_outconn);
+
+    /* the model allows stomp_outconn on publish services only */
+
+    if (!svc->active || sc == NULL || !sc->active || conn == NULL)
+    {
+        return ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "service_inactive", "the service or its "
+                                  "outgoing connection is not active", 0);
+    }
+
+    ngx_memzero(&msg, sizeof(ngx_zmq_stomp_msg_t));
+
+    bad = NULL;
+    rc = ngx_http_zmq_stomp_headers(r, svc, sc, &headers, &ctx->message_id,
+                                    &bad);
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_zmq_error(r, NGX_HTTP_BAD_REQUEST, "bad_header", bad,
+                                  0);
+    }
+
+    if (ngx_http_zmq_tmpl_eval(r, &svc->destination, ctx->params,
+                               ctx->nparams, &msg.destination)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (msg.destination.len == 0 || msg.destination.len > 1024
+        || ngx_zmq_stomp_value_check(msg.destination.data,
+                                     msg.destination.len) != NULL)
+    {
+        return ngx_http_zmq_error(r, NGX_HTTP_BAD_REQUEST, "bad_destination",
+                                  "the destination must be 1-1024 bytes "
+                                  "without NUL, CR or LF", 0);
+    }
+
+    sr = ngx_palloc(r->pool, sizeof(ngx_http_zmq_stomp_req_t));
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (sr == NULL || cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    sr->ctx = ctx;
+    sr->pub = NULL;
+    cln->handler = ngx_http_zmq_stomp_cleanup;
+    cln->data = sr;
+
+    msg.headers = headers.elts;
+    msg.nheaders = headers.nelts;
+    msg.body = r->request_body ? r->request_body->bufs : NULL;
+    msg.body_len = ngx_http_zmq_request_body_length(r);
+    msg.timeout = zlcf->confirm_timeout;
+    msg.data = sr;
+    msg.done = ngx_http_zmq_stomp_done;
+
+    retry = 1;
+
+    rc = ngx_zmq_stomp_publish(conn, &msg, &sr->pub, &retry, &bad,
+                               r->connection->log);
+
+    switch (rc) {
+
+    case NGX_OK:
+        return NGX_DONE;
+
+    case NGX_DECLINED:
+        return ngx_http_zmq_error(r, NGX_HTTP_BAD_REQUEST, "bad_header", bad,
+                                  0);
+
+    case NGX_HTTP_ZMQ_UNAVAILABLE:
+        return ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "broker_unavailable", "the broker is not "
+                                  "reachable; try again later", retry);
+
+    case NGX_HTTP_ZMQ_OVERLOADED:
+        return ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "overloaded", "too many messages are "
+                                  "waiting for the broker; try again later",
+                                  retry);
+
+    default:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+}
+
+
+static void
+ngx_http_zmq_stomp_done(ngx_zmq_stomp_pub_t *pub,
+    ngx_http_zmq_pub_result_e result)
+{
+    ngx_http_zmq_stomp_req_t  *sr = pub->data;
+
+    sr->pub = NULL;
+    sr->ctx->result = result;
+
+    ngx_http_zmq_answer_post(sr->ctx);
+}
+
+
+static void
+ngx_http_zmq_stomp_cleanup(void *data)
+{
+    ngx_http_zmq_stomp_req_t  *sr = data;
+
+    if (sr->pub != NULL) {
+        ngx_zmq_stomp_detach(sr->pub);
+        sr->pub = NULL;
+    }
+
+    if (sr->ctx->queued) {
+        ngx_queue_remove(&sr->ctx->answer);
+        sr->ctx->queued = 0;
     }
 }

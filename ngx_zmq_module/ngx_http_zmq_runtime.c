@@ -215,7 +215,7 @@ ngx_http_zmq_tmpl_eval(ngx_http_request_t *r, ngx_array_t *parts,
 static ngx_int_t
 ngx_http_zmq_rt_addrs(ngx_pool_t *pool, ngx_array_t *addrs,
     zgw_hostport_t *hp, ngx_array_t *resolved, zgw_errors_t *errs,
-    ngx_str_t *oc)
+    const char *kind, ngx_str_t *oc)
 {
     u_char                   *p;
     size_t                    len;
@@ -238,8 +238,8 @@ ngx_http_zmq_rt_addrs(ngx_pool_t *pool, ngx_array_t *addrs,
 
     if (hp->kind != ZGW_HOST_IS_NAME || len == 9) {
         if (ngx_parse_addr(pool, &addr, (u_char *) host, len) != NGX_OK) {
-            zgw_errors_add(errs, "amqp_outconn '%.*s': host '%s' is not an "
-                           "address", (int) oc->len, oc->data, host);
+            zgw_errors_add(errs, "%s '%.*s': host '%s' is not an "
+                           "address", kind, (int) oc->len, oc->data, host);
             return NGX_DECLINED;
         }
 
@@ -276,10 +276,10 @@ ngx_http_zmq_rt_addrs(ngx_pool_t *pool, ngx_array_t *addrs,
         }
     }
 
-    zgw_errors_add(errs, "amqp_outconn '%.*s': host '%s' was not known when "
+    zgw_errors_add(errs, "%s '%.*s': host '%s' was not known when "
                    "NGINX read its configuration, and names are never "
                    "resolved in a worker: use an IP address, or reload",
-                   (int) oc->len, oc->data, host);
+                   kind, (int) oc->len, oc->data, host);
     return NGX_DECLINED;
 }
 
@@ -337,6 +337,7 @@ ngx_http_zmq_rt_outconn(ngx_http_zmq_runtime_t *rt, zgw_config_t *cfg,
     oc->priority = ngx_http_zmq_rt_int(obj, "priority", -1);
     oc->expiration = ngx_http_zmq_rt_int(obj, "expiration", -1);
     oc->max_inflight = ngx_http_zmq_rt_int(obj, "max_inflight", 1024);
+    oc->use_jms = json_is_true(json_object_get(def, "use_jms"));
 
     /* any change to the outgoing connection or its definition reconnects */
     a = zgw_object_dump(ZGW_KIND_AMQP_OUTCONN, obj);
@@ -416,7 +417,8 @@ ngx_http_zmq_rt_outconn(ngx_http_zmq_runtime_t *rt, zgw_config_t *cfg,
 
     hp.port = port;
 
-    if (ngx_http_zmq_rt_addrs(pool, &addrs, &hp, resolved, errs, &oc->name)
+    if (ngx_http_zmq_rt_addrs(pool, &addrs, &hp, resolved, errs,
+                              "amqp_outconn", &oc->name)
         == NGX_ERROR)
     {
         return NGX_ERROR;
@@ -439,7 +441,182 @@ ngx_http_zmq_rt_outconn(ngx_http_zmq_runtime_t *rt, zgw_config_t *cfg,
         }
 
         if (ngx_http_zmq_rt_addrs(pool, &addrs, &hp, resolved, errs,
-                                  &oc->name)
+                                  "amqp_outconn", &oc->name)
+            == NGX_ERROR)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    oc->addrs = addrs.elts;
+    oc->naddrs = addrs.nelts;
+
+    return NGX_OK;
+}
+
+
+/* a stomp_outconn with its stomp_def, as ngx_zmq_stomp_open() takes it */
+static ngx_int_t
+ngx_http_zmq_rt_stomp_outconn(ngx_http_zmq_runtime_t *rt, zgw_config_t *cfg,
+    json_t *obj, const zgw_key_t *key, ngx_array_t *resolved,
+    ngx_log_t *log, zgw_errors_t *errs)
+{
+    char                  *secret, *a, *b;
+    char                   where[ZGW_NAME_MAX + 64];
+    size_t                 i;
+    json_t                *def, *h;
+    in_port_t              port;
+    ngx_str_t             *fp;
+    ngx_pool_t            *pool;
+    ngx_array_t            addrs;
+    zgw_hostport_t         hp;
+    ngx_zmq_stomp_conf_t  *oc;
+
+    pool = rt->pool;
+
+    oc = ngx_array_push(&rt->stomp_outconns);
+    fp = ngx_array_push(&rt->stomp_fingerprints);
+    if (oc == NULL || fp == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(oc, sizeof(ngx_zmq_stomp_conf_t));
+    ngx_str_null(fp);
+
+    def = zgw_config_get(cfg, ZGW_KIND_STOMP_DEF,
+                         json_string_value(json_object_get(obj, "def")));
+
+    if (ngx_http_zmq_rt_str(pool, obj, "name", &oc->name) != NGX_OK
+        || ngx_http_zmq_rt_str(pool, obj, "def", &oc->def_name) != NGX_OK
+        || ngx_http_zmq_rt_str(pool, def, "virtual_host", &oc->vhost)
+           != NGX_OK
+        || ngx_http_zmq_rt_str(pool, def, "login", &oc->login) != NGX_OK
+        || ngx_http_zmq_rt_str(pool, obj, "content_type", &oc->content_type)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    oc->active = json_is_true(json_object_get(obj, "is_active"))
+                 && json_is_true(json_object_get(def, "is_active"));
+    oc->heartbeat = ngx_http_zmq_rt_int(def, "heartbeat", 10);
+    oc->use_jms = json_is_true(json_object_get(def, "use_jms"));
+    oc->persistent = !json_is_false(json_object_get(obj, "persistent"));
+    oc->priority = ngx_http_zmq_rt_int(obj, "priority", -1);
+    oc->expires = ngx_http_zmq_rt_int(obj, "expires", -1);
+    oc->max_inflight = ngx_http_zmq_rt_int(obj, "max_inflight", 1024);
+
+    a = zgw_object_dump(ZGW_KIND_STOMP_OUTCONN, obj);
+    b = zgw_object_dump(ZGW_KIND_STOMP_DEF, def);
+    if (a == NULL || b == NULL) {
+        free(a);
+        free(b);
+        return NGX_ERROR;
+    }
+    fp->len = ngx_strlen(a) + 1 + ngx_strlen(b);
+    fp->data = ngx_pnalloc(pool, fp->len);
+    if (fp->data == NULL) {
+        free(a);
+        free(b);
+        return NGX_ERROR;
+    }
+    ngx_sprintf(fp->data, "%s|%s", a, b);
+    free(a);
+    free(b);
+
+    if (def == NULL) {
+        zgw_errors_add(errs, "stomp_outconn '%s': no stomp_def '%s'",
+                       json_string_value(json_object_get(obj, "name")),
+                       json_string_value(json_object_get(obj, "def")));
+        return NGX_DECLINED;
+    }
+
+    if (json_is_true(json_object_get(def, "tls")) && oc->active) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "zmq: stomp_def '%V' asks for TLS, which the gateway "
+                      "does not support yet; outgoing connection '%V' stays "
+                      "inactive", &oc->def_name, &oc->name);
+        oc->active = 0;
+    }
+
+    if (json_object_get(def, "passcode") != NULL) {
+        if (json_is_object(json_object_get(def, "passcode")) && key == NULL) {
+            zgw_errors_add(errs, "stomp_def '%s': the passcode is sealed and "
+                           "no zmq_key_file is set",
+                           json_string_value(json_object_get(def, "name")));
+            return NGX_DECLINED;
+        }
+
+        secret = zgw_object_secret(ZGW_KIND_STOMP_DEF, def, "passcode", key,
+                                   errs);
+        if (secret == NULL) {
+            return NGX_DECLINED;
+        }
+
+        oc->passcode.len = ngx_strlen(secret);
+        oc->passcode.data = ngx_pnalloc(pool, oc->passcode.len + 1);
+        if (oc->passcode.data == NULL) {
+            free(secret);
+            return NGX_ERROR;
+        }
+        ngx_memcpy(oc->passcode.data, secret, oc->passcode.len);
+        ngx_explicit_memzero(secret, oc->passcode.len);
+        free(secret);
+    }
+
+    if (ngx_array_init(&addrs, pool, 2, sizeof(ngx_addr_t)) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    port = (in_port_t) ngx_http_zmq_rt_int(def, "port", 61613);
+
+    h = json_object_get(def, "host");
+    *ngx_snprintf((u_char *) where, sizeof(where) - 1, "stomp_def '%V': host",
+                  &oc->def_name) = '\0';
+
+    if (zgw_host_parse(&hp, json_is_string(h) ? json_string_value(h)
+                                              : "127.0.0.1",
+                       json_is_string(h) ? json_string_length(h) : 9,
+                       where, errs)
+        != ZGW_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    hp.port = port;
+
+    if (ngx_http_zmq_rt_addrs(pool, &addrs, &hp, resolved, errs,
+                              "stomp_outconn", &oc->name)
+        == NGX_ERROR)
+    {
+        return NGX_ERROR;
+    }
+
+    /* absent: the host name is the virtual host (PROTO16) */
+    if (oc->vhost.len == 0 && json_is_string(h)) {
+        if (ngx_http_zmq_rt_str(pool, def, "host", &oc->vhost) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    json_array_foreach(json_object_get(def, "hosts"), i, h) {
+        *ngx_snprintf((u_char *) where, sizeof(where) - 1,
+                      "stomp_def '%V': hosts[%uz]", &oc->def_name, i) = '\0';
+
+        if (!json_is_string(h)) {
+            zgw_errors_add(errs, "%s is not a string", where);
+            return NGX_DECLINED;
+        }
+
+        if (zgw_hostport_parse(&hp, json_string_value(h),
+                               json_string_length(h), port, where, errs)
+            != ZGW_OK)
+        {
+            return NGX_DECLINED;
+        }
+
+        if (ngx_http_zmq_rt_addrs(pool, &addrs, &hp, resolved, errs,
+                                  "stomp_outconn", &oc->name)
             == NGX_ERROR)
         {
             return NGX_ERROR;
@@ -459,7 +636,7 @@ ngx_http_zmq_rt_service(ngx_http_zmq_runtime_t *rt, json_t *obj,
 {
     json_t                  *hdrs, *v;
     ngx_int_t                n;
-    ngx_str_t                rk, mode;
+    ngx_str_t                rk, mode, dest;
     const char              *hk;
     ngx_keyval_t            *kv;
     ngx_pool_t              *pool;
@@ -487,7 +664,10 @@ ngx_http_zmq_rt_service(ngx_http_zmq_runtime_t *rt, json_t *obj,
     }
 
     if (ngx_http_zmq_rt_str(pool, obj, "queue", &svc->queue) != NGX_OK
-        || ngx_http_zmq_rt_str(pool, obj, "mode", &mode) != NGX_OK)
+        || ngx_http_zmq_rt_str(pool, obj, "mode", &mode) != NGX_OK
+        || ngx_http_zmq_rt_str(pool, obj, "stomp_outconn",
+                               &svc->stomp_outconn) != NGX_OK
+        || ngx_http_zmq_rt_str(pool, obj, "destination", &dest) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -497,6 +677,10 @@ ngx_http_zmq_rt_service(ngx_http_zmq_runtime_t *rt, json_t *obj,
             && ngx_strncmp(svc->kind.data, "publish", 7) == 0))
     {
         svc->type = NGX_HTTP_ZMQ_SVC_PUBLISH;   /* the model's default */
+
+        if (json_object_get(obj, "stomp_outconn") != NULL) {
+            svc->type = NGX_HTTP_ZMQ_SVC_STOMP;
+        }
 
     } else if (svc->kind.len == 3
                && ngx_strncmp(svc->kind.data, "rpc", 3) == 0)
@@ -547,7 +731,10 @@ ngx_http_zmq_rt_service(ngx_http_zmq_runtime_t *rt, json_t *obj,
     svc->priority = ngx_http_zmq_rt_int(obj, "priority", -1);
     svc->expiration = ngx_http_zmq_rt_int(obj, "expiration", -1);
 
-    if (ngx_http_zmq_tmpl_compile(pool, &rk, &svc->routing_key) != NGX_OK) {
+    if (ngx_http_zmq_tmpl_compile(pool, &rk, &svc->routing_key) != NGX_OK
+        || ngx_http_zmq_tmpl_compile(pool, &dest, &svc->destination)
+           != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -732,7 +919,11 @@ ngx_http_zmq_runtime_build(zgw_config_t *cfg, const zgw_key_t *key,
         || ngx_array_init(&rt->fingerprints, pool, 4, sizeof(ngx_str_t))
            != NGX_OK
         || ngx_array_init(&rt->securities, pool, 4,
-                          sizeof(ngx_http_zmq_security_t)) != NGX_OK)
+                          sizeof(ngx_http_zmq_security_t)) != NGX_OK
+        || ngx_array_init(&rt->stomp_outconns, pool, 2,
+                          sizeof(ngx_zmq_stomp_conf_t)) != NGX_OK
+        || ngx_array_init(&rt->stomp_fingerprints, pool, 2,
+                          sizeof(ngx_str_t)) != NGX_OK)
     {
         goto failed;
     }
@@ -746,6 +937,18 @@ ngx_http_zmq_runtime_build(zgw_config_t *cfg, const zgw_key_t *key,
             /* logged by the caller; the connection stays inactive */
             ((ngx_http_zmq_outconn_conf_t *) rt->outconns.elts)
                 [rt->outconns.nelts - 1].active = 0;
+        }
+    }
+
+    json_object_foreach(cfg->objs[ZGW_KIND_STOMP_OUTCONN], name, obj) {
+        rc = ngx_http_zmq_rt_stomp_outconn(rt, cfg, obj, key, resolved, log,
+                                           errs);
+        if (rc == NGX_ERROR) {
+            goto failed;
+        }
+        if (rc == NGX_DECLINED) {
+            ((ngx_zmq_stomp_conf_t *) rt->stomp_outconns.elts)
+                [rt->stomp_outconns.nelts - 1].active = 0;
         }
     }
 
@@ -776,6 +979,115 @@ failed:
     zgw_errors_add(errs, "out of memory");
     ngx_destroy_pool(pool);
     return NULL;
+}
+
+
+/* the STOMP connections, as ngx_http_zmq_runtime_apply() the AMQP ones */
+static void
+ngx_http_zmq_rt_apply_stomp(ngx_http_zmq_runtime_t *rt,
+    ngx_http_zmq_worker_stats_t *stats, ngx_log_t *log, ngx_uint_t *kept,
+    ngx_uint_t *opened, ngx_uint_t *retired)
+{
+    ngx_str_t                  *fps;
+    ngx_uint_t                  i, j, s;
+    ngx_zmq_amqp_stats_t       *st;
+    ngx_zmq_stomp_conf_t       *oc;
+    ngx_http_zmq_worker_t      *w;
+    ngx_http_zmq_stomp_slot_t  *slot;
+
+    w = ngx_http_zmq_worker();
+
+    oc = rt->stomp_outconns.elts;
+    fps = rt->stomp_fingerprints.elts;
+
+    for (s = 0; s < NGX_HTTP_ZMQ_OUTCONNS_MAX; s++) {
+        slot = &w->stomp_slots[s];
+        if (slot->conn == NULL) {
+            continue;
+        }
+
+        for (i = 0; i < rt->stomp_outconns.nelts; i++) {
+            if (ngx_strcmp(slot->name, oc[i].name.data) == 0
+                && fps[i].len == slot->fingerprint.len
+                && ngx_memcmp(fps[i].data, slot->fingerprint.data,
+                              fps[i].len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (i < rt->stomp_outconns.nelts) {
+            (*kept)++;
+            continue;
+        }
+
+        ngx_zmq_stomp_retire(slot->conn);
+        ngx_free(slot->name);
+        ngx_free(slot->fingerprint.data);
+        ngx_memzero(slot, sizeof(ngx_http_zmq_stomp_slot_t));
+        (*retired)++;
+    }
+
+    for (i = 0; i < rt->stomp_outconns.nelts; i++) {
+        for (s = 0; s < NGX_HTTP_ZMQ_OUTCONNS_MAX; s++) {
+            slot = &w->stomp_slots[s];
+            if (slot->conn != NULL
+                && ngx_strcmp(slot->name, oc[i].name.data) == 0)
+            {
+                break;
+            }
+        }
+
+        if (s < NGX_HTTP_ZMQ_OUTCONNS_MAX) {
+            continue;
+        }
+
+        for (s = 0; s < NGX_HTTP_ZMQ_OUTCONNS_MAX; s++) {
+            if (w->stomp_slots[s].conn == NULL) {
+                break;
+            }
+        }
+
+        if (s == NGX_HTTP_ZMQ_OUTCONNS_MAX) {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "zmq: more than %d STOMP outgoing connections; "
+                          "\"%V\" is not opened", NGX_HTTP_ZMQ_OUTCONNS_MAX,
+                          &oc[i].name);
+            continue;
+        }
+
+        st = NULL;
+        for (j = 0; stats != NULL && j < NGX_HTTP_ZMQ_OUTCONNS_MAX; j++) {
+            if (!stats->stomp[j].used) {
+                st = &stats->stomp[j];
+                break;
+            }
+        }
+
+        slot = &w->stomp_slots[s];
+        slot->name = ngx_alloc(oc[i].name.len + 1, log);
+        slot->fingerprint.data = ngx_alloc(fps[i].len, log);
+        if (slot->name == NULL || slot->fingerprint.data == NULL) {
+            ngx_free(slot->name);
+            ngx_free(slot->fingerprint.data);
+            ngx_memzero(slot, sizeof(ngx_http_zmq_stomp_slot_t));
+            continue;
+        }
+
+        ngx_memcpy(slot->name, oc[i].name.data, oc[i].name.len + 1);
+        ngx_memcpy(slot->fingerprint.data, fps[i].data, fps[i].len);
+        slot->fingerprint.len = fps[i].len;
+
+        slot->conn = ngx_zmq_stomp_open(&w->stomp, &oc[i], st, log);
+        if (slot->conn == NULL) {
+            ngx_free(slot->name);
+            ngx_free(slot->fingerprint.data);
+            ngx_memzero(slot, sizeof(ngx_http_zmq_stomp_slot_t));
+            continue;
+        }
+
+        (*opened)++;
+    }
 }
 
 
@@ -891,6 +1203,8 @@ ngx_http_zmq_runtime_apply(ngx_http_zmq_runtime_t *rt,
         opened++;
     }
 
+    ngx_http_zmq_rt_apply_stomp(rt, stats, log, &kept, &opened, &retired);
+
     if (w->rt != NULL) {
         ngx_log_error(NGX_LOG_INFO, log, 0,
                       "zmq: configuration version %L applied (was %L): "
@@ -925,6 +1239,9 @@ ngx_http_zmq_runtime_exit(void)
         ngx_free(w->slots[s].name);
         ngx_free(w->slots[s].fingerprint.data);
         ngx_memzero(&w->slots[s], sizeof(ngx_http_zmq_conn_slot_t));
+        ngx_free(w->stomp_slots[s].name);
+        ngx_free(w->stomp_slots[s].fingerprint.data);
+        ngx_memzero(&w->stomp_slots[s], sizeof(ngx_http_zmq_stomp_slot_t));
     }
 }
 
@@ -999,6 +1316,45 @@ ngx_http_zmq_runtime_conn(ngx_str_t *outconn)
         if (slot->conn != NULL
             && ngx_strlen(slot->name) == outconn->len
             && ngx_strncmp(slot->name, outconn->data, outconn->len) == 0)
+        {
+            return slot->conn;
+        }
+    }
+
+    return NULL;
+}
+
+
+ngx_zmq_stomp_conf_t *
+ngx_http_zmq_runtime_stomp_outconn(ngx_str_t *name)
+{
+    ngx_http_zmq_worker_t  *w;
+
+    w = ngx_http_zmq_worker();
+
+    if (w->rt == NULL) {
+        return NULL;
+    }
+
+    return ngx_http_zmq_rt_find(&w->rt->stomp_outconns,
+                                offsetof(ngx_zmq_stomp_conf_t, name), name);
+}
+
+
+ngx_zmq_stomp_conn_t *
+ngx_http_zmq_runtime_stomp_conn(ngx_str_t *name)
+{
+    ngx_uint_t                  s;
+    ngx_http_zmq_worker_t      *w;
+    ngx_http_zmq_stomp_slot_t  *slot;
+
+    w = ngx_http_zmq_worker();
+
+    for (s = 0; s < NGX_HTTP_ZMQ_OUTCONNS_MAX; s++) {
+        slot = &w->stomp_slots[s];
+        if (slot->conn != NULL
+            && ngx_strlen(slot->name) == name->len
+            && ngx_strncmp(slot->name, name->data, name->len) == 0)
         {
             return slot->conn;
         }

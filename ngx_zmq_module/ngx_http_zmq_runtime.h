@@ -22,6 +22,7 @@
 #include "zgw_crypto.h"
 #include "zgw_model.h"
 #include "ngx_zmq_amqp.h"
+#include "ngx_zmq_stomp.h"
 
 
 #define NGX_HTTP_ZMQ_OUTCONNS_MAX     64
@@ -56,6 +57,7 @@ typedef struct {
 #define NGX_HTTP_ZMQ_SVC_RPC          2
 #define NGX_HTTP_ZMQ_SVC_INVOKE       3
 #define NGX_HTTP_ZMQ_SVC_PAGE         4     /* redis_page: answered here */
+#define NGX_HTTP_ZMQ_SVC_STOMP        5     /* publish via stomp_outconn */
 
 /* an invoke service's mode */
 #define NGX_HTTP_ZMQ_INVOKE_SYNC        0
@@ -69,6 +71,8 @@ typedef struct {
     ngx_uint_t                   type;           /* NGX_HTTP_ZMQ_SVC_* */
     ngx_flag_t                   active;
     ngx_str_t                    outconn;
+    ngx_str_t                    stomp_outconn;  /* or this: STOMP */
+    ngx_array_t                  destination;    /* tmpl parts */
     ngx_str_t                    exchange;
     ngx_array_t                  routing_key;    /* tmpl parts */
     ngx_flag_t                   mandatory;
@@ -107,6 +111,8 @@ typedef struct {
     ngx_array_t                  outconns;       /* outconn_conf_t */
     ngx_array_t                  fingerprints;   /* ngx_str_t per outconn */
     ngx_array_t                  securities;     /* ..._security_t */
+    ngx_array_t                  stomp_outconns; /* ngx_zmq_stomp_conf_t */
+    ngx_array_t                  stomp_fingerprints;
     zgw_config_t                *cfg;            /* a copy: the admin API
                                                     reads it */
 } ngx_http_zmq_runtime_t;
@@ -120,6 +126,7 @@ typedef struct {
     ngx_atomic_t                 since;
     u_char                       error[192];
     ngx_zmq_amqp_stats_t         outconns[NGX_HTTP_ZMQ_OUTCONNS_MAX];
+    ngx_zmq_amqp_stats_t         stomp[NGX_HTTP_ZMQ_OUTCONNS_MAX];
 } ngx_http_zmq_worker_stats_t;
 
 
@@ -137,6 +144,14 @@ typedef struct {
 } ngx_http_zmq_conn_slot_t;
 
 
+/* this worker's STOMP connections, by stomp_outconn */
+typedef struct {
+    u_char                      *name;       /* ngx_alloc()ed, NUL-ended */
+    ngx_str_t                    fingerprint;
+    ngx_zmq_stomp_conn_t        *conn;
+} ngx_http_zmq_stomp_slot_t;
+
+
 ngx_http_zmq_runtime_t *ngx_http_zmq_runtime_build(zgw_config_t *cfg,
     const zgw_key_t *key, ngx_array_t *resolved, ngx_log_t *log,
     zgw_errors_t *errs);
@@ -148,6 +163,8 @@ void ngx_http_zmq_runtime_exit(void);
 ngx_http_zmq_service_t *ngx_http_zmq_runtime_service(ngx_str_t *name);
 ngx_zmq_amqp_conn_t *ngx_http_zmq_runtime_conn(ngx_str_t *outconn);
 ngx_http_zmq_outconn_conf_t *ngx_http_zmq_runtime_outconn(ngx_str_t *name);
+ngx_zmq_stomp_conn_t *ngx_http_zmq_runtime_stomp_conn(ngx_str_t *name);
+ngx_zmq_stomp_conf_t *ngx_http_zmq_runtime_stomp_outconn(ngx_str_t *name);
 
 /*
  * The route for uri and method: NGX_OK (route and params set),

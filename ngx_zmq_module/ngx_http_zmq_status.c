@@ -109,7 +109,7 @@ ngx_http_zmq_status_doc(ngx_http_request_t *r)
     int                            k;
     char                          *name;
     json_t                        *doc, *cfg, *objs, *workers, *w, *ocs,
-                                  *o;
+                                  *o, *stomp;
     ngx_uint_t                     i, s;
     ngx_http_zmq_main_conf_t      *zmcf;
     ngx_zmq_amqp_stats_t          *st;
@@ -236,6 +236,43 @@ ngx_http_zmq_status_doc(ngx_http_request_t *r)
         }
 
         json_object_set_new(w, "outconns", ocs);
+        ocs = NULL;
+
+        /* STOMP outgoing connections: the same counters (PROTO16) */
+
+        stomp = json_object();
+        json_object_set_new(w, "stomp", stomp);
+
+        for (i = 0; i < NGX_HTTP_ZMQ_OUTCONNS_MAX; i++) {
+            st = &ws->stomp[i];
+            if (!st->used) {
+                continue;
+            }
+
+            o = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+                          "state",
+                          st->draining ? "draining"
+                          : ngx_zmq_amqp_state_name(st->state),
+                          "inflight", (json_int_t) st->inflight,
+                          "published", (json_int_t) st->published,
+                          "confirmed", (json_int_t) st->confirmed,
+                          "nacked", (json_int_t) st->nacked,
+                          "timed_out", (json_int_t) st->timed_out,
+                          "lost", (json_int_t) st->lost,
+                          "rejected", (json_int_t) st->rejected,
+                          "reconnects", (json_int_t) st->reconnects);
+
+            name = ngx_http_zmq_outconn_name(r, st);
+            if (name == NULL) {
+                json_decref(o);
+                goto failed;
+            }
+
+            if (json_object_set_new(stomp, name, o) != 0) {
+                goto failed;
+            }
+        }
+
         json_array_append_new(workers, w);
     }
 

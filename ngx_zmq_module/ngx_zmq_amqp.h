@@ -102,6 +102,7 @@ typedef struct {
     ngx_str_t                    user_id;
     ngx_str_t                    app_id;
     ngx_uint_t                   max_inflight;
+    ngx_flag_t                   use_jms;       /* the def's: JMS headers */
 } ngx_http_zmq_outconn_conf_t;
 
 

@@ -26,7 +26,9 @@ PACKAGES=(
 if [ "${1:-}" = "test" ]; then
     PACKAGES=(clang libclang-rt-14-dev llvm python3-jwt python3-cryptography
               python3-jsonschema chromium chromium-driver python3-selenium
-              python3-django python3-flask)
+              python3-django python3-flask
+              activemq libactivemq-java libgeronimo-jms-1.1-spec-java
+              default-jdk-headless)
     if ! command -v npm >/dev/null; then
         PACKAGES+=(nodejs npm)
     fi

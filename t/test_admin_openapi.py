@@ -125,7 +125,8 @@ def test_object_schemas_have_exactly_the_models_fields():
         return set(schemas[name]["properties"])
 
     plain = ("amqp_def", "amqp_outconn", "amqp_channel", "http_outconn",
-             "rest_channel", "startup")
+             "rest_channel", "startup", "stomp_def", "stomp_outconn",
+             "stomp_channel")
     for kind in plain:
         assert props(kind) == set(tables[kind]), kind
     for v in ("publish", "rpc", "http", "redis", "fanout", "invoke",
@@ -223,6 +224,10 @@ NEW = {
     "rest_channel": {"name": "oa_rest", "url_path": "/oa", "service": "svc"},
     "security": {"name": "oa_keys", "type": "apikey"},
     "startup": {"name": "oa_start", "service": "svc", "payload": "{}"},
+    "stomp_def": {"name": "oa_sdef", "port": 61613, "passcode": DEF_PW},
+    "stomp_outconn": {"name": "oa_sout", "def": "oa_sdef"},
+    "stomp_channel": {"name": "oa_sch", "def": "oa_sdef",
+                      "destination": "/queue/oa", "service": "svc"},
 }
 
 
@@ -324,12 +329,22 @@ def test_every_documented_operation_answers_as_documented(contract):
     r = c.call("DELETE", "api/amqp_def/oa_def?cascade=true&wait=1",
                expect=200)
     assert {"kind": "amqp_outconn", "name": "oa_out2"} in r.json()["deleted"]
+    r = c.call("DELETE", "api/stomp_def/oa_sdef", expect=409)
+    assert len(r.json()["referrers"]) == 2
+
+    # a STOMP publish service: the admin invoke does not run it (yet)
+    c.call("POST", "api/service?wait=1", json={
+        "name": "oa_spub", "kind": "publish", "stomp_outconn": "oa_sout",
+        "destination": "/queue/oa"}, expect=201)
+    c.call("POST", "api/service/oa_spub/invoke", data=b"hi", expect=501)
 
     # passwords
     pw = {"password1": OUT_PW, "password2": OUT_PW}
     c.call("POST", "api/security/partner/password?wait=1", json=pw,
            expect=200)
     c.call("POST", "api/amqp_def/crm/password", json=pw, expect=200)
+    c.call("POST", "api/stomp_def/oa_sdef/password", json=pw, expect=200)
+    c.call("POST", "api/stomp_def/nosuch/password", json=pw, expect=404)
     c.call("POST", "api/amqp_def/crm/password",
            json={"password1": "a", "password2": "b"}, expect=400)
     c.call("POST", "api/amqp_def/nosuch/password", json=pw, expect=404)
@@ -387,7 +402,8 @@ def fill(tpl):
     names = {"amqp_def": "rabbit", "amqp_outconn": "out", "service": "svc",
              "security": "viewers", "http_outconn": "hook",
              "amqp_channel": "nosuch", "rest_channel": "nosuch",
-             "startup": "nosuch"}
+             "startup": "nosuch", "stomp_def": "nosuch",
+             "stomp_outconn": "nosuch", "stomp_channel": "nosuch"}
     parts = tpl.split("/")
     if len(parts) > 3 and parts[3] == "{name}":
         parts[3] = names[parts[2]]

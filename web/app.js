@@ -21,20 +21,26 @@
         rest_channel: {title: 'REST channels', short: 'Channels: REST'},
         service: {title: 'Services', short: 'Services'},
         security: {title: 'Security definitions', short: 'Security'},
-        startup: {title: 'Startup services', short: 'Startup'}
+        startup: {title: 'Startup services', short: 'Startup'},
+        stomp_def: {title: 'STOMP connection definitions', short: 'Definitions: STOMP'},
+        stomp_outconn: {title: 'Outgoing STOMP connections', short: 'Outgoing: STOMP'},
+        stomp_channel: {title: 'STOMP channels', short: 'Channels: STOMP'}
     };
 
     var MENU = [
         {href: '#/status', text: 'Status'},
         {group: 'Connections', items: [
             {group: 'Definitions', items: [
-                {href: '#/amqp_def', text: 'AMQP'}]},
+                {href: '#/amqp_def', text: 'AMQP'},
+                {href: '#/stomp_def', text: 'STOMP'}]},
             {group: 'Outgoing', items: [
                 {href: '#/amqp_outconn', text: 'AMQP'},
-                {href: '#/http_outconn', text: 'HTTP'}]},
+                {href: '#/http_outconn', text: 'HTTP'},
+                {href: '#/stomp_outconn', text: 'STOMP'}]},
             {group: 'Channels', items: [
                 {href: '#/amqp_channel', text: 'AMQP'},
-                {href: '#/rest_channel', text: 'REST'}]}]},
+                {href: '#/rest_channel', text: 'REST'},
+                {href: '#/stomp_channel', text: 'STOMP'}]}]},
         {href: '#/service', text: 'Services'},
         {href: '#/security', text: 'Security'},
         {href: '#/startup', text: 'Startup'},

@@ -241,8 +241,14 @@ static const zgw_field_t  zgw_service_fields[] = {
 };
 
 
+/*
+ * Exactly one of outconn (AMQP: exchange, routing_key, mandatory) and
+ * stomp_outconn (STOMP: destination); see zgw_check_publish().
+ */
 static const zgw_field_t  zgw_service_publish_fields[] = {
-    F_REF_REQ("outconn", ZGW_KIND_AMQP_OUTCONN),
+    F_REF_OPT("outconn", ZGW_KIND_AMQP_OUTCONN),
+    F_REF_OPT("stomp_outconn", ZGW_KIND_STOMP_OUTCONN),
+    F_STR_OPT("destination", 1, 1024),
     F_STR_DEF("exchange", "", 0, 255),
     F_STR_DEF("routing_key", "", 0, 255),
     F_BOOL_DEF("mandatory", 0),
@@ -428,6 +434,50 @@ static const zgw_field_t  zgw_startup_fields[] = {
 };
 
 
+/*
+ * STOMP 1.2 (ActiveMQ, RabbitMQ's STOMP plugin): a definition, outgoing
+ * connections the gateway publishes through, channels zmqd consumes.
+ */
+static const zgw_field_t  zgw_stomp_def_fields[] = {
+    ZGW_COMMON,
+    F_STR_DEF("host", "127.0.0.1", 1, 253),
+    F_INT_DEF("port", 61613, 1, 65535),
+    F_STRLIST("hosts"),                 /* failover after host:port */
+    F_STR_OPT("virtual_host", 1, 255),  /* CONNECT's host; else the host */
+    F_STR_OPT("login", 0, 255),
+    F_SECRET_OPT("passcode"),
+    F_INT_DEF("heartbeat", 10, 0, 600), /* seconds; 0: none */
+    F_BOOL_DEF("use_jms", 0),
+    F_BOOL_DEF("tls", 0),
+    ZGW_END
+};
+
+
+static const zgw_field_t  zgw_stomp_outconn_fields[] = {
+    ZGW_COMMON,
+    F_REF_REQ("def", ZGW_KIND_STOMP_DEF),
+    F_BOOL_DEF("persistent", 1),
+    F_INT_OPT("priority", 0, 9),
+    F_INT_OPT("expires", 1, 2147483647),    /* ms */
+    F_STR_OPT("content_type", 1, 255),
+    F_INT_DEF("max_inflight", 1024, 1, 65536),
+    ZGW_END
+};
+
+
+static const zgw_field_t  zgw_stomp_channel_fields[] = {
+    ZGW_COMMON,
+    F_REF_REQ("def", ZGW_KIND_STOMP_DEF),
+    F_STR_REQ("destination", 1, 1024),
+    F_REF_REQ("service", ZGW_KIND_SERVICE),
+    F_INT_DEF("prefetch", 10, 1, 65535),
+    F_ENUM_DEF("data_format", zgw_enum_data_format, "none"),
+    F_OBJ("retry", zgw_retry_fields),
+    F_STR_OPT("dead_letter", 1, 1024),  /* absent: destination + ".dead" */
+    ZGW_END
+};
+
+
 static int zgw_check_amqp_def(const char *who, json_t *obj,
     zgw_errors_t *errs);
 static int zgw_check_amqp_channel(const char *who, json_t *obj,
@@ -440,7 +490,15 @@ static int zgw_check_rest_channel(const char *who, json_t *obj,
     zgw_errors_t *errs);
 static int zgw_check_startup(const char *who, json_t *obj,
     zgw_errors_t *errs);
+static int zgw_check_stomp_def(const char *who, json_t *obj,
+    zgw_errors_t *errs);
+static int zgw_check_stomp_outconn(const char *who, json_t *obj,
+    zgw_errors_t *errs);
+static int zgw_check_stomp_channel(const char *who, json_t *obj,
+    zgw_errors_t *errs);
 static int zgw_check_security(const char *who, json_t *obj,
+    zgw_errors_t *errs);
+static int zgw_check_publish(const char *who, json_t *obj,
     zgw_errors_t *errs);
 static int zgw_jwt_needs_secret(const json_t *obj);
 static int zgw_check_routing_key(const char *who, const char *field,
@@ -461,6 +519,11 @@ static const zgw_schema_t  zgw_schemas[ZGW_KIND_MAX] = {
     { "security", zgw_security_fields, "type", zgw_security_variants,
       zgw_check_security },
     { "startup", zgw_startup_fields, NULL, NULL, zgw_check_startup },
+    { "stomp_def", zgw_stomp_def_fields, NULL, NULL, zgw_check_stomp_def },
+    { "stomp_outconn", zgw_stomp_outconn_fields, NULL, NULL,
+      zgw_check_stomp_outconn },
+    { "stomp_channel", zgw_stomp_channel_fields, NULL, NULL,
+      zgw_check_stomp_channel },
 };
 
 
@@ -1070,8 +1133,10 @@ zgw_validate_fields(const char *who, const char *prefix,
 }
 
 
+/* a definition's host, and its hosts, host[:port] (default port) each */
 static int
-zgw_check_amqp_def(const char *who, json_t *obj, zgw_errors_t *errs)
+zgw_check_hosts(const char *who, json_t *obj, int port,
+    zgw_errors_t *errs)
 {
     int              rc;
     char             where[ZGW_NAME_MAX + 128];
@@ -1095,7 +1160,7 @@ zgw_check_amqp_def(const char *who, json_t *obj, zgw_errors_t *errs)
     json_array_foreach(json_object_get(obj, "hosts"), i, item) {
         snprintf(where, sizeof(where), "%s: hosts[%zu]", who, i);
         if (zgw_hostport_parse(&hp, json_string_value(item),
-                               json_string_length(item), 5672, where, errs)
+                               json_string_length(item), port, where, errs)
             != ZGW_OK)
         {
             rc = ZGW_ERROR;
@@ -1103,6 +1168,13 @@ zgw_check_amqp_def(const char *who, json_t *obj, zgw_errors_t *errs)
     }
 
     return rc;
+}
+
+
+static int
+zgw_check_amqp_def(const char *who, json_t *obj, zgw_errors_t *errs)
+{
+    return zgw_check_hosts(who, obj, 5672, errs);
 }
 
 
@@ -1347,6 +1419,125 @@ zgw_check_redis_url(const char *who, json_t *obj, zgw_errors_t *errs)
 
 
 /*
+ * A value that goes into a STOMP header or destination: STOMP 1.2 escapes
+ * ':' and '\' itself, but CONNECT's headers are not escaped and no
+ * frame may carry a NUL, CR or LF in a header. A secret is not echoed.
+ */
+static int
+zgw_check_stomp_text(const char *who, const char *field, json_t *v,
+    int secret, zgw_errors_t *errs)
+{
+    char         echo[80];
+    size_t       len;
+    const char  *s;
+
+    if (!json_is_string(v)) {
+        return ZGW_OK;
+    }
+
+    s = json_string_value(v);
+    len = json_string_length(v);
+
+    if (strlen(s) == len && strcspn(s, "\r\n") == len) {
+        return ZGW_OK;
+    }
+
+    if (secret) {
+        zgw_errors_add(errs, "%s: %s holds a NUL, carriage return or line "
+                       "feed, which a STOMP header cannot carry", who, field);
+    } else {
+        zgw_amqp_echo(echo, sizeof(echo), s, len, 64);
+        zgw_errors_add(errs, "%s: %s '%s' holds a NUL, carriage return or "
+                       "line feed, which a STOMP header cannot carry", who,
+                       field, echo);
+    }
+
+    return ZGW_ERROR;
+}
+
+
+/*
+ * A publish service sends through exactly one of outconn (AMQP: exchange,
+ * routing_key, mandatory) and stomp_outconn (STOMP: destination). The
+ * AMQP fields, filled with their defaults, are left out of a STOMP one.
+ */
+static int
+zgw_check_publish(const char *who, json_t *obj, zgw_errors_t *errs)
+{
+    int          rc;
+    json_t      *oc, *soc, *dest, *v;
+    const char  *ex, *rk;
+
+    oc = json_object_get(obj, "outconn");
+    soc = json_object_get(obj, "stomp_outconn");
+    dest = json_object_get(obj, "destination");
+
+    if (oc == NULL && soc == NULL) {
+        zgw_errors_add(errs, "%s: a publish service needs 'outconn' (an "
+                       "amqp_outconn) or 'stomp_outconn' (a stomp_outconn)",
+                       who);
+        return ZGW_ERROR;
+    }
+
+    if (oc != NULL && soc != NULL) {
+        zgw_errors_add(errs, "%s: set 'outconn' (AMQP) or 'stomp_outconn' "
+                       "(STOMP), not both", who);
+        return ZGW_ERROR;
+    }
+
+    if (soc == NULL) {
+        if (dest != NULL) {
+            zgw_errors_add(errs, "%s: 'destination' is a STOMP destination, "
+                           "for 'stomp_outconn'; through 'outconn' (AMQP) "
+                           "give exchange and routing_key", who);
+            return ZGW_ERROR;
+        }
+
+        return ZGW_OK;
+    }
+
+    rc = ZGW_OK;
+
+    if (dest == NULL) {
+        zgw_errors_add(errs, "%s: a STOMP publish (stomp_outconn) needs a "
+                       "'destination', e.g. \"/queue/orders\"", who);
+        rc = ZGW_ERROR;
+
+    } else if (zgw_check_stomp_text(who, "destination", dest, 0, errs)
+               != ZGW_OK)
+    {
+        rc = ZGW_ERROR;
+    }
+
+    ex = json_string_value(json_object_get(obj, "exchange"));
+    rk = json_string_value(json_object_get(obj, "routing_key"));
+    v = json_object_get(obj, "mandatory");
+
+    if ((ex != NULL && *ex != '\0') || (rk != NULL && *rk != '\0')
+        || json_is_true(v))
+    {
+        zgw_errors_add(errs, "%s: exchange, routing_key and mandatory are "
+                       "AMQP's, for 'outconn'; a STOMP publish "
+                       "(stomp_outconn) sends to its 'destination'", who);
+        rc = ZGW_ERROR;
+    }
+
+    if (zgw_check_stomp_text(who, "content_type",
+                             json_object_get(obj, "content_type"), 0, errs)
+        != ZGW_OK)
+    {
+        rc = ZGW_ERROR;
+    }
+
+    (void) json_object_del(obj, "exchange");
+    (void) json_object_del(obj, "routing_key");
+    (void) json_object_del(obj, "mandatory");
+
+    return rc;
+}
+
+
+/*
  * A score bound as Redis reads it and as the Python paginator accepts it:
  * "-inf", "+inf", "inf" (any case), or a number, "(" first for an
  * exclusive bound; never NaN.
@@ -1496,6 +1687,12 @@ zgw_check_service(const char *who, json_t *obj, zgw_errors_t *errs)
     rc = zgw_check_retry(who, json_object_get(obj, "retry"), errs);
     kind = json_string_value(json_object_get(obj, "kind"));
 
+    if (kind != NULL && strcmp(kind, "publish") == 0
+        && zgw_check_publish(who, obj, errs) != ZGW_OK)
+    {
+        rc = ZGW_ERROR;
+    }
+
     if (kind != NULL
         && (strcmp(kind, "publish") == 0 || strcmp(kind, "rpc") == 0))
     {
@@ -1632,6 +1829,72 @@ zgw_check_startup(const char *who, json_t *obj, zgw_errors_t *errs)
     }
 
     return ZGW_OK;
+}
+
+
+static int
+zgw_check_stomp_def(const char *who, json_t *obj, zgw_errors_t *errs)
+{
+    int  rc;
+
+    rc = zgw_check_hosts(who, obj, 61613, errs);
+
+    if (zgw_check_stomp_text(who, "virtual_host",
+                             json_object_get(obj, "virtual_host"), 0, errs)
+        != ZGW_OK
+        || zgw_check_stomp_text(who, "login", json_object_get(obj, "login"),
+                                0, errs)
+           != ZGW_OK)
+    {
+        rc = ZGW_ERROR;
+    }
+
+    /* in clear only before it is sealed */
+    if (zgw_check_stomp_text(who, "passcode",
+                             json_object_get(obj, "passcode"), 1, errs)
+        != ZGW_OK)
+    {
+        rc = ZGW_ERROR;
+    }
+
+    return rc;
+}
+
+
+static int
+zgw_check_stomp_outconn(const char *who, json_t *obj, zgw_errors_t *errs)
+{
+    return zgw_check_stomp_text(who, "content_type",
+                                json_object_get(obj, "content_type"), 0,
+                                errs);
+}
+
+
+static int
+zgw_check_stomp_channel(const char *who, json_t *obj, zgw_errors_t *errs)
+{
+    int          rc;
+    json_t      *dest, *dl;
+
+    rc = zgw_check_retry(who, json_object_get(obj, "retry"), errs);
+
+    dest = json_object_get(obj, "destination");
+    dl = json_object_get(obj, "dead_letter");
+
+    if (zgw_check_stomp_text(who, "destination", dest, 0, errs) != ZGW_OK
+        || zgw_check_stomp_text(who, "dead_letter", dl, 0, errs) != ZGW_OK)
+    {
+        return ZGW_ERROR;
+    }
+
+    if (json_is_string(dest) && json_is_string(dl) && json_equal(dest, dl)) {
+        zgw_errors_add(errs, "%s: dead_letter is the consumed destination: "
+                       "a message that keeps failing would come back "
+                       "forever", who);
+        rc = ZGW_ERROR;
+    }
+
+    return rc;
 }
 
 
@@ -2356,6 +2619,16 @@ zgw_config_check_refs(const zgw_config_t *cfg, zgw_errors_t *errs)
         }
     }
 
+    json_object_foreach(cfg->objs[ZGW_KIND_STOMP_CHANNEL], name, obj) {
+        if (zgw_is_page(cfg, json_object_get(obj, "service"))) {
+            zgw_errors_add(errs, "stomp_channel '%s': service '%s' is of "
+                           "kind 'redis_page', which only answers HTTP GET",
+                           name, json_string_value(json_object_get(obj,
+                                                               "service")));
+            rc = ZGW_ERROR;
+        }
+    }
+
     json_object_foreach(cfg->objs[ZGW_KIND_SERVICE], name, obj) {
         size_t       i;
         json_t      *ref;
@@ -2493,9 +2766,7 @@ zgw_config_load_doc(zgw_config_t *cfg, json_t *doc, int flags,
         kind = zgw_kind_from_name(key);
         if (kind < 0) {
             zgw_errors_add(errs, "unknown kind '%s' (expected one of: "
-                           "amqp_def, amqp_outconn, amqp_channel, "
-                           "http_outconn, service, rest_channel, security, "
-                           "startup)", key);
+                           ZGW_KIND_NAMES ")", key);
             rc = ZGW_ERROR;
             continue;
         }

@@ -1,7 +1,7 @@
 /*
  * ngx_zmq core: the configuration model.
  *
- * Objects are JSON documents of eight kinds. zgw_config_put() validates one
+ * Objects are JSON documents of eleven kinds. zgw_config_put() validates one
  * object against its kind's schema (types, ranges, enumerations, unknown
  * fields) and stores a normalized copy with defaults filled in;
  * zgw_config_check_refs() checks the references between objects. Every
@@ -42,6 +42,9 @@ typedef enum {
     ZGW_KIND_REST_CHANNEL,
     ZGW_KIND_SECURITY,
     ZGW_KIND_STARTUP,
+    ZGW_KIND_STOMP_DEF,
+    ZGW_KIND_STOMP_OUTCONN,
+    ZGW_KIND_STOMP_CHANNEL,
     ZGW_KIND_MAX
 } zgw_kind_e;
 
@@ -64,6 +67,13 @@ typedef struct {
 #define ZGW_EXPORT_SEALED   0x01      /* keep sealed secrets and hashes */
 #define ZGW_EXPORT_MARK_SET 0x02      /* a secret that is set reads as
                                          {"$set": true} (the admin API) */
+
+
+/* every kind, for messages that list them */
+#define ZGW_KIND_NAMES                                                      \
+    "amqp_def, amqp_outconn, amqp_channel, http_outconn, service, "         \
+    "rest_channel, security, startup, stomp_def, stomp_outconn, "           \
+    "stomp_channel"
 
 
 const char *zgw_kind_name(int kind);

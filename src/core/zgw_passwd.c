@@ -25,6 +25,9 @@ zgw_passwd_field(int kind, const char *name, const json_t *obj, char *why,
     case ZGW_KIND_AMQP_DEF:
         return "password";
 
+    case ZGW_KIND_STOMP_DEF:
+        return "passcode";
+
     case ZGW_KIND_SECURITY:
         if (type != NULL && strcmp(type, "basic_auth") == 0) {
             return "password";
@@ -84,7 +87,8 @@ zgw_passwd_field(int kind, const char *name, const json_t *obj, char *why,
     }
 
     snprintf(why, whylen, "%s '%s' holds no secret that a password change "
-             "sets (amqp_def, security, and redis services do)",
+             "sets (amqp_def, stomp_def, security, and redis services "
+             "do)",
              zgw_kind_name(kind), name);
     return NULL;
 }

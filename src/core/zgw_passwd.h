@@ -15,8 +15,9 @@
 
 
 /*
- * The field ("password", "secret" or "key"), or NULL with the reason in
- * why (a sentence naming the object, at most whylen bytes with the NUL).
+ * The field ("password", "passcode", "secret" or "key"), or NULL with the
+ * reason in why (a sentence naming the object, at most whylen bytes with
+ * the NUL).
  */
 const char *zgw_passwd_field(int kind, const char *name, const json_t *obj,
     char *why, size_t whylen);

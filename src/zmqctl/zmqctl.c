@@ -157,6 +157,7 @@ static const zmqctl_cmd_t  zmqctl_cmds[] = {
       "step, and every gateway and zmqd takes it live. Prints the new\n"
       "version, never the secret.\n"
       "  amqp_def NAME                  password\n"
+      "  stomp_def NAME                 passcode\n"
       "  security NAME   basic_auth     password (in: hashed; out: sealed)\n"
       "                  apikey (out)   key (incoming ones: 'zmqctl apikey')\n"
       "                  jwt HS*        secret (at least 32/48/64 bytes)\n"
@@ -425,8 +426,7 @@ zmqctl_kind_arg(const char *s)
     k = zgw_kind_from_name(s);
     if (k < 0) {
         fprintf(stderr, "zmqctl: unknown kind '%s' (expected one of: "
-                "amqp_def, amqp_outconn, amqp_channel, http_outconn, "
-                "service, rest_channel, security, startup)\n", s);
+                ZGW_KIND_NAMES ")\n", s);
     }
 
     return k;

@@ -25,6 +25,8 @@
  *   zmqd_startup.c    startup services, and the cluster membership that
  *                     tells a cluster start ("first" ones) from a join
  *   zmqd_log.c        the log and the clock
+ *   zmqd_stomp*.c     stomp_channel objects: a STOMP 1.2 client and its
+ *                     consumers (zmqd_stomp_channel.c says how)
  */
 
 #include <errno.h>
@@ -39,6 +41,7 @@
 
 #include <curl/curl.h>
 
+#include "zgw_jms.h"
 #include "zgw_redis_url.h"
 #include "zgw_store.h"
 #include "zmqd.h"
@@ -633,6 +636,8 @@ zmqd_apply(zmqd_ctx_t *ctx, zgw_config_t *cfg)
 
     /* publishing connections whose definition changed start over */
     zmqd_publishers_apply(&ctx->publishers, cfg);
+
+    zmqd_stomp_channels_apply(cfg, &started, &restarted, &stopped);
 
     zgw_config_free(ctx->cfg);
     ctx->cfg = cfg;
@@ -1403,13 +1408,14 @@ static int
 zmqd_attempt(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
     amqp_envelope_t *env, int attempts, double since, zmqd_inv_t *inv)
 {
-    int          rc, reply;
-    char         err[1024];
-    json_t      *ch;
-    zmqd_env_t   senv;
-    const char  *service;
-    zmqd_msg_t   msg;
-    zmqd_resp_t  resp;
+    int           rc, reply;
+    char          err[1024];
+    json_t       *ch;
+    zmqd_env_t    senv;
+    const char   *service;
+    zmqd_msg_t    msg;
+    zmqd_resp_t   resp;
+    zgw_jms_in_t  jms;
 
     if (c->internal != NULL) {
         return zmqd_invocation(ctx, d, c, env, attempts, since, inv);
@@ -1432,12 +1438,39 @@ zmqd_attempt(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
     msg.props = &env->message.properties;
     zmqd_message_id(env, msg.message_id, sizeof(msg.message_id));
 
+    /*
+     * use_jms: the service sees the message without the JMS client's
+     * headers, and with what they carry as properties (src/core/zgw_jms.h)
+     */
+    memset(&jms, 0, sizeof(jms));
+
+    if (json_is_true(json_object_get(zgw_config_get(ctx->cfg,
+                                                    ZGW_KIND_AMQP_DEF,
+                                                    d->name),
+                                     "use_jms")))
+    {
+        if (zgw_jms_unmap(&env->message.properties, &jms) != 0) {
+            return zmqd_failed(ctx, d, c, env, attempts, since,
+                               "out of memory", 0);
+        }
+
+        msg.props = &jms.props;
+
+        if (jms.props._flags & AMQP_BASIC_MESSAGE_ID_FLAG) {
+            snprintf(msg.message_id, sizeof(msg.message_id), "%.*s",
+                     (int) jms.props.message_id.len,
+                     (char *) jms.props.message_id.bytes);
+        }
+    }
+
     service = json_string_value(json_object_get(ch, "service"));
     reply = zmqd_wants_reply(env);
 
     zmqd_env(ctx, &senv);
     rc = zmqd_service_call(&senv, service, &msg, reply ? &resp : NULL, err,
                            sizeof(err));
+    zgw_jms_in_free(&jms);
+
     if (rc != 0) {
         if (reply) {
             zmqd_resp_free(&resp);
@@ -2007,6 +2040,10 @@ main(int argc, char **argv)
             }
         }
 
+        zmqd_env(&ctx, &senv);
+        busy |= zmqd_stomp_channels_poll(&senv, ctx.max_hold, ctx.verbose,
+                                         busy ? 0 : 20, &zmqd_stop);
+
         /* after the configuration loaded and the connections made */
         if (!startup_done && !zmqd_stop
             && (zmqd_all_connected(&ctx) || zmqd_now() >= startup_due))
@@ -2044,6 +2081,8 @@ main(int argc, char **argv)
     for (i = 0; i < ctx.nconsumers; i++) {
         zmqd_consumer_free(ctx.consumers[i]);
     }
+
+    zmqd_stomp_channels_close();
 
     zmqd_cluster_leave(&ctx.cluster);
 

@@ -607,6 +607,13 @@ zmqd_service_publish(const zmqd_env_t *env, const json_t *svc,
     const char    *def;
     zmqd_props_t   props;
 
+    if (json_object_get(svc, "stomp_outconn") != NULL) {
+        snprintf(err, errlen, "zmqd does not publish through a "
+                 "stomp_outconn ('%s'): only the gateway does",
+                 json_string_value(json_object_get(svc, "stomp_outconn")));
+        return -1;
+    }
+
     oc = zgw_config_get(env->cfg, ZGW_KIND_AMQP_OUTCONN,
                         json_string_value(json_object_get(svc, "outconn")));
     if (oc == NULL) {

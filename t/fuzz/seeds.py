@@ -538,6 +538,55 @@ def jwt_seeds():
         write("jwt", "h%02d" % i, "^" + json.dumps(h))
 
 
+# ------------------------------------------------------------------ stomp
+# t/fuzz/fuzz_stomp.c: 3 bytes of settings, then (op, arg) pairs as amqp.
+# Receipt ids are the connection's message counter: "0", "1", ...
+
+def stomp_seeds():
+    def fr(command, headers=(), body=b""):
+        head = command + "\n" + "".join("%s:%s\n" % h for h in headers)
+        return head.encode() + b"\n" + body + b"\0"
+
+    connected = fr("CONNECTED", [("version", "1.2"),
+                                 ("heart-beat", "1000,1000")])
+    writable = bytes([0x85, 0])
+    settings = bytes([1, 0x03, 1])
+
+    def publish(flags=0x00):
+        return bytes([0x06, flags])
+
+    def seed(name, *parts):
+        write("stomp", name, settings + writable + b"".join(parts))
+
+    seed("connected", feed(connected))
+    seed("receipt", feed(connected), publish(), writable,
+         feed(fr("RECEIPT", [("receipt-id", "0")])))
+    seed("receipts-crlf", feed(connected), publish(), publish(0x08),
+         writable, feed(b"\r\n\n" + fr("RECEIPT", [("receipt-id", "1")])
+                        .replace(b"\n", b"\r\n", 2)
+                        + fr("RECEIPT", [("receipt-id", "0")])))
+    seed("error-receipt", feed(connected), publish(), writable,
+         feed(fr("ERROR", [("receipt-id", "0"), ("message", "no"),
+                           ("content-length", "3")], b"a\0b")))
+    seed("error", feed(connected), publish(0x04), writable,
+         feed(fr("ERROR", [("message", "x\\cy")], b"details")))
+    seed("timeout", feed(connected), publish(0x04), writable,
+         bytes([0x07, 20]), feed(fr("RECEIPT", [("receipt-id", "0")])))
+    seed("escapes", feed(connected), publish(0x08), writable,
+         feed(fr("RECEIPT", [("receipt-id", "0"), ("a\\c\\\\", "\\n\\r")])))
+    seed("bad-escape", feed(connected), publish(), writable,
+         feed(fr("RECEIPT", [("receipt-id", "\\t")])))
+    seed("message", feed(connected),
+         feed(fr("MESSAGE", [("subscription", "0")], b"hi")))
+    seed("heartbeats", feed(connected), bytes([0x07, 30]), feed(b"\n"),
+         bytes([0x07, 30]), publish(), writable, bytes([0x07, 50]))
+    seed("hangup", feed(connected), publish(), writable, bytes([0x09, 0]),
+         bytes([0x07, 5]), feed(connected))
+    seed("login-refused", feed(fr("ERROR", [("message", "bad login")])),
+         bytes([0x07, 5]), feed(connected))
+    seed("stomp10", feed(b"CONNECTED\nsession:1\n\n\0"))
+
+
 def main():
     model_seeds()
     snapshot_seeds()
@@ -549,6 +598,7 @@ def main():
     props_seeds()
     router_seeds()
     body_seeds()
+    stomp_seeds()
 
 
 if __name__ == "__main__":

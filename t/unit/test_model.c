@@ -19,6 +19,12 @@ typedef struct {
 #define OUT  "\"amqp_outconn\":[{\"name\":\"crm.out\",\"def\":\"crm\"}]"
 #define PUB  "\"service\":[{\"name\":\"pub\",\"kind\":\"publish\"," \
              "\"outconn\":\"crm.out\",\"routing_key\":\"q\"}]"
+#define SDEF "\"stomp_def\":[{\"name\":\"amq\",\"passcode\":\"pc\"}]"
+#define SOUT "\"stomp_outconn\":[{\"name\":\"amq.out\",\"def\":\"amq\"}]"
+#define SPUB "\"service\":[{\"name\":\"spub\",\"kind\":\"publish\"," \
+             "\"stomp_outconn\":\"amq.out\",\"destination\":\"/queue/{id}\"}]"
+#define REDIS_SVC "\"service\":[{\"name\":\"a\",\"kind\":\"redis\"," \
+                  "\"key\":\"k\"}]"
 #define HEX64  "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define HEX64U "0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef"
 #define SEC  "\"security\":[{\"name\":\"in\",\"type\":\"basic_auth\"," \
@@ -538,6 +544,224 @@ static const model_case_t  model_cases[] = {
       "{\"startup\":[{\"name\":\"s\",\"service\":\"a\"}]}",
       "startup 's': service 'a' does not exist" },
 
+    /* stomp_def */
+    { "stomp_def: defaults make a minimal definition valid",
+      "{\"stomp_def\":[{\"name\":\"amq\"}]}", NULL },
+    { "stomp_def: a full definition is valid",
+      "{\"stomp_def\":[{\"name\":\"amq\",\"host\":\"mq.example.com\","
+      "\"port\":61614,\"hosts\":[\"mq2\",\"[::1]:61615\"],"
+      "\"virtual_host\":\"/\",\"login\":\"\",\"passcode\":\"p:w\","
+      "\"heartbeat\":0,\"use_jms\":true,\"tls\":true}]}", NULL },
+    { "stomp_def: port out of range",
+      "{\"stomp_def\":[{\"name\":\"amq\",\"port\":0}]}",
+      "stomp_def 'amq': port 0 is out of range 1-65535" },
+    { "stomp_def: heartbeat at most 600 s",
+      "{\"stomp_def\":[{\"name\":\"amq\",\"heartbeat\":601}]}",
+      "heartbeat 601 is out of range 0-600" },
+    { "stomp_def: hosts entries are host[:port]",
+      "{\"stomp_def\":[{\"name\":\"amq\",\"hosts\":[\"m:99999\"]}]}",
+      "stomp_def 'amq': hosts[0] 'm:99999': port 99999 is out of range" },
+    { "stomp_def: host is a host without a port",
+      "{\"stomp_def\":[{\"name\":\"amq\",\"host\":\"m:61613\"}]}",
+      "stomp_def 'amq': host 'm:61613': a host without a port" },
+    { "stomp_def: virtual_host is not empty",
+      "{\"stomp_def\":[{\"name\":\"amq\",\"virtual_host\":\"\"}]}",
+      "field 'virtual_host' must not be empty" },
+    { "stomp_def: login has no line feed",
+      "{\"stomp_def\":[{\"name\":\"amq\",\"login\":\"a\\nb\"}]}",
+      "stomp_def 'amq': login 'a?b' holds a NUL, carriage return or line "
+      "feed" },
+    { "stomp_def: virtual_host has no carriage return",
+      "{\"stomp_def\":[{\"name\":\"amq\",\"virtual_host\":\"a\\rb\"}]}",
+      "virtual_host 'a?b' holds a NUL" },
+    { "stomp_def: a passcode with a line feed is refused, not echoed",
+      "{\"stomp_def\":[{\"name\":\"amq\",\"passcode\":\"se\\ncret\"}]}",
+      "stomp_def 'amq': passcode holds a NUL, carriage return or line feed"
+    },
+    { "stomp_def: a passcode is a non-empty string",
+      "{\"stomp_def\":[{\"name\":\"amq\",\"passcode\":\"\"}]}",
+      "secret 'passcode' must be a non-empty string" },
+    { "stomp_def: the AMQP fields are unknown",
+      "{\"stomp_def\":[{\"name\":\"amq\",\"vhost\":\"/\"}]}",
+      "stomp_def 'amq': unknown field 'vhost'" },
+
+    /* stomp_outconn */
+    { "stomp_outconn: valid", "{" SDEF "," SOUT "}", NULL },
+    { "stomp_outconn: all fields",
+      "{" SDEF ",\"stomp_outconn\":[{\"name\":\"o\",\"def\":\"amq\","
+      "\"persistent\":false,\"priority\":9,\"expires\":60000,"
+      "\"content_type\":\"application/json\",\"max_inflight\":65536}]}",
+      NULL },
+    { "stomp_outconn: def is required",
+      "{\"stomp_outconn\":[{\"name\":\"o\"}]}",
+      "stomp_outconn 'o': missing required field 'def'" },
+    { "stomp_outconn: def must be a stomp_def",
+      "{" DEF ",\"stomp_outconn\":[{\"name\":\"o\",\"def\":\"crm\"}]}",
+      "stomp_outconn 'o': def 'crm' does not exist (stomp_def expected)" },
+    { "stomp_outconn: priority is 0-9",
+      "{" SDEF ",\"stomp_outconn\":[{\"name\":\"o\",\"def\":\"amq\","
+      "\"priority\":10}]}", "priority 10 is out of range 0-9" },
+    { "stomp_outconn: expires is at least 1 ms",
+      "{" SDEF ",\"stomp_outconn\":[{\"name\":\"o\",\"def\":\"amq\","
+      "\"expires\":0}]}", "expires 0 is out of range 1-2147483647" },
+    { "stomp_outconn: max_inflight at most 65536",
+      "{" SDEF ",\"stomp_outconn\":[{\"name\":\"o\",\"def\":\"amq\","
+      "\"max_inflight\":65537}]}", "max_inflight 65537 is out of range" },
+    { "stomp_outconn: content_type has no line feed",
+      "{" SDEF ",\"stomp_outconn\":[{\"name\":\"o\",\"def\":\"amq\","
+      "\"content_type\":\"text/plain\\n\"}]}",
+      "stomp_outconn 'o': content_type 'text/plain?' holds a NUL" },
+    { "stomp_outconn: persistent is a boolean",
+      "{" SDEF ",\"stomp_outconn\":[{\"name\":\"o\",\"def\":\"amq\","
+      "\"persistent\":\"yes\"}]}", "field 'persistent' must be true or false"
+    },
+
+    /* stomp_channel */
+    { "stomp_channel: valid",
+      "{" SDEF "," REDIS_SVC ",\"stomp_channel\":[{\"name\":\"c\","
+      "\"def\":\"amq\",\"destination\":\"/queue/orders\",\"service\":"
+      "\"a\",\"prefetch\":1,\"data_format\":\"json\",\"retry\":"
+      "{\"attempts\":2},\"dead_letter\":\"/queue/orders.failed\"}]}", NULL },
+    { "stomp_channel: destination is required",
+      "{" SDEF "," REDIS_SVC ",\"stomp_channel\":[{\"name\":\"c\","
+      "\"def\":\"amq\",\"service\":\"a\"}]}",
+      "stomp_channel 'c': missing required field 'destination'" },
+    { "stomp_channel: service is required",
+      "{" SDEF ",\"stomp_channel\":[{\"name\":\"c\",\"def\":\"amq\","
+      "\"destination\":\"/queue/q\"}]}",
+      "stomp_channel 'c': missing required field 'service'" },
+    { "stomp_channel: service must exist",
+      "{" SDEF ",\"stomp_channel\":[{\"name\":\"c\",\"def\":\"amq\","
+      "\"destination\":\"/queue/q\",\"service\":\"nosuch\"}]}",
+      "stomp_channel 'c': service 'nosuch' does not exist" },
+    { "stomp_channel: def must exist",
+      "{" REDIS_SVC ",\"stomp_channel\":[{\"name\":\"c\",\"def\":\"amq\","
+      "\"destination\":\"/queue/q\",\"service\":\"a\"}]}",
+      "stomp_channel 'c': def 'amq' does not exist (stomp_def expected)" },
+    { "stomp_channel: prefetch is at least 1",
+      "{" SDEF "," REDIS_SVC ",\"stomp_channel\":[{\"name\":\"c\","
+      "\"def\":\"amq\",\"destination\":\"/queue/q\",\"service\":\"a\","
+      "\"prefetch\":0}]}", "prefetch 0 is out of range 1-65535" },
+    { "stomp_channel: destination has no line feed",
+      "{" SDEF "," REDIS_SVC ",\"stomp_channel\":[{\"name\":\"c\","
+      "\"def\":\"amq\",\"destination\":\"/queue/q\\nreceipt:x\","
+      "\"service\":\"a\"}]}",
+      "stomp_channel 'c': destination '/queue/q?receipt:x' holds a NUL" },
+    { "stomp_channel: destination is at most 1024 characters",
+      "{" SDEF "," REDIS_SVC ",\"stomp_channel\":[{\"name\":\"c\","
+      "\"def\":\"amq\",\"destination\":\"/queue/"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "\",\"service\":\"a\"}]}",
+      "field 'destination' is 1042 characters long; allowed 1-1024" },
+    { "stomp_channel: dead_letter has no carriage return",
+      "{" SDEF "," REDIS_SVC ",\"stomp_channel\":[{\"name\":\"c\","
+      "\"def\":\"amq\",\"destination\":\"/queue/q\",\"service\":\"a\","
+      "\"dead_letter\":\"/queue/d\\r\"}]}",
+      "stomp_channel 'c': dead_letter '/queue/d?' holds a NUL" },
+    { "stomp_channel: dead_letter is not the consumed destination",
+      "{" SDEF "," REDIS_SVC ",\"stomp_channel\":[{\"name\":\"c\","
+      "\"def\":\"amq\",\"destination\":\"/queue/q\",\"service\":\"a\","
+      "\"dead_letter\":\"/queue/q\"}]}",
+      "stomp_channel 'c': dead_letter is the consumed destination" },
+    { "stomp_channel: dead_letter is a destination, not an AMQP object",
+      "{" SDEF "," REDIS_SVC ",\"stomp_channel\":[{\"name\":\"c\","
+      "\"def\":\"amq\",\"destination\":\"/queue/q\",\"service\":\"a\","
+      "\"dead_letter\":{\"routing_key\":\"dl\"}}]}",
+      "field 'dead_letter' must be a string" },
+    { "stomp_channel: retry as amqp_channel's",
+      "{" SDEF "," REDIS_SVC ",\"stomp_channel\":[{\"name\":\"c\","
+      "\"def\":\"amq\",\"destination\":\"/queue/q\",\"service\":\"a\","
+      "\"retry\":{\"initial_delay\":5000,\"max_delay\":10}}]}",
+      "retry.max_delay 10 is less than retry.initial_delay 5000" },
+    { "stomp_channel: data_format is none, json or xml",
+      "{" SDEF "," REDIS_SVC ",\"stomp_channel\":[{\"name\":\"c\","
+      "\"def\":\"amq\",\"destination\":\"/queue/q\",\"service\":\"a\","
+      "\"data_format\":\"csv\"}]}", "data_format 'csv' is not one of" },
+
+    { "stomp_channel: not to a redis_page service",
+      "{" SDEF ",\"service\":[{\"name\":\"p\",\"kind\":\"redis_page\","
+      "\"key\":\"k\"}],\"stomp_channel\":[{\"name\":\"c\",\"def\":"
+      "\"amq\",\"destination\":\"/queue/q\",\"service\":\"p\"}]}",
+      "stomp_channel 'c': service 'p' is of kind 'redis_page', which only "
+      "answers HTTP GET" },
+
+    /* service publish: AMQP or STOMP */
+    { "service: a STOMP publish is valid",
+      "{" SDEF "," SOUT "," SPUB "}", NULL },
+    { "service: a STOMP publish with the publish properties",
+      "{" SDEF "," SOUT ",\"service\":[{\"name\":\"s\",\"kind\":"
+      "\"publish\",\"stomp_outconn\":\"amq.out\",\"destination\":"
+      "\"/topic/$host.{id}\",\"confirm\":false,\"priority\":1,"
+      "\"delivery_mode\":1,\"expiration\":5,\"content_type\":\"text/plain\","
+      "\"headers\":{\"tenant\":\"a\"},\"exchange\":\"\",\"routing_key\":"
+      "\"\",\"mandatory\":false}]}", NULL },
+    { "service: publish needs outconn or stomp_outconn",
+      "{\"service\":[{\"name\":\"s\",\"kind\":\"publish\"}]}",
+      "service 's': a publish service needs 'outconn' (an amqp_outconn) or "
+      "'stomp_outconn' (a stomp_outconn)" },
+    { "service: publish takes outconn or stomp_outconn, not both",
+      "{" DEF "," OUT "," SDEF "," SOUT ",\"service\":[{\"name\":\"s\","
+      "\"kind\":\"publish\",\"outconn\":\"crm.out\",\"stomp_outconn\":"
+      "\"amq.out\",\"destination\":\"/queue/q\"}]}",
+      "service 's': set 'outconn' (AMQP) or 'stomp_outconn' (STOMP), not "
+      "both" },
+    { "service: a STOMP publish needs a destination",
+      "{" SDEF "," SOUT ",\"service\":[{\"name\":\"s\",\"kind\":"
+      "\"publish\",\"stomp_outconn\":\"amq.out\"}]}",
+      "service 's': a STOMP publish (stomp_outconn) needs a 'destination'" },
+    { "service: destination is refused with outconn",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"publish\","
+      "\"outconn\":\"crm.out\",\"destination\":\"/queue/q\"}]}",
+      "service 's': 'destination' is a STOMP destination, for "
+      "'stomp_outconn'" },
+    { "service: a routing key is refused with stomp_outconn",
+      "{" SDEF "," SOUT ",\"service\":[{\"name\":\"s\",\"kind\":"
+      "\"publish\",\"stomp_outconn\":\"amq.out\",\"destination\":\"/q\","
+      "\"routing_key\":\"k\"}]}",
+      "service 's': exchange, routing_key and mandatory are AMQP's" },
+    { "service: an exchange is refused with stomp_outconn",
+      "{" SDEF "," SOUT ",\"service\":[{\"name\":\"s\",\"kind\":"
+      "\"publish\",\"stomp_outconn\":\"amq.out\",\"destination\":\"/q\","
+      "\"exchange\":\"amq.topic\"}]}", "exchange, routing_key and mandatory" },
+    { "service: mandatory is refused with stomp_outconn",
+      "{" SDEF "," SOUT ",\"service\":[{\"name\":\"s\",\"kind\":"
+      "\"publish\",\"stomp_outconn\":\"amq.out\",\"destination\":\"/q\","
+      "\"mandatory\":true}]}", "exchange, routing_key and mandatory" },
+    { "service: stomp_outconn must be a stomp_outconn",
+      "{" DEF "," OUT ",\"service\":[{\"name\":\"s\",\"kind\":\"publish\","
+      "\"stomp_outconn\":\"crm.out\",\"destination\":\"/q\"}]}",
+      "service 's': stomp_outconn 'crm.out' does not exist" },
+    { "service: a destination has no line feed",
+      "{" SDEF "," SOUT ",\"service\":[{\"name\":\"s\",\"kind\":"
+      "\"publish\",\"stomp_outconn\":\"amq.out\",\"destination\":"
+      "\"/q\\nx\"}]}", "service 's': destination '/q?x' holds a NUL" },
+    { "service: a STOMP content_type has no line feed",
+      "{" SDEF "," SOUT ",\"service\":[{\"name\":\"s\",\"kind\":"
+      "\"publish\",\"stomp_outconn\":\"amq.out\",\"destination\":\"/q\","
+      "\"content_type\":\"a\\r\\nb\"}]}", "content_type 'a??b' holds a NUL" },
+    { "service: a STOMP publish's headers are checked as AMQP ones",
+      "{" SDEF "," SOUT ",\"service\":[{\"name\":\"s\",\"kind\":"
+      "\"publish\",\"stomp_outconn\":\"amq.out\",\"destination\":\"/q\","
+      "\"headers\":{\"h\":\"a\\nb\"}}]}", "service 's': headers 'h'" },
+    { "service: rpc takes no stomp_outconn",
+      "{" SDEF "," SOUT ",\"service\":[{\"name\":\"s\",\"kind\":\"rpc\","
+      "\"stomp_outconn\":\"amq.out\",\"routing_key\":\"q\"}]}",
+      "service 's': unknown field 'stomp_outconn'" },
+
     /* syntax */
     { "syntax errors carry line and column",
       "{\n  \"amqp_def\": [\n    {\"name\": \"a\",}\n  ]\n}",
@@ -1020,6 +1244,164 @@ test_new_secret_is_random(void **state)
 }
 
 
+/* STOMP: defaults, a passcode sealed and opened like amqp_def's password,
+ * none when absent, referrers of the new kinds, a STOMP publish without
+ * the AMQP fields */
+static void
+test_stomp_objects(void **state)
+{
+    char          *clear;
+    json_t        *obj, *doc;
+    zgw_key_t      key;
+    zgw_errors_t   errs, refs;
+    zgw_config_t  *cfg, *next;
+    const char    *text = "{" SDEF "," SOUT ",\"service\":[{\"name\":"
+                          "\"spub\",\"kind\":\"publish\",\"stomp_outconn\":"
+                          "\"amq.out\",\"destination\":\"/queue/{id}\"},"
+                          "{\"name\":\"b\",\"kind\":\"redis\",\"key\":"
+                          "\"k\"}],"
+                          "\"stomp_channel\":[{\"name\":\"c\",\"def\":"
+                          "\"amq\",\"destination\":\"/queue/q\","
+                          "\"service\":\"b\"}]}";
+    const char    *nopass = "{\"stomp_def\":[{\"name\":\"amq\"},"
+                            "{\"name\":\"other\"}]}";
+
+    (void) state;
+    memset(key.bytes, 7, sizeof(key.bytes));
+    cfg = zgw_config_new();
+    next = zgw_config_new();
+    zgw_errors_init(&errs);
+    zgw_errors_init(&refs);
+
+    assert_int_equal(zgw_config_load_text(cfg, text, strlen(text), NULL, 0,
+                                          &errs), ZGW_OK);
+
+    obj = zgw_config_get(cfg, ZGW_KIND_STOMP_DEF, "amq");
+    assert_int_equal(json_integer_value(json_object_get(obj, "port")),
+                     61613);
+    assert_int_equal(json_integer_value(json_object_get(obj, "heartbeat")),
+                     10);
+    assert_string_equal(json_string_value(json_object_get(obj, "host")),
+                        "127.0.0.1");
+    assert_true(json_is_false(json_object_get(obj, "use_jms")));
+    assert_true(json_is_false(json_object_get(obj, "tls")));
+    assert_null(json_object_get(obj, "virtual_host"));
+    assert_null(json_object_get(obj, "login"));
+
+    obj = zgw_config_get(cfg, ZGW_KIND_STOMP_OUTCONN, "amq.out");
+    assert_true(json_is_true(json_object_get(obj, "persistent")));
+    assert_int_equal(json_integer_value(json_object_get(obj,
+                                                        "max_inflight")),
+                     1024);
+    assert_null(json_object_get(obj, "priority"));
+    assert_null(json_object_get(obj, "expires"));
+
+    obj = zgw_config_get(cfg, ZGW_KIND_STOMP_CHANNEL, "c");
+    assert_int_equal(json_integer_value(json_object_get(obj, "prefetch")),
+                     10);
+    assert_string_equal(json_string_value(json_object_get(obj,
+                                                          "data_format")),
+                        "none");
+    assert_true(json_is_true(json_object_get(obj, "is_active")));
+    assert_null(json_object_get(obj, "dead_letter"));
+
+    /* a STOMP publish keeps none of AMQP's fields */
+    obj = zgw_config_get(cfg, ZGW_KIND_SERVICE, "spub");
+    assert_null(json_object_get(obj, "outconn"));
+    assert_null(json_object_get(obj, "exchange"));
+    assert_null(json_object_get(obj, "routing_key"));
+    assert_null(json_object_get(obj, "mandatory"));
+    assert_true(json_is_true(json_object_get(obj, "confirm")));
+    assert_string_equal(json_string_value(json_object_get(obj,
+                                                          "destination")),
+                        "/queue/{id}");
+
+    /* referrers, for the admin API's and zmqctl's cascade */
+    assert_int_equal(zgw_config_referrers(cfg, ZGW_KIND_STOMP_DEF, "amq",
+                                          &refs), 2);
+    assert_true(zgw_test_errors_have(&refs, "stomp_outconn 'amq.out' "
+                                            "(field def)"));
+    assert_true(zgw_test_errors_have(&refs, "stomp_channel 'c' (field "
+                                            "def)"));
+    assert_int_equal(zgw_config_referrers(cfg, ZGW_KIND_STOMP_OUTCONN,
+                                          "amq.out", &refs), 1);
+    assert_true(zgw_test_errors_have(&refs, "service 'spub' (field "
+                                            "stomp_outconn)"));
+    assert_int_equal(zgw_config_referrers(cfg, ZGW_KIND_SERVICE, "b",
+                                          &refs), 1);
+    assert_true(zgw_test_errors_have(&refs, "stomp_channel 'c' (field "
+                                            "service)"));
+
+    /* the passcode is sealed with the key and opens with it */
+    assert_true(zgw_config_needs_key(cfg, NULL));
+    assert_int_equal(zgw_config_seal(cfg, NULL, &key, &errs), ZGW_OK);
+    obj = zgw_config_get(cfg, ZGW_KIND_STOMP_DEF, "amq");
+    assert_true(json_is_string(json_object_get(json_object_get(obj,
+                                                               "passcode"),
+                                               "$sealed")));
+    clear = zgw_object_secret(ZGW_KIND_STOMP_DEF, obj, "passcode", &key,
+                              &errs);
+    assert_non_null(clear);
+    assert_string_equal(clear, "pc");
+    free(clear);
+
+    /* sealed for this object and field only */
+    json_object_set_new(obj, "name", json_string("other"));
+    assert_null(zgw_object_secret(ZGW_KIND_STOMP_DEF, obj, "passcode", &key,
+                                  &errs));
+    json_object_set_new(obj, "name", json_string("amq"));
+
+    /* left out of an export, and of the stored text never in clear */
+    doc = zgw_config_export(cfg, 0);
+    assert_null(json_object_get(json_array_get(json_object_get(doc,
+                "stomp_def"), 0), "passcode"));
+    json_decref(doc);
+    clear = zgw_object_dump(ZGW_KIND_STOMP_DEF, obj);
+    assert_null(strstr(clear, "\"pc\""));
+    assert_non_null(strstr(clear, "$sealed"));
+    free(clear);
+
+    /* an import without it keeps the stored one; none stored: none (no
+     * random passcode: STOMP brokers may take connections without one) */
+    assert_int_equal(zgw_config_load_text(next, nopass, strlen(nopass),
+                                          NULL, 0, &errs), ZGW_OK);
+    assert_false(zgw_config_needs_key(next, cfg));
+    assert_int_equal(zgw_config_seal(next, cfg, NULL, &errs), ZGW_OK);
+    assert_true(json_equal(json_object_get(zgw_config_get(next,
+                               ZGW_KIND_STOMP_DEF, "amq"), "passcode"),
+                           json_object_get(obj, "passcode")));
+    assert_null(json_object_get(zgw_config_get(next, ZGW_KIND_STOMP_DEF,
+                                               "other"), "passcode"));
+
+    zgw_errors_free(&errs);
+    zgw_errors_free(&refs);
+    zgw_config_free(cfg);
+    zgw_config_free(next);
+}
+
+
+/* every kind has a name that round-trips, listed in ZGW_KIND_NAMES */
+static void
+test_kind_names(void **state)
+{
+    int  k;
+
+    (void) state;
+
+    assert_int_equal(ZGW_KIND_MAX, 11);
+    assert_int_equal(zgw_kind_from_name("stomp_def"), ZGW_KIND_STOMP_DEF);
+    assert_int_equal(zgw_kind_from_name("stomp_outconn"),
+                     ZGW_KIND_STOMP_OUTCONN);
+    assert_int_equal(zgw_kind_from_name("stomp_channel"),
+                     ZGW_KIND_STOMP_CHANNEL);
+
+    for (k = 0; k < ZGW_KIND_MAX; k++) {
+        assert_int_equal(zgw_kind_from_name(zgw_kind_name(k)), k);
+        assert_non_null(strstr(ZGW_KIND_NAMES, zgw_kind_name(k)));
+    }
+}
+
+
 /* names: what the model accepts is what a URL path segment can name */
 static void
 test_names(void **state)
@@ -1065,6 +1447,8 @@ main(void)
         cmocka_unit_test(test_jwt_secret_kept_or_required),
         cmocka_unit_test(test_new_secret_is_random),
         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_stomp_objects),
+        cmocka_unit_test(test_kind_names),
     };
 
     return cmocka_run_group_tests_name("model", tests, NULL, NULL);
