@@ -70,6 +70,52 @@ def wrk(url, seconds, connections, size, timeout_s, threads=2):
     return r
 
 
+def broker_io(rabbit):
+    """The broker's socket counters per connection, by peer port:
+    {port: (reads, writes, bytes in, bytes out)} (rabbitmqctl; taken
+    outside the measured intervals)."""
+    out = rabbit.ctl("list_connections", "peer_port", "recv_cnt",
+                     "send_cnt", "recv_oct", "send_oct", "-q",
+                     "--no-table-headers").stdout
+    io = {}
+    for ln in out.splitlines():
+        v = ln.split()
+        if len(v) == 5 and all(x.isdigit() for x in v):
+            io[int(v[0])] = tuple(int(x) for x in v[1:])
+    return io
+
+
+def local_ports(pid):
+    """The local TCP ports of a process's sockets (ss)."""
+    out = subprocess.run(["ss", "-tnpH"], capture_output=True,
+                         text=True).stdout
+    ports = set()
+    for ln in out.splitlines():
+        if "pid=%d," % pid in ln:
+            ports.add(int(ln.split()[3].rsplit(":", 1)[1]))
+    return ports
+
+
+def io_line(before, after, skip, responder, answered):
+    """The broker's reads and writes per request answered, on the
+    requester's connections (rpc_raw's, or the NGINX workers') and on the
+    responder's."""
+    req, resp = [0, 0, 0, 0], [0, 0, 0, 0]
+    for port, v in after.items():
+        if port in skip:
+            continue
+        b = before.get(port, (0, 0, 0, 0))
+        d = [x - y for x, y in zip(v, b)]
+        tgt = resp if port in responder else req
+        for i in range(4):
+            tgt[i] += d[i]
+    n = max(answered, 1)
+    return ("    broker socket ops per request: requester %.3f reads, "
+            "%.3f writes, %.0f B in, %.0f B out; responder %.3f reads, "
+            "%.3f writes" % (req[0] / n, req[1] / n, req[2] / n, req[3] / n,
+                             resp[0] / n, resp[1] / n))
+
+
 class Cpu:
     """CPU (in cores, over an interval) of NGINX's workers, the broker, the
     responder, this script's children that ended in the interval (the
@@ -295,11 +341,18 @@ def main():
         }
         cpu = Cpu(ngx, rabbit, responder)
 
+        # the pika connection's port: not a requester
+        skip = local_ports(os.getpid())
+        resp_ports = local_ports(responder.pid)
+
         def run(k):
             waited = cpu.quiet(args.quiet_wait)
+            io0 = broker_io(rabbit)
             c0 = cpu.snapshot()
             r = cases[k][1]()
             r["cpu"] = cpu.delta(c0, cpu.snapshot())
+            r["io"] = io_line(io0, broker_io(rabbit), skip, resp_ports,
+                              r["ok"])
             r["waited"] = waited
             return r
 
@@ -315,6 +368,7 @@ def main():
                 print(cpu_line(r["cpu"], r["ok"])
                       + ("; waited %.0f s for a quiet machine" % r["waited"]
                          if r["waited"] > 1.5 else ""), flush=True)
+                print(r["io"], flush=True)
                 left = queue_settle(ch)
                 if left:
                     print("    %d requests still in the queue" % left,
