@@ -21,9 +21,12 @@
  * them in a ring that grows with the messages in flight, up to
  * max_inflight. basic.return marks a mandatory message as unroutable: every
  * mandatory message carries the header x-zmq-seq (its delivery tag, set by
- * the gateway), which the broker returns with it. RabbitMQ sends a
- * message's basic.return before its basic.ack, so the ack that follows
- * finds it marked.
+ * the gateway), which the broker returns with it; except a request that
+ * awaits a reply, whose correlation_id (the gateway's fresh UUID, unique)
+ * finds its waiter and so its delivery tag: it goes without a headers
+ * table when nothing else asks for one, which the broker would decode and
+ * encode again for every request. RabbitMQ sends a message's basic.return
+ * before its basic.ack, so the ack that follows finds it marked.
  *
  * Request/reply: the first rpc publish after each connect is preceded, in
  * the same write, by basic.consume of RabbitMQ's direct reply-to
@@ -215,6 +218,8 @@ static ngx_int_t ngx_zmq_amqp_method_in(ngx_zmq_amqp_conn_t *conn,
 static ngx_int_t ngx_zmq_amqp_table(u_char **pos, u_char *last,
     ngx_uint_t depth, ngx_zmq_amqp_found_t *found);
 static ngx_int_t ngx_zmq_amqp_status(u_char type, u_char *p, u_char *last);
+static ngx_int_t ngx_zmq_amqp_shortstr(u_char **pos, u_char *last,
+    ngx_str_t *out);
 static ngx_int_t ngx_zmq_amqp_deliver_header(ngx_zmq_amqp_conn_t *conn);
 static void ngx_zmq_amqp_delivered(ngx_zmq_amqp_conn_t *conn);
 static void ngx_zmq_amqp_rpc_fail(ngx_zmq_amqp_conn_t *conn);
@@ -2013,12 +2018,26 @@ ngx_zmq_amqp_ack(ngx_zmq_amqp_conn_t *conn, uint64_t tag,
 
 static void
 ngx_zmq_amqp_returned(ngx_zmq_amqp_conn_t *conn, uint64_t seq,
-    ngx_uint_t has_seq, uint64_t body_size)
+    ngx_uint_t has_seq, uint64_t body_size, ngx_str_t *cid)
 {
     u_char               key[256 * 4];
+    ngx_zmq_amqp_rpc_t  *rpc;
     ngx_http_zmq_pub_t  *pub;
 
     pub = NULL;
+
+    if (!has_seq && cid->len) {
+        /* a request awaiting a reply: its waiter knows its tag */
+
+        rpc = (ngx_zmq_amqp_rpc_t *) ngx_str_rbtree_lookup(&conn->rpc_tree,
+                                                    cid,
+                                                    ngx_crc32_short(cid->data,
+                                                                    cid->len));
+        if (rpc != NULL) {
+            has_seq = 1;
+            seq = rpc->tag;
+        }
+    }
 
     if (has_seq && seq >= conn->head_tag && seq < conn->next_tag) {
         pub = conn->ring[seq & (conn->ring_size - 1)];
@@ -2047,7 +2066,8 @@ ngx_zmq_amqp_returned(ngx_zmq_amqp_conn_t *conn, uint64_t seq,
         ngx_log_error(NGX_LOG_WARN, conn->log, 0,
                       "zmq amqp \"%V\": basic.return for no message in "
                       "flight (%ui, routing key \"%s\", without "
-                      NGX_HTTP_ZMQ_SEQ_HEADER "): ignored",
+                      NGX_HTTP_ZMQ_SEQ_HEADER ", and no request waiting "
+                      "for its correlation_id): ignored",
                       &conn->conf->name, conn->return_code, key);
     }
 }
@@ -2115,14 +2135,18 @@ ngx_zmq_amqp_frame(ngx_zmq_amqp_conn_t *conn)
 }
 
 
-/* a returned message's properties: only the headers table is read */
+/*
+ * A returned message's properties: only the headers table (x-zmq-seq) and
+ * correlation_id are read
+ */
 
 static ngx_int_t
 ngx_zmq_amqp_header_frame(ngx_zmq_amqp_conn_t *conn)
 {
     u_char                *p, *last;
     uint64_t               body_size;
-    ngx_uint_t             flags, f;
+    ngx_str_t              cid;
+    ngx_uint_t             flags, f, n;
     ngx_zmq_amqp_found_t   found;
 
     if (conn->delivering) {
@@ -2176,13 +2200,36 @@ ngx_zmq_amqp_header_frame(ngx_zmq_amqp_conn_t *conn)
         return NGX_ERROR;
     }
 
+    for (n = 0; n < 2; n++) {           /* delivery_mode, priority */
+        if (flags & (AMQP_BASIC_DELIVERY_MODE_FLAG >> n)) {
+            if (p >= last) {
+                goto overrun;
+            }
+            p++;
+        }
+    }
+
+    ngx_str_null(&cid);
+
+    if ((flags & AMQP_BASIC_CORRELATION_ID_FLAG)
+        && ngx_zmq_amqp_shortstr(&p, last, &cid) != NGX_OK)
+    {
+        goto overrun;
+    }
+
     conn->content_left = body_size;
     conn->content = body_size ? NGX_HTTP_ZMQ_CONTENT_BODY
                               : NGX_HTTP_ZMQ_CONTENT_NONE;
 
-    ngx_zmq_amqp_returned(conn, found.seq, found.has_seq, body_size);
+    ngx_zmq_amqp_returned(conn, found.seq, found.has_seq, body_size, &cid);
 
     return NGX_OK;
+
+overrun:
+
+    ngx_zmq_amqp_bad(conn, "content header",
+                     "a property longer than its frame");
+    return NGX_ERROR;
 }
 
 
@@ -3086,7 +3133,9 @@ ngx_zmq_amqp_publish(ngx_zmq_amqp_conn_t *conn,
     props = *msg->props;
     table = NULL;
 
-    if (msg->mandatory
+    /* a request awaiting a reply is found by its correlation_id instead */
+
+    if (msg->mandatory && msg->rpc == NULL
         && ngx_zmq_amqp_seq_props(&props, tag, &table, log) != NGX_OK)
     {
         rc = NGX_ERROR;
@@ -3262,6 +3311,7 @@ ngx_zmq_amqp_publish(ngx_zmq_amqp_conn_t *conn,
         /* waits from now: the reply may come before the confirm */
 
         rpc = msg->rpc;
+        rpc->tag = tag;
         rpc->sn.node.key = ngx_crc32_short(rpc->sn.str.data,
                                            rpc->sn.str.len);
         ngx_rbtree_insert(&conn->rpc_tree, &rpc->sn.node);

@@ -179,6 +179,10 @@ struct ngx_zmq_amqp_rpc_s {
     ngx_msec_t                   timeout;       /* how long it may wait: a
                                                    retired connection
                                                    drains that long */
+    uint64_t                     tag;           /* its publish's delivery
+                                                   tag: a basic.return
+                                                   finds it by its
+                                                   correlation id */
     unsigned                     in_tree:1;
 };
 
