@@ -547,6 +547,13 @@ ngx_http_zmq_rpc_answer(ngx_http_zmq_ctx_t *ctx)
     }
 
     if (rpc->confirmed && rpc->confirm != NGX_HTTP_ZMQ_PUB_ACKED) {
+        /* published: the answer names the request, whatever it says */
+        if (ngx_http_zmq_add_header(r, "X-Correlation-Id", &ctx->message_id)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
         ctx->result = rpc->confirm;
         return NGX_DECLINED;
     }
