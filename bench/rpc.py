@@ -70,19 +70,28 @@ def wrk(url, seconds, connections, size, timeout_s, threads=2):
     return r
 
 
-def broker_io(rabbit):
-    """The broker's socket counters per connection, by peer port:
-    {port: (reads, writes, bytes in, bytes out)} (rabbitmqctl; taken
-    outside the measured intervals)."""
-    out = rabbit.ctl("list_connections", "peer_port", "recv_cnt",
-                     "send_cnt", "recv_oct", "send_oct", "-q",
-                     "--no-table-headers").stdout
-    io = {}
+def broker_segs(port):
+    """The broker's TCP sockets (local port = port) by peer port: (data
+    segments in, data segments out, bytes in, bytes out), from the
+    kernel's counters (ss; cheap). On loopback a segment is one write of
+    the peer (or of the broker) unless writes were coalesced."""
+    out = subprocess.run(["ss", "-tinH", "state", "established",
+                          "( sport = :%d )" % port],
+                         capture_output=True, text=True).stdout
+    segs, peer = {}, None
     for ln in out.splitlines():
-        v = ln.split()
-        if len(v) == 5 and all(x.isdigit() for x in v):
-            io[int(v[0])] = tuple(int(x) for x in v[1:])
-    return io
+        if not ln.startswith((" ", "\t")):
+            v = ln.split()
+            peer = int(v[-1].rsplit(":", 1)[1]) if len(v) >= 4 else None
+            continue
+        if peer is None:
+            continue
+        m = dict(re.findall(r"(data_segs_in|data_segs_out|bytes_received|"
+                            r"bytes_acked):(\d+)", ln))
+        segs[peer] = tuple(int(m.get(k, 0)) for k in (
+            "data_segs_in", "data_segs_out", "bytes_received",
+            "bytes_acked"))
+    return segs
 
 
 def local_ports(pid):
@@ -96,24 +105,40 @@ def local_ports(pid):
     return ports
 
 
-def io_line(before, after, skip, responder, answered):
-    """The broker's reads and writes per request answered, on the
-    requester's connections (rpc_raw's, or the NGINX workers') and on the
-    responder's."""
-    req, resp = [0, 0, 0, 0], [0, 0, 0, 0]
-    for port, v in after.items():
-        if port in skip:
-            continue
-        b = before.get(port, (0, 0, 0, 0))
-        d = [x - y for x, y in zip(v, b)]
-        tgt = resp if port in responder else req
-        for i in range(4):
-            tgt[i] += d[i]
-    n = max(answered, 1)
-    return ("    broker socket ops per request: requester %.3f reads, "
-            "%.3f writes, %.0f B in, %.0f B out; responder %.3f reads, "
-            "%.3f writes" % (req[0] / n, req[1] / n, req[2] / n, req[3] / n,
-                             resp[0] / n, resp[1] / n))
+class SegWatch:
+    """Two snapshots of the broker's sockets within a case (at 1 s and 1 s
+    before its end), from a thread: the requester's and the responder's
+    segments per request answered in between (the rate times the time)."""
+
+    def __init__(self, port, seconds, skip, responder):
+        import threading
+        self.port, self.skip, self.responder = port, skip, responder
+        self.snaps = []
+        self.t = threading.Thread(target=self.run, args=(seconds,))
+        self.t.start()
+
+    def run(self, seconds):
+        time.sleep(1)
+        self.snaps.append((time.monotonic(), broker_segs(self.port)))
+        time.sleep(max(seconds - 2, 1))
+        self.snaps.append((time.monotonic(), broker_segs(self.port)))
+
+    def line(self, rate):
+        self.t.join()
+        (t0, a), (t1, b) = self.snaps
+        req, resp = [0] * 4, [0] * 4
+        for peer, v in b.items():
+            if peer in self.skip or peer not in a:
+                continue
+            tgt = resp if peer in self.responder else req
+            for i in range(4):
+                tgt[i] += v[i] - a[peer][i]
+        n = max(rate * (t1 - t0), 1)
+        return ("    broker TCP segments per request: from the requester "
+                "%.3f (%.0f B), to it %.3f (%.0f B); from the responder "
+                "%.3f, to it %.3f" % (req[0] / n, req[2] / n, req[1] / n,
+                                      req[3] / n, resp[0] / n,
+                                      resp[1] / n))
 
 
 class Cpu:
@@ -179,15 +204,17 @@ class Cpu:
 
 
 def cpu_line(c, answered):
-    """Cores used during a case; and the broker's CPU per request answered
-    (its work for a request and its reply: what both cases share)."""
-    return ("    cpu (cores): nginx %.2f, broker %.2f (%.0f us/req), "
-            "responder %.2f, client %.2f, others %.2f; machine busy %.2f "
-            "of %d" % (c["nginx"], c["broker"],
-                       c["broker"] * c["secs"] * 1e6 / max(answered, 1),
-                       c["responder"],
-                       c["client"], c["others"], c["machine"],
-                       os.cpu_count()))
+    """Cores used during a case; and the CPU per request answered of the
+    broker (its work for a request and its reply: what both cases share),
+    NGINX's workers and the client."""
+    per = c["secs"] * 1e6 / max(answered, 1)
+    return ("    cpu (cores): nginx %.2f (%.1f us/req), broker %.2f "
+            "(%.0f us/req), responder %.2f, client %.2f (%.1f us/req), "
+            "others %.2f; machine busy %.2f of %d" % (
+                c["nginx"], c["nginx"] * per, c["broker"],
+                c["broker"] * per, c["responder"], c["client"],
+                c["client"] * per, c["others"], c["machine"],
+                os.cpu_count()))
 
 
 def raw_rpc(raw, port, seconds, size, outstanding):
@@ -341,18 +368,17 @@ def main():
         }
         cpu = Cpu(ngx, rabbit, responder)
 
-        # the pika connection's port: not a requester
+        # the script's own (pika) connection is no requester
         skip = local_ports(os.getpid())
         resp_ports = local_ports(responder.pid)
 
         def run(k):
             waited = cpu.quiet(args.quiet_wait)
-            io0 = broker_io(rabbit)
             c0 = cpu.snapshot()
+            segs = SegWatch(rabbit.port, args.seconds, skip, resp_ports)
             r = cases[k][1]()
             r["cpu"] = cpu.delta(c0, cpu.snapshot())
-            r["io"] = io_line(io0, broker_io(rabbit), skip, resp_ports,
-                              r["ok"])
+            r["io"] = segs.line(r["rate"])
             r["waited"] = waited
             return r
 
