@@ -416,6 +416,29 @@ def main():
         print("gateway counters over the rounds: %s" % " ".join(
             "%s=%d" % kv for kv in moved.items()), flush=True)
 
+        # CPU per request answered, the median over the rounds: what a
+        # busy machine disturbs least (the ratio of rates depends on who
+        # else ran); also over the quieter rounds (others under 0.5 core)
+        def us(r, part):
+            return r["cpu"][part] * r["cpu"]["secs"] * 1e6 / max(r["ok"], 1)
+
+        def mid(xs):
+            xs = sorted(xs)
+            return xs[(len(xs) - 1) // 2] if xs else float("nan")
+
+        for label, keep in (("all rounds", lambda r: True),
+                            ("rounds with others < 0.5 core",
+                             lambda r: r["cpu"]["others"] < 0.5)):
+            print("median CPU per request, %s: %s" % (label, "; ".join(
+                "(%s) broker %.1f us, nginx %.1f us, client %.1f us, "
+                "responder %.1f us [%d]" % (
+                    k, mid([us(r, "broker") for r in v if keep(r)]),
+                    mid([us(r, "nginx") for r in v if keep(r)]),
+                    mid([us(r, "client") for r in v if keep(r)]),
+                    mid([us(r, "responder") for r in v if keep(r)]),
+                    len([r for r in v if keep(r)]))
+                for k, v in sorted(results.items()))), flush=True)
+
         med = {k: median(v) for k, v in results.items()}
         for k in "ab":
             line("median %s" % cases[k][0], med[k])
