@@ -111,7 +111,7 @@ ZMQD_SRCS   := $(wildcard src/zmqd/*.c)
 
 $(BUILD)/zmqd: $(ZMQD_SRCS) $(wildcard src/zmqd/*.h) $(CORE_OBJS) $(CORE_HDRS)
 	$(CC) $(CFLAGS_ALL) -pthread -I/usr/include/libxml2 $(ZMQD_SRCS) \
-	    $(CORE_OBJS) -o $@ $(LIBS) -lrabbitmq -lcurl -lxml2 -lm
+	    $(CORE_OBJS) -o $@ $(LIBS) -lrabbitmq -lcurl -lxml2 -lm -lmicrohttpd
 
 $(BUILD)/t/%: t/unit/%.c t/unit/zgw_test_util.h $(CORE_OBJS) $(CORE_HDRS)
 	@mkdir -p $(dir $@)
