@@ -174,7 +174,7 @@ asan-nginx: all
 	    t/test_redis_auth.py t/test_use_jms.py \
 	    $(wildcard t/test_security*.py) \
 	    $(wildcard t/test_admin*.py) $(wildcard t/test_rpc*.py) \
-	    t/test_page.py t/test_stomp_gateway.py
+	    t/test_page.py t/test_stomp_gateway.py t/test_metrics.py
 
 # ------------------------------------------------------------------ fuzzing
 # libFuzzer targets (t/fuzz/fuzz_*.c) with ASan and UBSan. Those on

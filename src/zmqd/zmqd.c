@@ -1475,7 +1475,7 @@ zmqd_attempt(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
     started = zmqd_now();
     rc = zmqd_service_call(&senv, service, &msg, reply ? &resp : NULL, err,
                            sizeof(err));
-    zmqd_metrics_service(zmqd_now() - started);
+    zmqd_metrics_service(c->name, zmqd_now() - started);
     zgw_jms_in_free(&jms);
 
     if (rc != 0) {

@@ -3,7 +3,8 @@
  *
  *   zmqd_messages_total{channel,result}  counter  acked, retried,
  *                                        dead_lettered, rejected
- *   zmqd_service_duration_seconds        histogram  one service call
+ *   zmqd_service_duration_seconds{channel}  histogram  one service
+ *                                        call
  *   zmqd_connection_up{def}              gauge  the consuming connection
  *
  * served at any path by libmicrohttpd's own thread. Tables are fixed:
@@ -34,6 +35,8 @@ typedef struct {
     int        used;
     char       name[ZMQD_METRICS_NAME];
     uint64_t   count[ZMQD_METRICS_RESULTS];
+    uint64_t   buckets[ZMQD_METRICS_BUCKETS];      /* each, not summed */
+    uint64_t   sum_us;
 } zmqd_metrics_channel_t;
 
 typedef struct {
@@ -45,10 +48,8 @@ typedef struct {
 
 static struct {
     zmqd_metrics_channel_t    channels[ZMQD_METRICS_CHANNELS];
-    uint64_t                  overflow[ZMQD_METRICS_RESULTS];
+    zmqd_metrics_channel_t    overflow;          /* "_overflow" */
     zmqd_metrics_def_t        defs[ZMQD_METRICS_DEFS];
-    uint64_t                  buckets[ZMQD_METRICS_BUCKETS];  /* each */
-    uint64_t                  sum_us;
 } zmqd_m;
 
 static struct MHD_Daemon  *zmqd_metrics_daemon;
@@ -72,8 +73,9 @@ static const char  *zmqd_metrics_results[] = {
 #define zmqd_load(p)    __atomic_load_n((p), __ATOMIC_RELAXED)
 
 
-void
-zmqd_metrics_message(const char *channel, zmqd_metrics_result_e result)
+/* the channel's slot, claimed on first use; "_overflow" when full */
+static zmqd_metrics_channel_t *
+zmqd_metrics_channel(const char *channel)
 {
     int                      i;
     zmqd_metrics_channel_t  *c;
@@ -84,24 +86,32 @@ zmqd_metrics_message(const char *channel, zmqd_metrics_result_e result)
         if (!__atomic_load_n(&c->used, __ATOMIC_ACQUIRE)) {
             snprintf(c->name, sizeof(c->name), "%s", channel);
             __atomic_store_n(&c->used, 1, __ATOMIC_RELEASE);
-            zmqd_add(&c->count[result]);
-            return;
+            return c;
         }
 
         if (strncmp(c->name, channel, sizeof(c->name) - 1) == 0) {
-            zmqd_add(&c->count[result]);
-            return;
+            return c;
         }
     }
 
-    zmqd_add(&zmqd_m.overflow[result]);
+    return &zmqd_m.overflow;
 }
 
 
 void
-zmqd_metrics_service(double seconds)
+zmqd_metrics_message(const char *channel, zmqd_metrics_result_e result)
 {
-    int  i;
+    zmqd_add(&zmqd_metrics_channel(channel)->count[result]);
+}
+
+
+void
+zmqd_metrics_service(const char *channel, double seconds)
+{
+    int                      i;
+    zmqd_metrics_channel_t  *c;
+
+    c = zmqd_metrics_channel(channel);
 
     for (i = 0; i < ZMQD_METRICS_BUCKETS - 1; i++) {
         if (seconds <= zmqd_metrics_bounds[i]) {
@@ -109,8 +119,8 @@ zmqd_metrics_service(double seconds)
         }
     }
 
-    zmqd_add(&zmqd_m.buckets[i]);
-    __atomic_fetch_add(&zmqd_m.sum_us,
+    zmqd_add(&c->buckets[i]);
+    __atomic_fetch_add(&c->sum_us,
                        (uint64_t) (seconds > 0 ? seconds * 1e6 + 0.5 : 0),
                        __ATOMIC_RELAXED);
 }
@@ -216,44 +226,66 @@ zmqd_metrics_escape(const char *s, char *out)
 }
 
 
+/* the channels in use and "_overflow" when it counted anything */
+static zmqd_metrics_channel_t *
+zmqd_metrics_nth(int i, char *name)
+{
+    int                      r;
+    zmqd_metrics_channel_t  *c;
+
+    if (i < ZMQD_METRICS_CHANNELS) {
+        c = &zmqd_m.channels[i];
+        if (!__atomic_load_n(&c->used, __ATOMIC_ACQUIRE)) {
+            return NULL;
+        }
+        zmqd_metrics_escape(c->name, name);
+        return c;
+    }
+
+    c = &zmqd_m.overflow;
+    for (r = 0; r < ZMQD_METRICS_RESULTS; r++) {
+        if (zmqd_load(&c->count[r]) != 0) {
+            strcpy(name, "_overflow");
+            return c;
+        }
+    }
+    for (r = 0; r < ZMQD_METRICS_BUCKETS; r++) {
+        if (zmqd_load(&c->buckets[r]) != 0) {
+            strcpy(name, "_overflow");
+            return c;
+        }
+    }
+
+    return NULL;
+}
+
+
 static void
 zmqd_metrics_render(zmqd_metrics_out_t *out)
 {
-    int       i, r;
-    char      name[2 * ZMQD_METRICS_NAME];
-    uint64_t  cum, v;
+    int                      i, r;
+    char                     name[2 * ZMQD_METRICS_NAME];
+    uint64_t                 cum, v;
+    zmqd_metrics_channel_t  *c;
 
     zmqd_metrics_printf(out, "# HELP zmqd_messages_total Messages zmqd "
                         "consumed, by channel and how each attempt "
                         "ended.\n# TYPE zmqd_messages_total counter\n");
 
     for (i = 0; i <= ZMQD_METRICS_CHANNELS; i++) {
-        if (i < ZMQD_METRICS_CHANNELS) {
-            if (!__atomic_load_n(&zmqd_m.channels[i].used,
-                                 __ATOMIC_ACQUIRE))
-            {
-                break;
+        c = zmqd_metrics_nth(i, name);
+        if (c == NULL) {
+            if (i < ZMQD_METRICS_CHANNELS) {
+                i = ZMQD_METRICS_CHANNELS - 1;  /* then the overflow */
             }
-            zmqd_metrics_escape(zmqd_m.channels[i].name, name);
-
-        } else {
-            for (r = 0, v = 0; r < ZMQD_METRICS_RESULTS; r++) {
-                v += zmqd_load(&zmqd_m.overflow[r]);
-            }
-            if (v == 0) {
-                break;
-            }
-            strcpy(name, "_overflow");
+            continue;
         }
 
         for (r = 0; r < ZMQD_METRICS_RESULTS; r++) {
-            v = i < ZMQD_METRICS_CHANNELS
-                ? zmqd_load(&zmqd_m.channels[i].count[r])
-                : zmqd_load(&zmqd_m.overflow[r]);
             zmqd_metrics_printf(out, "zmqd_messages_total{channel=\"%s\","
                                 "result=\"%s\"} %llu\n", name,
                                 zmqd_metrics_results[r],
-                                (unsigned long long) v);
+                                (unsigned long long) zmqd_load(&c->count[r]));
         }
     }
 
@@ -261,20 +293,32 @@ zmqd_metrics_render(zmqd_metrics_out_t *out)
                         "call of a channel's service.\n# TYPE "
                         "zmqd_service_duration_seconds histogram\n");
 
-    cum = 0;
-    for (i = 0; i < ZMQD_METRICS_BUCKETS; i++) {
-        cum += zmqd_load(&zmqd_m.buckets[i]);
-        zmqd_metrics_printf(out, "zmqd_service_duration_seconds_bucket"
-                            "{le=\"%s\"} %llu\n", zmqd_metrics_le[i],
+    for (i = 0; i <= ZMQD_METRICS_CHANNELS; i++) {
+        c = zmqd_metrics_nth(i, name);
+        if (c == NULL) {
+            if (i < ZMQD_METRICS_CHANNELS) {
+                i = ZMQD_METRICS_CHANNELS - 1;
+            }
+            continue;
+        }
+
+        cum = 0;
+        for (r = 0; r < ZMQD_METRICS_BUCKETS; r++) {
+            cum += zmqd_load(&c->buckets[r]);
+            zmqd_metrics_printf(out, "zmqd_service_duration_seconds_bucket"
+                                "{channel=\"%s\",le=\"%s\"} %llu\n", name,
+                                zmqd_metrics_le[r], (unsigned long long) cum);
+        }
+
+        v = zmqd_load(&c->sum_us);
+        zmqd_metrics_printf(out, "zmqd_service_duration_seconds_sum"
+                            "{channel=\"%s\"} %llu.%06llu\n", name,
+                            (unsigned long long) (v / 1000000),
+                            (unsigned long long) (v % 1000000));
+        zmqd_metrics_printf(out, "zmqd_service_duration_seconds_count"
+                            "{channel=\"%s\"} %llu\n", name,
                             (unsigned long long) cum);
     }
-
-    v = zmqd_load(&zmqd_m.sum_us);
-    zmqd_metrics_printf(out, "zmqd_service_duration_seconds_sum "
-                        "%llu.%06llu\n", (unsigned long long) (v / 1000000),
-                        (unsigned long long) (v % 1000000));
-    zmqd_metrics_printf(out, "zmqd_service_duration_seconds_count %llu\n",
-                        (unsigned long long) cum);
 
     zmqd_metrics_printf(out, "# HELP zmqd_connection_up 1 when zmqd's "
                         "consuming connection of the amqp_def is open.\n"

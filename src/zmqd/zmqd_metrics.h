@@ -27,7 +27,7 @@ void zmqd_metrics_stop(void);
 
 /* from the loop's thread only (names are claimed there) */
 void zmqd_metrics_message(const char *channel, zmqd_metrics_result_e result);
-void zmqd_metrics_service(double seconds);
+void zmqd_metrics_service(const char *channel, double seconds);
 void zmqd_metrics_def_up(const char *def, int up);
 
 #endif /* ZMQD_METRICS_H */
