@@ -8,6 +8,9 @@
 #                tests (pytest), the same under ASan, each fuzz target 20 s
 #   make asan    unit, zmqctl and zmqd tests under AddressSanitizer
 #   make fuzz    every libFuzzer target (t/fuzz) for FUZZ_SECONDS (300)
+#   make install    the module, zmqd, zmqctl, zmqd.service, the examples
+#                   and the web-admin (DESTDIR, PREFIX=/usr/local)
+#   make uninstall  removes what make install installed (its manifest)
 #   make clean
 
 SHELL       := /bin/bash
@@ -33,7 +36,7 @@ UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/t/%,$(wildcard t/unit/test_*.c))
 
 .PHONY: all module tools deps deps-test run stop test unit integration browser \
         asan clean asan-nginx fuzz fuzz-build fuzz-test bench \
-        openapi-validator
+        openapi-validator install uninstall
 
 all: module tools
 
@@ -233,6 +236,32 @@ $(FUZZ)/ngx_fuzz_%.so: t/fuzz/fuzz_%.c t/fuzz/ngx_fuzz.c t/fuzz/ngx_fuzz.h \
 	    $< t/fuzz/ngx_fuzz.c $(FUZZ)/libzmq.a -Wl,--whole-archive \
 	    $$($(FUZZ_CC) -print-runtime-dir)/libclang_rt.fuzzer_no_main-x86_64.a \
 	    -Wl,--no-whole-archive -lstdc++ $(LIBS) -lrabbitmq -o $@
+
+# ------------------------------------------------------------ installing
+# Debian's layout: the module in nginx's module directory (not under
+# PREFIX), its load_module snippet in modules-available (enabled with a
+# symlink in /etc/nginx/modules-enabled, which install does not make),
+# the rest under PREFIX; scripts/install.sh keeps a manifest of every file
+# and directory it made for uninstall.
+DESTDIR     ?=
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+MODULEDIR   ?= /usr/lib/nginx/modules
+MODAVAILDIR ?= /usr/share/nginx/modules-available
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR  ?= /etc
+DATADIR     ?= $(PREFIX)/share/ngx-zmq
+DOCDIR      ?= $(PREFIX)/share/doc/ngx-zmq
+INSTALL_VARS = DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" BINDIR="$(BINDIR)" \
+               MODULEDIR="$(MODULEDIR)" MODAVAILDIR="$(MODAVAILDIR)" \
+               UNITDIR="$(UNITDIR)" SYSCONFDIR="$(SYSCONFDIR)" \
+               DATADIR="$(DATADIR)" DOCDIR="$(DOCDIR)" BUILD="$(BUILD)"
+
+install: all
+	@$(INSTALL_VARS) scripts/install.sh install
+
+uninstall:
+	@$(INSTALL_VARS) scripts/install.sh uninstall
 
 run: deps all
 	@scripts/run.sh
