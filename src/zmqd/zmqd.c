@@ -25,6 +25,8 @@
  *   zmqd_startup.c    startup services, and the cluster membership that
  *                     tells a cluster start ("first" ones) from a join
  *   zmqd_log.c        the log and the clock
+ *   zmqd_stomp*.c     stomp_channel objects: a STOMP 1.2 client and its
+ *                     consumers (zmqd_stomp_channel.c says how)
  */
 
 #include <errno.h>
@@ -634,6 +636,8 @@ zmqd_apply(zmqd_ctx_t *ctx, zgw_config_t *cfg)
 
     /* publishing connections whose definition changed start over */
     zmqd_publishers_apply(&ctx->publishers, cfg);
+
+    zmqd_stomp_channels_apply(cfg, &started, &restarted, &stopped);
 
     zgw_config_free(ctx->cfg);
     ctx->cfg = cfg;
@@ -2036,6 +2040,10 @@ main(int argc, char **argv)
             }
         }
 
+        zmqd_env(&ctx, &senv);
+        busy |= zmqd_stomp_channels_poll(&senv, ctx.max_hold, ctx.verbose,
+                                         busy ? 0 : 20, &zmqd_stop);
+
         /* after the configuration loaded and the connections made */
         if (!startup_done && !zmqd_stop
             && (zmqd_all_connected(&ctx) || zmqd_now() >= startup_due))
@@ -2073,6 +2081,8 @@ main(int argc, char **argv)
     for (i = 0; i < ctx.nconsumers; i++) {
         zmqd_consumer_free(ctx.consumers[i]);
     }
+
+    zmqd_stomp_channels_close();
 
     zmqd_cluster_leave(&ctx.cluster);
 

@@ -329,6 +329,25 @@ void zmqd_startup_run(const zmqd_env_t *env, const zmqd_cluster_t *cluster,
     const volatile sig_atomic_t *stop);
 
 /*
+ * stomp_channel objects (zmqd_stomp_channel.c): one STOMP connection each,
+ * their messages into their services, retries held unacked, then the
+ * dead-letter destination.
+ */
+
+/* starts, restarts and stops channels as cfg says (counted) */
+void zmqd_stomp_channels_apply(const zgw_config_t *cfg, int *started,
+    int *restarted, int *stopped);
+/*
+ * Connects what is due, runs due retries, handles the frames that came;
+ * when none came waits up to wait_ms for one. 1 when a channel is
+ * connected (it waited), else 0.
+ */
+int zmqd_stomp_channels_poll(const zmqd_env_t *env, int max_hold,
+    int verbose, int wait_ms, const volatile sig_atomic_t *stop);
+/* every connection closed (DISCONNECT), retries dropped (redelivered) */
+void zmqd_stomp_channels_close(void);
+
+/*
  * Replies and invocations (zmqd_invoke.c), the parts that need no loop.
  */
 

@@ -1,0 +1,969 @@
+/*
+ * zmqd: stomp_channel objects consumed into services (issue 16).
+ *
+ * One STOMP connection per active stomp_channel (of an active stomp_def
+ * without tls), one SUBSCRIBE on it with ack:client-individual and the
+ * channel's prefetch (activemq.prefetchSize for ActiveMQ, prefetch-count
+ * for RabbitMQ; each broker ignores the other's), confirmed by a receipt.
+ *
+ * Each MESSAGE becomes a zmqd_msg_t for the channel's service, its STOMP
+ * headers mapped to AMQP properties (zmqd_stomp_props). It is ACKed
+ * after the service succeeded. A failure is retried per the channel's
+ * retry policy: the message stays unacked, held in a heap by due time,
+ * while other messages go on. Then it is SENT to the dead-letter
+ * destination (dead_letter, else "<destination>.dead") with x-zmq-error,
+ * x-zmq-attempts and x-zmq-channel, persistent, with a receipt; only after
+ * the RECEIPT is the message ACKed.
+ *
+ * Nothing is lost: when the dead letter cannot be sent (an ERROR, no
+ * RECEIPT in time, a broken connection), the connection is closed with the
+ * message unacked and opened again, and the broker delivers the message
+ * again. zmqd never NACKs: ActiveMQ 5.17 moves a NACKed persistent message
+ * straight to ActiveMQ.DLQ (and drops a non-persistent one), which would
+ * bypass the retries and the channel's dead-letter destination.
+ */
+
+#include <math.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "zmqd.h"
+#include "zmqd_stomp_client.h"
+
+
+#define ZMQD_SCH_MAX         256
+#define ZMQD_SCH_BURST       64        /* frames per channel per turn */
+#define ZMQD_SCH_SUB_ID      "0"
+#define ZMQD_SCH_TEXT_TYPE   "text/plain; charset=utf-8"
+
+
+typedef struct {
+    char            *name;
+    char            *fingerprint;   /* channel and definition */
+    zmqd_stomp_t    *conn;
+    double           next_attempt;
+    double           backoff;
+    int              next_host;
+    int              seen;
+    int              use_jms;
+    int              nretries;
+} zmqd_sch_t;
+
+
+/* a message held unacked for a retry */
+typedef struct {
+    zmqd_sch_t          *ch;
+    zmqd_stomp_frame_t   f;
+    int                  attempts;
+    double               since;
+} zmqd_sretry_t;
+
+
+/* a message's properties, pointing into its frame */
+typedef struct {
+    amqp_basic_properties_t   props;
+    amqp_table_entry_t       *entries;
+    char                      expiration[24];
+} zmqd_sprops_t;
+
+
+static zmqd_sch_t    *zmqd_schs[ZMQD_SCH_MAX];
+static int            zmqd_nschs;
+static zmqd_heap_t    zmqd_sretries;
+
+
+static void
+zmqd_sretry_free(zmqd_sretry_t *r)
+{
+    zmqd_stomp_frame_free(&r->f);
+    free(r);
+}
+
+
+static int
+zmqd_sretry_keep(void *item, void *arg)
+{
+    zmqd_sretry_t  *r = item;
+
+    if (r->ch == arg) {
+        /* still unacked: the broker delivers it again */
+        r->ch->nretries--;
+        zmqd_sretry_free(r);
+        return 0;
+    }
+
+    return 1;
+}
+
+
+static void
+zmqd_sch_down(zmqd_sch_t *ch, const char *why, int graceful)
+{
+    zmqd_heap_filter(&zmqd_sretries, zmqd_sretry_keep, ch);
+
+    if (ch->conn != NULL) {
+        if (why != NULL) {
+            zmqd_log("warn", "stomp_channel '%s': connection to %s lost: %s; "
+                     "reconnecting in %.1f s (unacked messages are "
+                     "delivered again)", ch->name,
+                     zmqd_stomp_peer(ch->conn), why, ch->backoff);
+        }
+        zmqd_stomp_close(ch->conn, graceful);
+        ch->conn = NULL;
+    }
+
+    ch->next_attempt = zmqd_now() + ch->backoff;
+    ch->backoff = fmin(ch->backoff * 2, 10.0);
+}
+
+
+static void
+zmqd_sch_free(zmqd_sch_t *ch)
+{
+    free(ch->name);
+    free(ch->fingerprint);
+    free(ch);
+}
+
+
+/* ------------------------------------------------------- configuration */
+
+
+static char *
+zmqd_sch_fingerprint(const json_t *ch, const json_t *def)
+{
+    char    *a, *b, *out;
+    size_t   len;
+
+    a = zgw_object_dump(ZGW_KIND_STOMP_CHANNEL, ch);
+    b = zgw_object_dump(ZGW_KIND_STOMP_DEF, def);
+    out = NULL;
+
+    if (a != NULL && b != NULL) {
+        len = strlen(a) + strlen(b) + 2;
+        out = malloc(len);
+        if (out != NULL) {
+            snprintf(out, len, "%s|%s", a, b);
+        }
+    }
+
+    free(a);
+    free(b);
+    return out;
+}
+
+
+void
+zmqd_stomp_channels_apply(const zgw_config_t *cfg, int *started,
+    int *restarted, int *stopped)
+{
+    int          i;
+    char        *fp;
+    json_t      *obj, *def;
+    zmqd_sch_t  *ch;
+    const char  *name;
+
+    for (i = 0; i < zmqd_nschs; i++) {
+        zmqd_schs[i]->seen = 0;
+    }
+
+    json_object_foreach(cfg->objs[ZGW_KIND_STOMP_CHANNEL], name, obj) {
+        def = zgw_config_get(cfg, ZGW_KIND_STOMP_DEF,
+                             json_string_value(json_object_get(obj, "def")));
+
+        if (!json_is_true(json_object_get(obj, "is_active"))
+            || !json_is_true(json_object_get(def, "is_active")))
+        {
+            continue;
+        }
+
+        if (json_is_true(json_object_get(def, "tls"))) {
+            zmqd_log("warn", "stomp_channel '%s': not consumed: its "
+                     "stomp_def has tls, which is not built yet", name);
+            continue;
+        }
+
+        fp = zmqd_sch_fingerprint(obj, def);
+        if (fp == NULL) {
+            zmqd_log("error", "stomp_channel '%s': not started: out of "
+                     "memory", name);
+            continue;
+        }
+
+        for (i = 0; i < zmqd_nschs; i++) {
+            if (strcmp(zmqd_schs[i]->name, name) == 0) {
+                break;
+            }
+        }
+
+        if (i < zmqd_nschs) {
+            ch = zmqd_schs[i];
+            ch->seen = 1;
+
+            if (strcmp(ch->fingerprint, fp) == 0) {
+                free(fp);
+                continue;
+            }
+
+            /* changed: its unacked messages go back, it starts over */
+            zmqd_sch_down(ch, NULL, 1);
+            free(ch->fingerprint);
+            ch->fingerprint = fp;
+            ch->next_attempt = 0;
+            ch->backoff = 0.1;
+            ch->next_host = 0;
+            ch->use_jms = json_is_true(json_object_get(def, "use_jms"));
+            (*restarted)++;
+            continue;
+        }
+
+        ch = zmqd_nschs == ZMQD_SCH_MAX ? NULL : calloc(1, sizeof(*ch));
+        if (ch == NULL || (ch->name = strdup(name)) == NULL) {
+            zmqd_log("error", "stomp_channel '%s': not started: %s", name,
+                     ch == NULL && zmqd_nschs == ZMQD_SCH_MAX
+                     ? "more than 256 STOMP channels" : "out of memory");
+            free(ch);
+            free(fp);
+            continue;
+        }
+
+        ch->fingerprint = fp;
+        ch->backoff = 0.1;
+        ch->seen = 1;
+        ch->use_jms = json_is_true(json_object_get(def, "use_jms"));
+        zmqd_schs[zmqd_nschs++] = ch;
+        (*started)++;
+    }
+
+    for (i = 0; i < zmqd_nschs; i++) {
+        ch = zmqd_schs[i];
+        if (ch->seen) {
+            continue;
+        }
+
+        zmqd_sch_down(ch, NULL, 1);
+        zmqd_log("info", "stomp_channel '%s': stopped", ch->name);
+        zmqd_sch_free(ch);
+        zmqd_schs[i] = zmqd_schs[--zmqd_nschs];
+        i--;
+        (*stopped)++;
+    }
+}
+
+
+void
+zmqd_stomp_channels_close(void)
+{
+    int  i;
+
+    for (i = 0; i < zmqd_nschs; i++) {
+        zmqd_sch_down(zmqd_schs[i], NULL, 1);
+        zmqd_sch_free(zmqd_schs[i]);
+    }
+    zmqd_nschs = 0;
+
+    zmqd_heap_free(&zmqd_sretries);
+    zmqd_stomp_shutdown();
+}
+
+
+/* ---------------------------------------------------------- properties */
+
+
+/* a decimal number of at most 18 digits, or -1 */
+static long long
+zmqd_sdigits(const char *v)
+{
+    long long  n;
+
+    if (v == NULL || *v == '\0' || strlen(v) > 18) {
+        return -1;
+    }
+
+    for (n = 0; *v != '\0'; v++) {
+        if (*v < '0' || *v > '9') {
+            return -1;
+        }
+        n = n * 10 + (*v - '0');
+    }
+
+    return n;
+}
+
+
+static amqp_bytes_t
+zmqd_sbytes(const char *s)
+{
+    amqp_bytes_t  b;
+
+    b.len = strlen(s);
+    b.bytes = (void *) s;
+    return b;
+}
+
+
+/* what the broker adds to a MESSAGE, and what is mapped to a property */
+static const char  *zmqd_stomp_wire[] = {
+    "destination", "subscription", "ack", "message-id", "content-length",
+    "receipt", "redelivered", "amqp-message-id", "content-type",
+    "content-encoding", "correlation-id", "reply-to", "persistent",
+    "expiration", "type", "timestamp", "app-id", NULL
+};
+
+
+static int
+zmqd_stomp_is(const char *name, const char *const *list)
+{
+    for ( /* void */ ; *list != NULL; list++) {
+        if (strcmp(name, *list) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* a header ActiveMQ's JMS mapping adds (use_jms): not the service's */
+static int
+zmqd_stomp_jms(const char *name)
+{
+    return strncasecmp(name, "JMS", 3) == 0
+           || strcmp(name, "amq-msg-type") == 0 || strcmp(name, "expires") == 0;
+}
+
+
+/*
+ * The STOMP headers of a MESSAGE as AMQP properties (README "STOMP
+ * channels"): message-id (amqp-message-id wins: RabbitMQ's message-id is
+ * its own delivery id), content-type, content-encoding, correlation-id,
+ * reply-to, priority (0-9), persistent (delivery_mode 2, or 1 for
+ * "false"), expiration, type, timestamp (ms when above 10^11, else s),
+ * app-id; every other header but the broker's own is a header of the
+ * message. use_jms: message-id without "ID:", expires (ActiveMQ's absolute
+ * ms; 0 none) as the expiration left from the timestamp, a TextMessage (no
+ * content-length) without content-type is text/plain; charset=utf-8, and
+ * headers beginning with JMS and amq-msg-type are taken out.
+ */
+static int
+zmqd_stomp_props(const zmqd_stomp_frame_t *f, int use_jms, zmqd_sprops_t *sp,
+    char *msgid, size_t idlen)
+{
+    int                       i, j, n, dup;
+    long long                 v, ts, exp;
+    const char               *name, *val, *id;
+    amqp_basic_properties_t  *p;
+
+    memset(sp, 0, sizeof(zmqd_sprops_t));
+    p = &sp->props;
+
+    sp->entries = calloc(f->nheaders ? f->nheaders : 1,
+                         sizeof(amqp_table_entry_t));
+    if (sp->entries == NULL) {
+        return -1;
+    }
+
+    id = zmqd_stomp_get(f, "amqp-message-id");
+    if (id == NULL) {
+        id = zmqd_stomp_get(f, "message-id");
+        if (id != NULL && use_jms && strncmp(id, "ID:", 3) == 0) {
+            id += 3;
+        }
+    }
+    if (id != NULL && *id != '\0') {
+        p->_flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
+        p->message_id = zmqd_sbytes(id);
+        snprintf(msgid, idlen, "%s", id);
+    } else {
+        snprintf(msgid, idlen, "(no message-id)");
+    }
+
+#define ZMQD_SPROP(hname, flag, field)                                       \
+    val = zmqd_stomp_get(f, hname);                                         \
+    if (val != NULL && *val != '\0') {                                      \
+        p->_flags |= flag;                                                  \
+        p->field = zmqd_sbytes(val);                                        \
+    }
+
+    ZMQD_SPROP("content-type", AMQP_BASIC_CONTENT_TYPE_FLAG, content_type);
+    ZMQD_SPROP("content-encoding", AMQP_BASIC_CONTENT_ENCODING_FLAG,
+               content_encoding);
+    ZMQD_SPROP("correlation-id", AMQP_BASIC_CORRELATION_ID_FLAG,
+               correlation_id);
+    ZMQD_SPROP("reply-to", AMQP_BASIC_REPLY_TO_FLAG, reply_to);
+    ZMQD_SPROP("type", AMQP_BASIC_TYPE_FLAG, type);
+    ZMQD_SPROP("app-id", AMQP_BASIC_APP_ID_FLAG, app_id);
+
+#undef ZMQD_SPROP
+
+    if (use_jms && !f->has_length
+        && !(p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG))
+    {
+        p->_flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
+        p->content_type = zmqd_sbytes(ZMQD_SCH_TEXT_TYPE);
+    }
+
+    v = zmqd_sdigits(zmqd_stomp_get(f, "priority"));
+    if (v >= 0 && v <= 9) {
+        p->_flags |= AMQP_BASIC_PRIORITY_FLAG;
+        p->priority = (uint8_t) v;
+    }
+
+    val = zmqd_stomp_get(f, "persistent");
+    if (val != NULL && (strcmp(val, "true") == 0 || strcmp(val, "false") == 0))
+    {
+        p->_flags |= AMQP_BASIC_DELIVERY_MODE_FLAG;
+        p->delivery_mode = val[0] == 't' ? 2 : 1;
+    }
+
+    ts = zmqd_sdigits(zmqd_stomp_get(f, "timestamp"));
+    if (ts > 0) {
+        p->_flags |= AMQP_BASIC_TIMESTAMP_FLAG;
+        p->timestamp = (uint64_t) (ts > 100000000000LL ? ts / 1000 : ts);
+    }
+
+    v = zmqd_sdigits(zmqd_stomp_get(f, "expiration"));
+    if (v >= 0) {
+        snprintf(sp->expiration, sizeof(sp->expiration), "%lld", v);
+    }
+
+    if (use_jms && v < 0) {
+        exp = zmqd_sdigits(zmqd_stomp_get(f, "expires"));
+        if (exp > 0) {
+            if (ts <= 0) {
+                ts = (long long) time(NULL) * 1000;
+            }
+            snprintf(sp->expiration, sizeof(sp->expiration), "%lld",
+                     exp > ts ? exp - ts : 1);
+        }
+    }
+
+    if (sp->expiration[0] != '\0') {
+        p->_flags |= AMQP_BASIC_EXPIRATION_FLAG;
+        p->expiration = zmqd_sbytes(sp->expiration);
+    }
+
+    n = 0;
+
+    for (i = 0; i < f->nheaders; i++) {
+        name = f->headers[i].name;
+
+        if (zmqd_stomp_is(name, zmqd_stomp_wire)
+            || (strcmp(name, "priority") == 0
+                && (p->_flags & AMQP_BASIC_PRIORITY_FLAG))
+            || (use_jms && zmqd_stomp_jms(name)))
+        {
+            continue;
+        }
+
+        /* 1.2: a repeated header is the first one */
+        for (dup = 0, j = 0; j < i && !dup; j++) {
+            dup = strcmp(f->headers[j].name, name) == 0;
+        }
+        if (dup) {
+            continue;
+        }
+
+        sp->entries[n].key = zmqd_sbytes(name);
+        sp->entries[n].value.kind = AMQP_FIELD_KIND_UTF8;
+        sp->entries[n].value.value.bytes = zmqd_sbytes(f->headers[i].value);
+        n++;
+    }
+
+    if (n > 0) {
+        p->_flags |= AMQP_BASIC_HEADERS_FLAG;
+        p->headers.num_entries = n;
+        p->headers.entries = sp->entries;
+    }
+
+    return 0;
+}
+
+
+/* ------------------------------------------------------------ messages */
+
+
+static const json_t *
+zmqd_sch_obj(const zmqd_env_t *env, zmqd_sch_t *ch)
+{
+    return zgw_config_get(env->cfg, ZGW_KIND_STOMP_CHANNEL, ch->name);
+}
+
+
+static void
+zmqd_sch_ack(zmqd_sch_t *ch, const zmqd_stomp_frame_t *f)
+{
+    char               err[512];
+    const char        *id;
+    zmqd_stomp_out_t   o;
+
+    id = zmqd_stomp_get(f, "ack");
+    if (id == NULL) {
+        id = zmqd_stomp_get(f, "message-id");
+    }
+
+    memset(&o, 0, sizeof(o));
+    zmqd_stomp_out_command(&o, "ACK");
+    zmqd_stomp_out_header(&o, "id", id, 0);
+    zmqd_stomp_out_body(&o, "", 0, 0);
+
+    if (zmqd_stomp_send_out(ch->conn, &o, err, sizeof(err)) != 0) {
+        /* unacked: delivered again after the reconnect (at least once) */
+        zmqd_log("warn", "stomp_channel '%s': cannot ACK: %s", ch->name,
+                 err);
+    }
+
+    zmqd_stomp_out_free(&o);
+}
+
+
+/* headers not copied to a dead letter (replaced, or the broker's own) */
+static const char  *zmqd_stomp_dl_skip[] = {
+    "destination", "subscription", "ack", "message-id", "content-length",
+    "receipt", "redelivered", "persistent", "expires", "expiration",
+    "user-id", "transaction", "x-zmq-error", "x-zmq-attempts",
+    "x-zmq-channel", "amq-msg-type", NULL
+};
+
+
+/* SENDs the message to the dead-letter destination; 0 after its RECEIPT */
+static int
+zmqd_sch_dead_letter(zmqd_sch_t *ch, const json_t *obj,
+    const zmqd_stomp_frame_t *f, const char *dest, int attempts,
+    const char *error, char *err, size_t errlen)
+{
+    int                i, rc;
+    char               id[64], n[16];
+    const char        *v;
+    zmqd_stomp_out_t   o;
+
+    zmqd_stomp_receipt_id(ch->conn, "dl", id, sizeof(id));
+    snprintf(n, sizeof(n), "%d", attempts);
+
+    memset(&o, 0, sizeof(o));
+    zmqd_stomp_out_command(&o, "SEND");
+    zmqd_stomp_out_header(&o, "destination", dest, 0);
+    zmqd_stomp_out_header(&o, "persistent", "true", 0);
+
+    for (i = 0; i < f->nheaders; i++) {
+        if (!zmqd_stomp_is(f->headers[i].name, zmqd_stomp_dl_skip)) {
+            zmqd_stomp_out_header(&o, f->headers[i].name,
+                                  f->headers[i].value, 0);
+        }
+    }
+
+    /* what would expire it, or make the broker refuse it, is kept aside */
+    v = zmqd_stomp_get(f, "message-id");
+    if (v != NULL) {
+        zmqd_stomp_out_header(&o, "x-zmq-original-message-id", v, 0);
+    }
+    v = zmqd_stomp_get(f, "expires");
+    if (v != NULL && strcmp(v, "0") != 0) {
+        zmqd_stomp_out_header(&o, "x-zmq-original-expires", v, 0);
+    }
+    v = zmqd_stomp_get(f, "expiration");
+    if (v != NULL) {
+        zmqd_stomp_out_header(&o, "x-zmq-original-expiration", v, 0);
+    }
+    v = zmqd_stomp_get(f, "user-id");
+    if (v != NULL) {
+        zmqd_stomp_out_header(&o, "x-zmq-original-user-id", v, 0);
+    }
+
+    zmqd_stomp_out_header(&o, "x-zmq-error", error, 0);
+    zmqd_stomp_out_header(&o, "x-zmq-attempts", n, 0);
+    zmqd_stomp_out_header(&o, "x-zmq-channel", ch->name, 0);
+
+    /* ActiveMQ: a TextMessage stays one (no content-length was given) */
+    if (ch->use_jms) {
+        zmqd_stomp_out_header(&o, "amq-msg-type",
+                              f->has_length ? "bytes" : "text", 0);
+    }
+
+    zmqd_stomp_out_header(&o, "receipt", id, 0);
+    zmqd_stomp_out_body(&o, f->body, f->len, 1);
+
+    (void) obj;
+    rc = zmqd_stomp_request(ch->conn, &o, id, err, errlen);
+    zmqd_stomp_out_free(&o);
+    return rc;
+}
+
+
+static double
+zmqd_sch_delay(const json_t *retry, int attempts)
+{
+    double  initial, mult, max, d;
+
+    initial = (double) json_integer_value(json_object_get(retry,
+                                                          "initial_delay"));
+    mult = json_number_value(json_object_get(retry, "multiplier"));
+    max = (double) json_integer_value(json_object_get(retry, "max_delay"));
+
+    d = initial * pow(mult, attempts - 1);
+    return fmin(d, max) / 1000.0;
+}
+
+
+/*
+ * A failed attempt: held for a retry (returns 1: the frame is taken), or
+ * dead-lettered and ACKed; or, when the dead letter cannot go, the
+ * connection is dropped with the message unacked (returns 0; the broker
+ * delivers it again).
+ */
+static int
+zmqd_sch_failed(const zmqd_env_t *env, int max_hold, zmqd_sch_t *ch,
+    const json_t *obj, zmqd_stomp_frame_t *f, const char *msgid,
+    int attempts, double since, const char *error, int final)
+{
+    int             max;
+    char            why[1400], err[1024], dest[1100];
+    double          delay;
+    json_t         *retry;
+    const char     *dl;
+    zmqd_sretry_t  *r;
+
+    (void) env;
+
+    retry = json_object_get(obj, "retry");
+    max = retry ? (int) json_integer_value(json_object_get(retry,
+                                                           "attempts"))
+                : 3;
+    delay = retry ? zmqd_sch_delay(retry, attempts) : 1.0 * attempts;
+
+    if (!final && attempts <= max && zmqd_now() + delay - since > max_hold) {
+        snprintf(why, sizeof(why), "%s (not retried: a retry in %.1f s "
+                 "would keep the message unacked for more than %d s, "
+                 "--max-hold)", error, delay, max_hold);
+        error = why;
+        final = 1;
+    }
+
+    if (!final && attempts <= max) {
+        r = calloc(1, sizeof(zmqd_sretry_t));
+        if (r != NULL) {
+            r->ch = ch;
+            r->f = *f;
+            r->attempts = attempts;
+            r->since = since;
+
+            if (zmqd_heap_push(&zmqd_sretries, zmqd_now() + delay, r) == 0) {
+                ch->nretries++;
+                zmqd_log("warn", "stomp_channel '%s': message '%s' failed "
+                         "(attempt %d): %s; retrying in %.2f s", ch->name,
+                         msgid, attempts, error, delay);
+                return 1;
+            }
+            free(r);
+        }
+
+        /* cannot hold it: it is delivered again after a reconnect */
+        zmqd_log("error", "stomp_channel '%s': message '%s': out of memory "
+                 "for a retry", ch->name, msgid);
+        zmqd_sch_down(ch, "out of memory for a retry", 0);
+        return 0;
+    }
+
+    dl = json_string_value(json_object_get(obj, "dead_letter"));
+    if (dl != NULL) {
+        snprintf(dest, sizeof(dest), "%s", dl);
+    } else {
+        snprintf(dest, sizeof(dest), "%s.dead",
+                 json_string_value(json_object_get(obj, "destination")));
+    }
+
+    if (zmqd_sch_dead_letter(ch, obj, f, dest, attempts, error, err,
+                             sizeof(err))
+        != 0)
+    {
+        zmqd_log("error", "stomp_channel '%s': message '%s' could not be "
+                 "dead-lettered to '%s' (%s); left unacked, reconnecting "
+                 "so that the broker delivers it again", ch->name, msgid,
+                 dest, err);
+        zmqd_sch_down(ch, err, 0);
+        return 0;
+    }
+
+    zmqd_sch_ack(ch, f);
+    zmqd_log("error", "stomp_channel '%s': message '%s' dead-lettered to "
+             "'%s' after %d attempt(s): %s", ch->name, msgid, dest,
+             attempts, error);
+    return 0;
+}
+
+
+/* one attempt; 1 when the frame was kept for a retry */
+static int
+zmqd_sch_attempt(const zmqd_env_t *env, int max_hold, int verbose,
+    zmqd_sch_t *ch, zmqd_stomp_frame_t *f, int attempts, double since)
+{
+    int             rc;
+    char            err[1024], msgid[256];
+    amqp_bytes_t    body;
+    const json_t   *obj;
+    const char     *service;
+    zmqd_msg_t      msg;
+    zmqd_sprops_t   sp;
+
+    obj = zmqd_sch_obj(env, ch);
+    body.bytes = f->body;
+    body.len = f->len;
+
+    if (zmqd_stomp_props(f, ch->use_jms, &sp, msgid, sizeof(msgid)) != 0) {
+        free(sp.entries);
+        return zmqd_sch_failed(env, max_hold, ch, obj, f, "(unknown)",
+                               attempts, since, "out of memory", 0);
+    }
+
+    if (zmqd_format_check(json_string_value(json_object_get(obj,
+                                                            "data_format")),
+                          &body, err, sizeof(err))
+        != 0)
+    {
+        /* a bad document stays bad: no retries */
+        free(sp.entries);
+        return zmqd_sch_failed(env, max_hold, ch, obj, f, msgid, attempts,
+                               since, err, 1);
+    }
+
+    memset(&msg, 0, sizeof(msg));
+    msg.channel = ch->name;
+    msg.body = &body;
+    msg.props = &sp.props;
+    snprintf(msg.message_id, sizeof(msg.message_id), "%s", msgid);
+
+    service = json_string_value(json_object_get(obj, "service"));
+    rc = zmqd_service_call(env, service, &msg, NULL, err, sizeof(err));
+    free(sp.entries);
+
+    if (rc != 0) {
+        return zmqd_sch_failed(env, max_hold, ch, obj, f, msgid, attempts,
+                               since, err, rc == ZMQD_PERMANENT);
+    }
+
+    zmqd_sch_ack(ch, f);
+
+    if (verbose) {
+        zmqd_log("info", "stomp_channel '%s': message '%s' done by service "
+                 "'%s'%s", ch->name, msgid, service,
+                 attempts > 1 ? " after a retry" : "");
+    }
+
+    return 0;
+}
+
+
+/* ----------------------------------------------------------- the loop */
+
+
+static void
+zmqd_sch_connect(const zmqd_env_t *env, zmqd_sch_t *ch)
+{
+    char               err[2048], prefetch[16], id[64];
+    const json_t      *obj, *def;
+    const char        *dest;
+    zmqd_stomp_out_t   o;
+
+    obj = zmqd_sch_obj(env, ch);
+    def = zgw_config_get(env->cfg, ZGW_KIND_STOMP_DEF,
+                         json_string_value(json_object_get(obj, "def")));
+    if (obj == NULL || def == NULL) {
+        ch->next_attempt = zmqd_now() + 1;
+        return;
+    }
+
+    ch->conn = zmqd_stomp_open(def, env->key, &ch->next_host, err,
+                               sizeof(err));
+    if (ch->conn == NULL) {
+        zmqd_log("warn", "stomp_channel '%s': %s; retrying in %.1f s",
+                 ch->name, err, ch->backoff);
+        ch->next_attempt = zmqd_now() + ch->backoff;
+        ch->backoff = fmin(ch->backoff * 2, 10.0);
+        return;
+    }
+
+    dest = json_string_value(json_object_get(obj, "destination"));
+    snprintf(prefetch, sizeof(prefetch), "%lld",
+             (long long) json_integer_value(json_object_get(obj,
+                                                            "prefetch")));
+    zmqd_stomp_receipt_id(ch->conn, "sub", id, sizeof(id));
+
+    memset(&o, 0, sizeof(o));
+    zmqd_stomp_out_command(&o, "SUBSCRIBE");
+    zmqd_stomp_out_header(&o, "id", ZMQD_SCH_SUB_ID, 0);
+    zmqd_stomp_out_header(&o, "destination", dest, 0);
+    zmqd_stomp_out_header(&o, "ack", "client-individual", 0);
+    zmqd_stomp_out_header(&o, "activemq.prefetchSize", prefetch, 0);
+    zmqd_stomp_out_header(&o, "prefetch-count", prefetch, 0);
+    zmqd_stomp_out_header(&o, "receipt", id, 0);
+    zmqd_stomp_out_body(&o, "", 0, 0);
+
+    if (zmqd_stomp_request(ch->conn, &o, id, err, sizeof(err)) != 0) {
+        zmqd_stomp_out_free(&o);
+        zmqd_log("error", "stomp_channel '%s': cannot subscribe to '%s' on "
+                 "%s: %s; retrying in %.1f s", ch->name, dest,
+                 zmqd_stomp_peer(ch->conn), err, ch->backoff);
+        zmqd_sch_down(ch, NULL, 0);
+        return;
+    }
+
+    zmqd_stomp_out_free(&o);
+    ch->backoff = 0.1;
+    zmqd_log("info", "stomp_channel '%s': consuming '%s' on %s (%s), "
+             "prefetch %s", ch->name, dest, zmqd_stomp_peer(ch->conn),
+             zmqd_stomp_server(ch->conn)[0] ? zmqd_stomp_server(ch->conn)
+                                            : "STOMP 1.2", prefetch);
+}
+
+
+/* one frame read on a channel's connection */
+static void
+zmqd_sch_frame(const zmqd_env_t *env, int max_hold, int verbose,
+    zmqd_sch_t *ch, zmqd_stomp_frame_t *f)
+{
+    char         why[700];
+    const char  *sub, *m;
+
+    if (strcmp(f->command, "MESSAGE") == 0) {
+        sub = zmqd_stomp_get(f, "subscription");
+
+        if ((sub != NULL && strcmp(sub, ZMQD_SCH_SUB_ID) != 0)
+            || (zmqd_stomp_get(f, "ack") == NULL
+                && zmqd_stomp_get(f, "message-id") == NULL))
+        {
+            zmqd_stomp_frame_free(f);
+            zmqd_sch_down(ch, "a MESSAGE of another subscription, or "
+                          "without ack and message-id", 0);
+            return;
+        }
+
+        if (zmqd_sch_attempt(env, max_hold, verbose, ch, f, 1, zmqd_now())
+            == 0)
+        {
+            zmqd_stomp_frame_free(f);
+        }
+        return;
+    }
+
+    if (strcmp(f->command, "ERROR") == 0) {
+        m = zmqd_stomp_get(f, "message");
+        snprintf(why, sizeof(why), "ERROR frame: %.300s%s%.300s",
+                 m ? m : "(no message header)", f->len ? ": " : "",
+                 f->len ? f->body : "");
+        zmqd_stomp_frame_free(f);
+        zmqd_sch_down(ch, why, 0);
+        return;
+    }
+
+    /* a late RECEIPT, or a frame a consumer has no use for */
+    zmqd_stomp_frame_free(f);
+}
+
+
+static void
+zmqd_sch_run_retries(const zmqd_env_t *env, int max_hold, int verbose)
+{
+    zmqd_sretry_t  *r;
+
+    while ((r = zmqd_heap_pop_due(&zmqd_sretries, zmqd_now())) != NULL) {
+        r->ch->nretries--;
+
+        if (r->ch->conn == NULL
+            || zmqd_sch_attempt(env, max_hold, verbose, r->ch, &r->f,
+                                r->attempts + 1, r->since)
+               == 0)
+        {
+            zmqd_stomp_frame_free(&r->f);
+        }
+
+        free(r);
+    }
+}
+
+
+int
+zmqd_stomp_channels_poll(const zmqd_env_t *env, int max_hold, int verbose,
+    int wait_ms, const volatile sig_atomic_t *stop)
+{
+    int                  i, k, n, rc, got, nfds, ms;
+    char                 err[1024];
+    double               now;
+    zmqd_sch_t          *ch;
+    struct pollfd        fds[ZMQD_SCH_MAX];
+    zmqd_stomp_frame_t   f;
+
+    if (zmqd_nschs == 0) {
+        return 0;
+    }
+
+    zmqd_sch_run_retries(env, max_hold, verbose);
+
+    got = 0;
+    n = 0;
+
+    for (i = 0; i < zmqd_nschs && !*stop; i++) {
+        ch = zmqd_schs[i];
+
+        if (ch->conn == NULL) {
+            if (zmqd_now() < ch->next_attempt) {
+                continue;
+            }
+            zmqd_sch_connect(env, ch);
+            if (ch->conn == NULL) {
+                continue;
+            }
+        }
+
+        n++;
+
+        for (k = 0; k < ZMQD_SCH_BURST && ch->conn != NULL && !*stop; k++) {
+            rc = zmqd_stomp_read(ch->conn, &f, 0, err, sizeof(err));
+            if (rc < 0) {
+                zmqd_sch_down(ch, err, 0);
+                break;
+            }
+            if (rc == 0) {
+                break;
+            }
+            got = 1;
+            zmqd_sch_frame(env, max_hold, verbose, ch, &f);
+        }
+
+        if (ch->conn != NULL && zmqd_stomp_broken(ch->conn)) {
+            zmqd_sch_down(ch, "the heart-beat thread could not write", 0);
+        }
+    }
+
+    if (got || n == 0 || wait_ms <= 0 || *stop) {
+        return n > 0;
+    }
+
+    /* nothing came: wait for the sockets, or the next retry */
+    nfds = 0;
+    for (i = 0; i < zmqd_nschs; i++) {
+        if (zmqd_schs[i]->conn != NULL) {
+            if (zmqd_stomp_pending(zmqd_schs[i]->conn)) {
+                return 1;
+            }
+            fds[nfds].fd = zmqd_stomp_fd(zmqd_schs[i]->conn);
+            fds[nfds].events = POLLIN;
+            nfds++;
+        }
+    }
+
+    ms = wait_ms;
+    if (zmqd_sretries.n > 0) {
+        now = zmqd_now();
+        if (zmqd_sretries.a[0].due - now < ms / 1000.0) {
+            ms = zmqd_sretries.a[0].due <= now
+                 ? 0 : (int) ((zmqd_sretries.a[0].due - now) * 1000) + 1;
+        }
+    }
+
+    (void) poll(fds, (nfds_t) nfds, ms);
+    return 1;
+}
