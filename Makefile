@@ -35,6 +35,7 @@ MODULE_SRCS := config $(wildcard ngx_zmq_module/*.c ngx_zmq_module/*.h) \
 UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/t/%,$(wildcard t/unit/test_*.c))
 
 .PHONY: all module tools deps deps-test run stop test unit integration browser \
+        bench-stomp \
         asan clean asan-nginx fuzz fuzz-build fuzz-test bench \
         openapi-validator install uninstall
 
@@ -152,12 +153,32 @@ $(BUILD)/bench/consume_raw: bench/consume_raw.c
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) $(WARN) $< -o $@ -lrabbitmq
 
+$(BUILD)/bench/rpc_raw: bench/rpc_raw.c
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) $(WARN) $< -o $@ -lrabbitmq
+
+$(BUILD)/bench/rpc_responder: bench/rpc_responder.c
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) $(WARN) $< -o $@ -lrabbitmq
+
+$(BUILD)/bench/stomp_raw: bench/stomp_raw.c
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) $(WARN) $< -o $@
+
 # speed goals: each prints ratios against baselines measured in the same run
-bench: all $(BUILD)/bench/publish_raw $(BUILD)/bench/consume_raw
+bench: all $(BUILD)/bench/publish_raw $(BUILD)/bench/consume_raw \
+       $(BUILD)/bench/rpc_raw $(BUILD)/bench/rpc_responder \
+       $(BUILD)/bench/stomp_raw
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/publish.py
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/reconfig.py
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/consume.py
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/security.py
+	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/rpc.py
+	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/stomp.py
+
+# the STOMP one alone (ActiveMQ: make deps-test)
+bench-stomp: all $(BUILD)/bench/stomp_raw
+	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/stomp.py
 
 # the module built with AddressSanitizer, loaded into Debian's nginx with
 # the ASan runtime preloaded, under the NGINX integration tests
@@ -177,7 +198,7 @@ asan-nginx: all
 	    t/test_redis_auth.py t/test_use_jms.py \
 	    $(wildcard t/test_security*.py) \
 	    $(wildcard t/test_admin*.py) $(wildcard t/test_rpc*.py) \
-	    t/test_page.py t/test_stomp_gateway.py
+	    t/test_page.py t/test_stomp_gateway.py t/test_stomp_activemq.py
 
 # ------------------------------------------------------------------ fuzzing
 # libFuzzer targets (t/fuzz/fuzz_*.c) with ASan and UBSan. Those on
