@@ -80,7 +80,10 @@ typedef struct {
     long long                   per_page;
     long long                   orphans;
     long long                   fetched_from;  /* offset of items */
-    json_t                     *items;         /* the range read */
+    ngx_str_t                  *items;         /* the range read, each
+                                                  item's JSON text, in the
+                                                  request's pool */
+    size_t                      nitems;
     ngx_uint_t                  status;        /* an error to answer */
     const char                 *code;
     const char                 *message;
@@ -119,7 +122,13 @@ static void ngx_http_zmq_page_finish(ngx_zmq_redis_t *rd,
     ngx_http_zmq_page_req_t *h);
 static ngx_int_t ngx_http_zmq_page_answer(ngx_http_request_t *r,
     ngx_http_zmq_page_req_t *h);
-static json_t *ngx_http_zmq_page_item(const char *s, size_t len);
+static u_char *ngx_http_zmq_page_json(u_char *p, u_char *end,
+    u_char **stop);
+static ngx_int_t ngx_http_zmq_page_hex4(u_char *p, u_char *end,
+    ngx_uint_t *cp);
+static ngx_int_t ngx_http_zmq_page_finite(u_char *p, size_t len);
+static size_t ngx_http_zmq_page_string(u_char *dst, u_char *s, size_t len);
+static u_char *ngx_http_zmq_page_real(u_char *p, double d);
 static ngx_flag_t ngx_http_zmq_page_utf8(u_char *p, size_t n);
 static void ngx_http_zmq_page_cleanup(void *data);
 static void ngx_http_zmq_page_free(ngx_http_zmq_page_req_t *h);
@@ -1060,11 +1069,14 @@ static void
 ngx_http_zmq_page_range_done(ngx_zmq_redis_t *rd, redisReply *reply,
     void *data)
 {
-    size_t                    i, n, step;
-    json_t                   *items, *item, *pair, *score;
+    u_char                   *buf, *p, *start;
+    size_t                    n, k, step, size;
     double                    d;
+    ngx_str_t                *items;
     redisReply               *e, *s;
+    ngx_http_request_t       *r;
     ngx_http_zmq_page_req_t  *h = data;
+    u_char                    score[64];
 
     h->pending--;
 
@@ -1079,6 +1091,7 @@ ngx_http_zmq_page_range_done(ngx_zmq_redis_t *rd, redisReply *reply,
         goto done;
     }
 
+    r = h->request;
     step = h->withscores ? 2 : 1;
 
     /* untrusted: an array of at most the items asked for, strings only */
@@ -1091,76 +1104,105 @@ ngx_http_zmq_page_range_done(ngx_zmq_redis_t *rd, redisReply *reply,
         goto done;
     }
 
-    items = json_array();
+    n = reply->elements / step;
+
+    items = ngx_palloc(r->pool, (n ? n : 1) * sizeof(ngx_str_t));
     if (items == NULL) {
         goto nomem;
     }
 
-    n = reply->elements;
+    /*
+     * Each item's JSON text, in two passes over the reply: the sizes (an
+     * item that is JSON is only checked, and copied as it is), then the
+     * text, in one buffer of the request's pool.
+     */
 
-    for (i = 0; i < n; i += step) {
-        e = reply->element[i];
+    size = 0;
+
+    for (k = 0; k < n; k++) {
+        e = reply->element[k * step];
 
         if (e == NULL || e->type != REDIS_REPLY_STRING) {
-            json_decref(items);
             ngx_http_zmq_page_fail(h, e != NULL ? e : reply);
             goto done;
         }
 
-        item = ngx_http_zmq_page_item(e->str, e->len);
-        if (item == NULL) {
-            json_decref(items);
-            goto nomem;
-        }
+        /* data: the JSON value within the item, or NULL: a string */
+        items[k].data = ngx_http_zmq_page_json((u_char *) e->str,
+                                               (u_char *) e->str + e->len,
+                                               &p);
+        items[k].len = items[k].data != NULL
+                       ? (size_t) (p - items[k].data)
+                       : ngx_http_zmq_page_string(NULL, (u_char *) e->str,
+                                                  e->len);
+        size += items[k].len;
 
         if (step == 2) {
-            s = reply->element[i + 1];
+            s = reply->element[k * step + 1];
             d = NAN;
 
             if (s != NULL && s->type == REDIS_REPLY_STRING && s->len > 0
                 && s->len < 64)
             {
-                u_char  buf[64];
-                char   *end;
+                char  *end;
 
-                ngx_memcpy(buf, s->str, s->len);
-                buf[s->len] = '\0';
-                d = strtod((char *) buf, &end);
-                if (end != (char *) buf + s->len) {
+                ngx_memcpy(score, s->str, s->len);
+                score[s->len] = '\0';
+                d = strtod((char *) score, &end);
+                if (end != (char *) score + s->len) {
                     d = NAN;
                 }
             }
 
             if (isnan(d)) {
-                json_decref(item);
-                json_decref(items);
                 ngx_http_zmq_page_fail(h, s != NULL ? s : reply);
                 goto done;
             }
 
-            score = isinf(d) ? json_string(d > 0 ? "inf" : "-inf")
-                             : json_real(d);
-            pair = json_object();
-
-            if (score == NULL || pair == NULL
-                || json_object_set_new(pair, "member", item) != 0
-                || json_object_set_new(pair, "score", score) != 0)
-            {
-                json_decref(pair);
-                json_decref(items);
-                goto nomem;
-            }
-
-            item = pair;
-        }
-
-        if (json_array_append_new(items, item) != 0) {
-            json_decref(items);
-            goto nomem;
+            /* {"member":,"score":} and a real of at most 32 bytes */
+            size += sizeof("{\"member\":,\"score\":}") - 1 + 32;
         }
     }
 
+    buf = ngx_pnalloc(r->pool, size ? size : 1);
+    if (buf == NULL) {
+        goto nomem;
+    }
+
+    p = buf;
+
+    for (k = 0; k < n; k++) {
+        e = reply->element[k * step];
+        start = p;
+
+        if (step == 2) {
+            p = ngx_cpymem(p, "{\"member\":", sizeof("{\"member\":") - 1);
+        }
+
+        if (items[k].data != NULL) {
+            p = ngx_cpymem(p, items[k].data, items[k].len);
+
+        } else {
+            p += ngx_http_zmq_page_string(p, (u_char *) e->str, e->len);
+        }
+
+        if (step == 2) {
+            s = reply->element[k * step + 1];
+            ngx_memcpy(score, s->str, s->len);
+            score[s->len] = '\0';
+            d = strtod((char *) score, NULL);
+
+            p = ngx_cpymem(p, ",\"score\":", sizeof(",\"score\":") - 1);
+            p = ngx_http_zmq_page_real(p, d);
+            *p++ = '}';
+        }
+
+        items[k].data = start;
+        items[k].len = p - start;
+    }
+
     h->items = items;
+    h->nitems = n;
     goto done;
 
 nomem:
@@ -1270,8 +1312,8 @@ ngx_http_zmq_page_finish(ngx_zmq_redis_t *rd, ngx_http_zmq_page_req_t *h)
 static ngx_int_t
 ngx_http_zmq_page_answer(ngx_http_request_t *r, ngx_http_zmq_page_req_t *h)
 {
-    json_t     *doc, *items;
-    size_t      skip, n;
+    u_char     *body, *p;
+    size_t      len, skip, n, k, keep;
     long long   count, number, pages, hits, bottom, top, start, end;
 
     count = h->count;
@@ -1298,108 +1340,607 @@ ngx_http_zmq_page_answer(ngx_http_request_t *r, ngx_http_zmq_page_req_t *h)
 
     /* the items read from fetched_from on: keep [bottom, top) */
 
-    items = json_array();
-    if (items == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    skip = 0;
+    keep = 0;
 
     if (h->items != NULL && top > bottom && bottom >= h->fetched_from) {
         skip = (size_t) (bottom - h->fetched_from);
 
-        for (n = skip; n < json_array_size(h->items)
-                       && (long long) (n - skip) < top - bottom; n++)
-        {
-            json_array_append(items, json_array_get(h->items, n));
+        if (skip < h->nitems) {
+            keep = ngx_min(h->nitems - skip, (size_t) (top - bottom));
         }
     }
 
     start = count == 0 ? 0 : h->per_page * (number - 1) + 1;
     end = number == pages ? count : number * h->per_page;
 
-    doc = json_pack("{sIsIsIsIsbsbsIsIso}",
-                    "count", (json_int_t) count,
-                    "num_pages", (json_int_t) pages,
-                    "number", (json_int_t) number,
-                    "per_page", (json_int_t) h->per_page,
-                    "has_next", number < pages,
-                    "has_previous", number > 1,
-                    "start_index", (json_int_t) start,
-                    "end_index", (json_int_t) end,
-                    "object_list", items);
-    if (doc == NULL) {
+    /*
+     * The answer as compact JSON with its keys in order (as
+     * ngx_http_zmq_send_doc() writes a document), and a newline; the items
+     * are JSON texts already
+     */
+
+    len = sizeof("{\"count\":,\"end_index\":,\"has_next\":false,"
+                 "\"has_previous\":false,\"num_pages\":,\"number\":,"
+                 "\"object_list\":[],\"per_page\":,\"start_index\":}\n")
+          + 6 * NGX_INT64_LEN;
+
+    for (k = skip; k < skip + keep; k++) {
+        len += h->items[k].len + 1;
+    }
+
+    body = ngx_pnalloc(r->pool, len);
+    if (body == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_zmq_send_doc(r, NGX_HTTP_OK, doc);
+    p = ngx_sprintf(body, "{\"count\":%L,\"end_index\":%L,\"has_next\":%s,"
+                    "\"has_previous\":%s,\"num_pages\":%L,\"number\":%L,"
+                    "\"object_list\":[",
+                    (int64_t) count, (int64_t) end,
+                    number < pages ? "true" : "false",
+                    number > 1 ? "true" : "false",
+                    (int64_t) pages, (int64_t) number);
+
+    for (n = 0, k = skip; k < skip + keep; k++, n++) {
+        if (n) {
+            *p++ = ',';
+        }
+
+        p = ngx_cpymem(p, h->items[k].data, h->items[k].len);
+    }
+
+    p = ngx_sprintf(p, "],\"per_page\":%L,\"start_index\":%L}\n",
+                    (int64_t) h->per_page, (int64_t) start);
+
+    return ngx_http_zmq_send_json(r, NGX_HTTP_OK, body, p - body);
+}
+
+
+#define NGX_HTTP_ZMQ_PAGE_DEPTH_MAX  2048
+
+#define ngx_http_zmq_page_ws(c)                                               \
+    ((c) == ' ' || (c) == '\n' || (c) == '\r' || (c) == '\t')
+
+
+/*
+ * Is [p, end) one JSON value, as jansson's json_loadb() reads one (RFC
+ * 8259 in UTF-8, white space around it, and jansson's limits: no \u0000,
+ * no lone surrogate, integers within 64 bits, reals that do not overflow,
+ * at most 2048 values deep)? The value without the white space around it:
+ * returned, and *stop its end; NULL: not JSON (the item is a string).
+ *
+ * Checked, never parsed: an item that is JSON is copied as it is.
+ */
+static u_char *
+ngx_http_zmq_page_json(u_char *p, u_char *end, u_char **stop)
+{
+    u_char      *start, *q, *limit;
+    size_t       nest, n;
+    ngx_uint_t   cp, lo;
+    ngx_flag_t   key;
+    uint32_t     objects[NGX_HTTP_ZMQ_PAGE_DEPTH_MAX / 32];
+
+    while (p < end && ngx_http_zmq_page_ws(*p)) {
+        p++;
+    }
+
+    while (end > p && ngx_http_zmq_page_ws(end[-1])) {
+        end--;
+    }
+
+    start = p;
+    nest = 0;                   /* containers open; objects[]: which kind */
+    key = 0;
+
+value:
+
+    if (p == end || nest >= NGX_HTTP_ZMQ_PAGE_DEPTH_MAX) {
+        return NULL;
+    }
+
+    switch (*p) {
+
+    case '{':
+    case '[':
+        if (*p == '{') {
+            objects[nest / 32] |= (uint32_t) 1 << (nest % 32);
+
+        } else {
+            objects[nest / 32] &= ~((uint32_t) 1 << (nest % 32));
+        }
+
+        nest++;
+        p++;
+
+        while (p < end && ngx_http_zmq_page_ws(*p)) {
+            p++;
+        }
+
+        if (p < end
+            && *p == ((objects[(nest - 1) / 32] >> ((nest - 1) % 32)) & 1
+                      ? '}' : ']'))
+        {
+            nest--;
+            p++;
+            goto next;
+        }
+
+        if ((objects[(nest - 1) / 32] >> ((nest - 1) % 32)) & 1) {
+            goto object_key;
+        }
+
+        goto value;
+
+    case '"':
+        goto string;
+
+    case 't':
+        if (end - p >= 4 && ngx_strncmp(p, "true", 4) == 0) {
+            p += 4;
+            goto next;
+        }
+        return NULL;
+
+    case 'f':
+        if (end - p >= 5 && ngx_strncmp(p, "false", 5) == 0) {
+            p += 5;
+            goto next;
+        }
+        return NULL;
+
+    case 'n':
+        if (end - p >= 4 && ngx_strncmp(p, "null", 4) == 0) {
+            p += 4;
+            goto next;
+        }
+        return NULL;
+
+    default:
+        goto number;
+    }
+
+object_key:
+
+    if (p == end || *p != '"') {
+        return NULL;
+    }
+
+    /* a key is a string, then a colon, then a value */
+    key = 1;
+
+string:
+
+    for (p++; /* void */; p++) {
+        if (p == end) {
+            return NULL;
+        }
+
+        if (*p == '"') {
+            p++;
+            break;
+        }
+
+        if (*p < 0x20) {
+            return NULL;
+        }
+
+        if (*p == '\\') {
+            if (++p == end) {
+                return NULL;
+            }
+
+            switch (*p) {
+            case '"': case '\\': case '/': case 'b': case 'f': case 'n':
+            case 'r': case 't':
+                continue;
+
+            case 'u':
+                if (ngx_http_zmq_page_hex4(p + 1, end, &cp) != NGX_OK
+                    || cp == 0 || (cp >= 0xdc00 && cp <= 0xdfff))
+                {
+                    return NULL;
+                }
+
+                p += 4;
+
+                if (cp >= 0xd800 && cp <= 0xdbff) {
+                    /* a high surrogate: a low one must follow */
+                    if (end - p < 3 || p[1] != '\\' || p[2] != 'u'
+                        || ngx_http_zmq_page_hex4(p + 3, end, &lo) != NGX_OK
+                        || lo < 0xdc00 || lo > 0xdfff)
+                    {
+                        return NULL;
+                    }
+
+                    p += 6;
+                }
+
+                continue;
+
+            default:
+                return NULL;
+            }
+        }
+
+        if (*p >= 0x80) {
+            n = (*p & 0xe0) == 0xc0 ? 2
+                : (*p & 0xf0) == 0xe0 ? 3
+                : (*p & 0xf8) == 0xf0 ? 4 : 0;
+
+            if (n == 0 || (size_t) (end - p) < n
+                || !ngx_http_zmq_page_utf8(p, n))
+            {
+                return NULL;
+            }
+
+            p += n - 1;
+        }
+    }
+
+    if (key) {
+        key = 0;
+
+        while (p < end && ngx_http_zmq_page_ws(*p)) {
+            p++;
+        }
+
+        if (p == end || *p != ':') {
+            return NULL;
+        }
+
+        p++;
+
+        while (p < end && ngx_http_zmq_page_ws(*p)) {
+            p++;
+        }
+
+        goto value;
+    }
+
+    goto next;
+
+number:
+
+    q = p;
+
+    if (*p == '-') {
+        p++;
+    }
+
+    if (p == end || *p < '0' || *p > '9') {
+        return NULL;
+    }
+
+    if (*p == '0') {
+        p++;
+
+    } else {
+        while (p < end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+
+    if (p < end && (*p == '.' || *p == 'e' || *p == 'E')) {
+        if (*p == '.') {
+            p++;
+
+            if (p == end || *p < '0' || *p > '9') {
+                return NULL;
+            }
+
+            while (p < end && *p >= '0' && *p <= '9') {
+                p++;
+            }
+        }
+
+        if (p < end && (*p == 'e' || *p == 'E')) {
+            p++;
+
+            if (p < end && (*p == '+' || *p == '-')) {
+                p++;
+            }
+
+            if (p == end || *p < '0' || *p > '9') {
+                return NULL;
+            }
+
+            while (p < end && *p >= '0' && *p <= '9') {
+                p++;
+            }
+        }
+
+        if (ngx_http_zmq_page_finite(q, p - q) != NGX_OK) {
+            return NULL;
+        }
+
+        goto next;
+    }
+
+    /* an integer: within 64 bits */
+
+    n = p - q - (*q == '-');
+    limit = (u_char *) (*q == '-' ? "9223372036854775808"
+                                  : "9223372036854775807");
+
+    if (n > 19 || (n == 19 && ngx_memcmp(p - 19, limit, 19) > 0)) {
+        return NULL;
+    }
+
+next:
+
+    /* after a value: the end, or a comma or the close of its container */
+
+    while (p < end && ngx_http_zmq_page_ws(*p)) {
+        p++;
+    }
+
+    if (nest == 0) {
+        if (p != end) {
+            return NULL;
+        }
+
+        *stop = end;
+        return start;
+    }
+
+    if (p == end) {
+        return NULL;
+    }
+
+    if ((objects[(nest - 1) / 32] >> ((nest - 1) % 32)) & 1) {
+        if (*p == '}') {
+            nest--;
+            p++;
+            goto next;
+        }
+
+        if (*p != ',') {
+            return NULL;
+        }
+
+        p++;
+
+        while (p < end && ngx_http_zmq_page_ws(*p)) {
+            p++;
+        }
+
+        goto object_key;
+    }
+
+    if (*p == ']') {
+        nest--;
+        p++;
+        goto next;
+    }
+
+    if (*p != ',') {
+        return NULL;
+    }
+
+    p++;
+
+    while (p < end && ngx_http_zmq_page_ws(*p)) {
+        p++;
+    }
+
+    goto value;
+}
+
+
+/* four hex digits at p: a UTF-16 code unit */
+static ngx_int_t
+ngx_http_zmq_page_hex4(u_char *p, u_char *end, ngx_uint_t *cp)
+{
+    u_char      c;
+    ngx_uint_t  i, v;
+
+    if (end - p < 4) {
+        return NGX_DECLINED;
+    }
+
+    v = 0;
+
+    for (i = 0; i < 4; i++) {
+        c = p[i];
+
+        if (c >= '0' && c <= '9') {
+            v = v * 16 + (c - '0');
+
+        } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
+            v = v * 16 + ((c | 0x20) - 'a' + 10);
+
+        } else {
+            return NGX_DECLINED;
+        }
+    }
+
+    *cp = v;
+    return NGX_OK;
+}
+
+
+/* a JSON real (checked already) that does not overflow a double */
+static ngx_int_t
+ngx_http_zmq_page_finite(u_char *p, size_t len)
+{
+    char    *buf;
+    double   d;
+    u_char   small[64];
+
+    buf = (char *) small;
+
+    if (len >= sizeof(small)) {
+        buf = ngx_alloc(len + 1, ngx_cycle->log);
+        if (buf == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_memcpy(buf, p, len);
+    buf[len] = '\0';
+
+    d = strtod(buf, NULL);
+
+    if (buf != (char *) small) {
+        ngx_free(buf);
+    }
+
+    return isinf(d) ? NGX_DECLINED : NGX_OK;
 }
 
 
 /*
- * An item: its JSON value when it is JSON, else a string (bytes that are
- * not UTF-8 become U+FFFD).
+ * An item that is not JSON as a JSON string: its bytes when they are
+ * UTF-8 (a NUL as \u0000), else what is valid with one U+FFFD for each bad
+ * byte (and for a NUL). Written to dst, or with dst NULL only measured.
  */
-static json_t *
-ngx_http_zmq_page_item(const char *s, size_t len)
+static size_t
+ngx_http_zmq_page_string(u_char *dst, u_char *s, size_t len)
 {
-    u_char        *buf, *p;
-    size_t         i, n;
-    json_t        *v;
-    json_error_t   err;
+    u_char      c, *p, *end;
+    size_t      size, n;
+    ngx_flag_t  utf8;
 
-    v = json_loadb(s, len, JSON_DECODE_ANY, &err);
-    if (v != NULL) {
-        return v;
+    static u_char  hex[] = "0123456789abcdef";
+
+    utf8 = 1;
+
+    if (ngx_strlchr(s, s + len, '\0') != NULL) {
+        for (p = s, end = s + len; p < end; p += n) {
+            n = *p < 0x80 ? 1
+                : (*p & 0xe0) == 0xc0 ? 2
+                : (*p & 0xf0) == 0xe0 ? 3
+                : (*p & 0xf8) == 0xf0 ? 4 : 0;
+
+            if (n == 0 || (size_t) (end - p) < n
+                || !ngx_http_zmq_page_utf8(p, n))
+            {
+                utf8 = 0;
+                break;
+            }
+        }
     }
 
-    v = json_stringn(s, len);
-    if (v != NULL) {
-        return v;
+    size = 2;
+    p = dst;
+
+    if (p) {
+        *p++ = '"';
     }
 
-    /* not UTF-8, or a NUL: keep what is valid, one U+FFFD per bad byte */
-
-    buf = ngx_alloc(len * 3 + 1, ngx_cycle->log);
-    if (buf == NULL) {
-        return NULL;
-    }
-
-    p = buf;
-
-    for (i = 0; i < len; /* void */ ) {
+    for (end = s + len; s < end; s += n) {
+        c = *s;
         n = 1;
 
-        if ((u_char) s[i] < 0x80) {
-            n = s[i] ? 1 : 0;
+        if (c >= 0x80) {
+            n = (c & 0xe0) == 0xc0 ? 2
+                : (c & 0xf0) == 0xe0 ? 3
+                : (c & 0xf8) == 0xf0 ? 4 : 0;
 
-        } else if (((u_char) s[i] & 0xe0) == 0xc0) {
-            n = 2;
+            if (n == 0 || (size_t) (end - s) < n
+                || !ngx_http_zmq_page_utf8(s, n))
+            {
+                n = 1;
+                goto bad;
+            }
 
-        } else if (((u_char) s[i] & 0xf0) == 0xe0) {
-            n = 3;
-
-        } else if (((u_char) s[i] & 0xf8) == 0xf0) {
-            n = 4;
-
-        } else {
-            n = 0;
-        }
-
-        if (n > 0 && i + n <= len
-            && ngx_http_zmq_page_utf8((u_char *) s + i, n))
-        {
-            p = ngx_cpymem(p, s + i, n);
-            i += n;
+            size += n;
+            if (p) {
+                p = ngx_cpymem(p, s, n);
+            }
             continue;
         }
 
-        p = ngx_cpymem(p, "\xef\xbf\xbd", 3);
-        i++;
+        if (c == '\0' && !utf8) {
+            goto bad;
+        }
+
+        if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n'
+            || c == '\r' || c == '\t')
+        {
+            size += 2;
+            if (p) {
+                *p++ = '\\';
+                *p++ = c == '\b' ? 'b' : c == '\f' ? 'f' : c == '\n' ? 'n'
+                       : c == '\r' ? 'r' : c == '\t' ? 't' : c;
+            }
+            continue;
+        }
+
+        if (c < 0x20) {
+            size += 6;
+            if (p) {
+                p = ngx_cpymem(p, "\\u00", 4);
+                *p++ = hex[c >> 4];
+                *p++ = hex[c & 0xf];
+            }
+            continue;
+        }
+
+        size++;
+        if (p) {
+            *p++ = c;
+        }
+        continue;
+
+    bad:
+
+        size += 3;
+        if (p) {
+            p = ngx_cpymem(p, "\xef\xbf\xbd", 3);
+        }
     }
 
-    v = json_stringn((char *) buf, p - buf);
-    ngx_free(buf);
+    if (p) {
+        *p = '"';
+    }
 
-    return v;
+    return size;
+}
+
+
+/* a score as jansson writes a real ("%.17g", never read as an integer) */
+static u_char *
+ngx_http_zmq_page_real(u_char *p, double d)
+{
+    int     len;
+    char    buf[40], *e, *s, *t;
+
+    if (isinf(d)) {
+        return d > 0 ? ngx_cpymem(p, "\"inf\"", 5)
+                     : ngx_cpymem(p, "\"-inf\"", 6);
+    }
+
+    len = snprintf(buf, sizeof(buf) - 3, "%.17g", d);
+    if (len < 0 || len >= (int) sizeof(buf) - 3) {
+        return ngx_cpymem(p, "0.0", 3);
+    }
+
+    if (strchr(buf, '.') == NULL && strchr(buf, 'e') == NULL) {
+        buf[len++] = '.';
+        buf[len++] = '0';
+        buf[len] = '\0';
+    }
+
+    /* no '+' nor leading zeros in the exponent */
+    e = strchr(buf, 'e');
+    if (e != NULL) {
+        s = e + 1;
+        if (*s == '-') {
+            s++;
+        }
+        t = s;
+        while (*t == '+' || (*t == '0' && t[1] != '\0')) {
+            t++;
+        }
+        if (t != s) {
+            memmove(s, t, buf + len + 1 - t);
+            len -= t - s;
+        }
+    }
+
+    return ngx_cpymem(p, buf, len);
 }
 
 
@@ -1446,9 +1987,5 @@ ngx_http_zmq_page_cleanup(void *data)
 static void
 ngx_http_zmq_page_free(ngx_http_zmq_page_req_t *h)
 {
-    if (h->items != NULL) {
-        json_decref(h->items);
-    }
-
     ngx_free(h);
 }
