@@ -5,9 +5,14 @@ servers this script starts (loopback, temporary dirs).
 
   (a) redis-py: N client processes, each in a loop LRANGE (list) or
       ZRANGEBYSCORE ... LIMIT (sorted set) of one page, nothing else
-  (b) the gateway: wrk with N connections on GET /api/list?page=P and
-      /api/zset?page=P&min=&max=, which also counts (LLEN, ZCOUNT) and
-      answers JSON
+  (b) the gateway: wrk (2 threads) with N connections on GET
+      /api/list?page=P and /api/zset?page=P&min=&max=, which also counts
+      (LLEN, ZCOUNT) and answers JSON; NGINX as conf/nginx.conf runs it (a
+      worker per core, an access log), keepalive as NGINX's defaults
+      (keepalive_requests 1000)
+
+Both read the same page (checked before the runs), N the same (--clients,
+default 8); (a) counts from when its N processes are connected.
 
 Pages of 20 items from a 100,000-item list and a 100,000-member sorted set
 (scores 0-99,999; the range 25,000-75,000, a page in its middle). Cases
@@ -29,6 +34,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "t"))
+
+import redis  # noqa: E402  (imported once, before the clients fork)
 
 from conftest import Nginx, RedisServer  # noqa: E402
 
@@ -52,18 +59,19 @@ def wrk(url, seconds, connections, threads=2):
     return float(m.group(1))
 
 
-def client(port, kind, seconds, counter):
-    import redis
+def client(port, kind, seconds, counter, start):
     c = redis.Redis(host="127.0.0.1", port=port)
+    c.ping()
+    off = (LIST_PAGE - 1) * PER_PAGE
+    zoff = (ZSET_PAGE - 1) * PER_PAGE
     n = 0
+    start.wait()
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         if kind == "list":
-            off = (LIST_PAGE - 1) * PER_PAGE
             items = c.lrange("bench:list", off, off + PER_PAGE - 1)
         else:
-            items = c.zrangebyscore("bench:zset", LO, HI,
-                                    start=(ZSET_PAGE - 1) * PER_PAGE,
+            items = c.zrangebyscore("bench:zset", LO, HI, start=zoff,
                                     num=PER_PAGE)
         assert len(items) == PER_PAGE
         n += 1
@@ -72,16 +80,23 @@ def client(port, kind, seconds, counter):
 
 
 def direct(port, kind, seconds, clients):
+    """Pages per second of N redis-py processes, counted from when every
+    one is connected (not their start) for the same seconds as wrk."""
     counter = multiprocessing.Value("q", 0)
+    start = multiprocessing.Barrier(clients + 1)
     procs = [multiprocessing.Process(target=client,
-                                     args=(port, kind, seconds, counter))
+                                     args=(port, kind, seconds, counter,
+                                           start))
              for _ in range(clients)]
-    t0 = time.monotonic()
     for p in procs:
         p.start()
+    start.wait(timeout=60)
+    t0 = time.monotonic()
     for p in procs:
         p.join()
-    return counter.value / (time.monotonic() - t0)
+        if p.exitcode != 0:
+            raise RuntimeError("a redis-py client failed")
+    return counter.value / max(seconds, time.monotonic() - t0)
 
 
 def median(runs):
@@ -95,7 +110,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--clients", type=int, default=8,
                     help="N: redis-py processes, and wrk connections")
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 2,
+                    help="NGINX workers (default: one per core, as "
+                         "worker_processes auto)")
     args = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="zmq-bench-")
@@ -131,8 +148,12 @@ def main():
 
         ndir = os.path.join(tmp, "nginx")
         os.makedirs(ndir)
+        # as conf/nginx.conf runs: an access log (conftest's NGINX_CONF
+        # turns it off for tests), a worker per core
         ngx = Nginx(ndir, http="zmq_config file:%s;" % cfg,
-                    server="location /api/ { zmq_router; }\n",
+                    server="access_log %s;\n"
+                           "location /api/ { zmq_router; }\n"
+                           % os.path.join(ndir, "access.log"),
                     workers=args.workers, log_level="warn")
         ngx.start()
 
@@ -149,11 +170,23 @@ def main():
                     break
                 time.sleep(0.05)
             body = resp.json()
-            assert len(body["object_list"]) == PER_PAGE, (kind, body)
+            # (a) and (b) read the same page
+            if kind == "list":
+                off = (LIST_PAGE - 1) * PER_PAGE
+                same = r.lrange("bench:list", off, off + PER_PAGE - 1)
+            else:
+                same = r.zrangebyscore("bench:zset", LO, HI,
+                                       start=(ZSET_PAGE - 1) * PER_PAGE,
+                                       num=PER_PAGE)
+            assert len(same) == PER_PAGE, (kind, same)
+            assert body["object_list"] == [json.loads(v) for v in same], \
+                (kind, body)
 
-        print("bench/paginate: pages of %d of %d items, %d clients, "
-              "%d rounds of %d s" % (PER_PAGE, ITEMS, args.clients,
-                                     args.rounds, args.seconds))
+        print("bench/paginate: pages of %d of %d items, N=%d (redis-py "
+              "processes, wrk connections), %d NGINX workers with an access "
+              "log, %d rounds of %d s, load average %s" % (
+                  PER_PAGE, ITEMS, args.clients, args.workers, args.rounds,
+                  args.seconds, "%.2f %.2f %.2f" % os.getloadavg()))
 
         results = {k: {"a": [], "b": []} for k in urls}
         for rnd in range(args.rounds):
