@@ -9,8 +9,10 @@
  * the last page, as Django's ListView reads it). Redis is asked twice in
  * one pipeline on the worker's connection for the service's Redis: the
  * count (LLEN, ZCARD or ZCOUNT) and the range (LRANGE, ZRANGE, ZREVRANGE,
+ * or for a score range a script that reads it by rank, else
  * ZRANGEBYSCORE or ZREVRANGEBYSCORE with LIMIT), which reads at most
- * per_page + orphans items; page=last asks the count first.
+ * per_page + orphans items; page=last asks the count first. The answer is
+ * written directly; an item that is JSON is checked and copied as it is.
  */
 
 
@@ -63,6 +65,7 @@ typedef struct {
     u_char                      name[NGX_SOCKADDR_STRLEN];
     ngx_zmq_redis_t            *rd;
     ngx_flag_t                  used;
+    ngx_flag_t                  noscript;      /* EVAL refused */
 } ngx_http_zmq_page_conn_t;
 
 
@@ -93,6 +96,8 @@ typedef struct {
     ngx_flag_t                  whole;
     ngx_flag_t                  reverse;
     ngx_flag_t                  withscores;
+    ngx_flag_t                  scripted;      /* the range by EVAL */
+    ngx_http_zmq_page_conn_t   *conn;
     ngx_str_t                   key;
     ngx_str_t                   min;
     ngx_str_t                   max;
@@ -103,7 +108,7 @@ static ngx_int_t ngx_http_zmq_page_addr(ngx_pool_t *pool,
     ngx_http_zmq_page_conf_t *pc, json_t *obj, const zgw_key_t *key,
     ngx_log_t *log);
 static ngx_http_zmq_page_worker_t *ngx_http_zmq_page_worker(void);
-static ngx_zmq_redis_t *ngx_http_zmq_page_conn(ngx_str_t *id);
+static ngx_http_zmq_page_conn_t *ngx_http_zmq_page_conn(ngx_str_t *id);
 static ngx_int_t ngx_http_zmq_page_arg(ngx_http_request_t *r, char *name,
     size_t len, ngx_str_t *value);
 static ngx_int_t ngx_http_zmq_page_int(ngx_str_t *s, long long *n);
@@ -534,7 +539,7 @@ ngx_http_zmq_page_exit(void)
 }
 
 
-static ngx_zmq_redis_t *
+static ngx_http_zmq_page_conn_t *
 ngx_http_zmq_page_conn(ngx_str_t *id)
 {
     ngx_uint_t                   s;
@@ -551,7 +556,7 @@ ngx_http_zmq_page_conn(ngx_str_t *id)
         if (c->rd != NULL && c->id_len == id->len
             && ngx_memcmp(c->id, id->data, id->len) == 0)
         {
-            return c->rd;
+            return c;
         }
     }
 
@@ -571,6 +576,7 @@ ngx_http_zmq_page_handler(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx,
     ngx_pool_cleanup_t        *cln;
     ngx_http_zmq_page_req_t   *h;
     ngx_http_zmq_page_conf_t  *pc;
+    ngx_http_zmq_page_conn_t  *conn;
 
     pc = svc->page;
 
@@ -705,7 +711,8 @@ ngx_http_zmq_page_handler(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx,
                                   "bytes", 0);
     }
 
-    rd = ngx_http_zmq_page_conn(&pc->id);
+    conn = ngx_http_zmq_page_conn(&pc->id);
+    rd = conn != NULL ? conn->rd : NULL;
 
     if (rd == NULL || !ngx_zmq_redis_connected(rd)) {
         return ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -740,6 +747,7 @@ ngx_http_zmq_page_handler(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx,
     h->zset = pc->zset;
     h->reverse = pc->reverse;
     h->withscores = pc->withscores && pc->zset;
+    h->conn = conn;
     h->whole = min.len == 4 && ngx_strncmp(min.data, "-inf", 4) == 0
                && max.len == 4 && ngx_strncmp(max.data, "+inf", 4) == 0;
 
@@ -971,19 +979,44 @@ ngx_http_zmq_page_count_cmd(ngx_zmq_redis_t *rd, ngx_http_zmq_page_req_t *h)
 }
 
 
+/*
+ * A score range's page by rank: ZRANGEBYSCORE ... LIMIT offset count walks
+ * the offset members in Redis (O(offset)); the script counts the members
+ * before the range and the range (ZCOUNT is O(log N)), then reads the page
+ * by rank, all in one atomic step: the same members in the same order, in
+ * O(log N + count). ARGV: the bounds of what comes before the range (in
+ * the order read), the range's bounds, offset, count, ZRANGE or
+ * ZREVRANGE, WITHSCORES or empty.
+ */
+static char  ngx_http_zmq_page_script[] =
+    "local k = KEYS[1] "
+    "local before = redis.call('ZCOUNT', k, ARGV[1], ARGV[2]) "
+    "local count = redis.call('ZCOUNT', k, ARGV[3], ARGV[4]) "
+    "local off = tonumber(ARGV[5]) "
+    "if off >= count then return {} end "
+    "local last = math.min(off + tonumber(ARGV[6]), count) - 1 "
+    "if ARGV[8] == '' then "
+    "return redis.call(ARGV[7], k, before + off, before + last) end "
+    "return redis.call(ARGV[7], k, before + off, before + last, "
+    "'WITHSCORES')";
+
+
 static ngx_int_t
 ngx_http_zmq_page_range_cmd(ngx_zmq_redis_t *rd, ngx_http_zmq_page_req_t *h,
     long long offset, long long n)
 {
     int          argc;
     u_char       a[NGX_INT64_LEN], b[NGX_INT64_LEN];
-    size_t       len[9];
+    u_char       lo[NGX_HTTP_ZMQ_PAGE_ARG_MAX + 1];
+    size_t       len[12];
     ngx_int_t    rc;
-    const char  *argv[9];
+    ngx_str_t   *bound;
+    const char  *argv[12];
 
     argv[1] = (char *) h->key.data;
     len[1] = h->key.len;
     h->fetched_from = offset;
+    h->scripted = 0;
 
     if (!h->zset || h->whole) {
         argv[0] = !h->zset ? "LRANGE" : h->reverse ? "ZREVRANGE" : "ZRANGE";
@@ -998,6 +1031,61 @@ ngx_http_zmq_page_range_cmd(ngx_zmq_redis_t *rd, ngx_http_zmq_page_req_t *h,
             len[4] = 10;
             argc = 5;
         }
+
+    } else if (!h->conn->noscript
+               && h->min.len < NGX_HTTP_ZMQ_PAGE_ARG_MAX
+               && h->max.len < NGX_HTTP_ZMQ_PAGE_ARG_MAX)
+    {
+        /*
+         * before the range: below min (ascending) or above max
+         * (descending); "(x" excludes x from the range, so x comes before
+         */
+
+        bound = h->reverse ? &h->max : &h->min;
+
+        if (bound->len && bound->data[0] == '(') {
+            len[4] = bound->len - 1;
+            ngx_memcpy(lo, bound->data + 1, len[4]);
+
+        } else {
+            lo[0] = '(';
+            ngx_memcpy(lo + 1, bound->data, bound->len);
+            len[4] = bound->len + 1;
+        }
+
+        argv[1] = ngx_http_zmq_page_script;
+        len[1] = sizeof(ngx_http_zmq_page_script) - 1;
+        argv[2] = "1";
+        len[2] = 1;
+        argv[3] = (char *) h->key.data;
+        len[3] = h->key.len;
+
+        if (h->reverse) {
+            argv[4] = (char *) lo;
+            argv[5] = "+inf";
+            len[5] = 4;
+
+        } else {
+            argv[4] = "-inf";
+            len[5] = len[4];
+            len[4] = 4;
+            argv[5] = (char *) lo;
+        }
+
+        argv[6] = (char *) h->min.data;
+        len[6] = h->min.len;
+        argv[7] = (char *) h->max.data;
+        len[7] = h->max.len;
+        argv[8] = (char *) a;
+        len[8] = ngx_sprintf(a, "%L", (int64_t) offset) - a;
+        argv[9] = (char *) b;
+        len[9] = ngx_sprintf(b, "%L", (int64_t) n) - b;
+        argv[10] = h->reverse ? "ZREVRANGE" : "ZRANGE";
+        len[10] = h->reverse ? 9 : 6;
+        argv[11] = h->withscores ? "WITHSCORES" : "";
+        len[11] = h->withscores ? 10 : 0;
+        argc = 12;
+        h->scripted = 1;
 
     } else {
         argv[0] = h->reverse ? "ZREVRANGEBYSCORE" : "ZRANGEBYSCORE";
@@ -1019,6 +1107,10 @@ ngx_http_zmq_page_range_cmd(ngx_zmq_redis_t *rd, ngx_http_zmq_page_req_t *h,
         len[argc++] = ngx_sprintf(a, "%L", (int64_t) offset) - a;
         argv[argc] = (char *) b;
         len[argc++] = ngx_sprintf(b, "%L", (int64_t) n) - b;
+    }
+
+    if (h->scripted) {
+        argv[0] = "EVAL";
     }
 
     len[0] = ngx_strlen(argv[0]);
@@ -1093,6 +1185,32 @@ ngx_http_zmq_page_range_done(ngx_zmq_redis_t *rd, redisReply *reply,
 
     r = h->request;
     step = h->withscores ? 2 : 1;
+
+    if (h->scripted && reply != NULL && reply->type == REDIS_REPLY_ERROR
+        && !(reply->len >= 9 && ngx_strncmp(reply->str, "WRONGTYPE", 9) == 0))
+    {
+        /* no scripts for this user (ACL), or none at all: the plain read */
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "zmq: redis_page: Redis refused EVAL (%*s); score "
+                      "ranges are read with ZRANGEBYSCORE ... LIMIT on this "
+                      "connection", (size_t) ngx_min(reply->len, 200),
+                      reply->str);
+
+        h->conn->noscript = 1;
+
+        if (ngx_http_zmq_page_range_cmd(rd, h, h->fetched_from,
+                                        h->per_page + h->orphans)
+            == NGX_OK)
+        {
+            return;
+        }
+
+        h->status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        h->code = "store_unavailable";
+        h->message = "Redis has too many commands waiting";
+        goto done;
+    }
 
     /* untrusted: an array of at most the items asked for, strings only */
 

@@ -132,3 +132,119 @@ def test_scores_are_reals_and_infinities_strings(gw):
             assert g["score"] == ("inf" if s > 0 else "-inf")
         else:
             assert isinstance(g["score"], float) and g["score"] == s
+
+
+# ------------------------------------------- score ranges read by rank
+
+
+def zset_page_outcomes(ngx, redis, key_path, ranges, per_page):
+    """Every page of each range (and one past the end) against
+    ZRANGEBYSCORE/ZREVRANGEBYSCORE ... LIMIT on the same key."""
+    for lo, hi, reverse in ranges:
+        count = redis.zcount("pi:ties", lo, hi)
+        pages = max(1, -(-count // per_page))
+        for number in range(1, pages + 2):
+            r = requests.get(ngx.url + key_path, timeout=10, params={
+                "page": number, "per_page": per_page, "min": lo, "max": hi})
+            if number > pages:
+                assert r.status_code == 404, (lo, hi, number)
+                continue
+            assert r.status_code == 200, r.text
+            off = (number - 1) * per_page
+            if reverse:
+                want = redis.zrevrangebyscore("pi:ties", hi, lo, start=off,
+                                              num=per_page, withscores=True)
+            else:
+                want = redis.zrangebyscore("pi:ties", lo, hi, start=off,
+                                           num=per_page, withscores=True)
+            # an infinite score is the string "inf" or "-inf"
+            got = [(g["member"], float(g["score"])) for g in
+                   r.json()["object_list"]]
+            assert got == [(m.decode(), s) for m, s in want], \
+                (lo, hi, reverse, number)
+            assert r.json()["count"] == count
+
+
+RANGES = [("10", "20", False), ("(10", "20", False), ("10", "(20", False),
+          ("(10", "(20", False), ("-inf", "(3", False), ("(97", "+inf", False),
+          ("20", "10", False), ("10.5", "10.5", False), ("-inf", "-5", False),
+          ("(-inf", "(+inf", False)]
+
+
+def ties_config(redis_url):
+    doc = {"service": [
+        {"name": "up", "kind": "redis_page", "url": redis_url,
+         "source": "zset", "key": "pi:ties", "withscores": True},
+        {"name": "down", "kind": "redis_page", "url": redis_url,
+         "source": "zset", "key": "pi:ties", "withscores": True,
+         "reverse": True}],
+        "rest_channel": [
+            {"name": "up", "url_path": "/api/up", "method": "GET",
+             "service": "up"},
+            {"name": "down", "url_path": "/api/down", "method": "GET",
+             "service": "down"}]}
+    return doc
+
+
+def fill_ties(redis):
+    # several members on each score, the bounds among them, and infinities
+    members = {}
+    for i in range(300):
+        members["m%03d" % i] = (i // 3)
+    members.update({"half": 10.5, "up": float("inf"),
+                    "down": float("-inf")})
+    redis.zadd("pi:ties", members)
+
+
+def start_ties(nginx_factory, tmp_path, redis_url):
+    path = tmp_path / "ties.json"
+    path.write_text(json.dumps(ties_config(redis_url)))
+    register_input_file(path)
+    ngx = nginx_factory(http="zmq_config file:%s;" % path,
+                        server="location /api/ { zmq_router; }\n")
+    ngx.start()
+    return ngx
+
+
+def commandstats(redis):
+    return {k: v["calls"] for k, v in redis.info("commandstats").items()}
+
+
+def test_score_ranges_are_read_by_rank_with_the_same_pages(
+        nginx_factory, tmp_path, redis_store):
+    redis = redis_store.client()
+    fill_ties(redis)
+    ngx = start_ties(nginx_factory, tmp_path, redis_store.url)
+    redis.config_resetstat()
+    up = RANGES
+    down = [(lo, hi, True) for lo, hi, _ in RANGES]
+    zset_page_outcomes(ngx, redis, "/api/up", up, 7)
+    zset_page_outcomes(ngx, redis, "/api/down", down, 7)
+    stats = commandstats(redis)
+    # the gateway's reads went through the script; the test's own through
+    # ZRANGEBYSCORE and ZREVRANGEBYSCORE only
+    assert stats.get("cmdstat_eval", 0) > 0
+    assert stats.get("cmdstat_zrangebyscore", 0) + \
+        stats.get("cmdstat_zrevrangebyscore", 0) < stats["cmdstat_eval"]
+
+
+def test_without_eval_score_ranges_are_read_with_limit(nginx_factory,
+                                                       tmp_path):
+    import os
+    from conftest import RedisServer
+    rdir = tmp_path / "redis"
+    os.makedirs(rdir)
+    rs = RedisServer(str(rdir))
+    try:
+        redis = rs.client()
+        # an ACL that refuses scripts (as a read-only user's would)
+        redis.execute_command("ACL", "SETUSER", "default", "-@scripting")
+        fill_ties(redis)
+        ngx = start_ties(nginx_factory, tmp_path, rs.url)
+        zset_page_outcomes(ngx, redis, "/api/up", RANGES[:3], 7)
+        zset_page_outcomes(ngx, redis, "/api/down",
+                           [(lo, hi, True) for lo, hi, _ in RANGES[:3]], 7)
+        assert "Redis refused EVAL" in ngx.error_log()
+        assert commandstats(redis).get("cmdstat_eval", 0) == 0
+    finally:
+        rs.stop()
