@@ -83,6 +83,7 @@ typedef struct {
     long long                   per_page;
     long long                   orphans;
     long long                   fetched_from;  /* offset of items */
+    long long                   fetched_n;     /* and how many asked */
     ngx_str_t                  *items;         /* the range read, each
                                                   item's JSON text, in the
                                                   request's pool */
@@ -97,6 +98,7 @@ typedef struct {
     ngx_flag_t                  reverse;
     ngx_flag_t                  withscores;
     ngx_flag_t                  scripted;      /* the range by EVAL */
+    ngx_flag_t                  plain;         /* the script failed */
     ngx_http_zmq_page_conn_t   *conn;
     ngx_str_t                   key;
     ngx_str_t                   min;
@@ -1016,6 +1018,7 @@ ngx_http_zmq_page_range_cmd(ngx_zmq_redis_t *rd, ngx_http_zmq_page_req_t *h,
     argv[1] = (char *) h->key.data;
     len[1] = h->key.len;
     h->fetched_from = offset;
+    h->fetched_n = n;
     h->scripted = 0;
 
     if (!h->zset || h->whole) {
@@ -1032,7 +1035,7 @@ ngx_http_zmq_page_range_cmd(ngx_zmq_redis_t *rd, ngx_http_zmq_page_req_t *h,
             argc = 5;
         }
 
-    } else if (!h->conn->noscript
+    } else if (!h->conn->noscript && !h->plain
                && h->min.len < NGX_HTTP_ZMQ_PAGE_ARG_MAX
                && h->max.len < NGX_HTTP_ZMQ_PAGE_ARG_MAX)
     {
@@ -1189,18 +1192,29 @@ ngx_http_zmq_page_range_done(ngx_zmq_redis_t *rd, redisReply *reply,
     if (h->scripted && reply != NULL && reply->type == REDIS_REPLY_ERROR
         && !(reply->len >= 9 && ngx_strncmp(reply->str, "WRONGTYPE", 9) == 0))
     {
-        /* no scripts for this user (ACL), or none at all: the plain read */
+        /*
+         * the script failed: this page is read as ZRANGEBYSCORE ... LIMIT
+         * (which answers a wrong type in its own words); when scripts are
+         * refused (an ACL without @scripting, EVAL renamed away), every
+         * page on this connection from now on
+         */
 
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "zmq: redis_page: Redis refused EVAL (%*s); score "
-                      "ranges are read with ZRANGEBYSCORE ... LIMIT on this "
-                      "connection", (size_t) ngx_min(reply->len, 200),
-                      reply->str);
+        if ((reply->len >= 6 && ngx_strncmp(reply->str, "NOPERM", 6) == 0)
+            || (reply->len >= 15
+                && ngx_strncmp(reply->str, "ERR unknown com", 15) == 0))
+        {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "zmq: redis_page: Redis refused EVAL (%*s); score "
+                          "ranges are read with ZRANGEBYSCORE ... LIMIT on "
+                          "this connection", (size_t) ngx_min(reply->len, 200),
+                          reply->str);
 
-        h->conn->noscript = 1;
+            h->conn->noscript = 1;
+        }
 
-        if (ngx_http_zmq_page_range_cmd(rd, h, h->fetched_from,
-                                        h->per_page + h->orphans)
+        h->plain = 1;
+
+        if (ngx_http_zmq_page_range_cmd(rd, h, h->fetched_from, h->fetched_n)
             == NGX_OK)
         {
             return;
