@@ -27,6 +27,7 @@ import json
 import multiprocessing
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -51,12 +52,13 @@ def wrk(url, seconds, connections, threads=2):
         ["wrk", "-t%d" % threads, "-c%d" % connections, "-d%ds" % seconds,
          url], capture_output=True, text=True, timeout=seconds + 60)
     m = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
-    if not m:
+    n = re.search(r"(\d+) requests in", out.stdout)
+    if not m or not n:
         raise RuntimeError("wrk: %s %s" % (out.stdout, out.stderr))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out.stdout)
     if bad:
         raise RuntimeError("wrk: %s answers were not 200" % bad.group(1))
-    return float(m.group(1))
+    return float(m.group(1)), int(n.group(1))
 
 
 def client(port, kind, seconds, counter, start):
@@ -96,7 +98,22 @@ def direct(port, kind, seconds, clients):
         p.join()
         if p.exitcode != 0:
             raise RuntimeError("a redis-py client failed")
-    return counter.value / max(seconds, time.monotonic() - t0)
+    return counter.value / max(seconds, time.monotonic() - t0), counter.value
+
+
+def cpu(pids):
+    """CPU seconds so far of these processes (servers), and of this
+    script's children that ended (wrk, the redis-py clients)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return total / os.sysconf("SC_CLK_TCK") + r.ru_utime + r.ru_stime
 
 
 def median(runs):
@@ -189,6 +206,11 @@ def main():
                   args.seconds, "%.2f %.2f %.2f" % os.getloadavg()))
 
         results = {k: {"a": [], "b": []} for k in urls}
+        # CPU per page: (a) its clients and Redis, (b) wrk, the NGINX
+        # workers and Redis (what each costs the machine, whatever else
+        # runs on it)
+        per_page = {k: {"a": [], "b": []} for k in urls}
+        servers = {"a": [rs.proc.pid], "b": [rs.proc.pid] + ngx.worker_pids()}
         for rnd in range(args.rounds):
             for kind in urls:
                 cases = [("a", lambda k=kind: direct(rs.port, k, args.seconds,
@@ -198,7 +220,11 @@ def main():
                 if rnd % 2:
                     cases.reverse()
                 for name, run in cases:
-                    results[kind][name].append(run())
+                    c0 = cpu(servers[name])
+                    rate, pages = run()
+                    used = cpu(servers[name]) - c0
+                    results[kind][name].append(rate)
+                    per_page[kind][name].append(used / max(pages, 1) * 1e6)
 
         ratios = {}
         for kind in urls:
@@ -207,6 +233,10 @@ def main():
             ratios[kind] = b / a if a else 0.0
             print("%-5s (a) redis-py %9.0f pages/s   (b) gateway %9.0f "
                   "pages/s" % (kind, a, b))
+            print("      CPU per page: (a) %.0f us (clients, Redis)   "
+                  "(b) %.0f us (wrk, NGINX, Redis)" % (
+                      median(per_page[kind]["a"]),
+                      median(per_page[kind]["b"])))
 
         problems = ngx.problems()
         if problems:
