@@ -248,3 +248,91 @@ def test_without_eval_score_ranges_are_read_with_limit(nginx_factory,
         assert commandstats(redis).get("cmdstat_eval", 0) == 0
     finally:
         rs.stop()
+
+
+# ------------------------------------------- against jansson, at random
+
+
+def jansson_reads(raw):
+    """json_loadb(raw, JSON_DECODE_ANY) succeeds (libjansson, which the
+    module links)."""
+    import ctypes
+    lib = ctypes.CDLL("libjansson.so.4")
+    lib.json_loadb.restype = ctypes.c_void_p
+    lib.json_loadb.argtypes = [ctypes.c_char_p, ctypes.c_size_t,
+                               ctypes.c_size_t, ctypes.c_void_p]
+    lib.json_delete.argtypes = [ctypes.c_void_p]
+    v = lib.json_loadb(raw, len(raw), 4, None)
+    if not v:
+        return False
+    # a reference, not freed: a test process
+    return True
+
+
+def as_string(raw):
+    """The module's string for bytes that are not JSON: UTF-8 as it is,
+    else one U+FFFD per bad byte (and per NUL)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    out, i = [], 0
+    while i < len(raw):
+        c = raw[i]
+        n = (1 if c < 0x80 else 2 if c & 0xe0 == 0xc0 else
+             3 if c & 0xf0 == 0xe0 else 4 if c & 0xf8 == 0xf0 else 0)
+        if c == 0:
+            n = 0
+        if n:
+            try:
+                out.append(raw[i:i + n].decode("utf-8"))
+                i += n
+                continue
+            except UnicodeDecodeError:
+                pass
+        out.append("\ufffd")
+        i += 1
+    return "".join(out)
+
+
+SEEDS = [b'{"a": [1, 2.5e3, -0.0, true, null], "b": {"c": "d\\u00e9"}}',
+         b'[1, "x", {"y": []}, -12, 3.25E-2]', b'"caf\xc3\xa9 \\n \\ud83d\\ude00"',
+         b"9223372036854775807", b"-123.456e+78", b"true", b"null",
+         b'{"k": "\\/\\b\\f\\r\\t\\"\\\\"}', b"[[[[]]]]", b"plain text"]
+BYTES = b' \t\r\n{}[]:,"\\/ubfnrtd0123456789+-.eE\x00\x01\x1f\x7f\x80\xbf' \
+        b'\xc0\xc3\xa9\xe2\x82\xac\xed\xa0\xf0\x9f\x98\x80\xf4\xf5\xffaxz'
+
+
+def mutate(rnd, raw):
+    raw = bytearray(raw)
+    for _ in range(rnd.randint(1, 3)):
+        op = rnd.randrange(4)
+        i = rnd.randrange(len(raw) + 1)
+        if op == 0 and raw:
+            del raw[min(i, len(raw) - 1)]
+        elif op == 1:
+            raw[i:i] = bytes([rnd.choice(BYTES)])
+        elif op == 2 and raw:
+            raw[min(i, len(raw) - 1)] = rnd.choice(BYTES)
+        else:
+            j = rnd.randrange(len(raw) + 1)
+            raw[i:i] = raw[min(i, j):max(i, j)][:8]
+    return bytes(raw)
+
+
+def test_random_items_are_what_jansson_and_python_make_of_them(gw):
+    import random
+    rnd = random.Random(15)
+    items = []
+    while len(items) < 1000:
+        raw = mutate(rnd, rnd.choice(SEEDS))
+        if b"\x00" in raw and jansson_reads(raw) and \
+                jansson_reads(raw.split(b"\x00")[0]):
+            continue        # jansson stops at a NUL after a value: not JSON
+        items.append(raw)
+    gw.redis.rpush("pi:random", *items)
+    got = page(gw, "/api/list/random").json()["object_list"]
+    assert len(got) == len(items)
+    for raw, item in zip(items, got):
+        want = json.loads(raw) if jansson_reads(raw) else as_string(raw)
+        assert item == want and type(item) is type(want), raw
