@@ -139,12 +139,19 @@ ngx_http_zmq_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 char *
 ngx_http_zmq_metrics_init_conf(ngx_conf_t *cf, ngx_http_zmq_main_conf_t *zmcf)
 {
+    size_t     size;
     ngx_str_t  name;
 
+    /*
+     * The slab pool keeps a descriptor per page in the zone itself: with
+     * 64 slots (worker_processes unknown yet) the counters take over 1,000
+     * pages, whose descriptors alone need more than a few spare pages.
+     */
+    size = zmcf->slots * sizeof(ngx_http_zmq_metrics_worker_t);
+    size += size / 8 + 8 * ngx_pagesize;
+
     ngx_str_set(&name, "ngx_zmq_metrics");
-    zmcf->metrics_shm = ngx_shared_memory_add(cf, &name,
-                                              8 * ngx_pagesize + zmcf->slots
-                                  * sizeof(ngx_http_zmq_metrics_worker_t),
+    zmcf->metrics_shm = ngx_shared_memory_add(cf, &name, size,
                                               &ngx_http_zmq_module);
     if (zmcf->metrics_shm == NULL) {
         return NGX_CONF_ERROR;
