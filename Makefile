@@ -8,6 +8,9 @@
 #                tests (pytest), the same under ASan, each fuzz target 20 s
 #   make asan    unit, zmqctl and zmqd tests under AddressSanitizer
 #   make fuzz    every libFuzzer target (t/fuzz) for FUZZ_SECONDS (300)
+#   make install    the module, zmqd, zmqctl, zmqd.service, the examples
+#                   and the web-admin (DESTDIR, PREFIX=/usr/local)
+#   make uninstall  removes what make install installed (its manifest)
 #   make clean
 
 SHELL       := /bin/bash
@@ -32,8 +35,9 @@ MODULE_SRCS := config $(wildcard ngx_zmq_module/*.c ngx_zmq_module/*.h) \
 UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/t/%,$(wildcard t/unit/test_*.c))
 
 .PHONY: all module tools deps deps-test run stop test unit integration browser \
+        bench-stomp \
         asan clean asan-nginx fuzz fuzz-build fuzz-test bench \
-        openapi-validator
+        openapi-validator install uninstall
 
 all: module tools
 
@@ -111,7 +115,7 @@ ZMQD_SRCS   := $(wildcard src/zmqd/*.c)
 
 $(BUILD)/zmqd: $(ZMQD_SRCS) $(wildcard src/zmqd/*.h) $(CORE_OBJS) $(CORE_HDRS)
 	$(CC) $(CFLAGS_ALL) -pthread -I/usr/include/libxml2 $(ZMQD_SRCS) \
-	    $(CORE_OBJS) -o $@ $(LIBS) -lrabbitmq -lcurl -lxml2 -lm
+	    $(CORE_OBJS) -o $@ $(LIBS) -lrabbitmq -lcurl -lxml2 -lm -lmicrohttpd
 
 $(BUILD)/t/%: t/unit/%.c t/unit/zgw_test_util.h $(CORE_OBJS) $(CORE_HDRS)
 	@mkdir -p $(dir $@)
@@ -157,14 +161,24 @@ $(BUILD)/bench/rpc_responder: bench/rpc_responder.c
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) $(WARN) $< -o $@ -lrabbitmq
 
+$(BUILD)/bench/stomp_raw: bench/stomp_raw.c
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) $(WARN) $< -o $@
+
 # speed goals: each prints ratios against baselines measured in the same run
 bench: all $(BUILD)/bench/publish_raw $(BUILD)/bench/consume_raw \
-       $(BUILD)/bench/rpc_raw $(BUILD)/bench/rpc_responder
+       $(BUILD)/bench/rpc_raw $(BUILD)/bench/rpc_responder \
+       $(BUILD)/bench/stomp_raw
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/publish.py
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/reconfig.py
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/consume.py
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/security.py
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/rpc.py
+	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/stomp.py
+
+# the STOMP one alone (ActiveMQ: make deps-test)
+bench-stomp: all $(BUILD)/bench/stomp_raw
+	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/stomp.py
 
 # the module built with AddressSanitizer, loaded into Debian's nginx with
 # the ASan runtime preloaded, under the NGINX integration tests
@@ -184,7 +198,8 @@ asan-nginx: all
 	    t/test_redis_auth.py t/test_use_jms.py \
 	    $(wildcard t/test_security*.py) \
 	    $(wildcard t/test_admin*.py) $(wildcard t/test_rpc*.py) \
-	    t/test_page.py t/test_stomp_gateway.py
+	    t/test_page.py t/test_stomp_gateway.py t/test_stomp_activemq.py \
+	    t/test_metrics.py
 
 # ------------------------------------------------------------------ fuzzing
 # libFuzzer targets (t/fuzz/fuzz_*.c) with ASan and UBSan. Those on
@@ -243,6 +258,32 @@ $(FUZZ)/ngx_fuzz_%.so: t/fuzz/fuzz_%.c t/fuzz/ngx_fuzz.c t/fuzz/ngx_fuzz.h \
 	    $< t/fuzz/ngx_fuzz.c $(FUZZ)/libzmq.a -Wl,--whole-archive \
 	    $$($(FUZZ_CC) -print-runtime-dir)/libclang_rt.fuzzer_no_main-x86_64.a \
 	    -Wl,--no-whole-archive -lstdc++ $(LIBS) -lrabbitmq -o $@
+
+# ------------------------------------------------------------ installing
+# Debian's layout: the module in nginx's module directory (not under
+# PREFIX), its load_module snippet in modules-available (enabled with a
+# symlink in /etc/nginx/modules-enabled, which install does not make),
+# the rest under PREFIX; scripts/install.sh keeps a manifest of every file
+# and directory it made for uninstall.
+DESTDIR     ?=
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+MODULEDIR   ?= /usr/lib/nginx/modules
+MODAVAILDIR ?= /usr/share/nginx/modules-available
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR  ?= /etc
+DATADIR     ?= $(PREFIX)/share/ngx-zmq
+DOCDIR      ?= $(PREFIX)/share/doc/ngx-zmq
+INSTALL_VARS = DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" BINDIR="$(BINDIR)" \
+               MODULEDIR="$(MODULEDIR)" MODAVAILDIR="$(MODAVAILDIR)" \
+               UNITDIR="$(UNITDIR)" SYSCONFDIR="$(SYSCONFDIR)" \
+               DATADIR="$(DATADIR)" DOCDIR="$(DOCDIR)" BUILD="$(BUILD)"
+
+install: all
+	@$(INSTALL_VARS) scripts/install.sh install
+
+uninstall:
+	@$(INSTALL_VARS) scripts/install.sh uninstall
 
 run: deps all
 	@scripts/run.sh

@@ -5,9 +5,14 @@ servers this script starts (loopback, temporary dirs).
 
   (a) redis-py: N client processes, each in a loop LRANGE (list) or
       ZRANGEBYSCORE ... LIMIT (sorted set) of one page, nothing else
-  (b) the gateway: wrk with N connections on GET /api/list?page=P and
-      /api/zset?page=P&min=&max=, which also counts (LLEN, ZCOUNT) and
-      answers JSON
+  (b) the gateway: wrk (2 threads) with N connections on GET
+      /api/list?page=P and /api/zset?page=P&min=&max=, which also counts
+      (LLEN, ZCOUNT) and answers JSON; NGINX as conf/nginx.conf runs it (a
+      worker per core, an access log), keepalive as NGINX's defaults
+      (keepalive_requests 1000)
+
+Both read the same page (checked before the runs), N the same (--clients,
+default 8); (a) counts from when its N processes are connected.
 
 Pages of 20 items from a 100,000-item list and a 100,000-member sorted set
 (scores 0-99,999; the range 25,000-75,000, a page in its middle). Cases
@@ -22,6 +27,7 @@ import json
 import multiprocessing
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -29,6 +35,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "t"))
+
+import redis  # noqa: E402  (imported once, before the clients fork)
 
 from conftest import Nginx, RedisServer  # noqa: E402
 
@@ -44,26 +52,28 @@ def wrk(url, seconds, connections, threads=2):
         ["wrk", "-t%d" % threads, "-c%d" % connections, "-d%ds" % seconds,
          url], capture_output=True, text=True, timeout=seconds + 60)
     m = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
-    if not m:
+    n = re.search(r"(\d+) requests in", out.stdout)
+    if not m or not n:
         raise RuntimeError("wrk: %s %s" % (out.stdout, out.stderr))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out.stdout)
     if bad:
         raise RuntimeError("wrk: %s answers were not 200" % bad.group(1))
-    return float(m.group(1))
+    return float(m.group(1)), int(n.group(1))
 
 
-def client(port, kind, seconds, counter):
-    import redis
+def client(port, kind, seconds, counter, start):
     c = redis.Redis(host="127.0.0.1", port=port)
+    c.ping()
+    off = (LIST_PAGE - 1) * PER_PAGE
+    zoff = (ZSET_PAGE - 1) * PER_PAGE
     n = 0
+    start.wait()
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         if kind == "list":
-            off = (LIST_PAGE - 1) * PER_PAGE
             items = c.lrange("bench:list", off, off + PER_PAGE - 1)
         else:
-            items = c.zrangebyscore("bench:zset", LO, HI,
-                                    start=(ZSET_PAGE - 1) * PER_PAGE,
+            items = c.zrangebyscore("bench:zset", LO, HI, start=zoff,
                                     num=PER_PAGE)
         assert len(items) == PER_PAGE
         n += 1
@@ -72,16 +82,38 @@ def client(port, kind, seconds, counter):
 
 
 def direct(port, kind, seconds, clients):
+    """Pages per second of N redis-py processes, counted from when every
+    one is connected (not their start) for the same seconds as wrk."""
     counter = multiprocessing.Value("q", 0)
+    start = multiprocessing.Barrier(clients + 1)
     procs = [multiprocessing.Process(target=client,
-                                     args=(port, kind, seconds, counter))
+                                     args=(port, kind, seconds, counter,
+                                           start))
              for _ in range(clients)]
-    t0 = time.monotonic()
     for p in procs:
         p.start()
+    start.wait(timeout=60)
+    t0 = time.monotonic()
     for p in procs:
         p.join()
-    return counter.value / (time.monotonic() - t0)
+        if p.exitcode != 0:
+            raise RuntimeError("a redis-py client failed")
+    return counter.value / max(seconds, time.monotonic() - t0), counter.value
+
+
+def cpu(pids):
+    """CPU seconds so far of these processes (servers), and of this
+    script's children that ended (wrk, the redis-py clients)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return total / os.sysconf("SC_CLK_TCK") + r.ru_utime + r.ru_stime
 
 
 def median(runs):
@@ -95,7 +127,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--clients", type=int, default=8,
                     help="N: redis-py processes, and wrk connections")
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 2,
+                    help="NGINX workers (default: one per core, as "
+                         "worker_processes auto)")
     args = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="zmq-bench-")
@@ -131,8 +165,12 @@ def main():
 
         ndir = os.path.join(tmp, "nginx")
         os.makedirs(ndir)
+        # as conf/nginx.conf runs: an access log (conftest's NGINX_CONF
+        # turns it off for tests), a worker per core
         ngx = Nginx(ndir, http="zmq_config file:%s;" % cfg,
-                    server="location /api/ { zmq_router; }\n",
+                    server="access_log %s;\n"
+                           "location /api/ { zmq_router; }\n"
+                           % os.path.join(ndir, "access.log"),
                     workers=args.workers, log_level="warn")
         ngx.start()
 
@@ -149,13 +187,30 @@ def main():
                     break
                 time.sleep(0.05)
             body = resp.json()
-            assert len(body["object_list"]) == PER_PAGE, (kind, body)
+            # (a) and (b) read the same page
+            if kind == "list":
+                off = (LIST_PAGE - 1) * PER_PAGE
+                same = r.lrange("bench:list", off, off + PER_PAGE - 1)
+            else:
+                same = r.zrangebyscore("bench:zset", LO, HI,
+                                       start=(ZSET_PAGE - 1) * PER_PAGE,
+                                       num=PER_PAGE)
+            assert len(same) == PER_PAGE, (kind, same)
+            assert body["object_list"] == [json.loads(v) for v in same], \
+                (kind, body)
 
-        print("bench/paginate: pages of %d of %d items, %d clients, "
-              "%d rounds of %d s" % (PER_PAGE, ITEMS, args.clients,
-                                     args.rounds, args.seconds))
+        print("bench/paginate: pages of %d of %d items, N=%d (redis-py "
+              "processes, wrk connections), %d NGINX workers with an access "
+              "log, %d rounds of %d s, load average %s" % (
+                  PER_PAGE, ITEMS, args.clients, args.workers, args.rounds,
+                  args.seconds, "%.2f %.2f %.2f" % os.getloadavg()))
 
         results = {k: {"a": [], "b": []} for k in urls}
+        # CPU per page: (a) its clients and Redis, (b) wrk, the NGINX
+        # workers and Redis (what each costs the machine, whatever else
+        # runs on it)
+        per_page = {k: {"a": [], "b": []} for k in urls}
+        servers = {"a": [rs.proc.pid], "b": [rs.proc.pid] + ngx.worker_pids()}
         for rnd in range(args.rounds):
             for kind in urls:
                 cases = [("a", lambda k=kind: direct(rs.port, k, args.seconds,
@@ -165,7 +220,11 @@ def main():
                 if rnd % 2:
                     cases.reverse()
                 for name, run in cases:
-                    results[kind][name].append(run())
+                    c0 = cpu(servers[name])
+                    rate, pages = run()
+                    used = cpu(servers[name]) - c0
+                    results[kind][name].append(rate)
+                    per_page[kind][name].append(used / max(pages, 1) * 1e6)
 
         ratios = {}
         for kind in urls:
@@ -174,6 +233,10 @@ def main():
             ratios[kind] = b / a if a else 0.0
             print("%-5s (a) redis-py %9.0f pages/s   (b) gateway %9.0f "
                   "pages/s" % (kind, a, b))
+            print("      CPU per page: (a) %.0f us (clients, Redis)   "
+                  "(b) %.0f us (wrk, NGINX, Redis)" % (
+                      median(per_page[kind]["a"]),
+                      median(per_page[kind]["b"])))
 
         problems = ngx.problems()
         if problems:

@@ -12,6 +12,8 @@
  *     zmq_amqp_connect_timeout;   TCP connect plus AMQP handshake
  *     zmq_amqp_buffer_limit;      unsent bytes per connection before 503
  *     zmq_status;                 the module's state as JSON
+ *     zmq_metrics;                the counters for Prometheus
+ *                                 (ngx_http_zmq_metrics.c)
  *     zmq_service NAME;           publish the request body (service kind
  *                                 "publish") and answer once confirmed
  *     zmq_routing_key VALUE;      overrides the service's routing key
@@ -112,6 +114,13 @@ static ngx_command_t  ngx_http_zmq_commands[] = {
     { ngx_string("zmq_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_zmq_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("zmq_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_zmq_metrics,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -239,7 +248,8 @@ static ngx_int_t
 ngx_http_zmq_postconfiguration(ngx_conf_t *cf)
 {
     if (ngx_http_zmq_publish_init(cf) != NGX_OK
-        || ngx_http_zmq_auth_init(cf) != NGX_OK)
+        || ngx_http_zmq_auth_init(cf) != NGX_OK
+        || ngx_http_zmq_metrics_init(cf) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -458,7 +468,11 @@ ngx_http_zmq_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_OK;
     }
 
-    return ngx_http_zmq_conf_init(cf, zmcf);
+    if (ngx_http_zmq_conf_init(cf, zmcf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_http_zmq_metrics_init_conf(cf, zmcf);
 }
 
 
@@ -612,6 +626,8 @@ ngx_http_zmq_init_process(ngx_cycle_t *cycle)
         ws->state = zmcf->type == NGX_HTTP_ZMQ_SOURCE_FILE
                     ? NGX_HTTP_ZMQ_SRC_LOADED : NGX_HTTP_ZMQ_SRC_WAITING;
     }
+
+    ngx_http_zmq_metrics_init_process(zmcf);
 
     /* the configuration read at start: the file, or the Redis cache */
 

@@ -41,6 +41,47 @@
 typedef struct ngx_http_zmq_follow_s  ngx_http_zmq_follow_t;
 
 
+/*
+ * zmq_metrics (ngx_http_zmq_metrics.c): what zmq_status does not count,
+ * per worker in the zone "ngx_zmq_metrics". Each worker writes only its
+ * own slot (plain increments, no locks); the handler sums the slots.
+ *
+ * Requests per channel (a REST channel's name, or the location of a
+ * zmq_service) and status code: at most NGX_HTTP_ZMQ_METRICS_CHANNELS
+ * channels per worker (more are counted as channel "_overflow"), and the
+ * codes of ngx_http_zmq_metrics_codes[] plus one class ("1xx" to "5xx")
+ * per hundred for any other code.
+ */
+#define NGX_HTTP_ZMQ_METRICS_CHANNELS  64
+#define NGX_HTTP_ZMQ_METRICS_CODES     33      /* 28 codes, 5 classes */
+#define NGX_HTTP_ZMQ_METRICS_BUCKETS   15      /* 14 bounds and +Inf */
+
+typedef struct {
+    ngx_atomic_t                   used;       /* set after the name */
+    ngx_atomic_t                   len;
+    u_char                         name[NGX_HTTP_ZMQ_NAME_LEN];
+    ngx_atomic_t                   codes[NGX_HTTP_ZMQ_METRICS_CODES];
+} ngx_http_zmq_metrics_channel_t;
+
+/* publish durations per outgoing connection, request read to answer */
+typedef struct {
+    ngx_atomic_t                   used;       /* set after the name */
+    ngx_atomic_t                   stomp;
+    ngx_atomic_t                   len;
+    u_char                         name[NGX_HTTP_ZMQ_NAME_LEN];
+    ngx_atomic_t                   buckets[NGX_HTTP_ZMQ_METRICS_BUCKETS];
+                                               /* not cumulative here */
+    ngx_atomic_t                   sum_us;
+} ngx_http_zmq_metrics_hist_t;
+
+typedef struct {
+    ngx_atomic_t                   pid;
+    ngx_http_zmq_metrics_channel_t channels[NGX_HTTP_ZMQ_METRICS_CHANNELS];
+    ngx_atomic_t                   overflow[NGX_HTTP_ZMQ_METRICS_CODES];
+    ngx_http_zmq_metrics_hist_t    hists[2 * NGX_HTTP_ZMQ_OUTCONNS_MAX];
+} ngx_http_zmq_metrics_worker_t;
+
+
 /* what one worker process has (zmcf->worker, from init_process) */
 typedef struct {
     /* ngx_http_zmq_publish.c: answers paced through the event loop */
@@ -77,6 +118,9 @@ typedef struct {
     ngx_uint_t                     nwrites;
     void                          *write;          /* the one at Redis */
     ngx_event_t                    write_ev;       /* starts the next */
+
+    /* ngx_http_zmq_metrics.c: this worker's slot in the metrics zone */
+    ngx_http_zmq_metrics_worker_t *metrics;
 } ngx_http_zmq_worker_t;
 
 
@@ -106,6 +150,9 @@ typedef struct {
     ngx_shm_zone_t                *shm;
     ngx_http_zmq_worker_stats_t   *stats;      /* in the zone */
     ngx_uint_t                     slots;      /* workers in the zone */
+
+    ngx_shm_zone_t                *metrics_shm;
+    ngx_http_zmq_metrics_worker_t *metrics;    /* in that zone, by slot */
 
     ngx_http_zmq_worker_t         *worker;     /* in worker processes */
 
@@ -148,6 +195,9 @@ typedef struct {
     ngx_queue_t                    answer;     /* in ngx_http_zmq_answers */
     ngx_http_zmq_pub_result_e      result;
     off_t                          received;   /* body bytes so far */
+    ngx_http_zmq_metrics_hist_t   *hist;       /* zmq_metrics: where the
+                                                  publish's duration goes */
+    uint64_t                       read_us;    /* the body was read */
     unsigned                       limit_body:1;  /* count them */
     unsigned                       own:1;      /* a response of ours */
     unsigned                       replaced:1;
@@ -214,6 +264,19 @@ ngx_int_t ngx_http_zmq_stomp_headers(ngx_http_request_t *r,
 /* ngx_http_zmq_status.c: zmq_status */
 ngx_int_t ngx_http_zmq_status_handler(ngx_http_request_t *r);
 json_t *ngx_http_zmq_status_doc(ngx_http_request_t *r);
+
+/* ngx_http_zmq_metrics.c: zmq_metrics, the Prometheus exposition */
+char *ngx_http_zmq_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_zmq_metrics_init_conf(ngx_conf_t *cf,
+    ngx_http_zmq_main_conf_t *zmcf);
+ngx_int_t ngx_http_zmq_metrics_init(ngx_conf_t *cf);
+void ngx_http_zmq_metrics_init_process(ngx_http_zmq_main_conf_t *zmcf);
+uint64_t ngx_http_zmq_metrics_now(void);
+/* a publish on outconn starts (the body was read at ctx->read_us) */
+void ngx_http_zmq_metrics_start(ngx_http_zmq_ctx_t *ctx, ngx_str_t *outconn,
+    ngx_uint_t stomp);
+/* and ends, whatever its result: one bucket and the sum */
+void ngx_http_zmq_metrics_observe(ngx_http_zmq_ctx_t *ctx);
 
 /* ngx_http_zmq_admin.c: the admin REST API (zmq_admin) */
 char *ngx_http_zmq_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

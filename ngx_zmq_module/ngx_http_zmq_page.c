@@ -9,8 +9,10 @@
  * the last page, as Django's ListView reads it). Redis is asked twice in
  * one pipeline on the worker's connection for the service's Redis: the
  * count (LLEN, ZCARD or ZCOUNT) and the range (LRANGE, ZRANGE, ZREVRANGE,
+ * or for a score range a script that reads it by rank, else
  * ZRANGEBYSCORE or ZREVRANGEBYSCORE with LIMIT), which reads at most
- * per_page + orphans items; page=last asks the count first.
+ * per_page + orphans items; page=last asks the count first. The answer is
+ * written directly; an item that is JSON is checked and copied as it is.
  */
 
 
@@ -63,6 +65,7 @@ typedef struct {
     u_char                      name[NGX_SOCKADDR_STRLEN];
     ngx_zmq_redis_t            *rd;
     ngx_flag_t                  used;
+    ngx_flag_t                  noscript;      /* EVAL refused */
 } ngx_http_zmq_page_conn_t;
 
 
@@ -80,7 +83,11 @@ typedef struct {
     long long                   per_page;
     long long                   orphans;
     long long                   fetched_from;  /* offset of items */
-    json_t                     *items;         /* the range read */
+    long long                   fetched_n;     /* and how many asked */
+    ngx_str_t                  *items;         /* the range read, each
+                                                  item's JSON text, in the
+                                                  request's pool */
+    size_t                      nitems;
     ngx_uint_t                  status;        /* an error to answer */
     const char                 *code;
     const char                 *message;
@@ -90,6 +97,9 @@ typedef struct {
     ngx_flag_t                  whole;
     ngx_flag_t                  reverse;
     ngx_flag_t                  withscores;
+    ngx_flag_t                  scripted;      /* the range by EVAL */
+    ngx_flag_t                  plain;         /* the script failed */
+    ngx_http_zmq_page_conn_t   *conn;
     ngx_str_t                   key;
     ngx_str_t                   min;
     ngx_str_t                   max;
@@ -100,7 +110,7 @@ static ngx_int_t ngx_http_zmq_page_addr(ngx_pool_t *pool,
     ngx_http_zmq_page_conf_t *pc, json_t *obj, const zgw_key_t *key,
     ngx_log_t *log);
 static ngx_http_zmq_page_worker_t *ngx_http_zmq_page_worker(void);
-static ngx_zmq_redis_t *ngx_http_zmq_page_conn(ngx_str_t *id);
+static ngx_http_zmq_page_conn_t *ngx_http_zmq_page_conn(ngx_str_t *id);
 static ngx_int_t ngx_http_zmq_page_arg(ngx_http_request_t *r, char *name,
     size_t len, ngx_str_t *value);
 static ngx_int_t ngx_http_zmq_page_int(ngx_str_t *s, long long *n);
@@ -119,7 +129,13 @@ static void ngx_http_zmq_page_finish(ngx_zmq_redis_t *rd,
     ngx_http_zmq_page_req_t *h);
 static ngx_int_t ngx_http_zmq_page_answer(ngx_http_request_t *r,
     ngx_http_zmq_page_req_t *h);
-static json_t *ngx_http_zmq_page_item(const char *s, size_t len);
+static u_char *ngx_http_zmq_page_json(u_char *p, u_char *end,
+    u_char **stop);
+static ngx_int_t ngx_http_zmq_page_hex4(u_char *p, u_char *end,
+    ngx_uint_t *cp);
+static ngx_int_t ngx_http_zmq_page_finite(u_char *p, size_t len);
+static size_t ngx_http_zmq_page_string(u_char *dst, u_char *s, size_t len);
+static u_char *ngx_http_zmq_page_real(u_char *p, double d);
 static ngx_flag_t ngx_http_zmq_page_utf8(u_char *p, size_t n);
 static void ngx_http_zmq_page_cleanup(void *data);
 static void ngx_http_zmq_page_free(ngx_http_zmq_page_req_t *h);
@@ -525,7 +541,7 @@ ngx_http_zmq_page_exit(void)
 }
 
 
-static ngx_zmq_redis_t *
+static ngx_http_zmq_page_conn_t *
 ngx_http_zmq_page_conn(ngx_str_t *id)
 {
     ngx_uint_t                   s;
@@ -542,7 +558,7 @@ ngx_http_zmq_page_conn(ngx_str_t *id)
         if (c->rd != NULL && c->id_len == id->len
             && ngx_memcmp(c->id, id->data, id->len) == 0)
         {
-            return c->rd;
+            return c;
         }
     }
 
@@ -562,6 +578,7 @@ ngx_http_zmq_page_handler(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx,
     ngx_pool_cleanup_t        *cln;
     ngx_http_zmq_page_req_t   *h;
     ngx_http_zmq_page_conf_t  *pc;
+    ngx_http_zmq_page_conn_t  *conn;
 
     pc = svc->page;
 
@@ -696,7 +713,8 @@ ngx_http_zmq_page_handler(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx,
                                   "bytes", 0);
     }
 
-    rd = ngx_http_zmq_page_conn(&pc->id);
+    conn = ngx_http_zmq_page_conn(&pc->id);
+    rd = conn != NULL ? conn->rd : NULL;
 
     if (rd == NULL || !ngx_zmq_redis_connected(rd)) {
         return ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -731,6 +749,7 @@ ngx_http_zmq_page_handler(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx,
     h->zset = pc->zset;
     h->reverse = pc->reverse;
     h->withscores = pc->withscores && pc->zset;
+    h->conn = conn;
     h->whole = min.len == 4 && ngx_strncmp(min.data, "-inf", 4) == 0
                && max.len == 4 && ngx_strncmp(max.data, "+inf", 4) == 0;
 
@@ -962,19 +981,45 @@ ngx_http_zmq_page_count_cmd(ngx_zmq_redis_t *rd, ngx_http_zmq_page_req_t *h)
 }
 
 
+/*
+ * A score range's page by rank: ZRANGEBYSCORE ... LIMIT offset count walks
+ * the offset members in Redis (O(offset)); the script counts the members
+ * before the range and the range (ZCOUNT is O(log N)), then reads the page
+ * by rank, all in one atomic step: the same members in the same order, in
+ * O(log N + count). ARGV: the bounds of what comes before the range (in
+ * the order read), the range's bounds, offset, count, ZRANGE or
+ * ZREVRANGE, WITHSCORES or empty.
+ */
+static char  ngx_http_zmq_page_script[] =
+    "local k = KEYS[1] "
+    "local before = redis.call('ZCOUNT', k, ARGV[1], ARGV[2]) "
+    "local count = redis.call('ZCOUNT', k, ARGV[3], ARGV[4]) "
+    "local off = tonumber(ARGV[5]) "
+    "if off >= count then return {} end "
+    "local last = math.min(off + tonumber(ARGV[6]), count) - 1 "
+    "if ARGV[8] == '' then "
+    "return redis.call(ARGV[7], k, before + off, before + last) end "
+    "return redis.call(ARGV[7], k, before + off, before + last, "
+    "'WITHSCORES')";
+
+
 static ngx_int_t
 ngx_http_zmq_page_range_cmd(ngx_zmq_redis_t *rd, ngx_http_zmq_page_req_t *h,
     long long offset, long long n)
 {
     int          argc;
     u_char       a[NGX_INT64_LEN], b[NGX_INT64_LEN];
-    size_t       len[9];
+    u_char       lo[NGX_HTTP_ZMQ_PAGE_ARG_MAX + 1];
+    size_t       len[12];
     ngx_int_t    rc;
-    const char  *argv[9];
+    ngx_str_t   *bound;
+    const char  *argv[12];
 
     argv[1] = (char *) h->key.data;
     len[1] = h->key.len;
     h->fetched_from = offset;
+    h->fetched_n = n;
+    h->scripted = 0;
 
     if (!h->zset || h->whole) {
         argv[0] = !h->zset ? "LRANGE" : h->reverse ? "ZREVRANGE" : "ZRANGE";
@@ -989,6 +1034,61 @@ ngx_http_zmq_page_range_cmd(ngx_zmq_redis_t *rd, ngx_http_zmq_page_req_t *h,
             len[4] = 10;
             argc = 5;
         }
+
+    } else if (!h->conn->noscript && !h->plain
+               && h->min.len < NGX_HTTP_ZMQ_PAGE_ARG_MAX
+               && h->max.len < NGX_HTTP_ZMQ_PAGE_ARG_MAX)
+    {
+        /*
+         * before the range: below min (ascending) or above max
+         * (descending); "(x" excludes x from the range, so x comes before
+         */
+
+        bound = h->reverse ? &h->max : &h->min;
+
+        if (bound->len && bound->data[0] == '(') {
+            len[4] = bound->len - 1;
+            ngx_memcpy(lo, bound->data + 1, len[4]);
+
+        } else {
+            lo[0] = '(';
+            ngx_memcpy(lo + 1, bound->data, bound->len);
+            len[4] = bound->len + 1;
+        }
+
+        argv[1] = ngx_http_zmq_page_script;
+        len[1] = sizeof(ngx_http_zmq_page_script) - 1;
+        argv[2] = "1";
+        len[2] = 1;
+        argv[3] = (char *) h->key.data;
+        len[3] = h->key.len;
+
+        if (h->reverse) {
+            argv[4] = (char *) lo;
+            argv[5] = "+inf";
+            len[5] = 4;
+
+        } else {
+            argv[4] = "-inf";
+            len[5] = len[4];
+            len[4] = 4;
+            argv[5] = (char *) lo;
+        }
+
+        argv[6] = (char *) h->min.data;
+        len[6] = h->min.len;
+        argv[7] = (char *) h->max.data;
+        len[7] = h->max.len;
+        argv[8] = (char *) a;
+        len[8] = ngx_sprintf(a, "%L", (int64_t) offset) - a;
+        argv[9] = (char *) b;
+        len[9] = ngx_sprintf(b, "%L", (int64_t) n) - b;
+        argv[10] = h->reverse ? "ZREVRANGE" : "ZRANGE";
+        len[10] = h->reverse ? 9 : 6;
+        argv[11] = h->withscores ? "WITHSCORES" : "";
+        len[11] = h->withscores ? 10 : 0;
+        argc = 12;
+        h->scripted = 1;
 
     } else {
         argv[0] = h->reverse ? "ZREVRANGEBYSCORE" : "ZRANGEBYSCORE";
@@ -1010,6 +1110,10 @@ ngx_http_zmq_page_range_cmd(ngx_zmq_redis_t *rd, ngx_http_zmq_page_req_t *h,
         len[argc++] = ngx_sprintf(a, "%L", (int64_t) offset) - a;
         argv[argc] = (char *) b;
         len[argc++] = ngx_sprintf(b, "%L", (int64_t) n) - b;
+    }
+
+    if (h->scripted) {
+        argv[0] = "EVAL";
     }
 
     len[0] = ngx_strlen(argv[0]);
@@ -1060,11 +1164,14 @@ static void
 ngx_http_zmq_page_range_done(ngx_zmq_redis_t *rd, redisReply *reply,
     void *data)
 {
-    size_t                    i, n, step;
-    json_t                   *items, *item, *pair, *score;
+    u_char                   *buf, *p, *start;
+    size_t                    n, k, step, size;
     double                    d;
+    ngx_str_t                *items;
     redisReply               *e, *s;
+    ngx_http_request_t       *r;
     ngx_http_zmq_page_req_t  *h = data;
+    u_char                    score[64];
 
     h->pending--;
 
@@ -1079,7 +1186,45 @@ ngx_http_zmq_page_range_done(ngx_zmq_redis_t *rd, redisReply *reply,
         goto done;
     }
 
+    r = h->request;
     step = h->withscores ? 2 : 1;
+
+    if (h->scripted && reply != NULL && reply->type == REDIS_REPLY_ERROR
+        && !(reply->len >= 9 && ngx_strncmp(reply->str, "WRONGTYPE", 9) == 0))
+    {
+        /*
+         * the script failed: this page is read as ZRANGEBYSCORE ... LIMIT
+         * (which answers a wrong type in its own words); when scripts are
+         * refused (an ACL without @scripting, EVAL renamed away), every
+         * page on this connection from now on
+         */
+
+        if ((reply->len >= 6 && ngx_strncmp(reply->str, "NOPERM", 6) == 0)
+            || (reply->len >= 15
+                && ngx_strncmp(reply->str, "ERR unknown com", 15) == 0))
+        {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "zmq: redis_page: Redis refused EVAL (%*s); score "
+                          "ranges are read with ZRANGEBYSCORE ... LIMIT on "
+                          "this connection", (size_t) ngx_min(reply->len, 200),
+                          reply->str);
+
+            h->conn->noscript = 1;
+        }
+
+        h->plain = 1;
+
+        if (ngx_http_zmq_page_range_cmd(rd, h, h->fetched_from, h->fetched_n)
+            == NGX_OK)
+        {
+            return;
+        }
+
+        h->status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        h->code = "store_unavailable";
+        h->message = "Redis has too many commands waiting";
+        goto done;
+    }
 
     /* untrusted: an array of at most the items asked for, strings only */
 
@@ -1091,76 +1236,105 @@ ngx_http_zmq_page_range_done(ngx_zmq_redis_t *rd, redisReply *reply,
         goto done;
     }
 
-    items = json_array();
+    n = reply->elements / step;
+
+    items = ngx_palloc(r->pool, (n ? n : 1) * sizeof(ngx_str_t));
     if (items == NULL) {
         goto nomem;
     }
 
-    n = reply->elements;
+    /*
+     * Each item's JSON text, in two passes over the reply: the sizes (an
+     * item that is JSON is only checked, and copied as it is), then the
+     * text, in one buffer of the request's pool.
+     */
 
-    for (i = 0; i < n; i += step) {
-        e = reply->element[i];
+    size = 0;
+
+    for (k = 0; k < n; k++) {
+        e = reply->element[k * step];
 
         if (e == NULL || e->type != REDIS_REPLY_STRING) {
-            json_decref(items);
             ngx_http_zmq_page_fail(h, e != NULL ? e : reply);
             goto done;
         }
 
-        item = ngx_http_zmq_page_item(e->str, e->len);
-        if (item == NULL) {
-            json_decref(items);
-            goto nomem;
-        }
+        /* data: the JSON value within the item, or NULL: a string */
+        items[k].data = ngx_http_zmq_page_json((u_char *) e->str,
+                                               (u_char *) e->str + e->len,
+                                               &p);
+        items[k].len = items[k].data != NULL
+                       ? (size_t) (p - items[k].data)
+                       : ngx_http_zmq_page_string(NULL, (u_char *) e->str,
+                                                  e->len);
+        size += items[k].len;
 
         if (step == 2) {
-            s = reply->element[i + 1];
+            s = reply->element[k * step + 1];
             d = NAN;
 
             if (s != NULL && s->type == REDIS_REPLY_STRING && s->len > 0
                 && s->len < 64)
             {
-                u_char  buf[64];
-                char   *end;
+                char  *end;
 
-                ngx_memcpy(buf, s->str, s->len);
-                buf[s->len] = '\0';
-                d = strtod((char *) buf, &end);
-                if (end != (char *) buf + s->len) {
+                ngx_memcpy(score, s->str, s->len);
+                score[s->len] = '\0';
+                d = strtod((char *) score, &end);
+                if (end != (char *) score + s->len) {
                     d = NAN;
                 }
             }
 
             if (isnan(d)) {
-                json_decref(item);
-                json_decref(items);
                 ngx_http_zmq_page_fail(h, s != NULL ? s : reply);
                 goto done;
             }
 
-            score = isinf(d) ? json_string(d > 0 ? "inf" : "-inf")
-                             : json_real(d);
-            pair = json_object();
-
-            if (score == NULL || pair == NULL
-                || json_object_set_new(pair, "member", item) != 0
-                || json_object_set_new(pair, "score", score) != 0)
-            {
-                json_decref(pair);
-                json_decref(items);
-                goto nomem;
-            }
-
-            item = pair;
-        }
-
-        if (json_array_append_new(items, item) != 0) {
-            json_decref(items);
-            goto nomem;
+            /* {"member":,"score":} and a real of at most 32 bytes */
+            size += sizeof("{\"member\":,\"score\":}") - 1 + 32;
         }
     }
 
+    buf = ngx_pnalloc(r->pool, size ? size : 1);
+    if (buf == NULL) {
+        goto nomem;
+    }
+
+    p = buf;
+
+    for (k = 0; k < n; k++) {
+        e = reply->element[k * step];
+        start = p;
+
+        if (step == 2) {
+            p = ngx_cpymem(p, "{\"member\":", sizeof("{\"member\":") - 1);
+        }
+
+        if (items[k].data != NULL) {
+            p = ngx_cpymem(p, items[k].data, items[k].len);
+
+        } else {
+            p += ngx_http_zmq_page_string(p, (u_char *) e->str, e->len);
+        }
+
+        if (step == 2) {
+            s = reply->element[k * step + 1];
+            ngx_memcpy(score, s->str, s->len);
+            score[s->len] = '\0';
+            d = strtod((char *) score, NULL);
+
+            p = ngx_cpymem(p, ",\"score\":", sizeof(",\"score\":") - 1);
+            p = ngx_http_zmq_page_real(p, d);
+            *p++ = '}';
+        }
+
+        items[k].data = start;
+        items[k].len = p - start;
+    }
+
     h->items = items;
+    h->nitems = n;
     goto done;
 
 nomem:
@@ -1270,8 +1444,8 @@ ngx_http_zmq_page_finish(ngx_zmq_redis_t *rd, ngx_http_zmq_page_req_t *h)
 static ngx_int_t
 ngx_http_zmq_page_answer(ngx_http_request_t *r, ngx_http_zmq_page_req_t *h)
 {
-    json_t     *doc, *items;
-    size_t      skip, n;
+    u_char     *body, *p;
+    size_t      len, skip, n, k, keep;
     long long   count, number, pages, hits, bottom, top, start, end;
 
     count = h->count;
@@ -1298,108 +1472,607 @@ ngx_http_zmq_page_answer(ngx_http_request_t *r, ngx_http_zmq_page_req_t *h)
 
     /* the items read from fetched_from on: keep [bottom, top) */
 
-    items = json_array();
-    if (items == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    skip = 0;
+    keep = 0;
 
     if (h->items != NULL && top > bottom && bottom >= h->fetched_from) {
         skip = (size_t) (bottom - h->fetched_from);
 
-        for (n = skip; n < json_array_size(h->items)
-                       && (long long) (n - skip) < top - bottom; n++)
-        {
-            json_array_append(items, json_array_get(h->items, n));
+        if (skip < h->nitems) {
+            keep = ngx_min(h->nitems - skip, (size_t) (top - bottom));
         }
     }
 
     start = count == 0 ? 0 : h->per_page * (number - 1) + 1;
     end = number == pages ? count : number * h->per_page;
 
-    doc = json_pack("{sIsIsIsIsbsbsIsIso}",
-                    "count", (json_int_t) count,
-                    "num_pages", (json_int_t) pages,
-                    "number", (json_int_t) number,
-                    "per_page", (json_int_t) h->per_page,
-                    "has_next", number < pages,
-                    "has_previous", number > 1,
-                    "start_index", (json_int_t) start,
-                    "end_index", (json_int_t) end,
-                    "object_list", items);
-    if (doc == NULL) {
+    /*
+     * The answer as compact JSON with its keys in order (as
+     * ngx_http_zmq_send_doc() writes a document), and a newline; the items
+     * are JSON texts already
+     */
+
+    len = sizeof("{\"count\":,\"end_index\":,\"has_next\":false,"
+                 "\"has_previous\":false,\"num_pages\":,\"number\":,"
+                 "\"object_list\":[],\"per_page\":,\"start_index\":}\n")
+          + 6 * NGX_INT64_LEN;
+
+    for (k = skip; k < skip + keep; k++) {
+        len += h->items[k].len + 1;
+    }
+
+    body = ngx_pnalloc(r->pool, len);
+    if (body == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_zmq_send_doc(r, NGX_HTTP_OK, doc);
+    p = ngx_sprintf(body, "{\"count\":%L,\"end_index\":%L,\"has_next\":%s,"
+                    "\"has_previous\":%s,\"num_pages\":%L,\"number\":%L,"
+                    "\"object_list\":[",
+                    (int64_t) count, (int64_t) end,
+                    number < pages ? "true" : "false",
+                    number > 1 ? "true" : "false",
+                    (int64_t) pages, (int64_t) number);
+
+    for (n = 0, k = skip; k < skip + keep; k++, n++) {
+        if (n) {
+            *p++ = ',';
+        }
+
+        p = ngx_cpymem(p, h->items[k].data, h->items[k].len);
+    }
+
+    p = ngx_sprintf(p, "],\"per_page\":%L,\"start_index\":%L}\n",
+                    (int64_t) h->per_page, (int64_t) start);
+
+    return ngx_http_zmq_send_json(r, NGX_HTTP_OK, body, p - body);
+}
+
+
+#define NGX_HTTP_ZMQ_PAGE_DEPTH_MAX  2048
+
+#define ngx_http_zmq_page_ws(c)                                               \
+    ((c) == ' ' || (c) == '\n' || (c) == '\r' || (c) == '\t')
+
+
+/*
+ * Is [p, end) one JSON value, as jansson's json_loadb() reads one (RFC
+ * 8259 in UTF-8, white space around it, and jansson's limits: no \u0000,
+ * no lone surrogate, integers within 64 bits, reals that do not overflow,
+ * at most 2048 values deep)? The value without the white space around it:
+ * returned, and *stop its end; NULL: not JSON (the item is a string).
+ *
+ * Checked, never parsed: an item that is JSON is copied as it is.
+ */
+static u_char *
+ngx_http_zmq_page_json(u_char *p, u_char *end, u_char **stop)
+{
+    u_char      *start, *q, *limit;
+    size_t       nest, n;
+    ngx_uint_t   cp, lo;
+    ngx_flag_t   key;
+    uint32_t     objects[NGX_HTTP_ZMQ_PAGE_DEPTH_MAX / 32];
+
+    while (p < end && ngx_http_zmq_page_ws(*p)) {
+        p++;
+    }
+
+    while (end > p && ngx_http_zmq_page_ws(end[-1])) {
+        end--;
+    }
+
+    start = p;
+    nest = 0;                   /* containers open; objects[]: which kind */
+    key = 0;
+
+value:
+
+    if (p == end || nest >= NGX_HTTP_ZMQ_PAGE_DEPTH_MAX) {
+        return NULL;
+    }
+
+    switch (*p) {
+
+    case '{':
+    case '[':
+        if (*p == '{') {
+            objects[nest / 32] |= (uint32_t) 1 << (nest % 32);
+
+        } else {
+            objects[nest / 32] &= ~((uint32_t) 1 << (nest % 32));
+        }
+
+        nest++;
+        p++;
+
+        while (p < end && ngx_http_zmq_page_ws(*p)) {
+            p++;
+        }
+
+        if (p < end
+            && *p == ((objects[(nest - 1) / 32] >> ((nest - 1) % 32)) & 1
+                      ? '}' : ']'))
+        {
+            nest--;
+            p++;
+            goto next;
+        }
+
+        if ((objects[(nest - 1) / 32] >> ((nest - 1) % 32)) & 1) {
+            goto object_key;
+        }
+
+        goto value;
+
+    case '"':
+        goto string;
+
+    case 't':
+        if (end - p >= 4 && ngx_strncmp(p, "true", 4) == 0) {
+            p += 4;
+            goto next;
+        }
+        return NULL;
+
+    case 'f':
+        if (end - p >= 5 && ngx_strncmp(p, "false", 5) == 0) {
+            p += 5;
+            goto next;
+        }
+        return NULL;
+
+    case 'n':
+        if (end - p >= 4 && ngx_strncmp(p, "null", 4) == 0) {
+            p += 4;
+            goto next;
+        }
+        return NULL;
+
+    default:
+        goto number;
+    }
+
+object_key:
+
+    if (p == end || *p != '"') {
+        return NULL;
+    }
+
+    /* a key is a string, then a colon, then a value */
+    key = 1;
+
+string:
+
+    for (p++; /* void */; p++) {
+        if (p == end) {
+            return NULL;
+        }
+
+        if (*p == '"') {
+            p++;
+            break;
+        }
+
+        if (*p < 0x20) {
+            return NULL;
+        }
+
+        if (*p == '\\') {
+            if (++p == end) {
+                return NULL;
+            }
+
+            switch (*p) {
+            case '"': case '\\': case '/': case 'b': case 'f': case 'n':
+            case 'r': case 't':
+                continue;
+
+            case 'u':
+                if (ngx_http_zmq_page_hex4(p + 1, end, &cp) != NGX_OK
+                    || cp == 0 || (cp >= 0xdc00 && cp <= 0xdfff))
+                {
+                    return NULL;
+                }
+
+                p += 4;
+
+                if (cp >= 0xd800 && cp <= 0xdbff) {
+                    /* a high surrogate: a low one must follow */
+                    if (end - p < 3 || p[1] != '\\' || p[2] != 'u'
+                        || ngx_http_zmq_page_hex4(p + 3, end, &lo) != NGX_OK
+                        || lo < 0xdc00 || lo > 0xdfff)
+                    {
+                        return NULL;
+                    }
+
+                    p += 6;
+                }
+
+                continue;
+
+            default:
+                return NULL;
+            }
+        }
+
+        if (*p >= 0x80) {
+            n = (*p & 0xe0) == 0xc0 ? 2
+                : (*p & 0xf0) == 0xe0 ? 3
+                : (*p & 0xf8) == 0xf0 ? 4 : 0;
+
+            if (n == 0 || (size_t) (end - p) < n
+                || !ngx_http_zmq_page_utf8(p, n))
+            {
+                return NULL;
+            }
+
+            p += n - 1;
+        }
+    }
+
+    if (key) {
+        key = 0;
+
+        while (p < end && ngx_http_zmq_page_ws(*p)) {
+            p++;
+        }
+
+        if (p == end || *p != ':') {
+            return NULL;
+        }
+
+        p++;
+
+        while (p < end && ngx_http_zmq_page_ws(*p)) {
+            p++;
+        }
+
+        goto value;
+    }
+
+    goto next;
+
+number:
+
+    q = p;
+
+    if (*p == '-') {
+        p++;
+    }
+
+    if (p == end || *p < '0' || *p > '9') {
+        return NULL;
+    }
+
+    if (*p == '0') {
+        p++;
+
+    } else {
+        while (p < end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+
+    if (p < end && (*p == '.' || *p == 'e' || *p == 'E')) {
+        if (*p == '.') {
+            p++;
+
+            if (p == end || *p < '0' || *p > '9') {
+                return NULL;
+            }
+
+            while (p < end && *p >= '0' && *p <= '9') {
+                p++;
+            }
+        }
+
+        if (p < end && (*p == 'e' || *p == 'E')) {
+            p++;
+
+            if (p < end && (*p == '+' || *p == '-')) {
+                p++;
+            }
+
+            if (p == end || *p < '0' || *p > '9') {
+                return NULL;
+            }
+
+            while (p < end && *p >= '0' && *p <= '9') {
+                p++;
+            }
+        }
+
+        if (ngx_http_zmq_page_finite(q, p - q) != NGX_OK) {
+            return NULL;
+        }
+
+        goto next;
+    }
+
+    /* an integer: within 64 bits */
+
+    n = p - q - (*q == '-');
+    limit = (u_char *) (*q == '-' ? "9223372036854775808"
+                                  : "9223372036854775807");
+
+    if (n > 19 || (n == 19 && ngx_memcmp(p - 19, limit, 19) > 0)) {
+        return NULL;
+    }
+
+next:
+
+    /* after a value: the end, or a comma or the close of its container */
+
+    while (p < end && ngx_http_zmq_page_ws(*p)) {
+        p++;
+    }
+
+    if (nest == 0) {
+        if (p != end) {
+            return NULL;
+        }
+
+        *stop = end;
+        return start;
+    }
+
+    if (p == end) {
+        return NULL;
+    }
+
+    if ((objects[(nest - 1) / 32] >> ((nest - 1) % 32)) & 1) {
+        if (*p == '}') {
+            nest--;
+            p++;
+            goto next;
+        }
+
+        if (*p != ',') {
+            return NULL;
+        }
+
+        p++;
+
+        while (p < end && ngx_http_zmq_page_ws(*p)) {
+            p++;
+        }
+
+        goto object_key;
+    }
+
+    if (*p == ']') {
+        nest--;
+        p++;
+        goto next;
+    }
+
+    if (*p != ',') {
+        return NULL;
+    }
+
+    p++;
+
+    while (p < end && ngx_http_zmq_page_ws(*p)) {
+        p++;
+    }
+
+    goto value;
+}
+
+
+/* four hex digits at p: a UTF-16 code unit */
+static ngx_int_t
+ngx_http_zmq_page_hex4(u_char *p, u_char *end, ngx_uint_t *cp)
+{
+    u_char      c;
+    ngx_uint_t  i, v;
+
+    if (end - p < 4) {
+        return NGX_DECLINED;
+    }
+
+    v = 0;
+
+    for (i = 0; i < 4; i++) {
+        c = p[i];
+
+        if (c >= '0' && c <= '9') {
+            v = v * 16 + (c - '0');
+
+        } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
+            v = v * 16 + ((c | 0x20) - 'a' + 10);
+
+        } else {
+            return NGX_DECLINED;
+        }
+    }
+
+    *cp = v;
+    return NGX_OK;
+}
+
+
+/* a JSON real (checked already) that does not overflow a double */
+static ngx_int_t
+ngx_http_zmq_page_finite(u_char *p, size_t len)
+{
+    char    *buf;
+    double   d;
+    u_char   small[64];
+
+    buf = (char *) small;
+
+    if (len >= sizeof(small)) {
+        buf = ngx_alloc(len + 1, ngx_cycle->log);
+        if (buf == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_memcpy(buf, p, len);
+    buf[len] = '\0';
+
+    d = strtod(buf, NULL);
+
+    if (buf != (char *) small) {
+        ngx_free(buf);
+    }
+
+    return isinf(d) ? NGX_DECLINED : NGX_OK;
 }
 
 
 /*
- * An item: its JSON value when it is JSON, else a string (bytes that are
- * not UTF-8 become U+FFFD).
+ * An item that is not JSON as a JSON string: its bytes when they are
+ * UTF-8 (a NUL as \u0000), else what is valid with one U+FFFD for each bad
+ * byte (and for a NUL). Written to dst, or with dst NULL only measured.
  */
-static json_t *
-ngx_http_zmq_page_item(const char *s, size_t len)
+static size_t
+ngx_http_zmq_page_string(u_char *dst, u_char *s, size_t len)
 {
-    u_char        *buf, *p;
-    size_t         i, n;
-    json_t        *v;
-    json_error_t   err;
+    u_char      c, *p, *end;
+    size_t      size, n;
+    ngx_flag_t  utf8;
 
-    v = json_loadb(s, len, JSON_DECODE_ANY, &err);
-    if (v != NULL) {
-        return v;
+    static u_char  hex[] = "0123456789abcdef";
+
+    utf8 = 1;
+
+    if (ngx_strlchr(s, s + len, '\0') != NULL) {
+        for (p = s, end = s + len; p < end; p += n) {
+            n = *p < 0x80 ? 1
+                : (*p & 0xe0) == 0xc0 ? 2
+                : (*p & 0xf0) == 0xe0 ? 3
+                : (*p & 0xf8) == 0xf0 ? 4 : 0;
+
+            if (n == 0 || (size_t) (end - p) < n
+                || !ngx_http_zmq_page_utf8(p, n))
+            {
+                utf8 = 0;
+                break;
+            }
+        }
     }
 
-    v = json_stringn(s, len);
-    if (v != NULL) {
-        return v;
+    size = 2;
+    p = dst;
+
+    if (p) {
+        *p++ = '"';
     }
 
-    /* not UTF-8, or a NUL: keep what is valid, one U+FFFD per bad byte */
-
-    buf = ngx_alloc(len * 3 + 1, ngx_cycle->log);
-    if (buf == NULL) {
-        return NULL;
-    }
-
-    p = buf;
-
-    for (i = 0; i < len; /* void */ ) {
+    for (end = s + len; s < end; s += n) {
+        c = *s;
         n = 1;
 
-        if ((u_char) s[i] < 0x80) {
-            n = s[i] ? 1 : 0;
+        if (c >= 0x80) {
+            n = (c & 0xe0) == 0xc0 ? 2
+                : (c & 0xf0) == 0xe0 ? 3
+                : (c & 0xf8) == 0xf0 ? 4 : 0;
 
-        } else if (((u_char) s[i] & 0xe0) == 0xc0) {
-            n = 2;
+            if (n == 0 || (size_t) (end - s) < n
+                || !ngx_http_zmq_page_utf8(s, n))
+            {
+                n = 1;
+                goto bad;
+            }
 
-        } else if (((u_char) s[i] & 0xf0) == 0xe0) {
-            n = 3;
-
-        } else if (((u_char) s[i] & 0xf8) == 0xf0) {
-            n = 4;
-
-        } else {
-            n = 0;
-        }
-
-        if (n > 0 && i + n <= len
-            && ngx_http_zmq_page_utf8((u_char *) s + i, n))
-        {
-            p = ngx_cpymem(p, s + i, n);
-            i += n;
+            size += n;
+            if (p) {
+                p = ngx_cpymem(p, s, n);
+            }
             continue;
         }
 
-        p = ngx_cpymem(p, "\xef\xbf\xbd", 3);
-        i++;
+        if (c == '\0' && !utf8) {
+            goto bad;
+        }
+
+        if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n'
+            || c == '\r' || c == '\t')
+        {
+            size += 2;
+            if (p) {
+                *p++ = '\\';
+                *p++ = c == '\b' ? 'b' : c == '\f' ? 'f' : c == '\n' ? 'n'
+                       : c == '\r' ? 'r' : c == '\t' ? 't' : c;
+            }
+            continue;
+        }
+
+        if (c < 0x20) {
+            size += 6;
+            if (p) {
+                p = ngx_cpymem(p, "\\u00", 4);
+                *p++ = hex[c >> 4];
+                *p++ = hex[c & 0xf];
+            }
+            continue;
+        }
+
+        size++;
+        if (p) {
+            *p++ = c;
+        }
+        continue;
+
+    bad:
+
+        size += 3;
+        if (p) {
+            p = ngx_cpymem(p, "\xef\xbf\xbd", 3);
+        }
     }
 
-    v = json_stringn((char *) buf, p - buf);
-    ngx_free(buf);
+    if (p) {
+        *p = '"';
+    }
 
-    return v;
+    return size;
+}
+
+
+/* a score as jansson writes a real ("%.17g", never read as an integer) */
+static u_char *
+ngx_http_zmq_page_real(u_char *p, double d)
+{
+    int     len;
+    char    buf[40], *e, *s, *t;
+
+    if (isinf(d)) {
+        return d > 0 ? ngx_cpymem(p, "\"inf\"", 5)
+                     : ngx_cpymem(p, "\"-inf\"", 6);
+    }
+
+    len = snprintf(buf, sizeof(buf) - 3, "%.17g", d);
+    if (len < 0 || len >= (int) sizeof(buf) - 3) {
+        return ngx_cpymem(p, "0.0", 3);
+    }
+
+    if (strchr(buf, '.') == NULL && strchr(buf, 'e') == NULL) {
+        buf[len++] = '.';
+        buf[len++] = '0';
+        buf[len] = '\0';
+    }
+
+    /* no '+' nor leading zeros in the exponent */
+    e = strchr(buf, 'e');
+    if (e != NULL) {
+        s = e + 1;
+        if (*s == '-') {
+            s++;
+        }
+        t = s;
+        while (*t == '+' || (*t == '0' && t[1] != '\0')) {
+            t++;
+        }
+        if (t != s) {
+            memmove(s, t, buf + len + 1 - t);
+            len -= t - s;
+        }
+    }
+
+    return ngx_cpymem(p, buf, len);
 }
 
 
@@ -1446,9 +2119,5 @@ ngx_http_zmq_page_cleanup(void *data)
 static void
 ngx_http_zmq_page_free(ngx_http_zmq_page_req_t *h)
 {
-    if (h->items != NULL) {
-        json_decref(h->items);
-    }
-
     ngx_free(h);
 }

@@ -524,8 +524,11 @@ ngx_http_zmq_message_id(ngx_pool_t *pool, ngx_str_t *id)
  * takes it: now + the relative expiration), correlation-id, reply-to, the
  * message id (amqp-message-id, which RabbitMQ's STOMP plugin maps to the
  * message_id property; zmq_message_id with use_jms), and every header of
- * the table by its name. With use_jms, amq-msg-type says ActiveMQ's
- * message class: text for textual content types, else bytes.
+ * the table by its name. With use_jms, amq-msg-type:text marks a textual
+ * content type, for ActiveMQ's TextMessage (ngx_zmq_stomp_publish sends it
+ * only for a body with a NUL, and content-length only without it, so that
+ * ActiveMQ leaves neither as a property); other bodies go with
+ * content-length alone, ActiveMQ's BytesMessage.
  */
 
 static const char  *ngx_http_zmq_stomp_reserved[] = {
@@ -666,9 +669,6 @@ ngx_http_zmq_stomp_headers(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
 
         if (ngx_zmq_stomp_is_text(&ct)) {
             ngx_http_zmq_stomp_add("amq-msg-type", "text", 4);
-
-        } else {
-            ngx_http_zmq_stomp_add("amq-msg-type", "bytes", 5);
         }
     }
 

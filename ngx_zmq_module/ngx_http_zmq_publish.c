@@ -222,6 +222,9 @@ ngx_http_zmq_router_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* zmq_metrics counts the request under the channel's name */
+    ctx->route = route;
+
     svc = ngx_http_zmq_runtime_service(&route->service);
 
     if (svc != NULL && svc->type == NGX_HTTP_ZMQ_SVC_PAGE) {
@@ -443,6 +446,9 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
         return;
     }
 
+    /* zmq_metrics: a publish's duration counts from here */
+    ctx->read_us = ngx_http_zmq_metrics_now();
+
     len = ngx_http_zmq_request_body_length(r);
 
     if (len > (off_t) ctx->max_body) {
@@ -578,6 +584,8 @@ ngx_http_zmq_publish_service(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx,
     msg.props = props;
     msg.body = r->request_body ? r->request_body->bufs : NULL;
     msg.body_len = ngx_http_zmq_request_body_length(r);
+
+    ngx_http_zmq_metrics_start(ctx, &svc->outconn, 0);
 
     return ngx_http_zmq_publish_message(r, ctx, conn, &msg);
 }
@@ -732,6 +740,7 @@ ngx_http_zmq_publish_done(ngx_http_zmq_pub_t *pub,
     ctx->pub = NULL;
     ctx->result = result;
 
+    ngx_http_zmq_metrics_observe(ctx);
     ngx_http_zmq_answer_post(ctx);
 }
 
@@ -978,6 +987,8 @@ ngx_http_zmq_stomp_service(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx,
 
     retry = 1;
 
+    ngx_http_zmq_metrics_start(ctx, &svc->stomp_outconn, 1);
+
     rc = ngx_zmq_stomp_publish(conn, &msg, &sr->pub, &retry, &bad,
                                r->connection->log);
 
@@ -1015,6 +1026,8 @@ ngx_http_zmq_stomp_done(ngx_zmq_stomp_pub_t *pub,
 
     sr->pub = NULL;
     sr->ctx->result = result;
+
+    ngx_http_zmq_metrics_observe(sr->ctx);
 
     ngx_http_zmq_answer_post(sr->ctx);
 }

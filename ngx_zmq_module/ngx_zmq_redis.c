@@ -155,6 +155,7 @@ ngx_zmq_redis_destroy(ngx_zmq_redis_t *rd)
 static void
 ngx_zmq_redis_connect(ngx_zmq_redis_t *rd)
 {
+    int        tcp_nodelay;
     ngx_int_t  rc;
 
     rc = ngx_zmq_socket_connect(&rd->sock, rd->conf.addr,
@@ -166,6 +167,21 @@ ngx_zmq_redis_connect(ngx_zmq_redis_t *rd)
                      "cannot connect to %V%Z", &rd->conf.addr->name);
         ngx_add_timer(&rd->timer, ngx_zmq_backoff_next(&rd->backoff));
         return;
+    }
+
+    /*
+     * commands are small and their replies awaited: without this, Nagle
+     * holds each write while the one before is unacknowledged, so the
+     * commands of the next event loop turn wait for the previous replies
+     * (as hiredis and redis-py, which set it too)
+     */
+    tcp_nodelay = 1;
+    if (setsockopt(rd->sock.connection->fd, IPPROTO_TCP, TCP_NODELAY,
+                   (const void *) &tcp_nodelay, sizeof(int)) == -1)
+    {
+        ngx_log_error(NGX_LOG_WARN, rd->conf.log, ngx_socket_errno,
+                      "zmq redis %V (%s): setsockopt(TCP_NODELAY) failed",
+                      &rd->conf.addr->name, rd->conf.name);
     }
 
     rd->ready = 0;

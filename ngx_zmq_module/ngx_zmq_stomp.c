@@ -6,7 +6,8 @@
  * connection sends CONNECT (accept-version 1.2, host, login, passcode,
  * heart-beat) and waits for CONNECTED, whose heart-beat header sets the
  * intervals both ways. Every SEND carries "receipt:<n>", n counting the
- * connection's messages; the in-flight ones sit in a ring indexed by n,
+ * connection's messages (and content-length, but for a use_jms text SEND:
+ * see ngx_zmq_stomp_text); the in-flight ones sit in a ring indexed by n,
  * bounded by max_inflight. RECEIPT settles its message, ERROR with a
  * receipt-id refuses its message and any ERROR ends the connection
  * (STOMP 1.2: the server closes after ERROR); what is left in flight is
@@ -144,6 +145,9 @@ static void ngx_zmq_stomp_drain_handler(ngx_event_t *ev);
 static void ngx_zmq_stomp_check_retired(ngx_zmq_stomp_conn_t *conn);
 static void ngx_zmq_stomp_destroy(ngx_zmq_stomp_conn_t *conn);
 static void ngx_zmq_stomp_wipe(ngx_zmq_stomp_conn_t *conn);
+static ngx_uint_t ngx_zmq_stomp_is_msg_type(ngx_str_t *name);
+static u_char *ngx_zmq_stomp_text(u_char *typed, u_char *body, u_char *last);
+static u_char *ngx_zmq_stomp_utf16(u_char *dst, uint32_t u);
 
 
 static void
@@ -1613,18 +1617,132 @@ ngx_zmq_stomp_escape(u_char *dst, u_char *p, size_t len)
 }
 
 
+/* amq-msg-type: use_jms's mark of a textual content type (not sent) */
+static ngx_uint_t
+ngx_zmq_stomp_is_msg_type(ngx_str_t *name)
+{
+    return name->len == sizeof("amq-msg-type") - 1
+           && ngx_strncmp(name->data, "amq-msg-type",
+                          sizeof("amq-msg-type") - 1) == 0;
+}
+
+
+/*
+ * use_jms, a textual content type: ActiveMQ makes a TextMessage of a SEND
+ * without content-length, its body read as Java's modified UTF-8 (a NUL is
+ * C0 80, a character beyond U+FFFF two 3-byte surrogates; a 4-byte UTF-8
+ * sequence makes the JMS consumer's receive fail). A body in UTF-8 is
+ * written in that form, with no content-length (it has no NUL left), so
+ * that no STOMP header is left on the message as a property (ActiveMQ
+ * keeps amq-msg-type and content-length as String properties of a
+ * TextMessage; a stale content-length cuts the frame of a STOMP
+ * subscriber the message is forwarded to). A body that is not UTF-8 stays
+ * as it is, with content-length: a BytesMessage.
+ *
+ * typed: "content-length:N\n\n", then the body up to last; the frame
+ * ends where this returns; there is room for twice the body after typed.
+ */
+static u_char *
+ngx_zmq_stomp_text(u_char *typed, u_char *body, u_char *last)
+{
+    u_char    c, *src, *dst;
+    size_t    n, extra, k;
+    uint32_t  cp;
+
+    extra = 0;
+
+    for (src = body; src < last; src += n) {
+        c = *src;
+        n = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3
+            : (c >= 0xf0 && c <= 0xf4) ? 4 : 0;
+
+        if (n == 0 || (size_t) (last - src) < n) {
+            return last;                            /* not UTF-8: bytes */
+        }
+
+        for (k = 1; k < n; k++) {
+            if ((src[k] & 0xc0) != 0x80) {
+                return last;
+            }
+        }
+
+        if (n == 4) {
+            cp = ((uint32_t) (c & 0x07) << 18)
+                 | ((uint32_t) (src[1] & 0x3f) << 12)
+                 | ((uint32_t) (src[2] & 0x3f) << 6) | (src[3] & 0x3f);
+            if (cp < 0x10000 || cp > 0x10ffff) {
+                return last;
+            }
+            extra += 2;
+
+        } else if (c == 0) {
+            extra++;
+        }
+    }
+
+    /* the body moves to typed + 1 + extra, then converts down to typed + 1 */
+
+    n = last - body;
+    src = typed + 1 + extra;
+    ngx_memmove(src, body, n);
+    *typed = '\n';
+    dst = typed + 1;
+    last = src + n;
+
+    if (extra == 0) {
+        return last;
+    }
+
+    while (src < last) {
+        c = *src;
+
+        if (c == 0) {
+            src++;
+            *dst++ = 0xc0;
+            *dst++ = 0x80;
+
+        } else if (c >= 0xf0) {
+            cp = (((uint32_t) (c & 0x07) << 18)
+                  | ((uint32_t) (src[1] & 0x3f) << 12)
+                  | ((uint32_t) (src[2] & 0x3f) << 6) | (src[3] & 0x3f))
+                 - 0x10000;
+            src += 4;
+            dst = ngx_zmq_stomp_utf16(dst, 0xd800 + (cp >> 10));
+            dst = ngx_zmq_stomp_utf16(dst, 0xdc00 + (cp & 0x3ff));
+
+        } else {
+            *dst++ = *src++;
+        }
+    }
+
+    return dst;
+}
+
+
+/* one UTF-16 unit (here a surrogate) as 3 bytes of modified UTF-8 */
+static u_char *
+ngx_zmq_stomp_utf16(u_char *dst, uint32_t u)
+{
+    *dst++ = (u_char) (0xe0 | (u >> 12));
+    *dst++ = (u_char) (0x80 | ((u >> 6) & 0x3f));
+    *dst++ = (u_char) (0x80 | (u & 0x3f));
+
+    return dst;
+}
+
+
 ngx_int_t
 ngx_zmq_stomp_publish(ngx_zmq_stomp_conn_t *conn, ngx_zmq_stomp_msg_t *msg,
     ngx_zmq_stomp_pub_t **pubp, time_t *retry_after, const char **bad,
     ngx_log_t *log)
 {
-    u_char               *p, *start;
+    u_char               *p, *start, *body, *typed;
     off_t                 off;
     size_t                need, len, n;
     ssize_t               rd;
     uint64_t              seq;
     ngx_buf_t            *b;
-    ngx_uint_t            i;
+    ngx_uint_t            i, text;
     ngx_chain_t          *cl;
     ngx_zmq_stomp_pub_t  *pub;
 
@@ -1692,6 +1810,12 @@ ngx_zmq_stomp_publish(ngx_zmq_stomp_conn_t *conn, ngx_zmq_stomp_msg_t *msg,
         return NGX_DECLINED;
     }
 
+    for (i = 0; i < msg->nheaders; i++) {
+        if (ngx_zmq_stomp_is_msg_type(&msg->headers[i].key)) {
+            need += (size_t) msg->body_len;     /* the text form, at most */
+        }
+    }
+
     if (conn->sock.out_last > conn->sock.out_pos
         && (size_t) (conn->sock.out_last - conn->sock.out_pos) + need
            > conn->worker->buffer_limit)
@@ -1731,10 +1855,24 @@ ngx_zmq_stomp_publish(ngx_zmq_stomp_conn_t *conn, ngx_zmq_stomp_msg_t *msg,
 
     p = ngx_cpymem(p, "SEND\ndestination:", 17);
     p = ngx_zmq_stomp_escape(p, msg->destination.data, msg->destination.len);
-    p = ngx_sprintf(p, "\nreceipt:%uL\ncontent-length:%O\n", seq,
-                    msg->body_len);
+    p = ngx_sprintf(p, "\nreceipt:%uL\n", seq);
+
+    /*
+     * amq-msg-type:text is not sent: it marks (use_jms) a body of a textual
+     * content type, which goes in ActiveMQ's TextMessage form if it can
+     * (see ngx_zmq_stomp_text()), else as bytes with content-length
+     */
+
+    text = 0;
 
     for (i = 0; i < msg->nheaders; i++) {
+        if (ngx_zmq_stomp_is_msg_type(&msg->headers[i].key)) {
+            text = (msg->headers[i].value.len == 4
+                    && ngx_strncmp(msg->headers[i].value.data, "text", 4)
+                       == 0);
+            continue;
+        }
+
         p = ngx_zmq_stomp_escape(p, msg->headers[i].key.data,
                                  msg->headers[i].key.len);
         *p++ = ':';
@@ -1743,7 +1881,9 @@ ngx_zmq_stomp_publish(ngx_zmq_stomp_conn_t *conn, ngx_zmq_stomp_msg_t *msg,
         *p++ = '\n';
     }
 
-    *p++ = '\n';
+    typed = p;
+    p = ngx_sprintf(p, "content-length:%O\n\n", msg->body_len);
+    body = p;
 
     /* the body, read without changing the request's buffers */
 
@@ -1780,6 +1920,10 @@ ngx_zmq_stomp_publish(ngx_zmq_stomp_conn_t *conn, ngx_zmq_stomp_msg_t *msg,
         pub->next = conn->free_pubs;
         conn->free_pubs = pub;
         return NGX_ERROR;
+    }
+
+    if (text) {
+        p = ngx_zmq_stomp_text(typed, body, p);
     }
 
     *p++ = '\0';

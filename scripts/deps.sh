@@ -17,7 +17,7 @@ set -euo pipefail
 PACKAGES=(
     build-essential nginx nginx-dev
     librabbitmq-dev libhiredis-dev libjansson-dev libssl-dev libcmocka-dev
-    libcurl4-openssl-dev libxml2-dev
+    libcurl4-openssl-dev libxml2-dev libmicrohttpd-dev
     redis-server rabbitmq-server
     python3 python3-pytest python3-pika python3-redis python3-requests
     curl wrk
@@ -28,7 +28,7 @@ if [ "${1:-}" = "test" ]; then
               python3-jsonschema chromium chromium-driver python3-selenium
               python3-django python3-flask
               activemq libactivemq-java libgeronimo-jms-1.1-spec-java
-              default-jdk-headless)
+              default-jdk-headless prometheus)
     if ! command -v npm >/dev/null; then
         PACKAGES+=(nodejs npm)
     fi

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/crypto.h>
 
@@ -117,7 +118,9 @@ static const zmqctl_cmd_t  zmqctl_cmds[] = {
     { "keygen", zmqctl_keygen, "keygen [--force]",
       "Writes a new random 256-bit key to the key file (mode 0600).\n"
       "Refuses to replace an existing key file unless --force is given:\n"
-      "secrets sealed with the old key no longer open with a new one.\n" },
+      "secrets sealed with the old key no longer open with a new one.\n"
+      "Missing directories of its path are created with mode 0700\n"
+      "(like install -d -m 0700); existing ones are left as they are.\n" },
 
     { "apikey", zmqctl_apikey, "apikey [--id ID | --revoke ID] NAME",
       "Adds a new key to the incoming apikey security definition NAME and\n"
@@ -1014,12 +1017,97 @@ done:
 }
 
 
+/*
+ * Creates the missing directories of the key file's path, as
+ * "install -d -m 0700" with "mkdir -p": every directory made here gets
+ * mode 0700 whatever the umask; directories that exist are left as they
+ * are. Returns -1 (with the error printed) when one cannot be made.
+ */
+static int
+zmqctl_keygen_dirs(const char *path)
+{
+    int          rc, last;
+    char        *dir, *p;
+    size_t       len;
+    struct stat  st;
+
+    len = strlen(path);
+    dir = malloc(len + 1);
+    if (dir == NULL) {
+        fprintf(stderr, "zmqctl: keygen: out of memory\n");
+        return -1;
+    }
+
+    memcpy(dir, path, len + 1);
+
+    p = strrchr(dir, '/');
+    if (p == NULL || p == dir) {
+        free(dir);
+        return 0;
+    }
+
+    *p = '\0';
+
+    if (stat(dir, &st) == 0) {
+        free(dir);
+        return 0;
+    }
+
+    rc = 0;
+
+    for (p = dir + 1; /* void */; p++) {
+        if (*p != '/' && *p != '\0') {
+            continue;
+        }
+
+        last = (*p == '\0');
+
+        if (!last && p[-1] == '/') {
+            continue;
+        }
+
+        *p = '\0';
+
+        if (mkdir(dir, 0700) == 0) {
+            if (chmod(dir, 0700) != 0) {
+                fprintf(stderr, "zmqctl: keygen: directory '%s': %s\n",
+                        dir, strerror(errno));
+                rc = -1;
+                break;
+            }
+
+            fprintf(stderr, "zmqctl: created directory %s (mode 0700)\n",
+                    dir);
+
+        } else if (errno != EEXIST) {
+            fprintf(stderr, "zmqctl: keygen: cannot create directory "
+                    "'%s': %s\n", dir, strerror(errno));
+            rc = -1;
+            break;
+        }
+
+        if (last) {
+            break;
+        }
+
+        *p = '/';
+    }
+
+    free(dir);
+    return rc;
+}
+
+
 static int
 zmqctl_keygen(zmqctl_opts_t *o)
 {
     zgw_errors_t  errs;
 
     zgw_errors_init(&errs);
+
+    if (zmqctl_keygen_dirs(o->key_file) != 0) {
+        return ZMQCTL_EXIT_FAIL;
+    }
 
     if (zgw_key_generate(o->key_file, o->force, &errs) != ZGW_OK) {
         zmqctl_print_errors("keygen", &errs);

@@ -45,6 +45,7 @@
 #include "zgw_redis_url.h"
 #include "zgw_store.h"
 #include "zmqd.h"
+#include "zmqd_metrics.h"
 
 
 #define ZMQD_CHANNELS_MAX   64
@@ -1071,6 +1072,7 @@ zmqd_give_up(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
         zmqd_log("error", "channel '%s': message '%s' rejected to the "
                  "queue's dead-letter exchange after %d attempt(s): %s",
                  c->name, id, attempts, error);
+        zmqd_metrics_message(c->name, ZMQD_METRICS_REJECTED);
 
     } else if (zmqd_dead_letter(ctx, d, ch, c->name, env, attempts, error,
                                 err, sizeof(err))
@@ -1089,6 +1091,7 @@ zmqd_give_up(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
         zmqd_ack(d, env);
         zmqd_log("error", "channel '%s': message '%s' dead-lettered after %d "
                  "attempt(s): %s", c->name, id, attempts, error);
+        zmqd_metrics_message(c->name, ZMQD_METRICS_DEAD_LETTERED);
     }
 
     if (!reply) {
@@ -1151,6 +1154,7 @@ zmqd_failed(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
             zmqd_log("warn", "channel '%s': message '%s' failed "
                      "(attempt %d): %s; retrying in %.2f s", c->name,
                      id, attempts, error, delay);
+            zmqd_metrics_message(c->name, ZMQD_METRICS_RETRIED);
             return 1;
         }
         return 0;
@@ -1410,6 +1414,7 @@ zmqd_attempt(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
 {
     int           rc, reply;
     char          err[1024];
+    double        started;
     json_t       *ch;
     zmqd_env_t    senv;
     const char   *service;
@@ -1467,8 +1472,10 @@ zmqd_attempt(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
     reply = zmqd_wants_reply(env);
 
     zmqd_env(ctx, &senv);
+    started = zmqd_now();
     rc = zmqd_service_call(&senv, service, &msg, reply ? &resp : NULL, err,
                            sizeof(err));
+    zmqd_metrics_service(c->name, zmqd_now() - started);
     zgw_jms_in_free(&jms);
 
     if (rc != 0) {
@@ -1487,6 +1494,7 @@ zmqd_attempt(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
 
     zmqd_ack_done(d, c, env);
     ctx->done++;
+    zmqd_metrics_message(c->name, ZMQD_METRICS_ACKED);
 
     if (ctx->verbose) {
         zmqd_log("info", "channel '%s': message '%s' done by service "
@@ -1797,8 +1805,9 @@ zmqd_usage(FILE *out)
     fprintf(out,
             "usage: zmqd [--config redis://host:port/db | file:PATH] "
             "[--key-file PATH]\n"
-            "            [--workers N] [--max-hold SECONDS] [--check] "
-            "[--verbose]\n"
+            "            [--workers N] [--max-hold SECONDS] "
+            "[--metrics ADDR:PORT]\n"
+            "            [--check] [--verbose]\n"
             "\n"
             "Consumes the queues of the amqp_channel objects of the "
             "configuration\nand invokes each message's service.\n"
@@ -1821,6 +1830,9 @@ zmqd_usage(FILE *out)
             "callback's) need more\n"
             "                    is refused: its invocations are "
             "dead-lettered\n"
+            "  --metrics A:P     serve Prometheus metrics on A:P (such as "
+            "127.0.0.1:9464;\n"
+            "                    needs --workers 1)\n"
             "  --check           validate the configuration and exit "
             "(0 valid)\n"
             "  --verbose         a log line for every message done\n"
@@ -1839,7 +1851,7 @@ main(int argc, char **argv)
     int                 startup_done;
     char                err[256], shown[ZGW_URL_SHOW_MAX];
     double              startup_due;
-    const char         *env, *key_file;
+    const char         *env, *key_file, *metrics;
     zmqd_ctx_t          ctx;
     zmqd_env_t          senv;
     zgw_errors_t        errs;
@@ -1852,6 +1864,7 @@ main(int argc, char **argv)
         { "verbose", no_argument, NULL, 'v' },
         { "workers", required_argument, NULL, 'w' },
         { "max-hold", required_argument, NULL, 'm' },
+        { "metrics", required_argument, NULL, 'M' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -1859,6 +1872,7 @@ main(int argc, char **argv)
     memset(&ctx, 0, sizeof(ctx));
     check = 0;
     workers = 1;
+    metrics = NULL;
     ctx.max_hold = ZMQD_HOLD_MAX_S;
 
     env = getenv("ZMQ_REDIS");
@@ -1895,6 +1909,9 @@ main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'M':
+            metrics = optarg;
+            break;
         case 'h':
             zmqd_usage(stdout);
             return 0;
@@ -1906,6 +1923,12 @@ main(int argc, char **argv)
 
     if (optind != argc) {
         zmqd_usage(stderr);
+        return 2;
+    }
+
+    if (metrics != NULL && workers > 1) {
+        /* each worker counts its own: one listener could show one only */
+        fprintf(stderr, "zmqd: --metrics needs --workers 1\n");
         return 2;
     }
 
@@ -1983,6 +2006,14 @@ main(int argc, char **argv)
         return 1;
     }
 
+    if (metrics != NULL && zmqd_metrics_start(metrics, err, sizeof(err)) != 0)
+    {
+        zmqd_log("error", "%s", err);
+        zmqd_heartbeat_stop();
+        zgw_config_free(cfg);
+        return 1;
+    }
+
     ctx.cfg = zgw_config_new();
     zmqd_apply(&ctx, cfg);
 
@@ -2033,6 +2064,8 @@ main(int argc, char **argv)
             }
 
             zmqd_connect(&ctx, &ctx.defs[i]);
+            zmqd_metrics_def_up(ctx.defs[i].name,
+                                ctx.defs[i].consume != NULL);
 
             if (ctx.defs[i].consume != NULL) {
                 zmqd_consume(&ctx, &ctx.defs[i], 20);
@@ -2092,6 +2125,7 @@ main(int argc, char **argv)
     }
     zmqd_publishers_close(&ctx.publishers);
     zmqd_heartbeat_stop();
+    zmqd_metrics_stop();
     zmqd_services_reset();
     zgw_config_free(ctx.cfg);
     curl_global_cleanup();
