@@ -1,10 +1,10 @@
 """Broker CPU per request for: one rabbitmq-c requester (1000 outstanding),
 the same with the gateway's x-zmq-seq header, and two requesters of 500
 each (as 2 NGINX workers), alternating rounds, one broker and responder."""
-# build first: cp bench/rpc_raw.c notes/rpcperf_exp/raw_seq.c &&
-#   patch notes/rpcperf_exp/raw_seq.c notes/rpcperf_exp/raw_seq.patch &&
-#   cc -O2 notes/rpcperf_exp/raw_seq.c -o notes/rpcperf_exp/raw_seq -lrabbitmq
-# run: ZMQ_BUILD=$PWD/build /usr/bin/python3 notes/rpcperf_exp/exp.py [ROUNDS]
+# build first: cp bench/rpc_raw.c bench/rpc_split/raw_seq.c &&
+#   patch bench/rpc_split/raw_seq.c bench/rpc_split/raw_seq.patch &&
+#   cc -O2 bench/rpc_split/raw_seq.c -o bench/rpc_split/raw_seq -lrabbitmq
+# run: ZMQ_BUILD=$PWD/build /usr/bin/python3 bench/rpc_split/exp.py [ROUNDS]
 import os, sys, subprocess, tempfile, time, re
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "t"))
 from conftest import RabbitServer, BUILD
