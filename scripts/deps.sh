@@ -28,7 +28,7 @@ if [ "${1:-}" = "test" ]; then
               python3-jsonschema chromium chromium-driver python3-selenium
               python3-django python3-flask
               activemq libactivemq-java libgeronimo-jms-1.1-spec-java
-              default-jdk-headless prometheus)
+              default-jdk-headless prometheus python3-yaml)
     if ! command -v npm >/dev/null; then
         PACKAGES+=(nodejs npm)
     fi

@@ -17,7 +17,8 @@ import time
 import pytest
 import requests
 
-from conftest import (BUILD, NGINX, ROOT, free_port, stop_pid, wait_port)
+from conftest import (BUILD, NGINX, ROOT, free_port, scan_exclude, stop_pid,
+                      wait_port)
 
 yaml = pytest.importorskip("yaml")
 
@@ -242,6 +243,7 @@ def test_installed_module_loads_with_the_snippet(installed, tmp_path,
                .replace("/usr/share/ngx-zmq/web/",
                         os.path.join(dest, "usr/share/ngx-zmq/web/")))
     (tmp_path / "zmq.conf").write_text(example)
+    scan_exclude(tmp_path / "zmq.conf")     # the demo's passwords, as input
     conf = tmp_path / "nginx.conf"
     conf.write_text("""
 include %s/usr/share/nginx/modules-available/mod-http-zmq.conf;
@@ -441,6 +443,7 @@ def test_entrypoint_gateway_and_zmqd(installed, tmp_path, redis_store,
         a.update(host="127.0.0.1", port=rabbitmq.port, username="guest",
                  password="guest")
     (tmp_path / "demo.json").write_text(json.dumps(demo))
+    scan_exclude(tmp_path / "demo.json")    # an input: the demo's passwords
 
     with open(os.path.join(DOCKER, "nginx.conf")) as f:
         conf = f.read()
