@@ -82,6 +82,10 @@ ngx_http_zmq_tmpl_compile(ngx_pool_t *pool, ngx_str_t *text,
         return NGX_ERROR;
     }
 
+    if (text->len == 0) {
+        return NGX_OK;              /* no template (data may be NULL) */
+    }
+
     p = text->data;
     end = p + text->len;
 
