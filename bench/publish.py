@@ -57,9 +57,9 @@ def queue_count(ch):
                             passive=True).method.message_count
 
 
-def raw_publish(raw, port, seconds, size):
+def raw_publish(raw, port, seconds, size, window=1000):
     out = subprocess.run([raw, "127.0.0.1", str(port), QUEUE, str(seconds),
-                          str(size), "1000"],
+                          str(size), str(window)],
                          capture_output=True, text=True, timeout=seconds + 60)
     m = re.search(r"rate=(\d+) p50_ms=([\d.]+) p99_ms=([\d.]+) "
                   r"confirmed=(\d+)", out.stdout)
