@@ -24,6 +24,11 @@
  *                                 (always on in zmq_service/zmq_router)
  *     zmq_admin;                  the admin REST API (ngx_http_zmq_admin.c)
  *     zmq_admin_auth on|off;      off: zmq_admin without zmq_security
+ *     zmq_batch on|off;           accept application/x-ndjson batches
+ *     zmq_max_batch N;            lines per batch (ngx_http_zmq_batch.c)
+ *     zmq_batch_envelope on|off;  each line {"body", "message_id", ...}
+ *     zmq_trace on|off;           start a W3C trace when none comes
+ *                                 (ngx_http_zmq_trace.c)
  */
 
 
@@ -200,6 +205,34 @@ static ngx_command_t  ngx_http_zmq_commands[] = {
       ngx_conf_set_flag_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_zmq_loc_conf_t, admin_auth),
+      NULL },
+
+    { ngx_string("zmq_batch"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_zmq_loc_conf_t, batch),
+      NULL },
+
+    { ngx_string("zmq_max_batch"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_zmq_loc_conf_t, max_batch),
+      NULL },
+
+    { ngx_string("zmq_batch_envelope"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_zmq_loc_conf_t, batch_envelope),
+      NULL },
+
+    { ngx_string("zmq_trace"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_zmq_loc_conf_t, trace),
       NULL },
 
     { ngx_string("zmq_json_errors"),
@@ -499,6 +532,10 @@ ngx_http_zmq_create_loc_conf(ngx_conf_t *cf)
     zlcf->data_format = NGX_CONF_UNSET_UINT;
     zlcf->json_errors = NGX_CONF_UNSET;
     zlcf->admin_auth = NGX_CONF_UNSET;
+    zlcf->batch = NGX_CONF_UNSET;
+    zlcf->max_batch = NGX_CONF_UNSET_UINT;
+    zlcf->batch_envelope = NGX_CONF_UNSET;
+    zlcf->trace = NGX_CONF_UNSET;
 
     return zlcf;
 }
@@ -529,6 +566,17 @@ ngx_http_zmq_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->data_format, prev->data_format,
                               NGX_HTTP_ZMQ_FORMAT_NONE);
     ngx_conf_merge_value(conf->json_errors, prev->json_errors, 0);
+    ngx_conf_merge_value(conf->batch, prev->batch, 0);
+    ngx_conf_merge_uint_value(conf->max_batch, prev->max_batch, 1000);
+    ngx_conf_merge_value(conf->batch_envelope, prev->batch_envelope, 0);
+    ngx_conf_merge_value(conf->trace, prev->trace, 0);
+
+    if (conf->max_batch < 1 || conf->max_batch > 100000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zmq_max_batch %ui is not in 1-100000",
+                           conf->max_batch);
+        return NGX_CONF_ERROR;
+    }
 
     /*
      * Inherited like auth_basic: a nested location, and an "if" block

@@ -174,6 +174,10 @@ typedef struct {
     ngx_str_t                      security;   /* zmq_security NAME */
     ngx_flag_t                     admin;      /* zmq_admin */
     ngx_flag_t                     admin_auth; /* zmq_admin_auth */
+    ngx_flag_t                     batch;      /* zmq_batch */
+    ngx_uint_t                     max_batch;  /* zmq_max_batch */
+    ngx_flag_t                     batch_envelope;
+    ngx_flag_t                     trace;      /* zmq_trace */
 } ngx_http_zmq_loc_conf_t;
 
 
@@ -198,6 +202,12 @@ typedef struct {
     ngx_http_zmq_metrics_hist_t   *hist;       /* zmq_metrics: where the
                                                   publish's duration goes */
     uint64_t                       read_us;    /* the body was read */
+    void                          *batch;      /* ngx_http_zmq_batch.c */
+    void                          *idem;       /* ..._idempotency.c */
+    ngx_uint_t                     max_batch;
+    unsigned                       batch_ok:1;     /* may be a batch */
+    unsigned                       batch_envelope:1;
+    unsigned                       is_batch:1;     /* x-ndjson: it is */
     unsigned                       limit_body:1;  /* count them */
     unsigned                       own:1;      /* a response of ours */
     unsigned                       replaced:1;
@@ -260,6 +270,18 @@ ngx_int_t ngx_http_zmq_message_id(ngx_pool_t *pool, ngx_str_t *id);
 ngx_int_t ngx_http_zmq_stomp_headers(ngx_http_request_t *r,
     ngx_http_zmq_service_t *svc, ngx_zmq_stomp_conf_t *sc, ngx_array_t *out,
     ngx_str_t *message_id, const char **bad);
+
+/* ngx_http_zmq_batch.c: application/x-ndjson, one message per line */
+ngx_int_t ngx_http_zmq_batch_detect(ngx_http_request_t *r,
+    ngx_http_zmq_ctx_t *ctx);
+ngx_int_t ngx_http_zmq_batch_publish(ngx_http_request_t *r,
+    ngx_http_zmq_ctx_t *ctx, ngx_http_complex_value_t *routing_key);
+ngx_int_t ngx_http_zmq_batch_answer(ngx_http_zmq_ctx_t *ctx);
+
+/* ngx_http_zmq_trace.c: W3C trace context into the headers table */
+#define NGX_HTTP_ZMQ_TRACE_HEADERS  2
+ngx_int_t ngx_http_zmq_trace_headers(ngx_http_request_t *r,
+    amqp_table_entry_t *entries, ngx_uint_t *n, const char **bad);
 
 /* ngx_http_zmq_status.c: zmq_status */
 ngx_int_t ngx_http_zmq_status_handler(ngx_http_request_t *r);

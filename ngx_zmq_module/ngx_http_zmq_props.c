@@ -134,7 +134,7 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
 
     /* the request's headers */
 
-    nh = svc->headers.nelts;
+    nh = svc->headers.nelts + NGX_HTTP_ZMQ_TRACE_HEADERS;
     part = &r->headers_in.headers.part;
 
     for ( ;; ) {
@@ -371,6 +371,12 @@ ngx_http_zmq_properties(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
             entries[j].value.value.bytes.len = h[i].value.len;
             j++;
         }
+    }
+
+    /* W3C trace context (ngx_http_zmq_trace.c) */
+    n = ngx_http_zmq_trace_headers(r, entries, &j, bad);
+    if (n != NGX_OK) {
+        return n;
     }
 
     if (message_id->len == 0

@@ -159,6 +159,9 @@ ngx_http_zmq_service_handler(ngx_http_request_t *r)
     ctx->service = zlcf->service;
     ctx->max_body = zlcf->max_body;
     ctx->data_format = zlcf->data_format;
+    ctx->batch_ok = zlcf->batch ? 1 : 0;
+    ctx->max_batch = zlcf->max_batch;
+    ctx->batch_envelope = zlcf->batch_envelope ? 1 : 0;
 
     return ngx_http_zmq_start(r, ctx);
 }
@@ -235,6 +238,9 @@ ngx_http_zmq_router_handler(ngx_http_request_t *r)
     ctx->service.data = ngx_pstrdup(r->pool, &route->service);
     ctx->max_body = ngx_min(route->max_body, zlcf->max_body);
     ctx->data_format = route->data_format;
+    ctx->batch_ok = route->batch ? 1 : 0;
+    ctx->max_batch = route->max_batch;
+    ctx->batch_envelope = route->batch_envelope ? 1 : 0;
 
     /* the params point into the URI, which lives as long as the request */
 
@@ -457,6 +463,15 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
                                 "body_too_large", "the body is larger than "
                                 "the service accepts", 0);
         ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    if (ngx_http_zmq_batch_detect(r, ctx)) {
+        /* application/x-ndjson: ngx_http_zmq_batch.c checks each line */
+        rc = ngx_http_zmq_batch_publish(r, ctx, zlcf->routing_key);
+        if (rc != NGX_DONE) {
+            ngx_http_finalize_request(r, rc);
+        }
         return;
     }
 
@@ -806,6 +821,12 @@ ngx_http_zmq_answer(ngx_http_zmq_ctx_t *ctx)
 
     r = ctx->request;
     c = r->connection;
+
+    if (ctx->batch != NULL) {
+        ngx_http_finalize_request(r, ngx_http_zmq_batch_answer(ctx));
+        ngx_http_run_posted_requests(c);
+        return;
+    }
 
     if (ctx->rpc != NULL) {
         rc = ngx_http_zmq_rpc_answer(ctx);

@@ -828,6 +828,13 @@ ngx_http_zmq_rt_route(ngx_http_zmq_runtime_t *rt, json_t *obj)
     route->method = ngx_http_zmq_rt_method(
                         json_string_value(json_object_get(obj, "method")));
     route->max_body = ngx_http_zmq_rt_int(obj, "max_body", 1048576);
+    route->batch = json_is_true(json_object_get(obj, "batch"));
+    route->max_batch = ngx_http_zmq_rt_int(obj, "max_batch", 1000);
+    route->batch_envelope = json_is_true(json_object_get(obj,
+                                                         "batch_envelope"));
+    route->idempotency = json_is_true(json_object_get(obj, "idempotency"));
+    route->idempotency_ttl = ngx_http_zmq_rt_int(obj, "idempotency_ttl",
+                                                 86400);
 
     fmt = json_string_value(json_object_get(obj, "data_format"));
     route->data_format = (fmt != NULL && ngx_strcmp(fmt, "json") == 0);

@@ -100,6 +100,11 @@ typedef struct {
     ngx_str_t                    security;       /* a name, or empty */
     ngx_uint_t                   data_format;
     size_t                       max_body;
+    ngx_flag_t                   batch;          /* ngx_http_zmq_batch.c */
+    ngx_uint_t                   max_batch;
+    ngx_flag_t                   batch_envelope;
+    ngx_flag_t                   idempotency;    /* ..._idempotency.c */
+    ngx_uint_t                   idempotency_ttl;    /* seconds */
 } ngx_http_zmq_route_t;
 
 

@@ -369,6 +369,11 @@ static const zgw_field_t  zgw_rest_channel_fields[] = {
     F_REF_OPT("security", ZGW_KIND_SECURITY),
     F_ENUM_DEF("data_format", zgw_enum_data_format, "none"),
     F_INT_DEF("max_body", 1048576, 0, ZGW_BODY_MAX),
+    F_BOOL_DEF("batch", 0),                     /* application/x-ndjson */
+    F_INT_DEF("max_batch", 1000, 1, 100000),
+    F_BOOL_DEF("batch_envelope", 0),
+    F_BOOL_DEF("idempotency", 0),               /* Idempotency-Key */
+    F_INT_DEF("idempotency_ttl", 86400, 1, 31536000),
     ZGW_END
 };
 

@@ -38,6 +38,8 @@ static u_char  fuzz_frame[1024 * 1024];
 /* the worker struct the module's code finds through the cycle */
 static ngx_http_zmq_worker_t     fuzz_worker;
 static ngx_http_zmq_main_conf_t  fuzz_zmcf;
+static ngx_http_zmq_loc_conf_t   fuzz_zlcf;
+static void                     *fuzz_loc_conf[1];
 
 
 static void
@@ -263,6 +265,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (r.ctx == NULL) {
         ngx_fuzz_fail("out of memory");
     }
+
+    /* the location's configuration: zmq_trace on or off (trace context) */
+    fuzz_zlcf.trace = (data[1] & 32) ? 1 : 0;
+    fuzz_loc_conf[0] = &fuzz_zlcf;
+    r.loc_conf = fuzz_loc_conf;
 
     /* the defaults: outgoing connection, then service */
 
