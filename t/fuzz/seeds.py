@@ -182,6 +182,27 @@ def redis_url_seeds():
 
 
 
+# ------------------------------------------------------------------ trace
+# t/fuzz/fuzz_trace.c: first byte even: a traceparent, odd: a tracestate
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def trace_seeds():
+    for i, tp in enumerate([
+            TRACEPARENT, TRACEPARENT.upper(), "01" + TRACEPARENT[2:],
+            "00-" + "0" * 32 + TRACEPARENT[35:],
+            TRACEPARENT[:36] + "0" * 16 + TRACEPARENT[52:],
+            TRACEPARENT + "-x", TRACEPARENT[:-1], ""]):
+        write("trace", "tp%02d" % i, "\x00" + tp)
+    for i, ts in enumerate([
+            "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE",
+            " a=1 ,\t, b@c=x y ,", "a=1,a=2", "A=1", "a",
+            ",".join("k%d=v" % n for n in range(33)),
+            "t@" + "s" * 14 + "=v", "k=" + "v" * 256, "k= "]):
+        write("trace", "ts%02d" % i, "\x01" + ts)
+
+
 # ------------------------------------------------------------------- amqp
 # t/fuzz/fuzz_amqp.c: 3 bytes of settings, then (op, arg) pairs; op & 15:
 # 5 writable, 6 publish, 7 time, 8 detach, 9 connect/hangup, else feed.
@@ -591,6 +612,7 @@ def main():
     model_seeds()
     snapshot_seeds()
     redis_url_seeds()
+    trace_seeds()
     hostport_seeds()
     jwt_seeds()
     amqp_seeds()
