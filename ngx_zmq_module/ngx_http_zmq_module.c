@@ -29,6 +29,8 @@
  *     zmq_batch_envelope on|off;  each line {"body", "message_id", ...}
  *     zmq_trace on|off;           start a W3C trace when none comes
  *                                 (ngx_http_zmq_trace.c)
+ *     zmq_idempotency_redis URL;  where Idempotency-Key outcomes are kept
+ *                                 (ngx_http_zmq_idempotency.c)
  */
 
 
@@ -235,6 +237,13 @@ static ngx_command_t  ngx_http_zmq_commands[] = {
       offsetof(ngx_http_zmq_loc_conf_t, trace),
       NULL },
 
+    { ngx_string("zmq_idempotency_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_zmq_idempotency_redis,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("zmq_json_errors"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -281,6 +290,7 @@ static ngx_int_t
 ngx_http_zmq_postconfiguration(ngx_conf_t *cf)
 {
     if (ngx_http_zmq_publish_init(cf) != NGX_OK
+        || ngx_http_zmq_idem_init(cf) != NGX_OK
         || ngx_http_zmq_auth_init(cf) != NGX_OK
         || ngx_http_zmq_metrics_init(cf) != NGX_OK)
     {
@@ -664,6 +674,7 @@ ngx_http_zmq_init_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_zmq_publish_init_process(cycle);
+    ngx_http_zmq_idem_init_process(cycle);
 
     ws = NULL;
     if (zmcf->stats != NULL && ngx_worker < zmcf->slots) {
@@ -732,6 +743,7 @@ ngx_http_zmq_exit_process(ngx_cycle_t *cycle)
     ngx_zmq_stomp_exit_process(&zmcf->worker->stomp, cycle);
     ngx_http_zmq_runtime_exit();
     ngx_http_zmq_auth_exit_process();
+    ngx_http_zmq_idem_exit();
 }
 
 

@@ -119,6 +119,9 @@ typedef struct {
     void                          *write;          /* the one at Redis */
     ngx_event_t                    write_ev;       /* starts the next */
 
+    /* ngx_http_zmq_idempotency.c: its Redis connection */
+    void                          *idem;
+
     /* ngx_http_zmq_metrics.c: this worker's slot in the metrics zone */
     ngx_http_zmq_metrics_worker_t *metrics;
 } ngx_http_zmq_worker_t;
@@ -160,6 +163,7 @@ typedef struct {
     ngx_uint_t                     auth_fail_rate;
     ngx_str_t                      auth_pool_name;
     ngx_flag_t                     auth_used;  /* zmq_security, zmq_router */
+    void                          *idem;       /* zmq_idempotency_redis */
 } ngx_http_zmq_main_conf_t;
 
 
@@ -243,6 +247,9 @@ ngx_int_t ngx_http_zmq_publish_message(ngx_http_request_t *r,
     ngx_http_zmq_ctx_t *ctx, ngx_zmq_amqp_conn_t *conn,
     ngx_http_zmq_publish_t *msg);
 off_t ngx_http_zmq_request_body_length(ngx_http_request_t *r);
+/* the body read and checked for size: batch, JSON check, publish */
+ngx_int_t ngx_http_zmq_body_publish(ngx_http_request_t *r,
+    ngx_http_zmq_ctx_t *ctx);
 /* queues the request's answer (ngx_http_zmq_rpc_answer for an rpc) */
 void ngx_http_zmq_answer_post(ngx_http_zmq_ctx_t *ctx);
 
@@ -282,6 +289,16 @@ ngx_int_t ngx_http_zmq_batch_answer(ngx_http_zmq_ctx_t *ctx);
 #define NGX_HTTP_ZMQ_TRACE_HEADERS  2
 ngx_int_t ngx_http_zmq_trace_headers(ngx_http_request_t *r,
     amqp_table_entry_t *entries, ngx_uint_t *n, const char **bad);
+
+/* ngx_http_zmq_idempotency.c: Idempotency-Key on REST channels */
+char *ngx_http_zmq_idempotency_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_zmq_idem_init(ngx_conf_t *cf);
+void ngx_http_zmq_idem_init_process(ngx_cycle_t *cycle);
+void ngx_http_zmq_idem_exit(void);
+/* NGX_DECLINED: no key to honour; NGX_DONE: Redis answers first */
+ngx_int_t ngx_http_zmq_idem_start(ngx_http_request_t *r,
+    ngx_http_zmq_ctx_t *ctx);
 
 /* ngx_http_zmq_status.c: zmq_status */
 ngx_int_t ngx_http_zmq_status_handler(ngx_http_request_t *r);

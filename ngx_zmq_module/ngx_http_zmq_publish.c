@@ -442,9 +442,7 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
     off_t                     len;
     ngx_int_t                 rc;
     ngx_http_zmq_ctx_t       *ctx;
-    ngx_http_zmq_loc_conf_t  *zlcf;
 
-    zlcf = ngx_http_get_module_loc_conf(r, ngx_http_zmq_module);
     ctx = ngx_http_get_module_ctx(r, ngx_http_zmq_module);
 
     if (r->connection->error) {
@@ -466,32 +464,12 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
         return;
     }
 
-    if (ngx_http_zmq_batch_detect(r, ctx)) {
-        /* application/x-ndjson: ngx_http_zmq_batch.c checks each line */
-        rc = ngx_http_zmq_batch_publish(r, ctx, zlcf->routing_key);
-        if (rc != NGX_DONE) {
-            ngx_http_finalize_request(r, rc);
-        }
-        return;
+    /* Idempotency-Key (ngx_http_zmq_idempotency.c): Redis decides */
+    rc = ngx_http_zmq_idem_start(r, ctx);
+
+    if (rc == NGX_DECLINED) {
+        rc = ngx_http_zmq_body_publish(r, ctx);
     }
-
-    if (ctx->data_format == NGX_HTTP_ZMQ_FORMAT_JSON) {
-        rc = ngx_http_zmq_body_json_ok(r, len);
-
-        if (rc == NGX_ERROR) {
-            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-            return;
-        }
-
-        if (rc == 0) {
-            rc = ngx_http_zmq_error(r, NGX_HTTP_BAD_REQUEST, "invalid_json",
-                                    "the body is not valid JSON", 0);
-            ngx_http_finalize_request(r, rc);
-            return;
-        }
-    }
-
-    rc = ngx_http_zmq_publish_service(r, ctx, zlcf->routing_key);
 
     if (rc == NGX_DONE) {
         /* the answer finalizes the request once the broker confirms */
@@ -499,6 +477,38 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
     }
 
     ngx_http_finalize_request(r, rc);
+}
+
+
+ngx_int_t
+ngx_http_zmq_body_publish(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx)
+{
+    ngx_int_t                 rc;
+    ngx_http_zmq_loc_conf_t  *zlcf;
+
+    zlcf = ngx_http_get_module_loc_conf(r, ngx_http_zmq_module);
+
+    if (ngx_http_zmq_batch_detect(r, ctx)) {
+        /* application/x-ndjson: ngx_http_zmq_batch.c checks each line */
+        return ngx_http_zmq_batch_publish(r, ctx, zlcf->routing_key);
+    }
+
+    if (ctx->data_format == NGX_HTTP_ZMQ_FORMAT_JSON) {
+        rc = ngx_http_zmq_body_json_ok(r,
+                                       ngx_http_zmq_request_body_length(r));
+
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (rc == 0) {
+            return ngx_http_zmq_error(r, NGX_HTTP_BAD_REQUEST,
+                                      "invalid_json",
+                                      "the body is not valid JSON", 0);
+        }
+    }
+
+    return ngx_http_zmq_publish_service(r, ctx, zlcf->routing_key);
 }
 
 

@@ -1,0 +1,842 @@
+
+/*
+ * ngx_http_zmq_module: idempotency keys. A REST channel with
+ * "idempotency": true honours the request header Idempotency-Key: the
+ * first request with a key publishes, and its answer (status and body) is
+ * kept in Redis for the channel's idempotency_ttl; a repeat with the same
+ * key and the same body gets that answer again without publishing.
+ *
+ * One Redis key per channel and key, "zmq:idem:<channel length>:<channel>:
+ * <key>", holding either "P<sha256 of the body>" (in flight: set with SET
+ * NX, so that one request of several concurrent ones wins, and with a TTL
+ * so that a worker that dies leaves no key locked for good) or
+ * "D<sha256><status, 3 digits><body>" (done). One command decides: SET
+ * key P... NX GET EX n answers nil when this request owns the key, else
+ * what the key holds.
+ *
+ *     the key is new              the request publishes; its answer is
+ *                                 kept (2xx, 4xx) or the key deleted (5xx:
+ *                                 the client may retry and publish)
+ *     done, same body             the kept answer, Idempotent-Replayed: true
+ *     in flight, same body        409 in_progress, Retry-After: 1
+ *     another body                422 idempotency_mismatch
+ *     Redis unreachable, slow     503 idempotency_unavailable, Retry-After
+ *
+ * The Redis is zmq_idempotency_redis, else zmq_config's; every worker
+ * keeps one connection to it (the module's asynchronous client).
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <openssl/evp.h>
+
+#include "zgw_redis_url.h"
+#include "ngx_zmq_redis.h"
+#include "ngx_http_zmq_module.h"
+
+
+#define NGX_HTTP_ZMQ_IDEM_HEADER     "Idempotency-Key"
+#define NGX_HTTP_ZMQ_IDEM_KEY_MAX    255
+#define NGX_HTTP_ZMQ_IDEM_HASH       64          /* hex SHA-256 */
+#define NGX_HTTP_ZMQ_IDEM_KEEP_MAX   (16 * 1024 * 1024)
+#define NGX_HTTP_ZMQ_IDEM_TIMEOUT    2000        /* per Redis command */
+#define NGX_HTTP_ZMQ_IDEM_INFLIGHT   30          /* s, past the confirm */
+
+#define NGX_HTTP_ZMQ_IDEM_ASKING     1           /* SET NX GET sent */
+#define NGX_HTTP_ZMQ_IDEM_OWNED      2           /* publishing */
+#define NGX_HTTP_ZMQ_IDEM_KEEPING    3           /* the answer goes by */
+#define NGX_HTTP_ZMQ_IDEM_DONE       4
+
+
+/* zmq_idempotency_redis, or zmq_config's Redis */
+typedef struct {
+    ngx_addr_t                    *addr;
+    ngx_str_t                      username;
+    ngx_str_t                      password;
+    ngx_int_t                      db;
+} ngx_http_zmq_idem_conf_t;
+
+
+/* a request's wait: ngx_alloc()ed, freed by whichever comes last */
+typedef struct {
+    ngx_http_request_t            *request;     /* NULL: it went away */
+    ngx_http_zmq_ctx_t            *ctx;
+    ngx_str_t                      key;         /* the Redis key */
+    u_char                         hash[NGX_HTTP_ZMQ_IDEM_HASH];
+    ngx_uint_t                     ttl;         /* seconds */
+    ngx_uint_t                     state;
+    ngx_uint_t                     status;      /* the answer's */
+    u_char                        *keep;        /* its body, r->pool */
+    size_t                         keep_len;
+    size_t                         keep_size;
+    unsigned                       pending:1;   /* a reply is awaited */
+    unsigned                       too_large:1;
+} ngx_http_zmq_idem_t;
+
+
+static ngx_zmq_redis_t *ngx_http_zmq_idem_redis(void);
+static ngx_int_t ngx_http_zmq_idem_hash(ngx_http_request_t *r, u_char *out);
+static void ngx_http_zmq_idem_reply(ngx_zmq_redis_t *rd, redisReply *reply,
+    void *data);
+static ngx_int_t ngx_http_zmq_idem_existing(ngx_http_request_t *r,
+    ngx_http_zmq_idem_t *idem, u_char *v, size_t len);
+static void ngx_http_zmq_idem_cleanup(void *data);
+static ngx_int_t ngx_http_zmq_idem_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_zmq_idem_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+static void ngx_http_zmq_idem_keep(ngx_http_request_t *r,
+    ngx_http_zmq_idem_t *idem);
+static void ngx_http_zmq_idem_kept(ngx_zmq_redis_t *rd, redisReply *reply,
+    void *data);
+
+
+static ngx_http_output_header_filter_pt  ngx_http_zmq_idem_next_header;
+static ngx_http_output_body_filter_pt    ngx_http_zmq_idem_next_body;
+
+
+/* zmq_idempotency_redis redis://[user:password@]host[:port][/db]; */
+
+char *
+ngx_http_zmq_idempotency_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_zmq_main_conf_t *zmcf = conf;
+
+    char                      *url, shown[128];
+    ngx_str_t                 *value, host;
+    ngx_url_t                  u;
+    zgw_errors_t               errs;
+    zgw_redis_addr_t           ra;
+    ngx_http_zmq_idem_conf_t  *ic;
+
+    if (zmcf->idem != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    url = ngx_pnalloc(cf->pool, value[1].len + 1);
+    if (url == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    ngx_memcpy(url, value[1].data, value[1].len);
+    url[value[1].len] = '\0';
+
+    zgw_errors_init(&errs);
+
+    if (zgw_redis_addr_parse(&ra, url, &errs) != ZGW_OK || ra.tls) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zmq_idempotency_redis "
+                           "\"%s\": %s",
+                           zgw_url_redact(url, shown, sizeof(shown)),
+                           ra.tls ? "rediss:// is not supported here yet"
+                                  : zgw_errors_first(&errs));
+        ngx_explicit_memzero(url, value[1].len);
+        zgw_errors_free(&errs);
+        return NGX_CONF_ERROR;
+    }
+
+    zgw_errors_free(&errs);
+    ngx_explicit_memzero(url, value[1].len);
+
+    ic = ngx_pcalloc(cf->pool, sizeof(ngx_http_zmq_idem_conf_t));
+    if (ic == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* resolved now, never in a worker */
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+    host.len = ngx_strlen(ra.host);
+    host.data = ngx_pnalloc(cf->pool, host.len + 2);
+    if (host.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_strchr(ra.host, ':') != NULL) {
+        host.len = ngx_sprintf(host.data, "[%s]", ra.host) - host.data;
+
+    } else {
+        ngx_memcpy(host.data, ra.host, host.len);
+    }
+
+    u.url = host;
+    u.default_port = (in_port_t) ra.port;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
+        ngx_explicit_memzero(ra.password, sizeof(ra.password));
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zmq_idempotency_redis: %s",
+                           u.err ? u.err : "cannot resolve the host");
+        return NGX_CONF_ERROR;
+    }
+
+    ic->addr = &u.addrs[0];
+    ic->db = ra.db;
+
+    ic->username.len = ngx_strlen(ra.username);
+    ic->username.data = ngx_pnalloc(cf->pool, ic->username.len + 1);
+    ic->password.len = ngx_strlen(ra.password);
+    ic->password.data = ngx_pnalloc(cf->pool, ic->password.len + 1);
+
+    if (ic->username.data == NULL || ic->password.data == NULL) {
+        ngx_explicit_memzero(ra.password, sizeof(ra.password));
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(ic->username.data, ra.username, ic->username.len + 1);
+    ngx_memcpy(ic->password.data, ra.password, ic->password.len + 1);
+    ngx_explicit_memzero(ra.password, sizeof(ra.password));
+
+    zmcf->idem = ic;
+
+    return NGX_CONF_OK;
+}
+
+
+ngx_int_t
+ngx_http_zmq_idem_init(ngx_conf_t *cf)
+{
+    ngx_http_zmq_idem_next_header = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_zmq_idem_header_filter;
+
+    ngx_http_zmq_idem_next_body = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_zmq_idem_body_filter;
+
+    return NGX_OK;
+}
+
+
+/* the worker's connection, opened at its start when there is a Redis */
+
+void
+ngx_http_zmq_idem_init_process(ngx_cycle_t *cycle)
+{
+    ngx_zmq_redis_conf_t       rc;
+    ngx_http_zmq_worker_t     *w;
+    ngx_http_zmq_idem_conf_t  *ic, own;
+    ngx_http_zmq_main_conf_t  *zmcf;
+
+    zmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_zmq_module);
+    w = ngx_http_zmq_worker();
+
+    ic = zmcf->idem;
+
+    if (ic == NULL) {
+        if (zmcf->type != NGX_HTTP_ZMQ_SOURCE_REDIS
+            || zmcf->redis_addr == NULL)
+        {
+            return;
+        }
+
+        own.addr = zmcf->redis_addr;
+        own.db = zmcf->redis.db;
+        own.username.data = (u_char *) zmcf->redis.username;
+        own.username.len = ngx_strlen(zmcf->redis.username);
+        own.password.data = (u_char *) zmcf->redis.password;
+        own.password.len = ngx_strlen(zmcf->redis.password);
+        ic = &own;
+    }
+
+    ngx_memzero(&rc, sizeof(ngx_zmq_redis_conf_t));
+    rc.addr = ic->addr;
+    rc.username = ic->username;
+    rc.password = ic->password;
+    rc.db = ic->db;
+    rc.timeout = NGX_HTTP_ZMQ_IDEM_TIMEOUT;
+    rc.name = "idempotency";
+    rc.log = cycle->log;
+
+    w->idem = ngx_zmq_redis_create(&rc);
+
+    if (w->idem != NULL) {
+        ngx_zmq_redis_start(w->idem);
+    }
+}
+
+
+void
+ngx_http_zmq_idem_exit(void)
+{
+    ngx_http_zmq_worker_t  *w;
+
+    w = ngx_http_zmq_worker();
+
+    if (w != NULL && w->idem != NULL) {
+        ngx_zmq_redis_destroy(w->idem);
+        w->idem = NULL;
+    }
+}
+
+
+static ngx_zmq_redis_t *
+ngx_http_zmq_idem_redis(void)
+{
+    ngx_http_zmq_worker_t  *w;
+
+    w = ngx_http_zmq_worker();
+
+    if (w == NULL || w->idem == NULL || !ngx_zmq_redis_connected(w->idem)) {
+        return NULL;
+    }
+
+    return w->idem;
+}
+
+
+/* SHA-256 of the body, in hex; the body is not consumed */
+
+static ngx_int_t
+ngx_http_zmq_idem_hash(ngx_http_request_t *r, u_char *out)
+{
+    u_char         buf[16384], md[EVP_MAX_MD_SIZE];
+    off_t          pos;
+    size_t         n;
+    ssize_t        got;
+    ngx_buf_t     *b;
+    ngx_chain_t   *cl;
+    unsigned int   mdlen;
+    EVP_MD_CTX    *md_ctx;
+
+    md_ctx = EVP_MD_CTX_new();
+    if (md_ctx == NULL || EVP_DigestInit_ex(md_ctx, EVP_sha256(), NULL) != 1)
+    {
+        EVP_MD_CTX_free(md_ctx);
+        return NGX_ERROR;
+    }
+
+    for (cl = r->request_body ? r->request_body->bufs : NULL; cl;
+         cl = cl->next)
+    {
+        b = cl->buf;
+
+        if (ngx_buf_in_memory(b)) {
+            if (b->last > b->pos
+                && EVP_DigestUpdate(md_ctx, b->pos, b->last - b->pos) != 1)
+            {
+                goto failed;
+            }
+            continue;
+        }
+
+        if (b->file == NULL) {
+            continue;
+        }
+
+        for (pos = b->file_pos; pos < b->file_last; pos += n) {
+            n = (size_t) ngx_min((off_t) sizeof(buf), b->file_last - pos);
+
+            got = ngx_read_file(b->file, buf, n, pos);
+            if (got != (ssize_t) n
+                || EVP_DigestUpdate(md_ctx, buf, n) != 1)
+            {
+                goto failed;
+            }
+        }
+    }
+
+    if (EVP_DigestFinal_ex(md_ctx, md, &mdlen) != 1 || mdlen != 32) {
+        goto failed;
+    }
+
+    EVP_MD_CTX_free(md_ctx);
+    ngx_hex_dump(out, md, 32);
+
+    return NGX_OK;
+
+failed:
+
+    EVP_MD_CTX_free(md_ctx);
+    return NGX_ERROR;
+}
+
+
+/*
+ * Before the publish: NGX_DECLINED when the request has no key to honour
+ * (the publish goes on), NGX_DONE when Redis answers first (the request
+ * is then published or answered from there), else the status of an answer
+ * given now.
+ */
+
+ngx_int_t
+ngx_http_zmq_idem_start(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx)
+{
+    u_char                   *p, ttl[NGX_INT_T_LEN];
+    u_char                    value[1 + NGX_HTTP_ZMQ_IDEM_HASH];
+    size_t                    argvlen[7];
+    ngx_int_t                 rc;
+    ngx_str_t                *key;
+    ngx_uint_t                i;
+    const char               *argv[7];
+    ngx_list_part_t          *part;
+    ngx_table_elt_t          *h;
+    ngx_zmq_redis_t          *rd;
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_zmq_idem_t      *idem;
+    ngx_http_zmq_route_t     *route;
+    ngx_http_zmq_loc_conf_t  *zlcf;
+
+    route = ctx->route;
+
+    if (route == NULL || !route->idempotency) {
+        return NGX_DECLINED;
+    }
+
+    key = NULL;
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof(NGX_HTTP_ZMQ_IDEM_HEADER) - 1
+            && ngx_strncasecmp(h[i].key.data,
+                               (u_char *) NGX_HTTP_ZMQ_IDEM_HEADER,
+                               h[i].key.len) == 0)
+        {
+            if (key != NULL) {
+                return ngx_http_zmq_error(r, NGX_HTTP_BAD_REQUEST,
+                                          "bad_header", "header "
+                                          "Idempotency-Key: is given twice",
+                                          0);
+            }
+
+            key = &h[i].value;
+        }
+    }
+
+    if (key == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (key->len < 1 || key->len > NGX_HTTP_ZMQ_IDEM_KEY_MAX) {
+        goto bad_key;
+    }
+
+    for (i = 0; i < key->len; i++) {
+        if (key->data[i] < 0x21 || key->data[i] > 0x7e) {
+            goto bad_key;
+        }
+    }
+
+    rd = ngx_http_zmq_idem_redis();
+    if (rd == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "zmq: Idempotency-Key refused: no connection to the "
+                      "idempotency Redis");
+        return ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "idempotency_unavailable", "the store of "
+                                  "idempotency keys is not reachable; try "
+                                  "again later", 1);
+    }
+
+    idem = ngx_alloc(sizeof(ngx_http_zmq_idem_t), r->connection->log);
+    if (idem == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memzero(idem, sizeof(ngx_http_zmq_idem_t));
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        ngx_free(idem);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_zmq_idem_cleanup;
+    cln->data = idem;
+
+    idem->request = r;
+    idem->ctx = ctx;
+    idem->ttl = route->idempotency_ttl;
+
+    if (ngx_http_zmq_idem_hash(r, idem->hash) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* zmq:idem:<len>:<channel>:<key>: no two channels' keys meet */
+
+    idem->key.data = ngx_pnalloc(r->pool, sizeof("zmq:idem::") + NGX_INT_T_LEN
+                                          + route->name.len + 1 + key->len);
+    if (idem->key.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(idem->key.data, "zmq:idem:%uz:%V:%V", route->name.len,
+                    &route->name, key);
+    idem->key.len = p - idem->key.data;
+
+    zlcf = ngx_http_get_module_loc_conf(r, ngx_http_zmq_module);
+
+    value[0] = 'P';
+    ngx_memcpy(value + 1, idem->hash, NGX_HTTP_ZMQ_IDEM_HASH);
+
+    argv[0] = "SET";
+    argv[1] = (char *) idem->key.data;
+    argv[2] = (char *) value;
+    argv[3] = "NX";
+    argv[4] = "GET";
+    argv[5] = "EX";
+    argv[6] = (char *) ttl;
+
+    argvlen[0] = 3;
+    argvlen[1] = idem->key.len;
+    argvlen[2] = sizeof(value);
+    argvlen[3] = 2;
+    argvlen[4] = 3;
+    argvlen[5] = 2;
+    argvlen[6] = ngx_sprintf(ttl, "%M", zlcf->confirm_timeout / 1000
+                                        + NGX_HTTP_ZMQ_IDEM_INFLIGHT)
+                 - ttl;
+
+    rc = ngx_zmq_redis_command(rd, 7, argv, argvlen,
+                               ngx_http_zmq_idem_reply, idem);
+    if (rc != NGX_OK) {
+        return ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "idempotency_unavailable", "the store of "
+                                  "idempotency keys is not reachable; try "
+                                  "again later", 1);
+    }
+
+    idem->pending = 1;
+    idem->state = NGX_HTTP_ZMQ_IDEM_ASKING;
+    ctx->idem = idem;
+
+    return NGX_DONE;
+
+bad_key:
+
+    return ngx_http_zmq_error(r, NGX_HTTP_BAD_REQUEST, "bad_header",
+                              "header Idempotency-Key: must be 1-255 "
+                              "printable ASCII characters", 0);
+}
+
+
+static void
+ngx_http_zmq_idem_reply(ngx_zmq_redis_t *rd, redisReply *reply, void *data)
+{
+    ngx_http_zmq_idem_t *idem = data;
+
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    idem->pending = 0;
+    r = idem->request;
+
+    if (r == NULL) {
+        ngx_free(idem);
+        return;
+    }
+
+    c = r->connection;
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                      "zmq: idempotency Redis: %s",
+                      reply == NULL ? "no answer"
+                                    : (const char *) reply->str);
+        idem->state = NGX_HTTP_ZMQ_IDEM_DONE;
+        rc = ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                "idempotency_unavailable", "the store of "
+                                "idempotency keys did not answer; try again "
+                                "later", 1);
+
+    } else if (reply->type == REDIS_REPLY_NIL) {
+        /* the key is this request's: publish */
+        idem->state = NGX_HTTP_ZMQ_IDEM_OWNED;
+        rc = ngx_http_zmq_body_publish(r, idem->ctx);
+
+    } else if (reply->type == REDIS_REPLY_STRING) {
+        idem->state = NGX_HTTP_ZMQ_IDEM_DONE;
+        rc = ngx_http_zmq_idem_existing(r, idem, (u_char *) reply->str,
+                                        reply->len);
+
+    } else {
+        idem->state = NGX_HTTP_ZMQ_IDEM_DONE;
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* what the key holds: in flight, or an answer to give again */
+
+static ngx_int_t
+ngx_http_zmq_idem_existing(ngx_http_request_t *r, ngx_http_zmq_idem_t *idem,
+    u_char *v, size_t len)
+{
+    u_char     *body;
+    ngx_int_t   status;
+    ngx_str_t   yes;
+
+    if (len < 1 + NGX_HTTP_ZMQ_IDEM_HASH
+        || (v[0] != 'P' && v[0] != 'D')
+        || (v[0] == 'D' && len < 1 + NGX_HTTP_ZMQ_IDEM_HASH + 3))
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "zmq: idempotency key \"%V\" holds no value of ours",
+                      &idem->key);
+        return ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "idempotency_unavailable", "the stored "
+                                  "outcome of this key is unreadable", 1);
+    }
+
+    if (ngx_memcmp(v + 1, idem->hash, NGX_HTTP_ZMQ_IDEM_HASH) != 0) {
+        return ngx_http_zmq_error(r, 422, "idempotency_mismatch",
+                                  "this Idempotency-Key was used with "
+                                  "another body", 0);
+    }
+
+    if (v[0] == 'P') {
+        return ngx_http_zmq_error(r, NGX_HTTP_CONFLICT, "in_progress",
+                                  "a request with this Idempotency-Key is "
+                                  "still being published", 1);
+    }
+
+    v += 1 + NGX_HTTP_ZMQ_IDEM_HASH;
+    len -= 1 + NGX_HTTP_ZMQ_IDEM_HASH;
+
+    status = ngx_atoi(v, 3);
+    if (status < 200 || status > 499) {
+        return ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "idempotency_unavailable", "the stored "
+                                  "outcome of this key is unreadable", 1);
+    }
+
+    body = ngx_pnalloc(r->pool, len - 3 + 1);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(body, v + 3, len - 3);
+
+    ngx_str_set(&yes, "true");
+    if (ngx_http_zmq_add_header(r, "Idempotent-Replayed", &yes) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_zmq_send_json(r, status, body, len - 3);
+}
+
+
+static void
+ngx_http_zmq_idem_cleanup(void *data)
+{
+    ngx_http_zmq_idem_t *idem = data;
+
+    if (idem->ctx->idem == idem) {
+        idem->ctx->idem = NULL;
+    }
+
+    if (idem->pending) {
+        /* the reply frees it */
+        idem->request = NULL;
+        return;
+    }
+
+    ngx_free(idem);
+}
+
+
+/* the owner's answer, as it goes to the client, is kept */
+
+static ngx_int_t
+ngx_http_zmq_idem_header_filter(ngx_http_request_t *r)
+{
+    ngx_http_zmq_ctx_t   *ctx;
+    ngx_http_zmq_idem_t  *idem;
+
+    if (r != r->main) {
+        return ngx_http_zmq_idem_next_header(r);
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_zmq_module);
+
+    if (ctx != NULL && ctx->idem != NULL) {
+        idem = ctx->idem;
+
+        if (idem->state == NGX_HTTP_ZMQ_IDEM_OWNED) {
+            idem->state = NGX_HTTP_ZMQ_IDEM_KEEPING;
+            idem->status = r->headers_out.status;
+
+            if (r->header_only) {
+                ngx_http_zmq_idem_keep(r, idem);
+            }
+        }
+    }
+
+    return ngx_http_zmq_idem_next_header(r);
+}
+
+
+static ngx_int_t
+ngx_http_zmq_idem_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    u_char               *p;
+    size_t                n, size;
+    ngx_chain_t          *cl;
+    ngx_http_zmq_ctx_t   *ctx;
+    ngx_http_zmq_idem_t  *idem;
+
+    if (r != r->main || in == NULL) {
+        return ngx_http_zmq_idem_next_body(r, in);
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_zmq_module);
+
+    if (ctx == NULL || ctx->idem == NULL) {
+        return ngx_http_zmq_idem_next_body(r, in);
+    }
+
+    idem = ctx->idem;
+
+    if (idem->state != NGX_HTTP_ZMQ_IDEM_KEEPING) {
+        return ngx_http_zmq_idem_next_body(r, in);
+    }
+
+    for (cl = in; cl; cl = cl->next) {
+
+        if (ngx_buf_in_memory(cl->buf) && !idem->too_large) {
+            n = cl->buf->last - cl->buf->pos;
+
+            if (idem->keep_len + n > NGX_HTTP_ZMQ_IDEM_KEEP_MAX) {
+                idem->too_large = 1;
+
+            } else if (idem->keep_len + n > idem->keep_size) {
+                size = ngx_max(idem->keep_size * 2, idem->keep_len + n);
+                size = ngx_max(size, 1024);
+
+                p = ngx_pnalloc(r->pool, size);
+                if (p == NULL) {
+                    idem->too_large = 1;
+
+                } else {
+                    if (idem->keep_len) {
+                        ngx_memcpy(p, idem->keep, idem->keep_len);
+                    }
+                    idem->keep = p;
+                    idem->keep_size = size;
+                }
+            }
+
+            if (!idem->too_large && n) {
+                ngx_memcpy(idem->keep + idem->keep_len, cl->buf->pos, n);
+                idem->keep_len += n;
+            }
+
+        } else if (!ngx_buf_special(cl->buf)) {
+            /* a file part: not ours, not kept */
+            idem->too_large = 1;
+        }
+
+        if (cl->buf->last_buf) {
+            ngx_http_zmq_idem_keep(r, idem);
+            break;
+        }
+    }
+
+    return ngx_http_zmq_idem_next_body(r, in);
+}
+
+
+/*
+ * 2xx and 4xx answers are kept for the channel's TTL; after a 5xx (the
+ * broker unavailable or slow, an internal error) the key is deleted, so
+ * that the client's retry publishes.
+ */
+
+static void
+ngx_http_zmq_idem_keep(ngx_http_request_t *r, ngx_http_zmq_idem_t *idem)
+{
+    u_char           *v, ttl[NGX_INT_T_LEN];
+    size_t            argvlen[5];
+    const char       *argv[5];
+    ngx_zmq_redis_t  *rd;
+
+    idem->state = NGX_HTTP_ZMQ_IDEM_DONE;
+
+    rd = ngx_http_zmq_idem_redis();
+    if (rd == NULL) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "zmq: the outcome of idempotency key \"%V\" is not "
+                      "kept: no connection to Redis (the key stays in "
+                      "flight until its TTL)", &idem->key);
+        return;
+    }
+
+    argv[1] = (char *) idem->key.data;
+    argvlen[1] = idem->key.len;
+
+    if (idem->status < 200 || idem->status > 499 || idem->too_large) {
+        argv[0] = "DEL";
+        argvlen[0] = 3;
+
+        (void) ngx_zmq_redis_command(rd, 2, argv, argvlen,
+                                     ngx_http_zmq_idem_kept, NULL);
+        return;
+    }
+
+    v = ngx_pnalloc(r->pool, 1 + NGX_HTTP_ZMQ_IDEM_HASH + 3 + idem->keep_len);
+    if (v == NULL) {
+        argv[0] = "DEL";
+        argvlen[0] = 3;
+        (void) ngx_zmq_redis_command(rd, 2, argv, argvlen,
+                                     ngx_http_zmq_idem_kept, NULL);
+        return;
+    }
+
+    v[0] = 'D';
+    ngx_memcpy(v + 1, idem->hash, NGX_HTTP_ZMQ_IDEM_HASH);
+    (void) ngx_sprintf(v + 1 + NGX_HTTP_ZMQ_IDEM_HASH, "%03ui", idem->status);
+    if (idem->keep_len) {
+        ngx_memcpy(v + 1 + NGX_HTTP_ZMQ_IDEM_HASH + 3, idem->keep,
+                   idem->keep_len);
+    }
+
+    argv[0] = "SET";
+    argvlen[0] = 3;
+    argv[2] = (char *) v;
+    argvlen[2] = 1 + NGX_HTTP_ZMQ_IDEM_HASH + 3 + idem->keep_len;
+    argv[3] = "EX";
+    argvlen[3] = 2;
+    argv[4] = (char *) ttl;
+    argvlen[4] = ngx_sprintf(ttl, "%ui", idem->ttl) - ttl;
+
+    if (ngx_zmq_redis_command(rd, 5, argv, argvlen, ngx_http_zmq_idem_kept,
+                              NULL)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "zmq: the outcome of idempotency key \"%V\" could "
+                      "not be kept", &idem->key);
+    }
+}
+
+
+/* the reply to keeping (or deleting) an outcome: nobody waits for it */
+
+static void
+ngx_http_zmq_idem_kept(ngx_zmq_redis_t *rd, redisReply *reply, void *data)
+{
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "zmq: an idempotency outcome was not kept: %s "
+                      "(its key stays in flight until its TTL)",
+                      reply == NULL ? "no answer" : (const char *) reply->str);
+    }
+}
