@@ -83,6 +83,12 @@ void zmqd_stomp_out_body(zmqd_stomp_out_t *o, const void *body, size_t len,
  * (a BytesMessage), and 0 is returned.
  */
 int zmqd_stomp_out_text(zmqd_stomp_out_t *o, const void *body, size_t len);
+/*
+ * A TextMessage's body as ActiveMQ sends it (Java's modified UTF-8: NUL
+ * as C0 80, a character beyond U+FFFF as two 3-byte surrogates) made
+ * UTF-8, in place; returns the new length (never more)
+ */
+size_t zmqd_stomp_from_modified(char *body, size_t len);
 /* text/..., application/json, application/xml, ...+json, ...+xml */
 int zmqd_stomp_is_text(const char *content_type);
 void zmqd_stomp_out_free(zmqd_stomp_out_t *o);

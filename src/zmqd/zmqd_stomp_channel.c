@@ -1196,6 +1196,11 @@ zmqd_sch_frame(const zmqd_env_t *env, int max_hold, int verbose,
             return;
         }
 
+        /* use_jms: a TextMessage's text as UTF-8, for the service */
+        if (ch->use_jms && !f->has_length && f->body != NULL) {
+            f->len = zmqd_stomp_from_modified(f->body, f->len);
+        }
+
         if (zmqd_sch_attempt(env, max_hold, verbose, ch, f, 1, zmqd_now())
             == 0)
         {

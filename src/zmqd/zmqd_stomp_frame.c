@@ -502,6 +502,49 @@ zmqd_stomp_out_text(zmqd_stomp_out_t *o, const void *body, size_t len)
 }
 
 
+size_t
+zmqd_stomp_from_modified(char *body, size_t len)
+{
+    size_t          r, w;
+    unsigned long   hi, lo, cp;
+    unsigned char  *s;
+
+    s = (unsigned char *) body;
+
+    for (r = 0, w = 0; r < len; /* void */) {
+        if (s[r] == 0xc0 && r + 1 < len && s[r + 1] == 0x80) {
+            s[w++] = 0;
+            r += 2;
+            continue;
+        }
+
+        if (s[r] == 0xed && r + 5 < len
+            && (s[r + 1] & 0xf0) == 0xa0 && (s[r + 2] & 0xc0) == 0x80
+            && s[r + 3] == 0xed && (s[r + 4] & 0xf0) == 0xb0
+            && (s[r + 5] & 0xc0) == 0x80)
+        {
+            hi = ((unsigned long) (s[r + 1] & 0x0f) << 6) | (s[r + 2] & 0x3f);
+            lo = ((unsigned long) (s[r + 4] & 0x0f) << 6) | (s[r + 5] & 0x3f);
+            cp = 0x10000 + (hi << 10) + lo;
+            s[w++] = (unsigned char) (0xf0 | (cp >> 18));
+            s[w++] = (unsigned char) (0x80 | ((cp >> 12) & 0x3f));
+            s[w++] = (unsigned char) (0x80 | ((cp >> 6) & 0x3f));
+            s[w++] = (unsigned char) (0x80 | (cp & 0x3f));
+            r += 6;
+            continue;
+        }
+
+        s[w++] = s[r++];
+    }
+
+    if (w < len) {
+        s[w] = '\0';
+    }
+
+    return w;
+}
+
+
 int
 zmqd_stomp_is_text(const char *ct)
 {
