@@ -1524,6 +1524,9 @@ ngx_zmq_stomp_connected(ngx_zmq_stomp_conn_t *conn)
     conn->hb_out = (mine && sy) ? ngx_max(mine, sy) : 0;
     conn->hb_in = (mine && sx) ? ngx_max(mine, sx) : 0;
 
+    /* the CONNECT frame (its passcode) was sent: zeroed in the buffer */
+    ngx_zmq_stomp_wipe(conn);
+
     conn->connected = 1;
     ngx_zmq_stomp_set_state(conn, NGX_ZMQ_STOMP_READY);
     ngx_zmq_backoff_reset(&conn->backoff);
@@ -1672,9 +1675,10 @@ ngx_zmq_stomp_value_check(u_char *p, size_t len)
 
 
 /*
- * The headers the gateway sets on a SEND (or the broker uses), which a
- * request's X-Zmq-Header-* or an admin send's headers may not name: the
- * same list as ngx_http_zmq_props.c's, ignoring case.
+ * The headers the gateway sets on a SEND (or the broker uses), which an
+ * admin send's headers may not name, ignoring case: the list
+ * ngx_http_zmq_props.c checks X-Zmq-Header-* against, and "type" (an
+ * admin send's property).
  */
 static const char  *ngx_zmq_stomp_reserved_names[] = {
     "destination", "receipt", "content-length", "content-type",
