@@ -151,6 +151,12 @@ ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         ngx_explicit_memzero(path, value[1].len);
 
+        if (zmcf->redis.tls) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zmq_config: rediss:// "
+                               "(TLS) is not supported by the module yet");
+            return NGX_CONF_ERROR;
+        }
+
         /* the Redis host is resolved now, never in a worker */
 
         ngx_memzero(&u, sizeof(ngx_url_t));

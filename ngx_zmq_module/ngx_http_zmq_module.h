@@ -146,6 +146,8 @@ typedef struct {
     ngx_path_t                    *cache_dir;
     ngx_str_t                      cache_file;
     ngx_msec_t                     poll;
+    ngx_str_t                      instance;   /* zmq_instance, or empty */
+    ngx_msec_t                     fleet_interval; /* 0: not reported */
 
     ngx_array_t                    resolved;   /* ngx_http_zmq_resolved_t */
 
@@ -269,6 +271,7 @@ ngx_int_t ngx_http_zmq_stomp_headers(ngx_http_request_t *r,
 /* ngx_http_zmq_status.c: zmq_status */
 ngx_int_t ngx_http_zmq_status_handler(ngx_http_request_t *r);
 json_t *ngx_http_zmq_status_doc(ngx_http_request_t *r);
+const char *ngx_http_zmq_source_state(ngx_uint_t state);
 
 /* ngx_http_zmq_metrics.c: zmq_metrics, the Prometheus exposition */
 char *ngx_http_zmq_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

@@ -448,7 +448,12 @@ def redis_store(redis_server):
 # ------------------------------------------------------------------ RabbitMQ
 
 class RabbitServer:
-    def __init__(self, tmp):
+    """A RabbitMQ node of its own on loopback. With tls (the paths from
+    tls_certs.make_pki, optionally with "require_client_cert": True and
+    "server"/"server_key" replaced to serve a wrong certificate), the node
+    also listens with TLS on self.tls_port."""
+
+    def __init__(self, tmp, tls=None):
         if not os.access(RABBITMQ_SERVER, os.X_OK):
             pytest.skip("rabbitmq-server is not installed")
         self.dir = tmp
@@ -473,10 +478,22 @@ class RabbitServer:
             ERL_EPMD_PORT=str(self.epmd_port),
             ERL_EPMD_ADDRESS="127.0.0.1",
         )
+        self.tls = tls
+        self.tls_port = free_port() if tls else None
         with open(self.env["RABBITMQ_CONFIG_FILE"], "w") as f:
             f.write("listeners.tcp.default = 127.0.0.1:%d\n"
                     "disk_free_limit.absolute = 50MB\n"
                     "loopback_users = none\n" % self.port)
+            if tls:
+                require = bool(tls.get("require_client_cert"))
+                f.write("listeners.ssl.default = 127.0.0.1:%d\n"
+                        "ssl_options.cacertfile = %s\n"
+                        "ssl_options.certfile = %s\n"
+                        "ssl_options.keyfile = %s\n"
+                        "ssl_options.verify = verify_peer\n"
+                        "ssl_options.fail_if_no_peer_cert = %s\n"
+                        % (self.tls_port, tls["ca"], tls["server"],
+                           tls["server_key"], "true" if require else "false"))
         with open(self.env["RABBITMQ_ENABLED_PLUGINS_FILE"], "w") as f:
             f.write("[].\n")
         open(self.env["RABBITMQ_CONF_ENV_FILE"], "w").close()
@@ -493,6 +510,8 @@ class RabbitServer:
                                      stdout=self.log, stderr=self.log,
                                      start_new_session=True)
         wait_port(self.port, 90, self.proc)
+        if self.tls_port:
+            wait_port(self.tls_port, 30, self.proc)
 
     def ctl(self, *args, timeout=60):
         return subprocess.run([RABBITMQCTL] + list(args), env=self.env,
@@ -541,10 +560,40 @@ class RabbitServer:
             host="127.0.0.1", port=self.port, connection_attempts=3,
             retry_delay=0.5))
 
+    def tls_connection(self, client_cert=True):
+        """pika over TLS, verifying the node's certificate against the
+        test CA (and presenting the client certificate)."""
+        import ssl
+        import pika
+        ctx = ssl.create_default_context(cafile=self.tls["ca"])
+        if client_cert:
+            ctx.load_cert_chain(self.tls["client"], self.tls["client_key"])
+        return pika.BlockingConnection(pika.ConnectionParameters(
+            host="127.0.0.1", port=self.tls_port, connection_attempts=3,
+            retry_delay=0.5,
+            ssl_options=pika.SSLOptions(ctx, server_hostname="localhost")))
+
 
 @pytest.fixture(scope="session")
 def rabbitmq(tmp_path_factory):
     server = RabbitServer(str(tmp_path_factory.mktemp("rabbitmq")))
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def tls_pki(tmp_path_factory):
+    """A CA and certificates (see tls_certs.py), made once per session."""
+    from tls_certs import make_pki
+    return make_pki(str(tmp_path_factory.mktemp("pki")))
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_tls(tmp_path_factory, tls_pki):
+    """A second RabbitMQ node with a TLS listener (tls_port) next to its
+    plain one; client certificates are verified when given, not required."""
+    server = RabbitServer(str(tmp_path_factory.mktemp("rabbitmq_tls")),
+                          tls=tls_pki)
     yield server
     server.close()
 

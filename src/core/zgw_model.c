@@ -187,6 +187,11 @@ static const zgw_field_t  zgw_amqp_def_fields[] = {
     F_INT_DEF("heartbeat", 30, 0, 600),
     F_INT_DEF("frame_max", 131072, 4096, 2097152),
     F_BOOL_DEF("tls", 0),
+    F_STR_OPT("ca_file", 1, 4096),      /* TLS: absent = the system store */
+    F_BOOL_DEF("verify", 1),            /* TLS: chain and host name */
+    F_STR_OPT("server_name", 1, 253),   /* TLS: SNI and name checked */
+    F_STR_OPT("cert_file", 1, 4096),    /* TLS client certificate ... */
+    F_STR_OPT("key_file", 1, 4096),     /* ... and its key: both or none */
     F_BOOL_DEF("use_jms", 0),
     F_STRLIST("hosts"),
     ZGW_END
@@ -449,6 +454,11 @@ static const zgw_field_t  zgw_stomp_def_fields[] = {
     F_INT_DEF("heartbeat", 10, 0, 600), /* seconds; 0: none */
     F_BOOL_DEF("use_jms", 0),
     F_BOOL_DEF("tls", 0),
+    F_STR_OPT("ca_file", 1, 4096),      /* TLS: absent = the system store */
+    F_BOOL_DEF("verify", 1),            /* TLS: chain and host name */
+    F_STR_OPT("server_name", 1, 253),   /* TLS: SNI and name checked */
+    F_STR_OPT("cert_file", 1, 4096),    /* TLS client certificate ... */
+    F_STR_OPT("key_file", 1, 4096),     /* ... and its key: both or none */
     ZGW_END
 };
 
@@ -1171,10 +1181,56 @@ zgw_check_hosts(const char *who, json_t *obj, int port,
 }
 
 
+/*
+ * TLS options of a definition: a client certificate needs its key and the
+ * other way round; server_name is a host name (SNI and the name checked).
+ */
+static int
+zgw_check_tls(const char *who, json_t *obj, zgw_errors_t *errs)
+{
+    int              rc;
+    char             where[ZGW_NAME_MAX + 128];
+    json_t          *cert, *key, *sn;
+    zgw_hostport_t   hp;
+
+    rc = ZGW_OK;
+    cert = json_object_get(obj, "cert_file");
+    key = json_object_get(obj, "key_file");
+
+    if ((cert == NULL) != (key == NULL)) {
+        zgw_errors_add(errs, "%s: cert_file and key_file go together (a "
+                       "client certificate needs its key)", who);
+        rc = ZGW_ERROR;
+    }
+
+    sn = json_object_get(obj, "server_name");
+
+    if (json_is_string(sn)) {
+        snprintf(where, sizeof(where), "%s: server_name", who);
+        if (zgw_host_parse(&hp, json_string_value(sn),
+                           json_string_length(sn), where, errs)
+            != ZGW_OK)
+        {
+            rc = ZGW_ERROR;
+        }
+    }
+
+    return rc;
+}
+
+
 static int
 zgw_check_amqp_def(const char *who, json_t *obj, zgw_errors_t *errs)
 {
-    return zgw_check_hosts(who, obj, 5672, errs);
+    int  rc;
+
+    rc = zgw_check_hosts(who, obj, 5672, errs);
+
+    if (zgw_check_tls(who, obj, errs) != ZGW_OK) {
+        rc = ZGW_ERROR;
+    }
+
+    return rc;
 }
 
 
@@ -1838,6 +1894,10 @@ zgw_check_stomp_def(const char *who, json_t *obj, zgw_errors_t *errs)
     int  rc;
 
     rc = zgw_check_hosts(who, obj, 61613, errs);
+
+    if (zgw_check_tls(who, obj, errs) != ZGW_OK) {
+        rc = ZGW_ERROR;
+    }
 
     if (zgw_check_stomp_text(who, "virtual_host",
                              json_object_get(obj, "virtual_host"), 0, errs)

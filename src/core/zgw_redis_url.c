@@ -182,14 +182,226 @@ zgw_url_decode(const char *s, size_t n, char *out, size_t size)
 }
 
 
+/*
+ * The TLS options of a rediss:// URL: name=value pairs joined by '&',
+ * values percent-decoded. NULL, or why not (in why[size]).
+ */
+static const char *
+zgw_redis_url_query(zgw_redis_addr_t *addr, const char *q, char *why,
+    size_t size)
+{
+    char         value[ZGW_REDIS_PATH_MAX];
+    size_t       nlen, vlen;
+    const char  *amp, *eq, *reason;
+
+    while (*q != '\0') {
+        amp = strchr(q, '&');
+        if (amp == NULL) {
+            amp = q + strlen(q);
+        }
+
+        eq = memchr(q, '=', (size_t) (amp - q));
+        if (eq == NULL || eq == q) {
+            snprintf(why, size, "the query needs name=value pairs joined "
+                     "by '&' (ca_file, verify, server_name, cert_file, "
+                     "key_file)");
+            return why;
+        }
+
+        nlen = (size_t) (eq - q);
+        vlen = (size_t) (amp - eq - 1);
+
+        reason = zgw_url_decode(eq + 1, vlen, value, sizeof(value));
+        if (reason != NULL) {
+            snprintf(why, size, "the value of '%.*s' %s", (int) nlen, q,
+                     strcmp(reason, "is longer than 255 bytes") == 0
+                     ? "is too long" : reason);
+            return why;
+        }
+
+#define ZGW_Q(name) (nlen == sizeof(name) - 1 && memcmp(q, name, nlen) == 0)
+
+        if (ZGW_Q("verify")) {
+            if (strcmp(value, "1") == 0 || strcasecmp(value, "true") == 0
+                || strcasecmp(value, "yes") == 0)
+            {
+                addr->verify = 1;
+
+            } else if (strcmp(value, "0") == 0
+                       || strcasecmp(value, "false") == 0
+                       || strcasecmp(value, "no") == 0)
+            {
+                addr->verify = 0;
+
+            } else {
+                snprintf(why, size, "verify must be 1 or 0 (true, false)");
+                return why;
+            }
+
+        } else if (ZGW_Q("ca_file") || ZGW_Q("cert_file")
+                   || ZGW_Q("key_file"))
+        {
+            if (value[0] == '\0') {
+                snprintf(why, size, "%.*s is empty", (int) nlen, q);
+                return why;
+            }
+            memcpy(ZGW_Q("ca_file") ? addr->ca_file
+                   : ZGW_Q("cert_file") ? addr->cert_file : addr->key_file,
+                   value, strlen(value) + 1);
+
+        } else if (ZGW_Q("server_name")) {
+            if (value[0] == '\0' || strlen(value) >= sizeof(addr->server_name)
+                || strpbrk(value, "/?#@ ") != NULL)
+            {
+                snprintf(why, size, "server_name must be a host name");
+                return why;
+            }
+            memcpy(addr->server_name, value, strlen(value) + 1);
+
+        } else {
+            snprintf(why, size, "unknown option '%.*s' in the query (known: "
+                     "ca_file, verify, server_name, cert_file, key_file)",
+                     (int) (nlen > 64 ? 64 : nlen), q);
+            return why;
+        }
+
+#undef ZGW_Q
+
+        q = *amp ? amp + 1 : amp;
+    }
+
+    if ((addr->cert_file[0] == '\0') != (addr->key_file[0] == '\0')) {
+        snprintf(why, size, "cert_file and key_file go together");
+        return why;
+    }
+
+    return NULL;
+}
+
+
 int
 zgw_redis_addr_parse(zgw_redis_addr_t *addr, const char *url,
+    zgw_errors_t *errs)
+{
+    return zgw_redis_addr_parse_ex(addr, url, 0, errs);
+}
+
+
+/*
+ * "host[:port],host[:port].../master-name[/db]" of a redis-sentinel://
+ * URL, from p (after the user information) to the end. NULL, or why not.
+ */
+static const char *
+zgw_redis_url_sentinels(zgw_redis_addr_t *addr, const char *p, char *why,
+    size_t size)
+{
+    long             db;
+    size_t           n;
+    const char      *end, *item, *comma, *name;
+    zgw_errors_t     hperrs;
+    zgw_hostport_t   hp;
+
+    end = p + strcspn(p, "/");
+
+    if (*end != '/') {
+        snprintf(why, size, "the master's name is missing: write "
+                 "redis-sentinel://host:port[,host:port]/master-name[/db]");
+        return why;
+    }
+
+    for (item = p; item <= end; item = comma + 1) {
+        comma = memchr(item, ',', (size_t) (end - item));
+        if (comma == NULL) {
+            comma = end;
+        }
+
+        if (comma == item) {
+            snprintf(why, size, "an empty sentinel address (two ',' in a "
+                     "row, or one at an end)");
+            return why;
+        }
+
+        if (addr->nsentinels == ZGW_SENTINELS_MAX) {
+            snprintf(why, size, "more than %d sentinels", ZGW_SENTINELS_MAX);
+            return why;
+        }
+
+        zgw_errors_init(&hperrs);
+
+        if (zgw_hostport_parse(&hp, item, (size_t) (comma - item),
+                               ZGW_SENTINEL_PORT, "sentinel", &hperrs)
+            != ZGW_OK)
+        {
+            snprintf(why, size, "%s", zgw_errors_first(&hperrs));
+            zgw_errors_free(&hperrs);
+            return why;
+        }
+
+        zgw_errors_free(&hperrs);
+
+        n = (size_t) addr->nsentinels++;
+        memcpy(addr->sentinels[n].host, hp.host, strlen(hp.host) + 1);
+        addr->sentinels[n].port = hp.port;
+        addr->sentinels[n].ipv6 = hp.kind == ZGW_HOST_IS_IPV6;
+
+        if (comma == end) {
+            break;
+        }
+    }
+
+    memcpy(addr->host, addr->sentinels[0].host,
+           strlen(addr->sentinels[0].host) + 1);
+    addr->port = addr->sentinels[0].port;
+    addr->ipv6 = addr->sentinels[0].ipv6;
+
+    /* /master-name[/db] */
+
+    name = end + 1;
+    end = name + strcspn(name, "/");
+    n = (size_t) (end - name);
+
+    if (n == 0 || n >= sizeof(addr->master_name)
+        || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                        "0123456789._-") < n)
+    {
+        snprintf(why, size, "the master's name must be 1-255 of letters, "
+                 "digits and . _ -");
+        return why;
+    }
+
+    memcpy(addr->master_name, name, n);
+    addr->master_name[n] = '\0';
+
+    if (*end == '/' && end[1] != '\0') {
+        db = 0;
+        for (p = end + 1; *p; p++) {
+            if (!zgw_url_is_digit((unsigned char) *p) || db > 65535) {
+                break;
+            }
+            db = db * 10 + (*p - '0');
+        }
+
+        if (*p != '\0' || db > 65535) {
+            snprintf(why, size, "the database must be a number 0-65535 "
+                     "after the master's name, and nothing may follow it");
+            return why;
+        }
+
+        addr->db = (int) db;
+    }
+
+    return NULL;
+}
+
+
+int
+zgw_redis_addr_parse_ex(zgw_redis_addr_t *addr, const char *url, int flags,
     zgw_errors_t *errs)
 {
     long             db;
     char             why[400], shown[ZGW_URL_SHOW_MAX];
     size_t           len, start, scheme, i;
-    const char      *p, *end, *at, *colon, *reason;
+    const char      *p, *end, *at, *colon, *reason, *query, *qend;
     zgw_errors_t     hperrs;
     zgw_hostport_t   hp;
 
@@ -202,12 +414,23 @@ zgw_redis_addr_parse(zgw_redis_addr_t *addr, const char *url,
 
     if (start != 0) {
         if (scheme == 6 && strncasecmp(url, "rediss", 6) == 0) {
-            reason = "rediss:// (TLS) is not supported; use redis://";
-            goto failed;
-        }
+            addr->tls = 1;
+            addr->verify = 1;
 
-        if (scheme != 5 || strncasecmp(url, "redis", 5) != 0) {
-            reason = "only redis:// is supported";
+        } else if (scheme == 14 && strncasecmp(url, "redis-sentinel", 14)
+                   == 0)
+        {
+            if (!(flags & ZGW_REDIS_SENTINEL)) {
+                reason = "redis-sentinel:// is not supported here";
+                goto failed;
+            }
+            addr->sentinel = 1;
+
+        } else if (scheme != 5 || strncasecmp(url, "redis", 5) != 0) {
+            reason = (flags & ZGW_REDIS_SENTINEL)
+                     ? "only redis://, rediss:// and redis-sentinel:// are "
+                       "supported"
+                     : "only redis:// and rediss:// are supported";
             goto failed;
         }
     }
@@ -260,6 +483,21 @@ zgw_redis_addr_parse(zgw_redis_addr_t *addr, const char *url,
         p = at + 1;
     }
 
+    if (addr->sentinel) {
+        if (strpbrk(p, "?#") != NULL) {
+            reason = "a query or a fragment ('?', '#') is not supported "
+                     "with redis-sentinel://";
+            goto failed;
+        }
+
+        reason = zgw_redis_url_sentinels(addr, p, why, sizeof(why));
+        if (reason != NULL) {
+            goto failed;
+        }
+
+        return ZGW_OK;
+    }
+
     /* host[:port], up to the path */
 
     end = p + strcspn(p, "/?#");
@@ -286,29 +524,48 @@ zgw_redis_addr_parse(zgw_redis_addr_t *addr, const char *url,
     addr->port = hp.port;
     addr->ipv6 = hp.kind == ZGW_HOST_IS_IPV6;
 
-    if (strpbrk(end, "?#") != NULL) {
-        reason = "a query or a fragment ('?', '#') is not supported";
+    if (strchr(end, '#') != NULL) {
+        reason = "a fragment ('#') is not supported";
         goto failed;
     }
 
+    query = strchr(end, '?');
+    qend = query ? query : end + strlen(end);
+
     /* [/db] */
 
-    if (*end == '/' && end[1] != '\0') {
+    if (*end == '/' && end + 1 < qend) {
         db = 0;
-        for (p = end + 1; *p; p++) {
+        for (p = end + 1; p < qend; p++) {
             if (!zgw_url_is_digit((unsigned char) *p) || db > 65535) {
                 break;
             }
             db = db * 10 + (*p - '0');
         }
 
-        if (*p != '\0' || db > 65535) {
+        if (p != qend || db > 65535) {
             reason = "the database must be a number 0-65535 after '/', "
-                     "and nothing may follow it";
+                     "and only a query ('?') may follow it";
             goto failed;
         }
 
         addr->db = (int) db;
+
+    } else if (*end == '/' && end + 1 != qend) {
+        reason = "the database must be a number 0-65535 after '/'";
+        goto failed;
+    }
+
+    if (query != NULL) {
+        if (!addr->tls) {
+            reason = "a query ('?') holds TLS options, which need rediss://";
+            goto failed;
+        }
+
+        reason = zgw_redis_url_query(addr, query + 1, why, sizeof(why));
+        if (reason != NULL) {
+            goto failed;
+        }
     }
 
     return ZGW_OK;

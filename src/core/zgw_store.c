@@ -54,6 +54,13 @@ zgw_store_connect(const char *url, int timeout_ms, zgw_errors_t *errs)
         return NULL;
     }
 
+    if (addr.tls) {
+        memset(addr.password, 0, sizeof(addr.password));
+        zgw_errors_add(errs, "redis: rediss:// (TLS) is not supported by "
+                       "this client yet");
+        return NULL;
+    }
+
     st = calloc(1, sizeof(zgw_store_t));
     if (st == NULL) {
         memset(addr.password, 0, sizeof(addr.password));

@@ -93,12 +93,13 @@ static const bad_case_t  bad[] = {
     { "redis://h/99999999999", "the database must be a number" },
 
     /* trailing garbage */
-    { "redis://:" PW "@h/1/2", "nothing may follow it" },
-    { "redis://h/0x", "nothing may follow it" },
-    { "redis://h/0/", "nothing may follow it" },
-    { "redis://:" PW "@h/0?db=1", "a query or a fragment" },
-    { "redis://h?password=x", "a query or a fragment" },
-    { "redis://h#f", "a query or a fragment" },
+    { "redis://:" PW "@h/1/2", "only a query ('?') may follow it" },
+    { "redis://h/0x", "only a query ('?') may follow it" },
+    { "redis://h/0/", "only a query ('?') may follow it" },
+    { "redis://:" PW "@h/0?db=1", "TLS options, which need rediss://" },
+    { "redis://h?password=x", "TLS options, which need rediss://" },
+    { "redis://h#f", "a fragment ('#') is not supported" },
+    { "rediss://h/0?verify=1#f", "a fragment" },
     { "redis://:" PW "@h/0 ", "white space or a control character" },
     { "redis://:" PW " x@h", "white space or a control character" },
     { "redis://h/0\n", "white space or a control character" },
@@ -116,9 +117,19 @@ static const bad_case_t  bad[] = {
     { "redis://[::1]x", "after ']' only ':port' may follow" },
 
     /* scheme */
-    { "http://h", "only redis:// is supported" },
-    { "unix:///tmp/redis.sock", "only redis:// is supported" },
-    { "rediss://:" PW "@h", "rediss:// (TLS) is not supported" },
+    { "http://h", "only redis:// and rediss:// are supported" },
+    { "unix:///tmp/redis.sock", "only redis:// and rediss://" },
+    { "rediss://h/0?verify=maybe", "verify must be 1 or 0" },
+    { "rediss://h/0?ca_file=", "ca_file is empty" },
+    { "rediss://h/0?cert_file=/c.pem", "cert_file and key_file go together" },
+    { "rediss://h/0?key_file=/k.pem", "cert_file and key_file go together" },
+    { "rediss://h/0?sni=x", "unknown option 'sni'" },
+    { "rediss://h/0?verify", "name=value pairs" },
+    { "rediss://h/0?=1", "name=value pairs" },
+    { "rediss://h/0?server_name=a%2Fb", "server_name must be a host name" },
+    { "rediss://h/0?ca_file=%zz", "the value of 'ca_file' has a '%'" },
+    { "rediss://h/0?ca_file=%00", "the value of 'ca_file' contains %00" },
+    { "rediss://:" PW "@h/x?verify=0", "the database must be a number" },
 
     /* escapes and credentials */
     { "redis://:" PW "%zz@h", "the password has a '%' that is not followed" },
@@ -203,6 +214,159 @@ test_bad_urls(void **state)
 
         zgw_errors_free(&errs);
     }
+}
+
+
+static void
+test_tls_options(void **state)
+{
+    char               url[4000];
+    zgw_errors_t       errs;
+    zgw_redis_addr_t   a;
+
+    (void) state;
+    zgw_errors_init(&errs);
+
+    /* redis:// is plain text, rediss:// verifies by default */
+    assert_int_equal(zgw_redis_addr_parse(&a, "redis://h/1", &errs), ZGW_OK);
+    assert_int_equal(a.tls, 0);
+
+    assert_int_equal(zgw_redis_addr_parse(&a, "REDISS://:" PW "@h:6380/2",
+                                          &errs), ZGW_OK);
+    assert_int_equal(a.tls, 1);
+    assert_int_equal(a.verify, 1);
+    assert_int_equal(a.port, 6380);
+    assert_int_equal(a.db, 2);
+    assert_string_equal(a.password, PW);
+    assert_string_equal(a.ca_file, "");
+    assert_string_equal(a.server_name, "");
+
+    /* every option, percent-decoded; the db may be left out */
+    assert_int_equal(zgw_redis_addr_parse(&a,
+        "rediss://u:" PW "@h?ca_file=/etc/ca%20dir/ca.pem&verify=0"
+        "&server_name=redis.example&cert_file=/c%40x.pem&key_file=/k.pem",
+        &errs), ZGW_OK);
+    assert_int_equal(a.db, 0);
+    assert_int_equal(a.verify, 0);
+    assert_string_equal(a.ca_file, "/etc/ca dir/ca.pem");
+    assert_string_equal(a.server_name, "redis.example");
+    assert_string_equal(a.cert_file, "/c@x.pem");
+    assert_string_equal(a.key_file, "/k.pem");
+    assert_string_equal(a.username, "u");
+    assert_string_equal(a.password, PW);
+
+    assert_int_equal(zgw_redis_addr_parse(&a, "rediss://h/3?verify=true",
+                                          &errs), ZGW_OK);
+    assert_int_equal(a.verify, 1);
+    assert_int_equal(a.db, 3);
+
+    /* an empty query and trailing '&' are harmless */
+    assert_int_equal(zgw_redis_addr_parse(&a, "rediss://h/0?", &errs),
+                     ZGW_OK);
+    assert_int_equal(zgw_redis_addr_parse(&a, "rediss://h/0?verify=0&",
+                                          &errs), ZGW_OK);
+
+    /* a path of 1023 bytes fits, 1024 does not */
+    snprintf(url, sizeof(url), "rediss://h/0?ca_file=%01023d", 0);
+    assert_int_equal(zgw_redis_addr_parse(&a, url, &errs), ZGW_OK);
+    assert_int_equal(strlen(a.ca_file), 1023);
+    snprintf(url, sizeof(url), "rediss://h/0?ca_file=%01024d", 0);
+    assert_int_equal(zgw_redis_addr_parse(&a, url, &errs), ZGW_ERROR);
+    assert_true(zgw_test_errors_have(&errs, "is too long"));
+
+    zgw_errors_free(&errs);
+}
+
+
+static void
+test_sentinel(void **state)
+{
+    char               url[600];
+    zgw_errors_t       errs;
+    zgw_redis_addr_t   a;
+
+    (void) state;
+    zgw_errors_init(&errs);
+
+    /* refused unless the caller takes it */
+    assert_int_equal(zgw_redis_addr_parse(&a, "redis-sentinel://h/m",
+                                          &errs), ZGW_ERROR);
+    assert_true(zgw_test_errors_have(&errs, "redis-sentinel:// is not "
+                                            "supported here"));
+    zgw_errors_free(&errs);
+    zgw_errors_init(&errs);
+
+    assert_int_equal(zgw_redis_addr_parse_ex(&a,
+        "redis-sentinel://u:" PW "@s1,s2:26380,[::1]:7/mymaster/3",
+        ZGW_REDIS_SENTINEL, &errs), ZGW_OK);
+    assert_int_equal(a.sentinel, 1);
+    assert_int_equal(a.nsentinels, 3);
+    assert_string_equal(a.sentinels[0].host, "s1");
+    assert_int_equal(a.sentinels[0].port, 26379);
+    assert_string_equal(a.sentinels[1].host, "s2");
+    assert_int_equal(a.sentinels[1].port, 26380);
+    assert_string_equal(a.sentinels[2].host, "::1");
+    assert_int_equal(a.sentinels[2].ipv6, 1);
+    assert_int_equal(a.sentinels[2].port, 7);
+    assert_string_equal(a.master_name, "mymaster");
+    assert_int_equal(a.db, 3);
+    assert_string_equal(a.username, "u");
+    assert_string_equal(a.password, PW);
+    assert_string_equal(a.host, "s1");
+    assert_int_equal(a.tls, 0);
+
+    assert_int_equal(zgw_redis_addr_parse_ex(&a,
+        "redis-sentinel://127.0.0.1:5000/m-1.x_y", ZGW_REDIS_SENTINEL,
+        &errs), ZGW_OK);
+    assert_int_equal(a.db, 0);
+    assert_int_equal(a.nsentinels, 1);
+
+    /* 8 sentinels fit, 9 do not */
+    strcpy(url, "redis-sentinel://a,a,a,a,a,a,a,a/m");
+    assert_int_equal(zgw_redis_addr_parse_ex(&a, url, ZGW_REDIS_SENTINEL,
+                                             &errs), ZGW_OK);
+    strcpy(url, "redis-sentinel://a,a,a,a,a,a,a,a,a/m");
+    assert_int_equal(zgw_redis_addr_parse_ex(&a, url, ZGW_REDIS_SENTINEL,
+                                             &errs), ZGW_ERROR);
+    assert_true(zgw_test_errors_have(&errs, "more than 8 sentinels"));
+
+    {
+        static const bad_case_t  sbad[] = {
+            { "redis-sentinel://h", "the master's name is missing" },
+            { "redis-sentinel://h/", "the master's name must be" },
+            { "redis-sentinel://h//0", "the master's name must be" },
+            { "redis-sentinel://h/m!x", "the master's name must be" },
+            { "redis-sentinel://h,,g/m", "an empty sentinel address" },
+            { "redis-sentinel://,h/m", "an empty sentinel address" },
+            { "redis-sentinel://h,/m", "an empty sentinel address" },
+            { "redis-sentinel://h:0/m", "out of range" },
+            { "redis-sentinel://h/m/x", "the database must be a number" },
+            { "redis-sentinel://h/m/1/2", "the database must be a number" },
+            { "redis-sentinel://h/m?x=1", "a query or a fragment" },
+            { "redis-sentinel://:" PW "@h/m#f", "a query or a fragment" },
+            { "redis-sentinel://:" PW "@/m", "an empty sentinel address" },
+            { "foo://h/m", "only redis://, rediss:// and redis-sentinel://" },
+            { NULL, NULL }
+        };
+        const bad_case_t  *c;
+
+        for (c = sbad; c->url; c++) {
+            zgw_errors_free(&errs);
+            zgw_errors_init(&errs);
+            if (zgw_redis_addr_parse_ex(&a, c->url, ZGW_REDIS_SENTINEL,
+                                        &errs) != ZGW_ERROR
+                || !zgw_test_errors_have(&errs, c->error)
+                || strstr(errs.msgs[0], PW) != NULL)
+            {
+                print_message("%s: expected '%s'\n", c->url, c->error);
+                zgw_test_print_errors(&errs);
+                fail();
+            }
+            assert_string_equal(a.password, "");
+        }
+    }
+
+    zgw_errors_free(&errs);
 }
 
 
@@ -315,6 +479,8 @@ main(void)
     const struct CMUnitTest  tests[] = {
         cmocka_unit_test(test_good_urls),
         cmocka_unit_test(test_bad_urls),
+        cmocka_unit_test(test_tls_options),
+        cmocka_unit_test(test_sentinel),
         cmocka_unit_test(test_long_credentials),
         cmocka_unit_test(test_redact),
     };
