@@ -63,7 +63,11 @@ typedef struct {
     ngx_atomic_t                   codes[NGX_HTTP_ZMQ_METRICS_CODES];
 } ngx_http_zmq_metrics_channel_t;
 
-/* publish durations per outgoing connection, request read to answer */
+/*
+ * Durations per outgoing connection, request read to answer: of publishes
+ * (hists; stomp: the transport), and of rpc and invoke requests
+ * (rpc_hists; stomp: 1 for an invoke service's)
+ */
 typedef struct {
     ngx_atomic_t                   used;       /* set after the name */
     ngx_atomic_t                   stomp;
@@ -79,6 +83,7 @@ typedef struct {
     ngx_http_zmq_metrics_channel_t channels[NGX_HTTP_ZMQ_METRICS_CHANNELS];
     ngx_atomic_t                   overflow[NGX_HTTP_ZMQ_METRICS_CODES];
     ngx_http_zmq_metrics_hist_t    hists[2 * NGX_HTTP_ZMQ_OUTCONNS_MAX];
+    ngx_http_zmq_metrics_hist_t    rpc_hists[2 * NGX_HTTP_ZMQ_OUTCONNS_MAX];
 } ngx_http_zmq_metrics_worker_t;
 
 
@@ -278,6 +283,9 @@ uint64_t ngx_http_zmq_metrics_now(void);
 /* a publish on outconn starts (the body was read at ctx->read_us) */
 void ngx_http_zmq_metrics_start(ngx_http_zmq_ctx_t *ctx, ngx_str_t *outconn,
     ngx_uint_t stomp);
+/* an rpc or invoke (invoke 1) request on outconn starts */
+void ngx_http_zmq_metrics_start_rpc(ngx_http_zmq_ctx_t *ctx,
+    ngx_str_t *outconn, ngx_uint_t invoke);
 /* and ends, whatever its result: one bucket and the sum */
 void ngx_http_zmq_metrics_observe(ngx_http_zmq_ctx_t *ctx);
 
