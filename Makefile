@@ -103,7 +103,8 @@ $(BUILD)/core/%.o: src/core/%.c $(CORE_HDRS)
 ZMQCTL_SRCS := $(wildcard src/zmqctl/*.c)
 # zmqctl invoke runs services with zmqd's own code
 ZMQCTL_ZMQD := $(addprefix src/zmqd/,zmqd_service.c zmqd_publisher.c \
-               zmqd_amqp.c zmqd_invoke.c zmqd_log.c)
+               zmqd_amqp.c zmqd_invoke.c zmqd_log.c zmqd_stomp.c \
+               zmqd_stomp_frame.c zmqd_stomp_publish.c)
 
 $(BUILD)/zmqctl: $(ZMQCTL_SRCS) src/zmqctl/zmqctl.h $(ZMQCTL_ZMQD) \
                  $(wildcard src/zmqd/*.h) $(CORE_OBJS) $(CORE_HDRS)
