@@ -169,8 +169,10 @@ ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     zgw_errors_init(&errs);
 
-    if (value[1].len > 8
-        && ngx_strncmp(value[1].data, "redis://", 8) == 0)
+    if ((value[1].len > 8
+         && ngx_strncmp(value[1].data, "redis://", 8) == 0)
+        || (value[1].len > 9
+            && ngx_strncmp(value[1].data, "rediss://", 9) == 0))
     {
         zmcf->type = NGX_HTTP_ZMQ_SOURCE_REDIS;
 
@@ -238,8 +240,8 @@ ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (value[1].len <= 5 || ngx_strncmp(value[1].data, "file:", 5) != 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "zmq_config \"%s\": expected file:PATH or "
-                           "redis://host:port/db",
+                           "zmq_config \"%s\": expected file:PATH, "
+                           "redis://host:port/db or rediss://...",
                            zgw_url_redact_len((char *) value[1].data,
                                               value[1].len, shown,
                                               sizeof(shown)));
