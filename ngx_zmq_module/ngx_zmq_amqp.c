@@ -421,7 +421,10 @@ ngx_zmq_amqp_create(ngx_zmq_amqp_worker_t *w,
     if (oc->tls_error.data == NULL) {
         goto failed;
     }
-    ngx_memcpy(oc->tls_error.data, src->tls_error.data, src->tls_error.len);
+    if (src->tls_error.len) {
+        ngx_memcpy(oc->tls_error.data, src->tls_error.data,
+                   src->tls_error.len);
+    }
     oc->tls_error.data[oc->tls_error.len] = '\0';
 
     oc->tls_hosts = NULL;
@@ -1092,6 +1095,7 @@ ngx_zmq_amqp_hb_handler(ngx_event_t *ev)
 static void
 ngx_zmq_amqp_write_handler(ngx_event_t *wev)
 {
+    u_char                     text[256];
     ngx_connection_t          *c = wev->data;
     ngx_zmq_amqp_conn_t       *conn = c->data;
 
@@ -1100,11 +1104,24 @@ ngx_zmq_amqp_write_handler(ngx_event_t *wev)
         return;
     }
 
-    if (ngx_zmq_amqp_flush(conn) != NGX_OK) {
-        ngx_zmq_amqp_close(conn, NGX_LOG_ERR,
-                           conn->sock.sent > 0 ? "write failed"
-                                               : "connection refused");
+    if (ngx_zmq_amqp_flush(conn) == NGX_OK) {
+        return;
     }
+
+#if (NGX_SSL)
+    if (c->ssl != NULL) {
+        /* "write failed: the server sent the TLS alert ..." */
+        (void) ngx_zmq_tls_failure(c, text, sizeof(text), "write failed");
+        ngx_zmq_amqp_close(conn, NGX_LOG_ERR, (char *) text);
+        return;
+    }
+#else
+    (void) text;
+#endif
+
+    ngx_zmq_amqp_close(conn, NGX_LOG_ERR,
+                       conn->sock.sent > 0 ? "write failed"
+                                           : "connection refused");
 }
 
 

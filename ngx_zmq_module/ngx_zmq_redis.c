@@ -53,7 +53,7 @@ struct ngx_zmq_redis_s {
     ngx_zmq_backoff_t             backoff;
     ngx_event_t                   ping;
     ngx_flag_t                    ping_pending;
-    char                          error[128];
+    char                          error[256];
 };
 
 
@@ -649,7 +649,7 @@ static void
 ngx_zmq_redis_read_handler(ngx_event_t *rev)
 {
     void                          *reply;
-    char                           reason[128];
+    char                           reason[256];
     ngx_int_t                      rc;
     u_char                         buf[16384];
     ngx_connection_t              *c = rev->data;

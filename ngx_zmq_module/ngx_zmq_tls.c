@@ -500,8 +500,7 @@ ngx_zmq_tls_alert_text(int alert)
     case 115:
         return "unknown PSK identity";
     case 116:
-        return "certificate required (the server wants a client "
-               "certificate: cert_file and key_file)";
+        return "certificate required (give cert_file and key_file)";
     case 120:
         return "no application protocol";
     default:

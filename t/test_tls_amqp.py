@@ -146,7 +146,11 @@ def config(port, pki, queue="q", **kw):
 
 
 def outconn(gw, name="out"):
+    """Each worker's entry; [] until every worker has it."""
     st = requests.get(gw.url + "/zmq/status", timeout=5).json()
+    if not st["workers"] or any(name not in w["outconns"]
+                                for w in st["workers"]):
+        return []
     return [w["outconns"][name] for w in st["workers"]]
 
 
@@ -165,7 +169,7 @@ def refused(gw, reason, timeout=20.0):
     """The connection retries (backoff) and status says why each time."""
     def check():
         o = outconn(gw)
-        if all(x["state"] in ("backoff", "connecting")
+        if o and all(x["state"] in ("backoff", "connecting")
                and reason in x.get("last_error", "")
                and x["reconnects"] >= 2 for x in o):
             return o
