@@ -30,6 +30,54 @@ static char *ngx_http_zmq_prepare(ngx_conf_t *cf,
 static ngx_int_t ngx_http_zmq_init_shm(ngx_shm_zone_t *shm_zone,
     void *data);
 static void ngx_http_zmq_config_cleanup(void *data);
+static ngx_int_t ngx_http_zmq_conf_redis_tls(ngx_conf_t *cf,
+    ngx_http_zmq_main_conf_t *zmcf);
+
+
+/*
+ * rediss://: the TLS context now, when a bad ca_file or key is an error at
+ * nginx -t; the workers inherit it, held by the cycle's pool
+ */
+static ngx_int_t
+ngx_http_zmq_conf_redis_tls(ngx_conf_t *cf, ngx_http_zmq_main_conf_t *zmcf)
+{
+    u_char              err[NGX_ZMQ_TLS_ERROR_LEN];
+    ngx_zmq_tls_opts_t  opts;
+
+    ngx_memzero(&opts, sizeof(ngx_zmq_tls_opts_t));
+
+    opts.ca_file.data = (u_char *) zmcf->redis.ca_file;
+    opts.ca_file.len = ngx_strlen(zmcf->redis.ca_file);
+    opts.cert_file.data = (u_char *) zmcf->redis.cert_file;
+    opts.cert_file.len = ngx_strlen(zmcf->redis.cert_file);
+    opts.key_file.data = (u_char *) zmcf->redis.key_file;
+    opts.key_file.len = ngx_strlen(zmcf->redis.key_file);
+    opts.verify = zmcf->redis.verify ? 1 : 0;
+
+    zmcf->redis_tls = ngx_zmq_tls_ctx_get(&opts, cf->log, err, sizeof(err));
+
+    if (zmcf->redis_tls == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zmq_config \"%V\": TLS: "
+                           "%s", &zmcf->source, err);
+        return NGX_ERROR;
+    }
+
+    if (ngx_zmq_tls_ctx_hold(cf->pool, zmcf->redis_tls) != NGX_OK) {
+        ngx_zmq_tls_ctx_put(zmcf->redis_tls);
+        zmcf->redis_tls = NULL;
+        return NGX_ERROR;
+    }
+
+    ngx_zmq_tls_ctx_put(zmcf->redis_tls);
+
+    /* the name sent and checked: server_name, else the host */
+    zmcf->redis_tls_name.data = (u_char *) (zmcf->redis.server_name[0]
+                                            ? zmcf->redis.server_name
+                                            : zmcf->redis.host);
+    zmcf->redis_tls_name.len = ngx_strlen(zmcf->redis_tls_name.data);
+
+    return NGX_OK;
+}
 
 
 static ngx_int_t
@@ -121,8 +169,10 @@ ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     zgw_errors_init(&errs);
 
-    if (value[1].len > 8
-        && ngx_strncmp(value[1].data, "redis://", 8) == 0)
+    if ((value[1].len > 8
+         && ngx_strncmp(value[1].data, "redis://", 8) == 0)
+        || (value[1].len > 9
+            && ngx_strncmp(value[1].data, "rediss://", 9) == 0))
     {
         zmcf->type = NGX_HTTP_ZMQ_SOURCE_REDIS;
 
@@ -151,9 +201,9 @@ ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         ngx_explicit_memzero(path, value[1].len);
 
-        if (zmcf->redis.tls) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zmq_config: rediss:// "
-                               "(TLS) is not supported by the module yet");
+        if (zmcf->redis.tls
+            && ngx_http_zmq_conf_redis_tls(cf, zmcf) != NGX_OK)
+        {
             return NGX_CONF_ERROR;
         }
 
@@ -190,8 +240,8 @@ ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (value[1].len <= 5 || ngx_strncmp(value[1].data, "file:", 5) != 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "zmq_config \"%s\": expected file:PATH or "
-                           "redis://host:port/db",
+                           "zmq_config \"%s\": expected file:PATH, "
+                           "redis://host:port/db or rediss://...",
                            zgw_url_redact_len((char *) value[1].data,
                                               value[1].len, shown,
                                               sizeof(shown)));

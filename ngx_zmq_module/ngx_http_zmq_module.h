@@ -146,6 +146,10 @@ typedef struct {
 
     ngx_addr_t                    *redis_addr;
     zgw_redis_addr_t               redis;
+    ngx_zmq_tls_ctx_t             *redis_tls;     /* rediss://: held by the
+                                                     cycle's pool */
+    ngx_str_t                      redis_tls_name;  /* server_name, or the
+                                                       host */
     ngx_path_t                    *cache_dir;
     ngx_str_t                      cache_file;
     ngx_msec_t                     poll;
