@@ -73,6 +73,23 @@ zgw_redis_conn_t *
 zgw_redis_connect(const zgw_redis_addr_t *addr, int timeout_ms, char *err,
     size_t errlen)
 {
+    zgw_redis_conn_t  *c;
+
+    c = zgw_redis_open(addr, timeout_ms, err, errlen);
+
+    if (c != NULL && zgw_redis_auth(c, addr, err, errlen) != ZGW_OK) {
+        zgw_redis_close(c);
+        return NULL;
+    }
+
+    return c;
+}
+
+
+zgw_redis_conn_t *
+zgw_redis_open(const zgw_redis_addr_t *addr, int timeout_ms, char *err,
+    size_t errlen)
+{
     char               why[512];
     zgw_tls_opts_t     o;
     zgw_redis_conn_t  *c;
@@ -113,10 +130,6 @@ zgw_redis_connect(const zgw_redis_addr_t *addr, int timeout_ms, char *err,
         if (c->ssl == NULL) {
             goto failed;
         }
-    }
-
-    if (zgw_redis_auth(c, addr, err, errlen) != ZGW_OK) {
-        goto failed;
     }
 
     return c;
@@ -353,12 +366,25 @@ zgw_redis_tls_fail(zgw_redis_conn_t *c, int e, const char *what)
     unsigned long  code;
 
     err_no = errno;
+    code = ERR_peek_last_error();
 
-    if (e == SSL_ERROR_SYSCALL && ERR_peek_last_error() == 0) {
+    if (code != 0 && !ERR_SYSTEM_ERROR(code)) {
+        /* OpenSSL's own reason: an alert, a protocol error */
+        zgw_redis_fail(c, "TLS: %s", zgw_tls_why(c->ctx, what, why,
+                                                 sizeof(why)));
+        ERR_clear_error();
+        return;
+    }
+
+    if (e == SSL_ERROR_SYSCALL && code == 0) {
         snprintf(first, sizeof(first), "%s",
                  err_no ? strerror(err_no) : "Server closed the connection");
     } else {
-        zgw_tls_why(c->ctx, what, first, sizeof(first));
+        ERR_error_string_n(code, first, sizeof(first));
+        if (ERR_reason_error_string(code) != NULL) {
+            snprintf(first, sizeof(first), "%s",
+                     ERR_reason_error_string(code));
+        }
     }
 
     ERR_clear_error();
@@ -370,6 +396,7 @@ zgw_redis_tls_fail(zgw_redis_conn_t *c, int e, const char *what)
                                                  sizeof(why)));
 
     } else if (zgw_tls_asked(c->ctx)) {
+        ERR_clear_error();
         zgw_redis_fail(c, "TLS: %s (%s)",
                        zgw_tls_why(c->ctx, what, why, sizeof(why)), first);
 

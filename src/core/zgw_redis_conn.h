@@ -44,6 +44,9 @@ typedef struct zgw_redis_conn_s  zgw_redis_conn_t;
  */
 zgw_redis_conn_t *zgw_redis_connect(const zgw_redis_addr_t *addr,
     int timeout_ms, char *err, size_t errlen);
+/* the same without AUTH and SELECT, for a caller that sends its own */
+zgw_redis_conn_t *zgw_redis_open(const zgw_redis_addr_t *addr,
+    int timeout_ms, char *err, size_t errlen);
 void zgw_redis_close(zgw_redis_conn_t *c);
 
 /* one command and its reply, or NULL (zgw_redis_error() says why) */
