@@ -484,8 +484,8 @@ zgw_tls_connect(SSL_CTX *ctx, int fd, int timeout_ms, char *err,
             }
 
             if (w == 0) {
-                snprintf(err, errlen, "TLS handshake: no answer within "
-                         "%d ms", timeout_ms);
+                snprintf(err, errlen, "no answer to the TLS handshake "
+                         "within %d ms", timeout_ms);
             } else {
                 snprintf(err, errlen, "TLS handshake: %s", strerror(errno));
             }
