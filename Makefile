@@ -35,7 +35,7 @@ MODULE_SRCS := config $(wildcard ngx_zmq_module/*.c ngx_zmq_module/*.h) \
 UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/t/%,$(wildcard t/unit/test_*.c))
 
 .PHONY: all module tools deps deps-test run stop test unit integration browser \
-        bench-stomp \
+        bench-stomp bench-latency \
         asan clean asan-nginx fuzz fuzz-build fuzz-test bench \
         openapi-validator install uninstall
 
@@ -103,7 +103,8 @@ $(BUILD)/core/%.o: src/core/%.c $(CORE_HDRS)
 ZMQCTL_SRCS := $(wildcard src/zmqctl/*.c)
 # zmqctl invoke runs services with zmqd's own code
 ZMQCTL_ZMQD := $(addprefix src/zmqd/,zmqd_service.c zmqd_publisher.c \
-               zmqd_amqp.c zmqd_invoke.c zmqd_log.c)
+               zmqd_amqp.c zmqd_invoke.c zmqd_log.c zmqd_stomp.c \
+               zmqd_stomp_frame.c zmqd_stomp_publish.c)
 
 $(BUILD)/zmqctl: $(ZMQCTL_SRCS) src/zmqctl/zmqctl.h $(ZMQCTL_ZMQD) \
                  $(wildcard src/zmqd/*.h) $(CORE_OBJS) $(CORE_HDRS)
@@ -175,6 +176,11 @@ bench: all $(BUILD)/bench/publish_raw $(BUILD)/bench/consume_raw \
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/security.py
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/rpc.py
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/stomp.py
+	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/latency.py
+
+# the latency one alone (issue 18)
+bench-latency: all $(BUILD)/bench/publish_raw
+	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/latency.py
 
 # the STOMP one alone (ActiveMQ: make deps-test)
 bench-stomp: all $(BUILD)/bench/stomp_raw

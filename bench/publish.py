@@ -14,6 +14,15 @@ the queue must hold at least as many messages as the gateway answered 202
 for; the difference is reported as lost. The last line is machine-readable:
 
   publish: b/c=<ratio> b/d=<ratio> lost=<count>
+
+With --scrape, a fifth case (s) joins the rounds: (b) again while a
+thread scrapes the gateway's zmq_metrics once a second (as Prometheus
+would, much more often than its usual 15 s), and one more line follows:
+
+  scrape: s/b=<ratio>
+
+before the last line (issue 17: the metrics endpoint must not cost the
+publish path; goal s/b >= 0.98).
 """
 
 import argparse
@@ -24,7 +33,9 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "t"))
@@ -57,9 +68,9 @@ def queue_count(ch):
                             passive=True).method.message_count
 
 
-def raw_publish(raw, port, seconds, size):
+def raw_publish(raw, port, seconds, size, window=1000):
     out = subprocess.run([raw, "127.0.0.1", str(port), QUEUE, str(seconds),
-                          str(size), "1000"],
+                          str(size), str(window)],
                          capture_output=True, text=True, timeout=seconds + 60)
     m = re.search(r"rate=(\d+) p50_ms=([\d.]+) p99_ms=([\d.]+) "
                   r"confirmed=(\d+)", out.stdout)
@@ -95,6 +106,8 @@ def main():
     ap.add_argument("--connections", type=int, default=1000)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--scrape", action="store_true",
+                    help="also (b) with zmq_metrics scraped every second")
     args = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="zmq-bench-")
@@ -121,6 +134,7 @@ def main():
                 "routing_key": QUEUE}}, outconn={"max_inflight": 4096}), f)
         ngx = Nginx(ndir, http="zmq_config file:%s;" % cfg,
                     server="location = /zmq/status { zmq_status; }\n"
+                           "location = /metrics { zmq_metrics; }\n"
                            "location = /a { return 202 '{}'; }\n"
                            "location = /b { zmq_service svc; }\n",
                     workers=args.workers, log_level="warn")
@@ -162,8 +176,29 @@ def main():
             r["lost"] = max(0, r["ok"] - r["in_queue"])
             return r
 
+        scrapes = {"n": 0, "bytes": 0}
+
+        def case_s():
+            stop = threading.Event()
+
+            def scrape():
+                while not stop.wait(1.0):
+                    with urllib.request.urlopen(ngx.url + "/metrics",
+                                                timeout=5) as resp:
+                        scrapes["bytes"] += len(resp.read())
+                        scrapes["n"] += 1
+
+            t = threading.Thread(target=scrape, daemon=True)
+            t.start()
+            try:
+                return case_b()
+            finally:
+                stop.set()
+                t.join()
+
         cases = {
             "b": ("(b) gateway, publish with confirms", case_b),
+            "s": ("(s) = (b), zmq_metrics scraped every 1 s", case_s),
             "c": ("(c) raw rabbitmq-c, 1000 in flight",
                   lambda: raw_publish(raw, rabbit.port, args.seconds,
                                       args.size)),
@@ -174,13 +209,13 @@ def main():
         # The broker's speed drifts over a run (its message store grows,
         # purges leave work behind), so the cases alternate in rounds, each
         # round in another order, and each case's rate is its median round.
-        order = ["b", "c", "d"]
+        order = ["b", "c", "d"] + (["s"] if args.scrape else [])
         for rnd in range(args.rounds):
-            for k in order[rnd % 3:] + order[:rnd % 3]:
+            for k in order[rnd % len(order):] + order[:rnd % len(order)]:
                 r = cases[k][1]()
                 results.setdefault(k, []).append(r)
                 line("%s, round %d" % (cases[k][0], rnd + 1), r)
-                if k == "b":
+                if k in "bs":
                     print("    %d answered 202, %d in the queue, %d lost" % (
                         r["ok"], r["in_queue"], r["lost"]), flush=True)
                 settle(ch)
@@ -189,12 +224,18 @@ def main():
         med = {k: median(v) for k, v in results.items()}
         for k in "bcd":
             line("median %s" % cases[k][0], med[k])
-        lost = sum(r["lost"] for r in results["b"])
+        lost = sum(r["lost"] for r in results["b"] + results.get("s", []))
         bc = med["b"]["rate"] / max(med["c"]["rate"], 1)
         bd = med["b"]["rate"] / max(med["d"]["rate"], 1)
         ba = med["b"]["rate"] / max(med["a"]["rate"], 1)
         print("ratios of the medians: b/a=%.2f b/c=%.2f b/d=%.2f" % (
             ba, bc, bd))
+        if args.scrape:
+            line("median %s" % cases["s"][0], med["s"])
+            print("    %d scrapes, %d bytes each on average" % (
+                scrapes["n"], scrapes["bytes"] // max(scrapes["n"], 1)))
+            print("scrape: s/b=%.2f" % (
+                med["s"]["rate"] / max(med["b"]["rate"], 1)))
         print("publish: b/c=%.2f b/d=%.2f lost=%d" % (bc, bd, lost))
     finally:
         if ngx is not None:

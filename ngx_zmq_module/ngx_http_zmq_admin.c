@@ -466,13 +466,15 @@ ngx_http_zmq_admin_op_known(ngx_http_zmq_admin_req_t *ar)
                || ngx_http_zmq_admin_is("password");
 
     case ZGW_KIND_STOMP_DEF:
-        return ngx_http_zmq_admin_is("password");
+        return ngx_http_zmq_admin_is("ping")
+               || ngx_http_zmq_admin_is("password");
 
     case ZGW_KIND_SECURITY:
         return ngx_http_zmq_admin_is("password")
                || ngx_http_zmq_admin_is("keys");
 
     case ZGW_KIND_AMQP_OUTCONN:
+    case ZGW_KIND_STOMP_OUTCONN:
         return ngx_http_zmq_admin_is("send");
 
     case ZGW_KIND_SERVICE:

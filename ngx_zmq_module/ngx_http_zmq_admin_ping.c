@@ -4,7 +4,9 @@
  *
  * amqp_def: a fresh connection through the module's own AMQP client (a
  * probe, ngx_zmq_amqp.c), the handshake up to channel.open, then closed;
- * bounded by zmq_amqp_connect_timeout. http_outconn: a TCP connection to
+ * bounded by zmq_amqp_connect_timeout. stomp_def: the same through the
+ * module's STOMP client (ngx_zmq_stomp.c), CONNECT up to CONNECTED, then
+ * DISCONNECT; the same bound. http_outconn: a TCP connection to
  * the url's host and port, and for https the TLS handshake (the certificate
  * and host name verified when the outconn's tls is true); bounded by the
  * outconn's timeout. Nothing here blocks: names are never resolved in a
@@ -37,8 +39,9 @@ typedef struct {
     struct timespec              start;
     ngx_str_t                    address;     /* the peer, for the answer */
 
-    /* amqp_def: NULL once answered */
+    /* amqp_def, stomp_def: NULL once answered */
     ngx_zmq_amqp_conn_t         *probe;
+    ngx_zmq_stomp_conn_t        *stomp;
 
     /* http_outconn */
     ngx_peer_connection_t        peer;        /* connection NULL: closed */
@@ -58,6 +61,13 @@ static ngx_int_t ngx_http_zmq_ping_amqp(ngx_http_request_t *r,
     ngx_http_zmq_ping_t *ping, zgw_config_t *cfg, const char *name);
 static void ngx_http_zmq_ping_amqp_done(void *data,
     ngx_zmq_amqp_probe_result_t *res);
+static ngx_int_t ngx_http_zmq_ping_stomp(ngx_http_request_t *r,
+    ngx_http_zmq_ping_t *ping, zgw_config_t *cfg, const char *name);
+static void ngx_http_zmq_ping_stomp_done(void *data,
+    ngx_zmq_stomp_probe_result_t *res);
+static ngx_int_t ngx_http_zmq_ping_def_addrs(ngx_http_request_t *r,
+    json_t *def, in_port_t port, ngx_addr_t **addrs, ngx_uint_t *naddrs,
+    u_char *why, size_t size);
 static ngx_int_t ngx_http_zmq_ping_http(ngx_http_request_t *r,
     ngx_http_zmq_ping_t *ping, json_t *oc);
 static void ngx_http_zmq_ping_http_handler(ngx_event_t *ev);
@@ -146,6 +156,10 @@ ngx_http_zmq_admin_ping(ngx_http_request_t *r, ngx_http_zmq_admin_req_t *ar)
         return ngx_http_zmq_ping_amqp(r, ping, rt->cfg, ar->name);
     }
 
+    if (ar->kind == ZGW_KIND_STOMP_DEF) {
+        return ngx_http_zmq_ping_stomp(r, ping, rt->cfg, ar->name);
+    }
+
     return ngx_http_zmq_ping_http(r, ping, obj);
 }
 
@@ -157,14 +171,13 @@ ngx_http_zmq_ping_amqp(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
     zgw_config_t *cfg, const char *name)
 {
     char                         *secret;
-    size_t                        i, n;
-    json_t                       *def, *h, *v;
+    u_char                        why[400];
+    json_t                       *def, *v;
     in_port_t                     port;
     ngx_int_t                     rc;
-    ngx_uint_t                    k, naddrs;
-    ngx_addr_t                   *addrs, *a;
+    ngx_uint_t                    naddrs;
+    ngx_addr_t                   *addrs;
     zgw_errors_t                  errs;
-    zgw_hostport_t                hp;
     ngx_http_zmq_worker_t        *w;
     ngx_http_zmq_main_conf_t     *zmcf;
     ngx_http_zmq_outconn_conf_t   oc;
@@ -219,66 +232,17 @@ ngx_http_zmq_ping_amqp(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
     v = json_object_get(def, "port");
     port = json_is_integer(v) ? (in_port_t) json_integer_value(v) : 5672;
 
-    n = 1 + json_array_size(json_object_get(def, "hosts"));
-    addrs = ngx_palloc(r->pool, n * 8 * sizeof(ngx_addr_t));
-    if (addrs == NULL) {
+    rc = ngx_http_zmq_ping_def_addrs(r, def, port, &addrs, &naddrs, why,
+                                     sizeof(why));
+    if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    naddrs = 0;
-    zgw_errors_init(&errs);
-
-    for (i = 0; i < n; i++) {
-        if (i == 0) {
-            h = json_object_get(def, "host");
-            rc = zgw_host_parse(&hp, json_is_string(h) ? json_string_value(h)
-                                                       : "127.0.0.1",
-                                json_is_string(h) ? json_string_length(h)
-                                                  : 9,
-                                "host", &errs);
-            hp.port = port;
-
-        } else {
-            h = json_array_get(json_object_get(def, "hosts"), i - 1);
-            rc = json_is_string(h)
-                 ? zgw_hostport_parse(&hp, json_string_value(h),
-                                      json_string_length(h), port, "hosts",
-                                      &errs)
-                 : ZGW_ERROR;
-        }
-
-        if (rc != ZGW_OK) {
-            rc = ngx_http_zmq_send_doc(r, NGX_HTTP_OK,
-                     ngx_http_zmq_ping_failed(ping, "amqp_def '%s': %s",
-                         name, errs.n ? zgw_errors_first(&errs)
-                                      : "a host is not a string"));
-            zgw_errors_free(&errs);
-            return rc;
-        }
-
-        rc = ngx_http_zmq_ping_addr(r, &hp, &a, &k);
-
-        if (rc == NGX_ERROR) {
-            zgw_errors_free(&errs);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        if (rc == NGX_DECLINED) {
-            zgw_errors_free(&errs);
-            return ngx_http_zmq_send_doc(r, NGX_HTTP_OK,
-                       ngx_http_zmq_ping_failed(ping, "amqp_def '%s': host "
-                           "'%s' was not resolved when NGINX read its "
-                           "configuration, and names are never resolved in "
-                           "a worker (it would block): use an IP address, "
-                           "or reload NGINX", name, hp.host));
-        }
-
-        k = ngx_min(k, 8);
-        ngx_memcpy(&addrs[naddrs], a, k * sizeof(ngx_addr_t));
-        naddrs += k;
+    if (rc == NGX_DECLINED) {
+        return ngx_http_zmq_send_doc(r, NGX_HTTP_OK,
+                   ngx_http_zmq_ping_failed(ping, "amqp_def '%s': %s", name,
+                                            why));
     }
-
-    zgw_errors_free(&errs);
 
     oc.addrs = addrs;
     oc.naddrs = naddrs;
@@ -371,6 +335,273 @@ ngx_http_zmq_ping_amqp_done(void *data, ngx_zmq_amqp_probe_result_t *res)
                     "ms", ngx_http_zmq_ping_ms(ping), "server", server);
 
     ngx_http_zmq_ping_answer(ping, doc);
+}
+
+
+/* stomp_def */
+
+static ngx_int_t
+ngx_http_zmq_ping_stomp(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
+    zgw_config_t *cfg, const char *name)
+{
+    char                      *secret;
+    u_char                     why[400];
+    json_t                    *def, *v;
+    in_port_t                  port;
+    ngx_int_t                  rc;
+    zgw_errors_t               errs;
+    ngx_zmq_stomp_conf_t       sc;
+    ngx_http_zmq_worker_t     *w;
+    ngx_http_zmq_main_conf_t  *zmcf;
+
+    zmcf = ngx_http_get_module_main_conf(r, ngx_http_zmq_module);
+    w = ngx_http_zmq_worker();
+    def = zgw_config_get(cfg, ZGW_KIND_STOMP_DEF, name);
+
+    if (json_is_true(json_object_get(def, "tls"))) {
+        return ngx_http_zmq_send_doc(r, NGX_HTTP_OK,
+                   ngx_http_zmq_ping_failed(ping, "stomp_def '%s' asks for "
+                                            "TLS, which the gateway does "
+                                            "not support yet", name));
+    }
+
+    ngx_memzero(&sc, sizeof(ngx_zmq_stomp_conf_t));
+
+    /* the connection's name, in the log */
+    sc.name.len = sizeof("ping:") - 1 + ngx_strlen(name);
+    sc.name.data = ngx_pnalloc(r->pool, sc.name.len);
+    if (sc.name.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    ngx_sprintf(sc.name.data, "ping:%s", name);
+
+    sc.def_name.data = (u_char *) name;
+    sc.def_name.len = ngx_strlen(name);
+    sc.active = 1;
+    sc.max_inflight = 1;
+    sc.priority = -1;
+    sc.expires = -1;
+
+    /* as the runtime: virtual_host, else the host as written */
+    v = json_object_get(def, "virtual_host");
+    if (!json_is_string(v)) {
+        v = json_object_get(def, "host");
+    }
+    if (json_is_string(v)) {
+        sc.vhost.data = (u_char *) json_string_value(v);
+        sc.vhost.len = json_string_length(v);
+    }
+
+    v = json_object_get(def, "login");
+    if (json_is_string(v)) {
+        sc.login.data = (u_char *) json_string_value(v);
+        sc.login.len = json_string_length(v);
+    }
+
+    v = json_object_get(def, "port");
+    port = json_is_integer(v) ? (in_port_t) json_integer_value(v) : 61613;
+
+    rc = ngx_http_zmq_ping_def_addrs(r, def, port, &sc.addrs, &sc.naddrs,
+                                     why, sizeof(why));
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_zmq_send_doc(r, NGX_HTTP_OK,
+                   ngx_http_zmq_ping_failed(ping, "stomp_def '%s': %s", name,
+                                            why));
+    }
+
+    /* the passcode, opened with the module's key as for publishing */
+
+    secret = NULL;
+
+    if (json_object_get(def, "passcode") != NULL) {
+        if (json_is_object(json_object_get(def, "passcode"))
+            && !zmcf->has_key)
+        {
+            return ngx_http_zmq_send_doc(r, NGX_HTTP_OK,
+                       ngx_http_zmq_ping_failed(ping, "stomp_def '%s': the "
+                           "passcode is sealed and no zmq_key_file is set",
+                           name));
+        }
+
+        zgw_errors_init(&errs);
+
+        secret = zgw_object_secret(ZGW_KIND_STOMP_DEF, def, "passcode",
+                                   zmcf->has_key ? &zmcf->key : NULL, &errs);
+        if (secret == NULL) {
+            rc = ngx_http_zmq_send_doc(r, NGX_HTTP_OK,
+                     ngx_http_zmq_ping_failed(ping, "stomp_def '%s': the "
+                         "passcode does not open: %s", name,
+                         errs.n ? zgw_errors_first(&errs) : "unknown"));
+            zgw_errors_free(&errs);
+            return rc;
+        }
+
+        zgw_errors_free(&errs);
+
+        sc.passcode.data = (u_char *) secret;
+        sc.passcode.len = ngx_strlen(secret);
+    }
+
+    ping->stomp = ngx_zmq_stomp_probe(&w->stomp, &sc,
+                                      ngx_http_zmq_ping_stomp_done, ping,
+                                      ngx_cycle->log);
+
+    /* the probe has its own copy */
+    if (secret != NULL) {
+        ngx_explicit_memzero(secret, sc.passcode.len);
+        free(secret);
+    }
+
+    if (ping->stomp == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_zmq_ping_wait(r);
+}
+
+
+static void
+ngx_http_zmq_ping_stomp_done(void *data, ngx_zmq_stomp_probe_result_t *res)
+{
+    ngx_http_zmq_ping_t  *ping = data;
+
+    u_char  *slash;
+    json_t  *doc, *server;
+
+    ping->stomp = NULL;             /* it frees itself once this returns */
+
+    if (res->address.len) {
+        ping->address.data = ngx_pstrdup(ping->request->pool, &res->address);
+        if (ping->address.data != NULL) {
+            ping->address.len = res->address.len;
+        }
+    }
+
+    if (res->rc != NGX_OK) {
+        ngx_http_zmq_ping_answer(ping,
+                                 ngx_http_zmq_ping_failed(ping, "%V",
+                                                          &res->error));
+        return;
+    }
+
+    /* CONNECTED's "server:name/version" (STOMP 1.2), as the AMQP ping's */
+
+    server = NULL;
+
+    if (res->server.len) {
+        server = json_object();
+        slash = ngx_strlchr(res->server.data,
+                            res->server.data + res->server.len, '/');
+
+        if (server != NULL && slash != NULL) {
+            json_object_set_new(server, "product",
+                                json_stringn((char *) res->server.data,
+                                             slash - res->server.data));
+            json_object_set_new(server, "version",
+                                json_stringn((char *) slash + 1,
+                                             res->server.data
+                                             + res->server.len - slash - 1));
+
+        } else if (server != NULL) {
+            json_object_set_new(server, "product",
+                                json_stringn((char *) res->server.data,
+                                             res->server.len));
+        }
+    }
+
+    doc = json_pack("{s:b, s:f, s:o*}", "ok", 1,
+                    "ms", ngx_http_zmq_ping_ms(ping), "server", server);
+
+    ngx_http_zmq_ping_answer(ping, doc);
+}
+
+
+/*
+ * A definition's addresses, as the runtime lists them: host:port, then
+ * each of hosts (at most 8 addresses of a name each). NGX_DECLINED: why
+ * says which host does not parse, or was not resolved when NGINX read its
+ * configuration (names are never resolved in a worker).
+ */
+static ngx_int_t
+ngx_http_zmq_ping_def_addrs(ngx_http_request_t *r, json_t *def,
+    in_port_t port, ngx_addr_t **addrsp, ngx_uint_t *naddrsp, u_char *why,
+    size_t size)
+{
+    size_t           i, n;
+    json_t          *h;
+    ngx_int_t        rc;
+    ngx_uint_t       k, naddrs;
+    ngx_addr_t      *addrs, *a;
+    zgw_errors_t     errs;
+    zgw_hostport_t   hp;
+
+    n = 1 + json_array_size(json_object_get(def, "hosts"));
+    addrs = ngx_palloc(r->pool, n * 8 * sizeof(ngx_addr_t));
+    if (addrs == NULL) {
+        return NGX_ERROR;
+    }
+
+    naddrs = 0;
+    zgw_errors_init(&errs);
+
+    for (i = 0; i < n; i++) {
+        if (i == 0) {
+            h = json_object_get(def, "host");
+            rc = zgw_host_parse(&hp, json_is_string(h) ? json_string_value(h)
+                                                       : "127.0.0.1",
+                                json_is_string(h) ? json_string_length(h)
+                                                  : 9,
+                                "host", &errs);
+            hp.port = port;
+
+        } else {
+            h = json_array_get(json_object_get(def, "hosts"), i - 1);
+            rc = json_is_string(h)
+                 ? zgw_hostport_parse(&hp, json_string_value(h),
+                                      json_string_length(h), port, "hosts",
+                                      &errs)
+                 : ZGW_ERROR;
+        }
+
+        if (rc != ZGW_OK) {
+            *ngx_snprintf(why, size - 1, "%s",
+                          errs.n ? zgw_errors_first(&errs)
+                                 : "a host is not a string") = '\0';
+            zgw_errors_free(&errs);
+            return NGX_DECLINED;
+        }
+
+        rc = ngx_http_zmq_ping_addr(r, &hp, &a, &k);
+
+        if (rc == NGX_ERROR) {
+            zgw_errors_free(&errs);
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_DECLINED) {
+            zgw_errors_free(&errs);
+            *ngx_snprintf(why, size - 1, "host '%s' was not resolved when "
+                          "NGINX read its configuration, and names are "
+                          "never resolved in a worker (it would block): use "
+                          "an IP address, or reload NGINX", hp.host) = '\0';
+            return NGX_DECLINED;
+        }
+
+        k = ngx_min(k, 8);
+        ngx_memcpy(&addrs[naddrs], a, k * sizeof(ngx_addr_t));
+        naddrs += k;
+    }
+
+    zgw_errors_free(&errs);
+
+    *addrsp = addrs;
+    *naddrsp = naddrs;
+
+    return NGX_OK;
 }
 
 
@@ -753,6 +984,11 @@ ngx_http_zmq_ping_cleanup(void *data)
     if (ping->probe != NULL) {
         ngx_zmq_amqp_probe_cancel(ping->probe);
         ping->probe = NULL;
+    }
+
+    if (ping->stomp != NULL) {
+        ngx_zmq_stomp_probe_cancel(ping->stomp);
+        ping->stomp = NULL;
     }
 
     ngx_http_zmq_ping_http_close(ping);

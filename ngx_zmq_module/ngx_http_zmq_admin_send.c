@@ -23,13 +23,25 @@
  * nothing of the runtime is kept across the wait. An exchange deleted
  * between the check and the publish still closes the shared channel.
  *
+ * POST api/stomp_outconn/NAME/send takes the same body with destination
+ * instead of exchange, routing_key and mandatory, and sends it as one
+ * STOMP SEND with a receipt through the connection this worker runs for
+ * the stomp_outconn (ngx_zmq_stomp.c): 202 only after the RECEIPT, 502 on
+ * the broker's ERROR for it, 503 when the connection is down, lost or
+ * full, 504 when no receipt comes in time. The properties map to STOMP
+ * headers as a REST channel's request headers do (ngx_http_zmq_props.c).
+ *
  * invoke runs a publish, rpc or invoke service on the request's body,
  * exactly as a REST channel bound to the service does (its properties
  * from the request's headers), and answers as that channel would: a
- * publish 202 once the broker confirmed; an rpc (and a sync or
- * sync_async invocation) with the reply; an async invocation 202
- * {"accepted": true, "cid": ...}; errors 422 unroutable, 502 nacked, 503,
- * 504. Other kinds run only in zmqd: 501 not_invokable.
+ * publish 202 once the broker confirmed (or, through a stomp_outconn,
+ * once it sent the RECEIPT); an rpc (and a sync or sync_async
+ * invocation) with the reply; an async invocation 202 {"accepted": true,
+ * "cid": ...}; errors 422 unroutable, 502 nacked, 503, 504. Other kinds
+ * run only in zmqd: 501 not_invokable.
+ *
+ * Both time the request from its body read, for zmq_metrics' duration
+ * histograms, as REST channels do.
  */
 
 
@@ -68,6 +80,13 @@ typedef struct {
 } ngx_http_zmq_send_check_t;
 
 
+/* a STOMP send waiting for its receipt */
+typedef struct {
+    ngx_http_zmq_ctx_t          *ctx;
+    ngx_zmq_stomp_pub_t         *pub;        /* NULL once answered */
+} ngx_http_zmq_send_stomp_t;
+
+
 /* one AMQP basic property the body's "properties" may set */
 typedef struct {
     const char                  *name;
@@ -103,6 +122,17 @@ static const char *ngx_http_zmq_admin_send_short(json_t *v, size_t min,
 static ngx_int_t ngx_http_zmq_admin_base64(ngx_pool_t *pool, const char *s,
     size_t len, ngx_str_t *out);
 static void ngx_http_zmq_admin_send_cleanup(void *data);
+static ngx_int_t ngx_http_zmq_admin_send_stomp(ngx_http_request_t *r,
+    ngx_http_zmq_admin_req_t *ar, json_t *doc);
+static ngx_int_t ngx_http_zmq_admin_stomp_parse(ngx_http_request_t *r,
+    json_t *doc, ngx_zmq_stomp_conf_t *sc, ngx_zmq_stomp_msg_t *msg,
+    ngx_str_t *message_id, u_char *err, size_t size);
+static ngx_int_t ngx_http_zmq_admin_stomp_headers(ngx_http_request_t *r,
+    ngx_zmq_stomp_conf_t *sc, amqp_basic_properties_t *props,
+    ngx_str_t *message_id, ngx_array_t *out, u_char *err, size_t size);
+static void ngx_http_zmq_admin_stomp_done(ngx_zmq_stomp_pub_t *pub,
+    ngx_http_zmq_pub_result_e result);
+static void ngx_http_zmq_admin_stomp_cleanup(void *data);
 
 
 static ngx_http_zmq_send_prop_t  ngx_http_zmq_send_props[] = {
@@ -153,6 +183,18 @@ static const char  *ngx_http_zmq_send_fields[] = {
 };
 
 
+static const char  *ngx_http_zmq_send_stomp_fields[] = {
+    "destination", "body", "body_base64", "properties", "headers", NULL
+};
+
+
+/* the properties a STOMP SEND carries (as headers, see stomp_headers) */
+static const char  *ngx_http_zmq_send_stomp_props[] = {
+    "content_type", "content_encoding", "delivery_mode", "priority",
+    "correlation_id", "reply_to", "expiration", "message_id", "type", NULL
+};
+
+
 ngx_int_t
 ngx_http_zmq_admin_send(ngx_http_request_t *r, ngx_http_zmq_admin_req_t *ar)
 {
@@ -170,10 +212,11 @@ ngx_http_zmq_admin_send(ngx_http_request_t *r, ngx_http_zmq_admin_req_t *ar)
     }
 
     if (!zgw_name_valid(ar->name)
-        || zgw_config_get(rt->cfg, ZGW_KIND_AMQP_OUTCONN, ar->name) == NULL)
+        || zgw_config_get(rt->cfg, ar->kind, ar->name) == NULL)
     {
         return ngx_http_zmq_admin_fail(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                       "amqp_outconn '%s' does not exist",
+                                       "%s '%s' does not exist",
+                                       zgw_kind_name(ar->kind),
                                        zgw_name_valid(ar->name) ? ar->name
                                                                 : "?");
     }
@@ -193,6 +236,12 @@ ngx_http_zmq_admin_send(ngx_http_request_t *r, ngx_http_zmq_admin_req_t *ar)
 
     cln->handler = ngx_http_zmq_admin_send_cleanup;
     cln->data = doc;
+
+    ngx_http_zmq_get_ctx(r)->read_us = ngx_http_zmq_metrics_now();
+
+    if (ar->kind == ZGW_KIND_STOMP_OUTCONN) {
+        return ngx_http_zmq_admin_send_stomp(r, ar, doc);
+    }
 
     return ngx_http_zmq_admin_send_publish(r, ar, doc, 1);
 }
@@ -249,6 +298,8 @@ ngx_http_zmq_admin_send_publish(ngx_http_request_t *r,
     ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                   "zmq admin: %V sends message \"%V\" through amqp_outconn "
                   "\"%s\"", &ar->principal, &ctx->message_id, ar->name);
+
+    ngx_http_zmq_metrics_start(ctx, &name, 0);
 
     rc = ngx_http_zmq_publish_message(r, ctx, conn, &msg);
 
@@ -424,16 +475,8 @@ ngx_http_zmq_admin_invoke(ngx_http_request_t *r,
                                        "invoke services", kind);
     }
 
-    if (json_object_get(obj, "stomp_outconn") != NULL) {
-        return ngx_http_zmq_admin_fail(r, NGX_HTTP_NOT_IMPLEMENTED,
-                                       "not_invokable", "service '%s' "
-                                       "publishes through a stomp_outconn: "
-                                       "the admin API invokes it only "
-                                       "through AMQP; a REST channel "
-                                       "publishes through STOMP", ar->name);
-    }
-
     ctx = ngx_http_get_module_ctx(r, ngx_http_zmq_module);
+    ctx->read_us = ngx_http_zmq_metrics_now();
 
     ctx->service.data = (u_char *) ar->name;
     ctx->service.len = ngx_strlen(ar->name);
@@ -1027,4 +1070,475 @@ static void
 ngx_http_zmq_admin_send_cleanup(void *data)
 {
     json_decref(data);
+}
+
+
+/*
+ * POST api/stomp_outconn/NAME/send: the message doc describes, as one SEND
+ * through the worker's connection for the stomp_outconn; answered from
+ * the worker's answer queue once the broker's RECEIPT (or ERROR, a loss,
+ * the timeout) settles it.
+ */
+static ngx_int_t
+ngx_http_zmq_admin_send_stomp(ngx_http_request_t *r,
+    ngx_http_zmq_admin_req_t *ar, json_t *doc)
+{
+    u_char                      err[512];
+    time_t                      retry;
+    ngx_int_t                   rc;
+    ngx_str_t                   name;
+    const char                 *bad;
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_zmq_ctx_t         *ctx;
+    ngx_zmq_stomp_msg_t         msg;
+    ngx_zmq_stomp_conf_t       *sc;
+    ngx_zmq_stomp_conn_t       *conn;
+    ngx_http_zmq_loc_conf_t    *zlcf;
+    ngx_http_zmq_send_stomp_t  *ss;
+
+    name.data = (u_char *) ar->name;
+    name.len = ngx_strlen(ar->name);
+
+    sc = ngx_http_zmq_runtime_stomp_outconn(&name);
+    conn = ngx_http_zmq_runtime_stomp_conn(&name);
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_zmq_module);
+
+    ngx_memzero(&msg, sizeof(ngx_zmq_stomp_msg_t));
+
+    rc = ngx_http_zmq_admin_stomp_parse(r, doc, sc, &msg, &ctx->message_id,
+                                        err, sizeof(err));
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_zmq_error(r, NGX_HTTP_BAD_REQUEST, "bad_request",
+                                  (char *) err, 0);
+    }
+
+    if (sc == NULL || !sc->active || conn == NULL) {
+        return ngx_http_zmq_admin_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "outconn_inactive", "stomp_outconn "
+                                       "'%s' is not active", ar->name);
+    }
+
+    ss = ngx_palloc(r->pool, sizeof(ngx_http_zmq_send_stomp_t));
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (ss == NULL || cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the pending SEND reaches the request only through ss */
+
+    ss->ctx = ctx;
+    ss->pub = NULL;
+    cln->handler = ngx_http_zmq_admin_stomp_cleanup;
+    cln->data = ss;
+
+    zlcf = ngx_http_get_module_loc_conf(r, ngx_http_zmq_module);
+
+    msg.timeout = zlcf->confirm_timeout;
+    msg.data = ss;
+    msg.done = ngx_http_zmq_admin_stomp_done;
+
+    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                  "zmq admin: %V sends message \"%V\" through stomp_outconn "
+                  "\"%s\"", &ar->principal, &ctx->message_id, ar->name);
+
+    ngx_http_zmq_metrics_start(ctx, &name, 1);
+
+    retry = 1;
+    bad = NULL;
+
+    rc = ngx_zmq_stomp_publish(conn, &msg, &ss->pub, &retry, &bad,
+                               r->connection->log);
+
+    switch (rc) {
+
+    case NGX_OK:
+        /* the broker's answer finalizes the request */
+        r->main->count++;
+        return NGX_DONE;
+
+    case NGX_DECLINED:
+        return ngx_http_zmq_error(r, NGX_HTTP_BAD_REQUEST, "bad_request",
+                                  bad, 0);
+
+    case NGX_HTTP_ZMQ_UNAVAILABLE:
+        return ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "broker_unavailable", "the broker is not "
+                                  "reachable; try again later", retry);
+
+    case NGX_HTTP_ZMQ_OVERLOADED:
+        return ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "overloaded", "too many messages are "
+                                  "waiting for the broker; try again later",
+                                  retry);
+
+    default:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+}
+
+
+static void
+ngx_http_zmq_admin_stomp_done(ngx_zmq_stomp_pub_t *pub,
+    ngx_http_zmq_pub_result_e result)
+{
+    ngx_http_zmq_send_stomp_t  *ss = pub->data;
+
+    ss->pub = NULL;
+    ss->ctx->result = result;
+
+    ngx_http_zmq_metrics_observe(ss->ctx);
+    ngx_http_zmq_answer_post(ss->ctx);
+}
+
+
+/* the request goes: its SEND stays counted, calls nothing back */
+static void
+ngx_http_zmq_admin_stomp_cleanup(void *data)
+{
+    ngx_http_zmq_send_stomp_t  *ss = data;
+
+    if (ss->pub != NULL) {
+        ngx_zmq_stomp_detach(ss->pub);
+        ss->pub = NULL;
+    }
+
+    if (ss->ctx->queued) {
+        ngx_queue_remove(&ss->ctx->answer);
+        ss->ctx->queued = 0;
+    }
+}
+
+
+/*
+ * The SEND the body describes: destination, body or body_base64, the
+ * properties a STOMP SEND carries, headers. NGX_OK, NGX_DECLINED with the
+ * reason in err (naming the field), NGX_ERROR.
+ */
+static ngx_int_t
+ngx_http_zmq_admin_stomp_parse(ngx_http_request_t *r, json_t *doc,
+    ngx_zmq_stomp_conf_t *sc, ngx_zmq_stomp_msg_t *msg,
+    ngx_str_t *message_id, u_char *err, size_t size)
+{
+    char                      echo[80];
+    json_t                   *v, *props;
+    ngx_int_t                 rc;
+    ngx_uint_t                i;
+    ngx_array_t               headers;
+    const char               *key, *why;
+    ngx_http_zmq_publish_t    body;
+    amqp_basic_properties_t  *p;
+
+    json_object_foreach(doc, key, v) {
+        for (i = 0; ngx_http_zmq_send_stomp_fields[i] != NULL; i++) {
+            if (ngx_strcmp(key, ngx_http_zmq_send_stomp_fields[i]) == 0) {
+                break;
+            }
+        }
+
+        if (ngx_http_zmq_send_stomp_fields[i] == NULL) {
+            zgw_amqp_echo(echo, sizeof(echo), key, ngx_strlen(key), 64);
+            ngx_http_zmq_send_bad("unknown field \"%s\": a send through a "
+                                  "stomp_outconn takes destination, body or "
+                                  "body_base64, properties and headers",
+                                  echo);
+        }
+    }
+
+    v = json_object_get(doc, "destination");
+
+    if (!json_is_string(v) || json_string_length(v) == 0
+        || json_string_length(v) > 1024)
+    {
+        ngx_http_zmq_send_bad("destination must be a string of 1-1024 "
+                              "bytes, e.g. \"/queue/orders\"");
+    }
+
+    msg->destination.data = (u_char *) json_string_value(v);
+    msg->destination.len = json_string_length(v);
+
+    why = ngx_zmq_stomp_value_check(msg->destination.data,
+                                    msg->destination.len);
+    if (why != NULL) {
+        ngx_http_zmq_send_bad("destination %s", why);
+    }
+
+    ngx_memzero(&body, sizeof(ngx_http_zmq_publish_t));
+
+    rc = ngx_http_zmq_admin_send_body(r, doc, &body, err, size);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    msg->body = body.body;
+    msg->body_len = body.body_len;
+
+    /* properties: a STOMP SEND's, checked as an AMQP send's */
+
+    p = ngx_pcalloc(r->pool, sizeof(amqp_basic_properties_t));
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    props = json_object_get(doc, "properties");
+
+    if (props != NULL) {
+        if (!json_is_object(props)) {
+            ngx_http_zmq_send_bad("properties must be an object");
+        }
+
+        json_object_foreach(props, key, v) {
+            for (i = 0; ngx_http_zmq_send_stomp_props[i] != NULL; i++) {
+                if (ngx_strcmp(key, ngx_http_zmq_send_stomp_props[i]) == 0) {
+                    break;
+                }
+            }
+
+            if (ngx_http_zmq_send_stomp_props[i] == NULL) {
+                zgw_amqp_echo(echo, sizeof(echo), key, ngx_strlen(key), 64);
+                ngx_http_zmq_send_bad("properties: \"%s\" is not sent over "
+                                      "STOMP: the properties are "
+                                      "content_type, content_encoding, "
+                                      "delivery_mode, priority, "
+                                      "correlation_id, reply_to, "
+                                      "expiration, message_id and type",
+                                      echo);
+            }
+        }
+
+        rc = ngx_http_zmq_admin_send_props(r, props, NULL, p, err, size);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    rc = ngx_http_zmq_admin_send_headers(r, json_object_get(doc, "headers"),
+                                         p, err, size);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) {
+        message_id->data = p->message_id.bytes;
+        message_id->len = p->message_id.len;
+
+    } else if (ngx_http_zmq_message_id(r->pool, message_id) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_zmq_admin_stomp_headers(r, sc, p, message_id, &headers,
+                                          err, size);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    msg->headers = headers.elts;
+    msg->nheaders = headers.nelts;
+
+    return NGX_OK;
+}
+
+
+static ngx_keyval_t *
+ngx_http_zmq_admin_stomp_push(ngx_array_t *a, const char *name,
+    u_char *value, size_t len)
+{
+    ngx_keyval_t  *kv;
+
+    kv = ngx_array_push(a);
+    if (kv == NULL) {
+        return NULL;
+    }
+
+    kv->key.data = (u_char *) name;
+    kv->key.len = ngx_strlen(name);
+    kv->value.data = value;
+    kv->value.len = len;
+
+    return kv;
+}
+
+
+/*
+ * The SEND's headers from the properties, as a REST channel's (see
+ * ngx_http_zmq_stomp_headers()): the stomp_outconn's defaults where a
+ * property is not given; expiration becomes ActiveMQ's absolute expires;
+ * the message id goes as amqp-message-id (zmq_message_id with use_jms).
+ */
+static ngx_int_t
+ngx_http_zmq_admin_stomp_headers(ngx_http_request_t *r,
+    ngx_zmq_stomp_conf_t *sc, amqp_basic_properties_t *p,
+    ngx_str_t *message_id, ngx_array_t *out, u_char *err, size_t size)
+{
+    u_char              *v;
+    int64_t              ms;
+    ngx_int_t            i;
+    ngx_str_t            ct;
+    ngx_time_t          *tp;
+    ngx_keyval_t        *kv;
+    amqp_table_entry_t  *e;
+
+    if (ngx_array_init(out, r->pool, 12 + p->headers.num_entries,
+                       sizeof(ngx_keyval_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+#define ngx_http_zmq_admin_stomp_add(name, val, l)                            \
+    if (ngx_http_zmq_admin_stomp_push(out, name, (u_char *) (val), l)         \
+        == NULL)                                                              \
+    {                                                                         \
+        return NGX_ERROR;                                                     \
+    }
+
+    ct.len = 0;
+    ct.data = NULL;
+
+    if (p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG) {
+        ct.data = p->content_type.bytes;
+        ct.len = p->content_type.len;
+
+    } else if (sc != NULL && sc->content_type.len) {
+        ct = sc->content_type;
+    }
+
+    if (ct.len) {
+        ngx_http_zmq_admin_stomp_add("content-type", ct.data, ct.len);
+    }
+
+    if (p->_flags & AMQP_BASIC_CONTENT_ENCODING_FLAG) {
+        ngx_http_zmq_admin_stomp_add("content-encoding",
+                                     p->content_encoding.bytes,
+                                     p->content_encoding.len);
+    }
+
+    if ((p->_flags & AMQP_BASIC_DELIVERY_MODE_FLAG)
+        ? p->delivery_mode == 2 : (sc == NULL || sc->persistent))
+    {
+        ngx_http_zmq_admin_stomp_add("persistent", "true", 4);
+
+    } else {
+        ngx_http_zmq_admin_stomp_add("persistent", "false", 5);
+    }
+
+    i = (p->_flags & AMQP_BASIC_PRIORITY_FLAG)
+        ? (ngx_int_t) p->priority : (sc != NULL ? sc->priority : -1);
+
+    if (i >= 0 && i <= 9) {
+        v = ngx_pnalloc(r->pool, 1);
+        if (v == NULL) {
+            return NGX_ERROR;
+        }
+        *v = (u_char) ('0' + i);
+        ngx_http_zmq_admin_stomp_add("priority", v, 1);
+    }
+
+    ms = -1;
+
+    if (p->_flags & AMQP_BASIC_EXPIRATION_FLAG) {
+        i = ngx_atoi(p->expiration.bytes, p->expiration.len);
+        if (i == NGX_ERROR) {
+            ngx_http_zmq_send_bad("properties.expiration: must be a number "
+                                  "of milliseconds");
+        }
+        ms = i;
+
+    } else if (sc != NULL && sc->expires > 0) {
+        ms = sc->expires;
+    }
+
+    if (ms >= 0) {
+        v = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+        if (v == NULL) {
+            return NGX_ERROR;
+        }
+        tp = ngx_timeofday();
+        ngx_http_zmq_admin_stomp_add("expires", v,
+                                     ngx_sprintf(v, "%uL",
+                                                 (uint64_t) tp->sec * 1000
+                                                 + tp->msec + (uint64_t) ms)
+                                     - v);
+    }
+
+    if (p->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) {
+        ngx_http_zmq_admin_stomp_add("correlation-id",
+                                     p->correlation_id.bytes,
+                                     p->correlation_id.len);
+    }
+
+    if (p->_flags & AMQP_BASIC_REPLY_TO_FLAG) {
+        ngx_http_zmq_admin_stomp_add("reply-to", p->reply_to.bytes,
+                                     p->reply_to.len);
+    }
+
+    if (p->_flags & AMQP_BASIC_TYPE_FLAG) {
+        ngx_http_zmq_admin_stomp_add("type", p->type.bytes, p->type.len);
+    }
+
+    ngx_http_zmq_admin_stomp_add((sc != NULL && sc->use_jms)
+                                 ? "zmq_message_id" : "amqp-message-id",
+                                 message_id->data, message_id->len);
+
+    if (sc != NULL && sc->use_jms && ngx_zmq_stomp_is_text(&ct)) {
+        /* marks a textual body (not sent): see ngx_zmq_stomp_text() */
+        ngx_http_zmq_admin_stomp_add("amq-msg-type", "text", 4);
+    }
+
+    /* the headers: strings, integers and booleans as text */
+
+    e = p->headers.entries;
+
+    for (i = 0; (p->_flags & AMQP_BASIC_HEADERS_FLAG)
+                && i < p->headers.num_entries; i++)
+    {
+        if (ngx_zmq_stomp_reserved(e[i].key.bytes, e[i].key.len)) {
+            ngx_http_zmq_send_bad("headers.%*s: names a STOMP header the "
+                                  "gateway sets (or a property sets)",
+                                  ngx_min(e[i].key.len, 64),
+                                  e[i].key.bytes);
+        }
+
+        kv = ngx_array_push(out);
+        if (kv == NULL) {
+            return NGX_ERROR;
+        }
+
+        kv->key.data = e[i].key.bytes;
+        kv->key.len = e[i].key.len;
+
+        switch (e[i].value.kind) {
+
+        case AMQP_FIELD_KIND_I64:
+            kv->value.data = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+            if (kv->value.data == NULL) {
+                return NGX_ERROR;
+            }
+            kv->value.len = ngx_sprintf(kv->value.data, "%L",
+                                        e[i].value.value.i64)
+                            - kv->value.data;
+            break;
+
+        case AMQP_FIELD_KIND_BOOLEAN:
+            if (e[i].value.value.boolean) {
+                ngx_str_set(&kv->value, "true");
+            } else {
+                ngx_str_set(&kv->value, "false");
+            }
+            break;
+
+        default: /* AMQP_FIELD_KIND_UTF8 */
+            kv->value.data = e[i].value.value.bytes.bytes;
+            kv->value.len = e[i].value.value.bytes.len;
+            break;
+        }
+    }
+
+#undef ngx_http_zmq_admin_stomp_add
+
+    return NGX_OK;
 }

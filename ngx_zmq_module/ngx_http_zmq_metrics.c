@@ -8,6 +8,9 @@
  *
  * AMQP and STOMP outgoing connections share the families, told apart by
  * the label transport="amqp" or "stomp" (their names may be the same).
+ * rpc and invoke requests (AMQP only) have a duration histogram of their
+ * own, zmq_rpc_duration_seconds{outconn, kind="rpc"|"invoke"}: their time
+ * includes the service's, which would blur the publishes' histogram.
  * A worker label appears only on gauges that are per worker by nature:
  * zmq_connection_up, zmq_config_version, zmq_config_source_up.
  *
@@ -64,6 +67,9 @@ typedef struct {
     uint64_t                       rpc_lost;
     uint64_t                       buckets[NGX_HTTP_ZMQ_METRICS_BUCKETS];
     uint64_t                       sum_us;
+    ngx_uint_t                     has_rpc_hist[2];     /* rpc, invoke */
+    uint64_t                       rpc_buckets[2][NGX_HTTP_ZMQ_METRICS_BUCKETS];
+    uint64_t                       rpc_sum_us[2];
 } ngx_http_zmq_metrics_oc_t;
 
 
@@ -94,6 +100,12 @@ static ngx_int_t ngx_http_zmq_metrics_collect(ngx_http_request_t *r,
     ngx_http_zmq_main_conf_t *zmcf, ngx_array_t *ocs, ngx_array_t *chs);
 static void ngx_http_zmq_metrics_render(ngx_http_zmq_metrics_out_t *out,
     ngx_http_zmq_main_conf_t *zmcf, ngx_array_t *ocs, ngx_array_t *chs);
+static ngx_http_zmq_metrics_hist_t *ngx_http_zmq_metrics_claim(
+    ngx_http_zmq_metrics_hist_t *hists, ngx_str_t *outconn,
+    ngx_uint_t flag);
+static void ngx_http_zmq_metrics_histogram(ngx_http_zmq_metrics_out_t *out,
+    const char *family, ngx_str_t *name, const char *label,
+    const char *value, uint64_t *buckets, uint64_t sum_us);
 
 
 /* status codes with their own label value; any other is its class */
@@ -239,11 +251,7 @@ void
 ngx_http_zmq_metrics_start(ngx_http_zmq_ctx_t *ctx, ngx_str_t *outconn,
     ngx_uint_t stomp)
 {
-    size_t                          len;
-    ngx_uint_t                      i;
-    ngx_http_zmq_worker_t          *w;
-    ngx_http_zmq_metrics_hist_t    *h;
-    ngx_http_zmq_metrics_worker_t  *mw;
+    ngx_http_zmq_worker_t  *w;
 
     ctx->hist = NULL;
 
@@ -252,31 +260,61 @@ ngx_http_zmq_metrics_start(ngx_http_zmq_ctx_t *ctx, ngx_str_t *outconn,
         return;
     }
 
-    mw = w->metrics;
+    ctx->hist = ngx_http_zmq_metrics_claim(w->metrics->hists, outconn,
+                                           stomp);
+}
+
+
+void
+ngx_http_zmq_metrics_start_rpc(ngx_http_zmq_ctx_t *ctx, ngx_str_t *outconn,
+    ngx_uint_t invoke)
+{
+    ngx_http_zmq_worker_t  *w;
+
+    ctx->hist = NULL;
+
+    w = ngx_http_zmq_worker();
+    if (w == NULL || w->metrics == NULL || ctx->read_us == 0) {
+        return;
+    }
+
+    ctx->hist = ngx_http_zmq_metrics_claim(w->metrics->rpc_hists, outconn,
+                                           invoke ? 1 : 0);
+}
+
+
+/* the histogram of (outconn, flag) in hists, claimed on first use */
+static ngx_http_zmq_metrics_hist_t *
+ngx_http_zmq_metrics_claim(ngx_http_zmq_metrics_hist_t *hists,
+    ngx_str_t *outconn, ngx_uint_t flag)
+{
+    size_t                        len;
+    ngx_uint_t                    i;
+    ngx_http_zmq_metrics_hist_t  *h;
+
     len = ngx_min(outconn->len, NGX_HTTP_ZMQ_NAME_LEN - 1);
 
     for (i = 0; i < 2 * NGX_HTTP_ZMQ_OUTCONNS_MAX; i++) {
-        h = &mw->hists[i];
+        h = &hists[i];
 
         if (!h->used) {
             ngx_memcpy((u_char *) h->name, outconn->data, len);
             h->len = len;
-            h->stomp = stomp;
+            h->stomp = flag;
             ngx_memory_barrier();
             h->used = 1;
-            ctx->hist = h;
-            return;
+            return h;
         }
 
-        if (h->len == len && h->stomp == stomp
+        if (h->len == len && h->stomp == flag
             && ngx_memcmp((u_char *) h->name, outconn->data, len) == 0)
         {
-            ctx->hist = h;
-            return;
+            return h;
         }
     }
 
     /* full: more outgoing connections than a worker ever runs */
+    return NULL;
 }
 
 
@@ -743,6 +781,33 @@ ngx_http_zmq_metrics_collect(ngx_http_request_t *r,
             }
         }
 
+        for (i = 0; i < 2 * NGX_HTTP_ZMQ_OUTCONNS_MAX; i++) {
+            h = &mw->rpc_hists[i];
+            if (!h->used) {
+                break;
+            }
+
+            if (ngx_http_zmq_metrics_copy_name(r->pool, h->name, h->len,
+                                               &name)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            /* rpc and invoke services publish through AMQP */
+            oc = ngx_http_zmq_metrics_oc(r, ocs, &name, 0);
+            if (oc == NULL) {
+                return NGX_ERROR;
+            }
+
+            stomp = h->stomp ? 1 : 0;           /* here: invoke */
+            oc->has_rpc_hist[stomp] = 1;
+            oc->rpc_sum_us[stomp] += h->sum_us;
+            for (k = 0; k < NGX_HTTP_ZMQ_METRICS_BUCKETS; k++) {
+                oc->rpc_buckets[stomp][k] += h->buckets[k];
+            }
+        }
+
         for (i = 0; i <= NGX_HTTP_ZMQ_METRICS_CHANNELS; i++) {
 
             if (i == NGX_HTTP_ZMQ_METRICS_CHANNELS) {
@@ -803,7 +868,6 @@ ngx_http_zmq_metrics_render(ngx_http_zmq_metrics_out_t *out,
     ngx_http_zmq_main_conf_t *zmcf, ngx_array_t *ocs, ngx_array_t *chs)
 {
     u_char                        code[8];
-    uint64_t                      cum;
     ngx_uint_t                    s, i, k, stomp, up;
     ngx_str_t                     name;
     ngx_zmq_amqp_stats_t         *st;
@@ -933,32 +997,32 @@ ngx_http_zmq_metrics_render(ngx_http_zmq_metrics_out_t *out,
                                 "return, loss or timeout).");
 
     for (i = 0; i < ocs->nelts; i++) {
-        if (!oc[i].has_hist) {
-            continue;
+        if (oc[i].has_hist) {
+            ngx_http_zmq_metrics_histogram(out,
+                                           "zmq_publish_duration_seconds",
+                                           &oc[i].name, "transport",
+                                           ngx_http_zmq_metrics_tr(&oc[i]),
+                                           oc[i].buckets, oc[i].sum_us);
         }
+    }
 
-        cum = 0;
+    ngx_http_zmq_metrics_family(out, "zmq_rpc_duration_seconds",
+                                "histogram", "From an rpc or invoke "
+                                "request's body read to its answer (the "
+                                "reply, an async invocation's confirm, or "
+                                "the error).");
 
-        for (k = 0; k < NGX_HTTP_ZMQ_METRICS_BUCKETS; k++) {
-            cum += oc[i].buckets[k];
-            ngx_http_zmq_metrics_printf(out, "zmq_publish_duration_seconds_"
-                                        "bucket{outconn=\"%V\",transport="
-                                        "\"%s\",le=\"%s\"} %uL\n",
-                                        &oc[i].name,
-                                        ngx_http_zmq_metrics_tr(&oc[i]),
-                                        ngx_http_zmq_metrics_le[k], cum);
+    for (i = 0; i < ocs->nelts; i++) {
+        for (k = 0; k < 2; k++) {
+            if (oc[i].has_rpc_hist[k]) {
+                ngx_http_zmq_metrics_histogram(out,
+                                               "zmq_rpc_duration_seconds",
+                                               &oc[i].name, "kind",
+                                               k ? "invoke" : "rpc",
+                                               oc[i].rpc_buckets[k],
+                                               oc[i].rpc_sum_us[k]);
+            }
         }
-
-        ngx_http_zmq_metrics_printf(out, "zmq_publish_duration_seconds_sum"
-                                    "{outconn=\"%V\",transport=\"%s\"} "
-                                    "%uL.%06uL\n", &oc[i].name,
-                                    ngx_http_zmq_metrics_tr(&oc[i]),
-                                    oc[i].sum_us / 1000000,
-                                    oc[i].sum_us % 1000000);
-        ngx_http_zmq_metrics_printf(out, "zmq_publish_duration_seconds_count"
-                                    "{outconn=\"%V\",transport=\"%s\"} "
-                                    "%uL\n", &oc[i].name,
-                                    ngx_http_zmq_metrics_tr(&oc[i]), cum);
     }
 
     ngx_http_zmq_metrics_family(out, "zmq_rpc_requests_total", "counter",
@@ -1043,4 +1107,31 @@ ngx_http_zmq_metrics_render(ngx_http_zmq_metrics_out_t *out,
         ngx_http_zmq_metrics_printf(out, "zmq_config_source_up{worker="
                                     "\"%ui\"} %ui\n", s, up);
     }
+}
+
+
+/* one histogram's lines: family{outconn="name",label="value",le=...} */
+static void
+ngx_http_zmq_metrics_histogram(ngx_http_zmq_metrics_out_t *out,
+    const char *family, ngx_str_t *name, const char *label,
+    const char *value, uint64_t *buckets, uint64_t sum_us)
+{
+    uint64_t    cum;
+    ngx_uint_t  k;
+
+    cum = 0;
+
+    for (k = 0; k < NGX_HTTP_ZMQ_METRICS_BUCKETS; k++) {
+        cum += buckets[k];
+        ngx_http_zmq_metrics_printf(out, "%s_bucket{outconn=\"%V\",%s="
+                                    "\"%s\",le=\"%s\"} %uL\n", family, name,
+                                    label, value, ngx_http_zmq_metrics_le[k],
+                                    cum);
+    }
+
+    ngx_http_zmq_metrics_printf(out, "%s_sum{outconn=\"%V\",%s=\"%s\"} "
+                                "%uL.%06uL\n", family, name, label, value,
+                                sum_us / 1000000, sum_us % 1000000);
+    ngx_http_zmq_metrics_printf(out, "%s_count{outconn=\"%V\",%s=\"%s\"} "
+                                "%uL\n", family, name, label, value, cum);
 }

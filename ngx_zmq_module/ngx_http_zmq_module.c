@@ -32,6 +32,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_zmq_follow.h"
+#include "ngx_http_zmq_fleet.h"
 #include "ngx_http_zmq_module.h"
 
 
@@ -81,6 +82,20 @@ static ngx_command_t  ngx_http_zmq_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_zmq_main_conf_t, poll),
+      NULL },
+
+    { ngx_string("zmq_instance"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_zmq_fleet_instance,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("zmq_fleet_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_zmq_main_conf_t, fleet_interval),
       NULL },
 
     { ngx_string("zmq_router"),
@@ -450,6 +465,7 @@ ngx_http_zmq_create_main_conf(ngx_conf_t *cf)
     zmcf->auth_fail_rate = NGX_CONF_UNSET_UINT;
     zmcf->buffer_limit = NGX_CONF_UNSET_SIZE;
     zmcf->poll = NGX_CONF_UNSET_MSEC;
+    zmcf->fleet_interval = NGX_CONF_UNSET_MSEC;
 
     return zmcf;
 }
@@ -463,6 +479,13 @@ ngx_http_zmq_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(zmcf->connect_timeout, 5000);
     ngx_conf_init_size_value(zmcf->buffer_limit, 16 * 1024 * 1024);
     ngx_conf_init_msec_value(zmcf->poll, 1000);
+    ngx_conf_init_msec_value(zmcf->fleet_interval, 5000);
+
+    if (zmcf->fleet_interval != 0 && zmcf->fleet_interval < 1000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zmq_fleet_interval must "
+                           "be 0 (off) or at least 1s");
+        return NGX_CONF_ERROR;
+    }
 
     if (zmcf->type == 0) {
         return NGX_CONF_OK;
@@ -665,7 +688,13 @@ ngx_http_zmq_init_process(ngx_cycle_t *cycle)
     fc.cache = zmcf->cache_file;
     fc.log = cycle->log;
 
-    return ngx_http_zmq_follow_start(&fc);
+    if (ngx_http_zmq_follow_start(&fc) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_zmq_fleet_start(cycle);
+
+    return NGX_OK;
 }
 
 
@@ -679,6 +708,7 @@ ngx_http_zmq_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
+    ngx_http_zmq_fleet_stop();
     ngx_http_zmq_follow_stop();
     ngx_zmq_amqp_exit_process(&zmcf->worker->amqp, cycle);
     ngx_zmq_stomp_exit_process(&zmcf->worker->stomp, cycle);

@@ -63,7 +63,11 @@ typedef struct {
     ngx_atomic_t                   codes[NGX_HTTP_ZMQ_METRICS_CODES];
 } ngx_http_zmq_metrics_channel_t;
 
-/* publish durations per outgoing connection, request read to answer */
+/*
+ * Durations per outgoing connection, request read to answer: of publishes
+ * (hists; stomp: the transport), and of rpc and invoke requests
+ * (rpc_hists; stomp: 1 for an invoke service's)
+ */
 typedef struct {
     ngx_atomic_t                   used;       /* set after the name */
     ngx_atomic_t                   stomp;
@@ -79,6 +83,7 @@ typedef struct {
     ngx_http_zmq_metrics_channel_t channels[NGX_HTTP_ZMQ_METRICS_CHANNELS];
     ngx_atomic_t                   overflow[NGX_HTTP_ZMQ_METRICS_CODES];
     ngx_http_zmq_metrics_hist_t    hists[2 * NGX_HTTP_ZMQ_OUTCONNS_MAX];
+    ngx_http_zmq_metrics_hist_t    rpc_hists[2 * NGX_HTTP_ZMQ_OUTCONNS_MAX];
 } ngx_http_zmq_metrics_worker_t;
 
 
@@ -141,6 +146,8 @@ typedef struct {
     ngx_path_t                    *cache_dir;
     ngx_str_t                      cache_file;
     ngx_msec_t                     poll;
+    ngx_str_t                      instance;   /* zmq_instance, or empty */
+    ngx_msec_t                     fleet_interval; /* 0: not reported */
 
     ngx_array_t                    resolved;   /* ngx_http_zmq_resolved_t */
 
@@ -264,6 +271,7 @@ ngx_int_t ngx_http_zmq_stomp_headers(ngx_http_request_t *r,
 /* ngx_http_zmq_status.c: zmq_status */
 ngx_int_t ngx_http_zmq_status_handler(ngx_http_request_t *r);
 json_t *ngx_http_zmq_status_doc(ngx_http_request_t *r);
+const char *ngx_http_zmq_source_state(ngx_uint_t state);
 
 /* ngx_http_zmq_metrics.c: zmq_metrics, the Prometheus exposition */
 char *ngx_http_zmq_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
@@ -275,6 +283,9 @@ uint64_t ngx_http_zmq_metrics_now(void);
 /* a publish on outconn starts (the body was read at ctx->read_us) */
 void ngx_http_zmq_metrics_start(ngx_http_zmq_ctx_t *ctx, ngx_str_t *outconn,
     ngx_uint_t stomp);
+/* an rpc or invoke (invoke 1) request on outconn starts */
+void ngx_http_zmq_metrics_start_rpc(ngx_http_zmq_ctx_t *ctx,
+    ngx_str_t *outconn, ngx_uint_t invoke);
 /* and ends, whatever its result: one bucket and the sum */
 void ngx_http_zmq_metrics_observe(ngx_http_zmq_ctx_t *ctx);
 

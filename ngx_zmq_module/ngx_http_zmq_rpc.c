@@ -186,6 +186,9 @@ ngx_http_zmq_rpc_service(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx,
     msg.done = ngx_http_zmq_rpc_confirmed;
     msg.rpc = waits ? &rpc->wait : NULL;
 
+    ngx_http_zmq_metrics_start_rpc(ctx, &svc->outconn,
+                                   svc->type == NGX_HTTP_ZMQ_SVC_INVOKE);
+
     rc = ngx_http_zmq_publish_message(r, ctx, conn, &msg);
 
     if (rc != NGX_DONE) {
@@ -527,6 +530,9 @@ ngx_http_zmq_rpc_answer(ngx_http_zmq_ctx_t *ctx)
 
     rpc = ctx->rpc;
     r = ctx->request;
+
+    /* zmq_rpc_duration_seconds: whatever the answer */
+    ngx_http_zmq_metrics_observe(ctx);
 
     if (rpc->timed_out) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,

@@ -12,12 +12,12 @@
 
 #include <jansson.h>
 
+#include "ngx_http_zmq_fleet.h"
 #include "ngx_http_zmq_module.h"
 
 
 static char *ngx_http_zmq_outconn_name(ngx_http_request_t *r,
     ngx_zmq_amqp_stats_t *st);
-static const char *ngx_http_zmq_source_state(ngx_uint_t state);
 
 
 /*
@@ -60,7 +60,8 @@ ngx_http_zmq_outconn_name(ngx_http_request_t *r,
 }
 
 
-static const char *
+/* the configuration source's state, as zmq_status and the fleet name it */
+const char *
 ngx_http_zmq_source_state(ngx_uint_t state)
 {
     switch (state) {
@@ -109,7 +110,7 @@ ngx_http_zmq_status_doc(ngx_http_request_t *r)
     int                            k;
     char                          *name;
     json_t                        *doc, *cfg, *objs, *workers, *w, *ocs,
-                                  *o, *stomp;
+                                  *o, *stomp, *fleet;
     ngx_uint_t                     i, s;
     ngx_http_zmq_main_conf_t      *zmcf;
     ngx_zmq_amqp_stats_t          *st;
@@ -277,6 +278,12 @@ ngx_http_zmq_status_doc(ngx_http_request_t *r)
     }
 
     json_object_set_new(doc, "workers", workers);
+
+    /* every gateway and zmqd following the same store, as last read */
+    fleet = ngx_http_zmq_fleet_doc();
+    if (fleet != NULL) {
+        json_object_set_new(doc, "fleet", fleet);
+    }
 
     return doc;
 

@@ -70,6 +70,18 @@ struct ngx_zmq_stomp_conn_s {
     ngx_msec_t                    longest;
     unsigned                      retired:1;
     unsigned                      connected:1;  /* CONNECTED came */
+    unsigned                      heard:1;      /* the peer sent a byte */
+
+    /* a probe (the admin API's ping): see ngx_zmq_stomp_probe() */
+    unsigned                      probing:1;
+    unsigned                      probe_done:1; /* the result is set */
+    unsigned                      probe_cb:1;   /* in its done() */
+    ngx_zmq_stomp_probe_pt        probe;
+    void                         *probe_data;
+    ngx_msec_t                    probe_deadline;
+    ngx_int_t                     probe_rc;
+    u_char                        probe_error[256];
+    u_char                        server[64];   /* CONNECTED's, printable */
 
     ngx_zmq_stomp_conf_t         *conf;
     ngx_zmq_amqp_stats_t         *stats;
@@ -148,6 +160,16 @@ static void ngx_zmq_stomp_wipe(ngx_zmq_stomp_conn_t *conn);
 static ngx_uint_t ngx_zmq_stomp_is_msg_type(ngx_str_t *name);
 static u_char *ngx_zmq_stomp_text(u_char *typed, u_char *body, u_char *last);
 static u_char *ngx_zmq_stomp_utf16(u_char *dst, uint32_t u);
+static ngx_zmq_stomp_conn_t *ngx_zmq_stomp_create(ngx_zmq_stomp_worker_t *w,
+    ngx_zmq_stomp_conf_t *src, ngx_zmq_amqp_stats_t *stats, ngx_log_t *log);
+static void ngx_zmq_stomp_probe_next(ngx_zmq_stomp_conn_t *conn,
+    const char *reason);
+static void ngx_zmq_stomp_probe_finish(ngx_zmq_stomp_conn_t *conn,
+    ngx_int_t rc, const char *error);
+static void ngx_zmq_stomp_probe_report(ngx_zmq_stomp_conn_t *conn);
+static ngx_int_t ngx_zmq_stomp_probe_ok(ngx_zmq_stomp_conn_t *conn);
+static void ngx_zmq_stomp_sock_error(ngx_zmq_stomp_conn_t *conn,
+    const char *what);
 
 
 static void
@@ -189,6 +211,26 @@ ngx_zmq_stomp_copy_str(ngx_pool_t *pool, ngx_str_t *dst, ngx_str_t *src)
 
 ngx_zmq_stomp_conn_t *
 ngx_zmq_stomp_open(ngx_zmq_stomp_worker_t *w, ngx_zmq_stomp_conf_t *src,
+    ngx_zmq_amqp_stats_t *stats, ngx_log_t *log)
+{
+    ngx_zmq_stomp_conn_t  *conn;
+
+    conn = ngx_zmq_stomp_create(w, src, stats, log);
+    if (conn == NULL) {
+        return NULL;
+    }
+
+    if (conn->conf->active && conn->conf->naddrs > 0) {
+        ngx_zmq_stomp_connect(conn);
+    }
+
+    return conn;
+}
+
+
+/* a connection, not connected yet; stats NULL: its own (a probe's) */
+static ngx_zmq_stomp_conn_t *
+ngx_zmq_stomp_create(ngx_zmq_stomp_worker_t *w, ngx_zmq_stomp_conf_t *src,
     ngx_zmq_amqp_stats_t *stats, ngx_log_t *log)
 {
     ngx_uint_t             i;
@@ -253,7 +295,9 @@ ngx_zmq_stomp_open(ngx_zmq_stomp_worker_t *w, ngx_zmq_stomp_conf_t *src,
     conn->stats = stats ? stats : &conn->local_stats;
     conn->stats->pid = ngx_pid;
     conn->stats->used = 1;
-    conn->stats->generation = ++w->generation;
+    if (stats != NULL) {
+        conn->stats->generation = ++w->generation;
+    }
     ngx_cpystrn(conn->stats->name, oc->name.data,
                 ngx_min(oc->name.len + 1, NGX_HTTP_ZMQ_NAME_LEN));
 
@@ -310,10 +354,6 @@ ngx_zmq_stomp_open(ngx_zmq_stomp_worker_t *w, ngx_zmq_stomp_conf_t *src,
 
     ngx_queue_insert_tail(&w->all, &conn->queue);
     ngx_zmq_stomp_set_state(conn, NGX_ZMQ_STOMP_IDLE);
-
-    if (oc->active && oc->naddrs > 0) {
-        ngx_zmq_stomp_connect(conn);
-    }
 
     return conn;
 
@@ -432,6 +472,11 @@ ngx_zmq_stomp_free_handler(ngx_event_t *ev)
 {
     ngx_zmq_stomp_conn_t  *conn = ev->data;
 
+    if (conn->probing) {
+        ngx_zmq_stomp_probe_report(conn);
+        return;
+    }
+
     if (conn->inflight) {
         return;
     }
@@ -508,7 +553,7 @@ ngx_zmq_stomp_connect(ngx_zmq_stomp_conn_t *conn)
 {
     int                    tcp_nodelay;
     u_char                *p;
-    size_t                 need;
+    size_t                 need, n;
     ngx_int_t              rc;
     ngx_addr_t            *addr;
     ngx_connection_t      *c;
@@ -526,6 +571,14 @@ ngx_zmq_stomp_connect(ngx_zmq_stomp_conn_t *conn)
                       "of stomp_def \"%V\" has a line break or NUL, which "
                       "CONNECT cannot carry; not connecting", &oc->name,
                       &oc->def_name);
+
+        if (conn->probing) {
+            ngx_zmq_stomp_probe_finish(conn, NGX_ERROR, "the virtual host, "
+                                       "login or passcode has a line break "
+                                       "or NUL, which CONNECT cannot carry");
+            return;
+        }
+
         ngx_zmq_stomp_set_state(conn, NGX_ZMQ_STOMP_IDLE);
         return;
     }
@@ -540,6 +593,13 @@ ngx_zmq_stomp_connect(ngx_zmq_stomp_conn_t *conn)
         ngx_log_error(NGX_LOG_WARN, conn->log, 0,
                       "zmq stomp \"%V\": cannot connect to %V", &oc->name,
                       &addr->name);
+
+        if (conn->probing) {
+            ngx_zmq_stomp_probe_next(conn, "cannot connect (no socket; see "
+                                     "the error log)");
+            return;
+        }
+
         conn->stats->reconnects++;
         ngx_zmq_stomp_backoff(conn);
         return;
@@ -557,6 +617,7 @@ ngx_zmq_stomp_connect(ngx_zmq_stomp_conn_t *conn)
     }
 
     conn->connected = 0;
+    conn->heard = 0;
     conn->rstate = NGX_ZMQ_STOMP_R_IDLE;
     conn->head_len = 0;
     conn->hb_in = 0;
@@ -581,15 +642,13 @@ ngx_zmq_stomp_connect(ngx_zmq_stomp_conn_t *conn)
         p = ngx_cpymem(p, oc->vhost.data, oc->vhost.len);
 
     } else {
-        /* the host name without its port */
-        p = ngx_cpymem(p, addr->name.data,
-                       ngx_strlchr(addr->name.data,
-                                   addr->name.data + addr->name.len, ':')
-                       ? (size_t) (ngx_strlchr(addr->name.data,
-                                               addr->name.data
-                                               + addr->name.len, ':')
-                                   - addr->name.data)
-                       : addr->name.len);
+        /* the host name without its port (the last colon's: "[::1]") */
+        for (n = addr->name.len; n > 0 && addr->name.data[n - 1] != ':'; n--)
+        {
+            /* void */
+        }
+
+        p = ngx_cpymem(p, addr->name.data, n ? n - 1 : addr->name.len);
     }
 
     if (oc->login.len) {
@@ -610,7 +669,16 @@ ngx_zmq_stomp_connect(ngx_zmq_stomp_conn_t *conn)
         ngx_del_timer(&conn->timer);
     }
 
-    ngx_add_timer(&conn->timer, conn->worker->connect_timeout);
+    if (conn->probing) {
+        /* every address in turn, within the one bound */
+        ngx_add_timer(&conn->timer,
+                      (ngx_msec_int_t) (conn->probe_deadline
+                                        - ngx_current_msec) > 0
+                      ? conn->probe_deadline - ngx_current_msec : 1);
+
+    } else {
+        ngx_add_timer(&conn->timer, conn->worker->connect_timeout);
+    }
 
     if (rc == NGX_OK) {
         ngx_post_event(c->write, &ngx_posted_events);
@@ -624,6 +692,10 @@ ngx_zmq_stomp_close(ngx_zmq_stomp_conn_t *conn, ngx_uint_t level,
 {
     uint64_t              seq;
     ngx_zmq_stomp_pub_t  *pub;
+
+    if (conn->probing && level != NGX_LOG_ALERT) {
+        level = NGX_LOG_INFO;           /* the ping's answer says why */
+    }
 
     ngx_log_error(level, conn->log, 0,
                   "zmq stomp \"%V\": connection to %V closed: %s",
@@ -651,6 +723,11 @@ ngx_zmq_stomp_close(ngx_zmq_stomp_conn_t *conn, ngx_uint_t level,
     conn->head_len = 0;
     conn->connected = 0;
 
+    if (conn->probing) {
+        ngx_zmq_stomp_probe_next(conn, reason);
+        return;
+    }
+
     conn->stats->reconnects++;
     ngx_zmq_stomp_backoff(conn);
 }
@@ -659,7 +736,19 @@ ngx_zmq_stomp_close(ngx_zmq_stomp_conn_t *conn, ngx_uint_t level,
 static void
 ngx_zmq_stomp_timer_handler(ngx_event_t *ev)
 {
+    u_char                 text[128];
     ngx_zmq_stomp_conn_t  *conn = ev->data;
+
+    if (conn->probing && conn->state == NGX_ZMQ_STOMP_CONNECTING) {
+        ngx_snprintf(text, sizeof(text) - 1, "%s (no answer within "
+                     "zmq_amqp_connect_timeout, %M ms)%Z",
+                     conn->sock.sent > 0 ? "no CONNECTED in time"
+                                         : "connect timed out",
+                     conn->worker->connect_timeout);
+        text[sizeof(text) - 1] = '\0';
+        ngx_zmq_stomp_close(conn, NGX_LOG_INFO, (char *) text);
+        return;
+    }
 
     if (conn->state == NGX_ZMQ_STOMP_BACKOFF) {
         ngx_zmq_stomp_connect(conn);
@@ -729,10 +818,34 @@ ngx_zmq_stomp_write_handler(ngx_event_t *wev)
     ngx_zmq_stomp_conn_t  *conn = c->data;
 
     if (ngx_zmq_stomp_flush(conn) != NGX_OK) {
+        if (conn->probing) {
+            ngx_zmq_stomp_sock_error(conn, conn->sock.sent > 0
+                                           ? "write failed"
+                                           : "connect failed");
+            return;
+        }
+
         ngx_zmq_stomp_close(conn, NGX_LOG_ERR,
                             conn->sock.sent > 0 ? "write failed"
                                                 : "connection refused");
     }
+}
+
+
+/* a ping says why a socket call failed: "Connection refused", ... */
+static void
+ngx_zmq_stomp_sock_error(ngx_zmq_stomp_conn_t *conn, const char *what)
+{
+    u_char     text[160], *p;
+    ngx_err_t  err;
+
+    err = ngx_socket_errno;
+    p = ngx_snprintf(text, 64, "%s: ", what);
+    p = err ? ngx_strerror(err, p, sizeof(text) - 1 - (p - text))
+            : ngx_cpymem(p, "unknown error", 13);
+    *p = '\0';
+
+    ngx_zmq_stomp_close(conn, NGX_LOG_INFO, (char *) text);
 }
 
 
@@ -788,6 +901,11 @@ ngx_zmq_stomp_read_handler(ngx_event_t *rev)
                              NGX_ZMQ_STOMP_IN_PER_EVENT,
                              ngx_zmq_stomp_chunk, conn);
 
+    if (rc == NGX_ERROR && conn->probing) {
+        ngx_zmq_stomp_sock_error(conn, "read failed");
+        return;
+    }
+
     switch (rc) {
 
     case NGX_OK:
@@ -815,6 +933,7 @@ ngx_zmq_stomp_chunk(void *data, u_char *buf, size_t n)
     ngx_zmq_stomp_conn_t  *conn = data;
 
     conn->last_recv = ngx_current_msec;
+    conn->heard = 1;
 
     if (ngx_zmq_stomp_input(conn, buf, buf + n) != NGX_OK) {
         return NGX_ERROR;           /* the connection is closed */
@@ -1241,7 +1360,8 @@ static ngx_int_t
 ngx_zmq_stomp_frame(ngx_zmq_stomp_conn_t *conn)
 {
     u_char                msg[256], body[NGX_ZMQ_STOMP_KEEP * 4 + 1];
-    u_char                text[640];
+    u_char                text[640], *p;
+    size_t                n;
     ngx_str_t            *v, *id;
     ngx_zmq_stomp_pub_t  *pub;
 
@@ -1269,6 +1389,24 @@ ngx_zmq_stomp_frame(ngx_zmq_stomp_conn_t *conn)
                          : conn->connected ? "" : " (login refused?)",
                      msg, body);
         text[sizeof(text) - 1] = '\0';
+
+        if (conn->probing && !conn->connected) {
+            /* the ping's answer: the broker's words, its body's 1st line */
+            n = 0;
+            while (n < conn->keep_len && conn->keep[n] != '\n'
+                   && conn->keep[n] != '\r')
+            {
+                n++;
+            }
+
+            ngx_zmq_stomp_escape_log(body, sizeof(body), conn->keep, n);
+
+            p = ngx_snprintf(conn->probe_error,
+                             sizeof(conn->probe_error) - 1,
+                             "the broker answered CONNECT with ERROR: "
+                             "\"%s\"%s%s", msg, n ? " " : "", body);
+            *p = '\0';
+        }
 
         ngx_zmq_stomp_close(conn, NGX_LOG_ERR, (char *) text);
         return NGX_ERROR;
@@ -1368,6 +1506,10 @@ ngx_zmq_stomp_connected(ngx_zmq_stomp_conn_t *conn)
         return NGX_ERROR;
     }
 
+    if (conn->probing) {
+        return ngx_zmq_stomp_probe_ok(conn);
+    }
+
     sx = 0;
     sy = 0;
     v = ngx_zmq_stomp_header(conn, "heart-beat");
@@ -1381,6 +1523,9 @@ ngx_zmq_stomp_connected(ngx_zmq_stomp_conn_t *conn)
     mine = conn->conf->heartbeat * 1000;
     conn->hb_out = (mine && sy) ? ngx_max(mine, sy) : 0;
     conn->hb_in = (mine && sx) ? ngx_max(mine, sx) : 0;
+
+    /* the CONNECT frame (its passcode) was sent: zeroed in the buffer */
+    ngx_zmq_stomp_wipe(conn);
 
     conn->connected = 1;
     ngx_zmq_stomp_set_state(conn, NGX_ZMQ_STOMP_READY);
@@ -1526,6 +1671,41 @@ ngx_zmq_stomp_value_check(u_char *p, size_t len)
     }
 
     return NULL;
+}
+
+
+/*
+ * The headers the gateway sets on a SEND (or the broker uses), which an
+ * admin send's headers may not name, ignoring case: the list
+ * ngx_http_zmq_props.c checks X-Zmq-Header-* against, and "type" (an
+ * admin send's property).
+ */
+static const char  *ngx_zmq_stomp_reserved_names[] = {
+    "destination", "receipt", "content-length", "content-type",
+    "content-encoding", "transaction", "persistent", "priority", "expires",
+    "correlation-id", "reply-to", "amq-msg-type", "amqp-message-id",
+    "zmq_message_id", "message-id", "subscription", "ack", "id",
+    "receipt-id", "host", "login", "passcode", "heart-beat", "version",
+    "accept-version", "expiration", "type", NULL
+};
+
+
+ngx_uint_t
+ngx_zmq_stomp_reserved(u_char *name, size_t len)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; ngx_zmq_stomp_reserved_names[i] != NULL; i++) {
+        if (len == ngx_strlen(ngx_zmq_stomp_reserved_names[i])
+            && ngx_strncasecmp(name,
+                               (u_char *) ngx_zmq_stomp_reserved_names[i],
+                               len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -1962,4 +2142,200 @@ ngx_zmq_stomp_publish(ngx_zmq_stomp_conn_t *conn, ngx_zmq_stomp_msg_t *msg,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * Probes (the admin API's ping). A probe is a connection like the others,
+ * with three differences: it tries its addresses in order, once each,
+ * within one deadline (the worker's connect_timeout), and stops at the
+ * first broker that answered anything (a login refused is the answer);
+ * at CONNECTED it sends DISCONNECT and closes; and instead of backing off
+ * it reports its result from free_ev (the event loop, never under the
+ * caller's feet), then frees itself.
+ */
+
+ngx_zmq_stomp_conn_t *
+ngx_zmq_stomp_probe(ngx_zmq_stomp_worker_t *w, ngx_zmq_stomp_conf_t *conf,
+    ngx_zmq_stomp_probe_pt done, void *data, ngx_log_t *log)
+{
+    ngx_zmq_stomp_conn_t  *conn;
+
+    conn = ngx_zmq_stomp_create(w, conf, NULL, log);
+    if (conn == NULL) {
+        return NULL;
+    }
+
+    /*
+     * Not cancelable: a graceful shutdown waits for the probe's answer (a
+     * request waits on it), which its deadline bounds.
+     */
+    conn->timer.cancelable = 0;
+
+    conn->probing = 1;
+    conn->probe = done;
+    conn->probe_data = data;
+    conn->addr = 0;
+    conn->conf->heartbeat = 0;
+    conn->probe_deadline = ngx_current_msec + w->connect_timeout;
+
+    if (conn->conf->naddrs == 0) {
+        ngx_zmq_stomp_probe_finish(conn, NGX_ERROR, "no address to connect "
+                                   "to");
+        return conn;
+    }
+
+    ngx_zmq_stomp_connect(conn);
+    return conn;
+}
+
+
+void
+ngx_zmq_stomp_probe_cancel(ngx_zmq_stomp_conn_t *conn)
+{
+    conn->probe = NULL;
+    conn->probe_data = NULL;
+
+    if (conn->probe_cb) {
+        return;                 /* freed once its done() returns */
+    }
+
+    ngx_log_error(NGX_LOG_INFO, conn->log, 0,
+                  "zmq stomp \"%V\": probe cancelled", &conn->conf->name);
+
+    ngx_zmq_stomp_destroy(conn);
+}
+
+
+/* an attempt failed: the next address, or the end */
+static void
+ngx_zmq_stomp_probe_next(ngx_zmq_stomp_conn_t *conn, const char *reason)
+{
+    u_char  text[256], *p;
+
+    if (conn->probe_done) {
+        return;
+    }
+
+    if (conn->probe_error[0] == '\0' && !conn->heard
+        && conn->addr < conn->conf->naddrs
+        && (ngx_msec_int_t) (conn->probe_deadline - ngx_current_msec) > 0)
+    {
+        ngx_zmq_stomp_connect(conn);
+        return;
+    }
+
+    if (conn->probe_error[0] != '\0') {
+        ngx_zmq_stomp_probe_finish(conn, NGX_ERROR,
+                                   (char *) conn->probe_error);
+        return;
+    }
+
+    p = ngx_snprintf(text, sizeof(text) - 1, "%V: %s", &conn->peer, reason);
+    *p = '\0';
+
+    ngx_zmq_stomp_probe_finish(conn, NGX_ERROR, (char *) text);
+}
+
+
+static void
+ngx_zmq_stomp_probe_finish(ngx_zmq_stomp_conn_t *conn, ngx_int_t rc,
+    const char *error)
+{
+    size_t  len;
+
+    conn->probe_done = 1;
+    conn->probe_rc = rc;
+
+    if (error != NULL && error != (char *) conn->probe_error) {
+        len = ngx_min(ngx_strlen(error), sizeof(conn->probe_error) - 1);
+        ngx_memcpy(conn->probe_error, error, len);
+        conn->probe_error[len] = '\0';
+    }
+
+    ngx_zmq_socket_close(&conn->sock);
+    ngx_zmq_socket_discard(&conn->sock);
+    ngx_zmq_stomp_wipe(conn);
+
+    if (conn->timer.timer_set) {
+        ngx_del_timer(&conn->timer);
+    }
+
+    if (conn->hb.timer_set) {
+        ngx_del_timer(&conn->hb);
+    }
+
+    ngx_zmq_stomp_set_state(conn, NGX_ZMQ_STOMP_IDLE);
+
+    if (!conn->free_ev.posted) {
+        ngx_post_event(&conn->free_ev, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_zmq_stomp_probe_report(ngx_zmq_stomp_conn_t *conn)
+{
+    void                          *data;
+    ngx_zmq_stomp_probe_pt         done;
+    ngx_zmq_stomp_probe_result_t   res;
+
+    done = conn->probe;
+    data = conn->probe_data;
+    conn->probe = NULL;
+    conn->probe_data = NULL;
+
+    res.rc = conn->probe_rc;
+    res.error.data = conn->probe_error;
+    res.error.len = res.rc == NGX_OK ? 0 : ngx_strlen(conn->probe_error);
+    res.server.data = conn->server;
+    res.server.len = ngx_strlen(conn->server);
+    res.address = conn->peer;
+
+    if (done != NULL) {
+        conn->probe_cb = 1;
+        done(data, &res);
+        conn->probe_cb = 0;
+    }
+
+    ngx_zmq_stomp_destroy(conn);
+}
+
+
+/* CONNECTED: the broker took us; say goodbye and report */
+static ngx_int_t
+ngx_zmq_stomp_probe_ok(ngx_zmq_stomp_conn_t *conn)
+{
+    size_t      n;
+    ngx_str_t  *v;
+
+    v = ngx_zmq_stomp_header(conn, "server");
+
+    for (n = 0; v != NULL && n < v->len && n < sizeof(conn->server) - 1;
+         n++)
+    {
+        conn->server[n] = (v->data[n] >= 0x20 && v->data[n] < 0x7f)
+                          ? v->data[n] : '?';
+    }
+
+    conn->server[n] = '\0';
+
+    /* DISCONNECT, written if the socket takes it; no receipt awaited */
+
+    if (ngx_zmq_socket_reserve(&conn->sock, sizeof("DISCONNECT\n\n"))
+        == NGX_OK)
+    {
+        conn->sock.out_last = ngx_cpymem(conn->sock.out_last,
+                                         "DISCONNECT\n\n",
+                                         sizeof("DISCONNECT\n\n"));
+        (void) ngx_zmq_stomp_send(conn);
+    }
+
+    ngx_log_error(NGX_LOG_INFO, conn->log, 0,
+                  "zmq stomp \"%V\": probe of %V: CONNECTED, closed",
+                  &conn->conf->name, &conn->peer);
+
+    ngx_zmq_stomp_probe_finish(conn, NGX_OK, NULL);
+
+    return NGX_ERROR;               /* closed: stop reading */
 }

@@ -127,6 +127,38 @@ ngx_int_t ngx_zmq_stomp_publish(ngx_zmq_stomp_conn_t *conn,
 
 void ngx_zmq_stomp_detach(ngx_zmq_stomp_pub_t *pub);
 
+/*
+ * A probe (the admin API's ping): one fresh connection, CONNECT up to
+ * CONNECTED (then DISCONNECT, and closed); never reconnected. Addresses
+ * are tried in order until a broker answers, the whole attempt bounded
+ * by the worker's connect_timeout; an ERROR (a login refused) is the
+ * answer. done() is called exactly once, from the event loop (never from
+ * inside ngx_zmq_stomp_probe()), unless ngx_zmq_stomp_probe_cancel()
+ * came first; the result's strings last only as long as the call.
+ */
+
+typedef struct {
+    ngx_int_t                    rc;            /* NGX_OK or NGX_ERROR */
+    ngx_str_t                    error;         /* not NGX_OK: why */
+    ngx_str_t                    server;        /* CONNECTED's server
+                                                   header (printable
+                                                   ASCII), or empty */
+    ngx_str_t                    address;       /* the last one tried */
+} ngx_zmq_stomp_probe_result_t;
+
+typedef void (*ngx_zmq_stomp_probe_pt)(void *data,
+    ngx_zmq_stomp_probe_result_t *result);
+
+ngx_zmq_stomp_conn_t *ngx_zmq_stomp_probe(ngx_zmq_stomp_worker_t *w,
+    ngx_zmq_stomp_conf_t *conf, ngx_zmq_stomp_probe_pt done, void *data,
+    ngx_log_t *log);
+
+/* the caller went away: closes the probe, frees it, calls nothing back */
+void ngx_zmq_stomp_probe_cancel(ngx_zmq_stomp_conn_t *conn);
+
+/* 1: a header the gateway sets itself, which a request may not name */
+ngx_uint_t ngx_zmq_stomp_reserved(u_char *name, size_t len);
+
 /* a header name or value a SEND may carry: NULL, or why not */
 const char *ngx_zmq_stomp_value_check(u_char *p, size_t len);
 

@@ -332,11 +332,19 @@ def test_every_documented_operation_answers_as_documented(contract):
     r = c.call("DELETE", "api/stomp_def/oa_sdef", expect=409)
     assert len(r.json()["referrers"]) == 2
 
-    # a STOMP publish service: the admin invoke does not run it (yet)
+    # a STOMP publish service, its outconn and definition (no broker on
+    # 61613: ping ok false, send and invoke 503)
     c.call("POST", "api/service?wait=1", json={
         "name": "oa_spub", "kind": "publish", "stomp_outconn": "oa_sout",
         "destination": "/queue/oa"}, expect=201)
-    c.call("POST", "api/service/oa_spub/invoke", data=b"hi", expect=501)
+    c.call("POST", "api/service/oa_spub/invoke", data=b"hi", expect=503)
+    c.call("POST", "api/stomp_def/oa_sdef/ping", expect=200)
+    c.call("POST", "api/stomp_outconn/oa_sout/send",
+           json={"destination": "/queue/oa", "body": "hi"}, expect=503)
+    c.call("POST", "api/stomp_outconn/oa_sout/send", json={"body": "hi"},
+           expect=400)
+    c.call("POST", "api/stomp_outconn/nosuch/send",
+           json={"destination": "/queue/oa", "body": "hi"}, expect=404)
 
     # passwords
     pw = {"password1": OUT_PW, "password2": OUT_PW}

@@ -1142,10 +1142,13 @@
 
     /* ---------------------------------------------------------- send */
 
-    function sendPage(name) {
-        var m = page('Send a message', 'through the outgoing AMQP '
-                     + 'connection \'' + name + '\'; answered once the '
-                     + 'broker confirmed it'), F = {}, err, out;
+    function sendPage(name, kind) {
+        var stomp = kind === 'stomp_outconn';
+        var m = page('Send a message', 'through the outgoing '
+                     + (stomp ? 'STOMP' : 'AMQP') + ' connection \''
+                     + name + '\'; answered once the broker '
+                     + (stomp ? 'sent its receipt' : 'confirmed it')),
+            F = {}, err, out;
 
         function fld(key, text, input, hint) {
             input.id = 'send-' + key;
@@ -1166,13 +1169,16 @@
         var form = h('form', {id: 'send-form', class: 'card', novalidate: true,
                               onsubmit: function (ev) {
                                   ev.preventDefault();
-                                  send(name, F, err, out);
+                                  send(name, F, err, out, kind);
                               }},
             err,
             h('div', {class: 'cols'},
-              fld('exchange', 'Exchange', h('input', {}),
-                  'empty: the default exchange'),
-              fld('routing_key', 'Routing key', h('input', {})),
+              stomp ? fld('destination', 'Destination', h('input', {}),
+                          'e.g. /queue/orders')
+                    : fld('exchange', 'Exchange', h('input', {}),
+                          'empty: the default exchange'),
+              stomp ? null : fld('routing_key', 'Routing key',
+                                 h('input', {})),
               fld('delivery_mode', 'Delivery mode', dm),
               fld('priority', 'Priority', h('input', {inputmode: 'numeric'}),
                   '0-9'),
@@ -1182,18 +1188,21 @@
               fld('reply_to', 'Reply to', h('input', {})),
               fld('message_id', 'Message id', h('input', {}),
                   'empty: a new UUID'),
-              fld('content_type', 'Content type', h('input', {}))),
+              fld('content_type', 'Content type', h('input', {})),
+              stomp ? fld('type', 'Type', h('input', {}),
+                          'JMSType for a JMS consumer') : null),
             fld('headers', 'Headers', h('textarea', {rows: 3,
                 class: 'mono', placeholder: '{"tenant": "acme"}'}),
                 'JSON object: string, integer or boolean values'),
             fld('body', 'Body', h('textarea', {rows: 6, class: 'mono'})),
-            h('div', {class: 'check'}, F.mandatory = h('input', {
-                type: 'checkbox', id: 'send-mandatory'}),
+            stomp ? null : h('div', {class: 'check'},
+              F.mandatory = h('input', {type: 'checkbox',
+                                        id: 'send-mandatory'}),
               h('label', {for: 'send-mandatory',
                           text: 'Mandatory (unroutable is an error)'})),
             h('div', {class: 'buttons'},
               h('button', {type: 'submit', id: 'send'}, 'Send'),
-              h('a', {href: '#/amqp_outconn', class: 'button secondary'},
+              h('a', {href: '#/' + kind, class: 'button secondary'},
                 'Back')));
         if (isViewer()) {
             form.querySelector('#send').disabled = true;
@@ -1202,12 +1211,16 @@
         }
         m.appendChild(form);
         m.appendChild(out);
-        F.exchange.focus();
+        (stomp ? F.destination : F.exchange).focus();
     }
 
-    function send(name, F, err, out) {
-        var doc = {exchange: F.exchange.value,
-                   routing_key: F.routing_key.value, body: F.body.value},
+    function send(name, F, err, out, kind) {
+        var stomp = kind === 'stomp_outconn';
+        var doc = stomp ? {destination: F.destination.value,
+                           body: F.body.value}
+                        : {exchange: F.exchange.value,
+                           routing_key: F.routing_key.value,
+                           body: F.body.value},
             props = {}, k;
         err.hidden = true;
         err.textContent = '';
@@ -1220,8 +1233,8 @@
                              : ZF.jsonNumber(F.priority.value.trim());
         }
         ['expiration', 'correlation_id', 'reply_to', 'message_id',
-         'content_type'].forEach(function (p) {
-            if (F[p].value.trim() !== '') {
+         'content_type', 'type'].forEach(function (p) {
+            if (F[p] && F[p].value.trim() !== '') {
                 props[p] = F[p].value.trim();
             }
         });
@@ -1240,11 +1253,11 @@
                 return;
             }
         }
-        if (F.mandatory.checked) {
+        if (F.mandatory && F.mandatory.checked) {
             doc.mandatory = true;
         }
         out.textContent = 'Sending...';
-        api('POST', kindPath('amqp_outconn', name, 'send'), {body: doc})
+        api('POST', kindPath(kind, name, 'send'), {body: doc})
         .then(function (res) {
             out.textContent = '';
             var d = res.data || {};
@@ -1580,11 +1593,11 @@
             {
                 markNav(kind);
                 editPage(kind, p[2], r.q);
-            } else if (kind === 'amqp_outconn' && p[1] === 'send'
-                       && p.length === 3 && nameOk(p[2]))
+            } else if ((kind === 'amqp_outconn' || kind === 'stomp_outconn')
+                       && p[1] === 'send' && p.length === 3 && nameOk(p[2]))
             {
                 markNav(kind);
-                sendPage(p[2]);
+                sendPage(p[2], kind);
             } else {
                 page('Not found').appendChild(h('p', {text:
                     'No such page.'}));

@@ -283,6 +283,121 @@ int
 zgw_redis_addr_parse(zgw_redis_addr_t *addr, const char *url,
     zgw_errors_t *errs)
 {
+    return zgw_redis_addr_parse_ex(addr, url, 0, errs);
+}
+
+
+/*
+ * "host[:port],host[:port].../master-name[/db]" of a redis-sentinel://
+ * URL, from p (after the user information) to the end. NULL, or why not.
+ */
+static const char *
+zgw_redis_url_sentinels(zgw_redis_addr_t *addr, const char *p, char *why,
+    size_t size)
+{
+    long             db;
+    size_t           n;
+    const char      *end, *item, *comma, *name;
+    zgw_errors_t     hperrs;
+    zgw_hostport_t   hp;
+
+    end = p + strcspn(p, "/");
+
+    if (*end != '/') {
+        snprintf(why, size, "the master's name is missing: write "
+                 "redis-sentinel://host:port[,host:port]/master-name[/db]");
+        return why;
+    }
+
+    for (item = p; item <= end; item = comma + 1) {
+        comma = memchr(item, ',', (size_t) (end - item));
+        if (comma == NULL) {
+            comma = end;
+        }
+
+        if (comma == item) {
+            snprintf(why, size, "an empty sentinel address (two ',' in a "
+                     "row, or one at an end)");
+            return why;
+        }
+
+        if (addr->nsentinels == ZGW_SENTINELS_MAX) {
+            snprintf(why, size, "more than %d sentinels", ZGW_SENTINELS_MAX);
+            return why;
+        }
+
+        zgw_errors_init(&hperrs);
+
+        if (zgw_hostport_parse(&hp, item, (size_t) (comma - item),
+                               ZGW_SENTINEL_PORT, "sentinel", &hperrs)
+            != ZGW_OK)
+        {
+            snprintf(why, size, "%s", zgw_errors_first(&hperrs));
+            zgw_errors_free(&hperrs);
+            return why;
+        }
+
+        zgw_errors_free(&hperrs);
+
+        n = (size_t) addr->nsentinels++;
+        memcpy(addr->sentinels[n].host, hp.host, strlen(hp.host) + 1);
+        addr->sentinels[n].port = hp.port;
+        addr->sentinels[n].ipv6 = hp.kind == ZGW_HOST_IS_IPV6;
+
+        if (comma == end) {
+            break;
+        }
+    }
+
+    memcpy(addr->host, addr->sentinels[0].host,
+           strlen(addr->sentinels[0].host) + 1);
+    addr->port = addr->sentinels[0].port;
+    addr->ipv6 = addr->sentinels[0].ipv6;
+
+    /* /master-name[/db] */
+
+    name = end + 1;
+    end = name + strcspn(name, "/");
+    n = (size_t) (end - name);
+
+    if (n == 0 || n >= sizeof(addr->master_name)
+        || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                        "0123456789._-") < n)
+    {
+        snprintf(why, size, "the master's name must be 1-255 of letters, "
+                 "digits and . _ -");
+        return why;
+    }
+
+    memcpy(addr->master_name, name, n);
+    addr->master_name[n] = '\0';
+
+    if (*end == '/' && end[1] != '\0') {
+        db = 0;
+        for (p = end + 1; *p; p++) {
+            if (!zgw_url_is_digit((unsigned char) *p) || db > 65535) {
+                break;
+            }
+            db = db * 10 + (*p - '0');
+        }
+
+        if (*p != '\0' || db > 65535) {
+            snprintf(why, size, "the database must be a number 0-65535 "
+                     "after the master's name, and nothing may follow it");
+            return why;
+        }
+
+        addr->db = (int) db;
+    }
+
+    return NULL;
+}
+
+
+int
+zgw_redis_addr_parse_ex(zgw_redis_addr_t *addr, const char *url, int flags,
+    zgw_errors_t *errs)
+{
     long             db;
     char             why[400], shown[ZGW_URL_SHOW_MAX];
     size_t           len, start, scheme, i;
@@ -302,8 +417,20 @@ zgw_redis_addr_parse(zgw_redis_addr_t *addr, const char *url,
             addr->tls = 1;
             addr->verify = 1;
 
+        } else if (scheme == 14 && strncasecmp(url, "redis-sentinel", 14)
+                   == 0)
+        {
+            if (!(flags & ZGW_REDIS_SENTINEL)) {
+                reason = "redis-sentinel:// is not supported here";
+                goto failed;
+            }
+            addr->sentinel = 1;
+
         } else if (scheme != 5 || strncasecmp(url, "redis", 5) != 0) {
-            reason = "only redis:// and rediss:// are supported";
+            reason = (flags & ZGW_REDIS_SENTINEL)
+                     ? "only redis://, rediss:// and redis-sentinel:// are "
+                       "supported"
+                     : "only redis:// and rediss:// are supported";
             goto failed;
         }
     }
@@ -354,6 +481,21 @@ zgw_redis_addr_parse(zgw_redis_addr_t *addr, const char *url,
         }
 
         p = at + 1;
+    }
+
+    if (addr->sentinel) {
+        if (strpbrk(p, "?#") != NULL) {
+            reason = "a query or a fragment ('?', '#') is not supported "
+                     "with redis-sentinel://";
+            goto failed;
+        }
+
+        reason = zgw_redis_url_sentinels(addr, p, why, sizeof(why));
+        if (reason != NULL) {
+            goto failed;
+        }
+
+        return ZGW_OK;
     }
 
     /* host[:port], up to the path */

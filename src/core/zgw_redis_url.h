@@ -36,6 +36,19 @@
  *   cert_file,    a client certificate and its key (mutual TLS), both or
  *   key_file      neither
  *
+ * With Redis Sentinel, for the callers that take it (ZGW_REDIS_SENTINEL):
+ *
+ *     redis-sentinel://[[user][:password]@]host[:port][,host[:port]...]
+ *                      /master-name[/db]
+ *
+ *   host[:port]...  the sentinels, 1-8, port 26379 when missing; they are
+ *                   asked for the master named master-name (1-255 of
+ *                   letters, digits and . _ -), and the user and password
+ *                   are the master's (sentinels are asked without AUTH)
+ *   db              as above
+ *
+ * Sentinel over TLS is not supported; any other caller refuses the scheme.
+ *
  * A query with redis:// is an error (its options are TLS ones), so is
  * a fragment ('#'), another '/', or white space. Unix sockets are not
  * supported.
@@ -56,6 +69,11 @@
 #define ZGW_REDIS_CRED_MAX   256          /* user, password: 255 + NUL */
 #define ZGW_URL_SHOW_MAX     512          /* a shown URL is cut to this */
 #define ZGW_REDIS_PATH_MAX   1024         /* ca_file, cert_file, key_file */
+#define ZGW_SENTINELS_MAX    8
+#define ZGW_SENTINEL_PORT    26379
+
+/* zgw_redis_addr_parse_ex() flags */
+#define ZGW_REDIS_SENTINEL   0x1          /* redis-sentinel:// is taken */
 
 
 typedef struct {
@@ -72,6 +90,16 @@ typedef struct {
     char  ca_file[ZGW_REDIS_PATH_MAX];    /* "" : the system store */
     char  cert_file[ZGW_REDIS_PATH_MAX];  /* "" : no client certificate */
     char  key_file[ZGW_REDIS_PATH_MAX];
+
+    /* redis-sentinel://: host and port above are the first sentinel's */
+    int   sentinel;
+    char  master_name[256];
+    int   nsentinels;
+    struct {
+        char  host[256];                  /* IPv6 without brackets */
+        int   port;
+        int   ipv6;
+    } sentinels[ZGW_SENTINELS_MAX];
 } zgw_redis_addr_t;
 
 
@@ -81,6 +109,9 @@ typedef struct {
  */
 int zgw_redis_addr_parse(zgw_redis_addr_t *addr, const char *url,
     zgw_errors_t *errs);
+/* the same, taking what flags allow (ZGW_REDIS_SENTINEL) */
+int zgw_redis_addr_parse_ex(zgw_redis_addr_t *addr, const char *url,
+    int flags, zgw_errors_t *errs);
 
 /*
  * The URL as it may be printed or logged: the password of the user

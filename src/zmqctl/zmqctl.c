@@ -50,6 +50,7 @@ static int zmqctl_keygen(zmqctl_opts_t *o);
 static int zmqctl_apikey(zmqctl_opts_t *o);
 static int zmqctl_version(zmqctl_opts_t *o);
 static int zmqctl_send_args(zmqctl_opts_t *o, const zmqctl_cmd_t *cmd);
+static int zmqctl_ping_cmd(zmqctl_opts_t *o);
 
 
 static const zmqctl_cmd_t  zmqctl_cmds[] = {
@@ -133,7 +134,8 @@ static const zmqctl_cmd_t  zmqctl_cmds[] = {
       "                it admits carry x-zmq-auth = NAME:ID\n"
       "  --revoke ID   removes the key ID instead\n" },
 
-    { "ping", zmqctl_ping, "ping [--timeout MS] amqp_def|http_outconn NAME",
+    { "ping", zmqctl_ping_cmd,
+      "ping [--timeout MS] amqp_def|stomp_def|http_outconn NAME",
       "Checks that a definition's server can be reached, over a fresh\n"
       "connection that is closed afterwards, and prints the time taken:\n"
       "  ok 2.8 ms, RabbitMQ 3.10.8\n"
@@ -148,6 +150,10 @@ static const zmqctl_cmd_t  zmqctl_cmds[] = {
       "definition's vhost, username and password (opened with the key\n"
       "file), up to channel.open; 'host' first, then each of 'hosts' until\n"
       "one answers. The version is the broker's, from connection.start.\n"
+      "stomp_def: TCP connect, STOMP 1.2 CONNECT with the definition's\n"
+      "virtual_host, login and passcode up to CONNECTED (then DISCONNECT);\n"
+      "'host' first, then each of 'hosts' until one answers; a broker's\n"
+      "ERROR (a refused login) is the answer. The server is CONNECTED's.\n"
       "http_outconn: TCP connect to the url's host and port, and the TLS\n"
       "handshake when the url is https (the certificate and host name\n"
       "verified when 'tls' is true); no HTTP request is sent.\n"
@@ -414,6 +420,18 @@ zmqctl_snapshot(zmqctl_opts_t *o, int warn)
     cfg = zmqctl_load(st, warn);
     zgw_store_close(st);
     return cfg;
+}
+
+
+/* ping: a stomp_def in zmqctl_stomp.c, the other kinds in zmqctl_amqp.c */
+static int
+zmqctl_ping_cmd(zmqctl_opts_t *o)
+{
+    if (strcmp(o->argv[0], "stomp_def") == 0) {
+        return zmqctl_ping_stomp(o);
+    }
+
+    return zmqctl_ping(o);
 }
 
 
@@ -1528,7 +1546,7 @@ zmqctl_main(int argc, char **argv, const zmqctl_opts_t *op)
         return ZMQCTL_EXIT_USAGE;
     }
 
-    if (o.timeout && cmd->run != zmqctl_ping && cmd->run != zmqctl_send) {
+    if (o.timeout && cmd->run != zmqctl_ping_cmd && cmd->run != zmqctl_send) {
         fprintf(stderr, "zmqctl: --timeout applies to ping and send\n");
         return ZMQCTL_EXIT_USAGE;
     }
@@ -1550,7 +1568,7 @@ zmqctl_main(int argc, char **argv, const zmqctl_opts_t *op)
           || cmd->run == zmqctl_apikey)
          && !zmqctl_need_args(&o, cmd, 1, 1))
         || (cmd->run == zmqctl_invoke && !zmqctl_need_args(&o, cmd, 1, 2))
-        || ((cmd->run == zmqctl_ping || cmd->run == zmqctl_passwd)
+        || ((cmd->run == zmqctl_ping_cmd || cmd->run == zmqctl_passwd)
             && !zmqctl_need_args(&o, cmd, 2, 2))
         || (cmd->run == zmqctl_send && !zmqctl_send_args(&o, cmd))
         || (cmd->run == zmqctl_wipe && !zmqctl_need_args(&o, cmd, 0, 0))

@@ -7,6 +7,7 @@
  *                    http_outconn
  *   zmqctl_amqp.c    ping of an amqp_def, send through an amqp_outconn
  *                    (rabbitmq-c, blocking, every wait bounded)
+ *   zmqctl_stomp.c   ping of a stomp_def (STOMP CONNECT, bounded)
  *   zmqctl_passwd.c  passwd: a secret read from a terminal or stdin
  *   zmqctl_invoke.c  invoke: runs a service with zmqd's own service code
  *                    (src/zmqd, linked in)
@@ -93,6 +94,9 @@ int zmqctl_wait_fd(int fd, short events, int timeout_ms);
 /* zmqctl_amqp.c */
 int zmqctl_ping(zmqctl_opts_t *o);
 int zmqctl_send(zmqctl_opts_t *o);
+
+/* zmqctl_stomp.c: ping of a stomp_def (argv: stomp_def NAME) */
+int zmqctl_ping_stomp(zmqctl_opts_t *o);
 
 /* zmqctl_invoke.c */
 int zmqctl_invoke(zmqctl_opts_t *o);

@@ -116,6 +116,7 @@ struct zmqd_inv_s {
     int                mode;          /* ZMQD_SYNC ... */
     int                tries;         /* in this phase */
     int                replied;       /* the caller has its answer */
+    int                ok;            /* the target succeeded (metrics) */
     char              *doc;           /* the callback's document */
 };
 
@@ -1190,7 +1191,7 @@ zmqd_invocation(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
     int                       rc, mode, repeats;
     char                      name[256], mname[32], cid[300], ts[64];
     char                      err[1024], why[2400], channel[300];
-    double                    seconds;
+    double                    seconds, started;
     json_t                   *svc;
     zmqd_env_t                senv;
     zmqd_msg_t                msg;
@@ -1283,7 +1284,10 @@ zmqd_invocation(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
         msg.body = &env->message.body;
         msg.props = &props;
 
+        started = zmqd_now();
         rc = zmqd_service_call(&senv, target, &msg, &resp, err, sizeof(err));
+        zmqd_metrics_service(c->name, zmqd_now() - started);
+        inv->ok = rc == 0;
 
         if (rc == 0 && (inv->mode == ZMQD_SYNC || !inv->replied)
             && inv->mode != ZMQD_ASYNC)
@@ -1296,6 +1300,8 @@ zmqd_invocation(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
                      inv->tries);
             zmqd_ack_done(d, c, env);
             ctx->done++;
+            zmqd_metrics_message(c->name, ZMQD_METRICS_ACKED);
+            zmqd_metrics_invocation(name, 1);
             zmqd_inv_free(inv);
             return 0;
         }
@@ -1314,6 +1320,7 @@ zmqd_invocation(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
             zmqd_log("warn", "invocation '%s' of '%s': target '%s' failed "
                      "(attempt %d of %d): %s; retrying in %.0f s", cid,
                      name, target, inv->tries, repeats, err, seconds);
+            zmqd_metrics_message(c->name, ZMQD_METRICS_RETRIED);
             return zmqd_hold(ctx, d, c, env, attempts, since, inv, seconds);
         }
 
@@ -1326,6 +1333,8 @@ zmqd_invocation(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
             zmqd_answer_error(ctx, d, c, env, 502, "target_failed", err);
             zmqd_ack_done(d, c, env);
             ctx->done++;
+            zmqd_metrics_message(c->name, ZMQD_METRICS_ACKED);
+            zmqd_metrics_invocation(name, 0);
             zmqd_inv_free(inv);
             return 0;
         }
@@ -1352,6 +1361,8 @@ zmqd_invocation(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
             zmqd_resp_free(&resp);
             zmqd_ack_done(d, c, env);
             ctx->done++;
+            zmqd_metrics_message(c->name, ZMQD_METRICS_ACKED);
+            zmqd_metrics_invocation(name, rc == 0);
             zmqd_inv_free(inv);
             return 0;
         }
@@ -1381,12 +1392,16 @@ zmqd_invocation(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
     msg.body = &body;
     msg.props = &props;
 
+    started = zmqd_now();
     rc = zmqd_service_call(&senv, callback, &msg, NULL, err, sizeof(err));
+    zmqd_metrics_service(c->name, zmqd_now() - started);
     if (rc == 0) {
         zmqd_log("info", "invocation '%s' of '%s': callback '%s' done "
                  "(attempt %d)", cid, name, callback, inv->tries);
         zmqd_ack_done(d, c, env);
         ctx->done++;
+        zmqd_metrics_message(c->name, ZMQD_METRICS_ACKED);
+        zmqd_metrics_invocation(name, inv->ok);
         zmqd_inv_free(inv);
         return 0;
     }
@@ -1395,11 +1410,13 @@ zmqd_invocation(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
         zmqd_log("warn", "invocation '%s' of '%s': callback '%s' failed "
                  "(attempt %d of %d): %s; retrying in %.0f s", cid, name,
                  callback, inv->tries, repeats, err, seconds);
+        zmqd_metrics_message(c->name, ZMQD_METRICS_RETRIED);
         return zmqd_hold(ctx, d, c, env, attempts, since, inv, seconds);
     }
 
     snprintf(why, sizeof(why), "invocation '%s' of '%s': callback '%s' "
              "failed %d time(s): %s", cid, name, callback, inv->tries, err);
+    zmqd_metrics_invocation(name, inv->ok);
     zmqd_inv_free(inv);
     /* the caller has its answer already, or waits for none */
     zmqd_give_up(ctx, d, c, env, attempts, why, NULL, 0);

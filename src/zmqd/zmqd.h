@@ -162,8 +162,17 @@ typedef struct {
     zmqd_amqp_t    *amqp;
 } zmqd_publisher_slot_t;
 
+/* a STOMP publishing connection, one per stomp_def (zmqd_publisher.c) */
+typedef struct {
+    char                 *def;
+    char                 *fingerprint;
+    struct zmqd_stomp_s  *conn;
+    int                   next_host;
+} zmqd_stomp_slot_t;
+
 typedef struct {
     zmqd_publisher_slot_t  slots[ZMQD_PUBLISHERS_MAX];
+    zmqd_stomp_slot_t      stomp[ZMQD_PUBLISHERS_MAX];
 } zmqd_publishers_t;
 
 /* what a service (and a dead letter) needs, and nothing of the loop */
@@ -184,7 +193,7 @@ zmqd_amqp_t *zmqd_publisher(const zmqd_env_t *env, const char *def,
     char *err, size_t errlen);
 /* closes it: it failed (the next publish opens another) */
 void zmqd_publisher_close(zmqd_publishers_t *p, const char *def);
-/* closes those whose amqp_def changed or went away in cfg */
+/* closes those whose amqp_def (stomp_def) changed or went away in cfg */
 void zmqd_publishers_apply(zmqd_publishers_t *p, const zgw_config_t *cfg);
 void zmqd_publishers_close(zmqd_publishers_t *p);
 

@@ -5,7 +5,12 @@
  *                                        dead_lettered, rejected
  *   zmqd_service_duration_seconds{channel}  histogram  one service
  *                                        call
- *   zmqd_connection_up{def}              gauge  the consuming connection
+ *   zmqd_connection_up{def,transport}    gauge  the consuming
+ *                                        connection(s) of an amqp_def
+ *                                        ("amqp") or stomp_def ("stomp")
+ *   zmqd_invocations_total{service,result}  counter  succeeded, failed:
+ *                                        invocations of invoke services
+ *                                        done (their target's outcome)
  *
  * served at any path by libmicrohttpd's own thread. Tables are fixed:
  * the loop claims a slot for a name the first time it counts it (name
@@ -42,14 +47,23 @@ typedef struct {
 typedef struct {
     int        used;
     char       name[ZMQD_METRICS_NAME];
+    int        stomp;
     int        up;
 } zmqd_metrics_def_t;
+
+typedef struct {
+    int        used;
+    char       name[ZMQD_METRICS_NAME];
+    uint64_t   count[2];                           /* failed, succeeded */
+} zmqd_metrics_service_t;
 
 
 static struct {
     zmqd_metrics_channel_t    channels[ZMQD_METRICS_CHANNELS];
     zmqd_metrics_channel_t    overflow;          /* "_overflow" */
     zmqd_metrics_def_t        defs[ZMQD_METRICS_DEFS];
+    zmqd_metrics_service_t    services[ZMQD_METRICS_SERVICES];
+    zmqd_metrics_service_t    services_overflow;
 } zmqd_m;
 
 static struct MHD_Daemon  *zmqd_metrics_daemon;
@@ -126,8 +140,8 @@ zmqd_metrics_service(const char *channel, double seconds)
 }
 
 
-void
-zmqd_metrics_def_up(const char *def, int up)
+static void
+zmqd_metrics_up(const char *def, int stomp, int up)
 {
     int                  i;
     zmqd_metrics_def_t  *d;
@@ -137,16 +151,61 @@ zmqd_metrics_def_up(const char *def, int up)
 
         if (!__atomic_load_n(&d->used, __ATOMIC_ACQUIRE)) {
             snprintf(d->name, sizeof(d->name), "%s", def);
+            d->stomp = stomp;
             __atomic_store_n(&d->up, up, __ATOMIC_RELAXED);
             __atomic_store_n(&d->used, 1, __ATOMIC_RELEASE);
             return;
         }
 
-        if (strncmp(d->name, def, sizeof(d->name) - 1) == 0) {
+        if (d->stomp == stomp
+            && strncmp(d->name, def, sizeof(d->name) - 1) == 0)
+        {
             __atomic_store_n(&d->up, up, __ATOMIC_RELAXED);
             return;
         }
     }
+}
+
+
+void
+zmqd_metrics_def_up(const char *def, int up)
+{
+    zmqd_metrics_up(def, 0, up);
+}
+
+
+void
+zmqd_metrics_stomp_up(const char *def, int up)
+{
+    zmqd_metrics_up(def, 1, up);
+}
+
+
+void
+zmqd_metrics_invocation(const char *service, int ok)
+{
+    int                      i;
+    zmqd_metrics_service_t  *s;
+
+    for (i = 0; i < ZMQD_METRICS_SERVICES; i++) {
+        s = &zmqd_m.services[i];
+
+        if (!__atomic_load_n(&s->used, __ATOMIC_ACQUIRE)) {
+            snprintf(s->name, sizeof(s->name), "%s", service);
+            __atomic_store_n(&s->used, 1, __ATOMIC_RELEASE);
+            break;
+        }
+
+        if (strncmp(s->name, service, sizeof(s->name) - 1) == 0) {
+            break;
+        }
+    }
+
+    if (i == ZMQD_METRICS_SERVICES) {
+        s = &zmqd_m.services_overflow;
+    }
+
+    zmqd_add(&s->count[ok ? 1 : 0]);
 }
 
 
@@ -267,6 +326,7 @@ zmqd_metrics_render(zmqd_metrics_out_t *out)
     char                     name[2 * ZMQD_METRICS_NAME];
     uint64_t                 cum, v;
     zmqd_metrics_channel_t  *c;
+    zmqd_metrics_service_t  *s;
 
     zmqd_metrics_printf(out, "# HELP zmqd_messages_total Messages zmqd "
                         "consumed, by channel and how each attempt "
@@ -321,7 +381,8 @@ zmqd_metrics_render(zmqd_metrics_out_t *out)
     }
 
     zmqd_metrics_printf(out, "# HELP zmqd_connection_up 1 when zmqd's "
-                        "consuming connection of the amqp_def is open.\n"
+                        "consuming connection of the amqp_def is open (of "
+                        "a stomp_def: those of all its stomp_channels).\n"
                         "# TYPE zmqd_connection_up gauge\n");
 
     for (i = 0; i < ZMQD_METRICS_DEFS; i++) {
@@ -329,9 +390,43 @@ zmqd_metrics_render(zmqd_metrics_out_t *out)
             break;
         }
         zmqd_metrics_escape(zmqd_m.defs[i].name, name);
-        zmqd_metrics_printf(out, "zmqd_connection_up{def=\"%s\"} %d\n",
-                            name, __atomic_load_n(&zmqd_m.defs[i].up,
-                                                  __ATOMIC_RELAXED));
+        zmqd_metrics_printf(out, "zmqd_connection_up{def=\"%s\","
+                            "transport=\"%s\"} %d\n", name,
+                            zmqd_m.defs[i].stomp ? "stomp" : "amqp",
+                            __atomic_load_n(&zmqd_m.defs[i].up,
+                                            __ATOMIC_RELAXED));
+    }
+
+    zmqd_metrics_printf(out, "# HELP zmqd_invocations_total Invocations of "
+                        "invoke services zmqd finished, by whether their "
+                        "target succeeded.\n"
+                        "# TYPE zmqd_invocations_total counter\n");
+
+    for (i = 0; i <= ZMQD_METRICS_SERVICES; i++) {
+        if (i < ZMQD_METRICS_SERVICES) {
+            s = &zmqd_m.services[i];
+            if (!__atomic_load_n(&s->used, __ATOMIC_ACQUIRE)) {
+                i = ZMQD_METRICS_SERVICES - 1;      /* then the overflow */
+                continue;
+            }
+            zmqd_metrics_escape(s->name, name);
+
+        } else {
+            s = &zmqd_m.services_overflow;
+            if (zmqd_load(&s->count[0]) == 0 && zmqd_load(&s->count[1]) == 0)
+            {
+                break;
+            }
+            strcpy(name, "_overflow");
+        }
+
+        zmqd_metrics_printf(out, "zmqd_invocations_total{service=\"%s\","
+                            "result=\"succeeded\"} %llu\n"
+                            "zmqd_invocations_total{service=\"%s\","
+                            "result=\"failed\"} %llu\n", name,
+                            (unsigned long long) zmqd_load(&s->count[1]),
+                            name,
+                            (unsigned long long) zmqd_load(&s->count[0]));
     }
 }
 

@@ -9,9 +9,13 @@
 
 #include <stddef.h>
 
-/* channels and amqp_defs with their own series; more are "_overflow" */
+/*
+ * channels, definitions (amqp_def and stomp_def) and invoke services with
+ * their own series; more channels and services are "_overflow"
+ */
 #define ZMQD_METRICS_CHANNELS   128
 #define ZMQD_METRICS_DEFS       64
+#define ZMQD_METRICS_SERVICES   64
 
 typedef enum {
     ZMQD_METRICS_ACKED = 0,
@@ -28,6 +32,11 @@ void zmqd_metrics_stop(void);
 /* from the loop's thread only (names are claimed there) */
 void zmqd_metrics_message(const char *channel, zmqd_metrics_result_e result);
 void zmqd_metrics_service(const char *channel, double seconds);
+/* an amqp_def's consuming connection */
 void zmqd_metrics_def_up(const char *def, int up);
+/* a stomp_def's: every stomp_channel of it connected */
+void zmqd_metrics_stomp_up(const char *def, int up);
+/* an invocation of an invoke service done: its target succeeded or not */
+void zmqd_metrics_invocation(const char *service, int ok);
 
 #endif /* ZMQD_METRICS_H */

@@ -4,7 +4,8 @@
  *
  * One publishing connection per amqp_def, in confirm mode, opened when a
  * service or a dead letter first needs it and closed when it fails or its
- * definition changes. It is the services' only way to the broker: they
+ * definition changes; the same for each stomp_def a publish service with a
+ * stomp_outconn sends through (a STOMP 1.2 connection, zmqd_stomp.c). It is the services' only way to the broker: they
  * get it, with the configuration, key and Redis they need, in a zmqd_env_t
  * instead of calling back into the loop.
  *
@@ -28,6 +29,7 @@
 #include <string.h>
 
 #include "zmqd.h"
+#include "zmqd_stomp_client.h"
 
 
 static zmqd_publisher_slot_t *
@@ -134,6 +136,173 @@ zmqd_publisher_close(zmqd_publishers_t *p, const char *name)
 }
 
 
+/* --------------------------------------------------------------- STOMP */
+
+
+static zmqd_stomp_slot_t *
+zmqd_stomp_slot(zmqd_publishers_t *p, const char *def, int create)
+{
+    int  i, free_slot;
+
+    free_slot = -1;
+
+    for (i = 0; i < ZMQD_PUBLISHERS_MAX; i++) {
+        if (p->stomp[i].def != NULL && strcmp(p->stomp[i].def, def) == 0) {
+            return &p->stomp[i];
+        }
+        if (p->stomp[i].def == NULL && free_slot < 0) {
+            free_slot = i;
+        }
+    }
+
+    if (!create || free_slot < 0) {
+        return NULL;
+    }
+
+    p->stomp[free_slot].def = strdup(def);
+    if (p->stomp[free_slot].def == NULL) {
+        return NULL;
+    }
+
+    return &p->stomp[free_slot];
+}
+
+
+static void
+zmqd_stomp_slot_free(zmqd_stomp_slot_t *slot, int graceful)
+{
+    zmqd_stomp_close(slot->conn, graceful);
+    free(slot->def);
+    free(slot->fingerprint);
+    memset(slot, 0, sizeof(zmqd_stomp_slot_t));
+}
+
+
+/*
+ * An idle publishing connection still works: what the broker sent since
+ * (heart-beats, a stale RECEIPT) is read; a closed connection, a broken
+ * one or an ERROR means it does not
+ */
+static int
+zmqd_stomp_idle_ok(zmqd_stomp_t *s, char *err, size_t errlen)
+{
+    int                  rc, n;
+    zmqd_stomp_frame_t   f;
+
+    for (n = 0; n < 64; n++) {
+        if (zmqd_stomp_broken(s)) {
+            snprintf(err, errlen, "the connection is broken");
+            return 0;
+        }
+
+        rc = zmqd_stomp_read(s, &f, 0, err, errlen);
+        if (rc < 0) {
+            return 0;
+        }
+        if (rc == 0) {
+            return 1;
+        }
+
+        rc = strcmp(f.command, "ERROR") != 0;
+        if (!rc) {
+            snprintf(err, errlen, "ERROR frame: %.300s",
+                     zmqd_stomp_get(&f, "message") ? zmqd_stomp_get(&f,
+                                                                    "message")
+                                                   : "(no message header)");
+        }
+        zmqd_stomp_frame_free(&f);
+        if (!rc) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+zmqd_stomp_t *
+zmqd_stomp_publisher(const zmqd_env_t *env, const char *name, char *err,
+    size_t errlen)
+{
+    int                 next;
+    char               *fp, why[512];
+    json_t             *def;
+    zmqd_stomp_slot_t  *slot;
+
+    slot = zmqd_stomp_slot(env->publishers, name, 0);
+    if (slot != NULL && slot->conn != NULL) {
+        if (zmqd_stomp_idle_ok(slot->conn, why, sizeof(why))) {
+            return slot->conn;
+        }
+
+        /* it broke while idle (a broker restart): open another now */
+        zmqd_log("warn", "stomp_def '%s': publishing connection to %s "
+                 "lost while idle: %s; reconnecting", name,
+                 zmqd_stomp_peer(slot->conn), why);
+        zmqd_stomp_close(slot->conn, 0);
+        slot->conn = NULL;
+    }
+
+    def = zgw_config_get(env->cfg, ZGW_KIND_STOMP_DEF, name);
+    if (def == NULL) {
+        snprintf(err, errlen, "stomp_def '%s' does not exist", name);
+        return NULL;
+    }
+
+    if (!json_is_true(json_object_get(def, "is_active"))) {
+        snprintf(err, errlen, "stomp_def '%s' is not active", name);
+        return NULL;
+    }
+
+    if (json_is_true(json_object_get(def, "tls"))) {
+        snprintf(err, errlen, "stomp_def '%s' has tls, which is not built "
+                 "yet", name);
+        return NULL;
+    }
+
+    fp = zgw_object_dump(ZGW_KIND_STOMP_DEF, def);
+    if (fp == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+
+    if (slot == NULL) {
+        slot = zmqd_stomp_slot(env->publishers, name, 1);
+        if (slot == NULL) {
+            snprintf(err, errlen, "too many STOMP publishing connections");
+            free(fp);
+            return NULL;
+        }
+    }
+
+    next = slot->next_host;
+    slot->conn = zmqd_stomp_open(def, env->key, &next, err, errlen);
+    slot->next_host = next;
+
+    if (slot->conn == NULL) {
+        free(fp);
+        zmqd_stomp_slot_free(slot, 0);
+        return NULL;
+    }
+
+    free(slot->fingerprint);
+    slot->fingerprint = fp;
+    return slot->conn;
+}
+
+
+void
+zmqd_stomp_publisher_close(zmqd_publishers_t *p, const char *name)
+{
+    zmqd_stomp_slot_t  *slot;
+
+    slot = zmqd_stomp_slot(p, name, 0);
+    if (slot != NULL) {
+        zmqd_stomp_slot_free(slot, 0);
+    }
+}
+
+
 void
 zmqd_publishers_apply(zmqd_publishers_t *p, const zgw_config_t *cfg)
 {
@@ -156,6 +325,22 @@ zmqd_publishers_apply(zmqd_publishers_t *p, const zgw_config_t *cfg)
             zmqd_publisher_slot_free(&p->slots[i]);
         }
     }
+
+    for (i = 0; i < ZMQD_PUBLISHERS_MAX; i++) {
+        if (p->stomp[i].def == NULL) {
+            continue;
+        }
+
+        def = zgw_config_get(cfg, ZGW_KIND_STOMP_DEF, p->stomp[i].def);
+        fp = def ? zgw_object_dump(ZGW_KIND_STOMP_DEF, def) : NULL;
+        same = fp != NULL && p->stomp[i].fingerprint != NULL
+               && strcmp(fp, p->stomp[i].fingerprint) == 0;
+        free(fp);
+
+        if (!same) {
+            zmqd_stomp_slot_free(&p->stomp[i], 1);
+        }
+    }
 }
 
 
@@ -167,6 +352,9 @@ zmqd_publishers_close(zmqd_publishers_t *p)
     for (i = 0; i < ZMQD_PUBLISHERS_MAX; i++) {
         if (p->slots[i].def != NULL) {
             zmqd_publisher_slot_free(&p->slots[i]);
+        }
+        if (p->stomp[i].def != NULL) {
+            zmqd_stomp_slot_free(&p->stomp[i], 1);
         }
     }
 }

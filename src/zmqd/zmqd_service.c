@@ -2,7 +2,9 @@
  * zmqd: the services a channel invokes, and the data formats.
  *
  *   http     POST (or the service's method) to an http_outconn with libcurl
- *   publish  to another outgoing connection, with publisher confirms
+ *   publish  to another outgoing connection, with publisher confirms (an
+ *            amqp_outconn), or as a STOMP SEND with a receipt (a
+ *            stomp_outconn: zmqd_stomp_publish.c)
  *   rpc      publish with reply_to amq.rabbitmq.reply-to and wait for the
  *            reply (the service's timeout), on the publishing connection
  *   redis    RPUSH/LPUSH with an optional length cap, or ZADD
@@ -34,6 +36,7 @@
 #include "zgw_redis_url.h"
 #include "zgw_resp_limit.h"
 #include "zmqd.h"
+#include "zmqd_stomp_client.h"
 
 
 #define ZMQD_CACHE_MAX  32
@@ -605,10 +608,7 @@ zmqd_service_publish(const zmqd_env_t *env, const json_t *svc,
     zmqd_props_t   props;
 
     if (json_object_get(svc, "stomp_outconn") != NULL) {
-        snprintf(err, errlen, "zmqd does not publish through a "
-                 "stomp_outconn ('%s'): only the gateway does",
-                 json_string_value(json_object_get(svc, "stomp_outconn")));
-        return -1;
+        return zmqd_stomp_publish(env, svc, msg, err, errlen);
     }
 
     oc = zgw_config_get(env->cfg, ZGW_KIND_AMQP_OUTCONN,

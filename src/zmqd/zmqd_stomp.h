@@ -69,9 +69,28 @@ void zmqd_stomp_out_command(zmqd_stomp_out_t *o, const char *command);
 /* "name:value\n", escaped unless raw (CONNECT) */
 void zmqd_stomp_out_header(zmqd_stomp_out_t *o, const char *name,
     const char *value, int raw);
+/* the same with names and values of given lengths (NUL-free) */
+void zmqd_stomp_out_headern(zmqd_stomp_out_t *o, const char *name,
+    size_t nlen, const char *value, size_t vlen, int raw);
 /* content-length (with_length), the blank line, the body and the NUL */
 void zmqd_stomp_out_body(zmqd_stomp_out_t *o, const void *body, size_t len,
     int with_length);
+/*
+ * The body as ActiveMQ's TextMessage (use_jms, a textual content type):
+ * valid UTF-8 goes without content-length, in Java's modified UTF-8 (NUL
+ * as C0 80, characters beyond U+FFFF as two 3-byte surrogates), and 1 is
+ * returned; anything else goes as zmqd_stomp_out_body with content-length
+ * (a BytesMessage), and 0 is returned.
+ */
+int zmqd_stomp_out_text(zmqd_stomp_out_t *o, const void *body, size_t len);
+/*
+ * A TextMessage's body as ActiveMQ sends it (Java's modified UTF-8: NUL
+ * as C0 80, a character beyond U+FFFF as two 3-byte surrogates) made
+ * UTF-8, in place; returns the new length (never more)
+ */
+size_t zmqd_stomp_from_modified(char *body, size_t len);
+/* text/..., application/json, application/xml, ...+json, ...+xml */
+int zmqd_stomp_is_text(const char *content_type);
 void zmqd_stomp_out_free(zmqd_stomp_out_t *o);
 
 #endif /* ZMQD_STOMP_H */

@@ -15,10 +15,24 @@
  * x-zmq-attempts and x-zmq-channel, persistent, with a receipt; only after
  * the RECEIPT is the message ACKed.
  *
- * Nothing is lost: when the dead letter cannot be sent (an ERROR, no
- * RECEIPT in time, a broken connection), the connection is closed with the
- * message unacked and opened again, and the broker delivers the message
- * again. zmqd never NACKs: ActiveMQ 5.17 moves a NACKed persistent message
+ * A message with a reply-to header (a STOMP destination) is answered once
+ * its service finished: a SEND to that destination with the request's
+ * correlation-id, x-zmq-status and the service's answer (as replies on
+ * AMQP channels), with a receipt; the message is ACKed only after the
+ * RECEIPT. A final failure is answered 502 {"error": "service_failed"}
+ * first, then dead-lettered. A reply the broker refuses (an ERROR) is
+ * remembered by message id: when the message comes again it is
+ * dead-lettered at once, not run again.
+ *
+ * With use_jms a dead letter of a TextMessage (a MESSAGE without
+ * content-length) goes without content-length in Java's modified UTF-8,
+ * so that ActiveMQ makes a TextMessage of it; any other with
+ * content-length (a BytesMessage). amq-msg-type is never sent.
+ *
+ * Nothing is lost: when a dead letter or a reply cannot be sent (an
+ * ERROR, no RECEIPT in time, a broken connection), the connection is
+ * closed with the message unacked and opened again, and the broker
+ * delivers the message again. zmqd never NACKs: ActiveMQ 5.17 moves a NACKed persistent message
  * straight to ActiveMQ.DLQ (and drops a non-persistent one), which would
  * bypass the retries and the channel's dead-letter destination.
  */
@@ -32,6 +46,7 @@
 #include <time.h>
 
 #include "zmqd.h"
+#include "zmqd_metrics.h"
 #include "zmqd_stomp_client.h"
 
 
@@ -39,10 +54,13 @@
 #define ZMQD_SCH_BURST       64        /* frames per channel per turn */
 #define ZMQD_SCH_SUB_ID      "0"
 #define ZMQD_SCH_TEXT_TYPE   "text/plain; charset=utf-8"
+#define ZMQD_SCH_REFUSED     64        /* replies refused, remembered */
+#define ZMQD_SCH_DEST_MAX    1024
 
 
 typedef struct {
     char            *name;
+    char            *def;           /* its stomp_def (metrics) */
     char            *fingerprint;   /* channel and definition */
     zmqd_stomp_t    *conn;
     double           next_attempt;
@@ -74,6 +92,15 @@ typedef struct {
 static zmqd_sch_t    *zmqd_schs[ZMQD_SCH_MAX];
 static int            zmqd_nschs;
 static zmqd_heap_t    zmqd_sretries;
+static int            zmqd_sch_changed;   /* a connection opened or closed */
+
+/* messages whose reply the broker refused: "<channel>\n<message id>" */
+static char           zmqd_srefused[ZMQD_SCH_REFUSED][512];
+static int            zmqd_nsrefused;
+
+/* the stomp_defs zmqd_connection_up was last given */
+static char          *zmqd_sup_defs[ZMQD_SCH_MAX];
+static int            zmqd_nsup_defs;
 
 
 static void
@@ -114,6 +141,7 @@ zmqd_sch_down(zmqd_sch_t *ch, const char *why, int graceful)
         }
         zmqd_stomp_close(ch->conn, graceful);
         ch->conn = NULL;
+        zmqd_sch_changed = 1;
     }
 
     ch->next_attempt = zmqd_now() + ch->backoff;
@@ -125,6 +153,7 @@ static void
 zmqd_sch_free(zmqd_sch_t *ch)
 {
     free(ch->name);
+    free(ch->def);
     free(ch->fingerprint);
     free(ch);
 }
@@ -213,6 +242,8 @@ zmqd_stomp_channels_apply(const zgw_config_t *cfg, int *started,
             zmqd_sch_down(ch, NULL, 1);
             free(ch->fingerprint);
             ch->fingerprint = fp;
+            free(ch->def);
+            ch->def = strdup(json_string_value(json_object_get(obj, "def")));
             ch->next_attempt = 0;
             ch->backoff = 0.1;
             ch->next_host = 0;
@@ -232,6 +263,7 @@ zmqd_stomp_channels_apply(const zgw_config_t *cfg, int *started,
         }
 
         ch->fingerprint = fp;
+        ch->def = strdup(json_string_value(json_object_get(obj, "def")));
         ch->backoff = 0.1;
         ch->seen = 1;
         ch->use_jms = json_is_true(json_object_get(def, "use_jms"));
@@ -252,6 +284,8 @@ zmqd_stomp_channels_apply(const zgw_config_t *cfg, int *started,
         i--;
         (*stopped)++;
     }
+
+    zmqd_sch_changed = 1;
 }
 
 
@@ -268,6 +302,77 @@ zmqd_stomp_channels_close(void)
 
     zmqd_heap_free(&zmqd_sretries);
     zmqd_stomp_shutdown();
+
+    for (i = 0; i < zmqd_nsup_defs; i++) {
+        free(zmqd_sup_defs[i]);
+    }
+    zmqd_nsup_defs = 0;
+}
+
+
+/*
+ * zmqd_connection_up of each stomp_def: 1 when every stomp_channel of it
+ * is connected; 0 for a definition no channel uses any more
+ */
+static void
+zmqd_sch_metrics(void)
+{
+    int          i, j, k, up, n;
+    char        *defs[ZMQD_SCH_MAX];
+
+    if (!zmqd_sch_changed) {
+        return;
+    }
+
+    zmqd_sch_changed = 0;
+    n = 0;
+
+    for (i = 0; i < zmqd_nschs; i++) {
+        if (zmqd_schs[i]->def == NULL) {
+            continue;
+        }
+
+        for (j = 0; j < n; j++) {
+            if (strcmp(defs[j], zmqd_schs[i]->def) == 0) {
+                break;
+            }
+        }
+        if (j < n) {
+            continue;
+        }
+
+        defs[n++] = zmqd_schs[i]->def;
+        up = 1;
+        for (k = i; k < zmqd_nschs; k++) {
+            if (zmqd_schs[k]->def != NULL
+                && strcmp(zmqd_schs[k]->def, zmqd_schs[i]->def) == 0
+                && zmqd_schs[k]->conn == NULL)
+            {
+                up = 0;
+            }
+        }
+        zmqd_metrics_stomp_up(zmqd_schs[i]->def, up);
+    }
+
+    for (i = 0; i < zmqd_nsup_defs; i++) {
+        for (j = 0; j < n; j++) {
+            if (strcmp(defs[j], zmqd_sup_defs[i]) == 0) {
+                break;
+            }
+        }
+        if (j == n) {
+            zmqd_metrics_stomp_up(zmqd_sup_defs[i], 0);
+        }
+        free(zmqd_sup_defs[i]);
+    }
+
+    zmqd_nsup_defs = 0;
+    for (j = 0; j < n; j++) {
+        zmqd_sup_defs[zmqd_nsup_defs] = strdup(defs[j]);
+        if (zmqd_sup_defs[zmqd_nsup_defs] != NULL) {
+            zmqd_nsup_defs++;
+        }
+    }
 }
 
 
@@ -530,11 +635,28 @@ static const char  *zmqd_stomp_dl_skip[] = {
 };
 
 
+/*
+ * A frame's body as the broker should keep it: with use_jms, a
+ * TextMessage (no content-length came) stays one (modified UTF-8, no
+ * content-length); else with content-length
+ */
+static void
+zmqd_sch_body(zmqd_sch_t *ch, const zmqd_stomp_frame_t *f,
+    zmqd_stomp_out_t *o)
+{
+    if (ch->use_jms && !f->has_length) {
+        (void) zmqd_stomp_out_text(o, f->body, f->len);
+    } else {
+        zmqd_stomp_out_body(o, f->body, f->len, 1);
+    }
+}
+
+
 /* SENDs the message to the dead-letter destination; 0 after its RECEIPT */
 static int
-zmqd_sch_dead_letter(zmqd_sch_t *ch, const json_t *obj,
-    const zmqd_stomp_frame_t *f, const char *dest, int attempts,
-    const char *error, char *err, size_t errlen)
+zmqd_sch_dead_letter(zmqd_sch_t *ch, const zmqd_stomp_frame_t *f,
+    const char *dest, int attempts, const char *error, char *err,
+    size_t errlen)
 {
     int                i, rc;
     char               id[64], n[16];
@@ -577,21 +699,205 @@ zmqd_sch_dead_letter(zmqd_sch_t *ch, const json_t *obj,
     zmqd_stomp_out_header(&o, "x-zmq-error", error, 0);
     zmqd_stomp_out_header(&o, "x-zmq-attempts", n, 0);
     zmqd_stomp_out_header(&o, "x-zmq-channel", ch->name, 0);
-
-    /* ActiveMQ: a TextMessage stays one (no content-length was given) */
-    if (ch->use_jms) {
-        zmqd_stomp_out_header(&o, "amq-msg-type",
-                              f->has_length ? "bytes" : "text", 0);
-    }
-
     zmqd_stomp_out_header(&o, "receipt", id, 0);
-    zmqd_stomp_out_body(&o, f->body, f->len, 1);
+    zmqd_sch_body(ch, f, &o);
 
-    (void) obj;
     rc = zmqd_stomp_request(ch->conn, &o, id, err, errlen);
     zmqd_stomp_out_free(&o);
     return rc;
 }
+
+
+/* ------------------------------------------------------------- replies */
+
+
+/* where a reply may go: a destination both brokers know the form of */
+static const char  *zmqd_sch_reply_prefixes[] = {
+    "/queue/", "/topic/", "/temp-queue/", "/temp-topic/",
+    "/remote-temp-queue/", "/remote-temp-topic/", "/amq/queue/",
+    "/exchange/", "/reply-queue/", NULL
+};
+
+
+/*
+ * The reply-to of a message that is answered, or NULL: none, or one that
+ * is not a STOMP destination (logged once: the message is handled as
+ * without it)
+ */
+static const char *
+zmqd_sch_reply_to(zmqd_sch_t *ch, const zmqd_stomp_frame_t *f,
+    const char *msgid)
+{
+    int          i;
+    size_t       len;
+    const char  *to;
+
+    to = zmqd_stomp_get(f, "reply-to");
+    if (to == NULL || *to == '\0') {
+        return NULL;
+    }
+
+    len = strlen(to);
+
+    for (i = 0; zmqd_sch_reply_prefixes[i] != NULL; i++) {
+        if (strncmp(to, zmqd_sch_reply_prefixes[i],
+                    strlen(zmqd_sch_reply_prefixes[i])) == 0
+            && len > strlen(zmqd_sch_reply_prefixes[i])
+            && len <= ZMQD_SCH_DEST_MAX)
+        {
+            return to;
+        }
+    }
+
+    zmqd_log("warn", "stomp_channel '%s': message '%s': not answered: its "
+             "reply-to '%.200s' is not a STOMP destination (/queue/..., "
+             "/topic/..., /temp-queue/..., /reply-queue/..., up to %d "
+             "bytes)", ch->name, msgid, to, ZMQD_SCH_DEST_MAX);
+    return NULL;
+}
+
+
+/* the key of a message in zmqd_srefused */
+static void
+zmqd_sch_refused_key(zmqd_sch_t *ch, const char *msgid, char *key,
+    size_t size)
+{
+    snprintf(key, size, "%.200s\n%.300s", ch->name, msgid);
+}
+
+
+static int
+zmqd_sch_refused(zmqd_sch_t *ch, const char *msgid)
+{
+    int   i;
+    char  key[512];
+
+    zmqd_sch_refused_key(ch, msgid, key, sizeof(key));
+
+    for (i = 0; i < ZMQD_SCH_REFUSED && i < zmqd_nsrefused; i++) {
+        if (strcmp(zmqd_srefused[i], key) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static void
+zmqd_sch_refused_add(zmqd_sch_t *ch, const char *msgid)
+{
+    zmqd_sch_refused_key(ch, msgid, zmqd_srefused[zmqd_nsrefused
+                                                  % ZMQD_SCH_REFUSED],
+                         sizeof(zmqd_srefused[0]));
+    zmqd_nsrefused++;
+    if (zmqd_nsrefused == 2 * ZMQD_SCH_REFUSED) {
+        zmqd_nsrefused = ZMQD_SCH_REFUSED;
+    }
+}
+
+
+/*
+ * SENDs resp to the request's reply-to with its correlation-id and
+ * x-zmq-status; 0 after the RECEIPT. With use_jms a textual answer goes
+ * as a TextMessage (as the gateway sends it), any other with
+ * content-length.
+ */
+static int
+zmqd_sch_reply(zmqd_sch_t *ch, const zmqd_stomp_frame_t *f, const char *to,
+    const zmqd_resp_t *resp, char *err, size_t errlen)
+{
+    int                rc;
+    char               id[64], st[16];
+    const char        *cid, *body;
+    size_t             len;
+    zmqd_stomp_out_t   o;
+
+    zmqd_stomp_receipt_id(ch->conn, "re", id, sizeof(id));
+    snprintf(st, sizeof(st), "%d", resp->status ? resp->status : 200);
+    cid = zmqd_stomp_get(f, "correlation-id");
+    body = resp->body ? resp->body : "";
+    len = resp->body ? resp->len : 0;
+
+    memset(&o, 0, sizeof(o));
+    zmqd_stomp_out_command(&o, "SEND");
+    zmqd_stomp_out_header(&o, "destination", to, 0);
+    if (cid != NULL) {
+        zmqd_stomp_out_header(&o, "correlation-id", cid, 0);
+    }
+    if (resp->content_type[0] != '\0') {
+        zmqd_stomp_out_header(&o, "content-type", resp->content_type, 0);
+    }
+    zmqd_stomp_out_header(&o, "x-zmq-status", st, 0);
+    zmqd_stomp_out_header(&o, "receipt", id, 0);
+
+    if (ch->use_jms && zmqd_stomp_is_text(resp->content_type)) {
+        (void) zmqd_stomp_out_text(&o, body, len);
+    } else {
+        zmqd_stomp_out_body(&o, body, len, 1);
+    }
+
+    rc = zmqd_stomp_request(ch->conn, &o, id, err, errlen);
+    zmqd_stomp_out_free(&o);
+    return rc;
+}
+
+
+/*
+ * Answers the message; 0 when sent (its RECEIPT came). Else the message
+ * stays unacked and the connection is dropped (the broker delivers it
+ * again); a refusal (an ERROR) is remembered, so that it is dead-lettered
+ * then, not run again.
+ */
+static int
+zmqd_sch_answer(zmqd_sch_t *ch, const zmqd_stomp_frame_t *f, const char *to,
+    const char *msgid, const zmqd_resp_t *resp)
+{
+    int   refused;
+    char  err[1024];
+
+    if (zmqd_sch_reply(ch, f, to, resp, err, sizeof(err)) == 0) {
+        return 0;
+    }
+
+    refused = strncmp(err, "ERROR frame", 11) == 0;
+    if (refused) {
+        zmqd_sch_refused_add(ch, msgid);
+    }
+
+    zmqd_log("error", "stomp_channel '%s': message '%s': the reply (status "
+             "%d) to '%s' was not sent: %s; left unacked, reconnecting so "
+             "that the broker delivers it again%s", ch->name, msgid,
+             resp->status, to, err,
+             refused ? " (then it is dead-lettered, not run again)" : "");
+    zmqd_sch_down(ch, err, 0);
+    return -1;
+}
+
+
+/* a final failure's answer: 502 {"error": "service_failed", ...} */
+static int
+zmqd_sch_answer_error(zmqd_sch_t *ch, const zmqd_stomp_frame_t *f,
+    const char *to, const char *msgid, const char *error)
+{
+    int          rc;
+    zmqd_resp_t  resp;
+
+    memset(&resp, 0, sizeof(resp));
+    if (zmqd_resp_error(&resp, 502, "service_failed", error) != 0) {
+        zmqd_log("error", "stomp_channel '%s': message '%s': out of memory "
+                 "for its answer", ch->name, msgid);
+        zmqd_sch_down(ch, "out of memory", 0);
+        return -1;
+    }
+
+    rc = zmqd_sch_answer(ch, f, to, msgid, &resp);
+    zmqd_resp_free(&resp);
+    return rc;
+}
+
+
+/* ------------------------------------------------------------ failures */
 
 
 static double
@@ -610,24 +916,65 @@ zmqd_sch_delay(const json_t *retry, int attempts)
 
 
 /*
+ * A message that failed for good: answered 502 when it carries a reply-to
+ * (to NULL: not answered), dead-lettered, then ACKed. When the answer or
+ * the dead letter cannot go, the connection is dropped with the message
+ * unacked: the broker delivers it again.
+ */
+static void
+zmqd_sch_give_up(zmqd_sch_t *ch, const json_t *obj,
+    const zmqd_stomp_frame_t *f, const char *msgid, const char *to,
+    int attempts, const char *error)
+{
+    char         err[1024], dest[1100];
+    const char  *dl;
+
+    if (to != NULL && zmqd_sch_answer_error(ch, f, to, msgid, error) != 0) {
+        return;
+    }
+
+    dl = json_string_value(json_object_get(obj, "dead_letter"));
+    if (dl != NULL) {
+        snprintf(dest, sizeof(dest), "%s", dl);
+    } else {
+        snprintf(dest, sizeof(dest), "%s.dead",
+                 json_string_value(json_object_get(obj, "destination")));
+    }
+
+    if (zmqd_sch_dead_letter(ch, f, dest, attempts, error, err, sizeof(err))
+        != 0)
+    {
+        zmqd_log("error", "stomp_channel '%s': message '%s' could not be "
+                 "dead-lettered to '%s' (%s); left unacked, reconnecting "
+                 "so that the broker delivers it again", ch->name, msgid,
+                 dest, err);
+        zmqd_sch_down(ch, err, 0);
+        return;
+    }
+
+    zmqd_sch_ack(ch, f);
+    zmqd_metrics_message(ch->name, ZMQD_METRICS_DEAD_LETTERED);
+    zmqd_log("error", "stomp_channel '%s': message '%s' dead-lettered to "
+             "'%s' after %d attempt(s): %s", ch->name, msgid, dest,
+             attempts, error);
+}
+
+
+/*
  * A failed attempt: held for a retry (returns 1: the frame is taken), or
- * dead-lettered and ACKed; or, when the dead letter cannot go, the
- * connection is dropped with the message unacked (returns 0; the broker
- * delivers it again).
+ * given up (answered, dead-lettered and ACKed; or, when that cannot be
+ * done, the connection is dropped with the message unacked); returns 0.
  */
 static int
-zmqd_sch_failed(const zmqd_env_t *env, int max_hold, zmqd_sch_t *ch,
-    const json_t *obj, zmqd_stomp_frame_t *f, const char *msgid,
-    int attempts, double since, const char *error, int final)
+zmqd_sch_failed(int max_hold, zmqd_sch_t *ch, const json_t *obj,
+    zmqd_stomp_frame_t *f, const char *msgid, const char *to, int attempts,
+    double since, const char *error, int final)
 {
     int             max;
-    char            why[1400], err[1024], dest[1100];
+    char            why[1400];
     double          delay;
     json_t         *retry;
-    const char     *dl;
     zmqd_sretry_t  *r;
-
-    (void) env;
 
     retry = json_object_get(obj, "retry");
     max = retry ? (int) json_integer_value(json_object_get(retry,
@@ -653,6 +1000,7 @@ zmqd_sch_failed(const zmqd_env_t *env, int max_hold, zmqd_sch_t *ch,
 
             if (zmqd_heap_push(&zmqd_sretries, zmqd_now() + delay, r) == 0) {
                 ch->nretries++;
+                zmqd_metrics_message(ch->name, ZMQD_METRICS_RETRIED);
                 zmqd_log("warn", "stomp_channel '%s': message '%s' failed "
                          "(attempt %d): %s; retrying in %.2f s", ch->name,
                          msgid, attempts, error, delay);
@@ -668,30 +1016,7 @@ zmqd_sch_failed(const zmqd_env_t *env, int max_hold, zmqd_sch_t *ch,
         return 0;
     }
 
-    dl = json_string_value(json_object_get(obj, "dead_letter"));
-    if (dl != NULL) {
-        snprintf(dest, sizeof(dest), "%s", dl);
-    } else {
-        snprintf(dest, sizeof(dest), "%s.dead",
-                 json_string_value(json_object_get(obj, "destination")));
-    }
-
-    if (zmqd_sch_dead_letter(ch, obj, f, dest, attempts, error, err,
-                             sizeof(err))
-        != 0)
-    {
-        zmqd_log("error", "stomp_channel '%s': message '%s' could not be "
-                 "dead-lettered to '%s' (%s); left unacked, reconnecting "
-                 "so that the broker delivers it again", ch->name, msgid,
-                 dest, err);
-        zmqd_sch_down(ch, err, 0);
-        return 0;
-    }
-
-    zmqd_sch_ack(ch, f);
-    zmqd_log("error", "stomp_channel '%s': message '%s' dead-lettered to "
-             "'%s' after %d attempt(s): %s", ch->name, msgid, dest,
-             attempts, error);
+    zmqd_sch_give_up(ch, obj, f, msgid, to, attempts, error);
     return 0;
 }
 
@@ -702,11 +1027,13 @@ zmqd_sch_attempt(const zmqd_env_t *env, int max_hold, int verbose,
     zmqd_sch_t *ch, zmqd_stomp_frame_t *f, int attempts, double since)
 {
     int             rc;
-    char            err[1024], msgid[256];
+    char            err[1024], msgid[256], why[1400];
+    double          started;
     amqp_bytes_t    body;
     const json_t   *obj;
-    const char     *service;
+    const char     *service, *to;
     zmqd_msg_t      msg;
+    zmqd_resp_t     resp;
     zmqd_sprops_t   sp;
 
     obj = zmqd_sch_obj(env, ch);
@@ -715,8 +1042,19 @@ zmqd_sch_attempt(const zmqd_env_t *env, int max_hold, int verbose,
 
     if (zmqd_stomp_props(f, ch->use_jms, &sp, msgid, sizeof(msgid)) != 0) {
         free(sp.entries);
-        return zmqd_sch_failed(env, max_hold, ch, obj, f, "(unknown)",
+        return zmqd_sch_failed(max_hold, ch, obj, f, "(unknown)", NULL,
                                attempts, since, "out of memory", 0);
+    }
+
+    to = zmqd_sch_reply_to(ch, f, msgid);
+
+    if (to != NULL && zmqd_sch_refused(ch, msgid)) {
+        /* its reply was refused: not run again */
+        free(sp.entries);
+        snprintf(why, sizeof(why), "the broker refused the reply to '%s' "
+                 "when the message came before", to);
+        zmqd_sch_give_up(ch, obj, f, msgid, NULL, attempts, why);
+        return 0;
     }
 
     if (zmqd_format_check(json_string_value(json_object_get(obj,
@@ -726,7 +1064,7 @@ zmqd_sch_attempt(const zmqd_env_t *env, int max_hold, int verbose,
     {
         /* a bad document stays bad: no retries */
         free(sp.entries);
-        return zmqd_sch_failed(env, max_hold, ch, obj, f, msgid, attempts,
+        return zmqd_sch_failed(max_hold, ch, obj, f, msgid, to, attempts,
                                since, err, 1);
     }
 
@@ -737,20 +1075,36 @@ zmqd_sch_attempt(const zmqd_env_t *env, int max_hold, int verbose,
     snprintf(msg.message_id, sizeof(msg.message_id), "%s", msgid);
 
     service = json_string_value(json_object_get(obj, "service"));
-    rc = zmqd_service_call(env, service, &msg, NULL, err, sizeof(err));
+    started = zmqd_now();
+    rc = zmqd_service_call(env, service, &msg, to != NULL ? &resp : NULL,
+                           err, sizeof(err));
+    zmqd_metrics_service(ch->name, zmqd_now() - started);
     free(sp.entries);
 
     if (rc != 0) {
-        return zmqd_sch_failed(env, max_hold, ch, obj, f, msgid, attempts,
+        if (to != NULL) {
+            zmqd_resp_free(&resp);
+        }
+        return zmqd_sch_failed(max_hold, ch, obj, f, msgid, to, attempts,
                                since, err, rc == ZMQD_PERMANENT);
     }
 
+    if (to != NULL) {
+        rc = zmqd_sch_answer(ch, f, to, msgid, &resp);
+        zmqd_resp_free(&resp);
+        if (rc != 0) {
+            return 0;                   /* unacked: delivered again */
+        }
+    }
+
     zmqd_sch_ack(ch, f);
+    zmqd_metrics_message(ch->name, ZMQD_METRICS_ACKED);
 
     if (verbose) {
         zmqd_log("info", "stomp_channel '%s': message '%s' done by service "
-                 "'%s'%s", ch->name, msgid, service,
-                 attempts > 1 ? " after a retry" : "");
+                 "'%s'%s%s", ch->name, msgid, service,
+                 attempts > 1 ? " after a retry" : "",
+                 to != NULL ? ", answered" : "");
     }
 
     return 0;
@@ -813,6 +1167,7 @@ zmqd_sch_connect(const zmqd_env_t *env, zmqd_sch_t *ch)
 
     zmqd_stomp_out_free(&o);
     ch->backoff = 0.1;
+    zmqd_sch_changed = 1;
     zmqd_log("info", "stomp_channel '%s': consuming '%s' on %s (%s), "
              "prefetch %s", ch->name, dest, zmqd_stomp_peer(ch->conn),
              zmqd_stomp_server(ch->conn)[0] ? zmqd_stomp_server(ch->conn)
@@ -839,6 +1194,11 @@ zmqd_sch_frame(const zmqd_env_t *env, int max_hold, int verbose,
             zmqd_sch_down(ch, "a MESSAGE of another subscription, or "
                           "without ack and message-id", 0);
             return;
+        }
+
+        /* use_jms: a TextMessage's text as UTF-8, for the service */
+        if (ch->use_jms && !f->has_length && f->body != NULL) {
+            f->len = zmqd_stomp_from_modified(f->body, f->len);
         }
 
         if (zmqd_sch_attempt(env, max_hold, verbose, ch, f, 1, zmqd_now())
@@ -897,6 +1257,7 @@ zmqd_stomp_channels_poll(const zmqd_env_t *env, int max_hold, int verbose,
     zmqd_stomp_frame_t   f;
 
     if (zmqd_nschs == 0) {
+        zmqd_sch_metrics();
         return 0;
     }
 
@@ -937,6 +1298,8 @@ zmqd_stomp_channels_poll(const zmqd_env_t *env, int max_hold, int verbose,
             zmqd_sch_down(ch, "the heart-beat thread could not write", 0);
         }
     }
+
+    zmqd_sch_metrics();
 
     if (got || n == 0 || wait_ms <= 0 || *stop) {
         return n > 0;

@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "zgw_crypto.h"
+#include "zmqd.h"
 #include "zmqd_stomp.h"
 
 
@@ -46,5 +47,25 @@ int zmqd_stomp_fd(const zmqd_stomp_t *s);
 int zmqd_stomp_broken(const zmqd_stomp_t *s);
 const char *zmqd_stomp_peer(const zmqd_stomp_t *s);
 const char *zmqd_stomp_server(const zmqd_stomp_t *s);
+
+/*
+ * The publishing connection of a stomp_def (zmqd_publisher.c), opened on
+ * demand; one idle since its last use is checked first (what the broker
+ * sent meanwhile is read: a closed connection or an ERROR opens another).
+ */
+zmqd_stomp_t *zmqd_stomp_publisher(const zmqd_env_t *env, const char *def,
+    char *err, size_t errlen);
+/* closes it: it failed (the next publish opens another) */
+void zmqd_stomp_publisher_close(zmqd_publishers_t *p, const char *def);
+
+/*
+ * A publish service with a stomp_outconn (zmqd_stomp_publish.c): one SEND
+ * with a receipt, awaited. 0 after the RECEIPT; -1 with err filled (no
+ * connection, an ERROR, no RECEIPT in time: retried per the channel);
+ * ZMQD_PERMANENT when the message cannot be a STOMP frame (a NUL in a
+ * property or header).
+ */
+int zmqd_stomp_publish(const zmqd_env_t *env, const json_t *svc,
+    const zmqd_msg_t *msg, char *err, size_t errlen);
 
 #endif /* ZMQD_STOMP_CLIENT_H */

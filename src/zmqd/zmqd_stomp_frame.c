@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "zmqd_stomp.h"
 
@@ -340,17 +341,19 @@ zmqd_stomp_out_command(zmqd_stomp_out_t *o, const char *command)
 
 
 static void
-zmqd_stomp_out_escaped(zmqd_stomp_out_t *o, const char *s, int raw)
+zmqd_stomp_out_escaped(zmqd_stomp_out_t *o, const char *s, size_t len,
+    int raw)
 {
+    size_t       i;
     const char  *e;
 
     if (raw) {
-        zmqd_stomp_out_add(o, s, strlen(s));
+        zmqd_stomp_out_add(o, s, len);
         return;
     }
 
-    for ( /* void */ ; *s != '\0'; s++) {
-        switch (*s) {
+    for (i = 0; i < len; i++) {
+        switch (s[i]) {
         case '\\':
             e = "\\\\";
             break;
@@ -364,7 +367,7 @@ zmqd_stomp_out_escaped(zmqd_stomp_out_t *o, const char *s, int raw)
             e = "\\r";
             break;
         default:
-            zmqd_stomp_out_add(o, s, 1);
+            zmqd_stomp_out_add(o, s + i, 1);
             continue;
         }
         zmqd_stomp_out_add(o, e, 2);
@@ -376,9 +379,17 @@ void
 zmqd_stomp_out_header(zmqd_stomp_out_t *o, const char *name,
     const char *value, int raw)
 {
-    zmqd_stomp_out_escaped(o, name, raw);
+    zmqd_stomp_out_headern(o, name, strlen(name), value, strlen(value), raw);
+}
+
+
+void
+zmqd_stomp_out_headern(zmqd_stomp_out_t *o, const char *name, size_t nlen,
+    const char *value, size_t vlen, int raw)
+{
+    zmqd_stomp_out_escaped(o, name, nlen, raw);
     zmqd_stomp_out_add(o, ":", 1);
-    zmqd_stomp_out_escaped(o, value, raw);
+    zmqd_stomp_out_escaped(o, value, vlen, raw);
     zmqd_stomp_out_add(o, "\n", 1);
 }
 
@@ -397,6 +408,162 @@ zmqd_stomp_out_body(zmqd_stomp_out_t *o, const void *body, size_t len,
     zmqd_stomp_out_add(o, "\n", 1);
     zmqd_stomp_out_add(o, body, len);
     zmqd_stomp_out_add(o, "", 1);         /* the NUL */
+}
+
+
+/*
+ * The length of the UTF-8 sequence at s (len bytes left), as the gateway
+ * takes it (ngx_zmq_stomp_text): 1-4, or 0 when it is not one. cp gets
+ * the code point of a 4-byte sequence (beyond U+FFFF).
+ */
+static size_t
+zmqd_stomp_utf8(const unsigned char *s, size_t len, unsigned long *cp)
+{
+    size_t         n, k;
+    unsigned char  c;
+
+    c = s[0];
+    n = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3
+        : (c >= 0xf0 && c <= 0xf4) ? 4 : 0;
+
+    if (n == 0 || len < n) {
+        return 0;
+    }
+
+    for (k = 1; k < n; k++) {
+        if ((s[k] & 0xc0) != 0x80) {
+            return 0;
+        }
+    }
+
+    if (n == 4) {
+        *cp = ((unsigned long) (c & 0x07) << 18)
+              | ((unsigned long) (s[1] & 0x3f) << 12)
+              | ((unsigned long) (s[2] & 0x3f) << 6) | (s[3] & 0x3f);
+        if (*cp < 0x10000 || *cp > 0x10ffff) {
+            return 0;
+        }
+    }
+
+    return n;
+}
+
+
+/* one UTF-16 unit (a surrogate) as 3 bytes of modified UTF-8 */
+static void
+zmqd_stomp_out_utf16(zmqd_stomp_out_t *o, unsigned long u)
+{
+    char  b[3];
+
+    b[0] = (char) (0xe0 | (u >> 12));
+    b[1] = (char) (0x80 | ((u >> 6) & 0x3f));
+    b[2] = (char) (0x80 | (u & 0x3f));
+    zmqd_stomp_out_add(o, b, 3);
+}
+
+
+int
+zmqd_stomp_out_text(zmqd_stomp_out_t *o, const void *body, size_t len)
+{
+    size_t                i, n;
+    unsigned long         cp;
+    const unsigned char  *s;
+
+    s = body;
+
+    for (i = 0; i < len; i += n) {
+        n = zmqd_stomp_utf8(s + i, len - i, &cp);
+        if (n == 0) {
+            zmqd_stomp_out_body(o, body, len, 1);
+            return 0;
+        }
+    }
+
+    zmqd_stomp_out_add(o, "\n", 1);
+
+    for (i = 0; i < len; i += n) {
+        n = zmqd_stomp_utf8(s + i, len - i, &cp);
+
+        if (s[i] == 0) {
+            zmqd_stomp_out_add(o, "\xc0\x80", 2);
+
+        } else if (n == 4) {
+            cp -= 0x10000;
+            zmqd_stomp_out_utf16(o, 0xd800 + (cp >> 10));
+            zmqd_stomp_out_utf16(o, 0xdc00 + (cp & 0x3ff));
+
+        } else {
+            zmqd_stomp_out_add(o, s + i, n);
+        }
+    }
+
+    zmqd_stomp_out_add(o, "", 1);         /* the NUL */
+    return 1;
+}
+
+
+size_t
+zmqd_stomp_from_modified(char *body, size_t len)
+{
+    size_t          r, w;
+    unsigned long   hi, lo, cp;
+    unsigned char  *s;
+
+    s = (unsigned char *) body;
+
+    for (r = 0, w = 0; r < len; /* void */) {
+        if (s[r] == 0xc0 && r + 1 < len && s[r + 1] == 0x80) {
+            s[w++] = 0;
+            r += 2;
+            continue;
+        }
+
+        if (s[r] == 0xed && r + 5 < len
+            && (s[r + 1] & 0xf0) == 0xa0 && (s[r + 2] & 0xc0) == 0x80
+            && s[r + 3] == 0xed && (s[r + 4] & 0xf0) == 0xb0
+            && (s[r + 5] & 0xc0) == 0x80)
+        {
+            hi = ((unsigned long) (s[r + 1] & 0x0f) << 6) | (s[r + 2] & 0x3f);
+            lo = ((unsigned long) (s[r + 4] & 0x0f) << 6) | (s[r + 5] & 0x3f);
+            cp = 0x10000 + (hi << 10) + lo;
+            s[w++] = (unsigned char) (0xf0 | (cp >> 18));
+            s[w++] = (unsigned char) (0x80 | ((cp >> 12) & 0x3f));
+            s[w++] = (unsigned char) (0x80 | ((cp >> 6) & 0x3f));
+            s[w++] = (unsigned char) (0x80 | (cp & 0x3f));
+            r += 6;
+            continue;
+        }
+
+        s[w++] = s[r++];
+    }
+
+    if (w < len) {
+        s[w] = '\0';
+    }
+
+    return w;
+}
+
+
+int
+zmqd_stomp_is_text(const char *ct)
+{
+    size_t  len;
+
+    if (ct == NULL) {
+        return 0;
+    }
+
+    len = strcspn(ct, ";");
+    while (len > 0 && (ct[len - 1] == ' ' || ct[len - 1] == '\t')) {
+        len--;
+    }
+
+    return (len >= 5 && strncasecmp(ct, "text/", 5) == 0)
+           || (len == 16 && strncasecmp(ct, "application/json", 16) == 0)
+           || (len == 15 && strncasecmp(ct, "application/xml", 15) == 0)
+           || (len >= 5 && strncasecmp(ct + len - 5, "+json", 5) == 0)
+           || (len >= 4 && strncasecmp(ct + len - 4, "+xml", 4) == 0);
 }
 
 

@@ -41,7 +41,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     zgw_errors_init(&errs);
 
-    rc = zgw_redis_addr_parse(&addr, url, &errs);
+    /* the sentinel form too, as the callers that take it parse it */
+    rc = zgw_redis_addr_parse_ex(&addr, url, ZGW_REDIS_SENTINEL, &errs);
 
     if (rc != ZGW_OK) {
         if (errs.n == 0 || errs.msgs[0][0] == '\0') {
@@ -57,6 +58,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         if (addr.host[0] == '\0') {
             fuzz_fail(url, "accepted without a host");
+        }
+
+        if (addr.sentinel
+            && (addr.nsentinels < 1 || addr.nsentinels > ZGW_SENTINELS_MAX
+                || addr.master_name[0] == '\0'
+                || memchr(addr.master_name, '\0',
+                          sizeof(addr.master_name)) == NULL))
+        {
+            fuzz_fail(url, "a sentinel URL without sentinels or a master");
+        }
+
+        if (addr.tls
+            && (memchr(addr.ca_file, '\0', sizeof(addr.ca_file)) == NULL
+                || memchr(addr.server_name, '\0',
+                          sizeof(addr.server_name)) == NULL))
+        {
+            fuzz_fail(url, "TLS options not NUL-terminated");
         }
 
         if (addr.port < 1 || addr.port > 65535) {

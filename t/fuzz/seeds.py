@@ -176,7 +176,10 @@ def redis_url_seeds():
             "redis://127.0.0.1:6379/0", "redis://:secret@host:1/15",
             "host", "host:6380", "redis://[::1]:6379/2", "redis://h/",
             "redis://:@h", "unix:///tmp/redis.sock", "redis://h:0",
-            "redis://h:65536/99999"]):
+            "redis://h:65536/99999",
+            "rediss://u:p@h:6380/1?ca_file=/ca.pem&verify=0"
+            "&server_name=r.example&cert_file=/c%40.pem&key_file=/k.pem",
+            "redis-sentinel://:p@s1,s2:26380,[::1]/mymaster/2"]):
         write("redis_url", "%02d" % i, url)
 
 

@@ -279,6 +279,98 @@ test_tls_options(void **state)
 
 
 static void
+test_sentinel(void **state)
+{
+    char               url[600];
+    zgw_errors_t       errs;
+    zgw_redis_addr_t   a;
+
+    (void) state;
+    zgw_errors_init(&errs);
+
+    /* refused unless the caller takes it */
+    assert_int_equal(zgw_redis_addr_parse(&a, "redis-sentinel://h/m",
+                                          &errs), ZGW_ERROR);
+    assert_true(zgw_test_errors_have(&errs, "redis-sentinel:// is not "
+                                            "supported here"));
+    zgw_errors_free(&errs);
+    zgw_errors_init(&errs);
+
+    assert_int_equal(zgw_redis_addr_parse_ex(&a,
+        "redis-sentinel://u:" PW "@s1,s2:26380,[::1]:7/mymaster/3",
+        ZGW_REDIS_SENTINEL, &errs), ZGW_OK);
+    assert_int_equal(a.sentinel, 1);
+    assert_int_equal(a.nsentinels, 3);
+    assert_string_equal(a.sentinels[0].host, "s1");
+    assert_int_equal(a.sentinels[0].port, 26379);
+    assert_string_equal(a.sentinels[1].host, "s2");
+    assert_int_equal(a.sentinels[1].port, 26380);
+    assert_string_equal(a.sentinels[2].host, "::1");
+    assert_int_equal(a.sentinels[2].ipv6, 1);
+    assert_int_equal(a.sentinels[2].port, 7);
+    assert_string_equal(a.master_name, "mymaster");
+    assert_int_equal(a.db, 3);
+    assert_string_equal(a.username, "u");
+    assert_string_equal(a.password, PW);
+    assert_string_equal(a.host, "s1");
+    assert_int_equal(a.tls, 0);
+
+    assert_int_equal(zgw_redis_addr_parse_ex(&a,
+        "redis-sentinel://127.0.0.1:5000/m-1.x_y", ZGW_REDIS_SENTINEL,
+        &errs), ZGW_OK);
+    assert_int_equal(a.db, 0);
+    assert_int_equal(a.nsentinels, 1);
+
+    /* 8 sentinels fit, 9 do not */
+    strcpy(url, "redis-sentinel://a,a,a,a,a,a,a,a/m");
+    assert_int_equal(zgw_redis_addr_parse_ex(&a, url, ZGW_REDIS_SENTINEL,
+                                             &errs), ZGW_OK);
+    strcpy(url, "redis-sentinel://a,a,a,a,a,a,a,a,a/m");
+    assert_int_equal(zgw_redis_addr_parse_ex(&a, url, ZGW_REDIS_SENTINEL,
+                                             &errs), ZGW_ERROR);
+    assert_true(zgw_test_errors_have(&errs, "more than 8 sentinels"));
+
+    {
+        static const bad_case_t  sbad[] = {
+            { "redis-sentinel://h", "the master's name is missing" },
+            { "redis-sentinel://h/", "the master's name must be" },
+            { "redis-sentinel://h//0", "the master's name must be" },
+            { "redis-sentinel://h/m!x", "the master's name must be" },
+            { "redis-sentinel://h,,g/m", "an empty sentinel address" },
+            { "redis-sentinel://,h/m", "an empty sentinel address" },
+            { "redis-sentinel://h,/m", "an empty sentinel address" },
+            { "redis-sentinel://h:0/m", "out of range" },
+            { "redis-sentinel://h/m/x", "the database must be a number" },
+            { "redis-sentinel://h/m/1/2", "the database must be a number" },
+            { "redis-sentinel://h/m?x=1", "a query or a fragment" },
+            { "redis-sentinel://:" PW "@h/m#f", "a query or a fragment" },
+            { "redis-sentinel://:" PW "@/m", "an empty sentinel address" },
+            { "foo://h/m", "only redis://, rediss:// and redis-sentinel://" },
+            { NULL, NULL }
+        };
+        const bad_case_t  *c;
+
+        for (c = sbad; c->url; c++) {
+            zgw_errors_free(&errs);
+            zgw_errors_init(&errs);
+            if (zgw_redis_addr_parse_ex(&a, c->url, ZGW_REDIS_SENTINEL,
+                                        &errs) != ZGW_ERROR
+                || !zgw_test_errors_have(&errs, c->error)
+                || strstr(errs.msgs[0], PW) != NULL)
+            {
+                print_message("%s: expected '%s'\n", c->url, c->error);
+                zgw_test_print_errors(&errs);
+                fail();
+            }
+            assert_string_equal(a.password, "");
+        }
+    }
+
+    zgw_errors_free(&errs);
+}
+
+
+static void
 test_long_credentials(void **state)
 {
     char               url[1200];
@@ -388,6 +480,7 @@ main(void)
         cmocka_unit_test(test_good_urls),
         cmocka_unit_test(test_bad_urls),
         cmocka_unit_test(test_tls_options),
+        cmocka_unit_test(test_sentinel),
         cmocka_unit_test(test_long_credentials),
         cmocka_unit_test(test_redact),
     };

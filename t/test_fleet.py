@@ -1,0 +1,191 @@
+"""The fleet (issue 19, item 3): every gateway following one store reports
+itself into Redis with a time to live, and zmq_status shows, per instance,
+the configuration version it runs next to the store's."""
+
+import json
+import time
+
+import pytest
+import requests
+
+from conftest import amqp_config
+
+STATUS = "location = /zmq/status { zmq_status; }\n"
+
+
+def gateway(nginx_factory, zmqctl, redis, name, interval="1s", workers=2,
+            extra=""):
+    ngx = nginx_factory(
+        http="zmq_key_file %s;\nzmq_config redis://127.0.0.1:%d/0;\n"
+             "zmq_config_poll 200ms;\nzmq_fleet_interval %s;\n%s%s" % (
+                 zmqctl.env["ZMQ_KEY_FILE"], redis.port, interval,
+                 "zmq_instance %s;\n" % name if name else "", extra),
+        server=STATUS, workers=workers)
+    return ngx
+
+
+def status(ngx):
+    return requests.get(ngx.url + "/zmq/status", timeout=5).json()
+
+
+def wait_fleet(ngx, pred, timeout=15.0):
+    """The first fleet ngx's status shows for which pred holds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = status(ngx).get("fleet")
+        if last is not None and pred(last):
+            return last
+        time.sleep(0.1)
+    raise AssertionError("fleet: %s" % json.dumps(last, indent=1))
+
+
+def by_instance(fleet):
+    return {(e["kind"], e["instance"]): e for e in fleet["instances"]}
+
+
+def import_config(zmqctl, tmp_path, doc):
+    p = tmp_path / ("c%d.json" % time.monotonic_ns())
+    p.write_text(json.dumps(doc))
+    r = zmqctl("import", "--replace", p, check=0)
+    return int(r.stdout.rsplit("version", 1)[1])
+
+
+@pytest.fixture
+def store_v1(zmqctl, redis_store, rabbitmq, tmp_path):
+    return import_config(zmqctl, tmp_path, amqp_config(rabbitmq.port, {
+        "svc": {"routing_key": "q"}}))
+
+
+def test_two_gateways_see_each_other_and_a_change(
+        nginx_factory, zmqctl, redis_store, rabbitmq, store_v1, tmp_path):
+    a = gateway(nginx_factory, zmqctl, redis_store, "gw-a")
+    b = gateway(nginx_factory, zmqctl, redis_store, "gw-b", workers=1)
+    a.start()
+    b.start()
+
+    def both_at(version):
+        def pred(fleet):
+            es = by_instance(fleet)
+            return (fleet["store_version"] == version
+                    and {("gateway", "gw-a"), ("gateway", "gw-b")}
+                    <= set(es)
+                    and all(es[("gateway", n)]["version"] == version
+                            and es[("gateway", n)]["lag"] == 0
+                            for n in ("gw-a", "gw-b")))
+        return pred
+
+    fleet = wait_fleet(a, both_at(store_v1))
+    es = by_instance(fleet)
+    ea = es[("gateway", "gw-a")]
+    assert ea["workers"] == 2 and es[("gateway", "gw-b")]["workers"] == 1
+    assert ea["state"] == "connected"
+    assert ea["interval"] == 1
+    assert ea["pid"] == int(open(a.dir + "/nginx.pid").read())
+    assert ea["host"]
+    assert 0 <= ea["age"] <= 3
+    # b shows the same fleet
+    wait_fleet(b, both_at(store_v1))
+
+    # a change through zmqctl reaches both, and both say so
+    v2 = import_config(zmqctl, tmp_path, amqp_config(rabbitmq.port, {
+        "svc": {"routing_key": "q2"}}))
+    assert v2 > store_v1
+    wait_fleet(a, both_at(v2))
+    wait_fleet(b, both_at(v2))
+
+    # the entries in Redis, read with an independent client
+    r = redis_store.client()
+    members = {m.decode() for m in r.zrange("zmq:fleet", 0, -1)}
+    assert {"gateway:gw-a", "gateway:gw-b"} <= members
+    ttl = r.ttl("zmq:fleet:gateway:gw-a")
+    assert 0 < ttl <= 3
+
+
+def test_a_stopped_gateway_leaves_the_fleet(
+        nginx_factory, zmqctl, redis_store, rabbitmq, store_v1):
+    a = gateway(nginx_factory, zmqctl, redis_store, "gw-a")
+    b = gateway(nginx_factory, zmqctl, redis_store, "gw-b", workers=1)
+    a.start()
+    b.start()
+    wait_fleet(a, lambda f: ("gateway", "gw-b") in by_instance(f))
+
+    b.stop()
+    # its entry expires (ttl: three intervals), then a's next read has it
+    # gone; the key itself is gone from Redis
+    wait_fleet(a, lambda f: ("gateway", "gw-b") not in by_instance(f)
+               and ("gateway", "gw-a") in by_instance(f), timeout=15)
+    assert redis_store.client().get("zmq:fleet:gateway:gw-b") is None
+
+
+def test_a_lagging_gateway_shows_its_lag(
+        nginx_factory, zmqctl, redis_store, rabbitmq, store_v1, tmp_path):
+    """A gateway that refuses a snapshot keeps running the last good one:
+    the fleet shows it behind the store."""
+    a = gateway(nginx_factory, zmqctl, redis_store, "gw-a")
+    a.start()
+    wait_fleet(a, lambda f: by_instance(f).get(
+        ("gateway", "gw-a"), {}).get("version") == store_v1)
+
+    # an object that does not validate, written behind zmqctl's back: the
+    # snapshot is refused whole
+    r = redis_store.client()
+    r.set("zmq:obj:service:broken", b'{"name": "broken", "kind": "nope"}')
+    r.sadd("zmq:index:service", "broken")
+    v = r.incr("zmq:version")
+    r.publish("zmq:events", json.dumps({"version": v, "kind": "service",
+                                        "name": "broken", "op": "put"}))
+
+    fleet = wait_fleet(a, lambda f: f["store_version"] == v and by_instance(
+        f).get(("gateway", "gw-a"), {}).get("lag") == v - store_v1)
+    assert by_instance(fleet)[("gateway", "gw-a")]["version"] == store_v1
+    a.forget_problems()
+
+
+def test_default_instance_name_and_garbage_in_the_store(
+        nginx_factory, zmqctl, redis_store, rabbitmq, store_v1):
+    """Without zmq_instance: host/master-pid. Entries the store holds that
+    are not entries (another program, an attacker with Redis access) are
+    left out of the fleet, never break zmq_status."""
+    r = redis_store.client()
+    far = int(time.time()) + 3600
+    for member, value in [("gateway:junk", b"not json"),
+                          ("gateway:arr", b"[1,2]"),
+                          ("gateway:big", b"{" + b" " * 5000 + b"}"),
+                          ("zmqd:noversion",
+                           b'{"kind":"zmqd","instance":"x"}')]:
+        r.set("zmq:fleet:" + member, value)
+        r.zadd("zmq:fleet", {member: far})
+
+    a = gateway(nginx_factory, zmqctl, redis_store, None)
+    a.start()
+    pid = int(open(a.dir + "/nginx.pid").read())
+    fleet = wait_fleet(a, lambda f: len(f["instances"]) >= 1)
+    assert [e["instance"].rsplit("/", 1)[1] for e in fleet["instances"]] \
+        == [str(pid)]
+    assert fleet["instances"][0]["kind"] == "gateway"
+
+
+def test_fleet_off_and_bad_directives(nginx_factory, zmqctl, redis_store,
+                                      store_v1):
+    a = gateway(nginx_factory, zmqctl, redis_store, "gw-off", interval="0")
+    a.start()
+    # the follower is at the store's version, and no entry was written
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        ws = status(a)["workers"]
+        if all(w["config_version"] == store_v1 for w in ws):
+            break
+        time.sleep(0.05)
+    time.sleep(1.5)     # more than a would-be interval
+    assert "fleet" not in status(a)
+    assert redis_store.client().zcard("zmq:fleet") == 0
+
+    for bad, why in [("zmq_instance 'a b';", "only letters"),
+                     ("zmq_instance %s;" % ("x" * 128), "1-127"),
+                     ("zmq_fleet_interval 500ms;", "at least 1s")]:
+        ngx = nginx_factory(
+            http="zmq_config redis://127.0.0.1:%d/0;\n%s" % (
+                redis_store.port, bad), server=STATUS)
+        rc, out = ngx.test_config()
+        assert rc != 0 and why in out, (bad, out)
