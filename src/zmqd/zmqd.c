@@ -1600,8 +1600,9 @@ zmqd_connect(zmqd_ctx_t *ctx, zmqd_def_t *d)
             return;
         }
 
-        zmqd_log("info", "amqp_def '%s': connected to %s", d->name,
-                 d->consume->peer);
+        zmqd_log("info", "amqp_def '%s': connected to %s%s%s", d->name,
+                 d->consume->peer, d->consume->tls[0] ? " over " : "",
+                 d->consume->tls);
         d->backoff = 0.1;
         d->next_channel = 2;
     }

@@ -66,6 +66,8 @@ struct zmqd_amqp_s {
                                                 amq.rabbitmq.reply-to */
     int                      broken;         /* a heartbeat failed */
     uint64_t                 next_tag;
+    char                     tls[64];        /* "TLSv1.3, certificate
+                                                verified"; "" plain */
 };
 
 
@@ -107,6 +109,18 @@ void zmqd_heartbeat_stop(void);
 int zmqd_amqp_publish(zmqd_amqp_t *a, const char *exchange,
     const char *routing_key, int mandatory, amqp_basic_properties_t *props,
     amqp_bytes_t body, char *err, size_t errlen);
+/*
+ * rabbitmq-c's SSL socket on conn, set up with the TLS options of def
+ * (zgw_tls.h); NULL with err filled. For a failed open or login on it,
+ * the reason in words (OpenSSL's when there is one), and once open,
+ * "TLSv1.3, certificate verified" (or "not verified (verify is false)").
+ */
+amqp_socket_t *zmqd_amqp_tls_socket(amqp_connection_state_t conn,
+    const json_t *def, const char *host, char *err, size_t errlen);
+const char *zmqd_amqp_tls_error(amqp_socket_t *sock, int status, char *buf,
+    size_t len);
+const char *zmqd_amqp_tls_info(amqp_socket_t *sock, const json_t *def,
+    char *buf, size_t len);
 const char *zmqd_amqp_reply_error(amqp_rpc_reply_t r, char *buf,
     size_t len);
 
