@@ -30,51 +30,55 @@ static char *ngx_http_zmq_prepare(ngx_conf_t *cf,
 static ngx_int_t ngx_http_zmq_init_shm(ngx_shm_zone_t *shm_zone,
     void *data);
 static void ngx_http_zmq_config_cleanup(void *data);
-static ngx_int_t ngx_http_zmq_conf_redis_tls(ngx_conf_t *cf,
-    ngx_http_zmq_main_conf_t *zmcf);
 
 
 /*
  * rediss://: the TLS context now, when a bad ca_file or key is an error at
- * nginx -t; the workers inherit it, held by the cycle's pool
+ * nginx -t; the workers inherit it, held by the cycle's pool. The name
+ * sent and checked (server_name, else the host) is copied to the pool.
  */
-static ngx_int_t
-ngx_http_zmq_conf_redis_tls(ngx_conf_t *cf, ngx_http_zmq_main_conf_t *zmcf)
+ngx_int_t
+ngx_http_zmq_redis_tls_conf(ngx_conf_t *cf, const zgw_redis_addr_t *ra,
+    const char *directive, ngx_str_t *shown, ngx_zmq_tls_ctx_t **ctx,
+    ngx_str_t *name)
 {
     u_char              err[NGX_ZMQ_TLS_ERROR_LEN];
+    const char         *n;
     ngx_zmq_tls_opts_t  opts;
 
     ngx_memzero(&opts, sizeof(ngx_zmq_tls_opts_t));
 
-    opts.ca_file.data = (u_char *) zmcf->redis.ca_file;
-    opts.ca_file.len = ngx_strlen(zmcf->redis.ca_file);
-    opts.cert_file.data = (u_char *) zmcf->redis.cert_file;
-    opts.cert_file.len = ngx_strlen(zmcf->redis.cert_file);
-    opts.key_file.data = (u_char *) zmcf->redis.key_file;
-    opts.key_file.len = ngx_strlen(zmcf->redis.key_file);
-    opts.verify = zmcf->redis.verify ? 1 : 0;
+    opts.ca_file.data = (u_char *) ra->ca_file;
+    opts.ca_file.len = ngx_strlen(ra->ca_file);
+    opts.cert_file.data = (u_char *) ra->cert_file;
+    opts.cert_file.len = ngx_strlen(ra->cert_file);
+    opts.key_file.data = (u_char *) ra->key_file;
+    opts.key_file.len = ngx_strlen(ra->key_file);
+    opts.verify = ra->verify ? 1 : 0;
 
-    zmcf->redis_tls = ngx_zmq_tls_ctx_get(&opts, cf->log, err, sizeof(err));
+    *ctx = ngx_zmq_tls_ctx_get(&opts, cf->log, err, sizeof(err));
 
-    if (zmcf->redis_tls == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zmq_config \"%V\": TLS: "
-                           "%s", &zmcf->source, err);
+    if (*ctx == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s \"%V\": TLS: %s",
+                           directive, shown, err);
         return NGX_ERROR;
     }
 
-    if (ngx_zmq_tls_ctx_hold(cf->pool, zmcf->redis_tls) != NGX_OK) {
-        ngx_zmq_tls_ctx_put(zmcf->redis_tls);
-        zmcf->redis_tls = NULL;
+    if (ngx_zmq_tls_ctx_hold(cf->pool, *ctx) != NGX_OK) {
+        ngx_zmq_tls_ctx_put(*ctx);
+        *ctx = NULL;
         return NGX_ERROR;
     }
 
-    ngx_zmq_tls_ctx_put(zmcf->redis_tls);
+    ngx_zmq_tls_ctx_put(*ctx);
 
-    /* the name sent and checked: server_name, else the host */
-    zmcf->redis_tls_name.data = (u_char *) (zmcf->redis.server_name[0]
-                                            ? zmcf->redis.server_name
-                                            : zmcf->redis.host);
-    zmcf->redis_tls_name.len = ngx_strlen(zmcf->redis_tls_name.data);
+    n = ra->server_name[0] ? ra->server_name : ra->host;
+    name->len = ngx_strlen(n);
+    name->data = ngx_pnalloc(cf->pool, name->len + 1);
+    if (name->data == NULL) {
+        return NGX_ERROR;
+    }
+    ngx_memcpy(name->data, n, name->len + 1);
 
     return NGX_OK;
 }
@@ -202,7 +206,10 @@ ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         ngx_explicit_memzero(path, value[1].len);
 
         if (zmcf->redis.tls
-            && ngx_http_zmq_conf_redis_tls(cf, zmcf) != NGX_OK)
+            && ngx_http_zmq_redis_tls_conf(cf, &zmcf->redis, "zmq_config",
+                                           &zmcf->source, &zmcf->redis_tls,
+                                           &zmcf->redis_tls_name)
+               != NGX_OK)
         {
             return NGX_CONF_ERROR;
         }

@@ -279,3 +279,52 @@ def test_a_redis_page_service_reads_zmq_config_redis_over_tls(
         r = wait_for(lambda: (lambda r: r if r.status_code == 200 else None)(
             requests.get(ngx.url + path, timeout=10)), what=path)
         assert r.json()["object_list"] == ["over-tls"], r.text
+
+
+def test_idempotency_keys_over_rediss(nginx_factory, zmqctl, redis_store,
+                                      redis_tls, pki, rabbitmq, queue,
+                                      tmp_path):
+    """The idempotency connection speaks TLS too: to zmq_config's rediss://
+    store (by default) and to its own zmq_idempotency_redis rediss://. The
+    answers it keeps are read back over TLS with redis-py."""
+    tls = redis_tls()
+    doc = amqp_config(rabbitmq.port, {"svc": {"routing_key": queue.name}})
+    doc["rest_channel"] = [{"name": "orders", "url_path": "/api/orders",
+                            "service": "svc", "idempotency": True}]
+    write(zmqctl, tmp_path, doc)
+    v1 = copy_store(redis_store, tls)
+    url = tls.url(ca_file=pki["ca"])
+
+    for extra in ("", "zmq_idempotency_redis %s;\n" % url):
+        ngx = nginx_factory(
+            http="zmq_key_file %s;\nzmq_config %s;\n%s" % (
+                zmqctl.env["ZMQ_KEY_FILE"], url, extra),
+            server=STATUS + PAGE)
+        ngx.start()
+        wait_version(ngx, v1)
+        key = "k-%s" % uuid.uuid4().hex
+        before = queue.count()
+        answers = []
+        for _ in range(2):
+            answers.append(wait_for(lambda: (lambda r: r if r.status_code
+                                             != 503 else None)(
+                requests.post(ngx.url + "/api/orders", data=b'{"a":1}',
+                              headers={"Idempotency-Key": key}, timeout=30)),
+                what="an answer other than 503"))
+        assert [a.status_code for a in answers] == [202, 202]
+        assert answers[0].json() == answers[1].json()
+        assert answers[1].headers.get("Idempotent-Replayed") == "true"
+        assert queue.count() == before + 1
+        kept = [k for k in tls.client().keys("zmq:idem:*")
+                if key.encode() in k]
+        assert len(kept) == 1
+        ngx.stop()
+
+    # a wrong CA for the idempotency Redis fails nginx -t clearly
+    ngx = nginx_factory(
+        http="zmq_config %s;\nzmq_idempotency_redis %s;\n" % (
+            url, tls.url(ca_file="/nonexistent/ca.pem")),
+        server=STATUS + PAGE)
+    rc, out = ngx.test_config()
+    assert rc != 0 and "zmq_idempotency_redis" in out \
+        and "/nonexistent/ca.pem" in out, out
