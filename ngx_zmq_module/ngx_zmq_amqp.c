@@ -63,6 +63,16 @@
 #define NGX_HTTP_ZMQ_CONSUMER_TAG     "ngx_zmq.rpc"
 #define NGX_HTTP_ZMQ_DRAIN_GRACE      5000
 #define NGX_HTTP_ZMQ_DRAIN_DEFAULT    60000  /* no publish had a timeout */
+
+/*
+ * A connection whose broker has nacked every message for this long (no
+ * ack since the first of those nacks) is closed and opened again, on the
+ * next address. RabbitMQ 3.10 keeps refusing, on a channel whose first
+ * publish to a quorum queue came while the queue had no leader (its
+ * leader's node had just died), every later publish to that queue, until
+ * that node is back; a fresh channel is accepted at once.
+ */
+#define NGX_HTTP_ZMQ_NACK_RESET       1000
 #ifndef NGX_ZMQ_AMQP_EARLY_SEND
 #define NGX_ZMQ_AMQP_EARLY_SEND       4096
 #endif
@@ -198,6 +208,10 @@ struct ngx_zmq_amqp_conn_s {
     ngx_zmq_backoff_t             backoff;
     ngx_msec_t                    next_attempt;
     ngx_uint_t                    addr;
+
+    /* nacks and no ack since nack_since: see NGX_HTTP_ZMQ_NACK_RESET */
+    ngx_msec_t                    nack_since;
+    unsigned                      nacking:1;
 };
 
 
@@ -543,7 +557,13 @@ ngx_zmq_amqp_create(ngx_zmq_amqp_worker_t *w,
     conn->sock.out_min = 16384;
     ngx_zmq_backoff_init(&conn->backoff, NGX_HTTP_ZMQ_BACKOFF_MIN,
                          NGX_HTTP_ZMQ_BACKOFF_MAX, 1);
-    conn->addr = oc->naddrs ? ngx_random() % oc->naddrs : 0;
+
+    /*
+     * Worker N starts at address N (mod their number), so that the workers
+     * of a gateway spread over a cluster's nodes, and goes round from there
+     * on failure (connect() takes the next one each time).
+     */
+    conn->addr = oc->naddrs ? ngx_worker % oc->naddrs : 0;
 
     ngx_queue_insert_tail(&w->all, &conn->queue);
     ngx_zmq_amqp_set_state(conn, NGX_ZMQ_AMQP_IDLE);
@@ -2163,6 +2183,7 @@ ngx_zmq_amqp_ready(ngx_zmq_amqp_conn_t *conn, void *select_ok)
     }
 
     conn->hs = NGX_HTTP_ZMQ_HS_DONE;
+    conn->nacking = 0;
     ngx_zmq_backoff_reset(&conn->backoff);
     conn->next_tag = 1;
     conn->head_tag = 1;
@@ -2577,6 +2598,7 @@ ngx_zmq_amqp_method_in(ngx_zmq_amqp_conn_t *conn,
 
     case AMQP_BASIC_ACK_METHOD:
         ack = decoded;
+        conn->nacking = 0;
         ngx_zmq_amqp_ack(conn, ack->delivery_tag, ack->multiple,
                          NGX_HTTP_ZMQ_PUB_ACKED);
         return NGX_OK;
@@ -2585,7 +2607,23 @@ ngx_zmq_amqp_method_in(ngx_zmq_amqp_conn_t *conn,
         nack = decoded;
         ngx_zmq_amqp_ack(conn, nack->delivery_tag, nack->multiple,
                          NGX_HTTP_ZMQ_PUB_NACKED);
-        return NGX_OK;
+
+        if (!conn->nacking) {
+            conn->nacking = 1;
+            conn->nack_since = ngx_current_msec;
+            return NGX_OK;
+        }
+
+        if (ngx_current_msec - conn->nack_since < NGX_HTTP_ZMQ_NACK_RESET) {
+            return NGX_OK;
+        }
+
+        ngx_snprintf(text, sizeof(text) - 1, "the broker has refused "
+                     "(nacked) every message for %M ms: reconnecting%Z",
+                     (ngx_msec_t) (ngx_current_msec - conn->nack_since));
+        text[sizeof(text) - 1] = '\0';
+        ngx_zmq_amqp_close(conn, NGX_LOG_WARN, (char *) text);
+        return NGX_ERROR;
 
     case AMQP_BASIC_RETURN_METHOD:
         /* the content header that follows says which message it is */
