@@ -92,8 +92,17 @@ double zmqd_now(void);
  * worker has exited after a stop.
  */
 int zmqd_master(int n, void (*worker_init)(void), int *in_worker);
+/* this worker's index under --workers N (0..N-1, the same when it is
+   restarted); 0 without --workers */
+extern int zmqd_worker;
 
-/* connect, log in, open channel 1; NULL with err filled on failure */
+/*
+ * connect, log in, open channel 1; NULL with err filled on failure. Tries
+ * the definition's addresses (host:port, then each of hosts) once round,
+ * from the one after the address its last connection of the same kind
+ * (confirm or not) used, or the first time from zmqd_worker mod their
+ * number.
+ */
 zmqd_amqp_t *zmqd_amqp_open(const json_t *def, const zgw_key_t *key,
     int confirm, char *err, size_t errlen);
 void zmqd_amqp_close(zmqd_amqp_t *a);

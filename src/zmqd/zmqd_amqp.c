@@ -39,6 +39,7 @@
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
 
+#include "zgw_hostport.h"
 #include "zgw_tls.h"
 #include "zmqd.h"
 
@@ -46,6 +47,8 @@
 #define ZMQD_BEAT_TICK_MS  100
 
 
+static zmqd_amqp_t *zmqd_amqp_open_one(const json_t *def, const char *host,
+    int port, const char *password, int confirm, char *err, size_t errlen);
 static int zmqd_amqp_publish_locked(zmqd_amqp_t *a, const char *exchange,
     const char *routing_key, int mandatory, amqp_basic_properties_t *props,
     amqp_bytes_t body, char *err, size_t errlen);
@@ -370,21 +373,179 @@ zmqd_amqp_tls_info(amqp_socket_t *sock, const json_t *def, char *buf,
 }
 
 
+/*
+ * Where the next connection of a definition starts: the address after the
+ * one its last connection used (that connection was lost or replaced), or
+ * for its first, the worker's own (zmqd_worker mod the number of
+ * addresses), so that the workers of zmqd --workers N spread over a
+ * cluster's nodes. One entry per definition name and kind (consuming or
+ * publishing), for the life of the process; past ZMQD_CURSORS_MAX names,
+ * a definition starts at the worker's address every time.
+ */
+
+#define ZMQD_CURSORS_MAX  64
+
+
+int  zmqd_worker;          /* set by zmqd_master.c in a worker */
+
+typedef struct {
+    char  *name;
+    int    confirm;
+    int    next;
+} zmqd_cursor_t;
+
+static pthread_mutex_t  zmqd_cursor_lock = PTHREAD_MUTEX_INITIALIZER;
+static zmqd_cursor_t    zmqd_cursors[ZMQD_CURSORS_MAX];
+
+
+static zmqd_cursor_t *
+zmqd_cursor(const char *name, int confirm)
+{
+    int  i;
+
+    for (i = 0; i < ZMQD_CURSORS_MAX; i++) {
+        if (zmqd_cursors[i].name == NULL) {
+            zmqd_cursors[i].name = strdup(name);
+            if (zmqd_cursors[i].name == NULL) {
+                return NULL;
+            }
+            zmqd_cursors[i].confirm = confirm;
+            zmqd_cursors[i].next = zmqd_worker;
+            return &zmqd_cursors[i];
+        }
+
+        if (zmqd_cursors[i].confirm == confirm
+            && strcmp(zmqd_cursors[i].name, name) == 0)
+        {
+            return &zmqd_cursors[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/* address i of a definition: 0 is host:port, then each of hosts */
+static int
+zmqd_amqp_address(const json_t *def, int i, zgw_hostport_t *hp)
+{
+    int            port;
+    const char    *text;
+    zgw_errors_t   errs;
+
+    port = (int) json_integer_value(json_object_get(def, "port"));
+
+    if (i == 0) {
+        text = json_string_value(json_object_get(def, "host"));
+        snprintf(hp->host, sizeof(hp->host), "%s", text ? text : "");
+        hp->port = port;
+        return 0;
+    }
+
+    text = json_string_value(json_array_get(json_object_get(def, "hosts"),
+                                            i - 1));
+    if (text == NULL) {
+        return -1;
+    }
+
+    zgw_errors_init(&errs);
+    if (zgw_hostport_parse(hp, text, strlen(text), port, "host", &errs)
+        != ZGW_OK)
+    {
+        zgw_errors_free(&errs);
+        return -1;
+    }
+
+    zgw_errors_free(&errs);
+    return 0;
+}
+
+
 zmqd_amqp_t *
 zmqd_amqp_open(const json_t *def, const zgw_key_t *key, int confirm,
     char *err, size_t errlen)
 {
+    int              i, k, n, first;
+    char            *password, e[1024];
+    size_t           len;
+    const char      *name;
+    zmqd_amqp_t     *a;
+    zgw_errors_t     errs;
+    zmqd_cursor_t   *cur;
+    zgw_hostport_t   hp;
+
+    zgw_errors_init(&errs);
+    password = json_object_get(def, "password")
+               ? zgw_object_secret(ZGW_KIND_AMQP_DEF, def, "password", key,
+                                   &errs)
+               : strdup("");
+    if (password == NULL) {
+        snprintf(err, errlen, "%s", zgw_errors_first(&errs));
+        zgw_errors_free(&errs);
+        return NULL;
+    }
+    zgw_errors_free(&errs);
+
+    n = 1 + (int) json_array_size(json_object_get(def, "hosts"));
+    name = json_string_value(json_object_get(def, "name"));
+
+    (void) pthread_mutex_lock(&zmqd_cursor_lock);
+    cur = zmqd_cursor(name ? name : "", confirm);
+    first = (cur != NULL ? cur->next : zmqd_worker) % n;
+    (void) pthread_mutex_unlock(&zmqd_cursor_lock);
+
+    i = 0;
+    a = NULL;
+    err[0] = '\0';
+
+    /* from the first address, once round them all */
+    for (k = 0; k < n && a == NULL; k++) {
+        i = (first + k) % n;
+
+        if (zmqd_amqp_address(def, i, &hp) != 0) {
+            continue;               /* the model refuses such an entry */
+        }
+
+        a = zmqd_amqp_open_one(def, hp.host, hp.port, password, confirm, e,
+                               sizeof(e));
+        if (a == NULL) {
+            /* every address's failure, as far as err goes */
+            len = strlen(err);
+            snprintf(err + len, errlen - len, "%s%s", len ? "; " : "", e);
+        }
+    }
+
+    memset(password, 0, strlen(password));
+    free(password);
+
+    if (a != NULL && cur != NULL) {
+        /* the next connection (this one lost) starts at the next node */
+        (void) pthread_mutex_lock(&zmqd_cursor_lock);
+        cur->next = (i + 1) % n;
+        (void) pthread_mutex_unlock(&zmqd_cursor_lock);
+    }
+
+    if (a == NULL && err[0] == '\0') {
+        snprintf(err, errlen, "no address to connect to");
+    }
+
+    return a;
+}
+
+
+/* connect to one address, log in, open channel 1 (and confirm mode) */
+static zmqd_amqp_t *
+zmqd_amqp_open_one(const json_t *def, const char *host, int port,
+    const char *password, int confirm, char *err, size_t errlen)
+{
     int               status, tls;
-    char             *password, rbuf[256];
+    char              rbuf[256];
     int               rc;
     zmqd_amqp_t      *a;
-    zgw_errors_t      errs;
     pthread_mutexattr_t  attr;
     amqp_socket_t    *sock;
     struct timeval    tv;
     amqp_rpc_reply_t  r;
-    const char       *host;
-    int               port;
 
     a = calloc(1, sizeof(zmqd_amqp_t));
     if (a == NULL) {
@@ -408,24 +569,11 @@ zmqd_amqp_open(const json_t *def, const zgw_key_t *key, int confirm,
         return NULL;
     }
 
-    host = json_string_value(json_object_get(def, "host"));
     snprintf(a->user, sizeof(a->user), "%s",
              json_string_value(json_object_get(def, "username")));
-    port = (int) json_integer_value(json_object_get(def, "port"));
-    snprintf(a->peer, sizeof(a->peer), "%s:%d", host, port);
-
-    zgw_errors_init(&errs);
-    password = json_object_get(def, "password")
-               ? zgw_object_secret(ZGW_KIND_AMQP_DEF, def, "password", key,
-                                   &errs)
-               : strdup("");
-    if (password == NULL) {
-        snprintf(err, errlen, "%s", zgw_errors_first(&errs));
-        zgw_errors_free(&errs);
-        (void) pthread_mutex_destroy(&a->lock);
-        free(a);
-        return NULL;
-    }
+    snprintf(a->peer, sizeof(a->peer), strchr(host, ':') ? "[%s]:%d"
+                                                         : "%s:%d",
+             host, port);
 
     tls = json_is_true(json_object_get(def, "tls"));
     a->conn = amqp_new_connection();
@@ -490,16 +638,11 @@ zmqd_amqp_open(const json_t *def, const zgw_key_t *key, int confirm,
         a->next_tag = 1;
     }
 
-    memset(password, 0, strlen(password));
-    free(password);
-
     zmqd_beat_add(a);
     return a;
 
 failed:
 
-    memset(password, 0, strlen(password));
-    free(password);
     amqp_destroy_connection(a->conn);
     (void) pthread_mutex_destroy(&a->lock);
     free(a);

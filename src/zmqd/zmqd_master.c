@@ -80,7 +80,7 @@ zmqd_master_leave(void (*worker_init)(void))
 
 /* forks worker i: the child returns 0, the master the pid or -1 */
 static pid_t
-zmqd_spawn(void (*worker_init)(void))
+zmqd_spawn(int i, void (*worker_init)(void))
 {
     pid_t     pid;
     sigset_t  all, old;
@@ -90,6 +90,7 @@ zmqd_spawn(void (*worker_init)(void))
 
     pid = fork();
     if (pid == 0) {
+        zmqd_worker = i;
         zmqd_master_leave(worker_init);
     }
 
@@ -142,7 +143,7 @@ zmqd_master(int n, void (*worker_init)(void), int *in_worker)
 
     for (i = 0; i < n; i++) {
         due[i] = 0;
-        pids[i] = zmqd_spawn(worker_init);
+        pids[i] = zmqd_spawn(i, worker_init);
         if (pids[i] == 0) {
             *in_worker = 1;
             return 0;
@@ -230,7 +231,7 @@ zmqd_master(int n, void (*worker_init)(void), int *in_worker)
 
         for (i = 0; i < n; i++) {
             if (pids[i] == 0 && !stopping && due[i] > 0 && due[i] <= now) {
-                pids[i] = zmqd_spawn(worker_init);
+                pids[i] = zmqd_spawn(i, worker_init);
                 if (pids[i] == 0) {
                     *in_worker = 1;
                     return 0;
