@@ -1,8 +1,8 @@
 /*
  * zmqd: stomp_channel objects consumed into services (issue 16).
  *
- * One STOMP connection per active stomp_channel (of an active stomp_def
- * without tls), one SUBSCRIBE on it with ack:client-individual and the
+ * One STOMP connection per active stomp_channel (of an active stomp_def;
+ * over TLS when it has tls), one SUBSCRIBE on it with ack:client-individual and the
  * channel's prefetch (activemq.prefetchSize for ActiveMQ, prefetch-count
  * for RabbitMQ; each broker ignores the other's), confirmed by a receipt.
  *
@@ -207,12 +207,6 @@ zmqd_stomp_channels_apply(const zgw_config_t *cfg, int *started,
         if (!json_is_true(json_object_get(obj, "is_active"))
             || !json_is_true(json_object_get(def, "is_active")))
         {
-            continue;
-        }
-
-        if (json_is_true(json_object_get(def, "tls"))) {
-            zmqd_log("warn", "stomp_channel '%s': not consumed: its "
-                     "stomp_def has tls, which is not built yet", name);
             continue;
         }
 
@@ -1168,8 +1162,10 @@ zmqd_sch_connect(const zmqd_env_t *env, zmqd_sch_t *ch)
     zmqd_stomp_out_free(&o);
     ch->backoff = 0.1;
     zmqd_sch_changed = 1;
-    zmqd_log("info", "stomp_channel '%s': consuming '%s' on %s (%s), "
+    zmqd_log("info", "stomp_channel '%s': consuming '%s' on %s%s%s (%s), "
              "prefetch %s", ch->name, dest, zmqd_stomp_peer(ch->conn),
+             zmqd_stomp_tls(ch->conn)[0] ? " over " : "",
+             zmqd_stomp_tls(ch->conn),
              zmqd_stomp_server(ch->conn)[0] ? zmqd_stomp_server(ch->conn)
                                             : "STOMP 1.2", prefetch);
 }
