@@ -274,7 +274,7 @@ def test_the_gateway_with_verify_false_connects_and_says_it_did_not_verify(
     gw = live()
     v = gw.write(gw_config(broker, pki, queue.name, verify=False,
                            ca_file=pki["other_ca"],
-                           server_name="wrong.example"))
+                           server_name="wrong.example", heartbeat=1))
     gw.start()
     gw.wait_version(v)
     wait_ready(gw)
@@ -283,6 +283,13 @@ def test_the_gateway_with_verify_false_connects_and_says_it_did_not_verify(
     assert post(gw, b"unverified").status_code == 202
     assert [b for _, b in queue.get_all(1)] == [b"unverified"]
     assert "certificate NOT verified: verify is off" in gw.ngx.error_log()
+
+    # heart-beats (1 s both ways) cross TLS: idle for a few, still there
+    time.sleep(3.5)
+    assert post(gw, b"after beats").status_code == 202
+    assert [b for _, b in queue.get_all(1)] == [b"after beats"]
+    assert stomp_status(gw)[0]["reconnects"] == 0
+    assert "heart-beats: 1000 ms out, 1000 ms in" in gw.ngx.error_log()
 
 
 def test_the_admin_ping_does_tls_and_says_the_version_and_verification(
