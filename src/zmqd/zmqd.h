@@ -102,7 +102,7 @@ void zmqd_trace_get(const amqp_basic_properties_t *p, zmqd_trace_t *t);
 /*
  * What a log line about the message shows after its id: " (trace=<the
  * 32 hex digits of its trace-id>)", or "" without a valid traceparent;
- * buf of at least ZMQD_TRACE_LOG_LEN bytes
+ * written into buf (at least ZMQD_TRACE_LOG_LEN bytes), which it returns
  */
 #define ZMQD_TRACE_LOG_LEN  48
 const char *zmqd_trace_log(const amqp_basic_properties_t *p, char *buf,

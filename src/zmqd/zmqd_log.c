@@ -159,7 +159,8 @@ zmqd_trace_log(const amqp_basic_properties_t *p, char *buf, size_t size)
     zmqd_trace_get(p, &t);
 
     if (t.traceparent.len == 0) {
-        return "";
+        buf[0] = '\0';
+        return buf;
     }
 
     /* "00-<trace-id>-...": the 32 digits from offset 3 */

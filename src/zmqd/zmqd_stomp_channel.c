@@ -592,24 +592,23 @@ zmqd_stomp_props(const zmqd_stomp_frame_t *f, int use_jms, zmqd_sprops_t *sp,
 /*
  * A frame's trace context as its service sees it (the headers traceparent
  * and tracestate of its properties, checked: zmqd_trace_get), for its log
- * lines: " (trace=<trace-id>)" in buf, or ""
+ * lines: " (trace=<trace-id>)", or "", in buf
  */
 static const char *
 zmqd_sch_trace(zmqd_sch_t *ch, const zmqd_stomp_frame_t *f, char *buf,
     size_t size)
 {
     char           id[8];
-    const char    *s;
     zmqd_sprops_t  sp;
 
-    s = "";
+    buf[0] = '\0';
 
     if (zmqd_stomp_props(f, ch->use_jms, &sp, id, sizeof(id)) == 0) {
-        s = zmqd_trace_log(&sp.props, buf, size);
+        (void) zmqd_trace_log(&sp.props, buf, size);
     }
 
     free(sp.entries);
-    return s;
+    return buf;
 }
 
 
