@@ -24,7 +24,7 @@ CC          ?= cc
 OPT         ?= -O2 -g
 WARN        := -Wall -Wextra -Werror -Wpointer-arith
 CFLAGS_ALL  := $(OPT) $(WARN) -std=gnu11 -Isrc/core $(EXTRA_CFLAGS)
-LIBS        := -ljansson -lhiredis -lcrypto
+LIBS        := -ljansson -lhiredis -lssl -lcrypto
 
 CORE_SRCS   := $(wildcard src/core/*.c)
 CORE_HDRS   := $(wildcard src/core/*.h)

@@ -3,8 +3,10 @@
  * publisher (blocking API, as a batch tool may use it) with publisher
  * confirms and a window of up to WINDOW unconfirmed messages in flight.
  *
- *     publish_raw HOST PORT QUEUE SECONDS SIZE WINDOW [COUNT]
+ *     publish_raw [--tls CA_FILE] HOST PORT QUEUE SECONDS SIZE WINDOW [COUNT]
  *
+ * With --tls it connects with rabbitmq-c's SSL socket, verifying the
+ * broker's certificate (chain and host name) against CA_FILE (bench/tls).
  * With COUNT it stops after COUNT messages (used to preload a queue).
  *
  * Prints "rate=<msg/s> p50_ms=<x> p99_ms=<y> confirmed=<n>" where the
@@ -26,6 +28,7 @@
 #include <amqp.h>
 #include <amqp_framing.h>
 #include <amqp_tcp_socket.h>
+#include <amqp_ssl_socket.h>
 
 
 static double
@@ -71,10 +74,19 @@ main(int argc, char **argv)
     amqp_rpc_reply_t         r;
     amqp_connection_state_t  conn;
     amqp_basic_properties_t  props;
+    const char              *ca;
+
+    ca = NULL;
+
+    if (argc > 2 && strcmp(argv[1], "--tls") == 0) {
+        ca = argv[2];
+        argv += 2;
+        argc -= 2;
+    }
 
     if (argc != 7 && argc != 8) {
-        fprintf(stderr, "usage: publish_raw HOST PORT QUEUE SECONDS SIZE "
-                "WINDOW [COUNT]\n");
+        fprintf(stderr, "usage: publish_raw [--tls CA_FILE] HOST PORT QUEUE "
+                "SECONDS SIZE WINDOW [COUNT]\n");
         return 2;
     }
 
@@ -85,7 +97,20 @@ main(int argc, char **argv)
     window = (size_t) atol(argv[6]);
 
     conn = amqp_new_connection();
-    sock = amqp_tcp_socket_new(conn);
+
+    if (ca != NULL) {
+        sock = amqp_ssl_socket_new(conn);
+        if (sock == NULL || amqp_ssl_socket_set_cacert(sock, ca) != 0) {
+            fprintf(stderr, "publish_raw: cannot set up TLS with %s\n", ca);
+            return 1;
+        }
+        amqp_ssl_socket_set_verify_peer(sock, 1);
+        amqp_ssl_socket_set_verify_hostname(sock, 1);
+
+    } else {
+        sock = amqp_tcp_socket_new(conn);
+    }
+
     if (sock == NULL || amqp_socket_open(sock, argv[1], port) != 0) {
         fprintf(stderr, "publish_raw: cannot connect\n");
         return 1;

@@ -67,7 +67,7 @@ static void ngx_http_zmq_ping_stomp_done(void *data,
     ngx_zmq_stomp_probe_result_t *res);
 static ngx_int_t ngx_http_zmq_ping_def_addrs(ngx_http_request_t *r,
     json_t *def, in_port_t port, ngx_addr_t **addrs, ngx_uint_t *naddrs,
-    u_char *why, size_t size);
+    ngx_str_t **hosts, u_char *why, size_t size);
 static ngx_int_t ngx_http_zmq_ping_http(ngx_http_request_t *r,
     ngx_http_zmq_ping_t *ping, json_t *oc);
 static void ngx_http_zmq_ping_http_handler(ngx_event_t *ev);
@@ -175,8 +175,10 @@ ngx_http_zmq_ping_amqp(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
     json_t                       *def, *v;
     in_port_t                     port;
     ngx_int_t                     rc;
+    ngx_str_t                    *hosts;
     ngx_uint_t                    naddrs;
     ngx_addr_t                   *addrs;
+    ngx_http_zmq_tls_conf_t       tc;
     zgw_errors_t                  errs;
     ngx_http_zmq_worker_t        *w;
     ngx_http_zmq_main_conf_t     *zmcf;
@@ -186,14 +188,29 @@ ngx_http_zmq_ping_amqp(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
     w = ngx_http_zmq_worker();
     def = zgw_config_get(cfg, ZGW_KIND_AMQP_DEF, name);
 
-    if (json_is_true(json_object_get(def, "tls"))) {
-        return ngx_http_zmq_send_doc(r, NGX_HTTP_OK,
-                   ngx_http_zmq_ping_failed(ping, "amqp_def '%s' asks for "
-                                            "TLS, which the gateway does "
-                                            "not support yet", name));
+    ngx_memzero(&oc, sizeof(ngx_http_zmq_outconn_conf_t));
+
+    /*
+     * TLS as the outgoing connections have it: the context is shared with
+     * theirs (made when the configuration was applied), held by the
+     * request's pool
+     */
+
+    if (ngx_http_zmq_runtime_tls(r->pool, def, &tc, r->connection->log)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_memzero(&oc, sizeof(ngx_http_zmq_outconn_conf_t));
+    if (tc.tls && tc.ctx == NULL) {
+        return ngx_http_zmq_send_doc(r, NGX_HTTP_OK,
+                   ngx_http_zmq_ping_failed(ping, "amqp_def '%s': TLS: %V",
+                                            name, &tc.error));
+    }
+
+    oc.tls = tc.tls;
+    oc.tls_ctx = tc.ctx;
+    oc.server_name = tc.server_name;
 
     /* the connection's name, in the log and in the broker's list */
     oc.name.len = sizeof("ping:") - 1 + ngx_strlen(name);
@@ -232,8 +249,8 @@ ngx_http_zmq_ping_amqp(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
     v = json_object_get(def, "port");
     port = json_is_integer(v) ? (in_port_t) json_integer_value(v) : 5672;
 
-    rc = ngx_http_zmq_ping_def_addrs(r, def, port, &addrs, &naddrs, why,
-                                     sizeof(why));
+    rc = ngx_http_zmq_ping_def_addrs(r, def, port, &addrs, &naddrs, &hosts,
+                                     why, sizeof(why));
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -246,6 +263,7 @@ ngx_http_zmq_ping_amqp(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
 
     oc.addrs = addrs;
     oc.naddrs = naddrs;
+    oc.tls_hosts = hosts;
 
     /* the password, opened with the module's key as for publishing */
 
@@ -319,6 +337,16 @@ ngx_http_zmq_ping_amqp_done(void *data, ngx_zmq_amqp_probe_result_t *res)
         return;
     }
 
+    if (res->tls.len) {
+        doc = json_pack("{s:b, s:f, s:s%, s:b}", "ok", 1,
+                        "ms", ngx_http_zmq_ping_ms(ping),
+                        "tls", (char *) res->tls.data, res->tls.len,
+                        "verified", res->verified ? 1 : 0);
+    } else {
+        doc = json_pack("{s:b, s:f}", "ok", 1,
+                        "ms", ngx_http_zmq_ping_ms(ping));
+    }
+
     server = json_object();
     if (server != NULL && res->product.len) {
         json_object_set_new(server, "product",
@@ -331,8 +359,12 @@ ngx_http_zmq_ping_amqp_done(void *data, ngx_zmq_amqp_probe_result_t *res)
                                          res->version.len));
     }
 
-    doc = json_pack("{s:b, s:f, s:o*}", "ok", 1,
-                    "ms", ngx_http_zmq_ping_ms(ping), "server", server);
+    if (doc != NULL && server != NULL) {
+        json_object_set_new(doc, "server", server);
+
+    } else {
+        json_decref(server);
+    }
 
     ngx_http_zmq_ping_answer(ping, doc);
 }
@@ -402,6 +434,7 @@ ngx_http_zmq_ping_stomp(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
     port = json_is_integer(v) ? (in_port_t) json_integer_value(v) : 61613;
 
     rc = ngx_http_zmq_ping_def_addrs(r, def, port, &sc.addrs, &sc.naddrs,
+                                     NULL,
                                      why, sizeof(why));
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -528,12 +561,13 @@ ngx_http_zmq_ping_stomp_done(void *data, ngx_zmq_stomp_probe_result_t *res)
  */
 static ngx_int_t
 ngx_http_zmq_ping_def_addrs(ngx_http_request_t *r, json_t *def,
-    in_port_t port, ngx_addr_t **addrsp, ngx_uint_t *naddrsp, u_char *why,
-    size_t size)
+    in_port_t port, ngx_addr_t **addrsp, ngx_uint_t *naddrsp,
+    ngx_str_t **hostsp, u_char *why, size_t size)
 {
     size_t           i, n;
     json_t          *h;
     ngx_int_t        rc;
+    ngx_str_t       *hosts, host;
     ngx_uint_t       k, naddrs;
     ngx_addr_t      *addrs, *a;
     zgw_errors_t     errs;
@@ -541,7 +575,8 @@ ngx_http_zmq_ping_def_addrs(ngx_http_request_t *r, json_t *def,
 
     n = 1 + json_array_size(json_object_get(def, "hosts"));
     addrs = ngx_palloc(r->pool, n * 8 * sizeof(ngx_addr_t));
-    if (addrs == NULL) {
+    hosts = ngx_palloc(r->pool, n * 8 * sizeof(ngx_str_t));
+    if (addrs == NULL || hosts == NULL) {
         return NGX_ERROR;
     }
 
@@ -593,13 +628,29 @@ ngx_http_zmq_ping_def_addrs(ngx_http_request_t *r, json_t *def,
 
         k = ngx_min(k, 8);
         ngx_memcpy(&addrs[naddrs], a, k * sizeof(ngx_addr_t));
-        naddrs += k;
+
+        /* the name TLS checks for these addresses: the host as written */
+        host.len = ngx_strlen(hp.host);
+        host.data = ngx_pnalloc(r->pool, host.len + 1);
+        if (host.data == NULL) {
+            zgw_errors_free(&errs);
+            return NGX_ERROR;
+        }
+        ngx_memcpy(host.data, hp.host, host.len + 1);
+
+        while (k--) {
+            hosts[naddrs++] = host;
+        }
     }
 
     zgw_errors_free(&errs);
 
     *addrsp = addrs;
     *naddrsp = naddrs;
+
+    if (hostsp != NULL) {
+        *hostsp = hosts;
+    }
 
     return NGX_OK;
 }

@@ -32,6 +32,58 @@ static ngx_int_t ngx_http_zmq_init_shm(ngx_shm_zone_t *shm_zone,
 static void ngx_http_zmq_config_cleanup(void *data);
 
 
+/*
+ * rediss://: the TLS context now, when a bad ca_file or key is an error at
+ * nginx -t; the workers inherit it, held by the cycle's pool. The name
+ * sent and checked (server_name, else the host) is copied to the pool.
+ */
+ngx_int_t
+ngx_http_zmq_redis_tls_conf(ngx_conf_t *cf, const zgw_redis_addr_t *ra,
+    const char *directive, ngx_str_t *shown, ngx_zmq_tls_ctx_t **ctx,
+    ngx_str_t *name)
+{
+    u_char              err[NGX_ZMQ_TLS_ERROR_LEN];
+    const char         *n;
+    ngx_zmq_tls_opts_t  opts;
+
+    ngx_memzero(&opts, sizeof(ngx_zmq_tls_opts_t));
+
+    opts.ca_file.data = (u_char *) ra->ca_file;
+    opts.ca_file.len = ngx_strlen(ra->ca_file);
+    opts.cert_file.data = (u_char *) ra->cert_file;
+    opts.cert_file.len = ngx_strlen(ra->cert_file);
+    opts.key_file.data = (u_char *) ra->key_file;
+    opts.key_file.len = ngx_strlen(ra->key_file);
+    opts.verify = ra->verify ? 1 : 0;
+
+    *ctx = ngx_zmq_tls_ctx_get(&opts, cf->log, err, sizeof(err));
+
+    if (*ctx == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s \"%V\": TLS: %s",
+                           directive, shown, err);
+        return NGX_ERROR;
+    }
+
+    if (ngx_zmq_tls_ctx_hold(cf->pool, *ctx) != NGX_OK) {
+        ngx_zmq_tls_ctx_put(*ctx);
+        *ctx = NULL;
+        return NGX_ERROR;
+    }
+
+    ngx_zmq_tls_ctx_put(*ctx);
+
+    n = ra->server_name[0] ? ra->server_name : ra->host;
+    name->len = ngx_strlen(n);
+    name->data = ngx_pnalloc(cf->pool, name->len + 1);
+    if (name->data == NULL) {
+        return NGX_ERROR;
+    }
+    ngx_memcpy(name->data, n, name->len + 1);
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_zmq_load_cache(ngx_conf_t *cf, ngx_http_zmq_main_conf_t *zmcf)
 {
@@ -121,8 +173,10 @@ ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     zgw_errors_init(&errs);
 
-    if (value[1].len > 8
-        && ngx_strncmp(value[1].data, "redis://", 8) == 0)
+    if ((value[1].len > 8
+         && ngx_strncmp(value[1].data, "redis://", 8) == 0)
+        || (value[1].len > 9
+            && ngx_strncmp(value[1].data, "rediss://", 9) == 0))
     {
         zmcf->type = NGX_HTTP_ZMQ_SOURCE_REDIS;
 
@@ -151,9 +205,12 @@ ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         ngx_explicit_memzero(path, value[1].len);
 
-        if (zmcf->redis.tls) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zmq_config: rediss:// "
-                               "(TLS) is not supported by the module yet");
+        if (zmcf->redis.tls
+            && ngx_http_zmq_redis_tls_conf(cf, &zmcf->redis, "zmq_config",
+                                           &zmcf->source, &zmcf->redis_tls,
+                                           &zmcf->redis_tls_name)
+               != NGX_OK)
+        {
             return NGX_CONF_ERROR;
         }
 
@@ -190,8 +247,8 @@ ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (value[1].len <= 5 || ngx_strncmp(value[1].data, "file:", 5) != 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "zmq_config \"%s\": expected file:PATH or "
-                           "redis://host:port/db",
+                           "zmq_config \"%s\": expected file:PATH, "
+                           "redis://host:port/db or rediss://...",
                            zgw_url_redact_len((char *) value[1].data,
                                               value[1].len, shown,
                                               sizeof(shown)));

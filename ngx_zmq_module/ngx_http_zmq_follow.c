@@ -661,6 +661,8 @@ ngx_http_zmq_follow_start(ngx_http_zmq_follow_conf_t *conf)
     rc.username = conf->username;
     rc.password = conf->password;
     rc.db = conf->db;
+    rc.tls = conf->tls;
+    rc.tls_name = conf->tls_name;
     rc.timeout = conf->timeout;
     rc.connected = ngx_http_zmq_follow_connected;
     rc.disconnected = ngx_http_zmq_follow_disconnected;

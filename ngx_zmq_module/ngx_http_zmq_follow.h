@@ -20,6 +20,8 @@ typedef struct {
     ngx_str_t                      username;      /* ACL user, or empty */
     ngx_str_t                      password;
     ngx_int_t                      db;
+    ngx_zmq_tls_ctx_t             *tls;           /* rediss://, or NULL */
+    ngx_str_t                      tls_name;
     ngx_msec_t                     timeout;       /* per Redis command */
     ngx_msec_t                     poll;          /* GET zmq:version */
     const zgw_key_t               *key;

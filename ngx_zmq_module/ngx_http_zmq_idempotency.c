@@ -57,6 +57,8 @@ typedef struct {
     ngx_str_t                      username;
     ngx_str_t                      password;
     ngx_int_t                      db;
+    ngx_zmq_tls_ctx_t             *tls;         /* rediss:// */
+    ngx_str_t                      tls_name;
 } ngx_http_zmq_idem_conf_t;
 
 
@@ -106,7 +108,7 @@ ngx_http_zmq_idempotency_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_http_zmq_main_conf_t *zmcf = conf;
 
     char                      *url, shown[128];
-    ngx_str_t                 *value, host;
+    ngx_str_t                 *value, host, shown_str;
     ngx_url_t                  u;
     zgw_errors_t               errs;
     zgw_redis_addr_t           ra;
@@ -127,12 +129,11 @@ ngx_http_zmq_idempotency_redis(ngx_conf_t *cf, ngx_command_t *cmd,
 
     zgw_errors_init(&errs);
 
-    if (zgw_redis_addr_parse(&ra, url, &errs) != ZGW_OK || ra.tls) {
+    if (zgw_redis_addr_parse(&ra, url, &errs) != ZGW_OK) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zmq_idempotency_redis "
                            "\"%s\": %s",
                            zgw_url_redact(url, shown, sizeof(shown)),
-                           ra.tls ? "rediss:// is not supported here yet"
-                                  : zgw_errors_first(&errs));
+                           zgw_errors_first(&errs));
         ngx_explicit_memzero(url, value[1].len);
         zgw_errors_free(&errs);
         return NGX_CONF_ERROR;
@@ -143,7 +144,21 @@ ngx_http_zmq_idempotency_redis(ngx_conf_t *cf, ngx_command_t *cmd,
 
     ic = ngx_pcalloc(cf->pool, sizeof(ngx_http_zmq_idem_conf_t));
     if (ic == NULL) {
+        ngx_explicit_memzero(ra.password, sizeof(ra.password));
         return NGX_CONF_ERROR;
+    }
+
+    if (ra.tls) {
+        shown_str.data = (u_char *) zgw_url_redact(url, shown, sizeof(shown));
+        shown_str.len = ngx_strlen(shown_str.data);
+
+        if (ngx_http_zmq_redis_tls_conf(cf, &ra, "zmq_idempotency_redis",
+                                        &shown_str, &ic->tls, &ic->tls_name)
+            != NGX_OK)
+        {
+            ngx_explicit_memzero(ra.password, sizeof(ra.password));
+            return NGX_CONF_ERROR;
+        }
     }
 
     /* resolved now, never in a worker */
@@ -236,6 +251,8 @@ ngx_http_zmq_idem_init_process(ngx_cycle_t *cycle)
         own.username.len = ngx_strlen(zmcf->redis.username);
         own.password.data = (u_char *) zmcf->redis.password;
         own.password.len = ngx_strlen(zmcf->redis.password);
+        own.tls = zmcf->redis_tls;
+        own.tls_name = zmcf->redis_tls_name;
         ic = &own;
     }
 
@@ -244,6 +261,8 @@ ngx_http_zmq_idem_init_process(ngx_cycle_t *cycle)
     rc.username = ic->username;
     rc.password = ic->password;
     rc.db = ic->db;
+    rc.tls = ic->tls;
+    rc.tls_name = ic->tls_name;
     rc.timeout = NGX_HTTP_ZMQ_IDEM_TIMEOUT;
     rc.name = "idempotency";
     rc.log = cycle->log;

@@ -739,6 +739,8 @@ ngx_http_zmq_init_process(ngx_cycle_t *cycle)
     fc.password.data = (u_char *) zmcf->redis.password;
     fc.password.len = ngx_strlen(zmcf->redis.password);
     fc.db = zmcf->redis.db;
+    fc.tls = zmcf->redis_tls;
+    fc.tls_name = zmcf->redis_tls_name;
     fc.timeout = 5000;
     fc.poll = zmcf->poll;
     fc.key = zmcf->has_key ? &zmcf->key : NULL;

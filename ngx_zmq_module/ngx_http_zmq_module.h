@@ -146,6 +146,10 @@ typedef struct {
 
     ngx_addr_t                    *redis_addr;
     zgw_redis_addr_t               redis;
+    ngx_zmq_tls_ctx_t             *redis_tls;     /* rediss://: held by the
+                                                     cycle's pool */
+    ngx_str_t                      redis_tls_name;  /* server_name, or the
+                                                       host */
     ngx_path_t                    *cache_dir;
     ngx_str_t                      cache_file;
     ngx_msec_t                     poll;
@@ -311,6 +315,9 @@ ngx_int_t ngx_http_zmq_idem_start(ngx_http_request_t *r,
 ngx_int_t ngx_http_zmq_status_handler(ngx_http_request_t *r);
 json_t *ngx_http_zmq_status_doc(ngx_http_request_t *r);
 const char *ngx_http_zmq_source_state(ngx_uint_t state);
+ngx_int_t ngx_http_zmq_redis_tls_conf(ngx_conf_t *cf,
+    const zgw_redis_addr_t *ra, const char *directive, ngx_str_t *shown,
+    ngx_zmq_tls_ctx_t **ctx, ngx_str_t *name);
 
 /* ngx_http_zmq_metrics.c: zmq_metrics, the Prometheus exposition */
 char *ngx_http_zmq_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

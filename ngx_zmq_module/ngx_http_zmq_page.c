@@ -51,6 +51,10 @@ typedef struct {
     ngx_str_t                   username;
     ngx_str_t                   password;
     ngx_int_t                   db;
+    ngx_zmq_tls_ctx_t          *tls;           /* rediss://: held by the
+                                                  runtime's (or the
+                                                  cycle's) pool */
+    ngx_str_t                   tls_name;
     ngx_str_t                   id;            /* the connection it uses */
     const char                 *error;         /* unusable: why */
 } ngx_http_zmq_page_conf_t;
@@ -109,6 +113,8 @@ typedef struct {
 static ngx_int_t ngx_http_zmq_page_addr(ngx_pool_t *pool,
     ngx_http_zmq_page_conf_t *pc, json_t *obj, const zgw_key_t *key,
     ngx_log_t *log);
+static ngx_int_t ngx_http_zmq_page_tls(ngx_pool_t *pool,
+    ngx_http_zmq_page_conf_t *pc, zgw_redis_addr_t *ra, ngx_log_t *log);
 static ngx_http_zmq_page_worker_t *ngx_http_zmq_page_worker(void);
 static ngx_http_zmq_page_conn_t *ngx_http_zmq_page_conn(ngx_str_t *id);
 static ngx_int_t ngx_http_zmq_page_arg(ngx_http_request_t *r, char *name,
@@ -257,6 +263,8 @@ ngx_http_zmq_page_addr(ngx_pool_t *pool, ngx_http_zmq_page_conf_t *pc,
 
         pc->addr = zmcf->redis_addr;
         pc->db = zmcf->redis.db;
+        pc->tls = zmcf->redis_tls;          /* rediss:// as the follower */
+        pc->tls_name = zmcf->redis_tls_name;
         pc->username.data = (u_char *) zmcf->redis.username;
         pc->username.len = ngx_strlen(zmcf->redis.username);
         pc->password.data = (u_char *) zmcf->redis.password;
@@ -272,6 +280,11 @@ ngx_http_zmq_page_addr(ngx_pool_t *pool, ngx_http_zmq_page_conf_t *pc,
         }
 
         ngx_explicit_memzero(ra.password, sizeof(ra.password));
+
+        if (ra.tls && ngx_http_zmq_page_tls(pool, pc, &ra, log) != NGX_OK) {
+            zgw_errors_free(&errs);
+            return pc->error != NULL ? NGX_OK : NGX_ERROR;
+        }
 
         host = ra.host;
         if (ngx_strcmp(host, "localhost") == 0) {
@@ -346,18 +359,73 @@ ngx_http_zmq_page_addr(ngx_pool_t *pool, ngx_http_zmq_page_conf_t *pc,
     /* the connection: one per worker for each address, db and user */
 
     len = pc->addr->name.len + NGX_INT_T_LEN + pc->username.len
-          + pc->password.len + 3;
+          + pc->password.len + 3 + NGX_PTR_SIZE * 2 + 8 + pc->tls_name.len;
     pc->id.data = ngx_pnalloc(pool, len);
     if (pc->id.data == NULL) {
         return NGX_ERROR;
     }
 
-    pc->id.len = ngx_snprintf(pc->id.data, len, "%V/%i\n%V\n%V",
+    /* over TLS: the context (one per option set) and the name checked */
+    pc->id.len = ngx_snprintf(pc->id.data, len, "%V/%i\n%V\n%V\n%p %V",
                               &pc->addr->name, pc->db, &pc->username,
-                              &pc->password)
+                              &pc->password, pc->tls, &pc->tls_name)
                  - pc->id.data;
 
-    (void) log;
+    return NGX_OK;
+}
+
+
+/* a rediss:// url's options: its context, held by the runtime's pool */
+static ngx_int_t
+ngx_http_zmq_page_tls(ngx_pool_t *pool, ngx_http_zmq_page_conf_t *pc,
+    zgw_redis_addr_t *ra, ngx_log_t *log)
+{
+    u_char              err[NGX_ZMQ_TLS_ERROR_LEN], *p;
+    size_t              len;
+    const char         *name;
+    ngx_zmq_tls_opts_t  opts;
+
+    ngx_memzero(&opts, sizeof(ngx_zmq_tls_opts_t));
+
+    opts.ca_file.data = (u_char *) ra->ca_file;
+    opts.ca_file.len = ngx_strlen(ra->ca_file);
+    opts.cert_file.data = (u_char *) ra->cert_file;
+    opts.cert_file.len = ngx_strlen(ra->cert_file);
+    opts.key_file.data = (u_char *) ra->key_file;
+    opts.key_file.len = ngx_strlen(ra->key_file);
+    opts.verify = ra->verify ? 1 : 0;
+
+    pc->tls = ngx_zmq_tls_ctx_get(&opts, log, err, sizeof(err));
+
+    if (pc->tls == NULL) {
+        len = sizeof("its url's TLS: ") - 1 + ngx_strlen(err) + 1;
+        p = ngx_pnalloc(pool, len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+        ngx_sprintf(p, "its url's TLS: %s%Z", err);
+        pc->error = (char *) p;
+        return NGX_DECLINED;
+    }
+
+    if (ngx_zmq_tls_ctx_hold(pool, pc->tls) != NGX_OK) {
+        ngx_zmq_tls_ctx_put(pc->tls);
+        pc->tls = NULL;
+        return NGX_ERROR;
+    }
+
+    ngx_zmq_tls_ctx_put(pc->tls);
+
+    name = ra->server_name[0] ? ra->server_name : ra->host;
+
+    pc->tls_name.len = ngx_strlen(name);
+    pc->tls_name.data = ngx_pnalloc(pool, pc->tls_name.len + 1);
+    if (pc->tls_name.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(pc->tls_name.data, name, pc->tls_name.len + 1);
+
     return NGX_OK;
 }
 
@@ -476,6 +544,8 @@ ngx_http_zmq_page_applied(ngx_http_zmq_runtime_t *rt, ngx_log_t *log)
 
         rc.addr = &c->addr;
         rc.db = pc->db;
+        rc.tls = pc->tls;
+        rc.tls_name = pc->tls_name;
         rc.timeout = NGX_HTTP_ZMQ_PAGE_TIMEOUT;
         rc.log = ngx_cycle->log;
         rc.name = "page";

@@ -288,6 +288,10 @@ ngx_http_zmq_rt_addrs(ngx_pool_t *pool, ngx_array_t *addrs,
 }
 
 
+static ngx_int_t ngx_http_zmq_rt_hosts(ngx_pool_t *pool, ngx_array_t *hosts,
+    zgw_hostport_t *hp, ngx_uint_t naddrs);
+
+
 static ngx_int_t
 ngx_http_zmq_rt_outconn(ngx_http_zmq_runtime_t *rt, zgw_config_t *cfg,
     json_t *obj, const zgw_key_t *key, ngx_array_t *resolved,
@@ -301,7 +305,8 @@ ngx_http_zmq_rt_outconn(ngx_http_zmq_runtime_t *rt, zgw_config_t *cfg,
     zgw_hostport_t                hp;
     ngx_str_t                    *fp;
     ngx_pool_t                   *pool;
-    ngx_array_t                   addrs;
+    ngx_array_t                   addrs, hosts;
+    ngx_http_zmq_tls_conf_t       tc;
     ngx_http_zmq_outconn_conf_t  *oc;
 
     pool = rt->pool;
@@ -362,12 +367,23 @@ ngx_http_zmq_rt_outconn(ngx_http_zmq_runtime_t *rt, zgw_config_t *cfg,
     free(a);
     free(b);
 
-    if (json_is_true(json_object_get(def, "tls")) && oc->active) {
-        ngx_log_error(NGX_LOG_WARN, log, 0,
-                      "zmq: amqp_def '%V' asks for TLS, which the gateway "
-                      "does not support yet; outgoing connection '%V' stays "
-                      "inactive", &oc->def_name, &oc->name);
-        oc->active = 0;
+    /* TLS: the context now (files read here, never per connection) */
+
+    if (ngx_http_zmq_runtime_tls(pool, def, &tc, log) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    oc->tls = tc.tls;
+    oc->tls_ctx = tc.ctx;
+    oc->tls_error = tc.error;
+    oc->server_name = tc.server_name;
+
+    if (oc->tls && oc->tls_ctx == NULL && oc->active) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "zmq: amqp_def '%V': TLS: %V; outgoing connection "
+                      "'%V' stays idle", &oc->def_name, &oc->tls_error,
+                      &oc->name);
     }
 
     if (json_object_get(def, "password") != NULL) {
@@ -395,7 +411,9 @@ ngx_http_zmq_rt_outconn(ngx_http_zmq_runtime_t *rt, zgw_config_t *cfg,
         free(secret);
     }
 
-    if (ngx_array_init(&addrs, pool, 2, sizeof(ngx_addr_t)) != NGX_OK) {
+    if (ngx_array_init(&addrs, pool, 2, sizeof(ngx_addr_t)) != NGX_OK
+        || ngx_array_init(&hosts, pool, 2, sizeof(ngx_str_t)) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -423,7 +441,8 @@ ngx_http_zmq_rt_outconn(ngx_http_zmq_runtime_t *rt, zgw_config_t *cfg,
 
     if (ngx_http_zmq_rt_addrs(pool, &addrs, &hp, resolved, errs,
                               "amqp_outconn", &oc->name)
-        == NGX_ERROR)
+        == NGX_ERROR
+        || ngx_http_zmq_rt_hosts(pool, &hosts, &hp, addrs.nelts) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -446,7 +465,9 @@ ngx_http_zmq_rt_outconn(ngx_http_zmq_runtime_t *rt, zgw_config_t *cfg,
 
         if (ngx_http_zmq_rt_addrs(pool, &addrs, &hp, resolved, errs,
                                   "amqp_outconn", &oc->name)
-            == NGX_ERROR)
+            == NGX_ERROR
+            || ngx_http_zmq_rt_hosts(pool, &hosts, &hp, addrs.nelts)
+               != NGX_OK)
         {
             return NGX_ERROR;
         }
@@ -454,6 +475,111 @@ ngx_http_zmq_rt_outconn(ngx_http_zmq_runtime_t *rt, zgw_config_t *cfg,
 
     oc->addrs = addrs.elts;
     oc->naddrs = addrs.nelts;
+    oc->tls_hosts = hosts.elts;
+
+    return NGX_OK;
+}
+
+
+/* the host each address came from (the name TLS checks), as many times */
+static ngx_int_t
+ngx_http_zmq_rt_hosts(ngx_pool_t *pool, ngx_array_t *hosts,
+    zgw_hostport_t *hp, ngx_uint_t naddrs)
+{
+    size_t      len;
+    ngx_str_t  *h;
+
+    len = ngx_strlen(hp->host);
+
+    while (hosts->nelts < naddrs) {
+        h = ngx_array_push(hosts);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->len = len;
+        h->data = ngx_pnalloc(pool, len + 1);
+        if (h->data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(h->data, hp->host, len + 1);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A definition's TLS options (amqp_def, stomp_def): tls, and when it is
+ * set, the context (one reference held by pool) or, when it cannot be
+ * made, why (tc->error, NUL-ended; logged by the caller).
+ */
+ngx_int_t
+ngx_http_zmq_runtime_tls(ngx_pool_t *pool, json_t *def,
+    ngx_http_zmq_tls_conf_t *tc, ngx_log_t *log)
+{
+    u_char              err[NGX_ZMQ_TLS_ERROR_LEN], *name;
+    json_t             *v;
+    ngx_zmq_tls_opts_t  opts;
+
+    ngx_memzero(tc, sizeof(ngx_http_zmq_tls_conf_t));
+    tc->error.data = (u_char *) "";
+
+    tc->tls = json_is_true(json_object_get(def, "tls"));
+
+    if (!tc->tls) {
+        return NGX_OK;
+    }
+
+    ngx_memzero(&opts, sizeof(ngx_zmq_tls_opts_t));
+
+#define ngx_http_zmq_rt_tls_str(field, dst)                                   \
+    v = json_object_get(def, field);                                          \
+    if (json_is_string(v)) {                                                  \
+        (dst).data = (u_char *) json_string_value(v);                        \
+        (dst).len = json_string_length(v);                                    \
+    }
+
+    ngx_http_zmq_rt_tls_str("ca_file", opts.ca_file);
+    ngx_http_zmq_rt_tls_str("cert_file", opts.cert_file);
+    ngx_http_zmq_rt_tls_str("key_file", opts.key_file);
+    ngx_http_zmq_rt_tls_str("server_name", tc->server_name);
+
+#undef ngx_http_zmq_rt_tls_str
+
+    opts.verify = !json_is_false(json_object_get(def, "verify"));
+
+    /* the def's json goes with the snapshot: a copy in the pool */
+    if (tc->server_name.len) {
+        name = ngx_pnalloc(pool, tc->server_name.len + 1);
+        if (name == NULL) {
+            return NGX_ERROR;
+        }
+        ngx_memcpy(name, tc->server_name.data, tc->server_name.len + 1);
+        tc->server_name.data = name;
+    }
+
+    tc->ctx = ngx_zmq_tls_ctx_get(&opts, log, err, sizeof(err));
+
+    if (tc->ctx == NULL) {
+        tc->error.len = ngx_strlen(err);
+        tc->error.data = ngx_pnalloc(pool, tc->error.len + 1);
+        if (tc->error.data == NULL) {
+            return NGX_ERROR;
+        }
+        ngx_memcpy(tc->error.data, err, tc->error.len + 1);
+        return NGX_OK;
+    }
+
+    /* the pool holds the reference (given back when it is destroyed) */
+
+    if (ngx_zmq_tls_ctx_hold(pool, tc->ctx) != NGX_OK) {
+        ngx_zmq_tls_ctx_put(tc->ctx);
+        return NGX_ERROR;
+    }
+
+    ngx_zmq_tls_ctx_put(tc->ctx);
 
     return NGX_OK;
 }

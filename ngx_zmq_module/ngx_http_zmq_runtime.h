@@ -157,6 +157,18 @@ typedef struct {
 } ngx_http_zmq_stomp_slot_t;
 
 
+/* a definition's TLS options, made into a context */
+typedef struct {
+    ngx_flag_t                   tls;
+    ngx_zmq_tls_ctx_t           *ctx;        /* held by the pool; NULL with
+                                                tls: error says why */
+    ngx_str_t                    error;      /* NUL-ended */
+    ngx_str_t                    server_name;  /* empty: the host */
+} ngx_http_zmq_tls_conf_t;
+
+ngx_int_t ngx_http_zmq_runtime_tls(ngx_pool_t *pool, json_t *def,
+    ngx_http_zmq_tls_conf_t *tc, ngx_log_t *log);
+
 ngx_http_zmq_runtime_t *ngx_http_zmq_runtime_build(zgw_config_t *cfg,
     const zgw_key_t *key, ngx_array_t *resolved, ngx_log_t *log,
     zgw_errors_t *errs);

@@ -18,6 +18,8 @@
 
 static char *ngx_http_zmq_outconn_name(ngx_http_request_t *r,
     ngx_zmq_amqp_stats_t *st);
+static void ngx_http_zmq_status_link(json_t *o,
+    ngx_zmq_amqp_stats_t *st);
 
 
 /*
@@ -57,6 +59,34 @@ ngx_http_zmq_outconn_name(ngx_http_request_t *r,
     }
 
     return (char *) p;
+}
+
+
+/*
+ * "tls": "TLSv1.3" and "verified" while connected over TLS; "last_error"
+ * while not ready. Another worker may rewrite the fields meanwhile: each
+ * is read within its bounds.
+ */
+static void
+ngx_http_zmq_status_link(json_t *o, ngx_zmq_amqp_stats_t *st)
+{
+    size_t  len;
+
+    if (o == NULL) {
+        return;
+    }
+
+    len = ngx_strnlen(st->tls, sizeof(st->tls) - 1);
+    if (len) {
+        json_object_set_new(o, "tls", json_stringn((char *) st->tls, len));
+        json_object_set_new(o, "verified", json_boolean(st->verified));
+    }
+
+    len = ngx_strnlen(st->last_error, sizeof(st->last_error) - 1);
+    if (len) {
+        json_object_set_new(o, "last_error",
+                            json_stringn((char *) st->last_error, len));
+    }
 }
 
 
@@ -223,6 +253,9 @@ ngx_http_zmq_status_doc(ngx_http_request_t *r)
                           "rpc_late", (json_int_t) st->rpc_late,
                           "rpc_bad", (json_int_t) st->rpc_bad,
                           "rpc_lost", (json_int_t) st->rpc_lost);
+
+            /* TLS, and why the last attempt or connection ended */
+            ngx_http_zmq_status_link(o, st);
 
             name = ngx_http_zmq_outconn_name(r, st);
             if (name == NULL) {

@@ -134,6 +134,13 @@ struct ngx_zmq_amqp_conn_s {
     ngx_uint_t                    state;
     ngx_uint_t                    hs;
     ngx_zmq_socket_t              sock;
+
+    /* TLS: the TCP connect to finish first, then the handshake */
+    unsigned                      tls_wait:1;
+    unsigned                      tls_handshake:1;
+    unsigned                      tls_verified:1;
+    u_char                        tls_version[16];
+    ngx_uint_t                    cur;         /* the address tried */
     ngx_str_t                     peer;
     u_char                        why[160];    /* a handler's failure */
 
@@ -201,6 +208,10 @@ static void ngx_zmq_amqp_timer_handler(ngx_event_t *ev);
 static void ngx_zmq_amqp_hb_handler(ngx_event_t *ev);
 static void ngx_zmq_amqp_read_handler(ngx_event_t *ev);
 static void ngx_zmq_amqp_write_handler(ngx_event_t *ev);
+static void ngx_zmq_amqp_tls_start(ngx_zmq_amqp_conn_t *conn);
+static void ngx_zmq_amqp_tls_done(ngx_connection_t *c);
+static void ngx_zmq_amqp_set_error(ngx_zmq_amqp_conn_t *conn,
+    const char *text);
 static ngx_int_t ngx_zmq_amqp_send(ngx_zmq_amqp_conn_t *conn);
 static ngx_int_t ngx_zmq_amqp_flush(ngx_zmq_amqp_conn_t *conn);
 static ngx_int_t ngx_zmq_amqp_input(ngx_zmq_amqp_conn_t *conn,
@@ -330,8 +341,30 @@ ngx_zmq_amqp_open(ngx_zmq_amqp_worker_t *w, ngx_http_zmq_outconn_conf_t *src,
         return conn;
     }
 
+    if (conn->conf->tls && conn->conf->tls_ctx == NULL) {
+        /* logged when the configuration was built; status says why */
+        ngx_zmq_amqp_set_state(conn, NGX_ZMQ_AMQP_IDLE);
+        ngx_zmq_amqp_set_error(conn, (char *) conn->conf->tls_error.data);
+        return conn;
+    }
+
     ngx_zmq_amqp_connect(conn);
     return conn;
+}
+
+
+/* status: why the last attempt or connection ended (another worker may
+   read it meanwhile: always NUL-ended within the field) */
+static void
+ngx_zmq_amqp_set_error(ngx_zmq_amqp_conn_t *conn, const char *text)
+{
+    if (text == NULL) {
+        conn->stats->last_error[0] = '\0';
+        return;
+    }
+
+    ngx_cpystrn(conn->stats->last_error, (u_char *) text,
+                sizeof(conn->stats->last_error));
 }
 
 
@@ -365,6 +398,7 @@ ngx_zmq_amqp_create(ngx_zmq_amqp_worker_t *w,
     /* a copy that lives as long as the connection */
 
     *oc = *src;
+    oc->tls_ctx = NULL;             /* referenced below, once it is kept */
 
     if (ngx_zmq_amqp_copy_str(pool, &oc->name, &src->name) != NGX_OK
         || ngx_zmq_amqp_copy_str(pool, &oc->def_name, &src->def_name)
@@ -374,9 +408,41 @@ ngx_zmq_amqp_create(ngx_zmq_amqp_worker_t *w,
         || ngx_zmq_amqp_copy_str(pool, &oc->username, &src->username)
            != NGX_OK
         || ngx_zmq_amqp_copy_str(pool, &oc->password, &src->password)
+           != NGX_OK
+        || ngx_zmq_amqp_copy_str(pool, &oc->server_name, &src->server_name)
            != NGX_OK)
     {
         goto failed;
+    }
+
+    /* NUL-ended: status shows it */
+    oc->tls_error.len = src->tls_error.len;
+    oc->tls_error.data = ngx_pnalloc(pool, src->tls_error.len + 1);
+    if (oc->tls_error.data == NULL) {
+        goto failed;
+    }
+    if (src->tls_error.len) {
+        ngx_memcpy(oc->tls_error.data, src->tls_error.data,
+                   src->tls_error.len);
+    }
+    oc->tls_error.data[oc->tls_error.len] = '\0';
+
+    oc->tls_hosts = NULL;
+
+    if (src->tls) {
+        oc->tls_hosts = ngx_pcalloc(pool, src->naddrs * sizeof(ngx_str_t));
+        if (oc->tls_hosts == NULL) {
+            goto failed;
+        }
+
+        for (i = 0; src->tls_hosts != NULL && i < src->naddrs; i++) {
+            if (ngx_zmq_amqp_copy_str(pool, &oc->tls_hosts[i],
+                                      &src->tls_hosts[i])
+                != NGX_OK)
+            {
+                goto failed;
+            }
+        }
     }
 
     oc->addrs = ngx_palloc(pool, src->naddrs * sizeof(ngx_addr_t));
@@ -401,6 +467,8 @@ ngx_zmq_amqp_create(ngx_zmq_amqp_worker_t *w,
     conn->pool = pool;
     conn->worker = w;
     conn->conf = oc;
+    /* the context is held as long as the connection is */
+    oc->tls_ctx = ngx_zmq_tls_ctx_ref(src->tls_ctx);
     conn->log = log;
     conn->stats = stats ? stats : &conn->local_stats;
     conn->stats->pid = ngx_pid;
@@ -483,6 +551,10 @@ ngx_zmq_amqp_create(ngx_zmq_amqp_worker_t *w,
     return conn;
 
 failed:
+
+    if (oc != NULL) {
+        ngx_zmq_tls_ctx_put(oc->tls_ctx);
+    }
 
     ngx_free(conn != NULL ? conn->ring : NULL);
     ngx_destroy_pool(pool);
@@ -608,6 +680,8 @@ ngx_zmq_amqp_destroy(ngx_zmq_amqp_conn_t *conn)
 
     ngx_memzero(conn->stats, sizeof(ngx_zmq_amqp_stats_t));
     ngx_queue_remove(&conn->queue);
+    ngx_zmq_tls_ctx_put(conn->conf->tls_ctx);
+    conn->conf->tls_ctx = NULL;
     ngx_destroy_pool(conn->pool);
 }
 
@@ -792,7 +866,8 @@ ngx_zmq_amqp_connect(ngx_zmq_amqp_conn_t *conn)
     static u_char                 header[] = "AMQP\x00\x00\x09\x01";
 
     oc = conn->conf;
-    addr = &oc->addrs[conn->addr++ % oc->naddrs];
+    conn->cur = conn->addr++ % oc->naddrs;
+    addr = &oc->addrs[conn->cur];
     conn->peer = addr->name;
 
     ngx_zmq_amqp_set_state(conn, NGX_ZMQ_AMQP_CONNECTING);
@@ -833,6 +908,12 @@ ngx_zmq_amqp_connect(ngx_zmq_amqp_conn_t *conn)
 
     conn->hs = NGX_HTTP_ZMQ_HS_START;
     conn->got_bytes = 0;
+
+    /* over TLS the protocol header waits in the buffer for the handshake */
+    conn->tls_wait = oc->tls ? 1 : 0;
+    conn->tls_handshake = 0;
+    conn->tls_verified = 0;
+    conn->tls_version[0] = '\0';
     conn->fhdr_len = 0;
     conn->content = NGX_HTTP_ZMQ_CONTENT_NONE;
     conn->rpc = NGX_HTTP_ZMQ_RPC_NONE;
@@ -891,6 +972,12 @@ ngx_zmq_amqp_close(ngx_zmq_amqp_conn_t *conn, ngx_uint_t level,
                   "zmq amqp \"%V\": connection to %V closed: %s",
                   &conn->conf->name, &conn->peer, reason);
 
+    ngx_zmq_amqp_set_error(conn, reason);
+    conn->stats->tls[0] = '\0';
+    conn->stats->verified = 0;
+    conn->tls_wait = 0;
+    conn->tls_handshake = 0;
+
     ngx_zmq_amqp_release(conn);
 
     if (conn->hb.timer_set) {
@@ -937,6 +1024,7 @@ ngx_zmq_amqp_timer_handler(ngx_event_t *ev)
         ngx_snprintf(text, sizeof(text) - 1, "%s timed out (no answer "
                      "within zmq_amqp_connect_timeout, %M ms)%Z",
                      conn->probe_declaring ? "the exchange check"
+                     : conn->tls_handshake ? "the TLS handshake"
                      : conn->sock.sent > 0 ? "the AMQP handshake"
                                            : "connect",
                      conn->worker->connect_timeout);
@@ -952,8 +1040,9 @@ ngx_zmq_amqp_timer_handler(ngx_event_t *ev)
 
     if (conn->state == NGX_ZMQ_AMQP_CONNECTING) {
         ngx_zmq_amqp_close(conn, NGX_LOG_ERR,
-                           conn->sock.sent > 0 ? "handshake timed out"
-                                               : "connect timed out");
+                           conn->tls_handshake ? "TLS handshake timed out"
+                           : conn->sock.sent > 0 ? "handshake timed out"
+                                                 : "connect timed out");
     }
 }
 
@@ -1006,14 +1095,114 @@ ngx_zmq_amqp_hb_handler(ngx_event_t *ev)
 static void
 ngx_zmq_amqp_write_handler(ngx_event_t *wev)
 {
+    u_char                     text[256];
     ngx_connection_t          *c = wev->data;
     ngx_zmq_amqp_conn_t       *conn = c->data;
 
-    if (ngx_zmq_amqp_flush(conn) != NGX_OK) {
-        ngx_zmq_amqp_close(conn, NGX_LOG_ERR,
-                           conn->sock.sent > 0 ? "write failed"
-                                               : "connection refused");
+    if (conn->tls_wait) {
+        ngx_zmq_amqp_tls_start(conn);
+        return;
     }
+
+    if (ngx_zmq_amqp_flush(conn) == NGX_OK) {
+        return;
+    }
+
+#if (NGX_SSL)
+    if (c->ssl != NULL) {
+        /* "write failed: the server sent the TLS alert ..." */
+        (void) ngx_zmq_tls_failure(c, text, sizeof(text), "write failed");
+        ngx_zmq_amqp_close(conn, NGX_LOG_ERR, (char *) text);
+        return;
+    }
+#else
+    (void) text;
+#endif
+
+    ngx_zmq_amqp_close(conn, NGX_LOG_ERR,
+                       conn->sock.sent > 0 ? "write failed"
+                                           : "connection refused");
+}
+
+
+/*
+ * TLS: the TCP connect ended (the write event, or a read event first when
+ * it failed): the handshake, with the connection timer still running.
+ */
+static void
+ngx_zmq_amqp_tls_start(ngx_zmq_amqp_conn_t *conn)
+{
+    u_char            text[160], *p;
+    ngx_err_t         err;
+    ngx_int_t         rc;
+    ngx_str_t        *name;
+    ngx_connection_t *c;
+
+    c = conn->sock.connection;
+    conn->tls_wait = 0;
+
+    err = ngx_zmq_socket_error(&conn->sock);
+
+    if (err) {
+        p = ngx_cpymem(text, "connect() failed: ", 18);
+        p = ngx_strerror(err, p, sizeof(text) - 19);
+        *p = '\0';
+        ngx_zmq_amqp_close(conn, NGX_LOG_ERR, (char *) text);
+        return;
+    }
+
+    /* the name checked: server_name, else the host this address is for */
+    name = conn->conf->server_name.len ? &conn->conf->server_name
+           : &conn->conf->tls_hosts[conn->cur];
+
+    conn->tls_handshake = 1;
+
+    rc = ngx_zmq_tls_start(conn->conf->tls_ctx, c, name,
+                           ngx_zmq_amqp_tls_done);
+
+    if (rc == NGX_AGAIN) {
+        return;
+    }
+
+    ngx_zmq_amqp_tls_done(c);
+}
+
+
+/* the handshake ended: verified, or closed with the reason */
+static void
+ngx_zmq_amqp_tls_done(ngx_connection_t *c)
+{
+    u_char                 why[NGX_ZMQ_TLS_ERROR_LEN];
+    ngx_zmq_amqp_conn_t   *conn = c->data;
+
+    conn->tls_handshake = 0;
+
+    if (ngx_zmq_tls_result(c, why, sizeof(why)) != NGX_OK) {
+        ngx_zmq_amqp_close(conn, NGX_LOG_ERR, (char *) why);
+        return;
+    }
+
+    ngx_cpystrn(conn->tls_version, (u_char *) ngx_zmq_tls_version(c),
+                sizeof(conn->tls_version));
+    conn->tls_verified = ngx_zmq_tls_verified(c);
+    ngx_cpystrn(conn->stats->tls, conn->tls_version,
+                sizeof(conn->stats->tls));
+    conn->stats->verified = conn->tls_verified;
+
+    ngx_log_error(NGX_LOG_INFO, conn->log, 0,
+                  "zmq amqp \"%V\": %s with %V (%s)", &conn->conf->name,
+                  conn->tls_version, &conn->peer,
+                  conn->tls_verified ? "certificate verified"
+                                     : "certificate NOT verified: verify "
+                                       "is off");
+
+    /* NGINX's SSL layer had the handlers during the handshake */
+    c->read->handler = ngx_zmq_amqp_read_handler;
+    c->write->handler = ngx_zmq_amqp_write_handler;
+
+    /* the protocol header, and whatever TLS has already read */
+    ngx_post_event(c->read, &ngx_posted_events);
+    ngx_zmq_amqp_write_handler(c->write);
 }
 
 
@@ -1095,15 +1284,30 @@ ngx_zmq_amqp_flush(ngx_zmq_amqp_conn_t *conn)
 static void
 ngx_zmq_amqp_read_handler(ngx_event_t *rev)
 {
-    u_char                     text[128], *p;
+    u_char                     text[256], *p;
     ngx_err_t                  err;
     ngx_int_t                  rc;
     ngx_connection_t          *c = rev->data;
     ngx_zmq_amqp_conn_t       *conn = c->data;
 
+    if (conn->tls_wait) {
+        /* the connect failed (or the peer spoke first): see what it was */
+        ngx_zmq_amqp_tls_start(conn);
+        return;
+    }
+
     rc = ngx_zmq_socket_read(&conn->sock, conn->in, NGX_HTTP_ZMQ_IN_SIZE,
                              NGX_HTTP_ZMQ_IN_PER_EVENT, ngx_zmq_amqp_chunk,
                              conn);
+
+#if (NGX_SSL)
+    if (rc == NGX_ERROR && c->ssl != NULL) {
+        /* "read failed: the server sent the TLS alert ..." */
+        (void) ngx_zmq_tls_failure(c, text, sizeof(text), "read failed");
+        ngx_zmq_amqp_close(conn, NGX_LOG_ERR, (char *) text);
+        return;
+    }
+#endif
 
     if (rc == NGX_ERROR && conn->probing) {
         /* a ping says why: "Connection refused", "Connection reset" */
@@ -1965,6 +2169,7 @@ ngx_zmq_amqp_ready(ngx_zmq_amqp_conn_t *conn, void *select_ok)
     conn->written_tag = 1;
 
     ngx_zmq_amqp_set_state(conn, NGX_ZMQ_AMQP_READY);
+    ngx_zmq_amqp_set_error(conn, NULL);
 
     if (conn->heartbeat) {
         ngx_add_timer(&conn->hb, conn->heartbeat * 1000 / 2);
@@ -3521,6 +3726,9 @@ ngx_zmq_amqp_probe_report(ngx_zmq_amqp_conn_t *conn)
     res.version.data = conn->version;
     res.version.len = ngx_strlen(conn->version);
     res.address = conn->peer;
+    res.tls.data = conn->tls_version;
+    res.tls.len = ngx_strlen(conn->tls_version);
+    res.verified = conn->tls_verified;
 
     if (done != NULL) {
         conn->probe_cb = 1;

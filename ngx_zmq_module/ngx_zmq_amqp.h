@@ -21,6 +21,8 @@
 #include <amqp.h>
 #include <amqp_framing.h>
 
+#include "ngx_zmq_tls.h"
+
 
 typedef enum {
     NGX_ZMQ_AMQP_IDLE = 0,          /* not started (inactive) */
@@ -75,6 +77,11 @@ typedef struct {
     ngx_atomic_t                 rpc_late;      /* for no one waiting */
     ngx_atomic_t                 rpc_bad;       /* malformed, or too large */
     ngx_atomic_t                 rpc_lost;      /* the link closed first */
+    ngx_atomic_t                 verified;      /* TLS: the certificate */
+    u_char                       tls[16];       /* "TLSv1.3"; "": none */
+    u_char                       last_error[192];  /* why the last attempt
+                                                      or connection ended;
+                                                      "" once ready */
 } ngx_zmq_amqp_stats_t;
 
 
@@ -103,6 +110,18 @@ typedef struct {
     ngx_str_t                    app_id;
     ngx_uint_t                   max_inflight;
     ngx_flag_t                   use_jms;       /* the def's: JMS headers */
+
+    /*
+     * TLS (the def's tls): tls_ctx is a reference held by whoever holds
+     * this configuration; NULL with tls set: it could not be made, and
+     * tls_error says why (the connection then stays idle).
+     */
+    ngx_flag_t                   tls;
+    ngx_zmq_tls_ctx_t           *tls_ctx;
+    ngx_str_t                    tls_error;
+    ngx_str_t                    server_name;   /* empty: each address's */
+    ngx_str_t                   *tls_hosts;     /* per address: the host
+                                                   it was configured as */
 } ngx_http_zmq_outconn_conf_t;
 
 
@@ -297,6 +316,8 @@ typedef struct {
     ngx_str_t                    product;      /* the broker's, or empty */
     ngx_str_t                    version;
     ngx_str_t                    address;      /* the last one tried */
+    ngx_str_t                    tls;          /* "TLSv1.3"; empty: none */
+    ngx_flag_t                   verified;     /* TLS: the certificate */
 } ngx_zmq_amqp_probe_result_t;
 
 typedef void (*ngx_zmq_amqp_probe_pt)(void *data,

@@ -42,6 +42,8 @@ struct ngx_zmq_redis_s {
     zgw_resp_budget_t             budget;
     ngx_flag_t                    ready;          /* TCP established */
     ngx_flag_t                    destroyed;
+    ngx_flag_t                    handshaking;    /* TLS */
+    u_char                        tls_name[256];
 
     ngx_zmq_redis_pending_t       pending[NGX_ZMQ_REDIS_PENDING_MAX];
     ngx_uint_t                    head;
@@ -51,7 +53,7 @@ struct ngx_zmq_redis_s {
     ngx_zmq_backoff_t             backoff;
     ngx_event_t                   ping;
     ngx_flag_t                    ping_pending;
-    char                          error[128];
+    char                          error[256];
 };
 
 
@@ -61,6 +63,8 @@ static void ngx_zmq_redis_close(ngx_zmq_redis_t *rd,
 static void ngx_zmq_redis_timer_handler(ngx_event_t *ev);
 static void ngx_zmq_redis_read_handler(ngx_event_t *rev);
 static void ngx_zmq_redis_write_handler(ngx_event_t *wev);
+static void ngx_zmq_redis_tls_start(ngx_zmq_redis_t *rd);
+static void ngx_zmq_redis_tls_done(ngx_connection_t *c);
 static ngx_int_t ngx_zmq_redis_input(void *data, u_char *buf, size_t n);
 static void ngx_zmq_redis_arm(ngx_zmq_redis_t *rd);
 static void ngx_zmq_redis_ping_handler(ngx_event_t *ev);
@@ -96,6 +100,16 @@ ngx_zmq_redis_create(ngx_zmq_redis_conf_t *conf)
     if (rd->conf.name == NULL) {
         rd->conf.name = "redis";
     }
+
+    /* the caller's strings are not kept: the name is copied */
+    rd->conf.tls_name.len = ngx_min(conf->tls_name.len,
+                                    sizeof(rd->tls_name) - 1);
+    if (rd->conf.tls_name.len) {
+        ngx_memcpy(rd->tls_name, conf->tls_name.data,
+                   rd->conf.tls_name.len);
+    }
+    rd->conf.tls_name.data = rd->tls_name;
+    rd->conf.tls = ngx_zmq_tls_ctx_ref(conf->tls);
 
     ngx_cpystrn((u_char *) rd->error, (u_char *) "not connected yet",
                 sizeof(rd->error));
@@ -148,6 +162,7 @@ ngx_zmq_redis_destroy(ngx_zmq_redis_t *rd)
     }
 
     ngx_zmq_socket_free(&rd->sock);
+    ngx_zmq_tls_ctx_put(rd->conf.tls);
     ngx_free(rd);
 }
 
@@ -225,6 +240,7 @@ ngx_zmq_redis_close(ngx_zmq_redis_t *rd, const char *reason)
     }
 
     rd->ready = 0;
+    rd->handshaking = 0;
 
     if (rd->timer.timer_set) {
         ngx_del_timer(&rd->timer);
@@ -265,7 +281,8 @@ ngx_zmq_redis_timer_handler(ngx_event_t *ev)
     }
 
     if (!rd->ready) {
-        ngx_zmq_redis_close(rd, "connect timed out");
+        ngx_zmq_redis_close(rd, rd->handshaking ? "TLS handshake timed out"
+                                                : "connect timed out");
         return;
     }
 
@@ -538,12 +555,75 @@ ngx_zmq_redis_write_handler(ngx_event_t *wev)
             return;
         }
 
+        if (rd->conf.tls != NULL) {
+            ngx_zmq_redis_tls_start(rd);
+            return;
+        }
+
         ngx_zmq_redis_established(rd);
 
         if (rd->sock.connection == NULL) {
             return;
         }
     }
+
+    if (ngx_zmq_socket_flush(&rd->sock) != NGX_OK) {
+        ngx_zmq_redis_close(rd, "write failed");
+    }
+}
+
+
+/* rediss://: the handshake once TCP is up; then AUTH, SELECT, commands */
+static void
+ngx_zmq_redis_tls_start(ngx_zmq_redis_t *rd)
+{
+    ngx_int_t          rc;
+    ngx_connection_t  *c;
+
+    c = rd->sock.connection;
+    rd->handshaking = 1;
+
+    rc = ngx_zmq_tls_start(rd->conf.tls, c, &rd->conf.tls_name,
+                           ngx_zmq_redis_tls_done);
+
+    if (rc == NGX_AGAIN) {
+        return;
+    }
+
+    ngx_zmq_redis_tls_done(c);
+}
+
+
+static void
+ngx_zmq_redis_tls_done(ngx_connection_t *c)
+{
+    u_char            why[NGX_ZMQ_TLS_ERROR_LEN];
+    ngx_zmq_redis_t  *rd = c->data;
+
+    rd->handshaking = 0;
+
+    if (ngx_zmq_tls_result(c, why, sizeof(why)) != NGX_OK) {
+        ngx_zmq_redis_close(rd, (char *) why);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, rd->conf.log, 0,
+                  "zmq redis %V (%s): %s, %s", &rd->conf.addr->name,
+                  rd->conf.name, ngx_zmq_tls_version(c),
+                  ngx_zmq_tls_verified(c) ? "certificate verified"
+                  : "certificate NOT verified: verify is off");
+
+    /* NGINX's SSL layer had the handlers during the handshake */
+    c->read->handler = ngx_zmq_redis_read_handler;
+    c->write->handler = ngx_zmq_redis_write_handler;
+
+    ngx_zmq_redis_established(rd);
+
+    if (rd->sock.connection != c) {
+        return;                 /* a callback closed it */
+    }
+
+    ngx_post_event(c->read, &ngx_posted_events);
 
     if (ngx_zmq_socket_flush(&rd->sock) != NGX_OK) {
         ngx_zmq_redis_close(rd, "write failed");
@@ -569,6 +649,7 @@ static void
 ngx_zmq_redis_read_handler(ngx_event_t *rev)
 {
     void                          *reply;
+    char                           reason[256];
     ngx_int_t                      rc;
     u_char                         buf[16384];
     ngx_connection_t              *c = rev->data;
@@ -583,6 +664,14 @@ ngx_zmq_redis_read_handler(ngx_event_t *rev)
     }
 
     if (rc != NGX_OK) {
+#if (NGX_SSL)
+        if (rc == NGX_ERROR && c->ssl != NULL) {
+            (void) ngx_zmq_tls_failure(c, (u_char *) reason, sizeof(reason),
+                                       "read failed");
+            ngx_zmq_redis_close(rd, reason);
+            return;
+        }
+#endif
         ngx_zmq_redis_close(rd, rc == NGX_DONE ? "closed by redis"
                                                : "read failed");
         return;

@@ -18,6 +18,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include "ngx_zmq_tls.h"
+
 
 typedef struct ngx_zmq_redis_s       ngx_zmq_redis_t;
 
@@ -42,6 +44,11 @@ typedef struct {
     ngx_zmq_redis_reply_pt         push;
     void                          *data;
     ngx_log_t                     *log;
+
+    /* rediss://: the context (the client takes its own reference) and the
+       name sent as SNI and checked (copied) */
+    ngx_zmq_tls_ctx_t             *tls;
+    ngx_str_t                      tls_name;
 } ngx_zmq_redis_conf_t;
 
 

@@ -11,6 +11,7 @@
 #include <ngx_event_connect.h>
 
 #include "ngx_zmq_socket.h"
+#include "ngx_zmq_tls.h"
 
 
 ngx_int_t
@@ -59,10 +60,48 @@ ngx_zmq_socket_connect(ngx_zmq_socket_t *s, ngx_addr_t *addr,
 void
 ngx_zmq_socket_close(ngx_zmq_socket_t *s)
 {
-    if (s->connection != NULL) {
-        ngx_close_connection(s->connection);
-        s->connection = NULL;
+    ngx_connection_t  *c;
+
+    c = s->connection;
+
+    if (c == NULL) {
+        return;
     }
+
+    s->connection = NULL;
+
+    /* TLS, or its pool: closed (and freed) by the TLS layer */
+#if (NGX_SSL)
+    if (c->ssl != NULL || c->pool != NULL) {
+#else
+    if (c->pool != NULL) {
+#endif
+        ngx_zmq_tls_close(c);
+        return;
+    }
+
+    ngx_close_connection(c);
+}
+
+
+/* the connect's outcome, once the write event says it ended: 0 or errno */
+ngx_err_t
+ngx_zmq_socket_error(ngx_zmq_socket_t *s)
+{
+    int        err;
+    socklen_t  len;
+
+    err = 0;
+    len = sizeof(int);
+
+    if (getsockopt(s->connection->fd, SOL_SOCKET, SO_ERROR, (void *) &err,
+                   &len)
+        == -1)
+    {
+        err = ngx_socket_errno;
+    }
+
+    return err;
 }
 
 

@@ -53,7 +53,10 @@ typedef struct {
  */
 ngx_int_t ngx_zmq_socket_connect(ngx_zmq_socket_t *s, ngx_addr_t *addr,
     ngx_event_handler_pt read, ngx_event_handler_pt write, void *data);
+/* a TLS connection is shut down (close_notify) and freed by ngx_zmq_tls */
 void ngx_zmq_socket_close(ngx_zmq_socket_t *s);
+/* after the connect's write event: 0, or why it failed (SO_ERROR) */
+ngx_err_t ngx_zmq_socket_error(ngx_zmq_socket_t *s);
 
 /* room for size more bytes at out_last (moved or grown; NGX_ERROR: ENOMEM) */
 ngx_int_t ngx_zmq_socket_reserve(ngx_zmq_socket_t *s, size_t size);

@@ -246,8 +246,9 @@ def test_ping_of_a_tls_amqp_def_verifies_the_brokers_certificate(
     zmqctl("import", write_json("c.json", broker_config(
         tls_server, {"tls": True})), check=0)
     r = zmqctl("ping", "amqp_def", "rabbit", check=1)
-    assert r.stdout == ("failed: 127.0.0.1:%d: SSL peer cert verification "
-                        "failed\n" % tls_server)
+    assert r.stdout == ("failed: 127.0.0.1:%d: TLS: certificate verify "
+                        "failed: self-signed certificate (/CN=127.0.0.1)\n"
+                        % tls_server)
 
 
 def test_ping_https_of_a_silent_listener_ends_at_the_timeout(

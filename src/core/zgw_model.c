@@ -1431,7 +1431,8 @@ zgw_check_amqp_headers(const char *who, const char *field, json_t *obj,
  * sealed field "password", never in the url (stored and shown in clear).
  */
 static int
-zgw_check_redis_url(const char *who, json_t *obj, zgw_errors_t *errs)
+zgw_check_redis_url(const char *who, json_t *obj, int tls,
+    zgw_errors_t *errs)
 {
     int                rc;
     char               shown[ZGW_URL_SHOW_MAX];
@@ -1451,9 +1452,13 @@ zgw_check_redis_url(const char *who, json_t *obj, zgw_errors_t *errs)
         return ZGW_OK;
     }
 
-    if (strncmp(url, "redis://", 8) != 0) {
-        zgw_errors_add(errs, "%s: url '%s' must start with redis://", who,
-                       zgw_url_redact(url, shown, sizeof(shown)));
+    /* rediss:// (TLS) where the consumer speaks it: redis_page (NGINX) */
+    if (strncmp(url, "redis://", 8) != 0
+        && !(tls && strncmp(url, "rediss://", 9) == 0))
+    {
+        zgw_errors_add(errs, "%s: url '%s' must start with redis://%s", who,
+                       zgw_url_redact(url, shown, sizeof(shown)),
+                       tls ? " or rediss://" : "");
         return ZGW_ERROR;
     }
 
@@ -1779,7 +1784,9 @@ zgw_check_service(const char *who, json_t *obj, zgw_errors_t *errs)
 
     if (kind != NULL
         && (strcmp(kind, "redis") == 0 || strcmp(kind, "redis_page") == 0)
-        && zgw_check_redis_url(who, obj, errs) != ZGW_OK)
+        && zgw_check_redis_url(who, obj, strcmp(kind, "redis_page") == 0,
+                               errs)
+           != ZGW_OK)
     {
         rc = ZGW_ERROR;
     }

@@ -5,17 +5,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include <hiredis/hiredis.h>
+#include <openssl/crypto.h>
 
-#include "zgw_resp_limit.h"
+#include "zgw_redis_conn.h"
 #include "zgw_store.h"
 
 
 struct zgw_store_s {
-    redisContext       *ctx;
-    zgw_resp_budget_t   budget;
+    zgw_redis_conn_t   *conn;
     char                url[512];
 };
 
@@ -26,8 +25,8 @@ zgw_store_reply_error(zgw_store_t *st, redisReply *r, const char *what,
 {
     if (r == NULL) {
         zgw_errors_add(errs, "redis %s: %s: %s", st->url, what,
-                       st->ctx->errstr[0] ? st->ctx->errstr
-                                          : "connection lost");
+                       zgw_redis_error(st->conn) != NULL
+                       ? zgw_redis_error(st->conn) : "connection lost");
         return ZGW_ERROR;
     }
 
@@ -44,26 +43,17 @@ zgw_store_reply_error(zgw_store_t *st, redisReply *r, const char *what,
 zgw_store_t *
 zgw_store_connect(const char *url, int timeout_ms, zgw_errors_t *errs)
 {
-    int                auth;
-    redisReply        *r;
+    char               err[1024];
     zgw_store_t       *st;
-    struct timeval     tv;
     zgw_redis_addr_t   addr;
 
     if (zgw_redis_addr_parse(&addr, url, errs) != ZGW_OK) {
         return NULL;
     }
 
-    if (addr.tls) {
-        memset(addr.password, 0, sizeof(addr.password));
-        zgw_errors_add(errs, "redis: rediss:// (TLS) is not supported by "
-                       "this client yet");
-        return NULL;
-    }
-
     st = calloc(1, sizeof(zgw_store_t));
     if (st == NULL) {
-        memset(addr.password, 0, sizeof(addr.password));
+        OPENSSL_cleanse(addr.password, sizeof(addr.password));
         zgw_errors_add(errs, "redis: out of memory");
         return NULL;
     }
@@ -71,65 +61,24 @@ zgw_store_connect(const char *url, int timeout_ms, zgw_errors_t *errs)
     /* every message names the store without its password */
     zgw_url_redact(url, st->url, sizeof(st->url));
 
-    tv.tv_sec = timeout_ms / 1000;
-    tv.tv_usec = (timeout_ms % 1000) * 1000;
+    /* TCP (and TLS for rediss://), AUTH, SELECT: every wait bounded */
+    st->conn = zgw_redis_connect(&addr, timeout_ms, err, sizeof(err));
+    OPENSSL_cleanse(addr.password, sizeof(addr.password));
 
-    st->ctx = redisConnectWithTimeout(addr.host, addr.port, tv);
-    if (st->ctx == NULL || st->ctx->err) {
-        zgw_errors_add(errs, "redis %s: cannot connect: %s", st->url,
-                       st->ctx ? st->ctx->errstr : "out of memory");
-        goto failed;
-    }
-
-    zgw_resp_limit(st->ctx->reader, &st->budget);
-
-    if (redisSetTimeout(st->ctx, tv) != REDIS_OK) {
-        zgw_errors_add(errs, "redis %s: cannot set a timeout", st->url);
-        goto failed;
-    }
-
-    /* AUTH user password (a Redis 6 ACL user), or AUTH password */
-    r = NULL;
-    auth = addr.username[0] || addr.password[0];
-
-    if (addr.username[0]) {
-        r = redisCommand(st->ctx, "AUTH %s %s", addr.username,
-                         addr.password);
-    } else if (addr.password[0]) {
-        r = redisCommand(st->ctx, "AUTH %s", addr.password);
-    }
-
-    memset(addr.password, 0, sizeof(addr.password));
-
-    if (auth) {
-        if (zgw_store_reply_error(st, r, "AUTH", errs) != ZGW_OK) {
-            goto failed;
-        }
-        freeReplyObject(r);
-    }
-
-    if (addr.db) {
-        r = redisCommand(st->ctx, "SELECT %d", addr.db);
-        if (zgw_store_reply_error(st, r, "SELECT", errs) != ZGW_OK) {
-            goto failed;
-        }
-        freeReplyObject(r);
+    if (st->conn == NULL) {
+        zgw_errors_add(errs, "redis %s: %s", st->url, err);
+        free(st);
+        return NULL;
     }
 
     return st;
-
-failed:
-
-    memset(addr.password, 0, sizeof(addr.password));
-    zgw_store_close(st);
-    return NULL;
 }
 
 
-struct redisContext *
+zgw_redis_conn_t *
 zgw_store_context(zgw_store_t *st)
 {
-    return st->ctx;
+    return st->conn;
 }
 
 
@@ -140,9 +89,7 @@ zgw_store_close(zgw_store_t *st)
         return;
     }
 
-    if (st->ctx != NULL) {
-        redisFree(st->ctx);
-    }
+    zgw_redis_close(st->conn);
 
     free(st);
 }
@@ -153,7 +100,7 @@ zgw_store_version(zgw_store_t *st, long long *version, zgw_errors_t *errs)
 {
     redisReply  *r;
 
-    r = redisCommand(st->ctx, "GET %s", ZGW_KEY_VERSION);
+    r = zgw_redis_command(st->conn, "GET %s", ZGW_KEY_VERSION);
     if (zgw_store_reply_error(st, r, "GET " ZGW_KEY_VERSION, errs) != ZGW_OK)
     {
         return ZGW_ERROR;
@@ -174,7 +121,7 @@ zgw_store_load(zgw_store_t *st, zgw_config_t *cfg, zgw_errors_t *errs)
 
     argc = zgw_store_snapshot_argv(argv);
 
-    r = redisCommandArgv(st->ctx, argc, argv, NULL);
+    r = zgw_redis_command_argv(st->conn, argc, argv, NULL);
     if (zgw_store_reply_error(st, r, "snapshot", errs) != ZGW_OK) {
         return ZGW_ERROR;
     }
@@ -213,7 +160,7 @@ zgw_store_apply(zgw_store_t *st, const zgw_config_t *prev,
         goto done;
     }
 
-    r = redisCommandArgv(st->ctx, (int) a.n, a.argv, NULL);
+    r = zgw_redis_command_argv(st->conn, (int) a.n, a.argv, NULL);
     if (zgw_store_reply_error(st, r, "write", errs) != ZGW_OK) {
         goto done;
     }
@@ -271,7 +218,7 @@ zgw_store_replace(zgw_store_t *st, const zgw_config_t *prev,
         *changes = n;
     }
 
-    r = redisCommandArgv(st->ctx, (int) a.n, a.argv, NULL);
+    r = zgw_redis_command_argv(st->conn, (int) a.n, a.argv, NULL);
     if (zgw_store_reply_error(st, r, op, errs) != ZGW_OK) {
         goto done;
     }

@@ -10,7 +10,8 @@
  * {"version":N,"kind":"..","name":"..","op":"put|delete"}.
  *
  * This client blocks (with timeouts): it is for zmqctl, zmqd and tests,
- * never for an NGINX worker.
+ * never for an NGINX worker. redis:// and rediss:// (TLS) URLs, through
+ * zgw_redis_conn.h.
  */
 
 #ifndef ZGW_STORE_H
@@ -18,6 +19,7 @@
 
 #include "zgw_err.h"
 #include "zgw_model.h"
+#include "zgw_redis_conn.h"
 #include "zgw_redis_url.h"
 
 
@@ -37,7 +39,6 @@ extern const char  zgw_store_replace_lua[];
 
 
 struct redisReply;
-struct redisContext;
 
 /* the command that reads a snapshot: argv needs ZGW_SNAPSHOT_ARGC slots */
 #define ZGW_SNAPSHOT_ARGC  (3 + ZGW_KIND_MAX)
@@ -54,8 +55,11 @@ int zgw_store_snapshot_parse(const struct redisReply *r, zgw_config_t *cfg,
 zgw_store_t *zgw_store_connect(const char *url, int timeout_ms,
     zgw_errors_t *errs);
 void zgw_store_close(zgw_store_t *st);
-/* the connection (AUTH and SELECT done), for a caller's own commands */
-struct redisContext *zgw_store_context(zgw_store_t *st);
+/*
+ * The connection (AUTH and SELECT done, TLS for rediss://), for a caller's
+ * own commands (zgw_redis_command(), zgw_redis_error()).
+ */
+zgw_redis_conn_t *zgw_store_context(zgw_store_t *st);
 
 /*
  * Loads a consistent snapshot into an empty cfg and sets cfg->version.

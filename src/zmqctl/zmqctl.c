@@ -112,6 +112,15 @@ static const zmqctl_cmd_t  zmqctl_cmds[] = {
     { "list", zmqctl_list, "list [KIND]",
       "Lists objects, one per line: kind, name, active or inactive.\n" },
 
+    { "fleet", zmqctl_fleet, "fleet [--json]",
+      "Lists every gateway and zmqd that follows this store, as each last\n"
+      "reported itself: kind, instance, host, PID, the configuration\n"
+      "version it runs, its lag behind the store's version, the seconds\n"
+      "since it reported and how it follows the store. Exits 1 when an\n"
+      "instance lags, 0 when every one runs the store's version.\n"
+      "\n"
+      "  --json   the whole list as JSON, as zmq_status shows it\n" },
+
     { "delete", zmqctl_delete, "delete KIND NAME",
       "Deletes one object. Refuses while other objects refer to it, and\n"
       "names them.\n" },
@@ -141,8 +150,12 @@ static const zmqctl_cmd_t  zmqctl_cmds[] = {
       "  ok 2.8 ms, RabbitMQ 3.10.8\n"
       "or the reason, with exit status 1:\n"
       "  failed: ACCESS_REFUSED - Login was refused using authentication ...\n"
-      "amqp_def: TCP connect (TLS when 'tls' is true, verified against\n"
-      "the system's certificate authorities), the AMQP handshake with the\n"
+      "amqp_def: TCP connect (TLS when 'tls' is true: the certificate\n"
+      "verified against 'ca_file' or the system's certificate authorities\n"
+      "and for 'server_name' or the host unless 'verify' is false, a client\n"
+      "certificate from 'cert_file'/'key_file'; the answer then ends with\n"
+      "\"over TLSv1.3, certificate verified\" or names why the handshake\n"
+      "failed), the AMQP handshake with the\n"
       "definition's vhost, username and password (opened with the key\n"
       "file), up to channel.open; 'host' first, then each of 'hosts' until\n"
       "one answers. The version is the broker's, from connection.start.\n"
@@ -244,6 +257,10 @@ zmqctl_usage(FILE *out)
             "options:\n"
             "  --redis URL        redis://[[user]:password@]host[:port][/db]"
             ";\n"
+            "                     rediss://... for TLS, options in the "
+            "query:\n"
+            "                     ?ca_file=&verify=0|1&server_name=&"
+            "cert_file=&key_file=\n"
             "                     default $ZMQ_REDIS, else %s\n"
             "  --key-file PATH    key that seals secrets; default\n"
             "                     $ZMQ_KEY_FILE, else %s\n"
@@ -1381,6 +1398,7 @@ zmqctl_main(int argc, char **argv, const zmqctl_opts_t *op)
         { "property", required_argument, NULL, 'P' },
         { "header", required_argument, NULL, 'H' },
         { "mandatory", no_argument, NULL, 'm' },
+        { "json", no_argument, NULL, 'j' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -1451,6 +1469,9 @@ zmqctl_main(int argc, char **argv, const zmqctl_opts_t *op)
             break;
         case 'm':
             o.mandatory = 1;
+            break;
+        case 'j':
+            o.json = 1;
             break;
         case 'V':
             errno = 0;
@@ -1535,6 +1556,11 @@ zmqctl_main(int argc, char **argv, const zmqctl_opts_t *op)
 
     if ((o.id != NULL || o.revoke != NULL) && cmd->run != zmqctl_apikey) {
         fprintf(stderr, "zmqctl: --id and --revoke apply to apikey\n");
+        return ZMQCTL_EXIT_USAGE;
+    }
+
+    if (o.json && cmd->run != zmqctl_fleet) {
+        fprintf(stderr, "zmqctl: --json applies to fleet\n");
         return ZMQCTL_EXIT_USAGE;
     }
 

@@ -39,12 +39,12 @@
 #include <amqp_tcp_socket.h>
 
 #include <openssl/crypto.h>
-#include <openssl/ssl.h>
 
 #include "zgw_amqp_check.h"
 #include "zgw_crypto.h"
 #include "zgw_hostport.h"
 #include "zmqctl.h"
+#include "zmqd.h"
 
 
 #define ZMQCTL_PEER_MAX   (ZGW_HOST_NAME_MAX + 16)
@@ -59,6 +59,7 @@ typedef struct {
     char                      version[64];
     double                    ms;             /* connect to channel.open */
     int                       timeout;
+    char                      tls[64];        /* "" plain */
 } zmqctl_amqp_t;
 
 
@@ -336,30 +337,23 @@ zmqctl_amqp_open_one(zmqctl_amqp_t *a, const json_t *def,
          */
         close(fd);
 
-        sock = amqp_ssl_socket_new(a->conn);
+        sock = zmqd_amqp_tls_socket(a->conn, def, hp->host, err, errlen);
         if (sock == NULL) {
-            snprintf(err, errlen, "out of memory");
             goto failed;
         }
-
-        if (SSL_CTX_set_default_verify_paths(
-                amqp_ssl_socket_get_context(sock)) != 1)
-        {
-            snprintf(err, errlen, "TLS: cannot load the system's "
-                     "certificate authorities");
-            goto failed;
-        }
-
-        amqp_ssl_socket_set_verify_peer(sock, 1);
-        amqp_ssl_socket_set_verify_hostname(sock, 1);
 
         status = amqp_socket_open_noblock(sock, hp->host, hp->port, &tv);
         if (status != AMQP_STATUS_OK) {
-            snprintf(err, errlen, "%s", status == AMQP_STATUS_TIMEOUT
-                     ? "no answer to the TLS handshake in time"
-                     : amqp_error_string2(status));
+            if (status == AMQP_STATUS_TIMEOUT) {
+                snprintf(err, errlen, "no answer to the TLS handshake "
+                         "within %d ms", a->timeout);
+            } else {
+                zmqd_amqp_tls_error(sock, status, err, errlen);
+            }
             goto failed;
         }
+
+        zmqd_amqp_tls_info(sock, def, a->tls, sizeof(a->tls));
     }
 
     (void) amqp_set_handshake_timeout(a->conn, &tv);
@@ -376,7 +370,14 @@ zmqctl_amqp_open_one(zmqctl_amqp_t *a, const json_t *def,
                    password);
 
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-        zmqctl_reply_error(r, a->timeout, err, errlen);
+        if (tls && r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
+            && r.library_error != AMQP_STATUS_TIMEOUT)
+        {
+            /* a broker that wants a client certificate says so now */
+            zmqd_amqp_tls_error(sock, r.library_error, err, errlen);
+        } else {
+            zmqctl_reply_error(r, a->timeout, err, errlen);
+        }
         goto failed;
     }
 
@@ -579,7 +580,8 @@ zmqctl_ping(zmqctl_opts_t *o)
         printf("failed: %s\n", err);
 
     } else {
-        printf("ok %.1f ms, %s %s\n", a.ms, a.product, a.version);
+        printf("ok %.1f ms, %s %s%s%s\n", a.ms, a.product, a.version,
+               a.tls[0] ? " over " : "", a.tls);
         zmqctl_amqp_close(&a);
         rc = ZMQCTL_EXIT_OK;
     }

@@ -66,6 +66,8 @@ struct zmqd_amqp_s {
                                                 amq.rabbitmq.reply-to */
     int                      broken;         /* a heartbeat failed */
     uint64_t                 next_tag;
+    char                     tls[64];        /* "TLSv1.3, certificate
+                                                verified"; "" plain */
 };
 
 
@@ -140,6 +142,18 @@ void zmqd_heartbeat_stop(void);
 int zmqd_amqp_publish(zmqd_amqp_t *a, const char *exchange,
     const char *routing_key, int mandatory, amqp_basic_properties_t *props,
     amqp_bytes_t body, char *err, size_t errlen);
+/*
+ * rabbitmq-c's SSL socket on conn, set up with the TLS options of def
+ * (zgw_tls.h); NULL with err filled. For a failed open or login on it,
+ * the reason in words (OpenSSL's when there is one), and once open,
+ * "TLSv1.3, certificate verified" (or "not verified (verify is false)").
+ */
+amqp_socket_t *zmqd_amqp_tls_socket(amqp_connection_state_t conn,
+    const json_t *def, const char *host, char *err, size_t errlen);
+const char *zmqd_amqp_tls_error(amqp_socket_t *sock, int status, char *buf,
+    size_t len);
+const char *zmqd_amqp_tls_info(amqp_socket_t *sock, const json_t *def,
+    char *buf, size_t len);
 const char *zmqd_amqp_reply_error(amqp_rpc_reply_t r, char *buf,
     size_t len);
 
@@ -254,6 +268,15 @@ typedef struct {
     long long          refused;      /* the version last refused, or -1 */
     int                down;         /* the store's loss was logged */
 
+    /* the fleet (zmqd_fleet.c): reported from the configuration thread */
+    int                fleet_interval; /* seconds, 0: not reported */
+    double             fleet_next;
+    long long          fleet_started;
+    int                fleet_warned;
+    int                fleet_named;  /* --instance, one process */
+    char               fleet_name[128];
+    char               fleet_host[128];
+
     /* a file: what it was when last read, to notice every change */
     int                file_seen;
     dev_t              file_dev;
@@ -286,6 +309,11 @@ void zmqd_follow_reload(zmqd_follower_t *f);
 zgw_config_t *zmqd_follow_take(zmqd_follower_t *f);
 /* 0 when stopped, -1 when still inside a call after 1 s */
 int zmqd_follow_stop(zmqd_follower_t *f);
+
+/* zmqd_fleet.c: --instance, --fleet-interval; a report when it is due */
+int zmqd_fleet_init(zmqd_follower_t *f, const char *instance, int interval,
+    int workers, char *err, size_t errlen);
+void zmqd_fleet_tick(zmqd_follower_t *f);
 
 /* a min-heap by due time (zmqd_heap.c) */
 typedef struct {

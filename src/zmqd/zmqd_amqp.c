@@ -18,6 +18,12 @@
  * broker's heartbeats wait in the socket, so the next call reads them and
  * goes on; only a broker that sent nothing for 2 x heartbeat is declared
  * lost, which is right.
+ *
+ * A definition with "tls": true connects through rabbitmq-c's SSL socket,
+ * its context set up by zgw_tls.h (ca_file or the system store, the chain
+ * and the name checked, server_name as SNI and the name checked, a client
+ * certificate); a refused certificate fails the connect with OpenSSL's
+ * reason, and the caller backs off as after any failed connect.
  */
 
 #include <errno.h>
@@ -30,8 +36,10 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
 
+#include "zgw_tls.h"
 #include "zmqd.h"
 
 
@@ -273,11 +281,100 @@ zmqd_amqp_reply_error(amqp_rpc_reply_t r, char *buf, size_t len)
 }
 
 
+amqp_socket_t *
+zmqd_amqp_tls_socket(amqp_connection_state_t conn, const json_t *def,
+    const char *host, char *err, size_t errlen)
+{
+    amqp_socket_t   *sock;
+    zgw_tls_opts_t   o;
+
+    sock = amqp_ssl_socket_new(conn);
+    if (sock == NULL) {
+        snprintf(err, errlen, "TLS: out of memory");
+        return NULL;
+    }
+
+    zgw_tls_opts_def(&o, def, host);
+
+    if (zgw_tls_ctx_setup(amqp_ssl_socket_get_context(sock), &o, err, errlen)
+        != 0)
+    {
+        return NULL;
+    }
+
+    /*
+     * The chain and the name are checked by the context's verify callback
+     * (the name: server_name, or an IP address as such); rabbitmq-c's own
+     * check knows only DNS names and the host it connected to.
+     */
+    amqp_ssl_socket_set_verify_peer(sock, o.verify);
+    amqp_ssl_socket_set_verify_hostname(sock, 0);
+
+    return sock;
+}
+
+
+const char *
+zmqd_amqp_tls_error(amqp_socket_t *sock, int status, char *buf, size_t len)
+{
+    char         why[512];
+    SSL_CTX     *ctx;
+
+    ctx = amqp_ssl_socket_get_context(sock);
+
+    switch (status) {
+
+    case AMQP_STATUS_SSL_ERROR:
+    case AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED:
+    case AMQP_STATUS_SSL_PEER_VERIFY_FAILED:
+    case AMQP_STATUS_SSL_CONNECTION_FAILED:
+    case AMQP_STATUS_CONNECTION_CLOSED:
+    case AMQP_STATUS_SOCKET_ERROR:
+        if (zgw_tls_refused(ctx) || status != AMQP_STATUS_CONNECTION_CLOSED)
+        {
+            snprintf(buf, len, "TLS: %s",
+                     zgw_tls_why(ctx, amqp_error_string2(status), why,
+                                 sizeof(why)));
+            break;
+        }
+        /* fall through */
+
+    default:
+        snprintf(buf, len, "%s", amqp_error_string2(status));
+    }
+
+    return buf;
+}
+
+
+const char *
+zmqd_amqp_tls_info(amqp_socket_t *sock, const json_t *def, char *buf,
+    size_t len)
+{
+    json_t      *v;
+    const char  *version;
+
+    version = zgw_tls_version(amqp_ssl_socket_get_context(sock));
+    v = json_object_get(def, "verify");
+
+    if (v != NULL && !json_is_true(v)) {
+        snprintf(buf, len, "%s, certificate not verified (verify is false)",
+                 version);
+
+    } else {
+        snprintf(buf, len, "%s, certificate verified",
+                 version);
+    }
+
+    return buf;
+}
+
+
 zmqd_amqp_t *
 zmqd_amqp_open(const json_t *def, const zgw_key_t *key, int confirm,
     char *err, size_t errlen)
 {
-    int               status;
+    int               status, tls;
     char             *password, rbuf[256];
     int               rc;
     zmqd_amqp_t      *a;
@@ -330,13 +427,16 @@ zmqd_amqp_open(const json_t *def, const zgw_key_t *key, int confirm,
         return NULL;
     }
 
+    tls = json_is_true(json_object_get(def, "tls"));
     a->conn = amqp_new_connection();
-    sock = amqp_tcp_socket_new(a->conn);
+    sock = tls ? zmqd_amqp_tls_socket(a->conn, def, host, rbuf, sizeof(rbuf))
+               : amqp_tcp_socket_new(a->conn);
     tv.tv_sec = ZMQD_TIMEOUT_MS / 1000;
     tv.tv_usec = 0;
 
     if (sock == NULL) {
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "cannot connect to %s: %s", a->peer,
+                 tls ? rbuf : "out of memory");
         goto failed;
     }
 
@@ -346,8 +446,13 @@ zmqd_amqp_open(const json_t *def, const zgw_key_t *key, int confirm,
     status = amqp_socket_open_noblock(sock, host, port, &tv);
     if (status != AMQP_STATUS_OK) {
         snprintf(err, errlen, "cannot connect to %s: %s", a->peer,
-                 amqp_error_string2(status));
+                 tls ? zmqd_amqp_tls_error(sock, status, rbuf, sizeof(rbuf))
+                     : amqp_error_string2(status));
         goto failed;
+    }
+
+    if (tls) {
+        zmqd_amqp_tls_info(sock, def, a->tls, sizeof(a->tls));
     }
 
     r = amqp_login(a->conn,
@@ -360,8 +465,12 @@ zmqd_amqp_open(const json_t *def, const zgw_key_t *key, int confirm,
                    json_string_value(json_object_get(def, "username")),
                    password);
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        /* a broker that wants a client certificate says so now (TLS 1.3) */
         snprintf(err, errlen, "login to %s failed: %s", a->peer,
-                 zmqd_amqp_reply_error(r, rbuf, sizeof(rbuf)));
+                 tls && r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
+                 ? zmqd_amqp_tls_error(sock, r.library_error, rbuf,
+                                       sizeof(rbuf))
+                 : zmqd_amqp_reply_error(r, rbuf, sizeof(rbuf)));
         goto failed;
     }
 

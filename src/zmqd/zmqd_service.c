@@ -46,8 +46,7 @@ typedef struct {
     const char     *kind;          /* "http" or "redis" */
     char           *key;           /* http_outconn name or redis url */
     CURL           *curl;
-    redisContext   *redis;
-    zgw_resp_budget_t  budget;     /* of redis's reader */
+    zgw_redis_conn_t  *redis;      /* plain or TLS (rediss://) */
 } zmqd_cached_t;
 
 
@@ -70,9 +69,7 @@ zmqd_services_reset(void)
         if (zmqd_cache[i].curl) {
             curl_easy_cleanup(zmqd_cache[i].curl);
         }
-        if (zmqd_cache[i].redis) {
-            redisFree(zmqd_cache[i].redis);
-        }
+        zgw_redis_close(zmqd_cache[i].redis);
         free(zmqd_cache[i].key);
     }
 
@@ -716,10 +713,8 @@ zmqd_service_publish(const zmqd_env_t *env, const json_t *svc,
 static void
 zmqd_redis_drop(zmqd_cached_t *cached)
 {
-    if (cached->redis != NULL) {
-        redisFree(cached->redis);
-        cached->redis = NULL;
-    }
+    zgw_redis_close(cached->redis);
+    cached->redis = NULL;
 }
 
 
@@ -730,7 +725,7 @@ zmqd_redis_drop(zmqd_cached_t *cached)
  * nothing more can be read: the caller drops the connection on any -1.
  */
 static int
-zmqd_redis_replies(redisContext *c, const char *where,
+zmqd_redis_replies(zgw_redis_conn_t *c, const char *where,
     const zmqd_redis_cmd_t *cmds, int n, char *err, size_t errlen)
 {
     int          i, rc;
@@ -740,21 +735,13 @@ zmqd_redis_replies(redisContext *c, const char *where,
 
     for (i = 0; i < n; i++) {
         r = NULL;
-        errno = 0;
 
-        if (redisGetReply(c, (void **) &r) != REDIS_OK || r == NULL) {
+        if (zgw_redis_get_reply(c, &r) != ZGW_OK || r == NULL) {
             if (rc != 0) {
                 return -1;
             }
-            if (c->err == REDIS_ERR_IO
-                && (errno == EAGAIN || errno == EWOULDBLOCK))
-            {
-                snprintf(err, errlen, "%s: %s: no reply within %d ms",
-                         where, cmds[i].what, ZMQD_TIMEOUT_MS);
-            } else {
-                snprintf(err, errlen, "%s: %s: %s", where, cmds[i].what,
-                         c->errstr[0] ? c->errstr : "no reply");
-            }
+            snprintf(err, errlen, "%s: %s: %s", where, cmds[i].what,
+                     zgw_redis_error(c) ? zgw_redis_error(c) : "no reply");
             return -1;
         }
 
@@ -793,13 +780,11 @@ zmqd_redis(const zmqd_env_t *env, const json_t *svc, const char *url,
     char *where, size_t wlen, char *err, size_t errlen)
 {
     int                n;
-    char               select[32], ckey[2048], *secret;
+    char               select[32], ckey[2048], cerr[1024], *secret;
     json_t            *sealed;
     const char        *stext;
     zgw_errors_t       errs;
     zmqd_cached_t     *cached;
-    struct timeval     tv = { ZMQD_TIMEOUT_MS / 1000,
-                              (ZMQD_TIMEOUT_MS % 1000) * 1000 };
     zgw_redis_addr_t   addr;
     zmqd_redis_cmd_t   cmds[2];
 
@@ -830,7 +815,7 @@ zmqd_redis(const zmqd_env_t *env, const json_t *svc, const char *url,
         goto failed;
     }
 
-    if (cached->redis != NULL && !cached->redis->err) {
+    if (cached->redis != NULL && !zgw_redis_error(cached->redis)) {
         goto done;
     }
 
@@ -856,36 +841,33 @@ zmqd_redis(const zmqd_env_t *env, const json_t *svc, const char *url,
         }
     }
 
-    cached->redis = redisConnectWithTimeout(addr.host, addr.port, tv);
-    if (cached->redis == NULL || cached->redis->err) {
-        snprintf(err, errlen, "%s: cannot connect: %s", where,
-                 cached->redis ? cached->redis->errstr : "out of memory");
-        zmqd_redis_drop(cached);
+    /* TCP, and TLS for rediss://; every wait bounded by the timeout */
+    cached->redis = zgw_redis_open(&addr, ZMQD_TIMEOUT_MS, cerr,
+                                   sizeof(cerr));
+    if (cached->redis == NULL) {
+        snprintf(err, errlen, "%s: %s", where, cerr);
         goto failed;
     }
-
-    zgw_resp_limit(cached->redis->reader, &cached->budget);
-    redisSetTimeout(cached->redis, tv);
 
     /* a failed AUTH or SELECT fails the connection, never ignored */
     n = 0;
 
     if (addr.username[0]) {
         /* a Redis 6 ACL user */
-        redisAppendCommand(cached->redis, "AUTH %s %b", addr.username,
-                           addr.password, strlen(addr.password));
+        zgw_redis_append(cached->redis, "AUTH %s %b", addr.username,
+                         addr.password, strlen(addr.password));
         cmds[n].what = "AUTH";
         cmds[n++].type = REDIS_REPLY_STATUS;
 
     } else if (addr.password[0]) {
-        redisAppendCommand(cached->redis, "AUTH %b", addr.password,
-                           strlen(addr.password));
+        zgw_redis_append(cached->redis, "AUTH %b", addr.password,
+                         strlen(addr.password));
         cmds[n].what = "AUTH";
         cmds[n++].type = REDIS_REPLY_STATUS;
     }
 
     if (addr.db) {
-        redisAppendCommand(cached->redis, "SELECT %d", addr.db);
+        zgw_redis_append(cached->redis, "SELECT %d", addr.db);
         snprintf(select, sizeof(select), "SELECT %d", addr.db);
         cmds[n].what = select;
         cmds[n++].type = REDIS_REPLY_STATUS;
@@ -919,7 +901,7 @@ zmqd_service_redis(const zmqd_env_t *env, const json_t *svc,
     json_t            *doc, *f;
     json_int_t         max_len;
     const char        *url, *op, *key, *field;
-    redisContext      *rc;
+    zgw_redis_conn_t  *rc;
     zmqd_cached_t     *cached;
     zmqd_redis_cmd_t   cmds[2];
 
@@ -966,26 +948,26 @@ zmqd_service_redis(const zmqd_env_t *env, const json_t *svc,
     rc = cached->redis;
 
     if (strcmp(op, "zadd") == 0) {
-        n = redisAppendCommand(rc, "ZADD %s %f %b", key, score,
-                               msg->body->bytes, msg->body->len) == REDIS_OK;
+        n = zgw_redis_append(rc, "ZADD %s %f %b", key, score,
+                             msg->body->bytes, msg->body->len) == ZGW_OK;
         cmds[0].what = "ZADD";
         cmds[0].type = REDIS_REPLY_INTEGER;
 
     } else {
-        n = redisAppendCommand(rc, "%s %s %b",
-                               strcmp(op, "lpush") == 0 ? "LPUSH" : "RPUSH",
-                               key, msg->body->bytes, msg->body->len)
-            == REDIS_OK;
+        n = zgw_redis_append(rc, "%s %s %b",
+                             strcmp(op, "lpush") == 0 ? "LPUSH" : "RPUSH",
+                             key, msg->body->bytes, msg->body->len)
+            == ZGW_OK;
         cmds[0].what = strcmp(op, "lpush") == 0 ? "LPUSH" : "RPUSH";
         cmds[0].type = REDIS_REPLY_INTEGER;
 
         if (n && max_len > 0) {
             if (strcmp(op, "lpush") == 0) {
-                n = redisAppendCommand(rc, "LTRIM %s 0 %lld", key,
-                                       (long long) max_len - 1) == REDIS_OK;
+                n = zgw_redis_append(rc, "LTRIM %s 0 %lld", key,
+                                     (long long) max_len - 1) == ZGW_OK;
             } else {
-                n = redisAppendCommand(rc, "LTRIM %s %lld -1", key,
-                                       -(long long) max_len) == REDIS_OK;
+                n = zgw_redis_append(rc, "LTRIM %s %lld -1", key,
+                                     -(long long) max_len) == ZGW_OK;
             }
             n = n ? 2 : 0;
             cmds[1].what = "LTRIM";

@@ -74,12 +74,12 @@ static char *zmqd_startup_payload(const json_t *st, size_t *len,
 static int
 zmqd_member(zmqd_cluster_t *c, long long *others, char *err, size_t errlen)
 {
-    char           ttl[32];
-    redisReply    *r;
-    zgw_errors_t   errs;
-    redisContext  *rc;
+    char               ttl[32];
+    redisReply        *r;
+    zgw_errors_t       errs;
+    zgw_redis_conn_t  *rc;
 
-    if (c->store != NULL && zgw_store_context(c->store)->err) {
+    if (c->store != NULL && zgw_redis_error(zgw_store_context(c->store))) {
         zgw_store_close(c->store);
         c->store = NULL;
     }
@@ -98,12 +98,12 @@ zmqd_member(zmqd_cluster_t *c, long long *others, char *err, size_t errlen)
     rc = zgw_store_context(c->store);
     snprintf(ttl, sizeof(ttl), "%d", ZMQD_MEMBER_TTL_MS);
 
-    r = redisCommand(rc, "EVAL %s 1 %s %s %s", zmqd_member_lua,
-                     ZMQD_MEMBERS_KEY, c->id, ttl);
+    r = zgw_redis_command(rc, "EVAL %s 1 %s %s %s", zmqd_member_lua,
+                          ZMQD_MEMBERS_KEY, c->id, ttl);
 
     if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
         snprintf(err, errlen, "redis %s: %s", c->shown,
-                 r == NULL ? rc->errstr
+                 r == NULL ? zgw_redis_error(rc)
                  : r->type == REDIS_REPLY_ERROR ? r->str
                  : "unexpected reply");
         if (r != NULL) {
@@ -268,14 +268,15 @@ zmqd_cluster_leave(zmqd_cluster_t *c)
     }
 
     /* a clean stop leaves at once: a restart of all is a cluster start */
-    if (c->store != NULL && !zgw_store_context(c->store)->err) {
-        r = redisCommand(zgw_store_context(c->store), "ZREM %s %s",
-                         ZMQD_MEMBERS_KEY, c->id);
+    if (c->store != NULL && !zgw_redis_error(zgw_store_context(c->store))) {
+        r = zgw_redis_command(zgw_store_context(c->store), "ZREM %s %s",
+                              ZMQD_MEMBERS_KEY, c->id);
         if (r == NULL || r->type == REDIS_REPLY_ERROR) {
             zmqd_log("warn", "cluster: cannot leave (the membership expires "
                      "in %d s): redis %s: %s", ZMQD_MEMBER_TTL_MS / 1000,
                      c->shown, r ? r->str
-                                 : zgw_store_context(c->store)->errstr);
+                                 : zgw_redis_error(
+                                       zgw_store_context(c->store)));
         }
         if (r != NULL) {
             freeReplyObject(r);

@@ -1,0 +1,640 @@
+/*
+ * ngx_zmq core: a blocking Redis connection, plain or TLS (see
+ * zgw_redis_conn.h).
+ */
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+
+#include "zgw_err.h"
+#include "zgw_net.h"
+#include "zgw_redis_conn.h"
+#include "zgw_resp_limit.h"
+#include "zgw_tls.h"
+
+
+#define ZGW_REDIS_READ  16384             /* as hiredis reads */
+
+
+struct zgw_redis_conn_s {
+    int                 fd;
+    int                 timeout;          /* ms, each wait */
+    SSL_CTX            *ctx;
+    SSL                *ssl;              /* NULL: plain */
+    redisReader        *reader;
+    zgw_resp_budget_t   budget;
+    char               *obuf;             /* commands not sent yet */
+    size_t              olen;
+    size_t              ocap;
+    int                 err;
+    char                errstr[512];
+};
+
+
+static void zgw_redis_fail(zgw_redis_conn_t *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int zgw_redis_queue(zgw_redis_conn_t *c, char *cmd, int len);
+static int zgw_redis_wait(zgw_redis_conn_t *c, short events,
+    const char *what);
+static int zgw_redis_flush(zgw_redis_conn_t *c);
+static int zgw_redis_fill(zgw_redis_conn_t *c);
+static int zgw_redis_auth(zgw_redis_conn_t *c, const zgw_redis_addr_t *a,
+    char *err, size_t errlen);
+static void zgw_redis_tls_fail(zgw_redis_conn_t *c, int e,
+    const char *what);
+
+
+static void
+zgw_redis_fail(zgw_redis_conn_t *c, const char *fmt, ...)
+{
+    va_list  ap;
+
+    if (c->err) {
+        return;                         /* the first reason stays */
+    }
+
+    va_start(ap, fmt);
+    vsnprintf(c->errstr, sizeof(c->errstr), fmt, ap);
+    va_end(ap);
+
+    c->err = 1;
+}
+
+
+zgw_redis_conn_t *
+zgw_redis_connect(const zgw_redis_addr_t *addr, int timeout_ms, char *err,
+    size_t errlen)
+{
+    zgw_redis_conn_t  *c;
+
+    c = zgw_redis_open(addr, timeout_ms, err, errlen);
+
+    if (c != NULL && zgw_redis_auth(c, addr, err, errlen) != ZGW_OK) {
+        zgw_redis_close(c);
+        return NULL;
+    }
+
+    return c;
+}
+
+
+zgw_redis_conn_t *
+zgw_redis_open(const zgw_redis_addr_t *addr, int timeout_ms, char *err,
+    size_t errlen)
+{
+    char               why[512];
+    zgw_tls_opts_t     o;
+    zgw_redis_conn_t  *c;
+
+    c = calloc(1, sizeof(zgw_redis_conn_t));
+    if (c == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+
+    c->fd = -1;
+    c->timeout = timeout_ms > 0 ? timeout_ms : 1;
+
+    c->reader = redisReaderCreate();
+    if (c->reader == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto failed;
+    }
+
+    zgw_resp_limit(c->reader, &c->budget);
+
+    c->fd = zgw_tcp_connect(addr->host, addr->port, c->timeout, why,
+                            sizeof(why));
+    if (c->fd == -1) {
+        snprintf(err, errlen, "cannot connect: %s", why);
+        goto failed;
+    }
+
+    if (addr->tls) {
+        zgw_tls_opts_redis(&o, addr);
+
+        c->ctx = zgw_tls_ctx_new(&o, err, errlen);
+        if (c->ctx == NULL) {
+            goto failed;
+        }
+
+        c->ssl = zgw_tls_connect(c->ctx, c->fd, c->timeout, err, errlen);
+        if (c->ssl == NULL) {
+            goto failed;
+        }
+    }
+
+    return c;
+
+failed:
+
+    zgw_redis_close(c);
+    return NULL;
+}
+
+
+/* AUTH and SELECT, pipelined */
+static int
+zgw_redis_auth(zgw_redis_conn_t *c, const zgw_redis_addr_t *a, char *err,
+    size_t errlen)
+{
+    int           i, n;
+    const char   *what[2];
+    redisReply   *r;
+
+    n = 0;
+
+    if (a->username[0]) {
+        what[n++] = "AUTH";
+        (void) zgw_redis_append(c, "AUTH %s %s", a->username, a->password);
+
+    } else if (a->password[0]) {
+        what[n++] = "AUTH";
+        (void) zgw_redis_append(c, "AUTH %s", a->password);
+    }
+
+    if (a->db) {
+        what[n++] = "SELECT";
+        (void) zgw_redis_append(c, "SELECT %d", a->db);
+    }
+
+    for (i = 0; i < n; i++) {
+        if (zgw_redis_get_reply(c, &r) != ZGW_OK) {
+            snprintf(err, errlen, "%s: %s", what[i], c->errstr);
+            return ZGW_ERROR;
+        }
+
+        if (r->type == REDIS_REPLY_ERROR) {
+            snprintf(err, errlen, "%s: %s", what[i], r->str);
+            freeReplyObject(r);
+            return ZGW_ERROR;
+        }
+
+        freeReplyObject(r);
+    }
+
+    /* the formatted AUTH held the password */
+    if (c->obuf != NULL) {
+        OPENSSL_cleanse(c->obuf, c->ocap);
+    }
+
+    return ZGW_OK;
+}
+
+
+void
+zgw_redis_close(zgw_redis_conn_t *c)
+{
+    if (c == NULL) {
+        return;
+    }
+
+    if (c->ssl != NULL) {
+        /* close_notify, once: nothing waits for the server's */
+        if (!c->err) {
+            (void) SSL_shutdown(c->ssl);
+        }
+        SSL_free(c->ssl);
+        ERR_clear_error();
+    }
+
+    SSL_CTX_free(c->ctx);
+
+    if (c->fd != -1) {
+        close(c->fd);
+    }
+
+    if (c->reader != NULL) {
+        redisReaderFree(c->reader);
+    }
+
+    if (c->obuf != NULL) {
+        OPENSSL_cleanse(c->obuf, c->ocap);
+        free(c->obuf);
+    }
+
+    free(c);
+}
+
+
+const char *
+zgw_redis_error(const zgw_redis_conn_t *c)
+{
+    return c->err ? c->errstr : NULL;
+}
+
+
+const char *
+zgw_redis_tls_version(const zgw_redis_conn_t *c)
+{
+    return c->ssl != NULL ? SSL_get_version(c->ssl) : NULL;
+}
+
+
+void
+zgw_redis_set_max_slots(zgw_redis_conn_t *c, size_t max)
+{
+    c->budget.max = max;
+}
+
+
+/* takes a command formatted by hiredis (malloc'd) into the output buffer */
+static int
+zgw_redis_queue(zgw_redis_conn_t *c, char *cmd, int len)
+{
+    char    *nb;
+    size_t   cap;
+
+    if (len < 0 || cmd == NULL) {
+        zgw_redis_fail(c, "cannot format the command (out of memory?)");
+        return ZGW_ERROR;
+    }
+
+    if (c->olen + (size_t) len > c->ocap) {
+        cap = c->ocap ? c->ocap : 1024;
+        while (cap < c->olen + (size_t) len) {
+            cap *= 2;
+        }
+
+        nb = malloc(cap);
+        if (nb == NULL) {
+            OPENSSL_cleanse(cmd, (size_t) len);
+            redisFreeCommand(cmd);
+            zgw_redis_fail(c, "out of memory");
+            return ZGW_ERROR;
+        }
+
+        if (c->obuf != NULL) {
+            memcpy(nb, c->obuf, c->olen);
+            OPENSSL_cleanse(c->obuf, c->ocap);
+            free(c->obuf);
+        }
+
+        c->obuf = nb;
+        c->ocap = cap;
+    }
+
+    memcpy(c->obuf + c->olen, cmd, (size_t) len);
+    c->olen += (size_t) len;
+
+    OPENSSL_cleanse(cmd, (size_t) len);
+    redisFreeCommand(cmd);
+    return ZGW_OK;
+}
+
+
+int
+zgw_redis_append(zgw_redis_conn_t *c, const char *fmt, ...)
+{
+    int       len;
+    char     *cmd;
+    va_list   ap;
+
+    if (c->err) {
+        return ZGW_ERROR;
+    }
+
+    cmd = NULL;
+    va_start(ap, fmt);
+    len = redisvFormatCommand(&cmd, fmt, ap);
+    va_end(ap);
+
+    return zgw_redis_queue(c, cmd, len);
+}
+
+
+int
+zgw_redis_append_argv(zgw_redis_conn_t *c, int argc, const char **argv,
+    const size_t *argvlen)
+{
+    int    len;
+    char  *cmd;
+
+    if (c->err) {
+        return ZGW_ERROR;
+    }
+
+    cmd = NULL;
+    len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
+
+    return zgw_redis_queue(c, cmd, len);
+}
+
+
+/* one bounded wait for the socket: ZGW_OK when it is ready */
+static int
+zgw_redis_wait(zgw_redis_conn_t *c, short events, const char *what)
+{
+    int  rc;
+
+    rc = zgw_wait_fd(c->fd, events, c->timeout);
+
+    if (rc > 0) {
+        return ZGW_OK;
+    }
+
+    if (rc == 0) {
+        zgw_redis_fail(c, "no %s within %d ms", what, c->timeout);
+    } else {
+        zgw_redis_fail(c, "%s", strerror(errno));
+    }
+
+    return ZGW_ERROR;
+}
+
+
+/*
+ * A TLS read or write failed. A server that refuses the connection after
+ * the handshake (TLS 1.3: a client certificate it requires) sends an
+ * alert and closes; a write of ours then fails with a reset while the
+ * alert waits unread: one more read finds it, and its reason is the one
+ * to give.
+ */
+static void
+zgw_redis_tls_fail(zgw_redis_conn_t *c, int e, const char *what)
+{
+    int            err_no;
+    char           why[512], first[512], b[256];
+    unsigned long  code;
+
+    err_no = errno;
+    code = ERR_peek_last_error();
+
+    if (code != 0 && !ERR_SYSTEM_ERROR(code)) {
+        /* OpenSSL's own reason: an alert, a protocol error */
+        zgw_redis_fail(c, "TLS: %s", zgw_tls_why(c->ctx, what, why,
+                                                 sizeof(why)));
+        ERR_clear_error();
+        return;
+    }
+
+    if (e == SSL_ERROR_SYSCALL && code == 0) {
+        snprintf(first, sizeof(first), "%s",
+                 err_no ? strerror(err_no) : "Server closed the connection");
+    } else {
+        ERR_error_string_n(code, first, sizeof(first));
+        if (ERR_reason_error_string(code) != NULL) {
+            snprintf(first, sizeof(first), "%s",
+                     ERR_reason_error_string(code));
+        }
+    }
+
+    ERR_clear_error();
+    (void) SSL_read(c->ssl, b, sizeof(b));
+    code = ERR_peek_last_error();
+
+    if (code != 0 && !ERR_SYSTEM_ERROR(code)) {
+        zgw_redis_fail(c, "TLS: %s", zgw_tls_why(c->ctx, what, why,
+                                                 sizeof(why)));
+
+    } else if (zgw_tls_asked(c->ctx)) {
+        ERR_clear_error();
+        zgw_redis_fail(c, "TLS: %s (%s)",
+                       zgw_tls_why(c->ctx, what, why, sizeof(why)), first);
+
+    } else {
+        zgw_redis_fail(c, "TLS: %s", first);
+    }
+
+    ERR_clear_error();
+}
+
+
+/* sends what is queued */
+static int
+zgw_redis_flush(zgw_redis_conn_t *c)
+{
+    int      e;
+    size_t   off;
+    ssize_t  n;
+
+    off = 0;
+
+    while (off < c->olen) {
+        if (c->ssl != NULL) {
+            ERR_clear_error();
+            n = SSL_write(c->ssl, c->obuf + off, (int) (c->olen - off));
+
+            if (n <= 0) {
+                e = SSL_get_error(c->ssl, (int) n);
+
+                if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+                    if (zgw_redis_wait(c, e == SSL_ERROR_WANT_WRITE
+                                          ? POLLOUT : POLLIN,
+                                       "progress writing")
+                        != ZGW_OK)
+                    {
+                        return ZGW_ERROR;
+                    }
+                    continue;
+                }
+
+                zgw_redis_tls_fail(c, e, "write failed");
+                return ZGW_ERROR;
+            }
+
+        } else {
+            n = send(c->fd, c->obuf + off, c->olen - off, MSG_NOSIGNAL);
+
+            if (n < 0) {
+                if (errno == EINTR) {
+                    continue;
+                }
+
+                if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                    if (zgw_redis_wait(c, POLLOUT, "progress writing")
+                        != ZGW_OK)
+                    {
+                        return ZGW_ERROR;
+                    }
+                    continue;
+                }
+
+                zgw_redis_fail(c, "%s", strerror(errno));
+                return ZGW_ERROR;
+            }
+        }
+
+        off += (size_t) n;
+    }
+
+    OPENSSL_cleanse(c->obuf, c->olen);
+    c->olen = 0;
+    return ZGW_OK;
+}
+
+
+/* reads what the server has sent (waiting for it) into the reader */
+static int
+zgw_redis_fill(zgw_redis_conn_t *c)
+{
+    int      e;
+    char     buf[ZGW_REDIS_READ];
+    ssize_t  n;
+
+    for ( ;; ) {
+        if (c->ssl != NULL) {
+            ERR_clear_error();
+            n = SSL_read(c->ssl, buf, sizeof(buf));
+
+            if (n <= 0) {
+                e = SSL_get_error(c->ssl, (int) n);
+
+                if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+                    if (zgw_redis_wait(c, e == SSL_ERROR_WANT_READ
+                                          ? POLLIN : POLLOUT,
+                                       "answer")
+                        != ZGW_OK)
+                    {
+                        return ZGW_ERROR;
+                    }
+                    continue;
+                }
+
+                if (e == SSL_ERROR_ZERO_RETURN
+                    || (e == SSL_ERROR_SYSCALL && errno == 0
+                        && ERR_peek_last_error() == 0))
+                {
+                    zgw_redis_fail(c, "Server closed the connection");
+
+                } else {
+                    zgw_redis_tls_fail(c, e, "read failed");
+                }
+
+                return ZGW_ERROR;
+            }
+
+        } else {
+            n = recv(c->fd, buf, sizeof(buf), 0);
+
+            if (n < 0) {
+                if (errno == EINTR) {
+                    continue;
+                }
+
+                if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                    if (zgw_redis_wait(c, POLLIN, "answer") != ZGW_OK) {
+                        return ZGW_ERROR;
+                    }
+                    continue;
+                }
+
+                zgw_redis_fail(c, "%s", strerror(errno));
+                return ZGW_ERROR;
+            }
+
+            if (n == 0) {
+                zgw_redis_fail(c, "Server closed the connection");
+                return ZGW_ERROR;
+            }
+        }
+
+        if (redisReaderFeed(c->reader, buf, (size_t) n) != REDIS_OK) {
+            zgw_redis_fail(c, "%s", c->reader->errstr);
+            return ZGW_ERROR;
+        }
+
+        return ZGW_OK;
+    }
+}
+
+
+int
+zgw_redis_get_reply(zgw_redis_conn_t *c, redisReply **reply)
+{
+    void  *r;
+
+    *reply = NULL;
+
+    if (c->err) {
+        return ZGW_ERROR;
+    }
+
+    r = NULL;
+
+    /* a reply to an earlier command of a pipeline may be read already */
+    if (redisReaderGetReply(c->reader, &r) != REDIS_OK) {
+        zgw_redis_fail(c, "%s", c->reader->errstr);
+        return ZGW_ERROR;
+    }
+
+    if (r == NULL && c->olen > 0 && zgw_redis_flush(c) != ZGW_OK) {
+        return ZGW_ERROR;
+    }
+
+    while (r == NULL) {
+        if (zgw_redis_fill(c) != ZGW_OK) {
+            return ZGW_ERROR;
+        }
+
+        if (redisReaderGetReply(c->reader, &r) != REDIS_OK) {
+            zgw_redis_fail(c, "%s", c->reader->errstr);
+            return ZGW_ERROR;
+        }
+    }
+
+    *reply = r;
+    return ZGW_OK;
+}
+
+
+redisReply *
+zgw_redis_vcommand(zgw_redis_conn_t *c, const char *fmt, va_list ap)
+{
+    int          len;
+    char        *cmd;
+    redisReply  *r;
+
+    if (c->err) {
+        return NULL;
+    }
+
+    cmd = NULL;
+    len = redisvFormatCommand(&cmd, fmt, ap);
+
+    if (zgw_redis_queue(c, cmd, len) != ZGW_OK
+        || zgw_redis_get_reply(c, &r) != ZGW_OK)
+    {
+        return NULL;
+    }
+
+    return r;
+}
+
+
+redisReply *
+zgw_redis_command(zgw_redis_conn_t *c, const char *fmt, ...)
+{
+    va_list      ap;
+    redisReply  *r;
+
+    va_start(ap, fmt);
+    r = zgw_redis_vcommand(c, fmt, ap);
+    va_end(ap);
+
+    return r;
+}
+
+
+redisReply *
+zgw_redis_command_argv(zgw_redis_conn_t *c, int argc, const char **argv,
+    const size_t *argvlen)
+{
+    redisReply  *r;
+
+    if (zgw_redis_append_argv(c, argc, argv, argvlen) != ZGW_OK
+        || zgw_redis_get_reply(c, &r) != ZGW_OK)
+    {
+        return NULL;
+    }
+
+    return r;
+}

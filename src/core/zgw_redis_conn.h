@@ -1,0 +1,75 @@
+/*
+ * ngx_zmq core: a blocking Redis connection, plain (redis://) or TLS
+ * (rediss://), for zmqd and zmqctl; never for an NGINX worker.
+ *
+ * hiredis 0.14 (Debian 12) has no TLS, so the socket is ours and hiredis
+ * is only the codec: commands are written by redisvFormatCommand() /
+ * redisFormatCommandArgv() and replies read by a redisReader bounded by
+ * zgw_resp_limit(). Plain and TLS connections take the same path; only
+ * the read and the write differ (recv/send or SSL_read/SSL_write).
+ *
+ * Every wait is bounded: the connect and the TLS handshake by the
+ * timeout, and each wait for the peer to take or send bytes by it too (as
+ * hiredis' redisSetTimeout() bounds each read and write): a reply that
+ * keeps arriving is not cut short, a silent server fails the call.
+ *
+ * The calls mirror hiredis' blocking API (redisCommand(), redisAppend-
+ * Command(), redisGetReply(); replies are redisReply, freed with
+ * freeReplyObject()). After an I/O or protocol error the connection is
+ * broken for good: every later call fails with the same error; close it
+ * and connect again.
+ */
+
+#ifndef ZGW_REDIS_CONN_H
+#define ZGW_REDIS_CONN_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <hiredis/hiredis.h>
+
+#include "zgw_redis_url.h"
+
+
+typedef struct zgw_redis_conn_s  zgw_redis_conn_t;
+
+
+/*
+ * TCP connect (all addresses of the host within timeout_ms), the TLS
+ * handshake for rediss:// (zgw_tls.h: CAs, verification, SNI, client
+ * certificate), then AUTH (user and password, or password) and SELECT
+ * when the address has them. NULL with err filled, without the address:
+ * "cannot connect: Connection refused", "TLS handshake: certificate
+ * verify failed: certificate has expired (...)", "AUTH: WRONGPASS ...".
+ */
+zgw_redis_conn_t *zgw_redis_connect(const zgw_redis_addr_t *addr,
+    int timeout_ms, char *err, size_t errlen);
+/* the same without AUTH and SELECT, for a caller that sends its own */
+zgw_redis_conn_t *zgw_redis_open(const zgw_redis_addr_t *addr,
+    int timeout_ms, char *err, size_t errlen);
+void zgw_redis_close(zgw_redis_conn_t *c);
+
+/* one command and its reply, or NULL (zgw_redis_error() says why) */
+redisReply *zgw_redis_command(zgw_redis_conn_t *c, const char *fmt, ...);
+redisReply *zgw_redis_vcommand(zgw_redis_conn_t *c, const char *fmt,
+    va_list ap);
+redisReply *zgw_redis_command_argv(zgw_redis_conn_t *c, int argc,
+    const char **argv, const size_t *argvlen);
+
+/* pipelining: commands are queued, then sent by the first get_reply */
+int zgw_redis_append(zgw_redis_conn_t *c, const char *fmt, ...);
+int zgw_redis_append_argv(zgw_redis_conn_t *c, int argc, const char **argv,
+    const size_t *argvlen);
+/* ZGW_OK with the next reply, or ZGW_ERROR */
+int zgw_redis_get_reply(zgw_redis_conn_t *c, redisReply **reply);
+
+/* why the connection is broken, or NULL while it is usable */
+const char *zgw_redis_error(const zgw_redis_conn_t *c);
+
+/* "TLSv1.3" for a TLS connection, NULL for a plain one */
+const char *zgw_redis_tls_version(const zgw_redis_conn_t *c);
+
+/* the reply budget (zgw_resp_limit.h), for a test to lower */
+void zgw_redis_set_max_slots(zgw_redis_conn_t *c, size_t max);
+
+#endif /* ZGW_REDIS_CONN_H */
