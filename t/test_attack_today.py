@@ -58,3 +58,67 @@ def test_33_long_tracestate_lines_are_dropped_not_copied_past_the_buffer(gw):
     assert props.headers == {"traceparent": TP}
     assert "tracestate dropped: has more than 32 list members" \
         in gw.ngx.error_log()
+
+
+# ----------------------------------------------------------------- batches
+
+def test_an_envelope_with_thousands_of_headers_is_refused_quickly(gw):
+    """Each envelope header was compared with every one before it (case
+    insensitively): one line of 60,000 short headers kept the worker busy
+    for seconds, every other request on it waiting."""
+    hdrs = {"h%d" % i: "v" for i in range(60000)}
+    line = json.dumps({"body": "x", "headers": hdrs}).encode()
+    t0 = time.monotonic()
+    r = requests.post(gw.url + "/env", data=line + b"\n", timeout=120,
+                      headers={"Content-Type": "application/x-ndjson"})
+    took = time.monotonic() - t0
+    assert r.status_code == 400, r.text
+    doc = r.json()
+    assert doc["error"] == "bad_header"
+    assert "line 1: headers: more than 256 headers" in doc["message"]
+    assert took < 2, took
+    assert gw.queue.count() == 0
+
+
+# ------------------------------------------------------- idempotency keys
+
+def test_the_same_key_and_body_to_another_path_is_not_a_replay(
+        rabbitmq, gateway, redis_store):
+    """The key's scope is the channel, and the hash covered the body
+    only: the same Idempotency-Key and body to /api/q/<queue b> replayed
+    the answer of /api/q/<queue a> (202, Idempotent-Replayed) and b's
+    message was never published."""
+    conn = rabbitmq.connection()
+    ch = conn.channel()
+    qa, qb = "t.attack.a.%d" % time.time_ns(), "t.attack.b.%d" % time.time_ns()
+    for q in (qa, qb):
+        ch.queue_declare(q, durable=True)
+    try:
+        doc = amqp_config(rabbitmq.port, {"dyn": {"routing_key": "{rk}"}},
+                          extra={"rest_channel": [{
+                              "name": "q", "url_path": "/api/q/{rk}",
+                              "service": "dyn", "idempotency": True}]})
+        gw = gateway(doc, "location /api/ { zmq_router; }\n",
+                     http="zmq_idempotency_redis %s;" % redis_store.url)
+        h = {"Idempotency-Key": "same"}
+        ra = requests.post(gw.url + "/api/q/" + qa, data=b'{"n":1}',
+                           headers=h, timeout=30)
+        assert ra.status_code == 202, ra.text
+        rb = requests.post(gw.url + "/api/q/" + qb, data=b'{"n":1}',
+                           headers=h, timeout=30)
+        assert rb.status_code == 422, rb.text
+        assert rb.json()["error"] == "idempotency_mismatch"
+        assert "Idempotent-Replayed" not in rb.headers
+        # the same request again is still a replay
+        ra2 = requests.post(gw.url + "/api/q/" + qa, data=b'{"n":1}',
+                            headers=h, timeout=30)
+        assert ra2.status_code == 202
+        assert ra2.headers["Idempotent-Replayed"] == "true"
+        assert ra2.content == ra.content
+        time.sleep(0.3)
+        assert ch.queue_declare(qa, passive=True).method.message_count == 1
+        assert ch.queue_declare(qb, passive=True).method.message_count == 0
+    finally:
+        for q in (qa, qb):
+            ch.queue_delete(q)
+        conn.close()
