@@ -304,7 +304,7 @@ ngx_http_zmq_idem_redis(void)
 }
 
 
-/* SHA-256 of the body, in hex; the body is not consumed */
+/* SHA-256 of the request line and body, in hex; the body is not consumed */
 
 static ngx_int_t
 ngx_http_zmq_idem_hash(ngx_http_request_t *r, u_char *out)
@@ -323,6 +323,23 @@ ngx_http_zmq_idem_hash(ngx_http_request_t *r, u_char *out)
     {
         EVP_MD_CTX_free(md_ctx);
         return NGX_ERROR;
+    }
+
+    /*
+     * The method and the URI as sent, then the body: the path's parameters
+     * and the query (which a channel's routing key may use) are part of
+     * the request, so the same key and body to /orders/a and /orders/b is
+     * a mismatch, never a replay of the other one's answer
+     */
+    if (EVP_DigestUpdate(md_ctx, r->method_name.data, r->method_name.len)
+        != 1
+        || EVP_DigestUpdate(md_ctx, " ", 1) != 1
+        || EVP_DigestUpdate(md_ctx, r->unparsed_uri.data,
+                            r->unparsed_uri.len)
+           != 1
+        || EVP_DigestUpdate(md_ctx, "\n", 1) != 1)
+    {
+        goto failed;
     }
 
     for (cl = r->request_body ? r->request_body->bufs : NULL; cl;
