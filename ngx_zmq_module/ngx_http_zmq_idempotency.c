@@ -598,8 +598,15 @@ ngx_http_zmq_idem_reply(ngx_zmq_redis_t *rd, redisReply *reply, void *data)
                                         reply->len);
 
     } else {
+        /* not what SET NX GET answers: the store is not one to trust */
+        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                      "zmq: idempotency Redis: SET NX GET answered a reply "
+                      "of type %d, not a string or nil", reply->type);
         idem->state = NGX_HTTP_ZMQ_IDEM_DONE;
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        rc = ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                "idempotency_unavailable", "the store of "
+                                "idempotency keys gave an unexpected "
+                                "answer; try again later", 1);
     }
 
     if (rc != NGX_DONE) {

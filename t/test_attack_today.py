@@ -122,3 +122,167 @@ def test_the_same_key_and_body_to_another_path_is_not_a_replay(
         for q in (qa, qb):
             ch.queue_delete(q)
         conn.close()
+
+
+# ---------------------------------------------- a hostile idempotency Redis
+
+class FakeRedis:
+    """Accepts the gateway's connections and answers each command with the
+    next of `replies` (bytes, or None: say nothing); `tls_stall`: never
+    answers anything (a ClientHello waits for good)."""
+
+    def __init__(self, replies, tls_stall=False):
+        self.replies = list(replies)
+        self.tls_stall = tls_stall
+        self.commands = []
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.stop = False
+        import threading
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        import threading
+        self.sock.settimeout(0.2)
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.conns.append(c)
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def serve(self, c):
+        buf = b""
+        c.settimeout(0.2)
+        while not self.stop:
+            try:
+                d = c.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if not d:
+                return
+            if self.tls_stall:
+                continue
+            buf += d
+            while True:
+                cmd, buf = self.parse(buf)
+                if cmd is None:
+                    break
+                self.commands.append(cmd)
+                if self.replies:
+                    reply = self.replies.pop(0)
+                    if reply is not None:
+                        try:
+                            c.sendall(reply)
+                        except OSError:
+                            return
+
+    @staticmethod
+    def parse(buf):
+        if not buf.startswith(b"*") or b"\r\n" not in buf:
+            return None, buf
+        head, rest = buf.split(b"\r\n", 1)
+        args = []
+        for _ in range(int(head[1:])):
+            if b"\r\n" not in rest:
+                return None, buf
+            ln, rest2 = rest.split(b"\r\n", 1)
+            n = int(ln[1:])
+            if len(rest2) < n + 2:
+                return None, buf
+            args.append(rest2[:n])
+            rest = rest2[n + 2:]
+        return args, rest
+
+    def close(self):
+        self.stop = True
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+IDEM_CH = {"name": "orders", "url_path": "/api/orders", "service": "svc",
+           "idempotency": True}
+
+
+def idem_gateway(gateway, rabbitmq, queue, url):
+    doc = amqp_config(rabbitmq.port, {"svc": {"routing_key": queue.name}},
+                      extra={"rest_channel": [IDEM_CH]})
+    return gateway(doc, "location /api/ { zmq_router; }\n",
+                   http="zmq_idempotency_redis %s;" % url)
+
+
+def idem_post(gw, key="k"):
+    return requests.post(gw.url + "/api/orders", data=b'{"n":1}',
+                         headers={"Idempotency-Key": key}, timeout=30)
+
+
+def wait_connected(fake, gw, timeout=10):
+    """The worker's connection is up when a request reaches the fake."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if fake.conns:
+            time.sleep(0.3)
+            return
+        time.sleep(0.05)
+    raise AssertionError("the gateway never connected to the fake Redis")
+
+
+@pytest.mark.parametrize("reply,status,error", [
+    (b":1\r\n", 503, "idempotency_unavailable"),              # an integer
+    (b"*2\r\n$1\r\na\r\n$1\r\nb\r\n", 503, "idempotency_unavailable"),
+    (b"$3\r\nDxx\r\n", 503, "idempotency_unavailable"),       # too short
+    (b"$68\r\nD" + b"0" * 64 + b"999\r\n", 422, "idempotency_mismatch"),
+    (b"*1\r\n" * 40 + b":1\r\n", 503, "idempotency_unavailable"),  # deep
+    (b"-ERR nope\r\n", 503, "idempotency_unavailable"),
+    (b"+OK\r\n", 503, "idempotency_unavailable"),             # a status
+    (b"$-5\r\n", 503, "idempotency_unavailable"),             # bad length
+], ids=["integer", "array", "short", "other-hash", "deep", "error",
+        "status", "negative-length"])
+def test_a_hostile_idempotency_redis_gets_a_json_error_and_no_publish(
+        rabbitmq, gateway, queue, reply, status, error):
+    fake = FakeRedis([reply])
+    try:
+        gw = idem_gateway(gateway, rabbitmq, queue,
+                          "redis://127.0.0.1:%d" % fake.port)
+        wait_connected(fake, gw)
+        r = idem_post(gw)
+        assert r.status_code == status, r.text
+        assert r.headers["Content-Type"] == "application/json"
+        assert r.json()["error"] == error
+        time.sleep(0.3)
+        assert queue.count() == 0
+    finally:
+        fake.close()
+
+
+def test_a_tls_handshake_that_stalls_is_timed_out_and_requests_get_503(
+        rabbitmq, gateway, queue, tls_pki):
+    """rediss:// to a peer that takes the ClientHello and never answers:
+    the handshake times out (the command timeout), the connection is
+    retried with backoff, and a request with a key gets 503 meanwhile."""
+    fake = FakeRedis([], tls_stall=True)
+    try:
+        gw = idem_gateway(gateway, rabbitmq, queue,
+                          "rediss://127.0.0.1:%d?ca_file=%s"
+                          % (fake.port, tls_pki["ca"]))
+        wait_connected(fake, gw)
+        r = idem_post(gw)
+        assert r.status_code == 503, r.text
+        assert r.json()["error"] == "idempotency_unavailable"
+        assert r.headers["Retry-After"] == "1"
+        deadline = time.monotonic() + 10
+        while "TLS handshake timed out" not in gw.ngx.error_log():
+            assert time.monotonic() < deadline, gw.ngx.error_log()
+            time.sleep(0.1)
+        assert queue.count() == 0
+    finally:
+        fake.close()
