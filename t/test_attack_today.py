@@ -286,3 +286,58 @@ def test_a_tls_handshake_that_stalls_is_timed_out_and_requests_get_503(
         assert queue.count() == 0
     finally:
         fake.close()
+
+
+def test_max_batch_tiny_lines_at_the_limit_and_one_past_it(gw):
+    hdr = {"Content-Type": "application/x-ndjson"}
+    r = requests.post(gw.url + "/batch", data=b"1\n" * 1000, headers=hdr,
+                      timeout=60)
+    assert r.status_code == 200, r.text
+    res = r.json()["results"]
+    assert len(res) == 1000 and all(x["status"] == 202 for x in res)
+    r = requests.post(gw.url + "/batch", data=b"1\n" * 1001, headers=hdr,
+                      timeout=60)
+    assert r.status_code == 413
+    assert r.json()["error"] == "batch_too_large"
+    assert len(gw.queue.drain(expect=1000)) == 1000
+
+
+def test_a_deep_json_line_is_refused_by_the_parser_not_the_stack(gw):
+    hdr = {"Content-Type": "application/x-ndjson"}
+    deep = b"[" * 100000 + b"]" * 100000
+    r = requests.post(gw.url + "/env", data=b'{"body":' + deep + b"}\n",
+                      headers=hdr, timeout=60)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == "invalid_json"
+    assert gw.queue.count() == 0
+
+
+def test_clients_that_leave_mid_batch_leave_the_worker_sound(gw):
+    """A client that sends a batch and goes at once: its messages are
+    detached from the connection's ring; the worker goes on."""
+    body = b"".join(b'{"i":%d}\n' % i for i in range(1000))
+    head = ("POST /batch HTTP/1.1\r\nHost: x\r\nContent-Type: "
+            "application/x-ndjson\r\nContent-Length: %d\r\n\r\n"
+            % len(body)).encode()
+    for _ in range(10):
+        s = socket.create_connection(("127.0.0.1", gw.ngx.port))
+        s.sendall(head + body)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                     b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s.close()                           # a reset, at once
+    # the detached messages settle; then the worker publishes again
+    deadline = time.monotonic() + 20
+    while True:
+        r = requests.post(gw.url + "/batch", data=b"1\n2\n", timeout=30,
+                          headers={"Content-Type": "application/x-ndjson"})
+        assert r.status_code == 200
+        st = [(x["status"], x.get("error")) for x in r.json()["results"]]
+        if st == [(202, None), (202, None)]:
+            break
+        assert st[0] == (503, "overloaded"), st
+        assert time.monotonic() < deadline, st
+        time.sleep(0.2)
+    # every message the gateway took is in the queue, none twice
+    got = gw.queue.drain(expect=2, timeout=5)
+    ids = [p.message_id for _, p, _ in got]
+    assert len(ids) == len(set(ids)) and len(ids) <= 10002
