@@ -140,6 +140,11 @@ ngx_http_zmq_idempotency_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     zgw_errors_free(&errs);
+
+    /* what messages show, before the URL (and its password) is zeroed */
+    shown_str.data = (u_char *) zgw_url_redact(url, shown, sizeof(shown));
+    shown_str.len = ngx_strlen(shown_str.data);
+
     ngx_explicit_memzero(url, value[1].len);
 
     ic = ngx_pcalloc(cf->pool, sizeof(ngx_http_zmq_idem_conf_t));
@@ -149,9 +154,6 @@ ngx_http_zmq_idempotency_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     if (ra.tls) {
-        shown_str.data = (u_char *) zgw_url_redact(url, shown, sizeof(shown));
-        shown_str.len = ngx_strlen(shown_str.data);
-
         if (ngx_http_zmq_redis_tls_conf(cf, &ra, "zmq_idempotency_redis",
                                         &shown_str, &ic->tls, &ic->tls_name)
             != NGX_OK)

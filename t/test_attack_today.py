@@ -341,3 +341,16 @@ def test_clients_that_leave_mid_batch_leave_the_worker_sound(gw):
     got = gw.queue.drain(expect=2, timeout=5)
     ids = [p.message_id for _, p, _ in got]
     assert len(ids) == len(set(ids)) and len(ids) <= 10002
+
+
+def test_a_bad_rediss_idempotency_url_is_named_redacted(nginx_factory,
+                                                        tmp_path):
+    """The TLS error named the URL after it was zeroed: 'zmq_idempotency_
+    redis "": TLS: ...'. It names it, with the password redacted."""
+    ngx = nginx_factory(http="zmq_idempotency_redis "
+                        "rediss://u:s3cr3tpw@127.0.0.1:1?ca_file=%s/none;"
+                        % tmp_path)
+    code, out = ngx.test_config()
+    assert code != 0
+    assert 'zmq_idempotency_redis "rediss://u:' in out, out
+    assert "127.0.0.1:1" in out and "s3cr3tpw" not in out
