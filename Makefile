@@ -35,7 +35,7 @@ MODULE_SRCS := config $(wildcard ngx_zmq_module/*.c ngx_zmq_module/*.h) \
 UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/t/%,$(wildcard t/unit/test_*.c))
 
 .PHONY: all module tools deps deps-test run stop test unit integration browser \
-        bench-stomp bench-latency bench-batch \
+        bench-stomp bench-latency bench-batch bench-tls bench-batch \
         asan clean asan-nginx fuzz fuzz-build fuzz-test bench \
         openapi-validator install uninstall
 
@@ -178,6 +178,11 @@ bench: all $(BUILD)/bench/publish_raw $(BUILD)/bench/consume_raw \
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/stomp.py
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/latency.py
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/batch.py
+	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/tls.py
+
+# TLS alone (issue 17)
+bench-tls: all $(BUILD)/bench/publish_raw
+	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/tls.py
 
 # the latency one alone (issue 18)
 bench-latency: all $(BUILD)/bench/publish_raw
