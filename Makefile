@@ -35,7 +35,7 @@ MODULE_SRCS := config $(wildcard ngx_zmq_module/*.c ngx_zmq_module/*.h) \
 UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/t/%,$(wildcard t/unit/test_*.c))
 
 .PHONY: all module tools deps deps-test run stop test unit integration browser \
-        bench-stomp bench-latency bench-batch bench-tls bench-batch \
+        bench-stomp bench-latency bench-batch bench-tls \
         asan clean asan-nginx fuzz fuzz-build fuzz-test bench \
         openapi-validator install uninstall
 
