@@ -976,6 +976,17 @@ ngx_zmq_redis_read_handler(ngx_event_t *rev)
     ngx_zmq_redis_t               *rd = c->data;
     ngx_zmq_redis_pending_t        p;
 
+    if (!rd->ready) {
+        /* a refused connect may be told by the read event first */
+        rc = ngx_zmq_socket_error(&rd->sock);
+        if (rc) {
+            ngx_snprintf((u_char *) rd->error, sizeof(rd->error) - 1,
+                         "cannot connect: %s%Z", strerror((int) rc));
+            ngx_zmq_redis_close(rd, rd->error);
+            return;
+        }
+    }
+
     rc = ngx_zmq_socket_read(&rd->sock, buf, sizeof(buf), 0,
                              ngx_zmq_redis_input, rd);
 
