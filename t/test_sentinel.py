@@ -274,3 +274,95 @@ def test_nginx_t_checks_a_sentinel_url(zmqctl, nginx_factory):
                              "?verify=0;\n", server=STATUS)
     rc, out = tls.test_config()
     assert rc != 0 and "zmq_config" in out, out
+
+
+class FakeSentinel:
+    """A 'sentinel' that answers every command with one fixed reply (a
+    stale master, a host name, garbage), and counts what it was asked."""
+
+    def __init__(self, reply):
+        import socket
+        import threading
+        self.reply = reply
+        self.asked = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.stopped = False
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        import threading
+        while not self.stopped:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.one, args=(conn,),
+                             daemon=True).start()
+
+    def one(self, conn):
+        with conn:
+            conn.settimeout(10)
+            try:
+                data = conn.recv(4096)
+                if data:
+                    self.asked.append(data)
+                    conn.sendall(self.reply)
+                    conn.recv(1)          # until the client closes
+            except OSError:
+                pass
+
+    def close(self):
+        self.stopped = True
+        self.sock.close()
+
+
+def resp_master(host, port):
+    h, p = host.encode(), str(port).encode()
+    return b"*2\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(h), h, len(p), p)
+
+
+def test_a_stale_or_bad_sentinel_answer_sends_every_client_to_the_next(
+        zmqctl, cluster, nginx_factory, tmp_path):
+    c = cluster()
+    stale = FakeSentinel(resp_master("127.0.0.1", c.replica.port))
+    named = FakeSentinel(resp_master("localhost", c.master.port))
+    try:
+        st = Store(zmqctl, c, tmp_path)
+        v = st.write(outconns(1, "s"))
+        real = "127.0.0.1:%d" % c.sentinels[0].port
+        url = "redis-sentinel://:%s@127.0.0.1:%d,127.0.0.1:%d,%s/%s/0" % (
+            PASSWORD, stale.port, named.port, real, NAME)
+
+        # zmqctl: the replica (ROLE) and the name are passed over
+        st.env["ZMQ_REDIS"] = url
+        out = json.loads(st("export", check=0).stdout)
+        assert out["http_outconn"][0]["name"] == "h0"
+        assert stale.asked and named.asked
+        assert b"get-master-addr-by-name" in stale.asked[0]
+        assert PASSWORD.encode() not in b"".join(stale.asked + named.asked)
+
+        # with only the bad ones: the reasons, each sentinel named
+        st.env["ZMQ_REDIS"] = url.replace("," + real, "")
+        r = st("export", check=1)
+        assert ("no master for '%s' (sentinels: 127.0.0.1:%d: master "
+                "127.0.0.1:%d: a replica, not the master; 127.0.0.1:%d: "
+                "named the master 'localhost', which is not an IP address"
+                % (NAME, stale.port, c.replica.port, named.port)) \
+            in r.stderr, r.stderr
+
+        # NGINX: the same, without a resolver
+        ngx = nginx_factory(
+            http="zmq_key_file %s;\nzmq_config %s;\n" % (
+                zmqctl.env["ZMQ_KEY_FILE"], url), server=STATUS, workers=1)
+        ngx.start()
+        wait_version(ngx, v)
+        log = ngx.error_log()
+        assert "a replica, not the master" in log
+        assert "'localhost', which is not an IP address" in log
+        assert PASSWORD not in log
+    finally:
+        stale.close()
+        named.close()
