@@ -853,12 +853,16 @@ ngx_http_zmq_ping_http_connected(ngx_http_zmq_ping_t *ping)
     host = (u_char *) ping->hp.host;
     param = SSL_get0_param(c->ssl->connection);
 
+    SSL_set_options(c->ssl->connection, SSL_OP_NO_RENEGOTIATION);
+
     if (ping->hp.kind == ZGW_HOST_IS_NAME) {
         (void) SSL_set_tlsext_host_name(c->ssl->connection, (char *) host);
-        (void) X509_VERIFY_PARAM_set1_host(param, (char *) host, 0);
+        if (X509_VERIFY_PARAM_set1_host(param, (char *) host, 0) != 1) {
+            goto failed;
+        }
 
-    } else {
-        (void) X509_VERIFY_PARAM_set1_ip_asc(param, (char *) host);
+    } else if (X509_VERIFY_PARAM_set1_ip_asc(param, (char *) host) != 1) {
+        goto failed;
     }
 
     rc = ngx_ssl_handshake(c);
@@ -945,6 +949,7 @@ static void
 ngx_http_zmq_ping_ssl_done(ngx_connection_t *c)
 {
     long                  rc;
+    X509                 *cert;
     json_t               *doc;
     ngx_http_zmq_ping_t  *ping = c->data;
 
@@ -960,6 +965,18 @@ ngx_http_zmq_ping_ssl_done(ngx_connection_t *c)
     }
 
     rc = SSL_get_verify_result(c->ssl->connection);
+
+    /* no certificate at all passes SSL_get_verify_result() */
+    cert = SSL_get1_peer_certificate(c->ssl->connection);
+    if (cert != NULL) {
+        X509_free(cert);
+
+    } else if (ping->verify) {
+        ngx_http_zmq_ping_answer(ping,
+            ngx_http_zmq_ping_failed(ping, "the server sent no "
+                                     "certificate"));
+        return;
+    }
 
     if (ping->verify && rc != X509_V_OK) {
         ngx_http_zmq_ping_answer(ping,

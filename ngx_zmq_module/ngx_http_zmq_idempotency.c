@@ -140,6 +140,11 @@ ngx_http_zmq_idempotency_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     zgw_errors_free(&errs);
+
+    /* what messages show, before the URL (and its password) is zeroed */
+    shown_str.data = (u_char *) zgw_url_redact(url, shown, sizeof(shown));
+    shown_str.len = ngx_strlen(shown_str.data);
+
     ngx_explicit_memzero(url, value[1].len);
 
     ic = ngx_pcalloc(cf->pool, sizeof(ngx_http_zmq_idem_conf_t));
@@ -149,9 +154,6 @@ ngx_http_zmq_idempotency_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     if (ra.tls) {
-        shown_str.data = (u_char *) zgw_url_redact(url, shown, sizeof(shown));
-        shown_str.len = ngx_strlen(shown_str.data);
-
         if (ngx_http_zmq_redis_tls_conf(cf, &ra, "zmq_idempotency_redis",
                                         &shown_str, &ic->tls, &ic->tls_name)
             != NGX_OK)
@@ -304,7 +306,7 @@ ngx_http_zmq_idem_redis(void)
 }
 
 
-/* SHA-256 of the body, in hex; the body is not consumed */
+/* SHA-256 of the request line and body, in hex; the body is not consumed */
 
 static ngx_int_t
 ngx_http_zmq_idem_hash(ngx_http_request_t *r, u_char *out)
@@ -323,6 +325,23 @@ ngx_http_zmq_idem_hash(ngx_http_request_t *r, u_char *out)
     {
         EVP_MD_CTX_free(md_ctx);
         return NGX_ERROR;
+    }
+
+    /*
+     * The method and the URI as sent, then the body: the path's parameters
+     * and the query (which a channel's routing key may use) are part of
+     * the request, so the same key and body to /orders/a and /orders/b is
+     * a mismatch, never a replay of the other one's answer
+     */
+    if (EVP_DigestUpdate(md_ctx, r->method_name.data, r->method_name.len)
+        != 1
+        || EVP_DigestUpdate(md_ctx, " ", 1) != 1
+        || EVP_DigestUpdate(md_ctx, r->unparsed_uri.data,
+                            r->unparsed_uri.len)
+           != 1
+        || EVP_DigestUpdate(md_ctx, "\n", 1) != 1)
+    {
+        goto failed;
     }
 
     for (cl = r->request_body ? r->request_body->bufs : NULL; cl;
@@ -581,8 +600,15 @@ ngx_http_zmq_idem_reply(ngx_zmq_redis_t *rd, redisReply *reply, void *data)
                                         reply->len);
 
     } else {
+        /* not what SET NX GET answers: the store is not one to trust */
+        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                      "zmq: idempotency Redis: SET NX GET answered a reply "
+                      "of type %d, not a string or nil", reply->type);
         idem->state = NGX_HTTP_ZMQ_IDEM_DONE;
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        rc = ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                "idempotency_unavailable", "the store of "
+                                "idempotency keys gave an unexpected "
+                                "answer; try again later", 1);
     }
 
     if (rc != NGX_DONE) {

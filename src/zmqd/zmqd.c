@@ -1825,7 +1825,8 @@ zmqd_usage(FILE *out)
             "[--key-file PATH]\n"
             "            [--workers N] [--max-hold SECONDS] "
             "[--metrics ADDR:PORT]\n"
-            "            [--check] [--verbose]\n"
+            "            [--instance NAME] [--fleet-interval SECONDS] "
+            "[--check] [--verbose]\n"
             "\n"
             "Consumes the queues of the amqp_channel objects of the "
             "configuration\nand invokes each message's service.\n"
@@ -1851,6 +1852,12 @@ zmqd_usage(FILE *out)
             "  --metrics A:P     serve Prometheus metrics on A:P (such as "
             "127.0.0.1:9464;\n"
             "                    needs --workers 1)\n"
+            "  --instance NAME   this zmqd's name in the fleet (default: "
+            "host/PID;\n"
+            "                    with --workers, NAME/PID per worker)\n"
+            "  --fleet-interval S  report into the store every S seconds "
+            "(default 5,\n"
+            "                    0: not at all; a redis:// source only)\n"
             "  --check           validate the configuration and exit "
             "(0 valid)\n"
             "  --verbose         a log line for every message done\n"
@@ -1869,7 +1876,8 @@ main(int argc, char **argv)
     int                 startup_done;
     char                err[256], shown[ZGW_URL_SHOW_MAX];
     double              startup_due;
-    const char         *env, *key_file, *metrics;
+    int                 fleet_interval;
+    const char         *env, *key_file, *metrics, *instance;
     zmqd_ctx_t          ctx;
     zmqd_env_t          senv;
     zgw_errors_t        errs;
@@ -1883,6 +1891,8 @@ main(int argc, char **argv)
         { "workers", required_argument, NULL, 'w' },
         { "max-hold", required_argument, NULL, 'm' },
         { "metrics", required_argument, NULL, 'M' },
+        { "instance", required_argument, NULL, 'I' },
+        { "fleet-interval", required_argument, NULL, 'F' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -1891,6 +1901,8 @@ main(int argc, char **argv)
     check = 0;
     workers = 1;
     metrics = NULL;
+    instance = NULL;
+    fleet_interval = 5;
     ctx.max_hold = ZMQD_HOLD_MAX_S;
 
     env = getenv("ZMQ_REDIS");
@@ -1929,6 +1941,19 @@ main(int argc, char **argv)
             break;
         case 'M':
             metrics = optarg;
+            break;
+        case 'I':
+            instance = optarg;
+            break;
+        case 'F':
+            fleet_interval = atoi(optarg);
+            if (fleet_interval < 0 || fleet_interval > 3600
+                || strspn(optarg, "0123456789") != strlen(optarg))
+            {
+                fprintf(stderr, "zmqd: --fleet-interval must be 0-3600 "
+                        "seconds\n");
+                return 2;
+            }
             break;
         case 'h':
             zmqd_usage(stdout);
@@ -1971,6 +1996,15 @@ main(int argc, char **argv)
             return 1;
         }
         ctx.has_key = 1;
+    }
+
+    if (zmqd_fleet_init(&ctx.follow, instance,
+                        strncmp(ctx.source, "file:", 5) == 0
+                        ? 0 : fleet_interval, workers, err, sizeof(err))
+        != 0)
+    {
+        fprintf(stderr, "zmqd: %s\n", err);
+        return 2;
     }
 
     ctx.follow.source = ctx.source;

@@ -235,6 +235,15 @@ typedef struct {
     long long          refused;      /* the version last refused, or -1 */
     int                down;         /* the store's loss was logged */
 
+    /* the fleet (zmqd_fleet.c): reported from the configuration thread */
+    int                fleet_interval; /* seconds, 0: not reported */
+    double             fleet_next;
+    long long          fleet_started;
+    int                fleet_warned;
+    int                fleet_named;  /* --instance, one process */
+    char               fleet_name[128];
+    char               fleet_host[128];
+
     /* a file: what it was when last read, to notice every change */
     int                file_seen;
     dev_t              file_dev;
@@ -267,6 +276,11 @@ void zmqd_follow_reload(zmqd_follower_t *f);
 zgw_config_t *zmqd_follow_take(zmqd_follower_t *f);
 /* 0 when stopped, -1 when still inside a call after 1 s */
 int zmqd_follow_stop(zmqd_follower_t *f);
+
+/* zmqd_fleet.c: --instance, --fleet-interval; a report when it is due */
+int zmqd_fleet_init(zmqd_follower_t *f, const char *instance, int interval,
+    int workers, char *err, size_t errlen);
+void zmqd_fleet_tick(zmqd_follower_t *f);
 
 /* a min-heap by due time (zmqd_heap.c) */
 typedef struct {
