@@ -1,7 +1,8 @@
 /*
  * zmqd: the channel sidecar of ngx_zmq.
  *
- *   zmqd [--config redis://host:port/db | file:PATH] [--key-file PATH]
+ *   zmqd [--config redis://host:port/db | redis-sentinel://host:port,.../master/db
+ *         | file:PATH] [--key-file PATH]
  *        [--workers N] [--check] [--verbose]
  *
  * One consuming connection per amqp_def in use (and one for publishing,
@@ -1836,7 +1837,8 @@ static void
 zmqd_usage(FILE *out)
 {
     fprintf(out,
-            "usage: zmqd [--config redis://host:port/db | file:PATH] "
+            "usage: zmqd [--config redis://host:port/db | "
+            "redis-sentinel://host:port,.../master/db | file:PATH] "
             "[--key-file PATH]\n"
             "            [--workers N] [--max-hold SECONDS] "
             "[--metrics ADDR:PORT]\n"
