@@ -59,6 +59,10 @@ typedef struct {
     ngx_int_t                      db;
     ngx_zmq_tls_ctx_t             *tls;         /* rediss:// */
     ngx_str_t                      tls_name;
+    ngx_addr_t                    *sentinels;   /* zmq_config's, when it is
+                                                   redis-sentinel:// */
+    ngx_uint_t                     nsentinels;
+    ngx_str_t                      master_name;
 } ngx_http_zmq_idem_conf_t;
 
 
@@ -242,12 +246,17 @@ ngx_http_zmq_idem_init_process(ngx_cycle_t *cycle)
 
     if (ic == NULL) {
         if (zmcf->type != NGX_HTTP_ZMQ_SOURCE_REDIS
-            || zmcf->redis_addr == NULL)
+            || (zmcf->redis_addr == NULL && zmcf->redis.nsentinels == 0))
         {
             return;
         }
 
-        own.addr = zmcf->redis_addr;
+        ngx_memzero(&own, sizeof(ngx_http_zmq_idem_conf_t));
+        own.addr = zmcf->redis_addr;            /* NULL with sentinels */
+        own.sentinels = zmcf->redis_sentinels;
+        own.nsentinels = zmcf->redis.nsentinels;
+        own.master_name.data = (u_char *) zmcf->redis.master_name;
+        own.master_name.len = ngx_strlen(zmcf->redis.master_name);
         own.db = zmcf->redis.db;
         own.username.data = (u_char *) zmcf->redis.username;
         own.username.len = ngx_strlen(zmcf->redis.username);
@@ -265,6 +274,9 @@ ngx_http_zmq_idem_init_process(ngx_cycle_t *cycle)
     rc.db = ic->db;
     rc.tls = ic->tls;
     rc.tls_name = ic->tls_name;
+    rc.sentinels = ic->sentinels;
+    rc.nsentinels = ic->nsentinels;
+    rc.master_name = ic->master_name;
     rc.timeout = NGX_HTTP_ZMQ_IDEM_TIMEOUT;
     rc.name = "idempotency";
     rc.log = cycle->log;

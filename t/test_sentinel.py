@@ -366,3 +366,37 @@ def test_a_stale_or_bad_sentinel_answer_sends_every_client_to_the_next(
     finally:
         stale.close()
         named.close()
+
+
+def test_idempotency_keys_follow_a_sentinel_store(
+        rabbitmq, queue, zmqctl, cluster, nginx_factory, tmp_path):
+    """Idempotency keys default to zmq_config's Redis: with a sentinel URL
+    they are kept on the master the sentinels name."""
+    from conftest import amqp_config
+    c = cluster()
+    st = Store(zmqctl, c, tmp_path)
+    doc = amqp_config(rabbitmq.port, {"svc": {"routing_key": queue.name}})
+    doc["rest_channel"] = [{"name": "orders", "url_path": "/api/orders",
+                            "service": "svc", "idempotency": True}]
+    v = st.write(doc)
+    ngx = gateway(nginx_factory, zmqctl, c,
+                  locations="location /api/ { zmq_router; }\n")
+    wait_version(ngx, v)
+
+    key = "k-" + uuid.uuid4().hex
+    deadline = time.monotonic() + 30
+    while True:
+        r1 = requests.post(ngx.url + "/api/orders", data=b'{"a": 1}',
+                           headers={"Idempotency-Key": key}, timeout=30)
+        if r1.status_code != 503 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert r1.status_code == 202, r1.text
+    r2 = requests.post(ngx.url + "/api/orders", data=b'{"a": 1}',
+                       headers={"Idempotency-Key": key}, timeout=30)
+    assert r2.status_code == 202 and r2.json() == r1.json()
+    assert r2.headers.get("Idempotent-Replayed") == "true"
+    assert len(queue.drain(expect=1)) == 1
+    kept = [k for k in c.master.client().keys("zmq:idem:*")
+            if key.encode() in k]
+    assert len(kept) == 1

@@ -789,7 +789,11 @@ zmqd_redis(const zmqd_env_t *env, const json_t *svc, const char *url,
     zmqd_redis_cmd_t   cmds[2];
 
     zgw_errors_init(&errs);
-    if (zgw_redis_addr_parse(&addr, url, &errs) != ZGW_OK) {
+    /* a url of a service is redis:// (the model); zmqd's own store may be
+       redis-sentinel:// */
+    if (zgw_redis_addr_parse_ex(&addr, url, ZGW_REDIS_SENTINEL, &errs)
+        != ZGW_OK)
+    {
         snprintf(err, errlen, "%s", zgw_errors_first(&errs));
         zgw_errors_free(&errs);
         return NULL;
