@@ -35,7 +35,7 @@ MODULE_SRCS := config $(wildcard ngx_zmq_module/*.c ngx_zmq_module/*.h) \
 UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/t/%,$(wildcard t/unit/test_*.c))
 
 .PHONY: all module tools deps deps-test run stop test unit integration browser \
-        bench-stomp bench-latency \
+        bench-stomp bench-latency bench-batch bench-tls \
         asan clean asan-nginx fuzz fuzz-build fuzz-test bench \
         openapi-validator install uninstall
 
@@ -177,6 +177,12 @@ bench: all $(BUILD)/bench/publish_raw $(BUILD)/bench/consume_raw \
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/rpc.py
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/stomp.py
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/latency.py
+	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/batch.py
+	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/tls.py
+
+# TLS alone (issue 17)
+bench-tls: all $(BUILD)/bench/publish_raw
+	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/tls.py
 
 # the latency one alone (issue 18)
 bench-latency: all $(BUILD)/bench/publish_raw
@@ -185,6 +191,10 @@ bench-latency: all $(BUILD)/bench/publish_raw
 # the STOMP one alone (ActiveMQ: make deps-test)
 bench-stomp: all $(BUILD)/bench/stomp_raw
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/stomp.py
+
+# batch publishing and idempotency keys alone (issue 20)
+bench-batch: all $(BUILD)/bench/publish_raw
+	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/batch.py
 
 # the module built with AddressSanitizer, loaded into Debian's nginx with
 # the ASan runtime preloaded, under the NGINX integration tests

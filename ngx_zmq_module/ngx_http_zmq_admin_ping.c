@@ -384,20 +384,32 @@ ngx_http_zmq_ping_stomp(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
     zgw_errors_t               errs;
     ngx_zmq_stomp_conf_t       sc;
     ngx_http_zmq_worker_t     *w;
+    ngx_http_zmq_tls_conf_t    tc;
     ngx_http_zmq_main_conf_t  *zmcf;
 
     zmcf = ngx_http_get_module_main_conf(r, ngx_http_zmq_module);
     w = ngx_http_zmq_worker();
     def = zgw_config_get(cfg, ZGW_KIND_STOMP_DEF, name);
 
-    if (json_is_true(json_object_get(def, "tls"))) {
-        return ngx_http_zmq_send_doc(r, NGX_HTTP_OK,
-                   ngx_http_zmq_ping_failed(ping, "stomp_def '%s' asks for "
-                                            "TLS, which the gateway does "
-                                            "not support yet", name));
+    ngx_memzero(&sc, sizeof(ngx_zmq_stomp_conf_t));
+
+    /* TLS as the outgoing connections have it (the context shared) */
+
+    if (ngx_http_zmq_runtime_tls(r->pool, def, &tc, r->connection->log)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_memzero(&sc, sizeof(ngx_zmq_stomp_conf_t));
+    if (tc.tls && tc.ctx == NULL) {
+        return ngx_http_zmq_send_doc(r, NGX_HTTP_OK,
+                   ngx_http_zmq_ping_failed(ping, "stomp_def '%s': TLS: %V",
+                                            name, &tc.error));
+    }
+
+    sc.tls = tc.tls;
+    sc.tls_ctx = tc.ctx;
+    sc.server_name = tc.server_name;
 
     /* the connection's name, in the log */
     sc.name.len = sizeof("ping:") - 1 + ngx_strlen(name);
@@ -434,8 +446,7 @@ ngx_http_zmq_ping_stomp(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
     port = json_is_integer(v) ? (in_port_t) json_integer_value(v) : 61613;
 
     rc = ngx_http_zmq_ping_def_addrs(r, def, port, &sc.addrs, &sc.naddrs,
-                                     NULL,
-                                     why, sizeof(why));
+                                     &sc.tls_hosts, why, sizeof(why));
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -546,8 +557,17 @@ ngx_http_zmq_ping_stomp_done(void *data, ngx_zmq_stomp_probe_result_t *res)
         }
     }
 
-    doc = json_pack("{s:b, s:f, s:o*}", "ok", 1,
-                    "ms", ngx_http_zmq_ping_ms(ping), "server", server);
+    if (res->tls.len) {
+        doc = json_pack("{s:b, s:f, s:s%, s:b, s:o*}", "ok", 1,
+                        "ms", ngx_http_zmq_ping_ms(ping),
+                        "tls", (char *) res->tls.data, res->tls.len,
+                        "verified", res->verified ? 1 : 0,
+                        "server", server);
+
+    } else {
+        doc = json_pack("{s:b, s:f, s:o*}", "ok", 1,
+                        "ms", ngx_http_zmq_ping_ms(ping), "server", server);
+    }
 
     ngx_http_zmq_ping_answer(ping, doc);
 }
@@ -853,12 +873,16 @@ ngx_http_zmq_ping_http_connected(ngx_http_zmq_ping_t *ping)
     host = (u_char *) ping->hp.host;
     param = SSL_get0_param(c->ssl->connection);
 
+    SSL_set_options(c->ssl->connection, SSL_OP_NO_RENEGOTIATION);
+
     if (ping->hp.kind == ZGW_HOST_IS_NAME) {
         (void) SSL_set_tlsext_host_name(c->ssl->connection, (char *) host);
-        (void) X509_VERIFY_PARAM_set1_host(param, (char *) host, 0);
+        if (X509_VERIFY_PARAM_set1_host(param, (char *) host, 0) != 1) {
+            goto failed;
+        }
 
-    } else {
-        (void) X509_VERIFY_PARAM_set1_ip_asc(param, (char *) host);
+    } else if (X509_VERIFY_PARAM_set1_ip_asc(param, (char *) host) != 1) {
+        goto failed;
     }
 
     rc = ngx_ssl_handshake(c);
@@ -945,6 +969,7 @@ static void
 ngx_http_zmq_ping_ssl_done(ngx_connection_t *c)
 {
     long                  rc;
+    X509                 *cert;
     json_t               *doc;
     ngx_http_zmq_ping_t  *ping = c->data;
 
@@ -960,6 +985,18 @@ ngx_http_zmq_ping_ssl_done(ngx_connection_t *c)
     }
 
     rc = SSL_get_verify_result(c->ssl->connection);
+
+    /* no certificate at all passes SSL_get_verify_result() */
+    cert = SSL_get1_peer_certificate(c->ssl->connection);
+    if (cert != NULL) {
+        X509_free(cert);
+
+    } else if (ping->verify) {
+        ngx_http_zmq_ping_answer(ping,
+            ngx_http_zmq_ping_failed(ping, "the server sent no "
+                                     "certificate"));
+        return;
+    }
 
     if (ping->verify && rc != X509_V_OK) {
         ngx_http_zmq_ping_answer(ping,

@@ -36,6 +36,12 @@
 
 #define NGX_HTTP_ZMQ_NDJSON  "application/x-ndjson"
 
+/*
+ * An envelope's headers: each is compared with those before it, so their
+ * number is bounded (a line of 60,000 kept the worker busy for seconds)
+ */
+#define NGX_HTTP_ZMQ_BATCH_HEADERS_MAX  256
+
 
 typedef struct ngx_http_zmq_batch_s  ngx_http_zmq_batch_t;
 
@@ -709,6 +715,13 @@ ngx_http_zmq_batch_envelope(ngx_http_request_t *r,
                                                  "headers",
                                                  "must be an object of "
                                                  "strings");
+            }
+
+            if (json_object_size(v) > NGX_HTTP_ZMQ_BATCH_HEADERS_MAX) {
+                return ngx_http_zmq_batch_refuse(r, err,
+                                                 "bad_header", line,
+                                                 "headers",
+                                                 "more than 256 headers");
             }
 
             nbase = (props->_flags & AMQP_BASIC_HEADERS_FLAG)

@@ -30,6 +30,8 @@ static char *ngx_http_zmq_prepare(ngx_conf_t *cf,
 static ngx_int_t ngx_http_zmq_init_shm(ngx_shm_zone_t *shm_zone,
     void *data);
 static void ngx_http_zmq_config_cleanup(void *data);
+static ngx_addr_t *ngx_http_zmq_redis_resolve(ngx_conf_t *cf,
+    ngx_http_zmq_main_conf_t *zmcf, const char *host, int port);
 
 
 /*
@@ -143,8 +145,8 @@ ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     char                *path, shown[ZGW_URL_SHOW_MAX];
     size_t               i;
-    ngx_url_t            u;
-    ngx_str_t           *value, url;
+    ngx_str_t           *value;
+    ngx_addr_t          *a;
     zgw_errors_t         errs;
     ngx_file_info_t      fi;
     ngx_pool_cleanup_t  *cln;
@@ -176,7 +178,9 @@ ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if ((value[1].len > 8
          && ngx_strncmp(value[1].data, "redis://", 8) == 0)
         || (value[1].len > 9
-            && ngx_strncmp(value[1].data, "rediss://", 9) == 0))
+            && ngx_strncmp(value[1].data, "rediss://", 9) == 0)
+        || (value[1].len > 17
+            && ngx_strncmp(value[1].data, "redis-sentinel://", 17) == 0))
     {
         zmcf->type = NGX_HTTP_ZMQ_SOURCE_REDIS;
 
@@ -195,7 +199,10 @@ ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         zgw_url_redact(path, (char *) zmcf->source.data, ZGW_URL_SHOW_MAX);
         zmcf->source.len = ngx_strlen(zmcf->source.data);
 
-        if (zgw_redis_addr_parse(&zmcf->redis, path, &errs) != ZGW_OK) {
+        if (zgw_redis_addr_parse_ex(&zmcf->redis, path, ZGW_REDIS_SENTINEL,
+                                    &errs)
+            != ZGW_OK)
+        {
             ngx_explicit_memzero(path, value[1].len);
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "zmq_config: %s",
                                zgw_errors_first(&errs));
@@ -214,41 +221,49 @@ ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             return NGX_CONF_ERROR;
         }
 
+        if (zmcf->redis.sentinel) {
+            /*
+             * the sentinels are resolved now, never in a worker; the
+             * master's address comes from them, an IP. redis_addr stays
+             * NULL: what would use zmq_config's Redis directly
+             * (idempotency keys, redis_page services without a url)
+             * needs its own redis:// URL.
+             */
+            zmcf->redis_sentinels = ngx_pcalloc(cf->pool,
+                                                zmcf->redis.nsentinels
+                                                * sizeof(ngx_addr_t));
+            if (zmcf->redis_sentinels == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            for (i = 0; i < (size_t) zmcf->redis.nsentinels; i++) {
+                a = ngx_http_zmq_redis_resolve(cf, zmcf,
+                                               zmcf->redis.sentinels[i].host,
+                                               zmcf->redis.sentinels[i].port);
+                if (a == NULL) {
+                    return NGX_CONF_ERROR;
+                }
+
+                zmcf->redis_sentinels[i] = *a;
+            }
+
+            return NGX_CONF_OK;
+        }
+
         /* the Redis host is resolved now, never in a worker */
 
-        ngx_memzero(&u, sizeof(ngx_url_t));
-        url.len = ngx_strlen(zmcf->redis.host);
-        url.data = ngx_pnalloc(cf->pool, url.len + 2);
-        if (url.data == NULL) {
-            return NGX_CONF_ERROR;
-        }
+        zmcf->redis_addr = ngx_http_zmq_redis_resolve(cf, zmcf,
+                                                      zmcf->redis.host,
+                                                      zmcf->redis.port);
 
-        if (ngx_strchr(zmcf->redis.host, ':') != NULL) {
-            /* an IPv6 address, as ngx_parse_url() wants it */
-            url.len = ngx_sprintf(url.data, "[%s]", zmcf->redis.host)
-                      - url.data;
-        } else {
-            ngx_memcpy(url.data, zmcf->redis.host, url.len);
-        }
-
-        u.url = url;
-        u.default_port = (in_port_t) zmcf->redis.port;
-
-        if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "zmq_config \"%V\": %s", &zmcf->source,
-                               u.err ? u.err : "cannot resolve the host");
-            return NGX_CONF_ERROR;
-        }
-
-        zmcf->redis_addr = &u.addrs[0];
-        return NGX_CONF_OK;
+        return zmcf->redis_addr != NULL ? NGX_CONF_OK : NGX_CONF_ERROR;
     }
 
     if (value[1].len <= 5 || ngx_strncmp(value[1].data, "file:", 5) != 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "zmq_config \"%s\": expected file:PATH, "
-                           "redis://host:port/db or rediss://...",
+                           "redis://host:port/db, rediss://... or "
+                           "redis-sentinel://host:port,.../master/db",
                            zgw_url_redact_len((char *) value[1].data,
                                               value[1].len, shown,
                                               sizeof(shown)));
@@ -293,6 +308,44 @@ ngx_http_zmq_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     zmcf->loaded = ngx_time();
 
     return ngx_http_zmq_prepare(cf, zmcf);
+}
+
+
+/* a Redis host (or a sentinel), resolved when the configuration is read */
+static ngx_addr_t *
+ngx_http_zmq_redis_resolve(ngx_conf_t *cf, ngx_http_zmq_main_conf_t *zmcf,
+    const char *host, int port)
+{
+    ngx_url_t   u;
+    ngx_str_t   url;
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+    url.len = ngx_strlen(host);
+    url.data = ngx_pnalloc(cf->pool, url.len + 2);
+    if (url.data == NULL) {
+        return NULL;
+    }
+
+    if (ngx_strchr(host, ':') != NULL) {
+        /* an IPv6 address, as ngx_parse_url() wants it */
+        url.len = ngx_sprintf(url.data, "[%s]", host) - url.data;
+    } else {
+        ngx_memcpy(url.data, host, url.len);
+    }
+
+    u.url = url;
+    u.default_port = (in_port_t) port;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zmq_config \"%V\": %s%s%s", &zmcf->source,
+                           u.err ? u.err : "cannot resolve the host",
+                           zmcf->redis.sentinel ? " " : "",
+                           zmcf->redis.sentinel ? host : "");
+        return NULL;
+    }
+
+    return &u.addrs[0];
 }
 
 

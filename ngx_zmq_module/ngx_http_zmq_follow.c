@@ -20,6 +20,13 @@
  *
  * Worker 0 alone writes the snapshot cache, on NGINX's thread pool
  * "default", once per version.
+ *
+ * With redis-sentinel://, both connections ask a sentinel for the master
+ * each time they connect (ngx_zmq_redis.c), and a third connection, to
+ * the sentinels in turn, SUBSCRIBEs to +switch-master: a failover of our
+ * master closes both connections at once, so they ask again, reach the new
+ * master and reload the snapshot (as after any reconnect). While no
+ * master is known the worker runs its last snapshot ("stale").
  */
 
 
@@ -32,6 +39,7 @@
 
 #include <jansson.h>
 
+#include "zgw_sentinel.h"
 #include "zgw_store.h"
 #include "ngx_http_zmq_module.h"
 #include "ngx_http_zmq_follow.h"
@@ -64,6 +72,7 @@ struct ngx_http_zmq_follow_s {
     ngx_http_zmq_follow_conf_t    conf;
     ngx_zmq_redis_t              *cmd;
     ngx_zmq_redis_t              *sub;
+    ngx_zmq_redis_t              *watch;         /* a sentinel, or NULL */
     ngx_event_t                   poll;
     ngx_flag_t                    loading;
     ngx_flag_t                    again;
@@ -98,6 +107,12 @@ static void ngx_http_zmq_follow_subscribed(ngx_zmq_redis_t *rd,
 static void ngx_http_zmq_follow_disconnected(ngx_zmq_redis_t *rd,
     void *data);
 static void ngx_http_zmq_follow_event(ngx_zmq_redis_t *rd,
+    redisReply *reply, void *data);
+static void ngx_http_zmq_follow_watching(ngx_zmq_redis_t *rd,
+    void *data);
+static void ngx_http_zmq_follow_watched(ngx_zmq_redis_t *rd,
+    redisReply *reply, void *data);
+static void ngx_http_zmq_follow_switched(ngx_zmq_redis_t *rd,
     redisReply *reply, void *data);
 
 static void ngx_http_zmq_cache_save(ngx_http_zmq_follow_t *f,
@@ -421,6 +436,78 @@ ngx_http_zmq_follow_event(ngx_zmq_redis_t *rd, redisReply *reply,
 }
 
 
+/* ------------------------------------------------------------- Sentinel */
+
+
+static void
+ngx_http_zmq_follow_watching(ngx_zmq_redis_t *rd, void *data)
+{
+    ngx_http_zmq_follow_t  *f = data;
+    const char             *argv[2] = { "SUBSCRIBE", ZGW_SENTINEL_CHANNEL };
+
+    (void) ngx_zmq_redis_command(rd, 2, argv, NULL,
+                                 ngx_http_zmq_follow_watched, f);
+}
+
+
+static void
+ngx_http_zmq_follow_watched(ngx_zmq_redis_t *rd, redisReply *reply,
+    void *data)
+{
+    ngx_http_zmq_follow_t  *f = data;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, f->conf.log, 0,
+                      "zmq: sentinel: SUBSCRIBE " ZGW_SENTINEL_CHANNEL
+                      ": %s", reply->str);
+    }
+}
+
+
+/* ["message", "+switch-master", "<name> <old ip> <old port> <ip> <port>"] */
+static void
+ngx_http_zmq_follow_switched(ngx_zmq_redis_t *rd, redisReply *reply,
+    void *data)
+{
+    size_t                  i, len;
+    u_char                  text[160];
+    redisReply             *msg;
+    ngx_http_zmq_follow_t  *f = data;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[0]->len != 7
+        || ngx_strncmp(reply->element[0]->str, "message", 7) != 0
+        || reply->element[2]->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    msg = reply->element[2];
+
+    if (!zgw_sentinel_switch_is_for(msg->str, msg->len,
+                                    (char *) f->conf.master_name.data))
+    {
+        return;                 /* another master of these sentinels */
+    }
+
+    /* for the log: printable, cut */
+    len = ngx_min(msg->len, sizeof(text) - 1);
+    for (i = 0; i < len; i++) {
+        text[i] = (msg->str[i] >= 0x20 && msg->str[i] < 0x7f)
+                  ? (u_char) msg->str[i] : '?';
+    }
+    text[len] = '\0';
+
+    ngx_log_error(NGX_LOG_NOTICE, f->conf.log, 0,
+                  "zmq: sentinel: +switch-master %s: following the new "
+                  "master", text);
+
+    ngx_zmq_redis_reconnect(f->cmd, "the master changed (+switch-master)");
+    ngx_zmq_redis_reconnect(f->sub, "the master changed (+switch-master)");
+}
+
+
 /* ---------------------------------------------------- the snapshot cache */
 
 
@@ -663,6 +750,9 @@ ngx_http_zmq_follow_start(ngx_http_zmq_follow_conf_t *conf)
     rc.db = conf->db;
     rc.tls = conf->tls;
     rc.tls_name = conf->tls_name;
+    rc.sentinels = conf->sentinels;
+    rc.nsentinels = conf->nsentinels;
+    rc.master_name = conf->master_name;
     rc.timeout = conf->timeout;
     rc.connected = ngx_http_zmq_follow_connected;
     rc.disconnected = ngx_http_zmq_follow_disconnected;
@@ -683,6 +773,28 @@ ngx_http_zmq_follow_start(ngx_http_zmq_follow_conf_t *conf)
         return NGX_ERROR;
     }
 
+    if (conf->nsentinels) {
+        /* the sentinels themselves, in turn, without credentials */
+        ngx_memzero(&rc, sizeof(ngx_zmq_redis_conf_t));
+        rc.sentinels = conf->sentinels;
+        rc.nsentinels = conf->nsentinels;
+        rc.master_name = conf->master_name;
+        rc.to_sentinel = 1;
+        rc.subscriber = 1;
+        rc.push = ngx_http_zmq_follow_switched;
+        rc.connected = ngx_http_zmq_follow_watching;
+        rc.ping = ngx_max(conf->poll, NGX_HTTP_ZMQ_PING_MIN);
+        rc.timeout = conf->timeout;
+        rc.data = f;
+        rc.log = conf->log;
+        rc.name = "sentinel";
+
+        f->watch = ngx_zmq_redis_create(&rc);
+        if (f->watch == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
     f->poll.handler = ngx_http_zmq_follow_poll;
     f->poll.data = f;
     f->poll.log = conf->log;
@@ -692,6 +804,10 @@ ngx_http_zmq_follow_start(ngx_http_zmq_follow_conf_t *conf)
 
     ngx_zmq_redis_start(f->cmd);
     ngx_zmq_redis_start(f->sub);
+
+    if (f->watch != NULL) {
+        ngx_zmq_redis_start(f->watch);
+    }
     ngx_add_timer(&f->poll, conf->poll);
 
     return NGX_OK;
@@ -718,6 +834,11 @@ ngx_http_zmq_follow_stop(void)
 
     ngx_zmq_redis_destroy(f->cmd);
     ngx_zmq_redis_destroy(f->sub);
+
+    if (f->watch != NULL) {
+        ngx_zmq_redis_destroy(f->watch);
+    }
+
     ngx_free(f);
     ngx_http_zmq_worker()->follower = NULL;
 }

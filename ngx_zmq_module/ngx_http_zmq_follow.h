@@ -22,6 +22,9 @@ typedef struct {
     ngx_int_t                      db;
     ngx_zmq_tls_ctx_t             *tls;           /* rediss://, or NULL */
     ngx_str_t                      tls_name;
+    ngx_addr_t                    *sentinels;     /* redis-sentinel:// */
+    ngx_uint_t                     nsentinels;
+    ngx_str_t                      master_name;
     ngx_msec_t                     timeout;       /* per Redis command */
     ngx_msec_t                     poll;          /* GET zmq:version */
     const zgw_key_t               *key;

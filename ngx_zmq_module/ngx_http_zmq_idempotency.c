@@ -59,6 +59,10 @@ typedef struct {
     ngx_int_t                      db;
     ngx_zmq_tls_ctx_t             *tls;         /* rediss:// */
     ngx_str_t                      tls_name;
+    ngx_addr_t                    *sentinels;   /* zmq_config's, when it is
+                                                   redis-sentinel:// */
+    ngx_uint_t                     nsentinels;
+    ngx_str_t                      master_name;
 } ngx_http_zmq_idem_conf_t;
 
 
@@ -140,6 +144,11 @@ ngx_http_zmq_idempotency_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     zgw_errors_free(&errs);
+
+    /* what messages show, before the URL (and its password) is zeroed */
+    shown_str.data = (u_char *) zgw_url_redact(url, shown, sizeof(shown));
+    shown_str.len = ngx_strlen(shown_str.data);
+
     ngx_explicit_memzero(url, value[1].len);
 
     ic = ngx_pcalloc(cf->pool, sizeof(ngx_http_zmq_idem_conf_t));
@@ -149,9 +158,6 @@ ngx_http_zmq_idempotency_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     if (ra.tls) {
-        shown_str.data = (u_char *) zgw_url_redact(url, shown, sizeof(shown));
-        shown_str.len = ngx_strlen(shown_str.data);
-
         if (ngx_http_zmq_redis_tls_conf(cf, &ra, "zmq_idempotency_redis",
                                         &shown_str, &ic->tls, &ic->tls_name)
             != NGX_OK)
@@ -240,12 +246,17 @@ ngx_http_zmq_idem_init_process(ngx_cycle_t *cycle)
 
     if (ic == NULL) {
         if (zmcf->type != NGX_HTTP_ZMQ_SOURCE_REDIS
-            || zmcf->redis_addr == NULL)
+            || (zmcf->redis_addr == NULL && zmcf->redis.nsentinels == 0))
         {
             return;
         }
 
-        own.addr = zmcf->redis_addr;
+        ngx_memzero(&own, sizeof(ngx_http_zmq_idem_conf_t));
+        own.addr = zmcf->redis_addr;            /* NULL with sentinels */
+        own.sentinels = zmcf->redis_sentinels;
+        own.nsentinels = zmcf->redis.nsentinels;
+        own.master_name.data = (u_char *) zmcf->redis.master_name;
+        own.master_name.len = ngx_strlen(zmcf->redis.master_name);
         own.db = zmcf->redis.db;
         own.username.data = (u_char *) zmcf->redis.username;
         own.username.len = ngx_strlen(zmcf->redis.username);
@@ -263,6 +274,9 @@ ngx_http_zmq_idem_init_process(ngx_cycle_t *cycle)
     rc.db = ic->db;
     rc.tls = ic->tls;
     rc.tls_name = ic->tls_name;
+    rc.sentinels = ic->sentinels;
+    rc.nsentinels = ic->nsentinels;
+    rc.master_name = ic->master_name;
     rc.timeout = NGX_HTTP_ZMQ_IDEM_TIMEOUT;
     rc.name = "idempotency";
     rc.log = cycle->log;
@@ -304,7 +318,7 @@ ngx_http_zmq_idem_redis(void)
 }
 
 
-/* SHA-256 of the body, in hex; the body is not consumed */
+/* SHA-256 of the request line and body, in hex; the body is not consumed */
 
 static ngx_int_t
 ngx_http_zmq_idem_hash(ngx_http_request_t *r, u_char *out)
@@ -323,6 +337,23 @@ ngx_http_zmq_idem_hash(ngx_http_request_t *r, u_char *out)
     {
         EVP_MD_CTX_free(md_ctx);
         return NGX_ERROR;
+    }
+
+    /*
+     * The method and the URI as sent, then the body: the path's parameters
+     * and the query (which a channel's routing key may use) are part of
+     * the request, so the same key and body to /orders/a and /orders/b is
+     * a mismatch, never a replay of the other one's answer
+     */
+    if (EVP_DigestUpdate(md_ctx, r->method_name.data, r->method_name.len)
+        != 1
+        || EVP_DigestUpdate(md_ctx, " ", 1) != 1
+        || EVP_DigestUpdate(md_ctx, r->unparsed_uri.data,
+                            r->unparsed_uri.len)
+           != 1
+        || EVP_DigestUpdate(md_ctx, "\n", 1) != 1)
+    {
+        goto failed;
     }
 
     for (cl = r->request_body ? r->request_body->bufs : NULL; cl;
@@ -581,8 +612,15 @@ ngx_http_zmq_idem_reply(ngx_zmq_redis_t *rd, redisReply *reply, void *data)
                                         reply->len);
 
     } else {
+        /* not what SET NX GET answers: the store is not one to trust */
+        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                      "zmq: idempotency Redis: SET NX GET answered a reply "
+                      "of type %d, not a string or nil", reply->type);
         idem->state = NGX_HTTP_ZMQ_IDEM_DONE;
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        rc = ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                "idempotency_unavailable", "the store of "
+                                "idempotency keys gave an unexpected "
+                                "answer; try again later", 1);
     }
 
     if (rc != NGX_DONE) {

@@ -734,6 +734,10 @@ ngx_http_zmq_init_process(ngx_cycle_t *cycle)
 
     ngx_memzero(&fc, sizeof(ngx_http_zmq_follow_conf_t));
     fc.addr = zmcf->redis_addr;
+    fc.sentinels = zmcf->redis_sentinels;
+    fc.nsentinels = zmcf->redis.nsentinels;
+    fc.master_name.data = (u_char *) zmcf->redis.master_name;
+    fc.master_name.len = ngx_strlen(zmcf->redis.master_name);
     fc.username.data = (u_char *) zmcf->redis.username;
     fc.username.len = ngx_strlen(zmcf->redis.username);
     fc.password.data = (u_char *) zmcf->redis.password;

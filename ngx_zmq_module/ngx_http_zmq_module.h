@@ -144,7 +144,8 @@ typedef struct {
     time_t                         mtime;
     time_t                         loaded;
 
-    ngx_addr_t                    *redis_addr;
+    ngx_addr_t                    *redis_addr;    /* NULL: Sentinel */
+    ngx_addr_t                    *redis_sentinels; /* redis.nsentinels */
     zgw_redis_addr_t               redis;
     ngx_zmq_tls_ctx_t             *redis_tls;     /* rediss://: held by the
                                                      cycle's pool */

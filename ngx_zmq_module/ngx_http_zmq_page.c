@@ -254,10 +254,14 @@ ngx_http_zmq_page_addr(ngx_pool_t *pool, ngx_http_zmq_page_conf_t *pc,
         zmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
                                                    ngx_http_zmq_module);
 
-        if (zmcf == NULL || zmcf->type != NGX_HTTP_ZMQ_SOURCE_REDIS
-            || zmcf->redis_addr == NULL)
-        {
+        if (zmcf == NULL || zmcf->type != NGX_HTTP_ZMQ_SOURCE_REDIS) {
             pc->error = "no url, and zmq_config does not name a Redis";
+            return NGX_OK;
+        }
+
+        if (zmcf->redis_addr == NULL) {
+            pc->error = "no url, and zmq_config is a redis-sentinel:// "
+                        "store: give the service a url";
             return NGX_OK;
         }
 

@@ -596,11 +596,12 @@ ngx_http_zmq_rt_stomp_outconn(ngx_http_zmq_runtime_t *rt, zgw_config_t *cfg,
     size_t                 i;
     json_t                *def, *h;
     in_port_t              port;
-    ngx_str_t             *fp;
-    ngx_pool_t            *pool;
-    ngx_array_t            addrs;
-    zgw_hostport_t         hp;
-    ngx_zmq_stomp_conf_t  *oc;
+    ngx_str_t                *fp;
+    ngx_pool_t               *pool;
+    ngx_array_t               addrs, hosts;
+    zgw_hostport_t            hp;
+    ngx_zmq_stomp_conf_t     *oc;
+    ngx_http_zmq_tls_conf_t   tc;
 
     pool = rt->pool;
 
@@ -661,12 +662,22 @@ ngx_http_zmq_rt_stomp_outconn(ngx_http_zmq_runtime_t *rt, zgw_config_t *cfg,
         return NGX_DECLINED;
     }
 
-    if (json_is_true(json_object_get(def, "tls")) && oc->active) {
-        ngx_log_error(NGX_LOG_WARN, log, 0,
-                      "zmq: stomp_def '%V' asks for TLS, which the gateway "
-                      "does not support yet; outgoing connection '%V' stays "
-                      "inactive", &oc->def_name, &oc->name);
-        oc->active = 0;
+    /* TLS: the context now (files read here, never per connection) */
+
+    if (ngx_http_zmq_runtime_tls(pool, def, &tc, log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    oc->tls = tc.tls;
+    oc->tls_ctx = tc.ctx;
+    oc->tls_error = tc.error;
+    oc->server_name = tc.server_name;
+
+    if (oc->tls && oc->tls_ctx == NULL && oc->active) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "zmq: stomp_def '%V': TLS: %V; outgoing connection "
+                      "'%V' stays idle", &oc->def_name, &oc->tls_error,
+                      &oc->name);
     }
 
     if (json_object_get(def, "passcode") != NULL) {
@@ -694,7 +705,9 @@ ngx_http_zmq_rt_stomp_outconn(ngx_http_zmq_runtime_t *rt, zgw_config_t *cfg,
         free(secret);
     }
 
-    if (ngx_array_init(&addrs, pool, 2, sizeof(ngx_addr_t)) != NGX_OK) {
+    if (ngx_array_init(&addrs, pool, 2, sizeof(ngx_addr_t)) != NGX_OK
+        || ngx_array_init(&hosts, pool, 2, sizeof(ngx_str_t)) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -717,7 +730,8 @@ ngx_http_zmq_rt_stomp_outconn(ngx_http_zmq_runtime_t *rt, zgw_config_t *cfg,
 
     if (ngx_http_zmq_rt_addrs(pool, &addrs, &hp, resolved, errs,
                               "stomp_outconn", &oc->name)
-        == NGX_ERROR)
+        == NGX_ERROR
+        || ngx_http_zmq_rt_hosts(pool, &hosts, &hp, addrs.nelts) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -747,7 +761,9 @@ ngx_http_zmq_rt_stomp_outconn(ngx_http_zmq_runtime_t *rt, zgw_config_t *cfg,
 
         if (ngx_http_zmq_rt_addrs(pool, &addrs, &hp, resolved, errs,
                                   "stomp_outconn", &oc->name)
-            == NGX_ERROR)
+            == NGX_ERROR
+            || ngx_http_zmq_rt_hosts(pool, &hosts, &hp, addrs.nelts)
+               != NGX_OK)
         {
             return NGX_ERROR;
         }
@@ -755,6 +771,7 @@ ngx_http_zmq_rt_stomp_outconn(ngx_http_zmq_runtime_t *rt, zgw_config_t *cfg,
 
     oc->addrs = addrs.elts;
     oc->naddrs = addrs.nelts;
+    oc->tls_hosts = hosts.elts;
 
     return NGX_OK;
 }

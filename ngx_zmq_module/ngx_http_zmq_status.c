@@ -296,6 +296,9 @@ ngx_http_zmq_status_doc(ngx_http_request_t *r)
                           "rejected", (json_int_t) st->rejected,
                           "reconnects", (json_int_t) st->reconnects);
 
+            /* TLS, and why the last attempt or connection ended */
+            ngx_http_zmq_status_link(o, st);
+
             name = ngx_http_zmq_outconn_name(r, st);
             if (name == NULL) {
                 json_decref(o);

@@ -44,7 +44,7 @@ ngx_http_zmq_trace_headers(ngx_http_request_t *r, amqp_table_entry_t *entries,
     u_char                   *p;
     size_t                    len;
     ngx_str_t                 tp, ts, name;
-    ngx_uint_t                i, k, ntp, nts;
+    ngx_uint_t                i, k, ntp, nts, many;
     const char               *why;
     ngx_list_part_t          *part;
     ngx_table_elt_t          *h, *tsh[ZGW_TRACESTATE_MEMBERS_MAX];
@@ -71,6 +71,7 @@ ngx_http_zmq_trace_headers(ngx_http_request_t *r, amqp_table_entry_t *entries,
     ntp = 0;
     nts = 0;
     len = 0;
+    many = 0;
 
     part = &r->headers_in.headers.part;
     h = part->elts;
@@ -93,7 +94,8 @@ ngx_http_zmq_trace_headers(ngx_http_request_t *r, amqp_table_entry_t *entries,
         } else if (ngx_http_zmq_trace_is(&h[i].key, "tracestate", 10)) {
             /* several lines are one list (RFC 9110 5.3), at most 32 */
             if (nts == ZGW_TRACESTATE_MEMBERS_MAX) {
-                len = ZGW_TRACESTATE_MAX + 1;
+                /* more lines than members: longer than any joined list */
+                many = 1;
                 continue;
             }
             tsh[nts++] = &h[i];
@@ -120,7 +122,10 @@ ngx_http_zmq_trace_headers(ngx_http_request_t *r, amqp_table_entry_t *entries,
     ngx_str_null(&ts);
 
     if (ntp == 1 && nts > 0) {
-        if (len > ZGW_TRACESTATE_MAX + 1) {
+        if (many) {
+            why = "has more than 32 list members";
+
+        } else if (len > ZGW_TRACESTATE_MAX + 1) {
             why = "is longer than 512 bytes";
 
         } else {

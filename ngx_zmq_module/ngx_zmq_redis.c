@@ -20,11 +20,13 @@
 #include "ngx_zmq_redis.h"
 #include "ngx_zmq_socket.h"
 #include "zgw_resp_limit.h"
+#include "zgw_sentinel.h"
 
 
 #define NGX_ZMQ_REDIS_PENDING_MAX        1024
 #define NGX_ZMQ_REDIS_BACKOFF_MIN        100
 #define NGX_ZMQ_REDIS_BACKOFF_MAX        5000
+#define NGX_ZMQ_REDIS_SENTINEL_TIMEOUT   1000
 
 
 typedef struct {
@@ -54,6 +56,22 @@ struct ngx_zmq_redis_s {
     ngx_event_t                   ping;
     ngx_flag_t                    ping_pending;
     char                          error[256];
+
+    /* redis-sentinel:// */
+    ngx_uint_t                    next;           /* the sentinel to ask */
+    ngx_uint_t                    tried;          /* sentinels, this round */
+    ngx_flag_t                    asking;         /* connected to a sentinel
+                                                     to ask for the master */
+    ngx_flag_t                    have_master;    /* named: connect to it */
+    ngx_flag_t                    confirmed;      /* ROLE said master */
+    ngx_flag_t                    moving;         /* closing to go on */
+    ngx_flag_t                    restart;        /* closing to ask again */
+    ngx_addr_t                    master;
+    ngx_sockaddr_t                master_sa;
+    u_char                        master_text[NGX_SOCKADDR_STRLEN];
+    u_char                        master_name[256];
+    u_char                        reasons[640];   /* this round's, shown */
+    size_t                        nreasons;
 };
 
 
@@ -71,6 +89,14 @@ static void ngx_zmq_redis_ping_handler(ngx_event_t *ev);
 static void ngx_zmq_redis_pong(ngx_zmq_redis_t *rd,
     redisReply *reply, void *data);
 static ngx_flag_t ngx_zmq_redis_is_push(redisReply *reply);
+static ngx_int_t ngx_zmq_redis_send(ngx_zmq_redis_t *rd, int argc,
+    const char **argv, const size_t *argvlen,
+    ngx_zmq_redis_reply_pt handler, void *data);
+static void ngx_zmq_redis_retry(ngx_zmq_redis_t *rd, const char *reason);
+static void ngx_zmq_redis_master_named(ngx_zmq_redis_t *rd,
+    redisReply *reply, void *data);
+static void ngx_zmq_redis_role(ngx_zmq_redis_t *rd, redisReply *reply,
+    void *data);
 
 
 ngx_zmq_redis_t *
@@ -111,6 +137,19 @@ ngx_zmq_redis_create(ngx_zmq_redis_conf_t *conf)
     rd->conf.tls_name.data = rd->tls_name;
     rd->conf.tls = ngx_zmq_tls_ctx_ref(conf->tls);
 
+    if (conf->nsentinels) {
+        /* log lines name the peer of the moment: a sentinel first */
+        rd->conf.addr = &conf->sentinels[0];
+        rd->conf.master_name.len = ngx_min(conf->master_name.len,
+                                           sizeof(rd->master_name) - 1);
+        ngx_memcpy(rd->master_name, conf->master_name.data,
+                   rd->conf.master_name.len);
+        rd->master_name[rd->conf.master_name.len] = '\0';
+        rd->conf.master_name.data = rd->master_name;
+        rd->master.sockaddr = &rd->master_sa.sockaddr;
+        rd->master.name.data = rd->master_text;
+    }
+
     ngx_cpystrn((u_char *) rd->error, (u_char *) "not connected yet",
                 sizeof(rd->error));
 
@@ -128,7 +167,34 @@ ngx_zmq_redis_start(ngx_zmq_redis_t *rd)
 ngx_flag_t
 ngx_zmq_redis_connected(ngx_zmq_redis_t *rd)
 {
-    return rd->sock.connection != NULL && rd->ready;
+    return rd->sock.connection != NULL && rd->ready && !rd->asking;
+}
+
+
+void
+ngx_zmq_redis_reconnect(ngx_zmq_redis_t *rd, const char *reason)
+{
+    if (rd->destroyed) {
+        return;
+    }
+
+    rd->have_master = 0;
+    ngx_zmq_backoff_reset(&rd->backoff);
+
+    if (rd->sock.connection != NULL) {
+        rd->restart = 1;
+        ngx_zmq_redis_close(rd, reason);
+        return;
+    }
+
+    /* waiting out a backoff: no more */
+    rd->tried = 0;
+
+    if (rd->timer.timer_set) {
+        ngx_del_timer(&rd->timer);
+    }
+
+    ngx_add_timer(&rd->timer, 1);
 }
 
 
@@ -173,6 +239,26 @@ ngx_zmq_redis_connect(ngx_zmq_redis_t *rd)
     int        tcp_nodelay;
     ngx_int_t  rc;
 
+    if (rd->conf.nsentinels) {
+        if (rd->tried == 0) {
+            rd->nreasons = 0;           /* a new round */
+        }
+
+        rd->confirmed = 0;
+
+        if (rd->have_master && !rd->conf.to_sentinel) {
+            /* the address a sentinel just named */
+            rd->have_master = 0;
+            rd->asking = 0;
+            rd->conf.addr = &rd->master;
+
+        } else {
+            rd->asking = !rd->conf.to_sentinel;
+            rd->conf.addr = &rd->conf.sentinels[rd->next
+                                                % rd->conf.nsentinels];
+        }
+    }
+
     rc = ngx_zmq_socket_connect(&rd->sock, rd->conf.addr,
                                 ngx_zmq_redis_read_handler,
                                 ngx_zmq_redis_write_handler, rd);
@@ -180,7 +266,7 @@ ngx_zmq_redis_connect(ngx_zmq_redis_t *rd)
     if (rc == NGX_DECLINED) {
         ngx_snprintf((u_char *) rd->error, sizeof(rd->error) - 1,
                      "cannot connect to %V%Z", &rd->conf.addr->name);
-        ngx_add_timer(&rd->timer, ngx_zmq_backoff_next(&rd->backoff));
+        ngx_zmq_redis_retry(rd, rd->error);
         return;
     }
 
@@ -209,8 +295,11 @@ ngx_zmq_redis_connect(ngx_zmq_redis_t *rd)
 
     zgw_resp_limit(rd->reader, &rd->budget);
 
-    /* the connect itself has the command timeout */
-    ngx_add_timer(&rd->timer, rd->conf.timeout);
+    /* the connect itself has the command timeout (a sentinel's: 1 s) */
+    ngx_add_timer(&rd->timer, rd->asking
+                              ? ngx_min(rd->conf.timeout,
+                                        NGX_ZMQ_REDIS_SENTINEL_TIMEOUT)
+                              : rd->conf.timeout);
 
     if (rc == NGX_OK) {
         ngx_post_event(rd->sock.connection->write, &ngx_posted_events);
@@ -221,16 +310,25 @@ ngx_zmq_redis_connect(ngx_zmq_redis_t *rd)
 static void
 ngx_zmq_redis_close(ngx_zmq_redis_t *rd, const char *reason)
 {
-    ngx_uint_t                     n;
+    ngx_uint_t                     n, level;
     ngx_zmq_redis_pending_t        p;
 
-    if (!rd->destroyed) {
-        ngx_log_error(NGX_LOG_WARN, rd->conf.log, 0,
+    /* a step of asking a sentinel is not a loss: said once per round */
+    level = rd->moving ? 0
+            : (rd->conf.nsentinels && !rd->conf.to_sentinel
+               && !rd->confirmed && !rd->restart) ? NGX_LOG_INFO
+            : NGX_LOG_WARN;
+
+    if (!rd->destroyed && level) {
+        ngx_log_error(level, rd->conf.log, 0,
                       "zmq redis %V (%s): connection closed: %s",
                       &rd->conf.addr->name, rd->conf.name, reason);
     }
 
-    ngx_cpystrn((u_char *) rd->error, (u_char *) reason, sizeof(rd->error));
+    if (!rd->moving) {
+        ngx_cpystrn((u_char *) rd->error, (u_char *) reason,
+                    sizeof(rd->error));
+    }
 
     ngx_zmq_socket_close(&rd->sock);
 
@@ -258,12 +356,96 @@ ngx_zmq_redis_close(ngx_zmq_redis_t *rd, const char *reason)
         p.handler(rd, NULL, p.data);
     }
 
-    if (!rd->destroyed) {
-        ngx_add_timer(&rd->timer, ngx_zmq_backoff_next(&rd->backoff));
+    ngx_zmq_redis_retry(rd, reason);
+}
 
-        if (rd->conf.disconnected) {
-            rd->conf.disconnected(rd, rd->conf.data);
+
+/*
+ * After a failed or lost connection: when to connect again, and whether
+ * the user hears of it. With Sentinel, a sentinel that did not lead to a
+ * master (no answer, an unknown name, not an IP, a dead server, a
+ * replica) sends us to the next one at once; the round fails, and the
+ * user is told, when none did.
+ */
+static void
+ngx_zmq_redis_retry(ngx_zmq_redis_t *rd, const char *reason)
+{
+    u_char      *p, *last;
+    ngx_msec_t   delay;
+    ngx_flag_t   tell;
+    ngx_addr_t  *s;
+
+    if (rd->destroyed) {
+        return;
+    }
+
+    delay = 0;
+    tell = 1;
+
+    if (rd->restart) {
+        /* +switch-master: ask again, now */
+        rd->restart = 0;
+        rd->moving = 0;
+        rd->tried = 0;
+        delay = 1;
+
+    } else if (rd->moving) {
+        /* a sentinel named the master: connect to it */
+        rd->moving = 0;
+        delay = 1;
+        tell = 0;
+
+    } else if (rd->conf.nsentinels && rd->conf.to_sentinel) {
+        rd->next = (rd->next + 1) % rd->conf.nsentinels;
+
+    } else if (rd->conf.nsentinels && !rd->confirmed) {
+        s = &rd->conf.sentinels[rd->next % rd->conf.nsentinels];
+
+        p = rd->reasons + rd->nreasons;
+        last = rd->reasons + sizeof(rd->reasons) - 1;
+
+        if (rd->conf.addr == &rd->master) {
+            p = ngx_slprintf(p, last, "%s%V: master %V: %s",
+                             rd->nreasons ? "; " : "", &s->name,
+                             &rd->master.name, reason);
+        } else {
+            p = ngx_slprintf(p, last, "%s%V: %s", rd->nreasons ? "; " : "",
+                             &s->name, reason);
         }
+
+        rd->nreasons = p - rd->reasons;
+        rd->reasons[rd->nreasons] = '\0';
+
+        rd->next = (rd->next + 1) % rd->conf.nsentinels;
+
+        if (++rd->tried < rd->conf.nsentinels) {
+            delay = 1;
+            tell = 0;
+
+        } else {
+            rd->tried = 0;
+
+            p = ngx_snprintf((u_char *) rd->error, sizeof(rd->error) - 1,
+                             "no master for '%V' (sentinels: %s)",
+                             &rd->conf.master_name, rd->reasons);
+            *p = '\0';
+
+            ngx_log_error(NGX_LOG_WARN, rd->conf.log, 0,
+                          "zmq redis (%s): no master for '%V' (sentinels: "
+                          "%s)", rd->conf.name, &rd->conf.master_name,
+                          rd->reasons);
+        }
+    }
+
+    if (rd->timer.timer_set) {
+        ngx_del_timer(&rd->timer);
+    }
+
+    ngx_add_timer(&rd->timer, delay ? delay
+                                    : ngx_zmq_backoff_next(&rd->backoff));
+
+    if (tell && rd->conf.disconnected) {
+        rd->conf.disconnected(rd, rd->conf.data);
     }
 }
 
@@ -326,6 +508,18 @@ ngx_zmq_redis_command(ngx_zmq_redis_t *rd, int argc,
     const char **argv, const size_t *argvlen,
     ngx_zmq_redis_reply_pt handler, void *data)
 {
+    if (rd->asking) {
+        return NGX_DECLINED;    /* a sentinel, not the store */
+    }
+
+    return ngx_zmq_redis_send(rd, argc, argv, argvlen, handler, data);
+}
+
+
+static ngx_int_t
+ngx_zmq_redis_send(ngx_zmq_redis_t *rd, int argc, const char **argv,
+    const size_t *argvlen, ngx_zmq_redis_reply_pt handler, void *data)
+{
     int                            len;
     char                          *cmd;
     ngx_zmq_redis_pending_t       *p;
@@ -354,7 +548,10 @@ ngx_zmq_redis_command(ngx_zmq_redis_t *rd, int argc,
                          % NGX_ZMQ_REDIS_PENDING_MAX];
         p->handler = handler;
         p->data = data;
-        p->deadline = ngx_current_msec + rd->conf.timeout;
+        p->deadline = ngx_current_msec
+                      + (rd->asking ? ngx_min(rd->conf.timeout,
+                                              NGX_ZMQ_REDIS_SENTINEL_TIMEOUT)
+                                    : rd->conf.timeout);
         ngx_cpystrn((u_char *) p->cmd, (u_char *) argv[0], sizeof(p->cmd));
         rd->npending++;
 
@@ -416,12 +613,38 @@ ngx_zmq_redis_established(ngx_zmq_redis_t *rd)
     const char  *argv[3];
 
     rd->ready = 1;
-    ngx_zmq_backoff_reset(&rd->backoff);
-    rd->error[0] = '\0';
 
     if (rd->timer.timer_set) {
         ngx_del_timer(&rd->timer);
     }
+
+    if (rd->asking) {
+        /* a sentinel: no AUTH (the credentials are the master's) */
+        argv[0] = "SENTINEL";
+        len[0] = 8;
+        argv[1] = "get-master-addr-by-name";
+        len[1] = sizeof("get-master-addr-by-name") - 1;
+        argv[2] = (char *) rd->conf.master_name.data;
+        len[2] = rd->conf.master_name.len;
+
+        if (ngx_zmq_redis_send(rd, 3, argv, len, ngx_zmq_redis_master_named,
+                               NULL)
+            != NGX_OK)
+        {
+            ngx_zmq_redis_close(rd, "out of memory");
+            return;
+        }
+
+        ngx_zmq_redis_arm(rd);
+        return;
+    }
+
+    /* with Sentinel, once ROLE says master */
+    if (rd->conf.nsentinels == 0 || rd->conf.to_sentinel) {
+        ngx_zmq_backoff_reset(&rd->backoff);
+    }
+
+    rd->error[0] = '\0';
 
     ngx_log_error(NGX_LOG_INFO, rd->conf.log, 0,
                   "zmq redis %V (%s): connected", &rd->conf.addr->name,
@@ -456,6 +679,16 @@ ngx_zmq_redis_established(ngx_zmq_redis_t *rd)
                                      ngx_zmq_redis_setup, "SELECT");
     }
 
+    if (rd->conf.nsentinels && !rd->conf.to_sentinel) {
+        /*
+         * the master a sentinel named must say so before any other reply
+         * is taken (replies come in order): a stale answer, a replica
+         */
+        argv[0] = "ROLE";
+        (void) ngx_zmq_redis_command(rd, 1, argv, NULL, ngx_zmq_redis_role,
+                                     NULL);
+    }
+
     if (rd->conf.connected) {
         rd->conf.connected(rd, rd->conf.data);
     }
@@ -471,6 +704,92 @@ ngx_zmq_redis_established(ngx_zmq_redis_t *rd)
     }
 
     ngx_zmq_redis_arm(rd);
+}
+
+
+/* a sentinel's answer: the master's address, as an IP */
+static void
+ngx_zmq_redis_master_named(ngx_zmq_redis_t *rd, redisReply *reply,
+    void *data)
+{
+    int          port, ipv6;
+    char         ip[ZGW_SENTINEL_IP_MAX], why[200];
+    ngx_addr_t   a;
+    ngx_pool_t  *pool;
+
+    if (reply == NULL) {
+        return;                 /* the close says why */
+    }
+
+    if (zgw_sentinel_master_reply(reply, (char *) rd->master_name, ip,
+                                  sizeof(ip), &port, &ipv6, why,
+                                  sizeof(why))
+        != 0)
+    {
+        ngx_zmq_redis_close(rd, why);
+        return;
+    }
+
+    /* an address (checked above): no resolver */
+    pool = ngx_create_pool(NGX_MIN_POOL_SIZE, rd->conf.log);
+    if (pool == NULL) {
+        ngx_zmq_redis_close(rd, "out of memory");
+        return;
+    }
+
+    if (ngx_parse_addr(pool, &a, (u_char *) ip, ngx_strlen(ip)) != NGX_OK
+        || a.socklen > sizeof(ngx_sockaddr_t))
+    {
+        ngx_destroy_pool(pool);
+        ngx_zmq_redis_close(rd, "named a master that is not an IP "
+                                "address");
+        return;
+    }
+
+    ngx_memcpy(&rd->master_sa, a.sockaddr, a.socklen);
+    ngx_destroy_pool(pool);
+
+    rd->master.socklen = a.socklen;
+    ngx_inet_set_port(rd->master.sockaddr, (in_port_t) port);
+    rd->master.name.len = ngx_sock_ntop(rd->master.sockaddr,
+                                        rd->master.socklen, rd->master_text,
+                                        sizeof(rd->master_text), 1);
+
+    ngx_log_error(NGX_LOG_INFO, rd->conf.log, 0,
+                  "zmq redis %V (%s): the master of '%V' is %V",
+                  &rd->conf.addr->name, rd->conf.name,
+                  &rd->conf.master_name, &rd->master.name);
+
+    rd->have_master = 1;
+    rd->moving = 1;
+    ngx_zmq_redis_close(rd, "asked");
+}
+
+
+/* the master a sentinel named says it is one, or it is not used */
+static void
+ngx_zmq_redis_role(ngx_zmq_redis_t *rd, redisReply *reply, void *data)
+{
+    char  why[200];
+
+    if (reply == NULL) {
+        return;
+    }
+
+    if (!zgw_sentinel_is_master(reply, why, sizeof(why))) {
+        ngx_zmq_redis_close(rd, why);
+        return;
+    }
+
+    rd->confirmed = 1;
+    rd->tried = 0;
+    ngx_zmq_backoff_reset(&rd->backoff);
+
+    ngx_log_error(NGX_LOG_NOTICE, rd->conf.log, 0,
+                  "zmq redis %V (%s): the master of '%V', named by sentinel "
+                  "%V", &rd->conf.addr->name, rd->conf.name,
+                  &rd->conf.master_name,
+                  &rd->conf.sentinels[rd->next % rd->conf.nsentinels].name);
 }
 
 
@@ -651,10 +970,22 @@ ngx_zmq_redis_read_handler(ngx_event_t *rev)
     void                          *reply;
     char                           reason[256];
     ngx_int_t                      rc;
+    ngx_flag_t                     demoted;
     u_char                         buf[16384];
     ngx_connection_t              *c = rev->data;
     ngx_zmq_redis_t               *rd = c->data;
     ngx_zmq_redis_pending_t        p;
+
+    if (!rd->ready) {
+        /* a refused connect may be told by the read event first */
+        rc = ngx_zmq_socket_error(&rd->sock);
+        if (rc) {
+            ngx_snprintf((u_char *) rd->error, sizeof(rd->error) - 1,
+                         "cannot connect: %s%Z", strerror((int) rc));
+            ngx_zmq_redis_close(rd, rd->error);
+            return;
+        }
+    }
 
     rc = ngx_zmq_socket_read(&rd->sock, buf, sizeof(buf), 0,
                              ngx_zmq_redis_input, rd);
@@ -698,7 +1029,19 @@ ngx_zmq_redis_read_handler(ngx_event_t *rev)
             p = rd->pending[rd->head];
             rd->head = (rd->head + 1) % NGX_ZMQ_REDIS_PENDING_MAX;
             rd->npending--;
+
+            /* a master demoted under us: ask the sentinels again */
+            demoted = rd->conf.nsentinels && !rd->conf.to_sentinel
+                      && zgw_redis_is_readonly(reply);
+
             p.handler(rd, reply, p.data);
+
+            if (demoted && rd->sock.connection != NULL) {
+                freeReplyObject(reply);
+                ngx_zmq_redis_close(rd, "READONLY: the master changed "
+                                        "(failover in progress)");
+                return;
+            }
 
         } else {
             ngx_log_error(NGX_LOG_WARN, rd->conf.log, 0,

@@ -49,6 +49,26 @@ typedef struct {
        name sent as SNI and checked (copied) */
     ngx_zmq_tls_ctx_t             *tls;
     ngx_str_t                      tls_name;
+
+    /*
+     * redis-sentinel:// (addr is then NULL): the sentinels, resolved when
+     * the configuration was read (kept, not copied), and the master's name
+     * (copied). Each connection first asks a sentinel for the master
+     * (SENTINEL get-master-addr-by-name, no AUTH, 1 s), connects to the
+     * address it names (an IP: ngx_parse_addr, no resolver), and checks
+     * ROLE before any other reply is taken; a sentinel that does not
+     * answer, does not know the name, or names something that is not an
+     * IP, a dead server or a replica sends it to the next sentinel; when
+     * none leads to a master the connection fails ("no master for 'NAME'
+     * (sentinels: ...)") and is retried with backoff. Every reconnect
+     * asks again, and so does a READONLY answer (a demoted master).
+     * With to_sentinel, the connection is to the sentinels themselves,
+     * each in turn (to SUBSCRIBE to their events).
+     */
+    ngx_addr_t                    *sentinels;
+    ngx_uint_t                     nsentinels;
+    ngx_str_t                      master_name;
+    ngx_flag_t                     to_sentinel;
 } ngx_zmq_redis_conf_t;
 
 
@@ -68,6 +88,12 @@ ngx_int_t ngx_zmq_redis_command(ngx_zmq_redis_t *rd, int argc,
     const char **argv, const size_t *argvlen,
     ngx_zmq_redis_reply_pt handler, void *data);
 ngx_flag_t ngx_zmq_redis_connected(ngx_zmq_redis_t *rd);
+/*
+ * Closes the connection as lost (pending commands fail, disconnected is
+ * called) and connects again at once: with Sentinel, asking for the
+ * master again (on +switch-master).
+ */
+void ngx_zmq_redis_reconnect(ngx_zmq_redis_t *rd, const char *reason);
 const char *ngx_zmq_redis_error(ngx_zmq_redis_t *rd);
 void ngx_zmq_redis_destroy(ngx_zmq_redis_t *rd);
 

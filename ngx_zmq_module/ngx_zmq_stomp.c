@@ -19,6 +19,13 @@
  * escapes checked, its content-length checked; a body is never buffered
  * (only its first bytes, for the log), and is bounded; a frame must end
  * with its NUL. Anything else closes the connection with a clear reason.
+ *
+ * A stomp_def with tls: after the TCP connect, the TLS handshake through
+ * ngx_zmq_tls.h (as the AMQP client does it), the certificate verified
+ * before a byte of STOMP (the passcode) is written; CONNECT waits in the
+ * output buffer meanwhile. The handshake is bounded by the connection's
+ * timer (zmq_amqp_connect_timeout); a refusal closes the connection with
+ * its reason (the log, last_error) and backs off as any other failure.
  */
 
 
@@ -125,6 +132,13 @@ struct ngx_zmq_stomp_conn_s {
     ngx_zmq_backoff_t             backoff;
     ngx_msec_t                    next_attempt;
     ngx_uint_t                    addr;
+    ngx_uint_t                    cur;          /* the address connected */
+
+    /* TLS: the TCP connect to finish first, then the handshake */
+    unsigned                      tls_wait:1;
+    unsigned                      tls_handshake:1;
+    unsigned                      tls_verified:1;
+    u_char                        tls_version[16];
 };
 
 
@@ -170,6 +184,11 @@ static void ngx_zmq_stomp_probe_report(ngx_zmq_stomp_conn_t *conn);
 static ngx_int_t ngx_zmq_stomp_probe_ok(ngx_zmq_stomp_conn_t *conn);
 static void ngx_zmq_stomp_sock_error(ngx_zmq_stomp_conn_t *conn,
     const char *what);
+static void ngx_zmq_stomp_set_error(ngx_zmq_stomp_conn_t *conn,
+    const char *text);
+static void ngx_zmq_stomp_write_failed(ngx_zmq_stomp_conn_t *conn);
+static void ngx_zmq_stomp_tls_start(ngx_zmq_stomp_conn_t *conn);
+static void ngx_zmq_stomp_tls_done(ngx_connection_t *c);
 
 
 static void
@@ -220,11 +239,34 @@ ngx_zmq_stomp_open(ngx_zmq_stomp_worker_t *w, ngx_zmq_stomp_conf_t *src,
         return NULL;
     }
 
-    if (conn->conf->active && conn->conf->naddrs > 0) {
-        ngx_zmq_stomp_connect(conn);
+    if (!conn->conf->active || conn->conf->naddrs == 0) {
+        return conn;
     }
 
+    if (conn->conf->tls && conn->conf->tls_ctx == NULL) {
+        /* logged when the configuration was built; status says why */
+        ngx_zmq_stomp_set_error(conn, (char *) conn->conf->tls_error.data);
+        return conn;
+    }
+
+    ngx_zmq_stomp_connect(conn);
+
     return conn;
+}
+
+
+/* status: why the last attempt or connection ended (another worker may
+   read it meanwhile: always NUL-ended within the field) */
+static void
+ngx_zmq_stomp_set_error(ngx_zmq_stomp_conn_t *conn, const char *text)
+{
+    if (text == NULL) {
+        conn->stats->last_error[0] = '\0';
+        return;
+    }
+
+    ngx_cpystrn(conn->stats->last_error, (u_char *) text,
+                sizeof(conn->stats->last_error));
 }
 
 
@@ -255,6 +297,7 @@ ngx_zmq_stomp_create(ngx_zmq_stomp_worker_t *w, ngx_zmq_stomp_conf_t *src,
     }
 
     *oc = *src;
+    oc->tls_ctx = NULL;             /* referenced below, once it is kept */
 
     if (ngx_zmq_stomp_copy_str(pool, &oc->name, &src->name) != NGX_OK
         || ngx_zmq_stomp_copy_str(pool, &oc->def_name, &src->def_name)
@@ -264,9 +307,43 @@ ngx_zmq_stomp_create(ngx_zmq_stomp_worker_t *w, ngx_zmq_stomp_conf_t *src,
         || ngx_zmq_stomp_copy_str(pool, &oc->passcode, &src->passcode)
            != NGX_OK
         || ngx_zmq_stomp_copy_str(pool, &oc->content_type,
-                                  &src->content_type) != NGX_OK)
+                                  &src->content_type) != NGX_OK
+        || ngx_zmq_stomp_copy_str(pool, &oc->server_name,
+                                  &src->server_name) != NGX_OK)
     {
         goto failed;
+    }
+
+    /* NUL-ended: status shows it */
+    oc->tls_error.len = src->tls_error.len;
+    oc->tls_error.data = ngx_pnalloc(pool, src->tls_error.len + 1);
+    if (oc->tls_error.data == NULL) {
+        goto failed;
+    }
+    if (src->tls_error.len) {
+        ngx_memcpy(oc->tls_error.data, src->tls_error.data,
+                   src->tls_error.len);
+    }
+    oc->tls_error.data[oc->tls_error.len] = '\0';
+
+    oc->tls_hosts = NULL;
+
+    if (src->tls) {
+        /* one name per address; an address without one has none */
+        oc->tls_hosts = ngx_pcalloc(pool,
+                                    (src->naddrs + 1) * sizeof(ngx_str_t));
+        if (oc->tls_hosts == NULL) {
+            goto failed;
+        }
+
+        for (i = 0; src->tls_hosts != NULL && i < src->naddrs; i++) {
+            if (ngx_zmq_stomp_copy_str(pool, &oc->tls_hosts[i],
+                                       &src->tls_hosts[i])
+                != NGX_OK)
+            {
+                goto failed;
+            }
+        }
     }
 
     oc->addrs = ngx_palloc(pool, (src->naddrs + 1) * sizeof(ngx_addr_t));
@@ -291,6 +368,8 @@ ngx_zmq_stomp_create(ngx_zmq_stomp_worker_t *w, ngx_zmq_stomp_conf_t *src,
     conn->pool = pool;
     conn->worker = w;
     conn->conf = oc;
+    /* the context is held as long as the connection is */
+    oc->tls_ctx = ngx_zmq_tls_ctx_ref(src->tls_ctx);
     conn->log = log;
     conn->stats = stats ? stats : &conn->local_stats;
     conn->stats->pid = ngx_pid;
@@ -358,6 +437,10 @@ ngx_zmq_stomp_create(ngx_zmq_stomp_worker_t *w, ngx_zmq_stomp_conf_t *src,
     return conn;
 
 failed:
+
+    if (oc != NULL) {
+        ngx_zmq_tls_ctx_put(oc->tls_ctx);
+    }
 
     ngx_free(conn != NULL ? conn->ring : NULL);
     ngx_destroy_pool(pool);
@@ -446,6 +529,8 @@ ngx_zmq_stomp_destroy(ngx_zmq_stomp_conn_t *conn)
 
     ngx_memzero(conn->stats, sizeof(ngx_zmq_amqp_stats_t));
     ngx_queue_remove(&conn->queue);
+    ngx_zmq_tls_ctx_put(conn->conf->tls_ctx);
+    conn->conf->tls_ctx = NULL;
     ngx_destroy_pool(conn->pool);
 }
 
@@ -560,7 +645,8 @@ ngx_zmq_stomp_connect(ngx_zmq_stomp_conn_t *conn)
     ngx_zmq_stomp_conf_t  *oc;
 
     oc = conn->conf;
-    addr = &oc->addrs[conn->addr++ % oc->naddrs];
+    conn->cur = conn->addr++ % oc->naddrs;
+    addr = &oc->addrs[conn->cur];
     conn->peer = addr->name;
 
     if (!ngx_zmq_stomp_plain(&oc->vhost) || !ngx_zmq_stomp_plain(&oc->login)
@@ -618,6 +704,13 @@ ngx_zmq_stomp_connect(ngx_zmq_stomp_conn_t *conn)
 
     conn->connected = 0;
     conn->heard = 0;
+
+    /* over TLS, CONNECT waits in the buffer for the handshake */
+    conn->tls_wait = oc->tls ? 1 : 0;
+    conn->tls_handshake = 0;
+    conn->tls_verified = 0;
+    conn->tls_version[0] = '\0';
+
     conn->rstate = NGX_ZMQ_STOMP_R_IDLE;
     conn->head_len = 0;
     conn->hb_in = 0;
@@ -701,6 +794,12 @@ ngx_zmq_stomp_close(ngx_zmq_stomp_conn_t *conn, ngx_uint_t level,
                   "zmq stomp \"%V\": connection to %V closed: %s",
                   &conn->conf->name, &conn->peer, reason);
 
+    ngx_zmq_stomp_set_error(conn, reason);
+    conn->stats->tls[0] = '\0';
+    conn->stats->verified = 0;
+    conn->tls_wait = 0;
+    conn->tls_handshake = 0;
+
     ngx_zmq_socket_close(&conn->sock);
 
     if (conn->hb.timer_set) {
@@ -742,8 +841,9 @@ ngx_zmq_stomp_timer_handler(ngx_event_t *ev)
     if (conn->probing && conn->state == NGX_ZMQ_STOMP_CONNECTING) {
         ngx_snprintf(text, sizeof(text) - 1, "%s (no answer within "
                      "zmq_amqp_connect_timeout, %M ms)%Z",
-                     conn->sock.sent > 0 ? "no CONNECTED in time"
-                                         : "connect timed out",
+                     conn->tls_handshake ? "the TLS handshake timed out"
+                     : conn->sock.sent > 0 ? "no CONNECTED in time"
+                                           : "connect timed out",
                      conn->worker->connect_timeout);
         text[sizeof(text) - 1] = '\0';
         ngx_zmq_stomp_close(conn, NGX_LOG_INFO, (char *) text);
@@ -757,8 +857,9 @@ ngx_zmq_stomp_timer_handler(ngx_event_t *ev)
 
     if (conn->state == NGX_ZMQ_STOMP_CONNECTING) {
         ngx_zmq_stomp_close(conn, NGX_LOG_ERR,
-                            conn->sock.sent > 0 ? "no CONNECTED in time"
-                                                : "connect timed out");
+                            conn->tls_handshake ? "TLS handshake timed out"
+                            : conn->sock.sent > 0 ? "no CONNECTED in time"
+                                                  : "connect timed out");
     }
 }
 
@@ -792,7 +893,7 @@ ngx_zmq_stomp_hb_handler(ngx_event_t *ev)
         *conn->sock.out_last++ = '\n';
 
         if (ngx_zmq_stomp_flush(conn) != NGX_OK) {
-            ngx_zmq_stomp_close(conn, NGX_LOG_ERR, "write failed");
+            ngx_zmq_stomp_write_failed(conn);
             return;
         }
     }
@@ -817,18 +918,157 @@ ngx_zmq_stomp_write_handler(ngx_event_t *wev)
     ngx_connection_t      *c = wev->data;
     ngx_zmq_stomp_conn_t  *conn = c->data;
 
+    if (conn->tls_wait) {
+        ngx_zmq_stomp_tls_start(conn);
+        return;
+    }
+
     if (ngx_zmq_stomp_flush(conn) != NGX_OK) {
-        if (conn->probing) {
-            ngx_zmq_stomp_sock_error(conn, conn->sock.sent > 0
-                                           ? "write failed"
-                                           : "connect failed");
-            return;
+        ngx_zmq_stomp_write_failed(conn);
+    }
+}
+
+
+/* a write failed: closed with why */
+static void
+ngx_zmq_stomp_write_failed(ngx_zmq_stomp_conn_t *conn)
+{
+    u_char             text[256];
+    ngx_connection_t  *c;
+
+    c = conn->sock.connection;
+
+#if (NGX_SSL)
+    if (c != NULL && c->ssl != NULL) {
+        /* "write failed: the server sent the TLS alert ..." */
+        (void) ngx_zmq_tls_failure(c, text, sizeof(text), "write failed");
+        ngx_zmq_stomp_close(conn, NGX_LOG_ERR, (char *) text);
+        return;
+    }
+#else
+    (void) c;
+    (void) text;
+#endif
+
+    if (conn->probing) {
+        ngx_zmq_stomp_sock_error(conn, conn->sock.sent > 0 ? "write failed"
+                                                           : "connect failed");
+        return;
+    }
+
+    ngx_zmq_stomp_close(conn, NGX_LOG_ERR,
+                        conn->sock.sent > 0 ? "write failed"
+                                            : "connection refused");
+}
+
+
+/*
+ * TLS: the TCP connect ended (the write event, or a read event first when
+ * it failed): the handshake, with the connection timer still running.
+ */
+static void
+ngx_zmq_stomp_tls_start(ngx_zmq_stomp_conn_t *conn)
+{
+    u_char            text[160], *p;
+    size_t            n;
+    ngx_err_t         err;
+    ngx_int_t         rc;
+    ngx_str_t         name;
+    ngx_connection_t *c;
+
+    c = conn->sock.connection;
+    conn->tls_wait = 0;
+
+    err = ngx_zmq_socket_error(&conn->sock);
+
+    if (err) {
+        p = ngx_cpymem(text, "connect() failed: ", 18);
+        p = ngx_strerror(err, p, sizeof(text) - 19);
+        *p = '\0';
+        ngx_zmq_stomp_close(conn, NGX_LOG_ERR, (char *) text);
+        return;
+    }
+
+    /*
+     * The name checked: server_name, else the host this address was
+     * configured as, else the address itself (without port or brackets)
+     */
+
+    if (conn->conf->server_name.len) {
+        name = conn->conf->server_name;
+
+    } else if (conn->conf->tls_hosts != NULL
+               && conn->conf->tls_hosts[conn->cur].len)
+    {
+        name = conn->conf->tls_hosts[conn->cur];
+
+    } else {
+        name = conn->peer;
+
+        for (n = name.len; n > 0 && name.data[n - 1] != ':'; n--) {
+            /* void */
         }
 
-        ngx_zmq_stomp_close(conn, NGX_LOG_ERR,
-                            conn->sock.sent > 0 ? "write failed"
-                                                : "connection refused");
+        if (n > 0) {
+            name.len = n - 1;
+        }
+
+        if (name.len >= 2 && name.data[0] == '['
+            && name.data[name.len - 1] == ']')
+        {
+            name.data++;
+            name.len -= 2;
+        }
     }
+
+    conn->tls_handshake = 1;
+
+    rc = ngx_zmq_tls_start(conn->conf->tls_ctx, c, &name,
+                           ngx_zmq_stomp_tls_done);
+
+    if (rc == NGX_AGAIN) {
+        return;
+    }
+
+    ngx_zmq_stomp_tls_done(c);
+}
+
+
+/* the handshake ended: verified, or closed with the reason */
+static void
+ngx_zmq_stomp_tls_done(ngx_connection_t *c)
+{
+    u_char                 why[NGX_ZMQ_TLS_ERROR_LEN];
+    ngx_zmq_stomp_conn_t  *conn = c->data;
+
+    conn->tls_handshake = 0;
+
+    if (ngx_zmq_tls_result(c, why, sizeof(why)) != NGX_OK) {
+        ngx_zmq_stomp_close(conn, NGX_LOG_ERR, (char *) why);
+        return;
+    }
+
+    ngx_cpystrn(conn->tls_version, (u_char *) ngx_zmq_tls_version(c),
+                sizeof(conn->tls_version));
+    conn->tls_verified = ngx_zmq_tls_verified(c);
+    ngx_cpystrn(conn->stats->tls, conn->tls_version,
+                sizeof(conn->stats->tls));
+    conn->stats->verified = conn->tls_verified;
+
+    ngx_log_error(NGX_LOG_INFO, conn->log, 0,
+                  "zmq stomp \"%V\": %s with %V (%s)", &conn->conf->name,
+                  conn->tls_version, &conn->peer,
+                  conn->tls_verified ? "certificate verified"
+                                     : "certificate NOT verified: verify "
+                                       "is off");
+
+    /* NGINX's SSL layer had the handlers during the handshake */
+    c->read->handler = ngx_zmq_stomp_read_handler;
+    c->write->handler = ngx_zmq_stomp_write_handler;
+
+    /* CONNECT, and whatever TLS has already read */
+    ngx_post_event(c->read, &ngx_posted_events);
+    ngx_zmq_stomp_write_handler(c->write);
 }
 
 
@@ -893,13 +1133,29 @@ ngx_zmq_stomp_flush(ngx_zmq_stomp_conn_t *conn)
 static void
 ngx_zmq_stomp_read_handler(ngx_event_t *rev)
 {
+    u_char                 text[256];
     ngx_int_t              rc;
     ngx_connection_t      *c = rev->data;
     ngx_zmq_stomp_conn_t  *conn = c->data;
 
+    if (conn->tls_wait) {
+        /* the connect failed (or the peer spoke first): see what it was */
+        ngx_zmq_stomp_tls_start(conn);
+        return;
+    }
+
     rc = ngx_zmq_socket_read(&conn->sock, conn->in, NGX_ZMQ_STOMP_IN_SIZE,
                              NGX_ZMQ_STOMP_IN_PER_EVENT,
                              ngx_zmq_stomp_chunk, conn);
+
+#if (NGX_SSL)
+    if (rc == NGX_ERROR && c->ssl != NULL) {
+        /* "read failed: the server sent the TLS alert ..." */
+        (void) ngx_zmq_tls_failure(c, text, sizeof(text), "read failed");
+        ngx_zmq_stomp_close(conn, NGX_LOG_ERR, (char *) text);
+        return;
+    }
+#endif
 
     if (rc == NGX_ERROR && conn->probing) {
         ngx_zmq_stomp_sock_error(conn, "read failed");
@@ -943,7 +1199,7 @@ ngx_zmq_stomp_chunk(void *data, u_char *buf, size_t n)
         && conn->sock.out_pos < conn->sock.out_last)
     {
         if (ngx_zmq_stomp_flush(conn) != NGX_OK) {
-            ngx_zmq_stomp_close(conn, NGX_LOG_ERR, "write failed");
+            ngx_zmq_stomp_write_failed(conn);
             return NGX_ERROR;
         }
     }
@@ -1529,6 +1785,7 @@ ngx_zmq_stomp_connected(ngx_zmq_stomp_conn_t *conn)
 
     conn->connected = 1;
     ngx_zmq_stomp_set_state(conn, NGX_ZMQ_STOMP_READY);
+    ngx_zmq_stomp_set_error(conn, NULL);
     ngx_zmq_backoff_reset(&conn->backoff);
 
     if (conn->timer.timer_set) {
@@ -1543,9 +1800,10 @@ ngx_zmq_stomp_connected(ngx_zmq_stomp_conn_t *conn)
     }
 
     ngx_log_error(NGX_LOG_INFO, conn->log, 0,
-                  "zmq stomp \"%V\": connected to %V (heart-beats: %M ms "
-                  "out, %M ms in)", &conn->conf->name, &conn->peer,
-                  conn->hb_out, conn->hb_in);
+                  "zmq stomp \"%V\": connected to %V%s%s (heart-beats: %M "
+                  "ms out, %M ms in)", &conn->conf->name, &conn->peer,
+                  conn->tls_version[0] ? " over " : "",
+                  conn->tls_version, conn->hb_out, conn->hb_in);
 
     return NGX_OK;
 }
@@ -2185,6 +2443,12 @@ ngx_zmq_stomp_probe(ngx_zmq_stomp_worker_t *w, ngx_zmq_stomp_conf_t *conf,
         return conn;
     }
 
+    if (conn->conf->tls && conn->conf->tls_ctx == NULL) {
+        ngx_zmq_stomp_probe_finish(conn, NGX_ERROR,
+                                   (char *) conn->conf->tls_error.data);
+        return conn;
+    }
+
     ngx_zmq_stomp_connect(conn);
     return conn;
 }
@@ -2291,6 +2555,9 @@ ngx_zmq_stomp_probe_report(ngx_zmq_stomp_conn_t *conn)
     res.server.data = conn->server;
     res.server.len = ngx_strlen(conn->server);
     res.address = conn->peer;
+    res.tls.data = conn->tls_version;
+    res.tls.len = ngx_strlen(conn->tls_version);
+    res.verified = conn->tls_verified;
 
     if (done != NULL) {
         conn->probe_cb = 1;

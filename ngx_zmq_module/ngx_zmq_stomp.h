@@ -6,7 +6,9 @@
  * worker and stomp_outconn, opened from the runtime, retired on a
  * configuration change, counted in shared memory. Every SEND carries a
  * receipt header; the broker's RECEIPT is the confirm, an ERROR naming
- * the receipt is a refusal, any other ERROR ends the connection.
+ * the receipt is a refusal, any other ERROR ends the connection. A
+ * stomp_def with tls is reached over TLS (ngx_zmq_tls.h) between the TCP
+ * connect and CONNECT.
  */
 
 
@@ -19,6 +21,7 @@
 #include <ngx_http.h>
 
 #include "ngx_zmq_amqp.h"
+#include "ngx_zmq_tls.h"
 
 
 /* the states, as zmq_status names them (ngx_zmq_amqp_state_name) */
@@ -54,6 +57,19 @@ typedef struct {
     ngx_int_t                    expires;       /* ms from now, -1: not set */
     ngx_str_t                    content_type;
     ngx_uint_t                   max_inflight;
+
+    /*
+     * TLS (the def's tls), as ngx_http_zmq_outconn_conf_t has it:
+     * tls_ctx is a reference held by whoever holds this configuration;
+     * NULL with tls set: it could not be made, tls_error says why (the
+     * connection then stays idle). The name checked is server_name, else
+     * tls_hosts[i], the host address i was configured as.
+     */
+    ngx_flag_t                   tls;
+    ngx_zmq_tls_ctx_t           *tls_ctx;
+    ngx_str_t                    tls_error;
+    ngx_str_t                    server_name;
+    ngx_str_t                   *tls_hosts;
 } ngx_zmq_stomp_conf_t;
 
 
@@ -144,6 +160,8 @@ typedef struct {
                                                    header (printable
                                                    ASCII), or empty */
     ngx_str_t                    address;       /* the last one tried */
+    ngx_str_t                    tls;           /* "TLSv1.3"; empty: none */
+    ngx_flag_t                   verified;      /* TLS: the certificate */
 } ngx_zmq_stomp_probe_result_t;
 
 typedef void (*ngx_zmq_stomp_probe_pt)(void *data,

@@ -429,6 +429,12 @@ ngx_zmq_tls_start(ngx_zmq_tls_ctx_t *ctx, ngx_connection_t *c,
 
     ssl = c->ssl->connection;
 
+    /*
+     * The certificate is checked once, after the handshake: a
+     * renegotiation could bring another one, so none is allowed.
+     */
+    SSL_set_options(ssl, SSL_OP_NO_RENEGOTIATION);
+
     if (SSL_set_ex_data(ssl, ngx_zmq_tls_index, st) != 1) {
         ERR_clear_error();
         return NGX_ERROR;

@@ -189,3 +189,82 @@ def test_fleet_off_and_bad_directives(nginx_factory, zmqctl, redis_store,
                 redis_store.port, bad), server=STATUS)
         rc, out = ngx.test_config()
         assert rc != 0 and why in out, (bad, out)
+
+
+# ------------------------------------------------------- zmqd and zmqctl
+
+from zmqd_helpers import zmqd  # noqa: E402,F401  (the fixture)
+
+
+def zmqctl_fleet(zmqctl):
+    r = zmqctl("fleet", "--json")
+    assert r.returncode in (0, 1), r.stderr
+    return json.loads(r.stdout), r.returncode
+
+
+def test_zmqd_reports_and_zmqctl_lists_the_fleet(
+        nginx_factory, zmqctl, zmqd, redis_store, rabbitmq, store_v1,
+        tmp_path):
+    a = gateway(nginx_factory, zmqctl, redis_store, "gw-a")
+    a.start()
+    z1 = zmqd(args=("--instance", "side-1", "--fleet-interval", "1"))
+    z2 = zmqd(args=("--fleet-interval", "1"))
+
+    def all_three(fleet):
+        es = by_instance(fleet)
+        kinds = sorted(k for k, _ in es)
+        return (kinds == ["gateway", "zmqd", "zmqd"]
+                and ("zmqd", "side-1") in es
+                and all(e["version"] == fleet["store_version"]
+                        for e in es.values()))
+
+    fleet = wait_fleet(a, all_three)
+    es = by_instance(fleet)
+    assert es[("zmqd", "side-1")]["pid"] == z1.proc.pid
+    unnamed = [e for (k, n), e in es.items() if k == "zmqd" and n != "side-1"]
+    assert unnamed[0]["instance"].endswith("/%d" % z2.proc.pid)
+    assert unnamed[0]["interval"] == 1
+
+    # zmqctl sees the same, and exits 0: nobody lags
+    doc, rc = zmqctl_fleet(zmqctl)
+    assert rc == 0
+    assert {(e["kind"], e["instance"]) for e in doc["instances"]} == set(es)
+    table = zmqctl("fleet", check=0).stdout
+    assert "store version %d, 3 instances" % store_v1 in table
+    assert "side-1" in table and "gw-a" in table
+
+    # a change: zmqd reports the new version too
+    v2 = import_config(zmqctl, tmp_path, amqp_config(rabbitmq.port, {
+        "svc": {"routing_key": "q2"}}))
+    wait_fleet(a, lambda f: f["store_version"] == v2 and all_three(f))
+
+    # zmqd stopped: it leaves the fleet once its entry expires
+    z1.proc.send_signal(15)
+    z1.proc.wait(20)
+    wait_fleet(a, lambda f: ("zmqd", "side-1") not in by_instance(f))
+
+
+def test_zmqctl_fleet_exits_1_when_an_instance_lags(zmqctl, redis_store):
+    r = redis_store.client()
+    r.set("zmq:version", 9)
+    now = int(time.time())
+    for name, version in (("ok", 9), ("behind", 7)):
+        entry = {"kind": "zmqd", "instance": name, "host": "h\x1b[31m",
+                 "pid": 1, "version": version, "max_version": version,
+                 "state": "connected", "workers": 1, "started": now,
+                 "reported": now, "interval": 5}
+        r.set("zmq:fleet:zmqd:" + name, json.dumps(entry), ex=60)
+        r.zadd("zmq:fleet", {"zmqd:" + name: now + 60})
+    doc, rc = zmqctl_fleet(zmqctl)
+    assert rc == 1
+    es = {e["instance"]: e for e in doc["instances"]}
+    assert es["behind"]["lag"] == 2 and es["ok"]["lag"] == 0
+    # a control character from the store never reaches the terminal
+    assert es["ok"]["host"] == "?"
+    out = zmqctl("fleet", check=1).stdout
+    assert "\x1b" not in out
+
+    r = zmqctl("fleet", "extra")
+    assert r.returncode == 2
+    r = zmqctl("list", "--json")
+    assert r.returncode == 2 and "--json applies to fleet" in r.stderr

@@ -137,7 +137,8 @@ def test_an_in_flight_marker_left_behind_expires(rabbitmq, gateway, queue,
     gw = start(gateway, rabbitmq, queue, redis_store)
     c = redis_store.client()
     import hashlib
-    h = hashlib.sha256(b'{"n": 1}').hexdigest()
+    # the hash covers the method, the URI and the body
+    h = hashlib.sha256(b'POST /api/orders\n{"n": 1}').hexdigest()
     c.set("zmq:idem:6:orders:k-1", "P" + h, ex=1)
     r = post(gw)
     assert r.status_code == 409

@@ -108,6 +108,36 @@ zgw_fleet_int(const redisReply *r)
 }
 
 
+/* a text field: kept when a short string of printable ASCII, else "?" */
+static void
+zgw_fleet_clean(json_t *e, const char *field)
+{
+    size_t       i, n;
+    json_t      *v;
+    const char  *s;
+
+    v = json_object_get(e, field);
+    if (v == NULL) {
+        return;
+    }
+
+    if (!json_is_string(v) || json_string_length(v) > 255) {
+        json_object_set_new(e, field, json_string("?"));
+        return;
+    }
+
+    s = json_string_value(v);
+    n = json_string_length(v);
+
+    for (i = 0; i < n; i++) {
+        if ((unsigned char) s[i] < 0x20 || (unsigned char) s[i] >= 0x7f) {
+            json_object_set_new(e, field, json_string("?"));
+            return;
+        }
+    }
+}
+
+
 static int
 zgw_fleet_cmp(const void *a, const void *b)
 {
@@ -177,6 +207,22 @@ zgw_fleet_parse(const struct redisReply *r)
             json_decref(e);
             continue;
         }
+
+        /* names as a reporter writes them; text without control bytes */
+        if (!zgw_fleet_name_ok(json_string_value(json_object_get(e,
+                                                                 "instance")))
+            || (strcmp(json_string_value(json_object_get(e, "kind")),
+                       "gateway") != 0
+                && strcmp(json_string_value(json_object_get(e, "kind")),
+                          "zmqd") != 0))
+        {
+            json_decref(e);
+            continue;
+        }
+
+        zgw_fleet_clean(e, "host");
+        zgw_fleet_clean(e, "state");
+        zgw_fleet_clean(e, "software");
 
         version = json_integer_value(json_object_get(e, "version"));
         reported = json_integer_value(json_object_get(e, "reported"));

@@ -18,10 +18,12 @@
 #include "zgw_net.h"
 #include "zgw_redis_conn.h"
 #include "zgw_resp_limit.h"
+#include "zgw_sentinel.h"
 #include "zgw_tls.h"
 
 
 #define ZGW_REDIS_READ  16384             /* as hiredis reads */
+#define ZGW_SENTINEL_TIMEOUT_MS  1000     /* each sentinel, at most */
 
 
 struct zgw_redis_conn_s {
@@ -50,6 +52,8 @@ static int zgw_redis_auth(zgw_redis_conn_t *c, const zgw_redis_addr_t *a,
     char *err, size_t errlen);
 static void zgw_redis_tls_fail(zgw_redis_conn_t *c, int e,
     const char *what);
+static zgw_redis_conn_t *zgw_redis_sentinel(const zgw_redis_addr_t *addr,
+    int timeout_ms, char *err, size_t errlen);
 
 
 static void
@@ -75,6 +79,10 @@ zgw_redis_connect(const zgw_redis_addr_t *addr, int timeout_ms, char *err,
 {
     zgw_redis_conn_t  *c;
 
+    if (addr->sentinel) {
+        return zgw_redis_sentinel(addr, timeout_ms, err, errlen);
+    }
+
     c = zgw_redis_open(addr, timeout_ms, err, errlen);
 
     if (c != NULL && zgw_redis_auth(c, addr, err, errlen) != ZGW_OK) {
@@ -93,6 +101,11 @@ zgw_redis_open(const zgw_redis_addr_t *addr, int timeout_ms, char *err,
     char               why[512];
     zgw_tls_opts_t     o;
     zgw_redis_conn_t  *c;
+
+    if (addr->sentinel) {
+        /* the ROLE check needs AUTH: the whole connect */
+        return zgw_redis_sentinel(addr, timeout_ms, err, errlen);
+    }
 
     c = calloc(1, sizeof(zgw_redis_conn_t));
     if (c == NULL) {
@@ -138,6 +151,137 @@ failed:
 
     zgw_redis_close(c);
     return NULL;
+}
+
+
+/*
+ * redis-sentinel://: each sentinel in turn is asked for the master (plain,
+ * no AUTH, a short timeout); the master it names is connected to (AUTH,
+ * SELECT) and must say it is the master (ROLE): a sentinel that does not
+ * answer, does not know the name, or names a replica or a dead master (a
+ * failover in progress, a stale answer) sends us to the next one.
+ */
+static zgw_redis_conn_t *
+zgw_redis_sentinel(const zgw_redis_addr_t *addr, int timeout_ms, char *err,
+    size_t errlen)
+{
+    int                 i, n, port, ipv6, stimeout;
+    char                why[512], ip[ZGW_SENTINEL_IP_MAX], where[300];
+    char                reasons[1024];
+    size_t              len;
+    redisReply         *r;
+    zgw_redis_addr_t   *a;
+    zgw_redis_conn_t   *s, *c;
+
+    /* big: on the heap, and wiped (it holds the password) */
+    a = malloc(sizeof(zgw_redis_addr_t));
+    if (a == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+
+    stimeout = timeout_ms < ZGW_SENTINEL_TIMEOUT_MS && timeout_ms > 0
+               ? timeout_ms : ZGW_SENTINEL_TIMEOUT_MS;
+
+    reasons[0] = '\0';
+    len = 0;
+    c = NULL;
+
+    for (i = 0; i < addr->nsentinels && i < ZGW_SENTINELS_MAX; i++) {
+
+        snprintf(where, sizeof(where), "%s%s%s:%d",
+                 addr->sentinels[i].ipv6 ? "[" : "", addr->sentinels[i].host,
+                 addr->sentinels[i].ipv6 ? "]" : "", addr->sentinels[i].port);
+
+        /* the sentinel: plain, no credentials */
+        memset(a, 0, sizeof(zgw_redis_addr_t));
+        memcpy(a->host, addr->sentinels[i].host, sizeof(a->host));
+        a->port = addr->sentinels[i].port;
+        a->ipv6 = addr->sentinels[i].ipv6;
+
+        s = zgw_redis_open(a, stimeout, why, sizeof(why));
+
+        if (s != NULL) {
+            r = zgw_redis_command(s, "SENTINEL get-master-addr-by-name %s",
+                                  addr->master_name);
+            if (r == NULL) {
+                snprintf(why, sizeof(why), "%s", zgw_redis_error(s));
+
+            } else {
+                if (zgw_sentinel_master_reply(r, addr->master_name, ip,
+                                              sizeof(ip), &port, &ipv6, why,
+                                              sizeof(why))
+                    != 0)
+                {
+                    freeReplyObject(r);
+                    r = NULL;
+                }
+            }
+
+            zgw_redis_close(s);
+
+        } else {
+            r = NULL;
+        }
+
+        if (r != NULL) {
+            freeReplyObject(r);
+
+            /* the master: as the URL says, at the address named */
+            memcpy(a, addr, sizeof(zgw_redis_addr_t));
+            a->sentinel = 0;
+            a->tls = 0;
+            snprintf(a->host, sizeof(a->host), "%s", ip);
+            a->port = port;
+            a->ipv6 = ipv6;
+
+            c = zgw_redis_connect(a, timeout_ms, why, sizeof(why));
+
+            if (c != NULL) {
+                r = zgw_redis_command(c, "ROLE");
+                n = zgw_sentinel_is_master(r, why, sizeof(why));
+                if (r == NULL) {
+                    snprintf(why, sizeof(why), "ROLE: %.400s",
+                             zgw_redis_error(c));
+                }
+                if (r != NULL) {
+                    freeReplyObject(r);
+                }
+                if (n) {
+                    break;
+                }
+                zgw_redis_close(c);
+                c = NULL;
+            }
+
+            /* "master 10.0.0.5:6379: a replica, not the master" */
+            n = snprintf(reasons + len, sizeof(reasons) - len,
+                         "%s%s: master %s%s%s:%d: %s", len ? "; " : "",
+                         where, ipv6 ? "[" : "", ip, ipv6 ? "]" : "", port,
+                         why);
+
+        } else {
+            n = snprintf(reasons + len, sizeof(reasons) - len, "%s%s: %s",
+                         len ? "; " : "", where, why);
+        }
+
+        if (n > 0) {
+            len += (size_t) n;
+            if (len >= sizeof(reasons)) {
+                len = sizeof(reasons) - 1;
+            }
+        }
+    }
+
+    OPENSSL_cleanse(a, sizeof(zgw_redis_addr_t));
+    free(a);
+
+    if (c == NULL) {
+        snprintf(err, errlen, "no master for '%s' (sentinels: %s)",
+                 addr->master_name, reasons);
+    }
+
+    return c;
 }
 
 

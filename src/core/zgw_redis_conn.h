@@ -44,7 +44,19 @@ typedef struct zgw_redis_conn_s  zgw_redis_conn_t;
  */
 zgw_redis_conn_t *zgw_redis_connect(const zgw_redis_addr_t *addr,
     int timeout_ms, char *err, size_t errlen);
-/* the same without AUTH and SELECT, for a caller that sends its own */
+/*
+ * redis-sentinel:// (addr->sentinel): each sentinel in turn is asked for
+ * the master (SENTINEL get-master-addr-by-name, plain, no AUTH, at most
+ * 1 s each); the master it names is connected to (AUTH, SELECT) and must
+ * say it is the master (ROLE). A sentinel that does not answer, does not
+ * know the name, names something that is not an IP address, or names a
+ * replica or a dead server (a stale answer during a failover) sends us to
+ * the next one; when none leads to a master: "no master for 'NAME'
+ * (sentinels: HOST:PORT: why; ...)". Every call asks again.
+ */
+
+/* the same without AUTH and SELECT, for a caller that sends its own (with
+   redis-sentinel://, the whole connect above: ROLE needs AUTH) */
 zgw_redis_conn_t *zgw_redis_open(const zgw_redis_addr_t *addr,
     int timeout_ms, char *err, size_t errlen);
 void zgw_redis_close(zgw_redis_conn_t *c);

@@ -10,11 +10,13 @@
 #include <openssl/crypto.h>
 
 #include "zgw_redis_conn.h"
+#include "zgw_sentinel.h"
 #include "zgw_store.h"
 
 
 struct zgw_store_s {
     zgw_redis_conn_t   *conn;
+    int                 sentinel;
     char                url[512];
 };
 
@@ -24,9 +26,26 @@ zgw_store_reply_error(zgw_store_t *st, redisReply *r, const char *what,
     zgw_errors_t *errs)
 {
     if (r == NULL) {
-        zgw_errors_add(errs, "redis %s: %s: %s", st->url, what,
+        zgw_errors_add(errs, "redis %s: %s: %s%s", st->url, what,
                        zgw_redis_error(st->conn) != NULL
-                       ? zgw_redis_error(st->conn) : "connection lost");
+                       ? zgw_redis_error(st->conn) : "connection lost",
+                       st->sentinel ? " (the master was lost: a failover "
+                                      "in progress? try again)" : "");
+        return ZGW_ERROR;
+    }
+
+    if (zgw_redis_is_readonly(r)) {
+        /*
+         * a master demoted under us (a failover), or a replica: with
+         * Sentinel the next connection asks for the new master
+         */
+        zgw_errors_add(errs, "redis %s: %s: %s (%s)", st->url, what,
+                       st->sentinel ? "the master changed (failover in "
+                                      "progress): try again"
+                                    : "the server is a read-only replica, "
+                                      "not the master",
+                       r->str);
+        freeReplyObject(r);
         return ZGW_ERROR;
     }
 
@@ -47,7 +66,10 @@ zgw_store_connect(const char *url, int timeout_ms, zgw_errors_t *errs)
     zgw_store_t       *st;
     zgw_redis_addr_t   addr;
 
-    if (zgw_redis_addr_parse(&addr, url, errs) != ZGW_OK) {
+    /* redis-sentinel:// too: zgw_redis_connect() asks for the master */
+    if (zgw_redis_addr_parse_ex(&addr, url, ZGW_REDIS_SENTINEL, errs)
+        != ZGW_OK)
+    {
         return NULL;
     }
 
@@ -60,6 +82,7 @@ zgw_store_connect(const char *url, int timeout_ms, zgw_errors_t *errs)
 
     /* every message names the store without its password */
     zgw_url_redact(url, st->url, sizeof(st->url));
+    st->sentinel = addr.sentinel;
 
     /* TCP (and TLS for rediss://), AUTH, SELECT: every wait bounded */
     st->conn = zgw_redis_connect(&addr, timeout_ms, err, sizeof(err));

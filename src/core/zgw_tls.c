@@ -343,6 +343,15 @@ zgw_tls_verify(X509_STORE_CTX *xs, void *arg)
 
     param = X509_STORE_CTX_get0_param(xs);
 
+    if (st->name[0] == '\0') {
+        /* no name to check is no verification: refused, never skipped */
+        snprintf(st->why, sizeof(st->why), "no host name to check the "
+                 "certificate against");
+        st->refused = 1;
+        X509_STORE_CTX_set_error(xs, X509_V_ERR_APPLICATION_VERIFICATION);
+        return 0;
+    }
+
     if (st->ip) {
         rc = X509_VERIFY_PARAM_set1_ip_asc(param, st->name);
 

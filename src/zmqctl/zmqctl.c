@@ -112,6 +112,15 @@ static const zmqctl_cmd_t  zmqctl_cmds[] = {
     { "list", zmqctl_list, "list [KIND]",
       "Lists objects, one per line: kind, name, active or inactive.\n" },
 
+    { "fleet", zmqctl_fleet, "fleet [--json]",
+      "Lists every gateway and zmqd that follows this store, as each last\n"
+      "reported itself: kind, instance, host, PID, the configuration\n"
+      "version it runs, its lag behind the store's version, the seconds\n"
+      "since it reported and how it follows the store. Exits 1 when an\n"
+      "instance lags, 0 when every one runs the store's version.\n"
+      "\n"
+      "  --json   the whole list as JSON, as zmq_status shows it\n" },
+
     { "delete", zmqctl_delete, "delete KIND NAME",
       "Deletes one object. Refuses while other objects refer to it, and\n"
       "names them.\n" },
@@ -252,6 +261,10 @@ zmqctl_usage(FILE *out)
             "query:\n"
             "                     ?ca_file=&verify=0|1&server_name=&"
             "cert_file=&key_file=\n"
+            "                     redis-sentinel://[[user]:password@]"
+            "host[:port],...\n"
+            "                     /master[/db]: the master named, asked "
+            "of the sentinels\n"
             "                     default $ZMQ_REDIS, else %s\n"
             "  --key-file PATH    key that seals secrets; default\n"
             "                     $ZMQ_KEY_FILE, else %s\n"
@@ -1389,6 +1402,7 @@ zmqctl_main(int argc, char **argv, const zmqctl_opts_t *op)
         { "property", required_argument, NULL, 'P' },
         { "header", required_argument, NULL, 'H' },
         { "mandatory", no_argument, NULL, 'm' },
+        { "json", no_argument, NULL, 'j' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -1459,6 +1473,9 @@ zmqctl_main(int argc, char **argv, const zmqctl_opts_t *op)
             break;
         case 'm':
             o.mandatory = 1;
+            break;
+        case 'j':
+            o.json = 1;
             break;
         case 'V':
             errno = 0;
@@ -1543,6 +1560,11 @@ zmqctl_main(int argc, char **argv, const zmqctl_opts_t *op)
 
     if ((o.id != NULL || o.revoke != NULL) && cmd->run != zmqctl_apikey) {
         fprintf(stderr, "zmqctl: --id and --revoke apply to apikey\n");
+        return ZMQCTL_EXIT_USAGE;
+    }
+
+    if (o.json && cmd->run != zmqctl_fleet) {
+        fprintf(stderr, "zmqctl: --json applies to fleet\n");
         return ZMQCTL_EXIT_USAGE;
     }
 

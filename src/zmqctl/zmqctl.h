@@ -8,6 +8,7 @@
  *   zmqctl_amqp.c    ping of an amqp_def, send through an amqp_outconn
  *                    (rabbitmq-c, blocking, every wait bounded)
  *   zmqctl_stomp.c   ping of a stomp_def (STOMP CONNECT, bounded)
+ *   zmqctl_fleet.c   fleet: the gateways and zmqd following the store
  *   zmqctl_passwd.c  passwd: a secret read from a terminal or stdin
  *   zmqctl_invoke.c  invoke: runs a service with zmqd's own service code
  *                    (src/zmqd, linked in)
@@ -50,6 +51,7 @@ typedef struct {
     const char   *exchange;       /* send --exchange */
     const char   *routing_key;    /* send --routing-key */
     int           mandatory;      /* send --mandatory */
+    int           json;           /* fleet --json */
     const char  **props;          /* send --property k=v, in order */
     int           nprops;
     const char  **headers;        /* send --header k=v, in order */
@@ -97,6 +99,8 @@ int zmqctl_send(zmqctl_opts_t *o);
 
 /* zmqctl_stomp.c: ping of a stomp_def (argv: stomp_def NAME) */
 int zmqctl_ping_stomp(zmqctl_opts_t *o);
+/* zmqctl_fleet.c */
+int zmqctl_fleet(zmqctl_opts_t *o);
 
 /* zmqctl_invoke.c */
 int zmqctl_invoke(zmqctl_opts_t *o);

@@ -8,6 +8,11 @@
  * What the broker sends is read as an attacker could have written it: at
  * most ZMQCTL_STOMP_HEAD_MAX bytes up to the blank line that ends a
  * frame's head, printable text only in what is printed.
+ *
+ * A stomp_def with tls: the TLS handshake after the connect, within the
+ * same bound, set up by src/core/zgw_tls with the definition's options
+ * (as zmqd connects); CONNECT (the passcode) only once the certificate is
+ * verified.
  */
 
 #include <errno.h>
@@ -19,9 +24,12 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "zgw_crypto.h"
 #include "zgw_hostport.h"
+#include "zgw_tls.h"
 #include "zmqctl.h"
 
 
@@ -37,6 +45,9 @@ typedef struct {
     size_t       len;
     char         server[128];     /* CONNECTED's server, printable */
     double       ms;
+    SSL_CTX     *ctx;             /* TLS: NULL without */
+    SSL         *ssl;
+    char         tls[96];         /* "TLSv1.3, certificate verified" */
 } zmqctl_stomp_t;
 
 
@@ -51,6 +62,11 @@ static int zmqctl_stomp_one(zmqctl_stomp_t *s, const json_t *def,
     const zgw_hostport_t *hp, const char *passcode, char *err,
     size_t errlen, int *answered);
 static char *zmqctl_stomp_passcode(zmqctl_opts_t *o, const json_t *def);
+static ssize_t zmqctl_stomp_recv(zmqctl_stomp_t *s, char *buf, size_t len,
+    char *err, size_t errlen);
+static int zmqctl_stomp_tls(zmqctl_stomp_t *s, const json_t *def,
+    const char *host, char *err, size_t errlen);
+static void zmqctl_stomp_close(zmqctl_stomp_t *s, int ok);
 
 
 static int
@@ -68,11 +84,44 @@ static int
 zmqctl_stomp_write(zmqctl_stomp_t *s, const char *p, size_t n, char *err,
     size_t errlen)
 {
-    int      rc;
+    int      rc, e;
+    char     why[256];
+    short    events;
     ssize_t  w;
 
     while (n > 0) {
-        w = send(s->fd, p, n, MSG_NOSIGNAL);
+        events = POLLOUT;
+
+        if (s->ssl != NULL) {
+            ERR_clear_error();
+            errno = 0;
+            w = SSL_write(s->ssl, p, n > 65536 ? 65536 : (int) n);
+
+            if (w <= 0) {
+                e = SSL_get_error(s->ssl, (int) w);
+
+                if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+                    snprintf(err, errlen, "write failed: TLS: %s",
+                             zgw_tls_why(s->ctx, errno ? strerror(errno)
+                                                       : "failed",
+                                         why, sizeof(why)));
+                    return -1;
+                }
+
+                events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+                w = 0;
+            }
+
+        } else {
+            w = send(s->fd, p, n, MSG_NOSIGNAL);
+
+            if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK
+                && errno != EINTR)
+            {
+                snprintf(err, errlen, "write failed: %s", strerror(errno));
+                return -1;
+            }
+        }
 
         if (w > 0) {
             p += w;
@@ -80,14 +129,7 @@ zmqctl_stomp_write(zmqctl_stomp_t *s, const char *p, size_t n, char *err,
             continue;
         }
 
-        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK
-            && errno != EINTR)
-        {
-            snprintf(err, errlen, "write failed: %s", strerror(errno));
-            return -1;
-        }
-
-        rc = zmqctl_wait_fd(s->fd, POLLOUT, zmqctl_stomp_left(s));
+        rc = zmqctl_wait_fd(s->fd, events, zmqctl_stomp_left(s));
         if (rc <= 0) {
             snprintf(err, errlen, "%s", rc == 0
                      ? "the broker takes no data (timed out)"
@@ -110,7 +152,6 @@ static int
 zmqctl_stomp_read_head(zmqctl_stomp_t *s, char **head, size_t *headlen,
     char *err, size_t errlen)
 {
-    int      rc;
     char    *p, *end, *start;
     ssize_t  n;
 
@@ -150,21 +191,16 @@ zmqctl_stomp_read_head(zmqctl_stomp_t *s, char **head, size_t *headlen,
             return -1;
         }
 
-        rc = zmqctl_wait_fd(s->fd, POLLIN, zmqctl_stomp_left(s));
-        if (rc == 0) {
+        n = zmqctl_stomp_recv(s, s->buf + s->len,
+                              ZMQCTL_STOMP_HEAD_MAX - s->len, err, errlen);
+
+        if (n == -2) {
             snprintf(err, errlen, "%s (no answer within %d ms)",
                      s->len ? "no whole frame from the broker"
                             : "no CONNECTED in time",
                      s->timeout);
             return -1;
         }
-
-        if (rc < 0) {
-            snprintf(err, errlen, "read failed: %s", strerror(errno));
-            return -1;
-        }
-
-        n = recv(s->fd, s->buf + s->len, ZMQCTL_STOMP_HEAD_MAX - s->len, 0);
 
         if (n == 0) {
             snprintf(err, errlen, "the broker closed the connection%s",
@@ -174,15 +210,138 @@ zmqctl_stomp_read_head(zmqctl_stomp_t *s, char **head, size_t *headlen,
         }
 
         if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-                continue;
-            }
-
-            snprintf(err, errlen, "read failed: %s", strerror(errno));
             return -1;
         }
 
         s->len += (size_t) n;
+    }
+}
+
+
+/*
+ * Some bytes from the broker, waiting (within the deadline) until there
+ * are: > 0 their count, 0 the broker closed, -1 failed (err filled), -2
+ * timed out
+ */
+static ssize_t
+zmqctl_stomp_recv(zmqctl_stomp_t *s, char *buf, size_t len, char *err,
+    size_t errlen)
+{
+    int      rc, e;
+    char     why[256];
+    short    events;
+    ssize_t  n;
+
+    for ( ;; ) {
+        events = POLLIN;
+
+        if (s->ssl != NULL) {
+            /* what TLS already holds is read before any wait */
+            ERR_clear_error();
+            errno = 0;
+            n = SSL_read(s->ssl, buf, len > 65536 ? 65536 : (int) len);
+
+            if (n > 0) {
+                return n;
+            }
+
+            e = SSL_get_error(s->ssl, (int) n);
+
+            if (e == SSL_ERROR_ZERO_RETURN
+                || (e == SSL_ERROR_SYSCALL && errno == 0
+                    && ERR_peek_last_error() == 0))
+            {
+                return 0;
+            }
+
+            if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+                /* an alert ("tlsv13 alert certificate required"), ... */
+                snprintf(err, errlen, "read failed: TLS: %s",
+                         zgw_tls_why(s->ctx, errno ? strerror(errno)
+                                                   : "failed",
+                                     why, sizeof(why)));
+                return -1;
+            }
+
+            events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+
+        } else {
+            n = recv(s->fd, buf, len, MSG_DONTWAIT);
+
+            if (n >= 0) {
+                return n;
+            }
+
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                snprintf(err, errlen, "read failed: %s", strerror(errno));
+                return -1;
+            }
+        }
+
+        rc = zmqctl_wait_fd(s->fd, events, zmqctl_stomp_left(s));
+
+        if (rc == 0) {
+            return -2;
+        }
+
+        if (rc < 0) {
+            snprintf(err, errlen, "read failed: %s", strerror(errno));
+            return -1;
+        }
+    }
+}
+
+
+/* the TLS handshake on s->fd (bounded): 0, or -1 with err filled */
+static int
+zmqctl_stomp_tls(zmqctl_stomp_t *s, const json_t *def, const char *host,
+    char *err, size_t errlen)
+{
+    json_t          *v;
+    zgw_tls_opts_t   o;
+
+    zgw_tls_opts_def(&o, def, host);
+
+    s->ctx = zgw_tls_ctx_new(&o, err, errlen);
+    if (s->ctx == NULL) {
+        return -1;
+    }
+
+    s->ssl = zgw_tls_connect(s->ctx, s->fd, zmqctl_stomp_left(s), err,
+                             errlen);
+    if (s->ssl == NULL) {
+        return -1;
+    }
+
+    v = json_object_get(def, "verify");
+    snprintf(s->tls, sizeof(s->tls), "%s, %s", SSL_get_version(s->ssl),
+             v != NULL && !json_is_true(v)
+             ? "certificate not verified (verify is false)"
+             : "certificate verified");
+
+    return 0;
+}
+
+
+/* the connection closed (ok: with a TLS close_notify) and freed */
+static void
+zmqctl_stomp_close(zmqctl_stomp_t *s, int ok)
+{
+    if (s->ssl != NULL) {
+        if (ok) {
+            (void) SSL_shutdown(s->ssl);
+        }
+        SSL_free(s->ssl);
+        s->ssl = NULL;
+    }
+
+    SSL_CTX_free(s->ctx);
+    s->ctx = NULL;
+    ERR_clear_error();
+
+    if (s->fd != -1) {
+        close(s->fd);
+        s->fd = -1;
     }
 }
 
@@ -272,6 +431,14 @@ zmqctl_stomp_one(zmqctl_stomp_t *s, const json_t *def,
     s->fd = zmqctl_tcp_connect(hp->host, hp->port, s->timeout, err, errlen);
     if (s->fd == -1) {
         return -1;
+    }
+
+    s->tls[0] = '\0';
+
+    if (json_is_true(json_object_get(def, "tls"))
+        && zmqctl_stomp_tls(s, def, hp->host, err, errlen) != 0)
+    {
+        goto failed;
     }
 
     len = sizeof("CONNECT\naccept-version:1.2\nhost:\nlogin:\npasscode:\n"
@@ -380,14 +547,12 @@ zmqctl_stomp_one(zmqctl_stomp_t *s, const json_t *def,
     (void) zmqctl_stomp_write(s, "DISCONNECT\n\n", sizeof("DISCONNECT\n\n"),
                               msg, sizeof(msg));
 
-    close(s->fd);
-    s->fd = -1;
+    zmqctl_stomp_close(s, 1);
     return 0;
 
 failed:
 
-    close(s->fd);
-    s->fd = -1;
+    zmqctl_stomp_close(s, 0);
     return -1;
 }
 
@@ -457,12 +622,6 @@ zmqctl_ping_stomp(zmqctl_opts_t *o)
         goto done;
     }
 
-    if (json_is_true(json_object_get(def, "tls"))) {
-        printf("failed: stomp_def '%s' asks for TLS, which zmqctl does not "
-               "speak to STOMP brokers yet\n", o->argv[1]);
-        goto done;
-    }
-
     passcode = zmqctl_stomp_passcode(o, def);
     s = calloc(1, sizeof(zmqctl_stomp_t));
     if (passcode == NULL || s == NULL) {
@@ -527,7 +686,8 @@ zmqctl_ping_stomp(zmqctl_opts_t *o)
                 if (slash != NULL) {
                     *slash = ' ';
                 }
-                printf("ok %.1f ms, %s at %s\n", s->ms, s->server, peer);
+                printf("ok %.1f ms, %s at %s%s%s\n", s->ms, s->server, peer,
+                       s->tls[0] ? " over " : "", s->tls);
                 rc = ZMQCTL_EXIT_OK;
                 zgw_errors_free(&errs);
                 goto done;

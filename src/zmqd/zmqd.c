@@ -1,7 +1,8 @@
 /*
  * zmqd: the channel sidecar of ngx_zmq.
  *
- *   zmqd [--config redis://host:port/db | file:PATH] [--key-file PATH]
+ *   zmqd [--config redis://host:port/db | redis-sentinel://host:port,.../master/db
+ *         | file:PATH] [--key-file PATH]
  *        [--workers N] [--check] [--verbose]
  *
  * One consuming connection per amqp_def in use (and one for publishing,
@@ -940,7 +941,7 @@ zmqd_answer(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
     amqp_envelope_t *env, const zmqd_resp_t *resp)
 {
     int         rc;
-    char        id[300], err[512];
+    char        id[300], err[512], trace[ZMQD_TRACE_LOG_LEN];
     zmqd_env_t  senv;
 
     if (!zmqd_wants_reply(env)) {
@@ -971,8 +972,11 @@ zmqd_answer(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
 
     if (rc != 0) {
         zmqd_message_id(env, id, sizeof(id));
-        zmqd_log("warn", "channel '%s': message '%s': the reply (status %d) "
-                 "to '%.*s' was not sent: %s", c->name, id, resp->status,
+        zmqd_log("warn", "channel '%s': message '%s'%s: the reply (status "
+                 "%d) to '%.*s' was not sent: %s", c->name, id,
+                 zmqd_trace_log(&env->message.properties, trace,
+                                sizeof(trace)),
+                 resp->status,
                  (int) env->message.properties.reply_to.len,
                  (char *) env->message.properties.reply_to.bytes, err);
     }
@@ -1009,7 +1013,7 @@ zmqd_hold(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
     double delay)
 {
     int            i;
-    char           id[300];
+    char           id[300], trace[ZMQD_TRACE_LOG_LEN];
     zmqd_retry_t  *r;
 
     i = zmqd_channel_index(c, env->channel);
@@ -1040,8 +1044,9 @@ zmqd_hold(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
                            env->delivery_tag, 0, 1);
     zmqd_amqp_unlock(d->consume);
     zmqd_message_id(env, id, sizeof(id));
-    zmqd_log("error", "channel '%s': message '%s': out of memory for a "
-             "retry: requeued", c->name, id);
+    zmqd_log("error", "channel '%s': message '%s'%s: out of memory for a "
+             "retry: requeued", c->name, id,
+             zmqd_trace_log(&env->message.properties, trace, sizeof(trace)));
     return 0;
 }
 
@@ -1057,11 +1062,12 @@ zmqd_give_up(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
     amqp_envelope_t *env, int attempts, const char *error,
     const zmqd_resp_t *answer, int reply)
 {
-    char     id[300], err[512];
+    char     id[300], err[512], trace[ZMQD_TRACE_LOG_LEN];
     json_t  *ch;
 
     ch = zmqd_channel_obj(ctx, c);
     zmqd_message_id(env, id, sizeof(id));
+    (void) zmqd_trace_log(&env->message.properties, trace, sizeof(trace));
 
     if (strcmp(json_string_value(json_object_get(ch, "ack_mode")), "reject")
         == 0)
@@ -1070,9 +1076,9 @@ zmqd_give_up(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
         (void) amqp_basic_reject(d->consume->conn, env->channel,
                                  env->delivery_tag, 0);
         zmqd_amqp_unlock(d->consume);
-        zmqd_log("error", "channel '%s': message '%s' rejected to the "
+        zmqd_log("error", "channel '%s': message '%s'%s rejected to the "
                  "queue's dead-letter exchange after %d attempt(s): %s",
-                 c->name, id, attempts, error);
+                 c->name, id, trace, attempts, error);
         zmqd_metrics_message(c->name, ZMQD_METRICS_REJECTED);
 
     } else if (zmqd_dead_letter(ctx, d, ch, c->name, env, attempts, error,
@@ -1084,14 +1090,15 @@ zmqd_give_up(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
         (void) amqp_basic_nack(d->consume->conn, env->channel,
                                env->delivery_tag, 0, 1);
         zmqd_amqp_unlock(d->consume);
-        zmqd_log("error", "channel '%s': message '%s' could not be "
-                 "dead-lettered (%s); requeued", c->name, id, err);
+        zmqd_log("error", "channel '%s': message '%s'%s could not be "
+                 "dead-lettered (%s); requeued", c->name, id, trace, err);
         return;
 
     } else {
         zmqd_ack(d, env);
-        zmqd_log("error", "channel '%s': message '%s' dead-lettered after %d "
-                 "attempt(s): %s", c->name, id, attempts, error);
+        zmqd_log("error", "channel '%s': message '%s'%s dead-lettered "
+                 "after %d attempt(s): %s", c->name, id, trace, attempts,
+                 error);
         zmqd_metrics_message(c->name, ZMQD_METRICS_DEAD_LETTERED);
     }
 
@@ -1118,7 +1125,7 @@ zmqd_failed(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
     int final)
 {
     int      max;
-    char     id[300], why[1200];
+    char     id[300], why[1200], trace[ZMQD_TRACE_LOG_LEN];
     double   delay;
     json_t  *ch, *retry;
 
@@ -1152,9 +1159,11 @@ zmqd_failed(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
 
     if (!final && attempts <= max) {
         if (zmqd_hold(ctx, d, c, env, attempts, since, NULL, delay)) {
-            zmqd_log("warn", "channel '%s': message '%s' failed "
-                     "(attempt %d): %s; retrying in %.2f s", c->name,
-                     id, attempts, error, delay);
+            zmqd_log("warn", "channel '%s': message '%s'%s failed "
+                     "(attempt %d): %s; retrying in %.2f s", c->name, id,
+                     zmqd_trace_log(&env->message.properties, trace,
+                                    sizeof(trace)),
+                     attempts, error, delay);
             zmqd_metrics_message(c->name, ZMQD_METRICS_RETRIED);
             return 1;
         }
@@ -1191,6 +1200,7 @@ zmqd_invocation(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
     int                       rc, mode, repeats;
     char                      name[256], mname[32], cid[300], ts[64];
     char                      err[1024], why[2400], channel[300];
+    char                      trace[ZMQD_TRACE_LOG_LEN];
     double                    seconds, started;
     json_t                   *svc;
     zmqd_env_t                senv;
@@ -1201,6 +1211,7 @@ zmqd_invocation(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
     amqp_basic_properties_t   props;
 
     zmqd_message_id(env, cid, sizeof(cid));
+    (void) zmqd_trace_log(&env->message.properties, trace, sizeof(trace));
     zmqd_env(ctx, &senv);
 
     svc = NULL;
@@ -1295,8 +1306,8 @@ zmqd_invocation(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
             /* sync, or sync_async at its first attempt: the answer */
             zmqd_answer(ctx, d, c, env, &resp);
             zmqd_resp_free(&resp);
-            zmqd_log("info", "invocation '%s' of '%s': target '%s' done "
-                     "(attempt %d), replied", cid, name, target,
+            zmqd_log("info", "invocation '%s'%s of '%s': target '%s' "
+                     "done (attempt %d), replied", cid, trace, name, target,
                      inv->tries);
             zmqd_ack_done(d, c, env);
             ctx->done++;
@@ -1317,9 +1328,10 @@ zmqd_invocation(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
                 zmqd_resp_free(&resp);
             }
 
-            zmqd_log("warn", "invocation '%s' of '%s': target '%s' failed "
-                     "(attempt %d of %d): %s; retrying in %.0f s", cid,
-                     name, target, inv->tries, repeats, err, seconds);
+            zmqd_log("warn", "invocation '%s'%s of '%s': target '%s' "
+                     "failed (attempt %d of %d): %s; retrying in %.0f s",
+                     cid, trace, name, target, inv->tries, repeats, err,
+                     seconds);
             zmqd_metrics_message(c->name, ZMQD_METRICS_RETRIED);
             return zmqd_hold(ctx, d, c, env, attempts, since, inv, seconds);
         }
@@ -1327,9 +1339,9 @@ zmqd_invocation(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
         if (rc != 0 && inv->mode == ZMQD_SYNC) {
             /* the last error, and the caller is told */
             zmqd_resp_free(&resp);
-            zmqd_log("error", "invocation '%s' of '%s': target '%s' failed "
-                     "%d time(s): %s; replied 502", cid, name, target,
-                     inv->tries, err);
+            zmqd_log("error", "invocation '%s'%s of '%s': target '%s' "
+                     "failed %d time(s): %s; replied 502", cid, trace, name,
+                     target, inv->tries, err);
             zmqd_answer_error(ctx, d, c, env, 502, "target_failed", err);
             zmqd_ack_done(d, c, env);
             ctx->done++;
@@ -1350,11 +1362,13 @@ zmqd_invocation(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
         }
 
         if (rc == 0) {
-            zmqd_log("info", "invocation '%s' of '%s': target '%s' done "
-                     "(attempt %d)", cid, name, target, inv->tries);
+            zmqd_log("info", "invocation '%s'%s of '%s': target '%s' "
+                     "done (attempt %d)", cid, trace, name, target,
+                     inv->tries);
         } else {
-            zmqd_log("error", "invocation '%s' of '%s': target '%s' failed "
-                     "%d time(s): %s", cid, name, target, inv->tries, err);
+            zmqd_log("error", "invocation '%s'%s of '%s': target '%s' "
+                     "failed %d time(s): %s", cid, trace, name, target,
+                     inv->tries, err);
         }
 
         if (callback == NULL) {
@@ -1396,8 +1410,8 @@ zmqd_invocation(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
     rc = zmqd_service_call(&senv, callback, &msg, NULL, err, sizeof(err));
     zmqd_metrics_service(c->name, zmqd_now() - started);
     if (rc == 0) {
-        zmqd_log("info", "invocation '%s' of '%s': callback '%s' done "
-                 "(attempt %d)", cid, name, callback, inv->tries);
+        zmqd_log("info", "invocation '%s'%s of '%s': callback '%s' done "
+                 "(attempt %d)", cid, trace, name, callback, inv->tries);
         zmqd_ack_done(d, c, env);
         ctx->done++;
         zmqd_metrics_message(c->name, ZMQD_METRICS_ACKED);
@@ -1407,9 +1421,9 @@ zmqd_invocation(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
     }
 
     if (inv->tries < repeats) {
-        zmqd_log("warn", "invocation '%s' of '%s': callback '%s' failed "
-                 "(attempt %d of %d): %s; retrying in %.0f s", cid, name,
-                 callback, inv->tries, repeats, err, seconds);
+        zmqd_log("warn", "invocation '%s'%s of '%s': callback '%s' "
+                 "failed (attempt %d of %d): %s; retrying in %.0f s", cid,
+                 trace, name, callback, inv->tries, repeats, err, seconds);
         zmqd_metrics_message(c->name, ZMQD_METRICS_RETRIED);
         return zmqd_hold(ctx, d, c, env, attempts, since, inv, seconds);
     }
@@ -1430,7 +1444,7 @@ zmqd_attempt(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
     amqp_envelope_t *env, int attempts, double since, zmqd_inv_t *inv)
 {
     int           rc, reply;
-    char          err[1024];
+    char          err[1024], trace[ZMQD_TRACE_LOG_LEN];
     double        started;
     json_t       *ch;
     zmqd_env_t    senv;
@@ -1514,9 +1528,11 @@ zmqd_attempt(zmqd_ctx_t *ctx, zmqd_def_t *d, zmqd_consumer_t *c,
     zmqd_metrics_message(c->name, ZMQD_METRICS_ACKED);
 
     if (ctx->verbose) {
-        zmqd_log("info", "channel '%s': message '%s' done by service "
-                 "'%s'%s", c->name, msg.message_id, service,
-                 attempts > 1 ? " after a retry" : "");
+        zmqd_log("info", "channel '%s': message '%s'%s done by service "
+                 "'%s'%s", c->name, msg.message_id,
+                 zmqd_trace_log(&env->message.properties, trace,
+                                sizeof(trace)),
+                 service, attempts > 1 ? " after a retry" : "");
     }
 
     return 0;
@@ -1821,11 +1837,13 @@ static void
 zmqd_usage(FILE *out)
 {
     fprintf(out,
-            "usage: zmqd [--config redis://host:port/db | file:PATH] "
+            "usage: zmqd [--config redis://host:port/db | "
+            "redis-sentinel://host:port,.../master/db | file:PATH] "
             "[--key-file PATH]\n"
             "            [--workers N] [--max-hold SECONDS] "
             "[--metrics ADDR:PORT]\n"
-            "            [--check] [--verbose]\n"
+            "            [--instance NAME] [--fleet-interval SECONDS] "
+            "[--check] [--verbose]\n"
             "\n"
             "Consumes the queues of the amqp_channel objects of the "
             "configuration\nand invokes each message's service.\n"
@@ -1851,6 +1869,12 @@ zmqd_usage(FILE *out)
             "  --metrics A:P     serve Prometheus metrics on A:P (such as "
             "127.0.0.1:9464;\n"
             "                    needs --workers 1)\n"
+            "  --instance NAME   this zmqd's name in the fleet (default: "
+            "host/PID;\n"
+            "                    with --workers, NAME/PID per worker)\n"
+            "  --fleet-interval S  report into the store every S seconds "
+            "(default 5,\n"
+            "                    0: not at all; a redis:// source only)\n"
             "  --check           validate the configuration and exit "
             "(0 valid)\n"
             "  --verbose         a log line for every message done\n"
@@ -1869,7 +1893,8 @@ main(int argc, char **argv)
     int                 startup_done;
     char                err[256], shown[ZGW_URL_SHOW_MAX];
     double              startup_due;
-    const char         *env, *key_file, *metrics;
+    int                 fleet_interval;
+    const char         *env, *key_file, *metrics, *instance;
     zmqd_ctx_t          ctx;
     zmqd_env_t          senv;
     zgw_errors_t        errs;
@@ -1883,6 +1908,8 @@ main(int argc, char **argv)
         { "workers", required_argument, NULL, 'w' },
         { "max-hold", required_argument, NULL, 'm' },
         { "metrics", required_argument, NULL, 'M' },
+        { "instance", required_argument, NULL, 'I' },
+        { "fleet-interval", required_argument, NULL, 'F' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -1891,6 +1918,8 @@ main(int argc, char **argv)
     check = 0;
     workers = 1;
     metrics = NULL;
+    instance = NULL;
+    fleet_interval = 5;
     ctx.max_hold = ZMQD_HOLD_MAX_S;
 
     env = getenv("ZMQ_REDIS");
@@ -1929,6 +1958,19 @@ main(int argc, char **argv)
             break;
         case 'M':
             metrics = optarg;
+            break;
+        case 'I':
+            instance = optarg;
+            break;
+        case 'F':
+            fleet_interval = atoi(optarg);
+            if (fleet_interval < 0 || fleet_interval > 3600
+                || strspn(optarg, "0123456789") != strlen(optarg))
+            {
+                fprintf(stderr, "zmqd: --fleet-interval must be 0-3600 "
+                        "seconds\n");
+                return 2;
+            }
             break;
         case 'h':
             zmqd_usage(stdout);
@@ -1971,6 +2013,15 @@ main(int argc, char **argv)
             return 1;
         }
         ctx.has_key = 1;
+    }
+
+    if (zmqd_fleet_init(&ctx.follow, instance,
+                        strncmp(ctx.source, "file:", 5) == 0
+                        ? 0 : fleet_interval, workers, err, sizeof(err))
+        != 0)
+    {
+        fprintf(stderr, "zmqd: %s\n", err);
+        return 2;
     }
 
     ctx.follow.source = ctx.source;

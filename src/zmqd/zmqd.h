@@ -82,6 +82,39 @@ typedef struct {
 
 void zmqd_log(const char *level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/*
+ * A message's W3C trace context (zmqd_log.c): the headers traceparent and
+ * tracestate of its table (names in any case, string or byte-array
+ * values), checked as the gateway checks them (zgw_trace.h). A malformed
+ * traceparent (or one given twice) counts as none, and its tracestate
+ * with it; an invalid tracestate (or one given twice) is dropped alone.
+ * The values point into the message's properties.
+ */
+typedef struct {
+    amqp_bytes_t  traceparent;       /* len 0: none */
+    amqp_bytes_t  tracestate;        /* len 0: none */
+} zmqd_trace_t;
+
+#define ZMQD_TRACE_PARENT  1
+#define ZMQD_TRACE_STATE   2
+/* ZMQD_TRACE_PARENT, ZMQD_TRACE_STATE for a header name of either, or 0 */
+int zmqd_trace_name(const void *name, size_t len);
+void zmqd_trace_get(const amqp_basic_properties_t *p, zmqd_trace_t *t);
+/*
+ * What a log line about the message shows after its id: " (trace=<the
+ * 32 hex digits of its trace-id>)", or "" without a valid traceparent;
+ * written into buf (at least ZMQD_TRACE_LOG_LEN bytes), which it returns
+ */
+#define ZMQD_TRACE_LOG_LEN  48
+const char *zmqd_trace_log(const amqp_basic_properties_t *p, char *buf,
+    size_t size);
+/*
+ * Adds the valid trace context of p to the table entries e (room for 2
+ * more): returns how many were added
+ */
+int zmqd_trace_entries(const amqp_basic_properties_t *p,
+    amqp_table_entry_t *e);
 /* seconds on the monotonic clock */
 double zmqd_now(void);
 
@@ -244,6 +277,15 @@ typedef struct {
     long long          refused;      /* the version last refused, or -1 */
     int                down;         /* the store's loss was logged */
 
+    /* the fleet (zmqd_fleet.c): reported from the configuration thread */
+    int                fleet_interval; /* seconds, 0: not reported */
+    double             fleet_next;
+    long long          fleet_started;
+    int                fleet_warned;
+    int                fleet_named;  /* --instance, one process */
+    char               fleet_name[128];
+    char               fleet_host[128];
+
     /* a file: what it was when last read, to notice every change */
     int                file_seen;
     dev_t              file_dev;
@@ -276,6 +318,11 @@ void zmqd_follow_reload(zmqd_follower_t *f);
 zgw_config_t *zmqd_follow_take(zmqd_follower_t *f);
 /* 0 when stopped, -1 when still inside a call after 1 s */
 int zmqd_follow_stop(zmqd_follower_t *f);
+
+/* zmqd_fleet.c: --instance, --fleet-interval; a report when it is due */
+int zmqd_fleet_init(zmqd_follower_t *f, const char *instance, int interval,
+    int workers, char *err, size_t errlen);
+void zmqd_fleet_tick(zmqd_follower_t *f);
 
 /* a min-heap by due time (zmqd_heap.c) */
 typedef struct {

@@ -572,6 +572,8 @@ zmqd_follow_once(zmqd_follower_t *f, int reload)
         f->version = cfg->version;
     }
 
+    zmqd_fleet_tick(f);
+
     return cfg;
 }
 

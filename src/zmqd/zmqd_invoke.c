@@ -9,8 +9,10 @@
  * An invocation is one persistent message on the invoke service's queue
  * (mandatory, confirmed): message_id = correlation_id = cid, headers
  * x-zmq-invoke (the service), x-zmq-mode (its mode now), x-zmq-req-ts
- * (UTC, microseconds); reply_to amq.rabbitmq.reply-to when the caller
- * waits. The loop in zmqd.c runs it.
+ * (UTC, microseconds), and the message's trace context (traceparent,
+ * tracestate) when valid; reply_to amq.rabbitmq.reply-to when the caller
+ * waits. The loop in zmqd.c runs it. A reply carries the request's trace
+ * context too.
  */
 
 #include <stdio.h>
@@ -231,7 +233,7 @@ zmqd_reply(const zmqd_env_t *env, const char *def,
     char                      rk[256];
     zmqd_amqp_t              *a;
     amqp_bytes_t              body;
-    amqp_table_entry_t        status;
+    amqp_table_entry_t        hdrs[3];
     amqp_basic_properties_t   props;
 
     if (!(req->_flags & AMQP_BASIC_REPLY_TO_FLAG)
@@ -262,12 +264,13 @@ zmqd_reply(const zmqd_env_t *env, const char *def,
         props.content_type = amqp_cstring_bytes(resp->content_type);
     }
 
-    status.key = amqp_cstring_bytes("x-zmq-status");
-    status.value.kind = AMQP_FIELD_KIND_I32;
-    status.value.value.i32 = resp->status ? resp->status : 200;
+    /* x-zmq-status, and the request's trace context when valid */
+    hdrs[0].key = amqp_cstring_bytes("x-zmq-status");
+    hdrs[0].value.kind = AMQP_FIELD_KIND_I32;
+    hdrs[0].value.value.i32 = resp->status ? resp->status : 200;
     props._flags |= AMQP_BASIC_HEADERS_FLAG;
-    props.headers.num_entries = 1;
-    props.headers.entries = &status;
+    props.headers.num_entries = 1 + zmqd_trace_entries(req, &hdrs[1]);
+    props.headers.entries = hdrs;
 
     body.bytes = resp->body;
     body.len = resp->body ? resp->len : 0;
@@ -440,7 +443,7 @@ zmqd_invocation_publish(const zmqd_env_t *env, const char *name,
     json_t                   *oc;
     zmqd_amqp_t              *a;
     const char               *def, *queue, *mname;
-    amqp_table_entry_t        hdrs[3];
+    amqp_table_entry_t        hdrs[5];
     amqp_basic_properties_t   props;
 
     oc = zgw_config_get(env->cfg, ZGW_KIND_AMQP_OUTCONN,
@@ -493,7 +496,8 @@ zmqd_invocation_publish(const zmqd_env_t *env, const char *name,
     hdrs[2].key = amqp_cstring_bytes("x-zmq-req-ts");
     hdrs[2].value.kind = AMQP_FIELD_KIND_UTF8;
     hdrs[2].value.value.bytes = amqp_cstring_bytes(ts);
-    props.headers.num_entries = 3;
+    /* the caller's trace goes on to the target and the callback */
+    props.headers.num_entries = 3 + zmqd_trace_entries(msg->props, &hdrs[3]);
     props.headers.entries = hdrs;
 
     if (wait) {

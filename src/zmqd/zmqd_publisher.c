@@ -254,12 +254,6 @@ zmqd_stomp_publisher(const zmqd_env_t *env, const char *name, char *err,
         return NULL;
     }
 
-    if (json_is_true(json_object_get(def, "tls"))) {
-        snprintf(err, errlen, "stomp_def '%s' has tls, which is not built "
-                 "yet", name);
-        return NULL;
-    }
-
     fp = zgw_object_dump(ZGW_KIND_STOMP_DEF, def);
     if (fp == NULL) {
         snprintf(err, errlen, "out of memory");

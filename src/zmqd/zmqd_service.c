@@ -315,18 +315,26 @@ zmqd_header(struct curl_slist **list, const char *prefix, const void *name,
 }
 
 
-/* the message's properties and headers as HTTP headers */
+/*
+ * The message's properties and headers as HTTP headers. Trace context
+ * (zmqd_trace_get) goes as the W3C headers traceparent and tracestate, and
+ * as X-Zmq-Header-<name> like any header, only when valid: a malformed
+ * traceparent (and its tracestate), an invalid tracestate, is left out of
+ * both, never refused.
+ */
 static int
 zmqd_http_headers(const zmqd_msg_t *msg, struct curl_slist **hdrs, char *err,
     size_t errlen)
 {
-    int                             i, rc;
+    int                             i, rc, k;
+    zmqd_trace_t                    tc;
     struct curl_slist              *l;
     const amqp_table_t             *t;
     const amqp_field_value_t       *v;
     const amqp_basic_properties_t  *p;
 
     p = msg->props;
+    zmqd_trace_get(p, &tc);
 
     l = curl_slist_append(*hdrs, "Expect:");
     if (l == NULL) {
@@ -389,6 +397,22 @@ zmqd_http_headers(const zmqd_msg_t *msg, struct curl_slist **hdrs, char *err,
         }
     }
 
+    if (tc.traceparent.len > 0) {
+        rc = zmqd_header(hdrs, "", "traceparent", 11, tc.traceparent.bytes,
+                         tc.traceparent.len, err, errlen);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+
+    if (tc.tracestate.len > 0) {
+        rc = zmqd_header(hdrs, "", "tracestate", 10, tc.tracestate.bytes,
+                         tc.tracestate.len, err, errlen);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+
     if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG)) {
         return 0;
     }
@@ -399,6 +423,14 @@ zmqd_http_headers(const zmqd_msg_t *msg, struct curl_slist **hdrs, char *err,
         v = &t->entries[i].value;
         if (v->kind != AMQP_FIELD_KIND_UTF8
             && v->kind != AMQP_FIELD_KIND_BYTES)
+        {
+            continue;
+        }
+
+        /* trace context only when it is valid (the one valid entry) */
+        k = zmqd_trace_name(t->entries[i].key.bytes, t->entries[i].key.len);
+        if ((k == ZMQD_TRACE_PARENT && tc.traceparent.len == 0)
+            || (k == ZMQD_TRACE_STATE && tc.tracestate.len == 0))
         {
             continue;
         }
@@ -757,7 +789,11 @@ zmqd_redis(const zmqd_env_t *env, const json_t *svc, const char *url,
     zmqd_redis_cmd_t   cmds[2];
 
     zgw_errors_init(&errs);
-    if (zgw_redis_addr_parse(&addr, url, &errs) != ZGW_OK) {
+    /* a url of a service is redis:// (the model); zmqd's own store may be
+       redis-sentinel:// */
+    if (zgw_redis_addr_parse_ex(&addr, url, ZGW_REDIS_SENTINEL, &errs)
+        != ZGW_OK)
+    {
         snprintf(err, errlen, "%s", zgw_errors_first(&errs));
         zgw_errors_free(&errs);
         return NULL;

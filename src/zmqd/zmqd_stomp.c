@@ -18,6 +18,15 @@
  *
  * Frames that arrive while a receipt is awaited (MESSAGE frames of the
  * subscription) are kept in order and returned by the next reads.
+ *
+ * A stomp_def with tls: the TLS handshake after the TCP connect (each
+ * bounded by ZMQD_TIMEOUT_MS), set up by src/core/zgw_tls (ca_file or the
+ * system store, verify, server_name, cert_file/key_file, the same checks
+ * and reasons as zmqd's AMQP), and CONNECT only once the certificate is
+ * verified. One SSL must not be used by two threads at once: over TLS
+ * every SSL call (reads too) holds the connection's lock, and a heart-beat
+ * the SSL could not write whole is finished (the same byte, as OpenSSL
+ * requires) before anything else is written.
  */
 
 #include <errno.h>
@@ -33,7 +42,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "zgw_hostport.h"
+#include "zgw_net.h"
+#include "zgw_tls.h"
 #include "zmqd.h"
 #include "zmqd_stomp_client.h"
 
@@ -69,7 +83,27 @@ struct zmqd_stomp_s {
     zmqd_stomp_kept_t   *kept_last;
     int                  nkept;
     unsigned long        next_receipt;
+
+    /* TLS: NULL without */
+    SSL_CTX             *ctx;
+    SSL                 *ssl;
+    int                  beat_pending;  /* a heart-beat SSL_write to redo */
+    char                 tls[96];       /* "TLSv1.3, certificate verified" */
 };
+
+
+/* what one non-blocking read or write did */
+#define ZMQD_STOMP_IO_AGAIN   0         /* wait for events */
+#define ZMQD_STOMP_IO_ERROR  -1         /* err filled */
+#define ZMQD_STOMP_IO_EOF    -2         /* the broker closed */
+
+
+static ssize_t zmqd_stomp_io_send(zmqd_stomp_t *s, const char *data,
+    size_t len, short *events, char *err, size_t errlen);
+static ssize_t zmqd_stomp_io_recv(zmqd_stomp_t *s, char *buf, size_t len,
+    short *events, char *err, size_t errlen);
+static void zmqd_stomp_tls_fail(zmqd_stomp_t *s, int e, const char *what,
+    char *err, size_t errlen);
 
 
 static pthread_mutex_t  zmqd_sbeat_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -93,12 +127,20 @@ zmqd_stomp_server(const zmqd_stomp_t *s)
 }
 
 
+const char *
+zmqd_stomp_tls(const zmqd_stomp_t *s)
+{
+    return s->tls;
+}
+
+
 /* ---------------------------------------------------------- heart-beats */
 
 
 static void *
 zmqd_stomp_beat_loop(void *arg)
 {
+    int            e;
     double         now;
     ssize_t        n;
     zmqd_stomp_t  *s;
@@ -119,17 +161,42 @@ zmqd_stomp_beat_loop(void *arg)
             }
 
             if (pthread_mutex_trylock(&s->lock) != 0) {
-                continue;               /* the main thread is writing */
+                continue;               /* the main thread is using it */
             }
 
-            /* one byte: written whole or not at all, never blocking */
-            n = send(s->fd, "\n", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-            if (n == 1) {
-                s->last_send = now;
-            } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK
-                       && errno != EINTR)
-            {
-                s->broken = 1;
+            if (s->ssl != NULL) {
+                /*
+                 * One byte in one record; when the socket takes only part
+                 * of the record, the same write is redone (here, or by the
+                 * main thread before its own)
+                 */
+                ERR_clear_error();
+                n = SSL_write(s->ssl, "\n", 1);
+                if (n == 1) {
+                    s->last_send = now;
+                    s->beat_pending = 0;
+                } else {
+                    e = SSL_get_error(s->ssl, (int) n);
+                    if (e == SSL_ERROR_WANT_WRITE
+                        || e == SSL_ERROR_WANT_READ)
+                    {
+                        s->beat_pending = 1;
+                    } else {
+                        s->broken = 1;
+                    }
+                }
+                ERR_clear_error();
+
+            } else {
+                /* one byte: written whole or not at all, never blocking */
+                n = send(s->fd, "\n", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (n == 1) {
+                    s->last_send = now;
+                } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK
+                           && errno != EINTR)
+                {
+                    s->broken = 1;
+                }
             }
 
             pthread_mutex_unlock(&s->lock);
@@ -196,12 +263,195 @@ zmqd_stomp_shutdown(void)
 /* ---------------------------------------------------------------- I/O */
 
 
+/*
+ * One non-blocking write (the caller holds the lock): the bytes written,
+ * ZMQD_STOMP_IO_AGAIN (*events: what to wait for) or ZMQD_STOMP_IO_ERROR
+ */
+static ssize_t
+zmqd_stomp_io_send(zmqd_stomp_t *s, const char *data, size_t len,
+    short *events, char *err, size_t errlen)
+{
+    int      e;
+    ssize_t  n;
+
+    *events = POLLOUT;
+
+    if (s->ssl == NULL) {
+        n = send(s->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+            return n;
+        }
+
+        if (n < 0 && (errno == EINTR || errno == EAGAIN
+                      || errno == EWOULDBLOCK))
+        {
+            return ZMQD_STOMP_IO_AGAIN;
+        }
+
+        snprintf(err, errlen, "%s: cannot send: %s", s->peer,
+                 n < 0 ? strerror(errno) : "nothing written");
+        return ZMQD_STOMP_IO_ERROR;
+    }
+
+    if (len > 65536) {
+        len = 65536;                    /* SSL_write takes an int */
+    }
+
+    ERR_clear_error();
+    errno = 0;
+    n = SSL_write(s->ssl, data, (int) len);
+    if (n > 0) {
+        return n;
+    }
+
+    e = SSL_get_error(s->ssl, (int) n);
+
+    if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+        *events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+        return ZMQD_STOMP_IO_AGAIN;
+    }
+
+    zmqd_stomp_tls_fail(s, e, "cannot send", err, errlen);
+    return ZMQD_STOMP_IO_ERROR;
+}
+
+
+/*
+ * One non-blocking read (over TLS it takes the lock): the bytes read,
+ * ZMQD_STOMP_IO_AGAIN (*events: what to wait for), ZMQD_STOMP_IO_EOF or
+ * ZMQD_STOMP_IO_ERROR
+ */
+static ssize_t
+zmqd_stomp_io_recv(zmqd_stomp_t *s, char *buf, size_t len, short *events,
+    char *err, size_t errlen)
+{
+    int      e;
+    ssize_t  n;
+
+    *events = POLLIN;
+
+    if (s->ssl == NULL) {
+        n = recv(s->fd, buf, len, MSG_DONTWAIT);
+        if (n > 0) {
+            return n;
+        }
+
+        if (n == 0) {
+            return ZMQD_STOMP_IO_EOF;
+        }
+
+        if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) {
+            return ZMQD_STOMP_IO_AGAIN;
+        }
+
+        snprintf(err, errlen, "%s: cannot read: %s", s->peer,
+                 strerror(errno));
+        return ZMQD_STOMP_IO_ERROR;
+    }
+
+    if (len > 65536) {
+        len = 65536;
+    }
+
+    pthread_mutex_lock(&s->lock);
+
+    ERR_clear_error();
+    errno = 0;
+    n = SSL_read(s->ssl, buf, (int) len);
+
+    if (n > 0) {
+        pthread_mutex_unlock(&s->lock);
+        return n;
+    }
+
+    e = SSL_get_error(s->ssl, (int) n);
+
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        *events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+        n = ZMQD_STOMP_IO_AGAIN;
+
+    } else if (e == SSL_ERROR_ZERO_RETURN
+               || (e == SSL_ERROR_SYSCALL && errno == 0
+                   && ERR_peek_last_error() == 0))
+    {
+        n = ZMQD_STOMP_IO_EOF;
+
+    } else {
+        zmqd_stomp_tls_fail(s, e, "cannot read", err, errlen);
+        n = ZMQD_STOMP_IO_ERROR;
+    }
+
+    ERR_clear_error();
+    pthread_mutex_unlock(&s->lock);
+
+    return n;
+}
+
+
+/*
+ * A TLS read or write failed (the caller holds the lock). A broker that
+ * refuses the connection after the handshake (TLS 1.3: a client
+ * certificate it requires) sends an alert and closes; a write of ours
+ * then fails with a reset while the alert waits unread: one more read
+ * finds it, and its reason is the one to give.
+ */
+static void
+zmqd_stomp_tls_fail(zmqd_stomp_t *s, int e, const char *what, char *err,
+    size_t errlen)
+{
+    int            err_no;
+    char           why[512], first[256], b[256];
+    unsigned long  code;
+
+    err_no = errno;
+    code = ERR_peek_last_error();
+
+    if (code != 0 && !ERR_SYSTEM_ERROR(code)) {
+        /* OpenSSL's own reason: an alert, a protocol error */
+        snprintf(err, errlen, "%s: %s: TLS: %s", s->peer, what,
+                 zgw_tls_why(s->ctx, what, why, sizeof(why)));
+        ERR_clear_error();
+        return;
+    }
+
+    if (e == SSL_ERROR_SYSCALL && code == 0) {
+        snprintf(first, sizeof(first), "%s",
+                 err_no ? strerror(err_no) : "the broker closed the "
+                                             "connection");
+    } else {
+        snprintf(first, sizeof(first), "%s",
+                 ERR_reason_error_string(code) != NULL
+                 ? ERR_reason_error_string(code) : "TLS error");
+    }
+
+    ERR_clear_error();
+    (void) SSL_read(s->ssl, b, sizeof(b));
+    code = ERR_peek_last_error();
+
+    if (code != 0 && !ERR_SYSTEM_ERROR(code)) {
+        snprintf(err, errlen, "%s: %s: TLS: %s", s->peer, what,
+                 zgw_tls_why(s->ctx, what, why, sizeof(why)));
+
+    } else if (zgw_tls_asked(s->ctx)) {
+        ERR_clear_error();
+        snprintf(err, errlen, "%s: %s: TLS: %s (%s)", s->peer, what,
+                 zgw_tls_why(s->ctx, what, why, sizeof(why)), first);
+
+    } else {
+        snprintf(err, errlen, "%s: %s: TLS: %s", s->peer, what, first);
+    }
+
+    ERR_clear_error();
+}
+
+
 /* all of data, or -1 (err filled, broken) within timeout_ms */
 static int
 zmqd_stomp_write(zmqd_stomp_t *s, const char *data, size_t len,
     char *err, size_t errlen)
 {
     int            rc;
+    short          events;
     double         deadline, left;
     ssize_t        n;
     struct pollfd  pfd;
@@ -215,21 +465,28 @@ zmqd_stomp_write(zmqd_stomp_t *s, const char *data, size_t len,
 
     pthread_mutex_lock(&s->lock);
 
-    while (len > 0) {
-        n = send(s->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (len > 0 || s->beat_pending) {
+
+        /* a heart-beat the SSL holds in part: that same write first */
+        if (s->beat_pending) {
+            n = zmqd_stomp_io_send(s, "\n", 1, &events, err, errlen);
+            if (n > 0) {
+                s->beat_pending = 0;
+            }
+
+        } else {
+            n = zmqd_stomp_io_send(s, data, len, &events, err, errlen);
+            if (n > 0) {
+                data += n;
+                len -= (size_t) n;
+            }
+        }
+
         if (n > 0) {
-            data += n;
-            len -= (size_t) n;
             continue;
         }
 
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-
-        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            snprintf(err, errlen, "%s: cannot send: %s", s->peer,
-                     strerror(errno));
+        if (n == ZMQD_STOMP_IO_ERROR) {
             goto failed;
         }
 
@@ -241,7 +498,7 @@ zmqd_stomp_write(zmqd_stomp_t *s, const char *data, size_t len,
         }
 
         pfd.fd = s->fd;
-        pfd.events = POLLOUT;
+        pfd.events = events;
         rc = poll(&pfd, 1, (int) (left * 1000) + 1);
         if (rc < 0 && errno != EINTR) {
             snprintf(err, errlen, "%s: poll: %s", s->peer, strerror(errno));
@@ -285,6 +542,7 @@ zmqd_stomp_read_wire(zmqd_stomp_t *s, zmqd_stomp_frame_t *f, int unescape,
 {
     int            rc;
     char          *b;
+    short          events;
     double         deadline, now, left;
     size_t         used, cap;
     ssize_t        n;
@@ -335,27 +593,22 @@ zmqd_stomp_read_wire(zmqd_stomp_t *s, zmqd_stomp_frame_t *f, int unescape,
             s->cap = cap;
         }
 
-        n = recv(s->fd, s->buf + s->len, s->cap - s->len, MSG_DONTWAIT);
+        n = zmqd_stomp_io_recv(s, s->buf + s->len, s->cap - s->len,
+                               &events, err, errlen);
         if (n > 0) {
             s->len += (size_t) n;
             s->last_recv = zmqd_now();
             continue;
         }
 
-        if (n == 0) {
+        if (n == ZMQD_STOMP_IO_EOF) {
             snprintf(err, errlen, "%s: the broker closed the connection",
                      s->peer);
             s->broken = 1;
             return -1;
         }
 
-        if (errno == EINTR) {
-            continue;
-        }
-
-        if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            snprintf(err, errlen, "%s: cannot read: %s", s->peer,
-                     strerror(errno));
+        if (n == ZMQD_STOMP_IO_ERROR) {
             s->broken = 1;
             return -1;
         }
@@ -376,7 +629,7 @@ zmqd_stomp_read_wire(zmqd_stomp_t *s, zmqd_stomp_frame_t *f, int unescape,
         }
 
         pfd.fd = s->fd;
-        pfd.events = POLLIN;
+        pfd.events = events;
         rc = poll(&pfd, 1, (int) (left * 1000) + 1);
         if (rc < 0 && errno != EINTR) {
             snprintf(err, errlen, "%s: poll: %s", s->peer, strerror(errno));
@@ -541,72 +794,60 @@ zmqd_stomp_receipt_id(zmqd_stomp_t *s, const char *prefix, char *out,
 /* ---------------------------------------------------------- connecting */
 
 
+/* a bounded TCP connect (zgw_net.h), in the words zmqd logs */
 static int
 zmqd_stomp_tcp(const char *host, int port, char *err, size_t errlen)
 {
-    int               fd, rc, one, soerr;
-    char              service[16];
-    socklen_t         sl;
-    struct pollfd     pfd;
-    struct addrinfo   hints, *res, *ai;
+    int   fd;
+    char  why[512];
 
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    snprintf(service, sizeof(service), "%d", port);
-
-    rc = getaddrinfo(host, service, &hints, &res);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve %s: %s", host,
-                 gai_strerror(rc));
-        return -1;
-    }
-
-    fd = -1;
-    snprintf(err, errlen, "cannot connect to %s:%d", host, port);
-
-    for (ai = res; ai != NULL; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC
-                    | SOCK_NONBLOCK, ai->ai_protocol);
-        if (fd < 0) {
-            continue;
-        }
-
-        rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
-        if (rc != 0 && errno == EINPROGRESS) {
-            pfd.fd = fd;
-            pfd.events = POLLOUT;
-            rc = poll(&pfd, 1, ZMQD_TIMEOUT_MS);
-            if (rc == 1) {
-                soerr = 0;
-                sl = sizeof(soerr);
-                (void) getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
-                rc = soerr == 0 ? 0 : -1;
-                errno = soerr;
-            } else {
-                errno = rc == 0 ? ETIMEDOUT : errno;
-                rc = -1;
-            }
-        }
-
-        if (rc == 0) {
-            break;
-        }
-
-        snprintf(err, errlen, "cannot connect to %s:%d: %s", host, port,
-                 strerror(errno));
-        close(fd);
-        fd = -1;
-    }
-
-    freeaddrinfo(res);
-
-    if (fd >= 0) {
-        one = 1;
-        (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    fd = zgw_tcp_connect(host, port, ZMQD_TIMEOUT_MS, why, sizeof(why));
+    if (fd < 0) {
+        snprintf(err, errlen, strchr(host, ':') != NULL
+                              ? "cannot connect to [%s]:%d: %s"
+                              : "cannot connect to %s:%d: %s",
+                 host, port, why);
     }
 
     return fd;
+}
+
+
+/*
+ * The TLS handshake on s->fd with the def's options (bounded): 0, or -1
+ * with err filled; nothing of STOMP is sent before it verified
+ */
+static int
+zmqd_stomp_tls_open(zmqd_stomp_t *s, const json_t *def, const char *host,
+    char *err, size_t errlen)
+{
+    char            why[512];
+    json_t         *v;
+    zgw_tls_opts_t  o;
+
+    zgw_tls_opts_def(&o, def, host);
+
+    s->ctx = zgw_tls_ctx_new(&o, why, sizeof(why));
+    if (s->ctx == NULL) {
+        snprintf(err, errlen, "%s: %.500s", s->peer, why);
+        return -1;
+    }
+
+    s->ssl = zgw_tls_connect(s->ctx, s->fd, ZMQD_TIMEOUT_MS, why,
+                             sizeof(why));
+    if (s->ssl == NULL) {
+        snprintf(err, errlen, "cannot connect to %s: %.500s", s->peer,
+                 why);
+        return -1;
+    }
+
+    v = json_object_get(def, "verify");
+    snprintf(s->tls, sizeof(s->tls), "%s, %s", SSL_get_version(s->ssl),
+             v != NULL && !json_is_true(v)
+             ? "certificate not verified (verify is false)"
+             : "certificate verified");
+
+    return 0;
 }
 
 
@@ -653,7 +894,8 @@ zmqd_stomp_connect_one(const json_t *def, const char *host, int port,
         return NULL;
     }
 
-    snprintf(s->peer, sizeof(s->peer), "%s:%d", host, port);
+    snprintf(s->peer, sizeof(s->peer),
+             strchr(host, ':') != NULL ? "[%s]:%d" : "%s:%d", host, port);
     (void) pthread_mutex_init(&s->lock, NULL);
 
     s->fd = zmqd_stomp_tcp(host, port, err, errlen);
@@ -661,6 +903,12 @@ zmqd_stomp_connect_one(const json_t *def, const char *host, int port,
         (void) pthread_mutex_destroy(&s->lock);
         free(s);
         return NULL;
+    }
+
+    if (json_is_true(json_object_get(def, "tls"))
+        && zmqd_stomp_tls_open(s, def, host, err, errlen) != 0)
+    {
+        goto failed;
     }
 
     s->last_recv = s->last_send = zmqd_now();
@@ -745,6 +993,9 @@ zmqd_stomp_connect_one(const json_t *def, const char *host, int port,
 
 failed:
 
+    SSL_free(s->ssl);                   /* no close_notify: it failed */
+    SSL_CTX_free(s->ctx);
+    ERR_clear_error();
     close(s->fd);
     free(s->buf);
     (void) pthread_mutex_destroy(&s->lock);
@@ -758,7 +1009,7 @@ zmqd_stomp_open(const json_t *def, const zgw_key_t *key, int *next_host,
     char *err, size_t errlen)
 {
     int              i, n, k, port;
-    char            *passcode, e[512];
+    char            *passcode, e[1024];
     json_t          *hosts;
     zgw_errors_t     errs;
     zmqd_stomp_t    *s;
@@ -814,6 +1065,11 @@ zmqd_stomp_open(const json_t *def, const zgw_key_t *key, int *next_host,
             *next_host = (i + 1) % n;
         } else {
             *next_host = i;
+            if (s->tls[0]) {
+                zmqd_log("info", "stomp_def '%s': connected to %s over %s",
+                         json_string_value(json_object_get(def, "name")),
+                         s->peer, s->tls);
+            }
         }
     }
 
@@ -856,6 +1112,16 @@ zmqd_stomp_close(zmqd_stomp_t *s, int graceful)
         s->kept = k->next;
         zmqd_stomp_frame_free(&k->frame);
         free(k);
+    }
+
+    if (s->ssl != NULL) {
+        /* a close_notify when all went well, never waiting for the peer's */
+        if (!s->broken && !s->beat_pending) {
+            (void) SSL_shutdown(s->ssl);
+        }
+        SSL_free(s->ssl);
+        SSL_CTX_free(s->ctx);
+        ERR_clear_error();
     }
 
     close(s->fd);

@@ -1,8 +1,8 @@
 /*
  * zmqd: stomp_channel objects consumed into services (issue 16).
  *
- * One STOMP connection per active stomp_channel (of an active stomp_def
- * without tls), one SUBSCRIBE on it with ack:client-individual and the
+ * One STOMP connection per active stomp_channel (of an active stomp_def;
+ * over TLS when it has tls), one SUBSCRIBE on it with ack:client-individual and the
  * channel's prefetch (activemq.prefetchSize for ActiveMQ, prefetch-count
  * for RabbitMQ; each broker ignores the other's), confirmed by a receipt.
  *
@@ -207,12 +207,6 @@ zmqd_stomp_channels_apply(const zgw_config_t *cfg, int *started,
         if (!json_is_true(json_object_get(obj, "is_active"))
             || !json_is_true(json_object_get(def, "is_active")))
         {
-            continue;
-        }
-
-        if (json_is_true(json_object_get(def, "tls"))) {
-            zmqd_log("warn", "stomp_channel '%s': not consumed: its "
-                     "stomp_def has tls, which is not built yet", name);
             continue;
         }
 
@@ -589,6 +583,29 @@ zmqd_stomp_props(const zmqd_stomp_frame_t *f, int use_jms, zmqd_sprops_t *sp,
 }
 
 
+/*
+ * A frame's trace context as its service sees it (the headers traceparent
+ * and tracestate of its properties, checked: zmqd_trace_get), for its log
+ * lines: " (trace=<trace-id>)", or "", in buf
+ */
+static const char *
+zmqd_sch_trace(zmqd_sch_t *ch, const zmqd_stomp_frame_t *f, char *buf,
+    size_t size)
+{
+    char           id[8];
+    zmqd_sprops_t  sp;
+
+    buf[0] = '\0';
+
+    if (zmqd_stomp_props(f, ch->use_jms, &sp, id, sizeof(id)) == 0) {
+        (void) zmqd_trace_log(&sp.props, buf, size);
+    }
+
+    free(sp.entries);
+    return buf;
+}
+
+
 /* ------------------------------------------------------------ messages */
 
 
@@ -729,6 +746,7 @@ zmqd_sch_reply_to(zmqd_sch_t *ch, const zmqd_stomp_frame_t *f,
     const char *msgid)
 {
     int          i;
+    char         trace[ZMQD_TRACE_LOG_LEN];
     size_t       len;
     const char  *to;
 
@@ -749,10 +767,12 @@ zmqd_sch_reply_to(zmqd_sch_t *ch, const zmqd_stomp_frame_t *f,
         }
     }
 
-    zmqd_log("warn", "stomp_channel '%s': message '%s': not answered: its "
-             "reply-to '%.200s' is not a STOMP destination (/queue/..., "
+    zmqd_log("warn", "stomp_channel '%s': message '%s'%s: not answered: "
+             "its reply-to '%.200s' is not a STOMP destination (/queue/..., "
              "/topic/..., /temp-queue/..., /reply-queue/..., up to %d "
-             "bytes)", ch->name, msgid, to, ZMQD_SCH_DEST_MAX);
+             "bytes)", ch->name, msgid,
+             zmqd_sch_trace(ch, f, trace, sizeof(trace)), to,
+             ZMQD_SCH_DEST_MAX);
     return NULL;
 }
 
@@ -808,9 +828,11 @@ zmqd_sch_reply(zmqd_sch_t *ch, const zmqd_stomp_frame_t *f, const char *to,
     const zmqd_resp_t *resp, char *err, size_t errlen)
 {
     int                rc;
-    char               id[64], st[16];
+    char               id[64], st[16], msgid[8];
     const char        *cid, *body;
     size_t             len;
+    zmqd_trace_t       tc;
+    zmqd_sprops_t      sp;
     zmqd_stomp_out_t   o;
 
     zmqd_stomp_receipt_id(ch->conn, "re", id, sizeof(id));
@@ -829,6 +851,22 @@ zmqd_sch_reply(zmqd_sch_t *ch, const zmqd_stomp_frame_t *f, const char *to,
         zmqd_stomp_out_header(&o, "content-type", resp->content_type, 0);
     }
     zmqd_stomp_out_header(&o, "x-zmq-status", st, 0);
+
+    /* the request's trace context, when valid (values in the frame) */
+    if (zmqd_stomp_props(f, ch->use_jms, &sp, msgid, sizeof(msgid)) == 0) {
+        zmqd_trace_get(&sp.props, &tc);
+        if (tc.traceparent.len > 0) {
+            zmqd_stomp_out_headern(&o, "traceparent", 11,
+                                   tc.traceparent.bytes, tc.traceparent.len,
+                                   0);
+        }
+        if (tc.tracestate.len > 0) {
+            zmqd_stomp_out_headern(&o, "tracestate", 10, tc.tracestate.bytes,
+                                   tc.tracestate.len, 0);
+        }
+    }
+    free(sp.entries);
+
     zmqd_stomp_out_header(&o, "receipt", id, 0);
 
     if (ch->use_jms && zmqd_stomp_is_text(resp->content_type)) {
@@ -854,7 +892,7 @@ zmqd_sch_answer(zmqd_sch_t *ch, const zmqd_stomp_frame_t *f, const char *to,
     const char *msgid, const zmqd_resp_t *resp)
 {
     int   refused;
-    char  err[1024];
+    char  err[1024], trace[ZMQD_TRACE_LOG_LEN];
 
     if (zmqd_sch_reply(ch, f, to, resp, err, sizeof(err)) == 0) {
         return 0;
@@ -865,9 +903,10 @@ zmqd_sch_answer(zmqd_sch_t *ch, const zmqd_stomp_frame_t *f, const char *to,
         zmqd_sch_refused_add(ch, msgid);
     }
 
-    zmqd_log("error", "stomp_channel '%s': message '%s': the reply (status "
-             "%d) to '%s' was not sent: %s; left unacked, reconnecting so "
-             "that the broker delivers it again%s", ch->name, msgid,
+    zmqd_log("error", "stomp_channel '%s': message '%s'%s: the reply "
+             "(status %d) to '%s' was not sent: %s; left unacked, "
+             "reconnecting so that the broker delivers it again%s", ch->name,
+             msgid, zmqd_sch_trace(ch, f, trace, sizeof(trace)),
              resp->status, to, err,
              refused ? " (then it is dead-lettered, not run again)" : "");
     zmqd_sch_down(ch, err, 0);
@@ -881,12 +920,14 @@ zmqd_sch_answer_error(zmqd_sch_t *ch, const zmqd_stomp_frame_t *f,
     const char *to, const char *msgid, const char *error)
 {
     int          rc;
+    char         trace[ZMQD_TRACE_LOG_LEN];
     zmqd_resp_t  resp;
 
     memset(&resp, 0, sizeof(resp));
     if (zmqd_resp_error(&resp, 502, "service_failed", error) != 0) {
-        zmqd_log("error", "stomp_channel '%s': message '%s': out of memory "
-                 "for its answer", ch->name, msgid);
+        zmqd_log("error", "stomp_channel '%s': message '%s'%s: out of "
+                 "memory for its answer", ch->name, msgid,
+                 zmqd_sch_trace(ch, f, trace, sizeof(trace)));
         zmqd_sch_down(ch, "out of memory", 0);
         return -1;
     }
@@ -926,7 +967,7 @@ zmqd_sch_give_up(zmqd_sch_t *ch, const json_t *obj,
     const zmqd_stomp_frame_t *f, const char *msgid, const char *to,
     int attempts, const char *error)
 {
-    char         err[1024], dest[1100];
+    char         err[1024], dest[1100], trace[ZMQD_TRACE_LOG_LEN];
     const char  *dl;
 
     if (to != NULL && zmqd_sch_answer_error(ch, f, to, msgid, error) != 0) {
@@ -944,19 +985,20 @@ zmqd_sch_give_up(zmqd_sch_t *ch, const json_t *obj,
     if (zmqd_sch_dead_letter(ch, f, dest, attempts, error, err, sizeof(err))
         != 0)
     {
-        zmqd_log("error", "stomp_channel '%s': message '%s' could not be "
+        zmqd_log("error", "stomp_channel '%s': message '%s'%s could not be "
                  "dead-lettered to '%s' (%s); left unacked, reconnecting "
                  "so that the broker delivers it again", ch->name, msgid,
-                 dest, err);
+                 zmqd_sch_trace(ch, f, trace, sizeof(trace)), dest, err);
         zmqd_sch_down(ch, err, 0);
         return;
     }
 
     zmqd_sch_ack(ch, f);
     zmqd_metrics_message(ch->name, ZMQD_METRICS_DEAD_LETTERED);
-    zmqd_log("error", "stomp_channel '%s': message '%s' dead-lettered to "
-             "'%s' after %d attempt(s): %s", ch->name, msgid, dest,
-             attempts, error);
+    zmqd_log("error", "stomp_channel '%s': message '%s'%s dead-lettered to "
+             "'%s' after %d attempt(s): %s", ch->name, msgid,
+             zmqd_sch_trace(ch, f, trace, sizeof(trace)), dest, attempts,
+             error);
 }
 
 
@@ -971,7 +1013,7 @@ zmqd_sch_failed(int max_hold, zmqd_sch_t *ch, const json_t *obj,
     double since, const char *error, int final)
 {
     int             max;
-    char            why[1400];
+    char            why[1400], trace[ZMQD_TRACE_LOG_LEN];
     double          delay;
     json_t         *retry;
     zmqd_sretry_t  *r;
@@ -1001,17 +1043,20 @@ zmqd_sch_failed(int max_hold, zmqd_sch_t *ch, const json_t *obj,
             if (zmqd_heap_push(&zmqd_sretries, zmqd_now() + delay, r) == 0) {
                 ch->nretries++;
                 zmqd_metrics_message(ch->name, ZMQD_METRICS_RETRIED);
-                zmqd_log("warn", "stomp_channel '%s': message '%s' failed "
-                         "(attempt %d): %s; retrying in %.2f s", ch->name,
-                         msgid, attempts, error, delay);
+                zmqd_log("warn", "stomp_channel '%s': message '%s'%s "
+                         "failed (attempt %d): %s; retrying in %.2f s",
+                         ch->name, msgid,
+                         zmqd_sch_trace(ch, f, trace, sizeof(trace)),
+                         attempts, error, delay);
                 return 1;
             }
             free(r);
         }
 
         /* cannot hold it: it is delivered again after a reconnect */
-        zmqd_log("error", "stomp_channel '%s': message '%s': out of memory "
-                 "for a retry", ch->name, msgid);
+        zmqd_log("error", "stomp_channel '%s': message '%s'%s: out of "
+                 "memory for a retry", ch->name, msgid,
+                 zmqd_sch_trace(ch, f, trace, sizeof(trace)));
         zmqd_sch_down(ch, "out of memory for a retry", 0);
         return 0;
     }
@@ -1028,6 +1073,7 @@ zmqd_sch_attempt(const zmqd_env_t *env, int max_hold, int verbose,
 {
     int             rc;
     char            err[1024], msgid[256], why[1400];
+    char            trace[ZMQD_TRACE_LOG_LEN];
     double          started;
     amqp_bytes_t    body;
     const json_t   *obj;
@@ -1079,6 +1125,7 @@ zmqd_sch_attempt(const zmqd_env_t *env, int max_hold, int verbose,
     rc = zmqd_service_call(env, service, &msg, to != NULL ? &resp : NULL,
                            err, sizeof(err));
     zmqd_metrics_service(ch->name, zmqd_now() - started);
+    (void) zmqd_trace_log(&sp.props, trace, sizeof(trace));
     free(sp.entries);
 
     if (rc != 0) {
@@ -1101,8 +1148,8 @@ zmqd_sch_attempt(const zmqd_env_t *env, int max_hold, int verbose,
     zmqd_metrics_message(ch->name, ZMQD_METRICS_ACKED);
 
     if (verbose) {
-        zmqd_log("info", "stomp_channel '%s': message '%s' done by service "
-                 "'%s'%s%s", ch->name, msgid, service,
+        zmqd_log("info", "stomp_channel '%s': message '%s'%s done by "
+                 "service '%s'%s%s", ch->name, msgid, trace, service,
                  attempts > 1 ? " after a retry" : "",
                  to != NULL ? ", answered" : "");
     }
@@ -1168,8 +1215,10 @@ zmqd_sch_connect(const zmqd_env_t *env, zmqd_sch_t *ch)
     zmqd_stomp_out_free(&o);
     ch->backoff = 0.1;
     zmqd_sch_changed = 1;
-    zmqd_log("info", "stomp_channel '%s': consuming '%s' on %s (%s), "
+    zmqd_log("info", "stomp_channel '%s': consuming '%s' on %s%s%s (%s), "
              "prefetch %s", ch->name, dest, zmqd_stomp_peer(ch->conn),
+             zmqd_stomp_tls(ch->conn)[0] ? " over " : "",
+             zmqd_stomp_tls(ch->conn),
              zmqd_stomp_server(ch->conn)[0] ? zmqd_stomp_server(ch->conn)
                                             : "STOMP 1.2", prefetch);
 }

@@ -47,6 +47,8 @@ int zmqd_stomp_fd(const zmqd_stomp_t *s);
 int zmqd_stomp_broken(const zmqd_stomp_t *s);
 const char *zmqd_stomp_peer(const zmqd_stomp_t *s);
 const char *zmqd_stomp_server(const zmqd_stomp_t *s);
+/* over TLS: "TLSv1.3, certificate verified" (or "... not verified ..."); "" */
+const char *zmqd_stomp_tls(const zmqd_stomp_t *s);
 
 /*
  * The publishing connection of a stomp_def (zmqd_publisher.c), opened on

@@ -1,0 +1,216 @@
+#!/usr/bin/python3
+"""bench/batch: batch publishing and idempotency keys (issue 20), against
+baselines measured in the same run, on servers this script starts
+(loopback, temporary dirs).
+
+Batches:
+
+  (b) the gateway: wrk with --connections connections, each POSTing one
+      NDJSON batch of --batch lines (a REST channel with "batch": true)
+      at a time; every line a 256-byte JSON string, one persistent message
+      to a durable queue; counted: the lines answered 202 (a response()
+      callback in bench/batch.lua reads every answer's results)
+  (c) bench/publish_raw (rabbitmq-c, publisher confirms) with a window of
+      connections x batch unconfirmed messages: the same number in flight
+
+Idempotency keys, single publishes to the same queue through one REST
+channel with "idempotency": true (its Redis started here):
+
+  (k) every request with a fresh Idempotency-Key
+  (n) the same requests without one (a neutral header of the same length
+      instead, so that the client's work is the same)
+
+The broker is warmed up first; then each pair alternates in rounds (each
+round in the other order) and each case counts with its median round (by
+rate: messages confirmed per second). After every gateway round the queue
+must hold at least as many messages as were answered 202 (per line for
+batches); the difference is reported as lost. The last two lines are
+machine-readable, the batch line last:
+
+  idempotency: k/b=<rate with keys / rate without>
+  batch: b/c=<gateway batch rate / raw rate> lost=<n>
+
+Goals (issue 20, printed, never asserted): b/c >= 1.0, k/b >= 0.8. The
+machine may be shared: compare ratios, not rates.
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "t"))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+from conftest import (BUILD, Nginx, RabbitServer, RedisServer,  # noqa
+                      Gateway, amqp_config)
+from publish import QUEUE, raw_publish, queue_count, settle  # noqa: E402
+from publish import median  # noqa: E402
+
+
+def wrk_batch(url, seconds, connections, env, threads=2):
+    """wrk with bench/batch.lua: ok = lines (or answers) that were 2xx."""
+    out = subprocess.run(
+        ["wrk", "-t%d" % min(threads, connections), "-c%d" % connections,
+         "-d%ds" % seconds, "--latency", "-s",
+         os.path.join(ROOT, "bench", "batch.lua"), url],
+        capture_output=True, text=True, env=dict(os.environ, **env),
+        timeout=seconds + 60)
+    m = re.search(r"RESULT ok=(\d+) bad=(\d+) requests=(\d+) rate=([\d.]+) "
+                  r"p50_ms=([\d.]+) p99_ms=([\d.]+)", out.stdout)
+    if not m:
+        raise RuntimeError("wrk: %s %s" % (out.stdout, out.stderr))
+    return {"ok": int(m.group(1)), "bad": int(m.group(2)),
+            "requests": int(m.group(3)), "rate": float(m.group(4)),
+            "p50": float(m.group(5)), "p99": float(m.group(6))}
+
+
+def line(name, r, unit="msg/s"):
+    print("%-46s %9.0f %s   p50 %7.2f ms   p99 %7.2f ms   (%s ok, %s "
+          "not)" % (name, r["rate"], unit, r["p50"], r["p99"], r["ok"],
+                    r.get("bad", 0)), flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=6)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--connections", type=int, default=10,
+                    help="batches in flight (window = this x --batch)")
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--idem-connections", type=int, default=100)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    window = args.connections * args.batch
+
+    tmp = tempfile.mkdtemp(prefix="zmq-bench-")
+    raw = os.path.join(BUILD, "bench", "publish_raw")
+    results = {}
+    lost = {"b": 0, "k": 0, "n": 0}
+    rabbit = ngx = redis = None
+
+    try:
+        rdir = os.path.join(tmp, "rabbit")
+        os.makedirs(rdir)
+        rabbit = RabbitServer(rdir)
+        conn = rabbit.connection()
+        ch = conn.channel()
+        ch.queue_declare(QUEUE, durable=True)
+
+        os.makedirs(os.path.join(tmp, "redis"))
+        redis = RedisServer(os.path.join(tmp, "redis"))
+
+        ndir = os.path.join(tmp, "nginx")
+        os.makedirs(ndir)
+        cfg = os.path.join(tmp, "zmq.json")
+        doc = amqp_config(rabbit.port, {"svc": {"routing_key": QUEUE}},
+                          outconn={"max_inflight": 4096})
+        doc["rest_channel"] = [
+            {"name": "batches", "url_path": "/api/batches", "service": "svc",
+             "batch": True, "max_batch": args.batch},
+            {"name": "orders", "url_path": "/api/orders", "service": "svc",
+             "idempotency": True, "idempotency_ttl": 600}]
+        with open(cfg, "w") as f:
+            json.dump(doc, f)
+        ngx = Nginx(ndir, http="zmq_config file:%s;\n"
+                               "zmq_idempotency_redis %s;" % (cfg, redis.url),
+                    server="location = /zmq/status { zmq_status; }\n"
+                           "location /api/ { zmq_router; }\n",
+                    workers=args.workers, log_level="warn")
+        try:
+            ngx.start()
+        except RuntimeError:
+            print(ngx.error_log(), file=sys.stderr)
+            raise
+        Gateway(ngx).wait_state("ready")
+
+        env = {"BODY_SIZE": str(args.size), "BATCH": str(args.batch)}
+
+        print("bench/batch: %d-byte persistent messages to a durable queue; "
+              "batches of %d on %d connections (%d in flight) against "
+              "publish_raw with a window of %d; idempotency on %d "
+              "connections; %d rounds of %d s" % (
+                  args.size, args.batch, args.connections, window, window,
+                  args.idem_connections, args.rounds, args.seconds),
+              flush=True)
+
+        # a fresh broker is slower for its first seconds of persistent
+        # traffic: warm it up, unmeasured
+        raw_publish(raw, rabbit.port, args.seconds, args.size, window)
+        settle(ch)
+
+        def gateway_case(path, connections, extra):
+            r = wrk_batch(ngx.url + path, args.seconds, connections,
+                          dict(env, **extra))
+            time.sleep(0.5)
+            r["in_queue"] = queue_count(ch)
+            r["lost"] = max(0, r["ok"] - r["in_queue"])
+            return r
+
+        def keys(kind):
+            # a prefix per round: every key is new, also across rounds
+            return {"KEYS": kind, "KEY_PREFIX": uuid.uuid4().hex[:12]}
+
+        cases = {
+            "b": ("(b) gateway, NDJSON batches of %d" % args.batch,
+                  lambda: gateway_case("/api/batches", args.connections, {})),
+            "c": ("(c) raw rabbitmq-c, %d in flight" % window,
+                  lambda: raw_publish(raw, rabbit.port, args.seconds,
+                                      args.size, window)),
+            "k": ("(k) gateway, a fresh Idempotency-Key each",
+                  lambda: gateway_case("/api/orders", args.idem_connections,
+                                       keys("key"))),
+            "n": ("(n) gateway, the same channel without keys",
+                  lambda: gateway_case("/api/orders", args.idem_connections,
+                                       keys("seq"))),
+        }
+
+        # the broker's speed drifts over a run: the cases of each pair
+        # alternate in rounds, each round in the other order
+        for pair in (["k", "n"], ["b", "c"]):
+            for rnd in range(args.rounds):
+                for k in pair[rnd % 2:] + pair[:rnd % 2]:
+                    r = cases[k][1]()
+                    results.setdefault(k, []).append(r)
+                    line("%s, round %d" % (cases[k][0], rnd + 1), r)
+                    if k in lost:
+                        lost[k] += r["lost"]
+                        print("    %d answered 202 (%d requests), %d in the "
+                              "queue, %d lost" % (
+                                  r["ok"], r["requests"], r["in_queue"],
+                                  r["lost"]), flush=True)
+                    if k == "k":
+                        # proof that the keys were honoured: one each
+                        print("    %d idempotency keys in Redis" %
+                              redis.client().dbsize(), flush=True)
+                        redis.client().flushall()
+                    settle(ch)
+        conn.close()
+
+        med = {k: median(v) for k, v in results.items()}
+        for k in "knbc":
+            line("median %s" % cases[k][0], med[k])
+        print("lost: %d with keys, %d without" % (lost["k"], lost["n"]))
+        print("idempotency: k/b=%.2f" % (
+            med["k"]["rate"] / max(med["n"]["rate"], 1)))
+        print("batch: b/c=%.2f lost=%d" % (
+            med["b"]["rate"] / max(med["c"]["rate"], 1), lost["b"]))
+    finally:
+        if ngx is not None:
+            ngx.stop()
+        if redis is not None:
+            redis.stop()
+        if rabbit is not None and getattr(rabbit, "proc", None):
+            rabbit.close()
+        subprocess.run(["rm", "-rf", tmp])
+
+
+if __name__ == "__main__":
+    main()
