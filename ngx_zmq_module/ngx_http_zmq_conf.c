@@ -598,6 +598,7 @@ char *
 ngx_http_zmq_conf_init(ngx_conf_t *cf, ngx_http_zmq_main_conf_t *zmcf)
 {
     u_char            *p;
+    size_t             size;
     ngx_str_t          name;
     ngx_core_conf_t   *ccf;
 
@@ -654,11 +655,17 @@ ngx_http_zmq_conf_init(ngx_conf_t *cf, ngx_http_zmq_main_conf_t *zmcf)
                   ? (ngx_uint_t) ccf->worker_processes
                   : NGX_HTTP_ZMQ_SLOTS_MAX;
 
+    /*
+     * The slab pool keeps a descriptor per page in the zone itself: with
+     * 64 slots (worker_processes unknown yet, or "auto" written after the
+     * http block) the counters take hundreds of pages, whose descriptors
+     * need more than a few spare pages (as the metrics zone).
+     */
+    size = zmcf->slots * sizeof(ngx_http_zmq_worker_stats_t);
+    size += size / 8 + 8 * ngx_pagesize;
+
     ngx_str_set(&name, "ngx_zmq_status");
-    zmcf->shm = ngx_shared_memory_add(cf, &name,
-                                      8 * ngx_pagesize + zmcf->slots
-                                      * sizeof(ngx_http_zmq_worker_stats_t),
-                                      &ngx_http_zmq_module);
+    zmcf->shm = ngx_shared_memory_add(cf, &name, size, &ngx_http_zmq_module);
     if (zmcf->shm == NULL) {
         return NGX_CONF_ERROR;
     }
