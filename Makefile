@@ -35,6 +35,7 @@ MODULE_SRCS := config $(wildcard ngx_zmq_module/*.c ngx_zmq_module/*.h) \
 UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/t/%,$(wildcard t/unit/test_*.c))
 
 .PHONY: all module tools deps deps-test run stop test unit integration browser \
+        test-cluster \
         bench-stomp bench-latency bench-batch bench-tls \
         asan clean asan-nginx fuzz fuzz-build fuzz-test bench \
         openapi-validator install uninstall
@@ -128,6 +129,12 @@ unit: $(UNIT_TESTS)
 integration: all
 	ZMQ_BUILD=$(BUILD) $(PYTHON) -m pytest -q -p no:cacheprovider \
 	    $(PYTEST_ARGS) t/
+
+# the cluster tests alone (issue 19; make integration runs them too): a
+# three-node RabbitMQ cluster, Redis Sentinel, the fleet
+test-cluster: all
+	ZMQ_BUILD=$(BUILD) $(PYTHON) -m pytest -q -p no:cacheprovider \
+	    $(PYTEST_ARGS) t/test_cluster.py t/test_sentinel.py t/test_fleet.py
 
 # the web-admin's browser tests alone (make integration runs them too:
 # pytest collects t/browser); screenshots go to $(BUILD)/screenshots

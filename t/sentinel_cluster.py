@@ -1,5 +1,6 @@
-"""A Redis Sentinel deployment for tests: one master, one replica
-(redis-server --replicaof) and three sentinels (redis-server sentinel.conf
+"""A Redis Sentinel deployment for tests: one master, two replicas
+(redis-server --replicaof; the second with replica-priority 0, never
+promoted, so that a failover promotes the first) and three sentinels (redis-server sentinel.conf
 --sentinel), all on loopback with free ports, each in its own directory,
 each stopped by its PID. Every wait is for the event that decides it
 (a port that opens, the replica in sync, the sentinels seeing each other,
@@ -74,7 +75,7 @@ class Node:
             return f.read()
 
 
-def data_args(replicaof=None):
+def data_args(replicaof=None, priority=None):
     def args(node):
         a = ["--port", str(node.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", node.dir,
@@ -82,6 +83,8 @@ def data_args(replicaof=None):
              "--requirepass", PASSWORD, "--masterauth", PASSWORD]
         if replicaof is not None:
             a += ["--replicaof", "127.0.0.1", str(replicaof)]
+        if priority is not None:
+            a += ["--replica-priority", str(priority)]
         return a
     return args
 
@@ -114,17 +117,23 @@ class SentinelCluster:
         register_secret(PASSWORD)
         self.master = Node(tmp, "a", data_args())
         self.replica = Node(tmp, "b", data_args(self.master.port))
+        # a second replica that the sentinels never promote (priority 0),
+        # so that the tests know which one a failover promotes
+        self.replica2 = Node(tmp, "c", data_args(self.master.port, 0))
         self.sentinels = [Node(tmp, "s%d" % i,
                                sentinel_args(self.master.port, down_ms,
                                              failover_ms))
                           for i in range(3)]
-        self.nodes = [self.master, self.replica] + self.sentinels
+        self.nodes = [self.master, self.replica, self.replica2] \
+            + self.sentinels
         self.master.password = self.replica.password = PASSWORD
+        self.replica2.password = PASSWORD
 
     def start(self):
         self.master.start()
         self.replica.start()
-        wait_until(self.replica_in_sync, 20, "the replica in sync")
+        self.replica2.start()
+        wait_until(self.replica_in_sync, 20, "the replicas in sync")
         for s in self.sentinels:
             s.start()
         # each sentinel knows the replica and the two other sentinels:
@@ -134,14 +143,15 @@ class SentinelCluster:
 
     def replica_in_sync(self):
         info = self.master.client().info("replication")
-        return info.get("connected_slaves") == 1 and \
-            info.get("slave0", {}).get("state") == "online"
+        return info.get("connected_slaves") == 2 and all(
+            info.get("slave%d" % i, {}).get("state") == "online"
+            for i in range(2))
 
     def sentinels_ready(self):
         for s in self.sentinels:
             m = s.client().execute_command("SENTINEL", "MASTER", NAME)
             d = dict(zip(m[::2], m[1::2]))
-            if int(d[b"num-slaves"]) < 1 or \
+            if int(d[b"num-slaves"]) < 2 or \
                     int(d[b"num-other-sentinels"]) < 2:
                 return False
         return True
@@ -158,7 +168,8 @@ class SentinelCluster:
         return int(p)
 
     def node_at(self, port):
-        return next(n for n in (self.master, self.replica) if n.port == port)
+        return next(n for n in (self.master, self.replica, self.replica2)
+                    if n.port == port)
 
     def wait_master(self, port, timeout=30.0):
         """Every sentinel names port as the master, and it says so."""

@@ -202,23 +202,32 @@ def zmqctl_fleet(zmqctl):
     return json.loads(r.stdout), r.returncode
 
 
-def test_zmqd_reports_and_zmqctl_lists_the_fleet(
+def test_three_gateways_and_two_zmqd_apply_one_change(
         nginx_factory, zmqctl, zmqd, redis_store, rabbitmq, store_v1,
         tmp_path):
-    a = gateway(nginx_factory, zmqctl, redis_store, "gw-a")
-    a.start()
+    """Issue 19's fleet: three gateway instances (own prefixes and ports)
+    and two zmqd processes follow one Redis; one change, all apply it and
+    say so; one gateway stopped, the fleet shows it gone after its TTL."""
+    gws = [gateway(nginx_factory, zmqctl, redis_store, "gw-%d" % i,
+                   workers=1) for i in range(3)]
+    for g in gws:
+        g.start()
     z1 = zmqd(args=("--instance", "side-1", "--fleet-interval", "1"))
     z2 = zmqd(args=("--fleet-interval", "1"))
+    a = gws[0]
 
-    def all_three(fleet):
-        es = by_instance(fleet)
-        kinds = sorted(k for k, _ in es)
-        return (kinds == ["gateway", "zmqd", "zmqd"]
-                and ("zmqd", "side-1") in es
-                and all(e["version"] == fleet["store_version"]
-                        for e in es.values()))
+    def everyone_at(version):
+        def pred(fleet):
+            es = by_instance(fleet)
+            kinds = sorted(k for k, _ in es)
+            return (fleet["store_version"] == version
+                    and kinds == ["gateway"] * 3 + ["zmqd"] * 2
+                    and ("zmqd", "side-1") in es
+                    and all(e["version"] == version and e["lag"] == 0
+                            for e in es.values()))
+        return pred
 
-    fleet = wait_fleet(a, all_three)
+    fleet = wait_fleet(a, everyone_at(store_v1))
     es = by_instance(fleet)
     assert es[("zmqd", "side-1")]["pid"] == z1.proc.pid
     unnamed = [e for (k, n), e in es.items() if k == "zmqd" and n != "side-1"]
@@ -230,18 +239,25 @@ def test_zmqd_reports_and_zmqctl_lists_the_fleet(
     assert rc == 0
     assert {(e["kind"], e["instance"]) for e in doc["instances"]} == set(es)
     table = zmqctl("fleet", check=0).stdout
-    assert "store version %d, 3 instances" % store_v1 in table
-    assert "side-1" in table and "gw-a" in table
+    assert "store version %d, 5 instances" % store_v1 in table
+    assert "side-1" in table and "gw-2" in table
 
-    # a change: zmqd reports the new version too
+    # one change through zmqctl: every gateway and both zmqd apply it
     v2 = import_config(zmqctl, tmp_path, amqp_config(rabbitmq.port, {
         "svc": {"routing_key": "q2"}}))
-    wait_fleet(a, lambda f: f["store_version"] == v2 and all_three(f))
+    for g in gws:
+        wait_fleet(g, everyone_at(v2))
+        assert all(w["config_version"] == v2 for w in status(g)["workers"])
 
-    # zmqd stopped: it leaves the fleet once its entry expires
+    # a gateway stopped and a zmqd stopped leave the fleet after their TTL
+    gws[2].stop()
     z1.proc.send_signal(15)
     z1.proc.wait(20)
-    wait_fleet(a, lambda f: ("zmqd", "side-1") not in by_instance(f))
+    fleet = wait_fleet(a, lambda f: ("gateway", "gw-2") not in by_instance(f)
+                       and ("zmqd", "side-1") not in by_instance(f))
+    assert {("gateway", "gw-0"), ("gateway", "gw-1")} <= set(
+        by_instance(fleet))
+    assert redis_store.client().get("zmq:fleet:gateway:gw-2") is None
 
 
 def test_zmqctl_fleet_exits_1_when_an_instance_lags(zmqctl, redis_store):
