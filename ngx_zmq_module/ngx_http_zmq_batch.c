@@ -885,8 +885,9 @@ ngx_http_zmq_batch_done(ngx_http_zmq_pub_t *pub,
         break;
 
     case NGX_HTTP_ZMQ_PUB_NACKED:
-        item->status = NGX_HTTP_BAD_GATEWAY;
+        item->status = NGX_HTTP_SERVICE_UNAVAILABLE;    /* basic.nack */
         item->error = "nacked";
+        batch->retry = ngx_max(batch->retry, 1);
         break;
 
     case NGX_HTTP_ZMQ_PUB_RETURNED:

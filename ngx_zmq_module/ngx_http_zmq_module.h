@@ -228,6 +228,7 @@ typedef struct {
     unsigned                       own:1;      /* a response of ours */
     unsigned                       replaced:1;
     unsigned                       queued:1;   /* waits in the answers */
+    unsigned                       stomp:1;    /* published through STOMP */
 } ngx_http_zmq_ctx_t;
 
 

@@ -876,8 +876,22 @@ ngx_http_zmq_answer(ngx_http_zmq_ctx_t *ctx)
         ngx_log_error(NGX_LOG_ERR, c->log, 0,
                       "zmq: the broker refused message \"%V\"",
                       &ctx->message_id);
-        rc = ngx_http_zmq_error(r, NGX_HTTP_BAD_GATEWAY, "nacked",
-                                "the broker refused the message", 0);
+
+        if (ctx->stomp) {
+            /* an ERROR frame naming the receipt: refused for good */
+            rc = ngx_http_zmq_error(r, NGX_HTTP_BAD_GATEWAY, "nacked",
+                                    "the broker refused the message", 0);
+            break;
+        }
+
+        /*
+         * basic.nack: RabbitMQ could not take it now (a quorum queue
+         * electing a leader, a queue full under reject-publish, an
+         * internal error of the queue): not taken, worth a retry
+         */
+        rc = ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE, "nacked",
+                                "the broker did not take the message "
+                                "(basic.nack); try again", 1);
         break;
 
     case NGX_HTTP_ZMQ_PUB_RETURNED:
@@ -954,6 +968,7 @@ ngx_http_zmq_stomp_service(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx,
     ngx_http_zmq_loc_conf_t   *zlcf;
 
     zlcf = ngx_http_get_module_loc_conf(r, ngx_http_zmq_module);
+    ctx->stomp = 1;
 
     sc = ngx_http_zmq_runtime_stomp_outconn(&svc->stomp_outconn);
     conn = ngx_http_zmq_runtime_stomp_conn(&svc->stomp_outconn);

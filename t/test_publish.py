@@ -160,8 +160,9 @@ def test_a_full_queue_that_rejects_publishes_gives_502(rabbitmq, gateway):
             "routing_key": name}}), PUB)
         assert post(gw, data=b"first").status_code == 202
         r = post(gw, data=b"second")
-        assert r.status_code == 502
+        assert r.status_code == 503           # basic.nack: worth a retry
         assert error_of(r) == "nacked"
+        assert r.headers.get("Retry-After") == "1"
         assert ch.queue_declare(name, passive=True).method.message_count \
             == 1
         assert gw.totals()["nacked"] == 1

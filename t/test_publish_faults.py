@@ -130,13 +130,14 @@ def test_the_inflight_bound_answers_503_instead_of_queueing(gateway):
         fake.close()
 
 
-def test_a_nack_is_502(gateway):
+def test_a_nack_is_503_with_retry_after(gateway):
     fake = FakeAmqp(nack=True)
     try:
         gw = gateway(config(fake.port), PUB)
         r = post(gw)
-        assert r.status_code == 502
+        assert r.status_code == 503
         assert r.json()["error"] == "nacked"
+        assert r.headers.get("Retry-After") == "1"
         assert gw.totals()["nacked"] == 1
     finally:
         fake.close()

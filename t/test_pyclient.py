@@ -217,8 +217,9 @@ def test_every_error_code_of_a_publish_maps_to_its_exception(stack):
     e = raises(ngx_zmq.Unroutable, c.send, "/mand", b"x")
     assert (e.status, e.code) == (422, "unroutable")
     e = raises(ngx_zmq.Nacked, c.send, "/api/full", b"x")
-    assert (e.status, e.code) == (502, "nacked")
+    assert (e.status, e.code) == (503, "nacked")
     assert isinstance(e, ngx_zmq.ServerError)
+    assert isinstance(e, ngx_zmq.Unavailable)     # retried with retries=N
     e = raises(ngx_zmq.ServiceKindUnsupported, c.send, "/api/kind", b"x")
     assert e.status == 501
     e = raises(ngx_zmq.ServiceInactive, c.send, "/inactive", b"x")

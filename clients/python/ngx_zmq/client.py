@@ -259,18 +259,21 @@ class BadGateway(ServerError):
     status = 502
 
 
-class Nacked(BadGateway):
-    """502 nacked: the broker refused the message."""
-
-
-class ExchangeRefused(BadGateway):
-    """502 exchange_refused (admin API send)."""
-
-
 class Unavailable(ServerError):
     """503: try again later (retry_after seconds, when given). Client
     retries these when asked to (retries=N)."""
     status = 503
+
+
+class Nacked(BadGateway, Unavailable):
+    """nacked: 503 when RabbitMQ did not take the message (basic.nack: a
+    quorum queue electing a leader, a full queue; retried with retries=N),
+    502 when a STOMP broker refused it (ERROR)."""
+    status = 503
+
+
+class ExchangeRefused(BadGateway):
+    """502 exchange_refused (admin API send)."""
 
 
 class BrokerUnavailable(Unavailable):
