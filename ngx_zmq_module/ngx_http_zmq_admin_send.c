@@ -37,7 +37,7 @@
  * publish 202 once the broker confirmed (or, through a stomp_outconn,
  * once it sent the RECEIPT); an rpc (and a sync or sync_async
  * invocation) with the reply; an async invocation 202 {"accepted": true,
- * "cid": ...}; errors 422 unroutable, 502 nacked, 503, 504. Other kinds
+ * "cid": ...}; errors 422 unroutable, 503 nacked, 503, 504. Other kinds
  * run only in zmqd: 501 not_invokable.
  *
  * Both time the request from its body read, for zmq_metrics' duration

@@ -11,7 +11,7 @@
  * id). Only once both are in is it answered with the reply: its status
  * (x-zmq-status, default 200), content type and body, and the header
  * X-Correlation-Id. A confirm that fails answers as a publish would (422
- * unroutable, 502 nacked, 503, 504 confirm_timeout); no reply within the
+ * unroutable, 503 nacked, 503, 504 confirm_timeout); no reply within the
  * service's timeout: 504 reply_timeout; the connection lost while waiting:
  * 502 reply_lost; a reply the gateway cannot relay: 502 (bad_reply,
  * reply_too_large).
