@@ -344,6 +344,19 @@ class Prometheus:
              "--web.listen-address=127.0.0.1:%d" % self.port],
             stdout=self.log, stderr=self.log)
         wait_port(self.port, proc=self.proc)
+        # it listens before its storage is open: its API answers 503 until
+        # /-/ready does 200 (a loaded machine takes seconds)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(self.url + "/-/ready",
+                                timeout=5).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert self.proc.poll() is None, "prometheus exited"
+            assert time.monotonic() < deadline, "prometheus never ready"
+            time.sleep(0.2)
 
     def query(self, q):
         r = requests.get(self.url + "/api/v1/query",
