@@ -1103,6 +1103,7 @@ ngx_http_zmq_admin_send_stomp(ngx_http_request_t *r,
     conn = ngx_http_zmq_runtime_stomp_conn(&name);
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_zmq_module);
+    ctx->stomp = 1;             /* an ERROR for it is a refusal: 502 */
 
     ngx_memzero(&msg, sizeof(ngx_zmq_stomp_msg_t));
 

@@ -59,9 +59,11 @@ def store_v1(zmqctl, redis_store, rabbitmq, tmp_path):
 
 def test_two_gateways_see_each_other_and_a_change(
         nginx_factory, zmqctl, redis_store, rabbitmq, store_v1, tmp_path):
+    # each started before the next is made: a port is chosen when an
+    # instance is made, and is only taken when it starts
     a = gateway(nginx_factory, zmqctl, redis_store, "gw-a")
-    b = gateway(nginx_factory, zmqctl, redis_store, "gw-b", workers=1)
     a.start()
+    b = gateway(nginx_factory, zmqctl, redis_store, "gw-b", workers=1)
     b.start()
 
     def both_at(version):
@@ -104,9 +106,11 @@ def test_two_gateways_see_each_other_and_a_change(
 
 def test_a_stopped_gateway_leaves_the_fleet(
         nginx_factory, zmqctl, redis_store, rabbitmq, store_v1):
+    # each started before the next is made: a port is chosen when an
+    # instance is made, and is only taken when it starts
     a = gateway(nginx_factory, zmqctl, redis_store, "gw-a")
-    b = gateway(nginx_factory, zmqctl, redis_store, "gw-b", workers=1)
     a.start()
+    b = gateway(nginx_factory, zmqctl, redis_store, "gw-b", workers=1)
     b.start()
     wait_fleet(a, lambda f: ("gateway", "gw-b") in by_instance(f))
 
@@ -208,10 +212,12 @@ def test_three_gateways_and_two_zmqd_apply_one_change(
     """Issue 19's fleet: three gateway instances (own prefixes and ports)
     and two zmqd processes follow one Redis; one change, all apply it and
     say so; one gateway stopped, the fleet shows it gone after its TTL."""
-    gws = [gateway(nginx_factory, zmqctl, redis_store, "gw-%d" % i,
-                   workers=1) for i in range(3)]
-    for g in gws:
-        g.start()
+    gws = []
+    for i in range(3):
+        # each started before the next is made (its port is taken then)
+        gws.append(gateway(nginx_factory, zmqctl, redis_store, "gw-%d" % i,
+                           workers=1))
+        gws[-1].start()
     z1 = zmqd(args=("--instance", "side-1", "--fleet-interval", "1"))
     z2 = zmqd(args=("--fleet-interval", "1"))
     a = gws[0]
