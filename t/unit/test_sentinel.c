@@ -44,7 +44,7 @@ static const master_case_t  masters[] = {
     { "*2\r\n$0\r\n\r\n$4\r\n6379\r\n", 0, 0, NULL, 0, 0,
       "not an IP address" },
     /* a NUL inside: "127.0.0.1\0evil" */
-    { "*2\r\n$14\r\n127.0.0.1\0evil\r\n$4\r\n6379\r\n", 37, 0, NULL, 0, 0,
+    { "*2\r\n$14\r\n127.0.0.1\0evil\r\n$4\r\n6379\r\n", 35, 0, NULL, 0, 0,
       "not an IP address" },
     /* too long for any address, control characters shown as '?' */
     { "*2\r\n$60\r\n1111111111222222222233333333334444444444555555555566666666"
