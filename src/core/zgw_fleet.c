@@ -227,6 +227,12 @@ zgw_fleet_parse(const struct redisReply *r)
         version = json_integer_value(json_object_get(e, "version"));
         reported = json_integer_value(json_object_get(e, "reported"));
 
+        /* no reporter writes these: left out, and no overflow below */
+        if (version < 0 || reported < 0) {
+            json_decref(e);
+            continue;
+        }
+
         json_object_set_new(e, "lag", json_integer(
             store > version ? (json_int_t) (store - version) : 0));
         json_object_set_new(e, "age", json_integer(
