@@ -39,6 +39,7 @@
 
 #include <jansson.h>
 
+#include "zgw_err.h"
 #include "zgw_sentinel.h"
 #include "zgw_store.h"
 #include "ngx_http_zmq_module.h"
@@ -387,11 +388,14 @@ static void
 ngx_http_zmq_follow_subscribed(ngx_zmq_redis_t *rd, redisReply *reply,
     void *data)
 {
+    char                    shown[ZGW_SHOW_SIZE];
     ngx_http_zmq_follow_t  *f = data;
 
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, f->conf.log, 0,
-                      "zmq: SUBSCRIBE " ZGW_KEY_EVENTS ": %s", reply->str);
+                      "zmq: SUBSCRIBE " ZGW_KEY_EVENTS ": %s",
+                      zgw_show(shown, sizeof(shown), reply->str,
+                               reply->len));
     }
 }
 
@@ -454,12 +458,14 @@ static void
 ngx_http_zmq_follow_watched(ngx_zmq_redis_t *rd, redisReply *reply,
     void *data)
 {
+    char                    shown[ZGW_SHOW_SIZE];
     ngx_http_zmq_follow_t  *f = data;
 
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, f->conf.log, 0,
                       "zmq: sentinel: SUBSCRIBE " ZGW_SENTINEL_CHANNEL
-                      ": %s", reply->str);
+                      ": %s", zgw_show(shown, sizeof(shown), reply->str,
+                                       reply->len));
     }
 }
 

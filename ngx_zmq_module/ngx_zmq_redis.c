@@ -19,6 +19,7 @@
 
 #include "ngx_zmq_redis.h"
 #include "ngx_zmq_socket.h"
+#include "zgw_err.h"
 #include "zgw_resp_limit.h"
 #include "zgw_sentinel.h"
 
@@ -577,7 +578,7 @@ static void
 ngx_zmq_redis_setup(ngx_zmq_redis_t *rd, redisReply *reply, void *data)
 {
     u_char  *p;
-    char     reason[sizeof(rd->error)];
+    char     reason[sizeof(rd->error)], shown[ZGW_SHOW_SIZE];
 
     if (reply == NULL
         || (reply->type == REDIS_REPLY_STATUS && reply->len == 2
@@ -586,20 +587,14 @@ ngx_zmq_redis_setup(ngx_zmq_redis_t *rd, redisReply *reply, void *data)
         return;
     }
 
-    p = ngx_snprintf((u_char *) reason, sizeof(reason) - 1, "%s failed: %*s",
+    /* one line: whatever the server said, printable and cut */
+    p = ngx_snprintf((u_char *) reason, sizeof(reason) - 1, "%s failed: %s",
                      (char *) data,
-                     (size_t) (reply->type == REDIS_REPLY_ERROR
-                               || reply->type == REDIS_REPLY_STATUS
-                               ? reply->len : 0),
-                     reply->str);
+                     zgw_show(shown, sizeof(shown), reply->str,
+                              reply->type == REDIS_REPLY_ERROR
+                              || reply->type == REDIS_REPLY_STATUS
+                              ? reply->len : 0));
     *p = '\0';
-
-    /* one line: whatever the server said */
-    for (p = (u_char *) reason; *p; p++) {
-        if (*p < 0x20 || *p == 0x7f) {
-            *p = '?';
-        }
-    }
 
     ngx_zmq_redis_close(rd, reason);
 }
@@ -820,12 +815,16 @@ static void
 ngx_zmq_redis_pong(ngx_zmq_redis_t *rd, redisReply *reply,
     void *data)
 {
+    char  shown[ZGW_SHOW_SIZE];
+
     rd->ping_pending = 0;
 
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, rd->conf.log, 0,
                       "zmq redis %V (%s): PING: %s", &rd->conf.addr->name,
-                      rd->conf.name, reply->str);
+                      rd->conf.name,
+                      zgw_show(shown, sizeof(shown), reply->str,
+                               reply->len));
     }
 }
 

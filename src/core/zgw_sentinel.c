@@ -6,29 +6,15 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "zgw_err.h"
 #include "zgw_sentinel.h"
 
 
-/* what may be shown of a peer's text: printable, cut */
+/* what may be shown of a peer's text: printable, cut (64 bytes and "...") */
 static void
 zgw_sentinel_show(char *out, size_t size, const char *s, size_t len)
 {
-    size_t  i, n;
-
-    if (size == 0) {
-        return;
-    }
-
-    n = len < size - 1 ? len : size - 1;
-    if (n > 64) {
-        n = 64;
-    }
-
-    for (i = 0; i < n; i++) {
-        out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
-    }
-
-    out[n] = '\0';
+    (void) zgw_show(out, size < 68 ? size : 68, s, len);
 }
 
 
