@@ -172,6 +172,43 @@ ngx_zmq_redis_connected(ngx_zmq_redis_t *rd)
 }
 
 
+ngx_flag_t
+ngx_zmq_redis_on_master(ngx_zmq_redis_t *rd, const char *ip,
+    ngx_uint_t port)
+{
+    socklen_t       len;
+    ngx_sockaddr_t  sa;
+
+    if (rd->sock.connection == NULL || !rd->confirmed
+        || rd->conf.addr != &rd->master)
+    {
+        return 0;
+    }
+
+    ngx_memzero(&sa, sizeof(ngx_sockaddr_t));
+
+    if (inet_pton(AF_INET, ip, &sa.sockaddr_in.sin_addr) == 1) {
+        sa.sockaddr_in.sin_family = AF_INET;
+        len = sizeof(struct sockaddr_in);
+
+#if (NGX_HAVE_INET6)
+    } else if (inet_pton(AF_INET6, ip, &sa.sockaddr_in6.sin6_addr) == 1) {
+        sa.sockaddr_in6.sin6_family = AF_INET6;
+        len = sizeof(struct sockaddr_in6);
+#endif
+
+    } else {
+        return 0;
+    }
+
+    ngx_inet_set_port(&sa.sockaddr, (in_port_t) port);
+
+    return ngx_cmp_sockaddr(&sa.sockaddr, len, rd->master.sockaddr,
+                            rd->master.socklen, 1)
+           == NGX_OK;
+}
+
+
 void
 ngx_zmq_redis_reconnect(ngx_zmq_redis_t *rd, const char *reason)
 {

@@ -89,6 +89,12 @@ ngx_int_t ngx_zmq_redis_command(ngx_zmq_redis_t *rd, int argc,
     ngx_zmq_redis_reply_pt handler, void *data);
 ngx_flag_t ngx_zmq_redis_connected(ngx_zmq_redis_t *rd);
 /*
+ * With Sentinel: 1 when the connection is up to the master at ip
+ * (an IPv4 or IPv6 address) and port, and ROLE said it is the master.
+ */
+ngx_flag_t ngx_zmq_redis_on_master(ngx_zmq_redis_t *rd, const char *ip,
+    ngx_uint_t port);
+/*
  * Closes the connection as lost (pending commands fail, disconnected is
  * called) and connects again at once: with Sentinel, asking for the
  * master again (on +switch-master).
