@@ -550,6 +550,15 @@ ngx_zmq_redis_command(ngx_zmq_redis_t *rd, int argc,
         return NGX_DECLINED;    /* a sentinel, not the store */
     }
 
+    /*
+     * not until connected (TCP, TLS): AUTH, SELECT and ROLE are queued
+     * first, by ngx_zmq_redis_established(), so no caller's command can
+     * go out before them, whenever it checked ngx_zmq_redis_connected()
+     */
+    if (!rd->ready) {
+        return NGX_DECLINED;
+    }
+
     return ngx_zmq_redis_send(rd, argc, argv, argvlen, handler, data);
 }
 
