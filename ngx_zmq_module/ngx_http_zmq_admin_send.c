@@ -1497,7 +1497,13 @@ ngx_http_zmq_admin_stomp_headers(ngx_http_request_t *r,
     for (i = 0; (p->_flags & AMQP_BASIC_HEADERS_FLAG)
                 && i < p->headers.num_entries; i++)
     {
-        if (ngx_zmq_stomp_reserved(e[i].key.bytes, e[i].key.len)) {
+        /* the gateway's own headers, and "type", which properties sets */
+
+        if (ngx_zmq_stomp_reserved(e[i].key.bytes, e[i].key.len)
+            || (e[i].key.len == sizeof("type") - 1
+                && ngx_strncasecmp(e[i].key.bytes, (u_char *) "type",
+                                   sizeof("type") - 1) == 0))
+        {
             ngx_http_zmq_send_bad("headers.%*s: names a STOMP header the "
                                   "gateway sets (or a property sets)",
                                   ngx_min(e[i].key.len, 64),

@@ -530,22 +530,13 @@ ngx_http_zmq_message_id(ngx_pool_t *pool, ngx_str_t *id)
  * takes it: now + the relative expiration), correlation-id, reply-to, the
  * message id (amqp-message-id, which RabbitMQ's STOMP plugin maps to the
  * message_id property; zmq_message_id with use_jms), and every header of
- * the table by its name. With use_jms, amq-msg-type:text marks a textual
- * content type, for ActiveMQ's TextMessage (ngx_zmq_stomp_publish sends it
- * only for a body with a NUL, and content-length only without it, so that
- * ActiveMQ leaves neither as a property); other bodies go with
+ * the table by its name, none of which may be one the gateway sets
+ * (ngx_zmq_stomp_reserved(): a 400). With use_jms, amq-msg-type:text marks
+ * a textual content type, for ActiveMQ's TextMessage (ngx_zmq_stomp_publish
+ * sends it only for a body with a NUL, and content-length only without it,
+ * so that ActiveMQ leaves neither as a property); other bodies go with
  * content-length alone, ActiveMQ's BytesMessage.
  */
-
-static const char  *ngx_http_zmq_stomp_reserved[] = {
-    "destination", "receipt", "content-length", "content-type",
-    "content-encoding", "transaction", "persistent", "priority", "expires",
-    "correlation-id", "reply-to", "amq-msg-type", "amqp-message-id",
-    "zmq_message_id", "message-id", "subscription", "ack", "id",
-    "receipt-id", "host", "login", "passcode", "heart-beat", "version",
-    "accept-version", "expiration", NULL
-};
-
 
 static ngx_keyval_t *
 ngx_http_zmq_stomp_push(ngx_array_t *a, const char *name, u_char *value,
@@ -576,7 +567,6 @@ ngx_http_zmq_stomp_headers(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
     u_char                       *p;
     ngx_int_t                     rc, ms;
     ngx_str_t                     ct;
-    ngx_uint_t                    k;
     ngx_time_t                   *tp;
     ngx_keyval_t                 *kv;
     amqp_table_entry_t           *e;
@@ -683,17 +673,7 @@ ngx_http_zmq_stomp_headers(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
     for (i = 0; (props._flags & AMQP_BASIC_HEADERS_FLAG)
                 && i < props.headers.num_entries; i++)
     {
-        for (k = 0; ngx_http_zmq_stomp_reserved[k] != NULL; k++) {
-            if (e[i].key.len == ngx_strlen(ngx_http_zmq_stomp_reserved[k])
-                && ngx_strncasecmp(e[i].key.bytes,
-                                   (u_char *) ngx_http_zmq_stomp_reserved[k],
-                                   e[i].key.len) == 0)
-            {
-                break;
-            }
-        }
-
-        if (ngx_http_zmq_stomp_reserved[k] != NULL) {
+        if (ngx_zmq_stomp_reserved(e[i].key.bytes, e[i].key.len)) {
             *bad = "an X-Zmq-Header- header names a STOMP header the "
                    "gateway sets";
             return NGX_DECLINED;

@@ -1933,10 +1933,12 @@ ngx_zmq_stomp_value_check(u_char *p, size_t len)
 
 
 /*
- * The headers the gateway sets on a SEND (or the broker uses), which an
- * admin send's headers may not name, ignoring case: the list
- * ngx_http_zmq_props.c checks X-Zmq-Header-* against, and "type" (an
- * admin send's property).
+ * The headers the gateway sets on a SEND (or the broker uses), which a
+ * request's headers may not name, ignoring case: the one list for
+ * X-Zmq-Header-* of a publish (ngx_http_zmq_props.c) and the headers of
+ * an admin send (ngx_http_zmq_admin_send.c, which refuses "type" as well:
+ * its properties set it, while a publish sends X-Zmq-Header-type as is,
+ * ActiveMQ's JMSType).
  */
 static const char  *ngx_zmq_stomp_reserved_names[] = {
     "destination", "receipt", "content-length", "content-type",
@@ -1944,7 +1946,7 @@ static const char  *ngx_zmq_stomp_reserved_names[] = {
     "correlation-id", "reply-to", "amq-msg-type", "amqp-message-id",
     "zmq_message_id", "message-id", "subscription", "ack", "id",
     "receipt-id", "host", "login", "passcode", "heart-beat", "version",
-    "accept-version", "expiration", "type", NULL
+    "accept-version", "expiration", NULL
 };
 
 
