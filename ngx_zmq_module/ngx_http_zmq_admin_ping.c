@@ -57,12 +57,32 @@ typedef struct {
 } ngx_http_zmq_ping_t;
 
 
+/* what an amqp_def ping and a stomp_def ping share: ngx_http_zmq_ping_def */
+typedef struct {
+    ngx_http_zmq_tls_conf_t      tc;
+    ngx_str_t                    name;        /* "ping:NAME" */
+    ngx_addr_t                  *addrs;
+    ngx_uint_t                   naddrs;
+    ngx_str_t                   *hosts;       /* the names TLS checks */
+    ngx_str_t                    secret;      /* malloc()ed; NULL: none */
+    ngx_int_t                    rc;          /* the handler's answer */
+} ngx_http_zmq_ping_def_t;
+
+
+static ngx_int_t ngx_http_zmq_ping_def(ngx_http_request_t *r,
+    ngx_http_zmq_ping_t *ping, json_t *def, int kind, const char *name,
+    in_port_t port, const char *field, ngx_http_zmq_ping_def_t *pd);
+static ngx_int_t ngx_http_zmq_ping_started(ngx_http_request_t *r,
+    ngx_http_zmq_ping_def_t *pd, void *probe);
+static void ngx_http_zmq_ping_probed(ngx_http_zmq_ping_t *ping,
+    ngx_int_t rc, ngx_str_t *address, ngx_str_t *error, ngx_str_t *tls,
+    ngx_flag_t verified, json_t *server);
 static ngx_int_t ngx_http_zmq_ping_amqp(ngx_http_request_t *r,
-    ngx_http_zmq_ping_t *ping, zgw_config_t *cfg, const char *name);
+    ngx_http_zmq_ping_t *ping, json_t *def, const char *name);
 static void ngx_http_zmq_ping_amqp_done(void *data,
     ngx_zmq_amqp_probe_result_t *res);
 static ngx_int_t ngx_http_zmq_ping_stomp(ngx_http_request_t *r,
-    ngx_http_zmq_ping_t *ping, zgw_config_t *cfg, const char *name);
+    ngx_http_zmq_ping_t *ping, json_t *def, const char *name);
 static void ngx_http_zmq_ping_stomp_done(void *data,
     ngx_zmq_stomp_probe_result_t *res);
 static ngx_int_t ngx_http_zmq_ping_def_addrs(ngx_http_request_t *r,
@@ -153,14 +173,184 @@ ngx_http_zmq_admin_ping(ngx_http_request_t *r, ngx_http_zmq_admin_req_t *ar)
     (void) clock_gettime(CLOCK_MONOTONIC, &ping->start);
 
     if (ar->kind == ZGW_KIND_AMQP_DEF) {
-        return ngx_http_zmq_ping_amqp(r, ping, rt->cfg, ar->name);
+        return ngx_http_zmq_ping_amqp(r, ping, obj, ar->name);
     }
 
     if (ar->kind == ZGW_KIND_STOMP_DEF) {
-        return ngx_http_zmq_ping_stomp(r, ping, rt->cfg, ar->name);
+        return ngx_http_zmq_ping_stomp(r, ping, obj, ar->name);
     }
 
     return ngx_http_zmq_ping_http(r, ping, obj);
+}
+
+
+/*
+ * What a ping of an amqp_def and of a stomp_def share before the probe:
+ * TLS as the outgoing connections have it (the context shared with
+ * theirs, made when the configuration was applied, held by the request's
+ * pool), the connection's name "ping:NAME" (in the log, and in the
+ * broker's list), the addresses as the runtime lists them (port: the
+ * protocol's default), and the secret field (password, passcode) opened
+ * with the module's key as for publishing. Not NGX_OK: pd->rc is the
+ * handler's answer (a failed ping, or an error).
+ */
+static ngx_int_t
+ngx_http_zmq_ping_def(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
+    json_t *def, int kind, const char *name, in_port_t port,
+    const char *field, ngx_http_zmq_ping_def_t *pd)
+{
+    char                      *secret;
+    u_char                     why[400];
+    json_t                    *v, *failed;
+    ngx_int_t                  rc;
+    const char                *kname;
+    zgw_errors_t               errs;
+    ngx_http_zmq_main_conf_t  *zmcf;
+
+    zmcf = ngx_http_get_module_main_conf(r, ngx_http_zmq_module);
+    kname = zgw_kind_name(kind);
+
+    ngx_memzero(pd, sizeof(ngx_http_zmq_ping_def_t));
+
+    pd->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    if (ngx_http_zmq_runtime_tls(r->pool, def, &pd->tc, r->connection->log)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (pd->tc.tls && pd->tc.ctx == NULL) {
+        failed = ngx_http_zmq_ping_failed(ping, "%s '%s': TLS: %V", kname,
+                                          name, &pd->tc.error);
+        goto failed;
+    }
+
+    pd->name.len = sizeof("ping:") - 1 + ngx_strlen(name);
+    pd->name.data = ngx_pnalloc(r->pool, pd->name.len);
+    if (pd->name.data == NULL) {
+        return NGX_ERROR;
+    }
+    ngx_sprintf(pd->name.data, "ping:%s", name);
+
+    v = json_object_get(def, "port");
+    if (json_is_integer(v)) {
+        port = (in_port_t) json_integer_value(v);
+    }
+
+    rc = ngx_http_zmq_ping_def_addrs(r, def, port, &pd->addrs, &pd->naddrs,
+                                     &pd->hosts, why, sizeof(why));
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        failed = ngx_http_zmq_ping_failed(ping, "%s '%s': %s", kname, name,
+                                          why);
+        goto failed;
+    }
+
+    v = json_object_get(def, field);
+
+    if (v == NULL) {
+        return NGX_OK;
+    }
+
+    if (json_is_object(v) && !zmcf->has_key) {
+        failed = ngx_http_zmq_ping_failed(ping, "%s '%s': the %s is sealed "
+                                          "and no zmq_key_file is set",
+                                          kname, name, field);
+        goto failed;
+    }
+
+    zgw_errors_init(&errs);
+
+    secret = zgw_object_secret(kind, def, field,
+                               zmcf->has_key ? &zmcf->key : NULL, &errs);
+    if (secret == NULL) {
+        failed = ngx_http_zmq_ping_failed(ping, "%s '%s': the %s does not "
+                                          "open: %s", kname, name, field,
+                                          errs.n ? zgw_errors_first(&errs)
+                                                 : "unknown");
+        zgw_errors_free(&errs);
+        goto failed;
+    }
+
+    zgw_errors_free(&errs);
+
+    pd->secret.data = (u_char *) secret;
+    pd->secret.len = ngx_strlen(secret);
+
+    return NGX_OK;
+
+failed:
+
+    pd->rc = ngx_http_zmq_send_doc(r, NGX_HTTP_OK, failed);
+
+    return NGX_DECLINED;
+}
+
+
+/* the probe is started (NULL: it is not): the request waits for it */
+static ngx_int_t
+ngx_http_zmq_ping_started(ngx_http_request_t *r, ngx_http_zmq_ping_def_t *pd,
+    void *probe)
+{
+    /* the probe has its own copy */
+    if (pd->secret.data != NULL) {
+        ngx_explicit_memzero(pd->secret.data, pd->secret.len);
+        free(pd->secret.data);
+        pd->secret.data = NULL;
+    }
+
+    if (probe == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_zmq_ping_wait(r);
+}
+
+
+/*
+ * A probe's result, answered as amqp_def and stomp_def share it: the
+ * address tried last, and the failure, or {"ok": true, "ms": ...} with
+ * "tls" and "verified" over TLS and the server (NULL: none), which is the
+ * answer's either way
+ */
+static void
+ngx_http_zmq_ping_probed(ngx_http_zmq_ping_t *ping, ngx_int_t rc,
+    ngx_str_t *address, ngx_str_t *error, ngx_str_t *tls,
+    ngx_flag_t verified, json_t *server)
+{
+    json_t  *doc;
+
+    if (address->len) {
+        ping->address.data = ngx_pstrdup(ping->request->pool, address);
+        if (ping->address.data != NULL) {
+            ping->address.len = address->len;
+        }
+    }
+
+    if (rc != NGX_OK) {
+        json_decref(server);
+        ngx_http_zmq_ping_answer(ping,
+                                 ngx_http_zmq_ping_failed(ping, "%V", error));
+        return;
+    }
+
+    if (tls->len) {
+        doc = json_pack("{s:b, s:f, s:s%, s:b, s:o*}", "ok", 1,
+                        "ms", ngx_http_zmq_ping_ms(ping),
+                        "tls", (char *) tls->data, tls->len,
+                        "verified", verified ? 1 : 0,
+                        "server", server);
+
+    } else {
+        doc = json_pack("{s:b, s:f, s:o*}", "ok", 1,
+                        "ms", ngx_http_zmq_ping_ms(ping), "server", server);
+    }
+
+    ngx_http_zmq_ping_answer(ping, doc);
 }
 
 
@@ -168,61 +358,35 @@ ngx_http_zmq_admin_ping(ngx_http_request_t *r, ngx_http_zmq_admin_req_t *ar)
 
 static ngx_int_t
 ngx_http_zmq_ping_amqp(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
-    zgw_config_t *cfg, const char *name)
+    json_t *def, const char *name)
 {
-    char                         *secret;
-    u_char                        why[400];
-    json_t                       *def, *v;
-    in_port_t                     port;
-    ngx_int_t                     rc;
-    ngx_str_t                    *hosts;
-    ngx_uint_t                    naddrs;
-    ngx_addr_t                   *addrs;
-    ngx_http_zmq_tls_conf_t       tc;
-    zgw_errors_t                  errs;
+    json_t                       *v;
     ngx_http_zmq_worker_t        *w;
-    ngx_http_zmq_main_conf_t     *zmcf;
+    ngx_http_zmq_ping_def_t       pd;
     ngx_http_zmq_outconn_conf_t   oc;
 
-    zmcf = ngx_http_get_module_main_conf(r, ngx_http_zmq_module);
+    if (ngx_http_zmq_ping_def(r, ping, def, ZGW_KIND_AMQP_DEF, name, 5672,
+                              "password", &pd)
+        != NGX_OK)
+    {
+        return pd.rc;
+    }
+
     w = ngx_http_zmq_worker();
-    def = zgw_config_get(cfg, ZGW_KIND_AMQP_DEF, name);
 
     ngx_memzero(&oc, sizeof(ngx_http_zmq_outconn_conf_t));
 
-    /*
-     * TLS as the outgoing connections have it: the context is shared with
-     * theirs (made when the configuration was applied), held by the
-     * request's pool
-     */
-
-    if (ngx_http_zmq_runtime_tls(r->pool, def, &tc, r->connection->log)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (tc.tls && tc.ctx == NULL) {
-        return ngx_http_zmq_send_doc(r, NGX_HTTP_OK,
-                   ngx_http_zmq_ping_failed(ping, "amqp_def '%s': TLS: %V",
-                                            name, &tc.error));
-    }
-
-    oc.tls = tc.tls;
-    oc.tls_ctx = tc.ctx;
-    oc.server_name = tc.server_name;
-
-    /* the connection's name, in the log and in the broker's list */
-    oc.name.len = sizeof("ping:") - 1 + ngx_strlen(name);
-    oc.name.data = ngx_pnalloc(r->pool, oc.name.len);
-    if (oc.name.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-    ngx_sprintf(oc.name.data, "ping:%s", name);
-
+    oc.name = pd.name;
     oc.def_name.data = (u_char *) name;
     oc.def_name.len = ngx_strlen(name);
     oc.active = 1;
+    oc.tls = pd.tc.tls;
+    oc.tls_ctx = pd.tc.ctx;
+    oc.server_name = pd.tc.server_name;
+    oc.addrs = pd.addrs;
+    oc.naddrs = pd.naddrs;
+    oc.tls_hosts = pd.hosts;
+    oc.password = pd.secret;
 
 #define ngx_http_zmq_ping_str(field, dflt)                                    \
     v = json_object_get(def, #field);                                         \
@@ -244,73 +408,11 @@ ngx_http_zmq_ping_amqp(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
                                       : 131072;
     oc.max_inflight = 1;
 
-    /* the addresses: host:port, then each of hosts, as the runtime does */
-
-    v = json_object_get(def, "port");
-    port = json_is_integer(v) ? (in_port_t) json_integer_value(v) : 5672;
-
-    rc = ngx_http_zmq_ping_def_addrs(r, def, port, &addrs, &naddrs, &hosts,
-                                     why, sizeof(why));
-    if (rc == NGX_ERROR) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (rc == NGX_DECLINED) {
-        return ngx_http_zmq_send_doc(r, NGX_HTTP_OK,
-                   ngx_http_zmq_ping_failed(ping, "amqp_def '%s': %s", name,
-                                            why));
-    }
-
-    oc.addrs = addrs;
-    oc.naddrs = naddrs;
-    oc.tls_hosts = hosts;
-
-    /* the password, opened with the module's key as for publishing */
-
-    if (json_object_get(def, "password") != NULL) {
-        if (json_is_object(json_object_get(def, "password"))
-            && !zmcf->has_key)
-        {
-            return ngx_http_zmq_send_doc(r, NGX_HTTP_OK,
-                       ngx_http_zmq_ping_failed(ping, "amqp_def '%s': the "
-                           "password is sealed and no zmq_key_file is set",
-                           name));
-        }
-
-        zgw_errors_init(&errs);
-
-        secret = zgw_object_secret(ZGW_KIND_AMQP_DEF, def, "password",
-                                   zmcf->has_key ? &zmcf->key : NULL, &errs);
-        if (secret == NULL) {
-            rc = ngx_http_zmq_send_doc(r, NGX_HTTP_OK,
-                     ngx_http_zmq_ping_failed(ping, "amqp_def '%s': the "
-                         "password does not open: %s", name,
-                         errs.n ? zgw_errors_first(&errs) : "unknown"));
-            zgw_errors_free(&errs);
-            return rc;
-        }
-
-        zgw_errors_free(&errs);
-
-        oc.password.data = (u_char *) secret;
-        oc.password.len = ngx_strlen(secret);
-    }
-
     ping->probe = ngx_zmq_amqp_probe(&w->amqp, &oc,
                                      ngx_http_zmq_ping_amqp_done, ping,
                                      ngx_cycle->log);
 
-    /* the probe has its own copy */
-    if (oc.password.data != NULL) {
-        ngx_explicit_memzero(oc.password.data, oc.password.len);
-        free(oc.password.data);
-    }
-
-    if (ping->probe == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_http_zmq_ping_wait(r);
+    return ngx_http_zmq_ping_started(r, &pd, ping->probe);
 }
 
 
@@ -319,33 +421,11 @@ ngx_http_zmq_ping_amqp_done(void *data, ngx_zmq_amqp_probe_result_t *res)
 {
     ngx_http_zmq_ping_t  *ping = data;
 
-    json_t  *doc, *server;
+    json_t  *server;
 
     ping->probe = NULL;             /* it frees itself once this returns */
 
-    if (res->address.len) {
-        ping->address.data = ngx_pstrdup(ping->request->pool, &res->address);
-        if (ping->address.data != NULL) {
-            ping->address.len = res->address.len;
-        }
-    }
-
-    if (res->rc != NGX_OK) {
-        ngx_http_zmq_ping_answer(ping,
-                                 ngx_http_zmq_ping_failed(ping, "%V",
-                                                          &res->error));
-        return;
-    }
-
-    if (res->tls.len) {
-        doc = json_pack("{s:b, s:f, s:s%, s:b}", "ok", 1,
-                        "ms", ngx_http_zmq_ping_ms(ping),
-                        "tls", (char *) res->tls.data, res->tls.len,
-                        "verified", res->verified ? 1 : 0);
-    } else {
-        doc = json_pack("{s:b, s:f}", "ok", 1,
-                        "ms", ngx_http_zmq_ping_ms(ping));
-    }
+    /* connection.start's product and version */
 
     server = json_object();
     if (server != NULL && res->product.len) {
@@ -359,14 +439,8 @@ ngx_http_zmq_ping_amqp_done(void *data, ngx_zmq_amqp_probe_result_t *res)
                                          res->version.len));
     }
 
-    if (doc != NULL && server != NULL) {
-        json_object_set_new(doc, "server", server);
-
-    } else {
-        json_decref(server);
-    }
-
-    ngx_http_zmq_ping_answer(ping, doc);
+    ngx_http_zmq_ping_probed(ping, res->rc, &res->address, &res->error,
+                             &res->tls, res->verified, server);
 }
 
 
@@ -374,54 +448,35 @@ ngx_http_zmq_ping_amqp_done(void *data, ngx_zmq_amqp_probe_result_t *res)
 
 static ngx_int_t
 ngx_http_zmq_ping_stomp(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
-    zgw_config_t *cfg, const char *name)
+    json_t *def, const char *name)
 {
-    char                      *secret;
-    u_char                     why[400];
-    json_t                    *def, *v;
-    in_port_t                  port;
-    ngx_int_t                  rc;
-    zgw_errors_t               errs;
-    ngx_zmq_stomp_conf_t       sc;
-    ngx_http_zmq_worker_t     *w;
-    ngx_http_zmq_tls_conf_t    tc;
-    ngx_http_zmq_main_conf_t  *zmcf;
+    json_t                   *v;
+    ngx_zmq_stomp_conf_t      sc;
+    ngx_http_zmq_worker_t    *w;
+    ngx_http_zmq_ping_def_t   pd;
 
-    zmcf = ngx_http_get_module_main_conf(r, ngx_http_zmq_module);
+    if (ngx_http_zmq_ping_def(r, ping, def, ZGW_KIND_STOMP_DEF, name, 61613,
+                              "passcode", &pd)
+        != NGX_OK)
+    {
+        return pd.rc;
+    }
+
     w = ngx_http_zmq_worker();
-    def = zgw_config_get(cfg, ZGW_KIND_STOMP_DEF, name);
 
     ngx_memzero(&sc, sizeof(ngx_zmq_stomp_conf_t));
 
-    /* TLS as the outgoing connections have it (the context shared) */
-
-    if (ngx_http_zmq_runtime_tls(r->pool, def, &tc, r->connection->log)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (tc.tls && tc.ctx == NULL) {
-        return ngx_http_zmq_send_doc(r, NGX_HTTP_OK,
-                   ngx_http_zmq_ping_failed(ping, "stomp_def '%s': TLS: %V",
-                                            name, &tc.error));
-    }
-
-    sc.tls = tc.tls;
-    sc.tls_ctx = tc.ctx;
-    sc.server_name = tc.server_name;
-
-    /* the connection's name, in the log */
-    sc.name.len = sizeof("ping:") - 1 + ngx_strlen(name);
-    sc.name.data = ngx_pnalloc(r->pool, sc.name.len);
-    if (sc.name.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-    ngx_sprintf(sc.name.data, "ping:%s", name);
-
+    sc.name = pd.name;
     sc.def_name.data = (u_char *) name;
     sc.def_name.len = ngx_strlen(name);
     sc.active = 1;
+    sc.tls = pd.tc.tls;
+    sc.tls_ctx = pd.tc.ctx;
+    sc.server_name = pd.tc.server_name;
+    sc.addrs = pd.addrs;
+    sc.naddrs = pd.naddrs;
+    sc.tls_hosts = pd.hosts;
+    sc.passcode = pd.secret;
     sc.max_inflight = 1;
     sc.priority = -1;
     sc.expires = -1;
@@ -442,69 +497,11 @@ ngx_http_zmq_ping_stomp(ngx_http_request_t *r, ngx_http_zmq_ping_t *ping,
         sc.login.len = json_string_length(v);
     }
 
-    v = json_object_get(def, "port");
-    port = json_is_integer(v) ? (in_port_t) json_integer_value(v) : 61613;
-
-    rc = ngx_http_zmq_ping_def_addrs(r, def, port, &sc.addrs, &sc.naddrs,
-                                     &sc.tls_hosts, why, sizeof(why));
-    if (rc == NGX_ERROR) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (rc == NGX_DECLINED) {
-        return ngx_http_zmq_send_doc(r, NGX_HTTP_OK,
-                   ngx_http_zmq_ping_failed(ping, "stomp_def '%s': %s", name,
-                                            why));
-    }
-
-    /* the passcode, opened with the module's key as for publishing */
-
-    secret = NULL;
-
-    if (json_object_get(def, "passcode") != NULL) {
-        if (json_is_object(json_object_get(def, "passcode"))
-            && !zmcf->has_key)
-        {
-            return ngx_http_zmq_send_doc(r, NGX_HTTP_OK,
-                       ngx_http_zmq_ping_failed(ping, "stomp_def '%s': the "
-                           "passcode is sealed and no zmq_key_file is set",
-                           name));
-        }
-
-        zgw_errors_init(&errs);
-
-        secret = zgw_object_secret(ZGW_KIND_STOMP_DEF, def, "passcode",
-                                   zmcf->has_key ? &zmcf->key : NULL, &errs);
-        if (secret == NULL) {
-            rc = ngx_http_zmq_send_doc(r, NGX_HTTP_OK,
-                     ngx_http_zmq_ping_failed(ping, "stomp_def '%s': the "
-                         "passcode does not open: %s", name,
-                         errs.n ? zgw_errors_first(&errs) : "unknown"));
-            zgw_errors_free(&errs);
-            return rc;
-        }
-
-        zgw_errors_free(&errs);
-
-        sc.passcode.data = (u_char *) secret;
-        sc.passcode.len = ngx_strlen(secret);
-    }
-
     ping->stomp = ngx_zmq_stomp_probe(&w->stomp, &sc,
                                       ngx_http_zmq_ping_stomp_done, ping,
                                       ngx_cycle->log);
 
-    /* the probe has its own copy */
-    if (secret != NULL) {
-        ngx_explicit_memzero(secret, sc.passcode.len);
-        free(secret);
-    }
-
-    if (ping->stomp == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_http_zmq_ping_wait(r);
+    return ngx_http_zmq_ping_started(r, &pd, ping->stomp);
 }
 
 
@@ -514,23 +511,9 @@ ngx_http_zmq_ping_stomp_done(void *data, ngx_zmq_stomp_probe_result_t *res)
     ngx_http_zmq_ping_t  *ping = data;
 
     u_char  *slash;
-    json_t  *doc, *server;
+    json_t  *server;
 
     ping->stomp = NULL;             /* it frees itself once this returns */
-
-    if (res->address.len) {
-        ping->address.data = ngx_pstrdup(ping->request->pool, &res->address);
-        if (ping->address.data != NULL) {
-            ping->address.len = res->address.len;
-        }
-    }
-
-    if (res->rc != NGX_OK) {
-        ngx_http_zmq_ping_answer(ping,
-                                 ngx_http_zmq_ping_failed(ping, "%V",
-                                                          &res->error));
-        return;
-    }
 
     /* CONNECTED's "server:name/version" (STOMP 1.2), as the AMQP ping's */
 
@@ -557,19 +540,8 @@ ngx_http_zmq_ping_stomp_done(void *data, ngx_zmq_stomp_probe_result_t *res)
         }
     }
 
-    if (res->tls.len) {
-        doc = json_pack("{s:b, s:f, s:s%, s:b, s:o*}", "ok", 1,
-                        "ms", ngx_http_zmq_ping_ms(ping),
-                        "tls", (char *) res->tls.data, res->tls.len,
-                        "verified", res->verified ? 1 : 0,
-                        "server", server);
-
-    } else {
-        doc = json_pack("{s:b, s:f, s:o*}", "ok", 1,
-                        "ms", ngx_http_zmq_ping_ms(ping), "server", server);
-    }
-
-    ngx_http_zmq_ping_answer(ping, doc);
+    ngx_http_zmq_ping_probed(ping, res->rc, &res->address, &res->error,
+                             &res->tls, res->verified, server);
 }
 
 
