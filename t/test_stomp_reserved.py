@@ -12,7 +12,8 @@ import pytest
 from conftest import free_port
 from fake_stomp import FakeStomp
 from test_stomp_admin import Gw, Script, Silent
-from test_stomp_gateway import post, stomp_config, stomp_gw  # noqa: F401
+from test_stomp_gateway import fake, stomp_gw  # noqa: F401 (fixtures)
+from test_stomp_gateway import post, stomp_config
 
 # every header the gateway sets on a SEND, or the broker uses
 RESERVED = (
@@ -22,19 +23,6 @@ RESERVED = (
     "zmq_message_id", "message-id", "subscription", "ack", "id",
     "receipt-id", "host", "login", "passcode", "heart-beat", "version",
     "accept-version", "expiration")
-
-
-@pytest.fixture
-def fake():
-    brokers = []
-
-    def make(*a, **kw):
-        b = FakeStomp(*a, **kw)
-        brokers.append(b)
-        return b
-    yield make
-    for b in brokers:
-        b.close()
 
 
 @pytest.fixture
