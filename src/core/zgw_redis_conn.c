@@ -745,6 +745,13 @@ zgw_redis_get_reply(zgw_redis_conn_t *c, redisReply **reply)
     }
 
     while (r == NULL) {
+        /* a server that keeps sending is bounded too, not only a slow one */
+        if (c->deadline > 0 && zgw_ms_left(c->deadline) == 0) {
+            zgw_redis_fail(c, "no complete answer within %d ms (%zu bytes "
+                           "came)", c->timeout, c->got);
+            return ZGW_ERROR;
+        }
+
         if (zgw_redis_fill(c) != ZGW_OK) {
             return ZGW_ERROR;
         }

@@ -85,7 +85,8 @@ int
 zgw_resp_buffer_ok(const redisReader *reader,
     const zgw_resp_budget_t *budget, char *why, size_t len)
 {
-    size_t        max, held, n, i;
+    int           type;
+    size_t        max, line, held, n, i;
     const char   *p;
 
     max = budget->max_buffer ? budget->max_buffer : ZGW_RESP_MAX_BUFFER;
@@ -100,14 +101,33 @@ zgw_resp_buffer_ok(const redisReader *reader,
         return 0;
     }
 
-    if (reader->ridx < 0 || reader->ridx >= 9
-        || reader->rstack[reader->ridx].type != REDIS_REPLY_STRING
-        || reader->buf == NULL)
-    {
+    if (reader->ridx < 0 || reader->ridx >= 9 || reader->buf == NULL) {
         return 1;
     }
 
+    type = reader->rstack[reader->ridx].type;
     p = reader->buf + reader->pos;
+
+    /*
+     * A line (a status, an error, an integer, the count of an array or
+     * of a bulk string) is looked for from its start on every parse: one
+     * without end would cost time in the square of its length, long
+     * before the buffer bound. Redis' lines are short.
+     */
+    line = max < ZGW_RESP_MAX_LINE ? max : ZGW_RESP_MAX_LINE;
+
+    if (type >= 0 && held > line && memchr(p, '\r', line + 1) == NULL) {
+        if (why != NULL && len) {
+            snprintf(why, len, "reply too large: a line of more than %zu "
+                     "bytes", line);
+        }
+        return 0;
+    }
+
+    if (type != REDIS_REPLY_STRING) {
+        return 1;
+    }
+
     n = 0;
 
     for (i = 0; i < held && p[i] >= '0' && p[i] <= '9'; i++) {

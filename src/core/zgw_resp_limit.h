@@ -13,10 +13,12 @@
  * hiredis also keeps what it has not parsed yet in reader->buf, without a
  * bound: "$999999999\r\n" followed by an endless stream of bytes (or a
  * status line that never ends) grows it until the process runs out of
- * memory. Every caller checks zgw_resp_buffer_ok() after each
- * redisReaderFeed() and drops the connection when it fails: the bytes
- * held unparsed, and the length a bulk string being read announces, must
- * stay within ZGW_RESP_MAX_BUFFER.
+ * memory (and a line without end is searched for its end from its start
+ * on every parse: time in the square of its length). Every caller checks
+ * zgw_resp_buffer_ok() after each redisReaderFeed() and drops the
+ * connection when it fails: the bytes held unparsed, and the length a
+ * bulk string being read announces, must stay within ZGW_RESP_MAX_BUFFER,
+ * a line within ZGW_RESP_MAX_LINE.
  */
 
 #ifndef ZGW_RESP_LIMIT_H
@@ -40,6 +42,10 @@
  */
 #define ZGW_RESP_MAX_BUFFER  ((size_t) 64 * 1024 * 1024)
 
+/* a line (status, error, integer, a count): 64 KiB, or the buffer bound
+   if lower */
+#define ZGW_RESP_MAX_LINE    ((size_t) 64 * 1024)
+
 
 /* one per reader; it must live as long as the reader */
 typedef struct {
@@ -54,10 +60,12 @@ void zgw_resp_limit(redisReader *reader, zgw_resp_budget_t *budget);
 
 /*
  * After each redisReaderFeed(): 1 while the reader holds at most
- * budget->max_buffer bytes unparsed and the bulk string it is reading (if
- * any) announces no more than fits; else 0 with why filled (when not
+ * budget->max_buffer bytes unparsed, the bulk string it is reading (if
+ * any) announces no more than that, and the line it is reading (if any)
+ * is no longer than ZGW_RESP_MAX_LINE; else 0 with why filled (when not
  * NULL): "reply too large: a bulk string of 999999999 bytes (the bound is
- * 67108864)". The caller then drops the connection.
+ * 67108864)", "reply too large: a line of more than 65536 bytes". The
+ * caller then drops the connection.
  */
 int zgw_resp_buffer_ok(const redisReader *reader,
     const zgw_resp_budget_t *budget, char *why, size_t len);

@@ -399,7 +399,7 @@ test_an_endless_bulk_is_refused_at_the_bound(void **state)
     zgw_redis_close(c);
     fake_stop(&f);
 
-    /* a status line without end: refused past the buffer bound */
+    /* 2 KB in one read, over a lowered bound of 2 KB */
     memset(&f, 0, sizeof(f));
     memset(big, 'x', sizeof(big) - 1);
     big[0] = '+';

@@ -238,27 +238,46 @@ test_an_endless_status_line_is_refused(void **state)
     char                chunk[1024], why[256];
     void               *obj;
     redisReader        *r = redisReaderCreate();
-    zgw_resp_budget_t   budget = { 0, 0, 8192 };
+    zgw_resp_budget_t   budget = { 0, 0, 0 };
 
     (void) state;
     zgw_resp_limit(r, &budget);
     memset(chunk, 'y', sizeof(chunk));
 
     assert_true(feed_ok(r, &budget, "+", 1, why, sizeof(why)));
+    obj = NULL;
+    assert_int_equal(redisReaderGetReply(r, &obj), REDIS_OK);
+    assert_null(obj);
 
-    for (i = 0; i < 8; i++) {
-        assert_true(feed_ok(r, &budget, chunk, i ? sizeof(chunk)
-                                                 : sizeof(chunk) - 1,
-                            why, sizeof(why)));
-        obj = NULL;
+    /* 64 KiB of a line: its end is looked for from its start each time */
+    for (i = 0; i < 64; i++) {
+        assert_true(feed_ok(r, &budget, chunk, sizeof(chunk), why,
+                            sizeof(why)));
         assert_int_equal(redisReaderGetReply(r, &obj), REDIS_OK);
         assert_null(obj);
     }
 
-    /* 8191 after the "+", then 2 more */
-    assert_false(feed_ok(r, &budget, chunk, 2, why, sizeof(why)));
-    assert_string_equal(why, "reply too large: 8193 bytes unparsed "
-                             "(the bound is 8192)");
+    assert_false(feed_ok(r, &budget, chunk, 1, why, sizeof(why)));
+    assert_string_equal(why, "reply too large: a line of more than 65536 "
+                             "bytes");
+    redisReaderFree(r);
+
+    /* an error line of 60 KiB is still read */
+    r = redisReaderCreate();
+    zgw_resp_limit(r, &budget);
+    assert_true(feed_ok(r, &budget, "-", 1, why, sizeof(why)));
+    for (i = 0; i < 60; i++) {
+        assert_true(feed_ok(r, &budget, chunk, sizeof(chunk), why,
+                            sizeof(why)));
+        assert_int_equal(redisReaderGetReply(r, &obj), REDIS_OK);
+        assert_null(obj);
+    }
+    assert_true(feed_ok(r, &budget, "\r\n", 2, why, sizeof(why)));
+    assert_int_equal(redisReaderGetReply(r, &obj), REDIS_OK);
+    assert_non_null(obj);
+    assert_int_equal(((redisReply *) obj)->type, REDIS_REPLY_ERROR);
+    assert_int_equal(((redisReply *) obj)->len, 60 * 1024);
+    freeReplyObject(obj);
 
     redisReaderFree(r);
 }
