@@ -693,6 +693,7 @@ ngx_http_zmq_write_applied(ngx_zmq_redis_t *rd, redisReply *reply,
 {
     ngx_http_zmq_write_t  *w = data;
 
+    char                    shown[ZGW_SHOW_SIZE];
     ngx_http_zmq_refusal_t  no;
 
     w->pending = 0;
@@ -767,11 +768,11 @@ ngx_http_zmq_write_applied(ngx_zmq_redis_t *rd, redisReply *reply,
     } else {
         ngx_http_zmq_write_refuse(&no, NGX_HTTP_SERVICE_UNAVAILABLE,
                                   "redis_unavailable", "the configuration "
-                                  "store refused the write: %*s",
-                                  (size_t) (reply->type == REDIS_REPLY_ERROR
-                                            ? ngx_min(reply->len, 200) : 0),
+                                  "store refused the write: %s",
                                   reply->type == REDIS_REPLY_ERROR
-                                  ? reply->str : "");
+                                  ? zgw_show(shown, sizeof(shown),
+                                             reply->str, reply->len)
+                                  : "");
     }
 
     ngx_http_zmq_write_fail(w, &no);

@@ -17,6 +17,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "zgw_err.h"
 #include "zgw_fleet.h"
 #include "ngx_http_zmq_module.h"
 #include "ngx_http_zmq_fleet.h"
@@ -265,6 +266,7 @@ static void
 ngx_http_zmq_fleet_reported(ngx_zmq_redis_t *rd, redisReply *reply,
     void *data)
 {
+    char                   shown[ZGW_SHOW_SIZE];
     ngx_http_zmq_fleet_t  *fl = data;
 
     fl->reporting = 0;
@@ -273,8 +275,9 @@ ngx_http_zmq_fleet_reported(ngx_zmq_redis_t *rd, redisReply *reply,
         if (!fl->warned) {
             ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                           "zmq: fleet: the store refused this gateway's "
-                          "report: %*s", (size_t) ngx_min(reply->len, 200),
-                          reply->str);
+                          "report: %s",
+                          zgw_show(shown, sizeof(shown), reply->str,
+                                   reply->len));
             fl->warned = 1;
         }
         return;

@@ -27,6 +27,13 @@
  * master closes both connections at once, so they ask again, reach the new
  * master and reload the snapshot (as after any reconnect). While no
  * master is known the worker runs its last snapshot ("stale").
+ *
+ * A sentinel is a peer like any other: +switch-master naming the master
+ * both connections are on already is ignored, and after one reconnect on
+ * +switch-master the next waits for a hold (1 s, doubling to 8 s while
+ * messages keep coming, back to 1 s after a quiet hold): messages during
+ * a hold are followed once, when it ends. A flood of +switch-master
+ * costs a few reconnects, and a real failover is followed within a hold.
  */
 
 
@@ -39,6 +46,7 @@
 
 #include <jansson.h>
 
+#include "zgw_err.h"
 #include "zgw_sentinel.h"
 #include "zgw_store.h"
 #include "ngx_http_zmq_module.h"
@@ -46,7 +54,9 @@
 #include "ngx_zmq_redis.h"
 
 
-#define NGX_HTTP_ZMQ_PING_MIN  1000
+#define NGX_HTTP_ZMQ_PING_MIN         1000
+#define NGX_HTTP_ZMQ_SWITCH_HOLD      1000    /* ms between reconnects */
+#define NGX_HTTP_ZMQ_SWITCH_HOLD_MAX  8000    /* ... in a flood */
 
 
 typedef struct ngx_http_zmq_cache_job_s  ngx_http_zmq_cache_job_t;
@@ -74,6 +84,15 @@ struct ngx_http_zmq_follow_s {
     ngx_zmq_redis_t              *sub;
     ngx_zmq_redis_t              *watch;         /* a sentinel, or NULL */
     ngx_event_t                   poll;
+
+    /* +switch-master: one reconnect per hold */
+    ngx_event_t                   hold;
+    ngx_msec_t                    hold_time;
+    ngx_uint_t                    held;          /* messages in it */
+    int                           held_port;     /* the last one's, */
+    char                          held_ip[ZGW_SENTINEL_IP_MAX]; /* or "" */
+    ngx_uint_t                    ignored;       /* already on it */
+    ngx_msec_t                    ignored_said;
     ngx_flag_t                    loading;
     ngx_flag_t                    again;
     ngx_uint_t                    state;
@@ -114,6 +133,8 @@ static void ngx_http_zmq_follow_watched(ngx_zmq_redis_t *rd,
     redisReply *reply, void *data);
 static void ngx_http_zmq_follow_switched(ngx_zmq_redis_t *rd,
     redisReply *reply, void *data);
+static void ngx_http_zmq_follow_switch(ngx_http_zmq_follow_t *f);
+static void ngx_http_zmq_follow_hold_end(ngx_event_t *ev);
 
 static void ngx_http_zmq_cache_save(ngx_http_zmq_follow_t *f,
     zgw_config_t *cfg);
@@ -387,11 +408,14 @@ static void
 ngx_http_zmq_follow_subscribed(ngx_zmq_redis_t *rd, redisReply *reply,
     void *data)
 {
+    char                    shown[ZGW_SHOW_SIZE];
     ngx_http_zmq_follow_t  *f = data;
 
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, f->conf.log, 0,
-                      "zmq: SUBSCRIBE " ZGW_KEY_EVENTS ": %s", reply->str);
+                      "zmq: SUBSCRIBE " ZGW_KEY_EVENTS ": %s",
+                      zgw_show(shown, sizeof(shown), reply->str,
+                               reply->len));
     }
 }
 
@@ -454,12 +478,14 @@ static void
 ngx_http_zmq_follow_watched(ngx_zmq_redis_t *rd, redisReply *reply,
     void *data)
 {
+    char                    shown[ZGW_SHOW_SIZE];
     ngx_http_zmq_follow_t  *f = data;
 
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, f->conf.log, 0,
                       "zmq: sentinel: SUBSCRIBE " ZGW_SENTINEL_CHANNEL
-                      ": %s", reply->str);
+                      ": %s", zgw_show(shown, sizeof(shown), reply->str,
+                                       reply->len));
     }
 }
 
@@ -469,8 +495,8 @@ static void
 ngx_http_zmq_follow_switched(ngx_zmq_redis_t *rd, redisReply *reply,
     void *data)
 {
-    size_t                  i, len;
-    u_char                  text[160];
+    int                     port;
+    char                    ip[ZGW_SENTINEL_IP_MAX], text[ZGW_SHOW_SIZE];
     redisReply             *msg;
     ngx_http_zmq_follow_t  *f = data;
 
@@ -484,6 +510,7 @@ ngx_http_zmq_follow_switched(ngx_zmq_redis_t *rd, redisReply *reply,
     }
 
     msg = reply->element[2];
+    port = 0;
 
     if (!zgw_sentinel_switch_is_for(msg->str, msg->len,
                                     (char *) f->conf.master_name.data))
@@ -491,20 +518,94 @@ ngx_http_zmq_follow_switched(ngx_zmq_redis_t *rd, redisReply *reply,
         return;                 /* another master of these sentinels */
     }
 
-    /* for the log: printable, cut */
-    len = ngx_min(msg->len, sizeof(text) - 1);
-    for (i = 0; i < len; i++) {
-        text[i] = (msg->str[i] >= 0x20 && msg->str[i] < 0x7f)
-                  ? (u_char) msg->str[i] : '?';
+    if (zgw_sentinel_switch_target(msg->str, msg->len,
+                                   (char *) f->conf.master_name.data, ip,
+                                   sizeof(ip), &port)
+        != 0)
+    {
+        ip[0] = '\0';          /* followed, rate-limited like any */
     }
-    text[len] = '\0';
+
+    /* where both connections are already: a repeat, nothing to do */
+    if (ip[0] != '\0'
+        && ngx_zmq_redis_on_master(f->cmd, ip, port)
+        && ngx_zmq_redis_on_master(f->sub, ip, port))
+    {
+        f->ignored++;
+
+        if (ngx_current_msec - f->ignored_said >= NGX_HTTP_ZMQ_SWITCH_HOLD) {
+            ngx_log_error(NGX_LOG_INFO, f->conf.log, 0,
+                          "zmq: sentinel: +switch-master %s: the master "
+                          "this worker is on already, ignored (%ui such)",
+                          zgw_show(text, sizeof(text), msg->str, msg->len),
+                          f->ignored);
+            f->ignored_said = ngx_current_msec;
+        }
+
+        return;
+    }
+
+    if (f->hold.timer_set) {
+        f->held++;              /* followed when the hold ends */
+        f->held_port = port;
+        ngx_memcpy(f->held_ip, ip, sizeof(ip));
+        return;
+    }
 
     ngx_log_error(NGX_LOG_NOTICE, f->conf.log, 0,
                   "zmq: sentinel: +switch-master %s: following the new "
-                  "master", text);
+                  "master", zgw_show(text, sizeof(text), msg->str, msg->len));
 
+    ngx_http_zmq_follow_switch(f);
+}
+
+
+/* both connections ask the sentinels again; the next waits for a hold */
+static void
+ngx_http_zmq_follow_switch(ngx_http_zmq_follow_t *f)
+{
     ngx_zmq_redis_reconnect(f->cmd, "the master changed (+switch-master)");
     ngx_zmq_redis_reconnect(f->sub, "the master changed (+switch-master)");
+
+    ngx_add_timer(&f->hold, f->hold_time);
+}
+
+
+static void
+ngx_http_zmq_follow_hold_end(ngx_event_t *ev)
+{
+    ngx_uint_t              held;
+    ngx_http_zmq_follow_t  *f = ev->data;
+
+    if (f->held == 0) {
+        f->hold_time = NGX_HTTP_ZMQ_SWITCH_HOLD;     /* quiet: prompt again */
+        return;
+    }
+
+    held = f->held;
+    f->held = 0;
+
+    /* the last names where both connections got to meanwhile */
+    if (f->held_ip[0] != '\0'
+        && ngx_zmq_redis_on_master(f->cmd, f->held_ip, f->held_port)
+        && ngx_zmq_redis_on_master(f->sub, f->held_ip, f->held_port))
+    {
+        ngx_log_error(NGX_LOG_INFO, f->conf.log, 0,
+                      "zmq: sentinel: %ui more +switch-master in the last "
+                      "%M ms, the last naming the master this worker is "
+                      "on: nothing to do", held, f->hold_time);
+        f->hold_time = NGX_HTTP_ZMQ_SWITCH_HOLD;
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, f->conf.log, 0,
+                  "zmq: sentinel: %ui more +switch-master in the last %M ms: "
+                  "following the master again", held, f->hold_time);
+
+    /* messages keep coming: a longer hold after this one */
+    f->hold_time = ngx_min(f->hold_time * 2, NGX_HTTP_ZMQ_SWITCH_HOLD_MAX);
+
+    ngx_http_zmq_follow_switch(f);
 }
 
 
@@ -800,6 +901,12 @@ ngx_http_zmq_follow_start(ngx_http_zmq_follow_conf_t *conf)
     f->poll.log = conf->log;
     f->poll.cancelable = 1;
 
+    f->hold.handler = ngx_http_zmq_follow_hold_end;
+    f->hold.data = f;
+    f->hold.log = conf->log;
+    f->hold.cancelable = 1;
+    f->hold_time = NGX_HTTP_ZMQ_SWITCH_HOLD;
+
     ngx_http_zmq_worker()->follower = f;
 
     ngx_zmq_redis_start(f->cmd);
@@ -825,6 +932,10 @@ ngx_http_zmq_follow_stop(void)
 
     if (f->poll.timer_set) {
         ngx_del_timer(&f->poll);
+    }
+
+    if (f->hold.timer_set) {
+        ngx_del_timer(&f->hold);
     }
 
     /* a write in a thread finishes on its own; its job is not freed */

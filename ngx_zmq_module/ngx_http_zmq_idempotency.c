@@ -33,6 +33,7 @@
 
 #include <openssl/evp.h>
 
+#include "zgw_err.h"
 #include "zgw_redis_url.h"
 #include "ngx_zmq_redis.h"
 #include "ngx_http_zmq_module.h"
@@ -576,6 +577,7 @@ ngx_http_zmq_idem_reply(ngx_zmq_redis_t *rd, redisReply *reply, void *data)
 {
     ngx_http_zmq_idem_t *idem = data;
 
+    char                 shown[ZGW_SHOW_SIZE];
     ngx_int_t            rc;
     ngx_connection_t    *c;
     ngx_http_request_t  *r;
@@ -594,7 +596,8 @@ ngx_http_zmq_idem_reply(ngx_zmq_redis_t *rd, redisReply *reply, void *data)
         ngx_log_error(NGX_LOG_ERR, c->log, 0,
                       "zmq: idempotency Redis: %s",
                       reply == NULL ? "no answer"
-                                    : (const char *) reply->str);
+                                    : zgw_show(shown, sizeof(shown),
+                                               reply->str, reply->len));
         idem->state = NGX_HTTP_ZMQ_IDEM_DONE;
         rc = ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                 "idempotency_unavailable", "the store of "
@@ -890,10 +893,14 @@ ngx_http_zmq_idem_keep(ngx_http_request_t *r, ngx_http_zmq_idem_t *idem)
 static void
 ngx_http_zmq_idem_kept(ngx_zmq_redis_t *rd, redisReply *reply, void *data)
 {
+    char  shown[ZGW_SHOW_SIZE];
+
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "zmq: an idempotency outcome was not kept: %s "
                       "(its key stays in flight until its TTL)",
-                      reply == NULL ? "no answer" : (const char *) reply->str);
+                      reply == NULL ? "no answer"
+                                    : zgw_show(shown, sizeof(shown),
+                                               reply->str, reply->len));
     }
 }

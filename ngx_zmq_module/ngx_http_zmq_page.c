@@ -26,6 +26,7 @@
 
 #include "ngx_http_zmq_module.h"
 #include "ngx_zmq_redis.h"
+#include "zgw_err.h"
 #include "zgw_redis_url.h"
 
 
@@ -1239,6 +1240,7 @@ ngx_http_zmq_page_range_done(ngx_zmq_redis_t *rd, redisReply *reply,
     void *data)
 {
     u_char                   *buf, *p, *start;
+    char                      shown[ZGW_SHOW_SIZE];
     size_t                    n, k, step, size;
     double                    d;
     ngx_str_t                *items;
@@ -1278,10 +1280,11 @@ ngx_http_zmq_page_range_done(ngx_zmq_redis_t *rd, redisReply *reply,
                 && ngx_strncmp(reply->str, "ERR unknown com", 15) == 0))
         {
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                          "zmq: redis_page: Redis refused EVAL (%*s); score "
+                          "zmq: redis_page: Redis refused EVAL (%s); score "
                           "ranges are read with ZRANGEBYSCORE ... LIMIT on "
-                          "this connection", (size_t) ngx_min(reply->len, 200),
-                          reply->str);
+                          "this connection",
+                          zgw_show(shown, sizeof(shown), reply->str,
+                                   reply->len));
 
             h->conn->noscript = 1;
         }
@@ -1426,6 +1429,7 @@ done:
 static void
 ngx_http_zmq_page_fail(ngx_http_zmq_page_req_t *h, redisReply *reply)
 {
+    char                 shown[ZGW_SHOW_SIZE];
     ngx_http_request_t  *r;
 
     r = h->request;
@@ -1443,8 +1447,9 @@ ngx_http_zmq_page_fail(ngx_http_zmq_page_req_t *h, redisReply *reply)
     if (reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "zmq: redis_page: Redis refused the command on key "
-                      "\"%V\": %*s", &h->key,
-                      (size_t) ngx_min(reply->len, 200), reply->str);
+                      "\"%V\": %s", &h->key,
+                      zgw_show(shown, sizeof(shown), reply->str,
+                               reply->len));
 
         h->message = (reply->len >= 9
                       && ngx_strncmp(reply->str, "WRONGTYPE", 9) == 0)

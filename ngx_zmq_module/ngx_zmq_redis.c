@@ -19,6 +19,7 @@
 
 #include "ngx_zmq_redis.h"
 #include "ngx_zmq_socket.h"
+#include "zgw_err.h"
 #include "zgw_resp_limit.h"
 #include "zgw_sentinel.h"
 
@@ -168,6 +169,43 @@ ngx_flag_t
 ngx_zmq_redis_connected(ngx_zmq_redis_t *rd)
 {
     return rd->sock.connection != NULL && rd->ready && !rd->asking;
+}
+
+
+ngx_flag_t
+ngx_zmq_redis_on_master(ngx_zmq_redis_t *rd, const char *ip,
+    ngx_uint_t port)
+{
+    socklen_t       len;
+    ngx_sockaddr_t  sa;
+
+    if (rd->sock.connection == NULL || !rd->confirmed
+        || rd->conf.addr != &rd->master)
+    {
+        return 0;
+    }
+
+    ngx_memzero(&sa, sizeof(ngx_sockaddr_t));
+
+    if (inet_pton(AF_INET, ip, &sa.sockaddr_in.sin_addr) == 1) {
+        sa.sockaddr_in.sin_family = AF_INET;
+        len = sizeof(struct sockaddr_in);
+
+#if (NGX_HAVE_INET6)
+    } else if (inet_pton(AF_INET6, ip, &sa.sockaddr_in6.sin6_addr) == 1) {
+        sa.sockaddr_in6.sin6_family = AF_INET6;
+        len = sizeof(struct sockaddr_in6);
+#endif
+
+    } else {
+        return 0;
+    }
+
+    ngx_inet_set_port(&sa.sockaddr, (in_port_t) port);
+
+    return ngx_cmp_sockaddr(&sa.sockaddr, len, rd->master.sockaddr,
+                            rd->master.socklen, 1)
+           == NGX_OK;
 }
 
 
@@ -512,6 +550,15 @@ ngx_zmq_redis_command(ngx_zmq_redis_t *rd, int argc,
         return NGX_DECLINED;    /* a sentinel, not the store */
     }
 
+    /*
+     * not until connected (TCP, TLS): AUTH, SELECT and ROLE are queued
+     * first, by ngx_zmq_redis_established(), so no caller's command can
+     * go out before them, whenever it checked ngx_zmq_redis_connected()
+     */
+    if (!rd->ready) {
+        return NGX_DECLINED;
+    }
+
     return ngx_zmq_redis_send(rd, argc, argv, argvlen, handler, data);
 }
 
@@ -577,7 +624,7 @@ static void
 ngx_zmq_redis_setup(ngx_zmq_redis_t *rd, redisReply *reply, void *data)
 {
     u_char  *p;
-    char     reason[sizeof(rd->error)];
+    char     reason[sizeof(rd->error)], shown[ZGW_SHOW_SIZE];
 
     if (reply == NULL
         || (reply->type == REDIS_REPLY_STATUS && reply->len == 2
@@ -586,20 +633,14 @@ ngx_zmq_redis_setup(ngx_zmq_redis_t *rd, redisReply *reply, void *data)
         return;
     }
 
-    p = ngx_snprintf((u_char *) reason, sizeof(reason) - 1, "%s failed: %*s",
+    /* one line: whatever the server said, printable and cut */
+    p = ngx_snprintf((u_char *) reason, sizeof(reason) - 1, "%s failed: %s",
                      (char *) data,
-                     (size_t) (reply->type == REDIS_REPLY_ERROR
-                               || reply->type == REDIS_REPLY_STATUS
-                               ? reply->len : 0),
-                     reply->str);
+                     zgw_show(shown, sizeof(shown), reply->str,
+                              reply->type == REDIS_REPLY_ERROR
+                              || reply->type == REDIS_REPLY_STATUS
+                              ? reply->len : 0));
     *p = '\0';
-
-    /* one line: whatever the server said */
-    for (p = (u_char *) reason; *p; p++) {
-        if (*p < 0x20 || *p == 0x7f) {
-            *p = '?';
-        }
-    }
 
     ngx_zmq_redis_close(rd, reason);
 }
@@ -820,12 +861,16 @@ static void
 ngx_zmq_redis_pong(ngx_zmq_redis_t *rd, redisReply *reply,
     void *data)
 {
+    char  shown[ZGW_SHOW_SIZE];
+
     rd->ping_pending = 0;
 
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, rd->conf.log, 0,
                       "zmq redis %V (%s): PING: %s", &rd->conf.addr->name,
-                      rd->conf.name, reply->str);
+                      rd->conf.name,
+                      zgw_show(shown, sizeof(shown), reply->str,
+                               reply->len));
     }
 }
 

@@ -84,10 +84,22 @@ ngx_zmq_redis_t *ngx_zmq_redis_create(
  * and PING) answer the commands in order, like any connection's.
  */
 void ngx_zmq_redis_start(ngx_zmq_redis_t *rd);
+/*
+ * Queues a command: NGX_OK; NGX_DECLINED when the connection is not
+ * ready (connecting, in its TLS handshake, asking a sentinel, closed) or
+ * too many commands wait; NGX_ERROR (out of memory). The first commands
+ * of a connection are always its AUTH, SELECT and ROLE.
+ */
 ngx_int_t ngx_zmq_redis_command(ngx_zmq_redis_t *rd, int argc,
     const char **argv, const size_t *argvlen,
     ngx_zmq_redis_reply_pt handler, void *data);
 ngx_flag_t ngx_zmq_redis_connected(ngx_zmq_redis_t *rd);
+/*
+ * With Sentinel: 1 when the connection is up to the master at ip
+ * (an IPv4 or IPv6 address) and port, and ROLE said it is the master.
+ */
+ngx_flag_t ngx_zmq_redis_on_master(ngx_zmq_redis_t *rd, const char *ip,
+    ngx_uint_t port);
 /*
  * Closes the connection as lost (pending commands fail, disconnected is
  * called) and connects again at once: with Sentinel, asking for the

@@ -116,3 +116,42 @@ zgw_errors_first(const zgw_errors_t *errs)
 {
     return errs->n ? errs->msgs[0] : "";
 }
+
+
+const char *
+zgw_show(char *out, size_t size, const char *s, size_t len)
+{
+    size_t  i, n, max;
+
+    if (size == 0) {
+        return out;
+    }
+
+    if (s == NULL) {
+        len = 0;
+    }
+
+    max = size - 1 < ZGW_SHOW_MAX + 3 ? size - 1 : ZGW_SHOW_MAX + 3;
+
+    /* cut: what fits before the "..." */
+    n = len;
+    if (len > max || len > ZGW_SHOW_MAX) {
+        n = max >= 3 ? max - 3 : max;
+        if (n > ZGW_SHOW_MAX) {
+            n = ZGW_SHOW_MAX;
+        }
+    }
+
+    for (i = 0; i < n; i++) {
+        out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+    }
+
+    if (n < len && max >= 3) {
+        memcpy(out + n, "...", 3);
+        n += 3;
+    }
+
+    out[n] = '\0';
+
+    return out;
+}

@@ -15,6 +15,9 @@
 #define ZGW_OK      0
 #define ZGW_ERROR  -1
 
+#define ZGW_SHOW_MAX   200                  /* bytes of a peer's text */
+#define ZGW_SHOW_SIZE  (ZGW_SHOW_MAX + 4)   /* with "..." and the NUL */
+
 
 typedef struct {
     size_t   n;
@@ -32,5 +35,16 @@ void zgw_errors_add(zgw_errors_t *errs, const char *fmt, ...)
 void zgw_errors_move(zgw_errors_t *dst, zgw_errors_t *src);
 /* the first message, or "" */
 const char *zgw_errors_first(const zgw_errors_t *errs);
+
+/*
+ * What may be shown (logged, printed, put in a message) of a text a peer
+ * chose: a Redis error reply, a sentinel's answer. A hostile store can
+ * answer anything, so every byte that is not printable ASCII becomes '?'
+ * (no control characters, no escape sequences, no line breaks in a log)
+ * and the text is cut to ZGW_SHOW_MAX bytes (and to what fits in size),
+ * ending with "..." when cut. s may be NULL (shown as ""). Returns out,
+ * NUL-ended; out of ZGW_SHOW_SIZE bytes holds any text.
+ */
+const char *zgw_show(char *out, size_t size, const char *s, size_t len);
 
 #endif /* ZGW_ERR_H */

@@ -108,21 +108,34 @@ zgw_fleet_int(const redisReply *r)
 }
 
 
+/*
+ * The optional fields of an entry, with their types: nothing else of an
+ * entry is kept (the store is shared, an entry may hold anything)
+ */
+static const struct {
+    const char  *name;
+    int          text;          /* 1: a string, 0: an integer */
+} zgw_fleet_fields[] = {
+    { "host", 1 },
+    { "software", 1 },
+    { "state", 1 },
+    { "pid", 0 },
+    { "max_version", 0 },
+    { "workers", 0 },
+    { "started", 0 },
+    { "interval", 0 },
+};
+
+
 /* a text field: kept when a short string of printable ASCII, else "?" */
 static void
-zgw_fleet_clean(json_t *e, const char *field)
+zgw_fleet_clean(json_t *out, const char *field, json_t *v)
 {
     size_t       i, n;
-    json_t      *v;
     const char  *s;
 
-    v = json_object_get(e, field);
-    if (v == NULL) {
-        return;
-    }
-
     if (!json_is_string(v) || json_string_length(v) > 255) {
-        json_object_set_new(e, field, json_string("?"));
+        json_object_set_new(out, field, json_string("?"));
         return;
     }
 
@@ -131,10 +144,52 @@ zgw_fleet_clean(json_t *e, const char *field)
 
     for (i = 0; i < n; i++) {
         if ((unsigned char) s[i] < 0x20 || (unsigned char) s[i] >= 0x7f) {
-            json_object_set_new(e, field, json_string("?"));
+            json_object_set_new(out, field, json_string("?"));
             return;
         }
     }
+
+    json_object_set(out, field, v);
+}
+
+
+/* the known fields of e, checked (kind, instance, version and reported
+   are already) */
+static json_t *
+zgw_fleet_known(json_t *e)
+{
+    size_t   i;
+    json_t  *out, *v;
+
+    out = json_object();
+    if (out == NULL) {
+        return NULL;
+    }
+
+    json_object_set(out, "kind", json_object_get(e, "kind"));
+    json_object_set(out, "instance", json_object_get(e, "instance"));
+    json_object_set(out, "version", json_object_get(e, "version"));
+    json_object_set(out, "reported", json_object_get(e, "reported"));
+
+    for (i = 0; i < sizeof(zgw_fleet_fields) / sizeof(zgw_fleet_fields[0]);
+         i++)
+    {
+        v = json_object_get(e, zgw_fleet_fields[i].name);
+        if (v == NULL) {
+            continue;
+        }
+
+        if (zgw_fleet_fields[i].text) {
+            zgw_fleet_clean(out, zgw_fleet_fields[i].name, v);
+
+        } else if (json_is_integer(v)) {
+            json_object_set(out, zgw_fleet_fields[i].name, v);
+        }
+
+        /* an integer field of another type: left out */
+    }
+
+    return out;
 }
 
 
@@ -162,7 +217,7 @@ json_t *
 zgw_fleet_parse(const struct redisReply *r)
 {
     size_t       i, n;
-    json_t      *doc, *list, *e, **sorted;
+    json_t      *doc, *list, *e, *known, **sorted;
     long long    now, store, version, reported;
     redisReply  *entries, *item;
 
@@ -220,16 +275,21 @@ zgw_fleet_parse(const struct redisReply *r)
             continue;
         }
 
-        zgw_fleet_clean(e, "host");
-        zgw_fleet_clean(e, "state");
-        zgw_fleet_clean(e, "software");
-
         version = json_integer_value(json_object_get(e, "version"));
         reported = json_integer_value(json_object_get(e, "reported"));
 
         /* no reporter writes these: left out, and no overflow below */
         if (version < 0 || reported < 0) {
             json_decref(e);
+            continue;
+        }
+
+        /* only what a reporter writes, in its types */
+        known = zgw_fleet_known(e);
+        json_decref(e);
+        e = known;
+
+        if (e == NULL) {
             continue;
         }
 

@@ -73,8 +73,11 @@ char *zgw_fleet_entry(const char *kind, const char *instance,
  *    "age" (seconds since it reported), ...]}
  *
  * sorted by kind then instance. Entries that do not parse as such objects
- * are left out (the store is shared: its contents are not trusted). NULL
- * when the reply does not have the script's shape.
+ * are left out (the store is shared: its contents are not trusted); of
+ * the others only the fields above are kept, each in its type (a text
+ * that is not a short printable string is "?", an integer field that is
+ * not an integer is left out). NULL when the reply does not have the
+ * script's shape.
  */
 json_t *zgw_fleet_parse(const struct redisReply *r);
 

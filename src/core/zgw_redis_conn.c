@@ -294,6 +294,7 @@ zgw_redis_auth(zgw_redis_conn_t *c, const zgw_redis_addr_t *a, char *err,
     size_t errlen)
 {
     int           i, n;
+    char          shown[ZGW_SHOW_SIZE];
     const char   *what[2];
     redisReply   *r;
 
@@ -320,7 +321,8 @@ zgw_redis_auth(zgw_redis_conn_t *c, const zgw_redis_addr_t *a, char *err,
         }
 
         if (r->type == REDIS_REPLY_ERROR) {
-            snprintf(err, errlen, "%s: %s", what[i], r->str);
+            snprintf(err, errlen, "%s: %s", what[i],
+                     zgw_show(shown, sizeof(shown), r->str, r->len));
             freeReplyObject(r);
             return ZGW_ERROR;
         }

@@ -6,29 +6,15 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "zgw_err.h"
 #include "zgw_sentinel.h"
 
 
-/* what may be shown of a peer's text: printable, cut */
+/* what may be shown of a peer's text: printable, cut (64 bytes and "...") */
 static void
 zgw_sentinel_show(char *out, size_t size, const char *s, size_t len)
 {
-    size_t  i, n;
-
-    if (size == 0) {
-        return;
-    }
-
-    n = len < size - 1 ? len : size - 1;
-    if (n > 64) {
-        n = 64;
-    }
-
-    for (i = 0; i < n; i++) {
-        out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
-    }
-
-    out[n] = '\0';
+    (void) zgw_show(out, size < 68 ? size : 68, s, len);
 }
 
 
@@ -170,6 +156,81 @@ zgw_sentinel_switch_is_for(const char *msg, size_t len, const char *name)
     n = strlen(name);
 
     return n > 0 && len > n && memcmp(msg, name, n) == 0 && msg[n] == ' ';
+}
+
+
+int
+zgw_sentinel_switch_target(const char *msg, size_t len, const char *name,
+    char *ip, size_t iplen, int *port)
+{
+    size_t          i, n, start, f, flen[5], fpos[5];
+    long            p;
+    unsigned char   buf[16];
+
+    if (!zgw_sentinel_switch_is_for(msg, len, name)) {
+        return -1;
+    }
+
+    /* five fields, each separated by one space */
+    n = 0;
+    start = 0;
+
+    for (i = 0; i <= len; i++) {
+        if (i < len && msg[i] != ' ') {
+            continue;
+        }
+
+        if (n == 5 || i == start) {
+            return -1;
+        }
+
+        fpos[n] = start;
+        flen[n] = i - start;
+        n++;
+        start = i + 1;
+    }
+
+    if (n != 5) {
+        return -1;
+    }
+
+    /* the new address: as zgw_sentinel_master_reply() takes one */
+    f = fpos[3];
+
+    if (flen[3] >= ZGW_SENTINEL_IP_MAX || flen[3] >= iplen
+        || memchr(msg + f, '\0', flen[3]) != NULL)
+    {
+        return -1;
+    }
+
+    memcpy(ip, msg + f, flen[3]);
+    ip[flen[3]] = '\0';
+
+    if (inet_pton(AF_INET, ip, buf) != 1
+        && inet_pton(AF_INET6, ip, buf) != 1)
+    {
+        ip[0] = '\0';
+        return -1;
+    }
+
+    p = 0;
+    f = fpos[4];
+
+    for (i = 0; i < flen[4]; i++) {
+        if (msg[f + i] < '0' || msg[f + i] > '9' || i >= 5) {
+            p = -1;
+            break;
+        }
+        p = p * 10 + (msg[f + i] - '0');
+    }
+
+    if (p < 1 || p > 65535) {
+        ip[0] = '\0';
+        return -1;
+    }
+
+    *port = (int) p;
+    return 0;
 }
 
 

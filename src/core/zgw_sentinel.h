@@ -42,6 +42,15 @@ int zgw_sentinel_is_master(const redisReply *r, char *why, size_t whylen);
 int zgw_sentinel_switch_is_for(const char *msg, size_t len,
     const char *name);
 
+/*
+ * The new master a +switch-master message about name names: 0 with ip
+ * (an IPv4 or IPv6 address, NUL-ended) and port (1-65535) set; -1 when
+ * the message is not "<name> <old-ip> <old-port> <new-ip> <new-port>" or
+ * its new address is not an IP and a port.
+ */
+int zgw_sentinel_switch_target(const char *msg, size_t len,
+    const char *name, char *ip, size_t iplen, int *port);
+
 /* an error reply that says the server is (now) a replica: READONLY ... */
 int zgw_redis_is_readonly(const redisReply *r);
 

@@ -25,6 +25,8 @@ static int
 zgw_store_reply_error(zgw_store_t *st, redisReply *r, const char *what,
     zgw_errors_t *errs)
 {
+    char  shown[ZGW_SHOW_SIZE];
+
     if (r == NULL) {
         zgw_errors_add(errs, "redis %s: %s: %s%s", st->url, what,
                        zgw_redis_error(st->conn) != NULL
@@ -44,13 +46,14 @@ zgw_store_reply_error(zgw_store_t *st, redisReply *r, const char *what,
                                       "progress): try again"
                                     : "the server is a read-only replica, "
                                       "not the master",
-                       r->str);
+                       zgw_show(shown, sizeof(shown), r->str, r->len));
         freeReplyObject(r);
         return ZGW_ERROR;
     }
 
     if (r->type == REDIS_REPLY_ERROR) {
-        zgw_errors_add(errs, "redis %s: %s: %s", st->url, what, r->str);
+        zgw_errors_add(errs, "redis %s: %s: %s", st->url, what,
+                       zgw_show(shown, sizeof(shown), r->str, r->len));
         freeReplyObject(r);
         return ZGW_ERROR;
     }

@@ -172,12 +172,13 @@ zgw_store_snapshot_object(zgw_config_t *cfg, int k, const redisReply *name,
     const redisReply *text, zgw_errors_t *errs)
 {
     int            rc;
-    char           where[ZGW_NAME_MAX + 64];
+    char           where[ZGW_NAME_MAX + 64], shown[ZGW_SHOW_SIZE];
     json_t        *obj;
     json_error_t   jerr;
 
+    /* the store's names and texts are shown printable and cut */
     snprintf(where, sizeof(where), "%s%s:%s", ZGW_KEY_OBJ, zgw_kind_name(k),
-             name->str);
+             zgw_show(shown, sizeof(shown), name->str, name->len));
 
     if (text->type != REDIS_REPLY_STRING || text->len == 0) {
         zgw_errors_add(errs, "%s: listed in %s%s but missing", where,
@@ -188,7 +189,9 @@ zgw_store_snapshot_object(zgw_config_t *cfg, int k, const redisReply *name,
     obj = json_loadb(text->str, text->len, 0, &jerr);
     if (obj == NULL) {
         zgw_errors_add(errs, "%s: invalid JSON at %d:%d: %s", where,
-                       jerr.line, jerr.column, jerr.text);
+                       jerr.line, jerr.column,
+                       zgw_show(shown, sizeof(shown), jerr.text,
+                                strlen(jerr.text)));
         return ZGW_ERROR;
     }
 
@@ -214,11 +217,13 @@ zgw_store_snapshot_parse(const redisReply *r, zgw_config_t *cfg,
     zgw_errors_t *errs)
 {
     int           k, rc;
+    char          shown[ZGW_SHOW_SIZE];
     size_t        i, first;
     redisReply   *list, *name;
 
     if (r->type == REDIS_REPLY_ERROR) {
-        zgw_errors_add(errs, "redis: snapshot: %s", r->str);
+        zgw_errors_add(errs, "redis: snapshot: %s",
+                       zgw_show(shown, sizeof(shown), r->str, r->len));
         return ZGW_ERROR;
     }
 

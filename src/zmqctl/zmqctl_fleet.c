@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 
+#include "zgw_err.h"
 #include "zgw_fleet.h"
 #include "zgw_redis_conn.h"
 #include "zmqctl.h"
@@ -18,7 +19,7 @@ int
 zmqctl_fleet(zmqctl_opts_t *o)
 {
     int            json, behind;
-    char          *text;
+    char          *text, shown[ZGW_SHOW_SIZE];
     json_t        *doc, *e;
     size_t         i;
     redisReply    *r;
@@ -40,7 +41,8 @@ zmqctl_fleet(zmqctl_opts_t *o)
     r = zgw_redis_command_argv(zgw_store_context(st), 3, argv, NULL);
     if (r == NULL || r->type == REDIS_REPLY_ERROR) {
         fprintf(stderr, "zmqctl: fleet: %s\n",
-                r ? r->str : zgw_redis_error(zgw_store_context(st)));
+                r ? zgw_show(shown, sizeof(shown), r->str, r->len)
+                  : zgw_redis_error(zgw_store_context(st)));
         if (r) {
             freeReplyObject(r);
         }

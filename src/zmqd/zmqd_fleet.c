@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "zgw_err.h"
 #include "zgw_fleet.h"
 #include "zgw_redis_conn.h"
 #include "zmqd.h"
@@ -52,7 +53,7 @@ void
 zmqd_fleet_tick(zmqd_follower_t *f)
 {
     char         *entry, id[ZGW_FLEET_INSTANCE_MAX + 16], ttl[16];
-    char          name[ZGW_FLEET_INSTANCE_MAX];
+    char          name[ZGW_FLEET_INSTANCE_MAX], shown[ZGW_SHOW_SIZE];
     double        now;
     redisReply   *r;
     const char   *argv[6];
@@ -105,8 +106,8 @@ zmqd_fleet_tick(zmqd_follower_t *f)
         if (!f->fleet_warned) {
             zmqd_log("warn", "fleet: the store %s did not take this "
                      "zmqd's report: %s", f->source,
-                     r ? r->str : zgw_redis_error(zgw_store_context(
-                                                      f->store)));
+                     r ? zgw_show(shown, sizeof(shown), r->str, r->len)
+                       : zgw_redis_error(zgw_store_context(f->store)));
             f->fleet_warned = 1;
         }
 

@@ -729,6 +729,7 @@ zmqd_redis_replies(zgw_redis_conn_t *c, const char *where,
     const zmqd_redis_cmd_t *cmds, int n, char *err, size_t errlen)
 {
     int          i, rc;
+    char         shown[ZGW_SHOW_SIZE];
     redisReply  *r;
 
     rc = 0;
@@ -748,7 +749,8 @@ zmqd_redis_replies(zgw_redis_conn_t *c, const char *where,
         if (rc == 0) {
             if (r->type == REDIS_REPLY_ERROR) {
                 snprintf(err, errlen, "%s: %s failed: %s", where,
-                         cmds[i].what, r->str);
+                         cmds[i].what,
+                         zgw_show(shown, sizeof(shown), r->str, r->len));
                 rc = -1;
 
             } else if (r->type != cmds[i].type

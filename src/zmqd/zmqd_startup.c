@@ -74,7 +74,7 @@ static char *zmqd_startup_payload(const json_t *st, size_t *len,
 static int
 zmqd_member(zmqd_cluster_t *c, long long *others, char *err, size_t errlen)
 {
-    char               ttl[32];
+    char               ttl[32], shown[ZGW_SHOW_SIZE];
     redisReply        *r;
     zgw_errors_t       errs;
     zgw_redis_conn_t  *rc;
@@ -104,7 +104,8 @@ zmqd_member(zmqd_cluster_t *c, long long *others, char *err, size_t errlen)
     if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
         snprintf(err, errlen, "redis %s: %s", c->shown,
                  r == NULL ? zgw_redis_error(rc)
-                 : r->type == REDIS_REPLY_ERROR ? r->str
+                 : r->type == REDIS_REPLY_ERROR
+                   ? zgw_show(shown, sizeof(shown), r->str, r->len)
                  : "unexpected reply");
         if (r != NULL) {
             freeReplyObject(r);
@@ -248,6 +249,7 @@ zmqd_cluster_thread(void *arg)
 void
 zmqd_cluster_leave(zmqd_cluster_t *c)
 {
+    char         shown[ZGW_SHOW_SIZE];
     redisReply  *r;
 
     if (c->running) {
@@ -274,9 +276,9 @@ zmqd_cluster_leave(zmqd_cluster_t *c)
         if (r == NULL || r->type == REDIS_REPLY_ERROR) {
             zmqd_log("warn", "cluster: cannot leave (the membership expires "
                      "in %d s): redis %s: %s", ZMQD_MEMBER_TTL_MS / 1000,
-                     c->shown, r ? r->str
-                                 : zgw_redis_error(
-                                       zgw_store_context(c->store)));
+                     c->shown,
+                     r ? zgw_show(shown, sizeof(shown), r->str, r->len)
+                       : zgw_redis_error(zgw_store_context(c->store)));
         }
         if (r != NULL) {
             freeReplyObject(r);
