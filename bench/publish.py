@@ -68,9 +68,11 @@ def queue_count(ch):
                             passive=True).method.message_count
 
 
-def raw_publish(raw, port, seconds, size, window=1000):
-    out = subprocess.run([raw, "127.0.0.1", str(port), QUEUE, str(seconds),
-                          str(size), str(window)],
+def raw_publish(raw, port, seconds, size, window=1000, chunk=None):
+    opts = ["--chunk", str(chunk)] if chunk else []
+    out = subprocess.run([raw] + opts + ["127.0.0.1", str(port), QUEUE,
+                                         str(seconds), str(size),
+                                         str(window)],
                          capture_output=True, text=True, timeout=seconds + 60)
     m = re.search(r"rate=(\d+) p50_ms=([\d.]+) p99_ms=([\d.]+) "
                   r"confirmed=(\d+)", out.stdout)

@@ -3,11 +3,15 @@
  * publisher (blocking API, as a batch tool may use it) with publisher
  * confirms and a window of up to WINDOW unconfirmed messages in flight.
  *
- *     publish_raw [--tls CA_FILE] HOST PORT QUEUE SECONDS SIZE WINDOW [COUNT]
+ *     publish_raw [--tls CA_FILE] [--chunk N] HOST PORT QUEUE SECONDS SIZE
+ *                 WINDOW [COUNT]
  *
  * With --tls it connects with rabbitmq-c's SSL socket, verifying the
  * broker's certificate (chain and host name) against CA_FILE (bench/tls).
  * With COUNT it stops after COUNT messages (used to preload a queue).
+ * With --chunk N it refills its window N messages at a time, as N-line
+ * batches would (bench/batch: a batch is published once the window has
+ * room for all of it); without, one message per confirm.
  *
  * Prints "rate=<msg/s> p50_ms=<x> p99_ms=<y> confirmed=<n> p50c_ms=<x>
  * p99c_ms=<y>" where the latencies are from basic.publish to its
@@ -126,7 +130,8 @@ main(int argc, char **argv)
     int                      port, status;
     char                    *body, message_id[37];
     double                  *sent_at, *lat, start, deadline, t;
-    size_t                   size, window, nlat, cap;
+    size_t                   size, window, nlat, cap, chunk;
+    int                      room;
     uint64_t                 next, acked_upto, tag, i, limit;
     amqp_frame_t             frame;
     amqp_socket_t           *sock;
@@ -139,16 +144,29 @@ main(int argc, char **argv)
     const char              *ca;
 
     ca = NULL;
+    chunk = 1;
 
-    if (argc > 2 && strcmp(argv[1], "--tls") == 0) {
-        ca = argv[2];
+    while (argc > 2 && strncmp(argv[1], "--", 2) == 0) {
+        if (strcmp(argv[1], "--tls") == 0) {
+            ca = argv[2];
+
+        } else if (strcmp(argv[1], "--chunk") == 0) {
+            chunk = (size_t) atol(argv[2]);
+            if (chunk == 0) {
+                chunk = 1;
+            }
+
+        } else {
+            break;
+        }
+
         argv += 2;
         argc -= 2;
     }
 
     if (argc != 7 && argc != 8) {
-        fprintf(stderr, "usage: publish_raw [--tls CA_FILE] HOST PORT QUEUE "
-                "SECONDS SIZE WINDOW [COUNT]\n");
+        fprintf(stderr, "usage: publish_raw [--tls CA_FILE] [--chunk N] "
+                "HOST PORT QUEUE SECONDS SIZE WINDOW [COUNT]\n");
         return 2;
     }
 
@@ -224,9 +242,11 @@ main(int argc, char **argv)
     for ( ;; ) {
         t = now_ms();
 
-        if (t < deadline && next - 1 - acked_upto < window && next < cap
-            && next <= limit)
-        {
+        /* in the middle of a chunk, or room for a whole one */
+        room = (next - 1) % chunk != 0
+               || next - 1 - acked_upto + chunk <= window;
+
+        if (t < deadline && room && next < cap && next <= limit) {
             sent_at[next] = t;
             snprintf(message_id, sizeof(message_id),
                      "00000000-0000-4000-8000-%012llx",
@@ -250,8 +270,7 @@ main(int argc, char **argv)
         /* read confirms: block only when the window is full or at the end */
         status = amqp_simple_wait_frame_noblock(
             conn, &frame,
-            (next - 1 - acked_upto >= window || t >= deadline
-             || next > limit) ? NULL : &zero);
+            (!room || t >= deadline || next > limit) ? NULL : &zero);
         if (status == AMQP_STATUS_TIMEOUT) {
             continue;
         }
