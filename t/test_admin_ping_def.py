@@ -8,6 +8,7 @@ zmq_key_file, and one sealed with another key. Nothing is connected to.
 """
 
 import json
+import time
 
 import pytest
 import requests
@@ -47,7 +48,8 @@ class Gw:
         self.ca_file = str(tmp_path / "no-such-ca.pem")
         p = tmp_path / "defs.json"
         p.write_text(json.dumps(defs(self.closed, self.ca_file)))
-        zmqctl("import", "--replace", p, check=0)
+        out = zmqctl("import", "--replace", p, check=0).stdout
+        version = int(out.rsplit("version", 1)[1])
         http = "zmq_config redis://127.0.0.1:%d/0;\n" % redis_store.port
         if key_file is not None:
             http = "zmq_key_file %s;\n%s" % (key_file, http)
@@ -55,6 +57,13 @@ class Gw:
                                  workers=1)
         self.ngx.start()
         self.url = self.ngx.url
+        # the worker answers once it runs that configuration
+        deadline = time.monotonic() + 10
+        while [w["config_version"] for w in requests.get(
+                self.url + "/zmq/status", timeout=5).json()["workers"]] \
+                != [version]:
+            assert time.monotonic() < deadline, "the configuration is late"
+            time.sleep(0.05)
 
     def ping(self, kind, name):
         r = requests.post("%s/zmq/admin/api/%s/%s/ping"
