@@ -240,7 +240,8 @@ asan-nginx: all
 FUZZ_CC      := clang
 FUZZ_SECONDS ?= 300
 FUZZ         := $(BUILD)/fuzz
-FUZZ_CORE    := model snapshot redis_url hostport jwt stomp_frame trace
+FUZZ_CORE    := model snapshot redis_url hostport jwt stomp_frame trace \
+                sentinel show fleet resp
 FUZZ_NGX     := amqp redis props router body stomp
 FUZZ_TARGETS := $(FUZZ_CORE) $(FUZZ_NGX)
 FUZZ_BINS    := $(FUZZ_CORE:%=$(FUZZ)/fuzz_%) $(FUZZ_NGX:%=$(FUZZ)/ngx_fuzz_%.so)
