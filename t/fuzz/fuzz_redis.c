@@ -10,6 +10,15 @@
  * answered exactly once (with a reply, or NULL when the connection is
  * lost); replies are well-formed trees; once the client is destroyed
  * nothing is left (timers, events, sockets, memory).
+ *
+ * The settings' high bits lower the bounds (zgw_resp_limit.h) so that the
+ * fuzzer reaches them: the reply buffer (32 B to 4 KiB) and array slots,
+ * and the bytes read per event (the 1 MiB of a worker: 8 B to 1 KiB),
+ * after which the read handler parses, posts itself to the next turn of
+ * the event loop and returns NGX_AGAIN. There, also: the reader never
+ * holds more than its bound once an event is handled, no reply has more
+ * slots than the bound, and a connection that stays up reads everything
+ * it was sent (a read cut short comes back in the next turn).
  */
 
 
@@ -18,8 +27,17 @@
 #define ngx_event_connect_peer  ngx_fuzz_connect_peer
 #define ngx_close_connection    ngx_fuzz_close_connection
 
-#include "ngx_zmq_redis.c"
 #include "ngx_zmq_socket.c"          /* opens and closes the socket */
+
+
+/* the bytes read per event: the worker's 1 MiB, or what the input says */
+static size_t  fuzz_read_max;
+
+#define ngx_zmq_socket_read(s, buf, size, max, input, data)                   \
+    ngx_zmq_socket_read(s, buf, size, fuzz_read_max ? fuzz_read_max : (max),  \
+                        input, data)
+
+#include "ngx_zmq_redis.c"
 
 
 #define FUZZ_CMDS_MAX  256
@@ -34,6 +52,10 @@ static fuzz_cmd_t   fuzz_cmds[FUZZ_CMDS_MAX];
 static ngx_uint_t   fuzz_ncmds;
 static ngx_uint_t   fuzz_connected;
 static ngx_uint_t   fuzz_destroying;
+static size_t       fuzz_max_slots;
+
+
+static size_t  fuzz_slots;
 
 
 static void
@@ -56,6 +78,8 @@ fuzz_walk(redisReply *r, ngx_uint_t depth)
         break;
 
     case REDIS_REPLY_ARRAY:
+        fuzz_slots += r->elements;
+
         for (i = 0; i < r->elements; i++) {
             if (r->element[i] == NULL) {
                 ngx_fuzz_fail("an array reply with a NULL element");
@@ -75,6 +99,70 @@ fuzz_walk(redisReply *r, ngx_uint_t depth)
 
 
 static void
+fuzz_check_reply(redisReply *r)
+{
+    fuzz_slots = 0;
+    fuzz_walk(r, 0);
+
+    if (fuzz_max_slots && fuzz_slots > fuzz_max_slots) {
+        ngx_fuzz_fail("a reply of %uz slots, over the bound of %uz",
+                      fuzz_slots, fuzz_max_slots);
+    }
+}
+
+
+/*
+ * Bytes from Redis, as the event loop hands them: a read handler that
+ * stopped early (NGX_AGAIN, its event posted to the next turn) runs again
+ * in the next turn, on what is left
+ */
+static void
+fuzz_feed(ngx_zmq_redis_t *rd, const u_char *p, size_t n)
+{
+    size_t             held;
+    ngx_uint_t         turns;
+    ngx_connection_t  *c;
+
+    c = ngx_fuzz_peer.c;
+    if (c == NULL) {
+        return;
+    }
+
+    ngx_fuzz_peer.in = p;
+    ngx_fuzz_peer.in_len = n;
+
+    c->read->ready = 1;
+    c->read->handler(c->read);
+    ngx_fuzz_run_posted();
+
+    for (turns = 0; !ngx_queue_empty(&ngx_posted_next_events); turns++) {
+        if (turns > n + 1) {
+            ngx_fuzz_fail("a read that posts itself forever");
+        }
+
+        ngx_event_move_posted_next((ngx_cycle_t *) ngx_cycle);
+        ngx_fuzz_run_posted();
+    }
+
+    if (ngx_fuzz_peer.c == c && ngx_fuzz_peer.in_len > 0) {
+        ngx_fuzz_fail("%uz bytes sent are never read", ngx_fuzz_peer.in_len);
+    }
+
+    /* what the handler did not read is lost with the connection */
+    ngx_fuzz_peer.in_len = 0;
+
+    if (rd->reader != NULL) {
+        held = rd->reader->len - rd->reader->pos;
+
+        if (held > rd->budget.max_buffer) {
+            ngx_fuzz_fail("the reader holds %uz bytes unparsed, over the "
+                          "bound of %uz", held, rd->budget.max_buffer);
+        }
+    }
+}
+
+
+static void
 fuzz_reply(ngx_zmq_redis_t *rd, redisReply *reply, void *data)
 {
     fuzz_cmd_t  *cmd = data;
@@ -84,7 +172,7 @@ fuzz_reply(ngx_zmq_redis_t *rd, redisReply *reply, void *data)
     }
 
     if (reply != NULL) {
-        fuzz_walk(reply, 0);
+        fuzz_check_reply(reply);
     }
 }
 
@@ -96,7 +184,7 @@ fuzz_push(ngx_zmq_redis_t *rd, redisReply *reply, void *data)
         ngx_fuzz_fail("a push without a reply");
     }
 
-    fuzz_walk(reply, 0);
+    fuzz_check_reply(reply);
 }
 
 
@@ -154,7 +242,7 @@ fuzz_command(ngx_zmq_redis_t *rd, u_char arg)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    size_t                      n;
+    size_t                      n, max_buffer;
     u_char                      op, arg;
     ngx_uint_t                  i;
     struct sockaddr_in          sin;
@@ -195,12 +283,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     ngx_fuzz_peer.connect_rc = (data[1] & 1) ? NGX_OK : NGX_AGAIN;
 
+    /* the bounds lowered, so that the fuzzer reaches them */
+    fuzz_read_max = (data[0] & 0xf0) ? (size_t) 8 << (data[0] >> 4 & 7) : 0;
+    fuzz_max_slots = (data[1] & 2) ? (size_t) 1 << (data[1] >> 5) : 0;
+    max_buffer = (data[1] & 2) ? (size_t) 32 << (data[1] >> 2 & 7) : 0;
+
     data += 2;
     size -= 2;
 
     rd = ngx_zmq_redis_create(&conf);
     if (rd == NULL) {
         ngx_fuzz_fail("create() failed");
+    }
+
+    /* zgw_resp_limit() keeps what is set (each connection's reader) */
+    if (max_buffer) {
+        rd->budget.max_buffer = max_buffer;
+        rd->budget.max = fuzz_max_slots;
     }
 
     ngx_zmq_redis_start(rd);
@@ -240,7 +339,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             /* bytes from Redis: arg + 1, or arg x 64 + 1 */
             n = (op & 0x80) ? (size_t) arg * 64 + 1 : (size_t) arg + 1;
             n = ngx_min(n, size);
-            ngx_fuzz_feed(data, n);
+            fuzz_feed(rd, data, n);
             data += n;
             size -= n;
             break;
@@ -261,6 +360,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     ngx_fuzz_check_quiet("after the client was destroyed");
+
+    if (!ngx_queue_empty(&ngx_posted_next_events)) {
+        ngx_fuzz_fail("after the client was destroyed: an event is posted "
+                      "to the next turn");
+    }
 
     return 0;
 }

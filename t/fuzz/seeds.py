@@ -406,8 +406,139 @@ def redis_seeds():
          bytes([0x07, 10]), bytes([0x48, 1]), bytes([0x07, 100]), writable)
     seed("stall", [0, 1], bytes([0x05, 0]), get, get, bytes([0x05, 1]),
          writable)
+    # the bounds lowered (settings' high bits): reads of 64 B, a buffer of
+    # 256 B and 8 slots; a long reply parsed across reads cut short, a
+    # bulk announced too long, a line without end, too many slots
+    bounded = [0x30, 0x03 | (3 << 2) | (3 << 5)]
+    seed("bounded-long", bounded, get, get, feed(
+        resp("v" * 200) + resp(["message", "x" * 150, "y"])))
+    seed("bounded-snapshot", [0x10, 0x03 | (7 << 2) | (7 << 5)], evalsha,
+         feed(snapshot_reply({}, 3)))
+    seed("bounded-bulk", bounded, get, feed(b"$999999\r\n" + b"z" * 100))
+    seed("bounded-line", bounded, get, feed(b"-" + b"e" * 400))
+    seed("bounded-slots", bounded, get, feed(b"*9\r\n"))
+    seed("bounded-sub", [0x28, 0x03 | (2 << 2) | (4 << 5)], sub, feed(
+        resp(["subscribe", "zmq:events", 1]) +
+        resp(["message", "zmq:events", '{"version":4}']) * 6))
 
 
+
+
+# --------------------------------------------------------------- sentinel
+# t/fuzz/fuzz_sentinel.c: a byte (even: a +switch-master message and the
+# ip buffer's size; odd: RESP replies of a sentinel and of ROLE), the rest
+
+def sentinel_seeds():
+    full = bytes([254])
+    msgs = {
+        "v4": "mymaster 10.0.0.1 6379 10.0.0.2 6380",
+        "v6": "mymaster ::1 6379 2001:db8::7 26379",
+        "mapped": "mymaster 1.2.3.4 1 ::ffff:10.1.2.3 65535",
+        "other": "othermaster 10.0.0.1 6379 10.0.0.2 6380",
+        "name": "mymaster 10.0.0.1 6379 redis.example 6380",
+        "port0": "mymaster 10.0.0.1 6379 10.0.0.2 0",
+        "port-big": "mymaster 10.0.0.1 6379 10.0.0.2 65536",
+        "two-spaces": "mymaster  10.0.0.1 6379 10.0.0.2 6380",
+        "six": "mymaster 10.0.0.1 6379 10.0.0.2 6380 x",
+        "nul": "mymaster 10.0.0.1 6379 10.0.0.2\0 6380",
+    }
+    for name, msg in msgs.items():
+        write("sentinel", "switch-" + name, full + msg.encode())
+    # an ip buffer too small for the address
+    write("sentinel", "switch-small-ip", bytes([2 * 7])
+          + b"mymaster 10.0.0.1 6379 10.0.0.2 6380")
+    replies = {
+        "master": ["10.0.0.2", "6380"],
+        "master-v6": ["2001:db8::7", "26379"],
+        "not-ip": ["redis.example", "6379"],
+        "bad-port": ["10.0.0.2", "70000"],
+        "nil": None,
+        "error": Exception("ERR \x1b[31mno such master\r\nfake line"),
+        "role-master": ["master", 100, []],
+        "role-slave": ["slave", "10.0.0.1", 6379, "connected", 100],
+        "role-other": ["sentinel\n\x07", ["mymaster"]],
+        "readonly": Exception("READONLY You can't write against a replica"),
+    }
+    for name, v in replies.items():
+        write("sentinel", "reply-" + name, bytes([1]) + resp(v))
+
+
+# ------------------------------------------------------------------- show
+# t/fuzz/fuzz_show.c: a byte (the buffer's size, 255: ZGW_SHOW_SIZE), the
+# text
+
+def show_seeds():
+    write("show", "error", bytes([255]) + b"ERR wrong number of arguments")
+    write("show", "control", bytes([255]) + b"a\r\nb\x1b[31mc\x7f\xc3\xa9\0d")
+    write("show", "long", bytes([255]) + b"x" * 300)
+    write("show", "exact", bytes([255]) + b"y" * 200)
+    write("show", "small", bytes([8]) + b"abcdefghij")
+    write("show", "tiny", bytes([3]) + b"abcdefg")
+    write("show", "zero", bytes([0]) + b"abc")
+    write("show", "null", bytes([1]))
+
+
+# ------------------------------------------------------------------ fleet
+# t/fuzz/fuzz_fleet.c: a byte (even: RESP; odd: lines: now, version, one
+# entry a line), the rest
+
+def fleet_entry(**kw):
+    e = {"kind": "gateway", "instance": "gw-1", "host": "web1", "pid": 42,
+         "software": "ngx_zmq", "version": 7, "max_version": 7,
+         "state": "running", "workers": 2, "started": 1700000000,
+         "reported": 1700000100, "interval": 5}
+    e.update(kw)
+    return json.dumps(e, separators=(",", ":"))
+
+
+def fleet_seeds():
+    entries = [
+        fleet_entry(),
+        fleet_entry(kind="zmqd", instance="zmqd@host:1", version=5),
+        fleet_entry(instance="gw-2", host="\u001b[31mred", state=["x"],
+                    extra="kept?", pid="42"),
+        fleet_entry(instance="bad name"),
+        fleet_entry(kind="other"),
+        fleet_entry(version=-1),
+        '{"kind":"gateway","instance":"gw-3","version":1,"reported":1}',
+        '{"kind":"gateway","kind":"zmqd","instance":"x","version":1,'
+        '"reported":1}',
+        "not json",
+        "[]",
+    ]
+    write("fleet", "reply", bytes([0]) + resp([1700000105, "7", entries]))
+    write("fleet", "reply-int", bytes([0]) + resp([1700000105, 7,
+                                                   entries[:2]]))
+    write("fleet", "reply-empty", bytes([0]) + resp([1, "0", []]))
+    write("fleet", "reply-bad", bytes([0]) + resp([1, "x", ["{}"]]))
+    write("fleet", "lines", bytes([1]) + "\n".join(
+        ["1700000105", "7"] + entries).encode())
+    write("fleet", "lines-one", bytes([1]) + ("1700000105\n9\n"
+                                              + fleet_entry()).encode())
+
+
+# ------------------------------------------------------------------- resp
+# t/fuzz/fuzz_resp.c: 3 bytes (the buffer bound 16 << b, the slot bound
+# 1 << b, the reads' size), then what a peer sends
+
+def resp_seeds():
+    replies = (resp(["message", "zmq:events", '{"version":3}']) +
+               b"+OK\r\n:42\r\n$-1\r\n*-1\r\n-ERR no\r\n" +
+               resp([[1, 2, [3]], "x" * 100, None]))
+    write("resp", "mixed", bytes([6, 4, 0x06]) + replies)
+    write("resp", "mixed-varied", bytes([6, 4, 0x80]) + replies
+          + bytes(range(0, 64, 3)))
+    write("resp", "whole", bytes([15, 15, 0x40]) + snapshot_reply(FULL))
+    write("resp", "bulk-too-long", bytes([4, 4, 0x03]) + b"$999999999\r\n"
+          + b"x" * 300)
+    write("resp", "line-endless", bytes([4, 4, 0x10]) + b"+" + b"a" * 400)
+    write("resp", "bulk-streamed", bytes([4, 4, 0x10]) + b"$200\r\n"
+          + b"y" * 300)
+    write("resp", "slots", bytes([15, 3, 0x40]) + b"*5\r\n:1\r\n:2\r\n")
+    write("resp", "nested", bytes([15, 4, 0x01]) + b"*2\r\n*2\r\n:1\r\n"
+          b":2\r\n*2\r\n:3\r\n:4\r\n")
+    write("resp", "plus-length", bytes([4, 4, 0x02]) + b"$+100\r\n"
+          + b"z" * 120)
 
 
 # ------------------------------------------------------------------ props
@@ -624,6 +755,10 @@ def main():
     router_seeds()
     body_seeds()
     stomp_seeds()
+    sentinel_seeds()
+    show_seeds()
+    fleet_seeds()
+    resp_seeds()
 
 
 if __name__ == "__main__":
