@@ -212,6 +212,32 @@ zgw_store_snapshot_object(zgw_config_t *cfg, int k, const redisReply *name,
 }
 
 
+/*
+ * The model's messages quote the values they refuse ("ack_mode 'x' is not
+ * one of ..."): from the store, a hostile writer's bytes. What it added
+ * since first becomes printable (as zgw_show() shows a text) before it is
+ * logged: no line breaks or escape sequences from the store in a log.
+ */
+static void
+zgw_store_printable(zgw_errors_t *errs, size_t first)
+{
+    size_t   i;
+    char    *p;
+
+    if (errs == NULL) {
+        return;
+    }
+
+    for (i = first; i < errs->n; i++) {
+        for (p = errs->msgs[i]; *p; p++) {
+            if ((unsigned char) *p < 0x20 || (unsigned char) *p >= 0x7f) {
+                *p = '?';
+            }
+        }
+    }
+}
+
+
 int
 zgw_store_snapshot_parse(const redisReply *r, zgw_config_t *cfg,
     zgw_errors_t *errs)
@@ -261,6 +287,7 @@ zgw_store_snapshot_parse(const redisReply *r, zgw_config_t *cfg,
                                           errs)
                 != ZGW_OK)
             {
+                zgw_store_printable(errs, first);
                 zgw_store_invalid(cfg, k, name->str, errs, first);
                 rc = ZGW_ERROR;
             }
