@@ -129,8 +129,10 @@ def resp(v):
     return b"*%d\r\n" % len(v) + b"".join(resp(x) for x in v)
 
 
+# the snapshot's order: ZGW_KIND_NAMES (src/core/zgw_model.h)
 KINDS = ["amqp_def", "amqp_outconn", "amqp_channel", "http_outconn",
-         "service", "rest_channel", "security", "startup"]
+         "service", "rest_channel", "security", "startup", "stomp_def",
+         "stomp_outconn", "stomp_channel"]
 
 
 def snapshot_reply(doc, version=7, objver=True):
