@@ -13,8 +13,8 @@
  *
  * The settings' high bits lower the bounds (zgw_resp_limit.h) so that the
  * fuzzer reaches them: the reply buffer (32 B to 4 KiB) and array slots,
- * and the bytes read per event (the 1 MiB of a worker: 8 B to 1 KiB),
- * after which the read handler parses, posts itself to the next turn of
+ * and the bytes read per event (the 1 MiB of a worker: 8 B to 1 KiB, in
+ * reads of a quarter of that, or of all of it), after which the read handler parses, posts itself to the next turn of
  * the event loop and returns NGX_AGAIN. There, also: the reader never
  * holds more than its bound once an event is handled, no reply has more
  * slots than the bound, and a connection that stays up reads everything
@@ -30,8 +30,10 @@
 #include "ngx_zmq_socket.c"          /* opens and closes the socket */
 
 
-/* the bytes read per event: the worker's 1 MiB, or what the input says */
+/* the bytes read per event: the worker's 1 MiB, or what the input says;
+   and (then) what one recv() hands out at most */
 static size_t  fuzz_read_max;
+static size_t  fuzz_recv_max;
 
 #define ngx_zmq_socket_read(s, buf, size, max, input, data)                   \
     ngx_zmq_socket_read(s, buf, size, fuzz_read_max ? fuzz_read_max : (max),  \
@@ -111,6 +113,16 @@ fuzz_check_reply(redisReply *r)
 }
 
 
+static ngx_recv_pt  fuzz_recv_orig;
+
+
+static ssize_t
+fuzz_recv(ngx_connection_t *c, u_char *buf, size_t size)
+{
+    return fuzz_recv_orig(c, buf, ngx_min(size, fuzz_recv_max));
+}
+
+
 /*
  * Bytes from Redis, as the event loop hands them: a read handler that
  * stopped early (NGX_AGAIN, its event posted to the next turn) runs again
@@ -130,6 +142,12 @@ fuzz_feed(ngx_zmq_redis_t *rd, const u_char *p, size_t n)
 
     ngx_fuzz_peer.in = p;
     ngx_fuzz_peer.in_len = n;
+
+    /* reads smaller than the cap, so that a read is cut short by it */
+    if (fuzz_read_max && c->recv != fuzz_recv) {
+        fuzz_recv_orig = c->recv;
+        c->recv = fuzz_recv;
+    }
 
     c->read->ready = 1;
     c->read->handler(c->read);
@@ -285,6 +303,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* the bounds lowered, so that the fuzzer reaches them */
     fuzz_read_max = (data[0] & 0xf0) ? (size_t) 8 << (data[0] >> 4 & 7) : 0;
+    fuzz_recv_max = (data[0] & 0x80) ? fuzz_read_max : fuzz_read_max / 4;
     fuzz_max_slots = (data[1] & 2) ? (size_t) 1 << (data[1] >> 5) : 0;
     max_buffer = (data[1] & 2) ? (size_t) 32 << (data[1] >> 2 & 7) : 0;
 
