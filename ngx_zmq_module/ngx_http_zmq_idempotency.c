@@ -344,7 +344,12 @@ ngx_http_zmq_idem_exit(void)
     ngx_http_zmq_worker_t       *w;
     ngx_http_zmq_idem_orphan_t  *o;
 
-    /* publishes still unsettled: their keys stay in flight until the TTL */
+    /*
+     * Publishes still unsettled: their keys stay in flight until the TTL.
+     * Nothing answers a publish after the exit handlers (the broker
+     * connections are closed without callbacks), so the records go and
+     * their publishes are left as they are.
+     */
 
     while (ngx_http_zmq_idem_orphans.next != NULL
            && !ngx_queue_empty(&ngx_http_zmq_idem_orphans))
@@ -358,7 +363,6 @@ ngx_http_zmq_idem_exit(void)
                       "kept: the worker exits before the broker answered "
                       "(the key stays in flight until its TTL)", &o->key);
 
-        ngx_zmq_amqp_detach(o->pub);
         ngx_free(o);
     }
 
