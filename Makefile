@@ -36,7 +36,7 @@ UNIT_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/t/%,$(wildcard t/unit/test_*.c))
 
 .PHONY: all module tools deps deps-test run stop test unit integration browser \
         test-cluster \
-        bench-stomp bench-latency bench-batch bench-tls \
+        bench-stomp bench-latency bench-batch bench-tls probe \
         asan clean asan-nginx fuzz fuzz-build fuzz-test bench \
         openapi-validator install uninstall
 
@@ -194,6 +194,14 @@ bench-tls: all $(BUILD)/bench/publish_raw
 # the latency one alone (issue 18)
 bench-latency: all $(BUILD)/bench/publish_raw
 	ZMQ_BUILD=$(BUILD) $(PYTHON) bench/latency.py
+
+# where a publish's time goes (issue 18): the module with the latency probe
+# (ngx_zmq_module/ngx_http_zmq_probe.h) and bench/latency_probe.py
+PROBE_MODULE := $(BUILD)/probe/ngx_http_zmq_module.so
+probe: all $(BUILD)/bench/publish_raw
+	$(MAKE) BUILD=$(BUILD)/probe EXTRA_CFLAGS="-DNGX_ZMQ_PROBE=1" module
+	ZMQ_BUILD=$(BUILD) ZMQ_MODULE=$(PROBE_MODULE) \
+	    $(PYTHON) bench/latency_probe.py --split
 
 # the STOMP one alone (ActiveMQ: make deps-test)
 bench-stomp: all $(BUILD)/bench/stomp_raw

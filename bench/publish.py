@@ -68,16 +68,23 @@ def queue_count(ch):
                             passive=True).method.message_count
 
 
-def raw_publish(raw, port, seconds, size, window=1000):
-    out = subprocess.run([raw, "127.0.0.1", str(port), QUEUE, str(seconds),
-                          str(size), str(window)],
+def raw_publish(raw, port, seconds, size, window=1000, chunk=None):
+    opts = ["--chunk", str(chunk)] if chunk else []
+    out = subprocess.run([raw] + opts + ["127.0.0.1", str(port), QUEUE,
+                                         str(seconds), str(size),
+                                         str(window)],
                          capture_output=True, text=True, timeout=seconds + 60)
     m = re.search(r"rate=(\d+) p50_ms=([\d.]+) p99_ms=([\d.]+) "
                   r"confirmed=(\d+)", out.stdout)
     if not m:
         raise RuntimeError("publish_raw: %s %s" % (out.stdout, out.stderr))
-    return {"rate": float(m.group(1)), "p50": float(m.group(2)),
-            "p99": float(m.group(3)), "ok": int(m.group(4))}
+    r = {"rate": float(m.group(1)), "p50": float(m.group(2)),
+         "p99": float(m.group(3)), "ok": int(m.group(4))}
+    # the same latencies as wrk would report them (bench/latency)
+    c = re.search(r"p50c_ms=([\d.]+) p99c_ms=([\d.]+)", out.stdout)
+    if c:
+        r["p50c"], r["p99c"] = float(c.group(1)), float(c.group(2))
+    return r
 
 
 def settle(ch, queue=QUEUE):

@@ -776,6 +776,7 @@ ngx_http_zmq_exit_process(ngx_cycle_t *cycle)
     ngx_http_zmq_fleet_stop();
     ngx_http_zmq_follow_stop();
     ngx_zmq_amqp_exit_process(&zmcf->worker->amqp, cycle);
+    NGX_HTTP_ZMQ_PROBE_FLUSH();
     ngx_zmq_stomp_exit_process(&zmcf->worker->stomp, cycle);
     ngx_http_zmq_runtime_exit();
     ngx_http_zmq_auth_exit_process();

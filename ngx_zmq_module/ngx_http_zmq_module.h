@@ -229,6 +229,7 @@ typedef struct {
     unsigned                       replaced:1;
     unsigned                       queued:1;   /* waits in the answers */
     unsigned                       stomp:1;    /* published through STOMP */
+    NGX_HTTP_ZMQ_PROBE_FIELD
 } ngx_http_zmq_ctx_t;
 
 

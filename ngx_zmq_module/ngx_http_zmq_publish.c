@@ -452,6 +452,7 @@ ngx_http_zmq_body_handler(ngx_http_request_t *r)
 
     /* zmq_metrics: a publish's duration counts from here */
     ctx->read_us = ngx_http_zmq_metrics_now();
+    NGX_HTTP_ZMQ_PROBE_MARK(ctx->probe, read);
 
     len = ngx_http_zmq_request_body_length(r);
 
@@ -660,6 +661,7 @@ ngx_http_zmq_publish_message(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx,
 
     case NGX_OK:
         ctx->pub = pub;
+        NGX_HTTP_ZMQ_PROBE_MARK(ctx->probe, pub);
         return NGX_DONE;
 
     case NGX_HTTP_ZMQ_UNAVAILABLE:
@@ -765,6 +767,11 @@ ngx_http_zmq_publish_done(ngx_http_zmq_pub_t *pub,
     ctx->pub = NULL;
     ctx->result = result;
 
+    NGX_HTTP_ZMQ_PROBE_SET(ctx->probe, written, pub->probe.written);
+    NGX_HTTP_ZMQ_PROBE_SET(ctx->probe, ackread, pub->probe.ackread);
+    NGX_HTTP_ZMQ_PROBE_SET(ctx->probe, acked, pub->probe.acked);
+    NGX_HTTP_ZMQ_PROBE_SET(ctx->probe, conn, (uintptr_t) pub->conn);
+
     ngx_http_zmq_metrics_observe(ctx);
     ngx_http_zmq_answer_post(ctx);
 }
@@ -850,6 +857,24 @@ ngx_http_zmq_answer(ngx_http_zmq_ctx_t *ctx)
         /* the publish failed: answered as a publish */
     }
 
+#if (NGX_ZMQ_PROBE)
+    {
+        ngx_table_elt_t  *h;
+
+        /* the client's half of the probe: bench/latency_probe.lua */
+        NGX_HTTP_ZMQ_PROBE_MARK(ctx->probe, answered);
+        h = ngx_list_push(&r->headers_out.headers);
+        p = ngx_pnalloc(r->pool, 2 * NGX_INT64_LEN + 1);
+        if (h != NULL && p != NULL) {
+            h->hash = 1;
+            ngx_str_set(&h->key, "X-Zmq-Probe");
+            h->value.data = p;
+            h->value.len = ngx_sprintf(p, "%uL %uL", ctx->probe.read,
+                                       ctx->probe.answered) - p;
+        }
+    }
+#endif
+
     switch (ctx->result) {
 
     case NGX_HTTP_ZMQ_PUB_ACKED:
@@ -916,6 +941,8 @@ ngx_http_zmq_answer(ngx_http_zmq_ctx_t *ctx)
                                 "confirm the message in time", 0);
         break;
     }
+
+    NGX_HTTP_ZMQ_PROBE_KEEP(ctx->probe);
 
     ngx_http_finalize_request(r, rc);
     ngx_http_run_posted_requests(c);

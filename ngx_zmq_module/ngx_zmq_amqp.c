@@ -212,6 +212,9 @@ struct ngx_zmq_amqp_conn_s {
     /* nacks and no ack since nack_since: see NGX_HTTP_ZMQ_NACK_RESET */
     ngx_msec_t                    nack_since;
     unsigned                      nacking:1;
+#if (NGX_ZMQ_PROBE)
+    uint64_t                     probe_read;  /* this read event's start */
+#endif
 };
 
 
@@ -1279,6 +1282,8 @@ ngx_zmq_amqp_flush(ngx_zmq_amqp_conn_t *conn)
                 break;
             }
 
+            NGX_HTTP_ZMQ_PROBE_MARK(pub->probe, written);
+
             if (!pub->wait_confirm && !pub->answered) {
                 if (pub->timer.timer_set) {
                     ngx_del_timer(&pub->timer);
@@ -1309,6 +1314,10 @@ ngx_zmq_amqp_read_handler(ngx_event_t *rev)
     ngx_int_t                  rc;
     ngx_connection_t          *c = rev->data;
     ngx_zmq_amqp_conn_t       *conn = c->data;
+
+#if (NGX_ZMQ_PROBE)
+    conn->probe_read = ngx_http_zmq_probe_now();
+#endif
 
     if (conn->tls_wait) {
         /* the connect failed (or the peer spoke first): see what it was */
@@ -2745,6 +2754,11 @@ ngx_zmq_amqp_resolve(ngx_http_zmq_pub_t *pub,
 
     conn = pub->conn;
 
+#if (NGX_ZMQ_PROBE)
+    pub->probe.ackread = conn->probe_read;
+    NGX_HTTP_ZMQ_PROBE_MARK(pub->probe, acked);
+#endif
+
     if (pub->timer.timer_set) {
         ngx_del_timer(&pub->timer);
     }
@@ -3525,6 +3539,9 @@ ngx_zmq_amqp_publish(ngx_zmq_amqp_conn_t *conn,
     pub->body_len = (uint64_t) msg->body_len;
     pub->in_use = 1;
     pub->wait_confirm = msg->confirm ? 1 : 0;
+#if (NGX_ZMQ_PROBE)
+    ngx_memzero(&pub->probe, sizeof(pub->probe));
+#endif
     pub->mandatory = msg->mandatory ? 1 : 0;
 
     conn->ring[tag & (conn->ring_size - 1)] = pub;

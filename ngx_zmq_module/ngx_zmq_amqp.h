@@ -22,6 +22,7 @@
 #include <amqp_framing.h>
 
 #include "ngx_zmq_tls.h"
+#include "ngx_http_zmq_probe.h"
 
 
 typedef enum {
@@ -148,6 +149,7 @@ struct ngx_http_zmq_pub_s {
     unsigned                     answered:1;
     unsigned                     returned:1;
     unsigned                     mandatory:1;
+    NGX_HTTP_ZMQ_PROBE_FIELD
 };
 
 

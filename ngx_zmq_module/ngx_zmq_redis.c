@@ -998,10 +998,17 @@ ngx_zmq_redis_tls_done(ngx_connection_t *c)
 static ngx_int_t
 ngx_zmq_redis_input(void *data, u_char *buf, size_t n)
 {
+    char              why[256];
     ngx_zmq_redis_t  *rd = data;
 
     if (redisReaderFeed(rd->reader, (char *) buf, n) != REDIS_OK) {
         ngx_zmq_redis_close(rd, "out of memory");
+        return NGX_ERROR;
+    }
+
+    /* a string without end, announced or not (zgw_resp_limit.h) */
+    if (!zgw_resp_buffer_ok(rd->reader, &rd->budget, why, sizeof(why))) {
+        ngx_zmq_redis_close(rd, why);
         return NGX_ERROR;
     }
 
@@ -1032,14 +1039,16 @@ ngx_zmq_redis_read_handler(ngx_event_t *rev)
         }
     }
 
-    rc = ngx_zmq_socket_read(&rd->sock, buf, sizeof(buf), 0,
+    /* parsed after each 1 MiB at most: what the reader holds unparsed
+       stays small, however long the reply (zgw_resp_limit.h) */
+    rc = ngx_zmq_socket_read(&rd->sock, buf, sizeof(buf), 1024 * 1024,
                              ngx_zmq_redis_input, rd);
 
     if (rc == NGX_ABORT) {
         return;
     }
 
-    if (rc != NGX_OK) {
+    if (rc != NGX_OK && rc != NGX_AGAIN) {
 #if (NGX_SSL)
         if (rc == NGX_ERROR && c->ssl != NULL) {
             (void) ngx_zmq_tls_failure(c, (u_char *) reason, sizeof(reason),
@@ -1062,6 +1071,13 @@ ngx_zmq_redis_read_handler(ngx_event_t *rev)
         }
 
         if (reply == NULL) {
+            if (!zgw_resp_buffer_ok(rd->reader, &rd->budget, reason,
+                                    sizeof(reason)))
+            {
+                ngx_zmq_redis_close(rd, reason);
+                return;
+            }
+
             break;
         }
 

@@ -28,7 +28,10 @@
 
 struct zgw_redis_conn_s {
     int                 fd;
-    int                 timeout;          /* ms, each wait */
+    int                 timeout;          /* ms, each command as a whole */
+    double              deadline;         /* of the replies awaited, or 0 */
+    size_t              pending;          /* commands not answered yet */
+    size_t              got;              /* bytes read since the deadline */
     SSL_CTX            *ctx;
     SSL                *ssl;              /* NULL: plain */
     redisReader        *reader;
@@ -392,6 +395,13 @@ zgw_redis_set_max_slots(zgw_redis_conn_t *c, size_t max)
 }
 
 
+void
+zgw_redis_set_max_buffer(zgw_redis_conn_t *c, size_t max)
+{
+    c->budget.max_buffer = max;
+}
+
+
 /* takes a command formatted by hiredis (malloc'd) into the output buffer */
 static int
 zgw_redis_queue(zgw_redis_conn_t *c, char *cmd, int len)
@@ -430,6 +440,7 @@ zgw_redis_queue(zgw_redis_conn_t *c, char *cmd, int len)
 
     memcpy(c->obuf + c->olen, cmd, (size_t) len);
     c->olen += (size_t) len;
+    c->pending++;
 
     OPENSSL_cleanse(cmd, (size_t) len);
     redisFreeCommand(cmd);
@@ -475,20 +486,31 @@ zgw_redis_append_argv(zgw_redis_conn_t *c, int argc, const char **argv,
 }
 
 
-/* one bounded wait for the socket: ZGW_OK when it is ready */
+/*
+ * A wait for the socket, until the deadline of the replies awaited (not
+ * a timeout of its own: a server that sends a byte now and then must not
+ * keep us forever): ZGW_OK when it is ready.
+ */
 static int
 zgw_redis_wait(zgw_redis_conn_t *c, short events, const char *what)
 {
-    int  rc;
+    int  rc, left;
 
-    rc = zgw_wait_fd(c->fd, events, c->timeout);
+    left = c->deadline > 0 ? zgw_ms_left(c->deadline) : c->timeout;
+
+    rc = left > 0 ? zgw_wait_fd(c->fd, events, left) : 0;
 
     if (rc > 0) {
         return ZGW_OK;
     }
 
-    if (rc == 0) {
+    if (rc == 0 && c->got > 0) {
+        zgw_redis_fail(c, "no complete %s within %d ms (%zu bytes came)",
+                       what, c->timeout, c->got);
+
+    } else if (rc == 0) {
         zgw_redis_fail(c, "no %s within %d ms", what, c->timeout);
+
     } else {
         zgw_redis_fail(c, "%s", strerror(errno));
     }
@@ -688,6 +710,7 @@ zgw_redis_fill(zgw_redis_conn_t *c)
             return ZGW_ERROR;
         }
 
+        c->got += (size_t) n;
         return ZGW_OK;
     }
 }
@@ -696,6 +719,7 @@ zgw_redis_fill(zgw_redis_conn_t *c)
 int
 zgw_redis_get_reply(zgw_redis_conn_t *c, redisReply **reply)
 {
+    char   why[256];
     void  *r;
 
     *reply = NULL;
@@ -712,11 +736,24 @@ zgw_redis_get_reply(zgw_redis_conn_t *c, redisReply **reply)
         return ZGW_ERROR;
     }
 
-    if (r == NULL && c->olen > 0 && zgw_redis_flush(c) != ZGW_OK) {
-        return ZGW_ERROR;
+    if (r == NULL && (c->olen > 0 || c->deadline == 0)) {
+        /* commands go out: the timeout covers them and all the replies */
+        c->deadline = zgw_now_ms() + c->timeout;
+        c->got = 0;
+
+        if (c->olen > 0 && zgw_redis_flush(c) != ZGW_OK) {
+            return ZGW_ERROR;
+        }
     }
 
     while (r == NULL) {
+        /* a server that keeps sending is bounded too, not only a slow one */
+        if (c->deadline > 0 && zgw_ms_left(c->deadline) == 0) {
+            zgw_redis_fail(c, "no complete answer within %d ms (%zu bytes "
+                           "came)", c->timeout, c->got);
+            return ZGW_ERROR;
+        }
+
         if (zgw_redis_fill(c) != ZGW_OK) {
             return ZGW_ERROR;
         }
@@ -725,6 +762,23 @@ zgw_redis_get_reply(zgw_redis_conn_t *c, redisReply **reply)
             zgw_redis_fail(c, "%s", c->reader->errstr);
             return ZGW_ERROR;
         }
+
+        /* a string without end, announced or not (parsed after each read:
+           what is left unparsed is the element being read) */
+        if (r == NULL
+            && !zgw_resp_buffer_ok(c->reader, &c->budget, why, sizeof(why)))
+        {
+            zgw_redis_fail(c, "%s", why);
+            return ZGW_ERROR;
+        }
+    }
+
+    if (c->pending > 0) {
+        c->pending--;
+    }
+
+    if (c->pending == 0) {
+        c->deadline = 0;
     }
 
     *reply = r;

@@ -8,10 +8,15 @@
  * zgw_resp_limit(). Plain and TLS connections take the same path; only
  * the read and the write differ (recv/send or SSL_read/SSL_write).
  *
- * Every wait is bounded: the connect and the TLS handshake by the
- * timeout, and each wait for the peer to take or send bytes by it too (as
- * hiredis' redisSetTimeout() bounds each read and write): a reply that
- * keeps arriving is not cut short, a silent server fails the call.
+ * Every step is bounded as a whole, not each wait in it: the connect and
+ * the TLS handshake each take at most the timeout, and so does each
+ * command, from when it is sent to when its whole reply is read (a
+ * pipeline: all its replies). A server that answers one byte at a time,
+ * or streams a reply without end, fails the call at the timeout ("no
+ * complete answer within 5000 ms (N bytes came)"), as a silent one does
+ * ("no answer within 5000 ms"). A reply may not hold more than 64 MiB
+ * unparsed, nor announce a longer string (zgw_resp_limit.h): "reply too
+ * large: a bulk string of 999999999 bytes (the bound is 67108864)".
  *
  * The calls mirror hiredis' blocking API (redisCommand(), redisAppend-
  * Command(), redisGetReply(); replies are redisReply, freed with
@@ -83,5 +88,6 @@ const char *zgw_redis_tls_version(const zgw_redis_conn_t *c);
 
 /* the reply budget (zgw_resp_limit.h), for a test to lower */
 void zgw_redis_set_max_slots(zgw_redis_conn_t *c, size_t max);
+void zgw_redis_set_max_buffer(zgw_redis_conn_t *c, size_t max);
 
 #endif /* ZGW_REDIS_CONN_H */

@@ -7,6 +7,7 @@
  */
 
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "zgw_resp_limit.h"
@@ -65,7 +66,88 @@ zgw_resp_limit(redisReader *reader, zgw_resp_budget_t *budget)
         budget->max = ZGW_RESP_MAX_SLOTS;
     }
 
+    if (budget->max_buffer == 0) {
+        budget->max_buffer = ZGW_RESP_MAX_BUFFER;
+    }
+
     budget->slots = 0;
     reader->privdata = budget;
     reader->fn = &zgw_resp_bounded;
+}
+
+
+/*
+ * hiredis 0.14 reads a bulk string's "$" and sets the task's type, then
+ * waits until the whole string is in its buffer, its cursor just after
+ * the "$": the length announced is there to read before the bytes come.
+ */
+int
+zgw_resp_buffer_ok(const redisReader *reader,
+    const zgw_resp_budget_t *budget, char *why, size_t len)
+{
+    int           type;
+    size_t        max, line, held, n, i;
+    const char   *p;
+
+    max = budget->max_buffer ? budget->max_buffer : ZGW_RESP_MAX_BUFFER;
+
+    held = reader->len > reader->pos ? reader->len - reader->pos : 0;
+
+    if (held > max) {
+        if (why != NULL && len) {
+            snprintf(why, len, "reply too large: %zu bytes unparsed "
+                     "(the bound is %zu)", held, max);
+        }
+        return 0;
+    }
+
+    if (reader->ridx < 0 || reader->ridx >= 9 || reader->buf == NULL) {
+        return 1;
+    }
+
+    type = reader->rstack[reader->ridx].type;
+    p = reader->buf + reader->pos;
+
+    /*
+     * A line (a status, an error, an integer, the count of an array or
+     * of a bulk string) is looked for from its start on every parse: one
+     * without end would cost time in the square of its length, long
+     * before the buffer bound. Redis' lines are short.
+     */
+    line = max < ZGW_RESP_MAX_LINE ? max : ZGW_RESP_MAX_LINE;
+
+    if (type >= 0 && held > line && memchr(p, '\r', line + 1) == NULL) {
+        if (why != NULL && len) {
+            snprintf(why, len, "reply too large: a line of more than %zu "
+                     "bytes", line);
+        }
+        return 0;
+    }
+
+    if (type != REDIS_REPLY_STRING) {
+        return 1;
+    }
+
+    n = 0;
+
+    for (i = 0; i < held && p[i] >= '0' && p[i] <= '9'; i++) {
+        n = n * 10 + (size_t) (p[i] - '0');
+
+        if (n > max) {
+            if (why != NULL && len) {
+                /* the whole number, when it has come */
+                while (i + 1 < held && i + 1 < 18 && p[i + 1] >= '0'
+                       && p[i + 1] <= '9')
+                {
+                    n = n * 10 + (size_t) (p[++i] - '0');
+                }
+
+                snprintf(why, len, "reply too large: a bulk string of "
+                         "%zu bytes (the bound is %zu)", n, max);
+            }
+            return 0;
+        }
+    }
+
+    return 1;
 }

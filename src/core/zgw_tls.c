@@ -461,11 +461,17 @@ SSL *
 zgw_tls_connect(SSL_CTX *ctx, int fd, int timeout_ms, char *err,
     size_t errlen)
 {
-    int      e, w;
+    int      e, w, heard;
     SSL     *ssl;
     char     why[512];
+    double   deadline;
 
     ERR_clear_error();
+
+    /* the whole handshake, not each wait: a peer that sends a byte now
+       and then must not keep us forever */
+    deadline = zgw_now_ms() + timeout_ms;
+    heard = 0;
 
     ssl = SSL_new(ctx);
     if (ssl == NULL || SSL_set_fd(ssl, fd) != 1) {
@@ -486,15 +492,26 @@ zgw_tls_connect(SSL_CTX *ctx, int fd, int timeout_ms, char *err,
         e = SSL_get_error(ssl, e);
 
         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-            w = zgw_wait_fd(fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
-                            timeout_ms);
+            w = zgw_ms_left(deadline);
             if (w > 0) {
+                w = zgw_wait_fd(fd, e == SSL_ERROR_WANT_READ ? POLLIN
+                                                            : POLLOUT, w);
+            }
+
+            if (w > 0) {
+                heard |= (e == SSL_ERROR_WANT_READ);
                 continue;
             }
 
-            if (w == 0) {
+            if (w == 0 && heard) {
+                snprintf(err, errlen, "the TLS handshake did not finish "
+                         "within %d ms (the server answers too slowly)",
+                         timeout_ms);
+
+            } else if (w == 0) {
                 snprintf(err, errlen, "no answer to the TLS handshake "
                          "within %d ms", timeout_ms);
+
             } else {
                 snprintf(err, errlen, "TLS handshake: %s", strerror(errno));
             }

@@ -62,9 +62,12 @@ SSL_CTX *zgw_tls_ctx_new(const zgw_tls_opts_t *o, char *err,
     size_t errlen);
 
 /*
- * The TLS handshake on a connected non-blocking socket, each wait bounded
- * by timeout_ms: the SSL, or NULL with err filled with the reason
- * ("TLS handshake: certificate verify failed: certificate has expired").
+ * The TLS handshake on a connected non-blocking socket, all of it within
+ * timeout_ms (not each wait: a server that sends a byte now and then
+ * fails it too): the SSL, or NULL with err filled with the reason ("TLS
+ * handshake: certificate verify failed: certificate has expired", "no
+ * answer to the TLS handshake within 5000 ms", "the TLS handshake did
+ * not finish within 5000 ms (the server answers too slowly)").
  */
 SSL *zgw_tls_connect(SSL_CTX *ctx, int fd, int timeout_ms, char *err,
     size_t errlen);

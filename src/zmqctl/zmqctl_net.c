@@ -2,9 +2,9 @@
  * zmqctl: bounded TCP connects and TLS handshakes, and the ping of an
  * http_outconn.
  *
- * zmqctl may block, but never without a bound: a connect and each wait
- * for the peer take at most --timeout (src/core/zgw_net.h, zgw_tls.h:
- * the same code as zmqd's).
+ * zmqctl may block, but never without a bound: a connect, and a TLS
+ * handshake as a whole, take at most --timeout each (src/core/zgw_net.h,
+ * zgw_tls.h: the same code as zmqd's).
  */
 
 #include <stdio.h>
@@ -64,8 +64,8 @@ zmqctl_tcp_connect(const char *host, int port, int timeout_ms, char *err,
 
 
 /*
- * A TLS handshake on a connected non-blocking socket, each wait bounded
- * by timeout_ms. With verify, the certificate must chain to the system's
+ * A TLS handshake on a connected non-blocking socket, the whole of it
+ * bounded by timeout_ms. With verify, the certificate must chain to the system's
  * certificate authorities and name the host (a name, or an IP address
  * among its subjectAltNames), as curl checks it for zmqd's http services;
  * the same code as every TLS client of zmqd and zmqctl (zgw_tls.h).

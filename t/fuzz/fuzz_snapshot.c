@@ -24,7 +24,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int            rc;
     void          *reply;
     redisReader   *reader;
-    zgw_resp_budget_t  budget = { 0, 0 };
+    zgw_resp_budget_t  budget = { 0, 0, 0 };
     zgw_config_t  *cfg;
     zgw_errors_t   errs;
 

@@ -74,7 +74,9 @@ fake_run(void *arg)
         if (i > 0 && f->delay_ms) {
             usleep(f->delay_ms * 1000);
         }
-        if (write(fd, f->chunks[i], strlen(f->chunks[i])) < 0) {
+        if (send(fd, f->chunks[i], strlen(f->chunks[i]), MSG_NOSIGNAL)
+            < 0)
+        {
             break;
         }
     }
@@ -302,6 +304,123 @@ test_a_huge_array_is_refused_before_allocating(void **state)
 
 
 static void
+test_a_trickling_server_fails_the_call_at_the_timeout(void **state)
+{
+    char               err[256];
+    double             start, took;
+    fake_t             f = { 0 };
+    zgw_redis_conn_t  *c;
+
+    (void) state;
+
+    /* a byte every 100 ms: each wait is short, the reply never ends */
+    f.want = 1;
+    f.chunks[0] = "$1000\r\n";
+    f.chunks[1] = f.chunks[2] = f.chunks[3] = f.chunks[4] = "a";
+    f.chunks[5] = f.chunks[6] = f.chunks[7] = "a";
+    f.delay_ms = 100;
+    f.hold_ms = 500;
+    fake_start(&f);
+
+    c = connect_to(f.port, "", 300, err, sizeof(err));
+    assert_non_null(c);
+
+    start = now_ms();
+    assert_null(zgw_redis_command(c, "GET k"));
+    took = now_ms() - start;
+    assert_true(took >= 290 && took < 700);
+    assert_non_null(zgw_redis_error(c));
+    assert_true(strncmp(zgw_redis_error(c), "no complete answer within "
+                        "300 ms (", 34) == 0);
+
+    zgw_redis_close(c);
+    fake_stop(&f);
+}
+
+
+static void
+test_a_pipeline_shares_one_deadline(void **state)
+{
+    char               err[256];
+    redisReply        *r;
+    fake_t             f = { 0 };
+    zgw_redis_conn_t  *c;
+
+    (void) state;
+
+    /* three replies, 200 ms apart: the third comes after 400 ms */
+    f.want = 3 * 14;
+    f.chunks[0] = "+OK\r\n";
+    f.chunks[1] = "+OK\r\n";
+    f.chunks[2] = "+OK\r\n";
+    f.delay_ms = 200;
+    f.hold_ms = 300;
+    fake_start(&f);
+
+    c = connect_to(f.port, "", 300, err, sizeof(err));
+    assert_non_null(c);
+
+    assert_int_equal(zgw_redis_append(c, "PING"), ZGW_OK);
+    assert_int_equal(zgw_redis_append(c, "PING"), ZGW_OK);
+    assert_int_equal(zgw_redis_append(c, "PING"), ZGW_OK);
+    assert_int_equal(zgw_redis_get_reply(c, &r), ZGW_OK);
+    freeReplyObject(r);
+    assert_int_equal(zgw_redis_get_reply(c, &r), ZGW_OK);
+    freeReplyObject(r);
+    assert_int_equal(zgw_redis_get_reply(c, &r), ZGW_ERROR);
+    assert_string_equal(zgw_redis_error(c), "no complete answer within "
+                                            "300 ms (10 bytes came)");
+
+    zgw_redis_close(c);
+    fake_stop(&f);
+}
+
+
+static void
+test_an_endless_bulk_is_refused_at_the_bound(void **state)
+{
+    char               err[256], big[2100];
+    fake_t             f = { 0 };
+    zgw_redis_conn_t  *c;
+
+    (void) state;
+
+    /* announced: refused before its bytes come */
+    f.want = 1;
+    f.chunks[0] = "$999999999\r\n";
+    f.hold_ms = 1000;
+    fake_start(&f);
+
+    c = connect_to(f.port, "", 2000, err, sizeof(err));
+    assert_non_null(c);
+    assert_null(zgw_redis_command(c, "GET k"));
+    assert_string_equal(zgw_redis_error(c), "reply too large: a bulk string "
+                        "of 999999999 bytes (the bound is 67108864)");
+    zgw_redis_close(c);
+    fake_stop(&f);
+
+    /* 2 KB in one read, over a lowered bound of 2 KB */
+    memset(&f, 0, sizeof(f));
+    memset(big, 'x', sizeof(big) - 1);
+    big[0] = '+';
+    big[sizeof(big) - 1] = '\0';
+    f.want = 1;
+    f.chunks[0] = big;
+    f.hold_ms = 1000;
+    fake_start(&f);
+
+    c = connect_to(f.port, "", 2000, err, sizeof(err));
+    assert_non_null(c);
+    zgw_redis_set_max_buffer(c, 2048);
+    assert_null(zgw_redis_command(c, "GET k"));
+    assert_string_equal(zgw_redis_error(c), "reply too large: 2098 bytes "
+                        "unparsed (the bound is 2048)");
+    zgw_redis_close(c);
+    fake_stop(&f);
+}
+
+
+static void
 test_what_redis_never_sends_is_a_protocol_error(void **state)
 {
     char               err[256];
@@ -399,6 +518,10 @@ main(void)
         cmocka_unit_test(test_a_silent_server_fails_the_call_at_the_timeout),
         cmocka_unit_test(test_a_server_that_closes_is_an_error),
         cmocka_unit_test(test_a_huge_array_is_refused_before_allocating),
+        cmocka_unit_test(
+            test_a_trickling_server_fails_the_call_at_the_timeout),
+        cmocka_unit_test(test_a_pipeline_shares_one_deadline),
+        cmocka_unit_test(test_an_endless_bulk_is_refused_at_the_bound),
         cmocka_unit_test(test_what_redis_never_sends_is_a_protocol_error),
         cmocka_unit_test(test_auth_and_select_go_first_and_a_refusal_fails_the_connect),
         cmocka_unit_test(test_a_closed_port_is_refused),
