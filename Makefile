@@ -230,7 +230,9 @@ asan-nginx: all
 	    $(wildcard t/test_security*.py) \
 	    $(wildcard t/test_admin*.py) $(wildcard t/test_rpc*.py) \
 	    t/test_page.py t/test_stomp_gateway.py t/test_stomp_activemq.py \
-	    t/test_metrics.py
+	    t/test_metrics.py t/test_batch.py t/test_trace.py \
+	    $(wildcard t/test_idempotency*.py) t/test_redis_hardening.py \
+	    t/test_redis_bounds.py t/test_stomp_reserved.py
 
 # ------------------------------------------------------------------ fuzzing
 # libFuzzer targets (t/fuzz/fuzz_*.c) with ASan and UBSan. Those on

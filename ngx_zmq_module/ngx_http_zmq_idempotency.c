@@ -24,6 +24,23 @@
  *
  * The Redis is zmq_idempotency_redis, else zmq_config's; every worker
  * keeps one connection to it (the module's asynchronous client).
+ *
+ * An answer is kept as it goes out, by the header and body filters. Two
+ * ways a client leaves before its answer, and how its outcome is kept all
+ * the same:
+ *
+ *     the answer cannot be sent   (an HTTP/2 stream reset or connection
+ *                                 closed: the header filter fails) the
+ *                                 body that follows is still seen and
+ *                                 kept, and the error reported after it
+ *     the request is ended while  (NGINX terminates it: a worker's
+ *     its publish waits           shutdown timeout, an error) the publish
+ *                                 is taken over by an orphan, a record of
+ *                                 its own (ngx_alloc()ed, on the worker's
+ *                                 list) that keeps the answer the client
+ *                                 would have had once the broker settles
+ *                                 it, and is freed then or at the
+ *                                 worker's exit
  */
 
 
@@ -81,7 +98,23 @@ typedef struct {
     size_t                         keep_size;
     unsigned                       pending:1;   /* a reply is awaited */
     unsigned                       too_large:1;
+    unsigned                       unsent:1;    /* the header failed */
 } ngx_http_zmq_idem_t;
+
+
+/*
+ * A publish whose request went away: ngx_alloc()ed with the key and the
+ * message id after it; freed once the broker's answer is handed to Redis,
+ * or at the worker's exit
+ */
+typedef struct {
+    ngx_queue_t                    queue;       /* the worker's orphans */
+    ngx_http_zmq_pub_t            *pub;
+    ngx_str_t                      key;
+    ngx_str_t                      message_id;
+    u_char                         hash[NGX_HTTP_ZMQ_IDEM_HASH];
+    ngx_uint_t                     ttl;
+} ngx_http_zmq_idem_orphan_t;
 
 
 static ngx_zmq_redis_t *ngx_http_zmq_idem_redis(void);
@@ -91,17 +124,29 @@ static void ngx_http_zmq_idem_reply(ngx_zmq_redis_t *rd, redisReply *reply,
 static ngx_int_t ngx_http_zmq_idem_existing(ngx_http_request_t *r,
     ngx_http_zmq_idem_t *idem, u_char *v, size_t len);
 static void ngx_http_zmq_idem_cleanup(void *data);
+static void ngx_http_zmq_idem_leave(void *data);
+static void ngx_http_zmq_idem_orphan_done(ngx_http_zmq_pub_t *pub,
+    ngx_http_zmq_pub_result_e result);
+static void ngx_http_zmq_idem_settled(ngx_str_t *key, u_char *hash,
+    ngx_uint_t ttl, ngx_http_zmq_pub_result_e result, ngx_str_t *message_id,
+    ngx_log_t *log);
 static ngx_int_t ngx_http_zmq_idem_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_zmq_idem_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static void ngx_http_zmq_idem_keep(ngx_http_request_t *r,
     ngx_http_zmq_idem_t *idem);
+static void ngx_http_zmq_idem_store(ngx_str_t *key, u_char *hash,
+    ngx_uint_t ttl, ngx_uint_t status, u_char *body, size_t len,
+    ngx_log_t *log);
 static void ngx_http_zmq_idem_kept(ngx_zmq_redis_t *rd, redisReply *reply,
     void *data);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_zmq_idem_next_header;
 static ngx_http_output_body_filter_pt    ngx_http_zmq_idem_next_body;
+
+/* this worker's orphans */
+static ngx_queue_t                       ngx_http_zmq_idem_orphans;
 
 
 /* zmq_idempotency_redis redis://[user:password@]host[:port][/db]; */
@@ -240,6 +285,8 @@ ngx_http_zmq_idem_init_process(ngx_cycle_t *cycle)
     ngx_http_zmq_idem_conf_t  *ic, own;
     ngx_http_zmq_main_conf_t  *zmcf;
 
+    ngx_queue_init(&ngx_http_zmq_idem_orphans);
+
     zmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_zmq_module);
     w = ngx_http_zmq_worker();
 
@@ -293,7 +340,31 @@ ngx_http_zmq_idem_init_process(ngx_cycle_t *cycle)
 void
 ngx_http_zmq_idem_exit(void)
 {
-    ngx_http_zmq_worker_t  *w;
+    ngx_queue_t                 *q;
+    ngx_http_zmq_worker_t       *w;
+    ngx_http_zmq_idem_orphan_t  *o;
+
+    /*
+     * Publishes still unsettled: their keys stay in flight until the TTL.
+     * Nothing answers a publish after the exit handlers (the broker
+     * connections are closed without callbacks), so the records go and
+     * their publishes are left as they are.
+     */
+
+    while (ngx_http_zmq_idem_orphans.next != NULL
+           && !ngx_queue_empty(&ngx_http_zmq_idem_orphans))
+    {
+        q = ngx_queue_head(&ngx_http_zmq_idem_orphans);
+        ngx_queue_remove(q);
+        o = ngx_queue_data(q, ngx_http_zmq_idem_orphan_t, queue);
+
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "zmq: the outcome of idempotency key \"%V\" is not "
+                      "kept: the worker exits before the broker answered "
+                      "(the key stays in flight until its TTL)", &o->key);
+
+        ngx_free(o);
+    }
 
     w = ngx_http_zmq_worker();
 
@@ -580,6 +651,7 @@ ngx_http_zmq_idem_reply(ngx_zmq_redis_t *rd, redisReply *reply, void *data)
     char                 shown[ZGW_SHOW_SIZE];
     ngx_int_t            rc;
     ngx_connection_t    *c;
+    ngx_pool_cleanup_t  *cln;
     ngx_http_request_t  *r;
 
     idem->pending = 0;
@@ -608,6 +680,25 @@ ngx_http_zmq_idem_reply(ngx_zmq_redis_t *rd, redisReply *reply, void *data)
         /* the key is this request's: publish */
         idem->state = NGX_HTTP_ZMQ_IDEM_OWNED;
         rc = ngx_http_zmq_body_publish(r, idem->ctx);
+
+        if (rc == NGX_DONE) {
+            /*
+             * After the publish's own cleanup, so before it: a pool's
+             * cleanups run last added first, and this one must find the
+             * publish still attached to the request
+             */
+            cln = ngx_pool_cleanup_add(r->pool, 0);
+            if (cln == NULL) {
+                ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                              "zmq: idempotency key \"%V\": no memory to "
+                              "keep its outcome if the request ends early",
+                              &idem->key);
+
+            } else {
+                cln->handler = ngx_http_zmq_idem_leave;
+                cln->data = idem;
+            }
+        }
 
     } else if (reply->type == REDIS_REPLY_STRING) {
         idem->state = NGX_HTTP_ZMQ_IDEM_DONE;
@@ -713,11 +804,166 @@ ngx_http_zmq_idem_cleanup(void *data)
 }
 
 
+/*
+ * The request is freed before it was answered: NGINX ended it while its
+ * publish waited (a worker's shutdown timeout closing connections, an
+ * error finalizing it). A single publish waiting for the broker is taken
+ * over by an orphan, which keeps the answer the client would have had; a
+ * publish settled but not yet answered (in the answers queue) is kept at
+ * once. Batches, rpc and STOMP publishes are not taken over: their keys
+ * stay in flight until the marker's TTL.
+ */
+
+static void
+ngx_http_zmq_idem_leave(void *data)
+{
+    ngx_http_zmq_idem_t *idem = data;
+
+    u_char                      *p;
+    ngx_http_zmq_ctx_t          *ctx;
+    ngx_http_zmq_idem_orphan_t  *o;
+
+    ctx = idem->ctx;
+
+    if (idem->state != NGX_HTTP_ZMQ_IDEM_OWNED) {
+        return;                 /* answered, or being answered */
+    }
+
+    idem->state = NGX_HTTP_ZMQ_IDEM_DONE;
+
+    if (ctx->batch != NULL || ctx->rpc != NULL || ctx->stomp) {
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "zmq: the request with idempotency key \"%V\" "
+                      "ended before its answer; the key stays in flight "
+                      "until its TTL", &idem->key);
+        return;
+    }
+
+    if (ctx->queued) {
+        /* settled: the answer waited for its turn */
+        ngx_http_zmq_idem_settled(&idem->key, idem->hash, idem->ttl,
+                                  ctx->result, &ctx->message_id,
+                                  ngx_cycle->log);
+        return;
+    }
+
+    if (ctx->pub == NULL) {
+        return;
+    }
+
+    o = ngx_alloc(sizeof(ngx_http_zmq_idem_orphan_t) + idem->key.len
+                  + ctx->message_id.len, ngx_cycle->log);
+    if (o == NULL) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "zmq: the outcome of idempotency key \"%V\" is not "
+                      "kept: no memory (the key stays in flight until its "
+                      "TTL)", &idem->key);
+        return;
+    }
+
+    p = (u_char *) (o + 1);
+    o->key.data = p;
+    o->key.len = idem->key.len;
+    p = ngx_cpymem(p, idem->key.data, idem->key.len);
+    o->message_id.data = p;
+    o->message_id.len = ctx->message_id.len;
+    ngx_memcpy(p, ctx->message_id.data, ctx->message_id.len);
+    ngx_memcpy(o->hash, idem->hash, NGX_HTTP_ZMQ_IDEM_HASH);
+    o->ttl = idem->ttl;
+
+    /* the publish answers the orphan, no longer the request */
+
+    o->pub = ctx->pub;
+    o->pub->data = o;
+    o->pub->done = ngx_http_zmq_idem_orphan_done;
+    ctx->pub = NULL;
+
+    ngx_queue_insert_tail(&ngx_http_zmq_idem_orphans, &o->queue);
+
+    ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                  "zmq: the request with idempotency key \"%V\" ended "
+                  "before the broker answered; its outcome will be kept",
+                  &o->key);
+}
+
+
+static void
+ngx_http_zmq_idem_orphan_done(ngx_http_zmq_pub_t *pub,
+    ngx_http_zmq_pub_result_e result)
+{
+    ngx_http_zmq_idem_orphan_t *o = pub->data;
+
+    pub->data = NULL;
+    ngx_queue_remove(&o->queue);
+
+    ngx_http_zmq_idem_settled(&o->key, o->hash, o->ttl, result,
+                              &o->message_id, ngx_cycle->log);
+
+    /* Redis has its own copy of the command */
+    ngx_free(o);
+}
+
+
+/*
+ * The answer a settled publish gets, as ngx_http_zmq_answer() in
+ * ngx_http_zmq_publish.c gives it (AMQP publishes only), kept as if it
+ * had gone out: 202 and 422 kept, 5xx deleted.
+ */
+
+static void
+ngx_http_zmq_idem_settled(ngx_str_t *key, u_char *hash, ngx_uint_t ttl,
+    ngx_http_zmq_pub_result_e result, ngx_str_t *message_id, ngx_log_t *log)
+{
+    u_char  *body, *p;
+    size_t   len;
+
+    static u_char  unroutable[] = "{\"error\":\"unroutable\",\"message\":"
+                                  "\"no queue is bound for this message\"}\n";
+
+    switch (result) {
+
+    case NGX_HTTP_ZMQ_PUB_ACKED:
+    case NGX_HTTP_ZMQ_PUB_WRITTEN:
+        len = sizeof("{\"message_id\":\"\",\"confirmed\":false}\n") - 1
+              + message_id->len
+              + ngx_escape_json(NULL, message_id->data, message_id->len);
+
+        body = ngx_alloc(len, log);
+        if (body == NULL) {
+            ngx_http_zmq_idem_store(key, hash, ttl, 0, NULL, 0, log);
+            return;
+        }
+
+        p = ngx_cpymem(body, "{\"message_id\":\"", 15);
+        p = (u_char *) ngx_escape_json(p, message_id->data, message_id->len);
+        p = ngx_sprintf(p, "\",\"confirmed\":%s}\n",
+                        result == NGX_HTTP_ZMQ_PUB_ACKED ? "true" : "false");
+
+        ngx_http_zmq_idem_store(key, hash, ttl, NGX_HTTP_ACCEPTED, body,
+                                p - body, log);
+        ngx_free(body);
+        return;
+
+    case NGX_HTTP_ZMQ_PUB_RETURNED:
+        ngx_http_zmq_idem_store(key, hash, ttl, 422, unroutable,
+                                sizeof(unroutable) - 1, log);
+        return;
+
+    default:
+        /* nacked 503, lost 503, timed out 504: the retry publishes */
+        ngx_http_zmq_idem_store(key, hash, ttl, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                NULL, 0, log);
+        return;
+    }
+}
+
+
 /* the owner's answer, as it goes to the client, is kept */
 
 static ngx_int_t
 ngx_http_zmq_idem_header_filter(ngx_http_request_t *r)
 {
+    ngx_int_t             rc;
     ngx_http_zmq_ctx_t   *ctx;
     ngx_http_zmq_idem_t  *idem;
 
@@ -727,20 +973,40 @@ ngx_http_zmq_idem_header_filter(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_zmq_module);
 
-    if (ctx != NULL && ctx->idem != NULL) {
-        idem = ctx->idem;
-
-        if (idem->state == NGX_HTTP_ZMQ_IDEM_OWNED) {
-            idem->state = NGX_HTTP_ZMQ_IDEM_KEEPING;
-            idem->status = r->headers_out.status;
-
-            if (r->header_only) {
-                ngx_http_zmq_idem_keep(r, idem);
-            }
-        }
+    if (ctx == NULL || ctx->idem == NULL) {
+        return ngx_http_zmq_idem_next_header(r);
     }
 
-    return ngx_http_zmq_idem_next_header(r);
+    idem = ctx->idem;
+
+    if (idem->state != NGX_HTTP_ZMQ_IDEM_OWNED) {
+        return ngx_http_zmq_idem_next_header(r);
+    }
+
+    idem->state = NGX_HTTP_ZMQ_IDEM_KEEPING;
+    idem->status = r->headers_out.status;
+
+    if (r->header_only) {
+        ngx_http_zmq_idem_keep(r, idem);
+    }
+
+    rc = ngx_http_zmq_idem_next_header(r);
+
+    if (rc == NGX_ERROR && idem->state == NGX_HTTP_ZMQ_IDEM_KEEPING) {
+        /*
+         * The header cannot go out: the client is gone (an HTTP/2 stream
+         * reset or its connection closed, a broken connection). The answer
+         * is what the client would have had: its body is still taken, and
+         * the body filter reports the error once it has it.
+         */
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "zmq: the answer for idempotency key \"%V\" cannot "
+                      "be sent; it is kept", &idem->key);
+        idem->unsent = 1;
+        return NGX_OK;
+    }
+
+    return rc;
 }
 
 
@@ -766,7 +1032,7 @@ ngx_http_zmq_idem_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     idem = ctx->idem;
 
     if (idem->state != NGX_HTTP_ZMQ_IDEM_KEEPING) {
-        return ngx_http_zmq_idem_next_body(r, in);
+        return idem->unsent ? NGX_ERROR : ngx_http_zmq_idem_next_body(r, in);
     }
 
     for (cl = in; cl; cl = cl->next) {
@@ -810,6 +1076,11 @@ ngx_http_zmq_idem_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         }
     }
 
+    if (idem->unsent) {
+        /* the header's error, now that the answer is taken */
+        return NGX_ERROR;
+    }
+
     return ngx_http_zmq_idem_next_body(r, in);
 }
 
@@ -823,67 +1094,80 @@ ngx_http_zmq_idem_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 static void
 ngx_http_zmq_idem_keep(ngx_http_request_t *r, ngx_http_zmq_idem_t *idem)
 {
-    u_char           *v, ttl[NGX_INT_T_LEN];
+    idem->state = NGX_HTTP_ZMQ_IDEM_DONE;
+
+    ngx_http_zmq_idem_store(&idem->key, idem->hash, idem->ttl,
+                            idem->too_large ? NGX_HTTP_INTERNAL_SERVER_ERROR
+                                            : idem->status,
+                            idem->keep, idem->keep_len, r->connection->log);
+}
+
+
+/* SET key D<hash><status><body> EX ttl, or DEL key for a 5xx (status 0) */
+
+static void
+ngx_http_zmq_idem_store(ngx_str_t *key, u_char *hash, ngx_uint_t ttl,
+    ngx_uint_t status, u_char *body, size_t len, ngx_log_t *log)
+{
+    u_char           *v, ttl_text[NGX_INT_T_LEN];
     size_t            argvlen[5];
+    ngx_int_t         rc;
     const char       *argv[5];
     ngx_zmq_redis_t  *rd;
 
-    idem->state = NGX_HTTP_ZMQ_IDEM_DONE;
-
     rd = ngx_http_zmq_idem_redis();
     if (rd == NULL) {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_WARN, log, 0,
                       "zmq: the outcome of idempotency key \"%V\" is not "
                       "kept: no connection to Redis (the key stays in "
-                      "flight until its TTL)", &idem->key);
+                      "flight until its TTL)", key);
         return;
     }
 
-    argv[1] = (char *) idem->key.data;
-    argvlen[1] = idem->key.len;
+    argv[1] = (char *) key->data;
+    argvlen[1] = key->len;
 
-    if (idem->status < 200 || idem->status > 499 || idem->too_large) {
-        argv[0] = "DEL";
-        argvlen[0] = 3;
+    v = NULL;
 
-        (void) ngx_zmq_redis_command(rd, 2, argv, argvlen,
-                                     ngx_http_zmq_idem_kept, NULL);
-        return;
+    if (status >= 200 && status <= 499) {
+        v = ngx_alloc(1 + NGX_HTTP_ZMQ_IDEM_HASH + 3 + len, log);
     }
 
-    v = ngx_pnalloc(r->pool, 1 + NGX_HTTP_ZMQ_IDEM_HASH + 3 + idem->keep_len);
     if (v == NULL) {
         argv[0] = "DEL";
         argvlen[0] = 3;
-        (void) ngx_zmq_redis_command(rd, 2, argv, argvlen,
-                                     ngx_http_zmq_idem_kept, NULL);
-        return;
+
+        rc = ngx_zmq_redis_command(rd, 2, argv, argvlen,
+                                   ngx_http_zmq_idem_kept, NULL);
+
+    } else {
+        v[0] = 'D';
+        ngx_memcpy(v + 1, hash, NGX_HTTP_ZMQ_IDEM_HASH);
+        (void) ngx_sprintf(v + 1 + NGX_HTTP_ZMQ_IDEM_HASH, "%03ui", status);
+        if (len) {
+            ngx_memcpy(v + 1 + NGX_HTTP_ZMQ_IDEM_HASH + 3, body, len);
+        }
+
+        argv[0] = "SET";
+        argvlen[0] = 3;
+        argv[2] = (char *) v;
+        argvlen[2] = 1 + NGX_HTTP_ZMQ_IDEM_HASH + 3 + len;
+        argv[3] = "EX";
+        argvlen[3] = 2;
+        argv[4] = (char *) ttl_text;
+        argvlen[4] = ngx_sprintf(ttl_text, "%ui", ttl) - ttl_text;
+
+        /* the command is copied into the connection's buffer */
+        rc = ngx_zmq_redis_command(rd, 5, argv, argvlen,
+                                   ngx_http_zmq_idem_kept, NULL);
+        ngx_free(v);
     }
 
-    v[0] = 'D';
-    ngx_memcpy(v + 1, idem->hash, NGX_HTTP_ZMQ_IDEM_HASH);
-    (void) ngx_sprintf(v + 1 + NGX_HTTP_ZMQ_IDEM_HASH, "%03ui", idem->status);
-    if (idem->keep_len) {
-        ngx_memcpy(v + 1 + NGX_HTTP_ZMQ_IDEM_HASH + 3, idem->keep,
-                   idem->keep_len);
-    }
-
-    argv[0] = "SET";
-    argvlen[0] = 3;
-    argv[2] = (char *) v;
-    argvlen[2] = 1 + NGX_HTTP_ZMQ_IDEM_HASH + 3 + idem->keep_len;
-    argv[3] = "EX";
-    argvlen[3] = 2;
-    argv[4] = (char *) ttl;
-    argvlen[4] = ngx_sprintf(ttl, "%ui", idem->ttl) - ttl;
-
-    if (ngx_zmq_redis_command(rd, 5, argv, argvlen, ngx_http_zmq_idem_kept,
-                              NULL)
-        != NGX_OK)
-    {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
                       "zmq: the outcome of idempotency key \"%V\" could "
-                      "not be kept", &idem->key);
+                      "not be kept (the key stays in flight until its TTL)",
+                      key);
     }
 }
 
