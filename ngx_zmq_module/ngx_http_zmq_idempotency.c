@@ -41,6 +41,9 @@
  *                                 would have had once the broker settles
  *                                 it, and is freed then or at the
  *                                 worker's exit
+ *
+ * An exiting worker (a reload) is kept while its orphans' outcomes are
+ * being stored (a non-cancelable timer, bounded), so that they reach Redis.
  */
 
 
@@ -62,6 +65,9 @@
 #define NGX_HTTP_ZMQ_IDEM_KEEP_MAX   (16 * 1024 * 1024)
 #define NGX_HTTP_ZMQ_IDEM_TIMEOUT    2000        /* per Redis command */
 #define NGX_HTTP_ZMQ_IDEM_INFLIGHT   30          /* s, past the confirm */
+/* an exiting worker waits this long for its orphans' stores: past the
+   Redis client's own timeout, which fails them first */
+#define NGX_HTTP_ZMQ_IDEM_WAIT       (NGX_HTTP_ZMQ_IDEM_TIMEOUT + 1000)
 
 #define NGX_HTTP_ZMQ_IDEM_ASKING     1           /* SET NX GET sent */
 #define NGX_HTTP_ZMQ_IDEM_OWNED      2           /* publishing */
@@ -130,6 +136,7 @@ static void ngx_http_zmq_idem_orphan_done(ngx_http_zmq_pub_t *pub,
 static void ngx_http_zmq_idem_settled(ngx_str_t *key, u_char *hash,
     ngx_uint_t ttl, ngx_http_zmq_pub_result_e result, ngx_str_t *message_id,
     ngx_log_t *log);
+static void ngx_http_zmq_idem_wait_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_zmq_idem_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_zmq_idem_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
@@ -137,16 +144,13 @@ static void ngx_http_zmq_idem_keep(ngx_http_request_t *r,
     ngx_http_zmq_idem_t *idem);
 static void ngx_http_zmq_idem_store(ngx_str_t *key, u_char *hash,
     ngx_uint_t ttl, ngx_uint_t status, u_char *body, size_t len,
-    ngx_log_t *log);
+    ngx_uint_t orphan, ngx_log_t *log);
 static void ngx_http_zmq_idem_kept(ngx_zmq_redis_t *rd, redisReply *reply,
     void *data);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_zmq_idem_next_header;
 static ngx_http_output_body_filter_pt    ngx_http_zmq_idem_next_body;
-
-/* this worker's orphans */
-static ngx_queue_t                       ngx_http_zmq_idem_orphans;
 
 
 /* zmq_idempotency_redis redis://[user:password@]host[:port][/db]; */
@@ -285,10 +289,15 @@ ngx_http_zmq_idem_init_process(ngx_cycle_t *cycle)
     ngx_http_zmq_idem_conf_t  *ic, own;
     ngx_http_zmq_main_conf_t  *zmcf;
 
-    ngx_queue_init(&ngx_http_zmq_idem_orphans);
-
     zmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_zmq_module);
     w = ngx_http_zmq_worker();
+
+    /* w->idem_orphans: initialised with w, in ngx_http_zmq_init_process() */
+
+    w->idem_wait.handler = ngx_http_zmq_idem_wait_handler;
+    w->idem_wait.data = w;
+    w->idem_wait.log = cycle->log;
+    w->idem_wait.cancelable = 0;     /* what keeps an exiting worker */
 
     ic = zmcf->idem;
 
@@ -344,17 +353,23 @@ ngx_http_zmq_idem_exit(void)
     ngx_http_zmq_worker_t       *w;
     ngx_http_zmq_idem_orphan_t  *o;
 
+    w = ngx_http_zmq_worker();
+
+    if (w == NULL) {
+        return;
+    }
+
     /*
      * Publishes still unsettled: their keys stay in flight until the TTL.
-     * Nothing answers a publish after the exit handlers (the broker
-     * connections are closed without callbacks), so the records go and
-     * their publishes are left as they are.
+     * Their pubs are still valid (they live in their broker connection's
+     * pool, which the exit does not destroy: the AMQP exit only closes the
+     * sockets, without callbacks), and each still names its orphan: it is
+     * detached before its orphan is freed, so that nothing can reach the
+     * freed record through it.
      */
 
-    while (ngx_http_zmq_idem_orphans.next != NULL
-           && !ngx_queue_empty(&ngx_http_zmq_idem_orphans))
-    {
-        q = ngx_queue_head(&ngx_http_zmq_idem_orphans);
+    while (!ngx_queue_empty(&w->idem_orphans)) {
+        q = ngx_queue_head(&w->idem_orphans);
         ngx_queue_remove(q);
         o = ngx_queue_data(q, ngx_http_zmq_idem_orphan_t, queue);
 
@@ -363,12 +378,16 @@ ngx_http_zmq_idem_exit(void)
                       "kept: the worker exits before the broker answered "
                       "(the key stays in flight until its TTL)", &o->key);
 
+        ngx_zmq_amqp_detach(o->pub);
+        o->pub->done = NULL;
         ngx_free(o);
     }
 
-    w = ngx_http_zmq_worker();
+    if (w->idem_wait.timer_set) {
+        ngx_del_timer(&w->idem_wait);
+    }
 
-    if (w != NULL && w->idem != NULL) {
+    if (w->idem != NULL) {
         ngx_zmq_redis_destroy(w->idem);
         w->idem = NULL;
     }
@@ -651,7 +670,6 @@ ngx_http_zmq_idem_reply(ngx_zmq_redis_t *rd, redisReply *reply, void *data)
     char                 shown[ZGW_SHOW_SIZE];
     ngx_int_t            rc;
     ngx_connection_t    *c;
-    ngx_pool_cleanup_t  *cln;
     ngx_http_request_t  *r;
 
     idem->pending = 0;
@@ -679,26 +697,15 @@ ngx_http_zmq_idem_reply(ngx_zmq_redis_t *rd, redisReply *reply, void *data)
     } else if (reply->type == REDIS_REPLY_NIL) {
         /* the key is this request's: publish */
         idem->state = NGX_HTTP_ZMQ_IDEM_OWNED;
+
+        /*
+         * The publish's request cleanup calls it before it detaches the
+         * publish, whatever the order of the pool's cleanups
+         */
+        idem->ctx->leave = ngx_http_zmq_idem_leave;
+        idem->ctx->leave_data = idem;
+
         rc = ngx_http_zmq_body_publish(r, idem->ctx);
-
-        if (rc == NGX_DONE) {
-            /*
-             * After the publish's own cleanup, so before it: a pool's
-             * cleanups run last added first, and this one must find the
-             * publish still attached to the request
-             */
-            cln = ngx_pool_cleanup_add(r->pool, 0);
-            if (cln == NULL) {
-                ngx_log_error(NGX_LOG_WARN, c->log, 0,
-                              "zmq: idempotency key \"%V\": no memory to "
-                              "keep its outcome if the request ends early",
-                              &idem->key);
-
-            } else {
-                cln->handler = ngx_http_zmq_idem_leave;
-                cln->data = idem;
-            }
-        }
 
     } else if (reply->type == REDIS_REPLY_STRING) {
         idem->state = NGX_HTTP_ZMQ_IDEM_DONE;
@@ -790,6 +797,25 @@ ngx_http_zmq_idem_cleanup(void *data)
 {
     ngx_http_zmq_idem_t *idem = data;
 
+    if (idem->ctx->leave != NULL && idem->ctx->leave_data == idem) {
+        /*
+         * The publish's request cleanup has not run yet (or is none): the
+         * hook is called here, and never again
+         */
+        idem->ctx->leave = NULL;
+        idem->ctx->leave_data = NULL;
+        ngx_http_zmq_idem_leave(idem);
+    }
+
+    if (idem->state == NGX_HTTP_ZMQ_IDEM_OWNED) {
+        /* not answered, nor taken over (a batch, rpc, STOMP) */
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "zmq: the request with idempotency key \"%V\" "
+                      "ended before its answer; the key stays in flight "
+                      "until its TTL", &idem->key);
+        idem->state = NGX_HTTP_ZMQ_IDEM_DONE;
+    }
+
     if (idem->ctx->idem == idem) {
         idem->ctx->idem = NULL;
     }
@@ -805,13 +831,14 @@ ngx_http_zmq_idem_cleanup(void *data)
 
 
 /*
- * The request is freed before it was answered: NGINX ended it while its
- * publish waited (a worker's shutdown timeout closing connections, an
- * error finalizing it). A single publish waiting for the broker is taken
- * over by an orphan, which keeps the answer the client would have had; a
- * publish settled but not yet answered (in the answers queue) is kept at
- * once. Batches, rpc and STOMP publishes are not taken over: their keys
- * stay in flight until the marker's TTL.
+ * ctx->leave, from the publish's request cleanup: the request is freed
+ * before it was answered, NGINX ended it while its publish waited (a
+ * worker's shutdown timeout closing connections, an error finalizing
+ * it). A single publish waiting for the broker is taken over by an
+ * orphan, which keeps the answer the client would have had; a publish
+ * settled but not yet answered (in the answers queue) is kept at once.
+ * Batches, rpc and STOMP publishes are not taken over: their keys stay in
+ * flight until the marker's TTL (ngx_http_zmq_idem_cleanup() says so).
  */
 
 static void
@@ -821,26 +848,20 @@ ngx_http_zmq_idem_leave(void *data)
 
     u_char                      *p;
     ngx_http_zmq_ctx_t          *ctx;
+    ngx_http_zmq_worker_t       *w;
     ngx_http_zmq_idem_orphan_t  *o;
 
     ctx = idem->ctx;
 
-    if (idem->state != NGX_HTTP_ZMQ_IDEM_OWNED) {
-        return;                 /* answered, or being answered */
-    }
-
-    idem->state = NGX_HTTP_ZMQ_IDEM_DONE;
-
-    if (ctx->batch != NULL || ctx->rpc != NULL || ctx->stomp) {
-        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
-                      "zmq: the request with idempotency key \"%V\" "
-                      "ended before its answer; the key stays in flight "
-                      "until its TTL", &idem->key);
-        return;
+    if (idem->state != NGX_HTTP_ZMQ_IDEM_OWNED
+        || ctx->batch != NULL || ctx->rpc != NULL || ctx->stomp)
+    {
+        return;                 /* answered, being answered, or not ours */
     }
 
     if (ctx->queued) {
         /* settled: the answer waited for its turn */
+        idem->state = NGX_HTTP_ZMQ_IDEM_DONE;
         ngx_http_zmq_idem_settled(&idem->key, idem->hash, idem->ttl,
                                   ctx->result, &ctx->message_id,
                                   ngx_cycle->log);
@@ -850,6 +871,8 @@ ngx_http_zmq_idem_leave(void *data)
     if (ctx->pub == NULL) {
         return;
     }
+
+    w = ngx_http_zmq_worker();
 
     o = ngx_alloc(sizeof(ngx_http_zmq_idem_orphan_t) + idem->key.len
                   + ctx->message_id.len, ngx_cycle->log);
@@ -874,11 +897,17 @@ ngx_http_zmq_idem_leave(void *data)
     /* the publish answers the orphan, no longer the request */
 
     o->pub = ctx->pub;
-    o->pub->data = o;
-    o->pub->done = ngx_http_zmq_idem_orphan_done;
-    ctx->pub = NULL;
 
-    ngx_queue_insert_tail(&ngx_http_zmq_idem_orphans, &o->queue);
+    if (ngx_http_zmq_publish_takeover(ctx, ngx_http_zmq_idem_orphan_done, o)
+        != NGX_OK)
+    {
+        /* already answered (its answer dropped with the request) */
+        ngx_free(o);
+        return;
+    }
+
+    idem->state = NGX_HTTP_ZMQ_IDEM_DONE;
+    ngx_queue_insert_tail(&w->idem_orphans, &o->queue);
 
     ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
                   "zmq: the request with idempotency key \"%V\" ended "
@@ -893,7 +922,8 @@ ngx_http_zmq_idem_orphan_done(ngx_http_zmq_pub_t *pub,
 {
     ngx_http_zmq_idem_orphan_t *o = pub->data;
 
-    pub->data = NULL;
+    ngx_zmq_amqp_detach(pub);
+    pub->done = NULL;
     ngx_queue_remove(&o->queue);
 
     ngx_http_zmq_idem_settled(&o->key, o->hash, o->ttl, result,
@@ -906,55 +936,54 @@ ngx_http_zmq_idem_orphan_done(ngx_http_zmq_pub_t *pub,
 
 /*
  * The answer a settled publish gets, as ngx_http_zmq_answer() in
- * ngx_http_zmq_publish.c gives it (AMQP publishes only), kept as if it
- * had gone out: 202 and 422 kept, 5xx deleted.
+ * ngx_http_zmq_publish.c gives it (AMQP publishes only, the same
+ * ngx_http_zmq_publish_settled()), kept as if it had gone out: 202 and
+ * 422 kept, 5xx deleted.
  */
 
 static void
 ngx_http_zmq_idem_settled(ngx_str_t *key, u_char *hash, ngx_uint_t ttl,
     ngx_http_zmq_pub_result_e result, ngx_str_t *message_id, ngx_log_t *log)
 {
-    u_char  *body, *p;
-    size_t   len;
+    ngx_str_t    body;
+    ngx_uint_t   status;
+    ngx_pool_t  *pool;
 
-    static u_char  unroutable[] = "{\"error\":\"unroutable\",\"message\":"
-                                  "\"no queue is bound for this message\"}\n";
-
-    switch (result) {
-
-    case NGX_HTTP_ZMQ_PUB_ACKED:
-    case NGX_HTTP_ZMQ_PUB_WRITTEN:
-        len = sizeof("{\"message_id\":\"\",\"confirmed\":false}\n") - 1
-              + message_id->len
-              + ngx_escape_json(NULL, message_id->data, message_id->len);
-
-        body = ngx_alloc(len, log);
-        if (body == NULL) {
-            ngx_http_zmq_idem_store(key, hash, ttl, 0, NULL, 0, log);
-            return;
-        }
-
-        p = ngx_cpymem(body, "{\"message_id\":\"", 15);
-        p = (u_char *) ngx_escape_json(p, message_id->data, message_id->len);
-        p = ngx_sprintf(p, "\",\"confirmed\":%s}\n",
-                        result == NGX_HTTP_ZMQ_PUB_ACKED ? "true" : "false");
-
-        ngx_http_zmq_idem_store(key, hash, ttl, NGX_HTTP_ACCEPTED, body,
-                                p - body, log);
-        ngx_free(body);
-        return;
-
-    case NGX_HTTP_ZMQ_PUB_RETURNED:
-        ngx_http_zmq_idem_store(key, hash, ttl, 422, unroutable,
-                                sizeof(unroutable) - 1, log);
-        return;
-
-    default:
-        /* nacked 503, lost 503, timed out 504: the retry publishes */
-        ngx_http_zmq_idem_store(key, hash, ttl, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                NULL, 0, log);
+    pool = ngx_create_pool(1024, log);
+    if (pool == NULL) {
+        /* the key deleted: the retry publishes */
+        ngx_http_zmq_idem_store(key, hash, ttl, 0, NULL, 0, 1, log);
         return;
     }
+
+    status = ngx_http_zmq_publish_settled(pool, result, message_id, &body);
+
+    if (status < 500 && body.len == 0) {
+        status = 0;                                 /* no memory */
+    }
+
+    ngx_http_zmq_idem_store(key, hash, ttl, status, body.data, body.len, 1,
+                            log);
+
+    /* the command was copied into the connection's buffer */
+    ngx_destroy_pool(pool);
+}
+
+
+/*
+ * The wait of an exiting worker for its orphans' stores is over: Redis
+ * did not answer them in time (its client fails them first, so this is
+ * seldom reached). The worker may exit.
+ */
+
+static void
+ngx_http_zmq_idem_wait_handler(ngx_event_t *ev)
+{
+    ngx_http_zmq_worker_t *w = ev->data;
+
+    ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                  "zmq: %ui idempotency outcome(s) of requests that went "
+                  "away not confirmed by Redis in time", w->idem_storing);
 }
 
 
@@ -999,9 +1028,19 @@ ngx_http_zmq_idem_header_filter(ngx_http_request_t *r)
          * is what the client would have had: its body is still taken, and
          * the body filter reports the error once it has it.
          */
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "zmq: the answer for idempotency key \"%V\" cannot "
-                      "be sent; it is kept", &idem->key);
+        if (idem->status >= 200 && idem->status <= 499) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "zmq: the answer for idempotency key \"%V\" "
+                          "cannot be sent; it is kept for the retry (unless "
+                          "its body is too large to keep)", &idem->key);
+
+        } else {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "zmq: the %ui answer for idempotency key \"%V\" "
+                          "cannot be sent; the key is deleted, so that a "
+                          "retry publishes", idem->status, &idem->key);
+        }
+
         idem->unsent = 1;
         return NGX_OK;
     }
@@ -1099,21 +1138,28 @@ ngx_http_zmq_idem_keep(ngx_http_request_t *r, ngx_http_zmq_idem_t *idem)
     ngx_http_zmq_idem_store(&idem->key, idem->hash, idem->ttl,
                             idem->too_large ? NGX_HTTP_INTERNAL_SERVER_ERROR
                                             : idem->status,
-                            idem->keep, idem->keep_len, r->connection->log);
+                            idem->keep, idem->keep_len, 0,
+                            r->connection->log);
 }
 
 
-/* SET key D<hash><status><body> EX ttl, or DEL key for a 5xx (status 0) */
+/*
+ * SET key D<hash><status><body> EX ttl, or DEL key for a 5xx (status 0).
+ * An orphan's store (its request gone) is counted until Redis answers it,
+ * and a non-cancelable timer keeps an exiting worker that long (bounded).
+ */
 
 static void
 ngx_http_zmq_idem_store(ngx_str_t *key, u_char *hash, ngx_uint_t ttl,
-    ngx_uint_t status, u_char *body, size_t len, ngx_log_t *log)
+    ngx_uint_t status, u_char *body, size_t len, ngx_uint_t orphan,
+    ngx_log_t *log)
 {
-    u_char           *v, ttl_text[NGX_INT_T_LEN];
-    size_t            argvlen[5];
-    ngx_int_t         rc;
-    const char       *argv[5];
-    ngx_zmq_redis_t  *rd;
+    u_char                 *v, ttl_text[NGX_INT_T_LEN];
+    size_t                  argvlen[5];
+    ngx_int_t               rc;
+    const char             *argv[5];
+    ngx_zmq_redis_t        *rd;
+    ngx_http_zmq_worker_t  *w;
 
     rd = ngx_http_zmq_idem_redis();
     if (rd == NULL) {
@@ -1123,6 +1169,9 @@ ngx_http_zmq_idem_store(ngx_str_t *key, u_char *hash, ngx_uint_t ttl,
                       "flight until its TTL)", key);
         return;
     }
+
+    /* an orphan's store: the kept handler's data is the worker */
+    w = orphan ? ngx_http_zmq_worker() : NULL;
 
     argv[1] = (char *) key->data;
     argvlen[1] = key->len;
@@ -1138,7 +1187,7 @@ ngx_http_zmq_idem_store(ngx_str_t *key, u_char *hash, ngx_uint_t ttl,
         argvlen[0] = 3;
 
         rc = ngx_zmq_redis_command(rd, 2, argv, argvlen,
-                                   ngx_http_zmq_idem_kept, NULL);
+                                   ngx_http_zmq_idem_kept, w);
 
     } else {
         v[0] = 'D';
@@ -1159,8 +1208,13 @@ ngx_http_zmq_idem_store(ngx_str_t *key, u_char *hash, ngx_uint_t ttl,
 
         /* the command is copied into the connection's buffer */
         rc = ngx_zmq_redis_command(rd, 5, argv, argvlen,
-                                   ngx_http_zmq_idem_kept, NULL);
+                                   ngx_http_zmq_idem_kept, w);
         ngx_free(v);
+    }
+
+    if (rc == NGX_OK && w != NULL) {
+        w->idem_storing++;
+        ngx_add_timer(&w->idem_wait, NGX_HTTP_ZMQ_IDEM_WAIT);
     }
 
     if (rc != NGX_OK) {
@@ -1177,7 +1231,16 @@ ngx_http_zmq_idem_store(ngx_str_t *key, u_char *hash, ngx_uint_t ttl,
 static void
 ngx_http_zmq_idem_kept(ngx_zmq_redis_t *rd, redisReply *reply, void *data)
 {
+    ngx_http_zmq_worker_t *w = data;
+
     char  shown[ZGW_SHOW_SIZE];
+
+    if (w != NULL && w->idem_storing > 0 && --w->idem_storing == 0
+        && w->idem_wait.timer_set)
+    {
+        /* every orphan's store answered: an exiting worker may go */
+        ngx_del_timer(&w->idem_wait);
+    }
 
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,

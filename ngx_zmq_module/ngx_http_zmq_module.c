@@ -683,6 +683,9 @@ ngx_http_zmq_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    /* before any return: ngx_http_zmq_idem_exit() walks it */
+    ngx_queue_init(&zmcf->worker->idem_orphans);
+
     if (zmcf->type == 0) {
         return NGX_OK;
     }

@@ -124,8 +124,16 @@ typedef struct {
     void                          *write;          /* the one at Redis */
     ngx_event_t                    write_ev;       /* starts the next */
 
-    /* ngx_http_zmq_idempotency.c: its Redis connection */
+    /*
+     * ngx_http_zmq_idempotency.c: its Redis connection, the publishes
+     * whose requests went away (orphans), and while their outcomes are
+     * being stored a timer that keeps an exiting worker until Redis has
+     * them
+     */
     void                          *idem;
+    ngx_queue_t                    idem_orphans;
+    ngx_uint_t                     idem_storing;
+    ngx_event_t                    idem_wait;
 
     /* ngx_http_zmq_metrics.c: this worker's slot in the metrics zone */
     ngx_http_zmq_metrics_worker_t *metrics;
@@ -197,6 +205,10 @@ typedef struct {
 } ngx_http_zmq_loc_conf_t;
 
 
+/* ctx->leave: the request is freed, its publish not yet detached */
+typedef void (*ngx_http_zmq_leave_pt)(void *data);
+
+
 typedef struct {
     ngx_http_request_t            *request;
     ngx_http_zmq_pub_t            *pub;        /* NULL once answered */
@@ -220,6 +232,10 @@ typedef struct {
     uint64_t                       read_us;    /* the body was read */
     void                          *batch;      /* ngx_http_zmq_batch.c */
     void                          *idem;       /* ..._idempotency.c */
+    ngx_http_zmq_leave_pt          leave;      /* called by the request's
+                                                  cleanup before it
+                                                  detaches ctx->pub */
+    void                          *leave_data;
     ngx_uint_t                     max_batch;
     unsigned                       batch_ok:1;     /* may be a batch */
     unsigned                       batch_envelope:1;
@@ -266,6 +282,18 @@ ngx_int_t ngx_http_zmq_body_publish(ngx_http_request_t *r,
     ngx_http_zmq_ctx_t *ctx);
 /* queues the request's answer (ngx_http_zmq_rpc_answer for an rpc) */
 void ngx_http_zmq_answer_post(ngx_http_zmq_ctx_t *ctx);
+/*
+ * The answer of a settled AMQP publish: its status, and its JSON body
+ * from pool for a 202 or a 422 (empty for a 5xx, and on no memory); what
+ * ngx_http_zmq_answer() sends and what an idempotency key keeps of a
+ * request that went away
+ */
+ngx_uint_t ngx_http_zmq_publish_settled(ngx_pool_t *pool,
+    ngx_http_zmq_pub_result_e result, ngx_str_t *message_id,
+    ngx_str_t *body);
+/* from ctx->leave: done(data) takes over ctx->pub still waiting (NGX_OK) */
+ngx_int_t ngx_http_zmq_publish_takeover(ngx_http_zmq_ctx_t *ctx,
+    ngx_http_zmq_pub_done_pt done, void *data);
 
 /* ngx_http_zmq_rpc.c: rpc and invoke services */
 ngx_int_t ngx_http_zmq_rpc_service(ngx_http_request_t *r,

@@ -830,9 +830,9 @@ ngx_http_zmq_answer_handler(ngx_event_t *ev)
 static void
 ngx_http_zmq_answer(ngx_http_zmq_ctx_t *ctx)
 {
-    u_char               *body, *p;
-    size_t                len;
+    ngx_str_t             body;
     ngx_int_t             rc;
+    ngx_uint_t            status;
     ngx_connection_t     *c;
     ngx_http_request_t   *r;
 
@@ -859,6 +859,7 @@ ngx_http_zmq_answer(ngx_http_zmq_ctx_t *ctx)
 
 #if (NGX_ZMQ_PROBE)
     {
+        u_char           *p;
         ngx_table_elt_t  *h;
 
         /* the client's half of the probe: bench/latency_probe.lua */
@@ -879,22 +880,15 @@ ngx_http_zmq_answer(ngx_http_zmq_ctx_t *ctx)
 
     case NGX_HTTP_ZMQ_PUB_ACKED:
     case NGX_HTTP_ZMQ_PUB_WRITTEN:
-        len = sizeof("{\"message_id\":\"\",\"confirmed\":false}\n") - 1
-              + ctx->message_id.len
-              + ngx_escape_json(NULL, ctx->message_id.data,
-                                ctx->message_id.len);
-        body = ngx_pnalloc(r->pool, len);
-        if (body == NULL) {
+    case NGX_HTTP_ZMQ_PUB_RETURNED:
+        /* 202, 422 unroutable: what an idempotency key keeps as well */
+        status = ngx_http_zmq_publish_settled(r->pool, ctx->result,
+                                              &ctx->message_id, &body);
+        if (body.len == 0) {
             rc = NGX_ERROR;
             break;
         }
-        p = ngx_cpymem(body, "{\"message_id\":\"", 15);
-        p = (u_char *) ngx_escape_json(p, ctx->message_id.data,
-                                       ctx->message_id.len);
-        p = ngx_sprintf(p, "\",\"confirmed\":%s}\n",
-                        ctx->result == NGX_HTTP_ZMQ_PUB_ACKED ? "true"
-                                                              : "false");
-        rc = ngx_http_zmq_send_json(r, NGX_HTTP_ACCEPTED, body, p - body);
+        rc = ngx_http_zmq_send_json(r, status, body.data, body.len);
         break;
 
     case NGX_HTTP_ZMQ_PUB_NACKED:
@@ -917,11 +911,6 @@ ngx_http_zmq_answer(ngx_http_zmq_ctx_t *ctx)
         rc = ngx_http_zmq_error(r, NGX_HTTP_SERVICE_UNAVAILABLE, "nacked",
                                 "the broker did not take the message "
                                 "(basic.nack); try again", 1);
-        break;
-
-    case NGX_HTTP_ZMQ_PUB_RETURNED:
-        rc = ngx_http_zmq_error(r, 422, "unroutable",
-                                "no queue is bound for this message", 0);
         break;
 
     case NGX_HTTP_ZMQ_PUB_LOST:
@@ -949,10 +938,96 @@ ngx_http_zmq_answer(ngx_http_zmq_ctx_t *ctx)
 }
 
 
+/*
+ * The status and JSON body of a settled publish (ngx_http_zmq_module.h).
+ * The body of the 422 is the one ngx_http_zmq_error() would give.
+ */
+
+ngx_uint_t
+ngx_http_zmq_publish_settled(ngx_pool_t *pool,
+    ngx_http_zmq_pub_result_e result, ngx_str_t *message_id, ngx_str_t *body)
+{
+    u_char  *p;
+    size_t   len;
+
+    static u_char  unroutable[] = "{\"error\":\"unroutable\",\"message\":"
+                                  "\"no queue is bound for this message\"}\n";
+
+    ngx_str_null(body);
+
+    switch (result) {
+
+    case NGX_HTTP_ZMQ_PUB_ACKED:
+    case NGX_HTTP_ZMQ_PUB_WRITTEN:
+        len = sizeof("{\"message_id\":\"\",\"confirmed\":false}\n") - 1
+              + message_id->len
+              + ngx_escape_json(NULL, message_id->data, message_id->len);
+
+        body->data = ngx_pnalloc(pool, len);
+        if (body->data == NULL) {
+            return NGX_HTTP_ACCEPTED;
+        }
+
+        p = ngx_cpymem(body->data, "{\"message_id\":\"", 15);
+        p = (u_char *) ngx_escape_json(p, message_id->data, message_id->len);
+        p = ngx_sprintf(p, "\",\"confirmed\":%s}\n",
+                        result == NGX_HTTP_ZMQ_PUB_ACKED ? "true" : "false");
+        body->len = p - body->data;
+
+        return NGX_HTTP_ACCEPTED;
+
+    case NGX_HTTP_ZMQ_PUB_RETURNED:
+        body->data = unroutable;
+        body->len = sizeof(unroutable) - 1;
+        return 422;
+
+    case NGX_HTTP_ZMQ_PUB_TIMEDOUT:
+        return NGX_HTTP_GATEWAY_TIME_OUT;
+
+    default:
+        /* nacked, lost (a STOMP nack is a 502 of ngx_http_zmq_answer()) */
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+}
+
+
+/*
+ * The idempotency code's takeover (ctx->leave): the publish answers
+ * done(data), no longer the request, if it is still a publish of
+ * ngx_http_zmq_publish_message() waiting for the broker.
+ */
+
+ngx_int_t
+ngx_http_zmq_publish_takeover(ngx_http_zmq_ctx_t *ctx,
+    ngx_http_zmq_pub_done_pt done, void *data)
+{
+    if (ctx->pub == NULL
+        || ngx_zmq_amqp_reattach(ctx->pub, ngx_http_zmq_publish_done, done,
+                                 data)
+           != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    ctx->pub = NULL;
+
+    return NGX_OK;
+}
+
+
 static void
 ngx_http_zmq_request_cleanup(void *data)
 {
     ngx_http_zmq_ctx_t  *ctx = data;
+
+    /*
+     * Whatever the order of the pool's cleanups: an idempotency key's
+     * hook may take the publish over before it is detached
+     */
+    if (ctx->leave != NULL) {
+        ctx->leave(ctx->leave_data);
+        ctx->leave = NULL;
+    }
 
     if (ctx->pub != NULL) {
         ngx_zmq_amqp_detach(ctx->pub);

@@ -2838,6 +2838,24 @@ ngx_zmq_amqp_detach(ngx_http_zmq_pub_t *pub)
 }
 
 
+ngx_int_t
+ngx_zmq_amqp_reattach(ngx_http_zmq_pub_t *pub,
+    ngx_http_zmq_pub_done_pt publisher, ngx_http_zmq_pub_done_pt done,
+    void *data)
+{
+    if (!pub->in_use || pub->answered || pub->data == NULL
+        || pub->done != publisher)
+    {
+        return NGX_DECLINED;
+    }
+
+    pub->data = data;
+    pub->done = done;
+
+    return NGX_OK;
+}
+
+
 /*
  * Replies. basic.deliver for the reply consumer: the content header that
  * follows says which request it answers.

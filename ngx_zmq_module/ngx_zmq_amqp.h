@@ -285,6 +285,17 @@ ngx_int_t ngx_zmq_amqp_publish(ngx_zmq_amqp_conn_t *conn,
 void ngx_zmq_amqp_detach(ngx_http_zmq_pub_t *pub);
 
 /*
+ * The request went away and done(data) takes its publish over (an
+ * idempotency key's outcome is kept): NGX_OK when pub still waits for the
+ * broker on behalf of its publisher (attached, not answered, its done()
+ * the one given to ngx_zmq_amqp_publish(), passed as publisher), else
+ * NGX_DECLINED and nothing changes.
+ */
+ngx_int_t ngx_zmq_amqp_reattach(ngx_http_zmq_pub_t *pub,
+    ngx_http_zmq_pub_done_pt publisher, ngx_http_zmq_pub_done_pt done,
+    void *data);
+
+/*
  * With msg->rpc set, a successful publish also makes rpc wait on the
  * connection (the first one after each connect first starts the reply
  * consumer, pipelined before the publish): its handler is called exactly
