@@ -101,7 +101,11 @@ zgw_resp_buffer_ok(const redisReader *reader,
         return 0;
     }
 
-    if (reader->ridx < 0 || reader->ridx >= 9 || reader->buf == NULL) {
+    if (reader->ridx < 0
+        || (size_t) reader->ridx
+           >= sizeof(reader->rstack) / sizeof(reader->rstack[0])
+        || reader->buf == NULL)
+    {
         return 1;
     }
 
@@ -130,6 +134,8 @@ zgw_resp_buffer_ok(const redisReader *reader,
 
     n = 0;
 
+    /* digits only: hiredis 0.14 refuses "$+N" as a protocol error
+       (t/unit/test_resp_limit.c) */
     for (i = 0; i < held && p[i] >= '0' && p[i] <= '9'; i++) {
         n = n * 10 + (size_t) (p[i] - '0');
 

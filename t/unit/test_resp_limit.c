@@ -178,6 +178,29 @@ test_an_endless_bulk_is_refused_at_the_buffer_bound(void **state)
 }
 
 
+/*
+ * A length with a sign: the bound reads digits only, so "$+N" must not get
+ * past it to the bytes. hiredis 0.14 refuses it as a protocol error.
+ */
+static void
+test_a_signed_announced_bulk_is_refused_too(void **state)
+{
+    char                why[256];
+    void               *obj;
+    redisReader        *r = redisReaderCreate();
+    zgw_resp_budget_t   budget = { 0, 0, 0 };
+
+    (void) state;
+    zgw_resp_limit(r, &budget);
+
+    (void) feed_ok(r, &budget, "$+999999999\r\n", 13, why, sizeof(why));
+    obj = NULL;
+    assert_int_equal(redisReaderGetReply(r, &obj), REDIS_ERR);
+    assert_null(obj);
+    redisReaderFree(r);
+}
+
+
 static void
 test_a_huge_announced_bulk_is_refused_before_its_bytes_come(void **state)
 {
@@ -329,6 +352,7 @@ main(void)
         cmocka_unit_test(test_an_endless_bulk_is_refused_at_the_buffer_bound),
         cmocka_unit_test(
             test_a_huge_announced_bulk_is_refused_before_its_bytes_come),
+        cmocka_unit_test(test_a_signed_announced_bulk_is_refused_too),
         cmocka_unit_test(test_an_endless_status_line_is_refused),
         cmocka_unit_test(
             test_a_long_reply_of_small_elements_stays_within_the_buffer),
