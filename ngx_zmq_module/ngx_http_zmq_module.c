@@ -705,8 +705,9 @@ ngx_http_zmq_init_process(ngx_cycle_t *cycle)
     ws = NULL;
     if (zmcf->stats != NULL && ngx_worker < zmcf->slots) {
         ws = &zmcf->stats[ngx_worker];
+        /* the pid last (below): zmq_status in another worker shows a slot
+         * only once its outgoing connections are in it */
         ngx_memzero(ws, sizeof(ngx_http_zmq_worker_stats_t));
-        ws->pid = ngx_pid;
         ws->since = ngx_time();
         ws->state = zmcf->type == NGX_HTTP_ZMQ_SOURCE_FILE
                     ? NGX_HTTP_ZMQ_SRC_LOADED : NGX_HTTP_ZMQ_SRC_WAITING;
@@ -730,6 +731,11 @@ ngx_http_zmq_init_process(ngx_cycle_t *cycle)
 
     zgw_errors_free(&errs);
     ngx_http_zmq_runtime_apply(rt, ws, cycle->log);
+
+    if (ws != NULL) {
+        ngx_memory_barrier();
+        ws->pid = ngx_pid;
+    }
 
     if (zmcf->type != NGX_HTTP_ZMQ_SOURCE_REDIS) {
         return NGX_OK;

@@ -916,11 +916,17 @@ class Gateway:
         """Each worker's entry for one outgoing connection."""
         return [w["outconns"][name] for w in self.status()["workers"]]
 
+    def states(self, name="out"):
+        """Each worker's state of one outgoing connection, None where the
+        worker has none (yet)."""
+        return [w.get("outconns", {}).get(name, {}).get("state")
+                for w in self.status()["workers"]]
+
     def wait_state(self, state, name="out", timeout=30.0):
         deadline = time.monotonic() + timeout
         seen = None
         while time.monotonic() < deadline:
-            seen = [o["state"] for o in self.outconn(name)]
+            seen = self.states(name)
             if seen and all(s == state for s in seen):
                 return
             time.sleep(0.05)
