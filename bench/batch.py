@@ -40,12 +40,10 @@ machine may be shared: compare ratios, not rates.
 """
 
 import argparse
-import json
 import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 
@@ -53,8 +51,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "t"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
-from conftest import (BUILD, Nginx, RabbitServer, RedisServer,  # noqa
-                      Gateway, amqp_config)
+from conftest import BUILD, amqp_config  # noqa: E402
+from stack import Stack  # noqa: E402
 from publish import QUEUE, raw_publish, queue_count, settle  # noqa: E402
 from publish import median  # noqa: E402
 
@@ -95,26 +93,15 @@ def main():
     args = ap.parse_args()
     window = args.connections * args.batch
 
-    tmp = tempfile.mkdtemp(prefix="zmq-bench-")
     raw = os.path.join(BUILD, "bench", "publish_raw")
     results = {}
     lost = {"b": 0, "k": 0, "n": 0}
-    rabbit = ngx = redis = None
 
-    try:
-        rdir = os.path.join(tmp, "rabbit")
-        os.makedirs(rdir)
-        rabbit = RabbitServer(rdir)
-        conn = rabbit.connection()
-        ch = conn.channel()
-        ch.queue_declare(QUEUE, durable=True)
+    with Stack("zmq-bench-") as servers:
+        rabbit = servers.rabbit(QUEUE)
+        ch = servers.ch
+        redis = servers.redis()
 
-        os.makedirs(os.path.join(tmp, "redis"))
-        redis = RedisServer(os.path.join(tmp, "redis"))
-
-        ndir = os.path.join(tmp, "nginx")
-        os.makedirs(ndir)
-        cfg = os.path.join(tmp, "zmq.json")
         doc = amqp_config(rabbit.port, {"svc": {"routing_key": QUEUE}},
                           outconn={"max_inflight": 4096})
         doc["rest_channel"] = [
@@ -122,19 +109,12 @@ def main():
              "batch": True, "max_batch": args.batch},
             {"name": "orders", "url_path": "/api/orders", "service": "svc",
              "idempotency": True, "idempotency_ttl": 600}]
-        with open(cfg, "w") as f:
-            json.dump(doc, f)
-        ngx = Nginx(ndir, http="zmq_config file:%s;\n"
-                               "zmq_idempotency_redis %s;" % (cfg, redis.url),
-                    server="location = /zmq/status { zmq_status; }\n"
-                           "location /api/ { zmq_router; }\n",
-                    workers=args.workers, log_level="warn")
-        try:
-            ngx.start()
-        except RuntimeError:
-            print(ngx.error_log(), file=sys.stderr)
-            raise
-        Gateway(ngx).wait_state("ready")
+        cfg = servers.config(doc)
+        ngx = servers.nginx("location /api/ { zmq_router; }\n",
+                            http="zmq_config file:%s;\n"
+                                 "zmq_idempotency_redis %s;"
+                                 % (cfg, redis.url),
+                            workers=args.workers)
 
         env = {"BODY_SIZE": str(args.size), "BATCH": str(args.batch)}
 
@@ -201,7 +181,6 @@ def main():
                               redis.client().dbsize(), flush=True)
                         redis.client().flushall()
                     settle(ch)
-        conn.close()
 
         med = {k: median(v) for k, v in results.items()}
         for k in "knbcd":
@@ -212,14 +191,6 @@ def main():
         print("batch: b/c=%.2f b/d=%.2f lost=%d" % (
             med["b"]["rate"] / max(med["c"]["rate"], 1),
             med["b"]["rate"] / max(med["d"]["rate"], 1), lost["b"]))
-    finally:
-        if ngx is not None:
-            ngx.stop()
-        if redis is not None:
-            redis.stop()
-        if rabbit is not None and getattr(rabbit, "proc", None):
-            rabbit.close()
-        subprocess.run(["rm", "-rf", tmp])
 
 
 if __name__ == "__main__":

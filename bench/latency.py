@@ -37,18 +37,16 @@ be shared: run it on a quiet one, and compare ratios, not rates.
 """
 
 import argparse
-import json
 import os
 import sys
-import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "t"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
-from conftest import BUILD, Nginx, RabbitServer, Gateway  # noqa: E402
-from conftest import amqp_config  # noqa: E402
+from conftest import BUILD, amqp_config  # noqa: E402
+from stack import Stack  # noqa: E402
 from publish import QUEUE, wrk, raw_publish, queue_count, settle  # noqa
 from publish import median  # noqa: E402
 
@@ -71,32 +69,18 @@ def main():
     args = ap.parse_args()
     levels = [int(x) for x in args.levels.split(",") if x]
 
-    tmp = tempfile.mkdtemp(prefix="zmq-bench-")
     raw = os.path.join(BUILD, "bench", "publish_raw")
-    rabbit = ngx = None
     rows = {}
     lost = 0
 
-    try:
-        rdir = os.path.join(tmp, "rabbit")
-        os.makedirs(rdir)
-        rabbit = RabbitServer(rdir)
-        conn = rabbit.connection()
-        ch = conn.channel()
-        ch.queue_declare(QUEUE, durable=True)
-
-        ndir = os.path.join(tmp, "nginx")
-        os.makedirs(ndir)
-        cfg = os.path.join(tmp, "zmq.json")
-        with open(cfg, "w") as f:
-            json.dump(amqp_config(rabbit.port, {"svc": {
-                "routing_key": QUEUE}}, outconn={"max_inflight": 4096}), f)
-        ngx = Nginx(ndir, http="zmq_config file:%s;" % cfg,
-                    server="location = /zmq/status { zmq_status; }\n"
-                           "location = /b { zmq_service svc; }\n",
-                    workers=args.workers, log_level="warn")
-        ngx.start()
-        Gateway(ngx).wait_state("ready")
+    with Stack("zmq-bench-") as servers:
+        rabbit = servers.rabbit(QUEUE)
+        ch = servers.ch
+        cfg = servers.config(amqp_config(rabbit.port, {"svc": {
+            "routing_key": QUEUE}}, outconn={"max_inflight": 4096}))
+        ngx = servers.nginx("location = /b { zmq_service svc; }\n",
+                            http="zmq_config file:%s;" % cfg,
+                            workers=args.workers)
         env = {"BODY_SIZE": str(args.size)}
         url = ngx.url + "/b"
 
@@ -132,8 +116,6 @@ def main():
                     settle(ch)
             rows[n] = (median(runs["gw"]), median(runs["raw"]))
 
-        conn.close()
-
         print()
         print("| N | gateway req/s | raw msg/s | ratio | gateway p50 / p99 ms"
               " | raw p50 / p99 ms | raw p99 uncorrected | p99 ratio |")
@@ -157,13 +139,6 @@ def main():
         print("latency: p99x_8=%.2f p99x_32=%.2f rate_8=%.2f rate_32=%.2f "
               "lost=%d" % (ratio(8, "p99"), ratio(32, "p99"),
                            ratio(8, "rate"), ratio(32, "rate"), lost))
-    finally:
-        if ngx is not None:
-            ngx.stop()
-        if rabbit is not None:
-            rabbit.close()
-        import subprocess
-        subprocess.run(["rm", "-rf", tmp])
 
 
 if __name__ == "__main__":

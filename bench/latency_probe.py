@@ -30,20 +30,18 @@ Loopback only, temporary directories; every process is stopped by PID.
 """
 
 import argparse
-import json
 import os
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "t"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
-from conftest import BUILD, Nginx, RabbitServer, Gateway  # noqa
-from conftest import amqp_config  # noqa: E402
+from conftest import BUILD, amqp_config  # noqa: E402
+from stack import Stack  # noqa: E402
 from publish import QUEUE, wrk, raw_publish, settle  # noqa: E402
 
 REC = struct.Struct("<7Q")
@@ -147,34 +145,21 @@ def main():
                     help="wrk threads (default min(N, 2))")
     args = ap.parse_args()
 
-    tmp = tempfile.mkdtemp(prefix="zmq-probe-")
     raw = os.path.join(BUILD, "bench", "publish_raw")
-    rabbit = None
-    try:
-        rdir = os.path.join(tmp, "rabbit")
-        os.makedirs(rdir)
-        rabbit = RabbitServer(rdir)
-        conn = rabbit.connection()
-        ch = conn.channel()
-        ch.queue_declare(QUEUE, durable=True)
-        cfg = os.path.join(tmp, "zmq.json")
-        with open(cfg, "w") as f:
-            json.dump(amqp_config(rabbit.port, {"svc": {
-                "routing_key": QUEUE}}, outconn={"max_inflight": 4096}), f)
+    with Stack("zmq-probe-") as servers:
+        rabbit = servers.rabbit(QUEUE)
+        ch = servers.ch
+        cfg = servers.config(amqp_config(rabbit.port, {"svc": {
+            "routing_key": QUEUE}}, outconn={"max_inflight": 4096}))
         env = {"BODY_SIZE": str(args.size)}
         raw_publish(raw, rabbit.port, args.seconds, args.size)
         settle(ch)
 
         for i, n in enumerate(int(x) for x in args.levels.split(",")):
-            ndir = os.path.join(tmp, "nginx%d" % i)
-            os.makedirs(ndir)
-            ngx = Nginx(ndir, http="zmq_config file:%s;" % cfg,
-                        server="location = /zmq/status { zmq_status; }\n"
-                               "location = /b { zmq_service svc; }\n",
-                        workers=args.workers, log_level="warn")
-            ngx.start()
+            ngx = servers.nginx("location = /b { zmq_service svc; }\n",
+                                http="zmq_config file:%s;" % cfg,
+                                workers=args.workers, name="nginx%d" % i)
             try:
-                Gateway(ngx).wait_state("ready")
                 pids = ngx.worker_pids()
                 before = schedstat(pids)
                 client = wrk(ngx.url + "/b", args.seconds, n, env,
@@ -194,11 +179,6 @@ def main():
                             window=n)
             settle(ch)
             report(n, recs, client, r)
-        conn.close()
-    finally:
-        if rabbit is not None:
-            rabbit.close()
-        subprocess.run(["rm", "-rf", tmp])
 
 
 if __name__ == "__main__":

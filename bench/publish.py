@@ -32,7 +32,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -40,8 +39,8 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "t"))
 
-from conftest import (BUILD, Nginx, RabbitServer, Gateway,  # noqa: E402
-                      amqp_config, wait_port)
+from conftest import BUILD, amqp_config  # noqa: E402
+from stack import Stack  # noqa: E402
 
 QUEUE = "bench.publish"
 
@@ -117,40 +116,22 @@ def main():
                     help="also (b) with zmq_metrics scraped every second")
     args = ap.parse_args()
 
-    tmp = tempfile.mkdtemp(prefix="zmq-bench-")
     raw = os.path.join(BUILD, "bench", "publish_raw")
     results = {}
-    rabbit = ngx = None
 
-    try:
+    with Stack("zmq-bench-") as servers:
         # the broker, with the management plugin for (d)
-        rdir = os.path.join(tmp, "rabbit")
-        os.makedirs(rdir)
-        rabbit = RabbitServer.__new__(RabbitServer)
-        mgmt_port = rabbit_with_management(rabbit, rdir)
+        rabbit = servers.rabbit(QUEUE, management=True)
+        mgmt_port = rabbit.mgmt_port
+        ch = servers.ch
 
-        conn = rabbit.connection()
-        ch = conn.channel()
-        ch.queue_declare(QUEUE, durable=True)
-
-        ndir = os.path.join(tmp, "nginx")
-        os.makedirs(ndir)
-        cfg = os.path.join(tmp, "zmq.json")
-        with open(cfg, "w") as f:
-            json.dump(amqp_config(rabbit.port, {"svc": {
-                "routing_key": QUEUE}}, outconn={"max_inflight": 4096}), f)
-        ngx = Nginx(ndir, http="zmq_config file:%s;" % cfg,
-                    server="location = /zmq/status { zmq_status; }\n"
-                           "location = /metrics { zmq_metrics; }\n"
-                           "location = /a { return 202 '{}'; }\n"
-                           "location = /b { zmq_service svc; }\n",
-                    workers=args.workers, log_level="warn")
-        try:
-            ngx.start()
-        except RuntimeError:
-            print(ngx.error_log(), file=sys.stderr)
-            raise
-        Gateway(ngx).wait_state("ready")
+        cfg = servers.config(amqp_config(rabbit.port, {"svc": {
+            "routing_key": QUEUE}}, outconn={"max_inflight": 4096}))
+        ngx = servers.nginx("location = /metrics { zmq_metrics; }\n"
+                            "location = /a { return 202 '{}'; }\n"
+                            "location = /b { zmq_service svc; }\n",
+                            http="zmq_config file:%s;" % cfg,
+                            workers=args.workers)
 
         env = {"BODY_SIZE": str(args.size)}
         payload = json.dumps({"properties": {"delivery_mode": 2},
@@ -226,7 +207,6 @@ def main():
                     print("    %d answered 202, %d in the queue, %d lost" % (
                         r["ok"], r["in_queue"], r["lost"]), flush=True)
                 settle(ch)
-        conn.close()
 
         med = {k: median(v) for k, v in results.items()}
         for k in "bcd":
@@ -244,35 +224,6 @@ def main():
             print("scrape: s/b=%.2f" % (
                 med["s"]["rate"] / max(med["b"]["rate"], 1)))
         print("publish: b/c=%.2f b/d=%.2f lost=%d" % (bc, bd, lost))
-    finally:
-        if ngx is not None:
-            ngx.stop()
-        if rabbit is not None and getattr(rabbit, "proc", None):
-            rabbit.close()
-        subprocess.run(["rm", "-rf", tmp])
-
-
-def rabbit_with_management(rabbit, rdir):
-    """RabbitServer, with rabbitmq_management enabled on a free port."""
-    from conftest import free_port
-    mgmt = free_port()
-    orig_start = RabbitServer.start
-
-    def start(self):
-        with open(self.env["RABBITMQ_CONFIG_FILE"], "a") as f:
-            f.write("management.tcp.ip = 127.0.0.1\n"
-                    "management.tcp.port = %d\n" % mgmt)
-        with open(self.env["RABBITMQ_ENABLED_PLUGINS_FILE"], "w") as f:
-            f.write("[rabbitmq_management].\n")
-        orig_start(self)
-        wait_port(mgmt, 60)
-
-    RabbitServer.start = start
-    try:
-        RabbitServer.__init__(rabbit, rdir)
-    finally:
-        RabbitServer.start = orig_start
-    return mgmt
 
 
 if __name__ == "__main__":

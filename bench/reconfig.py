@@ -21,7 +21,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -31,8 +30,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "t"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
-from conftest import (ZMQCTL, Nginx, RabbitServer, RedisServer,  # noqa
-                      amqp_config)
+from conftest import ZMQCTL, amqp_config  # noqa: E402
+from stack import Stack  # noqa: E402
 from publish import median, settle, wrk  # noqa: E402
 
 
@@ -72,22 +71,16 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
 
-    tmp = tempfile.mkdtemp(prefix="zmq-reconfig-")
-    rabbit = redis = ngx = None
-    try:
-        for d in ("rabbit", "redis", "nginx"):
-            os.makedirs(os.path.join(tmp, d))
-        rabbit = RabbitServer(os.path.join(tmp, "rabbit"))
-        redis = RedisServer(os.path.join(tmp, "redis"))
-        conn = rabbit.connection()
-        ch = conn.channel()
-        ch.queue_declare("bench.a", durable=True)
+    with Stack("zmq-reconfig-") as servers:
+        rabbit = servers.rabbit("bench.a")
+        ch = servers.ch
+        redis = servers.redis()
 
-        key = os.path.join(tmp, "secret.key")
+        key = os.path.join(servers.tmp, "secret.key")
         env = dict(os.environ, ZMQ_REDIS=redis.url, ZMQ_KEY_FILE=key)
         subprocess.run([ZMQCTL, "keygen"], env=env, check=True,
                        capture_output=True)
-        doc_path = os.path.join(tmp, "c.json")
+        doc_path = os.path.join(servers.tmp, "c.json")
 
         def write(heartbeat_b):
             with open(doc_path, "w") as f:
@@ -99,13 +92,12 @@ def main():
             return int(r.stdout.rsplit("version", 1)[1])
 
         write(10)
-        ngx = Nginx(os.path.join(tmp, "nginx"),
-                    http="zmq_key_file %s;\nzmq_config redis://127.0.0.1:%d/0;"
-                         % (key, redis.port),
-                    server="location = /zmq/status { zmq_status; }\n"
-                           "location = /a { zmq_service a; }\n",
-                    workers=2, log_level="warn")
-        ngx.start()
+        # ready when both workers have the configuration and "out-a": below
+        ngx = servers.nginx("location = /a { zmq_service a; }\n",
+                            http="zmq_key_file %s;\n"
+                                 "zmq_config redis://127.0.0.1:%d/0;"
+                                 % (key, redis.port),
+                            workers=2, outconn=None)
         status = requests.Session()
 
         def versions():
@@ -217,15 +209,6 @@ def main():
         errors = sum(r["bad"] for r in runs[False] + runs[True])
         print("reconfig: p50_ms=%.1f p99_ms=%.1f errors_a=%d loss_pct=%.1f"
               % (p50, p99, errors, loss))
-        conn.close()
-    finally:
-        if ngx is not None:
-            ngx.stop()
-        if redis is not None:
-            redis.stop()
-        if rabbit is not None:
-            rabbit.close()
-        subprocess.run(["rm", "-rf", tmp])
 
 
 if __name__ == "__main__":

@@ -39,19 +39,18 @@ asserted).
 """
 
 import argparse
-import json
 import os
 import re
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "t"))
 
-from conftest import BUILD, Nginx, RabbitServer, Gateway  # noqa: E402
+from conftest import BUILD, Gateway  # noqa: E402
+from stack import Stack  # noqa: E402
 
 QUEUE = "bench.rpc"
 PATH = "/api/rpc"
@@ -295,54 +294,38 @@ def main():
     if args.size < 16:
         ap.error("--size must be at least 16")
 
-    tmp = tempfile.mkdtemp(prefix="zmq-rpc-")
     raw = os.path.join(BUILD, "bench", "rpc_raw")
     responder_bin = os.path.join(BUILD, "bench", "rpc_responder")
-    rabbit = ngx = responder = None
     wrk_timeout = args.timeout // 1000 + 10
 
-    try:
-        for d in ("rabbit", "nginx"):
-            os.makedirs(os.path.join(tmp, d))
-        rabbit = RabbitServer(os.path.join(tmp, "rabbit"))
-
-        # the responder declares its queue, then consumes it
+    with Stack("zmq-rpc-") as servers:
+        # no queue: the responder declares its own, then consumes it
+        rabbit = servers.rabbit(None)
+        ch = servers.ch
         responder = subprocess.Popen(
             [responder_bin, "127.0.0.1", str(rabbit.port), QUEUE,
              str(args.prefetch)], stdout=subprocess.PIPE, text=True)
+        servers.callback(stop_responder, responder)
         if responder.stdout.readline().strip() != "ready":
             raise RuntimeError("rpc_responder did not start")
 
-        conn = rabbit.connection()
-        ch = conn.channel()
-
-        cfg = os.path.join(tmp, "zmq.json")
-        with open(cfg, "w") as f:
-            json.dump({
-                "amqp_def": [{"name": "rabbit", "host": "127.0.0.1",
-                              "port": rabbit.port, "username": "guest",
-                              "password": "guest", "heartbeat": 10}],
-                "amqp_outconn": [{"name": "out", "def": "rabbit",
-                                  "max_inflight": 4096}],
-                "service": [{"name": "rpc", "kind": "rpc", "outconn": "out",
-                             "exchange": "", "routing_key": QUEUE,
-                             "delivery_mode": 1,
-                             "timeout": args.timeout}],
-                "rest_channel": [{"name": "rpc", "url_path": PATH,
-                                  "method": "POST", "service": "rpc"}],
-            }, f)
-        ngx = Nginx(os.path.join(tmp, "nginx"),
-                    http="zmq_config file:%s;" % cfg,
-                    server="location = /zmq/status { zmq_status; }\n"
-                           "location /api/ { zmq_router; }\n",
-                    workers=args.workers, log_level="warn")
-        try:
-            ngx.start()
-        except RuntimeError:
-            print(ngx.error_log(), file=sys.stderr)
-            raise
+        cfg = servers.config({
+            "amqp_def": [{"name": "rabbit", "host": "127.0.0.1",
+                          "port": rabbit.port, "username": "guest",
+                          "password": "guest", "heartbeat": 10}],
+            "amqp_outconn": [{"name": "out", "def": "rabbit",
+                              "max_inflight": 4096}],
+            "service": [{"name": "rpc", "kind": "rpc", "outconn": "out",
+                         "exchange": "", "routing_key": QUEUE,
+                         "delivery_mode": 1,
+                         "timeout": args.timeout}],
+            "rest_channel": [{"name": "rpc", "url_path": PATH,
+                              "method": "POST", "service": "rpc"}],
+        })
+        ngx = servers.nginx("location /api/ { zmq_router; }\n",
+                            http="zmq_config file:%s;" % cfg,
+                            workers=args.workers)
         gw = Gateway(ngx)
-        gw.wait_state("ready")
         url = ngx.url + PATH
 
         ok, what = probe(url, args.size)
@@ -406,7 +389,6 @@ def main():
                     print("    %d requests still in the queue" % left,
                           flush=True)
         after = gw.totals()
-        conn.close()
 
         responder.terminate()
         out = responder.communicate(timeout=30)[0].strip()
@@ -454,19 +436,15 @@ def main():
             print("(a) lost %d requests over the rounds" % lost_a)
         ba = med["b"]["rate"] / max(med["a"]["rate"], 1)
         print("rpc: b/a=%.2f lost=%d" % (ba, lost))
-    finally:
-        if responder is not None:
-            responder.terminate()
-            try:
-                responder.communicate(timeout=10)
-            except subprocess.TimeoutExpired:
-                responder.kill()
-                responder.wait()
-        if ngx is not None:
-            ngx.stop()
-        if rabbit is not None and getattr(rabbit, "proc", None):
-            rabbit.close()
-        subprocess.run(["rm", "-rf", tmp])
+
+
+def stop_responder(responder):
+    responder.terminate()
+    try:
+        responder.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        responder.kill()
+        responder.wait()
 
 
 if __name__ == "__main__":

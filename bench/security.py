@@ -51,7 +51,6 @@ import re
 import secrets
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -64,8 +63,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "t"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
-from conftest import (ZMQCTL, Gateway, Nginx, RabbitServer,  # noqa: E402
-                      RedisServer, amqp_config)
+from conftest import ZMQCTL, amqp_config  # noqa: E402
+from stack import Stack  # noqa: E402
 from publish import settle  # noqa: E402
 
 QUEUE = "bench.security"
@@ -290,21 +289,14 @@ def main():
     cases = ["a"] + [k for k in args.cases if k in CASES and k != "a"]
     NAMES["f"] = NAMES["f"] % args.flood_rate
 
-    tmp = tempfile.mkdtemp(prefix="zmq-secbench-")
-    rabbit = redis = ngx = None
-
-    try:
-        for d in ("rabbit", "redis", "nginx"):
-            os.makedirs(os.path.join(tmp, d))
-        rabbit = RabbitServer(os.path.join(tmp, "rabbit"))
-        redis = RedisServer(os.path.join(tmp, "redis"))
-        conn = rabbit.connection()
-        ch = conn.channel()
-        ch.queue_declare(QUEUE, durable=True)
+    with Stack("zmq-secbench-") as servers:
+        rabbit = servers.rabbit(QUEUE)
+        ch = servers.ch
+        redis = servers.redis()
 
         # the definitions, in Redis: zmqctl hashes the basic_auth password
         # (PBKDF2) and seals the HS256 secret
-        key = os.path.join(tmp, "secret.key")
+        key = os.path.join(servers.tmp, "secret.key")
         env = dict(os.environ, ZMQ_REDIS=redis.url, ZMQ_KEY_FILE=key)
         zmqctl(env, "keygen")
 
@@ -325,7 +317,7 @@ def main():
             dict(jwt_common, name="jwt-hs", alg="HS256", secret=hs_secret),
             dict(jwt_common, name="jwt-rs", alg="RS256", public_key=rsa_pub),
         ]
-        path = os.path.join(tmp, "config.json")
+        path = os.path.join(servers.tmp, "config.json")
         with open(path, "w") as f:
             json.dump(doc, f)
         zmqctl(env, "import", path)
@@ -340,37 +332,25 @@ def main():
         tok_hs = jwt.encode(claims, hs_secret, algorithm="HS256")
         tok_rs = jwt.encode(claims, rsa_key, algorithm="RS256")
 
-        ngx = Nginx(os.path.join(tmp, "nginx"),
-                    http="zmq_key_file %s;\n"
-                         "zmq_config redis://127.0.0.1:%d/0;\n"
-                         "zmq_auth_thread_pool zmq_auth;\n"
-                         % (key, redis.port),
-                    server="location = /zmq/status { zmq_status; }\n"
-                           "location = /a { zmq_service svc; }\n"
-                           "location = /b { zmq_service svc;"
-                           " zmq_security basic; }\n"
-                           "location = /c { zmq_service svc;"
-                           " zmq_security apikey; }\n"
-                           "location = /d { zmq_service svc;"
-                           " zmq_security jwt-hs; }\n"
-                           "location = /e { zmq_service svc;"
-                           " zmq_security jwt-rs; }\n"
-                           "location = /flood { zmq_service svc;"
-                           " zmq_security basic; }\n",
-                    workers=args.workers, log_level="warn")
-        # a thread pool of its own, in the main context
-        with open(ngx.conf) as f:
-            text = f.read()
-        with open(ngx.conf, "w") as f:
-            f.write(text.replace("events {", "thread_pool zmq_auth "
-                                 "threads=%d;\nevents {" % args.auth_threads,
-                                 1))
-        try:
-            ngx.start()
-            Gateway(ngx).wait_state("ready")
-        except (RuntimeError, AssertionError):
-            print(ngx.error_log(), file=sys.stderr)
-            raise
+        ngx = servers.nginx("location = /a { zmq_service svc; }\n"
+                            "location = /b { zmq_service svc;"
+                            " zmq_security basic; }\n"
+                            "location = /c { zmq_service svc;"
+                            " zmq_security apikey; }\n"
+                            "location = /d { zmq_service svc;"
+                            " zmq_security jwt-hs; }\n"
+                            "location = /e { zmq_service svc;"
+                            " zmq_security jwt-rs; }\n"
+                            "location = /flood { zmq_service svc;"
+                            " zmq_security basic; }\n",
+                            http="zmq_key_file %s;\n"
+                                 "zmq_config redis://127.0.0.1:%d/0;\n"
+                                 "zmq_auth_thread_pool zmq_auth;\n"
+                                 % (key, redis.port),
+                            workers=args.workers,
+                            # a thread pool of its own, in the main context
+                            main="thread_pool zmq_auth threads=%d;\n"
+                                 % args.auth_threads)
 
         basic = base64.b64encode(("%s:%s" % (USER, password))
                                  .encode()).decode()
@@ -469,7 +449,6 @@ def main():
                               fl["sent"], fl["statuses"], fl["p50"],
                               fl["p99"]), flush=True)
         settle(ch, QUEUE)
-        conn.close()
 
         print()
         print("%-40s %8s %8s %8s %7s %7s %7s %7s" % (
@@ -506,14 +485,6 @@ def main():
         print("security: basic=%s apikey=%s jwt_hs=%s jwt_pk=%s "
               "stall_p99x=%s" % (ratio("b"), ratio("c"), ratio("d"),
                                  ratio("e"), stall))
-    finally:
-        if ngx is not None:
-            ngx.stop()
-        if redis is not None:
-            redis.stop()
-        if rabbit is not None and getattr(rabbit, "proc", None):
-            rabbit.close()
-        subprocess.run(["rm", "-rf", tmp])
 
 
 if __name__ == "__main__":

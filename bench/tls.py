@@ -23,20 +23,18 @@ The last line is machine-readable:
 """
 
 import argparse
-import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "t"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
-from conftest import (BUILD, Nginx, RabbitServer, Gateway,  # noqa: E402
-                      amqp_config, open_to_workers)
+from conftest import (BUILD, Gateway, amqp_config,  # noqa: E402
+                      open_to_workers)
+from stack import Stack  # noqa: E402
 from publish import wrk, median, line, settle  # noqa: E402
 from tls_certs import make_pki  # noqa: E402
 
@@ -65,44 +63,30 @@ def main():
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
 
-    tmp = tempfile.mkdtemp(prefix="zmq-bench-tls-")
     raw = os.path.join(BUILD, "bench", "publish_raw")
     if not os.path.exists(raw):
         subprocess.run(["make", "-C", ROOT, raw], check=True,
                        stdout=subprocess.DEVNULL)
-    rabbit = ngx = None
     results = {}
 
-    try:
-        pki_dir = os.path.join(tmp, "pki")
+    with Stack("zmq-bench-tls-") as servers:
+        pki_dir = os.path.join(servers.tmp, "pki")
         pki = make_pki(pki_dir)
         for path in pki.values():
             os.chmod(path, 0o644)           # the workers read them
         open_to_workers(pki_dir)
 
-        rdir = os.path.join(tmp, "rabbit")
-        os.makedirs(rdir)
-        rabbit = RabbitServer(rdir, tls=pki)
-        conn = rabbit.connection()
-        ch = conn.channel()
-        ch.queue_declare(QUEUE, durable=True)
-
-        ndir = os.path.join(tmp, "nginx")
-        os.makedirs(ndir)
-        cfg = os.path.join(tmp, "zmq.json")
-        with open(cfg, "w") as f:
-            json.dump(amqp_config(
-                rabbit.tls_port, {"svc": {"routing_key": QUEUE}},
-                outconn={"max_inflight": max(4096, args.window)},
-                amqp_def={"host": "localhost", "tls": True,
-                          "ca_file": pki["ca"]}), f)
-        ngx = Nginx(ndir, http="zmq_config file:%s;" % cfg,
-                    server="location = /zmq/status { zmq_status; }\n"
-                           "location = /b { zmq_service svc; }\n",
-                    workers=args.workers, log_level="warn")
-        ngx.start()
+        rabbit = servers.rabbit(QUEUE, tls=pki)
+        ch = servers.ch
+        cfg = servers.config(amqp_config(
+            rabbit.tls_port, {"svc": {"routing_key": QUEUE}},
+            outconn={"max_inflight": max(4096, args.window)},
+            amqp_def={"host": "localhost", "tls": True,
+                      "ca_file": pki["ca"]}))
+        ngx = servers.nginx("location = /b { zmq_service svc; }\n",
+                            http="zmq_config file:%s;" % cfg,
+                            workers=args.workers)
         gw = Gateway(ngx)
-        gw.wait_state("ready")
         tls = {o.get("tls") for o in gw.outconn()}
         verified = all(o.get("verified") for o in gw.outconn())
 
@@ -142,7 +126,6 @@ def main():
                     print("    %d answered 202, %d in the queue, %d lost" % (
                         r["ok"], r["in_queue"], r["lost"]), flush=True)
                 settle(ch, QUEUE)
-        conn.close()
 
         med = {k: median(v) for k, v in results.items()}
         for k in "bc":
@@ -150,12 +133,6 @@ def main():
         lost = sum(r["lost"] for r in results["b"])
         bc = med["b"]["rate"] / max(med["c"]["rate"], 1)
         print("tls: b/c=%.2f lost=%d" % (bc, lost), flush=True)
-    finally:
-        if ngx is not None:
-            ngx.stop()
-        if rabbit is not None:
-            rabbit.close()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
