@@ -14,15 +14,19 @@
  *         get-master-addr-by-name), zgw_sentinel_is_master() (ROLE) and
  *         zgw_redis_is_readonly()
  *
- * What must hold: a message is taken exactly when a reference reading of
- * "<name> <old-ip> <old-port> <new-ip> <new-port>" (five fields, one
- * space between them, the name ours, the new address one inet_pton()
- * takes, the port 1-65535 in at most 5 digits) takes it, with that
- * address and port; an accepted address fits ip; every refusal of a reply
- * says why, in printable ASCII only (a peer's text is shown through
- * zgw_show), and an accepted reply names an IP address and a port
- * 1-65535.
+ * What must hold: a message is taken exactly when an oracle written from
+ * the format "<name> <old-ip> <old-port> <new-ip> <new-port>" takes it
+ * (fuzz_switch_oracle: five fields, one space between them, the name
+ * ours, the new address one inet_pton() takes, the port 1-65535 in at
+ * most 5 digits), with that address and port, and the port of a refused
+ * one is left alone; an accepted address fits ip;
+ * zgw_sentinel_switch_is_for() is whether the first field is the name;
+ * every refusal of a reply says why, in printable ASCII only (a peer's
+ * text is shown through zgw_show), and an accepted reply names an IP
+ * address and a port 1-65535.
  */
+
+#define _GNU_SOURCE                     /* memmem(), memrchr() */
 
 #include <arpa/inet.h>
 #include <stdint.h>
@@ -36,7 +40,8 @@
 #include "zgw_sentinel.h"
 
 
-#define FUZZ_NAME  "mymaster"
+#define FUZZ_NAME       "mymaster"
+#define FUZZ_FIELD_MAX  64      /* more than an address or a port */
 
 
 static void
@@ -58,69 +63,111 @@ fuzz_is_ip(const char *ip)
 }
 
 
-/* the reference: 0 with ip and port, or -1 */
+/* the first field, up to the first space, is the master's whole name */
 static int
-fuzz_switch_ref(const char *msg, size_t len, char *ip, size_t iplen,
+fuzz_names_master(const char *msg, size_t len)
+{
+    const char  *sp;
+
+    sp = memchr(msg, ' ', len);
+
+    return sp != NULL && (size_t) (sp - msg) == strlen(FUZZ_NAME)
+           && strncmp(msg, FUZZ_NAME, sp - msg) == 0;
+}
+
+
+/*
+ * The oracle for a +switch-master message, written from the message's
+ * format and the rules zgw_sentinel.h and zgw_sentinel.c state, not from
+ * zgw_sentinel_switch_target(), so that a slip there is not copied here.
+ * Redis Sentinel publishes on +switch-master
+ *
+ *     <master name> <old ip> <old port> <new ip> <new port>
+ *
+ *   layout    five fields, one space between each two: the message has
+ *             exactly four spaces, none first, none last, no two in a row
+ *   name      the first field is the whole master name
+ *   old       the old address and port are not looked at
+ *   new ip    an IPv4 or IPv6 address as inet_pton() reads one (a sentinel
+ *             never makes us resolve a name), no NUL in it, shorter than
+ *             ZGW_SENTINEL_IP_MAX (INET6_ADDRSTRLEN) and, with its NUL,
+ *             no longer than the caller's buffer
+ *   new port  one to five decimal digits and nothing else, 1-65535
+ *
+ * The fields are found from the right (the port after the last space, the
+ * address after the space before it), where the implementation scans from
+ * the left, and each is checked on a NUL-ended copy with the C library's
+ * string functions. Returns 0 with ip (NUL-ended) and port, or -1.
+ */
+static int
+fuzz_switch_oracle(const char *msg, size_t len, size_t iplen, char *ip,
     int *port)
 {
-    size_t       i, n, start, flen[5], fpos[5];
-    long         p;
+    int          value;
+    char         addr[FUZZ_FIELD_MAX], digits[FUZZ_FIELD_MAX];
+    size_t       spaces, addr_len, digits_len;
+    const char  *p, *last, *before;
 
-    n = 0;
-    start = 0;
+    /* layout */
+    spaces = 0;
 
-    for (i = 0; i <= len; i++) {
-        if (i < len && msg[i] != ' ') {
-            continue;
-        }
-
-        if (n == 5 || i == start) {
-            return -1;
-        }
-
-        fpos[n] = start;
-        flen[n] = i - start;
-        n++;
-        start = i + 1;
+    for (p = memchr(msg, ' ', len); p != NULL;
+         p = memchr(p + 1, ' ', msg + len - (p + 1)))
+    {
+        spaces++;
     }
 
-    if (n != 5 || flen[0] != strlen(FUZZ_NAME)
-        || memcmp(msg, FUZZ_NAME, flen[0]) != 0)
+    if (spaces != 4 || msg[0] == ' ' || msg[len - 1] == ' '
+        || memmem(msg, len, "  ", 2) != NULL)
     {
         return -1;
     }
 
-    if (flen[3] >= ZGW_SENTINEL_IP_MAX || flen[3] >= iplen
-        || memchr(msg + fpos[3], '\0', flen[3]) != NULL)
-    {
+    /* name */
+    if (!fuzz_names_master(msg, len)) {
         return -1;
     }
 
-    memcpy(ip, msg + fpos[3], flen[3]);
-    ip[flen[3]] = '\0';
+    /* the new port after the last space, the new address before it */
+    last = memrchr(msg, ' ', len);
+    before = memrchr(msg, ' ', last - msg);
 
-    if (!fuzz_is_ip(ip)) {
+    digits_len = msg + len - (last + 1);
+    addr_len = last - (before + 1);
+
+    /* new ip */
+    if (addr_len >= ZGW_SENTINEL_IP_MAX || addr_len + 1 > iplen) {
         return -1;
     }
 
-    if (flen[4] < 1 || flen[4] > 5) {
+    memcpy(addr, before + 1, addr_len);
+    addr[addr_len] = '\0';
+
+    if (strlen(addr) != addr_len || !fuzz_is_ip(addr)) {
         return -1;
     }
 
-    p = 0;
-
-    for (i = 0; i < flen[4]; i++) {
-        if (msg[fpos[4] + i] < '0' || msg[fpos[4] + i] > '9') {
-            return -1;
-        }
-        p = p * 10 + (msg[fpos[4] + i] - '0');
-    }
-
-    if (p < 1 || p > 65535) {
+    /* new port */
+    if (digits_len > 5) {
         return -1;
     }
 
-    *port = (int) p;
+    memcpy(digits, last + 1, digits_len);
+    digits[digits_len] = '\0';
+
+    if (strspn(digits, "0123456789") != digits_len) {
+        return -1;
+    }
+
+    value = atoi(digits);
+
+    if (value < 1 || value > 65535) {
+        return -1;
+    }
+
+    strcpy(ip, addr);
+    *port = value;
+
     return 0;
 }
 
@@ -147,7 +194,7 @@ fuzz_switch(const uint8_t *data, size_t size, size_t iplen)
     rport = 0;
 
     rc = zgw_sentinel_switch_target(msg, size, FUZZ_NAME, ip, iplen, &port);
-    ref = fuzz_switch_ref(msg, size, rip, iplen, &rport);
+    ref = fuzz_switch_oracle(msg, size, iplen, rip, &rport);
 
     if (rc != 0 && rc != -1) {
         fuzz_fail("switch_target: neither 0 nor -1");
@@ -157,10 +204,16 @@ fuzz_switch(const uint8_t *data, size_t size, size_t iplen)
         fuzz_fail("switch_target took a message not for the master");
     }
 
+    if (zgw_sentinel_switch_is_for(msg, size, FUZZ_NAME)
+        != fuzz_names_master(msg, size))
+    {
+        fuzz_fail("switch_is_for: not whether the first field is the name");
+    }
+
     if (rc != ref) {
         fprintf(stderr, "fuzz_sentinel: '%.*s': switch_target %d, the "
-                "reference %d\n", (int) size, msg, rc, ref);
-        fuzz_fail("switch_target disagrees with the reference");
+                "oracle %d\n", (int) size, msg, rc, ref);
+        fuzz_fail("switch_target disagrees with the oracle");
     }
 
     if (rc == 0) {

@@ -443,6 +443,11 @@ def sentinel_seeds():
         "two-spaces": "mymaster  10.0.0.1 6379 10.0.0.2 6380",
         "six": "mymaster 10.0.0.1 6379 10.0.0.2 6380 x",
         "nul": "mymaster 10.0.0.1 6379 10.0.0.2\0 6380",
+        # the edges of each field's rule, a mutation or two from across
+        "port-lead0": "mymaster 10.0.0.1 6379 10.0.0.2 06380",
+        "port-zeros": "mymaster 10.0.0.1 6379 10.0.0.2 0006380",
+        "name-longer": "mymaster2 10.0.0.1 6379 10.0.0.2 6380",
+        "trailing-space": "mymaster 10.0.0.1 6379 10.0.0.2 6380 ",
     }
     for name, msg in msgs.items():
         write("sentinel", "switch-" + name, full + msg.encode())
