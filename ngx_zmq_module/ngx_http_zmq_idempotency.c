@@ -7,12 +7,20 @@
  * key and the same body gets that answer again without publishing.
  *
  * One Redis key per channel and key, "zmq:idem:<channel length>:<channel>:
- * <key>", holding either "P<sha256 of the body>" (in flight: set with SET
- * NX, so that one request of several concurrent ones wins, and with a TTL
- * so that a worker that dies leaves no key locked for good) or
+ * <key>", holding either "P<sha256 of the body><owner>" (in flight: set
+ * with SET NX, so that one request of several concurrent ones wins, and
+ * with a TTL so that a worker that dies leaves no key locked for good;
+ * <owner> is 32 random hex digits of this request's) or
  * "D<sha256><status, 3 digits><body>" (done). One command decides: SET
  * key P... NX GET EX n answers nil when this request owns the key, else
  * what the key holds.
+ *
+ * The outcome replaces the marker only while the key still holds this
+ * request's own marker (a compare-and-set, one EVAL): a publish settled
+ * after its marker expired and another request took the key does not
+ * overwrite that request's marker or answer. The marker lasts as long as
+ * the longest wait of the request (the confirm, and an rpc or invoke
+ * service's reply) plus NGX_HTTP_ZMQ_IDEM_INFLIGHT.
  *
  *     the key is new              the request publishes; its answer is
  *                                 kept (2xx, 4xx) or the key deleted (5xx:
@@ -52,6 +60,7 @@
 #include <ngx_http.h>
 
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #include "zgw_err.h"
 #include "zgw_redis_url.h"
@@ -62,9 +71,14 @@
 #define NGX_HTTP_ZMQ_IDEM_HEADER     "Idempotency-Key"
 #define NGX_HTTP_ZMQ_IDEM_KEY_MAX    255
 #define NGX_HTTP_ZMQ_IDEM_HASH       64          /* hex SHA-256 */
+#define NGX_HTTP_ZMQ_IDEM_OWNER      32          /* hex, random */
+#define NGX_HTTP_ZMQ_IDEM_MARKER     (1 + NGX_HTTP_ZMQ_IDEM_HASH          \
+                                      + NGX_HTTP_ZMQ_IDEM_OWNER)
 #define NGX_HTTP_ZMQ_IDEM_KEEP_MAX   (16 * 1024 * 1024)
 #define NGX_HTTP_ZMQ_IDEM_TIMEOUT    2000        /* per Redis command */
-#define NGX_HTTP_ZMQ_IDEM_INFLIGHT   30          /* s, past the confirm */
+#define NGX_HTTP_ZMQ_IDEM_INFLIGHT   30          /* s, past the waits */
+/* zmq_confirm_timeout 0 (no limit): the wait the marker covers, ms */
+#define NGX_HTTP_ZMQ_IDEM_UNLIMITED  60000
 /* an exiting worker waits this long for its orphans' stores: past the
    Redis client's own timeout, which fails them first */
 #define NGX_HTTP_ZMQ_IDEM_WAIT       (NGX_HTTP_ZMQ_IDEM_TIMEOUT + 1000)
@@ -95,7 +109,8 @@ typedef struct {
     ngx_http_request_t            *request;     /* NULL: it went away */
     ngx_http_zmq_ctx_t            *ctx;
     ngx_str_t                      key;         /* the Redis key */
-    u_char                         hash[NGX_HTTP_ZMQ_IDEM_HASH];
+    u_char                         marker[NGX_HTTP_ZMQ_IDEM_MARKER];
+                                                /* P<hash><owner> */
     ngx_uint_t                     ttl;         /* seconds */
     ngx_uint_t                     state;
     ngx_uint_t                     status;      /* the answer's */
@@ -118,7 +133,7 @@ typedef struct {
     ngx_http_zmq_pub_t            *pub;
     ngx_str_t                      key;
     ngx_str_t                      message_id;
-    u_char                         hash[NGX_HTTP_ZMQ_IDEM_HASH];
+    u_char                         marker[NGX_HTTP_ZMQ_IDEM_MARKER];
     ngx_uint_t                     ttl;
 } ngx_http_zmq_idem_orphan_t;
 
@@ -133,7 +148,9 @@ static void ngx_http_zmq_idem_cleanup(void *data);
 static void ngx_http_zmq_idem_leave(void *data);
 static void ngx_http_zmq_idem_orphan_done(ngx_http_zmq_pub_t *pub,
     ngx_http_zmq_pub_result_e result);
-static void ngx_http_zmq_idem_settled(ngx_str_t *key, u_char *hash,
+static ngx_msec_t ngx_http_zmq_idem_wait(ngx_http_request_t *r,
+    ngx_http_zmq_ctx_t *ctx);
+static void ngx_http_zmq_idem_settled(ngx_str_t *key, u_char *marker,
     ngx_uint_t ttl, ngx_http_zmq_pub_result_e result, ngx_str_t *message_id,
     ngx_log_t *log);
 static void ngx_http_zmq_idem_wait_handler(ngx_event_t *ev);
@@ -142,7 +159,7 @@ static ngx_int_t ngx_http_zmq_idem_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static void ngx_http_zmq_idem_keep(ngx_http_request_t *r,
     ngx_http_zmq_idem_t *idem);
-static void ngx_http_zmq_idem_store(ngx_str_t *key, u_char *hash,
+static void ngx_http_zmq_idem_store(ngx_str_t *key, u_char *marker,
     ngx_uint_t ttl, ngx_uint_t status, u_char *body, size_t len,
     ngx_uint_t orphan, ngx_log_t *log);
 static void ngx_http_zmq_idem_kept(ngx_zmq_redis_t *rd, redisReply *reply,
@@ -504,7 +521,7 @@ ngx_int_t
 ngx_http_zmq_idem_start(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx)
 {
     u_char                   *p, ttl[NGX_INT_T_LEN];
-    u_char                    value[1 + NGX_HTTP_ZMQ_IDEM_HASH];
+    u_char                    owner[NGX_HTTP_ZMQ_IDEM_OWNER / 2];
     size_t                    argvlen[7];
     ngx_int_t                 rc;
     ngx_str_t                *key;
@@ -516,7 +533,6 @@ ngx_http_zmq_idem_start(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx)
     ngx_pool_cleanup_t       *cln;
     ngx_http_zmq_idem_t      *idem;
     ngx_http_zmq_route_t     *route;
-    ngx_http_zmq_loc_conf_t  *zlcf;
 
     route = ctx->route;
 
@@ -600,9 +616,18 @@ ngx_http_zmq_idem_start(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx)
     idem->ctx = ctx;
     idem->ttl = route->idempotency_ttl;
 
-    if (ngx_http_zmq_idem_hash(r, idem->hash) != NGX_OK) {
+    /* P<hash><owner>: the owner is what the outcome's store compares */
+
+    idem->marker[0] = 'P';
+
+    if (ngx_http_zmq_idem_hash(r, idem->marker + 1) != NGX_OK
+        || RAND_bytes(owner, sizeof(owner)) != 1)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    ngx_hex_dump(idem->marker + 1 + NGX_HTTP_ZMQ_IDEM_HASH, owner,
+                 sizeof(owner));
 
     /* zmq:idem:<len>:<channel>:<key>: no two channels' keys meet */
 
@@ -616,14 +641,9 @@ ngx_http_zmq_idem_start(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx)
                     &route->name, key);
     idem->key.len = p - idem->key.data;
 
-    zlcf = ngx_http_get_module_loc_conf(r, ngx_http_zmq_module);
-
-    value[0] = 'P';
-    ngx_memcpy(value + 1, idem->hash, NGX_HTTP_ZMQ_IDEM_HASH);
-
     argv[0] = "SET";
     argv[1] = (char *) idem->key.data;
-    argv[2] = (char *) value;
+    argv[2] = (char *) idem->marker;
     argv[3] = "NX";
     argv[4] = "GET";
     argv[5] = "EX";
@@ -631,12 +651,13 @@ ngx_http_zmq_idem_start(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx)
 
     argvlen[0] = 3;
     argvlen[1] = idem->key.len;
-    argvlen[2] = sizeof(value);
+    argvlen[2] = NGX_HTTP_ZMQ_IDEM_MARKER;
     argvlen[3] = 2;
     argvlen[4] = 3;
     argvlen[5] = 2;
-    argvlen[6] = ngx_sprintf(ttl, "%M", zlcf->confirm_timeout / 1000
-                                        + NGX_HTTP_ZMQ_IDEM_INFLIGHT)
+    argvlen[6] = ngx_sprintf(ttl, "%M",
+                             ngx_http_zmq_idem_wait(r, ctx) / 1000
+                             + NGX_HTTP_ZMQ_IDEM_INFLIGHT)
                  - ttl;
 
     rc = ngx_zmq_redis_command(rd, 7, argv, argvlen,
@@ -659,6 +680,37 @@ bad_key:
     return ngx_http_zmq_error(r, NGX_HTTP_BAD_REQUEST, "bad_header",
                               "header Idempotency-Key: must be 1-255 "
                               "printable ASCII characters", 0);
+}
+
+
+/*
+ * How long the request may wait for its outcome: the confirm (NGX_HTTP_
+ * ZMQ_IDEM_UNLIMITED when zmq_confirm_timeout is 0), and then the reply of
+ * an rpc or invoke service. The in-flight marker lasts that long and
+ * NGX_HTTP_ZMQ_IDEM_INFLIGHT more.
+ */
+
+static ngx_msec_t
+ngx_http_zmq_idem_wait(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx)
+{
+    ngx_msec_t                wait;
+    ngx_http_zmq_service_t   *svc;
+    ngx_http_zmq_loc_conf_t  *zlcf;
+
+    zlcf = ngx_http_get_module_loc_conf(r, ngx_http_zmq_module);
+
+    wait = zlcf->confirm_timeout ? zlcf->confirm_timeout
+                                 : NGX_HTTP_ZMQ_IDEM_UNLIMITED;
+
+    svc = ngx_http_zmq_runtime_service(&ctx->service);
+
+    if (svc != NULL && (svc->type == NGX_HTTP_ZMQ_SVC_RPC
+                        || svc->type == NGX_HTTP_ZMQ_SVC_INVOKE))
+    {
+        wait += svc->timeout ? svc->timeout : NGX_HTTP_ZMQ_IDEM_UNLIMITED;
+    }
+
+    return wait;
 }
 
 
@@ -754,7 +806,7 @@ ngx_http_zmq_idem_existing(ngx_http_request_t *r, ngx_http_zmq_idem_t *idem,
                                   "outcome of this key is unreadable", 1);
     }
 
-    if (ngx_memcmp(v + 1, idem->hash, NGX_HTTP_ZMQ_IDEM_HASH) != 0) {
+    if (ngx_memcmp(v + 1, idem->marker + 1, NGX_HTTP_ZMQ_IDEM_HASH) != 0) {
         return ngx_http_zmq_error(r, 422, "idempotency_mismatch",
                                   "this Idempotency-Key was used with "
                                   "another body", 0);
@@ -862,7 +914,7 @@ ngx_http_zmq_idem_leave(void *data)
     if (ctx->queued) {
         /* settled: the answer waited for its turn */
         idem->state = NGX_HTTP_ZMQ_IDEM_DONE;
-        ngx_http_zmq_idem_settled(&idem->key, idem->hash, idem->ttl,
+        ngx_http_zmq_idem_settled(&idem->key, idem->marker, idem->ttl,
                                   ctx->result, &ctx->message_id,
                                   ngx_cycle->log);
         return;
@@ -891,7 +943,7 @@ ngx_http_zmq_idem_leave(void *data)
     o->message_id.data = p;
     o->message_id.len = ctx->message_id.len;
     ngx_memcpy(p, ctx->message_id.data, ctx->message_id.len);
-    ngx_memcpy(o->hash, idem->hash, NGX_HTTP_ZMQ_IDEM_HASH);
+    ngx_memcpy(o->marker, idem->marker, NGX_HTTP_ZMQ_IDEM_MARKER);
     o->ttl = idem->ttl;
 
     /* the publish answers the orphan, no longer the request */
@@ -926,7 +978,7 @@ ngx_http_zmq_idem_orphan_done(ngx_http_zmq_pub_t *pub,
     pub->done = NULL;
     ngx_queue_remove(&o->queue);
 
-    ngx_http_zmq_idem_settled(&o->key, o->hash, o->ttl, result,
+    ngx_http_zmq_idem_settled(&o->key, o->marker, o->ttl, result,
                               &o->message_id, ngx_cycle->log);
 
     /* Redis has its own copy of the command */
@@ -942,7 +994,7 @@ ngx_http_zmq_idem_orphan_done(ngx_http_zmq_pub_t *pub,
  */
 
 static void
-ngx_http_zmq_idem_settled(ngx_str_t *key, u_char *hash, ngx_uint_t ttl,
+ngx_http_zmq_idem_settled(ngx_str_t *key, u_char *marker, ngx_uint_t ttl,
     ngx_http_zmq_pub_result_e result, ngx_str_t *message_id, ngx_log_t *log)
 {
     ngx_str_t    body;
@@ -951,8 +1003,8 @@ ngx_http_zmq_idem_settled(ngx_str_t *key, u_char *hash, ngx_uint_t ttl,
 
     pool = ngx_create_pool(1024, log);
     if (pool == NULL) {
-        /* the key deleted: the retry publishes */
-        ngx_http_zmq_idem_store(key, hash, ttl, 0, NULL, 0, 1, log);
+        /* no memory: the marker stays, rather than a retry republishing */
+        ngx_http_zmq_idem_store(key, marker, ttl, 0, NULL, 0, 1, log);
         return;
     }
 
@@ -962,7 +1014,7 @@ ngx_http_zmq_idem_settled(ngx_str_t *key, u_char *hash, ngx_uint_t ttl,
         status = 0;                                 /* no memory */
     }
 
-    ngx_http_zmq_idem_store(key, hash, ttl, status, body.data, body.len, 1,
+    ngx_http_zmq_idem_store(key, marker, ttl, status, body.data, body.len, 1,
                             log);
 
     /* the command was copied into the connection's buffer */
@@ -1116,8 +1168,21 @@ ngx_http_zmq_idem_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     }
 
     if (idem->unsent) {
-        /* the header's error, now that the answer is taken */
-        return NGX_ERROR;
+        /*
+         * Nothing goes out: the parts are taken as if sent until the last
+         * one, and then the header's error is reported, now that the
+         * whole answer is kept
+         */
+        for (cl = in; cl; cl = cl->next) {
+            if (ngx_buf_in_memory(cl->buf)) {
+                cl->buf->pos = cl->buf->last;
+            }
+            if (cl->buf->in_file) {
+                cl->buf->file_pos = cl->buf->file_last;
+            }
+        }
+
+        return idem->state == NGX_HTTP_ZMQ_IDEM_KEEPING ? NGX_OK : NGX_ERROR;
     }
 
     return ngx_http_zmq_idem_next_body(r, in);
@@ -1135,7 +1200,7 @@ ngx_http_zmq_idem_keep(ngx_http_request_t *r, ngx_http_zmq_idem_t *idem)
 {
     idem->state = NGX_HTTP_ZMQ_IDEM_DONE;
 
-    ngx_http_zmq_idem_store(&idem->key, idem->hash, idem->ttl,
+    ngx_http_zmq_idem_store(&idem->key, idem->marker, idem->ttl,
                             idem->too_large ? NGX_HTTP_INTERNAL_SERVER_ERROR
                                             : idem->status,
                             idem->keep, idem->keep_len, 0,
@@ -1144,20 +1209,37 @@ ngx_http_zmq_idem_keep(ngx_http_request_t *r, ngx_http_zmq_idem_t *idem)
 
 
 /*
- * SET key D<hash><status><body> EX ttl, or DEL key for a 5xx (status 0).
- * An orphan's store (its request gone) is counted until Redis answers it,
- * and a non-cancelable timer keeps an exiting worker that long (bounded).
+ * The outcome replaces this request's marker, only while the key still
+ * holds that marker: KEYS[1] the key, ARGV[1] the marker, ARGV[2] the
+ * outcome (D<hash><status><body>; empty: delete the key), ARGV[3] its TTL.
+ * 1: done; 0: the key is no longer this request's (its marker expired, and
+ * it is gone or another request's).
+ */
+
+static const char  ngx_http_zmq_idem_cas[] =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+    "if ARGV[2] == '' then redis.call('DEL', KEYS[1]) "
+    "else redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end "
+    "return 1";
+
+
+/*
+ * A 2xx or 4xx outcome is kept (D<hash><status><body> for the TTL), a 5xx
+ * one deletes the key; status 0 (no memory for it) leaves the marker to
+ * its TTL, so that a retry cannot publish again meanwhile. An orphan's
+ * store (its request gone) is counted until Redis answers it, and a
+ * non-cancelable timer keeps an exiting worker that long (bounded).
  */
 
 static void
-ngx_http_zmq_idem_store(ngx_str_t *key, u_char *hash, ngx_uint_t ttl,
+ngx_http_zmq_idem_store(ngx_str_t *key, u_char *marker, ngx_uint_t ttl,
     ngx_uint_t status, u_char *body, size_t len, ngx_uint_t orphan,
     ngx_log_t *log)
 {
     u_char                 *v, ttl_text[NGX_INT_T_LEN];
-    size_t                  argvlen[5];
+    size_t                  argvlen[7], vlen;
     ngx_int_t               rc;
-    const char             *argv[5];
+    const char             *argv[7];
     ngx_zmq_redis_t        *rd;
     ngx_http_zmq_worker_t  *w;
 
@@ -1170,45 +1252,57 @@ ngx_http_zmq_idem_store(ngx_str_t *key, u_char *hash, ngx_uint_t ttl,
         return;
     }
 
-    /* an orphan's store: the kept handler's data is the worker */
-    w = orphan ? ngx_http_zmq_worker() : NULL;
-
-    argv[1] = (char *) key->data;
-    argvlen[1] = key->len;
-
     v = NULL;
+    vlen = 0;
 
     if (status >= 200 && status <= 499) {
-        v = ngx_alloc(1 + NGX_HTTP_ZMQ_IDEM_HASH + 3 + len, log);
+        vlen = 1 + NGX_HTTP_ZMQ_IDEM_HASH + 3 + len;
+        v = ngx_alloc(vlen, log);
+        if (v == NULL) {
+            status = 0;
+        }
     }
 
-    if (v == NULL) {
-        argv[0] = "DEL";
-        argvlen[0] = 3;
+    if (status == 0) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "zmq: the outcome of idempotency key \"%V\" is not "
+                      "kept: no memory (the key stays in flight until its "
+                      "TTL)", key);
+        return;
+    }
 
-        rc = ngx_zmq_redis_command(rd, 2, argv, argvlen,
-                                   ngx_http_zmq_idem_kept, w);
-
-    } else {
+    if (v != NULL) {
         v[0] = 'D';
-        ngx_memcpy(v + 1, hash, NGX_HTTP_ZMQ_IDEM_HASH);
+        ngx_memcpy(v + 1, marker + 1, NGX_HTTP_ZMQ_IDEM_HASH);
         (void) ngx_sprintf(v + 1 + NGX_HTTP_ZMQ_IDEM_HASH, "%03ui", status);
         if (len) {
             ngx_memcpy(v + 1 + NGX_HTTP_ZMQ_IDEM_HASH + 3, body, len);
         }
+    }
 
-        argv[0] = "SET";
-        argvlen[0] = 3;
-        argv[2] = (char *) v;
-        argvlen[2] = 1 + NGX_HTTP_ZMQ_IDEM_HASH + 3 + len;
-        argv[3] = "EX";
-        argvlen[3] = 2;
-        argv[4] = (char *) ttl_text;
-        argvlen[4] = ngx_sprintf(ttl_text, "%ui", ttl) - ttl_text;
+    /* an orphan's store: the kept handler's data is the worker */
+    w = orphan ? ngx_http_zmq_worker() : NULL;
 
-        /* the command is copied into the connection's buffer */
-        rc = ngx_zmq_redis_command(rd, 5, argv, argvlen,
-                                   ngx_http_zmq_idem_kept, w);
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = ngx_http_zmq_idem_cas;
+    argvlen[1] = sizeof(ngx_http_zmq_idem_cas) - 1;
+    argv[2] = "1";
+    argvlen[2] = 1;
+    argv[3] = (char *) key->data;
+    argvlen[3] = key->len;
+    argv[4] = (char *) marker;
+    argvlen[4] = NGX_HTTP_ZMQ_IDEM_MARKER;
+    argv[5] = v ? (char *) v : "";
+    argvlen[5] = vlen;
+    argv[6] = (char *) ttl_text;
+    argvlen[6] = ngx_sprintf(ttl_text, "%ui", ttl) - ttl_text;
+
+    /* the command is copied into the connection's buffer */
+    rc = ngx_zmq_redis_command(rd, 7, argv, argvlen, ngx_http_zmq_idem_kept,
+                               w);
+
+    if (v != NULL) {
         ngx_free(v);
     }
 
@@ -1249,5 +1343,11 @@ ngx_http_zmq_idem_kept(ngx_zmq_redis_t *rd, redisReply *reply, void *data)
                       reply == NULL ? "no answer"
                                     : zgw_show(shown, sizeof(shown),
                                                reply->str, reply->len));
+
+    } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "zmq: an idempotency outcome was not kept: its "
+                      "in-flight marker had expired, and the key is gone "
+                      "or another request's");
     }
 }
