@@ -52,6 +52,7 @@
 #include <jansson.h>
 
 #include "zgw_amqp_check.h"
+#include "zgw_stomp_headers.h"
 #include "ngx_http_zmq_admin.h"
 
 
@@ -1499,11 +1500,7 @@ ngx_http_zmq_admin_stomp_headers(ngx_http_request_t *r,
     {
         /* the gateway's own headers, and "type", which properties sets */
 
-        if (ngx_zmq_stomp_reserved(e[i].key.bytes, e[i].key.len)
-            || (e[i].key.len == sizeof("type") - 1
-                && ngx_strncasecmp(e[i].key.bytes, (u_char *) "type",
-                                   sizeof("type") - 1) == 0))
-        {
+        if (zgw_stomp_reserved(e[i].key.bytes, e[i].key.len, 1)) {
             ngx_http_zmq_send_bad("headers.%*s: names a STOMP header the "
                                   "gateway sets (or a property sets)",
                                   ngx_min(e[i].key.len, 64),

@@ -14,6 +14,7 @@
 
 #include "zgw_amqp_check.h"
 #include "zgw_jms.h"
+#include "zgw_stomp_headers.h"
 #include "ngx_http_zmq_module.h"
 
 
@@ -531,7 +532,7 @@ ngx_http_zmq_message_id(ngx_pool_t *pool, ngx_str_t *id)
  * message id (amqp-message-id, which RabbitMQ's STOMP plugin maps to the
  * message_id property; zmq_message_id with use_jms), and every header of
  * the table by its name, none of which may be one the gateway sets
- * (ngx_zmq_stomp_reserved(): a 400). With use_jms, amq-msg-type:text marks
+ * (zgw_stomp_reserved(): a 400). With use_jms, amq-msg-type:text marks
  * a textual content type, for ActiveMQ's TextMessage (ngx_zmq_stomp_publish
  * sends it only for a body with a NUL, and content-length only without it,
  * so that ActiveMQ leaves neither as a property); other bodies go with
@@ -673,7 +674,7 @@ ngx_http_zmq_stomp_headers(ngx_http_request_t *r, ngx_http_zmq_service_t *svc,
     for (i = 0; (props._flags & AMQP_BASIC_HEADERS_FLAG)
                 && i < props.headers.num_entries; i++)
     {
-        if (ngx_zmq_stomp_reserved(e[i].key.bytes, e[i].key.len)) {
+        if (zgw_stomp_reserved(e[i].key.bytes, e[i].key.len, 0)) {
             *bad = "an X-Zmq-Header- header names a STOMP header the "
                    "gateway sets";
             return NGX_DECLINED;

@@ -1932,43 +1932,6 @@ ngx_zmq_stomp_value_check(u_char *p, size_t len)
 }
 
 
-/*
- * The headers the gateway sets on a SEND (or the broker uses), which a
- * request's headers may not name, ignoring case: the one list for
- * X-Zmq-Header-* of a publish (ngx_http_zmq_props.c) and the headers of
- * an admin send (ngx_http_zmq_admin_send.c, which refuses "type" as well:
- * its properties set it, while a publish sends X-Zmq-Header-type as is,
- * ActiveMQ's JMSType).
- */
-static const char  *ngx_zmq_stomp_reserved_names[] = {
-    "destination", "receipt", "content-length", "content-type",
-    "content-encoding", "transaction", "persistent", "priority", "expires",
-    "correlation-id", "reply-to", "amq-msg-type", "amqp-message-id",
-    "zmq_message_id", "message-id", "subscription", "ack", "id",
-    "receipt-id", "host", "login", "passcode", "heart-beat", "version",
-    "accept-version", "expiration", NULL
-};
-
-
-ngx_uint_t
-ngx_zmq_stomp_reserved(u_char *name, size_t len)
-{
-    ngx_uint_t  i;
-
-    for (i = 0; ngx_zmq_stomp_reserved_names[i] != NULL; i++) {
-        if (len == ngx_strlen(ngx_zmq_stomp_reserved_names[i])
-            && ngx_strncasecmp(name,
-                               (u_char *) ngx_zmq_stomp_reserved_names[i],
-                               len) == 0)
-        {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
 ngx_uint_t
 ngx_zmq_stomp_is_text(ngx_str_t *ct)
 {

@@ -174,12 +174,6 @@ ngx_zmq_stomp_conn_t *ngx_zmq_stomp_probe(ngx_zmq_stomp_worker_t *w,
 /* the caller went away: closes the probe, frees it, calls nothing back */
 void ngx_zmq_stomp_probe_cancel(ngx_zmq_stomp_conn_t *conn);
 
-/*
- * 1: a header the gateway sets itself, which a request may not name
- * (X-Zmq-Header-* of a publish, an admin send's headers), ignoring case
- */
-ngx_uint_t ngx_zmq_stomp_reserved(u_char *name, size_t len);
-
 /* a header name or value a SEND may carry: NULL, or why not */
 const char *ngx_zmq_stomp_value_check(u_char *p, size_t len);
 

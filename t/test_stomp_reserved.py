@@ -1,10 +1,10 @@
-"""The STOMP headers a request may not set: one list (ngx_zmq_stomp.c)
-for X-Zmq-Header-* of a publish with a stomp_outconn (400 bad_header) and
-for the headers of an admin send (400 bad_request), in any case of
-letters; an admin send refuses "type" as well (its properties set it),
-while a publish sends X-Zmq-Header-type as it is (ActiveMQ's JMSType).
-Against the scripted fake broker (t/fake_stomp.py): nothing is sent for a
-refused request.
+"""The STOMP headers a request may not set: one list
+(src/core/zgw_stomp_headers.c, zmqd's too) for X-Zmq-Header-* of a
+publish with a stomp_outconn (400 bad_header) and for the headers of an
+admin send (400 bad_request), in any case of letters; an admin send
+refuses "type" as well (its properties set it), while a publish sends
+X-Zmq-Header-type as it is (ActiveMQ's JMSType). Against the scripted
+fake broker (t/fake_stomp.py): nothing is sent for a refused request.
 """
 
 import pytest

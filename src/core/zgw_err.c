@@ -118,6 +118,13 @@ zgw_errors_first(const zgw_errors_t *errs)
 }
 
 
+int
+zgw_printable(unsigned char c)
+{
+    return c >= 0x20 && c < 0x7f;
+}
+
+
 const char *
 zgw_show(char *out, size_t size, const char *s, size_t len)
 {
@@ -143,7 +150,7 @@ zgw_show(char *out, size_t size, const char *s, size_t len)
     }
 
     for (i = 0; i < n; i++) {
-        out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+        out[i] = zgw_printable(s[i]) ? s[i] : '?';
     }
 
     if (n < len && max >= 3) {

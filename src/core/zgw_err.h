@@ -37,6 +37,14 @@ void zgw_errors_move(zgw_errors_t *dst, zgw_errors_t *src);
 const char *zgw_errors_first(const zgw_errors_t *errs);
 
 /*
+ * Whether byte c may be shown as it is: printable ASCII, 0x20 (space) to
+ * 0x7e. No control character, DEL or byte >= 0x80 (a char is converted,
+ * so a negative one is a byte >= 0x80). The one test behind zgw_show()
+ * and everything else that shows or keeps a peer's text only printable.
+ */
+int zgw_printable(unsigned char c);
+
+/*
  * What may be shown (logged, printed, put in a message) of a text a peer
  * chose: a Redis error reply, a sentinel's answer. A hostile store can
  * answer anything, so every byte that is not printable ASCII becomes '?'

@@ -8,6 +8,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "zgw_err.h"
 #include "zgw_fleet.h"
 
 
@@ -143,7 +144,7 @@ zgw_fleet_clean(json_t *out, const char *field, json_t *v)
     n = json_string_length(v);
 
     for (i = 0; i < n; i++) {
-        if ((unsigned char) s[i] < 0x20 || (unsigned char) s[i] >= 0x7f) {
+        if (!zgw_printable(s[i])) {
             json_object_set_new(out, field, json_string("?"));
             return;
         }

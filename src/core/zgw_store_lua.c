@@ -230,7 +230,7 @@ zgw_store_printable(zgw_errors_t *errs, size_t first)
 
     for (i = first; i < errs->n; i++) {
         for (p = errs->msgs[i]; *p; p++) {
-            if ((unsigned char) *p < 0x20 || (unsigned char) *p >= 0x7f) {
+            if (!zgw_printable(*p)) {
                 *p = '?';
             }
         }

@@ -23,8 +23,9 @@
  *   headers           the message's headers (strings as they are, integers
  *                     in decimal, booleans true/false; other types left
  *                     out), then the service's headers, which win; a name
- *                     zmqd sets (destination, receipt, content-length, ...)
- *                     is left out of a message's headers and refused in a
+ *                     zmqd sets (destination, receipt, content-length, ...,
+ *                     type: zgw_stomp_reserved(), the gateway's list) is
+ *                     left out of a message's headers and refused in a
  *                     service's
  *
  * use_jms on the stomp_def (ActiveMQ's conventions): a body of a textual
@@ -37,9 +38,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
+#include "zgw_stomp_headers.h"
 #include "zmqd.h"
 #include "zmqd_stomp_client.h"
 
@@ -54,34 +55,6 @@ typedef struct {
     size_t       vlen;
     char         num[32];           /* a number's text */
 } zmqd_sp_header_t;
-
-
-/* what zmqd sets or the protocol owns: never a message's header */
-static const char  *zmqd_sp_reserved[] = {
-    "destination", "receipt", "content-length", "content-type",
-    "content-encoding", "transaction", "persistent", "priority", "expires",
-    "correlation-id", "reply-to", "amq-msg-type", "amqp-message-id",
-    "zmq_message_id", "message-id", "subscription", "ack", "id",
-    "receipt-id", "host", "login", "passcode", "heart-beat", "version",
-    "accept-version", "expiration", "type", NULL
-};
-
-
-static int
-zmqd_sp_is_reserved(const char *name, size_t len)
-{
-    int  i;
-
-    for (i = 0; zmqd_sp_reserved[i] != NULL; i++) {
-        if (strlen(zmqd_sp_reserved[i]) == len
-            && strncasecmp(zmqd_sp_reserved[i], name, len) == 0)
-        {
-            return 1;
-        }
-    }
-
-    return 0;
-}
 
 
 /* a property or header that can be a STOMP header (no NUL), or a refusal */
@@ -163,7 +136,7 @@ zmqd_sp_headers(const json_t *svc, const zmqd_msg_t *msg,
     shdrs = json_object_get(svc, "headers");
 
     json_object_foreach(shdrs, key, v) {
-        if (zmqd_sp_is_reserved(key, strlen(key))) {
+        if (zgw_stomp_reserved(key, strlen(key), 1)) {
             snprintf(err, errlen, "service header '%s' is a STOMP header "
                      "zmqd sets", key);
             return -1;
@@ -188,7 +161,7 @@ zmqd_sp_headers(const json_t *svc, const zmqd_msg_t *msg,
         e = &p->headers.entries[i];
 
         if (e->key.len == 0
-            || zmqd_sp_is_reserved(e->key.bytes, e->key.len))
+            || zgw_stomp_reserved(e->key.bytes, e->key.len, 1))
         {
             continue;
         }
