@@ -79,6 +79,8 @@
 #define NGX_HTTP_ZMQ_IDEM_INFLIGHT   30          /* s, past the waits */
 /* zmq_confirm_timeout 0 (no limit): the wait the marker covers, ms */
 #define NGX_HTTP_ZMQ_IDEM_UNLIMITED  60000
+/* the marker's longest TTL, s (a year): Redis refuses an EX past its range */
+#define NGX_HTTP_ZMQ_IDEM_MARKER_MAX 31536000
 /* an exiting worker waits this long for its orphans' stores: past the
    Redis client's own timeout, which fails them first */
 #define NGX_HTTP_ZMQ_IDEM_WAIT       (NGX_HTTP_ZMQ_IDEM_TIMEOUT + 1000)
@@ -525,7 +527,7 @@ ngx_http_zmq_idem_start(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx)
     size_t                    argvlen[7];
     ngx_int_t                 rc;
     ngx_str_t                *key;
-    ngx_uint_t                i;
+    ngx_uint_t                i, secs;
     const char               *argv[7];
     ngx_list_part_t          *part;
     ngx_table_elt_t          *h;
@@ -655,10 +657,10 @@ ngx_http_zmq_idem_start(ngx_http_request_t *r, ngx_http_zmq_ctx_t *ctx)
     argvlen[3] = 2;
     argvlen[4] = 3;
     argvlen[5] = 2;
-    argvlen[6] = ngx_sprintf(ttl, "%M",
-                             ngx_http_zmq_idem_wait(r, ctx) / 1000
-                             + NGX_HTTP_ZMQ_IDEM_INFLIGHT)
-                 - ttl;
+    secs = ngx_http_zmq_idem_wait(r, ctx) / 1000 + NGX_HTTP_ZMQ_IDEM_INFLIGHT;
+    secs = ngx_min(secs, NGX_HTTP_ZMQ_IDEM_MARKER_MAX);
+
+    argvlen[6] = ngx_sprintf(ttl, "%ui", secs) - ttl;
 
     rc = ngx_zmq_redis_command(rd, 7, argv, argvlen,
                                ngx_http_zmq_idem_reply, idem);
