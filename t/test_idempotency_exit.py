@@ -12,13 +12,12 @@ worker must still be there.
 
 import os
 import signal
-import threading
 import time
 
-import requests
 
-from test_idempotency_leave import (HoldProxy, KEY, ready_count,
-                                    start_with_shutdown_timeout, wait_for)
+from test_idempotency_leave import (HoldProxy, KEY, post_in_thread,
+                                    ready_count, start_with_shutdown_timeout,
+                                    wait_for)
 
 
 class RedisVia:
@@ -46,18 +45,7 @@ def test_an_exiting_worker_waits_for_its_orphans_store(
         [old] = gw.ngx.worker_pids()
         amqp.hold()
 
-        result = {}
-
-        def client():
-            try:
-                result["r"] = requests.post(
-                    gw.url + "/api/orders", data=b'{"n": 1}',
-                    headers={"Idempotency-Key": "k-1"}, timeout=30)
-            except requests.RequestException as e:
-                result["e"] = e
-
-        t = threading.Thread(target=client)
-        t.start()
+        t, result = post_in_thread(gw)
         wait_for(lambda: ready_count(queue) == 1)
 
         os.kill(gw.ngx.proc.pid, signal.SIGHUP)

@@ -134,6 +134,22 @@ def post(gw, key="k-1"):
                          headers={"Idempotency-Key": key}, timeout=30)
 
 
+def post_in_thread(gw):
+    """post(gw) in a thread: (the thread, a dict that gets "r", the
+    response, or "e", the requests exception)."""
+    result = {}
+
+    def client():
+        try:
+            result["r"] = post(gw)
+        except requests.RequestException as e:
+            result["e"] = e
+
+    t = threading.Thread(target=client)
+    t.start()
+    return t, result
+
+
 def wait_for(what, timeout=10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -261,16 +277,7 @@ def test_a_publish_outliving_its_request_keeps_its_outcome(
     old = set(gw.ngx.worker_pids())
     proxy.hold()
 
-    result = {}
-
-    def client():
-        try:
-            result["r"] = post(gw)
-        except requests.RequestException as e:
-            result["e"] = e
-
-    t = threading.Thread(target=client)
-    t.start()
+    t, result = post_in_thread(gw)
     wait_for(lambda: ready_count(queue) == 1)
 
     os.kill(gw.ngx.proc.pid, signal.SIGHUP)

@@ -15,33 +15,17 @@ Redis is read with redis-py, the queue with pika.
 
 import hashlib
 import re
-import threading
 import time
 
 import pika
-import requests
 
 from conftest import amqp_config
-from test_idempotency_leave import (BODY, KEY, channel_config, proxy,  # noqa
-                                    ready_count, wait_for)
+from test_idempotency_leave import (BODY, KEY, channel_config, post,  # noqa
+                                    post_in_thread, proxy, ready_count,
+                                    wait_for)
 
 ROUTER = "location /api/ { zmq_router; }\n"
 HASH = hashlib.sha256(b"POST /api/orders\n" + BODY).hexdigest()
-
-
-def post(gw, key="k-1", timeout=30):
-    return requests.post(gw.url + "/api/orders", data=BODY,
-                         headers={"Idempotency-Key": key}, timeout=timeout)
-
-
-def post_in_thread(gw):
-    out = {}
-
-    def run():
-        out["r"] = post(gw)
-    t = threading.Thread(target=run)
-    t.start()
-    return t, out
 
 
 def marker(c):
