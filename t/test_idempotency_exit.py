@@ -14,7 +14,6 @@ import os
 import signal
 import time
 
-
 from test_idempotency_leave import (HoldProxy, KEY, post_in_thread,
                                     ready_count, start_with_shutdown_timeout,
                                     wait_for)
